@@ -1,0 +1,117 @@
+// Package bus owns Flowgate's use of NATS JetStream: the stream and consumer
+// topology, CloudEvents in binary mode on NATS headers, publishing with a
+// deterministic Nats-Msg-Id, and consuming with explicit ack / nak-with-delay
+// / term semantics and a dead-letter stream.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrUnavailable means JetStream could not be reached or refused the
+// message (stream full, no quorum). Callers answer 503 and retry later.
+var ErrUnavailable = errors.New("bus: unavailable")
+
+// Bus is a connection to JetStream with Flowgate's topology in place.
+type Bus struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	log    *slog.Logger
+	source string
+	ownsNC bool
+}
+
+// Config configures a Bus.
+type Config struct {
+	// Source is the CloudEvents source of published events, e.g. "/flowgate/ingress".
+	Source string
+	// Limits bound the streams.
+	Limits Limits
+	// PublishTimeout bounds one publish when the context has no deadline (0 = 5 s).
+	PublishTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// Connect dials a NATS server by URL and sets up the topology.
+func Connect(ctx context.Context, url string, cfg Config, opts ...nats.Option) (*Bus, error) {
+	opts = append([]nats.Option{
+		nats.Name("flowgate" + cfg.Source),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+	}, opts...)
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: connect %s: %v", ErrUnavailable, url, err)
+	}
+	b, err := New(ctx, nc, cfg)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	b.ownsNC = true
+	return b, nil
+}
+
+// New wraps an existing connection and sets up the topology (idempotent:
+// every replica of every service may call it at start).
+func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Bus, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Source == "" {
+		cfg.Source = "/flowgate"
+	}
+	timeout := cfg.PublishTimeout
+	if timeout == 0 {
+		timeout = 5 * time.Second
+	}
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(timeout))
+	if err != nil {
+		return nil, fmt.Errorf("bus: jetstream: %w", err)
+	}
+	b := &Bus{nc: nc, js: js, log: cfg.Logger, source: cfg.Source}
+	if err := b.ensure(ctx, cfg.Limits); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Bus) ensure(ctx context.Context, l Limits) error {
+	for _, sc := range Streams(l) {
+		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("%w: stream %s: %v", ErrUnavailable, sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// JetStream exposes the underlying JetStream context (tests, benchmarks).
+func (b *Bus) JetStream() jetstream.JetStream { return b.js }
+
+// Conn exposes the underlying NATS connection.
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// Ping reports whether JetStream answers.
+func (b *Bus) Ping(ctx context.Context) error {
+	if !b.nc.IsConnected() {
+		return fmt.Errorf("%w: not connected", ErrUnavailable)
+	}
+	if _, err := b.js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Close closes the connection if the Bus opened it.
+func (b *Bus) Close() {
+	if b.ownsNC {
+		b.nc.Close()
+	}
+}

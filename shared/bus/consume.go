@@ -1,0 +1,266 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Message is a consumed event and its delivery metadata.
+type Message struct {
+	Subject string
+	Event   cloudevents.Event
+	// Delivered counts deliveries of this message, 1 for the first.
+	Delivered uint64
+	raw       jetstream.Msg
+}
+
+// InProgress tells JetStream the handler is still working (resets AckWait).
+func (m Message) InProgress() {
+	if m.raw != nil {
+		_ = m.raw.InProgress()
+	}
+}
+
+// Handler processes one message. Return nil only once its effect is stored.
+// The error decides what happens next: Permanent → dead letter and term;
+// RetryAfter → redelivery after the wait; any other error → redelivery with
+// exponential backoff until MaxDeliver, then dead letter.
+type Handler func(ctx context.Context, m Message) error
+
+// PermanentError marks a failure no retry can fix.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent wraps err so the message is dead-lettered instead of retried.
+func Permanent(err error) error { return &PermanentError{Err: err} }
+
+// RetryAfterError asks for redelivery after Wait.
+type RetryAfterError struct {
+	Wait time.Duration
+	Err  error
+}
+
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("retry after %s: %v", e.Wait, e.Err)
+}
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// RetryAfter wraps err so the message is redelivered after wait.
+func RetryAfter(err error, wait time.Duration) error { return &RetryAfterError{Wait: wait, Err: err} }
+
+// ConsumeOptions tune a consumer's processing in this process.
+type ConsumeOptions struct {
+	// Workers handle messages concurrently (0 = 16).
+	Workers int
+	// Key, when set, sends messages with the same key to the same worker,
+	// so they are handled one at a time in stream order (e.g. per run).
+	Key func(m Message) string
+	// MaxBackoff caps the exponential redelivery delay (0 = 1 min).
+	MaxBackoff time.Duration
+	// DrainTimeout bounds the wait for in-flight handlers on shutdown (0 = 20 s).
+	DrainTimeout time.Duration
+}
+
+// Consume runs h over the consumer's messages until ctx ends, then stops
+// fetching and waits for in-flight handlers to finish.
+func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o ConsumeOptions) error {
+	if o.Workers <= 0 {
+		o.Workers = 16
+	}
+	if o.MaxBackoff == 0 {
+		o.MaxBackoff = time.Minute
+	}
+	if o.DrainTimeout == 0 {
+		o.DrainTimeout = 20 * time.Second
+	}
+	cfg := spec.config()
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, spec.Stream, cfg)
+	if err != nil {
+		return fmt.Errorf("%w: consumer %s: %v", ErrUnavailable, spec.Durable, err)
+	}
+
+	// Handlers run on their own context: shutdown lets in-flight work
+	// finish (drain) instead of cancelling it half-way.
+	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+
+	queues := make([]chan item, o.Workers)
+	var wg sync.WaitGroup
+	for i := range queues {
+		queues[i] = make(chan item, 64)
+		wg.Add(1)
+		go func(q chan item) {
+			defer wg.Done()
+			for it := range q {
+				b.handle(hctx, spec, cfg.MaxDeliver, h, o, it)
+			}
+		}(queues[i])
+	}
+	var next uint32
+	cc, err := cons.Consume(func(raw jetstream.Msg) {
+		m, derr := decode(raw)
+		idx := 0
+		if o.Key != nil && derr == nil {
+			hs := fnv.New32a()
+			hs.Write([]byte(o.Key(m)))
+			idx = int(hs.Sum32() % uint32(len(queues)))
+		} else {
+			next++
+			idx = int(next % uint32(len(queues)))
+		}
+		queues[idx] <- item{m: m, err: derr}
+	}, jetstream.PullMaxMessages(o.Workers*32), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+			b.log.Debug("consume", "consumer", spec.Durable, "err", err)
+		}
+	}))
+	if err != nil {
+		for _, q := range queues {
+			close(q)
+		}
+		wg.Wait()
+		return fmt.Errorf("%w: consume %s: %v", ErrUnavailable, spec.Durable, err)
+	}
+	<-ctx.Done()
+	cc.Drain()
+	select {
+	case <-cc.Closed():
+	case <-time.After(o.DrainTimeout):
+		cc.Stop()
+	}
+	for _, q := range queues {
+		close(q)
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(o.DrainTimeout):
+		cancelHandlers()
+		<-done
+	}
+	return nil
+}
+
+func decode(raw jetstream.Msg) (Message, error) {
+	m := Message{Subject: raw.Subject(), raw: raw}
+	if md, err := raw.Metadata(); err == nil {
+		m.Delivered = md.NumDelivered
+	}
+	e, err := FromMsg(raw.Headers(), raw.Data())
+	m.Event = e
+	return m, err
+}
+
+type item struct {
+	m   Message
+	err error
+}
+
+func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, maxDeliver int, h Handler, o ConsumeOptions, it item) {
+	start := time.Now()
+	m, err, raw := it.m, it.err, it.m.raw
+	if err == nil {
+		err = safeCall(ctx, h, m)
+	} else {
+		err = Permanent(err)
+	}
+	result := "ack"
+	defer func() {
+		consumed.WithLabelValues(spec.Durable, result).Inc()
+		handleSeconds.WithLabelValues(spec.Durable).Observe(time.Since(start).Seconds())
+	}()
+	if err == nil {
+		// DoubleAck: the handler's effect is stored; make sure the ack is
+		// too, so a redelivery is the exception, not the rule.
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if aerr := raw.DoubleAck(actx); aerr != nil {
+			b.log.Warn("ack failed; message will be redelivered", "consumer", spec.Durable, "err", aerr)
+		}
+		return
+	}
+	var perm *PermanentError
+	var retry *RetryAfterError
+	switch {
+	case errors.As(err, &perm):
+		result = "dead_letter"
+		b.deadLetter(ctx, spec, raw, err)
+	case m.Delivered >= uint64(maxDeliver):
+		result = "dead_letter"
+		b.deadLetter(ctx, spec, raw, fmt.Errorf("gave up after %d deliveries: %w", m.Delivered, err))
+	case errors.As(err, &retry):
+		result = "retry"
+		_ = raw.NakWithDelay(retry.Wait)
+	default:
+		result = "retry"
+		d := backoff(m.Delivered, o.MaxBackoff)
+		b.log.Warn("handler failed; will retry", "consumer", spec.Durable, "subject", m.Subject, "delivered", m.Delivered, "retry_in", d, "err", err)
+		_ = raw.NakWithDelay(d)
+	}
+}
+
+func safeCall(ctx context.Context, h Handler, m Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panic: %v", r)
+		}
+	}()
+	return h(ctx, m)
+}
+
+// backoff is 250 ms doubled per delivery, capped.
+func backoff(delivered uint64, max time.Duration) time.Duration {
+	d := 250 * time.Millisecond
+	for i := uint64(1); i < delivered && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	return d
+}
+
+// deadLetter copies the message to the DLQ stream with the reason, then
+// terms it. If the copy fails the message is redelivered instead: a dead
+// letter is never lost.
+func (b *Bus) deadLetter(ctx context.Context, spec ConsumerSpec, raw jetstream.Msg, reason error) {
+	h := nats.Header{}
+	for k, v := range raw.Headers() {
+		h[k] = v
+	}
+	h.Set(HeaderDLQReason, truncate(reason.Error(), 1024))
+	h.Set(HeaderDLQSubject, raw.Subject())
+	dlq := &nats.Msg{Subject: "flowgate.dlq." + raw.Subject(), Header: h, Data: raw.Data()}
+	id := ""
+	if md, err := raw.Metadata(); err == nil {
+		id = fmt.Sprintf("%s:%d", md.Stream, md.Sequence.Stream)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := b.js.PublishMsg(pctx, dlq, jetstream.WithMsgID("dlq:"+id)); err != nil {
+		b.log.Error("dead-letter publish failed; will redeliver", "consumer", spec.Durable, "err", err)
+		_ = raw.NakWithDelay(5 * time.Second)
+		return
+	}
+	deadLettered.WithLabelValues(spec.Durable).Inc()
+	b.log.Warn("message dead-lettered", "consumer", spec.Durable, "subject", raw.Subject(), "reason", reason.Error())
+	_ = raw.TermWithReason(truncate(reason.Error(), 256))
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

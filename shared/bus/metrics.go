@@ -1,0 +1,30 @@
+package bus
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+var (
+	published = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_bus_published_total",
+		Help: "Events acknowledged by JetStream, by stream and whether JetStream dropped them as duplicates.",
+	}, []string{"stream", "duplicate"})
+	publishErrors = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_bus_publish_errors_total",
+		Help: "Publishes JetStream did not acknowledge, by subject kind.",
+	}, []string{"kind"})
+	consumed = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_bus_consumed_total",
+		Help: "Messages handled, by consumer and outcome (ack, retry, dead_letter).",
+	}, []string{"consumer", "result"})
+	deadLettered = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_bus_dead_lettered_total",
+		Help: "Messages moved to the dead-letter stream, by consumer.",
+	}, []string{"consumer"})
+	handleSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "flowgate_bus_handle_duration_seconds",
+		Help:    "Time a handler took for one message, by consumer.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12),
+	}, []string{"consumer"})
+)

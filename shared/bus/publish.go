@@ -1,0 +1,165 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// CloudEvents binary-mode header names on NATS (lower case, per the
+// CloudEvents NATS protocol binding).
+const (
+	hdrID          = "ce-id"
+	hdrSource      = "ce-source"
+	hdrType        = "ce-type"
+	hdrSpecVersion = "ce-specversion"
+	hdrTime        = "ce-time"
+	hdrSubject     = "ce-subject"
+	hdrContentType = "content-type"
+	// HeaderDLQReason says why a message was dead-lettered.
+	HeaderDLQReason = "Flowgate-Dlq-Reason"
+	// HeaderDLQSubject is the subject the dead letter was first published on.
+	HeaderDLQSubject = "Flowgate-Dlq-Subject"
+)
+
+// NewEvent builds a CloudEvent with a JSON payload. id must be
+// deterministic for the effect it describes: it becomes the Nats-Msg-Id, so
+// a retried publish inside the duplicate window is dropped by JetStream.
+func NewEvent(id, typ, subject string, data any) (cloudevents.Event, error) {
+	e := cloudevents.New()
+	e.SetID(id)
+	e.SetType(typ)
+	e.SetSubject(subject)
+	e.SetTime(time.Now().UTC())
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return e, fmt.Errorf("bus: encode %s: %w", typ, err)
+	}
+	e.SetDataContentType("application/json")
+	e.DataEncoded = raw
+	return e, nil
+}
+
+// PublishResult says what JetStream did with a publish.
+type PublishResult struct {
+	Stream    string
+	Sequence  uint64
+	Duplicate bool
+}
+
+// Publish sends e on subject in binary content mode and waits for
+// JetStream's acknowledgement: when it returns nil the event is durable.
+func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) (PublishResult, error) {
+	if e.Source() == "" {
+		e.SetSource(b.source)
+	}
+	if err := e.Validate(); err != nil {
+		return PublishResult{}, fmt.Errorf("bus: invalid event: %w", err)
+	}
+	msg := ToMsg(subject, e)
+	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(e.ID()))
+	if err != nil {
+		publishErrors.WithLabelValues(streamOf(subject)).Inc()
+		return PublishResult{}, classifyPublishError(err)
+	}
+	published.WithLabelValues(ack.Stream, fmt.Sprint(ack.Duplicate)).Inc()
+	return PublishResult{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+func classifyPublishError(err error) error {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return err
+	default:
+		// No responders, timeouts, "maximum bytes exceeded" (stream full,
+		// discard new) and connection loss all mean: not durable, try later.
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+}
+
+// ToMsg encodes e in binary content mode.
+func ToMsg(subject string, e cloudevents.Event) *nats.Msg {
+	h := nats.Header{}
+	h.Set(hdrID, e.ID())
+	h.Set(hdrSource, e.Source())
+	h.Set(hdrType, e.Type())
+	h.Set(hdrSpecVersion, e.SpecVersion())
+	if !e.Time().IsZero() {
+		h.Set(hdrTime, e.Time().UTC().Format(time.RFC3339Nano))
+	}
+	if s := e.Subject(); s != "" {
+		h.Set(hdrSubject, s)
+	}
+	if ct := e.DataContentType(); ct != "" {
+		h.Set(hdrContentType, ct)
+	}
+	// nats.Header.Set canonicalises keys; the binding wants lower case.
+	lower := nats.Header{}
+	for k, v := range h {
+		lower[toLower(k)] = v
+	}
+	return &nats.Msg{Subject: subject, Header: lower, Data: e.Data()}
+}
+
+// FromMsg decodes a binary-mode CloudEvent.
+func FromMsg(h nats.Header, data []byte) (cloudevents.Event, error) {
+	get := func(k string) string {
+		if v, ok := h[k]; ok && len(v) > 0 {
+			return v[0]
+		}
+		return h.Get(k)
+	}
+	e := cloudevents.New(get(hdrSpecVersion))
+	e.SetID(get(hdrID))
+	e.SetSource(get(hdrSource))
+	e.SetType(get(hdrType))
+	if s := get(hdrSubject); s != "" {
+		e.SetSubject(s)
+	}
+	if t := get(hdrTime); t != "" {
+		ts, err := time.Parse(time.RFC3339Nano, t)
+		if err != nil {
+			return e, fmt.Errorf("bus: bad ce-time %q: %w", t, err)
+		}
+		e.SetTime(ts)
+	}
+	if ct := get(hdrContentType); ct != "" {
+		e.SetDataContentType(ct)
+	}
+	e.DataEncoded = data
+	if err := e.Validate(); err != nil {
+		return e, fmt.Errorf("bus: not a CloudEvent: %w", err)
+	}
+	return e, nil
+}
+
+func toLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+func streamOf(subject string) string {
+	// "flowgate.<kind>.…" → kind, a bounded label.
+	const p = "flowgate."
+	if len(subject) > len(p) && subject[:len(p)] == p {
+		rest := subject[len(p):]
+		for i := 0; i < len(rest); i++ {
+			if rest[i] == '.' {
+				return rest[:i]
+			}
+		}
+		return rest
+	}
+	return "other"
+}

@@ -1,0 +1,151 @@
+package bus
+
+import (
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowgate/flowgate/shared/events"
+)
+
+// Stream names. All of Flowgate's streams are declared here and nowhere else.
+const (
+	StreamTriggers = "FLOWGATE_TRIGGERS"
+	StreamOutbound = "FLOWGATE_OUTBOUND"
+	StreamEvents   = "FLOWGATE_EVENTS"
+	StreamRuns     = "FLOWGATE_RUNS"
+	StreamDLQ      = "FLOWGATE_DLQ"
+)
+
+// Limits bounds the streams. A full stream refuses new messages (discard
+// new), which the ingress turns into 503: the bus pushes back instead of
+// dropping data.
+type Limits struct {
+	// MaxBytes per stream (0 = 1 GiB).
+	MaxBytes int64
+	// MaxAge of a message (0 = 7 days).
+	MaxAge time.Duration
+	// Duplicates is the Nats-Msg-Id de-duplication window (0 = 10 minutes).
+	Duplicates time.Duration
+	// Replicas per stream in a NATS cluster (0 = 1).
+	Replicas int
+}
+
+func (l *Limits) setDefaults() {
+	if l.MaxBytes == 0 {
+		l.MaxBytes = 1 << 30
+	}
+	if l.MaxAge == 0 {
+		l.MaxAge = 7 * 24 * time.Hour
+	}
+	if l.Duplicates == 0 {
+		l.Duplicates = 10 * time.Minute
+	}
+	if l.Replicas == 0 {
+		l.Replicas = 1
+	}
+}
+
+// Streams returns the configuration of every stream.
+func Streams(l Limits) []jetstream.StreamConfig {
+	l.setDefaults()
+	work := func(name, desc string, subjects ...string) jetstream.StreamConfig {
+		return jetstream.StreamConfig{
+			Name:        name,
+			Description: desc,
+			Subjects:    subjects,
+			Retention:   jetstream.WorkQueuePolicy,
+			Discard:     jetstream.DiscardNew,
+			MaxBytes:    l.MaxBytes,
+			MaxAge:      l.MaxAge,
+			Duplicates:  l.Duplicates,
+			Storage:     jetstream.FileStorage,
+			Replicas:    l.Replicas,
+		}
+	}
+	runs := work(StreamRuns, "run status changes, read by webhook delivery", events.SubjectRunStatus+".>")
+	// Run status changes may be read by more than one consumer (webhooks,
+	// exporters): keep them by limits, not as a work queue.
+	runs.Retention = jetstream.LimitsPolicy
+	dlq := work(StreamDLQ, "messages no handler could process, with the reason", events.SubjectDLQ+".>")
+	dlq.Retention = jetstream.LimitsPolicy
+	dlq.MaxAge = 30 * 24 * time.Hour
+	dlq.Discard = jetstream.DiscardOld // never refuse a dead letter: drop the oldest instead
+	return []jetstream.StreamConfig{
+		work(StreamTriggers, "accepted triggers, ingress to orchestrator", events.SubjectTrigger+".>"),
+		work(StreamOutbound, "outbound message bundles, orchestrator to channel workers", events.SubjectOutbound+".>"),
+		work(StreamEvents, "inbound user messages and delivery statuses", events.SubjectInbound+".>", events.SubjectDelivery+".>"),
+		runs,
+		dlq,
+	}
+}
+
+// ConsumerSpec declares a durable pull consumer shared by every replica of a service.
+type ConsumerSpec struct {
+	Stream  string
+	Durable string
+	Filters []string
+	// MaxDeliver bounds redeliveries (0 = 10). After the last one the
+	// message goes to the dead-letter stream.
+	MaxDeliver int
+	// AckWait is how long a handler may hold a message (0 = 30 s); the
+	// runner extends it with InProgress for slow handlers.
+	AckWait time.Duration
+	// BackOff delays redeliveries after AckWait timeouts.
+	BackOff []time.Duration
+	// MaxAckPending bounds in-flight messages across replicas (0 = 1000).
+	MaxAckPending int
+}
+
+func (s *ConsumerSpec) config() jetstream.ConsumerConfig {
+	if s.MaxDeliver == 0 {
+		s.MaxDeliver = 10
+	}
+	if s.AckWait == 0 {
+		s.AckWait = 30 * time.Second
+	}
+	if s.MaxAckPending == 0 {
+		s.MaxAckPending = 1000
+	}
+	backoff := s.BackOff
+	if len(backoff) > s.MaxDeliver {
+		backoff = backoff[:s.MaxDeliver]
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable:       s.Durable,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.AckWait,
+		MaxDeliver:    s.MaxDeliver,
+		BackOff:       backoff,
+		MaxAckPending: s.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if len(s.Filters) == 1 {
+		cfg.FilterSubject = s.Filters[0]
+	} else {
+		cfg.FilterSubjects = s.Filters
+	}
+	return cfg
+}
+
+// Consumers used by Flowgate's services.
+var (
+	// TriggerConsumer: the orchestrator's intake of accepted triggers.
+	TriggerConsumer = ConsumerSpec{Stream: StreamTriggers, Durable: "orchestrator-triggers", Filters: []string{events.SubjectTrigger + ".>"}}
+	// InboundConsumer: the orchestrator's intake of user replies.
+	InboundConsumer = ConsumerSpec{Stream: StreamEvents, Durable: "orchestrator-inbound", Filters: []string{events.SubjectInbound + ".>"}}
+	// DeliveryConsumer: the orchestrator's intake of message statuses.
+	DeliveryConsumer = ConsumerSpec{Stream: StreamEvents, Durable: "orchestrator-delivery", Filters: []string{events.SubjectDelivery + ".>"}}
+)
+
+// OutboundConsumer is the consumer of one channel's workers.
+func OutboundConsumer(channel string) ConsumerSpec {
+	return ConsumerSpec{
+		Stream:  StreamOutbound,
+		Durable: "channel-" + channel,
+		Filters: []string{events.SubjectOutbound + "." + channel + ".>"},
+		// Providers can be slow or down for a while: retry for longer.
+		MaxDeliver: 20,
+		AckWait:    60 * time.Second,
+	}
+}

@@ -1,0 +1,191 @@
+// Package events owns the messages Flowgate services exchange on the bus:
+// their CloudEvent types, NATS subjects and JSON payloads.
+package events
+
+import (
+	"time"
+)
+
+// CloudEvent types. Every bus message carries one of these as ce-type.
+const (
+	TypeTriggerAccepted = "dev.flowgate.trigger.accepted"
+	TypeOutbound        = "dev.flowgate.outbound"
+	TypeInbound         = "dev.flowgate.inbound.message"
+	TypeDelivery        = "dev.flowgate.message.status"
+	TypeRunStatus       = "dev.flowgate.run.status"
+)
+
+// Subject prefixes. A full subject appends the bot id (and channel where
+// relevant), e.g. "flowgate.outbound.whatsapp.acme".
+const (
+	SubjectTrigger   = "flowgate.trigger"
+	SubjectOutbound  = "flowgate.outbound"
+	SubjectInbound   = "flowgate.inbound"
+	SubjectDelivery  = "flowgate.delivery"
+	SubjectRunStatus = "flowgate.run"
+	SubjectDLQ       = "flowgate.dlq"
+)
+
+// TriggerSubject is where the ingress publishes accepted triggers of a bot.
+func TriggerSubject(bot string) string { return SubjectTrigger + "." + bot }
+
+// OutboundSubject is where the orchestrator publishes a bot's messages for a channel.
+func OutboundSubject(channel, bot string) string {
+	return SubjectOutbound + "." + channel + "." + bot
+}
+
+// InboundSubject carries user messages received on a channel.
+func InboundSubject(channel, bot string) string {
+	return SubjectInbound + "." + channel + "." + bot
+}
+
+// DeliverySubject carries message status changes reported for a channel.
+func DeliverySubject(channel, bot string) string {
+	return SubjectDelivery + "." + channel + "." + bot
+}
+
+// RunStatusSubject carries run status changes of a bot.
+func RunStatusSubject(bot string) string { return SubjectRunStatus + "." + bot }
+
+// Channels Flowgate knows. Sandbox needs no provider.
+const (
+	ChannelSandbox  = "sandbox"
+	ChannelWhatsApp = "whatsapp"
+	ChannelTelegram = "telegram"
+	ChannelRCS      = "rcs"
+)
+
+// KnownChannel reports whether c names a channel Flowgate can send on.
+func KnownChannel(c string) bool {
+	switch c {
+	case ChannelSandbox, ChannelWhatsApp, ChannelTelegram, ChannelRCS:
+		return true
+	}
+	return false
+}
+
+// Audience says who a trigger is for. Exactly one of Users, UsersBM or
+// Everyone selects the contacts; Filter narrows Everyone.
+type Audience struct {
+	// Users are external ids (E.164 phone numbers, Telegram chat ids) on Platform.
+	Users []string `json:"users,omitempty"`
+	// UsersBM are internal contact ids.
+	UsersBM []string `json:"users_bm,omitempty"`
+	// Everyone selects every reachable contact of the bot on Platform.
+	Everyone bool `json:"everyone,omitempty"`
+	// Platform is a channel name or "any".
+	Platform string `json:"platform,omitempty"`
+	// Filter is an expr-lang condition over contact attributes.
+	Filter string `json:"filter,omitempty"`
+}
+
+// Trigger is one accepted external request, as published by the ingress.
+type Trigger struct {
+	ID     string `json:"id"`
+	BotID  string `json:"bot_id"`
+	Source string `json:"source"` // dispatch, native, cloudevents, botmother, engati, recrubo
+	// Event is the event name the caller used, if any; FlowID is resolved by the ingress.
+	Event   string `json:"event,omitempty"`
+	FlowID  string `json:"flow_id"`
+	Channel string `json:"channel"`
+	// Audience selects the contacts.
+	Audience Audience `json:"audience"`
+	// Name is the contact's display name, when the caller gave one.
+	Name string `json:"name,omitempty"`
+	// Data is merged into each run and stored as the contact's last_request.
+	Data map[string]any `json:"data,omitempty"`
+	// Attributes are set on the contact (Engati).
+	Attributes map[string]any `json:"attributes,omitempty"`
+	// IdempotencyKey, when given, makes retries of the request harmless.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	// InitialMessage is a template for users outside the WhatsApp 24-hour window.
+	InitialMessage *Content `json:"initial_message,omitempty"`
+	// RunID, when set, is the id the single run of this trigger must have
+	// (Recrubo creates the flow run id before the run exists).
+	RunID      string    `json:"run_id,omitempty"`
+	AcceptedAt time.Time `json:"accepted_at"`
+}
+
+// OutboundMessage is one message of an Outbound bundle.
+type OutboundMessage struct {
+	// ID is deterministic (run id + sequence): the idempotency key of the send.
+	ID      string  `json:"id"`
+	Seq     int     `json:"seq"`
+	Step    string  `json:"step,omitempty"`
+	Content Content `json:"content"`
+}
+
+// Outbound is an ordered bundle of messages for one contact of one run. A
+// channel worker sends them in order, skipping those already accepted.
+type Outbound struct {
+	BotID     string            `json:"bot_id"`
+	RunID     string            `json:"run_id"`
+	TriggerID string            `json:"trigger_id,omitempty"`
+	ContactID string            `json:"contact_id"`
+	Channel   string            `json:"channel"`
+	To        string            `json:"to"`
+	Messages  []OutboundMessage `json:"messages"`
+	// InitialMessage replaces the first free-form message when the contact
+	// is outside the WhatsApp 24-hour window.
+	InitialMessage *Content `json:"initial_message,omitempty"`
+	// LastInboundAt is when the contact last wrote (WhatsApp window).
+	LastInboundAt *time.Time `json:"last_inbound_at,omitempty"`
+}
+
+// Inbound is a message a user sent to a bot.
+type Inbound struct {
+	BotID             string `json:"bot_id"`
+	Channel           string `json:"channel"`
+	From              string `json:"from"`
+	Name              string `json:"name,omitempty"`
+	ProviderMessageID string `json:"provider_message_id"`
+	Text              string `json:"text,omitempty"`
+	// ButtonID is the id of a pressed quick reply or list row.
+	ButtonID string `json:"button_id,omitempty"`
+	// FlowToken and FlowResponse carry a completed WhatsApp Flow (nfm_reply).
+	FlowToken    string         `json:"flow_token,omitempty"`
+	FlowResponse map[string]any `json:"flow_response,omitempty"`
+	ReceivedAt   time.Time      `json:"received_at"`
+}
+
+// Message statuses, in order of progress.
+const (
+	StatusQueued    = "queued"
+	StatusSent      = "sent"
+	StatusDelivered = "delivered"
+	StatusRead      = "read"
+	StatusFailed    = "failed"
+)
+
+// Delivery is a status change of one outbound message, reported by a
+// channel worker (sent / failed) or a provider webhook (delivered / read / failed).
+type Delivery struct {
+	BotID   string `json:"bot_id"`
+	Channel string `json:"channel"`
+	// MessageID is Flowgate's id; provider webhooks only know ProviderMessageID.
+	MessageID         string    `json:"message_id,omitempty"`
+	ProviderMessageID string    `json:"provider_message_id,omitempty"`
+	RunID             string    `json:"run_id,omitempty"`
+	TriggerID         string    `json:"trigger_id,omitempty"`
+	ContactID         string    `json:"contact_id,omitempty"`
+	Seq               int       `json:"seq,omitempty"`
+	Status            string    `json:"status"`
+	Reason            string    `json:"reason,omitempty"`
+	Code              string    `json:"code,omitempty"`
+	Unreachable       bool      `json:"unreachable,omitempty"`
+	At                time.Time `json:"at"`
+}
+
+// RunStatus is a run's status change, delivered to webhook subscribers.
+type RunStatus struct {
+	BotID     string    `json:"bot_id"`
+	RunID     string    `json:"run_id"`
+	TriggerID string    `json:"trigger_id,omitempty"`
+	FlowID    string    `json:"flow_id"`
+	ContactID string    `json:"contact_id"`
+	Status    string    `json:"status"`
+	Previous  string    `json:"previous,omitempty"`
+	Error     string    `json:"error,omitempty"`
+	Version   int64     `json:"version"`
+	At        time.Time `json:"at"`
+}
