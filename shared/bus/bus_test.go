@@ -163,4 +163,3 @@ func TestPublishFailsWhenNATSIsDown(t *testing.T) {
 	require.ErrorIs(t, err, bus.ErrUnavailable)
 	require.Error(t, b.Ping(ctx))
 }
-
