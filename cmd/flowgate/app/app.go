@@ -1,0 +1,196 @@
+// Package app wires Flowgate's services into processes: `flowgate dev`
+// (everything in one process with embedded NATS and the embedded store) and
+// one process per service. main only parses configuration and signals.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/flowgate/flowgate/ingress"
+	"github.com/flowgate/flowgate/orchestrator"
+	"github.com/flowgate/flowgate/orchestrator/flow"
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/channel"
+	"github.com/flowgate/flowgate/shared/channel/sandbox"
+	"github.com/flowgate/flowgate/shared/store"
+	"github.com/flowgate/flowgate/shared/store/sqlite"
+)
+
+// Config is every setting of every service; each reads what it needs.
+// main fills it from flags and FLOWGATE_* environment variables.
+type Config struct {
+	HTTPAddr   string // FLOWGATE_HTTP_ADDR
+	DataDir    string // FLOWGATE_DATA_DIR
+	AdminKey   string // FLOWGATE_ADMIN_KEY
+	NATSURL    string // FLOWGATE_NATS_URL
+	NATSListen string // FLOWGATE_NATS_LISTEN (dev: expose the embedded server)
+	NATSSync   bool   // FLOWGATE_NATS_SYNC_ALWAYS (dev: fsync every write)
+	MongoURI   string // FLOWGATE_MONGODB_URI
+	MongoDB    string // FLOWGATE_MONGODB_DATABASE
+	// HTTPAllowPrivate lets flow http steps reach private networks.
+	HTTPAllowPrivate bool // FLOWGATE_HTTP_ALLOW_PRIVATE
+	// StreamMaxBytes bounds each JetStream stream.
+	StreamMaxBytes int64 // FLOWGATE_STREAM_MAX_BYTES
+	// NoDemo skips creating the demo bot in dev.
+	NoDemo bool // FLOWGATE_NO_DEMO
+	Logger *slog.Logger
+	// OrchestratorHooks are test seams (crash injection).
+	OrchestratorHooks *orchestrator.Hooks
+}
+
+func (c *Config) setDefaults() {
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = ":8080"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "data"
+	}
+	if c.MongoDB == "" {
+		c.MongoDB = "flowgate"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// CompileFlow validates a flow document and returns its canonical JSON.
+func CompileFlow(doc []byte) ([]byte, error) {
+	d, err := flow.Parse(doc)
+	if err != nil {
+		var ve flow.ValidationErrors
+		if errors.As(err, &ve) {
+			return nil, flowErrors{ve}
+		}
+		return nil, err
+	}
+	return d.JSON()
+}
+
+// flowErrors adapts the interpreter's validation errors to the ingress's
+// field-error reporting.
+type flowErrors struct{ ve flow.ValidationErrors }
+
+func (f flowErrors) Error() string { return f.ve.Error() }
+
+func (f flowErrors) Fields() []ingress.FieldProblem {
+	out := make([]ingress.FieldProblem, 0, len(f.ve))
+	for _, e := range f.ve {
+		out = append(out, ingress.FieldProblem{Path: e.Path, Message: e.Message})
+	}
+	return out
+}
+
+// OpenStore opens MongoDB when a URI is configured, the embedded SQLite store otherwise.
+func OpenStore(ctx context.Context, cfg Config) (store.Store, error) {
+	cfg.setDefaults()
+	if cfg.MongoURI != "" {
+		return openMongo(ctx, cfg)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	return sqlite.Open(ctx, cfg.DataDir)
+}
+
+// ConnectBus dials the configured NATS server.
+func ConnectBus(ctx context.Context, cfg Config, source string) (*bus.Bus, error) {
+	cfg.setDefaults()
+	if cfg.NATSURL == "" {
+		return nil, errors.New("FLOWGATE_NATS_URL is required (or run `flowgate dev`)")
+	}
+	return bus.Connect(ctx, cfg.NATSURL, busConfig(cfg, source))
+}
+
+func busConfig(cfg Config, source string) bus.Config {
+	return bus.Config{Source: source, Logger: cfg.Logger, Limits: bus.Limits{MaxBytes: cfg.StreamMaxBytes}}
+}
+
+// Senders returns the channel senders that can be built from the
+// configuration. The sandbox is always there.
+func Senders(st store.Store) []channel.Sender {
+	return []channel.Sender{sandbox.NewSender(st)}
+}
+
+// RunIngress runs the ingress service.
+func RunIngress(ctx context.Context, cfg Config, st store.Store, b *bus.Bus) error {
+	return ingress.Run(ctx, ingress.Config{Addr: cfg.HTTPAddr, AdminKey: cfg.AdminKey},
+		ingress.Deps{Store: st, Bus: b, CompileFlow: CompileFlow, Logger: cfg.Logger.With("service", "ingress")})
+}
+
+// RunOrchestrator runs the orchestrator service.
+func RunOrchestrator(ctx context.Context, cfg Config, st store.Store, b *bus.Bus) error {
+	return orchestrator.Run(ctx, orchestrator.Config{HTTPAllowPrivate: cfg.HTTPAllowPrivate},
+		orchestrator.Deps{Store: st, Bus: b, Logger: cfg.Logger.With("service", "orchestrator"), Hooks: cfg.OrchestratorHooks})
+}
+
+// RunChannel runs the worker of one channel.
+func RunChannel(ctx context.Context, cfg Config, name string, st store.Store, b *bus.Bus) error {
+	for _, s := range Senders(st) {
+		if s.Channel() == name {
+			r, err := channel.NewRunner(channel.RunnerConfig{}, s, b, st, nil, cfg.Logger.With("service", "channel-"+name))
+			if err != nil {
+				return err
+			}
+			return r.Run(ctx)
+		}
+	}
+	return fmt.Errorf("unknown channel %q", name)
+}
+
+// adminKey returns the configured admin key, or the one stored in the data
+// directory, or a new one it stores there.
+func adminKey(cfg Config) (key string, generated bool, err error) {
+	if cfg.AdminKey != "" {
+		return cfg.AdminKey, false, nil
+	}
+	path := filepath.Join(cfg.DataDir, "admin.key")
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), false, nil
+	}
+	key = "fga_" + ingress.NewAPIKey()[3:]
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return "", false, fmt.Errorf("store admin key: %w", err)
+	}
+	return key, true, nil
+}
+
+// waitAll runs fns concurrently; the first error cancels the others.
+func waitAll(ctx context.Context, fns ...func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(fns))
+	for _, fn := range fns {
+		go func() { errc <- fn(ctx) }()
+	}
+	var first error
+	for range fns {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			cancel()
+		}
+	}
+	return first
+}
+
+// connectEmbedded opens an in-process connection to the embedded server.
+func connectEmbedded(ctx context.Context, e *bus.Embedded, cfg Config, source string) (*bus.Bus, error) {
+	nc, err := e.Connect(nats.Name("flowgate-dev" + source))
+	if err != nil {
+		return nil, err
+	}
+	b, err := bus.New(ctx, nc, busConfig(cfg, source))
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return b, nil
+}
+

@@ -1,0 +1,40 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Main runs one command with a parsed configuration.
+func Main(ctx context.Context, cmd string, args []string, cfg Config) error {
+	cfg.setDefaults()
+	if cmd == "dev" {
+		return RunDev(ctx, cfg)
+	}
+	if cmd == "channel" && len(args) != 1 {
+		return errors.New("usage: flowgate channel NAME (sandbox, whatsapp, telegram, rcs)")
+	}
+	if cmd == "ingress" && cfg.AdminKey == "" {
+		return errors.New("FLOWGATE_ADMIN_KEY is required")
+	}
+	st, err := OpenStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	b, err := ConnectBus(ctx, cfg, "/flowgate/"+cmd)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	switch cmd {
+	case "ingress":
+		return RunIngress(ctx, cfg, st, b)
+	case "orchestrator":
+		return RunOrchestrator(ctx, cfg, st, b)
+	case "channel":
+		return RunChannel(ctx, cfg, args[0], st, b)
+	}
+	return fmt.Errorf("unknown command %q", cmd)
+}

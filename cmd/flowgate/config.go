@@ -1,0 +1,69 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/flowgate/flowgate/cmd/flowgate/app"
+)
+
+// parseConfig reads flags, with FLOWGATE_* environment variables as defaults.
+func parseConfig(cmd string, args []string) (app.Config, []string, error) {
+	var cfg app.Config
+	fs := flag.NewFlagSet("flowgate "+cmd, flag.ContinueOnError)
+	str := func(p *string, name, env, def, help string) {
+		fs.StringVar(p, name, envOr(env, def), help+" ($"+env+")")
+	}
+	boolean := func(p *bool, name, env, help string) {
+		v, _ := strconv.ParseBool(os.Getenv(env))
+		fs.BoolVar(p, name, v, help+" ($"+env+")")
+	}
+	var logLevel, logFormat, maxBytes string
+	str(&cfg.HTTPAddr, "http-addr", "FLOWGATE_HTTP_ADDR", ":8080", "HTTP listen address")
+	str(&cfg.DataDir, "data-dir", "FLOWGATE_DATA_DIR", "data", "data directory (embedded store, embedded NATS)")
+	str(&cfg.AdminKey, "admin-key", "FLOWGATE_ADMIN_KEY", "", "admin API key (dev generates one when empty)")
+	str(&cfg.NATSURL, "nats-url", "FLOWGATE_NATS_URL", "", "NATS server URL (dev embeds one when empty)")
+	str(&cfg.NATSListen, "nats-listen", "FLOWGATE_NATS_LISTEN", "", "dev: also expose the embedded NATS on this address")
+	boolean(&cfg.NATSSync, "nats-sync-always", "FLOWGATE_NATS_SYNC_ALWAYS", "dev: fsync every JetStream write")
+	str(&cfg.MongoURI, "mongodb-uri", "FLOWGATE_MONGODB_URI", "", "MongoDB URI (the embedded SQLite store is used when empty)")
+	str(&cfg.MongoDB, "mongodb-database", "FLOWGATE_MONGODB_DATABASE", "flowgate", "MongoDB database name")
+	boolean(&cfg.HTTPAllowPrivate, "http-allow-private", "FLOWGATE_HTTP_ALLOW_PRIVATE", "let flow http steps call private addresses")
+	boolean(&cfg.NoDemo, "no-demo", "FLOWGATE_NO_DEMO", "dev: do not create the demo bot")
+	str(&maxBytes, "stream-max-bytes", "FLOWGATE_STREAM_MAX_BYTES", "0", "bytes per JetStream stream (0 = 1 GiB)")
+	str(&logLevel, "log-level", "FLOWGATE_LOG_LEVEL", "info", "debug, info, warn or error")
+	str(&logFormat, "log-format", "FLOWGATE_LOG_FORMAT", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return cfg, nil, err
+	}
+	n, err := strconv.ParseInt(maxBytes, 10, 64)
+	if err != nil || n < 0 {
+		return cfg, nil, fmt.Errorf("invalid stream max bytes %q", maxBytes)
+	}
+	cfg.StreamMaxBytes = n
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return cfg, nil, fmt.Errorf("invalid log level %q", logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(logFormat) {
+	case "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, opts))
+	default:
+		return cfg, nil, fmt.Errorf("invalid log format %q", logFormat)
+	}
+	slog.SetDefault(cfg.Logger)
+	return cfg, fs.Args(), nil
+}
+
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok {
+		return v
+	}
+	return def
+}

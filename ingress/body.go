@@ -1,0 +1,56 @@
+package ingress
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+)
+
+// readBody reads the request body under the size limit. wantTypes, when
+// given, are the accepted media types (415 otherwise).
+func (s *server) readBody(c *gin.Context, wantTypes ...string) ([]byte, *apiError) {
+	if len(wantTypes) > 0 {
+		mt, _, err := mime.ParseMediaType(c.GetHeader("Content-Type"))
+		ok := false
+		for _, w := range wantTypes {
+			if err == nil && mt == w {
+				ok = true
+			}
+		}
+		if !ok {
+			return nil, newError(http.StatusUnsupportedMediaType, "unsupported_media_type",
+				"Content-Type must be "+wantTypes[0])
+		}
+	}
+	if c.Request.ContentLength > s.cfg.MaxBodyBytes {
+		return nil, tooLarge(s.cfg.MaxBodyBytes)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge(s.cfg.MaxBodyBytes)
+		}
+		return nil, newError(http.StatusBadRequest, "bad_request", "could not read the request body")
+	}
+	return body, nil
+}
+
+func tooLarge(limit int64) *apiError {
+	return newError(http.StatusRequestEntityTooLarge, "body_too_large",
+		"request body exceeds "+humanBytes(limit))
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + " MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + " KiB"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}

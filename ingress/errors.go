@@ -1,0 +1,66 @@
+package ingress
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+// apiError is the JSON error every endpoint answers with:
+// {"error":{"code":"...","message":"...","field":"..."}}.
+type apiError struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+	// Details lists every invalid field when there are several.
+	Details []FieldProblem `json:"details,omitempty"`
+}
+
+func (e *apiError) Error() string { return e.Code + ": " + e.Message }
+
+func newError(status int, code, msg string) *apiError {
+	return &apiError{Status: status, Code: code, Message: msg}
+}
+
+func fieldError(status int, code, field, msg string) *apiError {
+	return &apiError{Status: status, Code: code, Field: field, Message: msg}
+}
+
+var (
+	errUnauthenticated = newError(http.StatusUnauthorized, "unauthenticated", "missing or invalid API key")
+	errForbidden       = newError(http.StatusForbidden, "forbidden", "this API key cannot access this bot")
+	errAdminOnly       = newError(http.StatusForbidden, "forbidden", "this operation needs the admin key")
+	errBusUnavailable  = newError(http.StatusServiceUnavailable, "unavailable", "the message bus is unavailable; nothing was queued, retry later")
+	errStoreDown       = newError(http.StatusServiceUnavailable, "unavailable", "the store is unavailable; retry later")
+)
+
+// abort answers with err and stops the handler chain.
+func abort(c *gin.Context, err *apiError) {
+	if err.Status == http.StatusServiceUnavailable || err.Status == http.StatusTooManyRequests {
+		c.Header("Retry-After", "5")
+	}
+	c.AbortWithStatusJSON(err.Status, gin.H{"error": err})
+}
+
+// storeError maps a store error to an API error.
+func storeError(err error, what string) *apiError {
+	var inv *store.InvalidError
+	switch {
+	case errors.As(err, &inv):
+		return fieldError(http.StatusUnprocessableEntity, "invalid", inv.Field, inv.Reason)
+	case errors.Is(err, store.ErrNotFound):
+		return newError(http.StatusNotFound, "not_found", what+" not found")
+	case errors.Is(err, store.ErrConflict):
+		return newError(http.StatusConflict, "conflict", what+" already exists")
+	case errors.Is(err, store.ErrVersionConflict):
+		return newError(http.StatusConflict, "conflict", what+" changed concurrently; retry")
+	case errors.Is(err, store.ErrInvalid):
+		return newError(http.StatusUnprocessableEntity, "invalid", err.Error())
+	default:
+		return errStoreDown
+	}
+}

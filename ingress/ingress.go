@@ -1,0 +1,242 @@
+// Package ingress owns Flowgate's HTTP front door: every trigger API
+// (native, CloudEvents and the drop-in compatible endpoints), the admin API,
+// the sandbox channel's API, provider webhooks and the operations endpoints.
+// A trigger is answered 202 only after JetStream acknowledged it.
+package ingress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+// Config configures the ingress.
+type Config struct {
+	// Addr to listen on (default ":8080").
+	Addr string
+	// AdminKey authorises admin calls (creating bots). Required.
+	AdminKey string
+	// MaxBodyBytes caps request bodies (default 1 MiB).
+	MaxBodyBytes int64
+	// CacheTTL bounds how long keys, bots and events are cached (default 5 s;
+	// a revoked key stops working within this time). Negative disables caching.
+	CacheTTL time.Duration
+	// ShutdownTimeout bounds the graceful shutdown (default 15 s).
+	ShutdownTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = ":8080"
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.CacheTTL == 0 {
+		c.CacheTTL = 5 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 15 * time.Second
+	}
+}
+
+// Validate reports configuration errors.
+func (c *Config) Validate() error {
+	if len(c.AdminKey) < 16 {
+		return errors.New("ingress: admin key must be at least 16 characters")
+	}
+	return nil
+}
+
+// Publisher is the part of the bus the ingress needs.
+type Publisher interface {
+	Publish(ctx context.Context, subject string, e cloudevents.Event) (bus.PublishResult, error)
+	Ping(ctx context.Context) error
+}
+
+// FlowCompiler validates a flow document and returns its canonical JSON.
+// Its errors are *FlowErrors-like values rendered by the caller: any error
+// implementing FieldErrors is reported with paths.
+type FlowCompiler func(doc []byte) (canonical []byte, err error)
+
+// FieldErrors is implemented by flow validation errors that name the
+// offending fields.
+type FieldErrors interface {
+	error
+	Fields() []FieldProblem
+}
+
+// FieldProblem is one invalid field of a document.
+type FieldProblem struct {
+	Path    string `json:"path"`
+	Message string `json:"message"`
+}
+
+// Deps are the ingress's collaborators.
+type Deps struct {
+	Store       store.Store
+	Bus         Publisher
+	CompileFlow FlowCompiler
+	Logger      *slog.Logger
+}
+
+type server struct {
+	cfg       Config
+	store     store.Store
+	bus       Publisher
+	compile   FlowCompiler
+	log       *slog.Logger
+	adminHash string
+	keys      *cache[store.APIKey]
+	bots      *cache[store.Bot]
+	events    *cache[store.Event]
+}
+
+// NewHandler builds the ingress's HTTP handler.
+func NewHandler(cfg Config, d Deps) (http.Handler, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if d.Store == nil || d.Bus == nil || d.CompileFlow == nil {
+		return nil, errors.New("ingress: Store, Bus and CompileFlow are required")
+	}
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	s := &server{
+		cfg: cfg, store: d.Store, bus: d.Bus, compile: d.CompileFlow, log: d.Logger,
+		adminHash: HashKey(cfg.AdminKey),
+		keys:      newCache[store.APIKey](cfg.CacheTTL),
+		bots:      newCache[store.Bot](cfg.CacheTTL),
+		events:    newCache[store.Event](cfg.CacheTTL),
+	}
+	return s.routes(), nil
+}
+
+func (s *server) routes() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.Use(s.recover, s.observe)
+	r.NoRoute(func(c *gin.Context) { abort(c, newError(http.StatusNotFound, "not_found", "no such endpoint")) })
+	r.NoMethod(func(c *gin.Context) {
+		abort(c, newError(http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this endpoint"))
+	})
+
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", s.ready)
+	r.GET("/metrics", gin.WrapH(promhttp.Handler()))
+
+	r.POST("/v1/bots", s.requireAdmin, s.createBot)
+	bot := r.Group("/v1/bots/:bot", s.requireBot)
+	bot.GET("", s.getBot)
+	bot.PUT("/flows/:flow", s.putFlow)
+	bot.GET("/flows/:flow", s.getFlow)
+	bot.PUT("/events/:event", s.putEvent)
+	bot.GET("/events/:event", s.getEvent)
+	bot.POST("/dispatch/:event", s.dispatch)
+	bot.GET("/runs/:run", s.getRun)
+	bot.GET("/runs", s.listRuns)
+	bot.GET("/sandbox/messages", s.listSandbox)
+	bot.POST("/sandbox/messages", s.postSandbox)
+	return r
+}
+
+func (s *server) recover(c *gin.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("handler panic", "path", c.FullPath(), "panic", fmt.Sprint(r))
+			abort(c, newError(http.StatusInternalServerError, "internal", "internal error"))
+		}
+	}()
+	c.Next()
+}
+
+func (s *server) observe(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	code := c.Writer.Status()
+	httpRequests.WithLabelValues(route, c.Request.Method, strconv.Itoa(code)).Inc()
+	httpSeconds.WithLabelValues(route, c.Request.Method).Observe(time.Since(start).Seconds())
+	if code >= 500 {
+		s.log.Warn("request failed", "method", c.Request.Method, "route", route, "status", code)
+	} else if s.log.Enabled(c.Request.Context(), slog.LevelDebug) {
+		s.log.Debug("request", "method", c.Request.Method, "route", route, "status", code, "took", time.Since(start))
+	}
+}
+
+func (s *server) ready(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	checks := gin.H{}
+	ok := true
+	if err := s.bus.Ping(ctx); err != nil {
+		checks["nats"], ok = err.Error(), false
+	} else {
+		checks["nats"] = "ok"
+	}
+	if err := s.store.Ping(ctx); err != nil {
+		checks["store"], ok = err.Error(), false
+	} else {
+		checks["store"] = "ok"
+	}
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	c.JSON(status, gin.H{"ready": ok, "checks": checks})
+}
+
+// Run serves the ingress on cfg.Addr until ctx ends, then shuts down gracefully.
+func Run(ctx context.Context, cfg Config, d Deps) error {
+	cfg.setDefaults()
+	h, err := NewHandler(cfg, d)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("ingress: listen %s: %w", cfg.Addr, err)
+	}
+	return Serve(ctx, ln, cfg, h, d.Logger)
+}
+
+// Serve serves h on ln until ctx ends.
+func Serve(ctx context.Context, ln net.Listener, cfg Config, h http.Handler, log *slog.Logger) error {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("ingress listening", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("ingress: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("ingress: shutdown: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,26 @@
+package ingress
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+var (
+	httpRequests = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_http_requests_total",
+		Help: "HTTP requests answered by the ingress, by route template, method and status code.",
+	}, []string{"route", "method", "code"})
+	httpSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "flowgate_http_request_duration_seconds",
+		Help:    "Ingress request latency, by route template and method.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 14),
+	}, []string{"route", "method"})
+	triggersAccepted = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_triggers_accepted_total",
+		Help: "Triggers durably queued, by API (dispatch, native, cloudevents, botmother, engati, recrubo) and bot.",
+	}, []string{"api", "bot"})
+	triggersRejected = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_triggers_rejected_total",
+		Help: "Trigger requests refused, by API and error code.",
+	}, []string{"api", "code"})
+)

@@ -1,0 +1,130 @@
+package ingress
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/flowgate/flowgate/ingress/compat"
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+// triggerNamespace scopes idempotency keys to trigger ids (UUIDv5).
+var triggerNamespace = uuid.MustParse("5b0c3f7e-6f53-4c59-9c77-3a8f1f2f6a10")
+
+// TriggerID is the id of a trigger: derived from the bot and the caller's
+// idempotency key when there is one, so that a retried request names the
+// same trigger (and JetStream drops the duplicate); random otherwise.
+func TriggerID(botID, idempotencyKey string) string {
+	if idempotencyKey == "" {
+		return uuid.Must(uuid.NewV7()).String()
+	}
+	return uuid.NewSHA1(triggerNamespace, []byte(botID+"\x00"+idempotencyKey)).String()
+}
+
+// lookupEvent returns the bot's event (cached).
+func (s *server) lookupEvent(ctx context.Context, botID, name string) (store.Event, error) {
+	return s.events.get(ctx, botID+"\x00"+name, func(ctx context.Context) (store.Event, error) {
+		return s.store.GetEvent(ctx, botID, name)
+	})
+}
+
+// eventFlow resolves the path's event to its flow, aborting with 404.
+func (s *server) eventFlow(c *gin.Context, botID, name string) (string, bool) {
+	ev, err := s.lookupEvent(c.Request.Context(), botID, name)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+			abort(c, newError(http.StatusNotFound, "not_found", "event "+name+" not found"))
+			return "", false
+		}
+		abort(c, storeError(err, "event"))
+		return "", false
+	}
+	return ev.FlowID, true
+}
+
+// fromCompat copies a parsed request into a trigger.
+func fromCompat(t *events.Trigger, r compat.Request) {
+	t.Audience = r.Audience
+	t.Name = r.Name
+	t.Data = r.Data
+	t.Attributes = r.Attributes
+	t.InitialMessage = r.InitialMessage
+	if t.IdempotencyKey == "" {
+		t.IdempotencyKey = r.IdempotencyKey
+	}
+	if t.Channel == "" {
+		t.Channel = r.Channel
+	}
+}
+
+// publishTrigger makes t durable on the bus. It fills the id and the
+// acceptance time; the returned error is an API error.
+func (s *server) publishTrigger(ctx context.Context, bot store.Bot, t *events.Trigger) (duplicate bool, _ *apiError) {
+	t.BotID = bot.ID
+	if t.Channel == "" {
+		t.Channel = bot.Channels.DefaultChannel
+		if t.Channel == "" {
+			t.Channel = events.ChannelSandbox
+		}
+	}
+	if t.ID == "" {
+		t.ID = TriggerID(bot.ID, t.IdempotencyKey)
+	}
+	t.AcceptedAt = time.Now().UTC()
+	ev, err := bus.NewEvent(t.ID, events.TypeTriggerAccepted, bot.ID, t)
+	if err != nil {
+		return false, newError(http.StatusUnprocessableEntity, "invalid", "the request data cannot be encoded: "+err.Error())
+	}
+	res, err := s.bus.Publish(ctx, events.TriggerSubject(bot.ID), ev)
+	if err != nil {
+		s.log.Warn("trigger not queued", "bot", bot.ID, "source", t.Source, "err", err)
+		return false, errBusUnavailable
+	}
+	triggersAccepted.WithLabelValues(t.Source, bot.ID).Inc()
+	return res.Duplicate, nil
+}
+
+func compatError(e *compat.Error) *apiError {
+	return &apiError{Status: e.Status, Code: e.Code, Field: e.Field, Message: e.Message}
+}
+
+// dispatch is BuilderBot's dispatch: POST /v1/bots/{bot}/dispatch/{event}
+// with {"from": "...", "name": "...", ...custom}.
+func (s *server) dispatch(c *gin.Context) {
+	bot := botOf(c)
+	flowID, ok := s.eventFlow(c, bot.ID, c.Param("event"))
+	if !ok {
+		triggersRejected.WithLabelValues("dispatch", "not_found").Inc()
+		return
+	}
+	body, aerr := s.readBody(c)
+	if aerr != nil {
+		triggersRejected.WithLabelValues("dispatch", aerr.Code).Inc()
+		abort(c, aerr)
+		return
+	}
+	req, perr := compat.ParseDispatch(c.GetHeader("Content-Type"), body)
+	if perr != nil {
+		triggersRejected.WithLabelValues("dispatch", perr.Code).Inc()
+		abort(c, compatError(perr))
+		return
+	}
+	t := events.Trigger{
+		Source: "dispatch", Event: c.Param("event"), FlowID: flowID,
+		IdempotencyKey: c.GetHeader("Idempotency-Key"),
+	}
+	fromCompat(&t, req)
+	dup, aerr := s.publishTrigger(c.Request.Context(), bot, &t)
+	if aerr != nil {
+		abort(c, aerr)
+		return
+	}
+	c.JSON(http.StatusAccepted, gin.H{"trigger_id": t.ID, "status": "accepted", "duplicate": dup})
+}

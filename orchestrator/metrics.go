@@ -1,0 +1,39 @@
+package orchestrator
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+var (
+	runsStarted = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_runs_started_total",
+		Help: "Runs created, by the API that triggered them.",
+	}, []string{"api"})
+	runsByStatus = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_run_transitions_total",
+		Help: "Run status changes, by the status entered.",
+	}, []string{"status"})
+	messagesQueued = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_messages_queued_total",
+		Help: "Outbound messages published to channel workers, by channel.",
+	}, []string{"channel"})
+	inboundMessages = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_inbound_messages_total",
+		Help: "User messages received, by channel.",
+	}, []string{"channel"})
+	deliveries = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_message_status_total",
+		Help: "Message status changes recorded, by channel and status.",
+	}, []string{"channel", "status"})
+	timersFired = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "flowgate_timers_fired_total",
+		Help: "Run timers (wait steps, ask timeouts) fired.",
+	})
+)
+
+var httpStepSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
+	Name:    "flowgate_flow_http_step_duration_seconds",
+	Help:    "Duration of HTTP calls made by flow http steps.",
+	Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
+})

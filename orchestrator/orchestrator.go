@@ -1,0 +1,145 @@
+// Package orchestrator owns flow runs: it turns accepted triggers into one
+// run per contact, drives each run through the flow interpreter, resumes
+// runs on user replies, timers and delivery results, and publishes outbound
+// messages and run status changes.
+package orchestrator
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/flowgate/flowgate/orchestrator/flow"
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+// Config configures the orchestrator.
+type Config struct {
+	// Workers handle messages of each consumer concurrently (default 32).
+	Workers int
+	// TimerInterval is how often due timers are looked for (default 1 s).
+	TimerInterval time.Duration
+	// HTTPAllowPrivate lets flow `http` steps call private-network addresses.
+	HTTPAllowPrivate bool
+	// HTTPTimeout is the default timeout of flow `http` steps (default 10 s).
+	HTTPTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Workers == 0 {
+		c.Workers = 32
+	}
+	if c.TimerInterval == 0 {
+		c.TimerInterval = time.Second
+	}
+	if c.HTTPTimeout == 0 {
+		c.HTTPTimeout = 10 * time.Second
+	}
+}
+
+// Bus is what the orchestrator needs of the message bus.
+type Bus interface {
+	Publish(ctx context.Context, subject string, e cloudevents.Event) (bus.PublishResult, error)
+	Consume(ctx context.Context, spec bus.ConsumerSpec, h bus.Handler, o bus.ConsumeOptions) error
+}
+
+// Deps are the orchestrator's collaborators.
+type Deps struct {
+	Store  store.Store
+	Bus    Bus
+	Logger *slog.Logger
+	// HTTPClient performs flow `http` steps (default: a client that refuses
+	// private addresses unless allowed).
+	HTTPClient *http.Client
+	// Hooks are test seams for crash tests; nil in production.
+	Hooks *Hooks
+}
+
+// Hooks let tests stop the orchestrator at precise points.
+type Hooks struct {
+	// AfterPublish runs after a run's outbound messages were published and
+	// before the run's new state is stored. Returning an error aborts the
+	// handler there, as a crash would.
+	AfterPublish func(runID string) error
+}
+
+// Orchestrator drives flow runs.
+type Orchestrator struct {
+	cfg   Config
+	store store.Store
+	bus   Bus
+	log   *slog.Logger
+	http  *http.Client
+	hooks *Hooks
+
+	defsMu sync.RWMutex
+	defs   map[string]*flow.Definition
+}
+
+// New builds an orchestrator.
+func New(cfg Config, d Deps) (*Orchestrator, error) {
+	cfg.setDefaults()
+	if d.Store == nil || d.Bus == nil {
+		return nil, errors.New("orchestrator: Store and Bus are required")
+	}
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	if d.HTTPClient == nil {
+		d.HTTPClient = newHTTPClient(cfg.HTTPAllowPrivate)
+	}
+	return &Orchestrator{cfg: cfg, store: d.Store, bus: d.Bus, log: d.Logger, http: d.HTTPClient,
+		hooks: d.Hooks, defs: map[string]*flow.Definition{}}, nil
+}
+
+// Run consumes triggers, replies and delivery results and fires timers
+// until ctx ends, then drains.
+func Run(ctx context.Context, cfg Config, d Deps) error {
+	o, err := New(cfg, d)
+	if err != nil {
+		return err
+	}
+	return o.Run(ctx)
+}
+
+// Run is the orchestrator's lifecycle.
+func (o *Orchestrator) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	consume := func(spec bus.ConsumerSpec, h bus.Handler, key func(bus.Message) string) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := o.bus.Consume(ctx, spec, h, bus.ConsumeOptions{Workers: o.cfg.Workers, Key: key}); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	// Messages about one contact (or one run) are handled one at a time, in order.
+	bySubject := func(m bus.Message) string { return m.Event.Subject() }
+	consume(bus.TriggerConsumer, o.handleTrigger, nil)
+	consume(bus.InboundConsumer, o.handleInbound, bySubject)
+	consume(bus.DeliveryConsumer, o.handleDelivery, bySubject)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		o.runTimers(ctx)
+	}()
+	o.log.Info("orchestrator running", "workers", o.cfg.Workers)
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		cancel()
+	}
+	wg.Wait()
+	return err
+}

@@ -1,0 +1,332 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/flowgate/flowgate/orchestrator/flow"
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+// runState is what the runner keeps in store.Run.State: the interpreter's
+// state plus the runner's own bookkeeping.
+type runState struct {
+	Flow flow.State `json:"flow"`
+	// Replies are the provider ids of the last inbound messages applied, so
+	// a provider's retry of a reply days later is not applied twice.
+	Replies []string `json:"replies,omitempty"`
+	// AwaitingWindow: the run sent the trigger's initial template to a
+	// WhatsApp contact outside the 24-hour window and starts the flow when
+	// the contact replies.
+	AwaitingWindow bool `json:"awaiting_window,omitempty"`
+}
+
+const maxRememberedReplies = 32
+
+func decodeState(r store.Run) (runState, error) {
+	var st runState
+	if len(r.State) == 0 {
+		return st, nil
+	}
+	if err := json.Unmarshal(r.State, &st); err != nil {
+		return st, fmt.Errorf("run %s: corrupt state: %w", r.ID, err)
+	}
+	return st, nil
+}
+
+// MessageID is the id of a run's message with sequence seq: deterministic,
+// so a replayed event produces the same ids (and no second send).
+func MessageID(runID string, seq int) string { return fmt.Sprintf("%s:%d", runID, seq) }
+
+// definition loads a flow version, parsed once and cached (versions are immutable).
+func (o *Orchestrator) definition(ctx context.Context, botID, flowID string, version int) (*flow.Definition, int, error) {
+	if version > 0 {
+		key := fmt.Sprintf("%s\x00%s\x00%d", botID, flowID, version)
+		o.defsMu.RLock()
+		d, ok := o.defs[key]
+		o.defsMu.RUnlock()
+		if ok {
+			return d, version, nil
+		}
+	}
+	f, err := o.store.GetFlow(ctx, botID, flowID, version)
+	if err != nil {
+		return nil, 0, fmt.Errorf("flow %s/%s v%d: %w", botID, flowID, version, err)
+	}
+	d, err := flow.Parse(f.Definition)
+	if err != nil {
+		return nil, 0, fmt.Errorf("flow %s/%s v%d no longer parses: %w", botID, flowID, f.Version, err)
+	}
+	key := fmt.Sprintf("%s\x00%s\x00%d", botID, flowID, f.Version)
+	o.defsMu.Lock()
+	if len(o.defs) > 10_000 {
+		o.defs = map[string]*flow.Definition{}
+	}
+	o.defs[key] = d
+	o.defsMu.Unlock()
+	return d, f.Version, nil
+}
+
+// slice is the outcome of applying one event to a run, with the effects
+// that must leave the orchestrator.
+type slice struct {
+	state     runState
+	sends     []events.OutboundMessage
+	attrs     map[string]any
+	waitUntil *time.Time
+}
+
+// advance applies ev to run and performs the effects: outbound messages are
+// recorded and published, attributes stored on the contact, the run's new
+// state stored with a version check, and the status change published.
+//
+// Effects are published before the state is stored, with deterministic ids:
+// if the process dies in between, the redelivered event replays the same
+// slice, JetStream drops the duplicate publish and the channel worker skips
+// messages it already sent. A version conflict means another event moved
+// the run first: the caller retries with the fresh run.
+func (o *Orchestrator) advance(ctx context.Context, run store.Run, contact store.Contact, ev flow.Event) error {
+	st, err := decodeState(run)
+	if err != nil {
+		return o.failRun(ctx, run, err.Error())
+	}
+	return o.advanceFrom(ctx, run, contact, st, ev)
+}
+
+// advanceFrom is advance with the run's decoded state.
+func (o *Orchestrator) advanceFrom(ctx context.Context, run store.Run, contact store.Contact, st runState, ev flow.Event) error {
+	if store.RunFinal(run.Status) {
+		return nil
+	}
+	def, _, err := o.definition(ctx, run.BotID, run.FlowID, run.FlowVersion)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return o.failRun(ctx, run, err.Error())
+		}
+		return err
+	}
+	sl, err := o.apply(ctx, &run, def, st, ev)
+	if err != nil {
+		return o.failRun(ctx, run, err.Error())
+	}
+	return o.commit(ctx, run, contact, sl)
+}
+
+// apply runs the interpreter until it waits or ends, performing HTTP calls
+// and flow hand-overs inline.
+func (o *Orchestrator) apply(ctx context.Context, run *store.Run, def *flow.Definition, st runState, ev flow.Event) (slice, error) {
+	sl := slice{}
+	fs := st.Flow
+	for hops := 0; ; hops++ {
+		if hops > 64 {
+			return sl, errors.New("too many http calls or flow hand-overs in one step")
+		}
+		next, effects, err := flow.Apply(def, fs, ev)
+		if err != nil {
+			return sl, err
+		}
+		fs = next
+		ev = nil
+		for _, e := range effects {
+			switch e := e.(type) {
+			case flow.Send:
+				sl.sends = append(sl.sends, events.OutboundMessage{
+					ID: MessageID(run.ID, e.Seq), Seq: e.Seq, Step: e.Step, Content: e.Content,
+				})
+			case flow.ScheduleTimer:
+				at := e.At.UTC()
+				sl.waitUntil = &at
+			case flow.SetAttributes:
+				if sl.attrs == nil {
+					sl.attrs = map[string]any{}
+				}
+				maps.Copy(sl.attrs, e.Values)
+			case flow.CallHTTP:
+				res := o.callHTTP(ctx, e)
+				ev = res
+			case flow.GotoFlow:
+				d, v, err := o.definition(ctx, run.BotID, e.FlowID, 0)
+				if err != nil {
+					return sl, err
+				}
+				def, run.FlowID, run.FlowVersion = d, e.FlowID, v
+				fs = flow.State{}
+				start := e.Start
+				start.RunID = run.ID
+				ev = start
+			}
+		}
+		if ev == nil {
+			break
+		}
+	}
+	st.Flow = fs
+	sl.state = st
+	if fs.Status == flow.StatusWaiting && !fs.WaitDeadline.IsZero() && sl.waitUntil == nil {
+		at := fs.WaitDeadline.UTC()
+		sl.waitUntil = &at
+	}
+	return sl, nil
+}
+
+// commit performs a slice's effects and stores the run.
+func (o *Orchestrator) commit(ctx context.Context, run store.Run, contact store.Contact, sl slice) error {
+	now := time.Now().UTC()
+	if len(sl.attrs) > 0 {
+		if _, _, err := o.store.UpsertContact(ctx, store.ContactUpsert{
+			BotID: contact.BotID, Channel: contact.Channel, ExternalID: contact.ExternalID,
+			Attributes: sl.attrs, Now: now,
+		}); err != nil {
+			return err
+		}
+	}
+	if len(sl.sends) > 0 {
+		if err := o.publishSends(ctx, run, contact, sl.sends, nil); err != nil {
+			return err
+		}
+	}
+	if o.hooks != nil && o.hooks.AfterPublish != nil {
+		if err := o.hooks.AfterPublish(run.ID); err != nil {
+			return err
+		}
+	}
+	raw, err := json.Marshal(sl.state)
+	if err != nil {
+		return bus.Permanent(err)
+	}
+	prev := run.Status
+	run.State = raw
+	run.Status = runStatus(sl.state)
+	run.Error = sl.state.Flow.Error
+	run.WaitUntil = nil
+	if run.Status == store.RunWaiting {
+		run.WaitUntil = sl.waitUntil
+	}
+	run.UpdatedAt = now
+	return o.storeRun(ctx, run, prev)
+}
+
+// storeRun writes run (version-checked) and publishes the status change.
+// The status event is published first, with an id naming the version it
+// describes, so that a crash between the two cannot lose it.
+func (o *Orchestrator) storeRun(ctx context.Context, run store.Run, prev string) error {
+	if run.Status != prev {
+		if err := o.publishStatus(ctx, run, prev, run.Version+1); err != nil {
+			return err
+		}
+	}
+	if _, err := o.store.UpdateRun(ctx, run); err != nil {
+		if errors.Is(err, store.ErrVersionConflict) {
+			return bus.RetryAfter(err, 50*time.Millisecond)
+		}
+		return err
+	}
+	if run.Status != prev {
+		runsByStatus.WithLabelValues(run.Status).Inc()
+	}
+	return nil
+}
+
+func runStatus(st runState) string {
+	if st.AwaitingWindow {
+		return store.RunWaiting
+	}
+	switch st.Flow.Status {
+	case flow.StatusWaiting:
+		return store.RunWaiting
+	case flow.StatusCompleted:
+		return store.RunCompleted
+	case flow.StatusFailed:
+		return store.RunFailed
+	case flow.StatusCancelled:
+		return store.RunCancelled
+	case flow.StatusExpired:
+		return store.RunExpired
+	}
+	return store.RunRunning
+}
+
+// publishSends records the messages and publishes them as one ordered bundle.
+func (o *Orchestrator) publishSends(ctx context.Context, run store.Run, contact store.Contact, sends []events.OutboundMessage, initial *events.Content) error {
+	now := time.Now().UTC()
+	recs := make([]store.Message, 0, len(sends))
+	for _, m := range sends {
+		content, err := json.Marshal(m.Content)
+		if err != nil {
+			return bus.Permanent(err)
+		}
+		recs = append(recs, store.Message{
+			ID: m.ID, BotID: run.BotID, RunID: run.ID, TriggerID: run.TriggerID, ContactID: contact.ID,
+			Channel: run.Channel, To: contact.ExternalID, Seq: m.Seq, Content: content,
+			Status: events.StatusQueued, CreatedAt: now, UpdatedAt: now,
+		})
+	}
+	if err := o.store.InsertMessages(ctx, recs); err != nil {
+		return err
+	}
+	out := events.Outbound{
+		BotID: run.BotID, RunID: run.ID, TriggerID: run.TriggerID, ContactID: contact.ID,
+		Channel: run.Channel, To: contact.ExternalID, Messages: sends,
+		InitialMessage: initial, LastInboundAt: contact.LastInboundAt,
+	}
+	ev, err := bus.NewEvent("out:"+sends[0].ID, events.TypeOutbound, contact.ID, out)
+	if err != nil {
+		return bus.Permanent(err)
+	}
+	if _, err := o.bus.Publish(ctx, events.OutboundSubject(run.Channel, run.BotID), ev); err != nil {
+		return err
+	}
+	messagesQueued.WithLabelValues(run.Channel).Add(float64(len(sends)))
+	return nil
+}
+
+func (o *Orchestrator) publishStatus(ctx context.Context, run store.Run, prev string, version int64) error {
+	rs := events.RunStatus{
+		BotID: run.BotID, RunID: run.ID, TriggerID: run.TriggerID, FlowID: run.FlowID,
+		ContactID: run.ContactID, Status: run.Status, Previous: prev, Error: run.Error,
+		Version: version, At: time.Now().UTC(),
+	}
+	ev, err := bus.NewEvent(fmt.Sprintf("run:%s:%d:%s", run.ID, version, run.Status), events.TypeRunStatus, run.ID, rs)
+	if err != nil {
+		return bus.Permanent(err)
+	}
+	_, err = o.bus.Publish(ctx, events.RunStatusSubject(run.BotID), ev)
+	return err
+}
+
+// failRun ends a run that cannot go on (its flow is gone or broken).
+func (o *Orchestrator) failRun(ctx context.Context, run store.Run, reason string) error {
+	if store.RunFinal(run.Status) {
+		return nil
+	}
+	o.log.Warn("run failed", "bot", run.BotID, "run", run.ID, "reason", reason)
+	prev := run.Status
+	run.Status = store.RunFailed
+	run.Error = reason
+	run.WaitUntil = nil
+	run.UpdatedAt = time.Now().UTC()
+	return o.storeRun(ctx, run, prev)
+}
+
+// rememberReply records an applied inbound message id; it reports false if
+// the id was applied before.
+func (st *runState) rememberReply(id string) bool {
+	if id == "" {
+		return true
+	}
+	if slices.Contains(st.Replies, id) {
+		return false
+	}
+	st.Replies = append(st.Replies, id)
+	if len(st.Replies) > maxRememberedReplies {
+		st.Replies = st.Replies[len(st.Replies)-maxRememberedReplies:]
+	}
+	return true
+}

@@ -1,0 +1,222 @@
+package channel
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+// Bus is what the runner needs of the message bus.
+type Bus interface {
+	Publish(ctx context.Context, subject string, e cloudevents.Event) (bus.PublishResult, error)
+	Consume(ctx context.Context, spec bus.ConsumerSpec, h bus.Handler, o bus.ConsumeOptions) error
+}
+
+// Store is what the runner needs of the store: the bot's credentials and
+// the message records that make sends idempotent.
+type Store interface {
+	GetBot(ctx context.Context, id string) (store.Bot, error)
+	GetMessage(ctx context.Context, botID, id string) (store.Message, error)
+	UpdateMessageStatus(ctx context.Context, botID, id, status, providerID, reason string, at time.Time) error
+}
+
+// Pacer spaces sends per sender account. Wait blocks until one send may
+// go; Throttled tells it the provider said "too fast".
+type Pacer interface {
+	Wait(ctx context.Context, account string) error
+	Throttled(account string, retryAfter time.Duration)
+}
+
+// RunnerConfig configures a channel runner.
+type RunnerConfig struct {
+	// Workers send concurrently (default 64). Messages of one contact are
+	// always sent one at a time, in order.
+	Workers int
+	// BotCacheTTL bounds how long bot credentials are cached (default 10 s).
+	BotCacheTTL time.Duration
+}
+
+// Runner consumes one channel's outbound bundles and sends them with a
+// Sender: pacing per account, idempotent per message, retry by error type.
+type Runner struct {
+	cfg    RunnerConfig
+	sender Sender
+	bus    Bus
+	store  Store
+	pacer  Pacer
+	log    *slog.Logger
+
+	mu   sync.Mutex
+	bots map[string]cachedBot
+}
+
+type cachedBot struct {
+	bot store.Bot
+	exp time.Time
+}
+
+// NewRunner builds a runner. pacer may be nil (no pacing: the sandbox).
+func NewRunner(cfg RunnerConfig, s Sender, b Bus, st Store, pacer Pacer, log *slog.Logger) (*Runner, error) {
+	if s == nil || b == nil || st == nil {
+		return nil, errors.New("channel: sender, bus and store are required")
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 64
+	}
+	if cfg.BotCacheTTL == 0 {
+		cfg.BotCacheTTL = 10 * time.Second
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Runner{cfg: cfg, sender: s, bus: b, store: st, pacer: pacer, log: log.With("channel", s.Channel()), bots: map[string]cachedBot{}}, nil
+}
+
+// Run consumes until ctx ends, then drains.
+func (r *Runner) Run(ctx context.Context) error {
+	spec := bus.OutboundConsumer(r.sender.Channel())
+	r.log.Info("channel worker running", "workers", r.cfg.Workers)
+	return r.bus.Consume(ctx, spec, r.Handle, bus.ConsumeOptions{
+		Workers: r.cfg.Workers,
+		// One contact's bundles go to one worker: they are sent in order.
+		Key: func(m bus.Message) string { return m.Event.Subject() },
+	})
+}
+
+func (r *Runner) bot(ctx context.Context, id string) (store.Bot, error) {
+	r.mu.Lock()
+	c, ok := r.bots[id]
+	r.mu.Unlock()
+	if ok && time.Now().Before(c.exp) {
+		return c.bot, nil
+	}
+	b, err := r.store.GetBot(ctx, id)
+	if err != nil {
+		return b, err
+	}
+	r.mu.Lock()
+	r.bots[id] = cachedBot{bot: b, exp: time.Now().Add(r.cfg.BotCacheTTL)}
+	r.mu.Unlock()
+	return b, nil
+}
+
+// Handle sends one outbound bundle: its messages in order, skipping those
+// the provider already accepted (a redelivery after a crash).
+func (r *Runner) Handle(ctx context.Context, m bus.Message) error {
+	var out events.Outbound
+	if err := json.Unmarshal(m.Event.Data(), &out); err != nil {
+		return bus.Permanent(fmt.Errorf("outbound payload: %w", err))
+	}
+	bot, err := r.bot(ctx, out.BotID)
+	if errors.Is(err, store.ErrNotFound) {
+		return bus.Permanent(fmt.Errorf("bot %s: %w", out.BotID, err))
+	}
+	if err != nil {
+		return err
+	}
+	account, err := r.sender.Account(bot)
+	if err != nil {
+		r.failRest(ctx, out, 0, err)
+		return bus.Permanent(err)
+	}
+	for i, msg := range out.Messages {
+		rec, err := r.store.GetMessage(ctx, out.BotID, msg.ID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err == nil && rec.Status != events.StatusQueued {
+			continue // accepted (or failed) before: never send twice
+		}
+		if r.pacer != nil {
+			if err := r.pacer.Wait(ctx, account); err != nil {
+				return err
+			}
+		}
+		m.InProgress()
+		start := time.Now()
+		res, err := r.sender.Send(ctx, bot, out, msg)
+		providerSeconds.WithLabelValues(r.sender.Channel()).Observe(time.Since(start).Seconds())
+		if err != nil {
+			return r.sendFailed(ctx, out, i, account, err)
+		}
+		now := time.Now().UTC()
+		// Record before acking: this is what makes a redelivery skip it.
+		if err := r.store.UpdateMessageStatus(ctx, out.BotID, msg.ID, events.StatusSent, res.ProviderMessageID, "", now); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		sent.WithLabelValues(r.sender.Channel()).Inc()
+		if err := r.report(ctx, out, msg, events.Delivery{Status: events.StatusSent, ProviderMessageID: res.ProviderMessageID, At: now}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendFailed turns a send error into the bundle's fate.
+func (r *Runner) sendFailed(ctx context.Context, out events.Outbound, i int, account string, err error) error {
+	var perm *PermanentError
+	var retry *RetryAfterError
+	ch := r.sender.Channel()
+	switch {
+	case errors.As(err, &perm):
+		failed.WithLabelValues(ch, perm.Code).Inc()
+		r.log.Warn("message failed permanently", "bot", out.BotID, "run", out.RunID, "code", perm.Code, "reason", perm.Reason)
+		if rerr := r.failRest(ctx, out, i, err); rerr != nil {
+			return rerr
+		}
+		return bus.Permanent(err)
+	case errors.As(err, &retry):
+		if retry.Throttled {
+			rateLimited.WithLabelValues(ch).Inc()
+			if r.pacer != nil {
+				r.pacer.Throttled(account, retry.Wait)
+			}
+		}
+		failed.WithLabelValues(ch, "retry").Inc()
+		return bus.RetryAfter(err, retry.Wait)
+	default:
+		failed.WithLabelValues(ch, "transient").Inc()
+		return err
+	}
+}
+
+// failRest reports messages i.. of the bundle as failed: the run fails with
+// the first one's reason, the others will never be sent.
+func (r *Runner) failRest(ctx context.Context, out events.Outbound, i int, cause error) error {
+	code, reason, unreachable := "error", cause.Error(), false
+	var perm *PermanentError
+	if errors.As(cause, &perm) {
+		code, reason, unreachable = perm.Code, perm.Reason, perm.Unreachable
+	}
+	now := time.Now().UTC()
+	for j := i; j < len(out.Messages); j++ {
+		msg := out.Messages[j]
+		d := events.Delivery{Status: events.StatusFailed, Code: code, Reason: reason, Unreachable: unreachable && j == i, At: now}
+		if err := r.report(ctx, out, msg, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// report publishes a message status change for the orchestrator.
+func (r *Runner) report(ctx context.Context, out events.Outbound, msg events.OutboundMessage, d events.Delivery) error {
+	d.BotID, d.Channel, d.MessageID, d.RunID = out.BotID, out.Channel, msg.ID, out.RunID
+	d.TriggerID, d.ContactID, d.Seq = out.TriggerID, out.ContactID, msg.Seq
+	ev, err := bus.NewEvent("dlv:"+msg.ID+":"+d.Status, events.TypeDelivery, out.RunID, d)
+	if err != nil {
+		return bus.Permanent(err)
+	}
+	_, err = r.bus.Publish(ctx, events.DeliverySubject(out.Channel, out.BotID), ev)
+	return err
+}

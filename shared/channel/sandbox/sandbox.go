@@ -1,0 +1,48 @@
+// Package sandbox is the channel every bot has: it needs no provider, keeps
+// what the bot sends in the store (readable through the ingress's sandbox
+// API) and takes simulated replies, so a whole conversation can be tried
+// with no credentials.
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/flowgate/flowgate/shared/channel"
+	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+// Store is where the sandbox "delivers".
+type Store interface {
+	AppendSandbox(ctx context.Context, m store.SandboxMessage) error
+}
+
+// Sender delivers into the store.
+type Sender struct{ store Store }
+
+// NewSender returns the sandbox sender.
+func NewSender(s Store) *Sender { return &Sender{store: s} }
+
+// Channel is "sandbox".
+func (*Sender) Channel() string { return events.ChannelSandbox }
+
+// Account paces nothing: every bot has one sandbox.
+func (*Sender) Account(b store.Bot) (string, error) { return b.ID, nil }
+
+// Send appends the message to the bot's sandbox transcript (once per id).
+func (s *Sender) Send(ctx context.Context, bot store.Bot, out events.Outbound, msg events.OutboundMessage) (channel.Result, error) {
+	content, err := json.Marshal(msg.Content)
+	if err != nil {
+		return channel.Result{}, &channel.PermanentError{Code: "invalid_message", Reason: err.Error(), Err: err}
+	}
+	err = s.store.AppendSandbox(ctx, store.SandboxMessage{
+		MessageID: msg.ID, BotID: bot.ID, RunID: out.RunID, To: out.To, Content: content,
+		CreatedAt: time.Now().UTC(),
+	})
+	if err != nil {
+		return channel.Result{}, err
+	}
+	return channel.Result{ProviderMessageID: "sandbox-" + msg.ID}, nil
+}
