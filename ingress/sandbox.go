@@ -119,4 +119,3 @@ func (s *server) publishInbound(c *gin.Context, in events.Inbound) *apiError {
 	}
 	return nil
 }
-

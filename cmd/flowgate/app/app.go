@@ -193,4 +193,3 @@ func connectEmbedded(ctx context.Context, e *bus.Embedded, cfg Config, source st
 	}
 	return b, nil
 }
-
