@@ -152,6 +152,8 @@ func (s *server) routes() *gin.Engine {
 	bot.GET("/runs", s.listRuns)
 	bot.GET("/sandbox/messages", s.listSandbox)
 	bot.POST("/sandbox/messages", s.postSandbox)
+	s.triggerRoutes(r, bot)
+	s.webhookRoutes(r)
 	return r
 }
 

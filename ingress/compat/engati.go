@@ -56,7 +56,7 @@ func ParseEngatiV2(contentType string, body []byte) (Request, *Error) {
 	}
 	delete(raw, engatiChannelKey)
 	delete(raw, engatiPhoneKey)
-	for k := range raw {
+	for _, k := range sortedKeys(raw) {
 		if err := checkAttributeKey(k); err != nil {
 			return Request{}, err
 		}

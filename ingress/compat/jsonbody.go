@@ -8,6 +8,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode"
@@ -90,7 +91,8 @@ func jsonSyntaxError(err error) *Error {
 // errors name prefix+key.
 func rawObjectToPlain(raw map[string]json.RawMessage, prefix string) (map[string]any, *Error) {
 	m := make(map[string]any, len(raw))
-	for k, v := range raw {
+	for _, k := range sortedKeys(raw) { // the first error reported does not depend on map order
+		v := raw[k]
 		pv, err := rawToPlain(v, prefix+k)
 		if err != nil {
 			return nil, err
@@ -352,4 +354,13 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n] + "…"
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
