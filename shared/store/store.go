@@ -349,7 +349,8 @@ type Runs interface {
 	CreateRun(ctx context.Context, r Run) (Run, bool, error)
 	GetRun(ctx context.Context, botID, id string) (Run, error)
 	// UpdateRun writes r if its Version still matches, and returns it with
-	// the new Version; otherwise ErrVersionConflict.
+	// the new Version and UpdatedAt (set by the store); otherwise
+	// ErrVersionConflict. BotID, TriggerID, ContactID and CreatedAt never change.
 	UpdateRun(ctx context.Context, r Run) (Run, error)
 	// ListRuns returns a page of runs, newest first (CreatedAt, then ID,
 	// descending); next is "" on the last page. Since is inclusive, Until

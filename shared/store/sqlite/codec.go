@@ -1,0 +1,163 @@
+package sqlite
+
+import (
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+// Times are stored as INTEGER nanoseconds since the Unix epoch, UTC.
+
+var (
+	minTime = time.Unix(0, -1<<63+1)
+	maxTime = time.Unix(0, 1<<63-1)
+)
+
+func checkTime(field string, t time.Time) error {
+	if t.Before(minTime) || t.After(maxTime) {
+		return &store.InvalidError{Field: field, Reason: "time out of range (1678..2262)"}
+	}
+	return nil
+}
+
+// now is the adapter's clock, rounded to microseconds so that values
+// written by the store round-trip through any adapter alike.
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+func orNow(t time.Time) time.Time {
+	if t.IsZero() {
+		return now()
+	}
+	return t.Round(0).UTC()
+}
+
+func nanos(t time.Time) int64 { return t.UnixNano() }
+
+func nullNanos(t *time.Time) any {
+	if t == nil || t.IsZero() {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
+
+func fromNullNanos(n sql.NullInt64) *time.Time {
+	if !n.Valid {
+		return nil
+	}
+	t := fromNanos(n.Int64)
+	return &t
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil || t.IsZero() {
+		return nil
+	}
+	u := t.Round(0).UTC()
+	return &u
+}
+
+// encodeMap stores a map as JSON text, nil as NULL.
+func encodeMap(field string, m map[string]any) (any, error) {
+	if m == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, &store.InvalidError{Field: field, Reason: "not encodable as JSON: " + err.Error()}
+	}
+	if err := store.CheckSize(field, len(b)); err != nil {
+		return nil, err
+	}
+	return string(b), nil
+}
+
+func decodeMap(s sql.NullString) (map[string]any, error) {
+	if !s.Valid {
+		return nil, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s.String), &m); err != nil {
+		return nil, fmt.Errorf("sqlite: stored JSON: %w", err)
+	}
+	return m, nil
+}
+
+// encodeRaw stores raw JSON as text, empty as NULL; it must be valid JSON.
+func encodeRaw(field string, raw json.RawMessage, required bool) (any, error) {
+	if len(raw) == 0 {
+		if required {
+			return nil, &store.InvalidError{Field: field, Reason: "required"}
+		}
+		return nil, nil
+	}
+	if err := store.CheckSize(field, len(raw)); err != nil {
+		return nil, err
+	}
+	if !json.Valid(raw) {
+		return nil, &store.InvalidError{Field: field, Reason: "not valid JSON"}
+	}
+	return string(raw), nil
+}
+
+func decodeRaw(s sql.NullString) json.RawMessage {
+	if !s.Valid {
+		return nil
+	}
+	return json.RawMessage(s.String)
+}
+
+func checkText(field, s string) error {
+	return store.CheckSize(field, len(s))
+}
+
+// firstErr returns the first non-nil error.
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// notFound wraps store.ErrNotFound with what was looked up.
+func notFound(what string, key ...string) error {
+	return fmt.Errorf("%w: %s %s", store.ErrNotFound, what, strings.Join(key, "/"))
+}
+
+func isUnique(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+// dbErr classifies an unexpected database error.
+func dbErr(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ie *store.InvalidError
+	if errors.As(err, &ie) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) ||
+		errors.Is(err, store.ErrVersionConflict) || errors.Is(err, store.ErrUnavailable) ||
+		errors.Is(err, store.ErrInvalid) {
+		return err
+	}
+	if isUnique(err) {
+		return fmt.Errorf("%w: %s: %v", store.ErrConflict, what, err)
+	}
+	return fmt.Errorf("sqlite: %s: %w", what, err)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+type scanner interface{ Scan(dest ...any) error }

@@ -1,0 +1,231 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+const messageCols = `id, bot_id, run_id, trigger_id, contact_id, channel, to_addr, seq, content, status,
+	provider_message_id, error, created_at, updated_at`
+
+func scanMessage(r scanner) (store.Message, error) {
+	var m store.Message
+	var content sql.NullString
+	var created, updated int64
+	err := r.Scan(&m.ID, &m.BotID, &m.RunID, &m.TriggerID, &m.ContactID, &m.Channel, &m.To, &m.Seq, &content,
+		&m.Status, &m.ProviderMessageID, &m.Error, &created, &updated)
+	m.Content = decodeRaw(content)
+	m.CreatedAt, m.UpdatedAt = fromNanos(created), fromNanos(updated)
+	return m, err
+}
+
+func validMessageStatus(s string) bool {
+	switch s {
+	case store.MessageQueued, store.MessageSent, store.MessageDelivered, store.MessageRead, store.MessageFailed:
+		return true
+	}
+	return false
+}
+
+// InsertMessages stores messages; ids that exist already are left as they are.
+func (s *Store) InsertMessages(ctx context.Context, ms []store.Message) error {
+	type row struct {
+		m       store.Message
+		content any
+	}
+	rows := make([]row, len(ms))
+	for i, m := range ms {
+		err := firstErr(store.CheckID("id", m.ID), store.CheckBotID("bot_id", m.BotID), store.CheckID("run_id", m.RunID),
+			checkText("trigger_id", m.TriggerID), checkText("contact_id", m.ContactID), checkText("channel", m.Channel),
+			checkText("to", m.To), checkText("provider_message_id", m.ProviderMessageID), checkText("error", m.Error))
+		if err != nil {
+			return fmt.Errorf("message %d: %w", i, err)
+		}
+		if m.Status == "" {
+			m.Status = store.MessageQueued
+		}
+		if !validMessageStatus(m.Status) {
+			return fmt.Errorf("message %d: %w", i, &store.InvalidError{Field: "status", Reason: fmt.Sprintf("unknown message status %q", m.Status)})
+		}
+		content, err := encodeRaw("content", m.Content, false)
+		if err != nil {
+			return fmt.Errorf("message %d: %w", i, err)
+		}
+		m.CreatedAt = orNow(m.CreatedAt)
+		if m.UpdatedAt.IsZero() {
+			m.UpdatedAt = m.CreatedAt
+		}
+		rows[i] = row{m, content}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	err := s.w.do(ctx, len(rows) > 1, func(t *wtx) error {
+		for _, r := range rows {
+			m := r.m
+			if _, err := t.exec(`INSERT INTO messages (`+messageCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING`,
+				m.ID, m.BotID, m.RunID, m.TriggerID, m.ContactID, m.Channel, m.To, m.Seq, r.content, m.Status,
+				m.ProviderMessageID, m.Error, nanos(m.CreatedAt), nanos(m.UpdatedAt)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return dbErr("insert messages", err)
+}
+
+// GetMessage returns ErrNotFound for an unknown message.
+func (s *Store) GetMessage(ctx context.Context, botID, id string) (store.Message, error) {
+	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
+		return store.Message{}, err
+	}
+	m, err := scanMessage(s.rdb.QueryRowContext(ctx, `SELECT `+messageCols+` FROM messages WHERE id = ? AND bot_id = ?`, id, botID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, notFound("message", botID, id)
+	}
+	return m, dbErr("get message", err)
+}
+
+// FindMessageByProviderID finds a message by the provider's message id.
+func (s *Store) FindMessageByProviderID(ctx context.Context, botID, providerID string) (store.Message, error) {
+	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("provider_id", providerID)); err != nil {
+		return store.Message{}, err
+	}
+	m, err := scanMessage(s.rdb.QueryRowContext(ctx, `SELECT `+messageCols+` FROM messages
+		WHERE bot_id = ? AND provider_message_id = ? LIMIT 1`, botID, providerID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, notFound("message", botID, "provider:"+providerID)
+	}
+	return m, dbErr("find message", err)
+}
+
+// UpdateMessageStatus moves a message forward through the group commit. A
+// move that is not forward (a late or repeated callback) is ignored, except
+// that a provider id the message lacks is still recorded.
+func (s *Store) UpdateMessageStatus(ctx context.Context, botID, id, status, providerID, reason string, at time.Time) error {
+	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id),
+		checkText("provider_id", providerID), checkText("reason", reason)); err != nil {
+		return err
+	}
+	if len(providerID) > 4*store.MaxIDBytes {
+		return &store.InvalidError{Field: "provider_id", Reason: "longer than 512 bytes"}
+	}
+	if !validMessageStatus(status) {
+		return &store.InvalidError{Field: "status", Reason: fmt.Sprintf("unknown message status %q", status)}
+	}
+	if err := checkTime("at", at); err != nil {
+		return err
+	}
+	at = orNow(at)
+	err := s.w.do(ctx, false, func(t *wtx) error {
+		var cur, curProvider string
+		err := t.queryRow(`SELECT status, provider_message_id FROM messages WHERE id = ? AND bot_id = ?`, id, botID).Scan(&cur, &curProvider)
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("message", botID, id)
+		}
+		if err != nil {
+			return err
+		}
+		if !store.MessageStatusAdvances(cur, status) {
+			if providerID != "" && curProvider == "" {
+				_, err = t.exec(`UPDATE messages SET provider_message_id = ? WHERE id = ?`, providerID, id)
+			}
+			return err
+		}
+		errText := ""
+		if status == store.MessageFailed {
+			errText = reason
+		}
+		_, err = t.exec(`UPDATE messages SET status = ?, provider_message_id = CASE WHEN ? = '' THEN provider_message_id ELSE ? END,
+			error = ?, updated_at = ? WHERE id = ?`, status, providerID, providerID, errText, nanos(at), id)
+		return err
+	})
+	return dbErr("update message status", err)
+}
+
+// ListRunMessages returns a run's messages ordered by Seq.
+func (s *Store) ListRunMessages(ctx context.Context, botID, runID string) ([]store.Message, error) {
+	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("run_id", runID)); err != nil {
+		return nil, err
+	}
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+messageCols+` FROM messages WHERE run_id = ? AND bot_id = ? ORDER BY seq, id`, runID, botID)
+	if err != nil {
+		return nil, dbErr("list messages", err)
+	}
+	defer rows.Close()
+	var out []store.Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, dbErr("list messages", err)
+		}
+		out = append(out, m)
+	}
+	return out, dbErr("list messages", rows.Err())
+}
+
+// AppendSandbox stores m once; Seq comes from the table's AUTOINCREMENT, so it
+// only grows, also across deletes.
+func (s *Store) AppendSandbox(ctx context.Context, m store.SandboxMessage) error {
+	if err := firstErr(store.CheckID("message_id", m.MessageID), store.CheckBotID("bot_id", m.BotID),
+		checkText("run_id", m.RunID), checkText("to", m.To)); err != nil {
+		return err
+	}
+	content, err := encodeRaw("content", m.Content, false)
+	if err != nil {
+		return err
+	}
+	created := orNow(m.CreatedAt)
+	err = s.w.do(ctx, false, func(t *wtx) error {
+		_, err := t.exec(`INSERT INTO sandbox (message_id, bot_id, run_id, to_addr, content, created_at) VALUES (?,?,?,?,?,?)
+			ON CONFLICT (message_id) DO NOTHING`, m.MessageID, m.BotID, m.RunID, m.To, content, nanos(created))
+		return err
+	})
+	return dbErr("append sandbox", err)
+}
+
+// ListSandbox returns a bot's sandbox messages after afterSeq, oldest first;
+// to filters by recipient; limit defaults to 100, at most 1000.
+func (s *Store) ListSandbox(ctx context.Context, botID, to string, afterSeq int64, limit int) ([]store.SandboxMessage, error) {
+	if err := store.CheckBotID("bot_id", botID); err != nil {
+		return nil, err
+	}
+	switch {
+	case limit < 0:
+		return nil, &store.InvalidError{Field: "limit", Reason: "negative"}
+	case limit == 0:
+		limit = 100
+	case limit > 1000:
+		limit = 1000
+	}
+	q := `SELECT message_id, bot_id, run_id, to_addr, content, seq, created_at FROM sandbox WHERE bot_id = ?`
+	args := []any{botID}
+	if to != "" {
+		q += ` AND to_addr = ?`
+		args = append(args, to)
+	}
+	q += ` AND seq > ? ORDER BY seq LIMIT ?`
+	args = append(args, afterSeq, limit)
+	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, dbErr("list sandbox", err)
+	}
+	defer rows.Close()
+	var out []store.SandboxMessage
+	for rows.Next() {
+		var m store.SandboxMessage
+		var content sql.NullString
+		var created int64
+		if err := rows.Scan(&m.MessageID, &m.BotID, &m.RunID, &m.To, &content, &m.Seq, &created); err != nil {
+			return nil, dbErr("list sandbox", err)
+		}
+		m.Content, m.CreatedAt = decodeRaw(content), fromNanos(created)
+		out = append(out, m)
+	}
+	return out, dbErr("list sandbox", rows.Err())
+}

@@ -1,0 +1,396 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+const runCols = `id, bot_id, trigger_id, flow_id, flow_version, contact_id, channel, status, state, data,
+	wait_until, error, version, created_at, updated_at`
+
+func scanRun(r scanner) (store.Run, error) {
+	var x store.Run
+	var state, data sql.NullString
+	var wait sql.NullInt64
+	var created, updated int64
+	if err := r.Scan(&x.ID, &x.BotID, &x.TriggerID, &x.FlowID, &x.FlowVersion, &x.ContactID, &x.Channel, &x.Status,
+		&state, &data, &wait, &x.Error, &x.Version, &created, &updated); err != nil {
+		return x, err
+	}
+	var err error
+	x.State = decodeRaw(state)
+	x.Data, err = decodeMap(data)
+	x.WaitUntil = fromNullNanos(wait)
+	x.CreatedAt, x.UpdatedAt = fromNanos(created), fromNanos(updated)
+	return x, err
+}
+
+func validRunStatus(s string) bool {
+	switch s {
+	case store.RunCreated, store.RunQueued, store.RunRunning, store.RunWaiting,
+		store.RunCompleted, store.RunFailed, store.RunCancelled, store.RunExpired:
+		return true
+	}
+	return false
+}
+
+// encodedRun is a run checked and encoded outside the writer goroutine.
+type encodedRun struct {
+	state, data any
+}
+
+// prepareRun validates r, fills defaults and encodes its JSON fields. create
+// says whether r is about to be created (ids and CreatedAt matter then).
+func prepareRun(r *store.Run, create bool) (encodedRun, error) {
+	var e encodedRun
+	err := firstErr(store.CheckID("id", r.ID), store.CheckBotID("bot_id", r.BotID))
+	if err == nil && create {
+		err = firstErr(store.CheckID("contact_id", r.ContactID), store.CheckID("flow_id", r.FlowID))
+		if err == nil && r.TriggerID != "" {
+			err = store.CheckID("trigger_id", r.TriggerID)
+		}
+	}
+	if err == nil && len(r.Channel) > store.MaxIDBytes {
+		err = &store.InvalidError{Field: "channel", Reason: "too long"}
+	}
+	if err == nil {
+		if r.Status == "" && create {
+			r.Status = store.RunCreated
+		}
+		if !validRunStatus(r.Status) {
+			err = &store.InvalidError{Field: "status", Reason: fmt.Sprintf("unknown run status %q", r.Status)}
+		}
+	}
+	if err == nil && r.WaitUntil != nil {
+		err = checkTime("wait_until", *r.WaitUntil)
+	}
+	if err == nil {
+		err = checkText("error", r.Error)
+	}
+	if err != nil {
+		return e, err
+	}
+	if e.state, err = encodeRaw("state", r.State, false); err != nil {
+		return e, err
+	}
+	if e.data, err = encodeMap("data", r.Data); err != nil {
+		return e, err
+	}
+	r.WaitUntil = utcPtr(r.WaitUntil)
+	if create {
+		r.Version = 1
+		r.CreatedAt = orNow(r.CreatedAt)
+		if r.UpdatedAt.IsZero() {
+			r.UpdatedAt = r.CreatedAt
+		}
+		r.UpdatedAt = r.UpdatedAt.Round(0).UTC()
+	} else {
+		r.UpdatedAt = now() // an update is stamped by the store
+	}
+	return e, nil
+}
+
+const insertRun = `INSERT INTO runs (` + runCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING`
+
+// createRun inserts r or returns the run that holds its id or its
+// trigger + contact key.
+func createRun(t *wtx, r store.Run, e encodedRun) (store.Run, bool, error) {
+	n, err := t.execAffected(insertRun, r.ID, r.BotID, r.TriggerID, r.FlowID, r.FlowVersion, r.ContactID, r.Channel,
+		r.Status, e.state, e.data, nullNanos(r.WaitUntil), r.Error, r.Version, nanos(r.CreatedAt), nanos(r.UpdatedAt))
+	if err != nil {
+		return r, false, err
+	}
+	if n == 1 {
+		return r, true, nil
+	}
+	ex, err := scanRun(t.queryRow(`SELECT `+runCols+` FROM runs WHERE id = ?`, r.ID))
+	if err == nil {
+		if ex.BotID != r.BotID {
+			return r, false, fmt.Errorf("%w: run id %s belongs to another bot", store.ErrConflict, r.ID)
+		}
+		return ex, false, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return r, false, err
+	}
+	if r.TriggerID != "" {
+		ex, err = scanRun(t.queryRow(`SELECT `+runCols+` FROM runs WHERE trigger_id = ? AND contact_id = ?`, r.TriggerID, r.ContactID))
+		if err == nil {
+			if ex.BotID != r.BotID {
+				return r, false, fmt.Errorf("%w: trigger %s belongs to another bot", store.ErrConflict, r.TriggerID)
+			}
+			return ex, false, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return r, false, err
+		}
+	}
+	return r, false, fmt.Errorf("%w: run %s", store.ErrConflict, r.ID)
+}
+
+// CreateRun returns the existing run (created=false) if one has the same id
+// or the same trigger + contact.
+func (s *Store) CreateRun(ctx context.Context, r store.Run) (store.Run, bool, error) {
+	e, err := prepareRun(&r, true)
+	if err != nil {
+		return r, false, err
+	}
+	var out store.Run
+	var created bool
+	err = s.w.do(ctx, false, func(t *wtx) (err error) {
+		out, created, err = createRun(t, r, e)
+		return err
+	})
+	if err != nil {
+		return r, false, dbErr("create run", err)
+	}
+	return out, created, nil
+}
+
+// CreateRuns creates many runs in one transaction, each idempotent as in
+// CreateRun. An invalid run fails the whole call before anything is written.
+func (s *Store) CreateRuns(ctx context.Context, rs []store.Run) ([]store.Run, []bool, error) {
+	in := make([]store.Run, len(rs))
+	copy(in, rs)
+	enc := make([]encodedRun, len(in))
+	for i := range in {
+		var err error
+		if enc[i], err = prepareRun(&in[i], true); err != nil {
+			return nil, nil, fmt.Errorf("run %d: %w", i, err)
+		}
+	}
+	if len(in) == 0 {
+		return nil, nil, nil
+	}
+	out := make([]store.Run, len(in))
+	created := make([]bool, len(in))
+	err := s.w.do(ctx, true, func(t *wtx) error {
+		for i := range in {
+			var err error
+			if out[i], created[i], err = createRun(t, in[i], enc[i]); err != nil {
+				return fmt.Errorf("run %d: %w", i, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, dbErr("create runs", err)
+	}
+	return out, created, nil
+}
+
+// GetRun returns ErrNotFound for an unknown run.
+func (s *Store) GetRun(ctx context.Context, botID, id string) (store.Run, error) {
+	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
+		return store.Run{}, err
+	}
+	r, err := scanRun(s.rdb.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs WHERE id = ? AND bot_id = ?`, id, botID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, notFound("run", botID, id)
+	}
+	return r, dbErr("get run", err)
+}
+
+// UpdateRun writes the mutable fields of r (status, state, data, wait_until,
+// error, flow, channel) if r.Version matches, through the group commit. The
+// keys (bot, trigger, contact) and CreatedAt never change.
+func (s *Store) UpdateRun(ctx context.Context, r store.Run) (store.Run, error) {
+	e, err := prepareRun(&r, false)
+	if err != nil {
+		return r, err
+	}
+	if r.FlowID != "" {
+		if err := store.CheckID("flow_id", r.FlowID); err != nil {
+			return r, err
+		}
+	}
+	err = s.w.do(ctx, false, func(t *wtx) error {
+		n, err := t.execAffected(`UPDATE runs SET flow_id = CASE WHEN ?1 = '' THEN flow_id ELSE ?1 END,
+			flow_version = CASE WHEN ?1 = '' THEN flow_version ELSE ?2 END, channel = CASE WHEN ?3 = '' THEN channel ELSE ?3 END,
+			status = ?4, state = ?5, data = ?6, wait_until = ?7, error = ?8, version = version + 1, updated_at = ?9
+			WHERE id = ?10 AND bot_id = ?11 AND version = ?12`,
+			r.FlowID, r.FlowVersion, r.Channel, r.Status, e.state, e.data, nullNanos(r.WaitUntil), r.Error,
+			nanos(r.UpdatedAt), r.ID, r.BotID, r.Version)
+		if err != nil || n == 1 {
+			return err
+		}
+		found, err := t.exists(`SELECT 1 FROM runs WHERE id = ? AND bot_id = ?`, r.ID, r.BotID)
+		if err != nil {
+			return err
+		}
+		if !found {
+			return notFound("run", r.BotID, r.ID)
+		}
+		return fmt.Errorf("%w: run %s is not at version %d", store.ErrVersionConflict, r.ID, r.Version)
+	})
+	if err != nil {
+		return r, dbErr("update run", err)
+	}
+	r.Version++
+	return r, nil
+}
+
+// runCursor is the keyset position after the last run of a page.
+func encodeRunCursor(r store.Run) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(nanos(r.CreatedAt), 10) + "|" + r.ID))
+}
+
+func decodeRunCursor(c string) (int64, string, error) {
+	bad := &store.InvalidError{Field: "cursor", Reason: "malformed"}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return 0, "", bad
+	}
+	ts, id, ok := strings.Cut(string(b), "|")
+	if !ok || id == "" {
+		return 0, "", bad
+	}
+	n, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return 0, "", bad
+	}
+	return n, id, nil
+}
+
+// ListRuns returns a page of runs, newest first.
+func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, string, error) {
+	if err := store.CheckBotID("bot_id", f.BotID); err != nil {
+		return nil, "", err
+	}
+	limit := f.Limit
+	switch {
+	case limit < 0:
+		return nil, "", &store.InvalidError{Field: "limit", Reason: "negative"}
+	case limit == 0:
+		limit = 100
+	case limit > 1000:
+		limit = 1000
+	}
+	if f.Status != "" && !validRunStatus(f.Status) {
+		return nil, "", &store.InvalidError{Field: "status", Reason: fmt.Sprintf("unknown run status %q", f.Status)}
+	}
+	q := `SELECT ` + runCols + ` FROM runs WHERE bot_id = ?`
+	args := []any{f.BotID}
+	for _, c := range []struct{ col, v string }{
+		{"status", f.Status}, {"contact_id", f.ContactID}, {"trigger_id", f.TriggerID}, {"flow_id", f.FlowID},
+	} {
+		if c.v != "" {
+			q += ` AND ` + c.col + ` = ?`
+			args = append(args, c.v)
+		}
+	}
+	if !f.Since.IsZero() {
+		if err := checkTime("since", f.Since); err != nil {
+			return nil, "", err
+		}
+		q += ` AND created_at >= ?`
+		args = append(args, nanos(f.Since))
+	}
+	if !f.Until.IsZero() {
+		if err := checkTime("until", f.Until); err != nil {
+			return nil, "", err
+		}
+		q += ` AND created_at < ?`
+		args = append(args, nanos(f.Until))
+	}
+	if f.Cursor != "" {
+		ts, id, err := decodeRunCursor(f.Cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		q += ` AND (created_at < ? OR (created_at = ? AND id < ?))`
+		args = append(args, ts, ts, id)
+	}
+	q += ` ORDER BY created_at DESC, id DESC LIMIT ?`
+	args = append(args, limit+1)
+	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, "", dbErr("list runs", err)
+	}
+	defer rows.Close()
+	var out []store.Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, "", dbErr("list runs", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", dbErr("list runs", err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = encodeRunCursor(out[limit-1])
+	}
+	return out, next, nil
+}
+
+// DueRuns returns waiting runs whose timer is due, earliest first.
+func (s *Store) DueRuns(ctx context.Context, at time.Time, limit int) ([]store.Run, error) {
+	if err := checkTime("now", at); err != nil {
+		return nil, err
+	}
+	switch {
+	case limit < 0:
+		return nil, &store.InvalidError{Field: "limit", Reason: "negative"}
+	case limit == 0:
+		limit = 100
+	case limit > 10000:
+		limit = 10000
+	}
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+runCols+` FROM runs INDEXED BY runs_waiting
+		WHERE status = 'waiting' AND wait_until <= ? ORDER BY wait_until, id LIMIT ?`, nanos(at), limit)
+	if err != nil {
+		return nil, dbErr("due runs", err)
+	}
+	defer rows.Close()
+	var out []store.Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, dbErr("due runs", err)
+		}
+		out = append(out, r)
+	}
+	return out, dbErr("due runs", rows.Err())
+}
+
+// ExpireBefore deletes runs in a final status last updated before t, and
+// their messages, in chunks so that hot-path writes are not held up.
+func (s *Store) ExpireBefore(ctx context.Context, t time.Time) (int64, error) {
+	if err := checkTime("before", t); err != nil {
+		return 0, err
+	}
+	chunk := s.opts.expireChunk
+	const pick = `SELECT id FROM runs WHERE status IN ('completed','failed','cancelled','expired') AND updated_at < ?
+		ORDER BY rowid LIMIT ?`
+	var total int64
+	for {
+		var n int64
+		err := s.w.do(ctx, true, func(tx *wtx) error {
+			if _, err := tx.exec(`DELETE FROM messages WHERE run_id IN (`+pick+`)`, nanos(t), chunk); err != nil {
+				return err
+			}
+			var err error
+			n, err = tx.execAffected(`DELETE FROM runs WHERE id IN (`+pick+`)`, nanos(t), chunk)
+			return err
+		})
+		if err != nil {
+			return total, dbErr("expire runs", err)
+		}
+		total += n
+		if n < int64(chunk) {
+			return total, nil
+		}
+	}
+}

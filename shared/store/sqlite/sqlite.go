@@ -1,0 +1,368 @@
+// Package sqlite is the embedded store adapter: one SQLite database file
+// (WAL mode) under a data directory, written by a single writer goroutine
+// that group-commits small writes. It is the default for `flowgate dev` and
+// single-node installs.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/flowgate/flowgate/shared/store"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver (pure Go, static binary)
+)
+
+// FileName is the database file created inside the data directory.
+const FileName = "flowgate.db"
+
+// Store is the SQLite implementation of store.Store.
+type Store struct {
+	path string
+	rdb  *sql.DB // readers (WAL lets them run beside the writer)
+	wdb  *sql.DB // one connection, owned by w
+	w    *writer
+	opts options
+
+	stopRetention context.CancelFunc
+	retentionDone chan struct{}
+	closeOnce     sync.Once
+	closeErr      error
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Option configures Open.
+type Option func(*options) error
+
+type options struct {
+	maxWait      time.Duration
+	maxOps       int
+	retention    time.Duration
+	retainEvery  time.Duration
+	synchronous  string
+	readConns    int
+	logger       *slog.Logger
+	busyTimeout  time.Duration
+	expireChunk  int
+	writeBacklog int
+}
+
+func (o *options) setDefaults() {
+	o.maxWait = 2 * time.Millisecond
+	o.maxOps = 256
+	o.synchronous = "NORMAL"
+	o.readConns = max(4, runtime.GOMAXPROCS(0))
+	o.logger = slog.Default()
+	o.busyTimeout = 5 * time.Second
+	o.expireChunk = 5000
+}
+
+// WithGroupCommit sets how small writes are batched: the writer keeps
+// collecting operations that are already queued (or arrive within maxWait of
+// the first one) until maxOps are gathered, then commits them in one
+// transaction. Defaults: 2ms, 256.
+func WithGroupCommit(maxWait time.Duration, maxOps int) Option {
+	return func(o *options) error {
+		if maxWait < 0 || maxOps < 1 {
+			return fmt.Errorf("sqlite: WithGroupCommit(%v, %d): need maxWait >= 0 and maxOps >= 1", maxWait, maxOps)
+		}
+		o.maxWait, o.maxOps = maxWait, maxOps
+		return nil
+	}
+}
+
+// WithRetention deletes runs in a final status (and their messages) once they
+// have not changed for d. A goroutine runs ExpireBefore every d/4 (between
+// 10ms and 1h) until Close.
+func WithRetention(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("sqlite: WithRetention(%v): must be positive", d)
+		}
+		o.retention = d
+		o.retainEvery = min(max(d/4, 10*time.Millisecond), time.Hour)
+		return nil
+	}
+}
+
+// WithSynchronous sets PRAGMA synchronous: "NORMAL" (default; in WAL mode a
+// killed process loses no committed transaction, a power loss may lose the
+// last ones) or "FULL" (fsync on every commit).
+func WithSynchronous(mode string) Option {
+	return func(o *options) error {
+		switch mode {
+		case "NORMAL", "FULL", "EXTRA":
+			o.synchronous = mode
+			return nil
+		}
+		return fmt.Errorf("sqlite: WithSynchronous(%q): want NORMAL, FULL or EXTRA", mode)
+	}
+}
+
+// WithLogger sets the logger for background work (retention).
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return errors.New("sqlite: WithLogger(nil)")
+		}
+		o.logger = l
+		return nil
+	}
+}
+
+// Open opens (creating if needed) the store in dir/flowgate.db and migrates
+// its schema. Opening an existing store is harmless.
+func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
+	var o options
+	o.setDefaults()
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	if dir == "" {
+		return nil, errors.New("sqlite: Open: empty data directory")
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("sqlite: create data directory: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	dsn := func(extra ...string) string {
+		q := url.Values{}
+		q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", o.busyTimeout.Milliseconds()))
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "synchronous("+o.synchronous+")")
+		q.Add("_pragma", "foreign_keys(OFF)")
+		for _, e := range extra {
+			q.Add("_pragma", e)
+		}
+		return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+	}
+	wdb, err := sql.Open("sqlite", dsn("cache_size(-32000)"))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxLifetime(0)
+	wdb.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, wdb); err != nil {
+		wdb.Close()
+		return nil, err
+	}
+	rdb, err := sql.Open("sqlite", dsn("query_only(1)"))
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	rdb.SetMaxOpenConns(o.readConns)
+	rdb.SetMaxIdleConns(o.readConns)
+	rdb.SetConnMaxIdleTime(0)
+	w, err := newWriter(ctx, wdb, o.maxWait, o.maxOps)
+	if err != nil {
+		rdb.Close()
+		wdb.Close()
+		return nil, err
+	}
+	s := &Store{path: path, rdb: rdb, wdb: wdb, w: w, opts: o}
+	if o.retention > 0 {
+		rctx, cancel := context.WithCancel(context.Background())
+		s.stopRetention = cancel
+		s.retentionDone = make(chan struct{})
+		go s.retain(rctx)
+	}
+	return s, nil
+}
+
+// Path is the database file.
+func (s *Store) Path() string { return s.path }
+
+// Ping reports whether the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.rdb.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Close stops retention, commits queued writes and closes the database.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		if s.stopRetention != nil {
+			s.stopRetention()
+			<-s.retentionDone
+		}
+		err := s.w.close()
+		err = errors.Join(err, s.rdb.Close(), s.wdb.Close())
+		s.closeErr = err
+	})
+	return s.closeErr
+}
+
+func (s *Store) retain(ctx context.Context) {
+	defer close(s.retentionDone)
+	t := time.NewTicker(s.opts.retainEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			n, err := s.ExpireBefore(ctx, now.Add(-s.opts.retention))
+			if err != nil && ctx.Err() == nil {
+				s.opts.logger.Warn("store retention failed", "err", err)
+			} else if n > 0 {
+				s.opts.logger.Info("store retention expired runs", "runs", n)
+			}
+		}
+	}
+}
+
+// schema is applied on every open; every statement is idempotent.
+var schema = []string{
+	`CREATE TABLE IF NOT EXISTS bots (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL,
+		channels TEXT,
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS api_keys (
+		id TEXT PRIMARY KEY,
+		bot_id TEXT NOT NULL,
+		hash TEXT NOT NULL UNIQUE,
+		prefix TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		revoked INTEGER NOT NULL DEFAULT 0)`,
+	`CREATE TABLE IF NOT EXISTS flows (
+		bot_id TEXT NOT NULL,
+		id TEXT NOT NULL,
+		version INTEGER NOT NULL,
+		definition TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		PRIMARY KEY (bot_id, id, version)) WITHOUT ROWID`,
+	`CREATE TABLE IF NOT EXISTS events (
+		bot_id TEXT NOT NULL,
+		name TEXT NOT NULL,
+		flow_id TEXT NOT NULL,
+		token_hash TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (bot_id, name))`,
+	`CREATE INDEX IF NOT EXISTS events_token ON events (bot_id, token_hash)`,
+	`CREATE TABLE IF NOT EXISTS contacts (
+		id TEXT PRIMARY KEY,
+		bot_id TEXT NOT NULL,
+		channel TEXT NOT NULL,
+		external_id TEXT NOT NULL,
+		name TEXT NOT NULL,
+		attributes TEXT,
+		last_request TEXT,
+		last_inbound_at INTEGER,
+		opted_out INTEGER NOT NULL DEFAULT 0,
+		unreachable INTEGER NOT NULL DEFAULT 0,
+		unreachable_reason TEXT NOT NULL DEFAULT '',
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL)`,
+	`CREATE UNIQUE INDEX IF NOT EXISTS contacts_key ON contacts (bot_id, channel, external_id)`,
+	`CREATE INDEX IF NOT EXISTS contacts_bot_id ON contacts (bot_id, id)`,
+	`CREATE INDEX IF NOT EXISTS contacts_bot_channel_id ON contacts (bot_id, channel, id)`,
+	`CREATE TABLE IF NOT EXISTS triggers (
+		id TEXT PRIMARY KEY,
+		bot_id TEXT NOT NULL,
+		source TEXT NOT NULL,
+		event TEXT NOT NULL,
+		flow_id TEXT NOT NULL,
+		channel TEXT NOT NULL,
+		spec TEXT,
+		idempotency_key TEXT NOT NULL,
+		status TEXT NOT NULL,
+		cursor TEXT NOT NULL,
+		targeted INTEGER NOT NULL DEFAULT 0,
+		runs_created INTEGER NOT NULL DEFAULT 0,
+		sent INTEGER NOT NULL DEFAULT 0,
+		delivered INTEGER NOT NULL DEFAULT 0,
+		failed INTEGER NOT NULL DEFAULT 0,
+		skipped INTEGER NOT NULL DEFAULT 0,
+		skip_reasons TEXT,
+		version INTEGER NOT NULL,
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS runs (
+		id TEXT PRIMARY KEY,
+		bot_id TEXT NOT NULL,
+		trigger_id TEXT NOT NULL,
+		flow_id TEXT NOT NULL,
+		flow_version INTEGER NOT NULL,
+		contact_id TEXT NOT NULL,
+		channel TEXT NOT NULL,
+		status TEXT NOT NULL,
+		state TEXT,
+		data TEXT,
+		wait_until INTEGER,
+		error TEXT NOT NULL,
+		version INTEGER NOT NULL,
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL)`,
+	`CREATE UNIQUE INDEX IF NOT EXISTS runs_trigger_contact ON runs (trigger_id, contact_id) WHERE trigger_id <> ''`,
+	`CREATE INDEX IF NOT EXISTS runs_bot_created ON runs (bot_id, created_at, id)`,
+	`CREATE INDEX IF NOT EXISTS runs_contact ON runs (contact_id)`,
+	`CREATE INDEX IF NOT EXISTS runs_waiting ON runs (wait_until) WHERE status = 'waiting'`,
+	`CREATE TABLE IF NOT EXISTS messages (
+		id TEXT PRIMARY KEY,
+		bot_id TEXT NOT NULL,
+		run_id TEXT NOT NULL,
+		trigger_id TEXT NOT NULL,
+		contact_id TEXT NOT NULL,
+		channel TEXT NOT NULL,
+		to_addr TEXT NOT NULL,
+		seq INTEGER NOT NULL,
+		content TEXT,
+		status TEXT NOT NULL,
+		provider_message_id TEXT NOT NULL,
+		error TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL)`,
+	`CREATE INDEX IF NOT EXISTS messages_run ON messages (run_id, seq)`,
+	`CREATE INDEX IF NOT EXISTS messages_provider ON messages (bot_id, provider_message_id) WHERE provider_message_id <> ''`,
+	`CREATE TABLE IF NOT EXISTS sandbox (
+		seq INTEGER PRIMARY KEY AUTOINCREMENT,
+		message_id TEXT NOT NULL UNIQUE,
+		bot_id TEXT NOT NULL,
+		run_id TEXT NOT NULL,
+		to_addr TEXT NOT NULL,
+		content TEXT,
+		created_at INTEGER NOT NULL)`,
+	`CREATE INDEX IF NOT EXISTS sandbox_bot_to ON sandbox (bot_id, to_addr, seq)`,
+	`CREATE INDEX IF NOT EXISTS sandbox_bot ON sandbox (bot_id, seq)`,
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	for _, q := range schema {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("sqlite: migrate: %w\n%s", err, q)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = 1"); err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,213 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+const triggerCols = `id, bot_id, source, event, flow_id, channel, spec, idempotency_key, status, cursor,
+	targeted, runs_created, sent, delivered, failed, skipped, skip_reasons, version, created_at, updated_at`
+
+func scanTrigger(r scanner) (store.Trigger, error) {
+	var x store.Trigger
+	var spec, reasons sql.NullString
+	var created, updated int64
+	c := &x.Counters
+	if err := r.Scan(&x.ID, &x.BotID, &x.Source, &x.Event, &x.FlowID, &x.Channel, &spec, &x.IdempotencyKey, &x.Status,
+		&x.Cursor, &c.Targeted, &c.RunsCreated, &c.Sent, &c.Delivered, &c.Failed, &c.Skipped, &reasons,
+		&x.Version, &created, &updated); err != nil {
+		return x, err
+	}
+	x.Spec = decodeRaw(spec)
+	x.CreatedAt, x.UpdatedAt = fromNanos(created), fromNanos(updated)
+	if reasons.Valid {
+		if err := json.Unmarshal([]byte(reasons.String), &c.SkipReasons); err != nil {
+			return x, fmt.Errorf("stored skip reasons: %w", err)
+		}
+	}
+	return x, nil
+}
+
+func encodeReasons(m map[string]int64) (any, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	if err := store.CheckSize("skip_reasons", len(b)); err != nil {
+		return nil, err
+	}
+	return string(b), nil
+}
+
+func validTriggerStatus(s string) bool {
+	switch s {
+	case store.TriggerAccepted, store.TriggerFanningOut, store.TriggerDone, store.TriggerCancelled:
+		return true
+	}
+	return false
+}
+
+func checkTrigger(t *store.Trigger) (spec any, err error) {
+	err = firstErr(store.CheckID("id", t.ID), store.CheckBotID("bot_id", t.BotID),
+		checkText("source", t.Source), checkText("event", t.Event), checkText("flow_id", t.FlowID),
+		checkText("channel", t.Channel), checkText("idempotency_key", t.IdempotencyKey), checkText("cursor", t.Cursor))
+	if err != nil {
+		return nil, err
+	}
+	if t.Status == "" {
+		t.Status = store.TriggerAccepted
+	}
+	if !validTriggerStatus(t.Status) {
+		return nil, &store.InvalidError{Field: "status", Reason: fmt.Sprintf("unknown trigger status %q", t.Status)}
+	}
+	return encodeRaw("spec", t.Spec, false)
+}
+
+// CreateTrigger returns the existing trigger (created=false) if the id exists.
+func (s *Store) CreateTrigger(ctx context.Context, tr store.Trigger) (store.Trigger, bool, error) {
+	spec, err := checkTrigger(&tr)
+	if err != nil {
+		return tr, false, err
+	}
+	reasons, err := encodeReasons(tr.Counters.SkipReasons)
+	if err != nil {
+		return tr, false, err
+	}
+	tr.Version = 1
+	tr.CreatedAt = orNow(tr.CreatedAt)
+	if tr.UpdatedAt.IsZero() {
+		tr.UpdatedAt = tr.CreatedAt
+	}
+	tr.UpdatedAt = tr.UpdatedAt.Round(0).UTC()
+	out, created := tr, false
+	err = s.w.do(ctx, false, func(t *wtx) error {
+		c := tr.Counters
+		n, err := t.execAffected(`INSERT INTO triggers (`+triggerCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+			ON CONFLICT DO NOTHING`,
+			tr.ID, tr.BotID, tr.Source, tr.Event, tr.FlowID, tr.Channel, spec, tr.IdempotencyKey, tr.Status, tr.Cursor,
+			c.Targeted, c.RunsCreated, c.Sent, c.Delivered, c.Failed, c.Skipped, reasons, tr.Version,
+			nanos(tr.CreatedAt), nanos(tr.UpdatedAt))
+		if err != nil {
+			return err
+		}
+		if n == 1 {
+			created = true
+			return nil
+		}
+		ex, err := scanTrigger(t.queryRow(`SELECT `+triggerCols+` FROM triggers WHERE id = ?`, tr.ID))
+		if err != nil {
+			return err
+		}
+		if ex.BotID != tr.BotID {
+			return fmt.Errorf("%w: trigger id %s belongs to another bot", store.ErrConflict, tr.ID)
+		}
+		out = ex
+		return nil
+	})
+	if err != nil {
+		return tr, false, dbErr("create trigger", err)
+	}
+	return out, created, nil
+}
+
+// GetTrigger returns ErrNotFound for an unknown trigger.
+func (s *Store) GetTrigger(ctx context.Context, botID, id string) (store.Trigger, error) {
+	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
+		return store.Trigger{}, err
+	}
+	tr, err := scanTrigger(s.rdb.QueryRowContext(ctx, `SELECT `+triggerCols+` FROM triggers WHERE id = ? AND bot_id = ?`, id, botID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return tr, notFound("trigger", botID, id)
+	}
+	return tr, dbErr("get trigger", err)
+}
+
+// UpdateTrigger writes status, cursor, spec and the descriptive fields if
+// Version matches; counters are left to IncrTriggerCounters. It returns the
+// stored trigger.
+func (s *Store) UpdateTrigger(ctx context.Context, tr store.Trigger) (store.Trigger, error) {
+	spec, err := checkTrigger(&tr)
+	if err != nil {
+		return tr, err
+	}
+	at := now()
+	var out store.Trigger
+	err = s.w.do(ctx, false, func(t *wtx) error {
+		n, err := t.execAffected(`UPDATE triggers SET source = ?, event = ?, flow_id = ?, channel = ?, spec = ?,
+			idempotency_key = ?, status = ?, cursor = ?, version = version + 1, updated_at = ?
+			WHERE id = ? AND bot_id = ? AND version = ?`,
+			tr.Source, tr.Event, tr.FlowID, tr.Channel, spec, tr.IdempotencyKey, tr.Status, tr.Cursor, nanos(at),
+			tr.ID, tr.BotID, tr.Version)
+		if err != nil {
+			return err
+		}
+		out, err = scanTrigger(t.queryRow(`SELECT `+triggerCols+` FROM triggers WHERE id = ? AND bot_id = ?`, tr.ID, tr.BotID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("trigger", tr.BotID, tr.ID)
+		}
+		if err == nil && n == 0 {
+			return fmt.Errorf("%w: trigger %s is not at version %d", store.ErrVersionConflict, tr.ID, tr.Version)
+		}
+		return err
+	})
+	if err != nil {
+		return tr, dbErr("update trigger", err)
+	}
+	return out, nil
+}
+
+// IncrTriggerCounters adds delta to the counters through the group commit.
+func (s *Store) IncrTriggerCounters(ctx context.Context, botID, triggerID string, d store.TriggerCounters) error {
+	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", triggerID)); err != nil {
+		return err
+	}
+	for k := range d.SkipReasons {
+		if k == "" || len(k) > store.MaxIDBytes {
+			return &store.InvalidError{Field: "skip_reasons", Reason: "reason must be 1 to 128 bytes"}
+		}
+	}
+	at := now()
+	err := s.w.do(ctx, len(d.SkipReasons) > 0, func(t *wtx) error {
+		n, err := t.execAffected(`UPDATE triggers SET targeted = targeted + ?, runs_created = runs_created + ?,
+			sent = sent + ?, delivered = delivered + ?, failed = failed + ?, skipped = skipped + ?, updated_at = ?
+			WHERE id = ? AND bot_id = ?`,
+			d.Targeted, d.RunsCreated, d.Sent, d.Delivered, d.Failed, d.Skipped, nanos(at), triggerID, botID)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return notFound("trigger", botID, triggerID)
+		}
+		if len(d.SkipReasons) == 0 {
+			return nil
+		}
+		var raw sql.NullString
+		if err := t.queryRow(`SELECT skip_reasons FROM triggers WHERE id = ?`, triggerID).Scan(&raw); err != nil {
+			return err
+		}
+		m := map[string]int64{}
+		if raw.Valid {
+			if err := json.Unmarshal([]byte(raw.String), &m); err != nil {
+				return err
+			}
+		}
+		for k, v := range d.SkipReasons {
+			m[k] += v
+		}
+		enc, err := encodeReasons(m)
+		if err != nil {
+			return err
+		}
+		_, err = t.exec(`UPDATE triggers SET skip_reasons = ? WHERE id = ?`, enc, triggerID)
+		return err
+	})
+	return dbErr("increment trigger counters", err)
+}
