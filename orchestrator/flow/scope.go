@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/vm"
 )
 
@@ -122,7 +123,30 @@ func compileExpr(src string) (p *vm.Program, err error) {
 	if strings.TrimSpace(src) == "" {
 		return nil, fmt.Errorf("empty expression")
 	}
-	return expr.Compile(src, exprOptions()...)
+	calls := &callFinder{}
+	p, err = expr.Compile(src, append(exprOptions(), expr.Patch(calls))...)
+	if err != nil {
+		return nil, err
+	}
+	if calls.name != "" {
+		// The environment holds only data, so calling anything that is
+		// not a builtin (now() included) could only fail at run time.
+		return nil, fmt.Errorf("unknown function %s()", calls.name)
+	}
+	return p, nil
+}
+
+// callFinder records the first call of a plain name that is not a builtin
+// (builtins are BuiltinNodes; method calls such as now.Hour() have a
+// member callee).
+type callFinder struct{ name string }
+
+func (c *callFinder) Visit(n *ast.Node) {
+	if call, ok := (*n).(*ast.CallNode); ok && c.name == "" {
+		if id, ok := call.Callee.(*ast.IdentifierNode); ok {
+			c.name = id.Value
+		}
+	}
 }
 
 // eval runs a compiled expression of the definition.
