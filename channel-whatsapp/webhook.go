@@ -99,6 +99,13 @@ var ErrNotWhatsApp = errors.New("whatsapp: webhook object is not whatsapp_busine
 // Changes other than "messages", system messages, reactions and unknown
 // statuses are skipped. Duplicates (Meta retries for days) are not removed
 // here: the events carry the provider message id to deduplicate on.
+//
+// Inbound.From is Meta's wa_id (digits, no "+"). For an nfm_reply (a
+// completed WhatsApp Flow) FlowToken is response_json's flow_token and
+// FlowResponse the whole decoded response_json, flow_token included.
+// Button and list replies set ButtonID to the id and Text to the title.
+// A body that is not JSON, not a whatsapp_business_account notification,
+// or carries a malformed timestamp or response_json is an error.
 func ParseWebhook(botID string, body []byte) (ParsedWebhook, error) {
 	var n notification
 	if err := json.Unmarshal(body, &n); err != nil {

@@ -98,7 +98,10 @@ func WithAccountToken(phoneNumberID, token string) Option {
 
 // WithRate limits each phone number id to perSecond requests with bursts
 // of burst (a token bucket); requests above it get 130429. perSecond <= 0
-// means unlimited, the default.
+// means unlimited, the default. Every authenticated request takes a token,
+// whatever its outcome. With burst 1 a sender paced exactly at perSecond
+// can still be refused now and then by network jitter; a burst of a few
+// tenths of a second of traffic absorbs it.
 func WithRate(perSecond float64, burst int) Option {
 	return func(s *Server) { s.rate, s.burst = perSecond, max(burst, 1) }
 }
