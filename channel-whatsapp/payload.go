@@ -220,7 +220,10 @@ func flow(c events.Content) (*wInteractive, error) {
 	default:
 		return nil, invalid(fmt.Sprintf("flow mode %q is neither published nor draft", f.Mode))
 	}
-	if p.FlowAction == "navigate" && (f.Screen != "" || f.Data != nil) {
+	if p.FlowAction == "navigate" && f.Screen == "" && f.Data != nil {
+		return nil, invalid("flow data for navigate needs the screen to open")
+	}
+	if p.FlowAction == "navigate" && f.Screen != "" {
 		p.FlowActionPayload = &wFlowActionPayload{Screen: f.Screen, Data: f.Data}
 	}
 	in := &wInteractive{

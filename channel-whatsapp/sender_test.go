@@ -236,6 +236,7 @@ func TestLimitsRefusedBeforeAnyRequest(t *testing.T) {
 		"flow neither":        {Type: events.ContentWhatsAppFlow, Text: "x", Flow: &events.InteractiveFlow{CTA: "Go"}},
 		"flow no cta":         {Type: events.ContentWhatsAppFlow, Text: "x", Flow: &events.InteractiveFlow{FlowID: "1"}},
 		"flow bad action":     {Type: events.ContentWhatsAppFlow, Text: "x", Flow: &events.InteractiveFlow{FlowID: "1", CTA: "Go", Action: "jump"}},
+		"flow data no screen": {Type: events.ContentWhatsAppFlow, Text: "x", Flow: &events.InteractiveFlow{FlowID: "1", CTA: "Go", Data: map[string]any{"a": 1}}},
 		"flow bad mode":       {Type: events.ContentWhatsAppFlow, Text: "x", Flow: &events.InteractiveFlow{FlowID: "1", CTA: "Go", Mode: "beta"}},
 		"unknown type":        {Type: "carousel", Text: "x"},
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/phone"
 )
 
 // SignatureHeader is the header Meta signs webhook bodies in.
@@ -100,7 +101,7 @@ var ErrNotWhatsApp = errors.New("whatsapp: webhook object is not whatsapp_busine
 // statuses are skipped. Duplicates (Meta retries for days) are not removed
 // here: the events carry the provider message id to deduplicate on.
 //
-// Inbound.From is Meta's wa_id (digits, no "+"). For an nfm_reply (a
+// Inbound.From is the sender's wa_id in E.164 form ("+" added). For an nfm_reply (a
 // completed WhatsApp Flow) FlowToken is response_json's flow_token and
 // FlowResponse the whole decoded response_json, flow_token included.
 // Button and list replies set ButtonID to the id and Text to the title.
@@ -162,7 +163,7 @@ func inbound(botID string, m whMessage, contacts []whContact) (events.Inbound, b
 	in := events.Inbound{
 		BotID:             botID,
 		Channel:           events.ChannelWhatsApp,
-		From:              m.From,
+		From:              e164(m.From),
 		ProviderMessageID: m.ID,
 		ReceivedAt:        m.Timestamp.Time,
 	}
@@ -215,6 +216,19 @@ func inbound(botID string, m whMessage, contacts []whContact) (events.Inbound, b
 		}
 	}
 	return in, true, nil
+}
+
+// e164 turns Meta's wa_id (country code and number, no "+") into the E.164
+// form Flowgate stores contacts in. A wa_id the phone package refuses
+// (Meta knows better than the metadata) still gets its "+".
+func e164(waID string) string {
+	if n, err := phone.Normalize(waID, ""); err == nil {
+		return n
+	}
+	if strings.HasPrefix(waID, "+") {
+		return waID
+	}
+	return "+" + waID
 }
 
 func delivery(botID string, s whStatus) (events.Delivery, bool) {

@@ -144,7 +144,7 @@ func TestParseWebhookRealShapes(t *testing.T) {
 	require.Equal(t, []string{"106540352242922"}, p.PhoneNumberIDs)
 	at := func(sec int64) time.Time { return time.Unix(sec, 0).UTC() }
 	in := func(from, name, id string, sec int64) events.Inbound {
-		return events.Inbound{BotID: "acme", Channel: events.ChannelWhatsApp, From: from, Name: name, ProviderMessageID: id, ReceivedAt: at(sec)}
+		return events.Inbound{BotID: "acme", Channel: events.ChannelWhatsApp, From: "+" + from, Name: name, ProviderMessageID: id, ReceivedAt: at(sec)}
 	}
 	text := in("16505551234", "Sheena Nelson", "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=", 1749416383)
 	text.Text = "Does it come in another color?"
@@ -190,6 +190,7 @@ func TestParseWebhookBuilders(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, p.Inbound, 5)
 	require.Equal(t, "hello", p.Inbound[0].Text)
+	require.Equal(t, "+31600000001", p.Inbound[0].From, "wa_id in E.164 form")
 	require.Equal(t, "John", p.Inbound[0].Name)
 	require.Equal(t, at, p.Inbound[0].ReceivedAt)
 	require.Equal(t, "yes", p.Inbound[1].ButtonID)
@@ -198,6 +199,14 @@ func TestParseWebhookBuilders(t *testing.T) {
 	require.Equal(t, "tok-1", p.Inbound[3].FlowToken)
 	require.Equal(t, "mia@example.com", p.Inbound[3].FlowResponse["email"])
 	require.Equal(t, "more", p.Inbound[4].ButtonID)
+
+	// A wa_id the numbering metadata does not know still gets its "+".
+	odd := whatsappdouble.NewNotification(phoneID).AddMessage("X", whatsappdouble.TextMessage("99912", "wamid.z", "x", at))
+	body, _ = whatsappdouble.SignedWebhook("s", odd)
+	p2, err := whatsapp.ParseWebhook("b1", body)
+	require.NoError(t, err)
+	require.Equal(t, "+99912", p2.Inbound[0].From)
+	require.Equal(t, "X", p2.Inbound[0].Name)
 	require.Len(t, p.Deliveries, 2)
 	require.Equal(t, events.StatusDelivered, p.Deliveries[0].Status)
 	require.Equal(t, "131047", p.Deliveries[1].Code)
