@@ -76,20 +76,20 @@ func scenarios() []scenario {
 			name: "stale timer while waiting for a reply without deadline", flow: "register.yaml", start: Start{Contact: john},
 			events: []Event{TimerFired{Now: at(time.Hour)}, HTTPResult{Now: at(time.Hour), StatusCode: 200},
 				FlowCompleted{Now: at(time.Hour)}},
-			sends:  registered[:1], status: StatusWaiting, waiting: WaitReply, cursor: "ask_name",
+			sends: registered[:1], status: StatusWaiting, waiting: WaitReply, cursor: "ask_name",
 		},
 
 		// WELCOME_NEW_USER (BuilderBot): three messages, the last conditional.
 		{
 			name: "welcome with referral code", flow: "welcome.yaml",
-			start: Start{Contact: Contact{Name: "John Doe"}, Data: map[string]any{"name": "John Doe", "plan": "Premium", "referralCode": "REF123"}},
-			sends: []string{"Welcome John Doe! 🎉", "You've signed up for the Premium plan.", "Referral code: REF123"},
+			start:  Start{Contact: Contact{Name: "John Doe"}, Data: map[string]any{"name": "John Doe", "plan": "Premium", "referralCode": "REF123"}},
+			sends:  []string{"Welcome John Doe! 🎉", "You've signed up for the Premium plan.", "Referral code: REF123"},
 			status: StatusCompleted, cursor: "referral",
 		},
 		{
 			name: "welcome without referral code", flow: "welcome.yaml",
-			start: Start{Contact: Contact{Name: "John Doe"}, Data: map[string]any{"plan": "Premium"}},
-			sends: []string{"Welcome John Doe! 🎉", "You've signed up for the Premium plan."},
+			start:  Start{Contact: Contact{Name: "John Doe"}, Data: map[string]any{"plan": "Premium"}},
+			sends:  []string{"Welcome John Doe! 🎉", "You've signed up for the Premium plan."},
 			status: StatusCompleted,
 			check: func(t *testing.T, c *conversation) {
 				h := c.st.History[len(c.st.History)-1]
@@ -100,16 +100,16 @@ func scenarios() []scenario {
 		},
 		{
 			name: "welcome with empty referral code and no plan", flow: "welcome.yaml",
-			start: Start{Contact: Contact{Name: "Jo"}, Data: map[string]any{"referralCode": ""}},
-			sends: []string{"Welcome Jo! 🎉", "You've signed up for the  plan."},
+			start:  Start{Contact: Contact{Name: "Jo"}, Data: map[string]any{"referralCode": ""}},
+			sends:  []string{"Welcome Jo! 🎉", "You've signed up for the  plan."},
 			status: StatusCompleted,
 		},
 
 		// VIP branch (Engati decision node) from trigger data or attributes.
 		{
 			name: "vip from trigger data", flow: "vip.json",
-			start: Start{Contact: john, Data: map[string]any{"user_type": "vip"}},
-			sends: []string{"Welcome back, John Doe. Your VIP concierge is on the way."},
+			start:  Start{Contact: john, Data: map[string]any{"user_type": "vip"}},
+			sends:  []string{"Welcome back, John Doe. Your VIP concierge is on the way."},
 			status: StatusCompleted, cursor: "done",
 		},
 		{
@@ -170,7 +170,7 @@ func scenarios() []scenario {
 		},
 		{
 			name: "conditional step skipped", flow: "media.yaml",
-			start: Start{Contact: john, Data: map[string]any{"invoice": "A-7"}},
+			start:  Start{Contact: john, Data: map[string]any{"invoice": "A-7"}},
 			status: StatusCompleted,
 			check: func(t *testing.T, c *conversation) {
 				s := c.sends()
@@ -381,7 +381,7 @@ func scenarios() []scenario {
 		},
 		{
 			name: "http pending counts checks", flow: "http.yaml",
-			start: Start{Contact: Contact{Attributes: map[string]any{"orders_checked": 2.0}}, Data: map[string]any{"order_id": 7}},
+			start:  Start{Contact: Contact{Attributes: map[string]any{"orders_checked": 2.0}}, Data: map[string]any{"order_id": 7}},
 			events: []Event{HTTPResult{Now: at(time.Second), StatusCode: 201, Body: json.RawMessage(`{"status":"packing"}`)}},
 			sends:  []string{"Order 7 is packing."}, status: StatusCompleted,
 			attrs: map[string]any{"orders_checked": 3.0, "order_state": "packing"},
@@ -418,7 +418,7 @@ func scenarios() []scenario {
 			name: "lost http result rescued by the timer", flow: "http.yaml", start: Start{Data: map[string]any{"order_id": "42"}},
 			events: []Event{TimerFired{Now: at(34 * time.Second)}, TimerFired{Now: at(35 * time.Second)},
 				HTTPResult{Now: at(36 * time.Second), StatusCode: 200, Body: json.RawMessage(`{}`)}},
-			sends:  []string{"We could not look up your order (no result before the timeout)."}, status: StatusFailed,
+			sends: []string{"We could not look up your order (no result before the timeout)."}, status: StatusFailed,
 			err: "order lookup failed for 42",
 		},
 

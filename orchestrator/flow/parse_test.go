@@ -175,7 +175,7 @@ steps:
 		t.Fatalf("got %v", err)
 	}
 	want := map[string]bool{
-		"steps[0].retries":       false,
+		"steps[0].retries":        false,
 		"steps[0].validate.regex": false,
 	}
 	// Structural errors stop before semantic ones; fix retries to see the rest.
