@@ -24,6 +24,7 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 	}
 	var logLevel, logFormat, maxBytes string
 	str(&cfg.HTTPAddr, "http-addr", "FLOWGATE_HTTP_ADDR", ":8080", "HTTP listen address")
+	str(&cfg.MetricsAddr, "metrics-addr", "FLOWGATE_METRICS_ADDR", "", "orchestrator and channel workers: /metrics, /healthz and /readyz listen address (default :9090; off disables)")
 	str(&cfg.DataDir, "data-dir", "FLOWGATE_DATA_DIR", "data", "data directory (embedded store, embedded NATS)")
 	str(&cfg.AdminKey, "admin-key", "FLOWGATE_ADMIN_KEY", "", "admin API key (dev generates one when empty)")
 	str(&cfg.NATSURL, "nats-url", "FLOWGATE_NATS_URL", "", "NATS server URL (dev embeds one when empty)")

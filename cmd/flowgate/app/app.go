@@ -41,7 +41,10 @@ type Config struct {
 	StreamMaxBytes int64 // FLOWGATE_STREAM_MAX_BYTES
 	// NoDemo skips creating the demo bot in dev.
 	NoDemo bool // FLOWGATE_NO_DEMO
-	Logger *slog.Logger
+	// MetricsAddr is where the orchestrator and channel workers serve
+	// /metrics, /healthz and /readyz (default ":9090", "off" disables).
+	MetricsAddr string // FLOWGATE_METRICS_ADDR
+	Logger      *slog.Logger
 	// OrchestratorHooks are test seams (crash injection).
 	OrchestratorHooks *orchestrator.Hooks
 }

@@ -64,6 +64,8 @@ func StartDev(ctx context.Context, cfg Config) (*Dev, error) {
 	if d.Store, err = OpenStore(ctx, cfg); err != nil {
 		return nil, err
 	}
+	d.Store = instrumentStore(cfg, d.Store)
+	registerJetStreamCollector(d.Bus, log)
 	key, generated, err := adminKey(cfg)
 	if err != nil {
 		return nil, err

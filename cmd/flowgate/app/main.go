@@ -23,18 +23,27 @@ func Main(ctx context.Context, cmd string, args []string, cfg Config) error {
 		return err
 	}
 	defer st.Close()
+	st = instrumentStore(cfg, st)
 	b, err := ConnectBus(ctx, cfg, "/flowgate/"+cmd)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	registerJetStreamCollector(b, cfg.Logger)
+	var service func(context.Context) error
 	switch cmd {
 	case "ingress":
-		return RunIngress(ctx, cfg, st, b)
+		service = func(ctx context.Context) error { return RunIngress(ctx, cfg, st, b) }
 	case "orchestrator":
-		return RunOrchestrator(ctx, cfg, st, b)
+		service = func(ctx context.Context) error { return RunOrchestrator(ctx, cfg, st, b) }
 	case "channel":
-		return RunChannel(ctx, cfg, args[0], st, b)
+		service = func(ctx context.Context) error { return RunChannel(ctx, cfg, args[0], st, b) }
+	default:
+		return fmt.Errorf("unknown command %q", cmd)
 	}
-	return fmt.Errorf("unknown command %q", cmd)
+	addr := metricsAddr(cfg, cmd)
+	if addr == "" {
+		return service(ctx)
+	}
+	return waitAll(ctx, service, func(ctx context.Context) error { return serveOps(ctx, addr, b, st, cfg.Logger) })
 }

@@ -1,0 +1,246 @@
+// Package instrumented wraps a store.Store with Prometheus metrics: the
+// latency of every operation and its failures by kind. It delegates and
+// changes nothing else, so it wraps any adapter (sqlite, mongo).
+//
+// Methods of the port that are not overridden here are still delegated
+// (the wrapper embeds the store) but are not measured; the hot paths of the
+// ingress, orchestrator and channel workers are.
+package instrumented
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+var (
+	opSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "flowgate_store_operation_duration_seconds",
+		Help:    "Store operation latency, by adapter (sqlite, mongo) and operation (the port's method name).",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
+	}, []string{"adapter", "operation"})
+	opErrors = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_store_operation_errors_total",
+		Help: "Store operations that returned an error, by adapter, operation and kind (not_found, conflict, version_conflict, invalid, unavailable, canceled, other).",
+	}, []string{"adapter", "operation", "kind"})
+)
+
+// Store measures the operations of the store it wraps.
+type Store struct {
+	store.Store
+	adapter string
+}
+
+// New wraps st; adapter names it in the metrics ("sqlite", "mongo").
+func New(st store.Store, adapter string) *Store {
+	return &Store{Store: st, adapter: adapter}
+}
+
+// Unwrap returns the wrapped store.
+func (s *Store) Unwrap() store.Store { return s.Store }
+
+// ErrorKind classifies a store error for the errors counter.
+func ErrorKind(err error) string {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "not_found"
+	case errors.Is(err, store.ErrVersionConflict):
+		return "version_conflict"
+	case errors.Is(err, store.ErrConflict):
+		return "conflict"
+	case errors.Is(err, store.ErrInvalid):
+		return "invalid"
+	case errors.Is(err, store.ErrUnavailable):
+		return "unavailable"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "canceled"
+	default:
+		return "other"
+	}
+}
+
+// observe records one operation that started at start and ended with err.
+func (s *Store) observe(op string, start time.Time, err error) {
+	opSeconds.WithLabelValues(s.adapter, op).Observe(time.Since(start).Seconds())
+	if err != nil {
+		opErrors.WithLabelValues(s.adapter, op, ErrorKind(err)).Inc()
+	}
+}
+
+func measure[T any](s *Store, op string, f func() (T, error)) (T, error) {
+	start := time.Now()
+	v, err := f()
+	s.observe(op, start, err)
+	return v, err
+}
+
+func measure0(s *Store, op string, f func() error) error {
+	start := time.Now()
+	err := f()
+	s.observe(op, start, err)
+	return err
+}
+
+// CreateBot delegates and measures.
+func (s *Store) CreateBot(ctx context.Context, b store.Bot) error {
+	return measure0(s, "CreateBot", func() error { return s.Store.CreateBot(ctx, b) })
+}
+
+// GetBot delegates and measures.
+func (s *Store) GetBot(ctx context.Context, id string) (store.Bot, error) {
+	return measure(s, "GetBot", func() (store.Bot, error) { return s.Store.GetBot(ctx, id) })
+}
+
+// GetAPIKeyByHash delegates and measures.
+func (s *Store) GetAPIKeyByHash(ctx context.Context, hash string) (store.APIKey, error) {
+	return measure(s, "GetAPIKeyByHash", func() (store.APIKey, error) { return s.Store.GetAPIKeyByHash(ctx, hash) })
+}
+
+// PutFlow delegates and measures.
+func (s *Store) PutFlow(ctx context.Context, f store.Flow) (store.Flow, error) {
+	return measure(s, "PutFlow", func() (store.Flow, error) { return s.Store.PutFlow(ctx, f) })
+}
+
+// GetFlow delegates and measures.
+func (s *Store) GetFlow(ctx context.Context, botID, flowID string, version int) (store.Flow, error) {
+	return measure(s, "GetFlow", func() (store.Flow, error) { return s.Store.GetFlow(ctx, botID, flowID, version) })
+}
+
+// PutEvent delegates and measures.
+func (s *Store) PutEvent(ctx context.Context, e store.Event) error {
+	return measure0(s, "PutEvent", func() error { return s.Store.PutEvent(ctx, e) })
+}
+
+// GetEvent delegates and measures.
+func (s *Store) GetEvent(ctx context.Context, botID, name string) (store.Event, error) {
+	return measure(s, "GetEvent", func() (store.Event, error) { return s.Store.GetEvent(ctx, botID, name) })
+}
+
+// UpsertContact delegates and measures.
+func (s *Store) UpsertContact(ctx context.Context, u store.ContactUpsert) (store.Contact, bool, error) {
+	start := time.Now()
+	c, created, err := s.Store.UpsertContact(ctx, u)
+	s.observe("UpsertContact", start, err)
+	return c, created, err
+}
+
+// GetContact delegates and measures.
+func (s *Store) GetContact(ctx context.Context, botID, id string) (store.Contact, error) {
+	return measure(s, "GetContact", func() (store.Contact, error) { return s.Store.GetContact(ctx, botID, id) })
+}
+
+// CreateTrigger delegates and measures.
+func (s *Store) CreateTrigger(ctx context.Context, t store.Trigger) (store.Trigger, bool, error) {
+	start := time.Now()
+	tr, created, err := s.Store.CreateTrigger(ctx, t)
+	s.observe("CreateTrigger", start, err)
+	return tr, created, err
+}
+
+// GetTrigger delegates and measures.
+func (s *Store) GetTrigger(ctx context.Context, botID, id string) (store.Trigger, error) {
+	return measure(s, "GetTrigger", func() (store.Trigger, error) { return s.Store.GetTrigger(ctx, botID, id) })
+}
+
+// UpdateTrigger delegates and measures.
+func (s *Store) UpdateTrigger(ctx context.Context, t store.Trigger) (store.Trigger, error) {
+	return measure(s, "UpdateTrigger", func() (store.Trigger, error) { return s.Store.UpdateTrigger(ctx, t) })
+}
+
+// CreateRun delegates and measures.
+func (s *Store) CreateRun(ctx context.Context, r store.Run) (store.Run, bool, error) {
+	start := time.Now()
+	run, created, err := s.Store.CreateRun(ctx, r)
+	s.observe("CreateRun", start, err)
+	return run, created, err
+}
+
+// GetRun delegates and measures.
+func (s *Store) GetRun(ctx context.Context, botID, id string) (store.Run, error) {
+	return measure(s, "GetRun", func() (store.Run, error) { return s.Store.GetRun(ctx, botID, id) })
+}
+
+// UpdateRun delegates and measures.
+func (s *Store) UpdateRun(ctx context.Context, r store.Run) (store.Run, error) {
+	return measure(s, "UpdateRun", func() (store.Run, error) { return s.Store.UpdateRun(ctx, r) })
+}
+
+// ListRuns delegates and measures.
+func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, string, error) {
+	start := time.Now()
+	runs, next, err := s.Store.ListRuns(ctx, f)
+	s.observe("ListRuns", start, err)
+	return runs, next, err
+}
+
+// InsertMessages delegates and measures.
+func (s *Store) InsertMessages(ctx context.Context, ms []store.Message) error {
+	return measure0(s, "InsertMessages", func() error { return s.Store.InsertMessages(ctx, ms) })
+}
+
+// GetMessage delegates and measures.
+func (s *Store) GetMessage(ctx context.Context, botID, id string) (store.Message, error) {
+	return measure(s, "GetMessage", func() (store.Message, error) { return s.Store.GetMessage(ctx, botID, id) })
+}
+
+// UpdateMessageStatus delegates and measures.
+func (s *Store) UpdateMessageStatus(ctx context.Context, botID, id, status, providerID, reason string, at time.Time) error {
+	return measure0(s, "UpdateMessageStatus", func() error {
+		return s.Store.UpdateMessageStatus(ctx, botID, id, status, providerID, reason, at)
+	})
+}
+
+// AppendSandbox delegates and measures.
+func (s *Store) AppendSandbox(ctx context.Context, m store.SandboxMessage) error {
+	return measure0(s, "AppendSandbox", func() error { return s.Store.AppendSandbox(ctx, m) })
+}
+
+// ListSandbox delegates and measures.
+func (s *Store) ListSandbox(ctx context.Context, botID, to string, afterSeq int64, limit int) ([]store.SandboxMessage, error) {
+	return measure(s, "ListSandbox", func() ([]store.SandboxMessage, error) {
+		return s.Store.ListSandbox(ctx, botID, to, afterSeq, limit)
+	})
+}
+
+// CreateRuns delegates and measures.
+func (s *Store) CreateRuns(ctx context.Context, rs []store.Run) ([]store.Run, []bool, error) {
+	start := time.Now()
+	runs, created, err := s.Store.CreateRuns(ctx, rs)
+	s.observe("CreateRuns", start, err)
+	return runs, created, err
+}
+
+// StreamContacts delegates and measures.
+func (s *Store) StreamContacts(ctx context.Context, botID string, f store.ContactFilter) ([]store.Contact, error) {
+	return measure(s, "StreamContacts", func() ([]store.Contact, error) { return s.Store.StreamContacts(ctx, botID, f) })
+}
+
+// IncrTriggerCounters delegates and measures.
+func (s *Store) IncrTriggerCounters(ctx context.Context, botID, triggerID string, delta store.TriggerCounters) error {
+	return measure0(s, "IncrTriggerCounters", func() error { return s.Store.IncrTriggerCounters(ctx, botID, triggerID, delta) })
+}
+
+// DueRuns delegates and measures.
+func (s *Store) DueRuns(ctx context.Context, now time.Time, limit int) ([]store.Run, error) {
+	return measure(s, "DueRuns", func() ([]store.Run, error) { return s.Store.DueRuns(ctx, now, limit) })
+}
+
+// ImportContacts delegates and measures.
+func (s *Store) ImportContacts(ctx context.Context, us []store.ContactUpsert) (int, int, error) {
+	start := time.Now()
+	created, updated, err := s.Store.ImportContacts(ctx, us)
+	s.observe("ImportContacts", start, err)
+	return created, updated, err
+}
+
+// Ping delegates and measures.
+func (s *Store) Ping(ctx context.Context) error {
+	return measure0(s, "Ping", func() error { return s.Store.Ping(ctx) })
+}
+
+var _ store.Store = (*Store)(nil)
