@@ -234,39 +234,54 @@ func TestTemplatesRegistry(t *testing.T) {
 }
 
 func TestRateLimitPerNumber(t *testing.T) {
-	d := whatsappdouble.New(whatsappdouble.WithRate(10, 3))
+	// A refill of one token per 100 s: no stall of a loaded machine refills it.
+	d := whatsappdouble.New(whatsappdouble.WithRate(0.01, 3))
 	defer d.Close()
 	for range 3 {
 		require.Equal(t, http.StatusOK, send(t, d, textBody).status)
 	}
-	a := send(t, d, textBody)
-	requireError(t, a, http.StatusBadRequest, 130429)
+	requireError(t, send(t, d, textBody), http.StatusBadRequest, 130429)
 	// Another number has its own bucket.
 	require.Equal(t, http.StatusOK, post(t, d, "/v21.0/222/messages", whatsappdouble.DefaultToken, textBody).status)
-	time.Sleep(150 * time.Millisecond) // refills at least one token
+
+	// At 20/s a token comes back within 50 ms.
+	d.SetRate(20, 1)
+	refused := false
+	for range 1000 {
+		if send(t, d, textBody).status != http.StatusOK {
+			refused = true
+			break
+		}
+	}
+	require.True(t, refused)
+	time.Sleep(100 * time.Millisecond)
 	require.Equal(t, http.StatusOK, send(t, d, textBody).status)
 
 	d.SetRate(0, 0)
 	for range 20 {
 		require.Equal(t, http.StatusOK, send(t, d, textBody).status)
 	}
-	require.EqualValues(t, 1, d.Stats().Rejected[130429])
+	require.EqualValues(t, 2, d.Stats().Rejected[130429])
 }
 
 // TestRateLimitAccuracy: at 50/s with burst 1, hammering for 400 ms gets
-// about 20 accepted (1 burst + 50/s × 0.4 s), never more.
+// at most 1 + 50/s × elapsed accepted.
 func TestRateLimitAccuracy(t *testing.T) {
 	d := whatsappdouble.New(whatsappdouble.WithRate(50, 1))
 	defer d.Close()
 	start := time.Now()
+	requests := 0
 	for time.Since(start) < 400*time.Millisecond {
 		send(t, d, textBody)
+		requests++
 	}
 	elapsed := time.Since(start).Seconds()
 	acc := d.Stats().Accepted
-	require.LessOrEqual(t, float64(acc), 1+50*elapsed+1)
-	require.GreaterOrEqual(t, float64(acc), 50*0.4*0.8)
-	require.Positive(t, d.Stats().Rejected[130429])
+	require.LessOrEqual(t, float64(acc), 1+50*elapsed, "never above the rate")
+	// The bucket refills (a lower bound in time would flake on a loaded
+	// machine, where the loop itself may stall longer than the bucket holds).
+	require.Greater(t, acc, int64(1), "%d requests", requests)
+	require.EqualValues(t, requests, acc+d.Stats().Rejected[130429])
 }
 
 func TestInjectedFailures(t *testing.T) {
