@@ -1,0 +1,192 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/flowgate/flowgate/cmd/flowgate/app"
+	"github.com/flowgate/flowgate/orchestrator"
+)
+
+// client talks to a running Flowgate over HTTP, as a user would.
+type client struct {
+	t    *testing.T
+	base string
+}
+
+func (c client) call(method, path, key, body string, hdr ...string) (int, []byte) {
+	c.t.Helper()
+	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
+	require.NoError(c.t, err)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(c.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(c.t, err)
+	return resp.StatusCode, b
+}
+
+func (c client) must(method, path, key, body string, want int, hdr ...string) map[string]any {
+	c.t.Helper()
+	code, b := c.call(method, path, key, body, hdr...)
+	require.Equal(c.t, want, code, "%s %s: %s", method, path, b)
+	var out map[string]any
+	require.NoError(c.t, json.Unmarshal(b, &out), string(b))
+	return out
+}
+
+type sandboxMsg struct {
+	Seq   int64  `json:"seq"`
+	To    string `json:"to"`
+	RunID string `json:"run_id"`
+	Text  string `json:"text"`
+}
+
+func (c client) sandbox(bot, key, to string) []sandboxMsg {
+	c.t.Helper()
+	code, b := c.call("GET", "/v1/bots/"+bot+"/sandbox/messages?to="+to, key, "")
+	require.Equal(c.t, 200, code, string(b))
+	var out struct{ Messages []sandboxMsg }
+	require.NoError(c.t, json.Unmarshal(b, &out))
+	return out.Messages
+}
+
+const welcomeFlow = `{
+  "steps": [
+    {"id": "welcome", "type": "send", "text": "Welcome {{ name }}! 🎉"},
+    {"id": "plan", "type": "send", "text": "You've signed up for the {{ plan }} plan."},
+    {"id": "referral", "type": "send", "text": "Referral code: {{ referralCode }}", "skip_if_empty": true}
+  ]
+}`
+
+func startDev(t *testing.T, dir string, hooks *orchestrator.Hooks) (*app.Dev, client) {
+	t.Helper()
+	d, err := app.StartDev(context.Background(), app.Config{
+		HTTPAddr: "127.0.0.1:0", DataDir: dir, AdminKey: "e2e-admin-key-0123456789",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OrchestratorHooks: hooks,
+	})
+	require.NoError(t, err)
+	return d, client{t: t, base: "http://" + d.Addr}
+}
+
+// setupAcme creates the BuilderBot seed's WELCOME_NEW_USER bot and returns its key.
+func setupAcme(c client) string {
+	resp := c.must("POST", "/v1/bots", "e2e-admin-key-0123456789", `{"id":"acme","name":"Acme"}`, 201)
+	key := resp["api_key"].(string)
+	c.must("PUT", "/v1/bots/acme/flows/welcome", key, welcomeFlow, 200)
+	c.must("PUT", "/v1/bots/acme/events/WELCOME_NEW_USER", key, `{"flow":"welcome"}`, 201)
+	return key
+}
+
+const seedPayload = `{"from":"1234567890","name":"John Doe","plan":"Premium","referralCode":"REF123"}`
+
+var seedMessages = []string{"Welcome John Doe! 🎉", "You've signed up for the Premium plan.", "Referral code: REF123"}
+
+func texts(ms []sandboxMsg) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.Text
+	}
+	return out
+}
+
+func TestDispatchEndToEnd(t *testing.T) {
+	d, c := startDev(t, t.TempDir(), nil)
+	defer func() { require.NoError(t, d.Stop()) }()
+	key := setupAcme(c)
+
+	resp := c.must("POST", "/v1/bots/acme/dispatch/WELCOME_NEW_USER", key, seedPayload, 202)
+	trigger := resp["trigger_id"].(string)
+	require.NotEmpty(t, trigger)
+
+	require.Eventually(t, func() bool { return len(c.sandbox("acme", key, "1234567890")) == 3 }, 10*time.Second, 20*time.Millisecond)
+	msgs := c.sandbox("acme", key, "1234567890")
+	require.Equal(t, seedMessages, texts(msgs), "in order, placeholders filled")
+
+	runs := c.must("GET", "/v1/bots/acme/runs?trigger="+trigger, key, "", 200)["runs"].([]any)
+	require.Len(t, runs, 1)
+	run := runs[0].(map[string]any)
+	require.Eventually(t, func() bool {
+		r := c.must("GET", "/v1/bots/acme/runs/"+run["id"].(string), key, "", 200)
+		return r["run"].(map[string]any)["status"] == "completed"
+	}, 5*time.Second, 20*time.Millisecond)
+	r := c.must("GET", "/v1/bots/acme/runs/"+run["id"].(string), key, "", 200)
+	require.Len(t, r["messages"], 3)
+
+	// The custom data became the contact's last_request.
+	contact, err := d.Store.GetContactByExternalID(context.Background(), "acme", "sandbox", "1234567890")
+	require.NoError(t, err)
+	require.Equal(t, "Premium", contact.LastRequest["plan"])
+	require.Equal(t, "John Doe", contact.Name)
+
+	// Without a referral code the third message is not sent.
+	c.must("POST", "/v1/bots/acme/dispatch/WELCOME_NEW_USER", key, `{"from":"555","name":"Ann","plan":"Basic"}`, 202)
+	require.Eventually(t, func() bool { return len(c.sandbox("acme", key, "555")) == 2 }, 10*time.Second, 20*time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+	require.Equal(t, []string{"Welcome Ann! 🎉", "You've signed up for the Basic plan."}, texts(c.sandbox("acme", key, "555")))
+}
+
+func TestDispatchIdempotencyKey(t *testing.T) {
+	d, c := startDev(t, t.TempDir(), nil)
+	defer func() { require.NoError(t, d.Stop()) }()
+	key := setupAcme(c)
+	first := c.must("POST", "/v1/bots/acme/dispatch/WELCOME_NEW_USER", key, seedPayload, 202, "Idempotency-Key", "order-42")
+	require.Eventually(t, func() bool { return len(c.sandbox("acme", key, "1234567890")) == 3 }, 10*time.Second, 20*time.Millisecond)
+	// A retry after the run finished, and one more while nothing is pending.
+	for i := 0; i < 2; i++ {
+		again := c.must("POST", "/v1/bots/acme/dispatch/WELCOME_NEW_USER", key, seedPayload, 202, "Idempotency-Key", "order-42")
+		require.Equal(t, first["trigger_id"], again["trigger_id"])
+		require.Equal(t, true, again["duplicate"])
+	}
+	time.Sleep(500 * time.Millisecond)
+	runs := c.must("GET", "/v1/bots/acme/runs", key, "", 200)["runs"].([]any)
+	require.Len(t, runs, 1, "one run for one idempotency key")
+	require.Len(t, c.sandbox("acme", key, "1234567890"), 3)
+}
+
+// TestRestartMidFlow stops the orchestrator after it published a run's
+// messages but before it stored the run's new state — the worst moment for
+// a crash — then starts Flowgate again on the same data: the run completes
+// and no message is sent twice.
+func TestRestartMidFlow(t *testing.T) {
+	dir := t.TempDir()
+	var crashed atomic.Bool
+	hooks := &orchestrator.Hooks{AfterPublish: func(string) error {
+		crashed.Store(true)
+		return errors.New("simulated crash after publish")
+	}}
+	d, c := startDev(t, dir, hooks)
+	key := setupAcme(c)
+	resp := c.must("POST", "/v1/bots/acme/dispatch/WELCOME_NEW_USER", key, seedPayload, 202)
+	require.Eventually(t, crashed.Load, 10*time.Second, 5*time.Millisecond)
+	require.NoError(t, d.Stop())
+
+	d, c = startDev(t, dir, nil)
+	defer func() { require.NoError(t, d.Stop()) }()
+	require.Eventually(t, func() bool {
+		runs := c.must("GET", "/v1/bots/acme/runs?trigger="+resp["trigger_id"].(string), key, "", 200)["runs"].([]any)
+		return len(runs) == 1 && runs[0].(map[string]any)["status"] == "completed"
+	}, 15*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return len(c.sandbox("acme", key, "1234567890")) >= 3 }, 10*time.Second, 20*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, seedMessages, texts(c.sandbox("acme", key, "1234567890")), "each message exactly once")
+}
