@@ -389,6 +389,11 @@ func TestWebhookBuilders(t *testing.T) {
 	}}]}]}`
 	require.JSONEq(t, want, string(body))
 
+	plus := whatsappdouble.TextMessage("+31612345678", "wamid.3", "x", at)
+	require.Equal(t, "31612345678", plus.From, "wa_id has no +")
+	require.Equal(t, "31612345678", whatsappdouble.StatusUpdate("wamid.4", "read", "+31612345678", at).RecipientID)
+	require.Equal(t, "hub.challenge=C&hub.mode=subscribe&hub.verify_token=T", whatsappdouble.ChallengeQuery("T", "C").Encode())
+
 	raw, sig2 := whatsappdouble.SignedWebhook("secret", body)
 	require.Equal(t, body, raw, "bytes are signed as they are")
 	require.Equal(t, sig, sig2)

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 )
@@ -170,26 +171,27 @@ func MessageID() string {
 
 func ts(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }
 
-// TextMessage is a text message from a user (from: wa_id, digits only).
+// TextMessage is a text message from a user. Like every builder it writes
+// from as Meta's wa_id: digits only, a leading "+" is dropped.
 func TextMessage(from, id, body string, at time.Time) Message {
-	return Message{From: from, ID: id, Timestamp: ts(at), Type: "text", Text: &Text{Body: body}}
+	return Message{From: normalize(from), ID: id, Timestamp: ts(at), Type: "text", Text: &Text{Body: body}}
 }
 
 // ButtonReply is a press on a reply button of an interactive message.
 func ButtonReply(from, id, buttonID, title string, at time.Time) Message {
-	return Message{From: from, ID: id, Timestamp: ts(at), Type: "interactive",
+	return Message{From: normalize(from), ID: id, Timestamp: ts(at), Type: "interactive",
 		Interactive: &Interactive{Type: "button_reply", ButtonReply: &Reply{ID: buttonID, Title: title}}}
 }
 
 // ListReply is a choice of a row of an interactive list.
 func ListReply(from, id, rowID, title, description string, at time.Time) Message {
-	return Message{From: from, ID: id, Timestamp: ts(at), Type: "interactive",
+	return Message{From: normalize(from), ID: id, Timestamp: ts(at), Type: "interactive",
 		Interactive: &Interactive{Type: "list_reply", ListReply: &Reply{ID: rowID, Title: title, Description: description}}}
 }
 
 // TemplateButtonReply is a press on a template's quick-reply button.
 func TemplateButtonReply(from, id, payload, text string, at time.Time) Message {
-	return Message{From: from, ID: id, Timestamp: ts(at), Type: "button", Button: &TemplateBtn{Payload: payload, Text: text}}
+	return Message{From: normalize(from), ID: id, Timestamp: ts(at), Type: "button", Button: &TemplateBtn{Payload: payload, Text: text}}
 }
 
 // FlowReply is the completion of a WhatsApp Flow (nfm_reply): response_json
@@ -201,13 +203,13 @@ func FlowReply(from, id, flowToken string, answers map[string]any, at time.Time)
 	}
 	resp["flow_token"] = flowToken
 	raw, _ := json.Marshal(resp)
-	return Message{From: from, ID: id, Timestamp: ts(at), Type: "interactive",
+	return Message{From: normalize(from), ID: id, Timestamp: ts(at), Type: "interactive",
 		Interactive: &Interactive{Type: "nfm_reply", NFMReply: &NFMReply{Name: "flow", Body: "Sent", ResponseJSON: string(raw)}}}
 }
 
 // StatusUpdate is a status change (sent, delivered, read, failed) of wamid.
 func StatusUpdate(wamid, status, recipient string, at time.Time, errs ...StatusError) Status {
-	return Status{ID: wamid, Status: status, Timestamp: ts(at), RecipientID: recipient, Errors: errs}
+	return Status{ID: wamid, Status: status, Timestamp: ts(at), RecipientID: normalize(recipient), Errors: errs}
 }
 
 // FailedStatus is a "failed" status with one error of code.
@@ -235,6 +237,12 @@ func SignedWebhook(appSecret string, payload any) (body []byte, signatureHeader 
 	mac := hmac.New(sha256.New, []byte(appSecret))
 	mac.Write(body)
 	return body, "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// ChallengeQuery is the query of Meta's subscription check:
+// hub.mode=subscribe&hub.verify_token=verifyToken&hub.challenge=challenge.
+func ChallengeQuery(verifyToken, challenge string) url.Values {
+	return url.Values{"hub.mode": {"subscribe"}, "hub.verify_token": {verifyToken}, "hub.challenge": {challenge}}
 }
 
 // PostWebhook POSTs payload, signed with appSecret, to url as Meta would.
