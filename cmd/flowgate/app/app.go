@@ -68,9 +68,9 @@ func (c *Config) setDefaults() {
 func CompileFlow(doc []byte) ([]byte, error) {
 	d, err := flow.Parse(doc)
 	if err != nil {
-		var ve flow.ValidationErrors
+		var ve *flow.ValidationErrors
 		if errors.As(err, &ve) {
-			return nil, flowErrors{ve}
+			return nil, flowErrors{*ve}
 		}
 		return nil, err
 	}
