@@ -38,12 +38,19 @@ type Limits struct {
 	PerChat Rate
 	// PerBot applies to all messages of one bot (Telegram: about 30/s).
 	PerBot Rate
+	// PerGroup applies, on top of PerChat, to group chats (negative chat
+	// ids; Telegram: 20 messages/min).
+	PerGroup Rate
 }
 
-// DefaultLimits are Telegram's documented broadcast limits: 1 message/s per
-// chat and 30 messages/s per bot.
+// DefaultLimits are Telegram's documented limits: 1 message/s per chat,
+// 30 messages/s per bot, 20 messages/min per group.
 func DefaultLimits() Limits {
-	return Limits{PerChat: Rate{N: 1, Window: time.Second}, PerBot: Rate{N: 30, Window: time.Second}}
+	return Limits{
+		PerChat:  Rate{N: 1, Window: time.Second},
+		PerBot:   Rate{N: 30, Window: time.Second},
+		PerGroup: Rate{N: 20, Window: time.Minute},
+	}
 }
 
 // ChatState is how the double treats messages to a chat.
@@ -119,9 +126,10 @@ type botState struct {
 }
 
 type chatState struct {
-	state     ChatState
-	recent    []time.Time
-	messageID int64
+	state       ChatState
+	recent      []time.Time
+	groupRecent []time.Time
+	messageID   int64
 }
 
 // Server is the Telegram double. Create it with New or Start.
@@ -658,8 +666,14 @@ func (s *Server) send(w http.ResponseWriter, b *botState, method string, p param
 	}
 	now := time.Now()
 	var wait time.Duration
+	isGroup := strings.HasPrefix(chatID, "-") || strings.HasPrefix(chatID, "@")
+	groupRate := s.limits.PerGroup
+	if !isGroup {
+		groupRate = Rate{}
+	}
 	if !acc.PaidBroadcast {
-		wait = max(limitWait(&chat.recent, s.limits.PerChat, now), limitWait(&b.recent, s.limits.PerBot, now))
+		wait = max(limitWait(&chat.recent, s.limits.PerChat, now), limitWait(&b.recent, s.limits.PerBot, now),
+			limitWait(&chat.groupRecent, groupRate, now))
 	}
 	if wait > 0 {
 		s.counters.RateLimited++
@@ -670,6 +684,7 @@ func (s *Server) send(w http.ResponseWriter, b *botState, method string, p param
 	}
 	chat.recent = appendRecent(chat.recent, s.limits.PerChat, now)
 	b.recent = appendRecent(b.recent, s.limits.PerBot, now)
+	chat.groupRecent = appendRecent(chat.groupRecent, groupRate, now)
 	chat.messageID++
 	acc.MessageID = chat.messageID
 	acc.At = now

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -126,3 +127,20 @@ func TestGetUpdatesOffsetsAndConflict(t *testing.T) {
 }
 
 func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+func TestGroupLimit(t *testing.T) {
+	d := telegramdouble.Start(t, telegramdouble.WithLimits(telegramdouble.Limits{PerGroup: telegramdouble.Rate{N: 2, Window: time.Minute}}))
+	d.AddBot(token)
+	for i := range 2 {
+		status, a := call(t, d.URL, token, "sendMessage", `{"chat_id":-100123,"text":"x"}`)
+		require.Equal(t, 200, status, "message %d: %s", i, a.Description)
+	}
+	status, a := call(t, d.URL, token, "sendMessage", `{"chat_id":-100123,"text":"x"}`)
+	require.Equal(t, 429, status)
+	require.Greater(t, a.Parameters.RetryAfter, 50, "the window is a minute")
+	// Private chats are not groups.
+	for range 3 {
+		status, _ := call(t, d.URL, token, "sendMessage", `{"chat_id":77,"text":"x"}`)
+		require.Equal(t, 200, status)
+	}
+}
