@@ -1,0 +1,647 @@
+package mongo
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+// runDoc is a run as stored in the runs collection.
+type runDoc struct {
+	ID          string     `bson:"_id"`
+	BotID       string     `bson:"bot_id"`
+	TriggerID   string     `bson:"trigger_id"`
+	FlowID      string     `bson:"flow_id"`
+	FlowVersion int        `bson:"flow_version"`
+	ContactID   string     `bson:"contact_id"`
+	Channel     string     `bson:"channel"`
+	Status      string     `bson:"status"`
+	State       string     `bson:"state,omitempty"`
+	Data        string     `bson:"data,omitempty"`
+	WaitUntil   *time.Time `bson:"wait_until,omitempty"`
+	Error       string     `bson:"error"`
+	Version     int64      `bson:"version"`
+	CreatedAt   time.Time  `bson:"created_at"`
+	UpdatedAt   time.Time  `bson:"updated_at"`
+	// Dedup is the unique key "one run per trigger + contact"; a run without
+	// a trigger gets a key of its own id (a partial unique index would say
+	// this directly, but FerretDB v1 has none).
+	Dedup string `bson:"dedup"`
+	// ExpireAt is set when the run becomes final and a retention is set;
+	// the TTL index deletes the run then.
+	ExpireAt *time.Time `bson:"expire_at,omitempty"`
+	// Writes is a ring of the last write marks ("version/token"), keyed by
+	// version modulo writeRing, that tells a group-commit caller whether its
+	// own versioned update was the one applied.
+	Writes map[string]string `bson:"writes,omitempty"`
+}
+
+const writeRing = 8
+
+func dedupKey(r store.Run) string {
+	if r.TriggerID == "" {
+		return "run|" + r.ID
+	}
+	return strconv.Itoa(len(r.TriggerID)) + ":" + r.TriggerID + "|" + r.ContactID
+}
+
+func (d *runDoc) run() (store.Run, error) {
+	data, err := decodeMap(d.Data)
+	return store.Run{
+		ID: d.ID, BotID: d.BotID, TriggerID: d.TriggerID, FlowID: d.FlowID, FlowVersion: d.FlowVersion,
+		ContactID: d.ContactID, Channel: d.Channel, Status: d.Status, State: decodeRaw(d.State), Data: data,
+		WaitUntil: d.WaitUntil, Error: d.Error, Version: d.Version, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
+	}, err
+}
+
+func validRunStatus(s string) bool {
+	switch s {
+	case store.RunCreated, store.RunQueued, store.RunRunning, store.RunWaiting,
+		store.RunCompleted, store.RunFailed, store.RunCancelled, store.RunExpired:
+		return true
+	}
+	return false
+}
+
+// encodedRun holds a run's JSON fields, encoded outside the write path.
+type encodedRun struct{ state, data string }
+
+// prepareRun validates r, fills defaults and encodes its JSON fields; create
+// says whether r is about to be created.
+func prepareRun(r *store.Run, create bool) (encodedRun, error) {
+	var e encodedRun
+	err := firstErr(store.CheckID("id", r.ID), store.CheckBotID("bot_id", r.BotID))
+	if err == nil && create {
+		err = firstErr(store.CheckID("contact_id", r.ContactID), store.CheckID("flow_id", r.FlowID))
+		if err == nil && r.TriggerID != "" {
+			err = store.CheckID("trigger_id", r.TriggerID)
+		}
+	}
+	if err == nil && !create && r.FlowID != "" {
+		err = store.CheckID("flow_id", r.FlowID)
+	}
+	if err == nil && len(r.Channel) > store.MaxIDBytes {
+		err = &store.InvalidError{Field: "channel", Reason: "too long"}
+	}
+	if err == nil {
+		err = checkText("channel", r.Channel)
+	}
+	if err == nil {
+		if r.Status == "" && create {
+			r.Status = store.RunCreated
+		}
+		if !validRunStatus(r.Status) {
+			err = &store.InvalidError{Field: "status", Reason: fmt.Sprintf("unknown run status %q", r.Status)}
+		}
+	}
+	if err == nil && r.WaitUntil != nil {
+		err = checkTime("wait_until", *r.WaitUntil)
+	}
+	if err == nil {
+		err = checkText("error", r.Error)
+	}
+	if err != nil {
+		return e, err
+	}
+	if e.state, err = encodeRaw("state", r.State, false); err != nil {
+		return e, err
+	}
+	if e.data, err = encodeMap("data", r.Data); err != nil {
+		return e, err
+	}
+	r.WaitUntil = msPtr(r.WaitUntil)
+	if create {
+		r.Version = 1
+		r.CreatedAt = orNow(r.CreatedAt)
+		if r.UpdatedAt.IsZero() {
+			r.UpdatedAt = r.CreatedAt
+		}
+		r.UpdatedAt = ms(r.UpdatedAt)
+	} else {
+		r.UpdatedAt = now() // an update is stamped by the store
+	}
+	return e, nil
+}
+
+func (s *Store) expireAt(status string, updated time.Time) *time.Time {
+	if s.cfg.retention <= 0 || !store.RunFinal(status) {
+		return nil
+	}
+	t := ms(updated.Add(s.cfg.retention))
+	return &t
+}
+
+func (s *Store) newRunDoc(r store.Run, e encodedRun) runDoc {
+	return runDoc{
+		ID: r.ID, BotID: r.BotID, TriggerID: r.TriggerID, FlowID: r.FlowID, FlowVersion: r.FlowVersion,
+		ContactID: r.ContactID, Channel: r.Channel, Status: r.Status, State: e.state, Data: e.data,
+		WaitUntil: r.WaitUntil, Error: r.Error, Version: r.Version, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		Dedup: dedupKey(r), ExpireAt: s.expireAt(r.Status, r.UpdatedAt),
+	}
+}
+
+// existingRuns finds the runs that hold the ids or trigger + contact keys of
+// rs, for creates that hit a unique index.
+func (s *Store) existingRuns(ctx context.Context, rs []store.Run) (byID, byKey map[string]runDoc, err error) {
+	ids := make([]string, 0, len(rs))
+	keys := make([]string, 0, len(rs))
+	for _, r := range rs {
+		ids = append(ids, r.ID)
+		keys = append(keys, dedupKey(r))
+	}
+	filter := bson.D{{Key: "$or", Value: bson.A{
+		bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
+		bson.D{{Key: "dedup", Value: bson.D{{Key: "$in", Value: keys}}}},
+	}}}
+	cur, err := s.runs.Find(ctx, filter)
+	if err != nil {
+		return nil, nil, err
+	}
+	var docs []runDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, nil, err
+	}
+	byID = make(map[string]runDoc, len(docs))
+	byKey = make(map[string]runDoc, len(docs))
+	for _, d := range docs {
+		byID[d.ID] = d
+		byKey[d.Dedup] = d
+	}
+	return byID, byKey, nil
+}
+
+// resolveExisting returns the run that made r's create a duplicate.
+func resolveExisting(r store.Run, byID, byKey map[string]runDoc) (store.Run, error) {
+	if d, ok := byID[r.ID]; ok {
+		if d.BotID != r.BotID {
+			return r, fmt.Errorf("%w: run id %s belongs to another bot", store.ErrConflict, r.ID)
+		}
+		return d.run()
+	}
+	if d, ok := byKey[dedupKey(r)]; ok && r.TriggerID != "" {
+		if d.BotID != r.BotID {
+			return r, fmt.Errorf("%w: trigger %s belongs to another bot", store.ErrConflict, r.TriggerID)
+		}
+		return d.run()
+	}
+	return r, fmt.Errorf("%w: run %s", store.ErrConflict, r.ID)
+}
+
+// CreateRun returns the existing run (created=false) if one has the same id
+// or the same trigger + contact.
+func (s *Store) CreateRun(ctx context.Context, r store.Run) (store.Run, bool, error) {
+	e, err := prepareRun(&r, true)
+	if err != nil {
+		return r, false, err
+	}
+	doc, err := marshal(s.newRunDoc(r, e), s.cfg.maxDocBytes)
+	if err != nil {
+		return r, false, err
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	_, err = s.runs.InsertOne(ctx, doc)
+	if err == nil {
+		return r, true, nil
+	}
+	if !isDup(err) {
+		return r, false, dbErr("create run", err)
+	}
+	byID, byKey, err := s.existingRuns(ctx, []store.Run{r})
+	if err != nil {
+		return r, false, dbErr("create run", err)
+	}
+	out, err := resolveExisting(r, byID, byKey)
+	if err != nil {
+		return r, false, dbErr("create run", err)
+	}
+	return out, false, nil
+}
+
+// CreateRuns inserts many runs with one unordered InsertMany, each
+// idempotent as in CreateRun. An invalid run fails the whole call before
+// anything is written. Without transactions the call is not all-or-none: if
+// it fails part-way, the runs already inserted stay and a retry returns them
+// with created=false.
+func (s *Store) CreateRuns(ctx context.Context, rs []store.Run) ([]store.Run, []bool, error) {
+	in := make([]store.Run, len(rs))
+	copy(in, rs)
+	docs := make([]any, len(in))
+	for i := range in {
+		e, err := prepareRun(&in[i], true)
+		if err != nil {
+			return nil, nil, fmt.Errorf("run %d: %w", i, err)
+		}
+		if docs[i], err = marshal(s.newRunDoc(in[i], e), s.cfg.maxDocBytes); err != nil {
+			return nil, nil, fmt.Errorf("run %d: %w", i, err)
+		}
+	}
+	if len(in) == 0 {
+		return nil, nil, nil
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	created := make([]bool, len(in))
+	for i := range created {
+		created[i] = true
+	}
+	_, err := s.runs.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if err == nil {
+		return in, created, nil
+	}
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
+		return nil, nil, dbErr("create runs", err)
+	}
+	var dups []int
+	for _, we := range bwe.WriteErrors {
+		if we.Code != codeDuplicateKey && we.Code != codeDuplicateKeyOld {
+			return nil, nil, fmt.Errorf("run %d: %w", we.Index, dbErr("create runs", mongo.WriteException{WriteErrors: []mongo.WriteError{we.WriteError}}))
+		}
+		dups = append(dups, we.Index)
+	}
+	dupRuns := make([]store.Run, len(dups))
+	for j, i := range dups {
+		dupRuns[j] = in[i]
+	}
+	byID, byKey, err := s.existingRuns(ctx, dupRuns)
+	if err != nil {
+		return nil, nil, dbErr("create runs", err)
+	}
+	for _, i := range dups {
+		ex, err := resolveExisting(in[i], byID, byKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("run %d: %w", i, dbErr("create runs", err))
+		}
+		in[i], created[i] = ex, false
+	}
+	return in, created, nil
+}
+
+// GetRun returns ErrNotFound for an unknown run.
+func (s *Store) GetRun(ctx context.Context, botID, id string) (store.Run, error) {
+	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
+		return store.Run{}, err
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	var d runDoc
+	err := s.runs.FindOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "bot_id", Value: botID}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return store.Run{}, notFound("run", botID, id)
+	}
+	if err != nil {
+		return store.Run{}, dbErr("get run", err)
+	}
+	r, err := d.run()
+	return r, dbErr("get run", err)
+}
+
+// runOp is one UpdateRun waiting for the group commit.
+type runOp struct {
+	result
+	run    store.Run // as it will be stored (Version is the expected one)
+	update bson.Raw
+	mark   string
+	err    error
+}
+
+var writeTokens atomic.Uint64
+
+// writeToken is unique per process start and write.
+var tokenPrefix = strconv.FormatInt(time.Now().UnixNano(), 36)
+
+func nextToken() string { return tokenPrefix + "." + strconv.FormatUint(writeTokens.Add(1), 36) }
+
+func writeSlot(version int64) string { return strconv.FormatInt(version%writeRing, 10) }
+
+// UpdateRun writes the mutable fields of r (status, state, data, wait_until,
+// error, and flow and channel when set) if r.Version matches, through the
+// group commit. The keys (bot, trigger, contact) and CreatedAt never change.
+func (s *Store) UpdateRun(ctx context.Context, r store.Run) (store.Run, error) {
+	e, err := prepareRun(&r, false)
+	if err != nil {
+		return r, err
+	}
+	next := r.Version + 1
+	op := &runOp{result: newResult(), run: r, mark: strconv.FormatInt(next, 10) + "/" + nextToken()}
+	set := bson.D{
+		{Key: "status", Value: r.Status},
+		{Key: "error", Value: r.Error},
+		{Key: "version", Value: next},
+		{Key: "updated_at", Value: r.UpdatedAt},
+		{Key: "writes." + writeSlot(next), Value: op.mark},
+	}
+	var unset bson.D
+	optional := func(key string, v any, present bool) {
+		if present {
+			set = append(set, bson.E{Key: key, Value: v})
+		} else {
+			unset = append(unset, bson.E{Key: key, Value: ""})
+		}
+	}
+	optional("state", e.state, e.state != "")
+	optional("data", e.data, e.data != "")
+	optional("wait_until", r.WaitUntil, r.WaitUntil != nil)
+	exp := s.expireAt(r.Status, r.UpdatedAt)
+	optional("expire_at", exp, exp != nil)
+	if r.FlowID != "" {
+		set = append(set, bson.E{Key: "flow_id", Value: r.FlowID}, bson.E{Key: "flow_version", Value: r.FlowVersion})
+	}
+	if r.Channel != "" {
+		set = append(set, bson.E{Key: "channel", Value: r.Channel})
+	}
+	update := bson.D{{Key: "$set", Value: set}}
+	if len(unset) > 0 {
+		update = append(update, bson.E{Key: "$unset", Value: unset})
+	}
+	if op.update, err = marshal(update, s.cfg.maxDocBytes); err != nil {
+		return r, err
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	if err := s.runWriter.submit(ctx, op); err != nil {
+		return r, err
+	}
+	if err := op.wait(ctx); err != nil {
+		return r, err
+	}
+	r.Version = next
+	return r, nil
+}
+
+func (op *runOp) filter() bson.D {
+	return bson.D{{Key: "_id", Value: op.run.ID}, {Key: "bot_id", Value: op.run.BotID}, {Key: "version", Value: op.run.Version}}
+}
+
+// flushRuns writes a batch of run updates, one unordered BulkWrite per round.
+func (s *Store) flushRuns(ctx context.Context, batch []*runOp) {
+	for _, round := range rounds(batch, func(op *runOp) string { return op.run.ID }) {
+		s.writeRunRound(ctx, round)
+	}
+	var final []string
+	for _, op := range batch {
+		if op.err == nil && s.expireAt(op.run.Status, op.run.UpdatedAt) != nil {
+			final = append(final, op.run.ID)
+		}
+	}
+	if len(final) > 0 && s.ttl {
+		s.expireMessagesOf(ctx, final)
+	}
+	for _, op := range batch {
+		op.complete(op.err)
+	}
+}
+
+func (s *Store) writeRunRound(ctx context.Context, ops []*runOp) {
+	models := make([]mongo.WriteModel, len(ops))
+	for i, op := range ops {
+		models[i] = mongo.NewUpdateOneModel().SetFilter(op.filter()).SetUpdate(op.update)
+	}
+	unlock := s.lockUpdates()
+	res, err := s.runs.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	unlock()
+	if err == nil && res.MatchedCount == int64(len(ops)) {
+		return
+	}
+	var bwe mongo.BulkWriteException
+	if err != nil && (!errors.As(err, &bwe) || bwe.WriteConcernError != nil) {
+		for _, op := range ops {
+			op.err = dbErr("update run", err)
+		}
+		return
+	}
+	// Some filters matched nothing (or some writes failed): read the runs
+	// back; a run carrying an op's write mark took that op's write.
+	marks, err := s.runMarks(ctx, ops)
+	if err != nil {
+		for _, op := range ops {
+			op.err = dbErr("update run", err)
+		}
+		return
+	}
+	for _, op := range ops {
+		m, ok := marks[op.run.ID]
+		switch {
+		case !ok || m.BotID != op.run.BotID:
+			op.err = notFound("run", op.run.BotID, op.run.ID)
+		case m.Writes[writeSlot(op.run.Version+1)] == op.mark:
+			op.err = nil
+		case len(bwe.WriteErrors) > 0:
+			// A server may stop at a failed write (FerretDB v1 does) and
+			// report it at the wrong index: retry the unconfirmed op alone.
+			op.err = s.updateRunOne(ctx, op)
+		default:
+			op.err = fmt.Errorf("%w: run %s is not at version %d", store.ErrVersionConflict, op.run.ID, op.run.Version)
+		}
+	}
+}
+
+func (s *Store) runMarks(ctx context.Context, ops []*runOp) (map[string]runDoc, error) {
+	ids := make([]string, len(ops))
+	for i, op := range ops {
+		ids[i] = op.run.ID
+	}
+	cur, err := s.runs.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
+		options.Find().SetProjection(bson.D{{Key: "bot_id", Value: 1}, {Key: "version", Value: 1}, {Key: "writes", Value: 1}}))
+	if err != nil {
+		return nil, err
+	}
+	var docs []runDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, err
+	}
+	out := make(map[string]runDoc, len(docs))
+	for _, d := range docs {
+		out[d.ID] = d
+	}
+	return out, nil
+}
+
+func (s *Store) updateRunOne(ctx context.Context, op *runOp) error {
+	unlock := s.lockUpdates()
+	res, err := s.runs.UpdateOne(ctx, op.filter(), op.update)
+	unlock()
+	if err != nil {
+		return dbErr("update run", err)
+	}
+	if res.MatchedCount == 1 {
+		return nil
+	}
+	n, err := s.runs.CountDocuments(ctx, bson.D{{Key: "_id", Value: op.run.ID}, {Key: "bot_id", Value: op.run.BotID}})
+	if err != nil {
+		return dbErr("update run", err)
+	}
+	if n == 0 {
+		return notFound("run", op.run.BotID, op.run.ID)
+	}
+	return fmt.Errorf("%w: run %s is not at version %d", store.ErrVersionConflict, op.run.ID, op.run.Version)
+}
+
+// expireMessagesOf gives the messages of runs that just became final the
+// runs' expiry, so that the TTL index deletes them with their runs. A
+// failure is logged: the retention sweeper deletes them later anyway.
+func (s *Store) expireMessagesOf(ctx context.Context, runIDs []string) {
+	at := ms(time.Now().Add(s.cfg.retention))
+	unlock := s.lockUpdates()
+	_, err := s.messages.UpdateMany(ctx, bson.D{{Key: "run_id", Value: bson.D{{Key: "$in", Value: runIDs}}}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "expire_at", Value: at}}}})
+	unlock()
+	if err != nil {
+		s.cfg.logger.Warn("mongo store: setting message expiry failed", "err", err)
+	}
+}
+
+// runCursor is the keyset position after the last run of a page.
+func encodeRunCursor(r store.Run) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(r.CreatedAt.UnixMilli(), 10) + "|" + r.ID))
+}
+
+func decodeRunCursor(c string) (time.Time, string, error) {
+	bad := &store.InvalidError{Field: "cursor", Reason: "malformed"}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return time.Time{}, "", bad
+	}
+	ts, id, ok := strings.Cut(string(b), "|")
+	if !ok || id == "" {
+		return time.Time{}, "", bad
+	}
+	n, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return time.Time{}, "", bad
+	}
+	return time.UnixMilli(n).UTC(), id, nil
+}
+
+// ListRuns returns a page of runs, newest first (CreatedAt, then ID).
+func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, string, error) {
+	if err := store.CheckBotID("bot_id", f.BotID); err != nil {
+		return nil, "", err
+	}
+	limit := f.Limit
+	switch {
+	case limit < 0:
+		return nil, "", &store.InvalidError{Field: "limit", Reason: "negative"}
+	case limit == 0:
+		limit = 100
+	case limit > 1000:
+		limit = 1000
+	}
+	if f.Status != "" && !validRunStatus(f.Status) {
+		return nil, "", &store.InvalidError{Field: "status", Reason: fmt.Sprintf("unknown run status %q", f.Status)}
+	}
+	filter := bson.D{{Key: "bot_id", Value: f.BotID}}
+	for _, c := range []struct{ field, v string }{
+		{"status", f.Status}, {"contact_id", f.ContactID}, {"trigger_id", f.TriggerID}, {"flow_id", f.FlowID},
+	} {
+		if c.v != "" {
+			if err := checkText(c.field, c.v); err != nil {
+				return nil, "", err
+			}
+			filter = append(filter, bson.E{Key: c.field, Value: c.v})
+		}
+	}
+	created := bson.D{}
+	if !f.Since.IsZero() {
+		if err := checkTime("since", f.Since); err != nil {
+			return nil, "", err
+		}
+		created = append(created, bson.E{Key: "$gte", Value: ms(f.Since)})
+	}
+	if !f.Until.IsZero() {
+		if err := checkTime("until", f.Until); err != nil {
+			return nil, "", err
+		}
+		created = append(created, bson.E{Key: "$lt", Value: ms(f.Until)})
+	}
+	if len(created) > 0 {
+		filter = append(filter, bson.E{Key: "created_at", Value: created})
+	}
+	if f.Cursor != "" {
+		ts, id, err := decodeRunCursor(f.Cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: "created_at", Value: bson.D{{Key: "$lt", Value: ts}}}},
+			bson.D{{Key: "created_at", Value: ts}, {Key: "_id", Value: bson.D{{Key: "$lt", Value: id}}}},
+		}})
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	cur, err := s.runs.Find(ctx, filter, options.Find().
+		SetSort(bson.D{{Key: "created_at", Value: -1}, {Key: "_id", Value: -1}}).
+		SetLimit(int64(limit+1)).
+		SetProjection(bson.D{{Key: "writes", Value: 0}}))
+	if err != nil {
+		return nil, "", dbErr("list runs", err)
+	}
+	out, err := decodeRuns(ctx, cur)
+	if err != nil {
+		return nil, "", dbErr("list runs", err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = encodeRunCursor(out[limit-1])
+	}
+	return out, next, nil
+}
+
+func decodeRuns(ctx context.Context, cur *mongo.Cursor) ([]store.Run, error) {
+	defer cur.Close(ctx)
+	var out []store.Run
+	for cur.Next(ctx) {
+		var d runDoc
+		if err := cur.Decode(&d); err != nil {
+			return nil, err
+		}
+		r, err := d.run()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, cur.Err()
+}
+
+// DueRuns returns waiting runs whose timer is due, earliest first. Times
+// compare at millisecond precision.
+func (s *Store) DueRuns(ctx context.Context, at time.Time, limit int) ([]store.Run, error) {
+	if err := checkTime("now", at); err != nil {
+		return nil, err
+	}
+	switch {
+	case limit < 0:
+		return nil, &store.InvalidError{Field: "limit", Reason: "negative"}
+	case limit == 0:
+		limit = 100
+	case limit > 10000:
+		limit = 10000
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	cur, err := s.runs.Find(ctx,
+		bson.D{{Key: "status", Value: store.RunWaiting}, {Key: "wait_until", Value: bson.D{{Key: "$lte", Value: ms(at)}}}},
+		options.Find().
+			SetSort(bson.D{{Key: "wait_until", Value: 1}, {Key: "_id", Value: 1}}).
+			SetLimit(int64(limit)).
+			SetProjection(bson.D{{Key: "writes", Value: 0}}))
+	if err != nil {
+		return nil, dbErr("due runs", err)
+	}
+	out, err := decodeRuns(ctx, cur)
+	return out, dbErr("due runs", err)
+}

@@ -1,0 +1,314 @@
+package mongo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+type triggerDoc struct {
+	ID             string      `bson:"_id"`
+	BotID          string      `bson:"bot_id"`
+	Source         string      `bson:"source"`
+	Event          string      `bson:"event"`
+	FlowID         string      `bson:"flow_id"`
+	Channel        string      `bson:"channel"`
+	Spec           string      `bson:"spec,omitempty"`
+	IdempotencyKey string      `bson:"idempotency_key"`
+	Status         string      `bson:"status"`
+	Cursor         string      `bson:"cursor"`
+	Counters       countersDoc `bson:"counters"`
+	Version        int64       `bson:"version"`
+	CreatedAt      time.Time   `bson:"created_at"`
+	UpdatedAt      time.Time   `bson:"updated_at"`
+}
+
+// countersDoc holds a trigger's progress; skip reasons are keyed by escaped
+// reason so that IncrTriggerCounters can $inc each one.
+type countersDoc struct {
+	Targeted    int64            `bson:"targeted"`
+	RunsCreated int64            `bson:"runs_created"`
+	Sent        int64            `bson:"sent"`
+	Delivered   int64            `bson:"delivered"`
+	Failed      int64            `bson:"failed"`
+	Skipped     int64            `bson:"skipped"`
+	SkipReasons map[string]int64 `bson:"skip_reasons,omitempty"`
+}
+
+func (d *triggerDoc) trigger() store.Trigger {
+	c := d.Counters
+	t := store.Trigger{
+		ID: d.ID, BotID: d.BotID, Source: d.Source, Event: d.Event, FlowID: d.FlowID, Channel: d.Channel,
+		Spec: decodeRaw(d.Spec), IdempotencyKey: d.IdempotencyKey, Status: d.Status, Cursor: d.Cursor,
+		Counters: store.TriggerCounters{Targeted: c.Targeted, RunsCreated: c.RunsCreated, Sent: c.Sent,
+			Delivered: c.Delivered, Failed: c.Failed, Skipped: c.Skipped},
+		Version: d.Version, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
+	}
+	if len(c.SkipReasons) > 0 {
+		t.Counters.SkipReasons = make(map[string]int64, len(c.SkipReasons))
+		for k, v := range c.SkipReasons {
+			t.Counters.SkipReasons[unescapeKey(k)] = v
+		}
+	}
+	return t
+}
+
+func validTriggerStatus(s string) bool {
+	switch s {
+	case store.TriggerAccepted, store.TriggerFanningOut, store.TriggerDone, store.TriggerCancelled:
+		return true
+	}
+	return false
+}
+
+func checkSkipReasons(m map[string]int64) error {
+	for k := range m {
+		if k == "" || len(k) > store.MaxIDBytes {
+			return &store.InvalidError{Field: "skip_reasons", Reason: "reason must be 1 to 128 bytes"}
+		}
+		if err := checkText("skip_reasons", k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkTrigger(t *store.Trigger) (spec string, err error) {
+	err = firstErr(store.CheckID("id", t.ID), store.CheckBotID("bot_id", t.BotID),
+		checkText("source", t.Source), checkText("event", t.Event), checkText("flow_id", t.FlowID),
+		checkText("channel", t.Channel), checkText("idempotency_key", t.IdempotencyKey), checkText("cursor", t.Cursor))
+	if err != nil {
+		return "", err
+	}
+	if t.Status == "" {
+		t.Status = store.TriggerAccepted
+	}
+	if !validTriggerStatus(t.Status) {
+		return "", &store.InvalidError{Field: "status", Reason: fmt.Sprintf("unknown trigger status %q", t.Status)}
+	}
+	return encodeRaw("spec", t.Spec, false)
+}
+
+// CreateTrigger returns the existing trigger (created=false) if the id exists.
+func (s *Store) CreateTrigger(ctx context.Context, tr store.Trigger) (store.Trigger, bool, error) {
+	spec, err := checkTrigger(&tr)
+	if err != nil {
+		return tr, false, err
+	}
+	if err := checkSkipReasons(tr.Counters.SkipReasons); err != nil {
+		return tr, false, err
+	}
+	tr.Version = 1
+	tr.CreatedAt = orNow(tr.CreatedAt)
+	if tr.UpdatedAt.IsZero() {
+		tr.UpdatedAt = tr.CreatedAt
+	}
+	tr.UpdatedAt = ms(tr.UpdatedAt)
+	c := tr.Counters
+	cd := countersDoc{Targeted: c.Targeted, RunsCreated: c.RunsCreated, Sent: c.Sent, Delivered: c.Delivered,
+		Failed: c.Failed, Skipped: c.Skipped}
+	if len(c.SkipReasons) > 0 {
+		cd.SkipReasons = make(map[string]int64, len(c.SkipReasons))
+		for k, v := range c.SkipReasons {
+			cd.SkipReasons[escapeKey(k)] = v
+		}
+	}
+	doc, err := marshal(triggerDoc{
+		ID: tr.ID, BotID: tr.BotID, Source: tr.Source, Event: tr.Event, FlowID: tr.FlowID, Channel: tr.Channel,
+		Spec: spec, IdempotencyKey: tr.IdempotencyKey, Status: tr.Status, Cursor: tr.Cursor, Counters: cd,
+		Version: tr.Version, CreatedAt: tr.CreatedAt, UpdatedAt: tr.UpdatedAt,
+	}, s.cfg.maxDocBytes)
+	if err != nil {
+		return tr, false, err
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	_, err = s.triggers.InsertOne(ctx, doc)
+	if err == nil {
+		return tr, true, nil
+	}
+	if !isDup(err) {
+		return tr, false, dbErr("create trigger", err)
+	}
+	var d triggerDoc
+	if err := s.triggers.FindOne(ctx, bson.D{{Key: "_id", Value: tr.ID}}).Decode(&d); err != nil {
+		return tr, false, dbErr("create trigger", err)
+	}
+	if d.BotID != tr.BotID {
+		return tr, false, fmt.Errorf("%w: trigger id %s belongs to another bot", store.ErrConflict, tr.ID)
+	}
+	return d.trigger(), false, nil
+}
+
+// GetTrigger returns ErrNotFound for an unknown trigger.
+func (s *Store) GetTrigger(ctx context.Context, botID, id string) (store.Trigger, error) {
+	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
+		return store.Trigger{}, err
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	var d triggerDoc
+	err := s.triggers.FindOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "bot_id", Value: botID}}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return store.Trigger{}, notFound("trigger", botID, id)
+	}
+	if err != nil {
+		return store.Trigger{}, dbErr("get trigger", err)
+	}
+	return d.trigger(), nil
+}
+
+// UpdateTrigger writes status, cursor, spec and the descriptive fields if
+// Version matches (one findAndModify); counters are left to
+// IncrTriggerCounters. It returns the stored trigger.
+func (s *Store) UpdateTrigger(ctx context.Context, tr store.Trigger) (store.Trigger, error) {
+	spec, err := checkTrigger(&tr)
+	if err != nil {
+		return tr, err
+	}
+	set := bson.D{
+		{Key: "source", Value: tr.Source}, {Key: "event", Value: tr.Event}, {Key: "flow_id", Value: tr.FlowID},
+		{Key: "channel", Value: tr.Channel}, {Key: "idempotency_key", Value: tr.IdempotencyKey},
+		{Key: "status", Value: tr.Status}, {Key: "cursor", Value: tr.Cursor},
+		{Key: "version", Value: tr.Version + 1}, {Key: "updated_at", Value: now()},
+	}
+	update := bson.D{}
+	if spec != "" {
+		set = append(set, bson.E{Key: "spec", Value: spec})
+	} else {
+		update = append(update, bson.E{Key: "$unset", Value: bson.D{{Key: "spec", Value: ""}}})
+	}
+	update = append(bson.D{{Key: "$set", Value: set}}, update...)
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	var d triggerDoc
+	unlock := s.lockUpdates()
+	err = s.triggers.FindOneAndUpdate(ctx,
+		bson.D{{Key: "_id", Value: tr.ID}, {Key: "bot_id", Value: tr.BotID}, {Key: "version", Value: tr.Version}},
+		update, options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
+	unlock()
+	if err == nil {
+		return d.trigger(), nil
+	}
+	if !errors.Is(err, mongo.ErrNoDocuments) {
+		return tr, dbErr("update trigger", err)
+	}
+	n, err := s.triggers.CountDocuments(ctx, bson.D{{Key: "_id", Value: tr.ID}, {Key: "bot_id", Value: tr.BotID}})
+	if err != nil {
+		return tr, dbErr("update trigger", err)
+	}
+	if n == 0 {
+		return tr, notFound("trigger", tr.BotID, tr.ID)
+	}
+	return tr, fmt.Errorf("%w: trigger %s is not at version %d", store.ErrVersionConflict, tr.ID, tr.Version)
+}
+
+// counterOp is one IncrTriggerCounters waiting for the group commit.
+type counterOp struct {
+	result
+	botID, triggerID string
+	delta            store.TriggerCounters
+	at               time.Time
+	err              error
+}
+
+// IncrTriggerCounters adds delta to the counters through the group commit;
+// the increments of one trigger in a batch are summed into one $inc.
+func (s *Store) IncrTriggerCounters(ctx context.Context, botID, triggerID string, d store.TriggerCounters) error {
+	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", triggerID), checkSkipReasons(d.SkipReasons)); err != nil {
+		return err
+	}
+	op := &counterOp{result: newResult(), botID: botID, triggerID: triggerID, delta: d, at: now()}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	if err := s.counterWriter.submit(ctx, op); err != nil {
+		return err
+	}
+	return op.wait(ctx)
+}
+
+func (s *Store) flushCounters(ctx context.Context, batch []*counterOp) {
+	type sum struct {
+		botID, id string
+		inc       map[string]int64
+		at        time.Time
+		ops       []*counterOp
+	}
+	var order []*sum
+	byKey := map[string]*sum{}
+	for _, op := range batch {
+		k := op.botID + "\x00" + op.triggerID
+		t := byKey[k]
+		if t == nil {
+			t = &sum{botID: op.botID, id: op.triggerID, inc: map[string]int64{}}
+			byKey[k] = t
+			order = append(order, t)
+		}
+		d := op.delta
+		for f, v := range map[string]int64{"targeted": d.Targeted, "runs_created": d.RunsCreated, "sent": d.Sent,
+			"delivered": d.Delivered, "failed": d.Failed, "skipped": d.Skipped} {
+			if v != 0 {
+				t.inc["counters."+f] += v
+			}
+		}
+		for r, v := range d.SkipReasons {
+			t.inc["counters.skip_reasons."+escapeKey(r)] += v
+		}
+		if op.at.After(t.at) {
+			t.at = op.at
+		}
+		t.ops = append(t.ops, op)
+	}
+	models := make([]mongo.WriteModel, len(order))
+	for i, t := range order {
+		inc := bson.D{}
+		for k, v := range t.inc {
+			inc = append(inc, bson.E{Key: k, Value: v})
+		}
+		update := bson.D{{Key: "$set", Value: bson.D{{Key: "updated_at", Value: t.at}}}}
+		if len(inc) > 0 {
+			update = append(update, bson.E{Key: "$inc", Value: inc})
+		}
+		models[i] = mongo.NewUpdateOneModel().
+			SetFilter(bson.D{{Key: "_id", Value: t.id}, {Key: "bot_id", Value: t.botID}}).
+			SetUpdate(update)
+	}
+	unlock := s.lockUpdates()
+	res, err := s.triggers.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	unlock()
+	fail := func(err error) {
+		for _, op := range batch {
+			op.complete(err)
+		}
+	}
+	if err != nil {
+		// $inc is not idempotent, so nothing is retried: the caller learns
+		// that the outcome is unknown.
+		fail(dbErr("increment trigger counters", err))
+		return
+	}
+	if res.MatchedCount < int64(len(order)) {
+		exists, err := existingIDs(ctx, s.triggers, order, func(t *sum) (string, string) { return t.id, t.botID })
+		if err != nil {
+			fail(dbErr("increment trigger counters", err))
+			return
+		}
+		for _, t := range order {
+			if !exists[t.id] {
+				for _, op := range t.ops {
+					op.err = notFound("trigger", t.botID, t.id)
+				}
+			}
+		}
+	}
+	for _, op := range batch {
+		op.complete(op.err)
+	}
+}
