@@ -37,6 +37,14 @@ type Pacer interface {
 	Throttled(account string, retryAfter time.Duration)
 }
 
+// MessagePacer is an optional extension of Pacer. When the runner's pacer
+// implements it, the runner calls WaitMessage instead of Wait, so that the
+// pacer can apply the bot's own rate for the account and pace per
+// recipient as well (Telegram: one message per second per chat).
+type MessagePacer interface {
+	WaitMessage(ctx context.Context, bot store.Bot, account string, out events.Outbound) error
+}
+
 // RunnerConfig configures a channel runner.
 type RunnerConfig struct {
 	// Workers send concurrently (default 64). Messages of one contact are
@@ -135,12 +143,17 @@ func (r *Runner) Handle(ctx context.Context, m bus.Message) error {
 			return err
 		}
 		if err == nil && rec.Status != events.StatusQueued {
+			if m.Delivered > 1 && rec.Status == events.StatusSent {
+				// The process may have died between recording the send and
+				// reporting it: report again (the event id makes it once).
+				if err := r.report(ctx, out, msg, events.Delivery{Status: events.StatusSent, ProviderMessageID: rec.ProviderMessageID, At: rec.UpdatedAt}); err != nil {
+					return err
+				}
+			}
 			continue // accepted (or failed) before: never send twice
 		}
-		if r.pacer != nil {
-			if err := r.pacer.Wait(ctx, account); err != nil {
-				return err
-			}
+		if err := r.pace(ctx, bot, account, out); err != nil {
+			return err
 		}
 		m.InProgress()
 		start := time.Now()
@@ -160,6 +173,16 @@ func (r *Runner) Handle(ctx context.Context, m bus.Message) error {
 		}
 	}
 	return nil
+}
+
+func (r *Runner) pace(ctx context.Context, bot store.Bot, account string, out events.Outbound) error {
+	if r.pacer == nil {
+		return nil
+	}
+	if mp, ok := r.pacer.(MessagePacer); ok {
+		return mp.WaitMessage(ctx, bot, account, out)
+	}
+	return r.pacer.Wait(ctx, account)
 }
 
 // sendFailed turns a send error into the bundle's fate.

@@ -1,0 +1,240 @@
+package pacer_test
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/channel/pacer"
+	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+func startJS(t testing.TB) jetstream.JetStream {
+	t.Helper()
+	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(e.Shutdown)
+	nc, err := e.Connect()
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	return js
+}
+
+func newPacer(t testing.TB, js jetstream.JetStream, cfg pacer.Config) *pacer.Pacer {
+	t.Helper()
+	p, err := pacer.New(context.Background(), js, cfg)
+	require.NoError(t, err)
+	return p
+}
+
+// maxIn is the most timestamps within any window of length w.
+func maxIn(ts []time.Time, w time.Duration) int {
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+	best, lo := 0, 0
+	for hi := range ts {
+		for ts[hi].Sub(ts[lo]) >= w {
+			lo++
+		}
+		best = max(best, hi-lo+1)
+	}
+	return best
+}
+
+// hammer calls wait from workers goroutines until d has passed and returns
+// when each call returned.
+func hammer(t *testing.T, workers int, d time.Duration, wait func(ctx context.Context) error) []time.Time {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var mu sync.Mutex
+	var ts []time.Time
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				err := wait(ctx)
+				if err != nil {
+					if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+						t.Errorf("wait: %v", err)
+					}
+					return
+				}
+				mu.Lock()
+				ts = append(ts, time.Now())
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return ts
+}
+
+// Two replicas (separate pacers on one KV bucket) share one account's rate.
+func TestReplicasShareTheAccountRate(t *testing.T) {
+	js := startJS(t)
+	const rate = 200.0
+	a := newPacer(t, js, pacer.Config{Channel: events.ChannelWhatsApp, Rate: rate})
+	b := newPacer(t, js, pacer.Config{Channel: events.ChannelWhatsApp, Rate: rate})
+	var mu sync.Mutex
+	var all []time.Time
+	var wg sync.WaitGroup
+	for _, p := range []*pacer.Pacer{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ts := hammer(t, 16, 3*time.Second, func(ctx context.Context) error { return p.Wait(ctx, "1555000111") })
+			mu.Lock()
+			all = append(all, ts...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	got := float64(len(all)) / 3
+	t.Logf("two replicas: %d sends in 3 s = %.1f/s (configured %v/s); max in any 1 s: %d; max in any 100 ms: %d",
+		len(all), got, rate, maxIn(all, time.Second), maxIn(all, 100*time.Millisecond))
+	require.GreaterOrEqual(t, got, 0.9*rate)
+	require.LessOrEqual(t, maxIn(all, time.Second), int(rate)+2)
+}
+
+// An idle replica takes no slots: one busy replica gets the whole rate.
+func TestOneBusyReplicaGetsTheWholeRate(t *testing.T) {
+	js := startJS(t)
+	const rate = 100.0
+	a := newPacer(t, js, pacer.Config{Channel: events.ChannelRCS, Rate: rate})
+	_ = newPacer(t, js, pacer.Config{Channel: events.ChannelRCS, Rate: rate}) // registered, idle
+	ts := hammer(t, 8, 2*time.Second, func(ctx context.Context) error { return a.Wait(ctx, "agent-1") })
+	got := float64(len(ts)) / 2
+	t.Logf("one busy replica of two: %.1f/s", got)
+	require.GreaterOrEqual(t, got, 0.9*rate)
+	require.LessOrEqual(t, maxIn(ts, time.Second), int(rate)+2)
+}
+
+// Accounts are paced independently.
+func TestAccountsAreIndependent(t *testing.T) {
+	js := startJS(t)
+	p := newPacer(t, js, pacer.Config{Channel: events.ChannelRCS, Rate: 50})
+	var wg sync.WaitGroup
+	counts := make([]int, 2)
+	for i, acct := range []string{"agent-a", "agent-b"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			counts[i] = len(hammer(t, 4, time.Second, func(ctx context.Context) error { return p.Wait(ctx, acct) }))
+		}()
+	}
+	wg.Wait()
+	t.Logf("per account in 1 s at 50/s: %v", counts)
+	for _, n := range counts {
+		require.GreaterOrEqual(t, n, 45)
+		require.LessOrEqual(t, n, 52)
+	}
+}
+
+// The bot's RatePerSecond overrides the channel default.
+func TestBotRateOverride(t *testing.T) {
+	js := startJS(t)
+	p := newPacer(t, js, pacer.Config{Channel: events.ChannelWhatsApp})
+	bot := store.Bot{ID: "b", Channels: store.ChannelAccounts{WhatsApp: &store.WhatsAppAccount{PhoneNumberID: "1", RatePerSecond: 20}}}
+	ts := hammer(t, 8, 2*time.Second, func(ctx context.Context) error {
+		return p.WaitMessage(ctx, bot, "1", events.Outbound{To: "+15550001"})
+	})
+	t.Logf("override 20/s: %d sends in 2 s", len(ts))
+	require.GreaterOrEqual(t, len(ts), 36)
+	require.LessOrEqual(t, len(ts), 42)
+}
+
+// Telegram: one message per second per chat, whatever the bot's rate.
+func TestPerRecipientRate(t *testing.T) {
+	js := startJS(t)
+	a := newPacer(t, js, pacer.Config{Channel: events.ChannelTelegram})
+	b := newPacer(t, js, pacer.Config{Channel: events.ChannelTelegram})
+	bot := store.Bot{ID: "b"}
+	var mu sync.Mutex
+	byChat := map[string][]time.Time{}
+	var wg sync.WaitGroup
+	for _, p := range []*pacer.Pacer{a, b} {
+		for _, chat := range []string{"100", "200", "-300"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ts := hammer(t, 2, 3500*time.Millisecond, func(ctx context.Context) error {
+					return p.WaitMessage(ctx, bot, "42", events.Outbound{To: chat})
+				})
+				mu.Lock()
+				byChat[chat] = append(byChat[chat], ts...)
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	for chat, ts := range byChat {
+		sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+		for i := 1; i < len(ts); i++ {
+			require.GreaterOrEqual(t, ts[i].Sub(ts[i-1]), time.Second, "chat %s sends %d and %d", chat, i-1, i)
+		}
+		require.GreaterOrEqual(t, len(ts), 3, "chat %s", chat)
+	}
+}
+
+// A throttle halves the rate for every replica, pauses for the retry-after,
+// then the rate climbs back to the configured one.
+func TestThrottleSlowsDownAndRecovers(t *testing.T) {
+	js := startJS(t)
+	cfg := pacer.Config{Channel: events.ChannelWhatsApp, Rate: 200, Recovery: 2 * time.Second}
+	a := newPacer(t, js, cfg)
+	b := newPacer(t, js, cfg)
+	const acct = "999"
+	require.NoError(t, a.Wait(context.Background(), acct))
+	throttledAt := time.Now()
+	a.Throttled(acct, 300*time.Millisecond)
+	// Replica b obeys the pause.
+	require.NoError(t, b.Wait(context.Background(), acct))
+	require.GreaterOrEqual(t, time.Since(throttledAt), 290*time.Millisecond)
+	// Right after: about half the rate.
+	slow := hammer(t, 8, 500*time.Millisecond, func(ctx context.Context) error { return b.Wait(ctx, acct) })
+	// Recovery: from 100/s back to 196/s (headroom 2%) takes 2 s.
+	time.Sleep(2 * time.Second)
+	fast := hammer(t, 8, 500*time.Millisecond, func(ctx context.Context) error { return a.Wait(ctx, acct) })
+	t.Logf("after throttle: %d sends in 500 ms; after recovery: %d", len(slow), len(fast))
+	require.Less(t, len(slow), 70)
+	require.Greater(t, len(slow), 40)
+	require.Greater(t, len(fast), 90)
+	require.LessOrEqual(t, len(fast), 102)
+}
+
+// A pause longer than MaxWait is a retry-after error, not a long block.
+func TestWaitBeyondMaxWaitAsksForRedelivery(t *testing.T) {
+	js := startJS(t)
+	p := newPacer(t, js, pacer.Config{Channel: events.ChannelWhatsApp, MaxWait: time.Second})
+	p.Throttled("1", 10*time.Minute)
+	start := time.Now()
+	err := p.Wait(context.Background(), "1")
+	var ra *bus.RetryAfterError
+	require.ErrorAs(t, err, &ra)
+	require.ErrorIs(t, err, pacer.ErrTooFar)
+	require.Greater(t, ra.Wait, 9*time.Minute)
+	require.Less(t, time.Since(start), 500*time.Millisecond)
+}
+
+func TestConfigValidation(t *testing.T) {
+	js := startJS(t)
+	_, err := pacer.New(context.Background(), js, pacer.Config{})
+	require.Error(t, err)
+	_, err = pacer.New(context.Background(), js, pacer.Config{Channel: "x", Rate: -1})
+	require.Error(t, err)
+	r, per := pacer.DefaultRates(events.ChannelTelegram)
+	require.Equal(t, 30.0, r)
+	require.Equal(t, 1.0, per)
+}
