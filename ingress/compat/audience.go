@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/phone"
@@ -60,9 +61,9 @@ func decodeIDList(raw json.RawMessage, field string) ([]string, *Error) {
 	}
 	ids := make([]string, len(items))
 	for i, it := range items {
-		id, err := rawID(it, indexed(field, i))
-		if err != nil {
-			return nil, err
+		id, ok := parseRawID(it)
+		if !ok {
+			return nil, badID(indexed(field, i), it)
 		}
 		ids[i] = id
 	}
@@ -85,13 +86,13 @@ func normalizeUsers(channel string, ids []string, field string, index bool) ([]s
 	out := make([]string, 0, len(ids))
 	seen := make(map[string]struct{}, len(ids))
 	for i, raw := range ids {
-		f := field
-		if index {
-			f = indexed(field, i)
-		}
-		id, err := normalizeUser(channel, raw, f)
-		if err != nil {
-			return nil, err
+		id, p := normalizeID(channel, raw)
+		if p != nil {
+			f := field
+			if index {
+				f = indexed(field, i)
+			}
+			return nil, p.at(f)
 		}
 		if _, dup := seen[id]; dup {
 			continue
@@ -102,42 +103,63 @@ func normalizeUsers(channel string, ids []string, field string, index bool) ([]s
 	return out, nil
 }
 
+// idProblem is why an id is refused, before the field is named (building
+// field names for every element of a 10,000-id list would cost more than
+// the parse).
+type idProblem struct {
+	code, raw, reason string
+}
+
+func (p *idProblem) at(field string) *Error {
+	return newError(http.StatusUnprocessableEntity, p.code, field, "%s %q %s", field, truncate(p.raw, 40), p.reason)
+}
+
 func normalizeUser(channel, raw, field string) (string, *Error) {
+	id, p := normalizeID(channel, raw)
+	if p != nil {
+		return "", p.at(field)
+	}
+	return id, nil
+}
+
+func normalizeID(channel, raw string) (string, *idProblem) {
 	switch channel {
 	case events.ChannelWhatsApp, events.ChannelRCS:
-		return normalizePhone(raw, field)
+		e164, err := phone.Normalize(raw, "")
+		if err != nil {
+			reason := err.Error()
+			if pe, ok := err.(*phone.Error); ok {
+				reason = pe.Reason.Error()
+			}
+			return "", &idProblem{CodeInvalidPhone, raw, "is refused: " + reason}
+		}
+		return e164, nil
 	case events.ChannelTelegram:
 		s := strings.TrimSpace(raw)
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n == 0 {
-			return "", newError(http.StatusUnprocessableEntity, CodeInvalidUserID, field,
-				"%s %q is not a Telegram chat id (a non-zero 64-bit integer)", field, truncate(raw, 40))
+			return "", &idProblem{CodeInvalidUserID, raw, "is not a Telegram chat id (a non-zero 64-bit integer)"}
+		}
+		if len(s) > 0 && s[0] != '0' && s[0] != '+' && (s[0] != '-' || len(s) > 1 && s[1] != '0') {
+			return s, nil // already canonical: no allocation
 		}
 		return strconv.FormatInt(n, 10), nil
 	default:
 		s := strings.TrimSpace(raw)
-		if s == "" {
-			return "", newError(http.StatusUnprocessableEntity, CodeInvalidUserID, field, "%s must not be empty", field)
-		}
-		if err := checkToken(s, field, MaxNameLen); err != nil {
-			err.Code = CodeInvalidUserID
-			return "", err
+		switch {
+		case s == "":
+			return "", &idProblem{CodeInvalidUserID, raw, "is empty"}
+		case utf8.RuneCountInString(s) > MaxNameLen:
+			return "", &idProblem{CodeInvalidUserID, raw, fmt.Sprintf("is longer than %d characters", MaxNameLen)}
+		case hasControl(s):
+			return "", &idProblem{CodeInvalidUserID, raw, "contains a control or invalid character"}
 		}
 		return s, nil
 	}
 }
 
 func normalizePhone(raw, field string) (string, *Error) {
-	e164, err := phone.Normalize(raw, "")
-	if err != nil {
-		reason := err.Error()
-		if pe, ok := err.(*phone.Error); ok {
-			reason = pe.Reason.Error()
-		}
-		return "", newError(http.StatusUnprocessableEntity, CodeInvalidPhone, field,
-			"%s %q: %s", field, truncate(raw, 40), reason)
-	}
-	return e164, nil
+	return normalizeUser(events.ChannelWhatsApp, raw, field)
 }
 
 // checkBMIDs validates Botmother bm_ids: 24 letters or digits (the shape of

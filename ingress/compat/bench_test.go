@@ -1,6 +1,8 @@
 package compat
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -52,6 +54,31 @@ func BenchmarkParseNativeMaxList(b *testing.B) {
 	for b.Loop() {
 		if _, err := ParseNative(ctJSON, body); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// A full list of WhatsApp numbers: phone validation dominates.
+func BenchmarkParseNativeMaxPhoneList(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(`{"event":"E","channel":"whatsapp","audience":{"users":[`)
+	for i := 0; i < MaxAudienceIDs; i++ {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `"+3161%07d"`, i)
+	}
+	sb.WriteString(`]}}`)
+	body := []byte(sb.String())
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		req, err := ParseNative(ctJSON, body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(req.Audience.Users) != MaxAudienceIDs {
+			b.Fatalf("%d users", len(req.Audience.Users))
 		}
 	}
 }

@@ -107,6 +107,25 @@ func rawObjectToPlain(raw map[string]json.RawMessage, prefix string) (map[string
 // order numbers and Telegram ids survive exactly), other numbers as
 // float64. field names the value in errors; depth is bounded by MaxDepth.
 func rawToPlain(raw json.RawMessage, field string) (any, *Error) {
+	// Scalars, most of the values, skip the reflective decoder. raw comes
+	// from a decoded document, so it is valid JSON.
+	if t := bytes.TrimSpace(raw); len(t) > 0 {
+		switch t[0] {
+		case '"':
+			if s, ok := parseRawString(t); ok {
+				return s, nil
+			}
+		case 't':
+			return true, nil
+		case 'f':
+			return false, nil
+		case 'n':
+			return nil, nil
+		case '{', '[':
+		default:
+			return plainNumber(json.Number(t), field)
+		}
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any
@@ -190,6 +209,9 @@ func checkDataSize(m map[string]any, field string) *Error {
 	if m == nil {
 		return nil
 	}
+	if maxEncodedSize(m, MaxDataBytes) <= MaxDataBytes {
+		return nil
+	}
 	var c countingWriter
 	enc := json.NewEncoder(&c)
 	enc.SetEscapeHTML(false)
@@ -254,8 +276,8 @@ func rawKind(raw json.RawMessage) string {
 
 // rawString decodes a JSON string member; wrong types are a 422 naming field.
 func rawString(raw json.RawMessage, field string) (string, *Error) {
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
+	s, ok := parseRawString(bytes.TrimSpace(raw))
+	if !ok {
 		return "", invalid(field, "%s must be a string, not %s", field, rawKind(raw))
 	}
 	return s, nil
@@ -265,18 +287,46 @@ func rawString(raw json.RawMessage, field string) (string, *Error) {
 // number (callers send phone numbers and Telegram ids either way). The
 // number's digits are kept as written: no float64 round trip.
 func rawID(raw json.RawMessage, field string) (string, *Error) {
+	id, ok := parseRawID(raw)
+	if !ok {
+		return "", badID(field, raw)
+	}
+	return id, nil
+}
+
+func badID(field string, raw json.RawMessage) *Error {
+	return invalid(field, "%s must be a string or an integer, not %s", field, rawKind(raw))
+}
+
+func parseRawID(raw json.RawMessage) (string, bool) {
 	t := bytes.TrimSpace(raw)
 	if len(t) > 0 && (t[0] == '-' || t[0] >= '0' && t[0] <= '9') {
-		if !isIntegerLiteral(t) {
-			return "", invalid(field, "%s must be a string or an integer, not %s", field, truncate(string(t), 40))
+		return string(t), isIntegerLiteral(t)
+	}
+	return parseRawString(t)
+}
+
+// parseRawString decodes a JSON string, without reflection for the common
+// case of a string with no escapes.
+func parseRawString(t []byte) (string, bool) {
+	if len(t) >= 2 && t[0] == '"' && t[len(t)-1] == '"' {
+		inner := t[1 : len(t)-1]
+		plain := true
+		for _, c := range inner {
+			if c < 0x20 || c == '\\' || c == '"' || c >= 0x80 {
+				plain = false
+				break
+			}
 		}
-		return string(t), nil
+		if plain {
+			return string(inner), true
+		}
 	}
 	var s string
 	if err := json.Unmarshal(t, &s); err != nil {
-		return "", invalid(field, "%s must be a string or an integer, not %s", field, rawKind(raw))
+		return "", false
 	}
-	return s, nil
+	return s, true
 }
 
 func isIntegerLiteral(b []byte) bool {
@@ -322,12 +372,21 @@ func checkToken(s, field string, max int) *Error {
 	if n := utf8.RuneCountInString(s); n > max {
 		return invalid(field, "%s is %d characters; the limit is %d", field, n, max)
 	}
-	for _, r := range s {
-		if unicode.IsControl(r) || r == utf8.RuneError {
-			return invalid(field, "%s contains a control or invalid character", field)
-		}
+	if hasControl(s) {
+		return invalid(field, "%s contains a control or invalid character", field)
 	}
 	return nil
+}
+
+// hasControl reports control characters and invalid UTF-8 (which decoded
+// JSON strings carry as U+FFFD).
+func hasControl(s string) bool {
+	for _, r := range s {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return true
+		}
+	}
+	return false
 }
 
 // checkAttributeKey refuses keys a contact's attribute map cannot hold: a
@@ -363,4 +422,35 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// maxEncodedSize bounds the JSON encoding of v from above (every string
+// byte counted as a 6-byte escape), stopping once the bound passes limit.
+func maxEncodedSize(v any, limit int) int {
+	switch x := v.(type) {
+	case string:
+		return 2 + 6*len(x)
+	case map[string]any:
+		n := 2
+		for k, e := range x {
+			n += 2 + 6*len(k) + 1 + maxEncodedSize(e, limit-n)
+			if n > limit {
+				return n
+			}
+		}
+		return n
+	case []any:
+		n := 2
+		for _, e := range x {
+			n += 1 + maxEncodedSize(e, limit-n)
+			if n > limit {
+				return n
+			}
+		}
+		return n
+	case nil, bool:
+		return 5
+	default: // numbers
+		return 24
+	}
 }
