@@ -122,7 +122,7 @@ func createRun(t *wtx, r store.Run, e encodedRun) (store.Run, bool, error) {
 		return r, false, err
 	}
 	if r.TriggerID != "" {
-		ex, err = scanRun(t.queryRow(`SELECT `+runCols+` FROM runs WHERE trigger_id = ? AND contact_id = ?`, r.TriggerID, r.ContactID))
+		ex, err = scanRun(t.queryRow(`SELECT `+runCols+` FROM runs WHERE contact_id = ? AND `+runKey+` = ?`, r.ContactID, "t:"+r.TriggerID))
 		if err == nil {
 			if ex.BotID != r.BotID {
 				return r, false, fmt.Errorf("%w: trigger %s belongs to another bot", store.ErrConflict, r.TriggerID)

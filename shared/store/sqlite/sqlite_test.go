@@ -2,6 +2,10 @@ package sqlite_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,4 +33,132 @@ func TestContract(t *testing.T) {
 func TestContractNoLinger(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return openTemp(t, sqlite.WithGroupCommit(0, 64)) },
 		storetest.Features{TimePrecision: time.Nanosecond + 1, AtomicBulk: true, Concurrency: 16})
+}
+
+func TestReopenKeepsDataAndSchema(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := sqlite.Open(ctx, dir)
+	require.NoError(t, err)
+	require.NoError(t, s.CreateBot(ctx, store.Bot{ID: "acme", Name: "Acme"}))
+	require.NoError(t, s.Close())
+	require.NoError(t, s.Close(), "Close twice is harmless")
+
+	for range 2 { // migration on an existing file is a no-op
+		s, err = sqlite.Open(ctx, dir)
+		require.NoError(t, err)
+		b, err := s.GetBot(ctx, "acme")
+		require.NoError(t, err)
+		require.Equal(t, "Acme", b.Name)
+		require.NoError(t, s.Close())
+	}
+	require.FileExists(t, filepath.Join(dir, sqlite.FileName))
+}
+
+func TestOpenCreatesNestedDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	s2, err := sqlite.Open(context.Background(), dir)
+	require.NoError(t, err)
+	require.NoError(t, s2.Close())
+	require.FileExists(t, filepath.Join(dir, sqlite.FileName))
+}
+
+func TestOpenRejectsBadOptions(t *testing.T) {
+	ctx := context.Background()
+	for name, opt := range map[string]sqlite.Option{
+		"group commit ops":  sqlite.WithGroupCommit(time.Millisecond, 0),
+		"group commit wait": sqlite.WithGroupCommit(-time.Millisecond, 10),
+		"retention":         sqlite.WithRetention(0),
+		"synchronous":       sqlite.WithSynchronous("off"),
+		"logger":            sqlite.WithLogger(nil),
+	} {
+		_, err := sqlite.Open(ctx, t.TempDir(), opt)
+		require.Error(t, err, name)
+	}
+	_, err := sqlite.Open(ctx, "")
+	require.Error(t, err)
+}
+
+func TestWriteAfterCloseIsUnavailable(t *testing.T) {
+	s, err := sqlite.Open(context.Background(), t.TempDir())
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	err = s.CreateBot(context.Background(), store.Bot{ID: "late", Name: "x"})
+	require.ErrorIs(t, err, store.ErrUnavailable)
+}
+
+func TestCancelledContextWritesNothing(t *testing.T) {
+	s := openTemp(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, s.CreateBot(ctx, store.Bot{ID: "x", Name: "x"}), context.Canceled)
+	_, err := s.GetBot(context.Background(), "x")
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+func TestRetentionExpiresFinalRuns(t *testing.T) {
+	s := openTemp(t, sqlite.WithRetention(3*time.Second))
+	ctx := context.Background()
+	old := time.Now().Add(-time.Hour)
+	for _, r := range []store.Run{
+		{ID: "done", BotID: "b", FlowID: "f", ContactID: "c", Status: store.RunCompleted, CreatedAt: old, UpdatedAt: old},
+		{ID: "waiting", BotID: "b", FlowID: "f", ContactID: "c", Status: store.RunWaiting, CreatedAt: old, UpdatedAt: old},
+	} {
+		_, _, err := s.CreateRun(ctx, r)
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.InsertMessages(ctx, []store.Message{{ID: "m", BotID: "b", RunID: "done"}}))
+	fresh, _, err := s.CreateRun(ctx, store.Run{ID: "fresh", BotID: "b", FlowID: "f", ContactID: "c2"})
+	require.NoError(t, err)
+	fresh.Status = store.RunCompleted
+	_, err = s.UpdateRun(ctx, fresh)
+	require.NoError(t, err)
+
+	require.Eventually(t, func() bool {
+		_, err := s.GetRun(ctx, "b", "done")
+		return errors.Is(err, store.ErrNotFound)
+	}, 5*time.Second, 10*time.Millisecond, "the retention goroutine deletes an old completed run")
+	_, err = s.GetMessage(ctx, "b", "m")
+	require.ErrorIs(t, err, store.ErrNotFound, "with its messages")
+	_, err = s.GetRun(ctx, "b", "waiting")
+	require.NoError(t, err, "a waiting run is never expired")
+	_, err = s.GetRun(ctx, "b", "fresh")
+	require.NoError(t, err, "a run completed just now is kept")
+}
+
+// Many small writes from many callers end up in few transactions, and each
+// caller gets its own result: conflicts and successes in one batch.
+func TestGroupCommitGivesEachCallerItsResult(t *testing.T) {
+	s := openTemp(t, sqlite.WithGroupCommit(5*time.Millisecond, 256))
+	ctx := context.Background()
+	var runs []store.Run
+	for i := range 100 {
+		runs = append(runs, store.Run{ID: fmt.Sprintf("r%d", i), BotID: "b", FlowID: "f", ContactID: fmt.Sprintf("c%d", i)})
+	}
+	runs, _, err := s.CreateRuns(ctx, runs)
+	require.NoError(t, err)
+	errs := make([]error, len(runs))
+	var wg sync.WaitGroup
+	for i, r := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.Status = store.RunRunning
+			if i%2 == 1 {
+				r.Version = 7 // stale
+			}
+			_, errs[i] = s.UpdateRun(ctx, r)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i%2 == 1 {
+			require.ErrorIs(t, err, store.ErrVersionConflict, "run %d", i)
+			continue
+		}
+		require.NoError(t, err, "run %d", i)
+		got, err := s.GetRun(ctx, "b", runs[i].ID)
+		require.NoError(t, err)
+		require.Equal(t, store.RunRunning, got.Status)
+	}
 }

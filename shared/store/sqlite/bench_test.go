@@ -1,0 +1,210 @@
+package sqlite_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flowgate/flowgate/shared/store"
+	"github.com/flowgate/flowgate/shared/store/sqlite"
+)
+
+// Run with:
+//
+//	go test ./shared/store/sqlite -run '^$' -bench . -benchtime 200000x
+//
+// Each benchmark measures the store port and then, in the same run and on
+// the same schema, a raw-SQL baseline (prepared statements in batched
+// transactions), and reports both rates and their ratio.
+
+const benchBatch = 1000
+
+// cpuTime is the process's user+system CPU time. On a shared machine the
+// wall-clock rate depends on the neighbours; CPU per operation does not.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// report prints rates and CPU costs of the port and the baseline.
+func report(b *testing.B, unit string, n int, port, portCPU, raw time.Duration, rawCPU time.Duration) {
+	b.ReportMetric(float64(n)/port.Seconds(), unit+"/s")
+	b.ReportMetric(float64(n)/raw.Seconds(), "raw-"+unit+"/s")
+	b.ReportMetric(raw.Seconds()/port.Seconds(), "ratio")
+	b.ReportMetric(float64(portCPU.Nanoseconds())/float64(n), "cpu-ns/op")
+	b.ReportMetric(float64(rawCPU.Nanoseconds())/float64(n), "raw-cpu-ns/op")
+}
+
+func benchRun(i int, trigger string) store.Run {
+	return store.Run{
+		ID: fmt.Sprintf("run-%08d", i), BotID: "bench", TriggerID: trigger, FlowID: "welcome", FlowVersion: 1,
+		ContactID: fmt.Sprintf("contact-%08d", i), Channel: "whatsapp", Status: store.RunQueued,
+		Data: map[string]any{"name": "Ann", "plan": "pro"}, State: json.RawMessage(`{"pc":0}`),
+	}
+}
+
+// rawDB opens the store's file with database/sql only: the baseline.
+func rawDB(b *testing.B, dir string) *sql.DB {
+	b.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, sqlite.FileName)+
+		"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
+	if err != nil {
+		b.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	b.Cleanup(func() { db.Close() })
+	return db
+}
+
+// rawBatches runs n statements, per transaction, and returns the wall and CPU time.
+func rawBatches(b *testing.B, db *sql.DB, q string, n, per int, args func(i int) []any) (time.Duration, time.Duration) {
+	b.Helper()
+	start, cpu := time.Now(), cpuTime()
+	for i := 0; i < n; i += per {
+		tx, err := db.Begin()
+		if err != nil {
+			b.Fatal(err)
+		}
+		st, err := tx.Prepare(q)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for j := i; j < min(i+per, n); j++ {
+			if _, err := st.Exec(args(j)...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return time.Since(start), cpuTime() - cpu
+}
+
+const rawInsert = `INSERT INTO runs (id, bot_id, trigger_id, flow_id, flow_version, contact_id, channel, status, state, data,
+	wait_until, error, version, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`
+
+// BenchmarkRunInsert: bulk run creation through CreateRuns vs plain
+// prepared INSERTs in transactions of the same size.
+func BenchmarkRunInsert(b *testing.B) {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	runs := make([]store.Run, b.N)
+	for i := range runs {
+		runs[i] = benchRun(i, "trigger-port")
+	}
+	b.ResetTimer()
+	cpu := cpuTime()
+	for i := 0; i < b.N; i += benchBatch {
+		if _, _, err := s.CreateRuns(ctx, runs[i:min(i+benchBatch, b.N)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	portCPU := cpuTime() - cpu
+
+	dir := b.TempDir()
+	s2, err := sqlite.Open(ctx, dir) // same schema and indexes
+	if err != nil {
+		b.Fatal(err)
+	}
+	s2.Close()
+	db := rawDB(b, dir)
+	now := time.Now().UnixNano()
+	raw, rawCPU := rawBatches(b, db, rawInsert, b.N, benchBatch, func(i int) []any {
+		r := runs[i]
+		data, _ := json.Marshal(r.Data)
+		return []any{r.ID, r.BotID, "trigger-raw", r.FlowID, r.FlowVersion, r.ContactID, r.Channel, r.Status,
+			string(r.State), string(data), nil, "", 1, now, now}
+	})
+	report(b, "runs", b.N, b.Elapsed(), portCPU, raw, rawCPU)
+}
+
+// BenchmarkRunStatusUpdate: concurrent UpdateRun calls (each one run, one
+// caller waiting for its own result) through the group commit vs plain
+// prepared UPDATEs in transactions of 256 from one goroutine.
+func BenchmarkRunStatusUpdate(b *testing.B) {
+	for _, workers := range []int{64, 512} {
+		for _, linger := range []time.Duration{0, 2 * time.Millisecond} {
+			b.Run(fmt.Sprintf("callers=%d/linger=%v", workers, linger), func(b *testing.B) {
+				benchStatusUpdate(b, workers, sqlite.WithGroupCommit(linger, 256))
+			})
+		}
+	}
+}
+
+func benchStatusUpdate(b *testing.B, workers int, opts ...sqlite.Option) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	s, err := sqlite.Open(ctx, dir, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const nRuns = 20000
+	runs := make([]store.Run, nRuns)
+	for i := range runs {
+		runs[i] = benchRun(i, "trigger")
+	}
+	for i := 0; i < nRuns; i += benchBatch {
+		created, _, err := s.CreateRuns(ctx, runs[i:i+benchBatch])
+		if err != nil {
+			b.Fatal(err)
+		}
+		copy(runs[i:], created)
+	}
+	statuses := []string{store.RunRunning, store.RunWaiting, store.RunRunning, store.RunCompleted}
+	b.ResetTimer()
+	cpu := cpuTime()
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		// Worker w owns runs w, w+workers, ... and does its share of b.N updates.
+		n := b.N / workers
+		if w < b.N%workers {
+			n++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mine := make([]store.Run, 0, nRuns/workers+1)
+			for i := w; i < nRuns; i += workers {
+				mine = append(mine, runs[i])
+			}
+			for k := range n {
+				j := k % len(mine)
+				r := mine[j]
+				r.Status = statuses[(k/len(mine))%len(statuses)]
+				r, err := s.UpdateRun(ctx, r)
+				if err != nil {
+					errs <- err
+					return
+				}
+				mine[j] = r
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	portCPU := cpuTime() - cpu
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	db := rawDB(b, dir)
+	now := time.Now().UnixNano()
+	raw, rawCPU := rawBatches(b, db, `UPDATE runs SET status = ?, version = version + 1, updated_at = ? WHERE id = ?`, b.N, 256,
+		func(i int) []any { return []any{statuses[i%len(statuses)], now, runs[i%nRuns].ID} })
+	report(b, "updates", b.N, b.Elapsed(), portCPU, raw, rawCPU)
+}
