@@ -10,7 +10,8 @@ import (
 	"github.com/flowgate/flowgate/shared/events"
 )
 
-// Limits the Cloud API documents for interactive messages (providers.md).
+// Limits the Cloud API documents (providers.md; the text limit from Meta's
+// reference). Messages beyond them are refused before any request.
 const (
 	MaxButtons          = 3
 	MaxButtonTitle      = 20
