@@ -401,3 +401,21 @@ func TestMessageTTL(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(f.double.Accepted()[0].Body), `"ttl":"3600s"`)
 }
+
+func TestWithTokenURLOverridesKeyFile(t *testing.T) {
+	f := newFixture(t)
+	var m map[string]string
+	require.NoError(t, json.Unmarshal([]byte(f.bot.Channels.RCS.ServiceAccountJSON), &m))
+	m["token_uri"] = "https://oauth2.invalid/token"
+	rewired, _ := json.Marshal(m)
+	f.bot.Channels.RCS.ServiceAccountJSON = string(rewired)
+
+	s, err := rcs.NewSender(rcs.WithTokenURL(f.double.TokenURL))
+	require.NoError(t, err)
+	_, err = s.Send(context.Background(), f.bot, events.Outbound{To: "+14155550100"}, events.OutboundMessage{ID: "o", Content: events.Content{Type: events.ContentText, Text: "x"}})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, f.double.Counters().TokensIssued)
+
+	_, err = rcs.NewSender(rcs.WithTokenURL("not a url"))
+	require.Error(t, err)
+}

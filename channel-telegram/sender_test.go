@@ -328,3 +328,17 @@ func TestDoubleRateLimits(t *testing.T) {
 	require.EqualValues(t, 33, c.Accepted)
 	require.EqualValues(t, 1+throttled, c.RateLimited)
 }
+
+func TestPaidBroadcast(t *testing.T) {
+	f := newFixture(t)
+	s, err := telegram.NewSender(telegram.WithPaidBroadcast(true))
+	require.NoError(t, err)
+	for i := range 40 { // beyond 30/s: paid broadcasts may send up to 1,000/s
+		out := events.Outbound{To: itoa(int64(8000 + i))}
+		_, err := s.Send(context.Background(), f.bot, out, events.OutboundMessage{ID: itoa(int64(i)), Content: events.Content{Type: events.ContentText, Text: "sale"}})
+		require.NoError(t, err)
+	}
+	acc := f.double.Accepted()
+	require.Len(t, acc, 40)
+	require.True(t, acc[0].PaidBroadcast)
+}

@@ -671,10 +671,14 @@ func (s *Server) send(w http.ResponseWriter, b *botState, method string, p param
 	if !isGroup {
 		groupRate = Rate{}
 	}
-	if !acc.PaidBroadcast {
-		wait = max(limitWait(&chat.recent, s.limits.PerChat, now), limitWait(&b.recent, s.limits.PerBot, now),
-			limitWait(&chat.groupRecent, groupRate, now))
+	botRate := s.limits.PerBot
+	if acc.PaidBroadcast && botRate.N > 0 {
+		// allow_paid_broadcast lifts the bot's broadcast limit to 1,000/s;
+		// per-chat limits still hold.
+		botRate = Rate{N: 1000, Window: time.Second}
 	}
+	wait = max(limitWait(&chat.recent, s.limits.PerChat, now), limitWait(&b.recent, botRate, now),
+		limitWait(&chat.groupRecent, groupRate, now))
 	if wait > 0 {
 		s.counters.RateLimited++
 		s.mu.Unlock()
@@ -683,7 +687,7 @@ func (s *Server) send(w http.ResponseWriter, b *botState, method string, p param
 		return
 	}
 	chat.recent = appendRecent(chat.recent, s.limits.PerChat, now)
-	b.recent = appendRecent(b.recent, s.limits.PerBot, now)
+	b.recent = appendRecent(b.recent, botRate, now)
 	chat.groupRecent = appendRecent(chat.groupRecent, groupRate, now)
 	chat.messageID++
 	acc.MessageID = chat.messageID

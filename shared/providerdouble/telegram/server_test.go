@@ -92,9 +92,15 @@ func TestFormEncodingAndRateLimitAnswer(t *testing.T) {
 	require.Equal(t, 429, status)
 	require.Equal(t, "Too Many Requests: retry after 1", a.Description)
 	require.Equal(t, 1, a.Parameters.RetryAfter)
-	// allow_paid_broadcast lifts the limit.
+	// allow_paid_broadcast lifts the per-bot limit, not the per-chat one.
 	status, _ = call(t, d.URL, token, "sendMessage", `{"chat_id":5,"text":"paid","allow_paid_broadcast":true}`)
-	require.Equal(t, 200, status)
+	require.Equal(t, 429, status)
+	for i := range 40 {
+		status, a = call(t, d.URL, token, "sendMessage", `{"chat_id":`+itoa(int64(100+i))+`,"text":"paid","allow_paid_broadcast":true}`)
+		require.Equal(t, 200, status, a.Description)
+	}
+	status, _ = call(t, d.URL, token, "sendMessage", `{"chat_id":999,"text":"unpaid"}`)
+	require.Equal(t, 429, status)
 }
 
 func TestGetUpdatesOffsetsAndConflict(t *testing.T) {
