@@ -150,3 +150,17 @@ func TestGroupLimit(t *testing.T) {
 		require.Equal(t, 200, status)
 	}
 }
+
+func TestRequireKnownChats(t *testing.T) {
+	d := telegramdouble.Start(t, telegramdouble.WithRequireKnownChats())
+	d.AddBot(token)
+	d.SetChat(token, 10, telegramdouble.ChatActive)
+	status, a := call(t, d.URL, token, "sendMessage", `{"chat_id":11,"text":"x"}`)
+	require.Equal(t, 400, status)
+	require.Equal(t, "Bad Request: chat not found", a.Description)
+	status, _ = call(t, d.URL, token, "sendMessage", `{"chat_id":10,"text":"x"}`)
+	require.Equal(t, 200, status)
+	c := d.Counters()
+	require.EqualValues(t, 1, c.ChatNotFound)
+	require.EqualValues(t, 1, c.Accepted)
+}
