@@ -34,11 +34,20 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 	str(&cfg.MongoDB, "mongodb-database", "FLOWGATE_MONGODB_DATABASE", "flowgate", "MongoDB database name")
 	boolean(&cfg.HTTPAllowPrivate, "http-allow-private", "FLOWGATE_HTTP_ALLOW_PRIVATE", "let flow http steps call private addresses")
 	boolean(&cfg.NoDemo, "no-demo", "FLOWGATE_NO_DEMO", "dev: do not create the demo bot")
+	str(&cfg.TelegramWebhookBase, "set-webhook", "FLOWGATE_TELEGRAM_WEBHOOK_BASE", "", "channel telegram: point every bot's webhook at this public base URL + /webhooks/telegram/{bot} at start")
 	str(&maxBytes, "stream-max-bytes", "FLOWGATE_STREAM_MAX_BYTES", "0", "bytes per JetStream stream (0 = 1 GiB)")
 	str(&logLevel, "log-level", "FLOWGATE_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&logFormat, "log-format", "FLOWGATE_LOG_FORMAT", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err
+	}
+	rest := fs.Args()
+	if len(rest) > 1 {
+		// `flowgate channel telegram --set-webhook URL`: flags may follow the name.
+		if err := fs.Parse(rest[1:]); err != nil {
+			return cfg, nil, err
+		}
+		rest = append([]string{rest[0]}, fs.Args()...)
 	}
 	n, err := strconv.ParseInt(maxBytes, 10, 64)
 	if err != nil || n < 0 {
@@ -59,7 +68,7 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 		return cfg, nil, fmt.Errorf("invalid log format %q", logFormat)
 	}
 	slog.SetDefault(cfg.Logger)
-	return cfg, fs.Args(), nil
+	return cfg, rest, nil
 }
 
 func envOr(key, def string) string {

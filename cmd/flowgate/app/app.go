@@ -14,12 +14,17 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	rcs "github.com/flowgate/flowgate/channel-rcs"
+	telegram "github.com/flowgate/flowgate/channel-telegram"
+	whatsapp "github.com/flowgate/flowgate/channel-whatsapp"
 	"github.com/flowgate/flowgate/ingress"
 	"github.com/flowgate/flowgate/orchestrator"
 	"github.com/flowgate/flowgate/orchestrator/flow"
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/channel"
+	"github.com/flowgate/flowgate/shared/channel/pacer"
 	"github.com/flowgate/flowgate/shared/channel/sandbox"
+	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
 	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
@@ -37,6 +42,9 @@ type Config struct {
 	MongoDB    string // FLOWGATE_MONGODB_DATABASE
 	// HTTPAllowPrivate lets flow http steps reach private networks.
 	HTTPAllowPrivate bool // FLOWGATE_HTTP_ALLOW_PRIVATE
+	// TelegramWebhookBase, when set, makes the Telegram worker point every
+	// bot's webhook at TelegramWebhookBase/webhooks/telegram/{bot} at start.
+	TelegramWebhookBase string // FLOWGATE_TELEGRAM_WEBHOOK_BASE, `flowgate channel telegram --set-webhook URL`
 	// StreamMaxBytes bounds each JetStream stream.
 	StreamMaxBytes int64 // FLOWGATE_STREAM_MAX_BYTES
 	// NoDemo skips creating the demo bot in dev.
@@ -116,10 +124,22 @@ func busConfig(cfg Config, source string) bus.Config {
 	return bus.Config{Source: source, Logger: cfg.Logger, Limits: bus.Limits{MaxBytes: cfg.StreamMaxBytes}}
 }
 
-// Senders returns the channel senders that can be built from the
-// configuration. The sandbox is always there.
+// Senders returns the channel senders. The sandbox is always there; the
+// provider senders read each bot's credentials (and API base) from its
+// channel accounts, so a channel with no configured bot just idles.
 func Senders(st store.Store) []channel.Sender {
-	return []channel.Sender{sandbox.NewSender(st)}
+	out := []channel.Sender{sandbox.NewSender(st)}
+	// Without options the provider constructors cannot fail.
+	if s, err := whatsapp.NewSender(); err == nil {
+		out = append(out, s)
+	}
+	if s, err := telegram.NewSender(); err == nil {
+		out = append(out, s)
+	}
+	if s, err := rcs.NewSender(); err == nil {
+		out = append(out, s)
+	}
+	return out
 }
 
 // RunIngress runs the ingress service.
@@ -138,7 +158,21 @@ func RunOrchestrator(ctx context.Context, cfg Config, st store.Store, b *bus.Bus
 func RunChannel(ctx context.Context, cfg Config, name string, st store.Store, b *bus.Bus) error {
 	for _, s := range Senders(st) {
 		if s.Channel() == name {
-			r, err := channel.NewRunner(channel.RunnerConfig{}, s, b, st, nil, cfg.Logger.With("service", "channel-"+name))
+			log := cfg.Logger.With("service", "channel-"+name)
+			var p channel.Pacer // the sandbox is not paced
+			if name != events.ChannelSandbox {
+				pc, err := pacer.New(ctx, b.JetStream(), pacer.Config{Channel: name, Logger: log})
+				if err != nil {
+					return err
+				}
+				p = pc
+			}
+			if tg, ok := s.(*telegram.Sender); ok && cfg.TelegramWebhookBase != "" {
+				if err := setTelegramWebhooks(ctx, tg, st, cfg.TelegramWebhookBase, log); err != nil {
+					return err
+				}
+			}
+			r, err := channel.NewRunner(channel.RunnerConfig{}, s, b, st, p, log)
 			if err != nil {
 				return err
 			}
