@@ -1,0 +1,255 @@
+// Command ingress measures the durable accept rate and latency of the
+// BuilderBot dispatch endpoint against two baselines in the same run, on
+// loopback: a bare gin handler that answers 202, and a gin handler that
+// does a raw JetStream publish (with a Nats-Msg-Id) before answering 202.
+//
+//	go run ./bench/ingress [-c 64] [-d 5s]
+//
+// It prints requests/s and latency percentiles per variant, and the ratios
+// the foundation issue sets as targets (dispatch ≥ 50% of the bare
+// handler's rate, p99 under 20 ms).
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowgate/flowgate/cmd/flowgate/app"
+	"github.com/flowgate/flowgate/ingress"
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/store"
+	"github.com/flowgate/flowgate/shared/store/sqlite"
+)
+
+var (
+	conc     = flag.Int("c", 64, "concurrent connections")
+	duration = flag.Duration("d", 5*time.Second, "measured duration per variant")
+	warmup   = flag.Duration("warmup", time.Second, "warm-up per variant")
+)
+
+const body = `{"from":"1234567890","name":"John Doe","plan":"Premium","referralCode":"REF123"}`
+
+type result struct {
+	name          string
+	rps           float64
+	p50, p99, max time.Duration
+	errors        int64
+}
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "flowgate-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	ns, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: dir + "/nats"})
+	if err != nil {
+		return err
+	}
+	defer ns.Shutdown()
+	nc, err := ns.Connect()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	b, err := bus.New(ctx, nc, bus.Config{Source: "/bench", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return err
+	}
+	st, err := sqlite.Open(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	key, err := seed(ctx, st)
+	if err != nil {
+		return err
+	}
+	gin.SetMode(gin.ReleaseMode)
+
+	bare := gin.New()
+	bare.POST("/v1/bots/:bot/dispatch/:event", func(c *gin.Context) {
+		_, _ = io.ReadAll(c.Request.Body)
+		c.JSON(http.StatusAccepted, gin.H{"trigger_id": "x", "status": "accepted"})
+	})
+
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	raw := gin.New()
+	raw.POST("/v1/bots/:bot/dispatch/:event", func(c *gin.Context) {
+		data, _ := io.ReadAll(c.Request.Body)
+		id := uuid.Must(uuid.NewV7()).String()
+		if _, err := js.PublishMsg(c.Request.Context(), &nats.Msg{Subject: events.TriggerSubject("rawbench"), Data: data},
+			jetstream.WithMsgID(id)); err != nil {
+			c.JSON(http.StatusServiceUnavailable, gin.H{"error": err.Error()})
+			return
+		}
+		c.JSON(http.StatusAccepted, gin.H{"trigger_id": id, "status": "accepted"})
+	})
+
+	full, err := ingress.NewHandler(ingress.Config{AdminKey: "bench-admin-key-0123456789"},
+		ingress.Deps{Store: st, Bus: b, CompileFlow: app.CompileFlow, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return err
+	}
+
+	fmt.Printf("Flowgate ingress benchmark: %d connections, %s per variant, GOMAXPROCS=%s, loopback\n\n",
+		*conc, *duration, strconv.Itoa(runtimeProcs()))
+	var results []result
+	for _, v := range []struct {
+		name string
+		h    http.Handler
+		key  string
+	}{
+		{"bare gin 202", bare, ""},
+		{"gin + raw JetStream publish", raw, ""},
+		{"flowgate dispatch (durable)", full, key},
+	} {
+		r, err := measure(v.name, v.h, v.key)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+	fmt.Printf("| variant | requests/s | p50 | p99 | max | errors |\n|---|---:|---:|---:|---:|---:|\n")
+	for _, r := range results {
+		fmt.Printf("| %s | %.0f | %s | %s | %s | %d |\n", r.name, r.rps, ms(r.p50), ms(r.p99), ms(r.max), r.errors)
+	}
+	bareR, rawR, disp := results[0], results[1], results[2]
+	fmt.Printf("\ndispatch / bare handler: %.1f%% (target ≥ 50%%)\n", 100*disp.rps/bareR.rps)
+	fmt.Printf("dispatch / raw JetStream publish: %.1f%%\n", 100*disp.rps/rawR.rps)
+	fmt.Printf("dispatch p99: %s (target < 20 ms)\n", ms(disp.p99))
+	ok := disp.rps >= 0.5*bareR.rps && disp.p99 < 20*time.Millisecond && disp.errors == 0
+	fmt.Printf("targets met: %v\n", ok)
+	return nil
+}
+
+func runtimeProcs() int {
+	if v := os.Getenv("GOMAXPROCS"); v != "" {
+		n, _ := strconv.Atoi(v)
+		return n
+	}
+	return numCPU()
+}
+
+func seed(ctx context.Context, st store.Store) (string, error) {
+	now := time.Now().UTC()
+	if err := st.CreateBot(ctx, store.Bot{ID: "acme", Name: "Acme", CreatedAt: now, UpdatedAt: now}); err != nil {
+		return "", err
+	}
+	def, err := app.CompileFlow([]byte(`{"steps":[{"id":"a","type":"send","text":"Welcome {{ name }}"}]}`))
+	if err != nil {
+		return "", err
+	}
+	if _, err := st.PutFlow(ctx, store.Flow{BotID: "acme", ID: "welcome", Definition: def, CreatedAt: now}); err != nil {
+		return "", err
+	}
+	if err := st.PutEvent(ctx, store.Event{BotID: "acme", Name: "WELCOME_NEW_USER", FlowID: "welcome", CreatedAt: now, UpdatedAt: now}); err != nil {
+		return "", err
+	}
+	key := ingress.NewAPIKey()
+	return key, st.CreateAPIKey(ctx, store.APIKey{ID: "k", BotID: "acme", Hash: ingress.HashKey(key), Prefix: key[:7], CreatedAt: now})
+}
+
+// measure serves h on loopback and drives it with closed-loop clients.
+func measure(name string, h http.Handler, key string) (result, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return result{}, err
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	defer srv.Close()
+	url := "http://" + ln.Addr().String() + "/v1/bots/acme/dispatch/WELCOME_NEW_USER"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: *conc, MaxIdleConnsPerHost: *conc}}
+
+	var measuring atomic.Bool
+	var stop atomic.Bool
+	var errs atomic.Int64
+	lats := make([][]time.Duration, *conc)
+	var wg sync.WaitGroup
+	payload := []byte(body)
+	for i := 0; i < *conc; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for !stop.Load() {
+				req, _ := http.NewRequest("POST", url, bytes.NewReader(payload))
+				req.Header.Set("Content-Type", "application/json")
+				if key != "" {
+					req.Header.Set("Authorization", "Bearer "+key)
+				}
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				d := time.Since(t0)
+				if resp.StatusCode != http.StatusAccepted {
+					errs.Add(1)
+				}
+				if measuring.Load() {
+					lats[i] = append(lats[i], d)
+				}
+			}
+		}(i)
+	}
+	time.Sleep(*warmup)
+	errs.Store(0)
+	measuring.Store(true)
+	start := time.Now()
+	time.Sleep(*duration)
+	measuring.Store(false)
+	elapsed := time.Since(start)
+	stop.Store(true)
+	wg.Wait()
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	if len(all) == 0 {
+		return result{}, fmt.Errorf("%s: no request completed", name)
+	}
+	sort.Slice(all, func(a, b int) bool { return all[a] < all[b] })
+	pct := func(p float64) time.Duration { return all[int(p*float64(len(all)-1))] }
+	r := result{name: name, rps: float64(len(all)) / elapsed.Seconds(), p50: pct(0.5), p99: pct(0.99), max: all[len(all)-1], errors: errs.Load()}
+	fmt.Fprintf(os.Stderr, "%-30s %8.0f req/s  p50 %s  p99 %s  errors %d\n", name, r.rps, ms(r.p50), ms(r.p99), r.errors)
+	return r, nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+
+func numCPU() int { return runtime.GOMAXPROCS(0) }
