@@ -39,6 +39,9 @@ func Apply(def *Definition, st State, ev Event) (State, []Effect, error) {
 		if !startable(st.Status) {
 			return st, nil, ErrAlreadyStarted
 		}
+		if start.RunID == "" {
+			start.RunID = st.RunID // the runner may have put it in the state
+		}
 		r := newRun(def, State{}, start.Now)
 		r.start(start)
 		return r.done()
@@ -88,7 +91,10 @@ func Accepts(st State, ev Event) bool {
 	if _, ok := ev.(Start); ok {
 		return startable(st.Status)
 	}
-	if startable(st.Status) || st.Status.Terminal() {
+	if startable(st.Status) {
+		return false
+	}
+	if _, ok := ev.(DeliveryFailed); !ok && st.Status.Terminal() {
 		return false
 	}
 	waiting := st.Status == StatusWaiting
@@ -102,8 +108,13 @@ func Accepts(st State, ev Event) bool {
 	case FlowCompleted:
 		return waiting && st.WaitingFor == WaitFlowCompletion &&
 			(e.FlowToken == "" || e.FlowToken == st.FlowToken)
-	case DeliveryFailed, Cancel, Expire:
-		return true
+	case DeliveryFailed:
+		// Messages are delivered after the Apply that sent them, so a short
+		// flow has usually completed by the time a failure is reported: a
+		// failed message fails a completed run too.
+		return !st.Status.Terminal() || st.Status == StatusCompleted
+	case Cancel, Expire:
+		return !st.Status.Terminal()
 	}
 	return false
 }
@@ -464,6 +475,7 @@ func (r *run) setAttributes(values map[string]any) {
 		r.st.Attributes = make(map[string]any, len(values))
 	}
 	maps.Copy(r.st.Attributes, values)
+	r.sc.changed()
 	r.effects = append(r.effects, SetAttributes{Values: values})
 }
 
@@ -472,6 +484,7 @@ func (r *run) setVar(k string, v any) {
 		r.st.Vars = make(map[string]any)
 	}
 	r.st.Vars[k] = v
+	r.sc.changed()
 }
 
 func (r *run) http(s *Step) {

@@ -599,7 +599,7 @@ func TestIgnoredEventsLeaveStateAlone(t *testing.T) {
 	if len(done) != 1 || c.st.Status != StatusCompleted {
 		t.Fatalf("effects %v state %+v", done, c.st)
 	}
-	for _, ev := range []Event{Cancel{Now: at(25 * time.Hour)}, Expire{}, DeliveryFailed{}, TimerFired{Now: at(100 * time.Hour)}} {
+	for _, ev := range []Event{Cancel{Now: at(25 * time.Hour)}, Expire{}, TimerFired{Now: at(100 * time.Hour)}, Reply{Text: "x"}} {
 		if Accepts(c.st, ev) {
 			t.Errorf("a completed run accepts %T", ev)
 		}
@@ -698,5 +698,49 @@ func TestClockBuiltinIsRefused(t *testing.T) {
 	_, err := Parse([]byte(`{"steps":[{"id":"s","type":"set","vars":{"t":"now()"}}]}`))
 	if err == nil || !strings.Contains(err.Error(), "steps[0].vars.t: invalid expression: unknown function now()") {
 		t.Fatalf("now() accepted: %v", err)
+	}
+}
+
+func TestDeliveryFailureFailsACompletedRun(t *testing.T) {
+	def := loadFlow(t, "welcome.yaml")
+	c := startRun(t, def, Start{Data: map[string]any{"plan": "Basic"}})
+	if c.st.Status != StatusCompleted {
+		t.Fatalf("status %s", c.st.Status)
+	}
+	c.apply(DeliveryFailed{Now: at(time.Second), Seq: 2, Reason: "blocked"})
+	if c.st.Status != StatusFailed || c.st.Error != "message 2 could not be delivered: blocked" ||
+		!c.st.EndedAt.Equal(at(time.Second)) {
+		t.Fatalf("state %+v", c.st)
+	}
+	// A failed, cancelled or expired run stays as it is.
+	for _, st := range []Status{StatusFailed, StatusCancelled, StatusExpired} {
+		if Accepts(State{Status: st}, DeliveryFailed{}) {
+			t.Errorf("%s run accepts a delivery failure", st)
+		}
+	}
+}
+
+func TestConcurrentRunsShareADefinition(t *testing.T) {
+	def := loadFlow(t, "http.yaml")
+	done := make(chan State)
+	for i := 0; i < 8; i++ {
+		go func() {
+			st, _, _ := Apply(def, State{}, Start{Now: t0, Data: map[string]any{"order_id": i}})
+			st, _, _ = Apply(def, st, HTTPResult{Now: at(time.Second), StatusCode: 200, Body: json.RawMessage(`{"status":"shipped","items":[{"name":"x"}]}`)})
+			done <- st
+		}()
+	}
+	for i := 0; i < 8; i++ {
+		if st := <-done; st.Status != StatusCompleted || st.Cursor != "done" {
+			t.Errorf("run %d: %+v", i, st)
+		}
+	}
+}
+
+func TestStartTakesRunIDFromState(t *testing.T) {
+	def := loadFlow(t, "whatsapp_flow.yaml")
+	st, _, err := Apply(def, State{RunID: "r-9", Status: StatusCreated}, Start{Now: t0})
+	if err != nil || st.RunID != "r-9" || st.FlowToken != "fg:r-9:form:1" {
+		t.Fatalf("%v %+v", err, st)
 	}
 }

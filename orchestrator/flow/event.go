@@ -59,7 +59,9 @@ type FlowCompleted struct {
 	Data      map[string]any
 }
 
-// DeliveryFailed says a message of the run could not be delivered; the run fails.
+// DeliveryFailed says a message of the run could not be delivered; the run
+// fails. It also fails a completed run: a short flow completes in the Apply
+// that sends its messages, before any delivery result exists.
 type DeliveryFailed struct {
 	Now    time.Time
 	Seq    int

@@ -23,7 +23,8 @@ const MaxDocumentSize = 1 << 20
 const maxDepth = 64
 
 // Parse reads a flow document — JSON when its first non-space character is
-// '{', YAML otherwise (same schema) — validates it and returns it. Every
+// '{' (or YAML written in flow style), YAML otherwise; one schema — validates
+// it and returns it. Every
 // problem, including syntax errors, is reported as *ValidationErrors with
 // the path of the offending field. Parse never panics.
 func Parse(doc []byte) (def *Definition, err error) {
@@ -83,25 +84,51 @@ func decodeDocument(doc []byte) (any, error) {
 	}
 	var tree any
 	if trimmed[0] == '{' {
-		dec := json.NewDecoder(bytes.NewReader(trimmed))
-		dec.UseNumber()
-		if err := dec.Decode(&tree); err != nil {
-			return nil, fmt.Errorf("invalid JSON: %v", err)
-		}
-		if _, err := dec.Token(); err != io.EOF {
-			return nil, errors.New("invalid JSON: data after the top-level object")
+		var jsonErr error
+		tree, jsonErr = decodeJSON(trimmed)
+		if jsonErr != nil {
+			// A one-line YAML flow mapping ({steps: [...]}) starts with '{'
+			// too; if it is not JSON, it may still be YAML. A document
+			// that is neither gets the JSON error, which is what its
+			// author most likely meant to write.
+			var yamlErr error
+			if tree, yamlErr = decodeYAML(doc); yamlErr != nil {
+				return nil, jsonErr
+			}
 		}
 	} else {
-		dec := yaml.NewDecoder(bytes.NewReader(doc))
-		if err := dec.Decode(&tree); err != nil {
-			return nil, fmt.Errorf("invalid YAML: %v", err)
-		}
-		var more any
-		if err := dec.Decode(&more); err != io.EOF {
-			return nil, errors.New("invalid YAML: a flow file holds exactly one document")
+		var err error
+		if tree, err = decodeYAML(doc); err != nil {
+			return nil, err
 		}
 	}
 	return normalizeTree(tree, 0)
+}
+
+func decodeJSON(doc []byte) (any, error) {
+	var tree any
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	if err := dec.Decode(&tree); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("invalid JSON: data after the top-level object")
+	}
+	return tree, nil
+}
+
+func decodeYAML(doc []byte) (any, error) {
+	var tree any
+	dec := yaml.NewDecoder(bytes.NewReader(doc))
+	if err := dec.Decode(&tree); err != nil {
+		return nil, fmt.Errorf("invalid YAML: %v", err)
+	}
+	var more any
+	if err := dec.Decode(&more); err != io.EOF {
+		return nil, errors.New("invalid YAML: a flow file holds exactly one document")
+	}
+	return tree, nil
 }
 
 // normalizeTree makes a YAML tree JSON-shaped: string keys only, no

@@ -109,6 +109,21 @@ steps:
 	}
 }
 
+func TestYAMLFlowStyleStartingWithABrace(t *testing.T) {
+	d, err := Parse([]byte(`{steps: [{id: a, type: send, text: "hi {{ name }}"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Steps[0].Text != "hi {{ name }}" {
+		t.Fatalf("%+v", d.Steps)
+	}
+	// Neither JSON nor YAML: the JSON error is reported.
+	_, err = Parse([]byte(`{"steps": [}`))
+	if err == nil || !strings.Contains(err.Error(), "invalid JSON") {
+		t.Fatalf("got %v", err)
+	}
+}
+
 func TestParseInvalid(t *testing.T) {
 	cases := []struct {
 		file, path, msg string

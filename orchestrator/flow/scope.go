@@ -18,7 +18,13 @@ import (
 type scope struct {
 	st  *State
 	now time.Time
+	// cached is the expression environment, built on first use and
+	// dropped whenever the run changes attributes or variables.
+	cached map[string]any
 }
+
+// changed drops the cached expression environment.
+func (sc *scope) changed() { sc.cached = nil }
 
 // Reserved roots. A trigger data field with one of these names is still
 // reachable as data.<name>.
@@ -78,6 +84,9 @@ func (sc *scope) contact() map[string]any {
 // see, with the same precedence (vars over attributes over data over the
 // contact's own fields for bare names), plus now (the event time).
 func (sc *scope) env() map[string]any {
+	if sc.cached != nil {
+		return sc.cached
+	}
 	st := sc.st
 	env := make(map[string]any, len(st.Data)+len(st.Attributes)+len(st.Vars)+8)
 	env["name"] = st.Contact.Name
@@ -91,6 +100,7 @@ func (sc *scope) env() map[string]any {
 	env[rootVars] = orEmpty(st.Vars)
 	env[rootContact] = sc.contact()
 	env[rootNow] = sc.now
+	sc.cached = env
 	return env
 }
 
