@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flowgate/flowgate/shared/store"
@@ -24,6 +25,9 @@ type committer[T pendingOp] struct {
 	mu       sync.RWMutex
 	closed   bool
 	loopDone chan struct{}
+
+	// batches and ops count what was flushed (tests and benchmarks read them).
+	batches, ops atomic.Int64
 }
 
 // pendingOp is one queued write: the committer completes it exactly once.
@@ -111,6 +115,8 @@ func (c *committer[T]) loop() {
 			default:
 			}
 		}
+		c.batches.Add(1)
+		c.ops.Add(int64(len(batch)))
 		c.slots <- struct{}{}
 		flushing.Add(1)
 		go func(batch []T) {

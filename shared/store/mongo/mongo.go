@@ -181,10 +181,11 @@ func (s *Store) indexes() []index {
 		{s.contacts, "bot_channel_external_unique", asc("bot_id", "channel", "external_id"), true},
 		{s.contacts, "bot_id", asc("bot_id", "_id"), false},
 		{s.contacts, "bot_channel_id", asc("bot_id", "channel", "_id"), false},
-		{s.runs, "trigger_contact_unique", asc("dedup"), true},
+		// Every index costs insert throughput: runs have one unique key that
+		// also finds a contact's runs, two listing orders, the timer query
+		// and the retention query.
+		{s.runs, "contact_key_unique", asc("contact_id", "run_key"), true},
 		{s.runs, "bot_newest", newest("bot_id"), false},
-		{s.runs, "bot_status_newest", newest("bot_id", "status"), false},
-		{s.runs, "bot_contact_newest", newest("bot_id", "contact_id"), false},
 		{s.runs, "bot_trigger_newest", newest("bot_id", "trigger_id"), false},
 		{s.runs, "due", asc("status", "wait_until"), false},
 		{s.runs, "final_updated", asc("status", "updated_at"), false},

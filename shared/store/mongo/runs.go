@@ -34,10 +34,11 @@ type runDoc struct {
 	Version     int64      `bson:"version"`
 	CreatedAt   time.Time  `bson:"created_at"`
 	UpdatedAt   time.Time  `bson:"updated_at"`
-	// Dedup is the unique key "one run per trigger + contact"; a run without
-	// a trigger gets a key of its own id (a partial unique index would say
-	// this directly, but FerretDB v1 has none).
-	Dedup string `bson:"dedup"`
+	// RunKey with ContactID is unique: "t:<trigger id>" makes one run per
+	// trigger + contact, and a run without a trigger is keyed "r:<run id>"
+	// (a partial unique index would say this directly, but FerretDB v1 has
+	// none). The same index finds a contact's runs.
+	RunKey string `bson:"run_key"`
 	// ExpireAt is set when the run becomes final and a retention is set;
 	// the TTL index deletes the run then.
 	ExpireAt *time.Time `bson:"expire_at,omitempty"`
@@ -49,11 +50,11 @@ type runDoc struct {
 
 const writeRing = 8
 
-func dedupKey(r store.Run) string {
+func runKey(r store.Run) string {
 	if r.TriggerID == "" {
-		return "run|" + r.ID
+		return "r:" + r.ID
 	}
-	return strconv.Itoa(len(r.TriggerID)) + ":" + r.TriggerID + "|" + r.ContactID
+	return "t:" + r.TriggerID
 }
 
 func (d *runDoc) run() (store.Run, error) {
@@ -147,7 +148,7 @@ func (s *Store) newRunDoc(r store.Run, e encodedRun) runDoc {
 		ID: r.ID, BotID: r.BotID, TriggerID: r.TriggerID, FlowID: r.FlowID, FlowVersion: r.FlowVersion,
 		ContactID: r.ContactID, Channel: r.Channel, Status: r.Status, State: e.state, Data: e.data,
 		WaitUntil: r.WaitUntil, Error: r.Error, Version: r.Version, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
-		Dedup: dedupKey(r), ExpireAt: s.expireAt(r.Status, r.UpdatedAt),
+		RunKey: runKey(r), ExpireAt: s.expireAt(r.Status, r.UpdatedAt),
 	}
 }
 
@@ -155,14 +156,18 @@ func (s *Store) newRunDoc(r store.Run, e encodedRun) runDoc {
 // rs, for creates that hit a unique index.
 func (s *Store) existingRuns(ctx context.Context, rs []store.Run) (byID, byKey map[string]runDoc, err error) {
 	ids := make([]string, 0, len(rs))
+	contacts := make([]string, 0, len(rs))
 	keys := make([]string, 0, len(rs))
 	for _, r := range rs {
 		ids = append(ids, r.ID)
-		keys = append(keys, dedupKey(r))
+		contacts = append(contacts, r.ContactID)
+		keys = append(keys, runKey(r))
 	}
+	// The second branch selects a superset of the (contact, key) pairs;
+	// resolveExisting matches exact pairs.
 	filter := bson.D{{Key: "$or", Value: bson.A{
 		bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
-		bson.D{{Key: "dedup", Value: bson.D{{Key: "$in", Value: keys}}}},
+		bson.D{{Key: "contact_id", Value: bson.D{{Key: "$in", Value: contacts}}}, {Key: "run_key", Value: bson.D{{Key: "$in", Value: keys}}}},
 	}}}
 	cur, err := s.runs.Find(ctx, filter)
 	if err != nil {
@@ -176,7 +181,7 @@ func (s *Store) existingRuns(ctx context.Context, rs []store.Run) (byID, byKey m
 	byKey = make(map[string]runDoc, len(docs))
 	for _, d := range docs {
 		byID[d.ID] = d
-		byKey[d.Dedup] = d
+		byKey[d.ContactID+"\x00"+d.RunKey] = d
 	}
 	return byID, byKey, nil
 }
@@ -189,7 +194,7 @@ func resolveExisting(r store.Run, byID, byKey map[string]runDoc) (store.Run, err
 		}
 		return d.run()
 	}
-	if d, ok := byKey[dedupKey(r)]; ok && r.TriggerID != "" {
+	if d, ok := byKey[r.ContactID+"\x00"+runKey(r)]; ok && r.TriggerID != "" {
 		if d.BotID != r.BotID {
 			return r, fmt.Errorf("%w: trigger %s belongs to another bot", store.ErrConflict, r.TriggerID)
 		}

@@ -1,0 +1,7 @@
+package mongo
+
+// Test helpers for the external test package.
+var (
+	SharedFerret = sharedFerret
+	OpenTest     = openTest
+)
