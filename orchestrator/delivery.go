@@ -13,38 +13,65 @@ import (
 	"github.com/flowgate/flowgate/shared/store"
 )
 
-// handleDelivery records a message status change and fails the run when a
-// message could not be delivered.
+// providerIDGrace is how long a status quoting an unknown provider message
+// id is retried: the channel worker may not have recorded the id yet when
+// the provider's callback overtakes it.
+const providerIDGrace = 2 * time.Minute
+
+// handleDelivery records a message status change, counts it on the
+// trigger, marks contacts the provider called unreachable, and fails the
+// run when a message could not be delivered.
 func (o *Orchestrator) handleDelivery(ctx context.Context, m bus.Message) error {
 	var d events.Delivery
 	if err := json.Unmarshal(m.Event.Data(), &d); err != nil {
 		return bus.Permanent(fmt.Errorf("delivery payload: %w", err))
 	}
-	if d.MessageID == "" {
-		return nil // statuses of messages Flowgate did not send
-	}
 	at := d.At
 	if at.IsZero() {
 		at = time.Now().UTC()
 	}
-	if err := o.store.UpdateMessageStatus(ctx, d.BotID, d.MessageID, d.Status, d.ProviderMessageID, d.Reason, at); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
+	msg, err := o.deliveredMessage(ctx, d, m)
+	if err != nil || msg.ID == "" {
+		return err
+	}
+	prev := msg.Status
+	if err := o.store.UpdateMessageStatus(ctx, d.BotID, msg.ID, d.Status, d.ProviderMessageID, d.Reason, at); err != nil {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
 			return nil
 		}
 		return err
 	}
 	deliveries.WithLabelValues(d.Channel, d.Status).Inc()
-	if d.Status != events.StatusFailed || d.RunID == "" {
+	if err := o.countDelivery(ctx, d, msg, prev); err != nil {
+		return err
+	}
+	if d.Unreachable {
+		contactID := d.ContactID
+		if contactID == "" {
+			contactID = msg.ContactID
+		}
+		reason := d.Reason
+		if d.Code != "" {
+			reason = d.Code + ": " + reason
+		}
+		if err := o.store.SetContactReachability(ctx, d.BotID, contactID, true, reason); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	if d.Status != events.StatusFailed {
 		return nil
 	}
-	run, err := o.store.GetRun(ctx, d.BotID, d.RunID)
+	runID := d.RunID
+	if runID == "" {
+		runID = msg.RunID
+	}
+	if runID == "" {
+		return nil
+	}
+	run, err := o.store.GetRun(ctx, d.BotID, runID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
-	if err != nil {
-		return err
-	}
-	contact, err := o.store.GetContact(ctx, run.BotID, run.ContactID)
 	if err != nil {
 		return err
 	}
@@ -52,5 +79,81 @@ func (o *Orchestrator) handleDelivery(ctx context.Context, m bus.Message) error 
 	if d.Code != "" {
 		reason = d.Code + ": " + reason
 	}
-	return o.advance(ctx, run, contact, flow.DeliveryFailed{Now: time.Now().UTC(), Seq: d.Seq, Reason: reason})
+	st, err := decodeState(run)
+	if err != nil {
+		return o.failRun(ctx, run, err.Error())
+	}
+	if st.AwaitingWindow {
+		// The initial template did not reach the contact: the flow never
+		// started, so the interpreter has nothing to fail.
+		return o.failRun(ctx, run, "initial message could not be delivered: "+reason)
+	}
+	contact, err := o.store.GetContact(ctx, run.BotID, run.ContactID)
+	if err != nil {
+		return err
+	}
+	seq := d.Seq
+	if seq == 0 {
+		seq = msg.Seq
+	}
+	return o.advanceFrom(ctx, run, contact, st, flow.DeliveryFailed{Now: time.Now().UTC(), Seq: seq, Reason: reason})
+}
+
+// deliveredMessage finds the message a status is about: by Flowgate's id
+// (channel workers) or by the provider's id (webhooks). A zero message
+// and nil mean: nothing to record.
+func (o *Orchestrator) deliveredMessage(ctx context.Context, d events.Delivery, m bus.Message) (store.Message, error) {
+	var msg store.Message
+	var err error
+	switch {
+	case d.MessageID != "":
+		msg, err = o.store.GetMessage(ctx, d.BotID, d.MessageID)
+	case d.ProviderMessageID != "":
+		msg, err = o.store.FindMessageByProviderID(ctx, d.BotID, d.ProviderMessageID)
+		if errors.Is(err, store.ErrNotFound) {
+			if time.Since(m.Event.Time()) < providerIDGrace {
+				return store.Message{}, bus.RetryAfter(err, 5*time.Second)
+			}
+			return store.Message{}, nil // a message Flowgate did not send
+		}
+	default:
+		return store.Message{}, nil
+	}
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+		return store.Message{}, nil
+	}
+	return msg, err
+}
+
+// countDelivery adds a status change to the trigger's progress counts.
+// "sent" is counted from the channel worker's report (one per message: its
+// event id is the message id); the worker records the status itself, so
+// the store cannot tell. Delivered and failed are counted when this status
+// change is the one that moved the message there.
+func (o *Orchestrator) countDelivery(ctx context.Context, d events.Delivery, msg store.Message, prev string) error {
+	if msg.TriggerID == "" {
+		return nil
+	}
+	var c store.TriggerCounters
+	switch d.Status {
+	case events.StatusSent:
+		if d.MessageID != "" {
+			c.Sent = 1
+		}
+	case events.StatusDelivered, events.StatusRead:
+		if prev == events.StatusQueued || prev == events.StatusSent {
+			c.Delivered = 1
+		}
+	case events.StatusFailed:
+		if store.MessageStatusAdvances(prev, events.StatusFailed) {
+			c.Failed = 1
+		}
+	}
+	if c.Sent+c.Delivered+c.Failed == 0 {
+		return nil
+	}
+	if err := o.store.IncrTriggerCounters(ctx, msg.BotID, msg.TriggerID, c); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return nil
 }

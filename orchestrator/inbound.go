@@ -52,6 +52,15 @@ func (o *Orchestrator) handleInbound(ctx context.Context, m bus.Message) error {
 		now := time.Now().UTC()
 		var ev flow.Event
 		switch {
+		case st.AwaitingWindow:
+			// The contact answered the initial template: the window is
+			// open, the flow starts now and may send free-form messages.
+			st.AwaitingWindow = false
+			ev = flow.Start{
+				Now: now, RunID: run.ID, Data: run.Data,
+				Contact: flow.Contact{ID: contact.ID, Name: contact.Name, ExternalID: contact.ExternalID,
+					Channel: contact.Channel, Attributes: contact.Attributes},
+			}
 		case in.FlowToken != "":
 			if st.Flow.WaitingFor != flow.WaitFlowCompletion || st.Flow.FlowToken != in.FlowToken {
 				continue // not this run's Flow

@@ -171,6 +171,9 @@ func (o *Orchestrator) startRun(ctx context.Context, t events.Trigger, contact s
 	if err := o.supersede(ctx, contact, run.ID); err != nil {
 		return created, err
 	}
+	if needsInitialMessage(t, contact, now) {
+		return created, o.awaitWindow(ctx, run, contact, *t.InitialMessage)
+	}
 	start := flow.Start{
 		Now: now, RunID: run.ID, Data: t.Data,
 		Contact: flow.Contact{ID: contact.ID, Name: contact.Name, ExternalID: contact.ExternalID,
@@ -196,4 +199,29 @@ func (o *Orchestrator) supersede(ctx context.Context, contact store.Contact, kee
 		}
 	}
 	return nil
+}
+
+// whatsappWindow is WhatsApp's customer-service window: free-form messages
+// only this long after the contact last wrote.
+const whatsappWindow = 24 * time.Hour
+
+// initialMessageSeq is the sequence of the initial template; the flow's
+// own messages start at 1.
+const initialMessageSeq = 0
+
+// needsInitialMessage reports whether the run must open the WhatsApp
+// window with the trigger's initial template before its flow may speak.
+func needsInitialMessage(t events.Trigger, contact store.Contact, now time.Time) bool {
+	if t.Channel != events.ChannelWhatsApp || t.InitialMessage == nil || t.InitialMessage.Type != events.ContentTemplate {
+		return false
+	}
+	return contact.LastInboundAt == nil || now.Sub(*contact.LastInboundAt) >= whatsappWindow
+}
+
+// awaitWindow sends only the initial template and parks the run until the
+// contact replies (handleInbound then starts the flow inside the window).
+func (o *Orchestrator) awaitWindow(ctx context.Context, run store.Run, contact store.Contact, initial events.Content) error {
+	st := runState{AwaitingWindow: true}
+	send := events.OutboundMessage{ID: MessageID(run.ID, initialMessageSeq), Seq: initialMessageSeq, Step: "initial_message", Content: initial}
+	return o.commit(ctx, run, contact, slice{state: st, sends: []events.OutboundMessage{send}})
 }
