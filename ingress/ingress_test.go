@@ -222,4 +222,3 @@ func TestAdminAndFlowValidation(t *testing.T) {
 	e.do("GET", "/v1/bots/acme/runs/nope", e.keys["acme"], "", "", 404)
 	e.do("GET", "/v1/bots/acme/runs?status=bogus", e.keys["acme"], "", "", 422)
 }
-

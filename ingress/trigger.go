@@ -68,11 +68,10 @@ func fromCompat(t *events.Trigger, r compat.Request) {
 // acceptance time; the returned error is an API error.
 func (s *server) publishTrigger(ctx context.Context, bot store.Bot, t *events.Trigger) (duplicate bool, _ *apiError) {
 	t.BotID = bot.ID
-	if t.Channel == "" {
-		t.Channel = bot.Channels.DefaultChannel
-		if t.Channel == "" {
-			t.Channel = events.ChannelSandbox
-		}
+	if t.Channel == "" && len(t.Audience.Users) > 0 {
+		// Users are ids on one channel; users_bm and everyone name
+		// contacts that each have their own.
+		t.Channel = defaultChannel(bot)
 	}
 	if t.ID == "" {
 		t.ID = TriggerID(bot.ID, t.IdempotencyKey)
@@ -114,6 +113,11 @@ func (s *server) dispatch(c *gin.Context) {
 	if perr != nil {
 		triggersRejected.WithLabelValues("dispatch", perr.Code).Inc()
 		abort(c, compatError(perr))
+		return
+	}
+	if aerr := completeChannel(bot, &req, "channel"); aerr != nil {
+		triggersRejected.WithLabelValues("dispatch", aerr.Code).Inc()
+		abort(c, aerr)
 		return
 	}
 	t := events.Trigger{

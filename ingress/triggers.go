@@ -1,7 +1,592 @@
 package ingress
 
-import "github.com/gin-gonic/gin"
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/flowgate/flowgate/ingress/compat"
+	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/store"
+)
 
 // triggerRoutes registers the trigger APIs besides BuilderBot's dispatch:
 // native, CloudEvents, Botmother, Engati and Recrubo.
-func (s *server) triggerRoutes(r *gin.Engine, bot *gin.RouterGroup) {}
+func (s *server) triggerRoutes(r *gin.Engine, bot *gin.RouterGroup) {
+	bot.POST("/triggers", s.nativeTrigger)
+	bot.GET("/triggers/:trigger", s.getTrigger)
+	bot.POST("/triggers/:trigger/cancel", s.cancelTrigger)
+	bot.POST("/cloudevents", s.cloudEvents)
+	r.POST("/hooks/botmother/:bot/:token", s.botmother)
+	r.POST("/bot_api/v2.0/customer/:cid/bot/:bot/flow/:flow", s.engatiAuth, s.engatiV2)
+	r.POST("/bot_api/v1.0/customer/:cid/bot/:bot/flow/:flow", s.engatiAuth, s.engatiV1)
+	rec := r.Group("/public/v2", s.recruboAuth)
+	rec.POST("/message-threads", s.recruboThread)
+	rec.POST("/flow-runs", s.recruboFlowRun)
+	rec.GET("/flow-runs/:id", s.recruboGetFlowRun)
+}
+
+// defaultChannel is the channel of a bot's triggers that name none.
+func defaultChannel(b store.Bot) string {
+	if b.Channels.DefaultChannel != "" {
+		return b.Channels.DefaultChannel
+	}
+	return events.ChannelSandbox
+}
+
+// channelConfigured reports whether the bot can send on ch.
+func channelConfigured(b store.Bot, ch string) bool {
+	switch ch {
+	case events.ChannelSandbox, "", "any":
+		return true
+	case events.ChannelWhatsApp:
+		return b.Channels.WhatsApp != nil
+	case events.ChannelTelegram:
+		return b.Channels.Telegram != nil
+	case events.ChannelRCS:
+		return b.Channels.RCS != nil
+	}
+	return false
+}
+
+// completeChannel gives a request that names users but no channel the
+// bot's default channel, and checks the channel is configured. field names
+// the request field that chose the channel, for errors.
+func completeChannel(b store.Bot, req *compat.Request, field string) *apiError {
+	if req.Channel == "" && len(req.Audience.Users) > 0 {
+		if perr := req.ResolveChannel(defaultChannel(b)); perr != nil {
+			return compatError(perr)
+		}
+	}
+	if !channelConfigured(b, req.Channel) {
+		return fieldError(http.StatusUnprocessableEntity, "channel_not_configured", field,
+			"channel "+req.Channel+" is not configured for bot "+b.ID)
+	}
+	return nil
+}
+
+// flowExists checks a flow named in a request body.
+func (s *server) flowExists(c *gin.Context, botID, flowID string) (bool, *apiError) {
+	_, err := s.store.GetFlow(c.Request.Context(), botID, flowID, 0)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid):
+		return false, nil
+	default:
+		return false, storeError(err, "flow")
+	}
+}
+
+// accepted answers 202 for a queued trigger.
+func accepted(c *gin.Context, t events.Trigger, dup bool) {
+	c.JSON(http.StatusAccepted, gin.H{"trigger_id": t.ID, "status": "accepted", "duplicate": dup,
+		"trigger": gin.H{"id": t.ID, "status": store.TriggerAccepted, "flow": t.FlowID, "channel": t.Channel,
+			"accepted_at": t.AcceptedAt}})
+}
+
+// queue publishes t and answers; api names the API for metrics.
+func (s *server) queue(c *gin.Context, bot store.Bot, t events.Trigger) {
+	dup, aerr := s.publishTrigger(c.Request.Context(), bot, &t)
+	if aerr != nil {
+		triggersRejected.WithLabelValues(t.Source, aerr.Code).Inc()
+		abort(c, aerr)
+		return
+	}
+	accepted(c, t, dup)
+}
+
+func (s *server) reject(c *gin.Context, api string, e *apiError) {
+	triggersRejected.WithLabelValues(api, e.Code).Inc()
+	abort(c, e)
+}
+
+// nativeTrigger is POST /v1/bots/{bot}/triggers.
+func (s *server) nativeTrigger(c *gin.Context) {
+	bot := botOf(c)
+	body, aerr := s.readBody(c)
+	if aerr != nil {
+		s.reject(c, "native", aerr)
+		return
+	}
+	req, perr := compat.ParseNative(c.GetHeader("Content-Type"), body)
+	if perr != nil {
+		s.reject(c, "native", compatError(perr))
+		return
+	}
+	t := events.Trigger{Source: "native", Event: req.Event, FlowID: req.FlowID, IdempotencyKey: c.GetHeader("Idempotency-Key")}
+	if req.Event != "" {
+		ev, err := s.lookupEvent(c.Request.Context(), bot.ID, req.Event)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+				s.reject(c, "native", fieldError(http.StatusUnprocessableEntity, "unknown_event", "event", "no event "+req.Event+" in this bot"))
+				return
+			}
+			s.reject(c, "native", storeError(err, "event"))
+			return
+		}
+		t.FlowID = ev.FlowID
+	} else {
+		ok, aerr := s.flowExists(c, bot.ID, req.FlowID)
+		if aerr != nil {
+			s.reject(c, "native", aerr)
+			return
+		}
+		if !ok {
+			s.reject(c, "native", fieldError(http.StatusUnprocessableEntity, "unknown_flow", "flow", "no flow "+req.FlowID+" in this bot"))
+			return
+		}
+	}
+	if aerr := completeChannel(bot, &req, "channel"); aerr != nil {
+		s.reject(c, "native", aerr)
+		return
+	}
+	fromCompat(&t, req)
+	s.queue(c, bot, t)
+}
+
+func (s *server) getTrigger(c *gin.Context) {
+	t, err := s.store.GetTrigger(c.Request.Context(), botOf(c).ID, c.Param("trigger"))
+	if err != nil {
+		e := storeError(err, "trigger")
+		if e.Status == http.StatusNotFound {
+			e.Message = "trigger not found (a trigger accepted a moment ago appears once the orchestrator has taken it)"
+		}
+		abort(c, e)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"trigger": triggerView(t)})
+}
+
+func triggerView(t store.Trigger) gin.H {
+	return gin.H{"id": t.ID, "status": t.Status, "source": t.Source, "event": t.Event, "flow": t.FlowID,
+		"channel": t.Channel, "counters": t.Counters, "created_at": t.CreatedAt, "updated_at": t.UpdatedAt}
+}
+
+// cancelTrigger stops a broadcast's fan-out: no new run starts.
+func (s *server) cancelTrigger(c *gin.Context) {
+	ctx := c.Request.Context()
+	for attempt := 0; attempt < 5; attempt++ {
+		t, err := s.store.GetTrigger(ctx, botOf(c).ID, c.Param("trigger"))
+		if err != nil {
+			abort(c, storeError(err, "trigger"))
+			return
+		}
+		switch t.Status {
+		case store.TriggerCancelled:
+			c.JSON(http.StatusOK, gin.H{"trigger": triggerView(t)})
+			return
+		case store.TriggerDone:
+			abort(c, newError(http.StatusConflict, "already_done", "the trigger's runs have all been started; cancel runs individually"))
+			return
+		}
+		t.Status = store.TriggerCancelled
+		t.UpdatedAt = time.Now().UTC()
+		t, err = s.store.UpdateTrigger(ctx, t)
+		if errors.Is(err, store.ErrVersionConflict) {
+			continue
+		}
+		if err != nil {
+			abort(c, storeError(err, "trigger"))
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"trigger": triggerView(t)})
+		return
+	}
+	abort(c, newError(http.StatusConflict, "conflict", "the trigger is changing quickly; retry"))
+}
+
+// cloudEvents is POST /v1/bots/{bot}/cloudevents: binary, structured or
+// batch content mode (CloudEvents HTTP binding). The event type names the
+// event; the user is the subject or data.from. A trigger's id derives from
+// the CloudEvent's source and id, so a re-sent event is not run twice.
+func (s *server) cloudEvents(c *gin.Context) {
+	bot := botOf(c)
+	if c.Request.ContentLength > s.cfg.MaxBodyBytes {
+		s.reject(c, "cloudevents", tooLarge(s.cfg.MaxBodyBytes))
+		return
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	ct := strings.ToLower(c.GetHeader("Content-Type"))
+	binary := c.GetHeader("Ce-Specversion") != ""
+	if !binary && !strings.HasPrefix(ct, "application/cloudevents") {
+		s.reject(c, "cloudevents", newError(http.StatusUnsupportedMediaType, "unsupported_media_type",
+			"send a CloudEvent: binary mode (ce-* headers), application/cloudevents+json or application/cloudevents-batch+json"))
+		return
+	}
+	var evs []cloudEvent
+	if cehttp.IsHTTPBatch(c.Request.Header) {
+		batch, err := cehttp.NewEventsFromHTTPRequest(c.Request)
+		if err != nil {
+			s.reject(c, "cloudevents", ceReadError(err))
+			return
+		}
+		if len(batch) == 0 || len(batch) > 1000 {
+			s.reject(c, "cloudevents", newError(http.StatusUnprocessableEntity, "invalid_batch", "a batch holds 1 to 1000 events"))
+			return
+		}
+		for _, e := range batch {
+			evs = append(evs, cloudEvent{id: e.ID(), source: e.Source(), typ: e.Type(), subject: e.Subject(), data: e.Data(), err: e.Validate()})
+		}
+	} else {
+		e, err := cehttp.NewEventFromHTTPRequest(c.Request)
+		if err != nil {
+			s.reject(c, "cloudevents", ceReadError(err))
+			return
+		}
+		evs = append(evs, cloudEvent{id: e.ID(), source: e.Source(), typ: e.Type(), subject: e.Subject(), data: e.Data(), err: e.Validate()})
+	}
+	// Validate every event before queueing any, so a bad batch queues nothing.
+	trigs := make([]events.Trigger, 0, len(evs))
+	for i, e := range evs {
+		field := func(f string) string {
+			if len(evs) > 1 {
+				return "[" + strconv.Itoa(i) + "]." + f
+			}
+			return f
+		}
+		if e.err != nil {
+			s.reject(c, "cloudevents", fieldError(http.StatusUnprocessableEntity, "invalid_cloudevent", field("id"), e.err.Error()))
+			return
+		}
+		ev, err := s.lookupEvent(c.Request.Context(), bot.ID, e.typ)
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+				s.reject(c, "cloudevents", fieldError(http.StatusUnprocessableEntity, "unknown_event", field("type"), "no event "+e.typ+" in this bot"))
+				return
+			}
+			s.reject(c, "cloudevents", storeError(err, "event"))
+			return
+		}
+		req, perr := compat.ParseCloudEventData(e.data, e.subject)
+		if perr != nil {
+			ae := compatError(perr)
+			ae.Field = field(ae.Field)
+			s.reject(c, "cloudevents", ae)
+			return
+		}
+		if aerr := completeChannel(bot, &req, field("channel")); aerr != nil {
+			s.reject(c, "cloudevents", aerr)
+			return
+		}
+		t := events.Trigger{Source: "cloudevents", Event: e.typ, FlowID: ev.FlowID,
+			IdempotencyKey: "ce:" + e.source + "\x00" + e.id}
+		fromCompat(&t, req)
+		trigs = append(trigs, t)
+	}
+	ids := make([]string, 0, len(trigs))
+	for _, t := range trigs {
+		// A failure part-way answers 503: the caller re-sends the batch,
+		// and the events already queued are recognised by their ids.
+		if _, aerr := s.publishTrigger(c.Request.Context(), bot, &t); aerr != nil {
+			s.reject(c, "cloudevents", aerr)
+			return
+		}
+		ids = append(ids, t.ID)
+	}
+	c.JSON(http.StatusAccepted, gin.H{"status": "accepted", "trigger_ids": ids})
+}
+
+type cloudEvent struct {
+	id, source, typ, subject string
+	data                     []byte
+	err                      error
+}
+
+func ceReadError(err error) *apiError {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return newError(http.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
+	}
+	return newError(http.StatusBadRequest, "invalid_cloudevent", err.Error())
+}
+
+// botmother is an External Event's secret trigger URL:
+// POST /hooks/botmother/{bot}/{token}. The token is the credential; an
+// unknown bot and a wrong (or rotated) token both answer 404.
+func (s *server) botmother(c *gin.Context) {
+	notFound := newError(http.StatusNotFound, "not_found", "no such trigger URL")
+	ctx := c.Request.Context()
+	b, err := s.bots.get(ctx, c.Param("bot"), func(ctx2 context.Context) (store.Bot, error) { return s.store.GetBot(ctx2, c.Param("bot")) })
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+			s.reject(c, "botmother", notFound)
+			return
+		}
+		s.reject(c, "botmother", errStoreDown)
+		return
+	}
+	ev, err := s.store.GetEventByToken(ctx, b.ID, HashKey(c.Param("token")))
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+			s.reject(c, "botmother", notFound)
+			return
+		}
+		s.reject(c, "botmother", errStoreDown)
+		return
+	}
+	body, aerr := s.readBody(c)
+	if aerr != nil {
+		s.reject(c, "botmother", aerr)
+		return
+	}
+	req, perr := compat.ParseBotmother(c.GetHeader("Content-Type"), body)
+	if perr != nil {
+		s.reject(c, "botmother", compatError(perr))
+		return
+	}
+	if aerr := completeChannel(b, &req, "platform"); aerr != nil {
+		s.reject(c, "botmother", aerr)
+		return
+	}
+	t := events.Trigger{Source: "botmother", Event: ev.Name, FlowID: ev.FlowID, IdempotencyKey: c.GetHeader("Idempotency-Key")}
+	fromCompat(&t, req)
+	s.queue(c, b, t)
+}
+
+// engatiAuth checks Engati's `Authorization: Basic <api key>` (the key as
+// is, or base64 of "key" or "key:"), against the bot in the path.
+func (s *server) engatiAuth(c *gin.Context) {
+	h := c.GetHeader("Authorization")
+	if len(h) < 6 || !strings.EqualFold(h[:6], "basic ") {
+		abort(c, errUnauthenticated)
+		return
+	}
+	cred := strings.TrimSpace(h[6:])
+	p, ok, err := s.authenticate(c.Request.Context(), cred)
+	if err == nil && !ok {
+		if dec, derr := base64.StdEncoding.DecodeString(cred); derr == nil {
+			key, _, _ := strings.Cut(string(dec), ":")
+			p, ok, err = s.authenticate(c.Request.Context(), key)
+		}
+	}
+	if err != nil {
+		abort(c, errStoreDown)
+		return
+	}
+	if !ok {
+		abort(c, errUnauthenticated)
+		return
+	}
+	c.Set(ctxPrincipal, p)
+	s.loadBot(c, c.Param("bot"))
+	if c.IsAborted() {
+		return
+	}
+	if !p.admin && p.botID != c.Param("bot") {
+		abort(c, errForbidden)
+	}
+}
+
+func (s *server) engatiV2(c *gin.Context) {
+	body, aerr := s.readBody(c)
+	if aerr != nil {
+		s.reject(c, "engati", aerr)
+		return
+	}
+	req, perr := compat.ParseEngatiV2(c.GetHeader("Content-Type"), body)
+	s.engati(c, req, perr)
+}
+
+func (s *server) engatiV1(c *gin.Context) {
+	req, perr := compat.ParseEngatiV1(c.Request.URL.Query())
+	s.engati(c, req, perr)
+}
+
+func (s *server) engati(c *gin.Context, req compat.Request, perr *compat.Error) {
+	if perr != nil {
+		s.reject(c, "engati", compatError(perr))
+		return
+	}
+	bot := botOf(c)
+	ok, aerr := s.flowExists(c, bot.ID, c.Param("flow"))
+	if aerr != nil {
+		s.reject(c, "engati", aerr)
+		return
+	}
+	if !ok {
+		s.reject(c, "engati", newError(http.StatusNotFound, "not_found", "flow "+c.Param("flow")+" not found"))
+		return
+	}
+	if aerr := completeChannel(bot, &req, "user_channel"); aerr != nil {
+		s.reject(c, "engati", aerr)
+		return
+	}
+	t := events.Trigger{Source: "engati", FlowID: c.Param("flow"), IdempotencyKey: c.GetHeader("Idempotency-Key")}
+	fromCompat(&t, req)
+	s.queue(c, bot, t)
+}
+
+// recruboAuth authenticates Recrubo's Bearer key. The paths name no bot,
+// so the key must be a bot's key. Errors are JSON:API documents.
+func (s *server) recruboAuth(c *gin.Context) {
+	p, ok, err := s.authenticate(c.Request.Context(), bearer(c))
+	switch {
+	case err != nil:
+		jsonapiAbort(c, &compat.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the store is unavailable; retry later"})
+		return
+	case !ok:
+		jsonapiAbort(c, &compat.Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Field: "Authorization", Message: "missing or invalid API key"})
+		return
+	case p.admin:
+		jsonapiAbort(c, &compat.Error{Status: http.StatusForbidden, Code: "forbidden", Field: "Authorization", Message: "use a bot's API key: it selects the bot"})
+		return
+	}
+	c.Set(ctxPrincipal, p)
+	b, err := s.bots.get(c.Request.Context(), p.botID, func(ctx context.Context) (store.Bot, error) { return s.store.GetBot(ctx, p.botID) })
+	if err != nil {
+		jsonapiAbort(c, &compat.Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "the key's bot no longer exists"})
+		return
+	}
+	c.Set(ctxBot, b)
+}
+
+func jsonapiAbort(c *gin.Context, e *compat.Error) {
+	triggersRejected.WithLabelValues("recrubo", e.Code).Inc()
+	if e.Status == http.StatusServiceUnavailable {
+		c.Header("Retry-After", "5")
+	}
+	c.Data(e.Status, "application/vnd.api+json", compat.RenderJSONAPIError(e))
+	c.Abort()
+}
+
+func jsonapiFromAPI(e *apiError) *compat.Error {
+	return &compat.Error{Status: e.Status, Code: e.Code, Field: e.Field, Message: e.Message}
+}
+
+// recruboThread is POST /public/v2/message-threads: the thread is the
+// contact (one user on one channel); its id is the contact id.
+func (s *server) recruboThread(c *gin.Context) {
+	bot := botOf(c)
+	body, aerr := s.readBody(c)
+	if aerr != nil {
+		jsonapiAbort(c, jsonapiFromAPI(aerr))
+		return
+	}
+	th, perr := compat.ParseRecruboThread(c.GetHeader("Content-Type"), body)
+	if perr != nil {
+		jsonapiAbort(c, perr)
+		return
+	}
+	if !channelConfigured(bot, th.Channel) {
+		jsonapiAbort(c, &compat.Error{Status: http.StatusUnprocessableEntity, Code: "channel_not_configured",
+			Field: "/data/attributes/channel", Message: "channel " + th.Channel + " is not configured for this bot"})
+		return
+	}
+	contact, _, err := s.store.UpsertContact(c.Request.Context(), store.ContactUpsert{
+		BotID: bot.ID, Channel: th.Channel, ExternalID: th.Identifier, NewID: newContactID(), Now: time.Now().UTC(),
+	})
+	if err != nil {
+		jsonapiAbort(c, jsonapiFromAPI(storeError(err, "thread")))
+		return
+	}
+	c.Data(http.StatusCreated, "application/vnd.api+json", compat.RenderRecruboThread(contact.ID, th, contact.CreatedAt))
+}
+
+// newContactID is a fresh internal contact id (24 hex characters, like bm_id).
+func newContactID() string { return randomHex(12) }
+
+// recruboFlowRun is POST /public/v2/flow-runs: the run's id is chosen now
+// (or taken from the document) and is also the trigger's id, so GET
+// /public/v2/flow-runs/{id} works at once.
+func (s *server) recruboFlowRun(c *gin.Context) {
+	bot := botOf(c)
+	body, aerr := s.readBody(c)
+	if aerr != nil {
+		jsonapiAbort(c, jsonapiFromAPI(aerr))
+		return
+	}
+	fr, perr := compat.ParseRecruboFlowRun(c.GetHeader("Content-Type"), body)
+	if perr != nil {
+		jsonapiAbort(c, perr)
+		return
+	}
+	ctx := c.Request.Context()
+	contact, err := s.store.GetContact(ctx, bot.ID, fr.MessageThreadID)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+			jsonapiAbort(c, &compat.Error{Status: http.StatusUnprocessableEntity, Code: "unknown_thread",
+				Field: "/data/attributes/messageThreadId", Message: "no message thread " + fr.MessageThreadID})
+			return
+		}
+		jsonapiAbort(c, jsonapiFromAPI(storeError(err, "thread")))
+		return
+	}
+	ok, aerr := s.flowExists(c, bot.ID, fr.FlowID)
+	if aerr != nil {
+		jsonapiAbort(c, jsonapiFromAPI(aerr))
+		return
+	}
+	if !ok {
+		jsonapiAbort(c, &compat.Error{Status: http.StatusUnprocessableEntity, Code: "unknown_flow",
+			Field: "/data/attributes/flowId", Message: "no flow " + fr.FlowID})
+		return
+	}
+	if contact.Channel == events.ChannelWhatsApp && fr.InitialMessage == nil {
+		jsonapiAbort(c, &compat.Error{Status: http.StatusUnprocessableEntity, Code: "missing_field",
+			Field: "/data/attributes/initialMessage", Message: "a WhatsApp thread needs a template initialMessage"})
+		return
+	}
+	runID := fr.ID
+	if runID == "" {
+		if k := c.GetHeader("Idempotency-Key"); k != "" {
+			runID = TriggerID(bot.ID, "recrubo:"+k)
+		} else {
+			runID = uuid.Must(uuid.NewV7()).String()
+		}
+	}
+	t := events.Trigger{ID: runID, RunID: runID, Source: "recrubo", FlowID: fr.FlowID, Channel: contact.Channel,
+		Data: fr.State, InitialMessage: fr.InitialMessage,
+		Audience: events.Audience{UsersBM: []string{contact.ID}, Platform: contact.Channel}}
+	if _, aerr := s.publishTrigger(ctx, bot, &t); aerr != nil {
+		jsonapiAbort(c, jsonapiFromAPI(aerr))
+		return
+	}
+	doc, err := compat.RenderRecruboFlowRun(compat.FlowRunView{
+		ID: runID, CreatedAt: t.AcceptedAt, UpdatedAt: t.AcceptedAt, FlowID: fr.FlowID,
+		MessageThreadID: contact.ID, State: fr.State, InitialMessage: fr.InitialMessage, Status: store.RunCreated,
+	})
+	if err != nil {
+		jsonapiAbort(c, &compat.Error{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()})
+		return
+	}
+	c.Data(http.StatusAccepted, "application/vnd.api+json", doc)
+}
+
+// recruboGetFlowRun is GET /public/v2/flow-runs/{id}.
+func (s *server) recruboGetFlowRun(c *gin.Context) {
+	bot := botOf(c)
+	ctx := c.Request.Context()
+	id := c.Param("id")
+	view := compat.FlowRunView{ID: id}
+	run, err := s.store.GetRun(ctx, bot.ID, id)
+	switch {
+	case err == nil:
+		view.CreatedAt, view.UpdatedAt, view.FlowID = run.CreatedAt, run.UpdatedAt, run.FlowID
+		view.MessageThreadID, view.Status, view.State = run.ContactID, run.Status, run.Data
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
+		t, terr := s.store.GetTrigger(ctx, bot.ID, id)
+		if terr != nil {
+			jsonapiAbort(c, &compat.Error{Status: http.StatusNotFound, Code: "not_found", Message: "flow run " + id + " not found"})
+			return
+		}
+		view.CreatedAt, view.UpdatedAt, view.FlowID, view.Status = t.CreatedAt, t.UpdatedAt, t.FlowID, store.RunQueued
+	default:
+		jsonapiAbort(c, jsonapiFromAPI(storeError(err, "flow run")))
+		return
+	}
+	doc, err := compat.RenderRecruboFlowRun(view)
+	if err != nil {
+		jsonapiAbort(c, &compat.Error{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()})
+		return
+	}
+	c.Data(http.StatusOK, "application/vnd.api+json", doc)
+}

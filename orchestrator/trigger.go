@@ -153,7 +153,7 @@ func (o *Orchestrator) startRun(ctx context.Context, t events.Trigger, contact s
 	now := time.Now().UTC()
 	run, created, err := o.store.CreateRun(ctx, store.Run{
 		ID: id, BotID: t.BotID, TriggerID: t.ID, FlowID: t.FlowID, FlowVersion: version,
-		ContactID: contact.ID, Channel: t.Channel, Status: store.RunCreated, Data: t.Data,
+		ContactID: contact.ID, Channel: contact.Channel, Status: store.RunCreated, Data: t.Data,
 		CreatedAt: now, UpdatedAt: now,
 	})
 	if err != nil {

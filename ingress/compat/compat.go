@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/flowgate/flowgate/shared/events"
 )
@@ -126,19 +127,22 @@ type Request struct {
 }
 
 // ResolveChannel sets the channel of a request that named none (BuilderBot
-// dispatch, CloudEvents) and normalises its users for it, so that a phone
-// number reaches the contact stored under its E.164 form. A request that
-// already names a channel keeps it. It returns an *Error naming the user
-// field when a user id is not valid on the channel.
+// dispatch, CloudEvents, a native request without channel or platform) and
+// normalises its users for it, so that a phone number reaches the contact
+// stored under its E.164 form. A request that already names a channel keeps
+// it, and a request for platform "any" stays one (its contacts are on
+// several channels; the orchestrator picks each contact's). It returns an
+// *Error naming the user field when a user id is not valid on the channel,
+// and leaves the request unchanged then.
 func (r *Request) ResolveChannel(channel string) *Error {
-	if r.Channel != "" {
+	if r.Channel != "" || r.Audience.Platform == PlatformAny {
 		return nil
 	}
 	if !events.KnownChannel(channel) {
 		return newError(http.StatusUnprocessableEntity, CodeUnknownChannel, "channel",
 			"channel %q is not one of sandbox, whatsapp, telegram, rcs", channel)
 	}
-	if r.Audience.Platform != "" && r.Audience.Platform != PlatformAny && r.Audience.Platform != channel {
+	if r.Audience.Platform != "" && r.Audience.Platform != channel {
 		return newError(http.StatusUnprocessableEntity, CodeConflictingFields, "channel",
 			"the request is for platform %s, not %s", r.Audience.Platform, channel)
 	}
@@ -146,7 +150,7 @@ func (r *Request) ResolveChannel(channel string) *Error {
 	if field == "" {
 		field = "users"
 	}
-	users, err := normalizeUsers(channel, r.Audience.Users, field, len(r.Audience.Users) > 1)
+	users, err := normalizeUsers(channel, r.Audience.Users, field, strings.HasSuffix(field, "users"))
 	if err != nil {
 		return err
 	}

@@ -166,6 +166,12 @@ func checkResolve(t *testing.T, req Request) {
 			checkError(t, err)
 			continue
 		}
+		if req.Audience.Platform == PlatformAny {
+			if !reflect.DeepEqual(r, req) {
+				t.Fatalf("platform any changed by ResolveChannel: %+v", r)
+			}
+			continue
+		}
 		if r.Channel != ch {
 			t.Fatalf("resolved to %q, want %q", r.Channel, ch)
 		}

@@ -284,6 +284,19 @@ func TestResolveChannel(t *testing.T) {
 	require.Nil(t, err)
 	require.Nil(t, req.ResolveChannel(events.ChannelRCS))
 	require.Equal(t, []string{"+31612345678"}, req.Audience.Users)
+
+	req, err = ParseNative(ctJSON, []byte(`{"event":"E","audience":{"users":["31612345678","0612345678"]}}`))
+	require.Nil(t, err)
+	perr = req.ResolveChannel(events.ChannelWhatsApp)
+	require.NotNil(t, perr)
+	require.Equal(t, "audience.users[1]", perr.Field)
+
+	// Platform "any" stays any: its contacts are on several channels.
+	req, err = ParseBotmother(ctJSON, []byte(`{"platform":"any","users":"everyone","data":{}}`))
+	require.Nil(t, err)
+	require.Nil(t, req.ResolveChannel(events.ChannelWhatsApp))
+	require.Equal(t, "", req.Channel)
+	require.Equal(t, PlatformAny, req.Audience.Platform)
 }
 
 func TestCloudEventData(t *testing.T) {
