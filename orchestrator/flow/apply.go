@@ -94,20 +94,7 @@ func Accepts(st State, ev Event) bool {
 	if startable(st.Status) {
 		return false
 	}
-	if _, ok := ev.(DeliveryFailed); !ok && st.Status.Terminal() {
-		return false
-	}
-	waiting := st.Status == StatusWaiting
 	switch e := ev.(type) {
-	case Reply:
-		return waiting && st.WaitingFor == WaitReply
-	case TimerFired:
-		return waiting && !st.WaitDeadline.IsZero() && !e.Now.Before(st.WaitDeadline)
-	case HTTPResult:
-		return waiting && st.WaitingFor == WaitHTTP
-	case FlowCompleted:
-		return waiting && st.WaitingFor == WaitFlowCompletion &&
-			(e.FlowToken == "" || e.FlowToken == st.FlowToken)
 	case DeliveryFailed:
 		// Messages are delivered after the Apply that sent them, so a short
 		// flow has usually completed by the time a failure is reported: a
@@ -115,6 +102,15 @@ func Accepts(st State, ev Event) bool {
 		return !st.Status.Terminal() || st.Status == StatusCompleted
 	case Cancel, Expire:
 		return !st.Status.Terminal()
+	case Reply:
+		return st.Status == StatusWaiting && st.WaitingFor == WaitReply
+	case TimerFired:
+		return st.Status == StatusWaiting && !st.WaitDeadline.IsZero() && !e.Now.Before(st.WaitDeadline)
+	case HTTPResult:
+		return st.Status == StatusWaiting && st.WaitingFor == WaitHTTP
+	case FlowCompleted:
+		return st.Status == StatusWaiting && st.WaitingFor == WaitFlowCompletion &&
+			(e.FlowToken == "" || e.FlowToken == st.FlowToken)
 	}
 	return false
 }
