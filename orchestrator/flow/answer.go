@@ -17,9 +17,11 @@ import (
 // phone numbers as digits with a leading + when the user typed one; button
 // answers as the button or row id, so flows do not depend on wording.
 func checkAnswer(def *Definition, s *Step, e Reply) (value any, input, problem string) {
-	input = strings.TrimSpace(e.Text)
+	// Invalid UTF-8 would turn into U+FFFD when the state is stored as
+	// JSON; replace it now so a reloaded state equals the returned one.
+	input = strings.ToValidUTF8(strings.TrimSpace(e.Text), "\uFFFD")
 	if input == "" && e.ButtonID != "" {
-		input = buttonTitle(s, e.ButtonID)
+		input = strings.ToValidUTF8(buttonTitle(s, e.ButtonID), "\uFFFD")
 	}
 	kind := ValidateText
 	var val Validation

@@ -57,16 +57,71 @@ func FuzzParse(f *testing.F) {
 			TimerFired{Now: now.Add(400 * 24 * time.Hour)},
 			Cancel{Now: now.Add(401 * 24 * time.Hour)},
 		} {
-			st, _, err = Apply(def, st, ev)
+			// The runner stores the state as JSON between events: applying
+			// an event to the reloaded state must give the same result.
+			raw, err := json.Marshal(st)
+			if err != nil {
+				t.Fatalf("state does not marshal: %v", err)
+			}
+			var reloaded State
+			if err := json.Unmarshal(raw, &reloaded); err != nil {
+				t.Fatalf("state does not unmarshal: %v", err)
+			}
+			next, effs, err := Apply(def, st, ev)
 			if err != nil {
 				t.Fatalf("%T: %v", ev, err)
 			}
-			if _, err := json.Marshal(st); err != nil {
-				t.Fatalf("state does not marshal: %v", err)
+			next2, effs2, err := Apply(def, reloaded, ev)
+			if err != nil {
+				t.Fatalf("%T on reloaded state: %v", ev, err)
 			}
+			a, _ := json.Marshal([]any{next, effs})
+			b, _ := json.Marshal([]any{next2, effs2})
+			if !bytes.Equal(a, b) {
+				t.Fatalf("%T: reloaded state behaves differently:\n%s\n%s", ev, a, b)
+			}
+			st = next
 		}
 		if !st.Status.Terminal() {
 			t.Fatalf("run not ended after cancel: %s", st.Status)
+		}
+	})
+}
+
+// FuzzAnswer feeds arbitrary replies to every kind of ask: validation must
+// never panic, and an accepted answer must be stored as a JSON-stable value.
+func FuzzAnswer(f *testing.F) {
+	def, err := Parse([]byte(`
+steps:
+  - {id: text, type: ask, text: q, validate: {type: text, min: 1, max: 20}}
+  - {id: number, type: ask, text: q, validate: {type: number, min: -5, max: 1e6}}
+  - {id: email, type: ask, text: q, validate: email}
+  - {id: phone, type: ask, text: q, validate: phone}
+  - {id: regex, type: ask, text: q, validate: {regex: '^(?i)[a-z]{2}-\d+$'}}
+  - {id: button, type: ask, text: q, validate: button, buttons: [{id: "y", title: "Yes"}, {id: "n", title: "No"}]}
+`))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{"", "30", "1,5", "ann@example.com", "+1 (555) 010-0000", "AB-12", "yes", "NaN", "1e400", "\x00", "😀"} {
+		f.Add(s, "")
+	}
+	f.Add("", "y")
+	f.Fuzz(func(t *testing.T, text, button string) {
+		for i := range def.Steps {
+			s := &def.Steps[i]
+			v, _, problem := checkAnswer(def, s, Reply{Text: text, ButtonID: button})
+			if problem != "" {
+				continue
+			}
+			b, err := json.Marshal(v)
+			if err != nil {
+				t.Fatalf("%s: value %#v does not marshal: %v", s.ID, v, err)
+			}
+			var back any
+			if err := json.Unmarshal(b, &back); err != nil || back != v {
+				t.Fatalf("%s: value %#v is not JSON-stable (%#v)", s.ID, v, back)
+			}
 		}
 	})
 }
