@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/flowgate/flowgate/shared/store"
@@ -65,12 +66,24 @@ func (s *Store) InsertMessages(ctx context.Context, ms []store.Message) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	err := s.w.do(ctx, len(rows) > 1, func(t *wtx) error {
+	insert := func(t *wtx, rows []row) error {
+		args := make([]any, 0, 14*len(rows))
 		for _, r := range rows {
 			m := r.m
-			if _, err := t.exec(`INSERT INTO messages (`+messageCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO NOTHING`,
-				m.ID, m.BotID, m.RunID, m.TriggerID, m.ContactID, m.Channel, m.To, m.Seq, r.content, m.Status,
-				m.ProviderMessageID, m.Error, nanos(m.CreatedAt), nanos(m.UpdatedAt)); err != nil {
+			args = append(args, m.ID, m.BotID, m.RunID, m.TriggerID, m.ContactID, m.Channel, m.To, m.Seq, r.content, m.Status,
+				m.ProviderMessageID, m.Error, nanos(m.CreatedAt), nanos(m.UpdatedAt))
+		}
+		_, err := t.exec(`INSERT INTO messages (`+messageCols+`) VALUES `+
+			strings.TrimSuffix(strings.Repeat(`(?,?,?,?,?,?,?,?,?,?,?,?,?,?),`, len(rows)), ",")+
+			` ON CONFLICT (id) DO NOTHING`, args...)
+		return err
+	}
+	// Up to insertMessagesChunk messages are one statement, so they share a
+	// group commit and are still all or nothing; more get a transaction.
+	const insertMessagesChunk = 64
+	err := s.w.do(ctx, len(rows) > insertMessagesChunk, func(t *wtx) error {
+		for i := 0; i < len(rows); i += insertMessagesChunk {
+			if err := insert(t, rows[i:min(i+insertMessagesChunk, len(rows))]); err != nil {
 				return err
 			}
 		}

@@ -148,7 +148,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 		}
 		return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 	}
-	wdb, err := sql.Open("sqlite", dsn("cache_size(-32000)"))
+	wdb, err := sql.Open("sqlite", dsn("cache_size(-32000)", "temp_store(MEMORY)"))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}

@@ -175,38 +175,39 @@ func (s *Store) IncrTriggerCounters(ctx context.Context, botID, triggerID string
 		}
 	}
 	at := now()
-	err := s.w.do(ctx, len(d.SkipReasons) > 0, func(t *wtx) error {
-		n, err := t.execAffected(`UPDATE triggers SET targeted = targeted + ?, runs_created = runs_created + ?,
-			sent = sent + ?, delivered = delivered + ?, failed = failed + ?, skipped = skipped + ?, updated_at = ?
-			WHERE id = ? AND bot_id = ?`,
-			d.Targeted, d.RunsCreated, d.Sent, d.Delivered, d.Failed, d.Skipped, nanos(at), triggerID, botID)
+	err := s.w.do(ctx, false, func(t *wtx) error {
+		// Read the reasons first (the writer is alone, nothing changes in
+		// between) so that the change itself is one statement.
+		var raw sql.NullString
+		err := t.queryRow(`SELECT skip_reasons FROM triggers WHERE id = ? AND bot_id = ?`, triggerID, botID).Scan(&raw)
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("trigger", botID, triggerID)
+		}
 		if err != nil {
 			return err
 		}
-		if n == 0 {
-			return notFound("trigger", botID, triggerID)
-		}
-		if len(d.SkipReasons) == 0 {
-			return nil
-		}
-		var raw sql.NullString
-		if err := t.queryRow(`SELECT skip_reasons FROM triggers WHERE id = ?`, triggerID).Scan(&raw); err != nil {
-			return err
-		}
-		m := map[string]int64{}
+		reasons := any(nil)
 		if raw.Valid {
-			if err := json.Unmarshal([]byte(raw.String), &m); err != nil {
+			reasons = raw.String
+		}
+		if len(d.SkipReasons) > 0 {
+			m := map[string]int64{}
+			if raw.Valid {
+				if err := json.Unmarshal([]byte(raw.String), &m); err != nil {
+					return fmt.Errorf("stored skip reasons: %w", err)
+				}
+			}
+			for k, v := range d.SkipReasons {
+				m[k] += v
+			}
+			if reasons, err = encodeReasons(m); err != nil {
 				return err
 			}
 		}
-		for k, v := range d.SkipReasons {
-			m[k] += v
-		}
-		enc, err := encodeReasons(m)
-		if err != nil {
-			return err
-		}
-		_, err = t.exec(`UPDATE triggers SET skip_reasons = ? WHERE id = ?`, enc, triggerID)
+		_, err = t.exec(`UPDATE triggers SET targeted = targeted + ?, runs_created = runs_created + ?,
+			sent = sent + ?, delivered = delivered + ?, failed = failed + ?, skipped = skipped + ?, skip_reasons = ?,
+			updated_at = ? WHERE id = ?`,
+			d.Targeted, d.RunsCreated, d.Sent, d.Delivered, d.Failed, d.Skipped, reasons, nanos(at), triggerID)
 		return err
 	})
 	return dbErr("increment trigger counters", err)

@@ -14,20 +14,26 @@ import (
 // errClosed is returned for writes submitted after Close.
 var errClosed = fmt.Errorf("%w: sqlite store closed", store.ErrUnavailable)
 
-// op is one caller's write. fn runs inside the batch transaction; its error
-// is that caller's result and does not affect the other operations.
+// op is one caller's write. fn runs inside a transaction; its error is that
+// caller's result.
+//
+// A shared op (solo=false) runs in a batch with others and must issue at most
+// one modifying statement, so that SQLite's statement atomicity makes it all
+// or nothing without a savepoint; its error does not affect the others.
+// A solo op (bulk writes, multi-statement changes) gets a transaction of its
+// own, rolled back entirely if fn fails.
 type op struct {
-	ctx    context.Context
-	atomic bool // run fn inside a savepoint (fn issues more than one write)
-	fn     func(*wtx) error
-	done   chan error
+	ctx  context.Context
+	solo bool
+	fn   func(*wtx) error
+	done chan error
 }
 
-// writer is the group commit: the only goroutine that writes. It takes every
-// operation queued (waiting up to maxWait after the first for more, at most
-// maxOps), runs them in one IMMEDIATE transaction and tells each caller its
-// own result once the transaction committed. Callers return only after the
-// commit, so an acknowledged write is in the WAL.
+// writer is the group commit: the only goroutine that writes. It takes the
+// operations queued (lingering briefly for more, see collect), runs them in
+// one IMMEDIATE transaction and tells each caller its own result once the
+// transaction committed. Callers return only after the commit, so an
+// acknowledged write is in the WAL and survives the process being killed.
 type writer struct {
 	conn    *sql.Conn
 	stmts   map[string]*sql.Stmt
@@ -38,8 +44,10 @@ type writer struct {
 	mu      sync.RWMutex
 	closed  bool
 	stopped chan struct{}
+	pending *op // a solo op met while collecting a batch: it goes next
 	batch   []*op
 	results []error
+	timer   *time.Timer
 }
 
 func newWriter(ctx context.Context, db *sql.DB, maxWait time.Duration, maxOps int) (*writer, error) {
@@ -56,7 +64,9 @@ func newWriter(ctx context.Context, db *sql.DB, maxWait time.Duration, maxOps in
 		stopped: make(chan struct{}),
 		batch:   make([]*op, 0, maxOps),
 		results: make([]error, 0, maxOps),
+		timer:   time.NewTimer(time.Hour),
 	}
+	w.timer.Stop()
 	go w.loop()
 	return w, nil
 }
@@ -64,11 +74,11 @@ func newWriter(ctx context.Context, db *sql.DB, maxWait time.Duration, maxOps in
 // do submits fn and waits for its result. A caller whose context ends before
 // its operation started gets ctx.Err() and nothing is written; once the
 // operation is in a batch, do waits for the commit so that the answer is true.
-func (w *writer) do(ctx context.Context, atomic bool, fn func(*wtx) error) error {
+func (w *writer) do(ctx context.Context, solo bool, fn func(*wtx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	o := &op{ctx: ctx, atomic: atomic, fn: fn, done: make(chan error, 1)}
+	o := &op{ctx: ctx, solo: solo, fn: fn, done: make(chan error, 1)}
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
@@ -103,9 +113,17 @@ func (w *writer) close() error {
 func (w *writer) loop() {
 	defer close(w.stopped)
 	for {
-		first, ok := <-w.ops
-		if !ok {
-			return
+		first := w.pending
+		w.pending = nil
+		if first == nil {
+			var ok bool
+			if first, ok = <-w.ops; !ok {
+				return
+			}
+		}
+		if first.solo {
+			w.commitSolo(first)
+			continue
 		}
 		batch := w.collect(append(w.batch[:0], first))
 		w.commit(batch)
@@ -113,89 +131,105 @@ func (w *writer) loop() {
 	}
 }
 
-// collect adds queued operations to batch until it holds maxOps, the queue
-// stays empty for the rest of maxWait, or the queue is closed.
+// add appends o to batch, or keeps it for later if it must run alone.
+func (w *writer) add(batch []*op, o *op) ([]*op, bool) {
+	if o.solo {
+		w.pending = o
+		return batch, false
+	}
+	return append(batch, o), true
+}
+
+// collect adds queued operations to batch until it holds maxOps, or no
+// operation arrived for a short gap (maxWait/8), or maxWait has passed since
+// the first one, or a solo operation or the end of the queue is met. Waiting
+// for the gap lets callers woken by the previous commit queue their next
+// write into this batch, without holding a lone caller for the whole maxWait.
 func (w *writer) collect(batch []*op) []*op {
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	for len(batch) < w.maxOps {
+	deadline := time.Now().Add(w.maxWait)
+	gap := max(w.maxWait/8, 50*time.Microsecond)
+	more := true
+	for more && len(batch) < w.maxOps {
 		select {
 		case o, ok := <-w.ops:
 			if !ok {
 				return batch
 			}
-			batch = append(batch, o)
+			batch, more = w.add(batch, o)
 			continue
 		default:
 		}
-		if w.maxWait <= 0 {
+		wait := min(gap, time.Until(deadline))
+		if w.maxWait <= 0 || wait <= 0 {
 			return batch
 		}
-		if timer == nil {
-			timer = time.NewTimer(w.maxWait)
-		}
+		w.timer.Reset(wait)
 		select {
 		case o, ok := <-w.ops:
+			w.timer.Stop()
 			if !ok {
 				return batch
 			}
-			batch = append(batch, o)
-		case <-timer.C:
+			batch, more = w.add(batch, o)
+		case <-w.timer.C:
 			return batch
 		}
 	}
 	return batch
 }
 
+func (w *writer) begin() error {
+	if _, err := w.conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("%w: begin: %v", store.ErrUnavailable, err)
+	}
+	return nil
+}
+
+func (w *writer) commitTx() error {
+	if _, err := w.conn.ExecContext(context.Background(), "COMMIT"); err != nil {
+		w.rollback()
+		return fmt.Errorf("%w: commit: %v", store.ErrUnavailable, err)
+	}
+	return nil
+}
+
+func (w *writer) commitSolo(o *op) {
+	if err := o.ctx.Err(); err != nil {
+		o.done <- err
+		return
+	}
+	if err := w.begin(); err != nil {
+		o.done <- err
+		return
+	}
+	if err := o.fn(&wtx{w: w}); err != nil {
+		w.rollback()
+		o.done <- err
+		return
+	}
+	o.done <- w.commitTx()
+}
+
 func (w *writer) commit(batch []*op) {
-	ctx := context.Background()
-	results := w.results[:0]
-	fail := func(err error) {
+	if err := w.begin(); err != nil {
 		for _, o := range batch {
 			o.done <- err
 		}
-	}
-	if _, err := w.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		fail(fmt.Errorf("%w: begin: %v", store.ErrUnavailable, err))
 		return
 	}
+	results := w.results[:0]
 	t := &wtx{w: w}
 	for _, o := range batch {
 		if err := o.ctx.Err(); err != nil {
 			results = append(results, err)
 			continue
 		}
-		if !o.atomic {
-			results = append(results, o.fn(t))
-			continue
-		}
-		if _, err := t.exec("SAVEPOINT op"); err != nil {
-			w.rollback()
-			fail(fmt.Errorf("%w: savepoint: %v", store.ErrUnavailable, err))
-			return
-		}
-		err := o.fn(t)
-		if err != nil {
-			if _, rerr := t.exec("ROLLBACK TO op"); rerr != nil {
-				w.rollback()
-				fail(fmt.Errorf("%w: rollback to savepoint: %v", store.ErrUnavailable, rerr))
-				return
-			}
-		}
-		if _, rerr := t.exec("RELEASE op"); rerr != nil {
-			w.rollback()
-			fail(fmt.Errorf("%w: release savepoint: %v", store.ErrUnavailable, rerr))
-			return
-		}
-		results = append(results, err)
+		results = append(results, o.fn(t))
 	}
-	if _, err := w.conn.ExecContext(ctx, "COMMIT"); err != nil {
-		w.rollback()
-		fail(fmt.Errorf("%w: commit: %v", store.ErrUnavailable, err))
+	if err := w.commitTx(); err != nil {
+		for _, o := range batch {
+			o.done <- err
+		}
 		return
 	}
 	for i, o := range batch {
