@@ -164,12 +164,33 @@ func (r *run) done() (State, []Effect, error) {
 func (r *run) start(e Start) {
 	r.st.RunID = e.RunID
 	r.st.Contact = Contact{ID: e.Contact.ID, Name: e.Contact.Name, ExternalID: e.Contact.ExternalID, Channel: e.Contact.Channel}
-	r.st.Attributes = maps.Clone(e.Contact.Attributes)
-	r.st.Vars = maps.Clone(e.Vars)
-	r.st.Data = e.Data
 	r.st.NextSeq = max(e.NextSeq, 1)
 	r.st.StepsExecuted = max(e.StepsExecuted, 0)
 	r.st.StartedAt = r.now
+	// Copy the inputs in the shape they will have once the state has been
+	// stored as JSON (numbers as float64, …): a run must behave the same
+	// whether or not its state went through the store, and must not share
+	// maps with the caller.
+	for _, in := range []struct {
+		name string
+		src  map[string]any
+		dst  *map[string]any
+	}{
+		{"trigger data", e.Data, &r.st.Data},
+		{"contact attributes", e.Contact.Attributes, &r.st.Attributes},
+		{"variables", e.Vars, &r.st.Vars},
+	} {
+		if len(in.src) == 0 {
+			continue
+		}
+		v, err := jsonValue(in.src)
+		if err != nil {
+			r.st.Cursor = r.def.Steps[0].ID
+			r.finish(StatusFailed, fmt.Sprintf("%s: %v", in.name, err))
+			return
+		}
+		*in.dst = v.(map[string]any)
+	}
 	r.execFrom(r.def.Steps[0].ID)
 }
 

@@ -744,3 +744,23 @@ func TestStartTakesRunIDFromState(t *testing.T) {
 		t.Fatalf("%v %+v", err, st)
 	}
 }
+
+func TestStartNormalisesInputs(t *testing.T) {
+	def := loadFlow(t, "vip.json")
+	data := map[string]any{"user_type": "vip", "n": 3, "tags": []string{"a"}}
+	st, _, err := Apply(def, State{}, Start{Now: t0, Data: data})
+	if err != nil || st.Status != StatusCompleted {
+		t.Fatalf("%v %+v", err, st)
+	}
+	if st.Data["n"] != 3.0 || !reflect.DeepEqual(st.Data["tags"], []any{"a"}) {
+		t.Fatalf("data %#v", st.Data)
+	}
+	data["user_type"] = "changed"
+	if st.Data["user_type"] != "vip" {
+		t.Fatal("state shares the caller's map")
+	}
+	st, _, _ = Apply(def, State{}, Start{Now: t0, Data: map[string]any{"bad": func() {}}})
+	if st.Status != StatusFailed || !strings.Contains(st.Error, "trigger data") {
+		t.Fatalf("%+v", st)
+	}
+}
