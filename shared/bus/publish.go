@@ -115,7 +115,14 @@ func FromMsg(h nats.Header, data []byte) (cloudevents.Event, error) {
 		}
 		return h.Get(k)
 	}
-	e := cloudevents.New(get(hdrSpecVersion))
+	// A message without a known ce-specversion is not a CloudEvent (and
+	// cloudevents.New would leave the context nil): refuse it, so the
+	// consumer dead-letters it instead of crashing.
+	sv := get(hdrSpecVersion)
+	if sv != cloudevents.CloudEventsVersionV1 && sv != cloudevents.CloudEventsVersionV03 {
+		return cloudevents.Event{}, fmt.Errorf("bus: not a binary-mode CloudEvent (ce-specversion %q)", sv)
+	}
+	e := cloudevents.New(sv)
 	e.SetID(get(hdrID))
 	e.SetSource(get(hdrSource))
 	e.SetType(get(hdrType))
