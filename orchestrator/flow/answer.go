@@ -16,12 +16,15 @@ import (
 // as float64 (what JSON gives back, so a stored state behaves the same);
 // phone numbers as digits with a leading + when the user typed one; button
 // answers as the button or row id, so flows do not depend on wording.
-func checkAnswer(def *Definition, s *Step, e Reply) (value any, input, problem string) {
+//
+// Option titles are compared as the user saw them, placeholders rendered
+// with sc (nil renders nothing, for tests of static titles).
+func checkAnswer(def *Definition, s *Step, e Reply, sc *scope) (value any, input, problem string) {
 	// Invalid UTF-8 would turn into U+FFFD when the state is stored as
 	// JSON; replace it now so a reloaded state equals the returned one.
 	input = strings.ToValidUTF8(strings.TrimSpace(e.Text), "\uFFFD")
 	if input == "" && e.ButtonID != "" {
-		input = strings.ToValidUTF8(buttonTitle(s, e.ButtonID), "\uFFFD")
+		input = strings.ToValidUTF8(buttonTitle(s, e.ButtonID, sc), "\uFFFD")
 	}
 	kind := ValidateText
 	var val Validation
@@ -73,7 +76,7 @@ func checkAnswer(def *Definition, s *Step, e Reply) (value any, input, problem s
 		}
 		return input, input, ""
 	case ValidateButton:
-		if id, ok := matchOption(s, e.ButtonID, input); ok {
+		if id, ok := matchOption(s, e.ButtonID, input, sc); ok {
 			return id, input, ""
 		}
 		return nil, input, "not one of the options"
@@ -130,18 +133,18 @@ func normalizePhone(s string) (string, bool) {
 // matchOption finds the button or list row the user chose: by id when the
 // channel reports one, else by id or title typed as text (channels without
 // buttons, the sandbox).
-func matchOption(s *Step, buttonID, text string) (string, bool) {
+func matchOption(s *Step, buttonID, text string, sc *scope) (string, bool) {
 	type option struct{ id, title string }
 	var opts []option
 	for _, b := range s.Buttons {
 		if b.ID != "" {
-			opts = append(opts, option{b.ID, b.Title})
+			opts = append(opts, option{b.ID, shown(b.Title, sc)})
 		}
 	}
 	if s.List != nil {
 		for _, sec := range s.List.Sections {
 			for _, row := range sec.Rows {
-				opts = append(opts, option{row.ID, row.Title})
+				opts = append(opts, option{row.ID, shown(row.Title, sc)})
 			}
 		}
 	}
@@ -161,20 +164,29 @@ func matchOption(s *Step, buttonID, text string) (string, bool) {
 }
 
 // buttonTitle is the title of the option with the given id, or the id.
-func buttonTitle(s *Step, id string) string {
+func buttonTitle(s *Step, id string, sc *scope) string {
 	for _, b := range s.Buttons {
 		if b.ID == id {
-			return b.Title
+			return shown(b.Title, sc)
 		}
 	}
 	if s.List != nil {
 		for _, sec := range s.List.Sections {
 			for _, row := range sec.Rows {
 				if row.ID == id {
-					return row.Title
+					return shown(row.Title, sc)
 				}
 			}
 		}
 	}
 	return id
+}
+
+// shown is a title as the user saw it.
+func shown(title string, sc *scope) string {
+	if sc == nil {
+		return title
+	}
+	out, _ := render(title, sc)
+	return out
 }

@@ -63,7 +63,7 @@ steps:
 	}
 	for _, c := range cases {
 		s, _ := def.StepByID(c.step)
-		got, _, problem := checkAnswer(def, s, Reply{Text: c.text, ButtonID: c.button})
+		got, _, problem := checkAnswer(def, s, Reply{Text: c.text, ButtonID: c.button}, nil)
 		if c.want == nil {
 			if problem == "" {
 				t.Errorf("%s %q/%q accepted as %#v", c.step, c.text, c.button, got)
@@ -78,8 +78,28 @@ steps:
 
 func TestButtonReplyWithoutTextUsesTitle(t *testing.T) {
 	s := &Step{Type: StepAsk, Buttons: []events.Button{{ID: "y", Title: "Yes please"}}}
-	_, input, problem := checkAnswer(&Definition{}, s, Reply{ButtonID: "y"})
+	_, input, problem := checkAnswer(&Definition{}, s, Reply{ButtonID: "y"}, nil)
 	if problem != "" || input != "Yes please" {
 		t.Fatalf("input %q problem %q", input, problem)
+	}
+}
+
+func TestButtonTitlesAreMatchedAsShown(t *testing.T) {
+	def, err := Parse([]byte(`
+steps:
+  - id: pick
+    type: ask
+    text: "Which plan?"
+    validate: button
+    attribute: plan
+    buttons: [{id: current, title: "Keep {{ data.plan }}"}, {id: other, title: "Change"}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startRun(t, def, Start{Data: map[string]any{"plan": "Gold"}})
+	c.apply(Reply{Now: at(1), Text: "keep gold"})
+	if c.st.Status != StatusCompleted || c.st.Attributes["plan"] != "current" {
+		t.Fatalf("%+v", c.st)
 	}
 }

@@ -635,7 +635,7 @@ func (r *run) reply(e Reply) {
 	if !ok {
 		return
 	}
-	value, input, problem := checkAnswer(r.def, s, e)
+	value, input, problem := checkAnswer(r.def, s, e, &r.sc)
 	r.setVar("last_reply", input)
 	if problem == "" {
 		r.st.Retries = 0

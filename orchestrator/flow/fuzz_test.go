@@ -110,7 +110,7 @@ steps:
 	f.Fuzz(func(t *testing.T, text, button string) {
 		for i := range def.Steps {
 			s := &def.Steps[i]
-			v, _, problem := checkAnswer(def, s, Reply{Text: text, ButtonID: button})
+			v, _, problem := checkAnswer(def, s, Reply{Text: text, ButtonID: button}, nil)
 			if problem != "" {
 				continue
 			}
