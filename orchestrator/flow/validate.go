@@ -460,6 +460,7 @@ type edge struct {
 	guarded bool
 }
 
+// edges lists the transitions step i can make, for the graph checks.
 func (d *Definition) edges(i int) []edge {
 	s := &d.Steps[i]
 	var out []edge
@@ -480,7 +481,11 @@ func (d *Definition) edges(i int) []edge {
 		add("if", d.successor(i), false)
 	}
 	switch s.Type {
-	case StepSend, StepSet, StepHTTP:
+	case StepSend, StepSet:
+		add(nextField, d.successor(i), false)
+	case StepHTTP:
+		// An HTTP result is not a wait: a loop of calls would spin as fast
+		// as the endpoint answers.
 		add(nextField, d.successor(i), false)
 		add("on_error", s.OnError, false)
 	case StepTemplate:
