@@ -61,6 +61,15 @@ type Config struct {
 	// jitter never makes a provider that measures strict windows see more
 	// than the limit (default 0.02; negative means none).
 	Headroom float64
+	// RecipientMargin is added to the interval between two messages to one
+	// recipient (default 100 ms): providers measure per-chat limits as
+	// strict one-second windows at their end, after network jitter.
+	RecipientMargin time.Duration
+	// Burst is the send time a key may catch up on after a pause (default
+	// 100 ms, i.e. 8 messages at 80/s): a replica starved of CPU for a
+	// moment makes up for it instead of losing that time; the provider sees
+	// at most this much ahead of the rate (negative means none).
+	Burst time.Duration
 	// Lease is how much send time a replica reserves at once (default 50 ms).
 	// Longer leases mean fewer KV writes; shorter ones waste less when a
 	// replica stops.
@@ -95,6 +104,18 @@ func (c *Config) setDefaults() {
 	}
 	if c.Headroom < 0 {
 		c.Headroom = 0
+	}
+	if c.RecipientMargin == 0 {
+		c.RecipientMargin = 100 * time.Millisecond
+	}
+	if c.RecipientMargin < 0 {
+		c.RecipientMargin = 0
+	}
+	if c.Burst == 0 {
+		c.Burst = 100 * time.Millisecond
+	}
+	if c.Burst < 0 {
+		c.Burst = 0
 	}
 	if c.Lease == 0 {
 		c.Lease = 50 * time.Millisecond
@@ -310,7 +331,7 @@ func (p *Pacer) claim(ctx context.Context, k *key, rate float64) (bool, error) {
 	err := p.update(ctx, k, func(st *state, now time.Time) bool {
 		ok = st.TAT <= now.UnixNano()
 		if ok {
-			interval := time.Duration(float64(time.Second) / p.effective(*st, rate, now))
+			interval := time.Duration(float64(time.Second)/p.effective(*st, rate, now)) + p.cfg.RecipientMargin
 			st.TAT = now.Add(interval).UnixNano()
 		}
 		return ok
@@ -417,7 +438,7 @@ func (p *Pacer) lease(ctx context.Context, k *key, rate float64) (time.Time, tim
 	now := time.Now()
 	// A slot not used on time is dropped: sending on it late, right before
 	// the next one, would be a burst above the rate.
-	tolerance := p.cfg.Lease + k.interval
+	tolerance := max(p.cfg.Lease, p.cfg.Burst) + k.interval
 	for len(k.slots) > 0 && k.slots[0].Before(now.Add(-tolerance)) {
 		k.slots = k.slots[1:]
 	}
@@ -441,7 +462,7 @@ func (p *Pacer) reserve(ctx context.Context, k *key, rate float64) error {
 		interval := time.Duration(float64(time.Second) / eff)
 		maxN := max(1, int(p.cfg.Lease/interval))
 		n := int(min(max(k.waiters.Load(), 1), int64(maxN)))
-		first := max(now.UnixNano(), st.TAT)
+		first := max(now.Add(-p.cfg.Burst).UnixNano(), st.TAT)
 		if d := time.Duration(first - now.UnixNano()); d > p.cfg.MaxWait {
 			tooFar, slots = d, nil
 			return false

@@ -105,7 +105,8 @@ func TestReplicasShareTheAccountRate(t *testing.T) {
 	t.Logf("two replicas: %d sends in 3 s = %.1f/s (configured %v/s); max in any 1 s: %d; max in any 100 ms: %d",
 		len(all), got, rate, maxIn(all, time.Second), maxIn(all, 100*time.Millisecond))
 	require.GreaterOrEqual(t, got, 0.9*rate)
-	require.LessOrEqual(t, maxIn(all, time.Second), int(rate)+2)
+	// The rate plus the catch-up burst (100 ms of sends).
+	require.LessOrEqual(t, maxIn(all, time.Second), int(rate*1.1)+2)
 }
 
 // An idle replica takes no slots: one busy replica gets the whole rate.
@@ -118,7 +119,7 @@ func TestOneBusyReplicaGetsTheWholeRate(t *testing.T) {
 	got := float64(len(ts)) / 2
 	t.Logf("one busy replica of two: %.1f/s", got)
 	require.GreaterOrEqual(t, got, 0.9*rate)
-	require.LessOrEqual(t, maxIn(ts, time.Second), int(rate)+2)
+	require.LessOrEqual(t, maxIn(ts, time.Second), int(rate*1.1)+2)
 }
 
 // Accounts are paced independently.
@@ -138,7 +139,7 @@ func TestAccountsAreIndependent(t *testing.T) {
 	t.Logf("per account in 1 s at 50/s: %v", counts)
 	for _, n := range counts {
 		require.GreaterOrEqual(t, n, 45)
-		require.LessOrEqual(t, n, 52)
+		require.LessOrEqual(t, n, 57)
 	}
 }
 
@@ -152,7 +153,7 @@ func TestBotRateOverride(t *testing.T) {
 	})
 	t.Logf("override 20/s: %d sends in 2 s", len(ts))
 	require.GreaterOrEqual(t, len(ts), 36)
-	require.LessOrEqual(t, len(ts), 42)
+	require.LessOrEqual(t, len(ts), 44)
 }
 
 // Telegram: one message per second per chat, whatever the bot's rate.
@@ -211,7 +212,7 @@ func TestThrottleSlowsDownAndRecovers(t *testing.T) {
 	require.Less(t, len(slow), 70)
 	require.Greater(t, len(slow), 40)
 	require.Greater(t, len(fast), 90)
-	require.LessOrEqual(t, len(fast), 102)
+	require.LessOrEqual(t, len(fast), 122)
 }
 
 // A pause longer than MaxWait is a retry-after error, not a long block.

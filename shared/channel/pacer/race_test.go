@@ -1,0 +1,5 @@
+//go:build race
+
+package pacer_test
+
+const raceEnabled = true
