@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -290,6 +289,18 @@ type SandboxMessage struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
+// Rules every adapter follows (storetest checks them):
+//   - Ids are checked before any I/O: bot ids with CheckBotID, other ids with
+//     CheckID, JSON fields with CheckSize and json.Valid. A bad id or record
+//     is an *InvalidError (ErrInvalid), also on reads; never a panic.
+//   - A missing record is ErrNotFound; records of another bot are missing.
+//   - Created runs and triggers have Version 1; updates stamp UpdatedAt.
+//     Zero CreatedAt is filled with the store's clock.
+//   - Times come back in UTC; SQLite keeps nanoseconds, MongoDB milliseconds.
+//   - PutEvent keeps the CreatedAt of an event it replaces.
+//   - Every acknowledged write is durable: group commit answers callers only
+//     after the batch is written.
+
 // Bots stores tenants.
 type Bots interface {
 	// CreateBot fails with ErrConflict if the id is taken.
@@ -337,8 +348,9 @@ type Triggers interface {
 	// CreateTrigger returns the existing trigger (created=false) if the id exists.
 	CreateTrigger(ctx context.Context, t Trigger) (Trigger, bool, error)
 	GetTrigger(ctx context.Context, botID, id string) (Trigger, error)
-	// UpdateTrigger checks and increments Version. It writes status, cursor
-	// and spec; Counters change only through IncrTriggerCounters.
+	// UpdateTrigger checks and increments Version and returns the stored
+	// trigger. It writes status, cursor, spec and the descriptive fields;
+	// Counters change only through IncrTriggerCounters.
 	UpdateTrigger(ctx context.Context, t Trigger) (Trigger, error)
 }
 
@@ -426,12 +438,16 @@ const (
 	MaxFieldBytes = 1 << 20
 )
 
-var botIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
-
-// CheckBotID returns an *InvalidError unless id is a valid bot id
-// (lower-case letters, digits, '_' and '-', 1 to 64 characters).
+// CheckBotID returns an *InvalidError unless id is a valid bot id: it
+// matches ^[a-z0-9][a-z0-9_-]{0,63}$ (checked by hand: this runs on every
+// store call).
 func CheckBotID(field, id string) error {
-	if !botIDPattern.MatchString(id) {
+	ok := len(id) >= 1 && len(id) <= 64
+	for i := 0; ok && i < len(id); i++ {
+		c := id[i]
+		ok = c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || i > 0 && (c == '_' || c == '-')
+	}
+	if !ok {
 		return &InvalidError{Field: field, Reason: "must match ^[a-z0-9][a-z0-9_-]{0,63}$"}
 	}
 	return nil

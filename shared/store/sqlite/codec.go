@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	sqlite3 "modernc.org/sqlite"
+
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -132,8 +134,49 @@ func notFound(what string, key ...string) error {
 	return fmt.Errorf("%w: %s %s", store.ErrNotFound, what, strings.Join(key, "/"))
 }
 
+// SQLite primary result codes (the low byte of an extended code).
+const (
+	codeBusy       = 5
+	codeLocked     = 6
+	codeNoMem      = 7
+	codeReadOnly   = 8
+	codeIOErr      = 10
+	codeCorrupt    = 11
+	codeFull       = 13
+	codeCantOpen   = 14
+	codeConstraint = 19
+	// Extended codes of a violated key.
+	codeConstraintPrimaryKey = 1555
+	codeConstraintUnique     = 2067
+)
+
+func sqliteCode(err error) int {
+	var se *sqlite3.Error
+	if errors.As(err, &se) {
+		return se.Code()
+	}
+	return 0
+}
+
 func isUnique(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+	if err == nil {
+		return false
+	}
+	switch sqliteCode(err) {
+	case codeConstraintUnique, codeConstraintPrimaryKey:
+		return true
+	}
+	return strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+// unavailable reports whether err means the database cannot serve now
+// (locked by another process, disk full or failing): callers may retry.
+func unavailable(err error) bool {
+	switch sqliteCode(err) & 0xff {
+	case codeBusy, codeLocked, codeNoMem, codeReadOnly, codeIOErr, codeCorrupt, codeFull, codeCantOpen:
+		return true
+	}
+	return false
 }
 
 // dbErr classifies an unexpected database error.
@@ -149,6 +192,9 @@ func dbErr(what string, err error) error {
 	}
 	if isUnique(err) {
 		return fmt.Errorf("%w: %s: %v", store.ErrConflict, what, err)
+	}
+	if unavailable(err) {
+		return fmt.Errorf("%w: sqlite: %s: %v", store.ErrUnavailable, what, err)
 	}
 	return fmt.Errorf("sqlite: %s: %w", what, err)
 }

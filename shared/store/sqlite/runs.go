@@ -280,12 +280,12 @@ func (s *Store) UpdateRun(ctx context.Context, r store.Run) (store.Run, error) {
 		}
 	}
 	err = s.w.do(ctx, false, func(t *wtx) error {
-		n, err := t.execAffected(`UPDATE runs SET flow_id = CASE WHEN ?1 = '' THEN flow_id ELSE ?1 END,
-			flow_version = CASE WHEN ?1 = '' THEN flow_version ELSE ?2 END, channel = CASE WHEN ?3 = '' THEN channel ELSE ?3 END,
-			status = ?4, state = ?5, data = ?6, wait_until = ?7, error = ?8, version = version + 1, updated_at = ?9
-			WHERE id = ?10 AND bot_id = ?11 AND version = ?12`,
-			r.FlowID, r.FlowVersion, r.Channel, r.Status, e.state, e.data, nullNanos(r.WaitUntil), r.Error,
-			nanos(r.UpdatedAt), r.ID, r.BotID, r.Version)
+		n, err := t.execAffected(`UPDATE runs SET flow_id = CASE WHEN ? = '' THEN flow_id ELSE ? END,
+			flow_version = CASE WHEN ? = '' THEN flow_version ELSE ? END, channel = CASE WHEN ? = '' THEN channel ELSE ? END,
+			status = ?, state = ?, data = ?, wait_until = ?, error = ?, version = version + 1, updated_at = ?
+			WHERE id = ? AND bot_id = ? AND version = ?`,
+			r.FlowID, r.FlowID, r.FlowID, r.FlowVersion, r.Channel, r.Channel, r.Status, e.state, e.data,
+			nullNanos(r.WaitUntil), r.Error, nanos(r.UpdatedAt), r.ID, r.BotID, r.Version)
 		if err != nil || n == 1 {
 			return err
 		}

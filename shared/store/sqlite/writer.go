@@ -202,12 +202,23 @@ func (w *writer) commitSolo(o *op) {
 		o.done <- err
 		return
 	}
-	if err := o.fn(&wtx{w: w}); err != nil {
+	if _, err := run(o, &wtx{w: w}); err != nil {
 		w.rollback()
 		o.done <- err
 		return
 	}
 	o.done <- w.commitTx()
+}
+
+// run calls o.fn and turns a panic (a bug) into an error for its caller, so
+// that the writer goroutine and the process survive it.
+func run(o *op, t *wtx) (panicked bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			panicked, err = true, fmt.Errorf("sqlite: store write panicked: %v", r)
+		}
+	}()
+	return false, o.fn(t)
 }
 
 func (w *writer) commit(batch []*op) {
@@ -224,7 +235,16 @@ func (w *writer) commit(batch []*op) {
 			results = append(results, err)
 			continue
 		}
-		results = append(results, o.fn(t))
+		panicked, err := run(o, t)
+		if panicked {
+			// The transaction may hold half of that write: drop the batch.
+			w.rollback()
+			for _, o := range batch {
+				o.done <- err
+			}
+			return
+		}
+		results = append(results, err)
 	}
 	if err := w.commitTx(); err != nil {
 		for _, o := range batch {
