@@ -102,6 +102,8 @@ type server struct {
 	keys      *cache[store.APIKey]
 	bots      *cache[store.Bot]
 	events    *cache[store.Event]
+	// acceptedRuns: Recrubo flow runs accepted but maybe not yet stored.
+	acceptedRuns recentRuns
 }
 
 // NewHandler builds the ingress's HTTP handler.

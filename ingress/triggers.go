@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
@@ -491,9 +492,6 @@ func (s *server) recruboThread(c *gin.Context) {
 	c.Data(http.StatusCreated, "application/vnd.api+json", compat.RenderRecruboThread(contact.ID, th, contact.CreatedAt))
 }
 
-// newContactID is a fresh internal contact id (24 hex characters, like bm_id).
-func newContactID() string { return randomHex(12) }
-
 // recruboFlowRun is POST /public/v2/flow-runs: the run's id is chosen now
 // (or taken from the document) and is also the trigger's id, so GET
 // /public/v2/flow-runs/{id} works at once.
@@ -550,10 +548,13 @@ func (s *server) recruboFlowRun(c *gin.Context) {
 		jsonapiAbort(c, jsonapiFromAPI(aerr))
 		return
 	}
-	doc, err := compat.RenderRecruboFlowRun(compat.FlowRunView{
+	view := compat.FlowRunView{
 		ID: runID, CreatedAt: t.AcceptedAt, UpdatedAt: t.AcceptedAt, FlowID: fr.FlowID,
 		MessageThreadID: contact.ID, State: fr.State, InitialMessage: fr.InitialMessage, Status: store.RunCreated,
-	})
+	}
+	// Until the orchestrator has stored the run, GET answers from here.
+	s.acceptedRuns.put(bot.ID+"\x00"+runID, view)
+	doc, err := compat.RenderRecruboFlowRun(view)
 	if err != nil {
 		jsonapiAbort(c, &compat.Error{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()})
 		return
@@ -574,11 +575,17 @@ func (s *server) recruboGetFlowRun(c *gin.Context) {
 		view.MessageThreadID, view.Status, view.State = run.ContactID, run.Status, run.Data
 	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
 		t, terr := s.store.GetTrigger(ctx, bot.ID, id)
-		if terr != nil {
+		if terr == nil {
+			view.CreatedAt, view.UpdatedAt, view.FlowID, view.Status = t.CreatedAt, t.UpdatedAt, t.FlowID, store.RunQueued
+			break
+		}
+		v, ok := s.acceptedRuns.get(bot.ID + "\x00" + id)
+		if !ok {
 			jsonapiAbort(c, &compat.Error{Status: http.StatusNotFound, Code: "not_found", Message: "flow run " + id + " not found"})
 			return
 		}
-		view.CreatedAt, view.UpdatedAt, view.FlowID, view.Status = t.CreatedAt, t.UpdatedAt, t.FlowID, store.RunQueued
+		view = v
+		view.Status = store.RunQueued
 	default:
 		jsonapiAbort(c, jsonapiFromAPI(storeError(err, "flow run")))
 		return
@@ -589,4 +596,50 @@ func (s *server) recruboGetFlowRun(c *gin.Context) {
 		return
 	}
 	c.Data(http.StatusOK, "application/vnd.api+json", doc)
+}
+
+// newContactID is a fresh internal contact id (24 hex characters, the shape
+// of Botmother's bm_id), as the orchestrator gives contacts it creates.
+func newContactID() string { return randomHex(12) }
+
+// recentRuns remembers the flow runs this ingress accepted in the last
+// minutes, so that GET /public/v2/flow-runs/{id} right after the POST finds
+// the run before the orchestrator has stored it (durable in JetStream, not
+// yet in the store). Bounded; entries expire.
+type recentRuns struct {
+	mu sync.Mutex
+	m  map[string]recentRun
+}
+
+type recentRun struct {
+	view compat.FlowRunView
+	exp  time.Time
+}
+
+const recentRunTTL = 10 * time.Minute
+
+func (r *recentRuns) put(key string, v compat.FlowRunView) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	if r.m == nil || len(r.m) >= 50_000 {
+		fresh := make(map[string]recentRun, len(r.m)/2+1)
+		for k, e := range r.m {
+			if now.Before(e.exp) && len(fresh) < 25_000 {
+				fresh[k] = e
+			}
+		}
+		r.m = fresh
+	}
+	r.m[key] = recentRun{view: v, exp: now.Add(recentRunTTL)}
+}
+
+func (r *recentRuns) get(key string) (compat.FlowRunView, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.m[key]
+	if !ok || time.Now().After(e.exp) {
+		return compat.FlowRunView{}, false
+	}
+	return e.view, true
 }

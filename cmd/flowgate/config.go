@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 )
@@ -22,7 +23,7 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 		v, _ := strconv.ParseBool(os.Getenv(env))
 		fs.BoolVar(p, name, v, help+" ($"+env+")")
 	}
-	var logLevel, logFormat, maxBytes string
+	var logLevel, logFormat, maxBytes, retention string
 	str(&cfg.HTTPAddr, "http-addr", "FLOWGATE_HTTP_ADDR", ":8080", "HTTP listen address")
 	str(&cfg.MetricsAddr, "metrics-addr", "FLOWGATE_METRICS_ADDR", "", "orchestrator and channel workers: /metrics, /healthz and /readyz listen address (default :9090; off disables)")
 	str(&cfg.DataDir, "data-dir", "FLOWGATE_DATA_DIR", "data", "data directory (embedded store, embedded NATS)")
@@ -35,6 +36,7 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 	boolean(&cfg.HTTPAllowPrivate, "http-allow-private", "FLOWGATE_HTTP_ALLOW_PRIVATE", "let flow http steps call private addresses")
 	boolean(&cfg.NoDemo, "no-demo", "FLOWGATE_NO_DEMO", "dev: do not create the demo bot")
 	str(&cfg.TelegramWebhookBase, "set-webhook", "FLOWGATE_TELEGRAM_WEBHOOK_BASE", "", "channel telegram: point every bot's webhook at this public base URL + /webhooks/telegram/{bot} at start")
+	str(&retention, "retention", "FLOWGATE_RETENTION", "0", "delete finished runs and their messages after this long, e.g. 720h (0 keeps them)")
 	str(&maxBytes, "stream-max-bytes", "FLOWGATE_STREAM_MAX_BYTES", "0", "bytes per JetStream stream (0 = 1 GiB)")
 	str(&logLevel, "log-level", "FLOWGATE_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&logFormat, "log-format", "FLOWGATE_LOG_FORMAT", "text", "text or json")
@@ -54,6 +56,9 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 		return cfg, nil, fmt.Errorf("invalid stream max bytes %q", maxBytes)
 	}
 	cfg.StreamMaxBytes = n
+	if cfg.Retention, err = time.ParseDuration(retention); err != nil || cfg.Retention < 0 {
+		return cfg, nil, fmt.Errorf("invalid retention %q", retention)
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		return cfg, nil, fmt.Errorf("invalid log level %q", logLevel)

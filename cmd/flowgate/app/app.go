@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -40,6 +41,8 @@ type Config struct {
 	NATSSync   bool   // FLOWGATE_NATS_SYNC_ALWAYS (dev: fsync every write)
 	MongoURI   string // FLOWGATE_MONGODB_URI
 	MongoDB    string // FLOWGATE_MONGODB_DATABASE
+	// Retention expires final runs and their messages after this long (0 keeps them).
+	Retention time.Duration // FLOWGATE_RETENTION
 	// HTTPAllowPrivate lets flow http steps reach private networks.
 	HTTPAllowPrivate bool // FLOWGATE_HTTP_ALLOW_PRIVATE
 	// TelegramWebhookBase, when set, makes the Telegram worker point every
@@ -108,7 +111,11 @@ func OpenStore(ctx context.Context, cfg Config) (store.Store, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	return sqlite.Open(ctx, cfg.DataDir)
+	var opts []sqlite.Option
+	if cfg.Retention > 0 {
+		opts = append(opts, sqlite.WithRetention(cfg.Retention))
+	}
+	return sqlite.Open(ctx, cfg.DataDir, opts...)
 }
 
 // ConnectBus dials the configured NATS server.

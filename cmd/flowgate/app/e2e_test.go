@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/orchestrator"
+	"github.com/flowgate/flowgate/shared/store/mongo/ferret"
 )
 
 // client talks to a running Flowgate over HTTP, as a user would.
@@ -79,11 +81,18 @@ const welcomeFlow = `{
 }`
 
 func startDev(t *testing.T, dir string, hooks *orchestrator.Hooks) (*app.Dev, client) {
+	return startDevWith(t, app.Config{DataDir: dir, OrchestratorHooks: hooks})
+}
+
+func startDevWith(t *testing.T, cfg app.Config) (*app.Dev, client) {
 	t.Helper()
-	d, err := app.StartDev(context.Background(), app.Config{
-		HTTPAddr: "127.0.0.1:0", DataDir: dir, AdminKey: "e2e-admin-key-0123456789",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OrchestratorHooks: hooks,
-	})
+	cfg.HTTPAddr = "127.0.0.1:0"
+	cfg.AdminKey = "e2e-admin-key-0123456789"
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("FLOWGATE_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	d, err := app.StartDev(context.Background(), cfg)
 	require.NoError(t, err)
 	return d, client{t: t, base: "http://" + d.Addr}
 }
@@ -112,6 +121,21 @@ func texts(ms []sandboxMsg) []string {
 func TestDispatchEndToEnd(t *testing.T) {
 	d, c := startDev(t, t.TempDir(), nil)
 	defer func() { require.NoError(t, d.Stop()) }()
+	dispatchEndToEnd(t, d, c)
+}
+
+// TestDispatchEndToEndMongo runs the same path with the MongoDB adapter,
+// against FerretDB embedded in the test (a MongoDB wire-protocol server).
+func TestDispatchEndToEndMongo(t *testing.T) {
+	uri, stop, err := ferret.Start(context.Background(), t.TempDir())
+	require.NoError(t, err)
+	defer stop()
+	d, c := startDevWith(t, app.Config{DataDir: t.TempDir(), MongoURI: uri, MongoDB: "e2e"})
+	defer func() { require.NoError(t, d.Stop()) }()
+	dispatchEndToEnd(t, d, c)
+}
+
+func dispatchEndToEnd(t *testing.T, d *app.Dev, c client) {
 	key := setupAcme(c)
 
 	resp := c.must("POST", "/v1/bots/acme/dispatch/WELCOME_NEW_USER", key, seedPayload, 202)
