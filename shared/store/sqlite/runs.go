@@ -433,30 +433,66 @@ func (s *Store) DueRuns(ctx context.Context, at time.Time, limit int) ([]store.R
 }
 
 // ExpireBefore deletes runs in a final status last updated before t, and
-// their messages, in chunks so that hot-path writes are not held up.
+// their messages. Candidates are found on a reader connection (a scan, as
+// no index covers updated_at: every UpdateRun would pay for one), so the
+// writer only spends time on the deletes, chunk by chunk, and hot-path
+// writes go on in between. The deletes re-check the condition, so a run
+// updated meanwhile is kept.
 func (s *Store) ExpireBefore(ctx context.Context, t time.Time) (int64, error) {
 	if err := checkTime("before", t); err != nil {
 		return 0, err
 	}
-	chunk := s.opts.expireChunk
-	const pick = `SELECT id FROM runs WHERE status IN ('completed','failed','cancelled','expired') AND updated_at < ?
-		ORDER BY rowid LIMIT ?`
+	const final = `status IN ('completed','failed','cancelled','expired') AND updated_at < ?`
+	const perStatement = 500
 	var total int64
 	for {
-		var n int64
-		err := s.w.do(ctx, true, func(tx *wtx) error {
-			if _, err := tx.exec(`DELETE FROM messages WHERE run_id IN (`+pick+`)`, nanos(t), chunk); err != nil {
-				return err
+		rows, err := s.rdb.QueryContext(ctx, `SELECT id FROM runs WHERE `+final+` LIMIT ?`, nanos(t), s.opts.expireChunk)
+		if err != nil {
+			return total, dbErr("expire runs", err)
+		}
+		var ids []any
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return total, dbErr("expire runs", err)
 			}
-			var err error
-			n, err = tx.execAffected(`DELETE FROM runs WHERE id IN (`+pick+`)`, nanos(t), chunk)
-			return err
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return total, dbErr("expire runs", err)
+		}
+		if len(ids) == 0 {
+			return total, nil
+		}
+		var n int64
+		err = s.w.do(ctx, true, func(tx *wtx) error {
+			n = 0
+			for i := 0; i < len(ids); i += perStatement {
+				chunk := ids[i:min(i+perStatement, len(ids))]
+				in := strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")
+				args := append(append([]any{}, chunk...), nanos(t))
+				if _, err := tx.execOnce(`DELETE FROM messages WHERE run_id IN (SELECT id FROM runs WHERE id IN (`+in+`) AND `+final+`)`, args...); err != nil {
+					return err
+				}
+				res, err := tx.execOnce(`DELETE FROM runs WHERE id IN (`+in+`) AND `+final, args...)
+				if err != nil {
+					return err
+				}
+				k, err := res.RowsAffected()
+				if err != nil {
+					return err
+				}
+				n += k
+			}
+			return nil
 		})
 		if err != nil {
 			return total, dbErr("expire runs", err)
 		}
 		total += n
-		if n < int64(chunk) {
+		if len(ids) < s.opts.expireChunk {
 			return total, nil
 		}
 	}

@@ -286,6 +286,12 @@ func (t *wtx) exec(q string, args ...any) (sql.Result, error) {
 	return st.ExecContext(context.Background(), args...)
 }
 
+// execOnce runs q without keeping it prepared (for statements whose text
+// varies, which would fill the statement cache).
+func (t *wtx) execOnce(q string, args ...any) (sql.Result, error) {
+	return t.w.conn.ExecContext(context.Background(), q, args...)
+}
+
 // execAffected runs q and returns the number of rows it changed.
 func (t *wtx) execAffected(q string, args ...any) (int64, error) {
 	res, err := t.exec(q, args...)

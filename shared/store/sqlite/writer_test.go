@@ -2,8 +2,10 @@ package sqlite
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -48,4 +50,31 @@ func TestWriterSurvivesPanic(t *testing.T) {
 	require.NoError(t, s.CreateBot(ctx, store.Bot{ID: "after", Name: "x"}))
 	_, err = s.GetBot(ctx, "after")
 	require.NoError(t, err)
+}
+
+// ExpireBefore works in chunks; every chunk is deleted and counted.
+func TestExpireBeforeChunks(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, t.TempDir())
+	require.NoError(t, err)
+	defer s.Close()
+	s.opts.expireChunk = 7
+	old := time.Now().Add(-time.Hour)
+	var rs []store.Run
+	for i := range 30 {
+		status := store.RunCompleted
+		if i%10 == 0 {
+			status = store.RunWaiting
+		}
+		rs = append(rs, store.Run{ID: fmt.Sprintf("r%02d", i), BotID: "b", FlowID: "f", ContactID: fmt.Sprintf("c%d", i),
+			Status: status, CreatedAt: old, UpdatedAt: old})
+	}
+	_, _, err = s.CreateRuns(ctx, rs)
+	require.NoError(t, err)
+	n, err := s.ExpireBefore(ctx, time.Now())
+	require.NoError(t, err)
+	require.EqualValues(t, 27, n)
+	left, _, err := s.ListRuns(ctx, store.RunFilter{BotID: "b"})
+	require.NoError(t, err)
+	require.Len(t, left, 3, "the waiting runs stay")
 }
