@@ -26,6 +26,10 @@ type runState struct {
 	// WhatsApp contact outside the 24-hour window and starts the flow when
 	// the contact replies.
 	AwaitingWindow bool `json:"awaiting_window,omitempty"`
+	// StatusSeq numbers the run's status changes (0 = created). It names
+	// each status event, so a slice replayed after a crash or a version
+	// conflict publishes the same id and JetStream drops the copy.
+	StatusSeq int64 `json:"status_seq,omitempty"`
 }
 
 const maxRememberedReplies = 32
@@ -141,8 +145,9 @@ func (o *Orchestrator) apply(ctx context.Context, run *store.Run, def *flow.Defi
 					ID: MessageID(run.ID, e.Seq), Seq: e.Seq, Step: e.Step, Content: e.Content,
 				})
 			case flow.ScheduleTimer:
-				at := e.At.UTC()
-				sl.waitUntil = &at
+				// The state's WaitDeadline is authoritative (below): a timer
+				// scheduled by a step that has since completed inline (an
+				// http call) must not be stored.
 			case flow.SetAttributes:
 				if sl.attrs == nil {
 					sl.attrs = map[string]any{}
@@ -169,7 +174,7 @@ func (o *Orchestrator) apply(ctx context.Context, run *store.Run, def *flow.Defi
 	}
 	st.Flow = fs
 	sl.state = st
-	if fs.Status == flow.StatusWaiting && !fs.WaitDeadline.IsZero() && sl.waitUntil == nil {
+	if fs.Status == flow.StatusWaiting && !fs.WaitDeadline.IsZero() {
 		at := fs.WaitDeadline.UTC()
 		sl.waitUntil = &at
 	}
@@ -197,28 +202,33 @@ func (o *Orchestrator) commit(ctx context.Context, run store.Run, contact store.
 			return err
 		}
 	}
+	prev := run.Status
+	status := runStatus(sl.state)
+	if status != prev {
+		sl.state.StatusSeq++
+	}
 	raw, err := json.Marshal(sl.state)
 	if err != nil {
 		return bus.Permanent(err)
 	}
-	prev := run.Status
 	run.State = raw
-	run.Status = runStatus(sl.state)
+	run.Status = status
 	run.Error = sl.state.Flow.Error
 	run.WaitUntil = nil
 	if run.Status == store.RunWaiting {
 		run.WaitUntil = sl.waitUntil
 	}
 	run.UpdatedAt = now
-	return o.storeRun(ctx, run, prev)
+	return o.storeRun(ctx, run, prev, sl.state.StatusSeq)
 }
 
-// storeRun writes run (version-checked) and publishes the status change.
-// The status event is published first, with an id naming the version it
-// describes, so that a crash between the two cannot lose it.
-func (o *Orchestrator) storeRun(ctx context.Context, run store.Run, prev string) error {
+// storeRun writes run (version-checked) and publishes the status change
+// numbered seq. The status event is published first, with an id naming seq,
+// so that a crash between the two cannot lose it and a replay cannot
+// duplicate it.
+func (o *Orchestrator) storeRun(ctx context.Context, run store.Run, prev string, seq int64) error {
 	if run.Status != prev {
-		if err := o.publishStatus(ctx, run, prev, run.Version+1); err != nil {
+		if err := o.publishStatus(ctx, run, prev, seq); err != nil {
 			return err
 		}
 	}
@@ -287,13 +297,15 @@ func (o *Orchestrator) publishSends(ctx context.Context, run store.Run, contact 
 	return nil
 }
 
-func (o *Orchestrator) publishStatus(ctx context.Context, run store.Run, prev string, version int64) error {
+// publishStatus publishes a run's status change; seq is its number among
+// the run's status changes (0 for created), so receivers can order them.
+func (o *Orchestrator) publishStatus(ctx context.Context, run store.Run, prev string, seq int64) error {
 	rs := events.RunStatus{
 		BotID: run.BotID, RunID: run.ID, TriggerID: run.TriggerID, FlowID: run.FlowID,
 		ContactID: run.ContactID, Status: run.Status, Previous: prev, Error: run.Error,
-		Version: version, At: time.Now().UTC(),
+		Version: seq, At: time.Now().UTC(),
 	}
-	ev, err := bus.NewEvent(fmt.Sprintf("run:%s:%d:%s", run.ID, version, run.Status), events.TypeRunStatus, run.ID, rs)
+	ev, err := bus.NewEvent(fmt.Sprintf("run:%s:%d:%s", run.ID, seq, run.Status), events.TypeRunStatus, run.ID, rs)
 	if err != nil {
 		return bus.Permanent(err)
 	}
@@ -308,11 +320,18 @@ func (o *Orchestrator) failRun(ctx context.Context, run store.Run, reason string
 	}
 	o.log.Warn("run failed", "bot", run.BotID, "run", run.ID, "reason", reason)
 	prev := run.Status
+	seq := run.Version + 1 // a corrupt state has no sequence: the version is unique enough
+	if st, err := decodeState(run); err == nil {
+		st.StatusSeq++
+		if raw, err := json.Marshal(st); err == nil {
+			run.State, seq = raw, st.StatusSeq
+		}
+	}
 	run.Status = store.RunFailed
 	run.Error = reason
 	run.WaitUntil = nil
 	run.UpdatedAt = time.Now().UTC()
-	return o.storeRun(ctx, run, prev)
+	return o.storeRun(ctx, run, prev, seq)
 }
 
 // rememberReply records an applied inbound message id; it reports false if
