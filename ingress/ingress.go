@@ -152,9 +152,11 @@ func (s *server) routes() *gin.Engine {
 	bot.POST("/dispatch/:event", s.dispatch)
 	bot.GET("/runs/:run", s.getRun)
 	bot.GET("/runs", s.listRuns)
+	bot.POST("/runs/:run/cancel", s.cancelRun)
 	bot.GET("/sandbox/messages", s.listSandbox)
 	bot.POST("/sandbox/messages", s.postSandbox)
 	s.triggerRoutes(r, bot)
+	s.contactRoutes(bot)
 	s.webhookRoutes(r)
 	return r
 }

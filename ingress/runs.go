@@ -7,6 +7,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -68,6 +70,32 @@ func (s *server) listRuns(c *gin.Context) {
 		runs = []store.Run{}
 	}
 	c.JSON(http.StatusOK, gin.H{"runs": runs, "next_cursor": next})
+}
+
+// cancelRun asks the orchestrator to cancel a run: 202 once the command is
+// durable; the run's status becomes cancelled shortly after.
+func (s *server) cancelRun(c *gin.Context) {
+	bot := botOf(c)
+	r, err := s.store.GetRun(c.Request.Context(), bot.ID, c.Param("run"))
+	if err != nil {
+		abort(c, storeError(err, "run"))
+		return
+	}
+	if store.RunFinal(r.Status) {
+		abort(c, newError(http.StatusConflict, "run_ended", "the run has ended ("+r.Status+")"))
+		return
+	}
+	cmd := events.RunCommand{BotID: bot.ID, RunID: r.ID, Command: "cancel", At: time.Now().UTC()}
+	ev, err := bus.NewEvent("cancel:"+r.ID, events.TypeRunCommand, r.ID, cmd)
+	if err != nil {
+		abort(c, newError(http.StatusInternalServerError, "internal", err.Error()))
+		return
+	}
+	if _, err := s.bus.Publish(c.Request.Context(), events.ControlSubject(bot.ID), ev); err != nil {
+		abort(c, errBusUnavailable)
+		return
+	}
+	c.JSON(http.StatusAccepted, gin.H{"run_id": r.ID, "status": "cancelling"})
 }
 
 func validRunStatus(s string) bool {

@@ -113,7 +113,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	consume := func(spec bus.ConsumerSpec, h bus.Handler, key func(bus.Message) string) {
 		wg.Add(1)
 		go func() {
@@ -128,6 +128,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	consume(bus.TriggerConsumer, o.handleTrigger, nil)
 	consume(bus.InboundConsumer, o.handleInbound, bySubject)
 	consume(bus.DeliveryConsumer, o.handleDelivery, bySubject)
+	consume(bus.ControlConsumer, o.handleControl, bySubject)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

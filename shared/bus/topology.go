@@ -74,7 +74,8 @@ func Streams(l Limits) []jetstream.StreamConfig {
 	return []jetstream.StreamConfig{
 		work(StreamTriggers, "accepted triggers, ingress to orchestrator", events.SubjectTrigger+".>"),
 		work(StreamOutbound, "outbound message bundles, orchestrator to channel workers", events.SubjectOutbound+".>"),
-		work(StreamEvents, "inbound user messages and delivery statuses", events.SubjectInbound+".>", events.SubjectDelivery+".>"),
+		work(StreamEvents, "inbound user messages, delivery statuses and run commands",
+			events.SubjectInbound+".>", events.SubjectDelivery+".>", events.SubjectControl+".>"),
 		runs,
 		dlq,
 	}
@@ -136,6 +137,8 @@ var (
 	InboundConsumer = ConsumerSpec{Stream: StreamEvents, Durable: "orchestrator-inbound", Filters: []string{events.SubjectInbound + ".>"}}
 	// DeliveryConsumer: the orchestrator's intake of message statuses.
 	DeliveryConsumer = ConsumerSpec{Stream: StreamEvents, Durable: "orchestrator-delivery", Filters: []string{events.SubjectDelivery + ".>"}}
+	// ControlConsumer: the orchestrator's intake of run commands (cancel).
+	ControlConsumer = ConsumerSpec{Stream: StreamEvents, Durable: "orchestrator-control", Filters: []string{events.SubjectControl + ".>"}}
 )
 
 // OutboundConsumer is the consumer of one channel's workers.

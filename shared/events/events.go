@@ -13,6 +13,7 @@ const (
 	TypeInbound         = "dev.flowgate.inbound.message"
 	TypeDelivery        = "dev.flowgate.message.status"
 	TypeRunStatus       = "dev.flowgate.run.status"
+	TypeRunCommand      = "dev.flowgate.run.command"
 )
 
 // Subject prefixes. A full subject appends the bot id (and channel where
@@ -24,6 +25,7 @@ const (
 	SubjectDelivery  = "flowgate.delivery"
 	SubjectRunStatus = "flowgate.run"
 	SubjectDLQ       = "flowgate.dlq"
+	SubjectControl   = "flowgate.control"
 )
 
 // TriggerSubject is where the ingress publishes accepted triggers of a bot.
@@ -42,6 +44,18 @@ func InboundSubject(channel, bot string) string {
 // DeliverySubject carries message status changes reported for a channel.
 func DeliverySubject(channel, bot string) string {
 	return SubjectDelivery + "." + channel + "." + bot
+}
+
+// ControlSubject carries commands for a bot's runs (cancel).
+func ControlSubject(bot string) string { return SubjectControl + "." + bot }
+
+// RunCommand asks the orchestrator to act on a run.
+type RunCommand struct {
+	BotID   string    `json:"bot_id"`
+	RunID   string    `json:"run_id"`
+	Command string    `json:"command"` // cancel
+	Reason  string    `json:"reason,omitempty"`
+	At      time.Time `json:"at"`
 }
 
 // RunStatusSubject carries run status changes of a bot.
