@@ -401,6 +401,7 @@ type Store interface {
 	Sandbox
 	Broadcasts
 	Lifecycle
+	Subscriptions
 	// Ping reports whether the database is reachable.
 	Ping(ctx context.Context) error
 	Close() error
@@ -505,6 +506,31 @@ type Broadcasts interface {
 	DueRuns(ctx context.Context, now time.Time, limit int) ([]Run, error)
 	// ImportContacts upserts many contacts (as UpsertContact) in one write.
 	ImportContacts(ctx context.Context, us []ContactUpsert) (created, updated int, err error)
+}
+
+// Subscription is a bot's webhook subscription to run status changes.
+type Subscription struct {
+	ID    string `json:"id"`
+	BotID string `json:"bot_id"`
+	// URL receives the events (http or https).
+	URL string `json:"url"`
+	// Secret signs every delivery (HMAC-SHA256). It is a secret: never
+	// logged, never returned by the API after creation.
+	Secret string `json:"-"`
+	// EventTypes are "run.status" (every status change) or "run.<status>"
+	// (e.g. "run.completed").
+	EventTypes []string  `json:"events"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// Subscriptions stores webhook subscriptions.
+type Subscriptions interface {
+	// CreateSubscription fails with ErrConflict if the id is taken.
+	CreateSubscription(ctx context.Context, sub Subscription) error
+	// ListSubscriptions returns a bot's subscriptions, oldest first.
+	ListSubscriptions(ctx context.Context, botID string) ([]Subscription, error)
+	// DeleteSubscription returns ErrNotFound if the bot has no such subscription.
+	DeleteSubscription(ctx context.Context, botID, id string) error
 }
 
 // Lifecycle deletes data on request or after retention.

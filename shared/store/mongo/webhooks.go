@@ -1,0 +1,111 @@
+package mongo
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+// Webhook subscriptions: a handful of documents per bot, written by the
+// admin API and read by the webhook delivery service.
+
+const colSubscriptions = "subscriptions"
+
+type subscriptionDoc struct {
+	ID         string    `bson:"_id"`
+	BotID      string    `bson:"bot_id"`
+	URL        string    `bson:"url"`
+	Secret     string    `bson:"secret"`
+	EventTypes []string  `bson:"event_types"`
+	CreatedAt  time.Time `bson:"created_at"`
+}
+
+func (s *Store) subscriptions() *mongo.Collection { return s.db.Collection(colSubscriptions) }
+
+// ensureSubscriptionIndex creates the listing index. Creating an index that
+// exists is a no-op, and subscriptions are created rarely, so it runs on
+// every create instead of at Open (a missing collection lists as empty).
+func (s *Store) ensureSubscriptionIndex(ctx context.Context) error {
+	_, err := s.subscriptions().Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys:    bson.D{{Key: "bot_id", Value: 1}, {Key: "created_at", Value: 1}, {Key: "_id", Value: 1}},
+		Options: options.Index().SetName("bot_created"),
+	})
+	return dbErr("create index subscriptions.bot_created", err)
+}
+
+// CreateSubscription fails with ErrConflict if the id is taken.
+func (s *Store) CreateSubscription(ctx context.Context, sub store.Subscription) error {
+	if err := firstErr(store.CheckID("id", sub.ID), store.CheckBotID("bot_id", sub.BotID),
+		store.CheckID("secret", sub.Secret), checkText("url", sub.URL)); err != nil {
+		return err
+	}
+	if sub.URL == "" {
+		return &store.InvalidError{Field: "url", Reason: "required"}
+	}
+	types := sub.EventTypes
+	if types == nil {
+		types = []string{}
+	}
+	doc, err := marshal(subscriptionDoc{ID: sub.ID, BotID: sub.BotID, URL: sub.URL, Secret: sub.Secret,
+		EventTypes: types, CreatedAt: orNow(sub.CreatedAt)}, s.cfg.maxDocBytes)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	if err := s.ensureSubscriptionIndex(ctx); err != nil {
+		return err
+	}
+	_, err = s.subscriptions().InsertOne(ctx, doc)
+	if isDup(err) {
+		return fmt.Errorf("%w: subscription %s", store.ErrConflict, sub.ID)
+	}
+	return dbErr("create subscription", err)
+}
+
+// ListSubscriptions returns a bot's subscriptions, oldest first.
+func (s *Store) ListSubscriptions(ctx context.Context, botID string) ([]store.Subscription, error) {
+	if err := store.CheckBotID("bot_id", botID); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	cur, err := s.subscriptions().Find(ctx, bson.D{{Key: "bot_id", Value: botID}},
+		options.Find().SetSort(bson.D{{Key: "created_at", Value: 1}, {Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, dbErr("list subscriptions", err)
+	}
+	var docs []subscriptionDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, dbErr("list subscriptions", err)
+	}
+	out := make([]store.Subscription, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, store.Subscription{ID: d.ID, BotID: d.BotID, URL: d.URL, Secret: d.Secret,
+			EventTypes: d.EventTypes, CreatedAt: d.CreatedAt.UTC()})
+	}
+	return out, nil
+}
+
+// DeleteSubscription returns ErrNotFound if the bot has no such subscription.
+func (s *Store) DeleteSubscription(ctx context.Context, botID, id string) error {
+	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
+		return err
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	res, err := s.subscriptions().DeleteOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "bot_id", Value: botID}})
+	if err != nil {
+		return dbErr("delete subscription", err)
+	}
+	if res.DeletedCount == 0 {
+		return notFound("subscription", id)
+	}
+	return nil
+}
