@@ -141,6 +141,7 @@ func (s *server) routes() *gin.Engine {
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.ready)
 	r.GET("/metrics", gin.WrapH(promhttp.Handler()))
+	r.GET("/openapi.json", serveOpenAPI)
 
 	r.POST("/v1/bots", s.requireAdmin, s.createBot)
 	bot := r.Group("/v1/bots/:bot", s.requireBot)
