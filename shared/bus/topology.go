@@ -15,6 +15,7 @@ const (
 	StreamEvents   = "FLOWGATE_EVENTS"
 	StreamRuns     = "FLOWGATE_RUNS"
 	StreamDLQ      = "FLOWGATE_DLQ"
+	StreamWebhooks = "FLOWGATE_WEBHOOKS"
 )
 
 // Limits bounds the streams. A full stream refuses new messages (discard
@@ -77,6 +78,7 @@ func Streams(l Limits) []jetstream.StreamConfig {
 		work(StreamEvents, "inbound user messages, delivery statuses and run commands",
 			events.SubjectInbound+".>", events.SubjectDelivery+".>", events.SubjectControl+".>"),
 		runs,
+		work(StreamWebhooks, "run status changes to deliver, one subject per webhook subscription", events.SubjectWebhook+".>"),
 		dlq,
 	}
 }
@@ -140,6 +142,25 @@ var (
 	// ControlConsumer: the orchestrator's intake of run commands (cancel).
 	ControlConsumer = ConsumerSpec{Stream: StreamEvents, Durable: "orchestrator-control", Filters: []string{events.SubjectControl + ".>"}}
 )
+
+// WebhookFanoutConsumer reads run status changes and queues one delivery
+// per matching webhook subscription.
+var WebhookFanoutConsumer = ConsumerSpec{Stream: StreamRuns, Durable: "webhooks-fanout", Filters: []string{events.SubjectRunStatus + ".>"}}
+
+// WebhookConsumer delivers one webhook subscription's events. Each
+// subscription has its own consumer, so a failing endpoint holds back only
+// its own deliveries. The handler retries inline (keeping the message with
+// InProgress), so MaxDeliver counts crashes, not failed attempts.
+func WebhookConsumer(bot, subscription string) ConsumerSpec {
+	return ConsumerSpec{
+		Stream:        StreamWebhooks,
+		Durable:       "webhook-" + subscription,
+		Filters:       []string{events.WebhookSubject(bot, subscription)},
+		MaxDeliver:    20,
+		AckWait:       2 * time.Minute,
+		MaxAckPending: 256,
+	}
+}
 
 // OutboundConsumer is the consumer of one channel's workers.
 func OutboundConsumer(channel string) ConsumerSpec {

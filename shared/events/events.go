@@ -25,6 +25,9 @@ const (
 	SubjectDelivery  = "flowgate.delivery"
 	SubjectRunStatus = "flowgate.run"
 	SubjectDLQ       = "flowgate.dlq"
+	// SubjectWebhook carries run status changes fanned out to one webhook
+	// subscription each: flowgate.webhook.<bot>.<subscription>.
+	SubjectWebhook = "flowgate.webhook"
 	SubjectControl   = "flowgate.control"
 )
 
@@ -60,6 +63,11 @@ type RunCommand struct {
 
 // RunStatusSubject carries run status changes of a bot.
 func RunStatusSubject(bot string) string { return SubjectRunStatus + "." + bot }
+
+// WebhookSubject carries the deliveries of one webhook subscription of a bot.
+func WebhookSubject(bot, subscription string) string {
+	return SubjectWebhook + "." + bot + "." + subscription
+}
 
 // Channels Flowgate knows. Sandbox needs no provider.
 const (

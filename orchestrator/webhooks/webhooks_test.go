@@ -1,0 +1,368 @@
+package webhooks_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/flowgate/flowgate/orchestrator/webhooks"
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/store"
+	"github.com/flowgate/flowgate/shared/store/sqlite"
+)
+
+// env is a real embedded NATS server, the SQLite store and the delivery
+// service; status changes are published as the orchestrator publishes them.
+type env struct {
+	t     *testing.T
+	bus   *bus.Bus
+	store *sqlite.Store
+	stop  func()
+}
+
+func newEnv(t *testing.T, cfg webhooks.Config, client *http.Client) *env {
+	t.Helper()
+	ctx := context.Background()
+	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(e.Shutdown)
+	nc, err := e.Connect()
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	b, err := bus.New(ctx, nc, bus.Config{Source: "/test", Logger: quietLog()})
+	require.NoError(t, err)
+	st, err := sqlite.Open(ctx, t.TempDir())
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	require.NoError(t, st.CreateBot(ctx, store.Bot{ID: "acme", Name: "Acme"}))
+
+	if cfg.InitialBackoff == 0 {
+		cfg.InitialBackoff = 20 * time.Millisecond
+	}
+	if cfg.ReconcileEvery == 0 {
+		cfg.ReconcileEvery = 50 * time.Millisecond
+	}
+	if cfg.SubscriptionTTL == 0 {
+		cfg.SubscriptionTTL = -1
+	}
+	cfg.DrainTimeout = 2 * time.Second
+	log := quietLog()
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- webhooks.Run(rctx, cfg, webhooks.Deps{Store: st, Bus: b, Logger: log, Client: client}) }()
+	en := &env{t: t, bus: b, store: st}
+	var once sync.Once
+	en.stop = func() {
+		once.Do(func() {
+			cancel()
+			require.NoError(t, <-done)
+		})
+	}
+	t.Cleanup(en.stop)
+	return en
+}
+
+func (e *env) subscribe(id, url, secret string, types ...string) {
+	e.t.Helper()
+	if len(types) == 0 {
+		types = []string{webhooks.EventTypeAll}
+	}
+	require.NoError(e.t, e.store.CreateSubscription(context.Background(), store.Subscription{
+		ID: id, BotID: "acme", URL: url, Secret: secret, EventTypes: types,
+	}))
+}
+
+// publish sends a run's status changes exactly as the orchestrator does.
+func (e *env) publish(run string, statuses ...string) {
+	e.t.Helper()
+	prev := ""
+	for seq, st := range statuses {
+		rs := events.RunStatus{BotID: "acme", RunID: run, FlowID: "f", ContactID: "c-" + run, Status: st,
+			Previous: prev, Version: int64(seq), At: time.Now().UTC()}
+		ev, err := bus.NewEvent(fmt.Sprintf("run:%s:%d:%s", run, seq, st), events.TypeRunStatus, run, rs)
+		require.NoError(e.t, err)
+		_, err = e.bus.Publish(context.Background(), events.RunStatusSubject("acme"), ev)
+		require.NoError(e.t, err)
+		prev = st
+	}
+}
+
+func (e *env) deadLetters() []string {
+	e.t.Helper()
+	ctx := context.Background()
+	s, err := e.bus.JetStream().Stream(ctx, bus.StreamDLQ)
+	require.NoError(e.t, err)
+	info, err := s.Info(ctx)
+	require.NoError(e.t, err)
+	var out []string
+	for seq := info.State.FirstSeq; seq > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err == nil {
+			out = append(out, m.Header.Get(bus.HeaderDLQReason))
+		}
+	}
+	return out
+}
+
+func quietLog() *slog.Logger {
+	if os.Getenv("FLOWGATE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// delivery is what a receiver got.
+type delivery struct {
+	ID      string
+	Type    string
+	Subject string
+	Data    events.RunStatus
+	Attempt string
+}
+
+// receiver verifies signatures with its secret, fails the first failFirst
+// requests with 503, and records what it accepted.
+type receiver struct {
+	t         *testing.T
+	secret    string
+	failFirst int
+
+	mu       sync.Mutex
+	requests int
+	badSigs  int
+	got      []delivery
+	srv      *httptest.Server
+}
+
+func newReceiver(t *testing.T, secret string, failFirst int) *receiver {
+	r := &receiver{t: t, secret: secret, failFirst: failFirst}
+	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.requests++
+	if err := webhooks.Verify(r.secret, req.Header, body, 5*time.Minute, time.Now()); err != nil {
+		r.badSigs++
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return
+	}
+	if r.requests <= r.failFirst {
+		http.Error(w, "not yet", http.StatusServiceUnavailable)
+		return
+	}
+	if ct := req.Header.Get("Content-Type"); ct != webhooks.ContentType {
+		http.Error(w, "content type "+ct, http.StatusUnsupportedMediaType)
+		return
+	}
+	var ce struct {
+		SpecVersion string           `json:"specversion"`
+		ID          string           `json:"id"`
+		Type        string           `json:"type"`
+		Subject     string           `json:"subject"`
+		Data        events.RunStatus `json:"data"`
+	}
+	if err := json.Unmarshal(body, &ce); err != nil || ce.SpecVersion != "1.0" {
+		http.Error(w, "not a structured CloudEvent", http.StatusBadRequest)
+		return
+	}
+	r.got = append(r.got, delivery{ID: ce.ID, Type: ce.Type, Subject: ce.Subject, Data: ce.Data,
+		Attempt: req.Header.Get(webhooks.HeaderAttempt)})
+}
+
+func (r *receiver) deliveries() []delivery {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]delivery(nil), r.got...)
+}
+
+func (r *receiver) counts() (requests, badSigs int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.requests, r.badSigs
+}
+
+const secret = "s3cret-0123456789abcdef"
+
+// byRun groups deliveries per run, keeping arrival order.
+func byRun(ds []delivery) map[string][]delivery {
+	out := map[string][]delivery{}
+	for _, d := range ds {
+		out[d.Data.RunID] = append(out[d.Data.RunID], d)
+	}
+	return out
+}
+
+func TestDeliversEveryChangeOnceInOrderDespiteFailures(t *testing.T) {
+	rcv := newReceiver(t, secret, 3)
+	e := newEnv(t, webhooks.Config{AllowPrivate: true}, nil)
+	e.subscribe("wh_1", rcv.srv.URL, secret)
+	want := map[string][]string{
+		"run-ask":  {"created", "waiting", "completed"},
+		"run-send": {"created", "completed"},
+		"run-fail": {"created", "running", "failed"},
+	}
+	for run, sts := range want {
+		e.publish(run, sts...)
+	}
+	// The orchestrator may publish a change twice (a replayed step): the
+	// bus drops the copy, the receiver sees it once.
+	e.publish("run-send", "created", "completed")
+
+	require.Eventually(t, func() bool { return len(rcv.deliveries()) >= 8 }, 20*time.Second, 10*time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // nothing more may arrive
+	got := rcv.deliveries()
+	require.Len(t, got, 8, "every change exactly once")
+	requests, bad := rcv.counts()
+	require.Equal(t, 11, requests, "three failed attempts, then eight deliveries")
+	require.Zero(t, bad)
+	for run, sts := range byRun(got) {
+		require.Len(t, sts, len(want[run]), run)
+		for i, d := range sts {
+			require.EqualValues(t, i, d.Data.Version, "%s: in order", run)
+			require.Equal(t, want[run][i], d.Data.Status)
+			require.Equal(t, "dev.flowgate.run."+d.Data.Status, d.Type)
+			require.Equal(t, run, d.Subject)
+			require.Equal(t, fmt.Sprintf("run:%s:%d:%s:wh_1", run, i, d.Data.Status), d.ID)
+		}
+	}
+	// The failures were retried in place: the attempt numbers of the
+	// accepted deliveries account for every failed request.
+	retries := 0
+	for _, d := range got {
+		n, err := strconv.Atoi(d.Attempt)
+		require.NoError(t, err)
+		retries += n - 1
+	}
+	require.Equal(t, 3, retries)
+	require.Empty(t, e.deadLetters())
+}
+
+func TestWrongSecretIsDetectedAndDeadLettered(t *testing.T) {
+	rcv := newReceiver(t, "not-the-secret-0123456789", 0)
+	e := newEnv(t, webhooks.Config{AllowPrivate: true, RetryPeriod: 300 * time.Millisecond}, nil)
+	e.subscribe("wh_1", rcv.srv.URL, secret)
+	e.publish("run-1", "created")
+	require.Eventually(t, func() bool { return len(e.deadLetters()) == 1 }, 10*time.Second, 10*time.Millisecond)
+	requests, bad := rcv.counts()
+	require.Positive(t, requests)
+	require.Equal(t, requests, bad, "every attempt failed the receiver's signature check")
+	require.Empty(t, rcv.deliveries())
+	require.Contains(t, e.deadLetters()[0], "HTTP 401")
+}
+
+func TestVerifyRejectsTamperingAndReplay(t *testing.T) {
+	body := []byte(`{"specversion":"1.0","id":"x"}`)
+	now := time.Now()
+	h := http.Header{}
+	h.Set(webhooks.HeaderTimestamp, fmt.Sprint(now.Unix()))
+	h.Set(webhooks.HeaderSignature, webhooks.Sign(secret, now.Unix(), body))
+	require.NoError(t, webhooks.Verify(secret, h, body, time.Minute, now))
+	require.ErrorIs(t, webhooks.Verify("wrong-secret-0123456789", h, body, time.Minute, now), webhooks.ErrBadSignature)
+	require.ErrorIs(t, webhooks.Verify(secret, h, append(body, ' '), time.Minute, now), webhooks.ErrBadSignature)
+	require.ErrorIs(t, webhooks.Verify(secret, h, body, time.Minute, now.Add(10*time.Minute)), webhooks.ErrStale)
+	// A fresh timestamp on a captured body does not match its signature.
+	h.Set(webhooks.HeaderTimestamp, fmt.Sprint(now.Add(10*time.Minute).Unix()))
+	require.ErrorIs(t, webhooks.Verify(secret, h, body, time.Minute, now.Add(10*time.Minute)), webhooks.ErrBadSignature)
+}
+
+func TestRetryPeriodExpiryDeadLettersWithReason(t *testing.T) {
+	rcv := newReceiver(t, secret, 1<<30) // never accepts
+	e := newEnv(t, webhooks.Config{AllowPrivate: true, RetryPeriod: 400 * time.Millisecond}, nil)
+	e.subscribe("wh_1", rcv.srv.URL, secret)
+	e.publish("run-1", "created", "completed")
+	require.Eventually(t, func() bool { return len(e.deadLetters()) == 2 }, 10*time.Second, 10*time.Millisecond)
+	for _, reason := range e.deadLetters() {
+		require.Contains(t, reason, "webhook wh_1: gave up after")
+		require.Contains(t, reason, "retry period of 400ms")
+		require.Contains(t, reason, "HTTP 503")
+		require.NotContains(t, reason, rcv.srv.URL, "dead letters carry no URL")
+	}
+	requests, _ := rcv.counts()
+	require.GreaterOrEqual(t, requests, 2*3, "each change was retried before giving up")
+	require.Empty(t, rcv.deliveries())
+}
+
+func TestPrivateAddressesRefusedByDefault(t *testing.T) {
+	rcv := newReceiver(t, secret, 0)
+	e := newEnv(t, webhooks.Config{RetryPeriod: 200 * time.Millisecond}, nil) // AllowPrivate false
+	e.subscribe("wh_1", rcv.srv.URL, secret)
+	e.publish("run-1", "created")
+	require.Eventually(t, func() bool { return len(e.deadLetters()) == 1 }, 10*time.Second, 10*time.Millisecond)
+	require.Contains(t, e.deadLetters()[0], "is not public")
+	requests, _ := rcv.counts()
+	require.Zero(t, requests, "the loopback receiver was never contacted")
+}
+
+func TestEventTypeFilter(t *testing.T) {
+	all := newReceiver(t, secret, 0)
+	done := newReceiver(t, secret, 0)
+	e := newEnv(t, webhooks.Config{AllowPrivate: true}, nil)
+	e.subscribe("wh_all", all.srv.URL, secret)
+	e.subscribe("wh_done", done.srv.URL, secret, "run.completed", "run.failed")
+	e.publish("run-1", "created", "waiting", "completed")
+	require.Eventually(t, func() bool { return len(all.deliveries()) == 3 && len(done.deliveries()) == 1 },
+		10*time.Second, 10*time.Millisecond)
+	got := done.deliveries()[0]
+	require.Equal(t, "completed", got.Data.Status)
+	require.Equal(t, "run:run-1:2:completed:wh_done", got.ID)
+}
+
+// A failing endpoint holds back only its own subscription.
+func TestFailingEndpointDoesNotStallOthers(t *testing.T) {
+	down := newReceiver(t, secret, 1<<30)
+	up := newReceiver(t, secret, 0)
+	e := newEnv(t, webhooks.Config{AllowPrivate: true, Workers: 1}, nil)
+	e.subscribe("wh_down", down.srv.URL, secret)
+	e.subscribe("wh_up", up.srv.URL, secret)
+	for i := range 20 {
+		e.publish(fmt.Sprintf("run-%d", i), "created", "completed")
+	}
+	require.Eventually(t, func() bool { return len(up.deliveries()) == 40 }, 10*time.Second, 10*time.Millisecond)
+	for run, ds := range byRun(up.deliveries()) {
+		require.Equal(t, []string{"created", "completed"}, []string{ds[0].Data.Status, ds[1].Data.Status}, run)
+	}
+	n, _ := down.counts()
+	require.Positive(t, n)
+}
+
+func TestDeletionStopsDeliveries(t *testing.T) {
+	rcv := newReceiver(t, secret, 1<<30) // keeps failing: the delivery is being retried
+	e := newEnv(t, webhooks.Config{AllowPrivate: true}, nil)
+	e.subscribe("wh_1", rcv.srv.URL, secret)
+	e.publish("run-1", "created", "completed")
+	require.Eventually(t, func() bool { n, _ := rcv.counts(); return n >= 2 }, 10*time.Second, 10*time.Millisecond)
+
+	require.NoError(t, e.store.DeleteSubscription(context.Background(), "acme", "wh_1"))
+	// Within a reconcile pass the consumer is gone and its queue purged.
+	require.Eventually(t, func() bool {
+		s, err := e.bus.JetStream().Stream(context.Background(), bus.StreamWebhooks)
+		require.NoError(t, err)
+		_, err = s.Consumer(context.Background(), "webhook-wh_1")
+		info, ierr := s.Info(context.Background())
+		return err != nil && ierr == nil && info.State.Msgs == 0
+	}, 10*time.Second, 10*time.Millisecond)
+	time.Sleep(100 * time.Millisecond)
+	before, _ := rcv.counts()
+	e.publish("run-2", "created", "completed")
+	time.Sleep(500 * time.Millisecond)
+	after, _ := rcv.counts()
+	require.Equal(t, before, after, "no attempt after the deletion")
+	require.Empty(t, e.deadLetters(), "a deleted subscription's deliveries are dropped, not dead-lettered")
+}
