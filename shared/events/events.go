@@ -28,7 +28,7 @@ const (
 	// SubjectWebhook carries run status changes fanned out to one webhook
 	// subscription each: flowgate.webhook.<bot>.<subscription>.
 	SubjectWebhook = "flowgate.webhook"
-	SubjectControl   = "flowgate.control"
+	SubjectControl = "flowgate.control"
 )
 
 // TriggerSubject is where the ingress publishes accepted triggers of a bot.
