@@ -80,6 +80,7 @@ type Orchestrator struct {
 
 	defsMu sync.RWMutex
 	defs   map[string]*flow.Definition
+	latest map[string]latestVersion
 }
 
 // New builds an orchestrator.
@@ -95,7 +96,7 @@ func New(cfg Config, d Deps) (*Orchestrator, error) {
 		d.HTTPClient = newHTTPClient(cfg.HTTPAllowPrivate)
 	}
 	return &Orchestrator{cfg: cfg, store: d.Store, bus: d.Bus, log: d.Logger, http: d.HTTPClient,
-		hooks: d.Hooks, defs: map[string]*flow.Definition{}}, nil
+		hooks: d.Hooks, defs: map[string]*flow.Definition{}, latest: map[string]latestVersion{}}, nil
 }
 
 // Run consumes triggers, replies and delivery results and fires timers

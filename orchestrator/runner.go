@@ -49,8 +49,27 @@ func decodeState(r store.Run) (runState, error) {
 // so a replayed event produces the same ids (and no second send).
 func MessageID(runID string, seq int) string { return fmt.Sprintf("%s:%d", runID, seq) }
 
-// definition loads a flow version, parsed once and cached (versions are immutable).
+// latestTTL bounds how long the latest version of a flow is cached: a run
+// triggered within this time after a flow is saved may start on the
+// previous version.
+const latestTTL = time.Second
+
+type latestVersion struct {
+	version int
+	exp     time.Time
+}
+
+// definition loads a flow version, parsed once and cached (versions are
+// immutable). Version 0 is the latest, looked up at most every latestTTL.
 func (o *Orchestrator) definition(ctx context.Context, botID, flowID string, version int) (*flow.Definition, int, error) {
+	if version == 0 {
+		o.defsMu.RLock()
+		l, ok := o.latest[botID+"\x00"+flowID]
+		o.defsMu.RUnlock()
+		if ok && time.Now().Before(l.exp) {
+			version = l.version
+		}
+	}
 	if version > 0 {
 		key := fmt.Sprintf("%s\x00%s\x00%d", botID, flowID, version)
 		o.defsMu.RLock()
@@ -74,6 +93,12 @@ func (o *Orchestrator) definition(ctx context.Context, botID, flowID string, ver
 		o.defs = map[string]*flow.Definition{}
 	}
 	o.defs[key] = d
+	if version == 0 {
+		if len(o.latest) > 10_000 {
+			o.latest = map[string]latestVersion{}
+		}
+		o.latest[botID+"\x00"+flowID] = latestVersion{version: f.Version, exp: time.Now().Add(latestTTL)}
+	}
 	o.defsMu.Unlock()
 	return d, f.Version, nil
 }
