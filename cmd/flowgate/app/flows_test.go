@@ -114,3 +114,30 @@ func TestCancelMidWait(t *testing.T) {
 	code, _ = c.call("POST", "/v1/bots/cx/runs/nope/cancel", key, "")
 	require.Equal(t, 404, code)
 }
+
+// TestNewerTriggerSupersedesWaitingRun: a contact answers one question at a
+// time; a newer trigger's run cancels the contact's run still waiting on the
+// same channel (reason "superseded"), and the next reply goes to the new run.
+func TestNewerTriggerSupersedesWaitingRun(t *testing.T) {
+	d, c := startDev(t, t.TempDir(), nil)
+	defer func() { require.NoError(t, d.Stop()) }()
+	key := createBot(c, "sup", nil)
+	c.must("PUT", "/v1/bots/sup/flows/survey", key, `{"steps":[
+	  {"id":"q","type":"ask","text":"{{ data.question }}","attribute":"a"},
+	  {"id":"t","type":"send","text":"Got it: {{ a }}"}]}`, 200)
+	first := c.must("POST", "/v1/bots/sup/triggers", key, `{"flow":"survey","audience":{"users":["u"]},"data":{"question":"Old question?"}}`, 202)["trigger_id"].(string)
+	require.Eventually(t, func() bool { return len(c.sandbox("sup", key, "u")) == 1 }, 10*time.Second, 20*time.Millisecond)
+	second := c.must("POST", "/v1/bots/sup/triggers", key, `{"flow":"survey","audience":{"users":["u"]},"data":{"question":"New question?"}}`, 202)["trigger_id"].(string)
+	require.Eventually(t, func() bool { return len(c.sandbox("sup", key, "u")) == 2 }, 10*time.Second, 20*time.Millisecond)
+
+	runOf := func(trig string) map[string]any {
+		runs := c.must("GET", "/v1/bots/sup/runs?trigger="+trig, key, "", 200)["runs"].([]any)
+		require.Len(t, runs, 1)
+		return runs[0].(map[string]any)
+	}
+	require.Eventually(t, func() bool { return runOf(first)["status"] == "cancelled" }, 10*time.Second, 20*time.Millisecond)
+	require.Contains(t, runOf(first)["error"], "superseded")
+	c.must("POST", "/v1/bots/sup/sandbox/messages", key, `{"from":"u","text":"blue"}`, 202)
+	require.Eventually(t, func() bool { return runOf(second)["status"] == "completed" }, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, []string{"Old question?", "New question?", "Got it: blue"}, texts(c.sandbox("sup", key, "u")))
+}
