@@ -69,6 +69,11 @@ type ConsumeOptions struct {
 	MaxBackoff time.Duration
 	// DrainTimeout bounds the wait for in-flight handlers on shutdown (0 = 20 s).
 	DrainTimeout time.Duration
+	// Prefetch bounds the messages fetched ahead of the handlers (0 =
+	// Workers × 32). A process that dies holds its fetched messages until
+	// AckWait: a small prefetch strands fewer, and leaves the rest of
+	// MaxAckPending to the other replicas.
+	Prefetch int
 }
 
 // Consume runs h over the consumer's messages until ctx ends, then stops
@@ -83,9 +88,15 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 	if o.DrainTimeout == 0 {
 		o.DrainTimeout = 20 * time.Second
 	}
+	if o.Prefetch <= 0 {
+		o.Prefetch = o.Workers * 32
+	}
 	cfg := spec.config()
 	cons, err := b.js.CreateOrUpdateConsumer(ctx, spec.Stream, cfg)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before it started: not a failure
+		}
 		return fmt.Errorf("%w: consumer %s: %v", ErrUnavailable, spec.Durable, err)
 	}
 
@@ -119,7 +130,7 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 			idx = int(next % uint32(len(queues)))
 		}
 		queues[idx] <- item{m: m, err: derr}
-	}, jetstream.PullMaxMessages(o.Workers*32), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	}, jetstream.PullMaxMessages(o.Prefetch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			b.log.Debug("consume", "consumer", spec.Durable, "err", err)
 		}
