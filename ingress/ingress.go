@@ -35,6 +35,9 @@ type Config struct {
 	CacheTTL time.Duration
 	// ShutdownTimeout bounds the graceful shutdown (default 15 s).
 	ShutdownTimeout time.Duration
+	// AllowPrivateWebhooks accepts webhook subscriptions whose URL points at
+	// loopback, private or link-local addresses (refused by default).
+	AllowPrivateWebhooks bool
 }
 
 func (c *Config) setDefaults() {
@@ -158,6 +161,7 @@ func (s *server) routes() *gin.Engine {
 	bot.POST("/sandbox/messages", s.postSandbox)
 	s.triggerRoutes(r, bot)
 	s.contactRoutes(bot)
+	s.subscriptionRoutes(bot)
 	s.webhookRoutes(r)
 	return r
 }
