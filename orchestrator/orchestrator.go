@@ -29,6 +29,11 @@ type Config struct {
 	HTTPAllowPrivate bool
 	// HTTPTimeout is the default timeout of flow `http` steps (default 10 s).
 	HTTPTimeout time.Duration
+	// FanOutBatch is how many contacts a broadcast takes per batch and
+	// checkpoint (default 1000, max 10000).
+	FanOutBatch int
+	// FanOutParallelism bounds the runs of a batch started at once (default 64).
+	FanOutParallelism int
 }
 
 func (c *Config) setDefaults() {
@@ -40,6 +45,13 @@ func (c *Config) setDefaults() {
 	}
 	if c.HTTPTimeout == 0 {
 		c.HTTPTimeout = 10 * time.Second
+	}
+	if c.FanOutBatch <= 0 {
+		c.FanOutBatch = 1000
+	}
+	c.FanOutBatch = min(c.FanOutBatch, 10_000)
+	if c.FanOutParallelism <= 0 {
+		c.FanOutParallelism = 64
 	}
 }
 
@@ -67,6 +79,9 @@ type Hooks struct {
 	// before the run's new state is stored. Returning an error aborts the
 	// handler there, as a crash would.
 	AfterPublish func(runID string) error
+	// AfterBatch runs after a broadcast checkpointed a batch (batch counts
+	// from 1). Returning an error aborts the fan-out there, as a crash would.
+	AfterBatch func(triggerID string, batch int) error
 }
 
 // Orchestrator drives flow runs.

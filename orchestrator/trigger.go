@@ -55,74 +55,7 @@ func (o *Orchestrator) handleTrigger(ctx context.Context, m bus.Message) error {
 	if trig.Status == store.TriggerDone || trig.Status == store.TriggerCancelled {
 		return nil // a redelivery of a trigger already handled
 	}
-	return o.fanOut(ctx, t, trig)
-}
-
-// fanOut creates a run for every user the trigger names and starts it.
-func (o *Orchestrator) fanOut(ctx context.Context, t events.Trigger, trig store.Trigger) error {
-	var c store.TriggerCounters
-	for _, user := range t.Audience.Users {
-		c.Targeted++
-		contact, _, err := o.store.UpsertContact(ctx, store.ContactUpsert{
-			BotID: t.BotID, Channel: t.Channel, ExternalID: user, Name: t.Name,
-			Attributes: t.Attributes, LastRequest: lastRequest(t), NewID: NewContactID(), Now: time.Now().UTC(),
-		})
-		if err != nil {
-			return err
-		}
-		created, err := o.startRun(ctx, t, contact)
-		if err != nil {
-			return err
-		}
-		if created {
-			c.RunsCreated++
-		}
-	}
-	for _, id := range t.Audience.UsersBM {
-		c.Targeted++
-		contact, err := o.store.GetContact(ctx, t.BotID, id)
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-			c.Skipped++
-			c.SkipReasons = addReason(c.SkipReasons, "unknown_contact")
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if t.Data != nil {
-			if contact, _, err = o.store.UpsertContact(ctx, store.ContactUpsert{
-				BotID: contact.BotID, Channel: contact.Channel, ExternalID: contact.ExternalID,
-				Attributes: t.Attributes, LastRequest: lastRequest(t), Now: time.Now().UTC(),
-			}); err != nil {
-				return err
-			}
-		}
-		created, err := o.startRun(ctx, t, contact)
-		if err != nil {
-			return err
-		}
-		if created {
-			c.RunsCreated++
-		}
-	}
-	trig.Status = store.TriggerDone
-	trig.Counters.Targeted = c.Targeted
-	trig.Counters.RunsCreated = c.RunsCreated
-	trig.Counters.Skipped = c.Skipped
-	trig.Counters.SkipReasons = c.SkipReasons
-	trig.UpdatedAt = time.Now().UTC()
-	if _, err := o.store.UpdateTrigger(ctx, trig); err != nil && !errors.Is(err, store.ErrVersionConflict) {
-		return err
-	}
-	return nil
-}
-
-func addReason(m map[string]int64, reason string) map[string]int64 {
-	if m == nil {
-		m = map[string]int64{}
-	}
-	m[reason]++
-	return m
+	return o.fanOut(ctx, m, t, trig)
 }
 
 // lastRequest is what the contact's last_request becomes: the trigger's data.
@@ -133,53 +66,34 @@ func lastRequest(t events.Trigger) map[string]any {
 	return t.Data
 }
 
-// startRun creates the contact's run for t (once) and executes it until it
-// waits or ends. It reports whether the run was created by this call.
-func (o *Orchestrator) startRun(ctx context.Context, t events.Trigger, contact store.Contact) (bool, error) {
-	if contact.OptedOut || contact.Unreachable {
-		return false, nil
-	}
-	_, version, err := o.definition(ctx, t.BotID, t.FlowID, 0)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return false, bus.Permanent(err)
-		}
-		return false, err
-	}
-	id := t.RunID
-	if id == "" {
-		id = RunID(t.ID, contact.ID)
-	}
+// launch starts a run that the fan-out created (or found, on a
+// redelivery): it publishes the created status once and executes the flow
+// until it waits or ends.
+func (o *Orchestrator) launch(ctx context.Context, t events.Trigger, run store.Run, contact store.Contact, created bool) error {
 	now := time.Now().UTC()
-	run, created, err := o.store.CreateRun(ctx, store.Run{
-		ID: id, BotID: t.BotID, TriggerID: t.ID, FlowID: t.FlowID, FlowVersion: version,
-		ContactID: contact.ID, Channel: contact.Channel, Status: store.RunCreated, Data: t.Data,
-		CreatedAt: now, UpdatedAt: now,
-	})
-	if err != nil {
-		return false, err
-	}
 	if created {
 		runsStarted.WithLabelValues(t.Source).Inc()
-		if err := o.publishStatus(ctx, run, "", run.Version); err != nil {
-			return true, err
-		}
 	}
 	if run.Status != store.RunCreated {
-		return created, nil // started before this redelivery
+		return nil // started before this redelivery
+	}
+	// Published again when a crash came between creating the run and
+	// starting it: the event id is deterministic, JetStream drops the copy.
+	if err := o.publishStatus(ctx, run, "", 0); err != nil {
+		return err
 	}
 	if err := o.supersede(ctx, contact, run.ID); err != nil {
-		return created, err
+		return err
 	}
 	if needsInitialMessage(t, contact, now) {
-		return created, o.awaitWindow(ctx, run, contact, *t.InitialMessage)
+		return o.awaitWindow(ctx, run, contact, *t.InitialMessage)
 	}
 	start := flow.Start{
 		Now: now, RunID: run.ID, Data: t.Data,
 		Contact: flow.Contact{ID: contact.ID, Name: contact.Name, ExternalID: contact.ExternalID,
 			Channel: contact.Channel, Attributes: contact.Attributes},
 	}
-	return created, o.advance(ctx, run, contact, start)
+	return o.advance(ctx, run, contact, start)
 }
 
 // supersede cancels the contact's other waiting runs on the same channel: a
@@ -212,7 +126,7 @@ const initialMessageSeq = 0
 // needsInitialMessage reports whether the run must open the WhatsApp
 // window with the trigger's initial template before its flow may speak.
 func needsInitialMessage(t events.Trigger, contact store.Contact, now time.Time) bool {
-	if t.Channel != events.ChannelWhatsApp || t.InitialMessage == nil || t.InitialMessage.Type != events.ContentTemplate {
+	if contact.Channel != events.ChannelWhatsApp || t.InitialMessage == nil || t.InitialMessage.Type != events.ContentTemplate {
 		return false
 	}
 	return contact.LastInboundAt == nil || now.Sub(*contact.LastInboundAt) >= whatsappWindow

@@ -345,6 +345,12 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, s
 		return nil, "", &store.InvalidError{Field: "status", Reason: fmt.Sprintf("unknown run status %q", f.Status)}
 	}
 	q := `SELECT ` + runCols + ` FROM runs WHERE bot_id = ?`
+	if f.ContactID != "" {
+		// A contact has few runs: without this the planner walks the bot's
+		// runs in created_at order to spare a sort (a broadcast's per-run
+		// "other waiting runs of this contact?" became O(runs of the bot)).
+		q = `SELECT ` + runCols + ` FROM runs INDEXED BY runs_contact_key WHERE bot_id = ?`
+	}
 	args := []any{f.BotID}
 	for _, c := range []struct{ col, v string }{
 		{"status", f.Status}, {"contact_id", f.ContactID}, {"trigger_id", f.TriggerID}, {"flow_id", f.FlowID},
