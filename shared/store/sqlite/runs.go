@@ -148,7 +148,7 @@ func existingRun(t *wtx, r store.Run) (store.Run, error) {
 
 // insertRunsChunk is how many runs one multi-row INSERT carries: one
 // statement per chunk costs about half the CPU of one per run.
-const insertRunsChunk = 32
+const insertRunsChunk = 128
 
 // multiInsert returns the INSERT statement for n runs; RETURNING names the
 // runs actually inserted.

@@ -29,9 +29,9 @@ type op struct {
 	done chan error
 }
 
-// writer is the group commit: the only goroutine that writes. It takes the
-// operations queued (lingering briefly for more, see collect), runs them in
-// one IMMEDIATE transaction and tells each caller its own result once the
+// writer is the group commit: the only goroutine that writes. It runs the
+// operations queued (lingering briefly for more, see commitBatch) in one
+// IMMEDIATE transaction and tells each caller its own result once the
 // transaction committed. Callers return only after the commit, so an
 // acknowledged write is in the WAL and survives the process being killed.
 type writer struct {
@@ -125,57 +125,96 @@ func (w *writer) loop() {
 			w.commitSolo(first)
 			continue
 		}
-		batch := w.collect(append(w.batch[:0], first))
-		w.commit(batch)
-		clear(batch)
+		w.commitBatch(first)
 	}
 }
 
-// add appends o to batch, or keeps it for later if it must run alone.
-func (w *writer) add(batch []*op, o *op) ([]*op, bool) {
-	if o.solo {
-		w.pending = o
-		return batch, false
-	}
-	return append(batch, o), true
-}
-
-// collect adds queued operations to batch until it holds maxOps, or no
-// operation arrived for a short gap (maxWait/8), or maxWait has passed since
-// the first one, or a solo operation or the end of the queue is met. Waiting
-// for the gap lets callers woken by the previous commit queue their next
-// write into this batch, without holding a lone caller for the whole maxWait.
-func (w *writer) collect(batch []*op) []*op {
-	deadline := time.Now().Add(w.maxWait)
-	gap := max(w.maxWait/8, 50*time.Microsecond)
-	more := true
-	for more && len(batch) < w.maxOps {
-		select {
-		case o, ok := <-w.ops:
-			if !ok {
-				return batch
-			}
-			batch, more = w.add(batch, o)
-			continue
-		default:
-		}
+// next returns the next shared operation for the open batch, or nil when the
+// batch should be committed: no operation arrived within gap (or before
+// deadline), a solo operation is next (it is kept in pending), or the queue
+// is closed.
+func (w *writer) next(gap time.Duration, deadline time.Time) *op {
+	var o *op
+	var ok bool
+	select {
+	case o, ok = <-w.ops:
+	default:
 		wait := min(gap, time.Until(deadline))
 		if w.maxWait <= 0 || wait <= 0 {
-			return batch
+			return nil
 		}
 		w.timer.Reset(wait)
 		select {
-		case o, ok := <-w.ops:
+		case o, ok = <-w.ops:
 			w.timer.Stop()
-			if !ok {
-				return batch
-			}
-			batch, more = w.add(batch, o)
 		case <-w.timer.C:
-			return batch
+			return nil
 		}
 	}
-	return batch
+	if !ok {
+		return nil
+	}
+	if o.solo {
+		w.pending = o
+		return nil
+	}
+	return o
+}
+
+// commitBatch opens a transaction, runs first and every shared operation
+// that follows as it arrives, and commits when the batch holds maxOps, or
+// no operation arrived for a short gap (maxWait/8), or maxWait has passed
+// since the first one, or a solo operation or the end of the queue is met.
+// Running each operation as soon as it arrives keeps the writer busy while
+// the callers woken by the previous commit prepare their next write; the
+// gap lets those writes join this batch without holding a lone caller for
+// the whole maxWait.
+func (w *writer) commitBatch(first *op) {
+	batch, results := append(w.batch[:0], first), w.results[:0]
+	defer func() {
+		clear(batch)
+		clear(results)
+		w.batch, w.results = batch[:0], results[:0]
+	}()
+	fail := func(err error) {
+		for _, o := range batch {
+			o.done <- err
+		}
+	}
+	if err := w.begin(); err != nil {
+		fail(err)
+		return
+	}
+	deadline := time.Now().Add(w.maxWait)
+	gap := max(w.maxWait/8, 50*time.Microsecond)
+	t := &wtx{w: w}
+	for o := first; ; {
+		err := o.ctx.Err()
+		if err == nil {
+			var panicked bool
+			if panicked, err = run(o, t); panicked {
+				// The transaction may hold half of that write: drop the batch.
+				w.rollback()
+				fail(err)
+				return
+			}
+		}
+		results = append(results, err)
+		if len(batch) >= w.maxOps {
+			break
+		}
+		if o = w.next(gap, deadline); o == nil {
+			break
+		}
+		batch = append(batch, o)
+	}
+	if err := w.commitTx(); err != nil {
+		fail(err)
+		return
+	}
+	for i, o := range batch {
+		o.done <- results[i]
+	}
 }
 
 func (w *writer) begin() error {
@@ -219,44 +258,6 @@ func run(o *op, t *wtx) (panicked bool, err error) {
 		}
 	}()
 	return false, o.fn(t)
-}
-
-func (w *writer) commit(batch []*op) {
-	if err := w.begin(); err != nil {
-		for _, o := range batch {
-			o.done <- err
-		}
-		return
-	}
-	results := w.results[:0]
-	t := &wtx{w: w}
-	for _, o := range batch {
-		if err := o.ctx.Err(); err != nil {
-			results = append(results, err)
-			continue
-		}
-		panicked, err := run(o, t)
-		if panicked {
-			// The transaction may hold half of that write: drop the batch.
-			w.rollback()
-			for _, o := range batch {
-				o.done <- err
-			}
-			return
-		}
-		results = append(results, err)
-	}
-	if err := w.commitTx(); err != nil {
-		for _, o := range batch {
-			o.done <- err
-		}
-		return
-	}
-	for i, o := range batch {
-		o.done <- results[i]
-	}
-	clear(results)
-	w.results = results[:0]
 }
 
 func (w *writer) rollback() {
