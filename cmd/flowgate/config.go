@@ -23,7 +23,7 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 		v, _ := strconv.ParseBool(os.Getenv(env))
 		fs.BoolVar(p, name, v, help+" ($"+env+")")
 	}
-	var logLevel, logFormat, maxBytes, retention string
+	var logLevel, logFormat, maxBytes, retention, webhookRetry string
 	str(&cfg.HTTPAddr, "http-addr", "FLOWGATE_HTTP_ADDR", ":8080", "HTTP listen address")
 	str(&cfg.MetricsAddr, "metrics-addr", "FLOWGATE_METRICS_ADDR", "", "orchestrator and channel workers: /metrics, /healthz and /readyz listen address (default :9090; off disables)")
 	str(&cfg.DataDir, "data-dir", "FLOWGATE_DATA_DIR", "data", "data directory (embedded store, embedded NATS)")
@@ -34,6 +34,8 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 	str(&cfg.MongoURI, "mongodb-uri", "FLOWGATE_MONGODB_URI", "", "MongoDB URI (the embedded SQLite store is used when empty)")
 	str(&cfg.MongoDB, "mongodb-database", "FLOWGATE_MONGODB_DATABASE", "flowgate", "MongoDB database name")
 	boolean(&cfg.HTTPAllowPrivate, "http-allow-private", "FLOWGATE_HTTP_ALLOW_PRIVATE", "let flow http steps call private addresses")
+	boolean(&cfg.Webhooks.AllowPrivate, "webhook-allow-private", "FLOWGATE_WEBHOOK_ALLOW_PRIVATE", "let webhook subscriptions target private addresses")
+	str(&webhookRetry, "webhook-retry-period", "FLOWGATE_WEBHOOK_RETRY_PERIOD", "24h", "how long a run status webhook is retried before it is dead-lettered")
 	boolean(&cfg.NoDemo, "no-demo", "FLOWGATE_NO_DEMO", "dev: do not create the demo bot")
 	str(&cfg.TelegramWebhookBase, "set-webhook", "FLOWGATE_TELEGRAM_WEBHOOK_BASE", "", "channel telegram: point every bot's webhook at this public base URL + /webhooks/telegram/{bot} at start")
 	str(&retention, "retention", "FLOWGATE_RETENTION", "0", "delete finished runs and their messages after this long, e.g. 720h (0 keeps them)")
@@ -58,6 +60,9 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 	cfg.StreamMaxBytes = n
 	if cfg.Retention, err = time.ParseDuration(retention); err != nil || cfg.Retention < 0 {
 		return cfg, nil, fmt.Errorf("invalid retention %q", retention)
+	}
+	if cfg.Webhooks.RetryPeriod, err = time.ParseDuration(webhookRetry); err != nil || cfg.Webhooks.RetryPeriod <= 0 {
+		return cfg, nil, fmt.Errorf("invalid webhook retry period %q", webhookRetry)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {

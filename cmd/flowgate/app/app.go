@@ -21,6 +21,7 @@ import (
 	"github.com/flowgate/flowgate/ingress"
 	"github.com/flowgate/flowgate/orchestrator"
 	"github.com/flowgate/flowgate/orchestrator/flow"
+	"github.com/flowgate/flowgate/orchestrator/webhooks"
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/channel"
 	"github.com/flowgate/flowgate/shared/channel/pacer"
@@ -45,6 +46,11 @@ type Config struct {
 	Retention time.Duration // FLOWGATE_RETENTION
 	// HTTPAllowPrivate lets flow http steps reach private networks.
 	HTTPAllowPrivate bool // FLOWGATE_HTTP_ALLOW_PRIVATE
+	// Webhooks configures run status webhook delivery (part of the
+	// orchestrator): AllowPrivate (FLOWGATE_WEBHOOK_ALLOW_PRIVATE, also read
+	// by the ingress when subscriptions are created) and RetryPeriod
+	// (FLOWGATE_WEBHOOK_RETRY_PERIOD); the other fields are tuning knobs.
+	Webhooks webhooks.Config
 	// TelegramWebhookBase, when set, makes the Telegram worker point every
 	// bot's webhook at TelegramWebhookBase/webhooks/telegram/{bot} at start.
 	TelegramWebhookBase string // FLOWGATE_TELEGRAM_WEBHOOK_BASE, `flowgate channel telegram --set-webhook URL`
@@ -151,14 +157,21 @@ func Senders(st store.Store) []channel.Sender {
 
 // RunIngress runs the ingress service.
 func RunIngress(ctx context.Context, cfg Config, st store.Store, b *bus.Bus) error {
-	return ingress.Run(ctx, ingress.Config{Addr: cfg.HTTPAddr, AdminKey: cfg.AdminKey},
+	return ingress.Run(ctx, ingress.Config{Addr: cfg.HTTPAddr, AdminKey: cfg.AdminKey, AllowPrivateWebhooks: cfg.Webhooks.AllowPrivate},
 		ingress.Deps{Store: st, Bus: b, CompileFlow: CompileFlow, Logger: cfg.Logger.With("service", "ingress")})
 }
 
-// RunOrchestrator runs the orchestrator service.
+// RunOrchestrator runs the orchestrator service and, in the same process,
+// the delivery of run status webhooks.
 func RunOrchestrator(ctx context.Context, cfg Config, st store.Store, b *bus.Bus) error {
-	return orchestrator.Run(ctx, orchestrator.Config{HTTPAllowPrivate: cfg.HTTPAllowPrivate},
-		orchestrator.Deps{Store: st, Bus: b, Logger: cfg.Logger.With("service", "orchestrator"), Hooks: cfg.OrchestratorHooks})
+	return waitAll(ctx,
+		func(ctx context.Context) error {
+			return orchestrator.Run(ctx, orchestrator.Config{HTTPAllowPrivate: cfg.HTTPAllowPrivate},
+				orchestrator.Deps{Store: st, Bus: b, Logger: cfg.Logger.With("service", "orchestrator"), Hooks: cfg.OrchestratorHooks})
+		},
+		func(ctx context.Context) error {
+			return webhooks.Run(ctx, cfg.Webhooks, webhooks.Deps{Store: st, Bus: b, Logger: cfg.Logger.With("service", "webhooks")})
+		})
 }
 
 // RunChannel runs the worker of one channel.
