@@ -88,7 +88,13 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 	if o.DrainTimeout == 0 {
 		o.DrainTimeout = 20 * time.Second
 	}
-	if o.Prefetch <= 0 {
+	// Each worker's queue holds what was fetched for it; with an explicit
+	// Prefetch the queues are sized so that fetched-but-unhandled messages
+	// stay near it (a full queue holds the fetch back).
+	queueCap := 64
+	if o.Prefetch > 0 {
+		queueCap = max(1, o.Prefetch/o.Workers)
+	} else {
 		o.Prefetch = o.Workers * 32
 	}
 	cfg := spec.config()
@@ -108,7 +114,7 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 	queues := make([]chan item, o.Workers)
 	var wg sync.WaitGroup
 	for i := range queues {
-		queues[i] = make(chan item, 64)
+		queues[i] = make(chan item, queueCap)
 		wg.Add(1)
 		go func(q chan item) {
 			defer wg.Done()

@@ -96,6 +96,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.log.Info("channel worker running", "workers", r.cfg.Workers)
 	return r.bus.Consume(ctx, spec, r.Handle, bus.ConsumeOptions{
 		Workers: r.cfg.Workers,
+		// Two bundles per sender fetched ahead: a killed worker strands
+		// few bundles (until AckWait) and the other replicas keep sending.
+		Prefetch: 2 * r.cfg.Workers,
 		// One contact's bundles go to one worker: they are sent in order.
 		Key: func(m bus.Message) string { return m.Event.Subject() },
 	})
