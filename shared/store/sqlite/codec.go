@@ -193,7 +193,7 @@ func dbErr(what string, err error) error {
 	if isUnique(err) {
 		return fmt.Errorf("%w: %s: %v", store.ErrConflict, what, err)
 	}
-	if unavailable(err) {
+	if unavailable(err) || strings.Contains(err.Error(), "sql: database is closed") {
 		return fmt.Errorf("%w: sqlite: %s: %v", store.ErrUnavailable, what, err)
 	}
 	return fmt.Errorf("sqlite: %s: %w", what, err)

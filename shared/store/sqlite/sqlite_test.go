@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/shared/store"
@@ -85,6 +86,9 @@ func TestWriteAfterCloseIsUnavailable(t *testing.T) {
 	require.NoError(t, s.Close())
 	err = s.CreateBot(context.Background(), store.Bot{ID: "late", Name: "x"})
 	require.ErrorIs(t, err, store.ErrUnavailable)
+	_, err = s.GetBot(context.Background(), "late")
+	require.ErrorIs(t, err, store.ErrUnavailable, "reads too")
+	require.ErrorIs(t, s.Ping(context.Background()), store.ErrUnavailable)
 }
 
 func TestCancelledContextWritesNothing(t *testing.T) {
@@ -161,4 +165,46 @@ func TestGroupCommitGivesEachCallerItsResult(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, store.RunRunning, got.Status)
 	}
+}
+
+// Close while writers are busy: every write that was acknowledged is on
+// disk, the others were refused with ErrUnavailable.
+func TestCloseDrainsQueuedWrites(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := sqlite.Open(ctx, dir)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	acked := make([][]string, 16)
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				id := fmt.Sprintf("r%02d-%05d", g, i)
+				_, _, err := s.CreateRun(ctx, store.Run{ID: id, BotID: "b", FlowID: "f", ContactID: id})
+				if err != nil {
+					assert.ErrorIs(t, err, store.ErrUnavailable)
+					return
+				}
+				acked[g] = append(acked[g], id)
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	require.NoError(t, s.Close())
+	wg.Wait()
+
+	s, err = sqlite.Open(ctx, dir)
+	require.NoError(t, err)
+	defer s.Close()
+	n := 0
+	for _, ids := range acked {
+		for _, id := range ids {
+			_, err := s.GetRun(ctx, "b", id)
+			require.NoError(t, err, "acknowledged run %s", id)
+			n++
+		}
+	}
+	require.Positive(t, n)
 }
