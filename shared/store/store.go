@@ -308,12 +308,14 @@ type Bots interface {
 	GetBot(ctx context.Context, id string) (Bot, error)
 	// UpdateBot replaces name and channels.
 	UpdateBot(ctx context.Context, b Bot) error
+	// ListBots returns every bot ordered by id.
 	ListBots(ctx context.Context) ([]Bot, error)
 }
 
 // APIKeys stores hashed API keys.
 type APIKeys interface {
 	CreateAPIKey(ctx context.Context, k APIKey) error
+	// GetAPIKeyByHash returns the key whether revoked or not; the caller checks.
 	GetAPIKeyByHash(ctx context.Context, hash string) (APIKey, error)
 }
 
@@ -377,6 +379,7 @@ type Messages interface {
 	GetMessage(ctx context.Context, botID, id string) (Message, error)
 	// UpdateMessageStatus moves a message forward; it never moves a status back.
 	UpdateMessageStatus(ctx context.Context, botID, id, status, providerID, reason string, at time.Time) error
+	// ListRunMessages returns a run's messages ordered by Seq.
 	ListRunMessages(ctx context.Context, botID, runID string) ([]Message, error)
 }
 
@@ -384,7 +387,8 @@ type Messages interface {
 type Sandbox interface {
 	// AppendSandbox stores m once; a second append of the same MessageID is ignored.
 	AppendSandbox(ctx context.Context, m SandboxMessage) error
-	// ListSandbox returns a bot's sandbox messages, oldest first; to filters by recipient.
+	// ListSandbox returns a bot's sandbox messages with Seq > afterSeq, oldest
+	// first; to filters by recipient; limit 0 means 100, at most 1000.
 	ListSandbox(ctx context.Context, botID, to string, afterSeq int64, limit int) ([]SandboxMessage, error)
 }
 
