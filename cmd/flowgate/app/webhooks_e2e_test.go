@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/orchestrator/webhooks"
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/store/mongo/ferret"
 )
 
 // hookReceiver is a subscriber's endpoint: it checks the signature with
@@ -75,6 +77,13 @@ func (r *hookReceiver) run(id string) []hookEvent {
 	return out
 }
 
+// accept makes the receiver accept every later delivery.
+func (r *hookReceiver) accept() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failFirst = 0
+}
+
 func (r *hookReceiver) counts() (requests, badSigs, accepted int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -86,9 +95,25 @@ func (r *hookReceiver) counts() (requests, badSigs, accepted int) {
 // send-only run exactly once and in order, although its first three
 // deliveries failed; a receiver holding the wrong secret detects it.
 func TestRunStatusWebhooksEndToEnd(t *testing.T) {
-	d, c := startDevWith(t, app.Config{DataDir: t.TempDir(), Webhooks: webhooks.Config{
-		AllowPrivate: true, InitialBackoff: 50 * time.Millisecond, ReconcileEvery: 100 * time.Millisecond,
-	}})
+	runStatusWebhooks(t, app.Config{DataDir: t.TempDir(), Webhooks: fastWebhooks})
+}
+
+// TestRunStatusWebhooksEndToEndMongo is the same with the MongoDB adapter
+// on FerretDB embedded in the test.
+func TestRunStatusWebhooksEndToEndMongo(t *testing.T) {
+	uri, stop, err := ferret.Start(context.Background(), t.TempDir())
+	require.NoError(t, err)
+	defer stop()
+	runStatusWebhooks(t, app.Config{DataDir: t.TempDir(), MongoURI: uri, MongoDB: "hooks", Webhooks: fastWebhooks})
+}
+
+// fastWebhooks allows the loopback receivers and retries quickly.
+var fastWebhooks = webhooks.Config{
+	AllowPrivate: true, InitialBackoff: 50 * time.Millisecond, ReconcileEvery: 100 * time.Millisecond,
+}
+
+func runStatusWebhooks(t *testing.T, cfg app.Config) {
+	d, c := startDevWith(t, cfg)
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := createBot(c, "hooks", nil)
 	c.must("PUT", "/v1/bots/hooks/flows/ask", key, `{"steps":[
@@ -154,4 +179,39 @@ func TestRunStatusWebhooksEndToEnd(t *testing.T) {
 	r, bad, accepted := wrong.counts()
 	require.Equal(t, r, bad)
 	require.Zero(t, accepted)
+}
+
+// TestRunStatusWebhooksSurviveRestart: deliveries being retried when
+// Flowgate stops are delivered after it starts again on the same data
+// directory, once each and in order.
+func TestRunStatusWebhooksSurviveRestart(t *testing.T) {
+	cfg := app.Config{DataDir: t.TempDir(), Webhooks: fastWebhooks}
+	d, c := startDevWith(t, cfg)
+	key := createBot(c, "hooks", nil)
+	c.must("PUT", "/v1/bots/hooks/flows/hello", key, `{"steps":[{"id":"hi","type":"send","text":"Hello"}]}`, 200)
+	c.must("PUT", "/v1/bots/hooks/events/HELLO", key, `{"flow":"hello"}`, 201)
+	const secret = "whsec-0123456789abcdef"
+	rcv := newHookReceiver(t, secret, 1<<30) // down until accept
+	c.must("POST", "/v1/bots/hooks/webhooks", key, `{"url":"`+rcv.srv.URL+`","secret":"`+secret+`"}`, 201)
+	trigger := c.must("POST", "/v1/bots/hooks/dispatch/HELLO", key, `{"from":"5511002"}`, 202)["trigger_id"].(string)
+	require.Eventually(t, func() bool { n, _, _ := rcv.counts(); return n >= 3 }, 10*time.Second, 20*time.Millisecond)
+	require.NoError(t, d.Stop())
+
+	rcv.accept()
+	d, c = startDevWith(t, cfg)
+	defer func() { require.NoError(t, d.Stop()) }()
+	runs := c.must("GET", "/v1/bots/hooks/runs?trigger="+trigger, key, "", 200)["runs"].([]any)
+	require.Len(t, runs, 1)
+	run := runs[0].(map[string]any)["id"].(string)
+	require.Eventually(t, func() bool {
+		evs := rcv.run(run)
+		return len(evs) > 0 && evs[len(evs)-1].Data.Status == "completed"
+	}, 20*time.Second, 20*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	evs := rcv.run(run)
+	require.Len(t, evs, 2)
+	for i, want := range []string{"created", "completed"} {
+		require.Equal(t, want, evs[i].Data.Status)
+		require.EqualValues(t, i, evs[i].Data.Version)
+	}
 }
