@@ -57,6 +57,22 @@ func TestSeedBotmother(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, code)
 	c.must("POST", rotated["trigger_url"].(string), "", `{"platform": "tg", "users": [ "123456" ], "data": {}}`, 202)
 	require.Eventually(t, func() bool { return len(tg.AcceptedTo("123456")) == 3 }, 10*time.Second, 20*time.Millisecond)
+
+	// "starts the bot execution for all users of all your bot platforms":
+	// a second Telegram user and a sandbox user exist; everyone gets it once.
+	c.must("POST", rotated["trigger_url"].(string), "", `{"platform": "tg", "users": [ "654321" ], "data": {}}`, 202)
+	require.Eventually(t, func() bool { return len(tg.AcceptedTo("654321")) == 1 }, 10*time.Second, 20*time.Millisecond)
+	c.must("POST", "/v1/bots/bm/sandbox/messages", key, `{"from":"sandbox-user","text":"hi"}`, 202)
+	require.Eventually(t, func() bool {
+		_, err := d.Store.GetContactByExternalID(context.Background(), "bm", "sandbox", "sandbox-user")
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond)
+	c.must("POST", rotated["trigger_url"].(string), "", `{"platform": "any", "users": "everyone", "data": {}}`, 202)
+	require.Eventually(t, func() bool {
+		return len(tg.AcceptedTo("123456")) == 4 && len(tg.AcceptedTo("654321")) == 2 && len(c.sandbox("bm", key, "sandbox-user")) == 1
+	}, 15*time.Second, 20*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	require.Len(t, tg.AcceptedTo("123456"), 4, "exactly once each")
 }
 
 // TestSeedEngati replays Engati's API Trigger examples (v1 and v2, WhatsApp
