@@ -3,7 +3,6 @@ package bus
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -47,23 +46,25 @@ type CollectorOptions struct {
 	Consumers []ConsumerSpec
 	// AllConsumers also reports every consumer of Streams, whoever created it.
 	AllConsumers bool
-	// Timeout bounds the JetStream requests of one scrape (0 = 3 s).
+	// Timeout bounds the JetStream requests of one scrape (0 = 2 s). Keep it
+	// below Prometheus's scrape timeout: a slow JetStream must not cost the
+	// scrape of the process's other metrics.
 	Timeout time.Duration
 }
 
 // jetstreamCollector reads stream and consumer info at scrape time.
 type jetstreamCollector struct {
+	nc interface{ IsConnected() bool }
 	js jetstream.JetStream
 	o  CollectorOptions
-	mu sync.Mutex // one scrape at a time: info requests are not free
 }
 
 // NewCollector returns a Prometheus collector of JetStream state for o.
 func (b *Bus) NewCollector(o CollectorOptions) prometheus.Collector {
 	if o.Timeout == 0 {
-		o.Timeout = 3 * time.Second
+		o.Timeout = 2 * time.Second
 	}
-	return &jetstreamCollector{js: b.js, o: o}
+	return &jetstreamCollector{nc: b.nc, js: b.js, o: o}
 }
 
 // RegisterCollector registers a collector for o on Prometheus's default
@@ -94,14 +95,18 @@ func (c *jetstreamCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *jetstreamCollector) Collect(ch chan<- prometheus.Metric) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), c.o.Timeout)
-	defer cancel()
-	up := 1.0
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
+	// While NATS is unreachable, say so at once: requests would only wait
+	// for their timeout, and the scrape of everything else with them.
+	if !c.nc.IsConnected() {
+		gauge(jetstreamUpDesc, 0)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.o.Timeout)
+	defer cancel()
+	up := 1.0
 	for _, name := range c.o.Streams {
 		s, err := c.js.Stream(ctx, name)
 		if err != nil {

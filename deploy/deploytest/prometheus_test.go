@@ -1,0 +1,495 @@
+package deploytest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// allowEmpty lists the only series the scenario cannot produce, each with
+// the reason. An expression may return no series only if it names one of
+// them. Everything else in the dashboards and rules must return data.
+var allowEmpty = map[string]string{
+	"flowgate_channel_send_failures_total": "the scenario's only channel is the sandbox, which stores messages and never fails a send; " +
+		"no provider worker runs here against a failing provider double yet",
+	"flowgate_channel_rate_limited_total": "the sandbox has no rate limit, so nothing answers 429 in the scenario",
+	"flowgate:provider_auth_failures:increase10m": "recorded from flowgate_channel_send_failures_total{reason=~auth codes}: " +
+		"the sandbox has no credentials to refuse",
+}
+
+const adminKey = "ops-test-admin-key-0123456789abcdef"
+
+// TestPrometheusEndToEnd runs nats-server, `flowgate ingress`, `flowgate
+// orchestrator` and `flowgate channel sandbox` as separate processes and a
+// real Prometheus scraping them with the repository's rules; drives a
+// scenario over HTTP (triggers, replies, waits, HTTP steps, a failing run,
+// wrong keys, unknown events, a malformed bus message, a NATS outage); then
+// evaluates every PromQL expression of the dashboards and rules through
+// Prometheus's HTTP API, runs `promtool check metrics` on every service's
+// /metrics, and checks the scraped families against docs/metrics.md.
+func TestPrometheusEndToEnd(t *testing.T) {
+	requireTools(t, "prometheus", "promtool")
+	root := repoRoot(t)
+	tmp := t.TempDir()
+	start := time.Now()
+	flowgate, natsServer := buildBinaries(t, root, tmp)
+	t.Logf("built flowgate and nats-server in %s", time.Since(start).Round(time.Second))
+
+	// Processes.
+	natsAddr := freePort(t)
+	natsHost, natsPort, _ := strings.Cut(natsAddr, ":")
+	natsArgs := []string{"-js", "-a", natsHost, "-p", natsPort, "-sd", filepath.Join(tmp, "nats")}
+	natsProc := startProc(t, tmp, "nats-server", nil, natsServer, natsArgs...)
+	waitNATS(t, "nats://"+natsAddr, 15*time.Second)
+
+	ingressAddr, orchAddr, chanAddr, promAddr := freePort(t), freePort(t), freePort(t), freePort(t)
+	env := []string{
+		"FLOWGATE_NATS_URL=nats://" + natsAddr,
+		"FLOWGATE_DATA_DIR=" + filepath.Join(tmp, "data"),
+		"FLOWGATE_ADMIN_KEY=" + adminKey,
+		"FLOWGATE_HTTP_ALLOW_PRIVATE=true",
+		"FLOWGATE_LOG_LEVEL=info",
+	}
+	if err := os.MkdirAll(filepath.Join(tmp, "data"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ingress := startProc(t, tmp, "ingress", append(env, "FLOWGATE_HTTP_ADDR="+ingressAddr), flowgate, "ingress")
+	waitHTTP(t, "http://"+ingressAddr+"/readyz", 30*time.Second, ingress)
+	orch := startProc(t, tmp, "orchestrator", append(env, "FLOWGATE_METRICS_ADDR="+orchAddr), flowgate, "orchestrator")
+	sandbox := startProc(t, tmp, "channel-sandbox", append(env, "FLOWGATE_METRICS_ADDR="+chanAddr), flowgate, "channel", "sandbox")
+	services := []*proc{ingress, orch, sandbox}
+	waitHTTP(t, "http://"+orchAddr+"/readyz", 30*time.Second, orch)
+	waitHTTP(t, "http://"+chanAddr+"/readyz", 30*time.Second, sandbox)
+	targets := map[string]string{"ingress": ingressAddr, "orchestrator": orchAddr, "channel": chanAddr}
+
+	// Prometheus, scraping every second, with the repository's rules
+	// evaluated every second (the expressions are unchanged).
+	prom := startPrometheus(t, root, tmp, promAddr, targets)
+	waitHTTP(t, "http://"+promAddr+"/-/ready", 30*time.Second, prom)
+	p := promClient{base: "http://" + promAddr}
+	// Prometheus discovers its targets a few seconds after it is ready:
+	// the scenario starts once every service has been scraped.
+	p.waitFor(t, fmt.Sprintf("count(up == 1) == %d", len(targets)), 30*time.Second, services...)
+
+	// The scenario.
+	api := apiClient{t: t, base: "http://" + ingressAddr}
+	provider := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fail" {
+			http.Error(w, `{"error":"down"}`, http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"tier":"gold"}`)
+	}))
+	defer provider.Close()
+	sc := runScenario(t, api, provider.URL, "nats://"+natsAddr)
+	// Prometheus sees the scenario's results before the outage.
+	p.waitFor(t, fmt.Sprintf(`sum(flowgate_run_transitions_total{status="completed"}) >= %d`, sc.welcome+sc.lookup+sc.register), 60*time.Second, services...)
+	p.waitFor(t, `sum(flowgate_bus_dead_lettered_total) >= 2`, 30*time.Second, services...)
+
+	// A NATS outage: the ingress must refuse (503), not half-accept; after
+	// the restart every service reconnects and the pipeline works again.
+	natsProc.stop()
+	// Two waves of concurrent dispatches, a few scrapes apart: a counter
+	// series' first sample shows no increase to rate(), the second does.
+	refused := 0
+	for wave := 0; wave < 2; wave++ {
+		if wave > 0 {
+			time.Sleep(3 * time.Second)
+		}
+		outage := make(chan int, 5)
+		for i := 0; i < cap(outage); i++ {
+			go func() {
+				code, _ := api.dispatch(sc.key, "WELCOME", fmt.Sprintf("+15559%02d%04d", wave, i), nil)
+				outage <- code
+			}()
+		}
+		for i := 0; i < cap(outage); i++ {
+			switch code := <-outage; code {
+			case http.StatusServiceUnavailable:
+				refused++
+			case http.StatusAccepted:
+				t.Errorf("dispatch answered 202 while NATS was down")
+			}
+		}
+	}
+	if refused == 0 {
+		t.Errorf("no dispatch was refused with 503 during the NATS outage")
+	}
+	natsProc = startProc(t, tmp, "nats-server", nil, natsServer, natsArgs...)
+	waitNATS(t, "nats://"+natsAddr, 15*time.Second)
+	for name, addr := range targets {
+		waitHTTP(t, "http://"+addr+"/readyz", 60*time.Second, services...)
+		_ = name
+	}
+	after := 5
+	for i := 0; i < after; i++ {
+		if code, body := api.dispatch(sc.key, "WELCOME", fmt.Sprintf("+1555800%04d", i), map[string]any{"name": "After", "plan": "pro"}); code != http.StatusAccepted {
+			t.Fatalf("dispatch after the NATS restart: %d %s", code, body)
+		}
+	}
+	sc.welcome += after
+
+	// Wait for the pipeline to finish and Prometheus to have seen it.
+	wantCompleted := sc.welcome + sc.lookup + sc.register
+	p.waitFor(t, fmt.Sprintf(`sum(flowgate_run_transitions_total{status="completed"}) >= %d`, wantCompleted), 60*time.Second, services...)
+	p.waitFor(t, fmt.Sprintf(`sum(flowgate_run_transitions_total{status="failed"}) >= %d`, sc.broken), 30*time.Second, services...)
+	p.waitFor(t, `sum(flowgate_timers_fired_total) >= 1`, 30*time.Second, services...)
+	// Every recording rule has been evaluated on the final data.
+	_, rules := loadRules(t, root)
+	for _, r := range rules {
+		if r.Record != "" && !namesAllowed(r.Expr) {
+			p.waitFor(t, r.Record, 30*time.Second, services...)
+		}
+	}
+
+	// Every expression of the dashboards and rules.
+	_, dashExprs := loadDashboards(t, root)
+	exprs := append(dashExprs, rules...)
+	checked, allowed := 0, 0
+	for _, e := range exprs {
+		q := grafanaVars(e.Expr)
+		res, err := p.query(q)
+		if err != nil {
+			t.Errorf("%s: %s\n  %v", e.Where, q, err)
+			continue
+		}
+		checked++
+		if e.Alert {
+			continue // a threshold: empty means "not firing"; its recorded operands are checked below
+		}
+		if res.empty() {
+			if namesAllowed(e.Expr) {
+				allowed++
+				t.Logf("allowed empty (%s): %s", reasonFor(e.Expr), e.Where)
+				continue
+			}
+			t.Errorf("%s: no series after the scenario\n  %s", e.Where, q)
+		}
+	}
+	// Alerts compare recorded series: those series exist.
+	for _, e := range rules {
+		if !e.Alert {
+			continue
+		}
+		for _, ref := range metricRef.FindAllString(e.Expr, -1) {
+			res, err := p.query(ref)
+			if err != nil {
+				t.Errorf("%s: %v", e.Where, err)
+			} else if res.empty() && !namesAllowed(ref) {
+				t.Errorf("%s: its operand %s has no series", e.Where, ref)
+			}
+		}
+	}
+	t.Logf("evaluated %d expressions (%d dashboard targets, %d rules); %d allowed empty", checked, len(dashExprs), len(rules), allowed)
+
+	// Rules evaluate without errors; the scenario's dead letter and 5xx
+	// answers put their alerts in motion.
+	p.checkRules(t)
+	alerts := p.alerts(t)
+	if alerts["FlowgateDeadLetters"] != "firing" {
+		for _, q := range []string{`flowgate_jetstream_stream_messages{stream="FLOWGATE_DLQ"}[10m]`, "flowgate:dead_letters:delta10m"} {
+			r, err := p.query(q)
+			t.Logf("%s = %s %v", q, r.Result, err)
+		}
+		t.Errorf("FlowgateDeadLetters is %q after a message was dead-lettered; alerts: %v", alerts["FlowgateDeadLetters"], alerts)
+	}
+	if s := alerts["FlowgateIngressErrorRate"]; s != "pending" && s != "firing" {
+		ratio, _ := p.query("flowgate:http_error_ratio:rate5m")
+		t.Errorf("FlowgateIngressErrorRate is %q after %d 503s (ratio %v); alerts: %v", s, refused, ratio, alerts)
+	}
+
+	// promtool check metrics and the catalogue, on what each service serves.
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	catalogue, _ := parseTable(t, string(doc))
+	for job, addr := range targets {
+		body := get(t, "http://"+addr+"/metrics")
+		cmd := exec.Command("promtool", "check", "metrics")
+		cmd.Stdin = bytes.NewReader(body)
+		if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+			t.Errorf("promtool check metrics on %s: %v\n%s", job, err, out)
+		}
+		checkFamilies(t, job, body, catalogue)
+	}
+	for _, s := range services {
+		if done, err := s.exited(); done {
+			t.Errorf("%s exited during the test: %v\n%s", s.name, err, s.tail(30))
+		}
+	}
+	t.Logf("scenario: %+v, %d dispatches refused during the NATS outage; total %s", sc, refused, time.Since(start).Round(time.Second))
+}
+
+// namesAllowed reports whether expr names a series of the allow-list.
+func namesAllowed(expr string) bool { return reasonFor(expr) != "" }
+
+func reasonFor(expr string) string {
+	for _, m := range metricRef.FindAllString(expr, -1) {
+		if r, ok := allowEmpty[m]; ok {
+			return m + ": " + r
+		}
+	}
+	return ""
+}
+
+// grafanaVars replaces Grafana's variables with values of the scenario.
+func grafanaVars(expr string) string {
+	return strings.NewReplacer("$__rate_interval", "2m", "$__interval", "15s", "$__range", "10m", "$channel", "sandbox").Replace(expr)
+}
+
+func startPrometheus(t *testing.T, root, tmp, addr string, targets map[string]string) *proc {
+	t.Helper()
+	rules, err := os.ReadFile(filepath.Join(root, "deploy", "prometheus", "rules", "flowgate.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast := strings.ReplaceAll(string(rules), "interval: 15s", "interval: 1s")
+	if err := os.WriteFile(filepath.Join(tmp, "rules.yml"), []byte(fast), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - %s\nscrape_configs:\n", filepath.Join(tmp, "rules.yml"))
+	jobs := make([]string, 0, len(targets))
+	for j := range targets {
+		jobs = append(jobs, j)
+	}
+	sort.Strings(jobs)
+	for _, j := range jobs {
+		fmt.Fprintf(&b, "  - job_name: %s\n    static_configs:\n      - targets: [%q]\n", j, targets[j])
+	}
+	cfg := filepath.Join(tmp, "prometheus.yml")
+	if err := os.WriteFile(cfg, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return startProc(t, tmp, "prometheus", nil, "prometheus",
+		"--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(tmp, "tsdb"),
+		"--web.listen-address="+addr, "--log.level=warn")
+}
+
+func waitNATS(t *testing.T, u string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		nc, err := nats.Connect(u, nats.Timeout(time.Second))
+		if err == nil {
+			nc.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nats-server at %s: %v", u, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func get(t *testing.T, u string) []byte {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", u, resp.StatusCode, err)
+	}
+	return b
+}
+
+// checkFamilies compares the flowgate_* families a service serves with the
+// catalogue: every one documented, with the documented type and labels,
+// and exposed by a service the catalogue names.
+func checkFamilies(t *testing.T, job string, body []byte, catalogue map[string]metricDef) {
+	t.Helper()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("%s /metrics: %v", job, err)
+	}
+	types := map[dto.MetricType]string{dto.MetricType_COUNTER: "counter", dto.MetricType_GAUGE: "gauge",
+		dto.MetricType_HISTOGRAM: "histogram", dto.MetricType_SUMMARY: "summary", dto.MetricType_UNTYPED: "untyped"}
+	seen := 0
+	for name, f := range fams {
+		if !strings.HasPrefix(name, "flowgate_") {
+			continue
+		}
+		seen++
+		d, ok := catalogue[name]
+		if !ok {
+			t.Errorf("%s serves %s, which docs/metrics.md does not list", job, name)
+			continue
+		}
+		if got := types[f.GetType()]; got != d.Type {
+			t.Errorf("%s: %s is a %s, docs say %s", job, name, got, d.Type)
+		}
+		// The one binary links every package, so metrics without labels
+		// appear everywhere at zero; only their owner may move them.
+		if d.Service != "all" && d.Service != job && !allZero(f) {
+			t.Errorf("%s serves non-zero %s, which docs say only %s exposes", job, name, d.Service)
+		}
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName())
+			}
+			if !sameLabels(labels, d.Labels) {
+				t.Errorf("%s: %s has labels %v, docs say %v", job, name, labels, d.Labels)
+				break
+			}
+		}
+	}
+	if seen < 5 {
+		t.Errorf("%s serves only %d flowgate_ families", job, seen)
+	}
+}
+
+// promClient queries Prometheus's HTTP API.
+type promClient struct{ base string }
+
+type promResult struct {
+	ResultType string            `json:"resultType"`
+	Result     []json.RawMessage `json:"result"`
+}
+
+func (r promResult) empty() bool { return r.ResultType == "vector" && len(r.Result) == 0 }
+
+func (p promClient) api(path string, v url.Values, out any) error {
+	u := p.base + path
+	if v != nil {
+		u += "?" + v.Encode()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var env struct {
+		Status    string          `json:"status"`
+		ErrorType string          `json:"errorType"`
+		Error     string          `json:"error"`
+		Data      json.RawMessage `json:"data"`
+		Warnings  []string        `json:"warnings"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
+		return fmt.Errorf("%s: HTTP %d: %v", path, resp.StatusCode, err)
+	}
+	if env.Status != "success" {
+		return fmt.Errorf("%s: %s: %s", path, env.ErrorType, env.Error)
+	}
+	if len(env.Warnings) > 0 {
+		return fmt.Errorf("%s: warnings %v", path, env.Warnings)
+	}
+	return json.Unmarshal(env.Data, out)
+}
+
+func (p promClient) query(q string) (promResult, error) {
+	var r promResult
+	err := p.api("/api/v1/query", url.Values{"query": {q}}, &r)
+	return r, err
+}
+
+// waitFor polls until q returns a series.
+func (p promClient) waitFor(t *testing.T, q string, timeout time.Duration, procs ...*proc) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		r, err := p.query(q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if !r.empty() {
+			return
+		}
+		if time.Now().After(deadline) {
+			var logs strings.Builder
+			for _, pr := range procs {
+				fmt.Fprintf(&logs, "--- %s\n%s\n", pr.name, pr.tail(15))
+			}
+			t.Fatalf("after %s, still no series for %s\n%s", timeout, q, logs.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func (p promClient) checkRules(t *testing.T) {
+	t.Helper()
+	var data struct {
+		Groups []struct {
+			Name  string `json:"name"`
+			Rules []struct {
+				Name      string `json:"name"`
+				Health    string `json:"health"`
+				LastError string `json:"lastError"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	if err := p.api("/api/v1/rules", nil, &data); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, g := range data.Groups {
+		for _, r := range g.Rules {
+			n++
+			if r.Health != "ok" {
+				t.Errorf("rule %s/%s: health %q %s", g.Name, r.Name, r.Health, r.LastError)
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("Prometheus loaded no rules")
+	}
+}
+
+// alerts returns each active alert's state by name (the worst state).
+func (p promClient) alerts(t *testing.T) map[string]string {
+	t.Helper()
+	var data struct {
+		Alerts []struct {
+			Labels map[string]string `json:"labels"`
+			State  string            `json:"state"`
+		} `json:"alerts"`
+	}
+	if err := p.api("/api/v1/alerts", nil, &data); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, a := range data.Alerts {
+		name := a.Labels["alertname"]
+		if out[name] != "firing" {
+			out[name] = a.State
+		}
+	}
+	return out
+}
+
+func allZero(f *dto.MetricFamily) bool {
+	for _, m := range f.GetMetric() {
+		if m.GetCounter().GetValue() != 0 || m.GetGauge().GetValue() != 0 || m.GetHistogram().GetSampleCount() != 0 ||
+			m.GetSummary().GetSampleCount() != 0 || m.GetUntyped().GetValue() != 0 {
+			return false
+		}
+	}
+	return true
+}

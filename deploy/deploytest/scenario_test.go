@@ -1,0 +1,218 @@
+package deploytest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// apiClient calls the ingress's API.
+type apiClient struct {
+	t    *testing.T
+	base string
+}
+
+func (a apiClient) do(method, path, key string, body any) (int, []byte) {
+	a.t.Helper()
+	var r io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			a.t.Fatal(err)
+		}
+		r = bytes.NewReader(raw)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, r)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		a.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+// must calls the API and fails the test unless it answers want.
+func (a apiClient) must(want int, method, path, key string, body any) []byte {
+	a.t.Helper()
+	code, out := a.do(method, path, key, body)
+	if code != want {
+		a.t.Fatalf("%s %s: %d %s (want %d)", method, path, code, out, want)
+	}
+	return out
+}
+
+func (a apiClient) dispatch(key, event, from string, data map[string]any) (int, []byte) {
+	body := map[string]any{"from": from}
+	for k, v := range data {
+		body[k] = v
+	}
+	return a.do(http.MethodPost, "/v1/bots/ops/dispatch/"+event, key, body)
+}
+
+// scenario counts what was started, to know what to wait for.
+type scenario struct {
+	key                               string
+	welcome, lookup, register, broken int
+	unauthorized, rejected            int
+}
+
+// runScenario creates a bot, its flows and events, and drives traffic and
+// failures through the ingress.
+func runScenario(t *testing.T, api apiClient, providerURL, natsURL string) scenario {
+	t.Helper()
+	var sc scenario
+	// Admin: wrong keys first.
+	for i := 0; i < 3; i++ {
+		api.must(http.StatusUnauthorized, http.MethodPost, "/v1/bots", "wrong-admin-key-0123456789", map[string]any{"id": "nope", "name": "Nope"})
+		sc.unauthorized++
+	}
+	var created struct {
+		APIKey string `json:"api_key"`
+	}
+	if err := json.Unmarshal(api.must(http.StatusCreated, http.MethodPost, "/v1/bots", adminKey, map[string]any{"id": "ops", "name": "Ops"}), &created); err != nil || created.APIKey == "" {
+		t.Fatalf("create bot: no api_key (%v)", err)
+	}
+	sc.key = created.APIKey
+
+	flows := map[string]any{
+		"welcome": map[string]any{"steps": []any{
+			map[string]any{"id": "hi", "type": "send", "text": "Hi {{ name }}"},
+			map[string]any{"id": "pause", "type": "wait", "duration": "1s"},
+			map[string]any{"id": "plan", "type": "send", "text": "Your plan: {{ plan }}"},
+		}},
+		"lookup": map[string]any{"steps": []any{
+			map[string]any{"id": "get", "type": "http", "url": providerURL + "/ok", "map": map[string]any{"tier": "tier"}},
+			map[string]any{"id": "say", "type": "send", "text": "Your tier: {{ tier }}"},
+		}},
+		"broken": map[string]any{"steps": []any{
+			map[string]any{"id": "get", "type": "http", "url": providerURL + "/fail"},
+			map[string]any{"id": "say", "type": "send", "text": "never sent"},
+		}},
+		"register": map[string]any{"steps": []any{
+			map[string]any{"id": "ask", "type": "ask", "text": "What is your name?", "attribute": "name"},
+			map[string]any{"id": "thanks", "type": "send", "text": "Thanks, {{ name }}"},
+		}},
+	}
+	for id, f := range flows {
+		// The flow first: an event must name an existing flow.
+		for _, put := range []struct {
+			path string
+			body any
+		}{{"/v1/bots/ops/flows/" + id, f}, {"/v1/bots/ops/events/" + strings.ToUpper(id), map[string]any{"flow": id}}} {
+			if code, out := api.do(http.MethodPut, put.path, sc.key, put.body); code != http.StatusOK && code != http.StatusCreated {
+				t.Fatalf("PUT %s: %d %s", put.path, code, out)
+			}
+		}
+	}
+
+	dispatch := func(event, from string, data map[string]any) {
+		t.Helper()
+		if code, body := api.dispatch(sc.key, event, from, data); code != http.StatusAccepted {
+			t.Fatalf("dispatch %s: %d %s", event, code, body)
+		}
+	}
+	for i := 0; i < 20; i++ {
+		dispatch("WELCOME", fmt.Sprintf("+1555000%04d", i), map[string]any{"name": fmt.Sprintf("User %d", i), "plan": "pro"})
+		sc.welcome++
+	}
+	for i := 0; i < 3; i++ {
+		dispatch("LOOKUP", fmt.Sprintf("+1555100%04d", i), nil)
+		sc.lookup++
+	}
+	for i := 0; i < 2; i++ {
+		dispatch("BROKEN", fmt.Sprintf("+1555200%04d", i), nil)
+		sc.broken++
+	}
+	askers := []string{"+15553000001", "+15553000002"}
+	for _, u := range askers {
+		dispatch("REGISTER", u, nil)
+		sc.register++
+	}
+	// Wrong keys, unknown events, malformed bodies.
+	for i := 0; i < 5; i++ {
+		if code, _ := api.dispatch("fg_wrongwrongwrongwrongwrong", "WELCOME", "+15559990000", nil); code != http.StatusUnauthorized {
+			t.Errorf("dispatch with a wrong key: %d, want 401", code)
+		}
+		sc.unauthorized++
+	}
+	for i := 0; i < 2; i++ {
+		if code, _ := api.dispatch(sc.key, "NO_SUCH_EVENT", "+15559990001", nil); code != http.StatusNotFound {
+			t.Errorf("dispatch of an unknown event: %d, want 404", code)
+		}
+		sc.rejected++
+		if code, _ := api.do(http.MethodPost, "/v1/bots/ops/dispatch/WELCOME", sc.key, `{"from": `); code != http.StatusBadRequest {
+			t.Errorf("dispatch with a malformed body: %d, want 400", code)
+		}
+		sc.rejected++
+	}
+
+	// The askers reply once their question has arrived.
+	for _, u := range askers {
+		waitSandbox(t, api, sc.key, u, "What is your name?")
+		api.must(http.StatusAccepted, http.MethodPost, "/v1/bots/ops/sandbox/messages", sc.key, map[string]any{"from": u, "text": "Ana"})
+	}
+	for _, u := range askers {
+		waitSandbox(t, api, sc.key, u, "Thanks, Ana")
+	}
+
+	// A message no handler can read goes to the dead-letter stream.
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, subj := range []string{"flowgate.trigger.ops", "flowgate.outbound.sandbox.ops"} {
+		if _, err := js.Publish(ctx, subj, []byte("not a CloudEvent"), jetstream.WithMsgID("deploytest-garbage-"+subj)); err != nil {
+			t.Fatalf("publish a malformed message on %s: %v", subj, err)
+		}
+	}
+	return sc
+}
+
+// waitSandbox waits until the sandbox shows text sent to user.
+func waitSandbox(t *testing.T, api apiClient, key, user, text string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := api.do(http.MethodGet, "/v1/bots/ops/sandbox/messages?to="+url.QueryEscape(user), key, nil)
+		if code == http.StatusOK && strings.Contains(string(body), text) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sandbox of %s never showed %q: %d %s", user, text, code, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
