@@ -21,8 +21,10 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +46,8 @@ var (
 	conc     = flag.Int("c", 64, "concurrent connections")
 	duration = flag.Duration("d", 5*time.Second, "measured duration per variant")
 	warmup   = flag.Duration("warmup", time.Second, "warm-up per variant")
+	only     = flag.String("only", "", "measure only the variant whose name contains this")
+	prof     = flag.String("cpuprofile", "", "write a CPU profile of the run")
 )
 
 const body = `{"from":"1234567890","name":"John Doe","plan":"Premium","referralCode":"REF123"}`
@@ -125,6 +129,16 @@ func run() error {
 
 	fmt.Printf("Flowgate ingress benchmark: %d connections, %s per variant, GOMAXPROCS=%s, loopback\n\n",
 		*conc, *duration, strconv.Itoa(runtimeProcs()))
+	if *prof != "" {
+		f, err := os.Create(*prof)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var results []result
 	for _, v := range []struct {
 		name string
@@ -135,11 +149,17 @@ func run() error {
 		{"gin + raw JetStream publish", raw, ""},
 		{"flowgate dispatch (durable)", full, key},
 	} {
+		if *only != "" && !strings.Contains(v.name, *only) {
+			continue
+		}
 		r, err := measure(v.name, v.h, v.key)
 		if err != nil {
 			return err
 		}
 		results = append(results, r)
+	}
+	if len(results) < 3 {
+		return nil
 	}
 	fmt.Printf("| variant | requests/s | p50 | p99 | max | errors |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
