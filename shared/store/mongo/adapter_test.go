@@ -80,7 +80,9 @@ func TestGroupCommitTellsEachCallerItsResult(t *testing.T) {
 	do("missing", update("r-missing", 1))
 	do("race-a", update("r-race", 1))
 	do("race-b", update("r-race", 1))
-	do("msg-ok", func() error { return s.UpdateMessageStatus(ctx, bot, "m1", store.MessageSent, "wamid.1", "", time.Now()) })
+	do("msg-ok", func() error {
+		return s.UpdateMessageStatus(ctx, bot, "m1", store.MessageSent, "wamid.1", "", time.Now())
+	})
 	do("msg-missing", func() error { return s.UpdateMessageStatus(ctx, bot, "m-none", store.MessageSent, "", "", time.Now()) })
 	for i := range 5 {
 		do(fmt.Sprintf("count-%d", i), func() error {
@@ -363,3 +365,43 @@ func TestIndexesIdempotent(t *testing.T) {
 	require.False(t, s.TTL(), "FerretDB v1 has no TTL indexes")
 }
 
+// TestLargeBatch: a batch of more updates than FerretDB v1 can take in one
+// command (its limit deadlocks the server at 100) is cut into commands and
+// every caller still gets its result.
+func TestLargeBatch(t *testing.T) {
+	s := openTest(t, sharedFerret(t), WithGroupCommit(300*time.Millisecond, 1000))
+	ctx := setup(t, s)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	const n = 120
+	rs := make([]store.Run, n)
+	for i := range rs {
+		rs[i] = newRun(fmt.Sprintf("r%03d", i), "tr", fmt.Sprintf("c%03d", i))
+	}
+	created, _, err := s.CreateRuns(ctx, rs)
+	require.NoError(t, err)
+	batches := s.runWriter.batches.Load()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range created {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := created[i]
+			r.Status = store.RunRunning
+			if i%3 == 0 {
+				r.Version = 5 // stale
+			}
+			_, errs[i] = s.UpdateRun(ctx, r)
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, batches+1, s.runWriter.batches.Load(), "one batch")
+	for i, err := range errs {
+		if i%3 == 0 {
+			require.ErrorIs(t, err, store.ErrVersionConflict, "run %d", i)
+		} else {
+			require.NoError(t, err, "run %d", i)
+		}
+	}
+}

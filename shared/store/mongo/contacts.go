@@ -208,9 +208,7 @@ func (s *Store) ImportContacts(ctx context.Context, us []store.ContactUpsert) (c
 		for j, it := range round {
 			models[j] = mongo.NewUpdateOneModel().SetFilter(it.p.filter).SetUpdate(it.p.update).SetUpsert(it.p.u.NewID != "")
 		}
-		unlock := s.lockUpdates()
-		res, err := s.contacts.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-		unlock()
+		res, err := s.bulkUpdate(ctx, s.contacts, models)
 		if err != nil {
 			var bwe mongo.BulkWriteException
 			if errors.As(err, &bwe) && len(bwe.WriteErrors) > 0 && isDup(bwe) {

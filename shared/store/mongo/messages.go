@@ -246,9 +246,7 @@ func (s *Store) writeMessageRound(ctx context.Context, ops []*messageOp) {
 	for _, op := range ops {
 		models = append(models, op.models()...)
 	}
-	unlock := s.lockUpdates()
-	res, err := s.messages.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-	unlock()
+	res, err := s.bulkUpdate(ctx, s.messages, models)
 	var bwe mongo.BulkWriteException
 	switch {
 	case err == nil && res.MatchedCount == int64(len(ops)):

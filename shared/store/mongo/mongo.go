@@ -236,6 +236,58 @@ func (s *Store) lockUpdates() func() {
 	return s.updateMu.Unlock
 }
 
+// ferretBulkLimit caps the statements of one update command on FerretDB.
+// FerretDB v1 keeps each statement's query open until the command ends,
+// and its SQLite pool has 100 connections: a bulk of 100 updates or more
+// deadlocks the server.
+const ferretBulkLimit = 50
+
+// bulkUpdate runs update models as unordered bulk writes (serialised and cut
+// into commands of ferretBulkLimit on FerretDB) and merges the results as if
+// one bulk had run: counts add up, write error and upsert indexes refer to
+// models.
+func (s *Store) bulkUpdate(ctx context.Context, coll *mongo.Collection, models []mongo.WriteModel) (*mongo.BulkWriteResult, error) {
+	unlock := s.lockUpdates()
+	defer unlock()
+	unordered := options.BulkWrite().SetOrdered(false)
+	if s.ferretdb == "" || len(models) <= ferretBulkLimit {
+		return coll.BulkWrite(ctx, models, unordered)
+	}
+	total := &mongo.BulkWriteResult{UpsertedIDs: map[int64]any{}, Acknowledged: true}
+	var bwe mongo.BulkWriteException
+	failed := false
+	for off := 0; off < len(models); off += ferretBulkLimit {
+		res, err := coll.BulkWrite(ctx, models[off:min(off+ferretBulkLimit, len(models))], unordered)
+		if res != nil {
+			total.MatchedCount += res.MatchedCount
+			total.ModifiedCount += res.ModifiedCount
+			total.UpsertedCount += res.UpsertedCount
+			for i, id := range res.UpsertedIDs {
+				total.UpsertedIDs[i+int64(off)] = id
+			}
+		}
+		if err == nil {
+			continue
+		}
+		var e mongo.BulkWriteException
+		if !errors.As(err, &e) {
+			return total, err
+		}
+		failed = true
+		for _, we := range e.WriteErrors {
+			we.Index += off
+			bwe.WriteErrors = append(bwe.WriteErrors, we)
+		}
+		if e.WriteConcernError != nil {
+			bwe.WriteConcernError = e.WriteConcernError
+		}
+	}
+	if failed {
+		return total, bwe
+	}
+	return total, nil
+}
+
 // FerretDB returns the FerretDB version if the server is FerretDB, else "".
 func (s *Store) FerretDB() string { return s.ferretdb }
 

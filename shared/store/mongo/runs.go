@@ -414,9 +414,7 @@ func (s *Store) writeRunRound(ctx context.Context, ops []*runOp) {
 	for i, op := range ops {
 		models[i] = mongo.NewUpdateOneModel().SetFilter(op.filter()).SetUpdate(op.update)
 	}
-	unlock := s.lockUpdates()
-	res, err := s.runs.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-	unlock()
+	res, err := s.bulkUpdate(ctx, s.runs, models)
 	if err == nil && res.MatchedCount == int64(len(ops)) {
 		return
 	}

@@ -280,9 +280,7 @@ func (s *Store) flushCounters(ctx context.Context, batch []*counterOp) {
 			SetFilter(bson.D{{Key: "_id", Value: t.id}, {Key: "bot_id", Value: t.botID}}).
 			SetUpdate(update)
 	}
-	unlock := s.lockUpdates()
-	res, err := s.triggers.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-	unlock()
+	res, err := s.bulkUpdate(ctx, s.triggers, models)
 	fail := func(err error) {
 		for _, op := range batch {
 			op.complete(err)
