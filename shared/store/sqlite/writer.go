@@ -45,9 +45,12 @@ type writer struct {
 	closed  bool
 	stopped chan struct{}
 	pending *op // a solo op met while collecting a batch: it goes next
-	batch   []*op
-	results []error
-	timer   *time.Timer
+	// lastBatch is the size of the previous batch: how many callers may be
+	// about to write again.
+	lastBatch int
+	batch     []*op
+	results   []error
+	timer     *time.Timer
 }
 
 func newWriter(ctx context.Context, db *sql.DB, maxWait time.Duration, maxOps int) (*writer, error) {
@@ -133,14 +136,14 @@ func (w *writer) loop() {
 // batch should be committed: no operation arrived within gap (or before
 // deadline), a solo operation is next (it is kept in pending), or the queue
 // is closed.
-func (w *writer) next(gap time.Duration, deadline time.Time) *op {
+func (w *writer) next(gap time.Duration, deadline time.Time, expectMore bool) *op {
 	var o *op
 	var ok bool
 	select {
 	case o, ok = <-w.ops:
 	default:
 		wait := min(gap, time.Until(deadline))
-		if w.maxWait <= 0 || wait <= 0 {
+		if !expectMore || w.maxWait <= 0 || wait <= 0 {
 			return nil
 		}
 		w.timer.Reset(wait)
@@ -203,11 +206,16 @@ func (w *writer) commitBatch(first *op) {
 		if len(batch) >= w.maxOps {
 			break
 		}
-		if o = w.next(gap, deadline); o == nil {
+		// Wait for more only while the batch is smaller than the last one:
+		// callers answered by the last commit are likely on their way. A
+		// lone caller is never held, and callers that all came back are
+		// committed at once.
+		if o = w.next(gap, deadline, len(batch) < w.lastBatch); o == nil {
 			break
 		}
 		batch = append(batch, o)
 	}
+	w.lastBatch = len(batch)
 	if err := w.commitTx(); err != nil {
 		fail(err)
 		return
