@@ -67,10 +67,12 @@ func (o *options) setDefaults() {
 	o.expireChunk = 5000
 }
 
-// WithGroupCommit sets how small writes are batched: the writer keeps
-// collecting operations that are already queued (or arrive within maxWait of
-// the first one) until maxOps are gathered, then commits them in one
-// transaction. Defaults: 2ms, 256.
+// WithGroupCommit sets how small writes (run and message status changes,
+// counters, single creates) are batched: one transaction holds at most
+// maxOps operations and stays open at most about maxWait after its first
+// one. Within that, the writer takes whatever is queued and waits briefly
+// (maxWait/8) for more only while the batch is smaller than the previous
+// one. Defaults: 2ms, 256. maxWait 0 never waits.
 func WithGroupCommit(maxWait time.Duration, maxOps int) Option {
 	return func(o *options) error {
 		if maxWait < 0 || maxOps < 1 {

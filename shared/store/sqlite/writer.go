@@ -166,12 +166,12 @@ func (w *writer) next(gap time.Duration, deadline time.Time, expectMore bool) *o
 
 // commitBatch opens a transaction, runs first and every shared operation
 // that follows as it arrives, and commits when the batch holds maxOps, or
-// no operation arrived for a short gap (maxWait/8), or maxWait has passed
-// since the first one, or a solo operation or the end of the queue is met.
+// the queue is empty and the batch is as large as the previous one, or no
+// operation arrived for a short gap (maxWait/8), or maxWait has passed since
+// the first one, or a solo operation or the end of the queue is met.
 // Running each operation as soon as it arrives keeps the writer busy while
 // the callers woken by the previous commit prepare their next write; the
-// gap lets those writes join this batch without holding a lone caller for
-// the whole maxWait.
+// gap lets those writes join this batch.
 func (w *writer) commitBatch(first *op) {
 	batch, results := append(w.batch[:0], first), w.results[:0]
 	defer func() {
