@@ -1,7 +1,3 @@
-// Package sqlite is the embedded store adapter: one SQLite database file
-// (WAL mode) under a data directory, written by a single writer goroutine
-// that group-commits small writes. It is the default for `flowgate dev` and
-// single-node installs.
 package sqlite
 
 import (
