@@ -193,6 +193,7 @@ func (s *Store) indexes() []index {
 		{s.messages, "bot_provider_id", asc("bot_id", "provider_message_id"), false},
 		{s.sandbox, "bot_seq", asc("bot_id", "seq"), false},
 		{s.sandbox, "bot_to_seq", asc("bot_id", "to", "seq"), false},
+		{s.subscriptions(), "bot_created", asc("bot_id", "created_at", "_id"), false},
 	}
 }
 

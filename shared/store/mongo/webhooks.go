@@ -28,17 +28,6 @@ type subscriptionDoc struct {
 
 func (s *Store) subscriptions() *mongo.Collection { return s.db.Collection(colSubscriptions) }
 
-// ensureSubscriptionIndex creates the listing index. Creating an index that
-// exists is a no-op, and subscriptions are created rarely, so it runs on
-// every create instead of at Open (a missing collection lists as empty).
-func (s *Store) ensureSubscriptionIndex(ctx context.Context) error {
-	_, err := s.subscriptions().Indexes().CreateOne(ctx, mongo.IndexModel{
-		Keys:    bson.D{{Key: "bot_id", Value: 1}, {Key: "created_at", Value: 1}, {Key: "_id", Value: 1}},
-		Options: options.Index().SetName("bot_created"),
-	})
-	return dbErr("create index subscriptions.bot_created", err)
-}
-
 // CreateSubscription fails with ErrConflict if the id is taken.
 func (s *Store) CreateSubscription(ctx context.Context, sub store.Subscription) error {
 	if err := firstErr(store.CheckID("id", sub.ID), store.CheckBotID("bot_id", sub.BotID),
@@ -59,9 +48,6 @@ func (s *Store) CreateSubscription(ctx context.Context, sub store.Subscription) 
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	if err := s.ensureSubscriptionIndex(ctx); err != nil {
-		return err
-	}
 	_, err = s.subscriptions().InsertOne(ctx, doc)
 	if isDup(err) {
 		return fmt.Errorf("%w: subscription %s", store.ErrConflict, sub.ID)
