@@ -377,7 +377,9 @@ type Messages interface {
 	// InsertMessages stores messages; ids that exist already are left as they are.
 	InsertMessages(ctx context.Context, ms []Message) error
 	GetMessage(ctx context.Context, botID, id string) (Message, error)
-	// UpdateMessageStatus moves a message forward; it never moves a status back.
+	// UpdateMessageStatus moves a message forward; it never moves a status
+	// back (a late or repeated callback is ignored, without error). A zero
+	// at means now.
 	UpdateMessageStatus(ctx context.Context, botID, id, status, providerID, reason string, at time.Time) error
 	// ListRunMessages returns a run's messages ordered by Seq.
 	ListRunMessages(ctx context.Context, botID, runID string) ([]Message, error)

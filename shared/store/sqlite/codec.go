@@ -20,8 +20,10 @@ var (
 	maxTime = time.Unix(0, 1<<63-1)
 )
 
+// checkTime refuses times that nanoseconds since 1970 cannot hold; the zero
+// time means "not set" and passes.
 func checkTime(field string, t time.Time) error {
-	if t.Before(minTime) || t.After(maxTime) {
+	if !t.IsZero() && (t.Before(minTime) || t.After(maxTime)) {
 		return &store.InvalidError{Field: field, Reason: "time out of range (1678..2262)"}
 	}
 	return nil

@@ -42,6 +42,9 @@ func checkUpsert(u store.ContactUpsert) error {
 		err = checkTime("last_inbound_at", *u.LastInboundAt)
 	}
 	if err == nil {
+		err = checkTime("now", u.Now)
+	}
+	if err == nil {
 		_, err = encodeMap("attributes", u.Attributes)
 	}
 	if err == nil {

@@ -208,3 +208,23 @@ func TestCloseDrainsQueuedWrites(t *testing.T) {
 	}
 	require.Positive(t, n)
 }
+
+// Times are nanoseconds since 1970 in an int64: years outside 1678..2262
+// are refused, not wrapped around.
+func TestTimeOutOfRangeIsInvalid(t *testing.T) {
+	s := openTemp(t)
+	ctx := context.Background()
+	far := time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
+	_, _, err := s.CreateRun(ctx, store.Run{ID: "r", BotID: "b", FlowID: "f", ContactID: "c", CreatedAt: far})
+	var ie *store.InvalidError
+	require.ErrorAs(t, err, &ie)
+	require.Equal(t, "created_at", ie.Field)
+	_, _, err = s.CreateRun(ctx, store.Run{ID: "r", BotID: "b", FlowID: "f", ContactID: "c", WaitUntil: &far})
+	require.ErrorAs(t, err, &ie)
+	require.Equal(t, "wait_until", ie.Field)
+	_, err = s.DueRuns(ctx, far, 10)
+	require.ErrorIs(t, err, store.ErrInvalid)
+	require.ErrorIs(t, s.CreateBot(ctx, store.Bot{ID: "b", Name: "x", CreatedAt: far}), store.ErrInvalid)
+	_, _, err = s.UpsertContact(ctx, store.ContactUpsert{BotID: "b", Channel: "sandbox", ExternalID: "x", NewID: "c", Now: far})
+	require.ErrorIs(t, err, store.ErrInvalid)
+}

@@ -24,7 +24,8 @@ func encodeChannels(c store.ChannelAccounts) (string, error) {
 }
 
 func checkBot(b store.Bot) error {
-	return firstErr(store.CheckBotID("id", b.ID), checkText("name", b.Name))
+	return firstErr(store.CheckBotID("id", b.ID), checkText("name", b.Name),
+		checkTime("created_at", b.CreatedAt), checkTime("updated_at", b.UpdatedAt))
 }
 
 // CreateBot fails with ErrConflict if the id is taken.
@@ -124,7 +125,7 @@ func (s *Store) ListBots(ctx context.Context) ([]store.Bot, error) {
 // CreateAPIKey fails with ErrConflict if the id or hash exists.
 func (s *Store) CreateAPIKey(ctx context.Context, k store.APIKey) error {
 	if err := firstErr(store.CheckID("id", k.ID), store.CheckBotID("bot_id", k.BotID),
-		store.CheckID("hash", k.Hash), checkText("prefix", k.Prefix)); err != nil {
+		store.CheckID("hash", k.Hash), checkText("prefix", k.Prefix), checkTime("created_at", k.CreatedAt)); err != nil {
 		return err
 	}
 	created := orNow(k.CreatedAt)
@@ -158,7 +159,7 @@ func (s *Store) GetAPIKeyByHash(ctx context.Context, hash string) (store.APIKey,
 
 // PutFlow stores version latest+1. The single writer makes this atomic.
 func (s *Store) PutFlow(ctx context.Context, f store.Flow) (store.Flow, error) {
-	if err := firstErr(store.CheckBotID("bot_id", f.BotID), store.CheckID("id", f.ID)); err != nil {
+	if err := firstErr(store.CheckBotID("bot_id", f.BotID), store.CheckID("id", f.ID), checkTime("created_at", f.CreatedAt)); err != nil {
 		return f, err
 	}
 	def, err := encodeRaw("definition", f.Definition, true)
@@ -236,7 +237,8 @@ func (s *Store) ListFlowVersions(ctx context.Context, botID, flowID string) ([]s
 // PutEvent creates or replaces an event; CreatedAt of an existing event stays.
 func (s *Store) PutEvent(ctx context.Context, e store.Event) error {
 	if err := firstErr(store.CheckBotID("bot_id", e.BotID), store.CheckID("name", e.Name),
-		store.CheckID("flow_id", e.FlowID), checkText("token_hash", e.TokenHash)); err != nil {
+		store.CheckID("flow_id", e.FlowID), checkText("token_hash", e.TokenHash),
+		checkTime("created_at", e.CreatedAt), checkTime("updated_at", e.UpdatedAt)); err != nil {
 		return err
 	}
 	created := orNow(e.CreatedAt)

@@ -58,7 +58,8 @@ func validTriggerStatus(s string) bool {
 func checkTrigger(t *store.Trigger) (spec any, err error) {
 	err = firstErr(store.CheckID("id", t.ID), store.CheckBotID("bot_id", t.BotID),
 		checkText("source", t.Source), checkText("event", t.Event), checkText("flow_id", t.FlowID),
-		checkText("channel", t.Channel), checkText("idempotency_key", t.IdempotencyKey), checkText("cursor", t.Cursor))
+		checkText("channel", t.Channel), checkText("idempotency_key", t.IdempotencyKey), checkText("cursor", t.Cursor),
+		checkTime("created_at", t.CreatedAt), checkTime("updated_at", t.UpdatedAt))
 	if err != nil {
 		return nil, err
 	}

@@ -1281,6 +1281,14 @@ func testMessageStatus(t *testing.T, s store.Store, e env) {
 	}
 	require.NoError(t, s.UpdateMessageStatus(e.ctx, e.bot, "race", store.MessageRead, "", "", base()))
 
+	// A zero time means "now".
+	require.NoError(t, s.InsertMessages(e.ctx, []store.Message{{ID: "zero-at", BotID: e.bot, RunID: "r1", ContactID: "c1", Channel: "telegram", To: "42", Seq: 100}}))
+	require.NoError(t, s.UpdateMessageStatus(e.ctx, e.bot, "zero-at", store.MessageSent, "", "", time.Time{}))
+	m, err = s.GetMessage(e.ctx, e.bot, "zero-at")
+	require.NoError(t, err)
+	require.Equal(t, store.MessageSent, m.Status)
+	require.False(t, m.UpdatedAt.IsZero())
+
 	requireIs(t, s.UpdateMessageStatus(e.ctx, e.bot, "nope", store.MessageSent, "", "", base()), store.ErrNotFound)
 	requireInvalid(t, s.UpdateMessageStatus(e.ctx, e.bot, "m0", "bounced", "", "", base()), "status")
 }
