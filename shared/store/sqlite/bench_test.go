@@ -252,3 +252,26 @@ func benchStatusUpdate(b *testing.B, workers int, owned bool) {
 	b.ReportMetric(float64(b.N)/full.Seconds(), "raw-row-updates/s")
 	b.ReportMetric(full.Seconds()/b.Elapsed().Seconds(), "ratio-row")
 }
+
+// BenchmarkRunStatusUpdateLoneCaller: one caller updating one run after
+// another: the latency of a write when nothing else is going on (the group
+// commit must not hold it).
+func BenchmarkRunStatusUpdateLoneCaller(b *testing.B) {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	r, _, err := s.CreateRun(ctx, benchRun(0, "trigger"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		r.Status = []string{store.RunRunning, store.RunWaiting}[i%2]
+		if r, err = s.UpdateRun(ctx, r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
