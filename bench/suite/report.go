@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"image/color"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+const (
+	reportBegin = "<!-- BEGIN BENCH REPORT: written by `go run ./bench/suite`; do not edit by hand -->"
+	reportEnd   = "<!-- END BENCH REPORT -->"
+	chartFile   = "performance-latency.png"
+)
+
+// describeMachine says what the figures were measured on.
+func describeMachine() []string {
+	out := []string{fmt.Sprintf("%d logical CPUs (GOMAXPROCS %d), %s/%s, %s", runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version())}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				out = append(out, "CPU: "+strings.TrimSpace(v))
+				break
+			}
+		}
+		f.Close()
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		out = append(out, "memory: "+strings.Join(strings.Fields(line)[1:], " "))
+	}
+	if b, err := exec.Command("uname", "-sr").Output(); err == nil {
+		out = append(out, "kernel: "+strings.TrimSpace(string(b)))
+	}
+	if b, err := exec.Command("sh", "-c", "df -h /tmp | tail -1").Output(); err == nil {
+		f := strings.Fields(string(b))
+		if len(f) > 0 {
+			out = append(out, "JetStream and SQLite files on "+f[0]+" (temporary directory)")
+		}
+	}
+	return out
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)) }
+
+func row(r result) string {
+	errs := ""
+	if r.errors > 0 {
+		errs = fmt.Sprintf(" (%d failed)", r.errors)
+	}
+	return fmt.Sprintf("| %s | %d%s | %.0f/s | %s | %s | %s | %s |", r.name, r.okCount(), errs, r.rate(), ms(r.pct(0.5)), ms(r.pct(0.9)), ms(r.pct(0.99)), ms(r.pct(1)))
+}
+
+func writeReport(rep *report, o options) error {
+	var b strings.Builder
+	fmt.Fprintln(&b, reportBegin)
+	fmt.Fprintf(&b, "Measured %s by `go run ./bench/suite` (%s phases, %d concurrent clients in the closed-loop phases).\n\n",
+		rep.started.Format("2006-01-02 15:04 UTC"), o.phase, o.concurrency)
+	fmt.Fprintln(&b, "Machine:")
+	for _, m := range rep.machine {
+		fmt.Fprintf(&b, "- %s\n", m)
+	}
+	fmt.Fprintln(&b, "- load generator, NATS, the three Flowgate processes and the baselines share these cores")
+	fmt.Fprintln(&b)
+	fmt.Fprintln(&b, "### Ingress durable accept, with baselines")
+	fmt.Fprintln(&b)
+	fmt.Fprintln(&b, "| what | accepted | rate | p50 ms | p90 ms | p99 ms | max ms |")
+	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|")
+	for _, r := range []result{rep.gin, rep.rawDefault, rep.rawAlways, rep.ingressDefault, rep.ingress} {
+		fmt.Fprintln(&b, row(r))
+	}
+	fmt.Fprintln(&b)
+	fmt.Fprintf(&b, "The Flowgate row is `POST /v1/bots/{bot}/dispatch/{event}` answered 202 only after JetStream stored the trigger (NATS with `sync_interval: %s`, as deployed), while the orchestrator and the sandbox worker consume the same triggers on the same cores. Its ratio to the bare gin handler is %.2f, to the raw publish on the same NATS setting %.2f.\n",
+		rep.syncSetting, rep.ingress.rate()/rep.gin.rate(), rep.ingress.rate()/rep.rawAlways.rate())
+	if rep.ingress.note != "" {
+		fmt.Fprintf(&b, "\nIngress errors: %s\n", rep.ingress.note)
+	}
+	fmt.Fprintln(&b)
+	fmt.Fprintln(&b, "### Pipeline and end to end")
+	fmt.Fprintln(&b)
+	fmt.Fprintln(&b, "| what | result |")
+	fmt.Fprintln(&b, "|---|---|")
+	fmt.Fprintf(&b, "| pipeline drain (orchestrator + sandbox worker: trigger → run → message stored) | %.0f messages/s; %s |\n", rep.pipelineRate, rep.pipelineNote)
+	e := rep.e2e
+	note := ""
+	if e.note != "" {
+		note = "; " + e.note
+	}
+	fmt.Fprintf(&b, "| %s | %d measured, p50 %s ms, p90 %s ms, p99 %s ms, max %s ms%s |\n", e.name, e.okCount(), ms(e.pct(0.5)), ms(e.pct(0.9)), ms(e.pct(0.99)), ms(e.pct(1)), note)
+	fmt.Fprintf(&b, "| broadcast fan-out (native trigger API, one audience) | %s |\n", rep.broadcast)
+	fmt.Fprintln(&b, "| provider channel throughput (WhatsApp/Telegram/RCS workers against their doubles) | not measured: this suite drives the sandbox channel only |")
+	fmt.Fprintln(&b)
+	fmt.Fprintln(&b, "### Pacer accuracy (two replicas, one account, 8 senders each, shared state in NATS KV, default headroom 2% and burst 100 ms)")
+	fmt.Fprintln(&b)
+	fmt.Fprintln(&b, "| configured | sends | achieved | achieved / configured | most sends in any 1 s |")
+	fmt.Fprintln(&b, "|---|---|---|---|---|")
+	for _, p := range rep.pacers {
+		if p.err != "" {
+			fmt.Fprintf(&b, "| %.0f/s | not measured: %s | | | |\n", p.rate, p.err)
+			continue
+		}
+		fmt.Fprintf(&b, "| %.0f/s | %d in %.1fs | %.1f/s | %.3f | %d |\n", p.rate, p.sends, p.durationSec, p.achieved, p.achieved/p.rate, p.maxWindow)
+	}
+	fmt.Fprintln(&b)
+	fmt.Fprintf(&b, "![latency over time](%s)\n", chartFile)
+	fmt.Fprintln(&b, reportEnd)
+	text := b.String()
+	fmt.Println(text)
+	if o.noDoc {
+		return nil
+	}
+	if err := chart(rep, filepath.Join(o.docs, chartFile)); err != nil {
+		return err
+	}
+	path := filepath.Join(o.docs, "performance.md")
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	i, j := strings.Index(string(doc), reportBegin), strings.Index(string(doc), reportEnd)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s has no report markers", path)
+	}
+	out := string(doc[:i]) + text + string(doc[j+len(reportEnd)+1:])
+	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+		return err
+	}
+	log.Printf("wrote %s and %s", path, filepath.Join(o.docs, chartFile))
+	return nil
+}
+
+// series buckets a phase's latencies per interval and returns the q-quantile
+// of each bucket, in ms, against seconds since the phase began.
+func series(r result, bucket time.Duration, q float64) plotter.XYs {
+	if len(r.samples) == 0 {
+		return nil
+	}
+	t0 := r.samples[0].at
+	groups := map[int][]time.Duration{}
+	for _, s := range r.samples {
+		if s.ok {
+			k := int(s.at.Sub(t0) / bucket)
+			groups[k] = append(groups[k], s.latency)
+		}
+	}
+	keys := make([]int, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	sort.Ints(keys)
+	var xy plotter.XYs
+	for _, k := range keys {
+		ls := groups[k]
+		sort.Slice(ls, func(i, j int) bool { return ls[i] < ls[j] })
+		v := ls[int(q*float64(len(ls)-1))]
+		xy = append(xy, plotter.XY{X: (time.Duration(k) * bucket).Seconds(), Y: float64(v) / float64(time.Millisecond)})
+	}
+	return xy
+}
+
+func chart(rep *report, path string) error {
+	p := plot.New()
+	p.Title.Text = "Flowgate latency over time (per 250 ms)"
+	p.X.Label.Text = "seconds since the phase began"
+	p.Y.Label.Text = "latency, ms (log scale)"
+	p.Y.Scale = plot.LogScale{}
+	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Legend.Top = true
+	lines := []struct {
+		name string
+		r    result
+		q    float64
+		c    color.RGBA
+		dash bool
+	}{
+		{"ingress accept p50", rep.ingress, 0.5, color.RGBA{R: 31, G: 119, B: 180, A: 255}, false},
+		{"ingress accept p99", rep.ingress, 0.99, color.RGBA{R: 31, G: 119, B: 180, A: 255}, true},
+		{"trigger → sandbox p50", rep.e2e, 0.5, color.RGBA{R: 214, G: 39, B: 40, A: 255}, false},
+		{"trigger → sandbox p99", rep.e2e, 0.99, color.RGBA{R: 214, G: 39, B: 40, A: 255}, true},
+		{"raw JetStream publish p50", rep.rawAlways, 0.5, color.RGBA{R: 44, G: 160, B: 44, A: 255}, false},
+	}
+	for _, l := range lines {
+		xy := series(l.r, 250*time.Millisecond, l.q)
+		for i := range xy {
+			if xy[i].Y <= 0 {
+				xy[i].Y = 0.001
+			}
+		}
+		if len(xy) == 0 {
+			continue
+		}
+		ln, err := plotter.NewLine(xy)
+		if err != nil {
+			return err
+		}
+		ln.Color = l.c
+		ln.Width = vg.Points(1.2)
+		if l.dash {
+			ln.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		}
+		p.Add(ln)
+		p.Legend.Add(l.name, ln)
+	}
+	p.Add(plotter.NewGrid())
+	return p.Save(10*vg.Inch, 5*vg.Inch, path)
+}

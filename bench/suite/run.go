@@ -1,0 +1,534 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowgate/flowgate/shared/channel/pacer"
+)
+
+const adminKey = "bench-admin-key-0123456789abcdef"
+
+// report is everything measured.
+type report struct {
+	started                    time.Time
+	gin, rawAlways, rawDefault result
+	ingress, ingressDefault    result
+	e2e                        result
+	pipelineRate               float64
+	pipelineNote               string
+	broadcast                  string
+	pacers                     []pacerResult
+	machine                    []string
+	syncSetting                string
+}
+
+func run(ctx context.Context, o options) error {
+	rep := &report{started: time.Now().UTC(), machine: describeMachine()}
+	tmp, err := os.MkdirTemp("", "flowgate-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	flowgate, natsServer := filepath.Join(tmp, "flowgate"), filepath.Join(tmp, "nats-server")
+	log.Printf("building flowgate and nats-server")
+	if err := build(ctx, o.root, flowgate, "./cmd/flowgate"); err != nil {
+		return err
+	}
+	if err := build(ctx, o.root, natsServer, "github.com/nats-io/nats-server/v2"); err != nil {
+		return err
+	}
+	var procs []*proc
+	defer func() {
+		for i := len(procs) - 1; i >= 0; i-- {
+			procs[i].stop()
+		}
+	}()
+	startNATS := func(name, syncInterval string) (string, error) {
+		addr, err := freeAddr()
+		if err != nil {
+			return "", err
+		}
+		host, port, _ := strings.Cut(addr, ":")
+		conf := fmt.Sprintf("server_name: %s\nlisten: %s:%s\nmax_payload: 8MB\njetstream {\n  store_dir: %q\n  sync_interval: %s\n}\n",
+			name, host, port, filepath.Join(tmp, name), syncInterval)
+		path := filepath.Join(tmp, name+".conf")
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			return "", err
+		}
+		p, err := start(tmp, name, nil, natsServer, "-c", path)
+		if err != nil {
+			return "", err
+		}
+		procs = append(procs, p)
+		u := "nats://" + addr
+		for i := 0; i < 100; i++ {
+			if nc, err := nats.Connect(u); err == nil {
+				nc.Close()
+				return u, nil
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return "", fmt.Errorf("%s did not start", name)
+	}
+	// The deployment's setting (deploy/nats/nats.conf) and NATS's default.
+	rep.syncSetting = "always"
+	natsURL, err := startNATS("nats-always", "always")
+	if err != nil {
+		return err
+	}
+	natsDefaultURL, err := startNATS("nats-default", "2m")
+	if err != nil {
+		return err
+	}
+
+	// Baseline 1: a bare gin handler answering 202, in its own process.
+	ginAddr, _ := freeAddr()
+	self, _ := os.Executable()
+	gp, err := start(tmp, "gin-baseline", nil, self, "gin-baseline", ginAddr)
+	if err != nil {
+		return err
+	}
+	procs = append(procs, gp)
+	if err := waitOK(ctx, "http://"+ginAddr+"/healthz", 20*time.Second, gp); err != nil {
+		return err
+	}
+	body := func(i int) []byte {
+		return []byte(fmt.Sprintf(`{"from":"+1555%07d","name":"User %d","plan":"pro"}`, i, i))
+	}
+	log.Printf("baseline: bare gin 202")
+	rep.gin = closedLoop(ctx, "bare gin handler → 202", o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
+		lat, ok, _ := post("http://"+ginAddr+"/v1/bots/bench/dispatch/BENCH", "", body(i), http.StatusAccepted)
+		return lat, ok
+	})
+	gp.stop()
+
+	// Baseline 2: raw JetStream publishes of a trigger-sized message with a
+	// dedup id, one in flight per client, on each sync setting.
+	payload := make([]byte, 420)
+	for i := range payload {
+		payload[i] = 'x'
+	}
+	rawPublish := func(u, name string) (result, error) {
+		nc, err := nats.Connect(u)
+		if err != nil {
+			return result{}, err
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return result{}, err
+		}
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH_RAW", Subjects: []string{"bench.raw.>"},
+			Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardNew,
+			MaxBytes: 1 << 30, Duplicates: 10 * time.Minute}); err != nil {
+			return result{}, err
+		}
+		return closedLoop(ctx, name, o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
+			start := time.Now()
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			_, err := js.Publish(pctx, fmt.Sprintf("bench.raw.%d", i%16), payload, jetstream.WithMsgID(fmt.Sprintf("raw-%d", i)))
+			return time.Since(start), err == nil
+		}), nil
+	}
+	log.Printf("baseline: raw JetStream publish")
+	if rep.rawAlways, err = rawPublish(natsURL, "raw JetStream publish, sync_interval: always"); err != nil {
+		return err
+	}
+	if rep.rawDefault, err = rawPublish(natsDefaultURL, "raw JetStream publish, default sync (2 min)"); err != nil {
+		return err
+	}
+
+	// Flowgate: ingress, orchestrator and the sandbox worker, each a process.
+	dataDir := filepath.Join(tmp, "data")
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return err
+	}
+	ingressAddr, _ := freeAddr()
+	orchAddr, _ := freeAddr()
+	chanAddr, _ := freeAddr()
+	env := []string{"FLOWGATE_NATS_URL=" + natsURL, "FLOWGATE_DATA_DIR=" + dataDir, "FLOWGATE_ADMIN_KEY=" + adminKey, "FLOWGATE_LOG_LEVEL=warn"}
+	ing, err := start(tmp, "ingress", append(env, "FLOWGATE_HTTP_ADDR="+ingressAddr), flowgate, "ingress")
+	if err != nil {
+		return err
+	}
+	procs = append(procs, ing)
+	if err := waitOK(ctx, "http://"+ingressAddr+"/readyz", 30*time.Second, ing); err != nil {
+		return err
+	}
+	orch, err := start(tmp, "orchestrator", append(env, "FLOWGATE_METRICS_ADDR="+orchAddr), flowgate, "orchestrator")
+	if err != nil {
+		return err
+	}
+	procs = append(procs, orch)
+	ch, err := start(tmp, "channel-sandbox", append(env, "FLOWGATE_METRICS_ADDR="+chanAddr), flowgate, "channel", "sandbox")
+	if err != nil {
+		return err
+	}
+	procs = append(procs, ch)
+	for _, w := range []struct {
+		addr string
+		p    *proc
+	}{{orchAddr, orch}, {chanAddr, ch}} {
+		if err := waitOK(ctx, "http://"+w.addr+"/readyz", 30*time.Second, w.p); err != nil {
+			return err
+		}
+	}
+	api := "http://" + ingressAddr
+	key, err := setupBot(api)
+	if err != nil {
+		return err
+	}
+
+	// Ingress durable accept rate: every 202 means JetStream stored the trigger.
+	log.Printf("ingress: durable accept")
+	dispatchURL := api + "/v1/bots/bench/dispatch/BENCH"
+	var firstErr error
+	var errOnce sync.Once
+	rep.ingress = closedLoop(ctx, "flowgate ingress dispatch → 202", o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
+		lat, ok, err := post(dispatchURL, key, body(i), http.StatusAccepted)
+		if err != nil {
+			errOnce.Do(func() { firstErr = err })
+		}
+		return lat, ok
+	})
+	if firstErr != nil {
+		rep.ingress.note = "first error: " + firstErr.Error()
+	}
+	accepted := rep.ingress.okCount()
+
+	// The same ingress on NATS's default sync (no consumers there: triggers
+	// only accumulate), to show what fsync-per-write costs at the front door.
+	ingressDefAddr, _ := freeAddr()
+	envDef := append(append([]string{}, env...), "FLOWGATE_NATS_URL="+natsDefaultURL, "FLOWGATE_HTTP_ADDR="+ingressDefAddr)
+	ingDef, err := start(tmp, "ingress-default-sync", envDef, flowgate, "ingress")
+	if err != nil {
+		return err
+	}
+	procs = append(procs, ingDef)
+	if err := waitOK(ctx, "http://"+ingressDefAddr+"/readyz", 30*time.Second, ingDef); err != nil {
+		return err
+	}
+	log.Printf("ingress: durable accept on default sync")
+	rep.ingressDefault = closedLoop(ctx, "flowgate ingress dispatch → 202, NATS default sync, no consumers", o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
+		lat, ok, _ := post("http://"+ingressDefAddr+"/v1/bots/bench/dispatch/BENCH", key, body(o.maxRequests+i), http.StatusAccepted)
+		return lat, ok
+	})
+	ingDef.stop()
+
+	// Pipeline drain: the orchestrator and the sandbox worker catch up with
+	// everything accepted (one run and one message per trigger).
+	log.Printf("pipeline: waiting for %d messages", accepted)
+	msgs, err := waitSandbox(ctx, api, key, accepted, 5*time.Minute)
+	if err != nil {
+		rep.pipelineNote = err.Error()
+	}
+	if len(msgs) > 1 {
+		first, last := msgs[0].SentAt, msgs[len(msgs)-1].SentAt
+		rep.pipelineRate = float64(len(msgs)) / last.Sub(first).Seconds()
+		rep.pipelineNote = fmt.Sprintf("%d runs, first message at +%.1fs, last at +%.1fs after the accept phase began",
+			len(msgs), first.Sub(rep.ingress.samples[0].at).Seconds(), last.Sub(rep.ingress.samples[0].at).Seconds())
+	}
+	seen := len(msgs)
+
+	// End-to-end latency at a fixed arrival rate, below saturation.
+	log.Printf("end to end at %.0f/s", o.e2eRate)
+	rep.e2e, err = endToEnd(ctx, api, key, o, seen)
+	if err != nil {
+		return err
+	}
+
+	rep.broadcast = broadcast(ctx, api, key, o.broadcast)
+
+	log.Printf("pacer accuracy")
+	for _, rate := range []float64{80, 1000} {
+		pr, err := pacerAccuracy(ctx, natsURL, rate, time.Duration(math.Max(3, 480/rate))*time.Second)
+		if err != nil {
+			pr = pacerResult{rate: rate, err: err.Error()}
+		}
+		rep.pacers = append(rep.pacers, pr)
+	}
+	return writeReport(rep, o)
+}
+
+// setupBot creates the bench bot with a one-message flow bound to BENCH.
+func setupBot(api string) (string, error) {
+	do := func(method, path, key, body string, want ...int) ([]byte, error) {
+		req, _ := http.NewRequest(method, api+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, w := range want {
+			if resp.StatusCode == w {
+				return b, nil
+			}
+		}
+		return nil, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	b, err := do(http.MethodPost, "/v1/bots", adminKey, `{"id":"bench","name":"Bench"}`, http.StatusCreated)
+	if err != nil {
+		return "", err
+	}
+	var created struct {
+		APIKey string `json:"api_key"`
+	}
+	if err := json.Unmarshal(b, &created); err != nil {
+		return "", err
+	}
+	key := created.APIKey
+	if _, err := do(http.MethodPut, "/v1/bots/bench/flows/welcome", key, `{"steps":[{"id":"hi","type":"send","text":"Welcome {{ name }}, plan {{ plan }}"}]}`, 200, 201); err != nil {
+		return "", err
+	}
+	if _, err := do(http.MethodPut, "/v1/bots/bench/events/BENCH", key, `{"flow":"welcome"}`, 200, 201); err != nil {
+		return "", err
+	}
+	return key, nil
+}
+
+type sandboxMsg struct {
+	Seq    int64     `json:"seq"`
+	To     string    `json:"to"`
+	SentAt time.Time `json:"sent_at"`
+}
+
+// readSandbox reads every sandbox message after seq.
+func readSandbox(api, key string, after int64) ([]sandboxMsg, error) {
+	var out []sandboxMsg
+	for {
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/v1/bots/bench/sandbox/messages?limit=10000&after=%d", api, after), nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			return out, err
+		}
+		var page struct {
+			Messages []sandboxMsg `json:"messages"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if err != nil {
+			return out, err
+		}
+		out = append(out, page.Messages...)
+		if len(page.Messages) < 10000 {
+			return out, nil
+		}
+		after = page.Messages[len(page.Messages)-1].Seq
+	}
+}
+
+// waitSandbox waits until the sandbox holds n messages (or the timeout).
+func waitSandbox(ctx context.Context, api, key string, n int, timeout time.Duration) ([]sandboxMsg, error) {
+	deadline := time.Now().Add(timeout)
+	var msgs []sandboxMsg
+	var after int64
+	for {
+		more, err := readSandbox(api, key, after)
+		if err != nil {
+			return msgs, err
+		}
+		msgs = append(msgs, more...)
+		if len(more) > 0 {
+			after = more[len(more)-1].Seq
+		}
+		if len(msgs) >= n {
+			sort.Slice(msgs, func(i, j int) bool { return msgs[i].SentAt.Before(msgs[j].SentAt) })
+			return msgs, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return msgs, fmt.Errorf("only %d of %d messages after %s", len(msgs), n, timeout)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// endToEnd dispatches at a fixed rate to fresh users and measures the time
+// from sending the request to the sandbox storing the message.
+func endToEnd(ctx context.Context, api, key string, o options, already int) (result, error) {
+	n := int(o.e2eRate * o.phase.Seconds())
+	sent := make([]time.Time, n)
+	users := make(map[string]int, n)
+	interval := time.Duration(float64(time.Second) / o.e2eRate)
+	var wg sync.WaitGroup
+	begin := time.Now()
+	failed := 0
+	var mu sync.Mutex
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		at := begin.Add(time.Duration(i) * interval)
+		time.Sleep(time.Until(at))
+		to := fmt.Sprintf("+1666%07d", i)
+		users[to] = i
+		sent[i] = time.Now()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, ok, _ := post(api+"/v1/bots/bench/dispatch/BENCH", key, []byte(fmt.Sprintf(`{"from":%q,"name":"E2E","plan":"pro"}`, to)), http.StatusAccepted); !ok {
+				mu.Lock()
+				failed++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	msgs, err := waitSandbox(ctx, api, key, already+n-failed, 2*time.Minute)
+	res := result{name: fmt.Sprintf("trigger → sandbox message, %.0f/s open loop", o.e2eRate), duration: time.Since(begin), errors: failed}
+	if err != nil {
+		res.note = err.Error()
+	}
+	for _, m := range msgs {
+		if i, ok := users[m.To]; ok {
+			res.samples = append(res.samples, sample{at: sent[i], latency: m.SentAt.Sub(sent[i]), ok: true})
+		}
+	}
+	sort.Slice(res.samples, func(i, j int) bool { return res.samples[i].at.Before(res.samples[j].at) })
+	res.duration = time.Duration(float64(n) / o.e2eRate * float64(time.Second))
+	return res, nil
+}
+
+// broadcast triggers one audience of n users through the native trigger
+// API and measures the fan-out rate, when that API exists.
+func broadcast(ctx context.Context, api, key string, n int) string {
+	users := make([]string, n)
+	for i := range users {
+		users[i] = fmt.Sprintf("+1777%07d", i)
+	}
+	audience := make(map[string]bool, n)
+	for _, u := range users {
+		audience[u] = true
+	}
+	before, err := readSandbox(api, key, 0)
+	if err != nil {
+		return "not measured: " + err.Error()
+	}
+	after := int64(0)
+	if len(before) > 0 {
+		after = before[len(before)-1].Seq
+	}
+	body, _ := json.Marshal(map[string]any{"event": "BENCH", "channel": "sandbox", "audience": map[string]any{"users": users, "platform": "any"},
+		"data": map[string]any{"name": "Broadcast", "plan": "pro"}})
+	start := time.Now()
+	_, ok, err := post(api+"/v1/bots/bench/triggers", key, body, http.StatusAccepted)
+	if !ok {
+		return fmt.Sprintf("not measured: the native trigger API answered %v", err)
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	got := map[string]time.Time{}
+	for len(got) < n && time.Now().Before(deadline) && ctx.Err() == nil {
+		more, err := readSandbox(api, key, after)
+		if err != nil {
+			return "incomplete: " + err.Error()
+		}
+		for _, m := range more {
+			after = m.Seq
+			if audience[m.To] {
+				if _, dup := got[m.To]; !dup {
+					got[m.To] = m.SentAt
+				}
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	var last time.Time
+	for _, at := range got {
+		if at.After(last) {
+			last = at
+		}
+	}
+	if len(got) < n {
+		return fmt.Sprintf("incomplete: %d of %d audience members had a message after 3 minutes", len(got), n)
+	}
+	took := last.Sub(start).Seconds()
+	return fmt.Sprintf("%d-user list audience: every first message stored %.2fs after the request: %.0f contacts/s end to end", n, took, float64(n)/took)
+}
+
+type pacerResult struct {
+	rate        float64
+	sends       int
+	achieved    float64
+	maxWindow   int
+	err         string
+	replicas    int
+	durationSec float64
+}
+
+// pacerAccuracy runs two pacer replicas (as two worker processes would)
+// sharing one account, each with 8 concurrent senders, and measures the
+// achieved rate and the largest number of sends in any one-second window.
+func pacerAccuracy(ctx context.Context, natsURL string, rate float64, d time.Duration) (pacerResult, error) {
+	pr := pacerResult{rate: rate, replicas: 2}
+	var mu sync.Mutex
+	var times []time.Time
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var wg sync.WaitGroup
+	account := fmt.Sprintf("bench-account-%d", time.Now().UnixNano())
+	for r := 0; r < pr.replicas; r++ {
+		nc, err := nats.Connect(natsURL)
+		if err != nil {
+			return pr, err
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return pr, err
+		}
+		p, err := pacer.New(context.Background(), js, pacer.Config{Channel: "whatsapp", Rate: rate})
+		if err != nil {
+			return pr, err
+		}
+		for w := 0; w < 8; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ctx.Err() == nil {
+					if err := p.Wait(ctx, account); err != nil {
+						return
+					}
+					mu.Lock()
+					times = append(times, time.Now())
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	pr.sends = len(times)
+	if len(times) < 2 {
+		return pr, fmt.Errorf("only %d sends", len(times))
+	}
+	span := times[len(times)-1].Sub(times[0]).Seconds()
+	pr.durationSec = span
+	pr.achieved = float64(len(times)-1) / span
+	j := 0
+	for i := range times {
+		for times[i].Sub(times[j]) >= time.Second {
+			j++
+		}
+		pr.maxWindow = max(pr.maxWindow, i-j+1)
+	}
+	return pr, nil
+}
+
+var _ = url.QueryEscape
