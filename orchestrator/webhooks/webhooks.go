@@ -147,6 +147,9 @@ func Run(ctx context.Context, cfg Config, d Deps) error {
 	if d.Client == nil {
 		d.Client = NewClient(cfg.AllowPrivate)
 	}
+	// The first stage to fail stops the other, so Run returns the error.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	s := &service{cfg: cfg, store: d.Store, bus: d.Bus, log: d.Logger, client: d.Client,
 		stopping: ctx.Done(), cache: map[string]cachedSubs{}}
 
@@ -155,9 +158,13 @@ func Run(ctx context.Context, cfg Config, d Deps) error {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		errc <- s.bus.Consume(ctx, bus.WebhookFanoutConsumer, s.fanout, bus.ConsumeOptions{
+		err := s.bus.Consume(ctx, bus.WebhookFanoutConsumer, s.fanout, bus.ConsumeOptions{
 			Workers: cfg.FanoutWorkers, Key: runKey, DrainTimeout: cfg.DrainTimeout,
 		})
+		if err != nil {
+			cancel()
+		}
+		errc <- err
 	}()
 	go func() {
 		defer wg.Done()

@@ -371,3 +371,31 @@ func TestDeletionStopsDeliveries(t *testing.T) {
 	require.Equal(t, before, after, "no attempt after the deletion")
 	require.Empty(t, e.deadLetters(), "a deleted subscription's deliveries are dropped, not dead-lettered")
 }
+
+func TestRunRefusesBadConfigAndStopsWhenTheBusIsGone(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, t.TempDir())
+	require.NoError(t, err)
+	defer st.Close()
+	require.Error(t, webhooks.Run(ctx, webhooks.Config{}, webhooks.Deps{Store: st}), "no bus")
+	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
+	require.NoError(t, err)
+	nc, err := e.Connect()
+	require.NoError(t, err)
+	defer nc.Close()
+	b, err := bus.New(ctx, nc, bus.Config{Source: "/test", PublishTimeout: 200 * time.Millisecond, Logger: quietLog()})
+	require.NoError(t, err)
+	require.Error(t, webhooks.Run(ctx, webhooks.Config{RetryPeriod: -time.Second}, webhooks.Deps{Store: st, Bus: b}))
+
+	// JetStream goes away before the service starts: Run reports it
+	// instead of hanging.
+	e.Shutdown()
+	done := make(chan error, 1)
+	go func() { done <- webhooks.Run(ctx, webhooks.Config{}, webhooks.Deps{Store: st, Bus: b, Logger: quietLog()}) }()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, bus.ErrUnavailable)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return")
+	}
+}
