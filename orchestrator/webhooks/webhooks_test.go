@@ -391,7 +391,9 @@ func TestRunRefusesBadConfigAndStopsWhenTheBusIsGone(t *testing.T) {
 	// instead of hanging.
 	e.Shutdown()
 	done := make(chan error, 1)
-	go func() { done <- webhooks.Run(ctx, webhooks.Config{}, webhooks.Deps{Store: st, Bus: b, Logger: quietLog()}) }()
+	go func() {
+		done <- webhooks.Run(ctx, webhooks.Config{}, webhooks.Deps{Store: st, Bus: b, Logger: quietLog()})
+	}()
 	select {
 	case err := <-done:
 		require.ErrorIs(t, err, bus.ErrUnavailable)
