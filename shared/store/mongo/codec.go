@@ -29,8 +29,10 @@ var (
 	maxTime = time.Unix(0, 1<<63-1)
 )
 
+// checkTime refuses times out of that range; the zero time means "not set"
+// (or "now") and passes.
 func checkTime(field string, t time.Time) error {
-	if t.Before(minTime) || t.After(maxTime) {
+	if !t.IsZero() && (t.Before(minTime) || t.After(maxTime)) {
 		return &store.InvalidError{Field: field, Reason: "time out of range (1678..2262)"}
 	}
 	return nil

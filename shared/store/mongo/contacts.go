@@ -60,6 +60,9 @@ func prepareUpsert(u store.ContactUpsert) (contactUpsert, error) {
 	if err == nil && u.LastInboundAt != nil {
 		err = checkTime("last_inbound_at", *u.LastInboundAt)
 	}
+	if err == nil {
+		err = checkTime("now", u.Now)
+	}
 	if err != nil {
 		return contactUpsert{}, err
 	}

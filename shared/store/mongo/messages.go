@@ -69,7 +69,8 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) error 
 	for i, m := range msgs {
 		err := firstErr(store.CheckID("id", m.ID), store.CheckBotID("bot_id", m.BotID), store.CheckID("run_id", m.RunID),
 			checkText("trigger_id", m.TriggerID), checkText("contact_id", m.ContactID), checkText("channel", m.Channel),
-			checkText("to", m.To), checkText("provider_message_id", m.ProviderMessageID), checkText("error", m.Error))
+			checkText("to", m.To), checkText("provider_message_id", m.ProviderMessageID), checkText("error", m.Error),
+			checkTime("created_at", m.CreatedAt), checkTime("updated_at", m.UpdatedAt))
 		if err != nil {
 			return fmt.Errorf("message %d: %w", i, err)
 		}
@@ -353,7 +354,7 @@ type sandboxDoc struct {
 // one process.
 func (s *Store) AppendSandbox(ctx context.Context, m store.SandboxMessage) error {
 	if err := firstErr(store.CheckID("message_id", m.MessageID), store.CheckBotID("bot_id", m.BotID),
-		checkText("run_id", m.RunID), checkText("to", m.To)); err != nil {
+		checkText("run_id", m.RunID), checkText("to", m.To), checkTime("created_at", m.CreatedAt)); err != nil {
 		return err
 	}
 	content, err := encodeRaw("content", m.Content, false)

@@ -110,6 +110,9 @@ func prepareRun(r *store.Run, create bool) (encodedRun, error) {
 		err = checkTime("wait_until", *r.WaitUntil)
 	}
 	if err == nil {
+		err = firstErr(checkTime("created_at", r.CreatedAt), checkTime("updated_at", r.UpdatedAt))
+	}
+	if err == nil {
 		err = checkText("error", r.Error)
 	}
 	if err != nil {

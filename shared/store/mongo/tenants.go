@@ -48,7 +48,8 @@ func (d *botDoc) bot() (store.Bot, error) {
 }
 
 func checkBot(b store.Bot) error {
-	return firstErr(store.CheckBotID("id", b.ID), checkText("name", b.Name))
+	return firstErr(store.CheckBotID("id", b.ID), checkText("name", b.Name),
+		checkTime("created_at", b.CreatedAt), checkTime("updated_at", b.UpdatedAt))
 }
 
 // CreateBot fails with ErrConflict if the id is taken.
@@ -157,7 +158,7 @@ type apiKeyDoc struct {
 // CreateAPIKey fails with ErrConflict if the id or hash exists.
 func (s *Store) CreateAPIKey(ctx context.Context, k store.APIKey) error {
 	if err := firstErr(store.CheckID("id", k.ID), store.CheckBotID("bot_id", k.BotID),
-		store.CheckID("hash", k.Hash), checkText("prefix", k.Prefix)); err != nil {
+		store.CheckID("hash", k.Hash), checkText("prefix", k.Prefix), checkTime("created_at", k.CreatedAt)); err != nil {
 		return err
 	}
 	ctx, cancel := s.opCtx(ctx)
@@ -209,7 +210,7 @@ const putFlowAttempts = 20
 // the next one; the unique index on bot + flow + version turns a concurrent
 // put into a duplicate key, and PutFlow then tries the next number.
 func (s *Store) PutFlow(ctx context.Context, f store.Flow) (store.Flow, error) {
-	if err := firstErr(store.CheckBotID("bot_id", f.BotID), store.CheckID("id", f.ID)); err != nil {
+	if err := firstErr(store.CheckBotID("bot_id", f.BotID), store.CheckID("id", f.ID), checkTime("created_at", f.CreatedAt)); err != nil {
 		return f, err
 	}
 	def, err := encodeRaw("definition", f.Definition, true)
@@ -306,7 +307,8 @@ func (d *eventDoc) event() store.Event {
 // existing event stays.
 func (s *Store) PutEvent(ctx context.Context, e store.Event) error {
 	if err := firstErr(store.CheckBotID("bot_id", e.BotID), store.CheckID("name", e.Name),
-		store.CheckID("flow_id", e.FlowID), checkText("token_hash", e.TokenHash)); err != nil {
+		store.CheckID("flow_id", e.FlowID), checkText("token_hash", e.TokenHash),
+		checkTime("created_at", e.CreatedAt), checkTime("updated_at", e.UpdatedAt)); err != nil {
 		return err
 	}
 	created := orNow(e.CreatedAt)

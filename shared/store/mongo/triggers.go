@@ -83,7 +83,8 @@ func checkSkipReasons(m map[string]int64) error {
 func checkTrigger(t *store.Trigger) (spec string, err error) {
 	err = firstErr(store.CheckID("id", t.ID), store.CheckBotID("bot_id", t.BotID),
 		checkText("source", t.Source), checkText("event", t.Event), checkText("flow_id", t.FlowID),
-		checkText("channel", t.Channel), checkText("idempotency_key", t.IdempotencyKey), checkText("cursor", t.Cursor))
+		checkText("channel", t.Channel), checkText("idempotency_key", t.IdempotencyKey), checkText("cursor", t.Cursor),
+		checkTime("created_at", t.CreatedAt), checkTime("updated_at", t.UpdatedAt))
 	if err != nil {
 		return "", err
 	}

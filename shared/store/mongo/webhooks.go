@@ -31,7 +31,7 @@ func (s *Store) subscriptions() *mongo.Collection { return s.db.Collection(colSu
 // CreateSubscription fails with ErrConflict if the id is taken.
 func (s *Store) CreateSubscription(ctx context.Context, sub store.Subscription) error {
 	if err := firstErr(store.CheckID("id", sub.ID), store.CheckBotID("bot_id", sub.BotID),
-		store.CheckID("secret", sub.Secret), checkText("url", sub.URL)); err != nil {
+		store.CheckID("secret", sub.Secret), checkText("url", sub.URL), checkTime("created_at", sub.CreatedAt)); err != nil {
 		return err
 	}
 	if sub.URL == "" {
