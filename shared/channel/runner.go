@@ -52,6 +52,10 @@ type RunnerConfig struct {
 	Workers int
 	// BotCacheTTL bounds how long bot credentials are cached (default 10 s).
 	BotCacheTTL time.Duration
+	// Prefetch is how many bundles are fetched ahead of the senders
+	// (default 4 per worker). A killed worker strands these until the
+	// consumer's AckWait; more keeps every sender busy.
+	Prefetch int
 }
 
 // Runner consumes one channel's outbound bundles and sends them with a
@@ -81,6 +85,9 @@ func NewRunner(cfg RunnerConfig, s Sender, b Bus, st Store, pacer Pacer, log *sl
 	if cfg.Workers == 0 {
 		cfg.Workers = 64
 	}
+	if cfg.Prefetch == 0 {
+		cfg.Prefetch = 4 * cfg.Workers
+	}
 	if cfg.BotCacheTTL == 0 {
 		cfg.BotCacheTTL = 10 * time.Second
 	}
@@ -96,9 +103,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.log.Info("channel worker running", "workers", r.cfg.Workers)
 	return r.bus.Consume(ctx, spec, r.Handle, bus.ConsumeOptions{
 		Workers: r.cfg.Workers,
-		// Two bundles per sender fetched ahead: a killed worker strands
-		// few bundles (until AckWait) and the other replicas keep sending.
-		Prefetch: 2 * r.cfg.Workers,
+		// A bounded prefetch: a killed worker strands few bundles (until
+		// AckWait) and the other replicas keep sending.
+		Prefetch: r.cfg.Prefetch,
 		// One contact's bundles go to one worker: they are sent in order.
 		Key: func(m bus.Message) string { return m.Event.Subject() },
 	})

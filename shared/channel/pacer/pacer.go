@@ -461,7 +461,10 @@ func (p *Pacer) reserve(ctx context.Context, k *key, rate float64) error {
 		eff := p.effective(*st, rate, now)
 		interval := time.Duration(float64(time.Second) / eff)
 		maxN := max(1, int(p.cfg.Lease/interval))
-		n := int(min(max(k.waiters.Load(), 1), int64(maxN)))
+		// As many as there are senders waiting, and at least 5 ms worth:
+		// at high rates a lease per sender would be a KV write per message.
+		minN := int64(5 * time.Millisecond / interval)
+		n := int(min(max(k.waiters.Load(), minN, 1), int64(maxN)))
 		first := max(now.Add(-p.cfg.Burst).UnixNano(), st.TAT)
 		if d := time.Duration(first - now.UnixNano()); d > p.cfg.MaxWait {
 			tooFar, slots = d, nil

@@ -1,0 +1,242 @@
+// Command channels measures the channel worker: how many messages per
+// second one WhatsApp worker (the production runner, pacer and sender, on
+// embedded NATS and the SQLite store) pushes into an unlimited WhatsApp
+// double, and how accurately the pacer holds a configured rate against a
+// rate-limited double.
+//
+//	go run ./bench/channels                 # throughput, then accuracy at 80/s and 1,000/s
+//	go run ./bench/channels -n 100000 -accuracy=false
+//
+// The double runs in the same process and takes part of the CPU.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"os"
+	"runtime/pprof"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	whatsapp "github.com/flowgate/flowgate/channel-whatsapp"
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/channel"
+	"github.com/flowgate/flowgate/shared/channel/pacer"
+	"github.com/flowgate/flowgate/shared/events"
+	whatsappdouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
+	"github.com/flowgate/flowgate/shared/store"
+	"github.com/flowgate/flowgate/shared/store/sqlite"
+)
+
+func main() {
+	n := flag.Int("n", 50000, "messages for the throughput run")
+	workers := flag.Int("workers", 0, "runner workers (0 = the runner's default)")
+	prefetch := flag.Int("prefetch", 0, "bundles fetched ahead (0 = the runner's default)")
+	accuracy := flag.Bool("accuracy", true, "also measure pacer accuracy at 80/s and 1,000/s")
+	seconds := flag.Float64("seconds", 10, "length of each accuracy run")
+	flag.Parse()
+	ctx := context.Background()
+
+	res, err := run(ctx, *n, 1e6, *workers, *prefetch, false)
+	if err != nil {
+		log.Fatal(err)
+	}
+	perMsg := res.cpu / time.Duration(*n)
+	fmt.Printf("throughput: %d messages, 1 worker process, unlimited double: %.0f msg/s (%s); CPU %s = %s per message (worker, in-process NATS and double together: %.0f msg/s per fully available core)\n",
+		*n, res.rate, res.took.Round(time.Millisecond), res.cpu.Round(time.Millisecond), perMsg.Round(time.Microsecond), float64(time.Second)/float64(perMsg))
+	if !*accuracy {
+		return
+	}
+	for _, rate := range []float64{80, 1000} {
+		m := int(rate * *seconds)
+		res, err := run(ctx, m, rate, *workers, *prefetch, true)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("accuracy at %v/s: %d messages, achieved %.1f/s (%.1f%%), max in any 1 s window %d, 130429 answers %d\n",
+			rate, m, res.rate, 100*res.rate/rate, res.maxPerSecond, res.throttled)
+	}
+}
+
+type result struct {
+	rate         float64
+	took         time.Duration
+	cpu          time.Duration // user + system CPU of the whole process
+	maxPerSecond int
+	throttled    int64
+}
+
+// run sends n single-message bundles through one WhatsApp worker paced at
+// rate; limited makes the double enforce rate (burst: a quarter second).
+func run(ctx context.Context, n int, rate float64, workers, prefetch int, limited bool) (result, error) {
+	dir, err := os.MkdirTemp("", "flowgate-bench-channels")
+	if err != nil {
+		return result{}, err
+	}
+	defer os.RemoveAll(dir)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	nats, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: dir + "/nats"})
+	if err != nil {
+		return result{}, err
+	}
+	defer nats.Shutdown()
+	nc, err := nats.Connect()
+	if err != nil {
+		return result{}, err
+	}
+	defer nc.Close()
+	b, err := bus.New(ctx, nc, bus.Config{Source: "/bench", Logger: quiet})
+	if err != nil {
+		return result{}, err
+	}
+	st, err := sqlite.Open(ctx, dir+"/store")
+	if err != nil {
+		return result{}, err
+	}
+	defer st.Close()
+	opts := []whatsappdouble.Option{}
+	if limited {
+		opts = append(opts, whatsappdouble.WithRate(rate, max(8, int(rate/4))))
+	} else {
+		opts = append(opts, whatsappdouble.WithoutLog())
+	}
+	d := whatsappdouble.New(opts...)
+	defer d.Close()
+	now := time.Now().UTC()
+	if err := st.CreateBot(ctx, store.Bot{ID: "bench", Name: "bench", CreatedAt: now, Channels: store.ChannelAccounts{
+		WhatsApp: &store.WhatsAppAccount{PhoneNumberID: "106540352242922", AccessToken: whatsappdouble.DefaultToken,
+			APIBase: d.APIBase(), RatePerSecond: rate}}}); err != nil {
+		return result{}, err
+	}
+	if err := enqueue(ctx, b, st, n, now); err != nil {
+		return result{}, err
+	}
+	p, err := pacer.New(ctx, b.JetStream(), pacer.Config{Channel: events.ChannelWhatsApp, Logger: quiet})
+	if err != nil {
+		return result{}, err
+	}
+	s, err := whatsapp.NewSender()
+	if err != nil {
+		return result{}, err
+	}
+	var cp channel.Pacer = p
+	if os.Getenv("BENCH_NO_PACER") != "" {
+		cp = nil
+	}
+	r, err := channel.NewRunner(channel.RunnerConfig{Workers: workers, Prefetch: prefetch}, s, b, st, cp, quiet)
+	if err != nil {
+		return result{}, err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	cpu0 := cpuTime()
+	start := time.Now()
+	go func() { done <- r.Run(rctx) }()
+	if f := os.Getenv("BENCH_CPUPROFILE"); f != "" && !limited {
+		if out, err := os.Create(f); err == nil {
+			_ = pprof.StartCPUProfile(out)
+			defer pprof.StopCPUProfile()
+		}
+	}
+	if os.Getenv("BENCH_STACKS") != "" {
+		go func() {
+			time.Sleep(4 * time.Second)
+			_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+		}()
+	}
+	for d.Stats().Accepted < int64(n) {
+		select {
+		case err := <-done:
+			cancel()
+			return result{}, fmt.Errorf("runner stopped: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	took := time.Since(start)
+	cpu := cpuTime() - cpu0
+	cancel()
+	<-done
+	res := result{rate: float64(n) / took.Seconds(), took: took, cpu: cpu, throttled: d.Stats().Rejected[130429]}
+	if limited {
+		acc := d.Accepted()
+		ts := make([]time.Time, len(acc))
+		for i, a := range acc {
+			ts[i] = a.At
+		}
+		sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+		res.rate = float64(len(ts)-1) / ts[len(ts)-1].Sub(ts[0]).Seconds()
+		lo := 0
+		for hi := range ts {
+			for ts[hi].Sub(ts[lo]) >= time.Second {
+				lo++
+			}
+			res.maxPerSecond = max(res.maxPerSecond, hi-lo+1)
+		}
+	}
+	return res, nil
+}
+
+// enqueue records n messages and publishes one bundle for each, as the
+// orchestrator would, before the worker starts.
+func enqueue(ctx context.Context, b *bus.Bus, st store.Store, n int, now time.Time) error {
+	recs := make([]store.Message, 0, 500)
+	for i := 0; i < n; i++ {
+		c := events.Content{Type: events.ContentText, Text: fmt.Sprintf("message %d", i)}
+		raw, _ := json.Marshal(c)
+		recs = append(recs, store.Message{ID: fmt.Sprintf("run-%07d:1", i), BotID: "bench", RunID: fmt.Sprintf("run-%07d", i),
+			ContactID: fmt.Sprintf("c%07d", i), Channel: events.ChannelWhatsApp, To: fmt.Sprintf("+3460%07d", i), Seq: 1,
+			Content: raw, Status: events.StatusQueued, CreatedAt: now})
+		if len(recs) == cap(recs) || i == n-1 {
+			if err := st.InsertMessages(ctx, recs); err != nil {
+				return err
+			}
+			recs = recs[:0]
+		}
+	}
+	var wg sync.WaitGroup
+	errc := make(chan error, 16)
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 16 {
+				last := now
+				c := events.Content{Type: events.ContentText, Text: fmt.Sprintf("message %d", i)}
+				out := events.Outbound{BotID: "bench", RunID: fmt.Sprintf("run-%07d", i), ContactID: fmt.Sprintf("c%07d", i),
+					Channel: events.ChannelWhatsApp, To: fmt.Sprintf("+3460%07d", i), LastInboundAt: &last,
+					Messages: []events.OutboundMessage{{ID: fmt.Sprintf("run-%07d:1", i), Seq: 1, Content: c}}}
+				ev, err := bus.NewEvent("out:"+out.Messages[0].ID, events.TypeOutbound, out.ContactID, out)
+				if err == nil {
+					_, err = b.Publish(ctx, events.OutboundSubject(events.ChannelWhatsApp, "bench"), ev)
+				}
+				if err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// cpuTime is the process's user + system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
