@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,10 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/orchestrator/webhooks"
+	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store/mongo/ferret"
 )
@@ -127,7 +130,7 @@ func runStatusWebhooks(t *testing.T, cfg app.Config) {
 	good := newHookReceiver(t, secret, 3)
 	wrong := newHookReceiver(t, "another-secret-0123456789", 0)
 	c.must("POST", "/v1/bots/hooks/webhooks", key, `{"url":"`+good.srv.URL+`","secret":"`+secret+`","events":["run.status"]}`, 201)
-	c.must("POST", "/v1/bots/hooks/webhooks", key, `{"url":"`+wrong.srv.URL+`","secret":"`+secret+`"}`, 201)
+	wrongID := c.must("POST", "/v1/bots/hooks/webhooks", key, `{"url":"`+wrong.srv.URL+`","secret":"`+secret+`"}`, 201)["subscription"].(map[string]any)["id"].(string)
 
 	runOf := func(trigger string) string {
 		var id string
@@ -179,6 +182,23 @@ func runStatusWebhooks(t *testing.T, cfg app.Config) {
 	r, bad, accepted := wrong.counts()
 	require.Equal(t, r, bad)
 	require.Zero(t, accepted)
+
+	// Deleting that subscription stops its retries and its future deliveries.
+	code, _ := c.call("DELETE", "/v1/bots/hooks/webhooks/"+wrongID, key, "")
+	require.Equal(t, 204, code)
+	require.Eventually(t, func() bool {
+		s, err := d.Bus.JetStream().Stream(context.Background(), bus.StreamWebhooks)
+		require.NoError(t, err)
+		_, err = s.Consumer(context.Background(), "webhook-"+wrongID)
+		return errors.Is(err, jetstream.ErrConsumerNotFound)
+	}, 10*time.Second, 20*time.Millisecond)
+	before, _, _ := wrong.counts()
+	again := c.must("POST", "/v1/bots/hooks/dispatch/HELLO", key, `{"from":"5511003"}`, 202)["trigger_id"].(string)
+	againRun := runOf(again)
+	require.Eventually(t, func() bool { return final(good.run(againRun)) }, 20*time.Second, 20*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	after, _, _ := wrong.counts()
+	require.Equal(t, before, after, "no delivery attempt after the subscription was deleted")
 }
 
 // TestRunStatusWebhooksSurviveRestart: deliveries being retried when
