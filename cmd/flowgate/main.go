@@ -29,6 +29,8 @@ func run(ctx context.Context, args []string) error {
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "dev", "ingress", "orchestrator", "channel":
+	case "contacts":
+		return app.ContactsCommand(ctx, rest, os.Stdout, os.Stderr)
 	case "help", "-h", "--help":
 		usage()
 		return nil
@@ -51,6 +53,7 @@ commands:
   ingress              the HTTP API (needs FLOWGATE_NATS_URL)
   orchestrator         flow runs (needs FLOWGATE_NATS_URL)
   channel NAME         a channel worker: sandbox, whatsapp, telegram, rcs
+  contacts import FILE upload contacts (CSV or NDJSON) to a running Flowgate, with a progress bar
 
 Run 'flowgate COMMAND -h' for the flags; each flag has a FLOWGATE_* environment variable.
 `)
