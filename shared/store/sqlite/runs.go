@@ -228,26 +228,66 @@ func (s *Store) CreateRun(ctx context.Context, r store.Run) (store.Run, bool, er
 // CreateRuns creates many runs in one transaction, each idempotent as in
 // CreateRun. An invalid run fails the whole call before anything is written.
 func (s *Store) CreateRuns(ctx context.Context, rs []store.Run) ([]store.Run, []bool, error) {
+	if len(rs) == 0 {
+		return nil, nil, nil
+	}
 	in := make([]store.Run, len(rs))
 	copy(in, rs)
 	enc := make([]encodedRun, len(in))
-	for i := range in {
-		var err error
-		if enc[i], err = prepareRun(&in[i], true); err != nil {
-			return nil, nil, fmt.Errorf("run %d: %w", i, err)
+	prepare := func(i, j int) error {
+		for k := i; k < j; k++ {
+			var err error
+			if enc[k], err = prepareRun(&in[k], true); err != nil {
+				return fmt.Errorf("run %d: %w", k, err)
+			}
 		}
+		return nil
 	}
-	if len(in) == 0 {
-		return nil, nil, nil
+	// The first chunk is checked before anything is queued; the others are
+	// encoded by a goroutine while the writer inserts the chunks before
+	// them (an invalid run there fails the transaction, so nothing is
+	// written either way).
+	first := min(insertRunsChunk, len(in))
+	if err := prepare(0, first); err != nil {
+		return nil, nil, err
+	}
+	type chunk struct {
+		end int
+		err error
+	}
+	ready := make(chan chunk, len(in)/insertRunsChunk+1)
+	stop := make(chan struct{})
+	defer close(stop)
+	ready <- chunk{end: first}
+	if first < len(in) {
+		go func() {
+			for i := first; i < len(in); i += insertRunsChunk {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				j := min(i+insertRunsChunk, len(in))
+				if err := prepare(i, j); err != nil {
+					ready <- chunk{err: err}
+					return
+				}
+				ready <- chunk{end: j}
+			}
+		}()
 	}
 	out := make([]store.Run, len(in))
 	created := make([]bool, len(in))
 	err := s.w.do(ctx, true, func(t *wtx) error {
-		for i := 0; i < len(in); i += insertRunsChunk {
-			j := min(i+insertRunsChunk, len(in))
-			if err := createRunsChunk(t, i, in[i:j], enc[i:j], out[i:j], created[i:j]); err != nil {
+		for i := 0; i < len(in); {
+			c := <-ready
+			if c.err != nil {
+				return c.err
+			}
+			if err := createRunsChunk(t, i, in[i:c.end], enc[i:c.end], out[i:c.end], created[i:c.end]); err != nil {
 				return err
 			}
+			i = c.end
 		}
 		return nil
 	})

@@ -228,3 +228,47 @@ func TestTimeOutOfRangeIsInvalid(t *testing.T) {
 	_, _, err = s.UpsertContact(ctx, store.ContactUpsert{BotID: "b", Channel: "sandbox", ExternalID: "x", NewID: "c", Now: far})
 	require.ErrorIs(t, err, store.ErrInvalid)
 }
+
+// CreateRuns over many INSERT chunks: an invalid run in a later chunk
+// leaves nothing written, and existing runs are found in any chunk.
+func TestCreateRunsAcrossChunks(t *testing.T) {
+	s := openTemp(t)
+	ctx := context.Background()
+	mk := func(i int) store.Run {
+		return store.Run{ID: fmt.Sprintf("r%04d", i), BotID: "b", TriggerID: "t", FlowID: "f", ContactID: fmt.Sprintf("c%04d", i)}
+	}
+	var rs []store.Run
+	for i := range 700 {
+		rs = append(rs, mk(i))
+	}
+	bad := append([]store.Run(nil), rs...)
+	bad[650].ContactID = ""
+	_, _, err := s.CreateRuns(ctx, bad)
+	var ie *store.InvalidError
+	require.ErrorAs(t, err, &ie)
+	require.Equal(t, "contact_id", ie.Field)
+	require.ErrorContains(t, err, "run 650")
+	page, _, err := s.ListRuns(ctx, store.RunFilter{BotID: "b"})
+	require.NoError(t, err)
+	require.Empty(t, page, "nothing of the failed batch was written")
+
+	// Some runs exist already, spread over the chunks.
+	for _, i := range []int{0, 127, 128, 300, 699} {
+		_, created, err := s.CreateRun(ctx, mk(i))
+		require.NoError(t, err)
+		require.True(t, created)
+	}
+	out, created, err := s.CreateRuns(ctx, rs)
+	require.NoError(t, err)
+	n := 0
+	for i := range rs {
+		require.Equal(t, rs[i].ID, out[i].ID)
+		if created[i] {
+			n++
+		}
+	}
+	require.Equal(t, 695, n)
+	for _, i := range []int{0, 127, 128, 300, 699} {
+		require.False(t, created[i], "run %d existed", i)
+	}
+}
