@@ -138,6 +138,8 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 		if s.ferretdb == "" {
 			s.ferretdb = "unknown"
 		}
+		cfg.logger.Info("mongo store: server is FerretDB; updates are serialised in this process, so use one Flowgate process per FerretDB",
+			"ferretdb", s.ferretdb)
 	}
 	if err := s.createIndexes(ictx); err != nil {
 		_ = client.Disconnect(context.Background())
