@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +33,11 @@ var allowEmpty = map[string]string{
 	"flowgate_channel_rate_limited_total": "the sandbox has no rate limit, so nothing answers 429 in the scenario",
 	"flowgate:provider_auth_failures:increase10m": "recorded from flowgate_channel_send_failures_total{reason=~auth codes}: " +
 		"the sandbox has no credentials to refuse",
+	"flowgate_pacer_wait_seconds_bucket": "the sandbox channel is not paced (no provider limit); only provider workers have a pacer",
+	"flowgate_pacer_rate_per_second":     "the sandbox channel is not paced (no provider limit); only provider workers have a pacer",
+	"flowgate_pacer_throttles_total":     "the sandbox channel is not paced, and nothing throttles it",
+	"flowgate_run_webhook_dead_letters_total": "a delivery is dead-lettered only after the retry period (default hours); " +
+		"the scenario's receiver fails twice, then accepts",
 }
 
 const adminKey = "ops-test-admin-key-0123456789abcdef"
@@ -65,6 +71,7 @@ func TestPrometheusEndToEnd(t *testing.T) {
 		"FLOWGATE_DATA_DIR=" + filepath.Join(tmp, "data"),
 		"FLOWGATE_ADMIN_KEY=" + adminKey,
 		"FLOWGATE_HTTP_ALLOW_PRIVATE=true",
+		"FLOWGATE_WEBHOOK_ALLOW_PRIVATE=true",
 		"FLOWGATE_LOG_LEVEL=info",
 	}
 	if err := os.MkdirAll(filepath.Join(tmp, "data"), 0o700); err != nil {
@@ -99,7 +106,17 @@ func TestPrometheusEndToEnd(t *testing.T) {
 		fmt.Fprint(w, `{"tier":"gold"}`)
 	}))
 	defer provider.Close()
-	sc := runScenario(t, api, provider.URL, "nats://"+natsAddr)
+	// The status webhook receiver fails the first two deliveries.
+	var hooks atomic.Int64
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hooks.Add(1) <= 2 {
+			http.Error(w, "not yet", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer receiver.Close()
+	sc := runScenario(t, api, provider.URL, receiver.URL, "nats://"+natsAddr)
 	// Prometheus sees the scenario's results before the outage.
 	p.waitFor(t, fmt.Sprintf(`sum(flowgate_run_transitions_total{status="completed"}) >= %d`, sc.welcome+sc.lookup+sc.register), 60*time.Second, services...)
 	p.waitFor(t, `sum(flowgate_bus_dead_lettered_total) >= 2`, 30*time.Second, services...)
@@ -152,6 +169,7 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	p.waitFor(t, fmt.Sprintf(`sum(flowgate_run_transitions_total{status="completed"}) >= %d`, wantCompleted), 60*time.Second, services...)
 	p.waitFor(t, fmt.Sprintf(`sum(flowgate_run_transitions_total{status="failed"}) >= %d`, sc.broken), 30*time.Second, services...)
 	p.waitFor(t, `sum(flowgate_timers_fired_total) >= 1`, 30*time.Second, services...)
+	p.waitFor(t, `sum(flowgate_run_webhook_deliveries_total{result="delivered"}) >= 1`, 60*time.Second, services...)
 	// Every recording rule has been evaluated on the final data.
 	_, rules := loadRules(t, root)
 	for _, r := range rules {
@@ -203,7 +221,16 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	// Rules evaluate without errors; the scenario's dead letter and 5xx
 	// answers put their alerts in motion.
 	p.checkRules(t)
-	alerts := p.alerts(t)
+	// Alert rules run on their own schedule: give them a few evaluations
+	// to see the recorded series.
+	var alerts map[string]string
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		alerts = p.alerts(t)
+		s := alerts["FlowgateIngressErrorRate"]
+		if alerts["FlowgateDeadLetters"] == "firing" && (s == "pending" || s == "firing") || time.Now().After(deadline) {
+			break
+		}
+	}
 	if alerts["FlowgateDeadLetters"] != "firing" {
 		for _, q := range []string{`flowgate_jetstream_stream_messages{stream="FLOWGATE_DLQ"}[10m]`, "flowgate:dead_letters:delta10m"} {
 			r, err := p.query(q)

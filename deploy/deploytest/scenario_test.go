@@ -84,7 +84,7 @@ type scenario struct {
 
 // runScenario creates a bot, its flows and events, and drives traffic and
 // failures through the ingress.
-func runScenario(t *testing.T, api apiClient, providerURL, natsURL string) scenario {
+func runScenario(t *testing.T, api apiClient, providerURL, hookURL, natsURL string) scenario {
 	t.Helper()
 	var sc scenario
 	// Admin: wrong keys first.
@@ -99,6 +99,14 @@ func runScenario(t *testing.T, api apiClient, providerURL, natsURL string) scena
 		t.Fatalf("create bot: no api_key (%v)", err)
 	}
 	sc.key = created.APIKey
+
+	// Run status webhooks: every completion is delivered to hookURL.
+	api.must(http.StatusCreated, http.MethodPost, "/v1/bots/ops/webhooks", sc.key,
+		map[string]any{"url": hookURL + "/flowgate", "secret": "deploytest-webhook-secret", "events": []string{"run.completed"}})
+	// A provider webhook for a bot with no such account, with a forged secret.
+	if code, _ := api.do(http.MethodPost, "/webhooks/telegram/ops", "", map[string]any{"update_id": 1}); code < 400 || code >= 500 {
+		t.Errorf("a forged Telegram webhook: %d, want a 4xx", code)
+	}
 
 	flows := map[string]any{
 		"welcome": map[string]any{"steps": []any{
