@@ -143,7 +143,9 @@ func TestRecruboOutsideWindowOverWhatsApp(t *testing.T) {
 	waWebhook(t, c, "recruit", reply)
 	waWebhook(t, c, "recruit", reply) // Meta's retry changes nothing
 	require.Eventually(t, func() bool { return runStatus(t, d, "recruit", id).Status == store.RunCompleted }, 10*time.Second, 20*time.Millisecond)
-	require.Equal(t, []string{"Hi John! Are you still looking for a job?", "Thanks: yes"}, waTexts(wa, to))
+	want := []string{"Hi John! Are you still looking for a job?", "Thanks: yes"}
+	require.Eventually(t, func() bool { return len(waTexts(wa, to)) == 2 }, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, want, waTexts(wa, to))
 	require.Zero(t, wa.Stats().Rejected[131047], "no free-form message was ever sent outside the window")
 
 	// Progress counts on the trigger (the run id is the trigger id).
@@ -199,6 +201,7 @@ func TestWhatsAppFlowLaunchByTemplate(t *testing.T) {
 		AddMessage("Anna", wadouble.FlowReply(to, wadouble.MessageID(), "flow_demo_00001",
 			map[string]any{"fname": "Anna", "course": "Go 101"}, now)))
 	require.Eventually(t, func() bool { return runStatus(t, d, "school", runs[0].ID).Status == store.RunCompleted }, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return len(waTexts(wa, to)) == 1 }, 10*time.Second, 20*time.Millisecond)
 	require.Equal(t, []string{"Thanks Anna, you're signed up for Go 101."}, waTexts(wa, to))
 	contact, err := d.Store.GetContactByExternalID(context.Background(), "school", events.ChannelWhatsApp, to)
 	require.NoError(t, err)
@@ -247,7 +250,14 @@ func TestWhatsAppDeliveryFailuresFailTheRun(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond)
 
 	// Accepted at send time, failed later (Meta's status webhook).
+	// This contact wrote first, so the question after the template may go.
 	const later = "+4915100000002"
+	waWebhook(t, c, "shop", wadouble.NewNotification(waPhoneID).
+		AddMessage("Lu", wadouble.TextMessage(later, wadouble.MessageID(), "hi", time.Now())))
+	require.Eventually(t, func() bool {
+		_, err := d.Store.GetContactByExternalID(context.Background(), "shop", events.ChannelWhatsApp, later)
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond)
 	c.must("POST", "/v1/bots/shop/dispatch/PROMO", key, `{"from":"`+later+`"}`, 202)
 	require.Eventually(t, func() bool { return contactRun(later).Status == store.RunWaiting }, 10*time.Second, 20*time.Millisecond)
 	wamid := waAccepted(wa, later)[0].WAMID
