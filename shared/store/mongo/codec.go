@@ -228,12 +228,11 @@ func notFound(what string, key ...string) error {
 
 // Server error codes the adapter maps.
 const (
-	codeDuplicateKey      = 11000
-	codeDuplicateKeyOld   = 11001
-	codeNotImplemented    = 238
-	codeBSONObjectTooBig  = 10334
-	codeBadValue          = 2
-	codeDocumentTooLarge2 = 17419 // "Resulting document after update is larger than 16777216"
+	codeDuplicateKey     = 11000
+	codeDuplicateKeyOld  = 11001
+	codeNotImplemented   = 238
+	codeBSONObjectTooBig = 10334
+	codeUpdateTooLarge   = 17419 // "Resulting document after update is larger than 16777216"
 )
 
 func hasCode(err error, codes ...int) bool {
@@ -276,7 +275,7 @@ func dbErr(what string, err error) error {
 		return fmt.Errorf("%w: %s", store.ErrNotFound, what)
 	case isDup(err):
 		return fmt.Errorf("%w: %s: %v", store.ErrConflict, what, err)
-	case hasCode(err, codeBSONObjectTooBig, codeDocumentTooLarge2):
+	case hasCode(err, codeBSONObjectTooBig, codeUpdateTooLarge):
 		return &store.InvalidError{Field: "document", Reason: err.Error()}
 	case unavailable(err):
 		return fmt.Errorf("%w: %s: %w", store.ErrUnavailable, what, err)
