@@ -38,7 +38,7 @@ func newRun(id, trigger, contact string) store.Run {
 // TestGroupCommitTellsEachCallerItsResult sends, in one batch, updates that
 // succeed, conflict and miss, for runs, messages and counters alike.
 func TestGroupCommitTellsEachCallerItsResult(t *testing.T) {
-	s := openTest(t, sharedFerret(t), WithGroupCommit(200*time.Millisecond, 1000))
+	s := openTest(t, sharedFerret(t), WithGroupCommit(time.Second, 1000))
 	ctx := setup(t, s)
 	for _, id := range []string{"r-ok", "r-stale", "r-race"} {
 		_, created, err := s.CreateRun(ctx, newRun(id, "tr", "c-"+id))
@@ -369,7 +369,7 @@ func TestIndexesIdempotent(t *testing.T) {
 // command (its limit deadlocks the server at 100) is cut into commands and
 // every caller still gets its result.
 func TestLargeBatch(t *testing.T) {
-	s := openTest(t, sharedFerret(t), WithGroupCommit(300*time.Millisecond, 1000))
+	s := openTest(t, sharedFerret(t), WithGroupCommit(2*time.Second, 1000))
 	ctx := setup(t, s)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
