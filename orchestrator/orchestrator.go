@@ -32,7 +32,8 @@ type Config struct {
 	// FanOutBatch is how many contacts a broadcast takes per batch and
 	// checkpoint (default 1000, max 10000).
 	FanOutBatch int
-	// FanOutParallelism bounds the runs of a batch started at once (default 64).
+	// FanOutParallelism bounds the runs of a batch started at once (default
+	// 256: starting a run is a few store and bus round trips, mostly waiting).
 	FanOutParallelism int
 }
 
@@ -51,7 +52,7 @@ func (c *Config) setDefaults() {
 	}
 	c.FanOutBatch = min(c.FanOutBatch, 10_000)
 	if c.FanOutParallelism <= 0 {
-		c.FanOutParallelism = 64
+		c.FanOutParallelism = 256
 	}
 }
 

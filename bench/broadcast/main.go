@@ -5,11 +5,12 @@
 //     real HTTP endpoint POST /v1/bots/{bot}/contacts/import, against the
 //     baseline of raw store.ImportContacts batches (no HTTP, no parsing,
 //     no phone-number validation);
+//
 //   - fan-out: a trigger with "everyone" over those N contacts, until every
 //     run is created and its first message is queued on the outbound
 //     stream (no channel worker consumes it).
 //
-//	go run ./bench/broadcast [-n 1000000] [-batch 1000] [-parallel 64]
+//     go run ./bench/broadcast [-n 1000000] [-batch 1000] [-parallel 64]
 //
 // It prints durations, rates and the peak resident memory of each phase
 // (VmHWM, reset between phases through /proc/self/clear_refs).
@@ -44,7 +45,7 @@ import (
 var (
 	n        = flag.Int("n", 1_000_000, "contacts")
 	batch    = flag.Int("batch", 1000, "fan-out batch size")
-	parallel = flag.Int("parallel", 64, "runs of a batch started at once")
+	parallel = flag.Int("parallel", 256, "runs of a batch started at once")
 	keep     = flag.String("dir", "", "data directory (default: a temporary one, removed at the end)")
 	prof     = flag.String("cpuprofile", "", "write a CPU profile of the fan-out phase")
 	phase    = flag.String("only", "", "run only this phase's measurement: import or fanout (fanout still imports, unmeasured)")
