@@ -27,6 +27,10 @@ var (
 var quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 
 func TestMain(m *testing.M) {
+	if os.Getenv(crashChildEnv) != "" {
+		crashChild() // the child process of TestKilledClientLosesNoAcknowledgedWrite
+		return
+	}
 	code := m.Run()
 	if ferretStop != nil {
 		ferretStop()
