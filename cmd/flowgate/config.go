@@ -37,6 +37,7 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 	boolean(&cfg.Webhooks.AllowPrivate, "webhook-allow-private", "FLOWGATE_WEBHOOK_ALLOW_PRIVATE", "let webhook subscriptions target private addresses")
 	str(&webhookRetry, "webhook-retry-period", "FLOWGATE_WEBHOOK_RETRY_PERIOD", "24h", "how long a run status webhook is retried before it is dead-lettered")
 	boolean(&cfg.NoDemo, "no-demo", "FLOWGATE_NO_DEMO", "dev: do not create the demo bot")
+	boolean(&cfg.TelegramPoll, "poll", "FLOWGATE_TELEGRAM_POLL", "channel telegram: read updates with getUpdates long polling (deletes the bots' webhooks)")
 	str(&cfg.TelegramWebhookBase, "set-webhook", "FLOWGATE_TELEGRAM_WEBHOOK_BASE", "", "channel telegram: point every bot's webhook at this public base URL + /webhooks/telegram/{bot} at start")
 	str(&retention, "retention", "FLOWGATE_RETENTION", "0", "delete finished runs and their messages after this long, e.g. 720h (0 keeps them)")
 	str(&maxBytes, "stream-max-bytes", "FLOWGATE_STREAM_MAX_BYTES", "0", "bytes per JetStream stream (0 = 1 GiB)")

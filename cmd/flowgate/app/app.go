@@ -54,6 +54,9 @@ type Config struct {
 	// TelegramWebhookBase, when set, makes the Telegram worker point every
 	// bot's webhook at TelegramWebhookBase/webhooks/telegram/{bot} at start.
 	TelegramWebhookBase string // FLOWGATE_TELEGRAM_WEBHOOK_BASE, `flowgate channel telegram --set-webhook URL`
+	// TelegramPoll makes the Telegram worker read every bot's updates with
+	// getUpdates long polling instead of a webhook (it deletes the webhook).
+	TelegramPoll bool // FLOWGATE_TELEGRAM_POLL, `flowgate channel telegram --poll`
 	// StreamMaxBytes bounds each JetStream stream.
 	StreamMaxBytes int64 // FLOWGATE_STREAM_MAX_BYTES
 	// NoDemo skips creating the demo bot in dev.
@@ -195,6 +198,9 @@ func RunChannel(ctx context.Context, cfg Config, name string, st store.Store, b 
 			r, err := channel.NewRunner(channel.RunnerConfig{}, s, b, st, p, log)
 			if err != nil {
 				return err
+			}
+			if tg, ok := s.(*telegram.Sender); ok && cfg.TelegramPoll {
+				return waitAll(ctx, r.Run, func(ctx context.Context) error { return pollTelegram(ctx, tg, st, b, log) })
 			}
 			return r.Run(ctx)
 		}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,9 +14,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
+	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
+	tgdouble "github.com/flowgate/flowgate/shared/providerdouble/telegram"
 	wadouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
 	"github.com/flowgate/flowgate/shared/store"
+	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
 
 const (
@@ -265,4 +270,71 @@ func TestWhatsAppDeliveryFailuresFailTheRun(t *testing.T) {
 		AddStatus(wadouble.FailedStatus(wamid, later, time.Now(), 131049, "Message not delivered", "ecosystem engagement")))
 	require.Eventually(t, func() bool { return contactRun(later).Status == store.RunFailed }, 10*time.Second, 20*time.Millisecond)
 	require.Contains(t, contactRun(later).Error, "131049")
+}
+
+// The Telegram worker's getUpdates alternative: updates are read by long
+// polling (the webhook is deleted first) and handled as the webhook does.
+func TestTelegramWorkerPollsUpdates(t *testing.T) {
+	tg := tgdouble.Start(t)
+	const token = "7012345678:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+	tg.AddBot(token)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	nats, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
+	require.NoError(t, err)
+	defer nats.Shutdown()
+	nc, err := nats.Connect()
+	require.NoError(t, err)
+	defer nc.Close()
+	b, err := bus.New(ctx, nc, bus.Config{Source: "/test"})
+	require.NoError(t, err)
+	st, err := sqlite.Open(ctx, t.TempDir())
+	require.NoError(t, err)
+	defer st.Close()
+	require.NoError(t, st.CreateBot(ctx, store.Bot{ID: "tgbot", Name: "tgbot", CreatedAt: time.Now().UTC(),
+		Channels: store.ChannelAccounts{Telegram: &store.TelegramAccount{BotToken: token, WebhookSecret: "s", APIBase: tg.URL}}}))
+	contact, _, err := st.UpsertContact(ctx, store.ContactUpsert{BotID: "tgbot", Channel: events.ChannelTelegram,
+		ExternalID: "555", NewID: "c555", Now: time.Now().UTC()})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		done <- app.RunChannel(ctx, app.Config{TelegramPoll: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+			events.ChannelTelegram, st, b)
+	}()
+
+	user := tgdouble.User{ID: 555, FirstName: "Ivan"}
+	tg.PushUpdate(token, tgdouble.TextUpdate(0, user, 1, "hello"))
+	cb := tg.PushUpdate(token, tgdouble.CallbackUpdate(0, user, 2, "opt_a"))
+	tg.PushUpdate(token, tgdouble.BlockedUpdate(0, user, 7012345678))
+	inbound := func() []events.Inbound {
+		s, err := b.JetStream().Stream(ctx, bus.StreamEvents)
+		require.NoError(t, err)
+		info, err := s.Info(ctx)
+		require.NoError(t, err)
+		var out []events.Inbound
+		for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+			m, err := s.GetMsg(ctx, seq)
+			if err != nil {
+				continue
+			}
+			var in events.Inbound
+			require.NoError(t, json.Unmarshal(m.Data, &in))
+			out = append(out, in)
+		}
+		return out
+	}
+	require.Eventually(t, func() bool { return len(inbound()) == 2 }, 10*time.Second, 20*time.Millisecond)
+	in := inbound()
+	require.Equal(t, "hello", in[0].Text)
+	require.Equal(t, "555", in[0].From)
+	require.Equal(t, "opt_a", in[1].ButtonID)
+	require.Eventually(t, func() bool {
+		return len(tg.AnsweredCallbacks(token)) == 1 && tg.AnsweredCallbacks(token)[0] == cb.CallbackQuery.ID
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool {
+		c, err := st.GetContact(ctx, "tgbot", contact.ID)
+		return err == nil && c.Unreachable
+	}, 10*time.Second, 20*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
 }
