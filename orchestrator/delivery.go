@@ -111,7 +111,9 @@ func (o *Orchestrator) deliveredMessage(ctx context.Context, d events.Delivery, 
 	case d.ProviderMessageID != "":
 		msg, err = o.store.FindMessageByProviderID(ctx, d.BotID, d.ProviderMessageID)
 		if errors.Is(err, store.ErrNotFound) {
-			if time.Since(m.Event.Time()) < providerIDGrace {
+			// Bounded by deliveries too, so that statuses of messages another
+			// system sent from the same number never reach the dead letters.
+			if time.Since(m.Event.Time()) < providerIDGrace && m.Delivered < 6 {
 				return store.Message{}, bus.RetryAfter(err, 5*time.Second)
 			}
 			return store.Message{}, nil // a message Flowgate did not send

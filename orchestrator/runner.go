@@ -134,6 +134,17 @@ func (o *Orchestrator) advanceFrom(ctx context.Context, run store.Run, contact s
 	if store.RunFinal(run.Status) {
 		return nil
 	}
+	if st.AwaitingWindow {
+		// The initial template waits for a reply: the flow has not started,
+		// so the interpreter has nothing to cancel (a newer trigger
+		// superseding this run) or expire.
+		switch e := ev.(type) {
+		case flow.Cancel:
+			return o.endRun(ctx, run, store.RunCancelled, e.Reason)
+		case flow.Expire:
+			return o.endRun(ctx, run, store.RunExpired, e.Reason)
+		}
+	}
 	def, _, err := o.definition(ctx, run.BotID, run.FlowID, run.FlowVersion)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {

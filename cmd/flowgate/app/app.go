@@ -186,6 +186,9 @@ func RunChannel(ctx context.Context, cfg Config, name string, st store.Store, b 
 			if name != events.ChannelSandbox {
 				pc, err := pacer.New(ctx, b.JetStream(), pacer.Config{Channel: name, Logger: log})
 				if err != nil {
+					if ctx.Err() != nil {
+						return nil // stopped while starting
+					}
 					return err
 				}
 				p = pc

@@ -265,6 +265,7 @@ func TestWhatsAppDeliveryFailuresFailTheRun(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond)
 	c.must("POST", "/v1/bots/shop/dispatch/PROMO", key, `{"from":"`+later+`"}`, 202)
 	require.Eventually(t, func() bool { return contactRun(later).Status == store.RunWaiting }, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return len(waAccepted(wa, later)) == 2 }, 10*time.Second, 20*time.Millisecond)
 	wamid := waAccepted(wa, later)[0].WAMID
 	waWebhook(t, c, "shop", wadouble.NewNotification(waPhoneID).
 		AddStatus(wadouble.FailedStatus(wamid, later, time.Now(), 131049, "Message not delivered", "ecosystem engagement")))
@@ -337,4 +338,41 @@ func TestTelegramWorkerPollsUpdates(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond)
 	cancel()
 	require.NoError(t, <-done)
+}
+
+// A run waiting for the WhatsApp window is cancelled, not failed, when a
+// newer trigger for the same contact supersedes it.
+func TestAwaitingWindowRunIsSuperseded(t *testing.T) {
+	wa := wadouble.New(wadouble.WithWindowEnforcement())
+	defer wa.Close()
+	d, c := startDev(t, t.TempDir(), nil)
+	defer func() { require.NoError(t, d.Stop()) }()
+	key := waBot(c, wa, "recruit")
+	c.must("PUT", "/v1/bots/recruit/flows/f", key, `{"steps":[{"id":"q","type":"ask","text":"Still looking?","attribute":"a"}]}`, 200)
+	post := func(path, body string, want int) map[string]any {
+		req, _ := http.NewRequest("POST", c.base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/vnd.api+json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.Equal(t, want, resp.StatusCode)
+		var out map[string]any
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+		return out["data"].(map[string]any)
+	}
+	thread := post("/public/v2/message-threads", `{"data":{"type":"messageThreads","attributes":{"channel":"whatsapp","identifier":"+31612345670"}}}`, 201)["id"].(string)
+	run := func() string {
+		return post("/public/v2/flow-runs", `{"data":{"type":"flowRuns","attributes":{"flowId":"f","messageThreadId":"`+thread+`",
+		  "initialMessage":{"type":"template","template":{"id":"invite","language":"en"}}}}}`, 202)["id"].(string)
+	}
+	first := run()
+	require.Eventually(t, func() bool { return runStatus(t, d, "recruit", first).Status == store.RunWaiting }, 10*time.Second, 20*time.Millisecond)
+	second := run()
+	require.Eventually(t, func() bool { return runStatus(t, d, "recruit", second).Status == store.RunWaiting }, 10*time.Second, 20*time.Millisecond)
+	r := runStatus(t, d, "recruit", first)
+	require.Equal(t, store.RunCancelled, r.Status, r.Error)
+	require.Contains(t, r.Error, "superseded")
+	require.Eventually(t, func() bool { return len(waAccepted(wa, "+31612345670")) == 2 }, 10*time.Second, 20*time.Millisecond)
+	require.Zero(t, wa.Stats().Rejected[131047])
 }

@@ -219,6 +219,9 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Pacer, error
 		Replicas: cfg.Replicas,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, fmt.Errorf("%w: pacer bucket %s: %v", bus.ErrUnavailable, cfg.Bucket, err)
 	}
 	return &Pacer{cfg: cfg, kv: kv, log: cfg.Logger.With("pacer", cfg.Channel), keys: map[string]*key{}}, nil
