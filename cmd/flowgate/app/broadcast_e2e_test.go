@@ -295,3 +295,93 @@ func TestContactsImportCommand(t *testing.T) {
 	err = app.ContactsCommand(context.Background(), []string{"import", csv, "--url", "http://" + d.Addr, "--bot", "acme", "--key", "wrong"}, io.Discard, io.Discard)
 	require.ErrorContains(t, err, "401")
 }
+
+// TestBroadcastFilterAndCancelAPI drives broadcasts through the HTTP API of
+// an in-process Flowgate: contacts imported as CSV, a filtered trigger
+// whose counters show the skips with reasons, and a cancel mid-broadcast.
+func TestBroadcastFilterAndCancelAPI(t *testing.T) {
+	d, c := startDev(t, t.TempDir(), nil)
+	defer func() { _ = d.Stop() }()
+	key := setupAcme(c)
+	const n = 20_000
+	var csv strings.Builder
+	csv.WriteString("channel,external_id,name,plan,city,opted_out\n")
+	want, mismatch, optedOut := 0, 0, 0
+	for i := range n {
+		plan, city, opted := []string{"Basic", "Premium"}[i%2], []string{"Lima", "Quito", "Lima"}[i%3], i%5 == 1
+		switch {
+		case plan != "Premium" || city != "Lima":
+			mismatch++ // the filter is applied first
+		case opted:
+			optedOut++
+		default:
+			want++
+		}
+		fmt.Fprintf(&csv, "sandbox,p%05d,P %d,%s,%s,%t\n", i, i, plan, city, opted)
+	}
+	code, b := c.call("POST", "/v1/bots/acme/contacts/import", key, `{"channel":"sandbox"}`) // application/json
+	require.Equal(t, 415, code, string(b))
+	req, err := http.NewRequest("POST", c.base+"/v1/bots/acme/contacts/import", strings.NewReader(csv.String()))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "text/csv")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode, string(b))
+
+	// A segment: only Premium contacts in Lima who did not opt out.
+	acc := c.must("POST", "/v1/bots/acme/triggers", key,
+		`{"flow":"welcome","channel":"sandbox","audience":{"filter":"plan == \"Premium\" && city == \"Lima\""},"data":{"referralCode":"SEG"}}`, 202)
+	id := acc["trigger_id"].(string)
+	var tr map[string]any
+	require.Eventually(t, func() bool {
+		code, b := c.call("GET", "/v1/bots/acme/triggers/"+id, key, "")
+		if code != 200 {
+			return false
+		}
+		var out struct{ Trigger map[string]any }
+		require.NoError(t, json.Unmarshal(b, &out))
+		tr = out.Trigger
+		return tr["status"] == "done"
+	}, 2*time.Minute, 50*time.Millisecond)
+	counters := tr["counters"].(map[string]any)
+	require.EqualValues(t, n, counters["targeted"])
+	require.EqualValues(t, want, counters["runs_created"])
+	require.EqualValues(t, n-want, counters["skipped"])
+	require.Equal(t, map[string]any{"filter_mismatch": float64(mismatch), "opted_out": float64(optedOut)}, counters["skip_reasons"])
+	// p00000 is Basic; p00003 is Premium in Lima (i%6 == 3), and i%5 != 1.
+	require.Empty(t, c.sandbox("acme", key, "p00000"))
+	require.Eventually(t, func() bool { return len(c.sandbox("acme", key, "p00003")) == 3 }, 30*time.Second, 50*time.Millisecond)
+	require.Equal(t, "Referral code: SEG", c.sandbox("acme", key, "p00003")[2].Text)
+
+	// Everyone, cancelled as soon as the orchestrator has taken it.
+	acc = c.must("POST", "/v1/bots/acme/triggers", key, `{"flow":"welcome","channel":"sandbox","audience":{"everyone":true}}`, 202)
+	id = acc["trigger_id"].(string)
+	require.Eventually(t, func() bool {
+		code, _ := c.call("GET", "/v1/bots/acme/triggers/"+id, key, "")
+		return code == 200
+	}, 30*time.Second, 5*time.Millisecond)
+	cancel := c.must("POST", "/v1/bots/acme/triggers/"+id+"/cancel", key, "", 200)
+	require.Equal(t, "cancelled", cancel["trigger"].(map[string]any)["status"])
+	runsOf := func() int {
+		var count int
+		cursor := ""
+		for {
+			page := c.must("GET", "/v1/bots/acme/runs?limit=1000&trigger="+id+"&cursor="+cursor, key, "", 200)
+			count += len(page["runs"].([]any))
+			next, _ := page["next_cursor"].(string)
+			if next == "" {
+				return count
+			}
+			cursor = next
+		}
+	}
+	time.Sleep(2 * time.Second) // the batch under way finishes; no new one starts
+	stopped := runsOf()
+	time.Sleep(time.Second)
+	require.Equal(t, stopped, runsOf(), "the fan-out stopped")
+	require.Less(t, stopped, n-n/5, "a cancelled broadcast does not reach everyone")
+	t.Logf("cancelled after %d runs", stopped)
+}
