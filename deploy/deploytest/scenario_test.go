@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	whatsappdouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
 )
 
 // apiClient calls the ingress's API.
@@ -80,11 +82,14 @@ type scenario struct {
 	key                               string
 	welcome, lookup, register, broken int
 	unauthorized, rejected            int
+	// WhatsApp: templates sent through the double, and runs whose bot's
+	// token the double refuses (error 190).
+	waSent, waRevoked int
 }
 
 // runScenario creates a bot, its flows and events, and drives traffic and
 // failures through the ingress.
-func runScenario(t *testing.T, api apiClient, providerURL, hookURL, natsURL string) scenario {
+func runScenario(t *testing.T, api apiClient, providerURL, hookURL, waBase, natsURL string) scenario {
 	t.Helper()
 	var sc scenario
 	// Admin: wrong keys first.
@@ -178,6 +183,68 @@ func runScenario(t *testing.T, api apiClient, providerURL, hookURL, natsURL stri
 			t.Errorf("dispatch with a malformed body: %d, want 400", code)
 		}
 		sc.rejected++
+	}
+
+	// WhatsApp through the provider double: one bot with a valid token, one
+	// whose token the double refuses (error 190, an authentication failure).
+	// Templates may be sent outside the 24-hour window.
+	for _, b := range []struct {
+		id, token string
+		n         int
+	}{{"wa", waGoodToken, 40}, {"wabad", "revoked-token-0123456789", 3}} {
+		var created struct {
+			APIKey string `json:"api_key"`
+		}
+		out := api.must(http.StatusCreated, http.MethodPost, "/v1/bots", adminKey, map[string]any{"id": b.id, "name": b.id,
+			"channels": map[string]any{"default_channel": "whatsapp", "whatsapp": map[string]any{
+				"phone_number_id": waPhoneID, "access_token": b.token, "app_secret": "wa-app-secret-0123456789",
+				"verify_token": "wa-verify-token", "api_base": waBase}}})
+		if err := json.Unmarshal(out, &created); err != nil || created.APIKey == "" {
+			t.Fatalf("create bot %s: %s", b.id, out)
+		}
+		flow := map[string]any{"steps": []any{map[string]any{"id": "promo", "type": "template", "template": "promo", "language": "en_US"}}}
+		for _, put := range []struct {
+			path string
+			body any
+		}{{"/v1/bots/" + b.id + "/flows/promo", flow}, {"/v1/bots/" + b.id + "/events/PROMO", map[string]any{"flow": "promo"}}} {
+			if code, out := api.do(http.MethodPut, put.path, created.APIKey, put.body); code != http.StatusOK && code != http.StatusCreated {
+				t.Fatalf("PUT %s: %d %s", put.path, code, out)
+			}
+		}
+		for i := 0; i < b.n; i++ {
+			path := "/v1/bots/" + b.id + "/dispatch/PROMO"
+			if code, out := api.do(http.MethodPost, path, created.APIKey, map[string]any{"from": fmt.Sprintf("+49151234%05d", i)}); code != http.StatusAccepted {
+				t.Fatalf("POST %s: %d %s", path, code, out)
+			}
+		}
+		if b.id == "wa" {
+			sc.waSent = b.n
+		} else {
+			sc.waRevoked = b.n
+		}
+	}
+
+	// A WhatsApp user replies: a signed webhook, as Meta sends it; and a
+	// forged one (wrong signature) that must be refused.
+	note := whatsappdouble.NewNotification(waPhoneID).
+		AddMessage("Ana", whatsappdouble.TextMessage("+4915123400000", whatsappdouble.MessageID(), "hello", time.Now()))
+	hook, sig := whatsappdouble.SignedWebhook("wa-app-secret-0123456789", note)
+	for _, sg := range []struct {
+		sig  string
+		want int
+	}{{sig, http.StatusOK}, {"sha256=" + strings.Repeat("0", 64), http.StatusUnauthorized}} {
+		req, _ := http.NewRequest(http.MethodPost, api.base+"/webhooks/whatsapp/wa", bytes.NewReader(hook))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Hub-Signature-256", sg.sig)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != sg.want && !(sg.want == http.StatusUnauthorized && resp.StatusCode == http.StatusForbidden) {
+			t.Errorf("WhatsApp webhook with signature %.12s…: %d %s, want %d", sg.sig, resp.StatusCode, b, sg.want)
+		}
 	}
 
 	// The askers reply once their question has arrived.
