@@ -46,11 +46,13 @@ func main() {
 	flag.IntVar(&o.maxRequests, "max", 100000, "request cap of each load phase")
 	flag.Float64Var(&o.e2eRate, "e2e-rate", 100, "arrival rate (per second) of the end-to-end latency phase")
 	flag.IntVar(&o.broadcast, "broadcast", 5000, "audience size of the broadcast phase")
+	flag.IntVar(&o.waFast, "wa-fast", 3000, "WhatsApp messages of the unpaced account (worker throughput)")
+	flag.IntVar(&o.waPaced, "wa-paced", 1000, "WhatsApp messages of the account paced at 200/s")
 	quick := flag.Bool("quick", false, "short phases (a smoke run; not for the report)")
 	flag.BoolVar(&o.noDoc, "no-doc", false, "print the report; do not touch docs/")
 	flag.Parse()
 	if *quick {
-		o.phase, o.maxRequests, o.broadcast = 3*time.Second, 20000, 500
+		o.phase, o.maxRequests, o.broadcast, o.waFast, o.waPaced = 3*time.Second, 20000, 500, 500, 400
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -76,6 +78,8 @@ type options struct {
 	maxRequests int
 	e2eRate     float64
 	broadcast   int
+	waFast      int
+	waPaced     int
 	noDoc       bool
 }
 

@@ -100,7 +100,18 @@ func writeReport(rep *report, o options) error {
 	}
 	fmt.Fprintf(&b, "| %s | %d measured, p50 %s ms, p90 %s ms, p99 %s ms, max %s ms%s |\n", e.name, e.okCount(), ms(e.pct(0.5)), ms(e.pct(0.9)), ms(e.pct(0.99)), ms(e.pct(1)), note)
 	fmt.Fprintf(&b, "| broadcast fan-out (native trigger API, one audience) | %s |\n", rep.broadcast)
-	fmt.Fprintln(&b, "| provider channel throughput (WhatsApp/Telegram/RCS workers against their doubles) | not measured: this suite drives the sandbox channel only |")
+	w := rep.whatsapp
+	if w.note != "" {
+		fmt.Fprintf(&b, "| WhatsApp worker against the Cloud API double | %s |\n", w.note)
+	}
+	if w.fastRate > 0 {
+		fmt.Fprintf(&b, "| WhatsApp worker drain, one account with no effective limit (%d messages queued before the worker started) | %.0f messages/s accepted by the double |\n", w.fastN, w.fastRate)
+	}
+	if w.pacedRate > 0 {
+		fmt.Fprintf(&b, "| WhatsApp pacing in the worker, one account configured at %.0f/s (%d messages, same time) | %.1f/s achieved (%.3f of configured), at most %d in any one second |\n",
+			w.pacedConfigured, w.pacedN, w.pacedRate, w.pacedRate/w.pacedConfigured, w.pacedMaxWindow)
+	}
+	fmt.Fprintln(&b, "| Telegram and RCS workers | not measured by this suite |")
 	fmt.Fprintln(&b)
 	fmt.Fprintln(&b, "### Pacer accuracy (two replicas, one account, 8 senders each, shared state in NATS KV, default headroom 2% and burst 100 ms)")
 	fmt.Fprintln(&b)

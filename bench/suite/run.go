@@ -33,6 +33,7 @@ type report struct {
 	pipelineRate               float64
 	pipelineNote               string
 	broadcast                  string
+	whatsapp                   channelResult
 	pacers                     []pacerResult
 	machine                    []string
 	syncSetting                string
@@ -255,6 +256,16 @@ func run(ctx context.Context, o options) error {
 	}
 
 	rep.broadcast = broadcast(ctx, api, key, o.broadcast)
+
+	log.Printf("whatsapp worker against the Cloud API double")
+	waAddr, _ := freeAddr()
+	rep.whatsapp = whatsappPhase(ctx, api, natsURL, func() (*proc, error) {
+		p, err := start(tmp, "channel-whatsapp", append(env, "FLOWGATE_METRICS_ADDR="+waAddr), flowgate, "channel", "whatsapp")
+		if err != nil {
+			return nil, err
+		}
+		return p, waitOK(ctx, "http://"+waAddr+"/readyz", 30*time.Second, p)
+	}, o.waFast, o.waPaced, 200)
 
 	log.Printf("pacer accuracy")
 	for _, rate := range []float64{80, 1000} {
