@@ -200,7 +200,7 @@ func chart(rep *report, path string) error {
 		{"ingress accept p99", rep.ingress, 0.99, color.RGBA{R: 31, G: 119, B: 180, A: 255}, true},
 		{"trigger → sandbox p50", rep.e2e, 0.5, color.RGBA{R: 214, G: 39, B: 40, A: 255}, false},
 		{"trigger → sandbox p99", rep.e2e, 0.99, color.RGBA{R: 214, G: 39, B: 40, A: 255}, true},
-		{"raw JetStream publish p50", rep.rawAlways, 0.5, color.RGBA{R: 44, G: 160, B: 44, A: 255}, false},
+		{"raw JetStream publish p50 (sync always)", rep.rawAlways, 0.5, color.RGBA{R: 44, G: 160, B: 44, A: 255}, false},
 	}
 	for _, l := range lines {
 		xy := series(l.r, 250*time.Millisecond, l.q)
