@@ -48,6 +48,7 @@ var (
 	parallel = flag.Int("parallel", 256, "runs of a batch started at once")
 	keep     = flag.String("dir", "", "data directory (default: a temporary one, removed at the end)")
 	prof     = flag.String("cpuprofile", "", "write a CPU profile of the fan-out phase")
+	memProf  = flag.String("memprofile", "", "write a heap profile at the end of the fan-out")
 	phase    = flag.String("only", "", "run only this phase's measurement: import or fanout (fanout still imports, unmeasured)")
 )
 
@@ -208,6 +209,16 @@ func run() error {
 		}
 	}
 	took = time.Since(start)
+	if *memProf != "" {
+		f, err := os.Create(*memProf)
+		if err != nil {
+			return err
+		}
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			return err
+		}
+		f.Close()
+	}
 	stream, err := b.JetStream().Stream(ctx, bus.StreamOutbound)
 	if err != nil {
 		return err
