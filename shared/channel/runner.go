@@ -37,6 +37,11 @@ type Pacer interface {
 	Throttled(account string, retryAfter time.Duration)
 }
 
+// progressEvery is how often a long bundle tells JetStream it is still
+// being worked on; a per-message InProgress would be one more NATS message
+// per send.
+const progressEvery = 5 * time.Second
+
 // MessagePacer is an optional extension of Pacer. When the runner's pacer
 // implements it, the runner calls WaitMessage instead of Wait, so that the
 // pacer can apply the bot's own rate for the account and pace per
@@ -147,6 +152,10 @@ func (r *Runner) Handle(ctx context.Context, m bus.Message) error {
 		r.failRest(ctx, out, 0, err)
 		return bus.Permanent(err)
 	}
+	// The bundle was (re)delivered just now: AckWait (60 s) runs from here.
+	// A send takes at most the pacer's MaxWait (20 s) plus the provider
+	// timeout (30 s), so progress reported every 5 s keeps the bundle.
+	progressAt := time.Now()
 	for i, msg := range out.Messages {
 		rec, err := r.store.GetMessage(ctx, out.BotID, msg.ID)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -165,7 +174,10 @@ func (r *Runner) Handle(ctx context.Context, m bus.Message) error {
 		if err := r.pace(ctx, bot, account, out); err != nil {
 			return err
 		}
-		m.InProgress()
+		if time.Since(progressAt) > progressEvery {
+			m.InProgress() // this bundle is taking a while: keep it
+			progressAt = time.Now()
+		}
 		start := time.Now()
 		res, err := r.sender.Send(ctx, bot, out, msg)
 		providerSeconds.WithLabelValues(r.sender.Channel()).Observe(time.Since(start).Seconds())
