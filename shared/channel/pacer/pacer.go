@@ -66,9 +66,9 @@ type Config struct {
 	// strict one-second windows at their end, after network jitter.
 	RecipientMargin time.Duration
 	// Burst is the send time a key may catch up on after a pause (default
-	// 100 ms, i.e. 8 messages at 80/s): a replica starved of CPU for a
-	// moment makes up for it instead of losing that time; the provider sees
-	// at most this much ahead of the rate (negative means none).
+	// 20 ms, the headroom's worth of one second: any one-second window then
+	// stays within the rate). A replica starved of CPU for a moment makes
+	// up for that much instead of losing it. Negative means none.
 	Burst time.Duration
 	// Lease is how much send time a replica reserves at once (default 50 ms).
 	// Longer leases mean fewer KV writes; shorter ones waste less when a
@@ -112,7 +112,7 @@ func (c *Config) setDefaults() {
 		c.RecipientMargin = 0
 	}
 	if c.Burst == 0 {
-		c.Burst = 100 * time.Millisecond
+		c.Burst = 20 * time.Millisecond
 	}
 	if c.Burst < 0 {
 		c.Burst = 0
