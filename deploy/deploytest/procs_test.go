@@ -36,9 +36,11 @@ func buildBinaries(t *testing.T, root, dir string) (flowgate, natsServer string)
 	flowgate, natsServer = filepath.Join(dir, "flowgate"), filepath.Join(dir, "nats-server")
 	for _, b := range [][2]string{{flowgate, "./cmd/flowgate"}, {natsServer, "github.com/nats-io/nats-server/v2"}} {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		cmd := exec.CommandContext(ctx, gobin, "build", "-o", b[0], b[1])
+		// The Dockerfile's flags: the compiled packages are shared with
+		// TestDockerBuildContext through the build cache.
+		cmd := exec.CommandContext(ctx, gobin, "build", "-trimpath", "-ldflags=-s -w", "-o", b[0], b[1])
 		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
 		out, err := cmd.CombinedOutput()
 		cancel()
 		if err != nil {
