@@ -23,6 +23,10 @@ var (
 		Name: "flowgate_pacer_late_slots_total",
 		Help: "Send slots given up because the sender woke too late to use them without a burst, by channel.",
 	}, []string{"channel"})
+	bucketsRecreated = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_pacer_bucket_recreated_total",
+		Help: "Times the pacing KV bucket was found gone (a NATS restart) and recreated, by channel.",
+	}, []string{"channel"})
 	casConflicts = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "flowgate_pacer_lease_conflicts_total",
 		Help: "Slot leases retried because another replica leased first, by channel.",

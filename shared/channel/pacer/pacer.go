@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowgate/flowgate/shared/bus"
@@ -188,9 +189,13 @@ func AccountRate(bot store.Bot, channel string) float64 {
 // Pacer paces one channel's sends. It implements channel.Pacer and
 // channel.MessagePacer and is safe for concurrent use.
 type Pacer struct {
-	cfg Config
-	kv  jetstream.KeyValue
-	log *slog.Logger
+	cfg   Config
+	js    jetstream.JetStream
+	kvCfg jetstream.KeyValueConfig
+	log   *slog.Logger
+
+	kvMu sync.RWMutex
+	kv   jetstream.KeyValue
 
 	mu   sync.Mutex
 	keys map[string]*key
@@ -208,23 +213,65 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Pacer, error
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      cfg.Bucket,
-		Description: "send pacing state (GCRA) per sender account and recipient",
-		History:     1,
-		// An idle key's state is worthless after a while: its TAT is in the
-		// past and a throttle has long recovered.
-		TTL:      time.Hour,
-		Storage:  jetstream.MemoryStorage,
-		Replicas: cfg.Replicas,
-	})
+	p := &Pacer{cfg: cfg, js: js, log: cfg.Logger.With("pacer", cfg.Channel), keys: map[string]*key{},
+		kvCfg: jetstream.KeyValueConfig{
+			Bucket:      cfg.Bucket,
+			Description: "send pacing state (GCRA) per sender account and recipient",
+			History:     1,
+			// An idle key's state is worthless after a while: its TAT is in
+			// the past and a throttle has long recovered.
+			TTL:      time.Hour,
+			Storage:  jetstream.MemoryStorage,
+			Replicas: cfg.Replicas,
+		}}
+	if err := p.createBucket(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// createBucket creates the KV bucket, or binds to it if it exists. It runs
+// at start and again when the bucket is gone: its storage is memory, so a
+// restarted NATS server comes back without it.
+func (p *Pacer) createBucket(ctx context.Context) error {
+	kv, err := p.js.CreateOrUpdateKeyValue(ctx, p.kvCfg)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
-		return nil, fmt.Errorf("%w: pacer bucket %s: %v", bus.ErrUnavailable, cfg.Bucket, err)
+		return fmt.Errorf("%w: pacer bucket %s: %v", bus.ErrUnavailable, p.kvCfg.Bucket, err)
 	}
-	return &Pacer{cfg: cfg, kv: kv, log: cfg.Logger.With("pacer", cfg.Channel), keys: map[string]*key{}}, nil
+	p.kvMu.Lock()
+	p.kv = kv
+	p.kvMu.Unlock()
+	return nil
+}
+
+func (p *Pacer) bucket() jetstream.KeyValue {
+	p.kvMu.RLock()
+	defer p.kvMu.RUnlock()
+	return p.kv
+}
+
+// bucketGone reports errors meaning the KV bucket no longer exists.
+func bucketGone(err error) bool {
+	return errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+// recreateIfGone recreates a vanished bucket; it reports whether the caller
+// should retry.
+func (p *Pacer) recreateIfGone(ctx context.Context, err error) bool {
+	if !bucketGone(err) || ctx.Err() != nil {
+		return false
+	}
+	if cerr := p.createBucket(ctx); cerr != nil {
+		p.log.Warn("pacer: recreating the KV bucket failed", "err", cerr)
+		return false
+	}
+	p.log.Warn("pacer: KV bucket was gone (NATS restarted?); recreated it, pacing state starts afresh")
+	bucketsRecreated.WithLabelValues(p.cfg.Channel).Inc()
+	return true
 }
 
 // key is the local side of one paced key: the slots this replica leased
@@ -496,6 +543,7 @@ func (p *Pacer) reserve(ctx context.Context, k *key, rate float64) error {
 // update applies change to k's entry with compare-and-set, retrying on
 // conflicts with other replicas. k.mu is held by the caller.
 func (p *Pacer) update(ctx context.Context, k *key, change func(st *state, now time.Time) bool) error {
+	recovered := false
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 || !k.known {
 			if err := p.load(ctx, k); err != nil {
@@ -512,15 +560,19 @@ func (p *Pacer) update(ctx context.Context, k *key, change func(st *state, now t
 		}
 		var rev uint64
 		if k.rev == 0 {
-			rev, err = p.kv.Create(ctx, k.name, raw)
+			rev, err = p.bucket().Create(ctx, k.name, raw)
 		} else {
-			rev, err = p.kv.Update(ctx, k.name, raw, k.rev)
+			rev, err = p.bucket().Update(ctx, k.name, raw, k.rev)
 		}
 		if err == nil {
 			k.st, k.rev, k.known = st, rev, true
 			return nil
 		}
 		conflict := errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+		if !conflict && !recovered && p.recreateIfGone(ctx, err) {
+			recovered, k.known = true, false
+			continue
+		}
 		if !conflict || attempt >= 100 {
 			k.known = false
 			return unavailable(ctx, err)
@@ -530,7 +582,10 @@ func (p *Pacer) update(ctx context.Context, k *key, change func(st *state, now t
 }
 
 func (p *Pacer) load(ctx context.Context, k *key) error {
-	e, err := p.kv.Get(ctx, k.name)
+	e, err := p.bucket().Get(ctx, k.name)
+	if err != nil && p.recreateIfGone(ctx, err) {
+		e, err = p.bucket().Get(ctx, k.name)
+	}
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
 		k.st, k.rev, k.known = state{}, 0, true

@@ -3,11 +3,13 @@ package pacer_test
 import (
 	"context"
 	"errors"
+	"net"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
@@ -238,4 +240,37 @@ func TestConfigValidation(t *testing.T) {
 	r, per := pacer.DefaultRates(events.ChannelTelegram)
 	require.Equal(t, 30.0, r)
 	require.Equal(t, 1.0, per)
+}
+
+// The bucket is in memory: a restarted NATS server comes back without it.
+// The pacer recreates it and goes on.
+func TestNATSRestartRecreatesTheBucket(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	dir := t.TempDir()
+	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: dir, Listen: addr})
+	require.NoError(t, err)
+	nc, err := nats.Connect("nats://"+addr, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	p := newPacer(t, js, pacer.Config{Channel: events.ChannelWhatsApp})
+	ctx := context.Background()
+	require.NoError(t, p.Wait(ctx, "1"))
+
+	e.Shutdown()
+	e, err = bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: dir, Listen: addr})
+	require.NoError(t, err)
+	defer e.Shutdown()
+	require.Eventually(t, nc.IsConnected, 10*time.Second, 20*time.Millisecond)
+	for i := range 20 { // well past one lease: every slot comes from the new bucket
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		require.NoError(t, p.Wait(wctx, "1"), "wait %d", i)
+		cancel()
+	}
+	_, err = js.KeyValue(ctx, pacer.DefaultBucket)
+	require.NoError(t, err, "the bucket exists again")
 }
