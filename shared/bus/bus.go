@@ -21,11 +21,12 @@ var ErrUnavailable = errors.New("bus: unavailable")
 
 // Bus is a connection to JetStream with Flowgate's topology in place.
 type Bus struct {
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	log    *slog.Logger
-	source string
-	ownsNC bool
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	log     *slog.Logger
+	source  string
+	timeout time.Duration
+	ownsNC  bool
 }
 
 // Config configures a Bus.
@@ -72,11 +73,11 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Bus, error) {
 	if timeout == 0 {
 		timeout = 5 * time.Second
 	}
-	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(timeout))
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(timeout), jetstream.WithPublishAsyncMaxPending(16384))
 	if err != nil {
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
-	b := &Bus{nc: nc, js: js, log: cfg.Logger, source: cfg.Source}
+	b := &Bus{nc: nc, js: js, log: cfg.Logger, source: cfg.Source, timeout: timeout}
 	if err := b.ensure(ctx, cfg.Limits); err != nil {
 		return nil, err
 	}
