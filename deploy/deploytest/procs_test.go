@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -77,9 +78,32 @@ func startProc(t *testing.T, logDir, name string, env []string, bin string, args
 	}
 	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan error, 1)}
 	go func() { p.done <- cmd.Wait(); f.Close() }()
-	t.Cleanup(func() { p.stop() })
+	procsMu.Lock()
+	if _, ok := testProcs[t]; !ok {
+		// One cleanup stops every process of the test at once: graceful
+		// drains run in parallel instead of one after the other.
+		t.Cleanup(func() {
+			procsMu.Lock()
+			ps := testProcs[t]
+			delete(testProcs, t)
+			procsMu.Unlock()
+			var wg sync.WaitGroup
+			for _, p := range ps {
+				wg.Add(1)
+				go func() { defer wg.Done(); p.stop() }()
+			}
+			wg.Wait()
+		})
+	}
+	testProcs[t] = append(testProcs[t], p)
+	procsMu.Unlock()
 	return p
 }
+
+var (
+	procsMu   sync.Mutex
+	testProcs = map[*testing.T][]*proc{}
+)
 
 // stop ends the process gracefully (SIGTERM), then by force after 15 s.
 func (p *proc) stop() {

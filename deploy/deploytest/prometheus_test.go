@@ -87,14 +87,16 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	}
 	ingress := startProc(t, tmp, "ingress", append(env, "FLOWGATE_HTTP_ADDR="+ingressAddr), flowgate, "ingress")
 	waitHTTP(t, "http://"+ingressAddr+"/readyz", 30*time.Second, ingress)
+	// One at a time: the processes share the SQLite data directory, and
+	// concurrent schema set-up at start can meet SQLITE_BUSY.
 	orch := startProc(t, tmp, "orchestrator", append(env, "FLOWGATE_METRICS_ADDR="+orchAddr), flowgate, "orchestrator")
+	waitHTTP(t, "http://"+orchAddr+"/readyz", 30*time.Second, orch)
 	sandbox := startProc(t, tmp, "channel-sandbox", append(env, "FLOWGATE_METRICS_ADDR="+chanAddr), flowgate, "channel", "sandbox")
+	waitHTTP(t, "http://"+chanAddr+"/readyz", 30*time.Second, sandbox)
 	waAddr := freePort(t)
 	wa := startProc(t, tmp, "channel-whatsapp", append(env, "FLOWGATE_METRICS_ADDR="+waAddr), flowgate, "channel", "whatsapp")
-	services := []*proc{ingress, orch, sandbox, wa}
-	waitHTTP(t, "http://"+orchAddr+"/readyz", 30*time.Second, orch)
-	waitHTTP(t, "http://"+chanAddr+"/readyz", 30*time.Second, sandbox)
 	waitHTTP(t, "http://"+waAddr+"/readyz", 30*time.Second, wa)
+	services := []*proc{ingress, orch, sandbox, wa}
 	targets := map[string][]string{"ingress": {ingressAddr}, "orchestrator": {orchAddr}, "channel": {chanAddr, waAddr}}
 	// The WhatsApp Cloud API double: it knows the "wa" bot's token, allows
 	// 20 requests/s per number (the worker's pacer starts at 80/s, so the
