@@ -173,23 +173,23 @@ func run(ctx context.Context, o options) error {
 	if err := waitOK(ctx, "http://"+ingressAddr+"/readyz", 30*time.Second, ing); err != nil {
 		return err
 	}
+	// One at a time: the processes share the SQLite data directory, and
+	// concurrent schema set-up at start can meet SQLITE_BUSY.
 	orch, err := start(tmp, "orchestrator", append(env, "FLOWGATE_METRICS_ADDR="+orchAddr), flowgate, "orchestrator")
 	if err != nil {
 		return err
 	}
 	procs = append(procs, orch)
+	if err := waitOK(ctx, "http://"+orchAddr+"/readyz", 30*time.Second, orch); err != nil {
+		return err
+	}
 	ch, err := start(tmp, "channel-sandbox", append(env, "FLOWGATE_METRICS_ADDR="+chanAddr), flowgate, "channel", "sandbox")
 	if err != nil {
 		return err
 	}
 	procs = append(procs, ch)
-	for _, w := range []struct {
-		addr string
-		p    *proc
-	}{{orchAddr, orch}, {chanAddr, ch}} {
-		if err := waitOK(ctx, "http://"+w.addr+"/readyz", 30*time.Second, w.p); err != nil {
-			return err
-		}
+	if err := waitOK(ctx, "http://"+chanAddr+"/readyz", 30*time.Second, ch); err != nil {
+		return err
 	}
 	api := "http://" + ingressAddr
 	key, err := setupBot(api)
