@@ -35,11 +35,15 @@ func (o *Orchestrator) handleDelivery(ctx context.Context, m bus.Message) error 
 		return err
 	}
 	prev := msg.Status
-	if err := o.store.UpdateMessageStatus(ctx, d.BotID, msg.ID, d.Status, d.ProviderMessageID, d.Reason, at); err != nil {
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-			return nil
+	// The channel worker records "sent" itself before reporting it: write
+	// only what moves the message forward.
+	if store.MessageStatusAdvances(prev, d.Status) || (d.ProviderMessageID != "" && msg.ProviderMessageID == "") {
+		if err := o.store.UpdateMessageStatus(ctx, d.BotID, msg.ID, d.Status, d.ProviderMessageID, d.Reason, at); err != nil {
+			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+				return nil
+			}
+			return err
 		}
-		return err
 	}
 	deliveries.WithLabelValues(d.Channel, d.Status).Inc()
 	if err := o.countDelivery(ctx, d, msg, prev); err != nil {
