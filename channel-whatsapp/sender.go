@@ -82,6 +82,10 @@ func account(bot store.Bot) (*store.WhatsAppAccount, error) {
 	return a, nil
 }
 
+// DefaultTemplateLanguage is the language of templates that name none,
+// unless the account sets TemplateLanguage.
+const DefaultTemplateLanguage = "en"
+
 // Send sends msg, one message of out, to out.To.
 //
 // A free-form message (anything but a template) to a contact whose last
@@ -97,6 +101,16 @@ func (s *Sender) Send(ctx context.Context, bot store.Bot, out events.Outbound, m
 	content, err := s.windowContent(out, msg)
 	if err != nil {
 		return channel.Result{}, err
+	}
+	if t := content.Template; content.Type == events.ContentTemplate && t != nil && t.Language == "" {
+		// Recrubo's initialMessage names a template by id with no language:
+		// use the number's default.
+		tc := *t
+		tc.Language = a.TemplateLanguage
+		if tc.Language == "" {
+			tc.Language = DefaultTemplateLanguage
+		}
+		content.Template = &tc
 	}
 	body, err := BuildPayload(out.To, content)
 	if err != nil {

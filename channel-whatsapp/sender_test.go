@@ -230,7 +230,6 @@ func TestLimitsRefusedBeforeAnyRequest(t *testing.T) {
 		"text 4097":           {Type: events.ContentText, Text: strings.Repeat("x", 4097)},
 		"image without url":   {Type: events.ContentImage},
 		"template nil":        {Type: events.ContentTemplate},
-		"template no lang":    {Type: events.ContentTemplate, Template: &events.Template{Name: "welcome"}},
 		"flow nil":            {Type: events.ContentWhatsAppFlow, Text: "x"},
 		"flow id and name":    {Type: events.ContentWhatsAppFlow, Text: "x", Flow: &events.InteractiveFlow{FlowID: "1", FlowName: "n", CTA: "Go"}},
 		"flow neither":        {Type: events.ContentWhatsAppFlow, Text: "x", Flow: &events.InteractiveFlow{CTA: "Go"}},
@@ -639,4 +638,26 @@ func TestCancelledContextIsNotPermanent(t *testing.T) {
 	_, err := s.Send(ctx, testBot(whatsappdouble.DefaultToken), out, out.Messages[0])
 	require.ErrorIs(t, err, context.Canceled)
 	require.False(t, channel.IsPermanent(err))
+}
+
+// TestTemplateWithoutLanguageUsesDefault: Recrubo's initialMessage names a
+// template by id only; the number's TemplateLanguage, else "en", is sent.
+func TestTemplateWithoutLanguageUsesDefault(t *testing.T) {
+	d, s := setup(t)
+	tpl := events.Content{Type: events.ContentTemplate, Template: &events.Template{Name: "invite"}}
+	out := bundle(nil, nil, tpl)
+	_, err := s.Send(context.Background(), testBot(whatsappdouble.DefaultToken), out, out.Messages[0])
+	require.NoError(t, err)
+	bot := testBot(whatsappdouble.DefaultToken)
+	bot.Channels.WhatsApp.TemplateLanguage = "pt_BR"
+	_, err = s.Send(context.Background(), bot, out, out.Messages[0])
+	require.NoError(t, err)
+	acc := d.Accepted()
+	require.Len(t, acc, 2)
+	lang := func(i int) string {
+		return acc[i].Map()["template"].(map[string]any)["language"].(map[string]any)["code"].(string)
+	}
+	require.Equal(t, "en", lang(0))
+	require.Equal(t, "pt_BR", lang(1))
+	require.Empty(t, tpl.Template.Language, "the caller's content is not modified")
 }

@@ -62,12 +62,15 @@ type ChannelAccounts struct {
 
 // WhatsAppAccount is a WhatsApp Cloud API business number.
 type WhatsAppAccount struct {
-	PhoneNumberID string  `json:"phone_number_id"`
-	AccessToken   string  `json:"access_token"`
-	AppSecret     string  `json:"app_secret"`
-	VerifyToken   string  `json:"verify_token"`
-	APIBase       string  `json:"api_base,omitempty"` // default https://graph.facebook.com/v21.0
-	RatePerSecond float64 `json:"rate_per_second,omitempty"`
+	PhoneNumberID string `json:"phone_number_id"`
+	AccessToken   string `json:"access_token"`
+	AppSecret     string `json:"app_secret"`
+	VerifyToken   string `json:"verify_token"`
+	// TemplateLanguage is the language of templates sent without one
+	// (Recrubo's initialMessage); default "en".
+	TemplateLanguage string  `json:"template_language,omitempty"`
+	APIBase          string  `json:"api_base,omitempty"` // default https://graph.facebook.com/v21.0
+	RatePerSecond    float64 `json:"rate_per_second,omitempty"`
 }
 
 // TelegramAccount is a Telegram bot.

@@ -106,12 +106,13 @@ func TestRecruboOutsideWindowOverWhatsApp(t *testing.T) {
 		return out
 	}
 	thread := jsonapi("POST", "/public/v2/message-threads",
-		`{"data": {"type": "messageThreads", "attributes": {"channel": "whatsapp", "identifier": "+31612345678"}}}`, 201)
+		`{"data": {"type": "messageThreads", "attributes": {"channel": "whatsapp", "identifier": "31612345678"}}}`, 201)
 	threadID := thread["data"].(map[string]any)["id"].(string)
-	// The seed's document, plus the template language the Cloud API requires.
+	// The seed's document as written: the template names no language, so
+	// the number's default ("en") is used.
 	run := jsonapi("POST", "/public/v2/flow-runs", `{"data": {"type": "flowRuns", "attributes": {
 	  "flowId": "eb3c92e9-2548-4e4c-95d5-adfb94270c3f", "messageThreadId": "`+threadID+`", "state": {},
-	  "initialMessage": {"type": "template", "template": {"id": "candidate_invite", "language": "en",
+	  "initialMessage": {"type": "template", "template": {"id": "candidate_invite",
 	    "components": [{"type": "body", "parameters": [{"type": "text", "text": "John"}]}]}}}}}`, 202)
 	id := run["data"].(map[string]any)["id"].(string)
 
@@ -121,6 +122,7 @@ func TestRecruboOutsideWindowOverWhatsApp(t *testing.T) {
 	require.Equal(t, "template", first.Type)
 	tpl := first.Map()["template"].(map[string]any)
 	require.Equal(t, "candidate_invite", tpl["name"])
+	require.Equal(t, "en", tpl["language"].(map[string]any)["code"])
 	require.Equal(t, "John", tpl["components"].([]any)[0].(map[string]any)["parameters"].([]any)[0].(map[string]any)["text"])
 	require.Eventually(t, func() bool { return runStatus(t, d, "recruit", id).Status == store.RunWaiting }, 10*time.Second, 20*time.Millisecond)
 	time.Sleep(300 * time.Millisecond)
