@@ -27,6 +27,7 @@ type Bus interface {
 type Store interface {
 	GetBot(ctx context.Context, id string) (store.Bot, error)
 	GetMessage(ctx context.Context, botID, id string) (store.Message, error)
+	ListRunMessages(ctx context.Context, botID, runID string) ([]store.Message, error)
 	UpdateMessageStatus(ctx context.Context, botID, id, status, providerID, reason string, at time.Time) error
 }
 
@@ -156,12 +157,14 @@ func (r *Runner) Handle(ctx context.Context, m bus.Message) error {
 	// A send takes at most the pacer's MaxWait (20 s) plus the provider
 	// timeout (30 s), so progress reported every 5 s keeps the bundle.
 	progressAt := time.Now()
+	// One read tells which of the bundle's messages were sent before.
+	recs, err := r.records(ctx, out)
+	if err != nil {
+		return err
+	}
 	for i, msg := range out.Messages {
-		rec, err := r.store.GetMessage(ctx, out.BotID, msg.ID)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-		if err == nil && rec.Status != events.StatusQueued {
+		rec, ok := recs[msg.ID]
+		if ok && rec.Status != events.StatusQueued {
 			if m.Delivered > 1 && rec.Status == events.StatusSent {
 				// The process may have died between recording the send and
 				// reporting it: report again (the event id makes it once).
@@ -195,6 +198,29 @@ func (r *Runner) Handle(ctx context.Context, m bus.Message) error {
 		}
 	}
 	return nil
+}
+
+// records returns the stored records of a bundle's messages by id.
+func (r *Runner) records(ctx context.Context, out events.Outbound) (map[string]store.Message, error) {
+	if len(out.Messages) == 1 {
+		rec, err := r.store.GetMessage(ctx, out.BotID, out.Messages[0].ID)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return map[string]store.Message{rec.ID: rec}, nil
+	}
+	list, err := r.store.ListRunMessages(ctx, out.BotID, out.RunID)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	recs := make(map[string]store.Message, len(list))
+	for _, m := range list {
+		recs[m.ID] = m
+	}
+	return recs, nil
 }
 
 func (r *Runner) pace(ctx context.Context, bot store.Bot, account string, out events.Outbound) error {
