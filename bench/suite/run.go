@@ -216,8 +216,14 @@ func run(ctx context.Context, o options) error {
 
 	// The same ingress on NATS's default sync (no consumers there: triggers
 	// only accumulate), to show what fsync-per-write costs at the front door.
+	// Its own data directory: opening the shared SQLite file while the
+	// pipeline writes to it can fail at start with SQLITE_BUSY.
 	ingressDefAddr, _ := freeAddr()
-	envDef := append(append([]string{}, env...), "FLOWGATE_NATS_URL="+natsDefaultURL, "FLOWGATE_HTTP_ADDR="+ingressDefAddr)
+	dataDef := filepath.Join(tmp, "data-default-sync")
+	if err := os.MkdirAll(dataDef, 0o700); err != nil {
+		return err
+	}
+	envDef := append(append([]string{}, env...), "FLOWGATE_NATS_URL="+natsDefaultURL, "FLOWGATE_HTTP_ADDR="+ingressDefAddr, "FLOWGATE_DATA_DIR="+dataDef)
 	ingDef, err := start(tmp, "ingress-default-sync", envDef, flowgate, "ingress")
 	if err != nil {
 		return err
@@ -226,9 +232,13 @@ func run(ctx context.Context, o options) error {
 	if err := waitOK(ctx, "http://"+ingressDefAddr+"/readyz", 30*time.Second, ingDef); err != nil {
 		return err
 	}
+	keyDef, err := setupBot("http://" + ingressDefAddr)
+	if err != nil {
+		return err
+	}
 	log.Printf("ingress: durable accept on default sync")
 	rep.ingressDefault = closedLoop(ctx, "flowgate ingress dispatch → 202, NATS default sync, no consumers", o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
-		lat, ok, _ := post("http://"+ingressDefAddr+"/v1/bots/bench/dispatch/BENCH", key, body(o.maxRequests+i), http.StatusAccepted)
+		lat, ok, _ := post("http://"+ingressDefAddr+"/v1/bots/bench/dispatch/BENCH", keyDef, body(o.maxRequests+i), http.StatusAccepted)
 		return lat, ok
 	})
 	ingDef.stop()
