@@ -189,6 +189,14 @@ func TestPrometheusEndToEnd(t *testing.T) {
 		}
 	}
 	sc.welcome += after
+	// The WhatsApp worker sends again after the restart (its pacer's state
+	// lived in the old server's memory).
+	for i := 0; i < 5; i++ {
+		if code, body := api.do(http.MethodPost, "/v1/bots/wa/dispatch/PROMO", sc.waKey, map[string]any{"from": fmt.Sprintf("+491512341%04d", i)}); code != http.StatusAccepted {
+			t.Fatalf("WhatsApp dispatch after the NATS restart: %d %s", code, body)
+		}
+	}
+	sc.waSent += 5
 
 	// Wait for the pipeline to finish and Prometheus to have seen it.
 	wantCompleted := sc.welcome + sc.lookup + sc.register
@@ -196,6 +204,7 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	p.waitFor(t, fmt.Sprintf(`sum(flowgate_run_transitions_total{status="failed"}) >= %d`, sc.broken), 30*time.Second, services...)
 	p.waitFor(t, `sum(flowgate_timers_fired_total) >= 1`, 30*time.Second, services...)
 	p.waitFor(t, `sum(flowgate_run_webhook_deliveries_total{result="delivered"}) >= 1`, 60*time.Second, services...)
+	p.waitFor(t, fmt.Sprintf(`sum(flowgate_channel_messages_sent_total{channel="whatsapp"}) >= %d`, sc.waSent), 60*time.Second, services...)
 	// Every recording rule has been evaluated on the final data.
 	_, rules := loadRules(t, root)
 	for _, r := range rules {
@@ -300,7 +309,8 @@ func TestPrometheusEndToEnd(t *testing.T) {
 			t.Errorf("%s exited during the test: %v\n%s", s.name, err, s.tail(30))
 		}
 	}
-	t.Logf("scenario: %+v, %d dispatches refused during the NATS outage; total %s", sc, refused, time.Since(start).Round(time.Second))
+	t.Logf("scenario: %d welcome, %d lookup, %d register, %d broken runs; %d WhatsApp templates, %d refused tokens; %d unauthorized, %d rejected; %d dispatches refused during the NATS outage; total %s",
+		sc.welcome, sc.lookup, sc.register, sc.broken, sc.waSent, sc.waRevoked, sc.unauthorized, sc.rejected, refused, time.Since(start).Round(time.Second))
 }
 
 // sandboxReason is why expr may be empty for the sandbox channel, or "".

@@ -85,6 +85,7 @@ type scenario struct {
 	// WhatsApp: templates sent through the double, and runs whose bot's
 	// token the double refuses (error 190).
 	waSent, waRevoked int
+	waKey             string
 }
 
 // runScenario creates a bot, its flows and events, and drives traffic and
@@ -218,7 +219,7 @@ func runScenario(t *testing.T, api apiClient, providerURL, hookURL, waBase, nats
 			}
 		}
 		if b.id == "wa" {
-			sc.waSent = b.n
+			sc.waSent, sc.waKey = b.n, created.APIKey
 		} else {
 			sc.waRevoked = b.n
 		}
