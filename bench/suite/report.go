@@ -113,7 +113,7 @@ func writeReport(rep *report, o options) error {
 	}
 	fmt.Fprintln(&b, "| Telegram and RCS workers | not measured by this suite |")
 	fmt.Fprintln(&b)
-	fmt.Fprintln(&b, "### Pacer accuracy (two replicas, one account, 8 senders each, shared state in NATS KV, default headroom 2% and burst 100 ms)")
+	fmt.Fprintln(&b, "### Pacer accuracy (two replicas, one account, 8 senders each, shared state in NATS KV, the pacer's default headroom and burst)")
 	fmt.Fprintln(&b)
 	fmt.Fprintln(&b, "| configured | sends | achieved | achieved / configured | most sends in any 1 s |")
 	fmt.Fprintln(&b, "|---|---|---|---|---|")
