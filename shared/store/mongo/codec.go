@@ -20,23 +20,8 @@ import (
 // Times are BSON dates, which hold milliseconds: every time the adapter
 // writes is first truncated to the millisecond (UTC), and the record it
 // returns carries the truncated value, so a record read back equals the one
-// the write returned.
-
-var (
-	// The range of the SQLite adapter (int64 nanoseconds), so that both
-	// adapters refuse the same input.
-	minTime = time.Unix(0, -1<<63+1)
-	maxTime = time.Unix(0, 1<<63-1)
-)
-
-// checkTime refuses times out of that range; the zero time means "not set"
-// (or "now") and passes.
-func checkTime(field string, t time.Time) error {
-	if !t.IsZero() && (t.Before(minTime) || t.After(maxTime)) {
-		return &store.InvalidError{Field: field, Reason: "time out of range (1678..2262)"}
-	}
-	return nil
-}
+// the write returned. Times out of the SQLite adapter's range are refused
+// (store.CheckTime), so that both adapters refuse the same input.
 
 // ms is t as stored: UTC, millisecond precision, no monotonic reading.
 func ms(t time.Time) time.Time { return t.Round(0).UTC().Truncate(time.Millisecond) }
@@ -58,19 +43,14 @@ func msPtr(t *time.Time) *time.Time {
 	return &u
 }
 
+// check applies the record checks every adapter shares, with checkText for
+// free text.
+var check = store.Checker{Text: checkText}
+
 // encodeRaw returns raw JSON as text ("" when empty); it must be valid JSON.
 func encodeRaw(field string, raw json.RawMessage, required bool) (string, error) {
-	if len(raw) == 0 {
-		if required {
-			return "", &store.InvalidError{Field: field, Reason: "required"}
-		}
-		return "", nil
-	}
-	if err := store.CheckSize(field, len(raw)); err != nil {
+	if err := store.CheckJSON(field, raw, required); err != nil || len(raw) == 0 {
 		return "", err
-	}
-	if !json.Valid(raw) {
-		return "", &store.InvalidError{Field: field, Reason: "not valid JSON"}
 	}
 	if !utf8.Valid(raw) {
 		return "", &store.InvalidError{Field: field, Reason: "not valid UTF-8"}
@@ -111,8 +91,9 @@ func decodeMap(s string) (map[string]any, error) {
 	return m, nil
 }
 
+// checkText is the adapter's rule for free text: BSON strings are UTF-8.
 func checkText(field, s string) error {
-	if err := store.CheckSize(field, len(s)); err != nil {
+	if err := store.CheckText(field, s); err != nil {
 		return err
 	}
 	if !utf8.ValidString(s) {
@@ -210,16 +191,6 @@ func decodeAttributes(d bson.Raw) (map[string]any, error) {
 		m[unescapeKey(e.Key())] = v
 	}
 	return m, nil
-}
-
-// firstErr returns the first non-nil error.
-func firstErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func notFound(what string, key ...string) error {

@@ -40,7 +40,7 @@ func (d *contactDoc) contact() (store.Contact, error) {
 		ID: d.ID, BotID: d.BotID, Channel: d.Channel, ExternalID: d.ExternalID, Name: d.Name,
 		Attributes: attrs, LastRequest: lastReq, LastInboundAt: d.LastInboundAt, OptedOut: d.OptedOut,
 		Unreachable: d.Unreachable, UnreachableReason: d.UnreachableReason, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
-	}, firstErr(err1, err2)
+	}, store.FirstErr(err1, err2)
 }
 
 // contactUpsert is a ContactUpsert checked and turned into one upsert.
@@ -52,18 +52,7 @@ type contactUpsert struct {
 }
 
 func prepareUpsert(u store.ContactUpsert) (contactUpsert, error) {
-	err := firstErr(store.CheckBotID("bot_id", u.BotID), store.CheckID("channel", u.Channel),
-		store.CheckID("external_id", u.ExternalID), checkText("name", u.Name))
-	if err == nil && u.NewID != "" {
-		err = store.CheckID("id", u.NewID)
-	}
-	if err == nil && u.LastInboundAt != nil {
-		err = checkTime("last_inbound_at", *u.LastInboundAt)
-	}
-	if err == nil {
-		err = checkTime("now", u.Now)
-	}
-	if err != nil {
+	if err := check.ContactUpsert(u); err != nil {
 		return contactUpsert{}, err
 	}
 	attrs, err := encodeAttributes("attributes", u.Attributes)
@@ -275,7 +264,7 @@ func (s *Store) findContact(ctx context.Context, filter bson.D, key ...string) (
 
 // GetContact returns ErrNotFound for an unknown contact.
 func (s *Store) GetContact(ctx context.Context, botID, id string) (store.Contact, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
 		return store.Contact{}, err
 	}
 	return s.findContact(ctx, bson.D{{Key: "_id", Value: id}, {Key: "bot_id", Value: botID}}, botID, id)
@@ -283,7 +272,7 @@ func (s *Store) GetContact(ctx context.Context, botID, id string) (store.Contact
 
 // GetContactByExternalID finds a contact by its channel address.
 func (s *Store) GetContactByExternalID(ctx context.Context, botID, channel, externalID string) (store.Contact, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("channel", channel),
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("channel", channel),
 		store.CheckID("external_id", externalID)); err != nil {
 		return store.Contact{}, err
 	}
@@ -299,14 +288,9 @@ func (s *Store) StreamContacts(ctx context.Context, botID string, f store.Contac
 	if len(f.After) > store.MaxIDBytes {
 		return nil, &store.InvalidError{Field: "after", Reason: "longer than an id"}
 	}
-	limit := f.Limit
-	switch {
-	case limit < 0:
-		return nil, &store.InvalidError{Field: "limit", Reason: "negative"}
-	case limit == 0:
-		limit = 100
-	case limit > 10000:
-		limit = 10000
+	limit, err := store.CheckLimit(f.Limit, 100, 10000)
+	if err != nil {
+		return nil, err
 	}
 	filter := bson.D{{Key: "bot_id", Value: botID}}
 	if f.Channel != "" && f.Channel != "any" {
@@ -343,7 +327,7 @@ func (s *Store) StreamContacts(ctx context.Context, botID string, f store.Contac
 
 // SetContactReachability records whether a provider can reach the contact.
 func (s *Store) SetContactReachability(ctx context.Context, botID, id string, unreachable bool, reason string) error {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id), checkText("reason", reason)); err != nil {
+	if err := check.ContactReachability(botID, id, reason); err != nil {
 		return err
 	}
 	if !unreachable {

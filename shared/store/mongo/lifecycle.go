@@ -22,7 +22,7 @@ var finalStatuses = bson.A{store.RunCompleted, store.RunFailed, store.RunCancell
 // last, so that a failure part-way leaves the contact in place and a retry
 // finishes the job.
 func (s *Store) DeleteContact(ctx context.Context, botID, id string) error {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
 		return err
 	}
 	ctx, cancel := s.opCtx(ctx)
@@ -89,7 +89,7 @@ func (s *Store) deleteRuns(ctx context.Context, filter bson.D) (int64, error) {
 // ExpireBefore deletes runs in a final status last updated before t (at
 // millisecond precision), and their messages, in chunks.
 func (s *Store) ExpireBefore(ctx context.Context, t time.Time) (int64, error) {
-	if err := checkTime("before", t); err != nil {
+	if err := store.CheckTime("before", t); err != nil {
 		return 0, err
 	}
 	ctx, cancel := s.opCtx(ctx)

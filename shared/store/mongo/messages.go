@@ -41,14 +41,6 @@ func (d *messageDoc) message() store.Message {
 	}
 }
 
-func validMessageStatus(s string) bool {
-	switch s {
-	case store.MessageQueued, store.MessageSent, store.MessageDelivered, store.MessageRead, store.MessageFailed:
-		return true
-	}
-	return false
-}
-
 var messageStatuses = []string{store.MessageQueued, store.MessageSent, store.MessageDelivered, store.MessageRead, store.MessageFailed}
 
 // advancesFrom lists the statuses a message may move to status from.
@@ -67,18 +59,8 @@ func advancesFrom(status string) bson.A {
 func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) error {
 	docs := make([]any, len(msgs))
 	for i, m := range msgs {
-		err := firstErr(store.CheckID("id", m.ID), store.CheckBotID("bot_id", m.BotID), store.CheckID("run_id", m.RunID),
-			checkText("trigger_id", m.TriggerID), checkText("contact_id", m.ContactID), checkText("channel", m.Channel),
-			checkText("to", m.To), checkText("provider_message_id", m.ProviderMessageID), checkText("error", m.Error),
-			checkTime("created_at", m.CreatedAt), checkTime("updated_at", m.UpdatedAt))
-		if err != nil {
+		if err := check.Message(&m); err != nil {
 			return fmt.Errorf("message %d: %w", i, err)
-		}
-		if m.Status == "" {
-			m.Status = store.MessageQueued
-		}
-		if !validMessageStatus(m.Status) {
-			return fmt.Errorf("message %d: %w", i, &store.InvalidError{Field: "status", Reason: fmt.Sprintf("unknown message status %q", m.Status)})
 		}
 		content, err := encodeRaw("content", m.Content, false)
 		if err != nil {
@@ -135,7 +117,7 @@ func (s *Store) findMessage(ctx context.Context, filter bson.D, key ...string) (
 
 // GetMessage returns ErrNotFound for an unknown message.
 func (s *Store) GetMessage(ctx context.Context, botID, id string) (store.Message, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
 		return store.Message{}, err
 	}
 	return s.findMessage(ctx, bson.D{{Key: "_id", Value: id}, {Key: "bot_id", Value: botID}}, botID, id)
@@ -143,7 +125,7 @@ func (s *Store) GetMessage(ctx context.Context, botID, id string) (store.Message
 
 // FindMessageByProviderID finds a message by the provider's message id.
 func (s *Store) FindMessageByProviderID(ctx context.Context, botID, providerID string) (store.Message, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("provider_id", providerID)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("provider_id", providerID)); err != nil {
 		return store.Message{}, err
 	}
 	return s.findMessage(ctx, bson.D{{Key: "bot_id", Value: botID}, {Key: "provider_message_id", Value: providerID}},
@@ -152,7 +134,7 @@ func (s *Store) FindMessageByProviderID(ctx context.Context, botID, providerID s
 
 // ListRunMessages returns a run's messages ordered by Seq.
 func (s *Store) ListRunMessages(ctx context.Context, botID, runID string) ([]store.Message, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("run_id", runID)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("run_id", runID)); err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.opCtx(ctx)
@@ -185,17 +167,7 @@ type messageOp struct {
 // move that is not forward (a late or repeated callback) is ignored, except
 // that a provider id the message lacks is still recorded.
 func (s *Store) UpdateMessageStatus(ctx context.Context, botID, id, status, providerID, reason string, at time.Time) error {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id),
-		checkText("provider_id", providerID), checkText("reason", reason)); err != nil {
-		return err
-	}
-	if len(providerID) > 4*store.MaxIDBytes {
-		return &store.InvalidError{Field: "provider_id", Reason: "longer than 512 bytes"}
-	}
-	if !validMessageStatus(status) {
-		return &store.InvalidError{Field: "status", Reason: fmt.Sprintf("unknown message status %q", status)}
-	}
-	if err := checkTime("at", at); err != nil {
+	if err := check.MessageStatusUpdate(botID, id, status, providerID, reason, at); err != nil {
 		return err
 	}
 	op := &messageOp{result: newResult(), botID: botID, id: id, status: status, providerID: providerID, reason: reason, at: orNow(at)}
@@ -353,8 +325,7 @@ type sandboxDoc struct {
 // see a later seq before an earlier one; Flowgate runs the sandbox channel in
 // one process.
 func (s *Store) AppendSandbox(ctx context.Context, m store.SandboxMessage) error {
-	if err := firstErr(store.CheckID("message_id", m.MessageID), store.CheckBotID("bot_id", m.BotID),
-		checkText("run_id", m.RunID), checkText("to", m.To), checkTime("created_at", m.CreatedAt)); err != nil {
+	if err := check.SandboxMessage(m); err != nil {
 		return err
 	}
 	content, err := encodeRaw("content", m.Content, false)
@@ -404,13 +375,9 @@ func (s *Store) ListSandbox(ctx context.Context, botID, to string, afterSeq int6
 	if err := store.CheckBotID("bot_id", botID); err != nil {
 		return nil, err
 	}
-	switch {
-	case limit < 0:
-		return nil, &store.InvalidError{Field: "limit", Reason: "negative"}
-	case limit == 0:
-		limit = 100
-	case limit > 1000:
-		limit = 1000
+	limit, err := store.CheckLimit(limit, 100, 1000)
+	if err != nil {
+		return nil, err
 	}
 	filter := bson.D{{Key: "bot_id", Value: botID}}
 	if to != "" {

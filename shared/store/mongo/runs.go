@@ -66,15 +66,6 @@ func (d *runDoc) run() (store.Run, error) {
 	}, err
 }
 
-func validRunStatus(s string) bool {
-	switch s {
-	case store.RunCreated, store.RunQueued, store.RunRunning, store.RunWaiting,
-		store.RunCompleted, store.RunFailed, store.RunCancelled, store.RunExpired:
-		return true
-	}
-	return false
-}
-
 // encodedRun holds a run's JSON fields, encoded outside the write path.
 type encodedRun struct{ state, data string }
 
@@ -82,38 +73,12 @@ type encodedRun struct{ state, data string }
 // says whether r is about to be created.
 func prepareRun(r *store.Run, create bool) (encodedRun, error) {
 	var e encodedRun
-	err := firstErr(store.CheckID("id", r.ID), store.CheckBotID("bot_id", r.BotID))
-	if err == nil && create {
-		err = firstErr(store.CheckID("contact_id", r.ContactID), store.CheckID("flow_id", r.FlowID))
-		if err == nil && r.TriggerID != "" {
-			err = store.CheckID("trigger_id", r.TriggerID)
-		}
-	}
+	err := check.RunIDs(r, create)
 	if err == nil && !create && r.FlowID != "" {
 		err = store.CheckID("flow_id", r.FlowID)
 	}
-	if err == nil && len(r.Channel) > store.MaxIDBytes {
-		err = &store.InvalidError{Field: "channel", Reason: "too long"}
-	}
 	if err == nil {
-		err = checkText("channel", r.Channel)
-	}
-	if err == nil {
-		if r.Status == "" && create {
-			r.Status = store.RunCreated
-		}
-		if !validRunStatus(r.Status) {
-			err = &store.InvalidError{Field: "status", Reason: fmt.Sprintf("unknown run status %q", r.Status)}
-		}
-	}
-	if err == nil && r.WaitUntil != nil {
-		err = checkTime("wait_until", *r.WaitUntil)
-	}
-	if err == nil {
-		err = firstErr(checkTime("created_at", r.CreatedAt), checkTime("updated_at", r.UpdatedAt))
-	}
-	if err == nil {
-		err = checkText("error", r.Error)
+		err = check.RunFields(r, create)
 	}
 	if err != nil {
 		return e, err
@@ -299,7 +264,7 @@ func (s *Store) CreateRuns(ctx context.Context, rs []store.Run) ([]store.Run, []
 
 // GetRun returns ErrNotFound for an unknown run.
 func (s *Store) GetRun(ctx context.Context, botID, id string) (store.Run, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
 		return store.Run{}, err
 	}
 	ctx, cancel := s.opCtx(ctx)
@@ -536,17 +501,14 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, s
 	if err := store.CheckBotID("bot_id", f.BotID); err != nil {
 		return nil, "", err
 	}
-	limit := f.Limit
-	switch {
-	case limit < 0:
-		return nil, "", &store.InvalidError{Field: "limit", Reason: "negative"}
-	case limit == 0:
-		limit = 100
-	case limit > 1000:
-		limit = 1000
+	limit, err := store.CheckLimit(f.Limit, 100, 1000)
+	if err != nil {
+		return nil, "", err
 	}
-	if f.Status != "" && !validRunStatus(f.Status) {
-		return nil, "", &store.InvalidError{Field: "status", Reason: fmt.Sprintf("unknown run status %q", f.Status)}
+	if f.Status != "" {
+		if err := store.CheckRunStatus(f.Status); err != nil {
+			return nil, "", err
+		}
 	}
 	filter := bson.D{{Key: "bot_id", Value: f.BotID}}
 	for _, c := range []struct{ field, v string }{
@@ -561,13 +523,13 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, s
 	}
 	created := bson.D{}
 	if !f.Since.IsZero() {
-		if err := checkTime("since", f.Since); err != nil {
+		if err := store.CheckTime("since", f.Since); err != nil {
 			return nil, "", err
 		}
 		created = append(created, bson.E{Key: "$gte", Value: ms(f.Since)})
 	}
 	if !f.Until.IsZero() {
-		if err := checkTime("until", f.Until); err != nil {
+		if err := store.CheckTime("until", f.Until); err != nil {
 			return nil, "", err
 		}
 		created = append(created, bson.E{Key: "$lt", Value: ms(f.Until)})
@@ -626,16 +588,12 @@ func decodeRuns(ctx context.Context, cur *mongo.Cursor) ([]store.Run, error) {
 // DueRuns returns waiting runs whose timer is due, earliest first. Times
 // compare at millisecond precision.
 func (s *Store) DueRuns(ctx context.Context, at time.Time, limit int) ([]store.Run, error) {
-	if err := checkTime("now", at); err != nil {
+	if err := store.CheckTime("now", at); err != nil {
 		return nil, err
 	}
-	switch {
-	case limit < 0:
-		return nil, &store.InvalidError{Field: "limit", Reason: "negative"}
-	case limit == 0:
-		limit = 100
-	case limit > 10000:
-		limit = 10000
+	limit, err := store.CheckLimit(limit, 100, 10000)
+	if err != nil {
+		return nil, err
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()

@@ -47,14 +47,9 @@ func (d *botDoc) bot() (store.Bot, error) {
 	return b, nil
 }
 
-func checkBot(b store.Bot) error {
-	return firstErr(store.CheckBotID("id", b.ID), checkText("name", b.Name),
-		checkTime("created_at", b.CreatedAt), checkTime("updated_at", b.UpdatedAt))
-}
-
 // CreateBot fails with ErrConflict if the id is taken.
 func (s *Store) CreateBot(ctx context.Context, b store.Bot) error {
-	if err := checkBot(b); err != nil {
+	if err := check.Bot(b); err != nil {
 		return err
 	}
 	ch, err := encodeChannels(b.Channels)
@@ -100,7 +95,7 @@ func (s *Store) GetBot(ctx context.Context, id string) (store.Bot, error) {
 
 // UpdateBot replaces name and channels.
 func (s *Store) UpdateBot(ctx context.Context, b store.Bot) error {
-	if err := checkBot(b); err != nil {
+	if err := check.Bot(b); err != nil {
 		return err
 	}
 	ch, err := encodeChannels(b.Channels)
@@ -157,8 +152,7 @@ type apiKeyDoc struct {
 
 // CreateAPIKey fails with ErrConflict if the id or hash exists.
 func (s *Store) CreateAPIKey(ctx context.Context, k store.APIKey) error {
-	if err := firstErr(store.CheckID("id", k.ID), store.CheckBotID("bot_id", k.BotID),
-		store.CheckID("hash", k.Hash), checkText("prefix", k.Prefix), checkTime("created_at", k.CreatedAt)); err != nil {
+	if err := check.APIKey(k); err != nil {
 		return err
 	}
 	ctx, cancel := s.opCtx(ctx)
@@ -210,7 +204,7 @@ const putFlowAttempts = 20
 // the next one; the unique index on bot + flow + version turns a concurrent
 // put into a duplicate key, and PutFlow then tries the next number.
 func (s *Store) PutFlow(ctx context.Context, f store.Flow) (store.Flow, error) {
-	if err := firstErr(store.CheckBotID("bot_id", f.BotID), store.CheckID("id", f.ID), checkTime("created_at", f.CreatedAt)); err != nil {
+	if err := check.Flow(f); err != nil {
 		return f, err
 	}
 	def, err := encodeRaw("definition", f.Definition, true)
@@ -240,7 +234,7 @@ func (s *Store) PutFlow(ctx context.Context, f store.Flow) (store.Flow, error) {
 
 // GetFlow returns the given version, or the latest when version is 0.
 func (s *Store) GetFlow(ctx context.Context, botID, flowID string, version int) (store.Flow, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", flowID)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", flowID)); err != nil {
 		return store.Flow{}, err
 	}
 	if version < 0 {
@@ -268,7 +262,7 @@ func (s *Store) GetFlow(ctx context.Context, botID, flowID string, version int) 
 
 // ListFlowVersions returns every version, oldest first (none: empty, no error).
 func (s *Store) ListFlowVersions(ctx context.Context, botID, flowID string) ([]store.Flow, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", flowID)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", flowID)); err != nil {
 		return nil, err
 	}
 	ctx, cancel := s.opCtx(ctx)
@@ -306,9 +300,7 @@ func (d *eventDoc) event() store.Event {
 // PutEvent creates or replaces an event (one upsert); CreatedAt of an
 // existing event stays.
 func (s *Store) PutEvent(ctx context.Context, e store.Event) error {
-	if err := firstErr(store.CheckBotID("bot_id", e.BotID), store.CheckID("name", e.Name),
-		store.CheckID("flow_id", e.FlowID), checkText("token_hash", e.TokenHash),
-		checkTime("created_at", e.CreatedAt), checkTime("updated_at", e.UpdatedAt)); err != nil {
+	if err := check.Event(e); err != nil {
 		return err
 	}
 	created := orNow(e.CreatedAt)
@@ -348,7 +340,7 @@ func (s *Store) findEvent(ctx context.Context, filter bson.D, key ...string) (st
 
 // GetEvent returns ErrNotFound for an unknown event.
 func (s *Store) GetEvent(ctx context.Context, botID, name string) (store.Event, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("name", name)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("name", name)); err != nil {
 		return store.Event{}, err
 	}
 	return s.findEvent(ctx, bson.D{{Key: "bot_id", Value: botID}, {Key: "name", Value: name}}, botID, name)
@@ -356,7 +348,7 @@ func (s *Store) GetEvent(ctx context.Context, botID, name string) (store.Event, 
 
 // GetEventByToken finds the event whose trigger token hashes to tokenHash.
 func (s *Store) GetEventByToken(ctx context.Context, botID, tokenHash string) (store.Event, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("token_hash", tokenHash)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("token_hash", tokenHash)); err != nil {
 		return store.Event{}, err
 	}
 	return s.findEvent(ctx, bson.D{{Key: "bot_id", Value: botID}, {Key: "token_hash", Value: tokenHash}}, botID, "(token)")

@@ -60,39 +60,10 @@ func (d *triggerDoc) trigger() store.Trigger {
 	return t
 }
 
-func validTriggerStatus(s string) bool {
-	switch s {
-	case store.TriggerAccepted, store.TriggerFanningOut, store.TriggerDone, store.TriggerCancelled:
-		return true
-	}
-	return false
-}
-
-func checkSkipReasons(m map[string]int64) error {
-	for k := range m {
-		if k == "" || len(k) > store.MaxIDBytes {
-			return &store.InvalidError{Field: "skip_reasons", Reason: "reason must be 1 to 128 bytes"}
-		}
-		if err := checkText("skip_reasons", k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
+// checkTrigger checks t, fills its default status and encodes its spec.
 func checkTrigger(t *store.Trigger) (spec string, err error) {
-	err = firstErr(store.CheckID("id", t.ID), store.CheckBotID("bot_id", t.BotID),
-		checkText("source", t.Source), checkText("event", t.Event), checkText("flow_id", t.FlowID),
-		checkText("channel", t.Channel), checkText("idempotency_key", t.IdempotencyKey), checkText("cursor", t.Cursor),
-		checkTime("created_at", t.CreatedAt), checkTime("updated_at", t.UpdatedAt))
-	if err != nil {
+	if err := check.Trigger(t); err != nil {
 		return "", err
-	}
-	if t.Status == "" {
-		t.Status = store.TriggerAccepted
-	}
-	if !validTriggerStatus(t.Status) {
-		return "", &store.InvalidError{Field: "status", Reason: fmt.Sprintf("unknown trigger status %q", t.Status)}
 	}
 	return encodeRaw("spec", t.Spec, false)
 }
@@ -103,7 +74,7 @@ func (s *Store) CreateTrigger(ctx context.Context, tr store.Trigger) (store.Trig
 	if err != nil {
 		return tr, false, err
 	}
-	if err := checkSkipReasons(tr.Counters.SkipReasons); err != nil {
+	if err := check.SkipReasons(tr.Counters.SkipReasons); err != nil {
 		return tr, false, err
 	}
 	tr.Version = 1
@@ -150,7 +121,7 @@ func (s *Store) CreateTrigger(ctx context.Context, tr store.Trigger) (store.Trig
 
 // GetTrigger returns ErrNotFound for an unknown trigger.
 func (s *Store) GetTrigger(ctx context.Context, botID, id string) (store.Trigger, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
 		return store.Trigger{}, err
 	}
 	ctx, cancel := s.opCtx(ctx)
@@ -223,7 +194,7 @@ type counterOp struct {
 // IncrTriggerCounters adds delta to the counters through the group commit;
 // the increments of one trigger in a batch are summed into one $inc.
 func (s *Store) IncrTriggerCounters(ctx context.Context, botID, triggerID string, d store.TriggerCounters) error {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", triggerID), checkSkipReasons(d.SkipReasons)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", triggerID), check.SkipReasons(d.SkipReasons)); err != nil {
 		return err
 	}
 	op := &counterOp{result: newResult(), botID: botID, triggerID: triggerID, delta: d, at: now()}

@@ -30,12 +30,8 @@ func (s *Store) subscriptions() *mongo.Collection { return s.db.Collection(colSu
 
 // CreateSubscription fails with ErrConflict if the id is taken.
 func (s *Store) CreateSubscription(ctx context.Context, sub store.Subscription) error {
-	if err := firstErr(store.CheckID("id", sub.ID), store.CheckBotID("bot_id", sub.BotID),
-		store.CheckID("secret", sub.Secret), checkText("url", sub.URL), checkTime("created_at", sub.CreatedAt)); err != nil {
+	if err := check.Subscription(sub); err != nil {
 		return err
-	}
-	if sub.URL == "" {
-		return &store.InvalidError{Field: "url", Reason: "required"}
 	}
 	types := sub.EventTypes
 	if types == nil {
@@ -81,7 +77,7 @@ func (s *Store) ListSubscriptions(ctx context.Context, botID string) ([]store.Su
 
 // DeleteSubscription returns ErrNotFound if the bot has no such subscription.
 func (s *Store) DeleteSubscription(ctx context.Context, botID, id string) error {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
 		return err
 	}
 	ctx, cancel := s.opCtx(ctx)

@@ -15,19 +15,9 @@ import (
 
 // Times are stored as INTEGER nanoseconds since the Unix epoch, UTC.
 
-var (
-	minTime = time.Unix(0, -1<<63+1)
-	maxTime = time.Unix(0, 1<<63-1)
-)
-
-// checkTime refuses times that nanoseconds since 1970 cannot hold; the zero
-// time means "not set" and passes.
-func checkTime(field string, t time.Time) error {
-	if !t.IsZero() && (t.Before(minTime) || t.After(maxTime)) {
-		return &store.InvalidError{Field: field, Reason: "time out of range (1678..2262)"}
-	}
-	return nil
-}
+// check is the zero store.Checker: a TEXT column holds any bytes, so free
+// text is checked by size only.
+var check store.Checker
 
 // now is the adapter's clock, rounded to microseconds so that values
 // written by the store round-trip through any adapter alike.
@@ -95,17 +85,8 @@ func decodeMap(s sql.NullString) (map[string]any, error) {
 
 // encodeRaw stores raw JSON as text, empty as NULL; it must be valid JSON.
 func encodeRaw(field string, raw json.RawMessage, required bool) (any, error) {
-	if len(raw) == 0 {
-		if required {
-			return nil, &store.InvalidError{Field: field, Reason: "required"}
-		}
-		return nil, nil
-	}
-	if err := store.CheckSize(field, len(raw)); err != nil {
+	if err := store.CheckJSON(field, raw, required); err != nil || len(raw) == 0 {
 		return nil, err
-	}
-	if !json.Valid(raw) {
-		return nil, &store.InvalidError{Field: field, Reason: "not valid JSON"}
 	}
 	return string(raw), nil
 }
@@ -115,20 +96,6 @@ func decodeRaw(s sql.NullString) json.RawMessage {
 		return nil
 	}
 	return json.RawMessage(s.String)
-}
-
-func checkText(field, s string) error {
-	return store.CheckSize(field, len(s))
-}
-
-// firstErr returns the first non-nil error.
-func firstErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // notFound wraps store.ErrNotFound with what was looked up.

@@ -29,21 +29,11 @@ func scanContact(r scanner) (store.Contact, error) {
 	c.LastInboundAt = fromNullNanos(inbound)
 	c.OptedOut, c.Unreachable = optedOut != 0, unreachable != 0
 	c.CreatedAt, c.UpdatedAt = fromNanos(created), fromNanos(updated)
-	return c, firstErr(err1, err2)
+	return c, store.FirstErr(err1, err2)
 }
 
 func checkUpsert(u store.ContactUpsert) error {
-	err := firstErr(store.CheckBotID("bot_id", u.BotID), store.CheckID("channel", u.Channel),
-		store.CheckID("external_id", u.ExternalID), checkText("name", u.Name))
-	if err == nil && u.NewID != "" {
-		err = store.CheckID("id", u.NewID)
-	}
-	if err == nil && u.LastInboundAt != nil {
-		err = checkTime("last_inbound_at", *u.LastInboundAt)
-	}
-	if err == nil {
-		err = checkTime("now", u.Now)
-	}
+	err := check.ContactUpsert(u)
 	if err == nil {
 		_, err = encodeMap("attributes", u.Attributes)
 	}
@@ -160,7 +150,7 @@ func (s *Store) ImportContacts(ctx context.Context, us []store.ContactUpsert) (c
 
 // GetContact returns ErrNotFound for an unknown contact.
 func (s *Store) GetContact(ctx context.Context, botID, id string) (store.Contact, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
 		return store.Contact{}, err
 	}
 	c, err := scanContact(s.rdb.QueryRowContext(ctx, `SELECT `+contactCols+` FROM contacts WHERE id = ? AND bot_id = ?`, id, botID))
@@ -172,7 +162,7 @@ func (s *Store) GetContact(ctx context.Context, botID, id string) (store.Contact
 
 // GetContactByExternalID finds a contact by its channel address.
 func (s *Store) GetContactByExternalID(ctx context.Context, botID, channel, externalID string) (store.Contact, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("channel", channel),
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("channel", channel),
 		store.CheckID("external_id", externalID)); err != nil {
 		return store.Contact{}, err
 	}
@@ -192,14 +182,9 @@ func (s *Store) StreamContacts(ctx context.Context, botID string, f store.Contac
 	if len(f.After) > store.MaxIDBytes {
 		return nil, &store.InvalidError{Field: "after", Reason: "longer than an id"}
 	}
-	limit := f.Limit
-	switch {
-	case limit < 0:
-		return nil, &store.InvalidError{Field: "limit", Reason: "negative"}
-	case limit == 0:
-		limit = 100
-	case limit > 10000:
-		limit = 10000
+	limit, err := store.CheckLimit(f.Limit, 100, 10000)
+	if err != nil {
+		return nil, err
 	}
 	q := `SELECT ` + contactCols + ` FROM contacts WHERE bot_id = ?`
 	args := []any{botID}
@@ -235,7 +220,7 @@ func (s *Store) StreamContacts(ctx context.Context, botID string, f store.Contac
 
 // SetContactReachability records whether a provider can reach the contact.
 func (s *Store) SetContactReachability(ctx context.Context, botID, id string, unreachable bool, reason string) error {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id), checkText("reason", reason)); err != nil {
+	if err := check.ContactReachability(botID, id, reason); err != nil {
 		return err
 	}
 	if !unreachable {
@@ -255,7 +240,7 @@ func (s *Store) SetContactReachability(ctx context.Context, botID, id string, un
 
 // DeleteContact deletes a contact, its runs and their messages.
 func (s *Store) DeleteContact(ctx context.Context, botID, id string) error {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
 		return err
 	}
 	err := s.w.do(ctx, true, func(t *wtx) error {

@@ -25,14 +25,6 @@ func scanMessage(r scanner) (store.Message, error) {
 	return m, err
 }
 
-func validMessageStatus(s string) bool {
-	switch s {
-	case store.MessageQueued, store.MessageSent, store.MessageDelivered, store.MessageRead, store.MessageFailed:
-		return true
-	}
-	return false
-}
-
 // InsertMessages stores messages; ids that exist already are left as they are.
 func (s *Store) InsertMessages(ctx context.Context, ms []store.Message) error {
 	type row struct {
@@ -41,18 +33,8 @@ func (s *Store) InsertMessages(ctx context.Context, ms []store.Message) error {
 	}
 	rows := make([]row, len(ms))
 	for i, m := range ms {
-		err := firstErr(store.CheckID("id", m.ID), store.CheckBotID("bot_id", m.BotID), store.CheckID("run_id", m.RunID),
-			checkText("trigger_id", m.TriggerID), checkText("contact_id", m.ContactID), checkText("channel", m.Channel),
-			checkText("to", m.To), checkText("provider_message_id", m.ProviderMessageID), checkText("error", m.Error),
-			checkTime("created_at", m.CreatedAt), checkTime("updated_at", m.UpdatedAt))
-		if err != nil {
+		if err := check.Message(&m); err != nil {
 			return fmt.Errorf("message %d: %w", i, err)
-		}
-		if m.Status == "" {
-			m.Status = store.MessageQueued
-		}
-		if !validMessageStatus(m.Status) {
-			return fmt.Errorf("message %d: %w", i, &store.InvalidError{Field: "status", Reason: fmt.Sprintf("unknown message status %q", m.Status)})
 		}
 		content, err := encodeRaw("content", m.Content, false)
 		if err != nil {
@@ -95,7 +77,7 @@ func (s *Store) InsertMessages(ctx context.Context, ms []store.Message) error {
 
 // GetMessage returns ErrNotFound for an unknown message.
 func (s *Store) GetMessage(ctx context.Context, botID, id string) (store.Message, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
 		return store.Message{}, err
 	}
 	m, err := scanMessage(s.rdb.QueryRowContext(ctx, `SELECT `+messageCols+` FROM messages WHERE id = ? AND bot_id = ?`, id, botID))
@@ -107,7 +89,7 @@ func (s *Store) GetMessage(ctx context.Context, botID, id string) (store.Message
 
 // FindMessageByProviderID finds a message by the provider's message id.
 func (s *Store) FindMessageByProviderID(ctx context.Context, botID, providerID string) (store.Message, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("provider_id", providerID)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("provider_id", providerID)); err != nil {
 		return store.Message{}, err
 	}
 	m, err := scanMessage(s.rdb.QueryRowContext(ctx, `SELECT `+messageCols+` FROM messages
@@ -122,17 +104,7 @@ func (s *Store) FindMessageByProviderID(ctx context.Context, botID, providerID s
 // move that is not forward (a late or repeated callback) is ignored, except
 // that a provider id the message lacks is still recorded.
 func (s *Store) UpdateMessageStatus(ctx context.Context, botID, id, status, providerID, reason string, at time.Time) error {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id),
-		checkText("provider_id", providerID), checkText("reason", reason)); err != nil {
-		return err
-	}
-	if len(providerID) > 4*store.MaxIDBytes {
-		return &store.InvalidError{Field: "provider_id", Reason: "longer than 512 bytes"}
-	}
-	if !validMessageStatus(status) {
-		return &store.InvalidError{Field: "status", Reason: fmt.Sprintf("unknown message status %q", status)}
-	}
-	if err := checkTime("at", at); err != nil {
+	if err := check.MessageStatusUpdate(botID, id, status, providerID, reason, at); err != nil {
 		return err
 	}
 	at = orNow(at)
@@ -164,7 +136,7 @@ func (s *Store) UpdateMessageStatus(ctx context.Context, botID, id, status, prov
 
 // ListRunMessages returns a run's messages ordered by Seq.
 func (s *Store) ListRunMessages(ctx context.Context, botID, runID string) ([]store.Message, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("run_id", runID)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("run_id", runID)); err != nil {
 		return nil, err
 	}
 	rows, err := s.rdb.QueryContext(ctx, `SELECT `+messageCols+` FROM messages WHERE run_id = ? AND bot_id = ? ORDER BY seq, id`, runID, botID)
@@ -186,8 +158,7 @@ func (s *Store) ListRunMessages(ctx context.Context, botID, runID string) ([]sto
 // AppendSandbox stores m once; Seq comes from the table's AUTOINCREMENT, so it
 // only grows, also across deletes.
 func (s *Store) AppendSandbox(ctx context.Context, m store.SandboxMessage) error {
-	if err := firstErr(store.CheckID("message_id", m.MessageID), store.CheckBotID("bot_id", m.BotID),
-		checkText("run_id", m.RunID), checkText("to", m.To), checkTime("created_at", m.CreatedAt)); err != nil {
+	if err := check.SandboxMessage(m); err != nil {
 		return err
 	}
 	content, err := encodeRaw("content", m.Content, false)
@@ -209,13 +180,9 @@ func (s *Store) ListSandbox(ctx context.Context, botID, to string, afterSeq int6
 	if err := store.CheckBotID("bot_id", botID); err != nil {
 		return nil, err
 	}
-	switch {
-	case limit < 0:
-		return nil, &store.InvalidError{Field: "limit", Reason: "negative"}
-	case limit == 0:
-		limit = 100
-	case limit > 1000:
-		limit = 1000
+	limit, err := store.CheckLimit(limit, 100, 1000)
+	if err != nil {
+		return nil, err
 	}
 	q := `SELECT message_id, bot_id, run_id, to_addr, content, seq, created_at FROM sandbox WHERE bot_id = ?`
 	args := []any{botID}

@@ -33,15 +33,6 @@ func scanRun(r scanner) (store.Run, error) {
 	return x, err
 }
 
-func validRunStatus(s string) bool {
-	switch s {
-	case store.RunCreated, store.RunQueued, store.RunRunning, store.RunWaiting,
-		store.RunCompleted, store.RunFailed, store.RunCancelled, store.RunExpired:
-		return true
-	}
-	return false
-}
-
 // encodedRun is a run checked and encoded outside the writer goroutine.
 type encodedRun struct {
 	state, data any
@@ -51,32 +42,9 @@ type encodedRun struct {
 // says whether r is about to be created (ids and CreatedAt matter then).
 func prepareRun(r *store.Run, create bool) (encodedRun, error) {
 	var e encodedRun
-	err := firstErr(store.CheckID("id", r.ID), store.CheckBotID("bot_id", r.BotID))
-	if err == nil && create {
-		err = firstErr(store.CheckID("contact_id", r.ContactID), store.CheckID("flow_id", r.FlowID))
-		if err == nil && r.TriggerID != "" {
-			err = store.CheckID("trigger_id", r.TriggerID)
-		}
-	}
-	if err == nil && len(r.Channel) > store.MaxIDBytes {
-		err = &store.InvalidError{Field: "channel", Reason: "too long"}
-	}
+	err := check.RunIDs(r, create)
 	if err == nil {
-		if r.Status == "" && create {
-			r.Status = store.RunCreated
-		}
-		if !validRunStatus(r.Status) {
-			err = &store.InvalidError{Field: "status", Reason: fmt.Sprintf("unknown run status %q", r.Status)}
-		}
-	}
-	if err == nil && r.WaitUntil != nil {
-		err = checkTime("wait_until", *r.WaitUntil)
-	}
-	if err == nil {
-		err = firstErr(checkTime("created_at", r.CreatedAt), checkTime("updated_at", r.UpdatedAt))
-	}
-	if err == nil {
-		err = checkText("error", r.Error)
+		err = check.RunFields(r, create)
 	}
 	if err != nil {
 		return e, err
@@ -299,7 +267,7 @@ func (s *Store) CreateRuns(ctx context.Context, rs []store.Run) ([]store.Run, []
 
 // GetRun returns ErrNotFound for an unknown run.
 func (s *Store) GetRun(ctx context.Context, botID, id string) (store.Run, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
 		return store.Run{}, err
 	}
 	r, err := scanRun(s.rdb.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs WHERE id = ? AND bot_id = ?`, id, botID))
@@ -375,17 +343,14 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, s
 	if err := store.CheckBotID("bot_id", f.BotID); err != nil {
 		return nil, "", err
 	}
-	limit := f.Limit
-	switch {
-	case limit < 0:
-		return nil, "", &store.InvalidError{Field: "limit", Reason: "negative"}
-	case limit == 0:
-		limit = 100
-	case limit > 1000:
-		limit = 1000
+	limit, err := store.CheckLimit(f.Limit, 100, 1000)
+	if err != nil {
+		return nil, "", err
 	}
-	if f.Status != "" && !validRunStatus(f.Status) {
-		return nil, "", &store.InvalidError{Field: "status", Reason: fmt.Sprintf("unknown run status %q", f.Status)}
+	if f.Status != "" {
+		if err := store.CheckRunStatus(f.Status); err != nil {
+			return nil, "", err
+		}
 	}
 	q := `SELECT ` + runCols + ` FROM runs WHERE bot_id = ?`
 	if f.ContactID != "" {
@@ -404,14 +369,14 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, s
 		}
 	}
 	if !f.Since.IsZero() {
-		if err := checkTime("since", f.Since); err != nil {
+		if err := store.CheckTime("since", f.Since); err != nil {
 			return nil, "", err
 		}
 		q += ` AND created_at >= ?`
 		args = append(args, nanos(f.Since))
 	}
 	if !f.Until.IsZero() {
-		if err := checkTime("until", f.Until); err != nil {
+		if err := store.CheckTime("until", f.Until); err != nil {
 			return nil, "", err
 		}
 		q += ` AND created_at < ?`
@@ -453,16 +418,12 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, s
 
 // DueRuns returns waiting runs whose timer is due, earliest first.
 func (s *Store) DueRuns(ctx context.Context, at time.Time, limit int) ([]store.Run, error) {
-	if err := checkTime("now", at); err != nil {
+	if err := store.CheckTime("now", at); err != nil {
 		return nil, err
 	}
-	switch {
-	case limit < 0:
-		return nil, &store.InvalidError{Field: "limit", Reason: "negative"}
-	case limit == 0:
-		limit = 100
-	case limit > 10000:
-		limit = 10000
+	limit, err := store.CheckLimit(limit, 100, 10000)
+	if err != nil {
+		return nil, err
 	}
 	rows, err := s.rdb.QueryContext(ctx, `SELECT `+runCols+` FROM runs INDEXED BY runs_waiting
 		WHERE status = 'waiting' AND wait_until <= ? ORDER BY wait_until, id LIMIT ?`, nanos(at), limit)
@@ -488,7 +449,7 @@ func (s *Store) DueRuns(ctx context.Context, at time.Time, limit int) ([]store.R
 // writes go on in between. The deletes re-check the condition, so a run
 // updated meanwhile is kept.
 func (s *Store) ExpireBefore(ctx context.Context, t time.Time) (int64, error) {
-	if err := checkTime("before", t); err != nil {
+	if err := store.CheckTime("before", t); err != nil {
 		return 0, err
 	}
 	const final = `status IN ('completed','failed','cancelled','expired') AND updated_at < ?`

@@ -23,14 +23,9 @@ func encodeChannels(c store.ChannelAccounts) (string, error) {
 	return string(b), nil
 }
 
-func checkBot(b store.Bot) error {
-	return firstErr(store.CheckBotID("id", b.ID), checkText("name", b.Name),
-		checkTime("created_at", b.CreatedAt), checkTime("updated_at", b.UpdatedAt))
-}
-
 // CreateBot fails with ErrConflict if the id is taken.
 func (s *Store) CreateBot(ctx context.Context, b store.Bot) error {
-	if err := checkBot(b); err != nil {
+	if err := check.Bot(b); err != nil {
 		return err
 	}
 	ch, err := encodeChannels(b.Channels)
@@ -85,7 +80,7 @@ func (s *Store) GetBot(ctx context.Context, id string) (store.Bot, error) {
 
 // UpdateBot replaces name and channels.
 func (s *Store) UpdateBot(ctx context.Context, b store.Bot) error {
-	if err := checkBot(b); err != nil {
+	if err := check.Bot(b); err != nil {
 		return err
 	}
 	ch, err := encodeChannels(b.Channels)
@@ -124,8 +119,7 @@ func (s *Store) ListBots(ctx context.Context) ([]store.Bot, error) {
 
 // CreateAPIKey fails with ErrConflict if the id or hash exists.
 func (s *Store) CreateAPIKey(ctx context.Context, k store.APIKey) error {
-	if err := firstErr(store.CheckID("id", k.ID), store.CheckBotID("bot_id", k.BotID),
-		store.CheckID("hash", k.Hash), checkText("prefix", k.Prefix), checkTime("created_at", k.CreatedAt)); err != nil {
+	if err := check.APIKey(k); err != nil {
 		return err
 	}
 	created := orNow(k.CreatedAt)
@@ -159,7 +153,7 @@ func (s *Store) GetAPIKeyByHash(ctx context.Context, hash string) (store.APIKey,
 
 // PutFlow stores version latest+1. The single writer makes this atomic.
 func (s *Store) PutFlow(ctx context.Context, f store.Flow) (store.Flow, error) {
-	if err := firstErr(store.CheckBotID("bot_id", f.BotID), store.CheckID("id", f.ID), checkTime("created_at", f.CreatedAt)); err != nil {
+	if err := check.Flow(f); err != nil {
 		return f, err
 	}
 	def, err := encodeRaw("definition", f.Definition, true)
@@ -191,7 +185,7 @@ func scanFlow(r scanner) (store.Flow, error) {
 
 // GetFlow returns the given version, or the latest when version is 0.
 func (s *Store) GetFlow(ctx context.Context, botID, flowID string, version int) (store.Flow, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", flowID)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", flowID)); err != nil {
 		return store.Flow{}, err
 	}
 	if version < 0 {
@@ -214,7 +208,7 @@ func (s *Store) GetFlow(ctx context.Context, botID, flowID string, version int) 
 
 // ListFlowVersions returns every version, oldest first (none: empty, no error).
 func (s *Store) ListFlowVersions(ctx context.Context, botID, flowID string) ([]store.Flow, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", flowID)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", flowID)); err != nil {
 		return nil, err
 	}
 	rows, err := s.rdb.QueryContext(ctx, `SELECT bot_id, id, version, definition, created_at FROM flows
@@ -236,9 +230,7 @@ func (s *Store) ListFlowVersions(ctx context.Context, botID, flowID string) ([]s
 
 // PutEvent creates or replaces an event; CreatedAt of an existing event stays.
 func (s *Store) PutEvent(ctx context.Context, e store.Event) error {
-	if err := firstErr(store.CheckBotID("bot_id", e.BotID), store.CheckID("name", e.Name),
-		store.CheckID("flow_id", e.FlowID), checkText("token_hash", e.TokenHash),
-		checkTime("created_at", e.CreatedAt), checkTime("updated_at", e.UpdatedAt)); err != nil {
+	if err := check.Event(e); err != nil {
 		return err
 	}
 	created := orNow(e.CreatedAt)
@@ -268,7 +260,7 @@ func scanEvent(r scanner) (store.Event, error) {
 
 // GetEvent returns ErrNotFound for an unknown event.
 func (s *Store) GetEvent(ctx context.Context, botID, name string) (store.Event, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("name", name)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("name", name)); err != nil {
 		return store.Event{}, err
 	}
 	e, err := scanEvent(s.rdb.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE bot_id = ? AND name = ?`, botID, name))
@@ -280,7 +272,7 @@ func (s *Store) GetEvent(ctx context.Context, botID, name string) (store.Event, 
 
 // GetEventByToken finds the event whose trigger token hashes to tokenHash.
 func (s *Store) GetEventByToken(ctx context.Context, botID, tokenHash string) (store.Event, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("token_hash", tokenHash)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("token_hash", tokenHash)); err != nil {
 		return store.Event{}, err
 	}
 	e, err := scanEvent(s.rdb.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE bot_id = ? AND token_hash = ? LIMIT 1`, botID, tokenHash))

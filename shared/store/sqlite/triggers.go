@@ -47,27 +47,10 @@ func encodeReasons(m map[string]int64) (any, error) {
 	return string(b), nil
 }
 
-func validTriggerStatus(s string) bool {
-	switch s {
-	case store.TriggerAccepted, store.TriggerFanningOut, store.TriggerDone, store.TriggerCancelled:
-		return true
-	}
-	return false
-}
-
+// checkTrigger checks t, fills its default status and encodes its spec.
 func checkTrigger(t *store.Trigger) (spec any, err error) {
-	err = firstErr(store.CheckID("id", t.ID), store.CheckBotID("bot_id", t.BotID),
-		checkText("source", t.Source), checkText("event", t.Event), checkText("flow_id", t.FlowID),
-		checkText("channel", t.Channel), checkText("idempotency_key", t.IdempotencyKey), checkText("cursor", t.Cursor),
-		checkTime("created_at", t.CreatedAt), checkTime("updated_at", t.UpdatedAt))
-	if err != nil {
+	if err := check.Trigger(t); err != nil {
 		return nil, err
-	}
-	if t.Status == "" {
-		t.Status = store.TriggerAccepted
-	}
-	if !validTriggerStatus(t.Status) {
-		return nil, &store.InvalidError{Field: "status", Reason: fmt.Sprintf("unknown trigger status %q", t.Status)}
 	}
 	return encodeRaw("spec", t.Spec, false)
 }
@@ -121,7 +104,7 @@ func (s *Store) CreateTrigger(ctx context.Context, tr store.Trigger) (store.Trig
 
 // GetTrigger returns ErrNotFound for an unknown trigger.
 func (s *Store) GetTrigger(ctx context.Context, botID, id string) (store.Trigger, error) {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
 		return store.Trigger{}, err
 	}
 	tr, err := scanTrigger(s.rdb.QueryRowContext(ctx, `SELECT `+triggerCols+` FROM triggers WHERE id = ? AND bot_id = ?`, id, botID))
@@ -167,13 +150,8 @@ func (s *Store) UpdateTrigger(ctx context.Context, tr store.Trigger) (store.Trig
 
 // IncrTriggerCounters adds delta to the counters through the group commit.
 func (s *Store) IncrTriggerCounters(ctx context.Context, botID, triggerID string, d store.TriggerCounters) error {
-	if err := firstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", triggerID)); err != nil {
+	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", triggerID), check.SkipReasons(d.SkipReasons)); err != nil {
 		return err
-	}
-	for k := range d.SkipReasons {
-		if k == "" || len(k) > store.MaxIDBytes {
-			return &store.InvalidError{Field: "skip_reasons", Reason: "reason must be 1 to 128 bytes"}
-		}
 	}
 	at := now()
 	err := s.w.do(ctx, false, func(t *wtx) error {

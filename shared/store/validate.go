@@ -1,0 +1,283 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Record checks that every adapter applies before any I/O. Each returns an
+// *InvalidError naming the first bad field, checking fields in a fixed
+// order, so that both adapters refuse the same input with the same error.
+// What the adapters store differently (time precision, encodings) stays
+// with them.
+
+// The range of times a record may carry: int64 nanoseconds since 1970, what
+// the SQLite adapter stores.
+var (
+	minTime = time.Unix(0, -1<<63+1)
+	maxTime = time.Unix(0, 1<<63-1)
+)
+
+// CheckTime returns an *InvalidError unless t is within 1678..2262 (int64
+// nanoseconds since 1970). The zero time means "not set" and passes.
+func CheckTime(field string, t time.Time) error {
+	if !t.IsZero() && (t.Before(minTime) || t.After(maxTime)) {
+		return &InvalidError{Field: field, Reason: "time out of range (1678..2262)"}
+	}
+	return nil
+}
+
+// CheckText returns an *InvalidError if a free-text field is larger than
+// MaxFieldBytes.
+func CheckText(field, s string) error {
+	return CheckSize(field, len(s))
+}
+
+// CheckJSON returns an *InvalidError unless raw is valid JSON of at most
+// MaxFieldBytes; an empty raw passes unless required.
+func CheckJSON(field string, raw json.RawMessage, required bool) error {
+	if len(raw) == 0 {
+		if required {
+			return &InvalidError{Field: field, Reason: "required"}
+		}
+		return nil
+	}
+	if err := CheckSize(field, len(raw)); err != nil {
+		return err
+	}
+	if !json.Valid(raw) {
+		return &InvalidError{Field: field, Reason: "not valid JSON"}
+	}
+	return nil
+}
+
+// CheckLimit returns the page size for a requested limit: def when it is
+// 0, at most most. A negative limit is an *InvalidError.
+func CheckLimit(limit, def, most int) (int, error) {
+	switch {
+	case limit < 0:
+		return 0, &InvalidError{Field: "limit", Reason: "negative"}
+	case limit == 0:
+		return def, nil
+	case limit > most:
+		return most, nil
+	}
+	return limit, nil
+}
+
+// CheckRunStatus returns an *InvalidError unless s is a run status.
+func CheckRunStatus(s string) error {
+	switch s {
+	case RunCreated, RunQueued, RunRunning, RunWaiting, RunCompleted, RunFailed, RunCancelled, RunExpired:
+		return nil
+	}
+	return &InvalidError{Field: "status", Reason: fmt.Sprintf("unknown run status %q", s)}
+}
+
+func checkMessageStatus(s string) error {
+	switch s {
+	case MessageQueued, MessageSent, MessageDelivered, MessageRead, MessageFailed:
+		return nil
+	}
+	return &InvalidError{Field: "status", Reason: fmt.Sprintf("unknown message status %q", s)}
+}
+
+func checkTriggerStatus(s string) error {
+	switch s {
+	case TriggerAccepted, TriggerFanningOut, TriggerDone, TriggerCancelled:
+		return nil
+	}
+	return &InvalidError{Field: "status", Reason: fmt.Sprintf("unknown trigger status %q", s)}
+}
+
+// FirstErr returns the first non-nil error.
+func FirstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Checker checks records before an adapter writes them. Its zero value
+// checks free text by size only; an adapter with stricter rules for text
+// sets Text. The checks that take a pointer also fill the record's default
+// status; the other defaults (times, versions) are the adapter's, as it
+// knows its time precision.
+type Checker struct {
+	// Text checks a free-text field (a name, an error, an id that is not a
+	// key); nil means CheckText. The MongoDB adapter also requires UTF-8.
+	Text func(field, s string) error
+}
+
+func (c Checker) text(field, s string) error {
+	if c.Text == nil {
+		return CheckText(field, s)
+	}
+	return c.Text(field, s)
+}
+
+// Bot checks a bot to be created or updated.
+func (c Checker) Bot(b Bot) error {
+	return FirstErr(CheckBotID("id", b.ID), c.text("name", b.Name),
+		CheckTime("created_at", b.CreatedAt), CheckTime("updated_at", b.UpdatedAt))
+}
+
+// APIKey checks an API key to be created.
+func (c Checker) APIKey(k APIKey) error {
+	return FirstErr(CheckID("id", k.ID), CheckBotID("bot_id", k.BotID),
+		CheckID("hash", k.Hash), c.text("prefix", k.Prefix), CheckTime("created_at", k.CreatedAt))
+}
+
+// Flow checks a flow version to be stored, but for its definition, which
+// the adapter checks (CheckJSON, required) as it encodes it.
+func (c Checker) Flow(f Flow) error {
+	return FirstErr(CheckBotID("bot_id", f.BotID), CheckID("id", f.ID), CheckTime("created_at", f.CreatedAt))
+}
+
+// Event checks an event to be put.
+func (c Checker) Event(e Event) error {
+	return FirstErr(CheckBotID("bot_id", e.BotID), CheckID("name", e.Name),
+		CheckID("flow_id", e.FlowID), c.text("token_hash", e.TokenHash),
+		CheckTime("created_at", e.CreatedAt), CheckTime("updated_at", e.UpdatedAt))
+}
+
+// ContactUpsert checks an upsert but for its attributes and last request,
+// which the adapter checks as it encodes them.
+func (c Checker) ContactUpsert(u ContactUpsert) error {
+	err := FirstErr(CheckBotID("bot_id", u.BotID), CheckID("channel", u.Channel),
+		CheckID("external_id", u.ExternalID), c.text("name", u.Name))
+	if err == nil && u.NewID != "" {
+		err = CheckID("id", u.NewID)
+	}
+	if err == nil && u.LastInboundAt != nil {
+		err = CheckTime("last_inbound_at", *u.LastInboundAt)
+	}
+	if err == nil {
+		err = CheckTime("now", u.Now)
+	}
+	return err
+}
+
+// ContactReachability checks the arguments of SetContactReachability.
+func (c Checker) ContactReachability(botID, id, reason string) error {
+	return FirstErr(CheckBotID("bot_id", botID), CheckID("id", id), c.text("reason", reason))
+}
+
+// Trigger checks a trigger to be created or updated, but for its spec,
+// which the adapter checks (CheckJSON) as it encodes it. An empty status
+// becomes accepted.
+func (c Checker) Trigger(t *Trigger) error {
+	err := FirstErr(CheckID("id", t.ID), CheckBotID("bot_id", t.BotID),
+		c.text("source", t.Source), c.text("event", t.Event), c.text("flow_id", t.FlowID),
+		c.text("channel", t.Channel), c.text("idempotency_key", t.IdempotencyKey), c.text("cursor", t.Cursor),
+		CheckTime("created_at", t.CreatedAt), CheckTime("updated_at", t.UpdatedAt))
+	if err != nil {
+		return err
+	}
+	if t.Status == "" {
+		t.Status = TriggerAccepted
+	}
+	return checkTriggerStatus(t.Status)
+}
+
+// SkipReasons checks the keys of skip-reason counters: 1 to MaxIDBytes bytes.
+func (c Checker) SkipReasons(m map[string]int64) error {
+	for k := range m {
+		if k == "" || len(k) > MaxIDBytes {
+			return &InvalidError{Field: "skip_reasons", Reason: "reason must be 1 to 128 bytes"}
+		}
+		if err := c.text("skip_reasons", k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RunIDs checks a run's keys: id and bot_id, and when the run is to be
+// created also contact_id, flow_id and trigger_id (if set). An update may
+// carry a flow_id or not; adapters check a set one themselves.
+func (c Checker) RunIDs(r *Run, create bool) error {
+	err := FirstErr(CheckID("id", r.ID), CheckBotID("bot_id", r.BotID))
+	if err == nil && create {
+		err = FirstErr(CheckID("contact_id", r.ContactID), CheckID("flow_id", r.FlowID))
+		if err == nil && r.TriggerID != "" {
+			err = CheckID("trigger_id", r.TriggerID)
+		}
+	}
+	return err
+}
+
+// RunFields checks a run's other fields but for state and data, which the
+// adapter checks as it encodes them: channel, status, times and error. An
+// empty status of a run to be created becomes created.
+func (c Checker) RunFields(r *Run, create bool) error {
+	if len(r.Channel) > MaxIDBytes {
+		return &InvalidError{Field: "channel", Reason: "too long"}
+	}
+	if err := c.text("channel", r.Channel); err != nil {
+		return err
+	}
+	if r.Status == "" && create {
+		r.Status = RunCreated
+	}
+	if err := CheckRunStatus(r.Status); err != nil {
+		return err
+	}
+	if r.WaitUntil != nil {
+		if err := CheckTime("wait_until", *r.WaitUntil); err != nil {
+			return err
+		}
+	}
+	return FirstErr(CheckTime("created_at", r.CreatedAt), CheckTime("updated_at", r.UpdatedAt), c.text("error", r.Error))
+}
+
+// Message checks a message to be inserted, but for its content, which the
+// adapter checks (CheckJSON) as it encodes it. An empty status becomes
+// queued.
+func (c Checker) Message(m *Message) error {
+	err := FirstErr(CheckID("id", m.ID), CheckBotID("bot_id", m.BotID), CheckID("run_id", m.RunID),
+		c.text("trigger_id", m.TriggerID), c.text("contact_id", m.ContactID), c.text("channel", m.Channel),
+		c.text("to", m.To), c.text("provider_message_id", m.ProviderMessageID), c.text("error", m.Error),
+		CheckTime("created_at", m.CreatedAt), CheckTime("updated_at", m.UpdatedAt))
+	if err != nil {
+		return err
+	}
+	if m.Status == "" {
+		m.Status = MessageQueued
+	}
+	return checkMessageStatus(m.Status)
+}
+
+// MessageStatusUpdate checks the arguments of UpdateMessageStatus.
+func (c Checker) MessageStatusUpdate(botID, id, status, providerID, reason string, at time.Time) error {
+	if err := FirstErr(CheckBotID("bot_id", botID), CheckID("id", id),
+		c.text("provider_id", providerID), c.text("reason", reason)); err != nil {
+		return err
+	}
+	if len(providerID) > 4*MaxIDBytes {
+		return &InvalidError{Field: "provider_id", Reason: "longer than 512 bytes"}
+	}
+	return FirstErr(checkMessageStatus(status), CheckTime("at", at))
+}
+
+// SandboxMessage checks a sandbox message to be appended, but for its
+// content, which the adapter checks (CheckJSON) as it encodes it.
+func (c Checker) SandboxMessage(m SandboxMessage) error {
+	return FirstErr(CheckID("message_id", m.MessageID), CheckBotID("bot_id", m.BotID),
+		c.text("run_id", m.RunID), c.text("to", m.To), CheckTime("created_at", m.CreatedAt))
+}
+
+// Subscription checks a webhook subscription to be created.
+func (c Checker) Subscription(sub Subscription) error {
+	if err := FirstErr(CheckID("id", sub.ID), CheckBotID("bot_id", sub.BotID),
+		CheckID("secret", sub.Secret), c.text("url", sub.URL), CheckTime("created_at", sub.CreatedAt)); err != nil {
+		return err
+	}
+	if sub.URL == "" {
+		return &InvalidError{Field: "url", Reason: "required"}
+	}
+	return nil
+}
