@@ -146,7 +146,12 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 		}
 		return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 	}
-	wdb, err := sql.Open("sqlite", dsn("cache_size(-32000)", "temp_store(MEMORY)"))
+	// The writer's transactions begin IMMEDIATE: they take the write lock
+	// at BEGIN, waiting busy_timeout for it. A deferred transaction that
+	// reads first and then writes cannot wait for a lock upgrade — SQLite
+	// answers SQLITE_BUSY at once — which made processes sharing a data
+	// directory fail at start ("database is locked" during the schema set-up).
+	wdb, err := sql.Open("sqlite", dsn("cache_size(-32000)", "temp_store(MEMORY)")+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
