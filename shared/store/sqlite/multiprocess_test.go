@@ -59,4 +59,3 @@ func TestSharedDirectoryOpensTogether(t *testing.T) {
 		require.NoError(t, err)
 	}
 }
-
