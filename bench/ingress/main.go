@@ -45,7 +45,8 @@ import (
 var (
 	conc     = flag.Int("c", 64, "concurrent connections")
 	duration = flag.Duration("d", 5*time.Second, "measured duration per variant")
-	warmup   = flag.Duration("warmup", time.Second, "warm-up per variant")
+	warmup   = flag.Duration("warmup", time.Second, "warm-up per variant and round")
+	rounds   = flag.Int("rounds", 4, "the variants take turns this many times, so background load hits them alike")
 	only     = flag.String("only", "", "measure only the variant whose name contains this")
 	prof     = flag.String("cpuprofile", "", "write a CPU profile of the run")
 )
@@ -127,8 +128,8 @@ func run() error {
 		return err
 	}
 
-	fmt.Printf("Flowgate ingress benchmark: %d connections, %s per variant, GOMAXPROCS=%s, loopback\n\n",
-		*conc, *duration, strconv.Itoa(runtimeProcs()))
+	fmt.Printf("Flowgate ingress benchmark: %d connections, %s per variant in %d interleaved rounds, GOMAXPROCS=%s, loopback\n\n",
+		*conc, *duration, *rounds, strconv.Itoa(runtimeProcs()))
 	if *prof != "" {
 		f, err := os.Create(*prof)
 		if err != nil {
@@ -139,24 +140,34 @@ func run() error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	var results []result
-	for _, v := range []struct {
+	type variant struct {
 		name string
 		h    http.Handler
 		key  string
-	}{
-		{"bare gin 202", bare, ""},
-		{"gin + raw JetStream publish", raw, ""},
-		{"flowgate dispatch (durable)", full, key},
-	} {
-		if *only != "" && !strings.Contains(v.name, *only) {
-			continue
+		acc  sample
+	}
+	vs := []*variant{
+		{name: "bare gin 202", h: bare},
+		{name: "gin + raw JetStream publish", h: raw},
+		{name: "flowgate dispatch (durable)", h: full, key: key},
+	}
+	for round := 0; round < *rounds; round++ {
+		for _, v := range vs {
+			if *only != "" && !strings.Contains(v.name, *only) {
+				continue
+			}
+			sm, err := measure(v.name, v.h, v.key, *duration/time.Duration(*rounds))
+			if err != nil {
+				return err
+			}
+			v.acc.add(sm)
 		}
-		r, err := measure(v.name, v.h, v.key)
-		if err != nil {
-			return err
+	}
+	var results []result
+	for _, v := range vs {
+		if len(v.acc.lats) > 0 {
+			results = append(results, v.acc.result(v.name))
 		}
-		results = append(results, r)
 	}
 	if len(results) < 3 {
 		return nil
@@ -201,11 +212,31 @@ func seed(ctx context.Context, st store.Store) (string, error) {
 	return key, st.CreateAPIKey(ctx, store.APIKey{ID: "k", BotID: "acme", Hash: ingress.HashKey(key), Prefix: key[:7], CreatedAt: now})
 }
 
-// measure serves h on loopback and drives it with closed-loop clients.
-func measure(name string, h http.Handler, key string) (result, error) {
+// sample is what one or more measurement slices of a variant saw.
+type sample struct {
+	lats    []time.Duration
+	elapsed time.Duration
+	errors  int64
+}
+
+func (a *sample) add(b sample) {
+	a.lats = append(a.lats, b.lats...)
+	a.elapsed += b.elapsed
+	a.errors += b.errors
+}
+
+func (a *sample) result(name string) result {
+	all := a.lats
+	sort.Slice(all, func(x, y int) bool { return all[x] < all[y] })
+	pct := func(p float64) time.Duration { return all[int(p*float64(len(all)-1))] }
+	return result{name: name, rps: float64(len(all)) / a.elapsed.Seconds(), p50: pct(0.5), p99: pct(0.99), max: all[len(all)-1], errors: a.errors}
+}
+
+// measure serves h on loopback and drives it with closed-loop clients for d.
+func measure(name string, h http.Handler, key string, d time.Duration) (sample, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return result{}, err
+		return sample{}, err
 	}
 	srv := &http.Server{Handler: h}
 	go srv.Serve(ln)
@@ -251,7 +282,7 @@ func measure(name string, h http.Handler, key string) (result, error) {
 	errs.Store(0)
 	measuring.Store(true)
 	start := time.Now()
-	time.Sleep(*duration)
+	time.Sleep(d)
 	measuring.Store(false)
 	elapsed := time.Since(start)
 	stop.Store(true)
@@ -261,13 +292,10 @@ func measure(name string, h http.Handler, key string) (result, error) {
 		all = append(all, l...)
 	}
 	if len(all) == 0 {
-		return result{}, fmt.Errorf("%s: no request completed", name)
+		return sample{}, fmt.Errorf("%s: no request completed", name)
 	}
-	sort.Slice(all, func(a, b int) bool { return all[a] < all[b] })
-	pct := func(p float64) time.Duration { return all[int(p*float64(len(all)-1))] }
-	r := result{name: name, rps: float64(len(all)) / elapsed.Seconds(), p50: pct(0.5), p99: pct(0.99), max: all[len(all)-1], errors: errs.Load()}
-	fmt.Fprintf(os.Stderr, "%-30s %8.0f req/s  p50 %s  p99 %s  errors %d\n", name, r.rps, ms(r.p50), ms(r.p99), r.errors)
-	return r, nil
+	fmt.Fprintf(os.Stderr, "%-30s %8.0f req/s\n", name, float64(len(all))/elapsed.Seconds())
+	return sample{lats: all, elapsed: elapsed, errors: errs.Load()}, nil
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
