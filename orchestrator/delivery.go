@@ -30,6 +30,12 @@ func (o *Orchestrator) handleDelivery(ctx context.Context, m bus.Message) error 
 	if at.IsZero() {
 		at = time.Now().UTC()
 	}
+	if d.Status == events.StatusSent && d.MessageID != "" {
+		// A channel worker's report: it recorded the send itself before
+		// reporting it, so there is nothing to read or write but the count.
+		deliveries.WithLabelValues(d.Channel, d.Status).Inc()
+		return o.countDelivery(ctx, d, store.Message{ID: d.MessageID, BotID: d.BotID, TriggerID: d.TriggerID}, events.StatusQueued)
+	}
 	msg, err := o.deliveredMessage(ctx, d, m)
 	if err != nil || msg.ID == "" {
 		return err

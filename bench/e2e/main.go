@@ -138,7 +138,7 @@ func run() error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("timed out: %v runs completed, %v messages sent", done, sent)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	total := time.Since(start)
 	rate := float64(*n) / total.Seconds()
