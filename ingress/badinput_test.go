@@ -16,7 +16,11 @@ func TestTriggerEndpointsBadInput(t *testing.T) {
 	acme := e.keys["acme"]
 	// A Botmother URL, a Recrubo thread to point runs at.
 	ev := e.do("PUT", "/v1/bots/acme/events/BM", acme, "application/json", `{"flow":"welcome"}`, 201)
-	var evr struct{ Event struct{ TriggerURL string `json:"trigger_url"` } }
+	var evr struct {
+		Event struct {
+			TriggerURL string `json:"trigger_url"`
+		}
+	}
 	require.NoError(t, json.Unmarshal(ev, &evr))
 	bm := evr.Event.TriggerURL
 	th := e.do("POST", "/public/v2/message-threads", acme, "application/vnd.api+json",
