@@ -299,7 +299,10 @@ func TestUnavailable(t *testing.T) {
 
 	uri, stop, err := ferret.Start(ctx, t.TempDir())
 	require.NoError(t, err)
-	s, err := Open(ctx, uri, "gone", WithLogger(quiet), WithConnectTimeout(500*time.Millisecond), WithTimeout(2*time.Second))
+	// 3 s, not less: FerretDB has just started, and on a loaded CI machine
+	// Open's first ping needs more than a few hundred milliseconds. After
+	// stop() each failing call waits at most this long for a server.
+	s, err := Open(ctx, uri, "gone", WithLogger(quiet), WithConnectTimeout(3*time.Second), WithTimeout(2*time.Second))
 	require.NoError(t, err)
 	require.NoError(t, s.CreateBot(ctx, store.Bot{ID: bot, Name: "Acme"}))
 	r, _, err := s.CreateRun(ctx, newRun("r1", "", "c1"))
