@@ -4,10 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"encoding/csv"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -331,38 +327,8 @@ func validateRecord(botID string, r contactRecord, region string, now time.Time)
 	}
 	return store.ContactUpsert{
 		BotID: botID, Channel: ch, ExternalID: id, Name: name, Attributes: r.attributes,
-		OptedOut: r.optedOut, NewID: newObjectID(now), Now: now,
+		OptedOut: r.optedOut, NewID: store.NewContactID(), Now: now,
 	}, nil
-}
-
-// Contact ids of imported contacts have the shape of a MongoDB ObjectID
-// (Botmother's bm_id): 4 bytes of Unix seconds, 5 random bytes fixed per
-// process, a 3-byte counter; 24 hex characters. They grow with time, so a
-// large import appends to the store's id indexes instead of writing all
-// over them (measured: the random ids of a 1M import made the store's
-// B-trees the bottleneck).
-var (
-	objectIDProcess = func() [5]byte {
-		var b [5]byte
-		_, _ = rand.Read(b[:])
-		return b
-	}()
-	objectIDCounter atomic.Uint32
-)
-
-func init() {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	objectIDCounter.Store(binary.BigEndian.Uint32(b[:]))
-}
-
-func newObjectID(now time.Time) string {
-	var b [12]byte
-	binary.BigEndian.PutUint32(b[0:4], uint32(now.Unix()))
-	copy(b[4:9], objectIDProcess[:])
-	c := objectIDCounter.Add(1)
-	b[9], b[10], b[11] = byte(c>>16), byte(c>>8), byte(c)
-	return hex.EncodeToString(b[:])
 }
 
 func hasControlChar(s string) bool {

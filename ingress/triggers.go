@@ -483,7 +483,7 @@ func (s *server) recruboThread(c *gin.Context) {
 		return
 	}
 	contact, _, err := s.store.UpsertContact(c.Request.Context(), store.ContactUpsert{
-		BotID: bot.ID, Channel: th.Channel, ExternalID: th.Identifier, NewID: newContactID(), Now: time.Now().UTC(),
+		BotID: bot.ID, Channel: th.Channel, ExternalID: th.Identifier, NewID: store.NewContactID(), Now: time.Now().UTC(),
 	})
 	if err != nil {
 		jsonapiAbort(c, jsonapiFromAPI(storeError(err, "thread")))
@@ -597,10 +597,6 @@ func (s *server) recruboGetFlowRun(c *gin.Context) {
 	}
 	c.Data(http.StatusOK, "application/vnd.api+json", doc)
 }
-
-// newContactID is a fresh internal contact id (24 hex characters, the shape
-// of Botmother's bm_id), as the orchestrator gives contacts it creates.
-func newContactID() string { return randomHex(12) }
 
 // recentRuns remembers the flow runs this ingress accepted in the last
 // minutes, so that GET /public/v2/flow-runs/{id} right after the POST finds

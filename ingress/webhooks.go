@@ -62,13 +62,8 @@ func (s *server) webhookFail(c *gin.Context, provider, result string, err *apiEr
 // whatsappVerify answers Meta's subscription check with the challenge when
 // the verify token is the bot's.
 func (s *server) whatsappVerify(c *gin.Context) {
-	bot, ok := s.webhookBot(c)
+	_, acct, ok := webhookAccount(s, c, events.ChannelWhatsApp, func(a store.ChannelAccounts) *store.WhatsAppAccount { return a.WhatsApp })
 	if !ok {
-		return
-	}
-	acct := bot.Channels.WhatsApp
-	if acct == nil {
-		s.webhookFail(c, events.ChannelWhatsApp, "no_account", errNoChannel)
 		return
 	}
 	challenge, ok := whatsapp.VerifyChallenge(c.Request.URL.Query(), acct.VerifyToken)
@@ -84,13 +79,8 @@ func (s *server) whatsappVerify(c *gin.Context) {
 // Inbound events, statuses Delivery events.
 func (s *server) whatsappWebhook(c *gin.Context) {
 	const provider = events.ChannelWhatsApp
-	bot, ok := s.webhookBot(c)
+	bot, acct, ok := webhookAccount(s, c, provider, func(a store.ChannelAccounts) *store.WhatsAppAccount { return a.WhatsApp })
 	if !ok {
-		return
-	}
-	acct := bot.Channels.WhatsApp
-	if acct == nil {
-		s.webhookFail(c, provider, "no_account", errNoChannel)
 		return
 	}
 	body, aerr := s.readBody(c)
@@ -130,6 +120,26 @@ func (s *server) whatsappWebhook(c *gin.Context) {
 			return
 		}
 	}
+	webhookOK(c, provider)
+}
+
+// webhookAccount loads the path's bot and its account on provider's
+// channel; a missing bot or account has been answered (404) when ok is false.
+func webhookAccount[A any](s *server, c *gin.Context, provider string, pick func(store.ChannelAccounts) *A) (store.Bot, *A, bool) {
+	bot, ok := s.webhookBot(c)
+	if !ok {
+		return bot, nil, false
+	}
+	acct := pick(bot.Channels)
+	if acct == nil {
+		s.webhookFail(c, provider, "no_account", errNoChannel)
+		return bot, nil, false
+	}
+	return bot, acct, true
+}
+
+// webhookOK answers a provider that its notification was taken.
+func webhookOK(c *gin.Context, provider string) {
 	webhookRequests.WithLabelValues(provider, "ok").Inc()
 	c.JSON(http.StatusOK, gin.H{"status": "ok"})
 }
@@ -137,13 +147,8 @@ func (s *server) whatsappWebhook(c *gin.Context) {
 // telegramWebhook takes one Bot API update.
 func (s *server) telegramWebhook(c *gin.Context) {
 	const provider = events.ChannelTelegram
-	bot, ok := s.webhookBot(c)
+	bot, acct, ok := webhookAccount(s, c, provider, func(a store.ChannelAccounts) *store.TelegramAccount { return a.Telegram })
 	if !ok {
-		return
-	}
-	acct := bot.Channels.Telegram
-	if acct == nil {
-		s.webhookFail(c, provider, "no_account", errNoChannel)
 		return
 	}
 	if err := telegram.VerifySecret(c.GetHeader(telegram.SecretHeader), acct.WebhookSecret); err != nil {
@@ -182,8 +187,7 @@ func (s *server) telegramWebhook(c *gin.Context) {
 			return
 		}
 	}
-	webhookRequests.WithLabelValues(provider, "ok").Inc()
-	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+	webhookOK(c, provider)
 }
 
 // telegramAPI answers callback queries. It holds no credentials: each call
@@ -222,13 +226,8 @@ func (s *server) setReachability(c *gin.Context, botID, channel, externalID stri
 // rcsWebhook takes RBM's setup handshake and its signed Pub/Sub envelopes.
 func (s *server) rcsWebhook(c *gin.Context) {
 	const provider = events.ChannelRCS
-	bot, ok := s.webhookBot(c)
+	bot, acct, ok := webhookAccount(s, c, provider, func(a store.ChannelAccounts) *store.RCSAccount { return a.RCS })
 	if !ok {
-		return
-	}
-	acct := bot.Channels.RCS
-	if acct == nil {
-		s.webhookFail(c, provider, "no_account", errNoChannel)
 		return
 	}
 	body, aerr := s.readBody(c)
@@ -276,8 +275,7 @@ func (s *server) rcsWebhook(c *gin.Context) {
 		s.webhookFail(c, provider, "unavailable", aerr)
 		return
 	}
-	webhookRequests.WithLabelValues(provider, "ok").Inc()
-	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+	webhookOK(c, provider)
 }
 
 // publishDelivery queues a provider's status report of a message. Its id

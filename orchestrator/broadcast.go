@@ -450,7 +450,7 @@ func (a *audience) nextUsers(ctx context.Context, o *Orchestrator, after string,
 		}
 		ups = append(ups, store.ContactUpsert{
 			BotID: a.t.BotID, Channel: channel, ExternalID: u, Name: a.t.Name,
-			Attributes: a.t.Attributes, LastRequest: lastRequest(a.t), NewID: NewContactID(), Now: now,
+			Attributes: a.t.Attributes, LastRequest: lastRequest(a.t), NewID: store.NewContactID(), Now: now,
 		})
 	}
 	contacts := make([]store.Contact, 0, len(ups))

@@ -83,7 +83,7 @@ func (r *rig) addContacts(cs []contactSpec) {
 		for _, c := range cs[i:min(i+1000, len(cs))] {
 			oo := c.optedOut
 			ups = append(ups, store.ContactUpsert{BotID: testBot, Channel: c.channel, ExternalID: c.id, Name: "N" + c.id,
-				Attributes: c.attrs, OptedOut: &oo, NewID: NewContactID()})
+				Attributes: c.attrs, OptedOut: &oo, NewID: store.NewContactID()})
 		}
 		_, _, err := r.store.ImportContacts(ctx, ups)
 		require.NoError(r.t, err)

@@ -28,7 +28,7 @@ func (o *Orchestrator) handleInbound(ctx context.Context, m bus.Message) error {
 	}
 	contact, _, err := o.store.UpsertContact(ctx, store.ContactUpsert{
 		BotID: in.BotID, Channel: in.Channel, ExternalID: in.From, Name: in.Name,
-		LastInboundAt: &at, NewID: NewContactID(), Now: time.Now().UTC(),
+		LastInboundAt: &at, NewID: store.NewContactID(), Now: time.Now().UTC(),
 	})
 	if err != nil {
 		return err

@@ -2,8 +2,6 @@ package orchestrator
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,14 +21,6 @@ var runNamespace = uuid.MustParse("a1f0c2de-29a4-4d8e-8a53-6c0d0b3e7f21")
 // redelivered trigger finds the run it created before.
 func RunID(triggerID, contactID string) string {
 	return uuid.NewSHA1(runNamespace, []byte(triggerID+"\x00"+contactID)).String()
-}
-
-// NewContactID returns a fresh internal contact id (24 hex characters, the
-// shape of Botmother's bm_id).
-func NewContactID() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // handleTrigger turns an accepted trigger into runs.

@@ -430,13 +430,26 @@ const (
 // status to. Adapters use it so that late or reordered provider callbacks
 // never move a status back.
 func MessageStatusAdvances(from, to string) bool {
-	rank := map[string]int{MessageQueued: 0, MessageSent: 1, MessageDelivered: 2, MessageRead: 3}
 	if to == MessageFailed {
 		return from == MessageQueued || from == MessageSent
 	}
-	f, okf := rank[from]
-	t, okt := rank[to]
-	return okf && okt && t > f
+	f, t := messageRank(from), messageRank(to)
+	return f >= 0 && t >= 0 && t > f
+}
+
+// messageRank orders the statuses of progress; -1 for any other.
+func messageRank(s string) int {
+	switch s {
+	case MessageQueued:
+		return 0
+	case MessageSent:
+		return 1
+	case MessageDelivered:
+		return 2
+	case MessageRead:
+		return 3
+	}
+	return -1
 }
 
 // Limits every adapter enforces, so that both refuse the same input.
