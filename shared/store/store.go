@@ -526,6 +526,10 @@ type Broadcasts interface {
 	// DueRuns returns waiting runs whose WaitUntil is at or before now,
 	// earliest first (the timer query).
 	DueRuns(ctx context.Context, now time.Time, limit int) ([]Run, error)
+	// WaitingRuns returns the waiting runs of the given contacts of a bot
+	// (at most MaxWaitingRunsContacts ids), in no particular order: the runs a broadcast's
+	// batch supersedes, found with one query.
+	WaitingRuns(ctx context.Context, botID string, contactIDs []string) ([]Run, error)
 	// ImportContacts upserts many contacts (as UpsertContact) in one write.
 	ImportContacts(ctx context.Context, us []ContactUpsert) (created, updated int, err error)
 }

@@ -281,3 +281,22 @@ func (c Checker) Subscription(sub Subscription) error {
 	}
 	return nil
 }
+
+// MaxWaitingRunsContacts bounds the contact ids of one WaitingRuns call.
+const MaxWaitingRunsContacts = 10_000
+
+// WaitingRunsQuery checks the arguments of WaitingRuns.
+func WaitingRunsQuery(botID string, contactIDs []string) error {
+	if err := CheckBotID("bot_id", botID); err != nil {
+		return err
+	}
+	if len(contactIDs) > MaxWaitingRunsContacts {
+		return &InvalidError{Field: "contact_ids", Reason: fmt.Sprintf("more than %d", MaxWaitingRunsContacts)}
+	}
+	for _, id := range contactIDs {
+		if err := CheckID("contact_id", id); err != nil {
+			return err
+		}
+	}
+	return nil
+}

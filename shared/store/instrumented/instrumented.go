@@ -225,6 +225,11 @@ func (s *Store) IncrTriggerCounters(ctx context.Context, botID, triggerID string
 	return measure0(s, "IncrTriggerCounters", func() error { return s.Store.IncrTriggerCounters(ctx, botID, triggerID, delta) })
 }
 
+// WaitingRuns delegates and measures.
+func (s *Store) WaitingRuns(ctx context.Context, botID string, contactIDs []string) ([]store.Run, error) {
+	return measure(s, "WaitingRuns", func() ([]store.Run, error) { return s.Store.WaitingRuns(ctx, botID, contactIDs) })
+}
+
 // DueRuns delegates and measures.
 func (s *Store) DueRuns(ctx context.Context, now time.Time, limit int) ([]store.Run, error) {
 	return measure(s, "DueRuns", func() ([]store.Run, error) { return s.Store.DueRuns(ctx, now, limit) })

@@ -585,6 +585,28 @@ func decodeRuns(ctx context.Context, cur *mongo.Cursor) ([]store.Run, error) {
 	return out, cur.Err()
 }
 
+// WaitingRuns returns the waiting runs of contactIDs, found through the
+// contact_key_unique index with one query.
+func (s *Store) WaitingRuns(ctx context.Context, botID string, contactIDs []string) ([]store.Run, error) {
+	if err := store.WaitingRunsQuery(botID, contactIDs); err != nil {
+		return nil, err
+	}
+	if len(contactIDs) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	cur, err := s.runs.Find(ctx,
+		bson.D{{Key: "contact_id", Value: bson.D{{Key: "$in", Value: contactIDs}}},
+			{Key: "bot_id", Value: botID}, {Key: "status", Value: store.RunWaiting}},
+		options.Find().SetProjection(bson.D{{Key: "writes", Value: 0}}))
+	if err != nil {
+		return nil, dbErr("waiting runs", err)
+	}
+	out, err := decodeRuns(ctx, cur)
+	return out, dbErr("waiting runs", err)
+}
+
 // DueRuns returns waiting runs whose timer is due, earliest first. Times
 // compare at millisecond precision.
 func (s *Store) DueRuns(ctx context.Context, at time.Time, limit int) ([]store.Run, error) {

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"encoding/json"
 	"context"
 	"database/sql"
 	"encoding/base64"
@@ -440,6 +441,36 @@ func (s *Store) DueRuns(ctx context.Context, at time.Time, limit int) ([]store.R
 		out = append(out, r)
 	}
 	return out, dbErr("due runs", rows.Err())
+}
+
+// WaitingRuns returns the waiting runs of contactIDs, found through the
+// contact index with one query (the ids travel as one JSON array).
+func (s *Store) WaitingRuns(ctx context.Context, botID string, contactIDs []string) ([]store.Run, error) {
+	if err := store.WaitingRunsQuery(botID, contactIDs); err != nil {
+		return nil, err
+	}
+	if len(contactIDs) == 0 {
+		return nil, nil
+	}
+	ids, err := json.Marshal(contactIDs)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.rdb.QueryContext(ctx, `SELECT `+runCols+` FROM runs INDEXED BY runs_contact_key
+		WHERE contact_id IN (SELECT value FROM json_each(?)) AND bot_id = ? AND status = 'waiting'`, string(ids), botID)
+	if err != nil {
+		return nil, dbErr("waiting runs", err)
+	}
+	defer rows.Close()
+	var out []store.Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, dbErr("waiting runs", err)
+		}
+		out = append(out, r)
+	}
+	return out, dbErr("waiting runs", rows.Err())
 }
 
 // ExpireBefore deletes runs in a final status last updated before t, and

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,6 +72,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, feats Features) {
 		{"CreateRuns", testCreateRuns},
 		{"ListRuns", testListRuns},
 		{"DueRuns", testDueRuns},
+		{"WaitingRuns", testWaitingRuns},
 		{"ExpireBefore", testExpireBefore},
 		{"Messages", testMessages},
 		{"MessageStatus", testMessageStatus},
@@ -1126,6 +1128,62 @@ func testDueRuns(t *testing.T, s store.Store, e env) {
 	require.Len(t, due, 1, "limit")
 }
 
+func testWaitingRuns(t *testing.T, s store.Store, e env) {
+	mkBot(t, s, e)
+	mk := func(id, contact, status string) {
+		r := newRun(e, id, "", contact)
+		r.Status = status
+		_, created, err := s.CreateRun(e.ctx, r)
+		require.NoError(t, err)
+		require.True(t, created)
+	}
+	mk("w-a1", "ca", store.RunWaiting)
+	mk("w-a2", "ca", store.RunWaiting)
+	mk("r-a3", "ca", store.RunRunning)
+	mk("w-b1", "cb", store.RunWaiting)
+	mk("d-b2", "cb", store.RunCompleted)
+	mk("w-c1", "cc", store.RunWaiting)
+
+	other := env{ctx: e.ctx, feats: e.feats, bot: e.bot + "-x"}
+	mkBot(t, s, other)
+	r := newRun(other, "w-other", "", "ca")
+	r.Status = store.RunWaiting
+	_, _, err := s.CreateRun(e.ctx, r)
+	require.NoError(t, err)
+
+	ids := func(rs []store.Run) []string {
+		var out []string
+		for _, r := range rs {
+			require.Equal(t, e.bot, r.BotID, "another bot's run")
+			require.Equal(t, store.RunWaiting, r.Status)
+			out = append(out, r.ID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	got, err := s.WaitingRuns(e.ctx, e.bot, []string{"ca", "cb", "nobody"})
+	require.NoError(t, err)
+	require.Equal(t, []string{"w-a1", "w-a2", "w-b1"}, ids(got), "waiting runs of the contacts asked, of this bot only")
+
+	got, err = s.WaitingRuns(e.ctx, e.bot, []string{"cc"})
+	require.NoError(t, err)
+	require.Equal(t, []string{"w-c1"}, ids(got))
+
+	got, err = s.WaitingRuns(e.ctx, e.bot, nil)
+	require.NoError(t, err)
+	require.Empty(t, got)
+
+	// A run that stops waiting is no longer found.
+	run, err := s.GetRun(e.ctx, e.bot, "w-c1")
+	require.NoError(t, err)
+	run.Status = store.RunCancelled
+	_, err = s.UpdateRun(e.ctx, run)
+	require.NoError(t, err)
+	got, err = s.WaitingRuns(e.ctx, e.bot, []string{"cc"})
+	require.NoError(t, err)
+	require.Empty(t, got)
+}
+
 func testExpireBefore(t *testing.T, s store.Store, e env) {
 	mkBot(t, s, e)
 	old := base().Add(-48 * time.Hour)
@@ -1390,6 +1448,12 @@ func testInvalidInput(t *testing.T, s store.Store, e env) {
 		call  func() error
 	}{
 		{"bot id empty", "id", func() error { return s.CreateBot(ctx, store.Bot{ID: "", Name: "x"}) }},
+		{"waiting runs bad bot", "bot_id", func() error { _, err := s.WaitingRuns(ctx, "NOPE", []string{"c1"}); return err }},
+		{"waiting runs bad contact id", "contact_id", func() error { _, err := s.WaitingRuns(ctx, e.bot, []string{"c1", ""}); return err }},
+		{"waiting runs too many ids", "contact_ids", func() error {
+			_, err := s.WaitingRuns(ctx, e.bot, make([]string, store.MaxWaitingRunsContacts+1))
+			return err
+		}},
 		{"bot id upper case", "id", func() error { return s.CreateBot(ctx, store.Bot{ID: "Acme", Name: "x"}) }},
 		{"bot id with space", "id", func() error { return s.CreateBot(ctx, store.Bot{ID: "a b", Name: "x"}) }},
 		{"bot id leading dash", "id", func() error { return s.CreateBot(ctx, store.Bot{ID: "-ab", Name: "x"}) }},
