@@ -1,10 +1,10 @@
 package sqlite
 
 import (
-	"encoding/json"
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
