@@ -526,6 +526,13 @@ type Broadcasts interface {
 	// DueRuns returns waiting runs whose WaitUntil is at or before now,
 	// earliest first (the timer query).
 	DueRuns(ctx context.Context, now time.Time, limit int) ([]Run, error)
+	// UpdateRuns writes many runs as UpdateRun does, in one write. A run
+	// whose Version no longer matches, or that is gone, is left as it is and
+	// its index is returned in conflicts; the others are written. An invalid
+	// run fails the call before anything is written. After another error
+	// some runs may be written: a retry with the same runs reports those as
+	// conflicts.
+	UpdateRuns(ctx context.Context, rs []Run) (conflicts []int, err error)
 	// WaitingRuns returns the waiting runs of the given contacts of a bot
 	// (at most MaxWaitingRunsContacts ids), in no particular order: the runs a broadcast's
 	// batch supersedes, found with one query.

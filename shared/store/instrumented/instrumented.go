@@ -225,6 +225,11 @@ func (s *Store) IncrTriggerCounters(ctx context.Context, botID, triggerID string
 	return measure0(s, "IncrTriggerCounters", func() error { return s.Store.IncrTriggerCounters(ctx, botID, triggerID, delta) })
 }
 
+// UpdateRuns delegates and measures.
+func (s *Store) UpdateRuns(ctx context.Context, rs []store.Run) ([]int, error) {
+	return measure(s, "UpdateRuns", func() ([]int, error) { return s.Store.UpdateRuns(ctx, rs) })
+}
+
 // WaitingRuns delegates and measures.
 func (s *Store) WaitingRuns(ctx context.Context, botID string, contactIDs []string) ([]store.Run, error) {
 	return measure(s, "WaitingRuns", func() ([]store.Run, error) { return s.Store.WaitingRuns(ctx, botID, contactIDs) })

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -352,6 +353,40 @@ func (s *Store) UpdateRun(ctx context.Context, r store.Run) (store.Run, error) {
 	}
 	r.Version = next
 	return r, nil
+}
+
+// UpdateRuns writes the runs through the same batched writer as UpdateRun:
+// every update is queued at once, so they share BulkWrite rounds.
+func (s *Store) UpdateRuns(ctx context.Context, rs []store.Run) ([]int, error) {
+	for i := range rs {
+		r := rs[i]
+		if _, err := prepareRun(&r, false); err != nil {
+			return nil, fmt.Errorf("run %d: %w", i, err)
+		}
+	}
+	errs := make([]error, len(rs))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 256)
+	for i := range rs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(i int) {
+			defer func() { <-sem; wg.Done() }()
+			_, errs[i] = s.UpdateRun(ctx, rs[i])
+		}(i)
+	}
+	wg.Wait()
+	var conflicts []int
+	for i, err := range errs {
+		switch {
+		case err == nil:
+		case errors.Is(err, store.ErrVersionConflict), errors.Is(err, store.ErrNotFound):
+			conflicts = append(conflicts, i)
+		default:
+			return nil, err
+		}
+	}
+	return conflicts, nil
 }
 
 func (op *runOp) filter() bson.D {

@@ -70,6 +70,12 @@ func prepareRun(r *store.Run, create bool) (encodedRun, error) {
 	return e, nil
 }
 
+// updateRun is UpdateRun's version-checked write.
+const updateRun = `UPDATE runs SET flow_id = CASE WHEN ? = '' THEN flow_id ELSE ? END,
+	flow_version = CASE WHEN ? = '' THEN flow_version ELSE ? END, channel = CASE WHEN ? = '' THEN channel ELSE ? END,
+	status = ?, state = ?, data = ?, wait_until = ?, error = ?, version = version + 1, updated_at = ?
+	WHERE id = ? AND bot_id = ? AND version = ?`
+
 const insertRun = `INSERT INTO runs (` + runCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING`
 
 func runArgs(r *store.Run, e *encodedRun) []any {
@@ -292,10 +298,7 @@ func (s *Store) UpdateRun(ctx context.Context, r store.Run) (store.Run, error) {
 		}
 	}
 	err = s.w.do(ctx, false, func(t *wtx) error {
-		n, err := t.execAffected(`UPDATE runs SET flow_id = CASE WHEN ? = '' THEN flow_id ELSE ? END,
-			flow_version = CASE WHEN ? = '' THEN flow_version ELSE ? END, channel = CASE WHEN ? = '' THEN channel ELSE ? END,
-			status = ?, state = ?, data = ?, wait_until = ?, error = ?, version = version + 1, updated_at = ?
-			WHERE id = ? AND bot_id = ? AND version = ?`,
+		n, err := t.execAffected(updateRun,
 			r.FlowID, r.FlowID, r.FlowID, r.FlowVersion, r.Channel, r.Channel, r.Status, e.state, e.data,
 			nullNanos(r.WaitUntil), r.Error, nanos(r.UpdatedAt), r.ID, r.BotID, r.Version)
 		if err != nil || n == 1 {
@@ -315,6 +318,49 @@ func (s *Store) UpdateRun(ctx context.Context, r store.Run) (store.Run, error) {
 	}
 	r.Version++
 	return r, nil
+}
+
+// UpdateRuns writes the runs in one transaction of its own, one prepared
+// update per run.
+func (s *Store) UpdateRuns(ctx context.Context, rs []store.Run) ([]int, error) {
+	if len(rs) == 0 {
+		return nil, nil
+	}
+	in := make([]store.Run, len(rs))
+	copy(in, rs)
+	enc := make([]encodedRun, len(in))
+	for i := range in {
+		var err error
+		if enc[i], err = prepareRun(&in[i], false); err != nil {
+			return nil, fmt.Errorf("run %d: %w", i, err)
+		}
+		if in[i].FlowID != "" {
+			if err := store.CheckID("flow_id", in[i].FlowID); err != nil {
+				return nil, fmt.Errorf("run %d: %w", i, err)
+			}
+		}
+	}
+	var conflicts []int
+	err := s.w.do(ctx, true, func(t *wtx) error {
+		conflicts = conflicts[:0]
+		for i, r := range in {
+			e := enc[i]
+			n, err := t.execAffected(updateRun,
+				r.FlowID, r.FlowID, r.FlowID, r.FlowVersion, r.Channel, r.Channel, r.Status, e.state, e.data,
+				nullNanos(r.WaitUntil), r.Error, nanos(r.UpdatedAt), r.ID, r.BotID, r.Version)
+			if err != nil {
+				return err
+			}
+			if n != 1 {
+				conflicts = append(conflicts, i)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, dbErr("update runs", err)
+	}
+	return conflicts, nil
 }
 
 // runCursor is the keyset position after the last run of a page.

@@ -73,6 +73,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, feats Features) {
 		{"ListRuns", testListRuns},
 		{"DueRuns", testDueRuns},
 		{"WaitingRuns", testWaitingRuns},
+		{"UpdateRuns", testUpdateRuns},
 		{"ExpireBefore", testExpireBefore},
 		{"Messages", testMessages},
 		{"MessageStatus", testMessageStatus},
@@ -1128,6 +1129,62 @@ func testDueRuns(t *testing.T, s store.Store, e env) {
 	require.Len(t, due, 1, "limit")
 }
 
+func testUpdateRuns(t *testing.T, s store.Store, e env) {
+	mkBot(t, s, e)
+	var rs []store.Run
+	for i := range 5 {
+		rs = append(rs, mkRun(t, s, e, fmt.Sprintf("u%d", i), "", fmt.Sprintf("c%d", i)))
+	}
+	// u1 moves on before the bulk write: its copy below is stale.
+	moved := rs[1]
+	moved.Status = store.RunCancelled
+	_, err := s.UpdateRun(e.ctx, moved)
+	require.NoError(t, err)
+	gone := newRun(e, "never-created", "", "cx")
+
+	batch := make([]store.Run, 0, 6)
+	for i, r := range rs {
+		r.Status = store.RunCompleted
+		r.State = json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))
+		batch = append(batch, r)
+	}
+	batch = append(batch, gone)
+	conflicts, err := s.UpdateRuns(e.ctx, batch)
+	require.NoError(t, err)
+	require.Equal(t, []int{1, 5}, conflicts, "the stale run and the missing one")
+	for i, r := range rs {
+		got, err := s.GetRun(e.ctx, e.bot, r.ID)
+		require.NoError(t, err)
+		if i == 1 {
+			require.Equal(t, store.RunCancelled, got.Status, "a conflicting run is left as it is")
+			continue
+		}
+		require.Equal(t, store.RunCompleted, got.Status)
+		require.Equal(t, r.Version+1, got.Version)
+		require.JSONEq(t, fmt.Sprintf(`{"i":%d}`, i), string(got.State))
+	}
+	// The same batch again: every run has moved on.
+	conflicts, err = s.UpdateRuns(e.ctx, batch[:5])
+	require.NoError(t, err)
+	require.Equal(t, []int{0, 1, 2, 3, 4}, conflicts)
+
+	conflicts, err = s.UpdateRuns(e.ctx, nil)
+	require.NoError(t, err)
+	require.Empty(t, conflicts)
+
+	// An invalid run writes nothing.
+	r0, err := s.GetRun(e.ctx, e.bot, "u0")
+	require.NoError(t, err)
+	good, bad := r0, r0
+	good.Status = store.RunFailed
+	bad.Status = "nope"
+	_, err = s.UpdateRuns(e.ctx, []store.Run{good, bad})
+	require.ErrorIs(t, err, store.ErrInvalid)
+	after, err := s.GetRun(e.ctx, e.bot, "u0")
+	require.NoError(t, err)
+	require.Equal(t, r0.Version, after.Version, "nothing written")
+}
+
 func testWaitingRuns(t *testing.T, s store.Store, e env) {
 	mkBot(t, s, e)
 	mk := func(id, contact, status string) {
@@ -1448,6 +1505,10 @@ func testInvalidInput(t *testing.T, s store.Store, e env) {
 		call  func() error
 	}{
 		{"bot id empty", "id", func() error { return s.CreateBot(ctx, store.Bot{ID: "", Name: "x"}) }},
+		{"update runs bad status", "status", func() error {
+			_, err := s.UpdateRuns(ctx, []store.Run{run(func(r *store.Run) { r.Status = "nope" })})
+			return err
+		}},
 		{"waiting runs bad bot", "bot_id", func() error { _, err := s.WaitingRuns(ctx, "NOPE", []string{"c1"}); return err }},
 		{"waiting runs bad contact id", "contact_id", func() error { _, err := s.WaitingRuns(ctx, e.bot, []string{"c1", ""}); return err }},
 		{"waiting runs too many ids", "contact_ids", func() error {
