@@ -6,11 +6,18 @@
 //
 //	go run ./bench/channels                 # throughput, then accuracy at 80/s and 1,000/s
 //	go run ./bench/channels -n 100000 -accuracy=false
+//	go run ./bench/channels -n 200 -accuracy=false -latency 100ms -inflight 1
 //
-// The double runs in the same process and takes part of the CPU.
+// The double runs in the same process and takes part of the CPU. The
+// throughput run is bracketed by a baseline taken in the same run: the
+// same double, driven by a plain HTTP loop (as many concurrent clients as
+// the runner has workers, the sender's payload and a pooled client),
+// before and after the worker; the ratio worker / baseline is printed, so
+// that figures from a loaded machine can be compared.
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -18,10 +25,13 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net/http"
 	"os"
 	"runtime/pprof"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,22 +51,52 @@ func main() {
 	prefetch := flag.Int("prefetch", 0, "bundles fetched ahead (0 = the runner's default)")
 	accuracy := flag.Bool("accuracy", true, "also measure pacer accuracy at 80/s and 1,000/s")
 	seconds := flag.Float64("seconds", 10, "length of each accuracy run")
+	inflight := flag.Int("inflight", 0, "RunnerConfig.MaxInFlightPerAccount (0 = the runner's default, <0 = no limit)")
+	latency := flag.Duration("latency", 0, "the double's answer latency (a provider round trip)")
+	baseline := flag.Bool("baseline", true, "bracket the throughput run with the bare-double baseline")
 	flag.Parse()
 	ctx := context.Background()
+	cfg := channel.RunnerConfig{Workers: *workers, Prefetch: *prefetch, MaxInFlightPerAccount: *inflight}
+	if *workers == 0 {
+		cfg.Workers = 64 // the runner's default, also the baseline's concurrency
+	}
+	fmt.Printf("load average at start: %s\n", loadAvg())
 
-	res, err := run(ctx, *n, 1e6, *workers, *prefetch, false)
+	var base []result
+	if *baseline {
+		b, err := runBaseline(*n, cfg.Workers, *latency)
+		if err != nil {
+			log.Fatal(err)
+		}
+		base = append(base, b)
+		printBaseline("before", *n, cfg.Workers, b)
+	}
+	res, err := run(ctx, *n, 1e6, cfg, *latency, false)
 	if err != nil {
 		log.Fatal(err)
 	}
 	perMsg := res.cpu / time.Duration(*n)
-	fmt.Printf("throughput: %d messages, 1 worker process, unlimited double: %.0f msg/s (%s); CPU %s = %s per message (worker, in-process NATS and double together: %.0f msg/s per fully available core)\n",
-		*n, res.rate, res.took.Round(time.Millisecond), res.cpu.Round(time.Millisecond), perMsg.Round(time.Microsecond), float64(time.Second)/float64(perMsg))
+	fmt.Printf("throughput: %d messages, 1 worker process (%d workers, max in flight per account %d), unlimited double: %.0f msg/s (%s); CPU %s = %s per message (worker, in-process NATS and double together: %.0f msg/s per fully available core)\n",
+		*n, cfg.Workers, res.inflight, res.rate, res.took.Round(time.Millisecond), res.cpu.Round(time.Millisecond), perMsg.Round(time.Microsecond), float64(time.Second)/float64(perMsg))
+	if *baseline {
+		b, err := runBaseline(*n, cfg.Workers, *latency)
+		if err != nil {
+			log.Fatal(err)
+		}
+		base = append(base, b)
+		printBaseline("after", *n, cfg.Workers, b)
+		mean := (base[0].rate + base[1].rate) / 2
+		bcpu := (base[0].cpu + base[1].cpu) / 2 / time.Duration(*n)
+		fmt.Printf("ratio: worker / bare-double baseline = %.3f (%.0f / %.0f msg/s); worker's own CPU per message beyond the baseline's HTTP + double: %s\n",
+			res.rate/mean, res.rate, mean, (perMsg - bcpu).Round(time.Microsecond))
+	}
+	fmt.Printf("load average at end: %s\n", loadAvg())
 	if !*accuracy {
 		return
 	}
 	for _, rate := range []float64{80, 1000} {
 		m := int(rate * *seconds)
-		res, err := run(ctx, m, rate, *workers, *prefetch, true)
+		res, err := run(ctx, m, rate, cfg, 0, true)
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -66,6 +106,7 @@ func main() {
 }
 
 type result struct {
+	inflight     int
 	rate         float64
 	took         time.Duration
 	cpu          time.Duration // user + system CPU of the whole process
@@ -75,7 +116,7 @@ type result struct {
 
 // run sends n single-message bundles through one WhatsApp worker paced at
 // rate; limited makes the double enforce rate (burst: a quarter second).
-func run(ctx context.Context, n int, rate float64, workers, prefetch int, limited bool) (result, error) {
+func run(ctx context.Context, n int, rate float64, cfg channel.RunnerConfig, latency time.Duration, limited bool) (result, error) {
 	dir, err := os.MkdirTemp("", "flowgate-bench-channels")
 	if err != nil {
 		return result{}, err
@@ -107,6 +148,9 @@ func run(ctx context.Context, n int, rate float64, workers, prefetch int, limite
 	} else {
 		opts = append(opts, whatsappdouble.WithoutLog())
 	}
+	if latency > 0 {
+		opts = append(opts, whatsappdouble.WithLatency(latency))
+	}
 	d := whatsappdouble.New(opts...)
 	defer d.Close()
 	now := time.Now().UTC()
@@ -130,7 +174,7 @@ func run(ctx context.Context, n int, rate float64, workers, prefetch int, limite
 	if os.Getenv("BENCH_NO_PACER") != "" {
 		cp = nil
 	}
-	r, err := channel.NewRunner(channel.RunnerConfig{Workers: workers, Prefetch: prefetch}, s, b, st, cp, quiet)
+	r, err := channel.NewRunner(cfg, s, b, st, cp, quiet)
 	if err != nil {
 		return result{}, err
 	}
@@ -163,7 +207,7 @@ func run(ctx context.Context, n int, rate float64, workers, prefetch int, limite
 	cpu := cpuTime() - cpu0
 	cancel()
 	<-done
-	res := result{rate: float64(n) / took.Seconds(), took: took, cpu: cpu, throttled: d.Stats().Rejected[130429]}
+	res := result{inflight: r.Config().MaxInFlightPerAccount, rate: float64(n) / took.Seconds(), took: took, cpu: cpu, throttled: d.Stats().Rejected[130429]}
 	if limited {
 		acc := d.Accepted()
 		ts := make([]time.Time, len(acc))
@@ -230,6 +274,85 @@ func enqueue(ctx context.Context, b *bus.Bus, st store.Store, n int, now time.Ti
 	default:
 		return nil
 	}
+}
+
+// runBaseline sends n valid text messages (the sender's payload, built
+// once per message as the sender does) to a fresh unlimited double from
+// `clients` goroutines over one pooled HTTP client: what the double and
+// HTTP cost without the worker.
+func runBaseline(n, clients int, latency time.Duration) (result, error) {
+	opts := []whatsappdouble.Option{whatsappdouble.WithoutLog()}
+	if latency > 0 {
+		opts = append(opts, whatsappdouble.WithLatency(latency))
+	}
+	d := whatsappdouble.New(opts...)
+	defer d.Close()
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns, t.MaxIdleConnsPerHost = 512, 256
+	client := &http.Client{Transport: t, Timeout: 30 * time.Second}
+	defer t.CloseIdleConnections()
+	endpoint := d.APIBase() + "/106540352242922/messages"
+	var next atomic.Int64
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	cpu0 := cpuTime()
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				body, err := whatsapp.BuildPayload(fmt.Sprintf("+3460%07d", i), events.Content{Type: events.ContentText, Text: fmt.Sprintf("message %d", i)})
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				req, _ := http.NewRequest(http.MethodPost, endpoint, bytes.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+whatsappdouble.DefaultToken)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	cpu := cpuTime() - cpu0
+	if f := failed.Load(); f > 0 || d.Stats().Accepted != int64(n) {
+		return result{}, fmt.Errorf("baseline: %d failed, %d of %d accepted", f, d.Stats().Accepted, n)
+	}
+	return result{rate: float64(n) / took.Seconds(), took: took, cpu: cpu}, nil
+}
+
+func printBaseline(when string, n, clients int, b result) {
+	perMsg := b.cpu / time.Duration(n)
+	fmt.Printf("baseline (%s): bare double, plain HTTP loop, %d clients: %.0f msg/s (%s); CPU %s per message\n",
+		when, clients, b.rate, b.took.Round(time.Millisecond), perMsg.Round(time.Microsecond))
+}
+
+// loadAvg is /proc/loadavg's first three fields.
+func loadAvg() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(raw))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 // cpuTime is the process's user + system CPU time.

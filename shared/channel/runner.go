@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strconv"
 	"sync"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
@@ -62,7 +65,29 @@ type RunnerConfig struct {
 	// (default 4 per worker). A killed worker strands these until the
 	// consumer's AckWait; more keeps every sender busy.
 	Prefetch int
+	// MaxInFlightPerAccount bounds the sends of one sender account that
+	// are between "request written to the provider" and "sent recorded in
+	// the store". WhatsApp and Telegram have no idempotency key, so these
+	// are exactly the messages a crash can make the redelivered bundle
+	// send a second time: a kill duplicates at most this many messages
+	// per account. 0 takes FLOWGATE_CHANNEL_MAX_IN_FLIGHT from the
+	// environment, else DefaultMaxInFlightPerAccount; a negative value
+	// means no limit (Workers bounds it). 1 makes a crash duplicate at
+	// most one message per account, at the price of one provider round
+	// trip plus one store write per message and account (docs/channels.md).
+	MaxInFlightPerAccount int
 }
+
+// DefaultMaxInFlightPerAccount is RunnerConfig.MaxInFlightPerAccount's
+// default: enough for a provider round trip of 200 ms at 80 messages/s
+// (WhatsApp's default tier) with room to spare, and for more than 10,000
+// messages/s per process against a local provider double; a crash
+// duplicates at most this many messages per account.
+const DefaultMaxInFlightPerAccount = 32
+
+// EnvMaxInFlight is the environment variable a zero
+// RunnerConfig.MaxInFlightPerAccount is read from.
+const EnvMaxInFlight = "FLOWGATE_CHANNEL_MAX_IN_FLIGHT"
 
 // Runner consumes one channel's outbound bundles and sends them with a
 // Sender: pacing per account, idempotent per message, retry by error type.
@@ -76,6 +101,13 @@ type Runner struct {
 
 	mu   sync.Mutex
 	bots map[string]cachedBot
+
+	inflightMu sync.Mutex
+	inflight   map[string]chan struct{} // per account, capacity MaxInFlightPerAccount
+
+	// Metric children of this runner's channel, looked up once.
+	sentCounter     prometheus.Counter
+	providerLatency prometheus.Observer
 }
 
 type cachedBot struct {
@@ -97,16 +129,31 @@ func NewRunner(cfg RunnerConfig, s Sender, b Bus, st Store, pacer Pacer, log *sl
 	if cfg.BotCacheTTL == 0 {
 		cfg.BotCacheTTL = 10 * time.Second
 	}
+	if cfg.MaxInFlightPerAccount == 0 {
+		cfg.MaxInFlightPerAccount = DefaultMaxInFlightPerAccount
+		if v := os.Getenv(EnvMaxInFlight); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n == 0 {
+				return nil, fmt.Errorf("channel: %s=%q: want a positive number of sends (or negative: no limit)", EnvMaxInFlight, v)
+			}
+			cfg.MaxInFlightPerAccount = n
+		}
+	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Runner{cfg: cfg, sender: s, bus: b, store: st, pacer: pacer, log: log.With("channel", s.Channel()), bots: map[string]cachedBot{}}, nil
+	ch := s.Channel()
+	return &Runner{cfg: cfg, sender: s, bus: b, store: st, pacer: pacer, log: log.With("channel", ch), bots: map[string]cachedBot{},
+		inflight: map[string]chan struct{}{}, sentCounter: sent.WithLabelValues(ch), providerLatency: providerSeconds.WithLabelValues(ch)}, nil
 }
+
+// Config is the runner's configuration with its defaults applied.
+func (r *Runner) Config() RunnerConfig { return r.cfg }
 
 // Run consumes until ctx ends, then drains.
 func (r *Runner) Run(ctx context.Context) error {
 	spec := bus.OutboundConsumer(r.sender.Channel())
-	r.log.Info("channel worker running", "workers", r.cfg.Workers)
+	r.log.Info("channel worker running", "workers", r.cfg.Workers, "max_in_flight_per_account", r.cfg.MaxInFlightPerAccount)
 	return r.bus.Consume(ctx, spec, r.Handle, bus.ConsumeOptions{
 		Workers: r.cfg.Workers,
 		// A bounded prefetch: a killed worker strands few bundles (until
@@ -174,7 +221,15 @@ func (r *Runner) Handle(ctx context.Context, m bus.Message) error {
 			}
 			continue // accepted (or failed) before: never send twice
 		}
+		// The in-flight slot is taken before the pacer's, so that a slot
+		// granted by the pacer is used at once (a sender queued here with
+		// a slot already taken would send late, in a burst).
+		release, err := r.acquire(ctx, account)
+		if err != nil {
+			return err
+		}
 		if err := r.pace(ctx, bot, account, out); err != nil {
+			release()
 			return err
 		}
 		if time.Since(progressAt) > progressEvery {
@@ -183,21 +238,47 @@ func (r *Runner) Handle(ctx context.Context, m bus.Message) error {
 		}
 		start := time.Now()
 		res, err := r.sender.Send(ctx, bot, out, msg)
-		providerSeconds.WithLabelValues(r.sender.Channel()).Observe(time.Since(start).Seconds())
+		now := time.Now()
+		r.providerLatency.Observe(now.Sub(start).Seconds())
 		if err != nil {
+			release()
 			return r.sendFailed(ctx, out, i, account, err)
 		}
-		now := time.Now().UTC()
+		now = now.UTC()
 		// Record before acking: this is what makes a redelivery skip it.
-		if err := r.store.UpdateMessageStatus(ctx, out.BotID, msg.ID, events.StatusSent, res.ProviderMessageID, "", now); err != nil && !errors.Is(err, store.ErrNotFound) {
+		// The in-flight slot is held until the record is stored: an
+		// accepted message without a record is what a crash sends twice.
+		err = r.store.UpdateMessageStatus(ctx, out.BotID, msg.ID, events.StatusSent, res.ProviderMessageID, "", now)
+		release()
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		sent.WithLabelValues(r.sender.Channel()).Inc()
+		r.sentCounter.Inc()
 		if err := r.report(ctx, out, msg, events.Delivery{Status: events.StatusSent, ProviderMessageID: res.ProviderMessageID, At: now}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// acquire takes one of account's in-flight slots; release gives it back.
+func (r *Runner) acquire(ctx context.Context, account string) (release func(), err error) {
+	if r.cfg.MaxInFlightPerAccount < 0 {
+		return func() {}, nil
+	}
+	r.inflightMu.Lock()
+	sem := r.inflight[account]
+	if sem == nil {
+		sem = make(chan struct{}, r.cfg.MaxInFlightPerAccount)
+		r.inflight[account] = sem
+	}
+	r.inflightMu.Unlock()
+	select {
+	case sem <- struct{}{}:
+		return func() { <-sem }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // records returns the stored records of a bundle's messages by id.

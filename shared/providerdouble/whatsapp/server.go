@@ -38,9 +38,11 @@ type Server struct {
 	enforceWindow bool
 	pairInterval  time.Duration
 	templates     map[string]bool
+	latency       time.Duration
 
-	prefix string
-	seq    atomic.Uint64
+	prefix   string
+	seq      atomic.Uint64
+	requests atomic.Int64
 
 	mu          sync.Mutex
 	rate        float64
@@ -68,6 +70,12 @@ type AcceptedMessage struct {
 	Payload json.RawMessage
 	At      time.Time
 	WAMID   string
+	// Received is when the double began handling the request and Answered
+	// when it had written the success answer, both on the real clock (not
+	// WithClock's): a test that kills a sender compares them with the kill.
+	// Answered is zero while the answer is being written.
+	Received time.Time
+	Answered time.Time
 }
 
 // Map decodes the payload into a generic map.
@@ -130,6 +138,10 @@ func WithTemplates(names ...string) Option {
 		}
 	}
 }
+
+// WithLatency makes every answer take at least d (a provider's round
+// trip): the handler sleeps d before answering.
+func WithLatency(d time.Duration) Option { return func(s *Server) { s.latency = d } }
 
 // WithoutLog keeps counters but no accepted-message log (long benchmarks).
 func WithoutLog() Option { return func(s *Server) { s.keepLog = false } }
@@ -220,6 +232,7 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
+	st.Requests = s.requests.Load()
 	st.Rejected = make(map[int]int64, len(s.stats.Rejected))
 	for k, v := range s.stats.Rejected {
 		st.Rejected[k] = v
@@ -233,18 +246,21 @@ func (s *Server) Reset() {
 	defer s.mu.Unlock()
 	s.accepted = nil
 	s.stats = Stats{Rejected: map[int]int64{}}
+	s.requests.Store(0)
 }
 
 // normalize drops a leading "+" so that "+316..." and "316..." are one user.
 func normalize(n string) string { return strings.TrimPrefix(n, "+") }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	s.stats.Requests++
-	s.mu.Unlock()
+	received := time.Now()
+	s.requests.Add(1)
+	if s.latency > 0 {
+		time.Sleep(s.latency)
+	}
 
-	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
-	if len(parts) != 3 || !validVersion(parts[0]) || parts[1] == "" || parts[2] != "messages" {
+	version, phone, ok := sendPath(r.URL.Path)
+	if !ok || !validVersion(version) {
 		s.fail(w, http.StatusNotFound, 100, "Unknown path components: "+r.URL.Path, "")
 		return
 	}
@@ -252,7 +268,6 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusMethodNotAllowed, 100, "Unsupported "+r.Method+" request", "")
 		return
 	}
-	phone := parts[1]
 	want := s.token
 	if t, ok := s.accountTokens[phone]; ok {
 		want = t
@@ -296,27 +311,70 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.failCode(w, code, "")
 		return
 	}
-	s.lastPair[phone+"|"+to] = now
-	wamid := fmt.Sprintf("wamid.HBgL%s%016X", s.prefix, s.seq.Add(1))
+	if s.pairInterval > 0 {
+		s.lastPair[phone+"|"+to] = now
+	}
+	wamid := s.wamid()
+	logIx := -1
 	if s.keepLog {
-		m := AcceptedMessage{PhoneNumberID: phone, To: req.To, Type: req.Type, Payload: body, At: now, WAMID: wamid}
+		m := AcceptedMessage{PhoneNumberID: phone, To: req.To, Type: req.Type, Payload: body, At: now, WAMID: wamid, Received: received}
 		if req.Interactive != nil {
 			m.Subtype = req.Interactive.Type
 		}
+		logIx = len(s.accepted)
 		s.accepted = append(s.accepted, m)
 	}
 	s.stats.Accepted++
 	s.mu.Unlock()
 
-	status := ""
+	// validate checked that to is "+" and digits: no JSON escaping needed.
+	out := make([]byte, 0, 192)
+	out = append(out, `{"messaging_product":"whatsapp","contacts":[{"input":"`...)
+	out = append(out, req.To...)
+	out = append(out, `","wa_id":"`...)
+	out = append(out, to...)
+	out = append(out, `"}],"messages":[{"id":"`...)
+	out = append(out, wamid...)
+	out = append(out, '"')
 	if req.Type == "template" {
-		status = `,"message_status":"accepted"`
+		out = append(out, `,"message_status":"accepted"`...)
 	}
-	input, _ := json.Marshal(req.To)
-	waID, _ := json.Marshal(to)
+	out = append(out, "}]}"...)
 	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"messaging_product":"whatsapp","contacts":[{"input":%s,"wa_id":%s}],"messages":[{"id":%q%s}]}`,
-		input, waID, wamid, status)
+	_, _ = w.Write(out)
+	if logIx >= 0 {
+		answered := time.Now()
+		s.mu.Lock()
+		if logIx < len(s.accepted) && s.accepted[logIx].WAMID == wamid {
+			s.accepted[logIx].Answered = answered
+		}
+		s.mu.Unlock()
+	}
+}
+
+// wamid is a new message id: "wamid.HBgL", the double's prefix and a
+// 16-digit hexadecimal sequence number.
+func (s *Server) wamid() string {
+	var b [64]byte
+	out := append(b[:0], "wamid.HBgL"...)
+	out = append(out, s.prefix...)
+	n := s.seq.Add(1)
+	const hexDigits = "0123456789ABCDEF"
+	for i := 60; i >= 0; i -= 4 {
+		out = append(out, hexDigits[(n>>uint(i))&0xF])
+	}
+	return string(out)
+}
+
+// sendPath splits "/{version}/{phone_number_id}/messages".
+func sendPath(p string) (version, phone string, ok bool) {
+	p = strings.Trim(p, "/")
+	version, rest, ok1 := strings.Cut(p, "/")
+	phone, tail, ok2 := strings.Cut(rest, "/")
+	if !ok1 || !ok2 || phone == "" || tail != "messages" {
+		return "", "", false
+	}
+	return version, phone, true
 }
 
 func inWindow(last map[string]time.Time, to string, now time.Time) bool {

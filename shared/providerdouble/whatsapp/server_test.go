@@ -84,8 +84,11 @@ func TestSuccessShape(t *testing.T) {
 	acc := d.Accepted()
 	require.Len(t, acc, 1)
 	require.Equal(t, whatsappdouble.AcceptedMessage{PhoneNumberID: phoneID, To: "+31612345678", Type: "text",
-		Payload: json.RawMessage(textBody), At: acc[0].At, WAMID: id}, acc[0])
+		Payload: json.RawMessage(textBody), At: acc[0].At, WAMID: id, Received: acc[0].Received, Answered: acc[0].Answered}, acc[0])
 	require.WithinDuration(t, time.Now(), acc[0].At, time.Minute)
+	// The answer was written (and the time logged) before the client read it.
+	require.False(t, acc[0].Received.IsZero())
+	require.False(t, acc[0].Answered.Before(acc[0].Received), "answered %v before received %v", acc[0].Answered, acc[0].Received)
 	require.Equal(t, "hi", acc[0].Map()["text"].(map[string]any)["body"])
 
 	// Templates are answered with message_status accepted, as Meta does.
