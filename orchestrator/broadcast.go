@@ -128,7 +128,7 @@ var errTriggerTaken = errors.New("trigger changed by another fan-out")
 // are deterministic, publishes are de-duplicated, and a run that already
 // started is not started again). A cancel (status cancelled) is seen before
 // each batch and at each checkpoint.
-func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigger, trig store.Trigger) error {
+func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigger, trig store.Trigger, fresh bool) error {
 	cp, err := decodeCheckpoint(trig.Cursor)
 	if err != nil {
 		return bus.Permanent(err)
@@ -174,7 +174,7 @@ func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigg
 		if err != nil {
 			return err
 		}
-		if err := o.startBatch(ctx, t, cp.FlowVersion, contacts, &counts); err != nil {
+		if err := o.startBatch(ctx, t, cp.FlowVersion, contacts, &counts, fresh); err != nil {
 			return err
 		}
 		if counts.Targeted != 0 {
@@ -239,10 +239,11 @@ func keepInProgress(m bus.Message, interval time.Duration) (stop func()) {
 	return func() { close(done); wg.Wait() }
 }
 
-// startBatch creates the runs of the batch's contacts in one write and
-// starts them with bounded parallelism. Contacts that must not be messaged
-// were already left out (and counted) by the audience.
-func (o *Orchestrator) startBatch(ctx context.Context, t events.Trigger, version int, contacts []store.Contact, c *store.TriggerCounters) error {
+// startBatch creates and starts the runs of the batch's contacts
+// (launchBatch). Contacts that must not be messaged were already left out
+// (and counted) by the audience. fresh says that no attempt at this
+// trigger came before, so none of the runs can exist yet.
+func (o *Orchestrator) startBatch(ctx context.Context, t events.Trigger, version int, contacts []store.Contact, c *store.TriggerCounters, fresh bool) error {
 	if len(contacts) == 0 {
 		return nil
 	}
@@ -259,51 +260,17 @@ func (o *Orchestrator) startBatch(ctx context.Context, t events.Trigger, version
 			CreatedAt: now, UpdatedAt: now,
 		}
 	}
+	// Every run of the batch counts, new or found: a batch found half done
+	// was rolled back from the counters at the checkpoint.
+	c.RunsCreated += int64(len(rs))
+	if fresh {
+		return o.launchBatch(ctx, t, rs, contacts, nil)
+	}
 	runs, created, err := o.store.CreateRuns(ctx, rs)
 	if err != nil {
 		return err
 	}
-	// Every run of the batch counts, new or found: a batch found half done
-	// was rolled back from the counters at the checkpoint.
-	c.RunsCreated += int64(len(runs))
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-		sem   = make(chan struct{}, o.cfg.FanOutParallelism)
-	)
-	for i := range runs {
-		if runs[i].Status != store.RunCreated {
-			continue // started by an earlier attempt at this batch
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func(run store.Run, contact store.Contact, created bool) {
-			defer func() { <-sem; wg.Done() }()
-			if err := o.launch(ctx, t, run, contact, created); err != nil {
-				mu.Lock()
-				if first == nil {
-					first = fmt.Errorf("start run %s: %w", run.ID, err)
-				}
-				mu.Unlock()
-				cancel()
-			}
-		}(runs[i], contacts[i], created[i])
-	}
-	wg.Wait()
-	if first != nil {
-		return first
-	}
-	return ctx.Err()
+	return o.launchBatch(ctx, t, runs, contacts, created)
 }
 
 // audience yields a trigger's contacts batch by batch.
@@ -565,6 +532,15 @@ func (a *audience) store(ctx context.Context, o *Orchestrator, cs []store.Contac
 		return nil
 	}
 	now := time.Now().UTC()
+	if len(a.t.Attributes) == 0 {
+		// Only last_request changes: one update of the batch's contacts,
+		// with nothing to read or merge.
+		ids := make([]string, len(cs))
+		for i, ct := range cs {
+			ids[i] = ct.ID
+		}
+		return o.store.SetLastRequest(ctx, a.t.BotID, ids, lastRequest(a.t), now)
+	}
 	ups := make([]store.ContactUpsert, len(cs))
 	for i, ct := range cs {
 		// NewID is the contact's own id: a contact deleted since it was read

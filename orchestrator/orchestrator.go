@@ -59,6 +59,8 @@ func (c *Config) setDefaults() {
 // Bus is what the orchestrator needs of the message bus.
 type Bus interface {
 	Publish(ctx context.Context, subject string, e cloudevents.Event) (bus.PublishResult, error)
+	// PublishAll publishes a batch and waits for every acknowledgement.
+	PublishAll(ctx context.Context, evs []bus.Outgoing) error
 	Consume(ctx context.Context, spec bus.ConsumerSpec, h bus.Handler, o bus.ConsumeOptions) error
 }
 

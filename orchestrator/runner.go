@@ -9,6 +9,8 @@ import (
 	"slices"
 	"time"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+
 	"github.com/flowgate/flowgate/orchestrator/flow"
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
@@ -221,15 +223,12 @@ func (o *Orchestrator) apply(ctx context.Context, run *store.Run, def *flow.Defi
 func (o *Orchestrator) commit(ctx context.Context, run store.Run, contact store.Contact, sl slice) error {
 	now := time.Now().UTC()
 	if len(sl.attrs) > 0 {
-		if _, _, err := o.store.UpsertContact(ctx, store.ContactUpsert{
-			BotID: contact.BotID, Channel: contact.Channel, ExternalID: contact.ExternalID,
-			Attributes: sl.attrs, Now: now,
-		}); err != nil {
+		if err := o.storeAttributes(ctx, contact, sl.attrs, now); err != nil {
 			return err
 		}
 	}
 	if len(sl.sends) > 0 {
-		if err := o.publishSends(ctx, run, contact, sl.sends, nil); err != nil {
+		if err := o.publishSends(ctx, run, contact, sl.sends); err != nil {
 			return err
 		}
 	}
@@ -238,14 +237,34 @@ func (o *Orchestrator) commit(ctx context.Context, run store.Run, contact store.
 			return err
 		}
 	}
-	prev := run.Status
+	prev, err := settle(&run, &sl, now)
+	if err != nil {
+		return err
+	}
+	return o.storeRun(ctx, run, prev, sl.state.StatusSeq)
+}
+
+// storeAttributes records the attributes a flow set on its contact.
+func (o *Orchestrator) storeAttributes(ctx context.Context, contact store.Contact, attrs map[string]any, now time.Time) error {
+	_, _, err := o.store.UpsertContact(ctx, store.ContactUpsert{
+		BotID: contact.BotID, Channel: contact.Channel, ExternalID: contact.ExternalID,
+		Attributes: attrs, Now: now,
+	})
+	return err
+}
+
+// settle gives run the outcome of sl: its state, status, error and wait.
+// A status change takes the next status number. It returns the previous
+// status.
+func settle(run *store.Run, sl *slice, now time.Time) (prev string, err error) {
+	prev = run.Status
 	status := runStatus(sl.state)
 	if status != prev {
 		sl.state.StatusSeq++
 	}
 	raw, err := json.Marshal(sl.state)
 	if err != nil {
-		return bus.Permanent(err)
+		return prev, bus.Permanent(err)
 	}
 	run.State = raw
 	run.Status = status
@@ -255,7 +274,7 @@ func (o *Orchestrator) commit(ctx context.Context, run store.Run, contact store.
 		run.WaitUntil = sl.waitUntil
 	}
 	run.UpdatedAt = now
-	return o.storeRun(ctx, run, prev, sl.state.StatusSeq)
+	return prev, nil
 }
 
 // storeRun writes run (version-checked) and publishes the status change
@@ -300,31 +319,17 @@ func runStatus(st runState) string {
 }
 
 // publishSends records the messages and publishes them as one ordered bundle.
-func (o *Orchestrator) publishSends(ctx context.Context, run store.Run, contact store.Contact, sends []events.OutboundMessage, initial *events.Content) error {
-	now := time.Now().UTC()
-	recs := make([]store.Message, 0, len(sends))
-	for _, m := range sends {
-		content, err := json.Marshal(m.Content)
-		if err != nil {
-			return bus.Permanent(err)
-		}
-		recs = append(recs, store.Message{
-			ID: m.ID, BotID: run.BotID, RunID: run.ID, TriggerID: run.TriggerID, ContactID: contact.ID,
-			Channel: run.Channel, To: contact.ExternalID, Seq: m.Seq, Content: content,
-			Status: events.StatusQueued, CreatedAt: now, UpdatedAt: now,
-		})
+func (o *Orchestrator) publishSends(ctx context.Context, run store.Run, contact store.Contact, sends []events.OutboundMessage) error {
+	recs, err := messageRecords(nil, run, contact, sends, time.Now().UTC())
+	if err != nil {
+		return err
 	}
 	if err := o.store.InsertMessages(ctx, recs); err != nil {
 		return err
 	}
-	out := events.Outbound{
-		BotID: run.BotID, RunID: run.ID, TriggerID: run.TriggerID, ContactID: contact.ID,
-		Channel: run.Channel, To: contact.ExternalID, Messages: sends,
-		InitialMessage: initial, LastInboundAt: contact.LastInboundAt,
-	}
-	ev, err := bus.NewEvent("out:"+sends[0].ID, events.TypeOutbound, contact.ID, out)
+	ev, err := outboundEvent(run, contact, sends)
 	if err != nil {
-		return bus.Permanent(err)
+		return err
 	}
 	if _, err := o.bus.Publish(ctx, events.OutboundSubject(run.Channel, run.BotID), ev); err != nil {
 		return err
@@ -333,9 +338,51 @@ func (o *Orchestrator) publishSends(ctx context.Context, run store.Run, contact 
 	return nil
 }
 
+// messageRecords appends the store records of a run's messages to recs.
+func messageRecords(recs []store.Message, run store.Run, contact store.Contact, sends []events.OutboundMessage, now time.Time) ([]store.Message, error) {
+	for _, m := range sends {
+		content, err := json.Marshal(m.Content)
+		if err != nil {
+			return recs, bus.Permanent(err)
+		}
+		recs = append(recs, store.Message{
+			ID: m.ID, BotID: run.BotID, RunID: run.ID, TriggerID: run.TriggerID, ContactID: contact.ID,
+			Channel: run.Channel, To: contact.ExternalID, Seq: m.Seq, Content: content,
+			Status: events.StatusQueued, CreatedAt: now, UpdatedAt: now,
+		})
+	}
+	return recs, nil
+}
+
+// outboundEvent is the bundle of a run's messages for its channel worker;
+// its id names the first message, so a replay is dropped by JetStream.
+func outboundEvent(run store.Run, contact store.Contact, sends []events.OutboundMessage) (cloudevents.Event, error) {
+	out := events.Outbound{
+		BotID: run.BotID, RunID: run.ID, TriggerID: run.TriggerID, ContactID: contact.ID,
+		Channel: run.Channel, To: contact.ExternalID, Messages: sends,
+		LastInboundAt: contact.LastInboundAt,
+	}
+	ev, err := bus.NewEvent("out:"+sends[0].ID, events.TypeOutbound, contact.ID, out)
+	if err != nil {
+		return ev, bus.Permanent(err)
+	}
+	return ev, nil
+}
+
 // publishStatus publishes a run's status change; seq is its number among
 // the run's status changes (0 for created), so receivers can order them.
 func (o *Orchestrator) publishStatus(ctx context.Context, run store.Run, prev string, seq int64) error {
+	ev, err := statusEvent(run, prev, seq)
+	if err != nil {
+		return err
+	}
+	_, err = o.bus.Publish(ctx, events.RunStatusSubject(run.BotID), ev)
+	return err
+}
+
+// statusEvent is a run's status change number seq; its id names the
+// number, so a replay is dropped by JetStream.
+func statusEvent(run store.Run, prev string, seq int64) (cloudevents.Event, error) {
 	rs := events.RunStatus{
 		BotID: run.BotID, RunID: run.ID, TriggerID: run.TriggerID, FlowID: run.FlowID,
 		ContactID: run.ContactID, Status: run.Status, Previous: prev, Error: run.Error,
@@ -343,10 +390,9 @@ func (o *Orchestrator) publishStatus(ctx context.Context, run store.Run, prev st
 	}
 	ev, err := bus.NewEvent(fmt.Sprintf("run:%s:%d:%s", run.ID, seq, run.Status), events.TypeRunStatus, run.ID, rs)
 	if err != nil {
-		return bus.Permanent(err)
+		return ev, bus.Permanent(err)
 	}
-	_, err = o.bus.Publish(ctx, events.RunStatusSubject(run.BotID), ev)
-	return err
+	return ev, nil
 }
 
 // failRun ends a run that cannot go on (its flow is gone or broken).

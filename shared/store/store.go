@@ -539,6 +539,10 @@ type Broadcasts interface {
 	WaitingRuns(ctx context.Context, botID string, contactIDs []string) ([]Run, error)
 	// ImportContacts upserts many contacts (as UpsertContact) in one write.
 	ImportContacts(ctx context.Context, us []ContactUpsert) (created, updated int, err error)
+	// SetLastRequest stores data as the last_request of the bot's contacts
+	// named by contactIDs (at most MaxWaitingRunsContacts), in one write;
+	// ids of contacts that do not exist are ignored.
+	SetLastRequest(ctx context.Context, botID string, contactIDs []string, data map[string]any, at time.Time) error
 }
 
 // Subscription is a bot's webhook subscription to run status changes.

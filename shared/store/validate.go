@@ -285,7 +285,8 @@ func (c Checker) Subscription(sub Subscription) error {
 // MaxWaitingRunsContacts bounds the contact ids of one WaitingRuns call.
 const MaxWaitingRunsContacts = 10_000
 
-// WaitingRunsQuery checks the arguments of WaitingRuns.
+// WaitingRunsQuery checks the arguments of WaitingRuns (and the contact ids
+// of SetLastRequest).
 func WaitingRunsQuery(botID string, contactIDs []string) error {
 	if err := CheckBotID("bot_id", botID); err != nil {
 		return err

@@ -230,6 +230,14 @@ func (s *Store) UpdateRuns(ctx context.Context, rs []store.Run) ([]int, error) {
 	return measure(s, "UpdateRuns", func() ([]int, error) { return s.Store.UpdateRuns(ctx, rs) })
 }
 
+// SetLastRequest delegates and measures.
+func (s *Store) SetLastRequest(ctx context.Context, botID string, contactIDs []string, data map[string]any, at time.Time) error {
+	start := time.Now()
+	err := s.Store.SetLastRequest(ctx, botID, contactIDs, data, at)
+	s.observe("SetLastRequest", start, err)
+	return err
+}
+
 // WaitingRuns delegates and measures.
 func (s *Store) WaitingRuns(ctx context.Context, botID string, contactIDs []string) ([]store.Run, error) {
 	return measure(s, "WaitingRuns", func() ([]store.Run, error) { return s.Store.WaitingRuns(ctx, botID, contactIDs) })

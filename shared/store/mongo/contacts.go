@@ -348,3 +348,29 @@ func (s *Store) SetContactReachability(ctx context.Context, botID, id string, un
 	}
 	return nil
 }
+
+// SetLastRequest updates the contacts with one UpdateMany.
+func (s *Store) SetLastRequest(ctx context.Context, botID string, contactIDs []string, data map[string]any, at time.Time) error {
+	if err := store.WaitingRunsQuery(botID, contactIDs); err != nil {
+		return err
+	}
+	if err := store.CheckTime("at", at); err != nil {
+		return err
+	}
+	if data == nil {
+		data = map[string]any{}
+	}
+	lastReq, err := encodeMap("last_request", data)
+	if err != nil {
+		return err
+	}
+	if len(contactIDs) == 0 {
+		return nil
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	_, err = s.contacts.UpdateMany(ctx,
+		bson.D{{Key: "bot_id", Value: botID}, {Key: "_id", Value: bson.D{{Key: "$in", Value: contactIDs}}}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "last_request", Value: lastReq}, {Key: "updated_at", Value: orNow(at)}}}})
+	return dbErr("set last request", err)
+}

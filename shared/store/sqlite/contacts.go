@@ -3,9 +3,11 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
+	"time"
 
 	"github.com/flowgate/flowgate/shared/store"
 )
@@ -258,4 +260,36 @@ func (s *Store) DeleteContact(ctx context.Context, botID, id string) error {
 		return err
 	})
 	return dbErr("delete contact", err)
+}
+
+// SetLastRequest updates the contacts in one statement (the ids travel as
+// one JSON array).
+func (s *Store) SetLastRequest(ctx context.Context, botID string, contactIDs []string, data map[string]any, at time.Time) error {
+	if err := store.WaitingRunsQuery(botID, contactIDs); err != nil {
+		return err
+	}
+	if err := store.CheckTime("at", at); err != nil {
+		return err
+	}
+	if data == nil {
+		data = map[string]any{}
+	}
+	lastReq, err := encodeMap("last_request", data)
+	if err != nil {
+		return err
+	}
+	if len(contactIDs) == 0 {
+		return nil
+	}
+	ids, err := json.Marshal(contactIDs)
+	if err != nil {
+		return err
+	}
+	at = orNow(at)
+	err = s.w.do(ctx, false, func(t *wtx) error {
+		_, err := t.exec(`UPDATE contacts SET last_request = ?, updated_at = ?
+			WHERE bot_id = ? AND id IN (SELECT value FROM json_each(?))`, lastReq, nanos(at), botID, string(ids))
+		return err
+	})
+	return dbErr("set last request", err)
 }

@@ -60,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, feats Features) {
 		{"Events", testEvents},
 		{"ContactUpsert", testContactUpsert},
 		{"ImportContacts", testImportContacts},
+		{"SetLastRequest", testSetLastRequest},
 		{"StreamContacts", testStreamContacts},
 		{"ContactReachability", testContactReachability},
 		{"DeleteContact", testDeleteContact},
@@ -470,6 +471,41 @@ func testContactUpsert(t *testing.T, s store.Store, e env) {
 	got, err = s.GetContactByExternalID(e.ctx, e.bot, "sandbox", "race")
 	require.NoError(t, err)
 	require.Len(t, got.Attributes, n, "every concurrent attribute merge is kept")
+}
+
+func testSetLastRequest(t *testing.T, s store.Store, e env) {
+	mkBot(t, s, e)
+	mkContact(t, s, e, "c-1", "sandbox", "u1")
+	mkContact(t, s, e, "c-2", "sandbox", "u2")
+	mkContact(t, s, e, "c-3", "sandbox", "u3")
+	_, _, err := s.UpsertContact(e.ctx, store.ContactUpsert{BotID: e.bot, Channel: "sandbox", ExternalID: "u1",
+		Attributes: map[string]any{"tier": "gold"}, LastRequest: map[string]any{"old": true}})
+	require.NoError(t, err)
+	other := env{ctx: e.ctx, feats: e.feats, bot: e.bot + "-x"}
+	mkBot(t, s, other)
+	mkContact(t, s, other, "c-other", "sandbox", "u1")
+
+	at := base().Add(time.Hour)
+	data := map[string]any{"plan": "pro", "n": 2.0}
+	require.NoError(t, s.SetLastRequest(e.ctx, e.bot, []string{"c-1", "c-2", "missing", "c-other"}, data, at))
+	for _, id := range []string{"c-1", "c-2"} {
+		c, err := s.GetContact(e.ctx, e.bot, id)
+		require.NoError(t, err)
+		require.Equal(t, data, c.LastRequest, id)
+		require.WithinDuration(t, at, c.UpdatedAt, e.feats.TimePrecision, id)
+	}
+	c1, err := s.GetContact(e.ctx, e.bot, "c-1")
+	require.NoError(t, err)
+	require.Equal(t, map[string]any{"tier": "gold"}, c1.Attributes, "attributes are left as they are")
+	c3, err := s.GetContact(e.ctx, e.bot, "c-3")
+	require.NoError(t, err)
+	require.Empty(t, c3.LastRequest, "a contact not named is left as it is")
+	oc, err := s.GetContact(e.ctx, other.bot, "c-other")
+	require.NoError(t, err)
+	require.Empty(t, oc.LastRequest, "another bot's contact is left as it is")
+	_, err = s.GetContact(e.ctx, e.bot, "missing")
+	require.ErrorIs(t, err, store.ErrNotFound, "an unknown id creates nothing")
+	require.NoError(t, s.SetLastRequest(e.ctx, e.bot, nil, data, at))
 }
 
 func testImportContacts(t *testing.T, s store.Store, e env) {
@@ -1508,6 +1544,15 @@ func testInvalidInput(t *testing.T, s store.Store, e env) {
 		{"update runs bad status", "status", func() error {
 			_, err := s.UpdateRuns(ctx, []store.Run{run(func(r *store.Run) { r.Status = "nope" })})
 			return err
+		}},
+		{"last request bad bot", "bot_id", func() error {
+			return s.SetLastRequest(ctx, "NOPE", []string{"c1"}, map[string]any{}, time.Time{})
+		}},
+		{"last request bad contact id", "contact_id", func() error {
+			return s.SetLastRequest(ctx, e.bot, []string{longID}, map[string]any{}, time.Time{})
+		}},
+		{"last request oversized", "last_request", func() error {
+			return s.SetLastRequest(ctx, e.bot, []string{"c1"}, map[string]any{"x": big}, time.Time{})
 		}},
 		{"waiting runs bad bot", "bot_id", func() error { _, err := s.WaitingRuns(ctx, "NOPE", []string{"c1"}); return err }},
 		{"waiting runs bad contact id", "contact_id", func() error { _, err := s.WaitingRuns(ctx, e.bot, []string{"c1", ""}); return err }},
