@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -68,6 +70,8 @@ func crashChild() error {
 	if err != nil {
 		return err
 	}
+	// RunnerConfig{}: the production defaults; the parent may set
+	// FLOWGATE_CHANNEL_MAX_IN_FLIGHT in the environment.
 	r, err := channel.NewRunner(channel.RunnerConfig{}, s, b, st, p, log)
 	if err != nil {
 		return err
@@ -76,50 +80,59 @@ func crashChild() error {
 }
 
 type child struct {
-	cmd *exec.Cmd
+	cmd     *exec.Cmd
+	started time.Time
+	killed  time.Time
 }
 
-func startChild(t *testing.T, natsURL, storeDir string) *child {
+func startChild(t *testing.T, natsURL, storeDir string, env ...string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envChild+"=1", envNATS+"="+natsURL, envStore+"="+storeDir)
+	cmd.Env = append(append(os.Environ(), envChild+"=1", envNATS+"="+natsURL, envStore+"="+storeDir), env...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	c := &child{cmd: cmd, started: time.Now()}
 	require.NoError(t, cmd.Start())
-	c := &child{cmd: cmd}
 	t.Cleanup(func() { _ = c.cmd.Process.Kill(); _, _ = c.cmd.Process.Wait() })
 	return c
 }
 
 func (c *child) kill(t *testing.T) {
 	t.Helper()
+	c.killed = time.Now()
 	require.NoError(t, c.cmd.Process.Signal(syscall.SIGKILL))
 	_ = c.cmd.Wait()
 }
 
-// sentIDs are the ids of the messages the store records as accepted.
-func sentIDs(t *testing.T, dir string, runs int) int {
+// recordedSends maps each message the store records as sent to the
+// provider message id recorded with it.
+func recordedSends(t *testing.T, dir string, runs int) map[string]string {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, dir)
 	require.NoError(t, err)
 	defer st.Close()
-	n := 0
+	out := map[string]string{}
 	for r := range runs {
 		ms, err := st.ListRunMessages(ctx, "crash", fmt.Sprintf("run-%05d", r))
 		require.NoError(t, err)
 		for _, m := range ms {
 			if m.Status != events.StatusQueued {
-				n++
+				out[m.ID] = m.ProviderMessageID
 			}
 		}
 	}
-	return n
+	return out
 }
 
-// acceptedBodies counts the double's accepted messages by text body (the
-// Flowgate message id).
-func acceptedBodies(d *whatsappdouble.Server) map[string]int {
-	out := map[string]int{}
+// acceptance is one send the double accepted: the Flowgate message id (the
+// text body) and the double's log entry.
+type acceptance struct {
+	msg string
+	whatsappdouble.AcceptedMessage
+}
+
+func acceptances(d *whatsappdouble.Server) []acceptance {
+	var out []acceptance
 	for _, a := range d.Accepted() {
 		var p struct {
 			Text struct {
@@ -127,28 +140,90 @@ func acceptedBodies(d *whatsappdouble.Server) map[string]int {
 			} `json:"text"`
 		}
 		_ = json.Unmarshal(a.Payload, &p)
-		out[p.Text.Body]++
+		out = append(out, acceptance{msg: p.Text.Body, AcceptedMessage: a})
 	}
 	return out
 }
 
-// A worker killed with SIGKILL twice in the middle of 5,000 sends: after
-// restarts every message is accepted by the provider, and the only
-// duplicates are messages that were in flight at a kill (accepted by the
-// provider, not yet recorded as sent).
+// killStats is what the double and the store say about one kill.
+type killStats struct {
+	// inFlight are the messages the double accepted from the killed
+	// process that the store did not record as sent right after the kill:
+	// request sent, answer not (yet) recorded.
+	inFlight map[string]bool
+	// unanswered of them were still being answered when the kill came
+	// (the worker cannot have read the answer); the others were answered
+	// before the kill but not yet recorded.
+	unanswered int
+	// openRequests is how many accepted requests of the killed process
+	// were open at the kill (received before it, answered after it).
+	openRequests int
+}
+
+func (k killStats) String() string {
+	return fmt.Sprintf("in flight %d (%d still unanswered at the kill, %d answered but not yet recorded)",
+		len(k.inFlight), k.unanswered, len(k.inFlight)-k.unanswered)
+}
+
+// The three crash tests run in parallel: each waits about a minute for the
+// consumer's AckWait to give back what its killed workers had fetched.
+
+// A worker killed with SIGKILL twice in the middle of 5,000 sends at 1,000
+// messages/s (WhatsApp's top tier), with the runner's default in-flight
+// limit: after restarts every message is accepted by the provider, and the
+// duplicates are exactly the messages in flight at a kill (accepted by the
+// provider, not yet recorded as sent), each once per kill, at most
+// MaxInFlightPerAccount per kill.
 func TestWorkerKilledMidBroadcastSendsEachMessageOnce(t *testing.T) {
-	// 5,000 messages in bundles of one. A killed worker's unacked bundles
-	// (up to the consumer's MaxAckPending, 1,000) come back only after
-	// AckWait (60 s): single-message bundles let the restarted worker go on
-	// with the rest meanwhile.
-	const runs, perRun = 5000, 1
-	const total = runs * perRun
+	t.Parallel()
+	kills := crashTest(t, 5000, []int{1500, 3500}, 0, 1000)
+	for _, k := range kills {
+		require.LessOrEqual(t, len(k.inFlight), channel.DefaultMaxInFlightPerAccount, "at most MaxInFlightPerAccount in flight per account")
+	}
+}
+
+// The same without pacing (an account rate far above what the process can
+// send): every sender is busy, so the in-flight limit is what bounds the
+// duplicates of a kill.
+func TestWorkerKilledAtFullSpeedDuplicatesAtMostInFlightLimit(t *testing.T) {
+	t.Parallel()
+	kills := crashTest(t, 5000, []int{1500, 3500}, 0, 1e6)
+	for _, k := range kills {
+		require.LessOrEqual(t, len(k.inFlight), channel.DefaultMaxInFlightPerAccount, "at most MaxInFlightPerAccount in flight per account")
+	}
+}
+
+// With MaxInFlightPerAccount 1 a kill duplicates at most one message, also
+// at full speed.
+func TestWorkerKilledWithInFlightOneDuplicatesAtMostOnePerKill(t *testing.T) {
+	t.Parallel()
+	kills := crashTest(t, 1500, []int{400, 1000}, 1, 1e6)
+	for _, k := range kills {
+		require.LessOrEqual(t, len(k.inFlight), 1, "one in flight per account")
+	}
+}
+
+// crashTest queues total single-message bundles for one WhatsApp number
+// paced at rate, runs a worker child process (MaxInFlightPerAccount
+// inflight, 0 = the default) and kills it with SIGKILL once the double has accepted each of
+// killAt, restarting it after each kill, until every message is sent. It
+// checks the exactly-once accounting and returns what each kill left in
+// flight.
+func crashTest(t *testing.T, total int, killAt []int, inflight int, rate float64) []killStats {
+	// Bundles of one message: a killed worker's unacked bundles (up to
+	// its prefetch) come back only after AckWait (60 s), and single-message
+	// bundles let the restarted worker go on with the rest meanwhile.
+	runs := total
 	nats, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1"})
 	require.NoError(t, err)
 	defer nats.Shutdown()
 	d := whatsappdouble.New()
 	defer d.Close()
 	ctx := context.Background()
+	var env []string
+	if inflight != 0 {
+		env = append(env, channel.EnvMaxInFlight+"="+strconv.Itoa(inflight))
+	}
 
 	storeDir := t.TempDir()
 	st, err := sqlite.Open(ctx, storeDir)
@@ -156,7 +231,7 @@ func TestWorkerKilledMidBroadcastSendsEachMessageOnce(t *testing.T) {
 	now := time.Now().UTC()
 	require.NoError(t, st.CreateBot(ctx, store.Bot{ID: "crash", Name: "crash", CreatedAt: now, Channels: store.ChannelAccounts{
 		WhatsApp: &store.WhatsAppAccount{PhoneNumberID: "106540352242922", AccessToken: whatsappdouble.DefaultToken,
-			APIBase: d.APIBase(), RatePerSecond: 1000}}}))
+			APIBase: d.APIBase(), RatePerSecond: rate}}}))
 	b, err := bus.Connect(ctx, nats.ClientURL(), bus.Config{Source: "/crash-parent"})
 	require.NoError(t, err)
 	defer b.Close()
@@ -164,59 +239,93 @@ func TestWorkerKilledMidBroadcastSendsEachMessageOnce(t *testing.T) {
 		runID := fmt.Sprintf("run-%05d", r)
 		to := fmt.Sprintf("+3161%07d", r)
 		last := now
-		out := events.Outbound{BotID: "crash", RunID: runID, ContactID: "c" + runID, Channel: events.ChannelWhatsApp, To: to, LastInboundAt: &last}
-		var recs []store.Message
-		for i := 1; i <= perRun; i++ {
-			id := fmt.Sprintf("%s:%d", runID, i)
-			c := events.Content{Type: events.ContentText, Text: id}
-			raw, _ := json.Marshal(c)
-			out.Messages = append(out.Messages, events.OutboundMessage{ID: id, Seq: i, Content: c})
-			recs = append(recs, store.Message{ID: id, BotID: "crash", RunID: runID, ContactID: out.ContactID,
-				Channel: events.ChannelWhatsApp, To: to, Seq: i, Content: raw, Status: events.StatusQueued, CreatedAt: now})
-		}
-		require.NoError(t, st.InsertMessages(ctx, recs))
-		ev, err := bus.NewEvent("out:"+out.Messages[0].ID, events.TypeOutbound, out.ContactID, out)
+		id := runID + ":1"
+		c := events.Content{Type: events.ContentText, Text: id}
+		raw, _ := json.Marshal(c)
+		out := events.Outbound{BotID: "crash", RunID: runID, ContactID: "c" + runID, Channel: events.ChannelWhatsApp, To: to, LastInboundAt: &last,
+			Messages: []events.OutboundMessage{{ID: id, Seq: 1, Content: c}}}
+		require.NoError(t, st.InsertMessages(ctx, []store.Message{{ID: id, BotID: "crash", RunID: runID, ContactID: out.ContactID,
+			Channel: events.ChannelWhatsApp, To: to, Seq: 1, Content: raw, Status: events.StatusQueued, CreatedAt: now}}))
+		ev, err := bus.NewEvent("out:"+id, events.TypeOutbound, out.ContactID, out)
 		require.NoError(t, err)
 		_, err = b.Publish(ctx, events.OutboundSubject(events.ChannelWhatsApp, "crash"), ev)
 		require.NoError(t, err)
 	}
 	require.NoError(t, st.Close())
 
-	var inFlight []int
-	for _, killAt := range []int{1500, 3500} {
-		c := startChild(t, nats.ClientURL(), storeDir)
-		require.Eventually(t, func() bool { return d.Stats().Accepted >= int64(killAt) }, 60*time.Second, time.Millisecond, "double: %+v", d.Stats())
+	var children []*child
+	var kills []killStats
+	for _, at := range killAt {
+		c := startChild(t, nats.ClientURL(), storeDir, env...)
+		children = append(children, c)
+		require.Eventually(t, func() bool { return d.Stats().Accepted >= int64(at) }, 60*time.Second, time.Millisecond, "double: %+v", d.Stats())
 		c.kill(t)
 		time.Sleep(200 * time.Millisecond) // requests the double was still answering
-		accepted := len(acceptedBodies(d))
-		recorded := sentIDs(t, storeDir, runs)
-		require.GreaterOrEqual(t, accepted, recorded, "nothing is recorded as sent that the provider did not accept")
-		inFlight = append(inFlight, accepted-recorded)
+		recorded := recordedSends(t, storeDir, runs)
+		k := killStats{inFlight: map[string]bool{}}
+		for _, a := range acceptances(d) {
+			if a.Received.Before(c.started) {
+				continue // an earlier process's
+			}
+			open := a.Answered.IsZero() || a.Answered.After(c.killed)
+			if open && !a.Received.After(c.killed) {
+				k.openRequests++
+			}
+			if _, ok := recorded[a.msg]; !ok {
+				require.False(t, k.inFlight[a.msg], "%s accepted twice by one process", a.msg)
+				k.inFlight[a.msg] = true
+				if open {
+					k.unanswered++
+				}
+			}
+		}
+		kills = append(kills, k)
 	}
-	c := startChild(t, nats.ClientURL(), storeDir)
-	require.Eventually(t, func() bool { return len(acceptedBodies(d)) == total }, 150*time.Second, 50*time.Millisecond)
+	c := startChild(t, nats.ClientURL(), storeDir, env...)
+	children = append(children, c)
+	require.Eventually(t, func() bool { return len(recordedSends(t, storeDir, runs)) == total }, 150*time.Second, 100*time.Millisecond)
 	// The bundles stranded by the kills come back after AckWait; they are
 	// recorded as sent, so they are skipped, not sent again. Wait for them.
 	require.Eventually(t, func() bool { return pendingOutbound(t, b) == 0 }, 150*time.Second, 100*time.Millisecond)
 	c.kill(t)
 
-	bodies := acceptedBodies(d)
+	recorded := recordedSends(t, storeDir, runs)
+	require.Len(t, recorded, total, "every message is recorded as sent")
+	count := map[string]int{}
+	issued := map[string]string{} // wamid -> message
+	for _, a := range acceptances(d) {
+		count[a.msg]++
+		issued[a.WAMID] = a.msg
+	}
+	require.Len(t, count, total, "every message reached the provider")
+	for msg, wamid := range recorded {
+		require.Equal(t, msg, issued[wamid], "%s is recorded with a provider id the double issued for it", msg)
+	}
+	// Exactly once, apart from the kills: a message is accepted once, plus
+	// once for every kill that found it in flight; so the duplicated
+	// messages are exactly those in flight at a kill.
 	dups := 0
-	for _, n := range bodies {
+	for msg, n := range count {
+		inFlightAt := 0
+		for _, k := range kills {
+			if k.inFlight[msg] {
+				inFlightAt++
+			}
+		}
+		require.Equal(t, 1+inFlightAt, n, "%s: accepted %d times, in flight at %d kills", msg, n, inFlightAt)
 		dups += n - 1
 	}
-	t.Logf("%d messages, 2 SIGKILLs: accepted-but-unrecorded at the kills %v, duplicates sent %d (total accepted %d)",
-		total, inFlight, dups, len(d.Accepted()))
-	require.Len(t, bodies, total, "every message reached the provider")
-	// WhatsApp's send has no idempotency key: a message the provider
-	// accepted whose "sent" record was not yet durable at the kill is sent
-	// again. Those are the only duplicates, at most one per sender
-	// goroutine (RunnerConfig.Workers = 64) per kill.
-	require.LessOrEqual(t, dups, inFlight[0]+inFlight[1], "the only duplicates are the sends in flight at a kill")
-	for _, n := range inFlight {
-		require.LessOrEqual(t, n, 64, "at most one per concurrent sender")
+	summary := make([]string, len(kills))
+	for i, k := range kills {
+		summary[i] = fmt.Sprintf("kill %d: %s, %d requests open at the kill", i+1, k, k.openRequests)
 	}
-	require.Equal(t, total, sentIDs(t, storeDir, runs), "every message is recorded as sent")
+	limit := "default"
+	if inflight != 0 {
+		limit = strconv.Itoa(inflight)
+	}
+	t.Logf("%d messages at %v/s, %d SIGKILLs, max in flight per account %s: %s; duplicates sent %d (total accepted %d)",
+		total, rate, len(kills), limit, strings.Join(summary, "; "), dups, len(d.Accepted()))
+	return kills
 }
 
 // pendingOutbound is how many bundles the WhatsApp consumer has not acked.
