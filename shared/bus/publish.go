@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
@@ -66,16 +67,22 @@ func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) 
 	if err := e.Validate(); err != nil {
 		return PublishResult{}, fmt.Errorf("bus: invalid event: %w", err)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, b.timeout)
-		defer cancel()
-	}
 	msg := ToMsg(subject, e)
-	fut, err := b.js.PublishMsgAsync(msg, jetstream.WithMsgID(e.ID()))
+	// The Nats-Msg-Id header set directly (what jetstream.WithMsgID does,
+	// without an options struct per publish).
+	msg.Header[jetstream.MsgIDHeader] = []string{e.ID()}
+	fut, err := b.js.PublishMsgAsync(msg)
 	if err != nil {
 		publishErrors.WithLabelValues(streamOf(subject)).Inc()
 		return PublishResult{}, classifyPublishError(err)
+	}
+	// Without a deadline on ctx, the wait is bounded by b.timeout on a
+	// pooled timer (cheaper than a derived context per publish).
+	var timeout <-chan time.Time
+	if _, ok := ctx.Deadline(); !ok {
+		t := getTimer(b.timeout)
+		defer putTimer(t)
+		timeout = t.C
 	}
 	select {
 	case ack := <-fut.Ok():
@@ -87,7 +94,27 @@ func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) 
 	case <-ctx.Done():
 		publishErrors.WithLabelValues(streamOf(subject)).Inc()
 		return PublishResult{}, classifyPublishError(ctx.Err())
+	case <-timeout:
+		publishErrors.WithLabelValues(streamOf(subject)).Inc()
+		return PublishResult{}, classifyPublishError(context.DeadlineExceeded)
 	}
+}
+
+// timers are reused across publishes. Since Go 1.23 a stopped or reset
+// timer never delivers a stale value, so a pooled timer is safe to reuse.
+var timers sync.Pool
+
+func getTimer(d time.Duration) *time.Timer {
+	if t, ok := timers.Get().(*time.Timer); ok {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+func putTimer(t *time.Timer) {
+	t.Stop()
+	timers.Put(t)
 }
 
 func classifyPublishError(err error) error {
@@ -104,12 +131,13 @@ func classifyPublishError(err error) error {
 // ToMsg encodes e in binary content mode (lower-case ce-* headers, as
 // the CloudEvents NATS binding has them).
 func ToMsg(subject string, e cloudevents.Event) *nats.Msg {
-	h := nats.Header{
-		hdrID:          {e.ID()},
-		hdrSource:      {e.Source()},
-		hdrType:        {e.Type()},
-		hdrSpecVersion: {e.SpecVersion()},
-	}
+	// Room for every header below plus the Nats-Msg-Id Publish adds, so
+	// the map never grows.
+	h := make(nats.Header, 8)
+	h[hdrID] = []string{e.ID()}
+	h[hdrSource] = []string{e.Source()}
+	h[hdrType] = []string{e.Type()}
+	h[hdrSpecVersion] = []string{e.SpecVersion()}
 	if !e.Time().IsZero() {
 		h[hdrTime] = []string{e.Time().UTC().Format(time.RFC3339Nano)}
 	}
