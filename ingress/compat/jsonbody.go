@@ -55,6 +55,9 @@ func checkJSONAPIContentType(contentType string) *Error {
 
 // decodeRawObject decodes the top level of a JSON object, leaving values raw.
 func decodeRawObject(body []byte) (map[string]json.RawMessage, *Error) {
+	if m, ok := scanRawObject(body); ok {
+		return m, nil
+	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, newError(http.StatusBadRequest, CodeInvalidJSON, "", "the body is empty; a JSON object is required")
 	}
@@ -70,6 +73,96 @@ func decodeRawObject(body []byte) (map[string]json.RawMessage, *Error) {
 		return nil, newError(http.StatusBadRequest, CodeInvalidJSON, "", "unexpected data after the JSON object")
 	}
 	return m, nil
+}
+
+// scanRawObject is decodeRawObject's fast path for the common case: a
+// valid JSON object whose keys are printable ASCII without escapes. It
+// returns what json.Unmarshal into a map[string]json.RawMessage returns
+// (values trimmed of whitespace, the last of duplicate keys); ok is false
+// for anything else, which the reflective decoder then handles (and
+// reports).
+func scanRawObject(body []byte) (map[string]json.RawMessage, bool) {
+	if !json.Valid(body) {
+		return nil, false
+	}
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return nil, false
+	}
+	m := make(map[string]json.RawMessage, 8)
+	i = skipSpace(body, i+1)
+	if body[i] == '}' {
+		return m, true
+	}
+	for {
+		// body is valid: a key string, a colon, a value, then , or }.
+		if body[i] != '"' {
+			return nil, false
+		}
+		start := i + 1
+		j := start
+		for ; body[j] != '"'; j++ {
+			if c := body[j]; c == '\\' || c < 0x20 || c > 0x7e {
+				return nil, false
+			}
+		}
+		key := string(body[start:j])
+		i = skipSpace(body, j+1) // at ':'
+		i = skipSpace(body, i+1)
+		end := valueEnd(body, i)
+		m[key] = json.RawMessage(body[i:end:end])
+		i = skipSpace(body, end)
+		if body[i] == '}' {
+			return m, true
+		}
+		i = skipSpace(body, i+1) // past ','
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// valueEnd returns the end of the valid JSON value starting at b[i].
+func valueEnd(b []byte, i int) int {
+	depth, inString := 0, false
+	for ; i < len(b); i++ {
+		c := b[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i // the end of the enclosing object
+			}
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		case ',', ' ', '\t', '\n', '\r':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return i
 }
 
 func jsonSyntaxError(err error) *Error {
