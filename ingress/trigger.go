@@ -10,7 +10,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/flowgate/flowgate/ingress/compat"
-	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
 )
@@ -77,7 +76,7 @@ func (s *server) publishTrigger(ctx context.Context, bot store.Bot, t *events.Tr
 		t.ID = TriggerID(bot.ID, t.IdempotencyKey)
 	}
 	t.AcceptedAt = time.Now().UTC()
-	ev, err := bus.NewEvent(t.ID, events.TypeTriggerAccepted, bot.ID, t)
+	ev, err := triggerEvent(t)
 	if err != nil {
 		return false, newError(http.StatusUnprocessableEntity, "invalid", "the request data cannot be encoded: "+err.Error())
 	}
@@ -130,13 +129,5 @@ func (s *server) dispatch(c *gin.Context) {
 		abort(c, aerr)
 		return
 	}
-	c.JSON(http.StatusAccepted, dispatchAccepted{TriggerID: t.ID, Status: "accepted", Duplicate: dup})
-}
-
-// dispatchAccepted is the 202 body of a dispatch (a struct: the hot path
-// encodes it without a map).
-type dispatchAccepted struct {
-	TriggerID string `json:"trigger_id"`
-	Status    string `json:"status"`
-	Duplicate bool   `json:"duplicate"`
+	c.Data(http.StatusAccepted, "application/json; charset=utf-8", acceptedBody(t.ID, dup))
 }
