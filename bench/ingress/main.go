@@ -27,6 +27,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -49,6 +50,7 @@ var (
 	rounds   = flag.Int("rounds", 4, "the variants take turns this many times, so background load hits them alike")
 	only     = flag.String("only", "", "measure only the variant whose name contains this")
 	prof     = flag.String("cpuprofile", "", "write a CPU profile of the run")
+	memprof  = flag.String("memprofile", "", "write an allocation profile of the run")
 )
 
 const body = `{"from":"1234567890","name":"John Doe","plan":"Premium","referralCode":"REF123"}`
@@ -58,6 +60,7 @@ type result struct {
 	rps           float64
 	p50, p99, max time.Duration
 	errors        int64
+	cpuPerReq     time.Duration // the whole process's CPU time per request: load generator, server, NATS
 }
 
 func main() {
@@ -163,18 +166,29 @@ func run() error {
 			v.acc.add(sm)
 		}
 	}
+	if *memprof != "" {
+		f, err := os.Create(*memprof)
+		if err != nil {
+			return err
+		}
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			return err
+		}
+		f.Close()
+	}
 	var results []result
 	for _, v := range vs {
 		if len(v.acc.lats) > 0 {
 			results = append(results, v.acc.result(v.name))
 		}
 	}
+	fmt.Printf("| variant | requests/s | p50 | p99 | max | errors | CPU µs/request |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range results {
+		fmt.Printf("| %s | %.0f | %s | %s | %s | %d | %.1f |\n", r.name, r.rps, ms(r.p50), ms(r.p99), ms(r.max), r.errors,
+			float64(r.cpuPerReq.Nanoseconds())/1000)
+	}
 	if len(results) < 3 {
 		return nil
-	}
-	fmt.Printf("| variant | requests/s | p50 | p99 | max | errors |\n|---|---:|---:|---:|---:|---:|\n")
-	for _, r := range results {
-		fmt.Printf("| %s | %.0f | %s | %s | %s | %d |\n", r.name, r.rps, ms(r.p50), ms(r.p99), ms(r.max), r.errors)
 	}
 	bareR, rawR, disp := results[0], results[1], results[2]
 	fmt.Printf("\ndispatch / bare handler: %.1f%% (target ≥ 50%%)\n", 100*disp.rps/bareR.rps)
@@ -216,12 +230,14 @@ func seed(ctx context.Context, st store.Store) (string, error) {
 type sample struct {
 	lats    []time.Duration
 	elapsed time.Duration
+	cpu     time.Duration // process CPU time (user+system) while measuring
 	errors  int64
 }
 
 func (a *sample) add(b sample) {
 	a.lats = append(a.lats, b.lats...)
 	a.elapsed += b.elapsed
+	a.cpu += b.cpu
 	a.errors += b.errors
 }
 
@@ -229,7 +245,8 @@ func (a *sample) result(name string) result {
 	all := a.lats
 	sort.Slice(all, func(x, y int) bool { return all[x] < all[y] })
 	pct := func(p float64) time.Duration { return all[int(p*float64(len(all)-1))] }
-	return result{name: name, rps: float64(len(all)) / a.elapsed.Seconds(), p50: pct(0.5), p99: pct(0.99), max: all[len(all)-1], errors: a.errors}
+	return result{name: name, rps: float64(len(all)) / a.elapsed.Seconds(), p50: pct(0.5), p99: pct(0.99), max: all[len(all)-1], errors: a.errors,
+		cpuPerReq: a.cpu / time.Duration(len(all))}
 }
 
 // measure serves h on loopback and drives it with closed-loop clients for d.
@@ -281,10 +298,10 @@ func measure(name string, h http.Handler, key string, d time.Duration) (sample, 
 	time.Sleep(*warmup)
 	errs.Store(0)
 	measuring.Store(true)
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	time.Sleep(d)
 	measuring.Store(false)
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), cpuTime()-cpu0
 	stop.Store(true)
 	wg.Wait()
 	var all []time.Duration
@@ -295,9 +312,18 @@ func measure(name string, h http.Handler, key string, d time.Duration) (sample, 
 		return sample{}, fmt.Errorf("%s: no request completed", name)
 	}
 	fmt.Fprintf(os.Stderr, "%-30s %8.0f req/s\n", name, float64(len(all))/elapsed.Seconds())
-	return sample{lats: all, elapsed: elapsed, errors: errs.Load()}, nil
+	return sample{lats: all, elapsed: elapsed, cpu: cpu, errors: errs.Load()}, nil
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
 
 func numCPU() int { return runtime.GOMAXPROCS(0) }
+
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
