@@ -390,7 +390,7 @@ func listWindow(after string, n, size int) (from, to int, err error) {
 }
 
 // nextUsers upserts the next slice of external ids as contacts in one bulk
-// write (storing name, attributes and data as last_request) and returns
+// write (storing name, attributes and data as last_request), which returns
 // them.
 func (a *audience) nextUsers(ctx context.Context, o *Orchestrator, after string, size int) (
 	[]store.Contact, store.TriggerCounters, string, bool, error) {
@@ -420,24 +420,9 @@ func (a *audience) nextUsers(ctx context.Context, o *Orchestrator, after string,
 			Attributes: a.t.Attributes, LastRequest: lastRequest(a.t), NewID: store.NewContactID(), Now: now,
 		})
 	}
-	contacts := make([]store.Contact, 0, len(ups))
-	if len(ups) == 1 {
-		ct, _, err := o.store.UpsertContact(ctx, ups[0])
-		if err != nil {
-			return nil, c, after, false, err
-		}
-		contacts = append(contacts, ct)
-	} else if len(ups) > 1 {
-		if _, _, err := o.store.ImportContacts(ctx, ups); err != nil {
-			return nil, c, after, false, err
-		}
-		for _, u := range ups {
-			ct, err := o.store.GetContactByExternalID(ctx, u.BotID, u.Channel, u.ExternalID)
-			if err != nil {
-				return nil, c, after, false, err
-			}
-			contacts = append(contacts, ct)
-		}
+	contacts, err := o.store.UpsertContacts(ctx, ups)
+	if err != nil {
+		return nil, c, after, false, err
 	}
 	contacts = a.eligible(contacts, &c)
 	return contacts, c, strconv.Itoa(to), to == len(users), nil

@@ -539,6 +539,9 @@ type Broadcasts interface {
 	WaitingRuns(ctx context.Context, botID string, contactIDs []string) ([]Run, error)
 	// ImportContacts upserts many contacts (as UpsertContact) in one write.
 	ImportContacts(ctx context.Context, us []ContactUpsert) (created, updated int, err error)
+	// UpsertContacts upserts many contacts (as UpsertContact) in one write
+	// and returns them as stored, in the order of us.
+	UpsertContacts(ctx context.Context, us []ContactUpsert) ([]Contact, error)
 	// SetLastRequest stores data as the last_request of the bot's contacts
 	// named by contactIDs (at most MaxWaitingRunsContacts), in one write;
 	// ids of contacts that do not exist are ignored.

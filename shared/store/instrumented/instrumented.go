@@ -238,6 +238,11 @@ func (s *Store) SetLastRequest(ctx context.Context, botID string, contactIDs []s
 	return err
 }
 
+// UpsertContacts delegates and measures.
+func (s *Store) UpsertContacts(ctx context.Context, us []store.ContactUpsert) ([]store.Contact, error) {
+	return measure(s, "UpsertContacts", func() ([]store.Contact, error) { return s.Store.UpsertContacts(ctx, us) })
+}
+
 // WaitingRuns delegates and measures.
 func (s *Store) WaitingRuns(ctx context.Context, botID string, contactIDs []string) ([]store.Run, error) {
 	return measure(s, "WaitingRuns", func() ([]store.Run, error) { return s.Store.WaitingRuns(ctx, botID, contactIDs) })

@@ -214,6 +214,47 @@ func (s *Store) ImportContacts(ctx context.Context, us []store.ContactUpsert) (c
 	return created, updated, nil
 }
 
+// UpsertContacts is ImportContacts followed by one read of the contacts.
+func (s *Store) UpsertContacts(ctx context.Context, us []store.ContactUpsert) ([]store.Contact, error) {
+	if _, _, err := s.ImportContacts(ctx, us); err != nil {
+		return nil, err
+	}
+	if len(us) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	or := make(bson.A, len(us))
+	for i, u := range us {
+		or[i] = bson.D{{Key: "bot_id", Value: u.BotID}, {Key: "channel", Value: u.Channel}, {Key: "external_id", Value: u.ExternalID}}
+	}
+	cur, err := s.contacts.Find(ctx, bson.D{{Key: "$or", Value: or}})
+	if err != nil {
+		return nil, dbErr("upsert contacts", err)
+	}
+	var docs []contactDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, dbErr("upsert contacts", err)
+	}
+	byKey := make(map[[3]string]store.Contact, len(docs))
+	for i := range docs {
+		c, err := docs[i].contact()
+		if err != nil {
+			return nil, err
+		}
+		byKey[[3]string{c.BotID, c.Channel, c.ExternalID}] = c
+	}
+	out := make([]store.Contact, len(us))
+	for i, u := range us {
+		c, ok := byKey[[3]string{u.BotID, u.Channel, u.ExternalID}]
+		if !ok { // deleted between the upsert and the read
+			return nil, fmt.Errorf("%w: upsert contacts: contact %s/%s changed meanwhile", store.ErrUnavailable, u.Channel, u.ExternalID)
+		}
+		out[i] = c
+	}
+	return out, nil
+}
+
 // checkImportIDs refuses, before anything is written, upserts without a new
 // id whose contact does not exist.
 func (s *Store) checkImportIDs(ctx context.Context, ps []contactUpsert) error {

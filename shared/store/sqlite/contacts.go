@@ -150,6 +150,33 @@ func (s *Store) ImportContacts(ctx context.Context, us []store.ContactUpsert) (c
 	return created, updated, nil
 }
 
+// UpsertContacts is ImportContacts that returns the contacts.
+func (s *Store) UpsertContacts(ctx context.Context, us []store.ContactUpsert) ([]store.Contact, error) {
+	for i, u := range us {
+		if err := checkUpsert(u); err != nil {
+			return nil, fmt.Errorf("contact %d: %w", i, err)
+		}
+	}
+	if len(us) == 0 {
+		return nil, nil
+	}
+	out := make([]store.Contact, len(us))
+	err := s.w.do(ctx, true, func(t *wtx) error {
+		for i, u := range us {
+			c, _, err := upsertContact(t, u)
+			if err != nil {
+				return fmt.Errorf("contact %d: %w", i, err)
+			}
+			out[i] = c
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, dbErr("upsert contacts", err)
+	}
+	return out, nil
+}
+
 // GetContact returns ErrNotFound for an unknown contact.
 func (s *Store) GetContact(ctx context.Context, botID, id string) (store.Contact, error) {
 	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {

@@ -533,6 +533,30 @@ func testImportContacts(t *testing.T, s store.Store, e env) {
 	require.Equal(t, 0, created, "a second import creates nothing")
 	require.Equal(t, 6, updated)
 
+	// UpsertContacts: the same, returning the contacts as stored, in order.
+	us2 := []store.ContactUpsert{
+		{BotID: e.bot, Channel: "sandbox", ExternalID: "u3", NewID: "unused", LastRequest: map[string]any{"k": "v"}},
+		{BotID: e.bot, Channel: "sandbox", ExternalID: "w9", NewID: "c-w9", Name: "New"},
+		{BotID: e.bot, Channel: "sandbox", ExternalID: "u1", Attributes: map[string]any{"extra": true}},
+	}
+	got, err := s.UpsertContacts(e.ctx, us2)
+	require.NoError(t, err)
+	require.Len(t, got, 3)
+	require.Equal(t, "c-3", got[0].ID, "an existing contact keeps its id")
+	require.Equal(t, map[string]any{"k": "v"}, got[0].LastRequest)
+	require.Equal(t, "User 3", got[0].Name)
+	require.Equal(t, "c-w9", got[1].ID)
+	require.Equal(t, "New", got[1].Name)
+	require.Equal(t, map[string]any{"i": 1.0, "extra": true}, got[2].Attributes, "attributes merge")
+	stored, err := s.GetContact(e.ctx, e.bot, "c-w9")
+	require.NoError(t, err)
+	require.Equal(t, "w9", stored.ExternalID)
+	_, err = s.UpsertContacts(e.ctx, []store.ContactUpsert{{BotID: e.bot, Channel: "sandbox", ExternalID: "", NewID: "z"}})
+	requireInvalid(t, err, "external_id")
+	got, err = s.UpsertContacts(e.ctx, nil)
+	require.NoError(t, err)
+	require.Empty(t, got)
+
 	bad := []store.ContactUpsert{
 		{BotID: e.bot, Channel: "sandbox", ExternalID: "v1", NewID: "d-1"},
 		{BotID: e.bot, Channel: "sandbox", ExternalID: "", NewID: "d-2"},
