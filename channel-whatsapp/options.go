@@ -87,7 +87,9 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
-// WithTimeout bounds one Send whose context has no deadline (default 30 s).
+// WithTimeout bounds one Send whose context has no deadline (default 30 s):
+// the default HTTP client's Timeout, or a context deadline around calls
+// through a client given with WithHTTPClient.
 func WithTimeout(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
@@ -132,11 +134,11 @@ func cleanAPIBase(base string) (string, error) {
 	return strings.TrimRight(base, "/"), nil
 }
 
-func defaultClient() *http.Client {
+func defaultClient(timeout time.Duration) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	// The default of 2 idle connections per host makes parallel sends to
 	// graph.facebook.com open and close connections all the time.
 	t.MaxIdleConns = 512
 	t.MaxIdleConnsPerHost = 256
-	return &http.Client{Transport: t, Timeout: 30 * time.Second}
+	return &http.Client{Transport: t, Timeout: timeout}
 }

@@ -16,6 +16,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/flowgate/flowgate/shared/channel"
@@ -35,6 +36,17 @@ const maxResponse = 1 << 20
 // retries: the channel runner does both, guided by the errors Send returns.
 type Sender struct {
 	opts options
+	// clientTimeout: the client itself bounds every call by opts.timeout
+	// (the default client), so Send needs no context deadline of its own.
+	clientTimeout bool
+	// bases caches cleanAPIBase per account api_base (a handful of
+	// values; parsed once instead of per send).
+	bases sync.Map // string -> apiBase
+}
+
+type apiBase struct {
+	base string
+	err  error
 }
 
 var _ channel.Sender = (*Sender)(nil)
@@ -53,10 +65,11 @@ func NewSender(opts ...Option) (*Sender, error) {
 			return nil, err
 		}
 	}
-	if o.client == nil {
-		o.client = defaultClient()
+	own := o.client == nil
+	if own {
+		o.client = defaultClient(o.timeout)
 	}
-	return &Sender{opts: o}, nil
+	return &Sender{opts: o, clientTimeout: own}, nil
 }
 
 // Channel returns events.ChannelWhatsApp.
@@ -118,16 +131,27 @@ func (s *Sender) Send(ctx context.Context, bot store.Bot, out events.Outbound, m
 	}
 	base := s.opts.apiBase
 	if a.APIBase != "" {
-		if base, err = cleanAPIBase(a.APIBase); err != nil {
+		if base, err = s.accountBase(a.APIBase); err != nil {
 			return channel.Result{}, &channel.PermanentError{Code: CodeNoAccount, Reason: "bot " + bot.ID + " has an invalid WhatsApp api_base", Err: err}
 		}
 	}
-	if _, ok := ctx.Deadline(); !ok {
+	if _, ok := ctx.Deadline(); !ok && !s.clientTimeout {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.opts.timeout)
 		defer cancel()
 	}
 	return s.post(ctx, base+"/"+url.PathEscape(a.PhoneNumberID)+"/messages", a.AccessToken, body)
+}
+
+// accountBase is cleanAPIBase(raw), cached.
+func (s *Sender) accountBase(raw string) (string, error) {
+	if v, ok := s.bases.Load(raw); ok {
+		b := v.(apiBase)
+		return b.base, b.err
+	}
+	b, err := cleanAPIBase(raw)
+	s.bases.Store(raw, apiBase{base: b, err: err})
+	return b, err
 }
 
 // windowContent applies the 24-hour window rule to msg.
