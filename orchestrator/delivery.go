@@ -164,7 +164,7 @@ func (o *Orchestrator) countDelivery(ctx context.Context, d events.Delivery, msg
 	if c.Sent+c.Delivered+c.Failed == 0 {
 		return nil
 	}
-	if err := o.store.IncrTriggerCounters(ctx, msg.BotID, msg.TriggerID, c); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err := o.counters.add(ctx, msg.BotID, msg.TriggerID, c); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
 	return nil

@@ -96,6 +96,8 @@ type Orchestrator struct {
 	http  *http.Client
 	hooks *Hooks
 
+	counters *counterBatcher
+
 	defsMu sync.RWMutex
 	defs   map[string]*flow.Definition
 	latest map[string]latestVersion
@@ -114,7 +116,8 @@ func New(cfg Config, d Deps) (*Orchestrator, error) {
 		d.HTTPClient = newHTTPClient(cfg.HTTPAllowPrivate)
 	}
 	return &Orchestrator{cfg: cfg, store: d.Store, bus: d.Bus, log: d.Logger, http: d.HTTPClient,
-		hooks: d.Hooks, defs: map[string]*flow.Definition{}, latest: map[string]latestVersion{}}, nil
+		hooks: d.Hooks, counters: newCounterBatcher(d.Store.IncrTriggerCounters),
+		defs: map[string]*flow.Definition{}, latest: map[string]latestVersion{}}, nil
 }
 
 // Run consumes triggers, replies and delivery results and fires timers
