@@ -26,7 +26,7 @@ type firstSlice struct {
 // them one by one would do, in a few bulk operations instead of a few per
 // run.
 //
-//  1. Publish every run's "created" status (one PublishAll).
+//  1. (No "created" status event: a run's first change stands for it.)
 //  2. Cancel the contacts' other waiting runs on the same channel (one
 //     query for the batch; a newer trigger takes over the conversation).
 //  3. Run the interpreter for each run until it waits or ends (flow http
@@ -64,19 +64,9 @@ func (o *Orchestrator) launchBatch(ctx context.Context, t events.Trigger, runs [
 	if len(batch) == 0 {
 		return nil
 	}
-	// Published again when a crash came between creating the runs and
-	// starting them: the event ids are deterministic, JetStream drops the copies.
-	evs := make([]bus.Outgoing, 0, 2*len(batch))
-	for _, b := range batch {
-		ev, err := statusEvent(b.run, "", 0)
-		if err != nil {
-			return err
-		}
-		evs = append(evs, bus.Outgoing{Subject: events.RunStatusSubject(b.run.BotID), Event: ev})
-	}
-	if err := o.bus.PublishAll(ctx, evs); err != nil {
-		return err
-	}
+	// No "created" status is published: each run's first change (version
+	// 1, from created) stands for it, and webhook delivery sends "created"
+	// first (one publish per run fewer).
 	if err := o.supersedeBatch(ctx, t.BotID, batch); err != nil {
 		return err
 	}
@@ -85,7 +75,7 @@ func (o *Orchestrator) launchBatch(ctx context.Context, t events.Trigger, runs [
 	}
 
 	var recs []store.Message
-	evs = evs[:0]
+	evs := make([]bus.Outgoing, 0, len(batch))
 	queued := 0
 	for i := range batch {
 		b := &batch[i]

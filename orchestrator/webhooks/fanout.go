@@ -94,11 +94,48 @@ func (s *service) enqueue(ctx context.Context, m bus.Message, rs events.RunStatu
 	if err != nil {
 		return err
 	}
+	if created, ok := createdEvent(m.Event, rs); ok {
+		// The orchestrator does not publish a run's "created" on its own:
+		// the run's first change (version 1, from created) stands for both,
+		// and subscribers get "created" first, as its own delivery.
+		if err := s.enqueueFor(ctx, subs, created, events.RunStatus{
+			BotID: rs.BotID, RunID: rs.RunID, TriggerID: rs.TriggerID, FlowID: rs.FlowID, ContactID: rs.ContactID,
+			Status: store.RunCreated, Version: 0, At: created.Time(),
+		}); err != nil {
+			return err
+		}
+	}
+	return s.enqueueFor(ctx, subs, m.Event, rs)
+}
+
+// createdEvent is the "created" status change implied by a run's first
+// change: the event the orchestrator would have published for it, with
+// the same id, so deliveries keep their ids.
+func createdEvent(src cloudevents.Event, rs events.RunStatus) (cloudevents.Event, bool) {
+	if rs.Version != 1 || rs.Previous != store.RunCreated {
+		return cloudevents.Event{}, false
+	}
+	e := cloudevents.New()
+	e.SetID(fmt.Sprintf("run:%s:0:%s", rs.RunID, store.RunCreated))
+	e.SetSource(src.Source())
+	e.SetType(events.TypeRunStatus)
+	e.SetSubject(rs.RunID)
+	e.SetTime(src.Time())
+	e.SetDataContentType("application/json")
+	data, _ := json.Marshal(events.RunStatus{ // strings, numbers and a time always encode
+		BotID: rs.BotID, RunID: rs.RunID, TriggerID: rs.TriggerID, FlowID: rs.FlowID, ContactID: rs.ContactID,
+		Status: store.RunCreated, Version: 0, At: src.Time(),
+	})
+	e.DataEncoded = data
+	return e, true
+}
+
+func (s *service) enqueueFor(ctx context.Context, subs []store.Subscription, src cloudevents.Event, rs events.RunStatus) error {
 	for _, sub := range subs {
 		if !Matches(sub.EventTypes, rs.Status) {
 			continue
 		}
-		e := deliveryEvent(m.Event, rs, sub.ID)
+		e := deliveryEvent(src, rs, sub.ID)
 		res, err := s.bus.Publish(ctx, events.WebhookSubject(rs.BotID, sub.ID), e)
 		if err != nil {
 			return err

@@ -85,10 +85,24 @@ func (e *env) subscribe(id, url, secret string, types ...string) {
 }
 
 // publish sends a run's status changes exactly as the orchestrator does.
+// publish publishes a run's status changes as the orchestrator does: a
+// run's "created" is not published on its own, its first change (version
+// 1, from created) stands for it.
 func (e *env) publish(run string, statuses ...string) {
+	e.t.Helper()
+	e.publishStatuses(run, true, statuses...)
+}
+
+// publishStatuses publishes the changes; with impliedCreated false a
+// leading "created" is published too (as orchestrators before 2026-11 did).
+func (e *env) publishStatuses(run string, impliedCreated bool, statuses ...string) {
 	e.t.Helper()
 	prev := ""
 	for seq, st := range statuses {
+		if seq == 0 && st == "created" && impliedCreated {
+			prev = st
+			continue
+		}
 		rs := events.RunStatus{BotID: "acme", RunID: run, FlowID: "f", ContactID: "c-" + run, Status: st,
 			Previous: prev, Version: int64(seq), At: time.Now().UTC()}
 		ev, err := bus.NewEvent(fmt.Sprintf("run:%s:%d:%s", run, seq, st), events.TypeRunStatus, run, rs)
@@ -222,8 +236,10 @@ func TestDeliversEveryChangeOnceInOrderDespiteFailures(t *testing.T) {
 		e.publish(run, sts...)
 	}
 	// The orchestrator may publish a change twice (a replayed step): the
-	// bus drops the copy, the receiver sees it once.
+	// bus drops the copy, the receiver sees it once. The same holds for an
+	// explicit "created" next to the one a first change implies.
 	e.publish("run-send", "created", "completed")
+	e.publishStatuses("run-send", false, "created", "completed")
 
 	require.Eventually(t, func() bool { return len(rcv.deliveries()) >= 8 }, 20*time.Second, 10*time.Millisecond)
 	time.Sleep(300 * time.Millisecond) // nothing more may arrive
@@ -258,7 +274,7 @@ func TestWrongSecretIsDetectedAndDeadLettered(t *testing.T) {
 	rcv := newReceiver(t, "not-the-secret-0123456789", 0)
 	e := newEnv(t, webhooks.Config{AllowPrivate: true, RetryPeriod: 300 * time.Millisecond}, nil)
 	e.subscribe("wh_1", rcv.srv.URL, secret)
-	e.publish("run-1", "created")
+	e.publishStatuses("run-1", false, "created") // a lone "created" (an older orchestrator)
 	require.Eventually(t, func() bool { return len(e.deadLetters()) == 1 }, 10*time.Second, 10*time.Millisecond)
 	requests, bad := rcv.counts()
 	require.Positive(t, requests)
@@ -308,7 +324,7 @@ func TestPrivateAddressesRefusedByDefault(t *testing.T) {
 	rcv := newReceiver(t, secret, 0)
 	e := newEnv(t, webhooks.Config{RetryPeriod: 200 * time.Millisecond}, nil) // AllowPrivate false
 	e.subscribe("wh_1", rcv.srv.URL, secret)
-	e.publish("run-1", "created")
+	e.publishStatuses("run-1", false, "created") // a lone "created" (an older orchestrator)
 	require.Eventually(t, func() bool { return len(e.deadLetters()) == 1 }, 10*time.Second, 10*time.Millisecond)
 	require.Contains(t, e.deadLetters()[0], "is not public")
 	requests, _ := rcv.counts()
