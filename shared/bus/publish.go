@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -62,15 +64,14 @@ type PublishResult struct {
 // round trip per message, so concurrent callers pipeline.
 func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) (PublishResult, error) {
 	if e.Source() == "" {
-		e.SetSource(b.source)
+		setSource(&e, b.source)
 	}
 	if err := e.Validate(); err != nil {
 		return PublishResult{}, fmt.Errorf("bus: invalid event: %w", err)
 	}
-	msg := ToMsg(subject, e)
-	// The Nats-Msg-Id header set directly (what jetstream.WithMsgID does,
-	// without an options struct per publish).
-	msg.Header[jetstream.MsgIDHeader] = []string{e.ID()}
+	// The Nats-Msg-Id header is set directly (what jetstream.WithMsgID
+	// does, without an options struct per publish).
+	msg := toMsg(subject, e, e.ID())
 	fut, err := b.js.PublishMsgAsync(msg)
 	if err != nil {
 		publishErrors.WithLabelValues(streamOf(subject)).Inc()
@@ -98,6 +99,30 @@ func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) 
 		publishErrors.WithLabelValues(streamOf(subject)).Inc()
 		return PublishResult{}, classifyPublishError(context.DeadlineExceeded)
 	}
+}
+
+// sources caches parsed CloudEvents sources (one per Bus, in practice).
+var sources sync.Map // string → types.URIRef
+
+// setSource is e.SetSource(src) without parsing src on every publish.
+func setSource(e *cloudevents.Event, src string) {
+	ec, ok := e.Context.(*cloudevents.EventContextV1)
+	if !ok || src == "" {
+		e.SetSource(src)
+		return
+	}
+	if ref, ok := sources.Load(src); ok {
+		ec.Source = ref.(types.URIRef)
+		return
+	}
+	u, err := url.Parse(src)
+	if err != nil {
+		e.SetSource(src) // records the error as SetSource does; Validate refuses the event
+		return
+	}
+	ref := types.URIRef{URL: *u}
+	sources.Store(src, ref)
+	ec.Source = ref
 }
 
 // timers are reused across publishes. Since Go 1.23 a stopped or reset
@@ -130,22 +155,33 @@ func classifyPublishError(err error) error {
 
 // ToMsg encodes e in binary content mode (lower-case ce-* headers, as
 // the CloudEvents NATS binding has them).
-func ToMsg(subject string, e cloudevents.Event) *nats.Msg {
+func ToMsg(subject string, e cloudevents.Event) *nats.Msg { return toMsg(subject, e, "") }
+
+// toMsg is ToMsg with a Nats-Msg-Id header when msgID is set.
+func toMsg(subject string, e cloudevents.Event, msgID string) *nats.Msg {
 	// Room for every header below plus the Nats-Msg-Id Publish adds, so
-	// the map never grows.
+	// the map never grows; the one-value slices share one array.
 	h := make(nats.Header, 8)
-	h[hdrID] = []string{e.ID()}
-	h[hdrSource] = []string{e.Source()}
-	h[hdrType] = []string{e.Type()}
-	h[hdrSpecVersion] = []string{e.SpecVersion()}
+	vals := make([]string, 0, 8)
+	set := func(k, v string) {
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	set(hdrID, e.ID())
+	set(hdrSource, e.Source())
+	set(hdrType, e.Type())
+	set(hdrSpecVersion, e.SpecVersion())
 	if !e.Time().IsZero() {
-		h[hdrTime] = []string{e.Time().UTC().Format(time.RFC3339Nano)}
+		set(hdrTime, e.Time().UTC().Format(time.RFC3339Nano))
 	}
 	if s := e.Subject(); s != "" {
-		h[hdrSubject] = []string{s}
+		set(hdrSubject, s)
 	}
 	if ct := e.DataContentType(); ct != "" {
-		h[hdrContentType] = []string{ct}
+		set(hdrContentType, ct)
+	}
+	if msgID != "" {
+		set(jetstream.MsgIDHeader, msgID)
 	}
 	return &nats.Msg{Subject: subject, Header: h, Data: e.Data()}
 }
