@@ -27,15 +27,20 @@ func triggerEvent(t *events.Trigger) (cloudevents.Event, error) {
 	if err != nil {
 		return cloudevents.Event{}, err
 	}
-	subject, ct := t.BotID, jsonContentType
-	ec := &cloudevents.EventContextV1{
+	// One allocation for the context and what its pointers point at.
+	x := &struct {
+		ec          cloudevents.EventContextV1
+		subject, ct string
+		time        types.Timestamp
+	}{subject: t.BotID, ct: jsonContentType, time: types.Timestamp{Time: t.AcceptedAt}}
+	x.ec = cloudevents.EventContextV1{
 		ID:              t.ID,
 		Type:            events.TypeTriggerAccepted,
-		Subject:         &subject,
-		Time:            &types.Timestamp{Time: t.AcceptedAt},
-		DataContentType: &ct,
+		Subject:         &x.subject,
+		Time:            &x.time,
+		DataContentType: &x.ct,
 	}
-	return cloudevents.Event{Context: ec, DataEncoded: raw}, nil
+	return cloudevents.Event{Context: &x.ec, DataEncoded: raw}, nil
 }
 
 // encodeTrigger returns json.Marshal(t), faster for the common shapes.

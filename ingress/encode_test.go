@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"testing"
 	"time"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
 )
 
@@ -112,5 +116,31 @@ func TestAcceptedBodyMatchesJSONMarshal(t *testing.T) {
 				t.Errorf("got %s want %s", got, want)
 			}
 		}
+	}
+}
+
+// triggerEvent must publish what bus.NewEvent would (same headers, same payload).
+func TestTriggerEventMatchesNewEvent(t *testing.T) {
+	tr := events.Trigger{ID: "0193a0b2-1c3d-7e4f-8a9b-0c1d2e3f4a5b", BotID: "acme", Source: "dispatch", FlowID: "welcome",
+		Channel: "sandbox", Audience: events.Audience{Users: []string{"1234567890"}}, Name: "John",
+		Data: map[string]any{"plan": "Premium"}, AcceptedAt: time.Now().UTC()}
+	got, err := triggerEvent(&tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := bus.NewEvent(tr.ID, events.TypeTriggerAccepted, tr.BotID, &tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.SetTime(tr.AcceptedAt)
+	for _, e := range []*cloudevents.Event{&got, &want} {
+		e.SetSource("/test")
+		if err := e.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gm, wm := bus.ToMsg("s", got), bus.ToMsg("s", want)
+	if !reflect.DeepEqual(gm.Header, wm.Header) || !bytes.Equal(gm.Data, wm.Data) {
+		t.Fatalf("got %v %s\nwant %v %s", gm.Header, gm.Data, wm.Header, wm.Data)
 	}
 }

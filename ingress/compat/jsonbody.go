@@ -23,6 +23,10 @@ const JSONAPIMediaType = "application/vnd.api+json"
 // Botmother documents it ("Make sure that you set header Content-Type:
 // application/json").
 func checkJSONContentType(contentType string) *Error {
+	switch contentType {
+	case "application/json", "application/json; charset=utf-8", "application/json; charset=UTF-8":
+		return nil // the usual values, without parsing
+	}
 	mt, params, err := mime.ParseMediaType(contentType)
 	if err != nil || !(mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")) {
 		return newError(http.StatusUnsupportedMediaType, CodeUnsupportedMediaType, "Content-Type",
