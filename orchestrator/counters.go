@@ -70,12 +70,20 @@ func (b *counterBatcher) flush() {
 		batch := b.pending
 		b.pending = make(map[[2]string]*pendingIncr, len(batch))
 		b.mu.Unlock()
+		// One write per trigger, all at once: the store's group commit
+		// puts them in one transaction.
+		var wg sync.WaitGroup
 		for k, q := range batch {
-			ctx, cancel := context.WithTimeout(context.Background(), counterWriteTimeout)
-			q.err = b.incr(ctx, k[0], k[1], q.delta)
-			cancel()
-			close(q.done)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), counterWriteTimeout)
+				q.err = b.incr(ctx, k[0], k[1], q.delta)
+				cancel()
+				close(q.done)
+			}()
 		}
+		wg.Wait()
 		b.mu.Lock()
 	}
 	b.flushing = false
