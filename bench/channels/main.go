@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strings"
@@ -180,6 +181,9 @@ func run(ctx context.Context, n int, rate float64, cfg channel.RunnerConfig, lat
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
+	if os.Getenv("BENCH_MEMPROFILE") != "" {
+		runtime.MemProfileRate = 4096
+	}
 	cpu0 := cpuTime()
 	start := time.Now()
 	go func() { done <- r.Run(rctx) }()
@@ -205,6 +209,12 @@ func run(ctx context.Context, n int, rate float64, cfg channel.RunnerConfig, lat
 	}
 	took := time.Since(start)
 	cpu := cpuTime() - cpu0
+	if f := os.Getenv("BENCH_MEMPROFILE"); f != "" && !limited {
+		if out, err := os.Create(f); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(out, 0)
+			out.Close()
+		}
+	}
 	cancel()
 	<-done
 	res := result{inflight: r.Config().MaxInFlightPerAccount, rate: float64(n) / took.Seconds(), took: took, cpu: cpu, throttled: d.Stats().Rejected[130429]}

@@ -151,18 +151,16 @@ type killStats struct {
 	// process that the store did not record as sent right after the kill:
 	// request sent, answer not (yet) recorded.
 	inFlight map[string]bool
-	// unanswered of them were still being answered when the kill came
-	// (the worker cannot have read the answer); the others were answered
-	// before the kill but not yet recorded.
-	unanswered int
-	// openRequests is how many accepted requests of the killed process
-	// were open at the kill (received before it, answered after it).
-	openRequests int
+	// Of those, by the double's clock: answered before the kill (the
+	// record was not stored yet), received before but answered after the
+	// kill, and received after the kill (written to the socket by the
+	// worker just before it died, read by the double afterwards).
+	answeredBefore, answeredAfter, receivedAfter int
 }
 
 func (k killStats) String() string {
-	return fmt.Sprintf("in flight %d (%d still unanswered at the kill, %d answered but not yet recorded)",
-		len(k.inFlight), k.unanswered, len(k.inFlight)-k.unanswered)
+	return fmt.Sprintf("in flight %d (answered before the kill, not yet recorded: %d; request open at the kill: %d; request read by the double after the kill: %d)",
+		len(k.inFlight), k.answeredBefore, k.answeredAfter, k.receivedAfter)
 }
 
 // The three crash tests run in parallel: each waits about a minute for the
@@ -267,15 +265,16 @@ func crashTest(t *testing.T, total int, killAt []int, inflight int, rate float64
 			if a.Received.Before(c.started) {
 				continue // an earlier process's
 			}
-			open := a.Answered.IsZero() || a.Answered.After(c.killed)
-			if open && !a.Received.After(c.killed) {
-				k.openRequests++
-			}
 			if _, ok := recorded[a.msg]; !ok {
 				require.False(t, k.inFlight[a.msg], "%s accepted twice by one process", a.msg)
 				k.inFlight[a.msg] = true
-				if open {
-					k.unanswered++
+				switch {
+				case a.Received.After(c.killed):
+					k.receivedAfter++
+				case a.Answered.IsZero() || a.Answered.After(c.killed):
+					k.answeredAfter++
+				default:
+					k.answeredBefore++
 				}
 			}
 		}
@@ -317,7 +316,7 @@ func crashTest(t *testing.T, total int, killAt []int, inflight int, rate float64
 	}
 	summary := make([]string, len(kills))
 	for i, k := range kills {
-		summary[i] = fmt.Sprintf("kill %d: %s, %d requests open at the kill", i+1, k, k.openRequests)
+		summary[i] = fmt.Sprintf("kill %d: %s", i+1, k)
 	}
 	limit := "default"
 	if inflight != 0 {

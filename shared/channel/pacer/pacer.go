@@ -280,12 +280,17 @@ type key struct {
 	name    string
 	waiters atomic.Int64
 
-	mu       sync.Mutex
-	slots    []time.Time
-	interval time.Duration
-	rev      uint64
-	st       state
-	known    bool
+	mu sync.Mutex
+	// The leased slots are leaseFirst + i × interval (Unix nanoseconds)
+	// for leaseNext <= i < leaseN: arithmetic, not a slice, because at
+	// high rates a lease holds thousands of slots.
+	leaseFirst int64
+	leaseNext  int64
+	leaseN     int64
+	interval   time.Duration
+	rev        uint64
+	st         state
+	known      bool
 	// configured is the rate this key is configured for (per-account override).
 	configured float64
 }
@@ -417,7 +422,7 @@ func (p *Pacer) Throttled(account string, retryAfter time.Duration) {
 	defer cancel()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.slots = nil // leased at the old rate
+	k.leaseN, k.leaseNext = 0, 0 // leased at the old rate
 	configured := k.configuredRate(p.cfg.Rate)
 	err := p.update(ctx, k, func(st *state, now time.Time) bool {
 		eff := p.effective(*st, configured, now)
@@ -489,44 +494,48 @@ func (p *Pacer) lease(ctx context.Context, k *key, rate float64) (time.Time, tim
 	// A slot not used on time is dropped: sending on it late, right before
 	// the next one, would be a burst above the rate.
 	tolerance := max(p.cfg.Lease, p.cfg.Burst) + k.interval
-	for len(k.slots) > 0 && k.slots[0].Before(now.Add(-tolerance)) {
-		k.slots = k.slots[1:]
+	if k.leaseNext < k.leaseN && k.interval > 0 {
+		cutoff := now.Add(-tolerance).UnixNano()
+		if k.slot(k.leaseNext) < cutoff {
+			// Skip to the first slot at or after the cutoff.
+			iv := int64(k.interval)
+			k.leaseNext = min(k.leaseN, (cutoff-k.leaseFirst+iv-1)/iv)
+		}
 	}
-	if len(k.slots) == 0 {
+	if k.leaseNext >= k.leaseN {
 		if err := p.reserve(ctx, k, rate); err != nil {
 			return time.Time{}, 0, err
 		}
 	}
-	s := k.slots[0]
-	k.slots = k.slots[1:]
+	s := time.Unix(0, k.slot(k.leaseNext))
+	k.leaseNext++
 	return s, tolerance, nil
 }
+
+// slot is leased slot i, Unix nanoseconds.
+func (k *key) slot(i int64) int64 { return k.leaseFirst + i*int64(k.interval) }
 
 // reserve leases as many consecutive slots as there are senders waiting
 // (at most one lease's worth) with a compare-and-set on the key's entry.
 func (p *Pacer) reserve(ctx context.Context, k *key, rate float64) error {
-	var slots []time.Time
+	var first, n int64
+	var interval time.Duration
 	var tooFar time.Duration
 	err := p.update(ctx, k, func(st *state, now time.Time) bool {
 		eff := p.effective(*st, rate, now)
-		interval := time.Duration(float64(time.Second) / eff)
-		maxN := max(1, int(p.cfg.Lease/interval))
+		interval = max(1, time.Duration(float64(time.Second)/eff))
+		maxN := max(1, int64(p.cfg.Lease/interval))
 		// As many as there are senders waiting, and at least 5 ms worth:
 		// at high rates a lease per sender would be a KV write per message.
 		minN := int64(5 * time.Millisecond / interval)
-		n := int(min(max(k.waiters.Load(), minN, 1), int64(maxN)))
-		first := max(now.Add(-p.cfg.Burst).UnixNano(), st.TAT)
+		n = min(max(k.waiters.Load(), minN, 1), maxN)
+		first = max(now.Add(-p.cfg.Burst).UnixNano(), st.TAT)
 		if d := time.Duration(first - now.UnixNano()); d > p.cfg.MaxWait {
-			tooFar, slots = d, nil
+			tooFar, n = d, 0
 			return false
 		}
 		tooFar = 0
-		slots = slots[:0]
-		for i := range n {
-			slots = append(slots, time.Unix(0, first+int64(i)*int64(interval)))
-		}
-		st.TAT = first + int64(n)*int64(interval)
-		k.interval = interval
+		st.TAT = first + n*int64(interval)
 		p.observeRate(k.name, eff, now)
 		return true
 	})
@@ -536,7 +545,7 @@ func (p *Pacer) reserve(ctx context.Context, k *key, rate float64) error {
 	if tooFar > 0 {
 		return bus.RetryAfter(fmt.Errorf("%w (%s)", ErrTooFar, tooFar.Round(time.Millisecond)), tooFar)
 	}
-	k.slots = slots
+	k.leaseFirst, k.leaseNext, k.leaseN, k.interval = first, 0, n, interval
 	return nil
 }
 
