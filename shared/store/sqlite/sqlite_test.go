@@ -2,9 +2,12 @@ package sqlite_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -271,4 +274,45 @@ func TestCreateRunsAcrossChunks(t *testing.T) {
 	for _, i := range []int{0, 127, 128, 300, 699} {
 		require.False(t, created[i], "run %d existed", i)
 	}
+}
+
+// The writer does not checkpoint: the checkpointer copies the WAL into the
+// database file while the store is open (the file grows before Close), and
+// Close leaves no WAL behind.
+func TestWALIsCheckpointedBesideTheWriter(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := sqlite.Open(ctx, dir)
+	require.NoError(t, err)
+	db := filepath.Join(dir, sqlite.FileName)
+	size := func(p string) int64 {
+		fi, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			return 0
+		}
+		require.NoError(t, err)
+		return fi.Size()
+	}
+	before := size(db)
+	require.NoError(t, s.CreateBot(ctx, store.Bot{ID: "acme", Name: "Acme"}))
+	state := json.RawMessage(`{"pad":"` + strings.Repeat("x", 2000) + `"}`)
+	for b := range 4 {
+		rs := make([]store.Run, 500)
+		for i := range rs {
+			rs[i] = store.Run{ID: fmt.Sprintf("r-%d-%d", b, i), BotID: "acme", FlowID: "f", FlowVersion: 1,
+				ContactID: fmt.Sprintf("c-%d-%d", b, i), Channel: "sandbox", Status: store.RunCompleted, State: state}
+		}
+		_, _, err := s.CreateRuns(ctx, rs)
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return size(db) > before+2<<20 }, 10*time.Second, 20*time.Millisecond,
+		"the database file grows while the store is open: the WAL was checkpointed")
+	require.NoError(t, s.Close())
+	require.Zero(t, size(db+"-wal"), "no WAL left after Close")
+	s, err = sqlite.Open(ctx, dir)
+	require.NoError(t, err)
+	defer s.Close()
+	r, err := s.GetRun(ctx, "acme", "r-3-499")
+	require.NoError(t, err)
+	require.JSONEq(t, string(state), string(r.State))
 }
