@@ -157,6 +157,34 @@ func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigg
 		}
 		cp.FlowVersion = v
 	}
+	// The next batch of the audience is read (and its contacts' last_request
+	// stored) while the current one starts: reading uses a reader
+	// connection and the write is small, so the store's writer and the
+	// bus are kept busy. A prefetched batch that a crash or a cancel
+	// leaves unused only had its contacts' last_request written, which the
+	// batch's redo writes again.
+	type fetched struct {
+		contacts []store.Contact
+		counts   store.TriggerCounters
+		next     string
+		last     bool
+		err      error
+	}
+	fetch := func(after string) chan fetched {
+		ch := make(chan fetched, 1)
+		go func() {
+			var f fetched
+			f.contacts, f.counts, f.next, f.last, f.err = aud.next(ctx, o, after, o.cfg.FanOutBatch)
+			ch <- f
+		}()
+		return ch
+	}
+	pending := fetch(cp.After)
+	defer func() {
+		if pending != nil {
+			<-pending // no read or write of this fan-out outlives it
+		}
+	}()
 	for n := 1; ; n++ {
 		if n > 1 {
 			cur, err := o.store.GetTrigger(ctx, t.BotID, t.ID)
@@ -170,9 +198,14 @@ func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigg
 				return bus.RetryAfter(errTriggerTaken, 10*time.Second)
 			}
 		}
-		contacts, counts, next, last, err := aud.next(ctx, o, cp.After, o.cfg.FanOutBatch)
-		if err != nil {
-			return err
+		f := <-pending
+		pending = nil
+		if f.err != nil {
+			return f.err
+		}
+		contacts, counts, next, last := f.contacts, f.counts, f.next, f.last
+		if !last {
+			pending = fetch(next)
 		}
 		if err := o.startBatch(ctx, t, cp.FlowVersion, contacts, &counts, fresh); err != nil {
 			return err

@@ -32,8 +32,8 @@ type firstSlice struct {
 //  3. Run the interpreter for each run until it waits or ends (flow http
 //     steps and hand-overs are performed inline, runs in parallel), and
 //     store the attributes the flows set.
-//  4. Record every message (one InsertMessages), publish every bundle (one
-//     PublishAll), publish every status change (one PublishAll).
+//  4. Record every message (one InsertMessages), publish every bundle and
+//     every status change (one PublishAll).
 //  5. Store every run's new state (one UpdateRuns, version-checked).
 //
 // Effects go out before the state is stored, with deterministic ids, as
@@ -96,21 +96,9 @@ func (o *Orchestrator) launchBatch(ctx context.Context, t events.Trigger, runs [
 	if err := o.store.InsertMessages(ctx, recs); err != nil {
 		return err
 	}
-	if err := o.bus.PublishAll(ctx, evs); err != nil {
-		return err
-	}
-	for _, b := range batch {
-		if len(b.sl.sends) > 0 {
-			messagesQueued.WithLabelValues(b.run.Channel).Add(float64(len(b.sl.sends)))
-		}
-		if o.hooks != nil && o.hooks.AfterPublish != nil {
-			if err := o.hooks.AfterPublish(b.run.ID); err != nil {
-				return err
-			}
-		}
-	}
-
-	evs = evs[:0]
+	// The bundles and the status changes go out in one PublishAll: each
+	// run's own events are on different streams, so their order between
+	// each other does not matter; only that both precede the stored state.
 	settled := make([]store.Run, len(batch))
 	for i := range batch {
 		b := &batch[i]
@@ -130,6 +118,16 @@ func (o *Orchestrator) launchBatch(ctx context.Context, t events.Trigger, runs [
 	}
 	if err := o.bus.PublishAll(ctx, evs); err != nil {
 		return err
+	}
+	for _, b := range batch {
+		if len(b.sl.sends) > 0 {
+			messagesQueued.WithLabelValues(b.run.Channel).Add(float64(len(b.sl.sends)))
+		}
+		if o.hooks != nil && o.hooks.AfterPublish != nil {
+			if err := o.hooks.AfterPublish(b.run.ID); err != nil {
+				return err
+			}
+		}
 	}
 	lost, err := o.storeFirstStates(ctx, t, settled, fresh)
 	if err != nil {
