@@ -28,6 +28,17 @@ type Sender interface {
 	Send(ctx context.Context, bot store.Bot, out events.Outbound, msg events.OutboundMessage) (Result, error)
 }
 
+// IdempotentSender is an optional extension of Sender for providers that
+// deduplicate a repeated send of the same message themselves (RCS: the
+// messageId; the sandbox: one transcript entry per id). A redelivered
+// bundle cannot make such a sender deliver a message twice, so the runner
+// does not bound their sends in flight unless configured to
+// (RunnerConfig.MaxInFlightPerAccount > 0).
+type IdempotentSender interface {
+	// IdempotentSends reports whether sending a message again is harmless.
+	IdempotentSends() bool
+}
+
 // Result is a provider's acceptance of a message.
 type Result struct {
 	ProviderMessageID string

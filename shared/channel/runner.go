@@ -71,7 +71,8 @@ type RunnerConfig struct {
 	// are exactly the messages a crash can make the redelivered bundle
 	// send a second time: a kill duplicates at most this many messages
 	// per account. 0 takes FLOWGATE_CHANNEL_MAX_IN_FLIGHT from the
-	// environment, else DefaultMaxInFlightPerAccount; a negative value
+	// environment, else DefaultMaxInFlightPerAccount, except for an
+	// IdempotentSender (RCS, sandbox): no limit; a negative value
 	// means no limit (Workers bounds it). 1 makes a crash duplicate at
 	// most one message per account, at the price of one provider round
 	// trip plus one store write per message and account (docs/channels.md).
@@ -128,6 +129,10 @@ func NewRunner(cfg RunnerConfig, s Sender, b Bus, st Store, pacer Pacer, log *sl
 	}
 	if cfg.BotCacheTTL == 0 {
 		cfg.BotCacheTTL = 10 * time.Second
+	}
+	if is, ok := s.(IdempotentSender); ok && is.IdempotentSends() && cfg.MaxInFlightPerAccount == 0 {
+		// A resend is harmless: no bound needed on what a crash resends.
+		cfg.MaxInFlightPerAccount = -1
 	}
 	if cfg.MaxInFlightPerAccount == 0 {
 		cfg.MaxInFlightPerAccount = DefaultMaxInFlightPerAccount

@@ -28,6 +28,10 @@ func NewSender(s Store) *Sender { return &Sender{store: s} }
 // Channel is "sandbox".
 func (*Sender) Channel() string { return events.ChannelSandbox }
 
+// IdempotentSends is true: the transcript keeps one entry per message id
+// (channel.IdempotentSender).
+func (*Sender) IdempotentSends() bool { return true }
+
 // Account paces nothing: every bot has one sandbox.
 func (*Sender) Account(b store.Bot) (string, error) { return b.ID, nil }
 
