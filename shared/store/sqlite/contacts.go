@@ -182,7 +182,7 @@ func (s *Store) GetContact(ctx context.Context, botID, id string) (store.Contact
 	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
 		return store.Contact{}, err
 	}
-	c, err := scanContact(s.rdb.QueryRowContext(ctx, `SELECT `+contactCols+` FROM contacts WHERE id = ? AND bot_id = ?`, id, botID))
+	c, err := scanContact(s.qrow(ctx, `SELECT `+contactCols+` FROM contacts WHERE id = ? AND bot_id = ?`, id, botID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, notFound("contact", botID, id)
 	}
@@ -195,7 +195,7 @@ func (s *Store) GetContactByExternalID(ctx context.Context, botID, channel, exte
 		store.CheckID("external_id", externalID)); err != nil {
 		return store.Contact{}, err
 	}
-	c, err := scanContact(s.rdb.QueryRowContext(ctx, `SELECT `+contactCols+` FROM contacts
+	c, err := scanContact(s.qrow(ctx, `SELECT `+contactCols+` FROM contacts
 		WHERE bot_id = ? AND channel = ? AND external_id = ?`, botID, channel, externalID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, notFound("contact", botID, channel, externalID)

@@ -80,7 +80,7 @@ func (s *Store) GetMessage(ctx context.Context, botID, id string) (store.Message
 	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
 		return store.Message{}, err
 	}
-	m, err := scanMessage(s.rdb.QueryRowContext(ctx, `SELECT `+messageCols+` FROM messages WHERE id = ? AND bot_id = ?`, id, botID))
+	m, err := scanMessage(s.qrow(ctx, `SELECT `+messageCols+` FROM messages WHERE id = ? AND bot_id = ?`, id, botID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return m, notFound("message", botID, id)
 	}
@@ -92,7 +92,7 @@ func (s *Store) FindMessageByProviderID(ctx context.Context, botID, providerID s
 	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("provider_id", providerID)); err != nil {
 		return store.Message{}, err
 	}
-	m, err := scanMessage(s.rdb.QueryRowContext(ctx, `SELECT `+messageCols+` FROM messages
+	m, err := scanMessage(s.qrow(ctx, `SELECT `+messageCols+` FROM messages
 		WHERE bot_id = ? AND provider_message_id = ? LIMIT 1`, botID, providerID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return m, notFound("message", botID, "provider:"+providerID)
@@ -139,7 +139,7 @@ func (s *Store) ListRunMessages(ctx context.Context, botID, runID string) ([]sto
 	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("run_id", runID)); err != nil {
 		return nil, err
 	}
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+messageCols+` FROM messages WHERE run_id = ? AND bot_id = ? ORDER BY seq, id`, runID, botID)
+	rows, err := s.qrows(ctx, `SELECT `+messageCols+` FROM messages WHERE run_id = ? AND bot_id = ? ORDER BY seq, id`, runID, botID)
 	if err != nil {
 		return nil, dbErr("list messages", err)
 	}

@@ -277,7 +277,7 @@ func (s *Store) GetRun(ctx context.Context, botID, id string) (store.Run, error)
 	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
 		return store.Run{}, err
 	}
-	r, err := scanRun(s.rdb.QueryRowContext(ctx, `SELECT `+runCols+` FROM runs WHERE id = ? AND bot_id = ?`, id, botID))
+	r, err := scanRun(s.qrow(ctx, `SELECT `+runCols+` FROM runs WHERE id = ? AND bot_id = ?`, id, botID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, notFound("run", botID, id)
 	}
@@ -472,7 +472,7 @@ func (s *Store) DueRuns(ctx context.Context, at time.Time, limit int) ([]store.R
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+runCols+` FROM runs INDEXED BY runs_waiting
+	rows, err := s.qrows(ctx, `SELECT `+runCols+` FROM runs INDEXED BY runs_waiting
 		WHERE status = 'waiting' AND wait_until <= ? ORDER BY wait_until, id LIMIT ?`, nanos(at), limit)
 	if err != nil {
 		return nil, dbErr("due runs", err)
@@ -502,7 +502,7 @@ func (s *Store) WaitingRuns(ctx context.Context, botID string, contactIDs []stri
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+runCols+` FROM runs INDEXED BY runs_contact_key
+	rows, err := s.qrows(ctx, `SELECT `+runCols+` FROM runs INDEXED BY runs_contact_key
 		WHERE contact_id IN (SELECT value FROM json_each(?)) AND bot_id = ? AND status = 'waiting'`, string(ids), botID)
 	if err != nil {
 		return nil, dbErr("waiting runs", err)
@@ -533,7 +533,7 @@ func (s *Store) ExpireBefore(ctx context.Context, t time.Time) (int64, error) {
 	const perStatement = 500
 	var total int64
 	for {
-		rows, err := s.rdb.QueryContext(ctx, `SELECT id FROM runs WHERE `+final+` LIMIT ?`, nanos(t), s.opts.expireChunk)
+		rows, err := s.qrows(ctx, `SELECT id FROM runs WHERE `+final+` LIMIT ?`, nanos(t), s.opts.expireChunk)
 		if err != nil {
 			return total, dbErr("expire runs", err)
 		}

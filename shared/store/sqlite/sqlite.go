@@ -27,6 +27,9 @@ type Store struct {
 	rdb  *sql.DB // readers (WAL lets them run beside the writer)
 	wdb  *sql.DB // one connection, owned by w
 	cdb  *sql.DB // one connection, for checkpoints
+	// rstmts caches the reads' prepared statements (query text → *sql.Stmt):
+	// parsing SQL was several per cent of a busy process's CPU.
+	rstmts sync.Map
 	w    *writer
 	opts options
 
@@ -229,10 +232,46 @@ func (s *Store) Close() error {
 		err := s.w.close()
 		s.stopCheckpoints()
 		<-s.checkpointsDone
+		s.rstmts.Range(func(_, st any) bool { st.(*sql.Stmt).Close(); return true })
 		err = errors.Join(err, s.cdb.Close(), s.rdb.Close(), s.wdb.Close())
 		s.closeErr = err
 	})
 	return s.closeErr
+}
+
+// rstmt returns the prepared statement of a read, preparing it on first use.
+// Only constant query texts come here (the cache never shrinks).
+func (s *Store) rstmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := s.rstmts.Load(q); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.rdb.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.rstmts.LoadOrStore(q, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// qrow runs a single-row read through its prepared statement.
+func (s *Store) qrow(ctx context.Context, q string, args ...any) *sql.Row {
+	st, err := s.rstmt(ctx, q)
+	if err != nil {
+		return s.rdb.QueryRowContext(ctx, q, args...) // surfaces the error through Scan
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// qrows runs a read through its prepared statement.
+func (s *Store) qrows(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	st, err := s.rstmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
 }
 
 // Checkpoint pacing: a passive checkpoint every checkpointEvery; when the

@@ -71,7 +71,7 @@ func (s *Store) GetBot(ctx context.Context, id string) (store.Bot, error) {
 	if err := store.CheckBotID("id", id); err != nil {
 		return store.Bot{}, err
 	}
-	b, err := scanBot(s.rdb.QueryRowContext(ctx, `SELECT `+botCols+` FROM bots WHERE id = ?`, id))
+	b, err := scanBot(s.qrow(ctx, `SELECT `+botCols+` FROM bots WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return b, notFound("bot", id)
 	}
@@ -101,7 +101,7 @@ func (s *Store) UpdateBot(ctx context.Context, b store.Bot) error {
 
 // ListBots returns every bot ordered by id.
 func (s *Store) ListBots(ctx context.Context) ([]store.Bot, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT `+botCols+` FROM bots ORDER BY id`)
+	rows, err := s.qrows(ctx, `SELECT `+botCols+` FROM bots ORDER BY id`)
 	if err != nil {
 		return nil, dbErr("list bots", err)
 	}
@@ -142,7 +142,7 @@ func (s *Store) GetAPIKeyByHash(ctx context.Context, hash string) (store.APIKey,
 	}
 	var c int64
 	var revoked int
-	err := s.rdb.QueryRowContext(ctx, `SELECT id, bot_id, hash, prefix, created_at, revoked FROM api_keys WHERE hash = ?`, hash).
+	err := s.qrow(ctx, `SELECT id, bot_id, hash, prefix, created_at, revoked FROM api_keys WHERE hash = ?`, hash).
 		Scan(&k.ID, &k.BotID, &k.Hash, &k.Prefix, &c, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return k, notFound("api key", "(hash)")
@@ -199,7 +199,7 @@ func (s *Store) GetFlow(ctx context.Context, botID, flowID string, version int) 
 	} else {
 		q += ` ORDER BY version DESC LIMIT 1`
 	}
-	f, err := scanFlow(s.rdb.QueryRowContext(ctx, q, args...))
+	f, err := scanFlow(s.qrow(ctx, q, args...))
 	if errors.Is(err, sql.ErrNoRows) {
 		return f, notFound("flow", botID, flowID)
 	}
@@ -211,7 +211,7 @@ func (s *Store) ListFlowVersions(ctx context.Context, botID, flowID string) ([]s
 	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", flowID)); err != nil {
 		return nil, err
 	}
-	rows, err := s.rdb.QueryContext(ctx, `SELECT bot_id, id, version, definition, created_at FROM flows
+	rows, err := s.qrows(ctx, `SELECT bot_id, id, version, definition, created_at FROM flows
 		WHERE bot_id = ? AND id = ? ORDER BY version`, botID, flowID)
 	if err != nil {
 		return nil, dbErr("list flows", err)
@@ -263,7 +263,7 @@ func (s *Store) GetEvent(ctx context.Context, botID, name string) (store.Event, 
 	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("name", name)); err != nil {
 		return store.Event{}, err
 	}
-	e, err := scanEvent(s.rdb.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE bot_id = ? AND name = ?`, botID, name))
+	e, err := scanEvent(s.qrow(ctx, `SELECT `+eventCols+` FROM events WHERE bot_id = ? AND name = ?`, botID, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return e, notFound("event", botID, name)
 	}
@@ -275,7 +275,7 @@ func (s *Store) GetEventByToken(ctx context.Context, botID, tokenHash string) (s
 	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("token_hash", tokenHash)); err != nil {
 		return store.Event{}, err
 	}
-	e, err := scanEvent(s.rdb.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events WHERE bot_id = ? AND token_hash = ? LIMIT 1`, botID, tokenHash))
+	e, err := scanEvent(s.qrow(ctx, `SELECT `+eventCols+` FROM events WHERE bot_id = ? AND token_hash = ? LIMIT 1`, botID, tokenHash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return e, notFound("event", botID, "(token)")
 	}

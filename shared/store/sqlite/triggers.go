@@ -107,7 +107,7 @@ func (s *Store) GetTrigger(ctx context.Context, botID, id string) (store.Trigger
 	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
 		return store.Trigger{}, err
 	}
-	tr, err := scanTrigger(s.rdb.QueryRowContext(ctx, `SELECT `+triggerCols+` FROM triggers WHERE id = ? AND bot_id = ?`, id, botID))
+	tr, err := scanTrigger(s.qrow(ctx, `SELECT `+triggerCols+` FROM triggers WHERE id = ? AND bot_id = ?`, id, botID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return tr, notFound("trigger", botID, id)
 	}

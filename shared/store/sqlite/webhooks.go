@@ -64,7 +64,7 @@ func (s *Store) ListSubscriptions(ctx context.Context, botID string) ([]store.Su
 	if err := store.CheckBotID("bot_id", botID); err != nil {
 		return nil, err
 	}
-	rows, err := s.rdb.QueryContext(ctx, `SELECT id, bot_id, url, secret, event_types, created_at
+	rows, err := s.qrows(ctx, `SELECT id, bot_id, url, secret, event_types, created_at
 		FROM subscriptions WHERE bot_id = ? ORDER BY created_at, id`, botID)
 	if err != nil {
 		return nil, dbErr("list subscriptions", err)
