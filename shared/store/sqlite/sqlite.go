@@ -30,8 +30,8 @@ type Store struct {
 	// rstmts caches the reads' prepared statements (query text → *sql.Stmt):
 	// parsing SQL was several per cent of a busy process's CPU.
 	rstmts sync.Map
-	w    *writer
-	opts options
+	w      *writer
+	opts   options
 
 	stopRetention   context.CancelFunc
 	retentionDone   chan struct{}
