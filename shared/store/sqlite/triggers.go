@@ -154,6 +154,20 @@ func (s *Store) IncrTriggerCounters(ctx context.Context, botID, triggerID string
 		return err
 	}
 	at := now()
+	if len(d.SkipReasons) == 0 {
+		// The common case (delivery counts): one statement, no read.
+		err := s.w.do(ctx, false, func(t *wtx) error {
+			n, err := t.execAffected(`UPDATE triggers SET targeted = targeted + ?, runs_created = runs_created + ?,
+				sent = sent + ?, delivered = delivered + ?, failed = failed + ?, skipped = skipped + ?,
+				updated_at = ? WHERE id = ? AND bot_id = ?`,
+				d.Targeted, d.RunsCreated, d.Sent, d.Delivered, d.Failed, d.Skipped, nanos(at), triggerID, botID)
+			if err == nil && n == 0 {
+				err = notFound("trigger", botID, triggerID)
+			}
+			return err
+		})
+		return dbErr("increment trigger counters", err)
+	}
 	err := s.w.do(ctx, false, func(t *wtx) error {
 		// Read the reasons first (the writer is alone, nothing changes in
 		// between) so that the change itself is one statement.
