@@ -386,6 +386,22 @@ type Messages interface {
 	UpdateMessageStatus(ctx context.Context, botID, id, status, providerID, reason string, at time.Time) error
 	// ListRunMessages returns a run's messages ordered by Seq.
 	ListRunMessages(ctx context.Context, botID, runID string) ([]Message, error)
+	// MarkSent records that the provider accepted messages (status sent,
+	// with the provider's ids) and adds how many of them this call recorded
+	// first to the trigger's sent counter, in one atomic write, so a message
+	// recorded twice is counted once. A message is recorded first when it
+	// moves from queued to sent, or when it had moved on already (a status
+	// callback overtook the worker) without a provider id. Unknown ids and
+	// an unknown trigger are ignored; triggerID "" counts nothing.
+	MarkSent(ctx context.Context, botID, triggerID string, ms []SentMessage) error
+}
+
+// SentMessage is a message a provider accepted.
+type SentMessage struct {
+	ID                string
+	ProviderMessageID string
+	// At is when the provider accepted it (zero: now).
+	At time.Time
 }
 
 // Sandbox stores what the sandbox channel delivered.

@@ -301,3 +301,27 @@ func WaitingRunsQuery(botID string, contactIDs []string) error {
 	}
 	return nil
 }
+
+// MaxSentMessages bounds the messages of one MarkSent call.
+const MaxSentMessages = 1000
+
+// MarkSentArgs checks the arguments of MarkSent.
+func MarkSentArgs(botID, triggerID string, ms []SentMessage) error {
+	if err := CheckBotID("bot_id", botID); err != nil {
+		return err
+	}
+	if triggerID != "" {
+		if err := CheckID("trigger_id", triggerID); err != nil {
+			return err
+		}
+	}
+	if len(ms) > MaxSentMessages {
+		return &InvalidError{Field: "messages", Reason: fmt.Sprintf("more than %d", MaxSentMessages)}
+	}
+	for _, m := range ms {
+		if err := FirstErr(CheckID("id", m.ID), CheckText("provider_message_id", m.ProviderMessageID), CheckTime("at", m.At)); err != nil {
+			return err
+		}
+	}
+	return nil
+}

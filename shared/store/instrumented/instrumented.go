@@ -243,6 +243,14 @@ func (s *Store) UpsertContacts(ctx context.Context, us []store.ContactUpsert) ([
 	return measure(s, "UpsertContacts", func() ([]store.Contact, error) { return s.Store.UpsertContacts(ctx, us) })
 }
 
+// MarkSent delegates and measures.
+func (s *Store) MarkSent(ctx context.Context, botID, triggerID string, ms []store.SentMessage) error {
+	start := time.Now()
+	err := s.Store.MarkSent(ctx, botID, triggerID, ms)
+	s.observe("MarkSent", start, err)
+	return err
+}
+
 // WaitingRuns delegates and measures.
 func (s *Store) WaitingRuns(ctx context.Context, botID string, contactIDs []string) ([]store.Run, error) {
 	return measure(s, "WaitingRuns", func() ([]store.Run, error) { return s.Store.WaitingRuns(ctx, botID, contactIDs) })

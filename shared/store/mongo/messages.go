@@ -404,3 +404,51 @@ func (s *Store) ListSandbox(ctx context.Context, botID, to string, afterSeq int6
 	}
 	return out, nil
 }
+
+// MarkSent records each message with a conditional update (queued → sent,
+// or a missing provider id) and adds the number recorded first to the
+// trigger with one $inc. Without multi-document transactions the two are
+// not atomic: a crash between them loses those messages' count (never
+// doubles it).
+func (s *Store) MarkSent(ctx context.Context, botID, triggerID string, ms []store.SentMessage) error {
+	if err := store.MarkSentArgs(botID, triggerID, ms); err != nil {
+		return err
+	}
+	if len(ms) == 0 {
+		return nil
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	first := int64(0)
+	for _, m := range ms {
+		set := bson.D{{Key: "status", Value: store.MessageSent}, {Key: "updated_at", Value: orNow(m.At)}}
+		if m.ProviderMessageID != "" {
+			set = append(set, bson.E{Key: "provider_message_id", Value: m.ProviderMessageID})
+		}
+		res, err := s.messages.UpdateOne(ctx,
+			bson.D{{Key: "_id", Value: m.ID}, {Key: "bot_id", Value: botID}, {Key: "status", Value: store.MessageQueued}},
+			bson.D{{Key: "$set", Value: set}})
+		if err != nil {
+			return dbErr("mark sent", err)
+		}
+		n := res.ModifiedCount
+		if n == 0 && m.ProviderMessageID != "" {
+			res, err = s.messages.UpdateOne(ctx,
+				bson.D{{Key: "_id", Value: m.ID}, {Key: "bot_id", Value: botID}, {Key: "provider_message_id", Value: ""}},
+				bson.D{{Key: "$set", Value: bson.D{{Key: "provider_message_id", Value: m.ProviderMessageID}}}})
+			if err != nil {
+				return dbErr("mark sent", err)
+			}
+			n = res.ModifiedCount
+		}
+		first += n
+	}
+	if first == 0 || triggerID == "" {
+		return nil
+	}
+	err := s.IncrTriggerCounters(ctx, botID, triggerID, store.TriggerCounters{Sent: first})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return err
+}

@@ -210,3 +210,44 @@ func (s *Store) ListSandbox(ctx context.Context, botID, to string, afterSeq int6
 	}
 	return out, dbErr("list sandbox", rows.Err())
 }
+
+// MarkSent records the messages and counts them in one savepoint of the
+// batch transaction: all of it or nothing.
+func (s *Store) MarkSent(ctx context.Context, botID, triggerID string, ms []store.SentMessage) error {
+	if err := store.MarkSentArgs(botID, triggerID, ms); err != nil {
+		return err
+	}
+	if len(ms) == 0 {
+		return nil
+	}
+	err := s.w.do(ctx, false, func(t *wtx) error {
+		return t.atomic(func() error {
+			first := int64(0)
+			for _, m := range ms {
+				at := orNow(m.At)
+				n, err := t.execAffected(`UPDATE messages SET status = 'sent',
+					provider_message_id = CASE WHEN ? = '' THEN provider_message_id ELSE ? END, updated_at = ?
+					WHERE id = ? AND bot_id = ? AND status = 'queued'`,
+					m.ProviderMessageID, m.ProviderMessageID, nanos(at), m.ID, botID)
+				if err != nil {
+					return err
+				}
+				if n == 0 && m.ProviderMessageID != "" {
+					// Moved on before the worker recorded it: only the id is new.
+					if n, err = t.execAffected(`UPDATE messages SET provider_message_id = ?
+						WHERE id = ? AND bot_id = ? AND provider_message_id = ''`, m.ProviderMessageID, m.ID, botID); err != nil {
+						return err
+					}
+				}
+				first += n
+			}
+			if first == 0 || triggerID == "" {
+				return nil
+			}
+			_, err := t.exec(`UPDATE triggers SET sent = sent + ?, updated_at = ? WHERE id = ? AND bot_id = ?`,
+				first, nanos(now()), triggerID, botID)
+			return err
+		})
+	})
+	return dbErr("mark sent", err)
+}

@@ -19,7 +19,8 @@ var errClosed = fmt.Errorf("%w: sqlite store closed", store.ErrUnavailable)
 //
 // A shared op (solo=false) runs in a batch with others and must issue at most
 // one modifying statement, so that SQLite's statement atomicity makes it all
-// or nothing without a savepoint; its error does not affect the others.
+// or nothing without a savepoint, or wrap several in wtx.atomic (a
+// savepoint); its error does not affect the others.
 // A solo op (bulk writes, multi-statement changes) gets a transaction of its
 // own, rolled back entirely if fn fails.
 type op struct {
@@ -335,4 +336,22 @@ func (t *wtx) exists(q string, args ...any) (bool, error) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// atomic runs fn, an operation of several modifying statements, inside a
+// savepoint of the batch transaction: if fn fails, what it changed is
+// rolled back and the batch goes on without it.
+func (t *wtx) atomic(fn func() error) error {
+	if _, err := t.exec("SAVEPOINT op"); err != nil {
+		return err
+	}
+	if err := fn(); err != nil {
+		if _, rerr := t.exec("ROLLBACK TO op"); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		_, _ = t.exec("RELEASE op")
+		return err
+	}
+	_, err := t.exec("RELEASE op")
+	return err
 }

@@ -78,6 +78,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, feats Features) {
 		{"ExpireBefore", testExpireBefore},
 		{"Messages", testMessages},
 		{"MessageStatus", testMessageStatus},
+		{"MarkSent", testMarkSent},
 		{"Sandbox", testSandbox},
 		{"TimeRoundTrip", testTimeRoundTrip},
 		{"InvalidInput", testInvalidInput},
@@ -1399,6 +1400,68 @@ func testMessages(t *testing.T, s store.Store, e env) {
 	require.NoError(t, s.InsertMessages(e.ctx, nil))
 }
 
+func testMarkSent(t *testing.T, s store.Store, e env) {
+	mkBot(t, s, e)
+	mkTrigger(t, s, e, "tr1")
+	var ms []store.Message
+	for i := range 5 {
+		ms = append(ms, store.Message{ID: fmt.Sprintf("ms%d", i), BotID: e.bot, RunID: "r1", TriggerID: "tr1", ContactID: "c1",
+			Channel: "whatsapp", To: "+1555", Seq: i + 1, Content: json.RawMessage(`{"text":"x"}`)})
+	}
+	require.NoError(t, s.InsertMessages(e.ctx, ms))
+	// ms4's delivery callback came first (no provider id recorded yet).
+	require.NoError(t, s.UpdateMessageStatus(e.ctx, e.bot, "ms4", store.MessageDelivered, "", "", base()))
+	sent := func() int64 {
+		tr, err := s.GetTrigger(e.ctx, e.bot, "tr1")
+		require.NoError(t, err)
+		return tr.Counters.Sent
+	}
+	status := func(id string) store.Message {
+		m, err := s.GetMessage(e.ctx, e.bot, id)
+		require.NoError(t, err)
+		return m
+	}
+	at := base().Add(time.Minute)
+	require.NoError(t, s.MarkSent(e.ctx, e.bot, "tr1", []store.SentMessage{{ID: "ms0", ProviderMessageID: "wamid.0", At: at}, {ID: "ms1", ProviderMessageID: "wamid.1", At: at}}))
+	require.EqualValues(t, 2, sent())
+	m0 := status("ms0")
+	require.Equal(t, store.MessageSent, m0.Status)
+	require.Equal(t, "wamid.0", m0.ProviderMessageID)
+	require.WithinDuration(t, at, m0.UpdatedAt, e.feats.TimePrecision)
+
+	// Recorded again (a redelivered bundle) with one new: only the new one counts.
+	require.NoError(t, s.MarkSent(e.ctx, e.bot, "tr1", []store.SentMessage{{ID: "ms0", ProviderMessageID: "wamid.0"}, {ID: "ms1", ProviderMessageID: "wamid.1"}, {ID: "ms2", ProviderMessageID: "wamid.2"}}))
+	require.EqualValues(t, 3, sent(), "a message recorded twice is counted once")
+
+	// A message whose callback overtook the worker: the id is recorded, the
+	// status stays, and it counts once.
+	require.NoError(t, s.MarkSent(e.ctx, e.bot, "tr1", []store.SentMessage{{ID: "ms4", ProviderMessageID: "wamid.4"}}))
+	require.NoError(t, s.MarkSent(e.ctx, e.bot, "tr1", []store.SentMessage{{ID: "ms4", ProviderMessageID: "wamid.4"}}))
+	m4 := status("ms4")
+	require.Equal(t, store.MessageDelivered, m4.Status, "never back")
+	require.Equal(t, "wamid.4", m4.ProviderMessageID)
+	require.EqualValues(t, 4, sent())
+
+	// Unknown ids are ignored; no trigger counts nothing; an unknown trigger is ignored.
+	require.NoError(t, s.MarkSent(e.ctx, e.bot, "tr1", []store.SentMessage{{ID: "nope", ProviderMessageID: "x"}}))
+	require.NoError(t, s.MarkSent(e.ctx, e.bot, "", []store.SentMessage{{ID: "ms3"}}))
+	require.Equal(t, store.MessageSent, status("ms3").Status)
+	require.EqualValues(t, 4, sent())
+	require.NoError(t, s.MarkSent(e.ctx, e.bot, "no-such-trigger", []store.SentMessage{{ID: "ms3"}}))
+	require.NoError(t, s.MarkSent(e.ctx, e.bot, "tr1", nil))
+	require.EqualValues(t, 4, sent())
+	// Another bot's messages are not touched.
+	other := env{ctx: e.ctx, feats: e.feats, bot: e.bot + "-x"}
+	mkBot(t, s, other)
+	require.NoError(t, s.InsertMessages(e.ctx, []store.Message{{ID: "mx", BotID: other.bot, RunID: "r", ContactID: "c", Channel: "whatsapp",
+		To: "1", Seq: 1, Content: json.RawMessage(`{}`)}}))
+	require.NoError(t, s.MarkSent(e.ctx, e.bot, "tr1", []store.SentMessage{{ID: "mx"}}))
+	mx, err := s.GetMessage(e.ctx, other.bot, "mx")
+	require.NoError(t, err)
+	require.Equal(t, store.MessageQueued, mx.Status)
+	require.EqualValues(t, 4, sent())
+}
+
 func testMessageStatus(t *testing.T, s store.Store, e env) {
 	mkBot(t, s, e)
 	cases := []struct {
@@ -1577,6 +1640,19 @@ func testInvalidInput(t *testing.T, s store.Store, e env) {
 		}},
 		{"last request oversized", "last_request", func() error {
 			return s.SetLastRequest(ctx, e.bot, []string{"c1"}, map[string]any{"x": big}, time.Time{})
+		}},
+		{"mark sent bad bot", "bot_id", func() error {
+			return s.MarkSent(ctx, "NOPE", "tr1", []store.SentMessage{{ID: "m1"}})
+		}},
+		{"mark sent bad trigger id", "trigger_id", func() error {
+			return s.MarkSent(ctx, e.bot, longID, []store.SentMessage{{ID: "m1"}})
+		}},
+		{"mark sent no message id", "id", func() error { return s.MarkSent(ctx, e.bot, "tr1", []store.SentMessage{{ID: ""}}) }},
+		{"mark sent oversized provider id", "provider_message_id", func() error {
+			return s.MarkSent(ctx, e.bot, "tr1", []store.SentMessage{{ID: "m1", ProviderMessageID: big}})
+		}},
+		{"mark sent too many", "messages", func() error {
+			return s.MarkSent(ctx, e.bot, "tr1", make([]store.SentMessage, store.MaxSentMessages+1))
 		}},
 		{"waiting runs bad bot", "bot_id", func() error { _, err := s.WaitingRuns(ctx, "NOPE", []string{"c1"}); return err }},
 		{"waiting runs bad contact id", "contact_id", func() error { _, err := s.WaitingRuns(ctx, e.bot, []string{"c1", ""}); return err }},
