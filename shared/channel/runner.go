@@ -31,7 +31,9 @@ type Store interface {
 	GetBot(ctx context.Context, id string) (store.Bot, error)
 	GetMessage(ctx context.Context, botID, id string) (store.Message, error)
 	ListRunMessages(ctx context.Context, botID, runID string) ([]store.Message, error)
-	UpdateMessageStatus(ctx context.Context, botID, id, status, providerID, reason string, at time.Time) error
+	// MarkSent records accepted messages and counts them on their trigger,
+	// once per message however often it is recorded.
+	MarkSent(ctx context.Context, botID, triggerID string, ms []store.SentMessage) error
 }
 
 // Pacer spaces sends per sender account. Wait blocks until one send may
@@ -106,6 +108,9 @@ type Runner struct {
 	inflightMu sync.Mutex
 	inflight   map[string]chan struct{} // per account, capacity MaxInFlightPerAccount
 
+	// idempotent: the sender's resends are harmless (IdempotentSender).
+	idempotent bool
+
 	// Metric children of this runner's channel, looked up once.
 	sentCounter     prometheus.Counter
 	providerLatency prometheus.Observer
@@ -130,7 +135,9 @@ func NewRunner(cfg RunnerConfig, s Sender, b Bus, st Store, pacer Pacer, log *sl
 	if cfg.BotCacheTTL == 0 {
 		cfg.BotCacheTTL = 10 * time.Second
 	}
-	if is, ok := s.(IdempotentSender); ok && is.IdempotentSends() && cfg.MaxInFlightPerAccount == 0 {
+	is, ok := s.(IdempotentSender)
+	idempotent := ok && is.IdempotentSends()
+	if idempotent && cfg.MaxInFlightPerAccount == 0 {
 		// A resend is harmless: no bound needed on what a crash resends.
 		cfg.MaxInFlightPerAccount = -1
 	}
@@ -148,7 +155,7 @@ func NewRunner(cfg RunnerConfig, s Sender, b Bus, st Store, pacer Pacer, log *sl
 		log = slog.Default()
 	}
 	ch := s.Channel()
-	return &Runner{cfg: cfg, sender: s, bus: b, store: st, pacer: pacer, log: log.With("channel", ch), bots: map[string]cachedBot{},
+	return &Runner{cfg: cfg, sender: s, bus: b, store: st, pacer: pacer, log: log.With("channel", ch), bots: map[string]cachedBot{}, idempotent: idempotent,
 		inflight: map[string]chan struct{}{}, sentCounter: sent.WithLabelValues(ch), providerLatency: providerSeconds.WithLabelValues(ch)}, nil
 }
 
@@ -214,16 +221,22 @@ func (r *Runner) Handle(ctx context.Context, m bus.Message) error {
 	if err != nil {
 		return err
 	}
+	// A sender whose resends are harmless (the provider or the transcript
+	// de-duplicates by message id) records the bundle's sends together at
+	// the end: one write per bundle. Any other records each send before
+	// the next, so a crash finds at most the one in flight unrecorded.
+	var pending []store.SentMessage
+	recordPending := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		err := r.store.MarkSent(ctx, out.BotID, out.TriggerID, pending)
+		pending = pending[:0]
+		return err
+	}
 	for i, msg := range out.Messages {
 		rec, ok := recs[msg.ID]
 		if ok && rec.Status != events.StatusQueued {
-			if m.Delivered > 1 && rec.Status == events.StatusSent {
-				// The process may have died between recording the send and
-				// reporting it: report again (the event id makes it once).
-				if err := r.report(ctx, out, msg, events.Delivery{Status: events.StatusSent, ProviderMessageID: rec.ProviderMessageID, At: rec.UpdatedAt}); err != nil {
-					return err
-				}
-			}
 			continue // accepted (or failed) before: never send twice
 		}
 		// The in-flight slot is taken before the pacer's, so that a slot
@@ -247,23 +260,27 @@ func (r *Runner) Handle(ctx context.Context, m bus.Message) error {
 		r.providerLatency.Observe(now.Sub(start).Seconds())
 		if err != nil {
 			release()
+			if rerr := recordPending(); rerr != nil {
+				return rerr
+			}
 			return r.sendFailed(ctx, out, i, account, err)
 		}
-		now = now.UTC()
-		// Record before acking: this is what makes a redelivery skip it.
-		// The in-flight slot is held until the record is stored: an
-		// accepted message without a record is what a crash sends twice.
-		err = r.store.UpdateMessageStatus(ctx, out.BotID, msg.ID, events.StatusSent, res.ProviderMessageID, "", now)
-		release()
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
 		r.sentCounter.Inc()
-		if err := r.report(ctx, out, msg, events.Delivery{Status: events.StatusSent, ProviderMessageID: res.ProviderMessageID, At: now}); err != nil {
+		// Record before acking: this is what makes a redelivery skip it.
+		// The record also counts the message on its trigger's "sent" (once,
+		// however often a redelivery records it). The in-flight slot is
+		// held until the record is stored: an accepted message without a
+		// record is what a crash sends twice.
+		pending = append(pending, store.SentMessage{ID: msg.ID, ProviderMessageID: res.ProviderMessageID, At: now.UTC()})
+		if !r.idempotent {
+			err = recordPending()
+		}
+		release()
+		if err != nil {
 			return err
 		}
 	}
-	return nil
+	return recordPending()
 }
 
 // acquire takes one of account's in-flight slots; release gives it back.
