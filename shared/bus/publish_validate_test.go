@@ -26,12 +26,15 @@ func TestValidateAgreesWithEventValidate(t *testing.T) {
 		"blank subject":   func(e *cloudevents.Event) { s := " "; e.Context.(*cloudevents.EventContextV1).Subject = &s },
 		"no subject":      func(e *cloudevents.Event) { e.SetSubject("") },
 		"other type":      func(e *cloudevents.Event) { e.SetDataContentType("text/plain; charset=utf-8") },
-		"bad type":        func(e *cloudevents.Event) { ct := "a/b/c;;"; e.Context.(*cloudevents.EventContextV1).DataContentType = &ct },
-		"blank type":      func(e *cloudevents.Event) { ct := " "; e.Context.(*cloudevents.EventContextV1).DataContentType = &ct },
-		"schema":          func(e *cloudevents.Event) { e.SetDataSchema("https://example.com/schema") },
-		"bad source":      func(e *cloudevents.Event) { e.SetSource("%zz") },
-		"v0.3":            func(e *cloudevents.Event) { e.SetSpecVersion("0.3") },
-		"no context":      func(e *cloudevents.Event) { e.Context = nil },
+		"bad type": func(e *cloudevents.Event) {
+			ct := "a/b/c;;"
+			e.Context.(*cloudevents.EventContextV1).DataContentType = &ct
+		},
+		"blank type": func(e *cloudevents.Event) { ct := " "; e.Context.(*cloudevents.EventContextV1).DataContentType = &ct },
+		"schema":     func(e *cloudevents.Event) { e.SetDataSchema("https://example.com/schema") },
+		"bad source": func(e *cloudevents.Event) { e.SetSource("%zz") },
+		"v0.3":       func(e *cloudevents.Event) { e.SetSpecVersion("0.3") },
+		"no context": func(e *cloudevents.Event) { e.Context = nil },
 	}
 	for name, mod := range cases {
 		e := base()
