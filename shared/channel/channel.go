@@ -39,6 +39,15 @@ type IdempotentSender interface {
 	IdempotentSends() bool
 }
 
+// BundleSender is an optional extension of an IdempotentSender that takes
+// a bundle's messages in one call (the sandbox: one write). The runner uses
+// it when the channel has no pacer; results are in the order of msgs. An
+// error means none was accepted, or (the sender being idempotent) that
+// sending them again is harmless.
+type BundleSender interface {
+	SendBundle(ctx context.Context, bot store.Bot, out events.Outbound, msgs []events.OutboundMessage) ([]Result, error)
+}
+
 // Result is a provider's acceptance of a message.
 type Result struct {
 	ProviderMessageID string

@@ -110,6 +110,8 @@ type Runner struct {
 
 	// idempotent: the sender's resends are harmless (IdempotentSender).
 	idempotent bool
+	// bundle is the sender's BundleSender side, when it is idempotent.
+	bundle BundleSender
 
 	// Metric children of this runner's channel, looked up once.
 	sentCounter     prometheus.Counter
@@ -155,7 +157,12 @@ func NewRunner(cfg RunnerConfig, s Sender, b Bus, st Store, pacer Pacer, log *sl
 		log = slog.Default()
 	}
 	ch := s.Channel()
-	return &Runner{cfg: cfg, sender: s, bus: b, store: st, pacer: pacer, log: log.With("channel", ch), bots: map[string]cachedBot{}, idempotent: idempotent,
+	var bundle BundleSender
+	if bs, ok := s.(BundleSender); ok && idempotent {
+		bundle = bs
+	}
+	return &Runner{cfg: cfg, sender: s, bus: b, store: st, pacer: pacer, log: log.With("channel", ch), bots: map[string]cachedBot{},
+		idempotent: idempotent, bundle: bundle,
 		inflight: map[string]chan struct{}{}, sentCounter: sent.WithLabelValues(ch), providerLatency: providerSeconds.WithLabelValues(ch)}, nil
 }
 
@@ -234,6 +241,9 @@ func (r *Runner) Handle(ctx context.Context, m bus.Message) error {
 		pending = pending[:0]
 		return err
 	}
+	if r.bundle != nil && r.pacer == nil {
+		return r.sendBundle(ctx, bot, account, out, recs)
+	}
 	for i, msg := range out.Messages {
 		rec, ok := recs[msg.ID]
 		if ok && rec.Status != events.StatusQueued {
@@ -281,6 +291,39 @@ func (r *Runner) Handle(ctx context.Context, m bus.Message) error {
 		}
 	}
 	return recordPending()
+}
+
+// sendBundle sends a bundle's unsent messages in one call of a
+// BundleSender (idempotent, unpaced: the sandbox) and records them in one
+// write.
+func (r *Runner) sendBundle(ctx context.Context, bot store.Bot, account string, out events.Outbound, recs map[string]store.Message) error {
+	first := -1
+	var msgs []events.OutboundMessage
+	for i, msg := range out.Messages {
+		if rec, ok := recs[msg.ID]; ok && rec.Status != events.StatusQueued {
+			continue // accepted (or failed) before
+		}
+		if first < 0 {
+			first = i
+		}
+		msgs = append(msgs, msg)
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	start := time.Now()
+	res, err := r.bundle.SendBundle(ctx, bot, out, msgs)
+	now := time.Now()
+	r.providerLatency.Observe(now.Sub(start).Seconds())
+	if err != nil {
+		return r.sendFailed(ctx, out, first, account, err)
+	}
+	sent := make([]store.SentMessage, len(msgs))
+	for i, msg := range msgs {
+		sent[i] = store.SentMessage{ID: msg.ID, ProviderMessageID: res[i].ProviderMessageID, At: now.UTC()}
+	}
+	r.sentCounter.Add(float64(len(msgs)))
+	return r.store.MarkSent(ctx, out.BotID, out.TriggerID, sent)
 }
 
 // acquire takes one of account's in-flight slots; release gives it back.

@@ -407,7 +407,8 @@ type SentMessage struct {
 // Sandbox stores what the sandbox channel delivered.
 type Sandbox interface {
 	// AppendSandbox stores m once; a second append of the same MessageID is ignored.
-	AppendSandbox(ctx context.Context, m SandboxMessage) error
+	// Several messages are appended in order, in one write.
+	AppendSandbox(ctx context.Context, ms ...SandboxMessage) error
 	// ListSandbox returns a bot's sandbox messages with Seq > afterSeq, oldest
 	// first; to filters by recipient; limit 0 means 100, at most 1000.
 	ListSandbox(ctx context.Context, botID, to string, afterSeq int64, limit int) ([]SandboxMessage, error)

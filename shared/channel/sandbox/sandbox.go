@@ -16,7 +16,7 @@ import (
 
 // Store is where the sandbox "delivers".
 type Store interface {
-	AppendSandbox(ctx context.Context, m store.SandboxMessage) error
+	AppendSandbox(ctx context.Context, ms ...store.SandboxMessage) error
 }
 
 // Sender delivers into the store.
@@ -37,16 +37,29 @@ func (*Sender) Account(b store.Bot) (string, error) { return b.ID, nil }
 
 // Send appends the message to the bot's sandbox transcript (once per id).
 func (s *Sender) Send(ctx context.Context, bot store.Bot, out events.Outbound, msg events.OutboundMessage) (channel.Result, error) {
-	content, err := json.Marshal(msg.Content)
-	if err != nil {
-		return channel.Result{}, &channel.PermanentError{Code: "invalid_message", Reason: err.Error(), Err: err}
-	}
-	err = s.store.AppendSandbox(ctx, store.SandboxMessage{
-		MessageID: msg.ID, BotID: bot.ID, RunID: out.RunID, To: out.To, Content: content,
-		CreatedAt: time.Now().UTC(),
-	})
+	res, err := s.SendBundle(ctx, bot, out, []events.OutboundMessage{msg})
 	if err != nil {
 		return channel.Result{}, err
 	}
-	return channel.Result{ProviderMessageID: "sandbox-" + msg.ID}, nil
+	return res[0], nil
+}
+
+// SendBundle appends the messages to the transcript in one write, in order
+// (channel.BundleSender).
+func (s *Sender) SendBundle(ctx context.Context, bot store.Bot, out events.Outbound, msgs []events.OutboundMessage) ([]channel.Result, error) {
+	now := time.Now().UTC()
+	ms := make([]store.SandboxMessage, len(msgs))
+	res := make([]channel.Result, len(msgs))
+	for i, msg := range msgs {
+		content, err := json.Marshal(msg.Content)
+		if err != nil {
+			return nil, &channel.PermanentError{Code: "invalid_message", Reason: err.Error(), Err: err}
+		}
+		ms[i] = store.SandboxMessage{MessageID: msg.ID, BotID: bot.ID, RunID: out.RunID, To: out.To, Content: content, CreatedAt: now}
+		res[i] = channel.Result{ProviderMessageID: "sandbox-" + msg.ID}
+	}
+	if err := s.store.AppendSandbox(ctx, ms...); err != nil {
+		return nil, err
+	}
+	return res, nil
 }

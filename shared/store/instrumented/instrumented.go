@@ -196,8 +196,8 @@ func (s *Store) UpdateMessageStatus(ctx context.Context, botID, id, status, prov
 }
 
 // AppendSandbox delegates and measures.
-func (s *Store) AppendSandbox(ctx context.Context, m store.SandboxMessage) error {
-	return measure0(s, "AppendSandbox", func() error { return s.Store.AppendSandbox(ctx, m) })
+func (s *Store) AppendSandbox(ctx context.Context, ms ...store.SandboxMessage) error {
+	return measure0(s, "AppendSandbox", func() error { return s.Store.AppendSandbox(ctx, ms...) })
 }
 
 // ListSandbox delegates and measures.

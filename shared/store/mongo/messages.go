@@ -324,10 +324,25 @@ type sandboxDoc struct {
 // serialised inside this process so that readers polling with afterSeq never
 // see a later seq before an earlier one; Flowgate runs the sandbox channel in
 // one process.
-func (s *Store) AppendSandbox(ctx context.Context, m store.SandboxMessage) error {
-	if err := check.SandboxMessage(m); err != nil {
-		return err
+func (s *Store) AppendSandbox(ctx context.Context, ms ...store.SandboxMessage) error {
+	if len(ms) > store.MaxSentMessages {
+		return &store.InvalidError{Field: "messages", Reason: fmt.Sprintf("more than %d", store.MaxSentMessages)}
 	}
+	for _, m := range ms {
+		if err := check.SandboxMessage(m); err != nil {
+			return err
+		}
+	}
+	// One after another: each takes the next seq of its bot.
+	for _, m := range ms {
+		if err := s.appendSandbox(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) appendSandbox(ctx context.Context, m store.SandboxMessage) error {
 	content, err := encodeRaw("content", m.Content, false)
 	if err != nil {
 		return err

@@ -157,18 +157,29 @@ func (s *Store) ListRunMessages(ctx context.Context, botID, runID string) ([]sto
 
 // AppendSandbox stores m once; Seq comes from the table's AUTOINCREMENT, so it
 // only grows, also across deletes.
-func (s *Store) AppendSandbox(ctx context.Context, m store.SandboxMessage) error {
-	if err := check.SandboxMessage(m); err != nil {
-		return err
+func (s *Store) AppendSandbox(ctx context.Context, ms ...store.SandboxMessage) error {
+	if len(ms) > store.MaxSentMessages {
+		return &store.InvalidError{Field: "messages", Reason: fmt.Sprintf("more than %d", store.MaxSentMessages)}
 	}
-	content, err := encodeRaw("content", m.Content, false)
-	if err != nil {
-		return err
+	args := make([]any, 0, 6*len(ms))
+	for _, m := range ms {
+		if err := check.SandboxMessage(m); err != nil {
+			return err
+		}
+		content, err := encodeRaw("content", m.Content, false)
+		if err != nil {
+			return err
+		}
+		args = append(args, m.MessageID, m.BotID, m.RunID, m.To, content, nanos(orNow(m.CreatedAt)))
 	}
-	created := orNow(m.CreatedAt)
-	err = s.w.do(ctx, false, func(t *wtx) error {
-		_, err := t.exec(`INSERT INTO sandbox (message_id, bot_id, run_id, to_addr, content, created_at) VALUES (?,?,?,?,?,?)
-			ON CONFLICT (message_id) DO NOTHING`, m.MessageID, m.BotID, m.RunID, m.To, content, nanos(created))
+	if len(ms) == 0 {
+		return nil
+	}
+	// One statement: all or nothing, and seqs in the order given.
+	err := s.w.do(ctx, false, func(t *wtx) error {
+		_, err := t.exec(`INSERT INTO sandbox (message_id, bot_id, run_id, to_addr, content, created_at) VALUES `+
+			strings.TrimSuffix(strings.Repeat(`(?,?,?,?,?,?),`, len(ms)), ",")+
+			` ON CONFLICT (message_id) DO NOTHING`, args...)
 		return err
 	})
 	return dbErr("append sandbox", err)

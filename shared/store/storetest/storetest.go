@@ -1583,6 +1583,23 @@ func testSandbox(t *testing.T, s store.Store, e env) {
 		require.Greater(t, par[i].Seq, par[i-1].Seq)
 	}
 	require.Greater(t, par[0].Seq, all[4].Seq)
+
+	// Several messages in one call: in order, a repeated one ignored.
+	mk := func(id string) store.SandboxMessage {
+		return store.SandboxMessage{MessageID: id, BotID: e.bot, RunID: "r3", To: "+4", Content: json.RawMessage(`{"text":"` + id + `"}`)}
+	}
+	require.NoError(t, s.AppendSandbox(e.ctx, mk("b1"), mk("b2"), mk("b3")))
+	require.NoError(t, s.AppendSandbox(e.ctx, mk("b2"), mk("b4")), "b2 again is ignored, b4 appended")
+	require.NoError(t, s.AppendSandbox(e.ctx))
+	bundle, err := s.ListSandbox(e.ctx, e.bot, "+4", 0, 100)
+	require.NoError(t, err)
+	require.Equal(t, []string{"b1", "b2", "b3", "b4"}, sandboxIDs(bundle))
+	bad := mk("b5")
+	bad.MessageID = ""
+	requireInvalid(t, s.AppendSandbox(e.ctx, mk("b6"), bad), "message_id")
+	bundle, err = s.ListSandbox(e.ctx, e.bot, "+4", 0, 100)
+	require.NoError(t, err)
+	require.Len(t, bundle, 4, "an invalid message in the call writes nothing")
 }
 
 func sandboxIDs(ms []store.SandboxMessage) []string {
