@@ -43,13 +43,13 @@ func (b *Bus) PublishAll(ctx context.Context, evs []Outgoing) error {
 	for _, o := range evs {
 		e := o.Event
 		if e.Source() == "" {
-			e.SetSource(b.source)
+			setSource(&e, b.source)
 		}
-		if err := e.Validate(); err != nil {
+		if err := validate(e); err != nil {
 			first = fmt.Errorf("bus: invalid event %q: %w", e.ID(), err)
 			break
 		}
-		fut, err := b.js.PublishMsgAsync(ToMsg(o.Subject, e), jetstream.WithMsgID(e.ID()), jetstream.WithStallWait(stallWait))
+		fut, err := b.js.PublishMsgAsync(toMsg(o.Subject, e, MsgID(e.ID())), jetstream.WithStallWait(stallWait))
 		if err != nil {
 			publishErrors.WithLabelValues(streamOf(o.Subject)).Inc()
 			first = classifyPublishError(err)
