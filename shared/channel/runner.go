@@ -223,10 +223,15 @@ func (r *Runner) Handle(ctx context.Context, m bus.Message) error {
 	// A send takes at most the pacer's MaxWait (20 s) plus the provider
 	// timeout (30 s), so progress reported every 5 s keeps the bundle.
 	progressAt := time.Now()
-	// One read tells which of the bundle's messages were sent before.
-	recs, err := r.records(ctx, out)
-	if err != nil {
-		return err
+	// One read tells which of the bundle's messages were sent before. A
+	// bundle's first delivery to a BundleSender skips it: sending again is
+	// harmless there, and MarkSent never moves a status back.
+	var recs map[string]store.Message
+	if r.bundle == nil || r.pacer != nil || m.Delivered > 1 {
+		var err error
+		if recs, err = r.records(ctx, out); err != nil {
+			return err
+		}
 	}
 	// A sender whose resends are harmless (the provider or the transcript
 	// de-duplicates by message id) records the bundle's sends together at

@@ -1,0 +1,100 @@
+package channel_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/channel"
+	"github.com/flowgate/flowgate/shared/channel/sandbox"
+	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/store"
+	"github.com/flowgate/flowgate/shared/store/sqlite"
+)
+
+// The sandbox takes a bundle in one write and records it with MarkSent:
+// every message once in the transcript, in order, counted once on the
+// trigger — also when the same bundle arrives again as another stream
+// message (a replay the duplicate window no longer catches) and when a
+// message was already sent by an earlier attempt.
+func TestSandboxBundleIsDeliveredAndCountedOnce(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
+	require.NoError(t, err)
+	defer e.Shutdown()
+	nc, err := e.Connect()
+	require.NoError(t, err)
+	defer nc.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b, err := bus.New(ctx, nc, bus.Config{Source: "/test", Logger: log})
+	require.NoError(t, err)
+	st, err := sqlite.Open(ctx, t.TempDir())
+	require.NoError(t, err)
+	defer st.Close()
+
+	now := time.Now().UTC()
+	require.NoError(t, st.CreateBot(ctx, store.Bot{ID: "acme", Name: "Acme"}))
+	_, _, err = st.CreateTrigger(ctx, store.Trigger{ID: "tr1", BotID: "acme", Source: "native", FlowID: "f",
+		Spec: json.RawMessage(`{}`), Status: store.TriggerDone, CreatedAt: now, UpdatedAt: now})
+	require.NoError(t, err)
+	out := events.Outbound{BotID: "acme", RunID: "r1", TriggerID: "tr1", ContactID: "c1", Channel: events.ChannelSandbox, To: "u1"}
+	var recs []store.Message
+	for i := 1; i <= 3; i++ {
+		msg := events.OutboundMessage{ID: "r1:" + string(rune('0'+i)), Seq: i, Step: "s", Content: events.Content{Type: events.ContentText, Text: "hello " + string(rune('0'+i))}}
+		out.Messages = append(out.Messages, msg)
+		recs = append(recs, store.Message{ID: msg.ID, BotID: "acme", RunID: "r1", TriggerID: "tr1", ContactID: "c1",
+			Channel: events.ChannelSandbox, To: "u1", Seq: i, Content: json.RawMessage(`{}`)})
+	}
+	require.NoError(t, st.InsertMessages(ctx, recs))
+	// The first message was sent by an earlier attempt.
+	res, err := sandbox.NewSender(st).Send(ctx, store.Bot{ID: "acme"}, out, out.Messages[0])
+	require.NoError(t, err)
+	require.NoError(t, st.MarkSent(ctx, "acme", "tr1", []store.SentMessage{{ID: out.Messages[0].ID, ProviderMessageID: res.ProviderMessageID}}))
+
+	r, err := channel.NewRunner(channel.RunnerConfig{}, sandbox.NewSender(st), b, st, nil, log)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+
+	publish := func(id string) {
+		ev, err := bus.NewEvent(id, events.TypeOutbound, "c1", out)
+		require.NoError(t, err)
+		_, err = b.Publish(ctx, events.OutboundSubject(events.ChannelSandbox, "acme"), ev)
+		require.NoError(t, err)
+	}
+	transcript := func() []string {
+		ms, err := st.ListSandbox(ctx, "acme", "u1", 0, 100)
+		require.NoError(t, err)
+		var ids []string
+		for _, m := range ms {
+			ids = append(ids, m.MessageID)
+		}
+		return ids
+	}
+	sent := func() int64 {
+		tr, err := st.GetTrigger(ctx, "acme", "tr1")
+		require.NoError(t, err)
+		return tr.Counters.Sent
+	}
+	publish("out:r1:1")
+	require.Eventually(t, func() bool { return len(transcript()) == 3 && sent() == 3 }, 10*time.Second, 10*time.Millisecond)
+	publish("out:r1:1-replayed") // the same bundle, another stream message
+	time.Sleep(300 * time.Millisecond)
+	require.Equal(t, []string{"r1:1", "r1:2", "r1:3"}, transcript(), "each message once, in order")
+	require.EqualValues(t, 3, sent(), "each message counted once")
+	for _, m := range recs {
+		got, err := st.GetMessage(ctx, "acme", m.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.MessageSent, got.Status)
+		require.Equal(t, "sandbox-"+m.ID, got.ProviderMessageID)
+	}
+	cancel()
+	require.NoError(t, <-done)
+}
