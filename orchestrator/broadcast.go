@@ -163,6 +163,9 @@ func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigg
 	// bus are kept busy. A prefetched batch that a crash or a cancel
 	// leaves unused only had its contacts' last_request written, which the
 	// batch's redo writes again.
+	// A failure anywhere cancels the batches under way and the prefetch.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	type fetched struct {
 		contacts []store.Contact
 		counts   store.TriggerCounters
@@ -185,40 +188,29 @@ func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigg
 			<-pending // no read or write of this fan-out outlives it
 		}
 	}()
-	for n := 1; ; n++ {
-		if n > 1 {
-			cur, err := o.store.GetTrigger(ctx, t.BotID, t.ID)
-			if err != nil {
-				return err
-			}
-			if cur.Status == store.TriggerCancelled || cur.Status == store.TriggerDone {
-				return nil
-			}
-			if cur.Version != trig.Version {
-				return bus.RetryAfter(errTriggerTaken, 10*time.Second)
-			}
-		}
-		f := <-pending
-		pending = nil
-		if f.err != nil {
-			return f.err
-		}
-		contacts, counts, next, last := f.contacts, f.counts, f.next, f.last
-		if !last {
-			pending = fetch(next)
-		}
-		if err := o.startBatch(ctx, t, cp.FlowVersion, contacts, &counts, fresh); err != nil {
-			return err
-		}
-		if counts.Targeted != 0 {
-			if err := o.store.IncrTriggerCounters(ctx, t.BotID, t.ID, counts); err != nil {
+
+	// Two batches are under way at once: the next one starts while the
+	// previous one is still storing, so the interpreter, the bus and the
+	// store's writer work side by side. Checkpoints stay in order: each
+	// batch's counts and cursor are stored after its own start and after
+	// the previous batch's checkpoint (a chain of done channels), so a
+	// crash resumes at the last checkpoint and redoes at most the two
+	// batches after it. A failure anywhere cancels the rest.
+	sem := make(chan struct{}, fanOutDepth)
+	// prev is the done channel of the last batch started. Each done channel
+	// is read once: by the next batch, or by whoever returns (fanOutEnd, or
+	// the last batch's wait), so no batch of this fan-out outlives it.
+	var prev chan error
+	checkpoint := func(n int, f fetched) error {
+		if f.counts.Targeted != 0 {
+			if err := o.store.IncrTriggerCounters(ctx, t.BotID, t.ID, f.counts); err != nil {
 				return err
 			}
 		}
-		cp.After = next
-		cp.add(counts)
+		cp.After = f.next
+		cp.add(f.counts)
 		trig.Status = store.TriggerFanningOut
-		if last {
+		if f.last {
 			trig.Status = store.TriggerDone
 		}
 		trig.Cursor = cp.encode()
@@ -230,7 +222,7 @@ func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigg
 				return gerr
 			}
 			if cur.Status == store.TriggerCancelled || cur.Status == store.TriggerDone {
-				return nil
+				return errFanOutStopped
 			}
 			return bus.RetryAfter(errTriggerTaken, 10*time.Second)
 		}
@@ -243,11 +235,88 @@ func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigg
 				return err
 			}
 		}
-		if last {
-			return nil
+		return nil
+	}
+	for n := 1; ; n++ {
+		var f fetched
+		select {
+		case f = <-pending:
+		case <-ctx.Done(): // a batch under way failed
+			return o.fanOutEnd(prev, ctx.Err())
+		}
+		pending = nil
+		if f.err != nil {
+			return o.fanOutEnd(prev, f.err)
+		}
+		if !f.last {
+			pending = fetch(f.next)
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return o.fanOutEnd(prev, ctx.Err())
+		}
+		if n > 1 {
+			// Waiting for the slot let the batch before finish: a cancel
+			// its checkpoint met is seen here, before another one starts.
+			cur, err := o.store.GetTrigger(ctx, t.BotID, t.ID)
+			if err == nil && (cur.Status == store.TriggerCancelled || cur.Status == store.TriggerDone) {
+				err = errFanOutStopped
+			}
+			if err != nil {
+				<-sem
+				return o.fanOutEnd(prev, err)
+			}
+		}
+		done := make(chan error, 1)
+		go func(n int, f fetched, before chan error) {
+			defer func() { <-sem }()
+			err := o.startBatch(ctx, t, cp.FlowVersion, f.contacts, &f.counts, fresh)
+			if before != nil {
+				if berr := <-before; berr != nil {
+					err = berr // the chain carries the first failure
+				}
+			}
+			if err == nil {
+				err = checkpoint(n, f)
+			}
+			if err != nil {
+				cancel()
+			}
+			done <- err
+		}(n, f, prev)
+		prev = done
+		if f.last {
+			err := <-prev
+			prev = nil
+			return stoppedIsNil(err)
 		}
 		m.InProgress()
 	}
+}
+
+// fanOutDepth is how many batches of one fan-out are under way at once.
+const fanOutDepth = 2
+
+// errFanOutStopped: the trigger was cancelled or finished meanwhile.
+var errFanOutStopped = errors.New("fan-out stopped")
+
+// fanOutEnd waits for the batches under way and returns the first failure
+// of the chain, or err.
+func (o *Orchestrator) fanOutEnd(prev chan error, err error) error {
+	if prev != nil {
+		if perr := <-prev; perr != nil && !errors.Is(perr, context.Canceled) {
+			err = perr
+		}
+	}
+	return stoppedIsNil(err)
+}
+
+func stoppedIsNil(err error) error {
+	if errors.Is(err, errFanOutStopped) {
+		return nil
+	}
+	return err
 }
 
 // keepInProgress tells JetStream every interval that m is still being
