@@ -24,7 +24,7 @@ var (
 	}, []string{"channel"})
 	deliveries = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "flowgate_message_status_total",
-		Help: "Message status changes recorded, by channel and status.",
+		Help: "Message status changes recorded from delivery reports and provider callbacks (a send is counted by flowgate_channel_messages_sent_total), by channel and status.",
 	}, []string{"channel", "status"})
 	timersFired = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "flowgate_timers_fired_total",
