@@ -302,6 +302,14 @@ func WaitingRunsQuery(botID string, contactIDs []string) error {
 	return nil
 }
 
+// SetLastRequestArgs checks the arguments of SetLastRequest.
+func SetLastRequestArgs(botID string, contactIDs []string, at time.Time) error {
+	if err := WaitingRunsQuery(botID, contactIDs); err != nil {
+		return err
+	}
+	return CheckTime("at", at)
+}
+
 // MaxSentMessages bounds the messages of one MarkSent call.
 const MaxSentMessages = 1000
 

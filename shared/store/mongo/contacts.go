@@ -392,21 +392,15 @@ func (s *Store) SetContactReachability(ctx context.Context, botID, id string, un
 
 // SetLastRequest updates the contacts with one UpdateMany.
 func (s *Store) SetLastRequest(ctx context.Context, botID string, contactIDs []string, data map[string]any, at time.Time) error {
-	if err := store.WaitingRunsQuery(botID, contactIDs); err != nil {
-		return err
-	}
-	if err := store.CheckTime("at", at); err != nil {
+	if err := store.SetLastRequestArgs(botID, contactIDs, at); err != nil {
 		return err
 	}
 	if data == nil {
 		data = map[string]any{}
 	}
 	lastReq, err := encodeMap("last_request", data)
-	if err != nil {
+	if err != nil || len(contactIDs) == 0 {
 		return err
-	}
-	if len(contactIDs) == 0 {
-		return nil
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()

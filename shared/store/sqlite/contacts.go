@@ -292,21 +292,15 @@ func (s *Store) DeleteContact(ctx context.Context, botID, id string) error {
 // SetLastRequest updates the contacts in one statement (the ids travel as
 // one JSON array).
 func (s *Store) SetLastRequest(ctx context.Context, botID string, contactIDs []string, data map[string]any, at time.Time) error {
-	if err := store.WaitingRunsQuery(botID, contactIDs); err != nil {
-		return err
-	}
-	if err := store.CheckTime("at", at); err != nil {
+	if err := store.SetLastRequestArgs(botID, contactIDs, at); err != nil {
 		return err
 	}
 	if data == nil {
 		data = map[string]any{}
 	}
 	lastReq, err := encodeMap("last_request", data)
-	if err != nil {
+	if err != nil || len(contactIDs) == 0 {
 		return err
-	}
-	if len(contactIDs) == 0 {
-		return nil
 	}
 	ids, err := json.Marshal(contactIDs)
 	if err != nil {
