@@ -126,6 +126,21 @@ func (w *workers) enqueue(botID, ch string, to []string) {
 	}
 }
 
+// waitPullers waits until n replicas have pull requests waiting on the
+// consumer.
+func (w *workers) waitPullers(spec bus.ConsumerSpec, n int) {
+	w.t.Helper()
+	ctx := context.Background()
+	require.Eventually(w.t, func() bool {
+		c, err := w.buses[0].JetStream().Consumer(ctx, spec.Stream, spec.Durable)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx)
+		return err == nil && info.NumWaiting >= n
+	}, 30*time.Second, 20*time.Millisecond, "replicas pulling")
+}
+
 // achieved is the rate between the first and the last timestamp.
 func achieved(ts []time.Time) float64 {
 	sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
@@ -151,14 +166,18 @@ func whatsappPacing(t *testing.T, rate float64, n int) {
 	for i := range to {
 		to[i] = fmt.Sprintf("+3460%07d", i)
 	}
-	w.enqueue("pace", events.ChannelWhatsApp, to)
 	transports := []*countingTransport{newTransport(), newTransport()}
-	start := time.Now()
 	w.run(events.ChannelWhatsApp, func(i int) channel.Sender {
 		s, err := whatsapp.NewSender(whatsapp.WithHTTPClient(&http.Client{Transport: transports[i], Timeout: 10 * time.Second}))
 		require.NoError(t, err)
 		return s
 	})
+	// Both replicas are pulling before the messages arrive, so both get a
+	// share (queued first, the whole backlog could go to whichever replica
+	// pulled first on a loaded machine, and the test would pace only one).
+	w.waitPullers(bus.OutboundConsumer(events.ChannelWhatsApp), 2)
+	start := time.Now()
+	w.enqueue("pace", events.ChannelWhatsApp, to)
 	deadline := time.Duration(float64(n)/rate*1.5*float64(time.Second)) + 30*time.Second
 	require.Eventually(t, func() bool { return d.Stats().Accepted >= int64(n) }, deadline, 50*time.Millisecond)
 	took := time.Since(start)
