@@ -285,9 +285,9 @@ func (c Checker) Subscription(sub Subscription) error {
 // MaxWaitingRunsContacts bounds the contact ids of one WaitingRuns call.
 const MaxWaitingRunsContacts = 10_000
 
-// WaitingRunsQuery checks the arguments of WaitingRuns (and the contact ids
-// of SetLastRequest).
-func WaitingRunsQuery(botID string, contactIDs []string) error {
+// ContactIDsArgs checks a bot id and a batch of its contact ids (WaitingRuns,
+// SetLastRequest).
+func ContactIDsArgs(botID string, contactIDs []string) error {
 	if err := CheckBotID("bot_id", botID); err != nil {
 		return err
 	}
@@ -304,7 +304,7 @@ func WaitingRunsQuery(botID string, contactIDs []string) error {
 
 // SetLastRequestArgs checks the arguments of SetLastRequest.
 func SetLastRequestArgs(botID string, contactIDs []string, at time.Time) error {
-	if err := WaitingRunsQuery(botID, contactIDs); err != nil {
+	if err := ContactIDsArgs(botID, contactIDs); err != nil {
 		return err
 	}
 	return CheckTime("at", at)

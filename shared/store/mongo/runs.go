@@ -623,7 +623,7 @@ func decodeRuns(ctx context.Context, cur *mongo.Cursor) ([]store.Run, error) {
 // WaitingRuns returns the waiting runs of contactIDs, found through the
 // contact_key_unique index with one query.
 func (s *Store) WaitingRuns(ctx context.Context, botID string, contactIDs []string) ([]store.Run, error) {
-	if err := store.WaitingRunsQuery(botID, contactIDs); err != nil {
+	if err := store.ContactIDsArgs(botID, contactIDs); err != nil {
 		return nil, err
 	}
 	if len(contactIDs) == 0 {

@@ -443,16 +443,8 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, s
 	if err != nil {
 		return nil, "", dbErr("list runs", err)
 	}
-	defer rows.Close()
-	var out []store.Run
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, "", dbErr("list runs", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := collectRuns(rows)
+	if err != nil {
 		return nil, "", dbErr("list runs", err)
 	}
 	next := ""
@@ -477,22 +469,28 @@ func (s *Store) DueRuns(ctx context.Context, at time.Time, limit int) ([]store.R
 	if err != nil {
 		return nil, dbErr("due runs", err)
 	}
+	out, err := collectRuns(rows)
+	return out, dbErr("due runs", err)
+}
+
+// collectRuns reads every run of rows and closes them.
+func collectRuns(rows *sql.Rows) ([]store.Run, error) {
 	defer rows.Close()
 	var out []store.Run
 	for rows.Next() {
 		r, err := scanRun(rows)
 		if err != nil {
-			return nil, dbErr("due runs", err)
+			return nil, err
 		}
 		out = append(out, r)
 	}
-	return out, dbErr("due runs", rows.Err())
+	return out, rows.Err()
 }
 
 // WaitingRuns returns the waiting runs of contactIDs, found through the
 // contact index with one query (the ids travel as one JSON array).
 func (s *Store) WaitingRuns(ctx context.Context, botID string, contactIDs []string) ([]store.Run, error) {
-	if err := store.WaitingRunsQuery(botID, contactIDs); err != nil {
+	if err := store.ContactIDsArgs(botID, contactIDs); err != nil {
 		return nil, err
 	}
 	if len(contactIDs) == 0 {
@@ -507,16 +505,8 @@ func (s *Store) WaitingRuns(ctx context.Context, botID string, contactIDs []stri
 	if err != nil {
 		return nil, dbErr("waiting runs", err)
 	}
-	defer rows.Close()
-	var out []store.Run
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, dbErr("waiting runs", err)
-		}
-		out = append(out, r)
-	}
-	return out, dbErr("waiting runs", rows.Err())
+	out, err := collectRuns(rows)
+	return out, dbErr("waiting runs", err)
 }
 
 // ExpireBefore deletes runs in a final status last updated before t, and
