@@ -4,7 +4,7 @@
 
 GO ?= go
 
-.PHONY: run test test-deps vet build fuzz bench
+.PHONY: run test test-deps vet tidy-check clock-check test-clock-shift build fuzz bench
 
 run:
 	$(GO) run ./cmd/flowgate dev
@@ -12,8 +12,29 @@ run:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o flowgate ./cmd/flowgate
 
-test: test-deps vet
+test: test-deps vet tidy-check clock-check
 	$(GO) test -race -timeout 25m ./...
+	$(MAKE) --no-print-directory test-clock-shift
+
+# go.mod and go.sum exactly as `go mod tidy` leaves them.
+tidy-check:
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy'"; exit 1; }
+
+# Every fixed date in a test is a test clock (shared/testclock), unless the
+# line says it is data (a date to parse or encode, never compared with a clock).
+clock-check:
+	@bad=$$(grep -rn --include='*_test.go' 'time\.Date(' . | grep -v 'testclock: data' | grep -v '^./shared/testclock/' || true); \
+	if [ -n "$$bad" ]; then echo "fixed dates in tests must come from shared/testclock (or be marked '// testclock: data, not a clock'):"; echo "$$bad"; exit 1; fi
+
+# The tests that fix their clock, again with that clock ten years earlier and
+# ten years later: a test that mixes its fixed clock with the real one (a
+# double or a sender left on time.Now) fails here at once, not weeks later.
+CLOCK_PKGS = $$($(GO) list -f '{{.ImportPath}} {{join .TestImports " "}} {{join .XTestImports " "}}' ./... | awk '/shared\/testclock/ {print $$1}')
+test-clock-shift:
+	@for shift in -87600h 87600h; do \
+	  echo "== FLOWGATE_TEST_CLOCK_SHIFT=$$shift"; \
+	  FLOWGATE_TEST_CLOCK_SHIFT=$$shift $(GO) test -count=1 -timeout 10m $(CLOCK_PKGS) || exit 1; \
+	done
 
 # Installs what the integration tests need (Prometheus for the metrics
 # check); a no-op when it is already there.

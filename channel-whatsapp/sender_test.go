@@ -17,6 +17,7 @@ import (
 	"github.com/flowgate/flowgate/shared/events"
 	whatsappdouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
 	"github.com/flowgate/flowgate/shared/store"
+	"github.com/flowgate/flowgate/shared/testclock"
 )
 
 const (
@@ -24,7 +25,10 @@ const (
 	to      = "31612345678"
 )
 
-var now = time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+// now is the one clock of these tests, given to the sender and the double alike.
+var now = testclock.Date(2026, 11, 21, 12, 0, 0)
+
+func clock() time.Time { return now }
 
 func testBot(token string) store.Bot {
 	return store.Bot{ID: "acme", Channels: store.ChannelAccounts{WhatsApp: &store.WhatsAppAccount{
@@ -34,9 +38,12 @@ func testBot(token string) store.Bot {
 
 func setup(t testing.TB, opts ...whatsappdouble.Option) (*whatsappdouble.Server, *whatsapp.Sender) {
 	t.Helper()
-	d := whatsappdouble.New(opts...)
+	// The double enforces the 24-hour window and the pair rate with the same
+	// fixed clock as the sender: a double on the real clock would see the
+	// test's "a minute ago" drift away as the calendar moves on.
+	d := whatsappdouble.New(append([]whatsappdouble.Option{whatsappdouble.WithClock(clock)}, opts...)...)
 	t.Cleanup(d.Close)
-	s, err := whatsapp.NewSender(whatsapp.WithAPIBase(d.APIBase()), whatsapp.WithClock(func() time.Time { return now }))
+	s, err := whatsapp.NewSender(whatsapp.WithAPIBase(d.APIBase()), whatsapp.WithClock(clock))
 	require.NoError(t, err)
 	return d, s
 }
@@ -495,7 +502,7 @@ func TestErrorClassificationWithoutMetaBody(t *testing.T) {
 				_, _ = w.Write([]byte(tc.body))
 			}))
 			defer srv.Close()
-			s, err := whatsapp.NewSender(whatsapp.WithAPIBase(srv.URL+"/v21.0"), whatsapp.WithClock(func() time.Time { return now }))
+			s, err := whatsapp.NewSender(whatsapp.WithAPIBase(srv.URL+"/v21.0"), whatsapp.WithClock(clock))
 			require.NoError(t, err)
 			out := inWindow(events.Content{Type: events.ContentText, Text: "hi"})
 			_, err = s.Send(context.Background(), bot, out, out.Messages[0])
@@ -509,7 +516,7 @@ func TestErrorClassificationWithoutMetaBody(t *testing.T) {
 		srv := httptest.NewServer(http.NotFoundHandler())
 		base := srv.URL + "/v21.0"
 		srv.Close()
-		s, err := whatsapp.NewSender(whatsapp.WithAPIBase(base), whatsapp.WithClock(func() time.Time { return now }))
+		s, err := whatsapp.NewSender(whatsapp.WithAPIBase(base), whatsapp.WithClock(clock))
 		require.NoError(t, err)
 		out := inWindow(events.Content{Type: events.ContentText, Text: "hi"})
 		_, err = s.Send(context.Background(), bot, out, out.Messages[0])
@@ -609,9 +616,9 @@ func TestAccountAndOptions(t *testing.T) {
 	}
 
 	// The bot account's api_base wins over the option.
-	d := whatsappdouble.New(whatsappdouble.WithToken("t2"))
+	d := whatsappdouble.New(whatsappdouble.WithToken("t2"), whatsappdouble.WithClock(clock))
 	defer d.Close()
-	s, err = whatsapp.NewSender(whatsapp.WithAPIBase("http://127.0.0.1:1/v21.0"), whatsapp.WithClock(func() time.Time { return now }),
+	s, err = whatsapp.NewSender(whatsapp.WithAPIBase("http://127.0.0.1:1/v21.0"), whatsapp.WithClock(clock),
 		whatsapp.WithWaits(whatsapp.Waits{Pair: time.Second, Throughput: 3 * time.Second}))
 	require.NoError(t, err)
 	bot := testBot("t2")

@@ -17,7 +17,7 @@ import (
 
 // encodeTrigger must produce json.Marshal's bytes exactly.
 func TestEncodeTriggerMatchesJSONMarshal(t *testing.T) {
-	now := time.Date(2026, 11, 21, 7, 0, 0, 123456000, time.UTC)
+	now := time.Date(2026, 11, 21, 7, 0, 0, 123456000, time.UTC) // testclock: data, not a clock
 	odd := []string{"", "plain", `quo"te`, `back\slash`, "<b>&amp;</b>", "tab\tnew\nline", "ünïcødé", "emoji 🎉",
 		"bad utf8 \xff\xfe", "\u2028\u2029", "\x00\x1f\x7f", "0", "-"}
 	cases := []events.Trigger{

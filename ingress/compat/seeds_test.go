@@ -178,7 +178,7 @@ func TestRecruboSeed(t *testing.T) {
 	require.Equal(t, run.InitialMessage, req.InitialMessage)
 
 	// The response has the seed's shape.
-	at := time.Date(2024, 4, 16, 7, 5, 39, 0, time.UTC)
+	at := time.Date(2024, 4, 16, 7, 5, 39, 0, time.UTC) // testclock: data, not a clock
 	body, rerr := RenderRecruboFlowRun(FlowRunView{
 		ID: "cbb3835f-137e-49ed-b5cb-e72eefde7da2", CreatedAt: at, UpdatedAt: at,
 		FlowID: run.FlowID, MessageThreadID: run.MessageThreadID, State: run.State,
@@ -199,7 +199,7 @@ func TestRecruboSeed(t *testing.T) {
 }
 
 func TestRenderRecruboFlowRunWithoutMessage(t *testing.T) {
-	at := time.Date(2024, 4, 16, 9, 5, 39, 0, time.FixedZone("CEST", 2*3600))
+	at := time.Date(2024, 4, 16, 9, 5, 39, 0, time.FixedZone("CEST", 2*3600)) // testclock: data, not a clock
 	body, err := RenderRecruboFlowRun(FlowRunView{ID: "r1", CreatedAt: at, UpdatedAt: at, FlowID: "f", MessageThreadID: "t",
 		Context: map[string]any{"a": 1}, Status: "running", Cost: 0.05})
 	require.NoError(t, err)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flowgate/flowgate/shared/testclock"
 )
 
 // scenario is one conversation over a testdata flow.
@@ -684,12 +686,13 @@ steps:
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := startRun(t, def, Start{Now: time.Date(2026, 5, 1, 18, 30, 0, 0, time.UTC), Contact: john})
+	at := testclock.Date(2026, 5, 1, 18, 30, 0)
+	c := startRun(t, def, Start{Now: at, Contact: john})
 	want := `18h true ["a","b"] 42 b whatsapp ||John Doe`
 	if s := c.sends(); len(s) != 1 || s[0] != want {
 		t.Fatalf("got %q want %q", s, want)
 	}
-	if c.st.Attributes["greeted_at"] != "2026-05-01T18:30:00Z" {
+	if c.st.Attributes["greeted_at"] != at.Format(time.RFC3339) {
 		t.Fatalf("greeted_at %v", c.st.Attributes["greeted_at"])
 	}
 }

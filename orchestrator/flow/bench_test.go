@@ -2,7 +2,8 @@ package flow
 
 import (
 	"testing"
-	"time"
+
+	"github.com/flowgate/flowgate/shared/testclock"
 )
 
 // BenchmarkApply measures the pure interpreter. steps/s counts executed
@@ -41,7 +42,7 @@ steps:
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+			now := testclock.Date(2026, 1, 1, 0, 0, 0)
 			steps := 0
 			b.ReportAllocs()
 			for b.Loop() {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/flowgate/flowgate/shared/testclock"
+
 	"github.com/flowgate/flowgate/orchestrator/flow"
 )
 
@@ -20,7 +22,7 @@ steps:
 		fmt.Println(err)
 		return
 	}
-	now := time.Date(2026, 1, 1, 9, 0, 0, 0, time.UTC)
+	now := testclock.Date(2026, 1, 1, 9, 0, 0)
 	st, effects, _ := flow.Apply(def, flow.State{}, flow.Start{Now: now, RunID: "run-1", Contact: flow.Contact{Name: "Ann"}})
 	show(st, effects)
 	st, effects, _ = flow.Apply(def, st, flow.Reply{Now: now.Add(time.Minute), Text: "forty"})

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/flowgate/flowgate/shared/testclock"
 )
 
 // FuzzParse feeds arbitrary documents to Parse. Nothing may panic; a
@@ -44,7 +46,7 @@ func FuzzParse(f *testing.F) {
 		if !bytes.Equal(canon, canon2) {
 			t.Fatalf("canonical form not stable:\n%s\n%s", canon, canon2)
 		}
-		now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		now := testclock.Date(2026, 1, 1, 0, 0, 0)
 		st, _, err := Apply(def, State{}, Start{Now: now, RunID: "f", Contact: Contact{Name: "F"},
 			Data: map[string]any{"x": "1", "plan": "pro", "user_type": "vip"}})
 		if err != nil {

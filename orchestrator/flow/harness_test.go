@@ -7,11 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/shared/testclock"
+
 	"github.com/flowgate/flowgate/shared/events"
 )
 
 // t0 is when every test run starts.
-var t0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+var t0 = testclock.Date(2026, 3, 2, 9, 0, 0)
 
 func at(d time.Duration) time.Time { return t0.Add(d) }
 

@@ -3,6 +3,8 @@ package flow
 import (
 	"testing"
 	"time"
+
+	"github.com/flowgate/flowgate/shared/testclock"
 )
 
 func TestRender(t *testing.T) {
@@ -12,7 +14,8 @@ func TestRender(t *testing.T) {
 		Attributes: map[string]any{"city": "Oslo", "plan": "Attr Plan"},
 		Vars:       map[string]any{"plan": "Var Plan", "ok": true},
 	}
-	sc := &scope{st: st, now: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+	now := testclock.Date(2026, 1, 1, 12, 0, 0)
+	sc := &scope{st: st, now: now}
 	cases := []struct {
 		in, out string
 		empty   bool
@@ -30,7 +33,7 @@ func TestRender(t *testing.T) {
 		{"{{ nil }}", "", true},
 		{"Referral code: {{ referralCode }}", "Referral code: ", true},
 		{"{{ external_id }} {{ channel }} {{ contact.id }}", "+1555 telegram c1", false},
-		{"{{ now }}", "2026-01-01T12:00:00Z", false},
+		{"{{ now }}", now.Format(time.RFC3339), false},
 		{"{{ plan.x }}", "", true},
 		{"a {{ b", "a {{ b", false},
 		{"}} {{ data.plan }} {", "}} Premium {", false},

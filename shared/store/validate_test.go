@@ -67,7 +67,7 @@ func TestCheckerDefaultsAndOrder(t *testing.T) {
 		t.Fatalf("trigger: %v, status %q", err, tr.Status)
 	}
 	// The first bad field in check order is named.
-	late := time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
+	late := time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC) // testclock: data, not a clock
 	bad := store.Message{ID: "m1", BotID: "Acme", Status: "bogus", CreatedAt: late}
 	if got := field(t, c.Message(&bad)); got != "bot_id" {
 		t.Errorf("message with many bad fields: got field %q, want bot_id", got)
@@ -103,7 +103,7 @@ func TestCheckJSONAndTime(t *testing.T) {
 	if err := store.CheckTime("at", time.Time{}); err != nil {
 		t.Errorf("zero time: %v", err)
 	}
-	if field(t, store.CheckTime("at", time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC))) != "at" {
+	if field(t, store.CheckTime("at", time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC))) != "at" { // testclock: data, not a clock
 		t.Error("1600 accepted")
 	}
 	if field(t, store.CheckRunStatus("bogus")) != "status" || store.CheckRunStatus(store.RunWaiting) != nil {

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/shared/testclock"
+
 	"github.com/stretchr/testify/require"
 
 	whatsappdouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
@@ -317,7 +319,7 @@ func TestInjectedFailures(t *testing.T) {
 }
 
 func TestWindowEnforcementAndPairRate(t *testing.T) {
-	clock := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	clock := testclock.Date(2026, 1, 1, 12, 0, 0)
 	var mu sync.Mutex
 	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }

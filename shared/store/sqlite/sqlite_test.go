@@ -217,7 +217,7 @@ func TestCloseDrainsQueuedWrites(t *testing.T) {
 func TestTimeOutOfRangeIsInvalid(t *testing.T) {
 	s := openTemp(t)
 	ctx := context.Background()
-	far := time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
+	far := time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC) // testclock: data, not a clock
 	_, _, err := s.CreateRun(ctx, store.Run{ID: "r", BotID: "b", FlowID: "f", ContactID: "c", CreatedAt: far})
 	var ie *store.InvalidError
 	require.ErrorAs(t, err, &ie)
