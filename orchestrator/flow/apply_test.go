@@ -511,6 +511,7 @@ func TestScenarios(t *testing.T) {
 			if sc.check != nil {
 				sc.check(t, c)
 			}
+			c.golden(t, sc.name)
 			for _, h := range c.st.History {
 				covered[h.Type] = true
 			}

@@ -25,6 +25,9 @@ type conversation struct {
 	def     *Definition
 	st      State
 	effects []Effect
+	// transcript is every applied event with its effects and the state
+	// after it, compared with a golden file by TestScenarios.
+	transcript []goldenStep
 }
 
 func startRun(t testing.TB, def *Definition, start Start) *conversation {
@@ -57,6 +60,7 @@ func (c *conversation) apply(ev Event) []Effect {
 	}
 	c.st = back
 	c.effects = append(c.effects, effs...)
+	c.record(ev, effs, b)
 	return effs
 }
 
