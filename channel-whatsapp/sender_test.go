@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -468,62 +467,6 @@ func assertKind(t *testing.T, err error, kind, code string, throttled bool, minW
 	default:
 		t.Fatalf("unknown kind %q", kind)
 	}
-}
-
-// TestErrorClassificationWithoutMetaBody covers answers that do not come
-// from the Graph API (proxies, outages) and network failures.
-func TestErrorClassificationWithoutMetaBody(t *testing.T) {
-	bot := testBot("secret-token-value")
-	cases := []struct {
-		name      string
-		status    int
-		body      string
-		kind      string
-		code      string
-		throttled bool
-	}{
-		{"502 html", http.StatusBadGateway, "<html>bad gateway</html>", "retryable", "", false},
-		{"503 empty", http.StatusServiceUnavailable, "", "retryable", "", false},
-		{"429 empty", http.StatusTooManyRequests, "", "retry_after", "http_429", true},
-		{"404 html", http.StatusNotFound, "<html>not found</html>", "permanent", "http_404", false},
-		{"400 unknown code", http.StatusBadRequest, `{"error":{"message":"(#100) Invalid parameter","type":"OAuthException","code":100,"fbtrace_id":"x"}}`, "permanent", "100", false},
-		{"500 unknown code", http.StatusInternalServerError, `{"error":{"message":"oops","type":"OAuthException","code":99999}}`, "retryable", "", false},
-		{"200 garbage", http.StatusOK, "not json", "permanent", whatsapp.CodeInvalidResponse, false},
-		{"200 without id", http.StatusOK, `{"messaging_product":"whatsapp","messages":[]}`, "permanent", whatsapp.CodeInvalidResponse, false},
-		// The code decides, whatever the status says.
-		{"throttle code on 200", http.StatusOK, `{"error":{"message":"(#130429) Rate limit hit","code":130429}}`, "retry_after", "130429", true},
-		{"transient code on 400", http.StatusBadRequest, `{"error":{"message":"Something went wrong","code":131000}}`, "retryable", "", false},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				require.Equal(t, "/v21.0/"+phoneID+"/messages", r.URL.Path)
-				w.WriteHeader(tc.status)
-				_, _ = w.Write([]byte(tc.body))
-			}))
-			defer srv.Close()
-			s, err := whatsapp.NewSender(whatsapp.WithAPIBase(srv.URL+"/v21.0"), whatsapp.WithClock(clock))
-			require.NoError(t, err)
-			out := inWindow(events.Content{Type: events.ContentText, Text: "hi"})
-			_, err = s.Send(context.Background(), bot, out, out.Messages[0])
-			require.Error(t, err)
-			assertKind(t, err, tc.kind, tc.code, tc.throttled, 0, false)
-			require.NotContains(t, err.Error(), "secret-token-value")
-		})
-	}
-
-	t.Run("network error is retryable and does not leak the token", func(t *testing.T) {
-		srv := httptest.NewServer(http.NotFoundHandler())
-		base := srv.URL + "/v21.0"
-		srv.Close()
-		s, err := whatsapp.NewSender(whatsapp.WithAPIBase(base), whatsapp.WithClock(clock))
-		require.NoError(t, err)
-		out := inWindow(events.Content{Type: events.ContentText, Text: "hi"})
-		_, err = s.Send(context.Background(), bot, out, out.Messages[0])
-		require.Error(t, err)
-		assertKind(t, err, "retryable", "", false, 0, false)
-		require.NotContains(t, err.Error(), "secret-token-value")
-	})
 }
 
 func TestWrongTokenIs190(t *testing.T) {
