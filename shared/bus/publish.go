@@ -33,6 +33,8 @@ const (
 	HeaderDLQReason = "Flowgate-Dlq-Reason"
 	// HeaderDLQSubject is the subject the dead letter was first published on.
 	HeaderDLQSubject = "Flowgate-Dlq-Subject"
+	// HeaderDLQConsumer is the consumer that dead-lettered the message.
+	HeaderDLQConsumer = "Flowgate-Dlq-Consumer"
 )
 
 // NewEvent builds a CloudEvent with a JSON payload. id must be
