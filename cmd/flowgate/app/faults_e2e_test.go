@@ -1,0 +1,191 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/flowgate/flowgate/cmd/flowgate/app"
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+// faultyStore fails every write with store.ErrUnavailable while broken, as
+// a full disk or a lost primary does; reads go on working.
+type faultyStore struct {
+	store.Store
+	broken atomic.Bool
+	mu     sync.Mutex
+	// failedTriggers counts CreateTrigger calls refused, by trigger id.
+	failedTriggers map[string]int
+}
+
+func newFaultyStore() *faultyStore { return &faultyStore{failedTriggers: map[string]int{}} }
+
+func (f *faultyStore) fail() error {
+	if f.broken.Load() {
+		return fmt.Errorf("%w: injected: disk full", store.ErrUnavailable)
+	}
+	return nil
+}
+
+func (f *faultyStore) minTriggerFailures(ids []string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	least := -1
+	for _, id := range ids {
+		if n := f.failedTriggers[id]; least < 0 || n < least {
+			least = n
+		}
+	}
+	return least
+}
+
+func (f *faultyStore) PingWrite(ctx context.Context) error {
+	if err := f.fail(); err != nil {
+		return err
+	}
+	return f.Store.(store.WriteProber).PingWrite(ctx)
+}
+
+func (f *faultyStore) CreateTrigger(ctx context.Context, t store.Trigger) (store.Trigger, bool, error) {
+	if err := f.fail(); err != nil {
+		f.mu.Lock()
+		f.failedTriggers[t.ID]++
+		f.mu.Unlock()
+		return store.Trigger{}, false, err
+	}
+	return f.Store.CreateTrigger(ctx, t)
+}
+
+func (f *faultyStore) UpdateTrigger(ctx context.Context, t store.Trigger) (store.Trigger, error) {
+	if err := f.fail(); err != nil {
+		return store.Trigger{}, err
+	}
+	return f.Store.UpdateTrigger(ctx, t)
+}
+
+func (f *faultyStore) UpsertContact(ctx context.Context, u store.ContactUpsert) (store.Contact, bool, error) {
+	if err := f.fail(); err != nil {
+		return store.Contact{}, false, err
+	}
+	return f.Store.UpsertContact(ctx, u)
+}
+
+func (f *faultyStore) UpsertContacts(ctx context.Context, us []store.ContactUpsert) ([]store.Contact, error) {
+	if err := f.fail(); err != nil {
+		return nil, err
+	}
+	return f.Store.UpsertContacts(ctx, us)
+}
+
+func (f *faultyStore) CreateRun(ctx context.Context, r store.Run) (store.Run, bool, error) {
+	if err := f.fail(); err != nil {
+		return store.Run{}, false, err
+	}
+	return f.Store.CreateRun(ctx, r)
+}
+
+func (f *faultyStore) CreateRuns(ctx context.Context, rs []store.Run) ([]store.Run, []bool, error) {
+	if err := f.fail(); err != nil {
+		return nil, nil, err
+	}
+	return f.Store.CreateRuns(ctx, rs)
+}
+
+func (f *faultyStore) UpdateRun(ctx context.Context, r store.Run) (store.Run, error) {
+	if err := f.fail(); err != nil {
+		return store.Run{}, err
+	}
+	return f.Store.UpdateRun(ctx, r)
+}
+
+func (f *faultyStore) UpdateRuns(ctx context.Context, rs []store.Run) ([]int, error) {
+	if err := f.fail(); err != nil {
+		return nil, err
+	}
+	return f.Store.UpdateRuns(ctx, rs)
+}
+
+func (f *faultyStore) InsertMessages(ctx context.Context, ms []store.Message) error {
+	if err := f.fail(); err != nil {
+		return err
+	}
+	return f.Store.InsertMessages(ctx, ms)
+}
+
+func (f *faultyStore) IncrTriggerCounters(ctx context.Context, botID, triggerID string, d store.TriggerCounters) error {
+	if err := f.fail(); err != nil {
+		return err
+	}
+	return f.Store.IncrTriggerCounters(ctx, botID, triggerID, d)
+}
+
+func (f *faultyStore) SetLastRequest(ctx context.Context, botID string, ids []string, data map[string]any, at time.Time) error {
+	if err := f.fail(); err != nil {
+		return err
+	}
+	return f.Store.SetLastRequest(ctx, botID, ids, data, at)
+}
+
+func (f *faultyStore) AppendSandbox(ctx context.Context, ms ...store.SandboxMessage) error {
+	if err := f.fail(); err != nil {
+		return err
+	}
+	return f.Store.AppendSandbox(ctx, ms...)
+}
+
+// TestStoreOutageLosesNoAcceptedTrigger: triggers accepted while the store
+// refuses every write are retried for longer than the consumer's
+// MaxDeliver allows (each one is refused more than 10 times), /readyz
+// answers 503 during the outage, nothing is dead-lettered, and every
+// trigger runs exactly once after it.
+func TestStoreOutageLosesNoAcceptedTrigger(t *testing.T) {
+	faulty := newFaultyStore()
+	d, c := startDevWith(t, app.Config{DataDir: t.TempDir(), NoDemo: true, RetryBackoff: 100 * time.Millisecond,
+		WrapStore: func(st store.Store) store.Store { faulty.Store = st; return faulty }})
+	defer func() { require.NoError(t, d.Stop()) }()
+	key := setupAcme(c)
+	ready := func() int { code, _ := c.call("GET", "/readyz", "", ""); return code }
+	require.Equal(t, 200, ready())
+
+	faulty.broken.Store(true)
+	require.Eventually(t, func() bool { return ready() == 503 }, 30*time.Second, 20*time.Millisecond,
+		"/readyz says the store cannot be written")
+	const n = 60
+	ids := make([]string, 0, n)
+	for i := range n {
+		out := c.must("POST", "/v1/bots/acme/dispatch/WELCOME_NEW_USER", key,
+			fmt.Sprintf(`{"from":"+1555%07d","name":"User %d","plan":"Basic"}`, i, i), 202)
+		ids = append(ids, out["trigger_id"].(string))
+	}
+	// Every trigger is refused more often than MaxDeliver (10) deliveries:
+	// before, this dead-lettered them all.
+	require.Eventually(t, func() bool { return faulty.minTriggerFailures(ids) > 12 }, 2*time.Minute, 50*time.Millisecond,
+		"each trigger was retried past MaxDeliver")
+	require.Equal(t, 503, ready(), "still unready while writes fail")
+
+	faulty.broken.Store(false)
+	require.Eventually(t, func() bool { return ready() == 200 }, 30*time.Second, 20*time.Millisecond, "ready again")
+	ctx := context.Background()
+	require.Eventually(t, func() bool {
+		runs, _, err := d.Store.ListRuns(ctx, store.RunFilter{BotID: "acme", Limit: 1000})
+		return err == nil && len(runs) == n
+	}, 60*time.Second, 50*time.Millisecond, "every accepted trigger ran after the outage")
+	for _, id := range ids {
+		tr, err := d.Store.GetTrigger(ctx, "acme", id)
+		require.NoError(t, err)
+		require.Equal(t, store.TriggerDone, tr.Status, id)
+	}
+	dlq, err := d.Bus.JetStream().Stream(ctx, bus.StreamDLQ)
+	require.NoError(t, err)
+	require.Zero(t, dlq.CachedInfo().State.Msgs, "nothing was dead-lettered")
+	runs, _, err := d.Store.ListRuns(ctx, store.RunFilter{BotID: "acme", Limit: 1000})
+	require.NoError(t, err)
+	require.Len(t, runs, n, "exactly one run per trigger")
+}
