@@ -30,6 +30,10 @@ var (
 		Name: "flowgate_bus_retry_republished_total",
 		Help: "Messages re-published with a fresh delivery count to keep retrying a transient failure, by consumer.",
 	}, []string{"consumer"})
+	replayed = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_bus_dead_letters_replayed_total",
+		Help: "Dead letters published again on their original subject, by the consumer that dead-lettered them.",
+	}, []string{"consumer"})
 	handleSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "flowgate_bus_handle_duration_seconds",
 		Help:    "Time a handler took for one message, by consumer.",
