@@ -163,6 +163,7 @@ func (s *server) routes() *gin.Engine {
 	s.contactRoutes(bot)
 	s.subscriptionRoutes(bot)
 	s.webhookRoutes(r)
+	s.deadLetterRoutes(r)
 	return r
 }
 

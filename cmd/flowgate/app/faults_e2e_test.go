@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +21,8 @@ import (
 type faultyStore struct {
 	store.Store
 	broken atomic.Bool
+	// flowsGone makes every flow look deleted (GetFlow: not found).
+	flowsGone atomic.Bool
 	mu     sync.Mutex
 	// failedTriggers counts CreateTrigger calls refused, by trigger id.
 	failedTriggers map[string]int
@@ -44,6 +47,13 @@ func (f *faultyStore) minTriggerFailures(ids []string) int {
 		}
 	}
 	return least
+}
+
+func (f *faultyStore) GetFlow(ctx context.Context, botID, flowID string, version int) (store.Flow, error) {
+	if f.flowsGone.Load() {
+		return store.Flow{}, fmt.Errorf("%w: flow %s (injected)", store.ErrNotFound, flowID)
+	}
+	return f.Store.GetFlow(ctx, botID, flowID, version)
 }
 
 func (f *faultyStore) PingWrite(ctx context.Context) error {
@@ -188,4 +198,74 @@ func TestStoreOutageLosesNoAcceptedTrigger(t *testing.T) {
 	runs, _, err := d.Store.ListRuns(ctx, store.RunFilter{BotID: "acme", Limit: 1000})
 	require.NoError(t, err)
 	require.Len(t, runs, n, "exactly one run per trigger")
+}
+
+// TestDeadLetterReplayRunsOnce: a trigger whose flow is missing when it is
+// handled is dead-lettered (a permanent error); once the flow is back, `flowgate
+// dlq replay --all` runs it, exactly once, and a second replay finds
+// nothing to replay.
+func TestDeadLetterReplayRunsOnce(t *testing.T) {
+	faulty := newFaultyStore()
+	d, c := startDevWith(t, app.Config{DataDir: t.TempDir(), NoDemo: true,
+		WrapStore: func(st store.Store) store.Store { faulty.Store = st; return faulty }})
+	defer func() { require.NoError(t, d.Stop()) }()
+	key := setupAcme(c)
+	c.must("PUT", "/v1/bots/acme/flows/later", key, `{"steps":[{"id":"hi","type":"send","text":"Hi {{ name }}"}]}`, 200)
+	c.must("PUT", "/v1/bots/acme/events/LATER", key, `{"flow":"later"}`, 201)
+	faulty.flowsGone.Store(true) // the fault: the flow is missing when the trigger is handled
+	out := c.must("POST", "/v1/bots/acme/dispatch/LATER", key, `{"from":"15550001111","name":"Ann"}`, 202)
+	triggerID := out["trigger_id"].(string)
+
+	ctx := context.Background()
+	dlq := app.DLQClient{URL: c.base, Key: "e2e-admin-key-0123456789"}
+	var list []bus.DeadLetter
+	require.Eventually(t, func() bool {
+		var err error
+		list, _, err = dlq.List(ctx, 0, 10)
+		return err == nil && len(list) == 1
+	}, 30*time.Second, 20*time.Millisecond, "the trigger is dead-lettered")
+	require.Equal(t, triggerID, list[0].EventID)
+	require.Equal(t, "orchestrator-triggers", list[0].Consumer)
+	require.Contains(t, list[0].Reason, "not found")
+
+	// Only the admin key sees the dead letters.
+	code, _ := c.call("GET", "/v1/admin/dlq", key, "")
+	require.Equal(t, 403, code)
+	code, _ = c.call("GET", "/v1/admin/dlq", "", "")
+	require.Equal(t, 401, code)
+	code, _ = c.call("GET", "/v1/admin/dlq/abc", dlq.Key, "")
+	require.Equal(t, 400, code)
+	code, _ = c.call("POST", "/v1/admin/dlq/99999/replay", dlq.Key, "")
+	require.Equal(t, 404, code)
+
+	var stdout, stderr strings.Builder
+	require.NoError(t, app.DLQCommand(ctx, []string{"show", fmt.Sprint(list[0].Seq), "--url", c.base, "--key", dlq.Key}, &stdout, &stderr))
+	require.Contains(t, stdout.String(), `"event_id": "`+triggerID+`"`)
+	require.Contains(t, stdout.String(), `"15550001111"`, "show has the payload")
+	stdout.Reset()
+	require.NoError(t, app.DLQCommand(ctx, []string{"list", "--url", c.base, "--key", dlq.Key}, &stdout, &stderr))
+	require.Contains(t, stdout.String(), triggerID)
+
+	// The fault is fixed, then the dead letter replayed.
+	faulty.flowsGone.Store(false)
+	stdout.Reset()
+	require.NoError(t, app.DLQCommand(ctx, []string{"replay", "--all", "--url", c.base, "--key", dlq.Key}, &stdout, &stderr))
+	require.Contains(t, stdout.String(), fmt.Sprintf("replayed %d to flowgate.trigger.acme", list[0].Seq))
+	require.Eventually(t, func() bool {
+		tr, err := d.Store.GetTrigger(ctx, "acme", triggerID)
+		return err == nil && tr.Status == store.TriggerDone
+	}, 30*time.Second, 20*time.Millisecond, "the replayed trigger ran")
+	require.Eventually(t, func() bool { return len(c.sandbox("acme", key, "15550001111")) == 1 }, 30*time.Second, 20*time.Millisecond)
+
+	// Replaying again finds nothing: the dead letter is gone.
+	err := app.DLQCommand(ctx, []string{"replay", fmt.Sprint(list[0].Seq), "--url", c.base, "--key", dlq.Key}, &stdout, &stderr)
+	require.ErrorContains(t, err, "404")
+	left, _, err := dlq.List(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Empty(t, left)
+	time.Sleep(500 * time.Millisecond)
+	runs, _, err := d.Store.ListRuns(ctx, store.RunFilter{BotID: "acme", Limit: 1000})
+	require.NoError(t, err)
+	require.Len(t, runs, 1, "exactly one run")
+	require.Equal(t, []string{"Hi Ann"}, texts(c.sandbox("acme", key, "15550001111")), "exactly one message")
 }
