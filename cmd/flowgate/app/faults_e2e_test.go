@@ -23,7 +23,7 @@ type faultyStore struct {
 	broken atomic.Bool
 	// flowsGone makes every flow look deleted (GetFlow: not found).
 	flowsGone atomic.Bool
-	mu     sync.Mutex
+	mu        sync.Mutex
 	// failedTriggers counts CreateTrigger calls refused, by trigger id.
 	failedTriggers map[string]int
 }
