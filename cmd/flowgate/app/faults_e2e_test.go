@@ -2,7 +2,11 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -268,4 +272,83 @@ func TestDeadLetterReplayRunsOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, runs, 1, "exactly one run")
 	require.Equal(t, []string{"Hi Ann"}, texts(c.sandbox("acme", key, "15550001111")), "exactly one message")
+}
+
+// TestFanOutResumesWithinSecondsAfterSIGKILL: `flowgate dev` is killed with
+// SIGKILL during a broadcast's fan-out and started again; the restarted
+// orchestrator resumes the fan-out within seconds (the trigger consumer's
+// AckWait is 4 s; it was 30 s), and the broadcast still ends with exactly
+// one run per contact.
+func TestFanOutResumesWithinSecondsAfterSIGKILL(t *testing.T) {
+	n := 20_000
+	if v := os.Getenv("FLOWGATE_TAKEOVER_CONTACTS"); v != "" {
+		var err error
+		n, err = strconv.Atoi(v)
+		require.NoError(t, err)
+	}
+	bin := buildFlowgate(t)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	p := startChild(t, bin, dir, addr)
+	defer func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+	}()
+	code, b := p.call("POST", "/v1/bots", childAdminKey, `{"id":"mass","name":"Mass"}`)
+	require.Equal(t, 201, code, string(b))
+	var bot struct {
+		APIKey string `json:"api_key"`
+	}
+	require.NoError(t, json.Unmarshal(b, &bot))
+	key := bot.APIKey
+	code, b = p.call("PUT", "/v1/bots/mass/flows/hello", key, `{"steps":[{"id":"hi","type":"send","text":"Hello {{ name }}"}]}`)
+	require.Equal(t, 200, code, string(b))
+	var csv strings.Builder
+	csv.WriteString("channel,external_id,name\n")
+	for i := range n {
+		fmt.Fprintf(&csv, "sandbox,user-%07d,User %d\n", i, i)
+	}
+	csvPath := filepath.Join(t.TempDir(), "contacts.csv")
+	require.NoError(t, os.WriteFile(csvPath, []byte(csv.String()), 0o600))
+	sum, err := app.ImportContactsFile(context.Background(), csvPath, app.ImportOptions{URL: p.base, Bot: "mass", Key: key})
+	require.NoError(t, err)
+	require.Equal(t, n, sum.Created)
+
+	code, b = p.call("POST", "/v1/bots/mass/triggers", key, `{"flow":"hello","channel":"sandbox","audience":{"everyone":true}}`)
+	require.Equal(t, 202, code, string(b))
+	var acc struct {
+		TriggerID string `json:"trigger_id"`
+	}
+	require.NoError(t, json.Unmarshal(b, &acc))
+	id := acc.TriggerID
+	require.Eventually(t, func() bool {
+		st, ok := p.trigger("mass", key, id)
+		return ok && st.Counters.RunsCreated >= int64(n/4)
+	}, 5*time.Minute, 20*time.Millisecond, "the fan-out did not reach 25%")
+	st, _ := p.trigger("mass", key, id)
+	require.NotEqual(t, "done", st.Status, "the fan-out finished before the kill: nothing was tested")
+	p.kill()
+	p = startChild(t, bin, dir, addr)
+	restarted := time.Now()
+	atRestart, _ := p.trigger("mass", key, id)
+	require.Eventually(t, func() bool {
+		st, ok := p.trigger("mass", key, id)
+		return ok && (st.Counters.RunsCreated > atRestart.Counters.RunsCreated || st.Status == "done")
+	}, 60*time.Second, 20*time.Millisecond, "the fan-out did not resume")
+	resumed := time.Since(restarted)
+	t.Logf("killed at %d runs of %d; fan-out resumed %s after the restarted process was ready",
+		st.Counters.RunsCreated, n, resumed.Round(10*time.Millisecond))
+	// 4 s AckWait plus a loaded machine's slack; the 30 s of before fail it.
+	require.Less(t, resumed, 15*time.Second, "the fan-out resumes within seconds, not after a 30 s AckWait")
+
+	var final triggerStatus
+	require.Eventually(t, func() bool {
+		st, ok := p.trigger("mass", key, id)
+		final = st
+		return ok && st.Status == "done"
+	}, 5*time.Minute, 100*time.Millisecond, "the fan-out did not finish")
+	require.Equal(t, int64(n), final.Counters.RunsCreated, "exactly one run per contact")
+	p.stop()
 }
