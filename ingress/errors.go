@@ -18,6 +18,23 @@ type apiError struct {
 	Field   string `json:"field,omitempty"`
 	// Details lists every invalid field when there are several.
 	Details []FieldProblem `json:"details,omitempty"`
+	// TriggerID and IdempotencyKey come with code outcome_unknown: the
+	// trigger the request may have queued, and the key to retry it with.
+	TriggerID      string `json:"trigger_id,omitempty"`
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+}
+
+// outcomeUnknown answers a publish whose acknowledgement did not come back:
+// the trigger may be queued. 503 like every bus failure, with its own code
+// and what to check or retry with.
+func outcomeUnknown(botID, triggerID, retryKey string) *apiError {
+	msg := "the message bus did not confirm in time; the trigger may have been queued: check GET /v1/bots/" +
+		botID + "/triggers/" + triggerID
+	if retryKey != "" {
+		msg += " or retry with the header Idempotency-Key: " + retryKey + " (it runs at most once)"
+	}
+	return &apiError{Status: http.StatusServiceUnavailable, Code: "outcome_unknown", Message: msg,
+		TriggerID: triggerID, IdempotencyKey: retryKey}
 }
 
 func (e *apiError) Error() string { return e.Code + ": " + e.Message }

@@ -163,6 +163,7 @@ func (s *server) routes() *gin.Engine {
 	s.contactRoutes(bot)
 	s.subscriptionRoutes(bot)
 	s.webhookRoutes(r)
+	s.deadLetterRoutes(r)
 	return r
 }
 
@@ -203,7 +204,9 @@ func (s *server) ready(c *gin.Context) {
 	} else {
 		checks["nats"] = "ok"
 	}
-	if err := s.store.Ping(ctx); err != nil {
+	// Writable, not only reachable: a store that refuses writes (disk
+	// full) holds every trigger back, and the operator must see it.
+	if err := store.Writable(ctx, s.store); err != nil {
 		checks["store"], ok = err.Error(), false
 	} else {
 		checks["store"] = "ok"

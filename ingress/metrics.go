@@ -23,4 +23,8 @@ var (
 		Name: "flowgate_triggers_rejected_total",
 		Help: "Trigger requests refused, by API and error code.",
 	}, []string{"api", "code"})
+	triggersOutcomeUnknown = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_triggers_outcome_unknown_total",
+		Help: "Trigger requests answered 503 outcome_unknown (JetStream did not confirm in time; the trigger may be queued), by API.",
+	}, []string{"api"})
 )

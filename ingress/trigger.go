@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
 	"github.com/flowgate/flowgate/ingress/compat"
+	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
 )
@@ -20,11 +22,49 @@ var triggerNamespace = uuid.MustParse("5b0c3f7e-6f53-4c59-9c77-3a8f1f2f6a10")
 // TriggerID is the id of a trigger: derived from the bot and the caller's
 // idempotency key when there is one, so that a retried request names the
 // same trigger (and JetStream drops the duplicate); random otherwise.
+// A key the ingress generated (see newRetryKey) gives a time-ordered id.
 func TriggerID(botID, idempotencyKey string) string {
 	if idempotencyKey == "" {
 		return uuid.Must(uuid.NewV7()).String()
 	}
+	if id, ok := retryKeyID(botID, idempotencyKey); ok {
+		return id
+	}
 	return uuid.NewSHA1(triggerNamespace, []byte(botID+"\x00"+idempotencyKey)).String()
+}
+
+// retryKeyPrefix starts the idempotency keys the ingress generates for
+// requests that came without one.
+const retryKeyPrefix = "flowgate-retry-"
+
+// newRetryKey is the idempotency key of a request that has none. It is
+// never derived from the request's content: two identical requests are two
+// triggers (a reminder sent twice on purpose). It is handed to the client
+// only when the outcome of its request is unknown (503 outcome_unknown), so
+// that a retry with it as Idempotency-Key names the same trigger and runs
+// at most once.
+func newRetryKey() string { return retryKeyPrefix + uuid.Must(uuid.NewV7()).String() }
+
+// retryKeyID is the trigger id of a generated key: the key's time (a
+// UUIDv7's first 48 bits) followed by bits of a hash of the bot and the key,
+// so that ids stay time-ordered (the store's indexes grow at their end, see
+// orchestrator.RunID) and are bound to the bot.
+func retryKeyID(botID, key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, retryKeyPrefix)
+	if !ok {
+		return "", false
+	}
+	u, err := uuid.Parse(rest)
+	if err != nil || u.Version() != 7 {
+		return "", false
+	}
+	h := uuid.NewSHA1(triggerNamespace, []byte(botID+"\x00"+key))
+	var id uuid.UUID
+	copy(id[:6], u[:6])
+	copy(id[6:], h[6:])
+	id[6] = id[6]&0x0f | 0x70 // version 7
+	id[8] = id[8]&0x3f | 0x80 // RFC 4122 variant
+	return id.String(), true
 }
 
 // lookupEvent returns the bot's event (cached).
@@ -72,8 +112,17 @@ func (s *server) publishTrigger(ctx context.Context, bot store.Bot, t *events.Tr
 		// contacts that each have their own.
 		t.Channel = defaultChannel(bot)
 	}
+	// retryKey is what a client retries with when the outcome is unknown.
+	retryKey := ""
 	if t.ID == "" {
-		t.ID = TriggerID(bot.ID, t.IdempotencyKey)
+		retryKey = t.IdempotencyKey
+		if retryKey == "" {
+			retryKey = newRetryKey()
+		}
+		t.ID = TriggerID(bot.ID, retryKey)
+		if t.Source == "cloudevents" {
+			retryKey = "" // the retry is the same event (source and id)
+		}
 	}
 	t.AcceptedAt = time.Now().UTC()
 	ev, err := triggerEvent(t)
@@ -82,6 +131,11 @@ func (s *server) publishTrigger(ctx context.Context, bot store.Bot, t *events.Tr
 	}
 	res, err := s.bus.Publish(ctx, events.TriggerSubject(bot.ID), ev)
 	if err != nil {
+		if errors.Is(err, bus.ErrOutcomeUnknown) {
+			s.log.Warn("trigger outcome unknown", "bot", bot.ID, "source", t.Source, "trigger", t.ID, "err", err)
+			triggersOutcomeUnknown.WithLabelValues(t.Source).Inc()
+			return false, outcomeUnknown(bot.ID, t.ID, retryKey)
+		}
 		s.log.Warn("trigger not queued", "bot", bot.ID, "source", t.Source, "err", err)
 		return false, errBusUnavailable
 	}

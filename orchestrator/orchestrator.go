@@ -35,6 +35,10 @@ type Config struct {
 	// FanOutParallelism bounds the runs of a batch started at once (default
 	// 256: starting a run is a few store and bus round trips, mostly waiting).
 	FanOutParallelism int
+	// RetryBackoff caps the delay before a failed message is retried
+	// (default 1 min). Transient failures (store or bus unavailable) are
+	// retried at this pace for as long as they last.
+	RetryBackoff time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -140,7 +144,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := o.bus.Consume(ctx, spec, h, bus.ConsumeOptions{Workers: o.cfg.Workers, Key: key}); err != nil {
+			if err := o.bus.Consume(ctx, spec, h, bus.ConsumeOptions{Workers: o.cfg.Workers, Key: key, MaxBackoff: o.cfg.RetryBackoff}); err != nil {
 				errc <- err
 			}
 		}()

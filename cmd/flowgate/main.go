@@ -31,6 +31,8 @@ func run(ctx context.Context, args []string) error {
 	case "dev", "ingress", "orchestrator", "channel":
 	case "contacts":
 		return app.ContactsCommand(ctx, rest, os.Stdout, os.Stderr)
+	case "dlq":
+		return app.DLQCommand(ctx, rest, os.Stdout, os.Stderr)
 	case "help", "-h", "--help":
 		usage()
 		return nil
@@ -54,6 +56,7 @@ commands:
   orchestrator         flow runs (needs FLOWGATE_NATS_URL)
   channel NAME         a channel worker: sandbox, whatsapp, telegram, rcs
   contacts import FILE upload contacts (CSV or NDJSON) to a running Flowgate, with a progress bar
+  dlq list|show|replay|purge  inspect and replay dead-lettered messages (admin key)
 
 Run 'flowgate COMMAND -h' for the flags; each flag has a FLOWGATE_* environment variable.
 `)

@@ -19,6 +19,19 @@ import (
 // message (stream full, no quorum). Callers answer 503 and retry later.
 var ErrUnavailable = errors.New("bus: unavailable")
 
+// The two kinds of ErrUnavailable a publish returns.
+var (
+	// ErrNotQueued: the message was certainly not stored (not connected,
+	// refused by the server). Retrying cannot run it twice.
+	ErrNotQueued = fmt.Errorf("%w: nothing was queued", ErrUnavailable)
+	// ErrOutcomeUnknown: the message was sent but its acknowledgement did
+	// not come back in time; the server may have stored it. Retry with the
+	// same event id (the same Nats-Msg-Id is dropped as a duplicate).
+	ErrOutcomeUnknown = fmt.Errorf("%w: the outcome is unknown", ErrUnavailable)
+
+	errNotConnected = errors.New("not connected to NATS")
+)
+
 // Bus is a connection to JetStream with Flowgate's topology in place.
 type Bus struct {
 	nc      *nats.Conn
@@ -46,6 +59,10 @@ func Connect(ctx context.Context, url string, cfg Config, opts ...nats.Option) (
 		nats.Name("flowgate" + cfg.Source),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
+		// No reconnect buffer: a publish while disconnected fails at once
+		// (ErrNotQueued) instead of waiting in the client's buffer and
+		// reaching the server after its caller gave up and answered 503.
+		nats.ReconnectBufSize(-1),
 	}, opts...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {

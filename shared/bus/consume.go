@@ -31,8 +31,11 @@ func (m Message) InProgress() {
 
 // Handler processes one message. Return nil only once its effect is stored.
 // The error decides what happens next: Permanent → dead letter and term;
-// RetryAfter → redelivery after the wait; any other error → redelivery with
-// exponential backoff until MaxDeliver, then dead letter.
+// transient (see IsTransient: store or bus unavailable, timeouts) →
+// redelivery with capped exponential backoff for as long as it lasts, never
+// a dead letter; RetryAfter → redelivery after the wait; any other error →
+// redelivery with exponential backoff until MaxDeliver, then dead letter
+// (a poison message).
 type Handler func(ctx context.Context, m Message) error
 
 // PermanentError marks a failure no retry can fix.
@@ -111,6 +114,11 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 
+	held := newHolder(cfg.AckWait)
+	stopBeats := make(chan struct{})
+	go held.run(stopBeats)
+	defer close(stopBeats)
+
 	queues := make([]chan item, o.Workers)
 	var wg sync.WaitGroup
 	for i := range queues {
@@ -120,11 +128,13 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 			defer wg.Done()
 			for it := range q {
 				b.handle(hctx, spec, cfg.MaxDeliver, h, o, it)
+				held.done(it.m.raw)
 			}
 		}(queues[i])
 	}
 	var next uint32
 	cc, err := cons.Consume(func(raw jetstream.Msg) {
+		held.add(raw)
 		m, derr := decode(raw)
 		idx := 0
 		if o.Key != nil && derr == nil {
@@ -213,6 +223,9 @@ func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, maxDeliver int, h H
 	case errors.As(err, &perm):
 		result = "dead_letter"
 		b.deadLetter(ctx, spec, raw, err)
+	case IsTransient(err):
+		result = "transient_retry"
+		b.retryTransient(ctx, spec, maxDeliver, o, m, err)
 	case m.Delivered >= uint64(maxDeliver):
 		result = "dead_letter"
 		b.deadLetter(ctx, spec, raw, fmt.Errorf("gave up after %d deliveries: %w", m.Delivered, err))
@@ -225,6 +238,54 @@ func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, maxDeliver int, h H
 		b.log.Warn("handler failed; will retry", "consumer", spec.Durable, "subject", m.Subject, "delivered", m.Delivered, "retry_in", d, "err", err)
 		_ = raw.NakWithDelay(d)
 	}
+}
+
+// retryTransient retries a message whose handler failed for a transient
+// cause. JetStream stops delivering a message after MaxDeliver, so from half
+// of it on the message is re-published with a fresh delivery count (see
+// republish) and the old copy acked: the retry has no cap, the consumer's
+// MaxDeliver still bounds poison messages and crash loops. On a stream whose
+// messages cannot be re-published the last delivery dead-letters, as before.
+func (b *Bus) retryTransient(ctx context.Context, spec ConsumerSpec, maxDeliver int, o ConsumeOptions, m Message, err error) {
+	raw := m.raw
+	transientRetries.WithLabelValues(spec.Durable).Inc()
+	gen := retryGeneration(raw)
+	// The backoff goes on growing across re-publications, up to its cap.
+	wait := backoff(uint64(gen)*republishAt(maxDeliver)+m.Delivered, o.MaxBackoff)
+	var retry *RetryAfterError
+	if errors.As(err, &retry) {
+		wait = retry.Wait
+	}
+	if m.Delivered >= republishAt(maxDeliver) && republishable(spec.Stream) {
+		if perr := b.republish(ctx, spec.Durable, raw); perr == nil {
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if aerr := raw.DoubleAck(actx); aerr != nil {
+				// The copy is queued; the old one comes back and re-publishes
+				// the same copy, which JetStream drops as a duplicate.
+				b.log.Warn("ack of a re-published message failed", "consumer", spec.Durable, "err", aerr)
+			}
+			b.log.Warn("handler failed transiently; re-published to keep retrying", "consumer", spec.Durable,
+				"subject", m.Subject, "delivered", m.Delivered, "generation", gen+1, "err", err)
+			return
+		} else if m.Delivered+1 >= uint64(maxDeliver) {
+			b.log.Error("re-publishing a transiently failing message failed on its last deliveries", "consumer", spec.Durable,
+				"subject", m.Subject, "delivered", m.Delivered, "err", perr)
+		}
+	}
+	if m.Delivered >= uint64(maxDeliver) {
+		if republishable(spec.Stream) {
+			// JetStream will not deliver it again and it could not be
+			// re-published: say so loudly; a dead letter at least keeps it.
+			b.deadLetter(ctx, spec, raw, fmt.Errorf("transient failure outlasted %d deliveries and re-publication failed: %w", m.Delivered, err))
+		} else {
+			b.deadLetter(ctx, spec, raw, fmt.Errorf("gave up after %d deliveries (transient): %w", m.Delivered, err))
+		}
+		return
+	}
+	b.log.Warn("handler failed transiently; will retry", "consumer", spec.Durable, "subject", m.Subject,
+		"delivered", m.Delivered, "retry_in", wait, "err", err)
+	_ = raw.NakWithDelay(wait)
 }
 
 func safeCall(ctx context.Context, h Handler, m Message) (err error) {
@@ -258,6 +319,7 @@ func (b *Bus) deadLetter(ctx context.Context, spec ConsumerSpec, raw jetstream.M
 	}
 	h.Set(HeaderDLQReason, truncate(reason.Error(), 1024))
 	h.Set(HeaderDLQSubject, raw.Subject())
+	h.Set(HeaderDLQConsumer, spec.Durable)
 	dlq := &nats.Msg{Subject: "flowgate.dlq." + raw.Subject(), Header: h, Data: raw.Data()}
 	id := ""
 	if md, err := raw.Metadata(); err == nil {

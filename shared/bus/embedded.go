@@ -64,7 +64,7 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 
 // Connect opens an in-process client connection.
 func (e *Embedded) Connect(opts ...nats.Option) (*nats.Conn, error) {
-	opts = append([]nats.Option{nats.InProcessServer(e.srv), nats.MaxReconnects(-1)}, opts...)
+	opts = append([]nats.Option{nats.InProcessServer(e.srv), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1)}, opts...)
 	return nats.Connect("", opts...)
 }
 

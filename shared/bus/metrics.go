@@ -16,11 +16,23 @@ var (
 	}, []string{"kind"})
 	consumed = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "flowgate_bus_consumed_total",
-		Help: "Messages handled, by consumer and outcome (ack, retry, dead_letter).",
+		Help: "Messages handled, by consumer and outcome (ack, retry, transient_retry, dead_letter).",
 	}, []string{"consumer", "result"})
 	deadLettered = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "flowgate_bus_dead_lettered_total",
 		Help: "Messages moved to the dead-letter stream, by consumer.",
+	}, []string{"consumer"})
+	transientRetries = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_bus_transient_retries_total",
+		Help: "Handler failures with a transient cause (store or bus unavailable, timeout), retried without a delivery cap, by consumer.",
+	}, []string{"consumer"})
+	republished = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_bus_retry_republished_total",
+		Help: "Messages re-published with a fresh delivery count to keep retrying a transient failure, by consumer.",
+	}, []string{"consumer"})
+	replayed = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_bus_dead_letters_replayed_total",
+		Help: "Dead letters published again on their original subject, by the consumer that dead-lettered them.",
 	}, []string{"consumer"})
 	handleSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "flowgate_bus_handle_duration_seconds",

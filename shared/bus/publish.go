@@ -33,6 +33,8 @@ const (
 	HeaderDLQReason = "Flowgate-Dlq-Reason"
 	// HeaderDLQSubject is the subject the dead letter was first published on.
 	HeaderDLQSubject = "Flowgate-Dlq-Subject"
+	// HeaderDLQConsumer is the consumer that dead-lettered the message.
+	HeaderDLQConsumer = "Flowgate-Dlq-Consumer"
 )
 
 // NewEvent builds a CloudEvent with a JSON payload. id must be
@@ -75,6 +77,11 @@ func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) 
 	// The Nats-Msg-Id header is set directly (what jetstream.WithMsgID
 	// does, without an options struct per publish).
 	msg := toMsg(subject, e, MsgID(e.ID()))
+	if !b.nc.IsConnected() {
+		// Fail fast, and for sure: nothing was sent.
+		publishErrors.WithLabelValues(streamOf(subject)).Inc()
+		return PublishResult{}, classifyPublishError(errNotConnected)
+	}
 	fut, err := b.js.PublishMsgAsync(msg)
 	if err != nil {
 		publishErrors.WithLabelValues(streamOf(subject)).Inc()
@@ -171,14 +178,28 @@ func putTimer(t *time.Timer) {
 	timers.Put(t)
 }
 
+// classifyPublishError tells a publish that certainly stored nothing
+// (ErrNotQueued) from one whose outcome is unknown (ErrOutcomeUnknown);
+// both are ErrUnavailable: not known to be durable, try later.
 func classifyPublishError(err error) error {
+	var apiErr *jetstream.APIError
 	switch {
 	case errors.Is(err, context.Canceled):
 		return err
+	case errors.As(err, &apiErr),
+		// The server answered: refused ("maximum bytes exceeded": stream
+		// full, discard new) or no stream listens on the subject.
+		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders),
+		// Never left this process: not connected (no reconnect buffer, see
+		// Connect), closed, too many publishes pending.
+		errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, jetstream.ErrTooManyStalledMsgs),
+		errors.Is(err, errNotConnected):
+		return fmt.Errorf("%w: %v", ErrNotQueued, err)
 	default:
-		// No responders, timeouts, "maximum bytes exceeded" (stream full,
-		// discard new) and connection loss all mean: not durable, try later.
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		// A timeout or a connection lost while waiting for the
+		// acknowledgement: the server may have stored the message.
+		return fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
 	}
 }
 

@@ -89,10 +89,13 @@ type ConsumerSpec struct {
 	Durable string
 	Filters []string
 	// MaxDeliver bounds redeliveries (0 = 10). After the last one the
-	// message goes to the dead-letter stream.
+	// message goes to the dead-letter stream. It counts crashes and
+	// unclassified failures: a transient failure (store or bus down) is
+	// re-published with a fresh count instead (see Bus.Consume).
 	MaxDeliver int
-	// AckWait is how long a handler may hold a message (0 = 30 s); the
-	// runner extends it with InProgress for slow handlers.
+	// AckWait is how long a message stays with a process that stopped
+	// answering (0 = 30 s): Consume sends InProgress for every message it
+	// holds every AckWait/4, so only a dead process lets it expire.
 	AckWait time.Duration
 	// BackOff delays redeliveries after AckWait timeouts.
 	BackOff []time.Duration
@@ -134,7 +137,9 @@ func (s *ConsumerSpec) config() jetstream.ConsumerConfig {
 // Consumers used by Flowgate's services.
 var (
 	// TriggerConsumer: the orchestrator's intake of accepted triggers.
-	TriggerConsumer = ConsumerSpec{Stream: StreamTriggers, Durable: "orchestrator-triggers", Filters: []string{events.SubjectTrigger + ".>"}}
+	// Its AckWait is short so that a fan-out held by a killed orchestrator
+	// is taken over within seconds (live ones keep theirs with InProgress).
+	TriggerConsumer = ConsumerSpec{Stream: StreamTriggers, Durable: "orchestrator-triggers", Filters: []string{events.SubjectTrigger + ".>"}, AckWait: 4 * time.Second}
 	// InboundConsumer: the orchestrator's intake of user replies.
 	InboundConsumer = ConsumerSpec{Stream: StreamEvents, Durable: "orchestrator-inbound", Filters: []string{events.SubjectInbound + ".>"}}
 	// DeliveryConsumer: the orchestrator's intake of message statuses.

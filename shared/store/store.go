@@ -24,8 +24,10 @@ var (
 	ErrVersionConflict = errors.New("store: version conflict")
 	// ErrInvalid: the record is malformed (bad id, too large, missing field).
 	ErrInvalid = errors.New("store: invalid record")
-	// ErrUnavailable: the backing database cannot be reached.
-	ErrUnavailable = errors.New("store: unavailable")
+	// ErrUnavailable: the backing database cannot be reached or written
+	// now (down, locked, disk full). It is transient: consumers retry
+	// the message for as long as it lasts (see health.go).
+	ErrUnavailable error = unavailableError{}
 )
 
 // InvalidError says which field of a record is wrong. It matches ErrInvalid.

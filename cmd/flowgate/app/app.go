@@ -67,6 +67,12 @@ type Config struct {
 	Logger      *slog.Logger
 	// OrchestratorHooks are test seams (crash injection).
 	OrchestratorHooks *orchestrator.Hooks
+	// WrapStore, when set, wraps the store of `flowgate dev` below the
+	// metrics decorator (a test seam: fault injection).
+	WrapStore func(store.Store) store.Store
+	// RetryBackoff caps the orchestrator's retry delay (0 = 1 min; tests
+	// shorten it).
+	RetryBackoff time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -169,7 +175,7 @@ func RunIngress(ctx context.Context, cfg Config, st store.Store, b *bus.Bus) err
 func RunOrchestrator(ctx context.Context, cfg Config, st store.Store, b *bus.Bus) error {
 	return waitAll(ctx,
 		func(ctx context.Context) error {
-			return orchestrator.Run(ctx, orchestrator.Config{HTTPAllowPrivate: cfg.HTTPAllowPrivate},
+			return orchestrator.Run(ctx, orchestrator.Config{HTTPAllowPrivate: cfg.HTTPAllowPrivate, RetryBackoff: cfg.RetryBackoff},
 				orchestrator.Deps{Store: st, Bus: b, Logger: cfg.Logger.With("service", "orchestrator"), Hooks: cfg.OrchestratorHooks})
 		},
 		func(ctx context.Context) error {

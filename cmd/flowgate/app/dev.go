@@ -64,6 +64,9 @@ func StartDev(ctx context.Context, cfg Config) (*Dev, error) {
 	if d.Store, err = OpenStore(ctx, cfg); err != nil {
 		return nil, err
 	}
+	if cfg.WrapStore != nil {
+		d.Store = cfg.WrapStore(d.Store)
+	}
 	d.Store = instrumentStore(cfg, d.Store)
 	registerJetStreamCollector(d.Bus, log)
 	key, generated, err := adminKey(cfg)

@@ -52,7 +52,7 @@ func registerJetStreamCollector(b *bus.Bus, log *slog.Logger) {
 }
 
 // serveOps serves /metrics, /healthz (the process is up) and /readyz (NATS
-// and the store answer) on addr until ctx ends.
+// answers and the store accepts writes) on addr until ctx ends.
 func serveOps(ctx context.Context, addr string, b *bus.Bus, st store.Store, log *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.Handler())
@@ -67,7 +67,7 @@ func serveOps(ctx context.Context, addr string, b *bus.Bus, st store.Store, log 
 		if err := b.Ping(rctx); err != nil {
 			natsStatus, code = "unavailable", http.StatusServiceUnavailable
 		}
-		if err := st.Ping(rctx); err != nil {
+		if err := store.Writable(rctx, st); err != nil {
 			storeStatus, code = "unavailable", http.StatusServiceUnavailable
 		}
 		w.Header().Set("Content-Type", "application/json")

@@ -10,6 +10,7 @@ package instrumented
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,7 @@ var (
 type Store struct {
 	store.Store
 	adapter string
+	outages store.Outages
 }
 
 // New wraps st; adapter names it in the metrics ("sqlite", "mongo").
@@ -67,6 +69,7 @@ func ErrorKind(err error) string {
 // observe records one operation that started at start and ended with err.
 func (s *Store) observe(op string, start time.Time, err error) {
 	opSeconds.WithLabelValues(s.adapter, op).Observe(time.Since(start).Seconds())
+	s.outages.Observe(isWrite(op), err)
 	if err != nil {
 		opErrors.WithLabelValues(s.adapter, op, ErrorKind(err)).Inc()
 	}
@@ -275,3 +278,27 @@ func (s *Store) Ping(ctx context.Context) error {
 }
 
 var _ store.Store = (*Store)(nil)
+
+// isWrite reports whether the operation named op writes.
+func isWrite(op string) bool {
+	for _, read := range []string{"Get", "List", "Stream", "Due", "Waiting", "Ping"} {
+		if strings.HasPrefix(op, read) && op != "PingWrite" {
+			return false
+		}
+	}
+	return true
+}
+
+// RecentUnavailable returns the last operation's failure with
+// store.ErrUnavailable while it is recent and no write succeeded since
+// (store.Writable uses it).
+func (s *Store) RecentUnavailable() error { return s.outages.RecentUnavailable() }
+
+// PingWrite delegates (when the wrapped store has it) and measures.
+func (s *Store) PingWrite(ctx context.Context) error {
+	p, ok := s.Store.(store.WriteProber)
+	if !ok {
+		return s.Ping(ctx)
+	}
+	return measure0(s, "PingWrite", func() error { return p.PingWrite(ctx) })
+}

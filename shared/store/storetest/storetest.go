@@ -217,6 +217,11 @@ func parallel(n int, fn func(i int)) {
 
 func testPing(t *testing.T, s store.Store, e env) {
 	require.NoError(t, s.Ping(e.ctx))
+	p, ok := s.(store.WriteProber)
+	require.True(t, ok, "the adapter has a write probe (readiness uses it)")
+	require.NoError(t, p.PingWrite(e.ctx))
+	require.NoError(t, p.PingWrite(e.ctx), "the probe rewrites its record")
+	require.NoError(t, store.Writable(e.ctx, s))
 }
 
 func testBots(t *testing.T, s store.Store, e env) {
