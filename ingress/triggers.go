@@ -58,11 +58,14 @@ func channelConfigured(b store.Bot, ch string) bool {
 	return false
 }
 
-// completeChannel gives a request that names users but no channel the
-// bot's default channel, and checks the channel is configured. field names
-// the request field that chose the channel, for errors.
+// completeChannel gives a request that names no channel the bot's default
+// channel when it selects users by external id, everyone, or a filter, and
+// checks the channel is configured. Only platform "any" (said explicitly)
+// reaches contacts on every channel; users_bm names contacts, each on its
+// own channel. field names the request field that chose the channel, for
+// errors.
 func completeChannel(b store.Bot, req *compat.Request, field string) *apiError {
-	if req.Channel == "" && len(req.Audience.Users) > 0 {
+	if req.Channel == "" && (len(req.Audience.Users) > 0 || req.Audience.Everyone) {
 		if perr := req.ResolveChannel(defaultChannel(b)); perr != nil {
 			return compatError(perr)
 		}
