@@ -7,7 +7,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/flowgate/flowgate/cmd/flowgate/app"
+	"github.com/flowgate/flowgate/shared/events"
 	tgdouble "github.com/flowgate/flowgate/shared/providerdouble/telegram"
+	wadouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -95,4 +98,63 @@ func TestEveryoneAndFilterWithoutChannelUseDefaultChannel(t *testing.T) {
 	id = c.must("POST", url, "", `{"platform":"any","users":"everyone","data":{}}`, 202)["trigger_id"].(string)
 	done(id)
 	require.Equal(t, map[string]int{"sandbox": 2, "telegram": 2}, channels(id), "botmother platform any")
+}
+
+// A message that fails after its run completed fails the run, with the
+// provider's reason: the run lookup and the status webhook say failed.
+// WhatsApp refuses the send with 131026 (undeliverable); a one-message flow
+// has completed by then.
+func TestDeliveryFailureFailsCompletedRun(t *testing.T) {
+	wa := wadouble.New()
+	defer wa.Close()
+	d, c := startDevWith(t, app.Config{DataDir: t.TempDir(), Webhooks: fastWebhooks})
+	defer func() { require.NoError(t, d.Stop()) }()
+	key := waBot(c, wa, "notify")
+	// The contact wrote first, so a free-form text may go.
+	const gone = "+4915100000009"
+	waWebhook(t, c, "notify", wadouble.NewNotification(waPhoneID).
+		AddMessage("Gone", wadouble.TextMessage(gone, wadouble.MessageID(), "hi", time.Now())))
+	require.Eventually(t, func() bool {
+		_, err := d.Store.GetContactByExternalID(context.Background(), "notify", events.ChannelWhatsApp, gone)
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond)
+	c.must("PUT", "/v1/bots/notify/flows/ship", key, `{"steps":[{"id":"s","type":"send","text":"Your order has shipped"}]}`, 200)
+	c.must("PUT", "/v1/bots/notify/events/SHIPPED", key, `{"flow":"ship"}`, 201)
+	const secret = "whsec-0123456789abcdef"
+	hooks := newHookReceiver(t, secret, 0)
+	c.must("POST", "/v1/bots/notify/webhooks", key, `{"url":"`+hooks.srv.URL+`","secret":"`+secret+`","events":["run.status"]}`, 201)
+
+	wa.FailRecipient(gone, 131026)
+	trig := c.must("POST", "/v1/bots/notify/dispatch/SHIPPED", key, `{"from":"`+gone+`"}`, 202)["trigger_id"].(string)
+	var runID string
+	require.Eventually(t, func() bool {
+		runs := c.must("GET", "/v1/bots/notify/runs?trigger="+trig, key, "", 200)["runs"].([]any)
+		if len(runs) == 1 {
+			runID = runs[0].(map[string]any)["id"].(string)
+		}
+		return runID != ""
+	}, 10*time.Second, 20*time.Millisecond)
+	var run map[string]any
+	require.Eventually(t, func() bool {
+		run = c.must("GET", "/v1/bots/notify/runs/"+runID, key, "", 200)["run"].(map[string]any)
+		return run["status"] == "failed"
+	}, 20*time.Second, 20*time.Millisecond, "the run completed, then its message failed: %v", run)
+	require.Contains(t, run["error"], "131026")
+
+	statuses := func() []string {
+		var out []string
+		for _, e := range hooks.run(runID) {
+			out = append(out, e.Data.Status)
+		}
+		return out
+	}
+	require.Eventually(t, func() bool {
+		s := statuses()
+		return len(s) > 0 && s[len(s)-1] == "failed"
+	}, 20*time.Second, 20*time.Millisecond, "status webhook: %v", statuses())
+	require.Equal(t, []string{"created", "completed", "failed"}, statuses())
+	last := hooks.run(runID)[2]
+	require.Equal(t, "dev.flowgate.run.failed", last.Type)
+	require.Contains(t, last.Data.Error, "131026")
+	require.Equal(t, "completed", last.Data.Previous)
 }
