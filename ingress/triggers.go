@@ -5,11 +5,13 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -238,7 +240,7 @@ func (s *server) cloudEvents(c *gin.Context) {
 			return
 		}
 		for _, e := range batch {
-			evs = append(evs, cloudEvent{id: e.ID(), source: e.Source(), typ: e.Type(), subject: e.Subject(), data: e.Data(), err: e.Validate()})
+			evs = append(evs, cloudEvent{id: e.ID(), source: e.Source(), typ: e.Type(), subject: e.Subject(), spec: e.SpecVersion(), data: e.Data(), err: e.Validate()})
 		}
 	} else {
 		e, err := cehttp.NewEventFromHTTPRequest(c.Request)
@@ -246,7 +248,7 @@ func (s *server) cloudEvents(c *gin.Context) {
 			s.reject(c, "cloudevents", ceReadError(err))
 			return
 		}
-		evs = append(evs, cloudEvent{id: e.ID(), source: e.Source(), typ: e.Type(), subject: e.Subject(), data: e.Data(), err: e.Validate()})
+		evs = append(evs, cloudEvent{id: e.ID(), source: e.Source(), typ: e.Type(), subject: e.Subject(), spec: e.SpecVersion(), data: e.Data(), err: e.Validate()})
 	}
 	// Validate every event before queueing any, so a bad batch queues nothing.
 	trigs := make([]events.Trigger, 0, len(evs))
@@ -258,7 +260,13 @@ func (s *server) cloudEvents(c *gin.Context) {
 			return f
 		}
 		if e.err != nil {
-			s.reject(c, "cloudevents", fieldError(http.StatusUnprocessableEntity, "invalid_cloudevent", field("id"), e.err.Error()))
+			f, msg := ceInvalid(e.err)
+			s.reject(c, "cloudevents", fieldError(http.StatusUnprocessableEntity, "invalid_cloudevent", field(f), msg))
+			return
+		}
+		if e.spec != cloudevents.CloudEventsVersionV1 {
+			s.reject(c, "cloudevents", fieldError(http.StatusUnprocessableEntity, "unsupported_specversion", field("specversion"),
+				"specversion "+strconv.Quote(e.spec)+" is not supported; send CloudEvents 1.0"))
 			return
 		}
 		ev, err := s.lookupEvent(c.Request.Context(), bot.ID, e.typ)
@@ -300,9 +308,29 @@ func (s *server) cloudEvents(c *gin.Context) {
 }
 
 type cloudEvent struct {
-	id, source, typ, subject string
-	data                     []byte
-	err                      error
+	id, source, typ, subject, spec string
+	data                           []byte
+	err                            error
+}
+
+// ceInvalid names the attribute a CloudEvent's validation refused (the
+// first in name order, when several are) and says what is wrong with each,
+// on one line.
+func ceInvalid(err error) (field, message string) {
+	var ve cloudevents.ValidationError
+	if !errors.As(err, &ve) || len(ve) == 0 {
+		return "", strings.TrimSpace(err.Error())
+	}
+	names := make([]string, 0, len(ve))
+	for k := range ve {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, k := range names {
+		parts[i] = k + ": " + strings.TrimSpace(ve[k].Error())
+	}
+	return names[0], strings.Join(parts, "; ")
 }
 
 func ceReadError(err error) *apiError {
