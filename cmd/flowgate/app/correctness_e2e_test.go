@@ -1,7 +1,13 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -157,4 +163,70 @@ func TestDeliveryFailureFailsCompletedRun(t *testing.T) {
 	require.Equal(t, "dev.flowgate.run.failed", last.Type)
 	require.Contains(t, last.Data.Error, "131026")
 	require.Equal(t, "completed", last.Data.Previous)
+}
+
+// A generated admin key is shown once on the terminal and never written to
+// the structured log, in JSON or text, at any level.
+func TestDevAdminKeyNeverLogged(t *testing.T) {
+	for _, format := range []string{"json", "text"} {
+		t.Run(format, func(t *testing.T) {
+			var logs, term syncBuffer
+			opts := &slog.HandlerOptions{Level: slog.LevelDebug}
+			logger := slog.New(slog.NewJSONHandler(&logs, opts))
+			if format == "text" {
+				logger = slog.New(slog.NewTextHandler(&logs, opts))
+			}
+			dir := t.TempDir()
+			d, err := app.StartDev(context.Background(), app.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", Logger: logger, Terminal: &term})
+			require.NoError(t, err)
+			c := client{t: t, base: "http://" + d.Addr}
+			// Some traffic, so that request logs exist too.
+			c.must("POST", "/v1/bots", d.AdminKey, `{"id":"acme"}`, 201)
+			code, _ := c.call("POST", "/v1/bots", "wrong-admin-key-0123456789", `{"id":"acme2"}`)
+			require.Equal(t, 401, code)
+			require.NoError(t, d.Stop())
+
+			key, err := os.ReadFile(filepath.Join(dir, "admin.key"))
+			require.NoError(t, err)
+			require.Equal(t, d.AdminKey, strings.TrimSpace(string(key)))
+			require.Len(t, d.AdminKey, len(strings.TrimSpace(string(key))))
+			require.NotEmpty(t, logs.String())
+			require.NotContains(t, logs.String(), d.AdminKey, "the admin key is not in the log")
+			require.NotContains(t, logs.String(), d.AdminKey[4:20], "nor a part of it")
+			require.Contains(t, logs.String(), "admin.key", "the log says where the key is")
+			require.Equal(t, 1, strings.Count(term.String(), d.AdminKey), "shown once on the terminal")
+
+			// A second start reads the key from the file: nothing is shown.
+			term.Reset()
+			d, err = app.StartDev(context.Background(), app.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", Logger: logger, Terminal: &term})
+			require.NoError(t, err)
+			require.NoError(t, d.Stop())
+			require.Empty(t, term.String())
+			require.NotContains(t, logs.String(), d.AdminKey)
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
 }
