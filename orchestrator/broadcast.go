@@ -415,7 +415,7 @@ func newAudience(t events.Trigger) (*audience, error) {
 	// made one by the ingress): a user named twice gets one run, counted once.
 	t.Audience.Users = dedup(t.Audience.Users)
 	t.Audience.UsersBM = dedup(t.Audience.UsersBM)
-	a := &audience{t: t, update: t.Data != nil || len(t.Attributes) > 0}
+	a := &audience{t: t, update: !t.NoData || len(t.Attributes) > 0}
 	switch p := t.Audience.Platform; p {
 	case "any":
 	case "":
@@ -647,6 +647,9 @@ func (a *audience) store(ctx context.Context, o *Orchestrator, cs []store.Contac
 	}
 	now := time.Now().UTC()
 	if len(a.t.Attributes) == 0 {
+		if a.t.NoData {
+			return nil
+		}
 		// Only last_request changes: one update of the batch's contacts,
 		// with nothing to read or merge.
 		ids := make([]string, len(cs))

@@ -230,3 +230,66 @@ func (s *syncBuffer) Reset() {
 	defer s.mu.Unlock()
 	s.b.Reset()
 }
+
+// last_request is readable in flows ({{ last_request.plan }}, and in
+// expressions), and one rule sets it whatever selects the contacts: a
+// request that carries data replaces it ({} included), one that carries
+// none leaves it.
+func TestLastRequestInFlowsAndOneRule(t *testing.T) {
+	d, c := startDev(t, t.TempDir(), nil)
+	defer func() { require.NoError(t, d.Stop()) }()
+	key := createBot(c, "lr", nil)
+	c.must("PUT", "/v1/bots/lr/flows/plan", key, `{"steps":[
+	  {"id":"s","type":"send","text":"Plan: {{ last_request.plan }}|{{ data.plan }}"},
+	  {"id":"v","type":"send","text":"VIP","if":"last_request.plan == \"pro\""}]}`, 200)
+	url := c.must("PUT", "/v1/bots/lr/events/PLAN", key, `{"flow":"plan"}`, 201)["event"].(map[string]any)["trigger_url"].(string)
+	ctx := context.Background()
+	lastRequest := func(ext string) map[string]any {
+		ct, err := d.Store.GetContactByExternalID(ctx, "lr", "sandbox", ext)
+		require.NoError(t, err)
+		return ct.LastRequest
+	}
+	texts := func(ext string) []string { return texts(c.sandbox("lr", key, ext)) }
+	waitTexts := func(ext string, n int) []string {
+		require.Eventually(t, func() bool { return len(texts(ext)) == n }, 15*time.Second, 20*time.Millisecond, "%s: %v", ext, texts(ext))
+		return texts(ext)
+	}
+	done := func(id string) {
+		require.Eventually(t, func() bool {
+			tr, err := d.Store.GetTrigger(ctx, "lr", id)
+			return err == nil && tr.Status == store.TriggerDone
+		}, 15*time.Second, 20*time.Millisecond)
+	}
+
+	// Botmother users with data: last_request is the data, and the flow reads it.
+	c.must("POST", url, "", `{"platform":"sandbox","users":["a","b"],"data":{"plan":"pro"}}`, 202)
+	require.Equal(t, []string{"Plan: pro|pro", "VIP"}, waitTexts("a", 2))
+	waitTexts("b", 2)
+	require.Equal(t, map[string]any{"plan": "pro"}, lastRequest("a"))
+
+	// No data: last_request stays, and the flow still reads it.
+	id := c.must("POST", url, "", `{"platform":"sandbox","users":["a"]}`, 202)["trigger_id"].(string)
+	done(id)
+	require.Equal(t, []string{"Plan: pro|", "VIP"}, waitTexts("a", 4)[2:])
+	require.Equal(t, map[string]any{"plan": "pro"}, lastRequest("a"))
+	id = c.must("POST", url, "", `{"platform":"sandbox","users":"everyone"}`, 202)["trigger_id"].(string)
+	done(id)
+	waitTexts("b", 4)
+	require.Equal(t, map[string]any{"plan": "pro"}, lastRequest("b"), "everyone without data keeps it")
+
+	// data {} replaces it, by users list and by everyone alike.
+	id = c.must("POST", url, "", `{"platform":"sandbox","users":["a"],"data":{}}`, 202)["trigger_id"].(string)
+	done(id)
+	require.Equal(t, map[string]any{}, lastRequest("a"), "users list with data {}")
+	require.Equal(t, map[string]any{"plan": "pro"}, lastRequest("b"))
+	id = c.must("POST", url, "", `{"platform":"sandbox","users":"everyone","data":{}}`, 202)["trigger_id"].(string)
+	done(id)
+	require.Equal(t, map[string]any{}, lastRequest("b"), "everyone with data {}")
+	require.Equal(t, "Plan: |", waitTexts("b", 5)[4], "the run read the replaced last_request")
+
+	// The native API and a filter follow the same rule.
+	id = c.must("POST", "/v1/bots/lr/triggers", key, `{"flow":"plan","audience":{"filter":"external_id == \"a\""},"data":{"plan":"team"}}`, 202)["trigger_id"].(string)
+	done(id)
+	require.Equal(t, map[string]any{"plan": "team"}, lastRequest("a"))
+	require.Equal(t, map[string]any{}, lastRequest("b"))
+}
