@@ -3,6 +3,7 @@ package ingress
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"sort"
@@ -520,7 +521,7 @@ func (s *server) recruboThread(c *gin.Context) {
 		jsonapiAbort(c, jsonapiFromAPI(storeError(err, "thread")))
 		return
 	}
-	c.Data(http.StatusCreated, "application/vnd.api+json", compat.RenderRecruboThread(contact.ID, th, contact.CreatedAt))
+	c.Data(http.StatusCreated, "application/vnd.api+json", compat.RenderRecruboThread(compat.ThreadID(contact.ID), th, contact.CreatedAt))
 }
 
 // recruboFlowRun is POST /public/v2/flow-runs: the run's id is chosen now
@@ -539,7 +540,7 @@ func (s *server) recruboFlowRun(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	contact, err := s.store.GetContact(ctx, bot.ID, fr.MessageThreadID)
+	contact, err := s.store.GetContact(ctx, bot.ID, compat.ContactID(fr.MessageThreadID))
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
 			jsonapiAbort(c, &compat.Error{Status: http.StatusUnprocessableEntity, Code: "unknown_thread",
@@ -581,7 +582,7 @@ func (s *server) recruboFlowRun(c *gin.Context) {
 	}
 	view := compat.FlowRunView{
 		ID: runID, CreatedAt: t.AcceptedAt, UpdatedAt: t.AcceptedAt, FlowID: fr.FlowID,
-		MessageThreadID: contact.ID, State: fr.State, InitialMessage: fr.InitialMessage, Status: store.RunCreated,
+		MessageThreadID: compat.ThreadID(contact.ID), State: fr.State, InitialMessage: fr.InitialMessage, Status: store.RunCreated,
 	}
 	// Until the orchestrator has stored the run, GET answers from here.
 	s.acceptedRuns.put(bot.ID+"\x00"+runID, view)
@@ -593,7 +594,9 @@ func (s *server) recruboFlowRun(c *gin.Context) {
 	c.Data(http.StatusAccepted, "application/vnd.api+json", doc)
 }
 
-// recruboGetFlowRun is GET /public/v2/flow-runs/{id}.
+// recruboGetFlowRun is GET /public/v2/flow-runs/{id}: the run as the POST
+// accepted it (flowId, messageThreadId, state, initialMessage) with its
+// status in Recrubo's vocabulary.
 func (s *server) recruboGetFlowRun(c *gin.Context) {
 	bot := botOf(c)
 	ctx := c.Request.Context()
@@ -603,11 +606,17 @@ func (s *server) recruboGetFlowRun(c *gin.Context) {
 	switch {
 	case err == nil:
 		view.CreatedAt, view.UpdatedAt, view.FlowID = run.CreatedAt, run.UpdatedAt, run.FlowID
-		view.MessageThreadID, view.Status, view.State = run.ContactID, run.Status, run.Data
+		view.MessageThreadID, view.Status, view.State = compat.ThreadID(run.ContactID), compat.RecruboStatus(run.Status), run.Data
+		if t, ok := s.acceptedTrigger(ctx, bot.ID, run.TriggerID); ok {
+			view.InitialMessage = t.InitialMessage
+		}
 	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
-		t, terr := s.store.GetTrigger(ctx, bot.ID, id)
-		if terr == nil {
-			view.CreatedAt, view.UpdatedAt, view.FlowID, view.Status = t.CreatedAt, t.UpdatedAt, t.FlowID, store.RunQueued
+		if t, ok := s.acceptedTrigger(ctx, bot.ID, id); ok {
+			view.CreatedAt, view.UpdatedAt, view.FlowID, view.Status = t.AcceptedAt, t.AcceptedAt, t.FlowID, store.RunQueued
+			view.State, view.InitialMessage = t.Data, t.InitialMessage
+			if len(t.Audience.UsersBM) == 1 {
+				view.MessageThreadID = compat.ThreadID(t.Audience.UsersBM[0])
+			}
 			break
 		}
 		v, ok := s.acceptedRuns.get(bot.ID + "\x00" + id)
@@ -627,6 +636,23 @@ func (s *server) recruboGetFlowRun(c *gin.Context) {
 		return
 	}
 	c.Data(http.StatusOK, "application/vnd.api+json", doc)
+}
+
+// acceptedTrigger is the trigger as the ingress accepted it (its stored
+// spec), if the orchestrator has stored it.
+func (s *server) acceptedTrigger(ctx context.Context, botID, id string) (events.Trigger, bool) {
+	var t events.Trigger
+	if id == "" {
+		return t, false
+	}
+	st, err := s.store.GetTrigger(ctx, botID, id)
+	if err != nil || json.Unmarshal(st.Spec, &t) != nil {
+		return t, false
+	}
+	if t.AcceptedAt.IsZero() {
+		t.AcceptedAt = st.CreatedAt
+	}
+	return t, true
 }
 
 // recentRuns remembers the flow runs this ingress accepted in the last
