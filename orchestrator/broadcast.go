@@ -127,7 +127,10 @@ var errTriggerTaken = errors.New("trigger changed by another fan-out")
 // CreateRuns returns existing runs) and sends no second message (message ids
 // are deterministic, publishes are de-duplicated, and a run that already
 // started is not started again). A cancel (status cancelled) is seen before
-// each batch and at each checkpoint.
+// each batch and at each checkpoint; it takes effect at a batch boundary:
+// the batches under way finish (their messages published, their runs
+// stored) and are counted, and none starts after, so the counters equal
+// the stored runs and no published message lacks its run.
 func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigger, trig store.Trigger, fresh bool) error {
 	cp, err := decodeCheckpoint(trig.Cursor)
 	if err != nil {
@@ -165,7 +168,7 @@ func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigg
 	// batch's redo writes again.
 	// A failure anywhere (or a cancel met at a checkpoint) stops the
 	// prefetch and the start of further batches. A batch that has begun
-	// runs to its end under runCtx, the service's own context, whatever
+	// runs to its end under runCtx, the handler's own context, whatever
 	// happens to the others: it publishes its messages before it stores
 	// its runs, so stopping it in between would leave delivered messages
 	// with no run (and a cancelled trigger is never resumed to repair it).
