@@ -21,8 +21,11 @@ RUN apk add --no-cache ca-certificates tzdata \
 COPY --from=build /out/flowgate /usr/local/bin/flowgate
 USER 10001:10001
 WORKDIR /data
+# `flowgate dev` listens on loopback by default; in a container the port is
+# published (or not) with -p, so it listens on every interface there.
 ENV FLOWGATE_DATA_DIR=/data \
-    FLOWGATE_LOG_FORMAT=json
+    FLOWGATE_LOG_FORMAT=json \
+    FLOWGATE_HTTP_ADDR=0.0.0.0:8080
 # 8080: the ingress API and its /metrics; 9090: /metrics, /healthz and /readyz
 # of the orchestrator and channel workers.
 EXPOSE 8080 9090

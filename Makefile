@@ -1,5 +1,5 @@
 # Flowgate — the two commands a newcomer needs:
-#   make run    Flowgate in one process (embedded NATS + embedded store), on :8080
+#   make run    Flowgate in one process (embedded NATS + embedded store), on 127.0.0.1:8080
 #   make test   every test, with the set-up the tests need
 
 GO ?= go

@@ -80,6 +80,10 @@ func (s *server) createBot(c *gin.Context) {
 		abort(c, fieldError(http.StatusUnprocessableEntity, "invalid", "channels.default_channel", "unknown channel "+d))
 		return
 	}
+	if aerr := checkAccounts(req.Channels); aerr != nil {
+		abort(c, aerr)
+		return
+	}
 	ctx := c.Request.Context()
 	now := time.Now().UTC()
 	b := store.Bot{ID: req.ID, Name: req.Name, Channels: req.Channels, CreatedAt: now, UpdatedAt: now}

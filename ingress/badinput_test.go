@@ -74,6 +74,15 @@ func TestTriggerEndpointsBadInput(t *testing.T) {
 		{"ce: empty batch", "POST", "/v1/bots/acme/cloudevents", "b", "application/cloudevents-batch+json", `[]`, 422, ""},
 		{"ce: batch with a bad event", "POST", "/v1/bots/acme/cloudevents", "b", "application/cloudevents-batch+json",
 			`[{"specversion":"1.0","id":"1","source":"s","type":"WELCOME","subject":"u"},{"specversion":"1.0","id":"2","source":"s","type":"NOPE","subject":"u"}]`, 422, "[1].type"},
+		{"ce: batch with an event without type", "POST", "/v1/bots/acme/cloudevents", "b", "application/cloudevents-batch+json",
+			`[{"specversion":"1.0","id":"1","source":"s","type":"WELCOME","subject":"u"},{"specversion":"1.0","id":"2","source":"s","type":"","subject":"u"}]`, 422, "[1].type"},
+		{"ce: batch with an event without source", "POST", "/v1/bots/acme/cloudevents", "b", "application/cloudevents-batch+json",
+			`[{"specversion":"1.0","id":"1","source":"s","type":"WELCOME","subject":"u"},{"specversion":"1.0","id":"2","type":"WELCOME","subject":"u"}]`, 422, "[1].source"},
+		{"ce: structured, specversion 0.3", "POST", "/v1/bots/acme/cloudevents", "b", "application/cloudevents+json", `{"specversion":"0.3","id":"1","source":"s","type":"WELCOME","subject":"u"}`, 422, "specversion"},
+		{"ce: batch, specversion 0.3", "POST", "/v1/bots/acme/cloudevents", "b", "application/cloudevents-batch+json",
+			`[{"specversion":"1.0","id":"1","source":"s","type":"WELCOME","subject":"u"},{"specversion":"0.3","id":"2","source":"s","type":"WELCOME","subject":"u"}]`, 422, "[1].specversion"},
+		{"ce: binary, specversion 0.3", "POST", "/v1/bots/acme/cloudevents", "b", js + "|ce-specversion:0.3|ce-id:1|ce-source:s|ce-type:WELCOME|ce-subject:u", `{}`, 422, "specversion"},
+		{"ce: binary, no ce-source", "POST", "/v1/bots/acme/cloudevents", "b", js + "|ce-specversion:1.0|ce-id:1|ce-type:WELCOME|ce-subject:u", `{}`, 422, "source"},
 		// Botmother
 		{"botmother: wrong token", "POST", "/hooks/botmother/acme/nope", "", js, `{"platform":"tg","users":["1"],"data":{}}`, 404, ""},
 		{"botmother: unknown bot", "POST", "/hooks/botmother/nobody/nope", "", js, `{"platform":"tg","users":["1"],"data":{}}`, 404, ""},
@@ -86,6 +95,8 @@ func TestTriggerEndpointsBadInput(t *testing.T) {
 		// Engati
 		{"engati v2: no phone", "POST", engati2, "basic", js, `{"user_channel":"whatsapp"}`, 422, ""},
 		{"engati v2: invalid phone", "POST", engati2, "basic", js, `{"user_channel":"whatsapp","user_phone_no":"abc"}`, 422, ""},
+		{"engati v2: negative phone", "POST", engati2, "basic", js, `{"user_channel":"whatsapp","user_phone_no":"-919876543210"}`, 422, "user_phone_no"},
+		{"engati v1: negative phone", "POST", engati1 + "?user_phone_no=-919876543210", "basic", "", ``, 422, "user_phone_no"},
 		{"engati v2: unknown channel", "POST", engati2, "basic", js, `{"user_channel":"fax","user_phone_no":"31612345678"}`, 422, ""},
 		{"engati v2: malformed", "POST", engati2, "basic", js, `{"user_phone_no":`, 400, ""},
 		{"engati v2: channel not configured", "POST", engati2, "basic", js, `{"user_channel":"whatsapp","user_phone_no":"31612345678"}`, 422, "user_channel"},
@@ -120,7 +131,16 @@ func TestTriggerEndpointsBadInput(t *testing.T) {
 			case "basic":
 				hdr = []string{"Authorization", "Basic " + acme}
 			}
-			resp := e.request(tc.method, tc.path, key, tc.ctype, tc.body, hdr...)
+			// A content type "type|name:value|..." also sets those headers
+			// (CloudEvents binary mode).
+			ctype, extra, _ := strings.Cut(tc.ctype, "|")
+			if extra != "" {
+				for _, h := range strings.Split(extra, "|") {
+					name, value, _ := strings.Cut(h, ":")
+					hdr = append(hdr, name, value)
+				}
+			}
+			resp := e.request(tc.method, tc.path, key, ctype, tc.body, hdr...)
 			defer resp.Body.Close()
 			require.Equal(t, tc.status, resp.StatusCode)
 			var doc map[string]any
@@ -136,6 +156,7 @@ func TestTriggerEndpointsBadInput(t *testing.T) {
 				require.True(t, ok, "error object: %v", doc)
 				require.NotEmpty(t, eo["code"])
 				require.NotEmpty(t, eo["message"])
+				require.NotContains(t, eo["message"], "\n", "a message is one line")
 				field, _ = eo["field"].(string)
 			}
 			if tc.field != "" {

@@ -107,6 +107,9 @@ func encodeTrigger(t *events.Trigger) ([]byte, error) {
 			return nil, err
 		}
 	}
+	if t.NoData {
+		b = append(b, `,"no_data":true`...)
+	}
 	if t.IdempotencyKey != "" {
 		b = append(b, `,"idempotency_key":`...)
 		b = appendJSONString(b, t.IdempotencyKey)

@@ -32,6 +32,8 @@ func TestEncodeTriggerMatchesJSONMarshal(t *testing.T) {
 			"m": map[string]any{"b": int64(2), "a": "é", "nested": map[string]any{}}, "s": []string{"x"}}, AcceptedAt: now},
 		{ID: "attr", Attributes: map[string]any{"a": 1}, InitialMessage: &events.Content{}, AcceptedAt: now},
 		{ID: "zero time"},
+		{ID: "no data", NoData: true, IdempotencyKey: "k", AcceptedAt: now},
+		{ID: "no data, name", Name: "N", NoData: true, RunID: "r", AcceptedAt: now},
 	}
 	for _, s := range odd {
 		cases = append(cases, events.Trigger{ID: s, BotID: s, Source: s, Event: s, FlowID: s, Channel: s, Name: s,

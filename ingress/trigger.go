@@ -93,6 +93,7 @@ func fromCompat(t *events.Trigger, r compat.Request) {
 	t.Audience = r.Audience
 	t.Name = r.Name
 	t.Data = r.Data
+	t.NoData = r.Data == nil
 	t.Attributes = r.Attributes
 	t.InitialMessage = r.InitialMessage
 	if t.IdempotencyKey == "" {

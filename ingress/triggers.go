@@ -3,13 +3,16 @@ package ingress
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
@@ -58,11 +61,14 @@ func channelConfigured(b store.Bot, ch string) bool {
 	return false
 }
 
-// completeChannel gives a request that names users but no channel the
-// bot's default channel, and checks the channel is configured. field names
-// the request field that chose the channel, for errors.
+// completeChannel gives a request that names no channel the bot's default
+// channel when it selects users by external id, everyone, or a filter, and
+// checks the channel is configured. Only platform "any" (said explicitly)
+// reaches contacts on every channel; users_bm names contacts, each on its
+// own channel. field names the request field that chose the channel, for
+// errors.
 func completeChannel(b store.Bot, req *compat.Request, field string) *apiError {
-	if req.Channel == "" && len(req.Audience.Users) > 0 {
+	if req.Channel == "" && (len(req.Audience.Users) > 0 || req.Audience.Everyone) {
 		if perr := req.ResolveChannel(defaultChannel(b)); perr != nil {
 			return compatError(perr)
 		}
@@ -235,7 +241,7 @@ func (s *server) cloudEvents(c *gin.Context) {
 			return
 		}
 		for _, e := range batch {
-			evs = append(evs, cloudEvent{id: e.ID(), source: e.Source(), typ: e.Type(), subject: e.Subject(), data: e.Data(), err: e.Validate()})
+			evs = append(evs, cloudEvent{id: e.ID(), source: e.Source(), typ: e.Type(), subject: e.Subject(), spec: e.SpecVersion(), data: e.Data(), err: e.Validate()})
 		}
 	} else {
 		e, err := cehttp.NewEventFromHTTPRequest(c.Request)
@@ -243,7 +249,7 @@ func (s *server) cloudEvents(c *gin.Context) {
 			s.reject(c, "cloudevents", ceReadError(err))
 			return
 		}
-		evs = append(evs, cloudEvent{id: e.ID(), source: e.Source(), typ: e.Type(), subject: e.Subject(), data: e.Data(), err: e.Validate()})
+		evs = append(evs, cloudEvent{id: e.ID(), source: e.Source(), typ: e.Type(), subject: e.Subject(), spec: e.SpecVersion(), data: e.Data(), err: e.Validate()})
 	}
 	// Validate every event before queueing any, so a bad batch queues nothing.
 	trigs := make([]events.Trigger, 0, len(evs))
@@ -255,7 +261,13 @@ func (s *server) cloudEvents(c *gin.Context) {
 			return f
 		}
 		if e.err != nil {
-			s.reject(c, "cloudevents", fieldError(http.StatusUnprocessableEntity, "invalid_cloudevent", field("id"), e.err.Error()))
+			f, msg := ceInvalid(e.err)
+			s.reject(c, "cloudevents", fieldError(http.StatusUnprocessableEntity, "invalid_cloudevent", field(f), msg))
+			return
+		}
+		if e.spec != cloudevents.CloudEventsVersionV1 {
+			s.reject(c, "cloudevents", fieldError(http.StatusUnprocessableEntity, "unsupported_specversion", field("specversion"),
+				"specversion "+strconv.Quote(e.spec)+" is not supported; send CloudEvents 1.0"))
 			return
 		}
 		ev, err := s.lookupEvent(c.Request.Context(), bot.ID, e.typ)
@@ -297,9 +309,29 @@ func (s *server) cloudEvents(c *gin.Context) {
 }
 
 type cloudEvent struct {
-	id, source, typ, subject string
-	data                     []byte
-	err                      error
+	id, source, typ, subject, spec string
+	data                           []byte
+	err                            error
+}
+
+// ceInvalid names the attribute a CloudEvent's validation refused (the
+// first in name order, when several are) and says what is wrong with each,
+// on one line.
+func ceInvalid(err error) (field, message string) {
+	var ve cloudevents.ValidationError
+	if !errors.As(err, &ve) || len(ve) == 0 {
+		return "", strings.TrimSpace(err.Error())
+	}
+	names := make([]string, 0, len(ve))
+	for k := range ve {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, k := range names {
+		parts[i] = k + ": " + strings.TrimSpace(ve[k].Error())
+	}
+	return names[0], strings.Join(parts, "; ")
 }
 
 func ceReadError(err error) *apiError {
@@ -489,7 +521,7 @@ func (s *server) recruboThread(c *gin.Context) {
 		jsonapiAbort(c, jsonapiFromAPI(storeError(err, "thread")))
 		return
 	}
-	c.Data(http.StatusCreated, "application/vnd.api+json", compat.RenderRecruboThread(contact.ID, th, contact.CreatedAt))
+	c.Data(http.StatusCreated, "application/vnd.api+json", compat.RenderRecruboThread(compat.ThreadID(contact.ID), th, contact.CreatedAt))
 }
 
 // recruboFlowRun is POST /public/v2/flow-runs: the run's id is chosen now
@@ -508,7 +540,7 @@ func (s *server) recruboFlowRun(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
-	contact, err := s.store.GetContact(ctx, bot.ID, fr.MessageThreadID)
+	contact, err := s.store.GetContact(ctx, bot.ID, compat.ContactID(fr.MessageThreadID))
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
 			jsonapiAbort(c, &compat.Error{Status: http.StatusUnprocessableEntity, Code: "unknown_thread",
@@ -550,7 +582,7 @@ func (s *server) recruboFlowRun(c *gin.Context) {
 	}
 	view := compat.FlowRunView{
 		ID: runID, CreatedAt: t.AcceptedAt, UpdatedAt: t.AcceptedAt, FlowID: fr.FlowID,
-		MessageThreadID: contact.ID, State: fr.State, InitialMessage: fr.InitialMessage, Status: store.RunCreated,
+		MessageThreadID: compat.ThreadID(contact.ID), State: fr.State, InitialMessage: fr.InitialMessage, Status: store.RunCreated,
 	}
 	// Until the orchestrator has stored the run, GET answers from here.
 	s.acceptedRuns.put(bot.ID+"\x00"+runID, view)
@@ -562,7 +594,9 @@ func (s *server) recruboFlowRun(c *gin.Context) {
 	c.Data(http.StatusAccepted, "application/vnd.api+json", doc)
 }
 
-// recruboGetFlowRun is GET /public/v2/flow-runs/{id}.
+// recruboGetFlowRun is GET /public/v2/flow-runs/{id}: the run as the POST
+// accepted it (flowId, messageThreadId, state, initialMessage) with its
+// status in Recrubo's vocabulary.
 func (s *server) recruboGetFlowRun(c *gin.Context) {
 	bot := botOf(c)
 	ctx := c.Request.Context()
@@ -572,11 +606,17 @@ func (s *server) recruboGetFlowRun(c *gin.Context) {
 	switch {
 	case err == nil:
 		view.CreatedAt, view.UpdatedAt, view.FlowID = run.CreatedAt, run.UpdatedAt, run.FlowID
-		view.MessageThreadID, view.Status, view.State = run.ContactID, run.Status, run.Data
+		view.MessageThreadID, view.Status, view.State = compat.ThreadID(run.ContactID), compat.RecruboStatus(run.Status), run.Data
+		if t, ok := s.acceptedTrigger(ctx, bot.ID, run.TriggerID); ok {
+			view.InitialMessage = t.InitialMessage
+		}
 	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid):
-		t, terr := s.store.GetTrigger(ctx, bot.ID, id)
-		if terr == nil {
-			view.CreatedAt, view.UpdatedAt, view.FlowID, view.Status = t.CreatedAt, t.UpdatedAt, t.FlowID, store.RunQueued
+		if t, ok := s.acceptedTrigger(ctx, bot.ID, id); ok {
+			view.CreatedAt, view.UpdatedAt, view.FlowID, view.Status = t.AcceptedAt, t.AcceptedAt, t.FlowID, store.RunQueued
+			view.State, view.InitialMessage = t.Data, t.InitialMessage
+			if len(t.Audience.UsersBM) == 1 {
+				view.MessageThreadID = compat.ThreadID(t.Audience.UsersBM[0])
+			}
 			break
 		}
 		v, ok := s.acceptedRuns.get(bot.ID + "\x00" + id)
@@ -596,6 +636,23 @@ func (s *server) recruboGetFlowRun(c *gin.Context) {
 		return
 	}
 	c.Data(http.StatusOK, "application/vnd.api+json", doc)
+}
+
+// acceptedTrigger is the trigger as the ingress accepted it (its stored
+// spec), if the orchestrator has stored it.
+func (s *server) acceptedTrigger(ctx context.Context, botID, id string) (events.Trigger, bool) {
+	var t events.Trigger
+	if id == "" {
+		return t, false
+	}
+	st, err := s.store.GetTrigger(ctx, botID, id)
+	if err != nil || json.Unmarshal(st.Spec, &t) != nil {
+		return t, false
+	}
+	if t.AcceptedAt.IsZero() {
+		t.AcceptedAt = st.CreatedAt
+	}
+	return t, true
 }
 
 // recentRuns remembers the flow runs this ingress accepted in the last

@@ -127,7 +127,10 @@ var errTriggerTaken = errors.New("trigger changed by another fan-out")
 // CreateRuns returns existing runs) and sends no second message (message ids
 // are deterministic, publishes are de-duplicated, and a run that already
 // started is not started again). A cancel (status cancelled) is seen before
-// each batch and at each checkpoint.
+// each batch and at each checkpoint; it takes effect at a batch boundary:
+// the batches under way finish (their messages published, their runs
+// stored) and are counted, and none starts after, so the counters equal
+// the stored runs and no published message lacks its run.
 func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigger, trig store.Trigger, fresh bool) error {
 	cp, err := decodeCheckpoint(trig.Cursor)
 	if err != nil {
@@ -163,7 +166,13 @@ func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigg
 	// bus are kept busy. A prefetched batch that a crash or a cancel
 	// leaves unused only had its contacts' last_request written, which the
 	// batch's redo writes again.
-	// A failure anywhere cancels the batches under way and the prefetch.
+	// A failure anywhere (or a cancel met at a checkpoint) stops the
+	// prefetch and the start of further batches. A batch that has begun
+	// runs to its end under runCtx, the handler's own context, whatever
+	// happens to the others: it publishes its messages before it stores
+	// its runs, so stopping it in between would leave delivered messages
+	// with no run (and a cancelled trigger is never resumed to repair it).
+	runCtx := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type fetched struct {
@@ -201,11 +210,15 @@ func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigg
 	// is read once: by the next batch, or by whoever returns (fanOutEnd, or
 	// the last batch's wait), so no batch of this fan-out outlives it.
 	var prev chan error
+	count := func(f fetched) error {
+		if f.counts.Targeted == 0 {
+			return nil
+		}
+		return o.store.IncrTriggerCounters(runCtx, t.BotID, t.ID, f.counts)
+	}
 	checkpoint := func(n int, f fetched) error {
-		if f.counts.Targeted != 0 {
-			if err := o.store.IncrTriggerCounters(ctx, t.BotID, t.ID, f.counts); err != nil {
-				return err
-			}
+		if err := count(f); err != nil {
+			return err
 		}
 		cp.After = f.next
 		cp.add(f.counts)
@@ -215,9 +228,9 @@ func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigg
 		}
 		trig.Cursor = cp.encode()
 		trig.UpdatedAt = time.Now().UTC()
-		updated, err := o.store.UpdateTrigger(ctx, trig)
+		updated, err := o.store.UpdateTrigger(runCtx, trig)
 		if errors.Is(err, store.ErrVersionConflict) {
-			cur, gerr := o.store.GetTrigger(ctx, t.BotID, t.ID)
+			cur, gerr := o.store.GetTrigger(runCtx, t.BotID, t.ID)
 			if gerr != nil {
 				return gerr
 			}
@@ -271,13 +284,30 @@ func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigg
 		done := make(chan error, 1)
 		go func(n int, f fetched, before chan error) {
 			defer func() { <-sem }()
-			err := o.startBatch(ctx, t, cp.FlowVersion, f.contacts, &f.counts, fresh)
+			err := o.startBatch(runCtx, t, cp.FlowVersion, f.contacts, &f.counts, fresh)
+			var berr error
 			if before != nil {
-				if berr := <-before; berr != nil {
+				berr = <-before
+			}
+			switch {
+			case err != nil:
+				if berr != nil {
 					err = berr // the chain carries the first failure
 				}
-			}
-			if err == nil {
+			case berr != nil:
+				// The fan-out stops before this batch's checkpoint (a
+				// cancel, or a failure of the batch before), but its runs
+				// are stored: they are counted, so that the counters equal
+				// the stored runs. A fan-out resumed after a failure takes
+				// counts past its checkpoint back (correction); one taken
+				// over by another replica is that replica's to count.
+				if !errors.Is(berr, errTriggerTaken) {
+					if cerr := count(f); cerr != nil {
+						berr = cerr
+					}
+				}
+				err = berr
+			default:
 				err = checkpoint(n, f)
 			}
 			if err != nil {
@@ -388,7 +418,7 @@ func newAudience(t events.Trigger) (*audience, error) {
 	// made one by the ingress): a user named twice gets one run, counted once.
 	t.Audience.Users = dedup(t.Audience.Users)
 	t.Audience.UsersBM = dedup(t.Audience.UsersBM)
-	a := &audience{t: t, update: t.Data != nil || len(t.Attributes) > 0}
+	a := &audience{t: t, update: !t.NoData || len(t.Attributes) > 0}
 	switch p := t.Audience.Platform; p {
 	case "any":
 	case "":
@@ -620,6 +650,9 @@ func (a *audience) store(ctx context.Context, o *Orchestrator, cs []store.Contac
 	}
 	now := time.Now().UTC()
 	if len(a.t.Attributes) == 0 {
+		if a.t.NoData {
+			return nil
+		}
 		// Only last_request changes: one update of the batch's contacts,
 		// with nothing to read or merge.
 		ids := make([]string, len(cs))

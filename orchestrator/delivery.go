@@ -80,6 +80,11 @@ func (o *Orchestrator) handleDelivery(ctx context.Context, m bus.Message) error 
 	}
 	run, err := o.store.GetRun(ctx, d.BotID, runID)
 	if errors.Is(err, store.ErrNotFound) {
+		// A broadcast stores a batch's runs after publishing their
+		// messages (launchBatch): a fast failure can overtake its run.
+		if time.Since(m.Event.Time()) < providerIDGrace && m.Delivered < 6 {
+			return bus.RetryAfter(err, 2*time.Second)
+		}
 		return nil
 	}
 	if err != nil {

@@ -59,7 +59,7 @@ func (o *Orchestrator) handleInbound(ctx context.Context, m bus.Message) error {
 			ev = flow.Start{
 				Now: now, RunID: run.ID, Data: run.Data,
 				Contact: flow.Contact{ID: contact.ID, Name: contact.Name, ExternalID: contact.ExternalID,
-					Channel: contact.Channel, Attributes: contact.Attributes},
+					Channel: contact.Channel, Attributes: contact.Attributes, LastRequest: contact.LastRequest},
 			}
 		case in.FlowToken != "":
 			if st.Flow.WaitingFor != flow.WaitFlowCompletion || st.Flow.FlowToken != in.FlowToken {

@@ -260,7 +260,7 @@ func (o *Orchestrator) firstSlice(ctx context.Context, t events.Trigger, b *firs
 	start := flow.Start{
 		Now: now, RunID: b.run.ID, Data: t.Data,
 		Contact: flow.Contact{ID: b.contact.ID, Name: b.contact.Name, ExternalID: b.contact.ExternalID,
-			Channel: b.contact.Channel, Attributes: b.contact.Attributes},
+			Channel: b.contact.Channel, Attributes: b.contact.Attributes, LastRequest: contactLastRequest(t, b.contact)},
 	}
 	sl, err := o.apply(ctx, &b.run, def, runState{}, start)
 	if err != nil {

@@ -133,7 +133,7 @@ func (o *Orchestrator) advance(ctx context.Context, run store.Run, contact store
 
 // advanceFrom is advance with the run's decoded state.
 func (o *Orchestrator) advanceFrom(ctx context.Context, run store.Run, contact store.Contact, st runState, ev flow.Event) error {
-	if store.RunFinal(run.Status) {
+	if store.RunFinal(run.Status) && !failsCompleted(run, ev) {
 		return nil
 	}
 	if st.AwaitingWindow {
@@ -159,6 +159,16 @@ func (o *Orchestrator) advanceFrom(ctx context.Context, run store.Run, contact s
 		return o.failRun(ctx, run, err.Error())
 	}
 	return o.commit(ctx, run, contact, sl)
+}
+
+// failsCompleted reports whether ev is a delivery failure of a run that
+// completed: a short flow completes in the slice that sends its messages,
+// before any delivery result exists, so a message that then fails must
+// still fail the run (with the provider's reason), or run lookups and
+// status webhooks would report success for a message that never arrived.
+func failsCompleted(run store.Run, ev flow.Event) bool {
+	_, failed := ev.(flow.DeliveryFailed)
+	return failed && run.Status == store.RunCompleted
 }
 
 // apply runs the interpreter until it waits or ends, performing HTTP calls

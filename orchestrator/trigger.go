@@ -63,12 +63,27 @@ func (o *Orchestrator) handleTrigger(ctx context.Context, m bus.Message) error {
 	return o.fanOut(ctx, m, t, trig, fresh)
 }
 
-// lastRequest is what the contact's last_request becomes: the trigger's data.
+// lastRequest is what the contact's last_request becomes: the trigger's
+// data, {} included, whatever selected the contact (a users list, users_bm,
+// everyone or a filter); nil, which leaves it as it is, when the request
+// carried no data.
 func lastRequest(t events.Trigger) map[string]any {
+	if t.NoData {
+		return nil
+	}
 	if t.Data == nil {
 		return map[string]any{}
 	}
 	return t.Data
+}
+
+// contactLastRequest is the contact's last_request as of its run's start:
+// the trigger's data when it replaced it, else what the contact had.
+func contactLastRequest(t events.Trigger, c store.Contact) map[string]any {
+	if lr := lastRequest(t); lr != nil {
+		return lr
+	}
+	return c.LastRequest
 }
 
 // whatsappWindow is WhatsApp's customer-service window: free-form messages

@@ -24,7 +24,13 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 		fs.BoolVar(p, name, v, help+" ($"+env+")")
 	}
 	var logLevel, logFormat, maxBytes, retention, webhookRetry string
-	str(&cfg.HTTPAddr, "http-addr", "FLOWGATE_HTTP_ADDR", ":8080", "HTTP listen address")
+	httpAddr := ":8080"
+	if cmd == "dev" {
+		// dev has a generated admin key and a demo bot: it listens on
+		// loopback unless told otherwise (--http-addr 0.0.0.0:8080).
+		httpAddr = app.DevHTTPAddr
+	}
+	str(&cfg.HTTPAddr, "http-addr", "FLOWGATE_HTTP_ADDR", httpAddr, "HTTP listen address (dev: loopback; 0.0.0.0:8080 exposes it)")
 	str(&cfg.MetricsAddr, "metrics-addr", "FLOWGATE_METRICS_ADDR", "", "orchestrator and channel workers: /metrics, /healthz and /readyz listen address (default :9090; off disables)")
 	str(&cfg.DataDir, "data-dir", "FLOWGATE_DATA_DIR", "data", "data directory (embedded store, embedded NATS)")
 	str(&cfg.AdminKey, "admin-key", "FLOWGATE_ADMIN_KEY", "", "admin API key (dev generates one when empty)")

@@ -48,3 +48,23 @@ func TestWebhookRetryPeriodDefault(t *testing.T) {
 		t.Fatalf("defaults: %+v", cfg.Webhooks)
 	}
 }
+
+func TestDevListensOnLoopbackByDefault(t *testing.T) {
+	t.Setenv("FLOWGATE_HTTP_ADDR", "")
+	os.Unsetenv("FLOWGATE_HTTP_ADDR")
+	cfg, _, err := parseConfig("dev", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTPAddr != "127.0.0.1:8080" {
+		t.Fatalf("dev listens on %q by default", cfg.HTTPAddr)
+	}
+	cfg, _, err = parseConfig("dev", []string{"--http-addr", "0.0.0.0:8080"})
+	if err != nil || cfg.HTTPAddr != "0.0.0.0:8080" {
+		t.Fatalf("--http-addr: %q %v", cfg.HTTPAddr, err)
+	}
+	cfg, _, err = parseConfig("ingress", nil)
+	if err != nil || cfg.HTTPAddr != ":8080" {
+		t.Fatalf("the ingress service listens on %q by default (%v)", cfg.HTTPAddr, err)
+	}
+}

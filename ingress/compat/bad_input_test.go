@@ -156,6 +156,8 @@ func TestBadInput(t *testing.T) {
 		{"engati v2: missing phone", engati2(`{"user_channel":"whatsapp","attribute_1":"x"}`), 422, CodeMissingField, "user_phone_no"},
 		{"engati v2: phone without country code", engati2(`{"user_channel":"whatsapp","user_phone_no":"0612345678"}`), 422, CodeInvalidPhone, "user_phone_no"},
 		{"engati v2: phone letters", engati2(`{"user_phone_no":"call me"}`), 422, CodeInvalidPhone, "user_phone_no"},
+		{"engati v2: negative phone", engati2(`{"user_channel":"whatsapp","user_phone_no":"-919876543210"}`), 422, CodeInvalidPhone, "user_phone_no"},
+		{"engati v1: negative phone", engati1("user_phone_no=-919876543210"), 422, CodeInvalidPhone, "user_phone_no"},
 		{"engati v2: phone too short", engati2(`{"user_phone_no":12345}`), 422, CodeInvalidPhone, "user_phone_no"},
 		{"engati v2: phone bool", engati2(`{"user_phone_no":true}`), 422, CodeInvalidField, "user_phone_no"},
 		{"engati v2: phone float", engati2(`{"user_phone_no":9.19876543210e11}`), 422, CodeInvalidField, "user_phone_no"},

@@ -13,7 +13,11 @@ import (
 //	{"users_bm": ["5c517b7773515eaha3078e2f"], "data": {}}
 //
 // platform is tg, wa, rcs or any (the channel names whatsapp, telegram,
-// rcs and sandbox are accepted too); absent, it is "any". users is an array
+// rcs and sandbox are accepted too). Absent, users and "everyone" are on
+// the bot's default channel (the ingress resolves it) and users_bm each on
+// its contact's own: only an explicit "any" reaches every channel, so a
+// request never messages people on a channel its caller did not choose.
+// users is an array
 // of platform ids (strings, or integers kept exactly: Telegram ids need 64
 // bits) or the string "everyone"; users_bm is an array of bm_ids (24 letters
 // or digits). Exactly one of users and users_bm. data, an object, becomes
@@ -30,7 +34,7 @@ func ParseBotmother(contentType string, body []byte) (Request, *Error) {
 	}
 	var req Request
 
-	platform := PlatformAny
+	platform := ""
 	if p := raw["platform"]; !isNull(p) {
 		s, err := rawString(p, "platform")
 		if err != nil {
@@ -41,7 +45,7 @@ func ParseBotmother(contentType string, body []byte) (Request, *Error) {
 			return Request{}, unknownPlatform("platform", s)
 		}
 	}
-	if platform != PlatformAny {
+	if platform != PlatformAny && platform != "" {
 		req.Channel = platform
 	}
 	req.Audience.Platform = platform
@@ -77,6 +81,9 @@ func ParseBotmother(contentType string, body []byte) (Request, *Error) {
 		}
 		if req.Audience.UsersBM, err = checkBMIDs(ids, "users_bm"); err != nil {
 			return Request{}, err
+		}
+		if platform == "" {
+			req.Audience.Platform = PlatformAny // each contact on its own channel
 		}
 	default:
 		return Request{}, newError(http.StatusUnprocessableEntity, CodeMissingField, "users",

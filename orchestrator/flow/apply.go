@@ -178,6 +178,7 @@ func (r *run) start(e Start) {
 	}{
 		{"trigger data", e.Data, &r.st.Data},
 		{"contact attributes", e.Contact.Attributes, &r.st.Attributes},
+		{"last_request", e.Contact.LastRequest, &r.st.LastRequest},
 		{"variables", e.Vars, &r.st.Vars},
 	} {
 		if len(in.src) == 0 {
@@ -695,6 +696,7 @@ func (r *run) gotoFlow(flowID string) {
 	st := &r.st
 	contact := st.Contact
 	contact.Attributes = maps.Clone(st.Attributes)
+	contact.LastRequest = st.LastRequest
 	r.finish(StatusCompleted, "")
 	r.effects = append(r.effects, GotoFlow{FlowID: flowID, Start: Start{
 		Now: r.now, RunID: st.RunID, Contact: contact, Data: st.Data,

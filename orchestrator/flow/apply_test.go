@@ -768,3 +768,47 @@ func TestStartNormalisesInputs(t *testing.T) {
 		t.Fatalf("%+v", st)
 	}
 }
+
+// last_request (the contact's, Botmother's last_request.x) is readable in
+// placeholders and in expressions, survives the state's JSON round trip and
+// a hand-over to another flow, and is empty when the contact has none.
+func TestLastRequestIsReadable(t *testing.T) {
+	def, err := Parse([]byte(`
+steps:
+  - id: b
+    type: branch
+    conditions:
+      - {when: 'last_request.plan == "pro" && last_request.seats > 2', next: pro}
+    default: basic
+  - {id: pro, type: send, text: "Pro: {{ last_request.plan }}, {{ last_request.seats }} seats, {{ last_request.owner.name }}", next: end}
+  - {id: basic, type: send, text: "Basic: [{{ last_request.plan }}]"}
+  - {id: end, type: end}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr := map[string]any{"plan": "pro", "seats": 3, "owner": map[string]any{"name": "Ann"}}
+	c := startRun(t, def, Start{Contact: Contact{ID: "c1", Name: "John", LastRequest: lr}, Data: map[string]any{"plan": "data-plan"}})
+	if s := c.sends(); len(s) != 1 || s[0] != "Pro: pro, 3 seats, Ann" {
+		t.Fatalf("got %q", s)
+	}
+	raw, err := json.Marshal(c.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back State
+	if err := json.Unmarshal(raw, &back); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back.LastRequest, c.st.LastRequest) || back.LastRequest["seats"] != 3.0 {
+		t.Fatalf("last_request after the round trip: %v", back.LastRequest)
+	}
+	c = startRun(t, def, Start{Contact: Contact{ID: "c2", Name: "Jo"}})
+	if s := c.sends(); len(s) != 1 || s[0] != "Basic: []" {
+		t.Fatalf("no last_request: got %q", s)
+	}
+	// last_request is a reserved name.
+	if _, err := Parse([]byte(`{"steps":[{"id":"s","type":"set","attributes":{"last_request":"1"}}]}`)); err == nil {
+		t.Fatal("an attribute named last_request was accepted")
+	}
+}

@@ -34,6 +34,9 @@ const (
 	rootVars       = "vars"
 	rootContact    = "contact"
 	rootNow        = "now"
+	// rootLastRequest is the contact's last_request (Botmother's
+	// last_request.x): the data of the last request that carried data.
+	rootLastRequest = "last_request"
 )
 
 // lookup resolves a placeholder path (see placeholder.go for the rules).
@@ -50,6 +53,8 @@ func (sc *scope) lookup(path string) (any, bool) {
 		return descend(sc.contact(), rest)
 	case rootNow:
 		return descend(sc.now, rest)
+	case rootLastRequest:
+		return descend(sc.st.LastRequest, rest)
 	}
 	for _, m := range [...]map[string]any{sc.st.Vars, sc.st.Attributes, sc.st.Data} {
 		if v, ok := m[root]; ok {
@@ -100,6 +105,7 @@ func (sc *scope) env() map[string]any {
 	env[rootVars] = orEmpty(st.Vars)
 	env[rootContact] = sc.contact()
 	env[rootNow] = sc.now
+	env[rootLastRequest] = orEmpty(st.LastRequest)
 	sc.cached = env
 	return env
 }

@@ -74,6 +74,10 @@ type State struct {
 	Vars map[string]any `json:"vars,omitempty"`
 	// Data is the trigger's data; it never changes during the run.
 	Data map[string]any `json:"data,omitempty"`
+	// LastRequest is the contact's last_request when the run started (the
+	// data of the last external request that carried data, Botmother's
+	// last_request); it never changes during the run.
+	LastRequest map[string]any `json:"last_request,omitempty"`
 	// Contact is a snapshot of who the run talks to (Attributes moved to
 	// State.Attributes).
 	Contact Contact `json:"contact"`
@@ -100,6 +104,9 @@ type Contact struct {
 	ExternalID string         `json:"external_id,omitempty"`
 	Channel    string         `json:"channel,omitempty"`
 	Attributes map[string]any `json:"attributes,omitempty"`
+	// LastRequest is the contact's last_request, an input of Start only
+	// (moved to State.LastRequest).
+	LastRequest map[string]any `json:"last_request,omitempty"`
 }
 
 // HistoryEntry records one executed step or one resumption of a wait.

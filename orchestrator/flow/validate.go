@@ -24,7 +24,7 @@ var (
 // reservedNames cannot be attribute or variable names: they are the roots
 // placeholders and expressions use, so such a name could never be read back.
 var reservedNames = map[string]bool{
-	rootData: true, rootAttributes: true, rootVars: true, rootContact: true, rootNow: true,
+	rootData: true, rootAttributes: true, rootVars: true, rootContact: true, rootNow: true, rootLastRequest: true,
 }
 
 // validator checks the semantics of a structurally sound Definition and

@@ -116,6 +116,9 @@ type Trigger struct {
 	Name string `json:"name,omitempty"`
 	// Data is merged into each run and stored as the contact's last_request.
 	Data map[string]any `json:"data,omitempty"`
+	// NoData says the request carried no data at all: the contacts keep
+	// their last_request. A request with data, even {}, replaces it.
+	NoData bool `json:"no_data,omitempty"`
 	// Attributes are set on the contact (Engati).
 	Attributes map[string]any `json:"attributes,omitempty"`
 	// IdempotencyKey, when given, makes retries of the request harmless.

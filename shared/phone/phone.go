@@ -123,8 +123,13 @@ func clean(s string) (digits string, plus bool, ok bool) {
 				return "", false, false
 			}
 			plus = true
-		case r == ' ' || r == '-' || r == '.' || r == '(' || r == ')' || r == '/' ||
-			r == '\u00a0' || r == '\t':
+		case r == '-' || r == '.' || r == '/':
+			// Separators go between digits: "-919876543210" is a negative
+			// integer (a caller's number column gone wrong), not a number.
+			if b.Len() == 0 {
+				return "", false, false
+			}
+		case r == ' ' || r == '(' || r == ')' || r == '\u00a0' || r == '\t':
 		default:
 			return "", false, false
 		}

@@ -52,6 +52,9 @@ func TestNormalizeRefuses(t *testing.T) {
 		{"+31 6 1234 5678 ext 12", "", ErrNotANumber},
 		{"+31+612345678", "", ErrNotANumber},
 		{"3161234+5678", "", ErrNotANumber},
+		{"-919876543210", "", ErrNotANumber}, // a negative number (an integer column gone wrong), not a phone number
+		{"+-919876543210", "", ErrNotANumber},
+		{".31612345678", "", ErrNotANumber},
 		{"0612345678", "", ErrNoCountryCode},
 		{"612345678", "", ErrInvalid},
 		{"+123", "", ErrTooShort},

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -65,6 +66,10 @@ type Config struct {
 	// /metrics, /healthz and /readyz (default ":9090", "off" disables).
 	MetricsAddr string // FLOWGATE_METRICS_ADDR
 	Logger      *slog.Logger
+	// Terminal is where dev shows a newly generated admin key, once; nil
+	// means standard error when it is a terminal, and nowhere otherwise.
+	// The key never goes to Logger: structured logs are collected and kept.
+	Terminal io.Writer
 	// OrchestratorHooks are test seams (crash injection).
 	OrchestratorHooks *orchestrator.Hooks
 	// WrapStore, when set, wraps the store of `flowgate dev` below the

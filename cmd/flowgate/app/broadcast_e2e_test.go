@@ -391,4 +391,41 @@ func TestBroadcastFilterAndCancelAPI(t *testing.T) {
 	require.Equal(t, stopped, runsOf(), "the fan-out stopped")
 	require.Less(t, stopped, n-n/5, "a cancelled broadcast does not reach everyone")
 	t.Logf("cancelled after %d runs", stopped)
+
+	// Counters equal the stored runs, and every message the sandbox
+	// delivered belongs to a stored run of the trigger (two each: the
+	// trigger has no referral code).
+	tr = c.must("GET", "/v1/bots/acme/triggers/"+id, key, "", 200)["trigger"].(map[string]any)
+	require.EqualValues(t, stopped, tr["counters"].(map[string]any)["runs_created"])
+	stored := map[string]bool{}
+	for cursor := ""; ; {
+		page := c.must("GET", "/v1/bots/acme/runs?limit=1000&trigger="+id+"&cursor="+cursor, key, "", 200)
+		for _, r := range page["runs"].([]any) {
+			stored[r.(map[string]any)["id"].(string)] = true
+		}
+		cursor, _ = page["next_cursor"].(string)
+		if cursor == "" {
+			break
+		}
+	}
+	delivered := func() (n int) {
+		for after := int64(0); ; {
+			code, b := c.call("GET", fmt.Sprintf("/v1/bots/acme/sandbox/messages?limit=10000&after=%d", after), key, "")
+			require.Equal(t, 200, code, string(b))
+			var out struct{ Messages []sandboxMsg }
+			require.NoError(t, json.Unmarshal(b, &out))
+			if len(out.Messages) == 0 {
+				return n
+			}
+			for _, m := range out.Messages {
+				if strings.HasPrefix(m.RunID, id+".") {
+					require.True(t, stored[m.RunID], "message %d delivered for run %s, which is not stored", m.Seq, m.RunID)
+					n++
+				}
+				after = m.Seq
+			}
+		}
+	}
+	require.Eventually(t, func() bool { return delivered() == 2*stopped }, 60*time.Second, 100*time.Millisecond,
+		"every stored run's messages are delivered, and no others")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -31,8 +32,15 @@ type Dev struct {
 	done   chan error
 }
 
+// DevHTTPAddr is where `flowgate dev` listens unless told otherwise:
+// loopback only, since it generates an admin key and a demo bot.
+const DevHTTPAddr = "127.0.0.1:8080"
+
 // StartDev starts everything and returns once the ingress is listening.
 func StartDev(ctx context.Context, cfg Config) (*Dev, error) {
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = DevHTTPAddr
+	}
 	cfg.setDefaults()
 	log := cfg.Logger
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -75,9 +83,13 @@ func StartDev(ctx context.Context, cfg Config) (*Dev, error) {
 	}
 	d.AdminKey, cfg.AdminKey = key, key
 	if generated {
-		log.Info("generated an admin key (kept in the data directory)", "file", filepath.Join(cfg.DataDir, "admin.key"))
-		fmt.Fprintf(os.Stderr, "\n  Admin key: %s\n  (saved in %s; set FLOWGATE_ADMIN_KEY to choose your own)\n\n",
-			key, filepath.Join(cfg.DataDir, "admin.key"))
+		// The key is shown once, to a person at a terminal, and never
+		// logged: logs (JSON or text) are shipped and kept elsewhere.
+		path := filepath.Join(cfg.DataDir, "admin.key")
+		log.Info("generated an admin key; read it from the file", "file", path)
+		if w := terminal(cfg); w != nil {
+			fmt.Fprintf(w, "\n  Admin key: %s\n  (saved in %s; set FLOWGATE_ADMIN_KEY to choose your own)\n\n", key, path)
+		}
 	}
 	if !cfg.NoDemo {
 		if err := ensureDemo(ctx, cfg, d.Store); err != nil {
@@ -180,4 +192,16 @@ func RunDev(ctx context.Context, cfg Config) error {
 		_ = d.Stop()
 		return err
 	}
+}
+
+// terminal is where a generated admin key is shown: cfg.Terminal, or
+// standard error when it is a terminal (a character device), else nowhere.
+func terminal(cfg Config) io.Writer {
+	if cfg.Terminal != nil {
+		return cfg.Terminal
+	}
+	if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		return os.Stderr
+	}
+	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	rcsdouble "github.com/flowgate/flowgate/shared/providerdouble/rcs"
@@ -206,8 +207,10 @@ func TestSeedRecruboAPI(t *testing.T) {
 	thread := jsonapi("POST", "/public/v2/message-threads",
 		`{"data": {"type": "messageThreads", "attributes": {"channel": "sandbox", "identifier": "31612345678"}}}`, 201)
 	threadID := thread["data"].(map[string]any)["id"].(string)
+	_, err := uuid.Parse(threadID)
+	require.NoError(t, err, "thread ids are UUIDs, as in the seed: %q", threadID)
 	run := jsonapi("POST", "/public/v2/flow-runs", `{"data": {"type": "flowRuns", "attributes": {
-	  "flowId": "eb3c92e9-2548-4e4c-95d5-adfb94270c3f", "messageThreadId": "`+threadID+`", "state": {},
+	  "flowId": "eb3c92e9-2548-4e4c-95d5-adfb94270c3f", "messageThreadId": "`+threadID+`", "state": {"source": "seed"},
 	  "initialMessage": {"type": "template", "template": {"id": "7fqa9715-5e7c-4328-ab47-bb9e595438c9",
 	    "components": [{"type": "body", "parameters": [{"type": "text", "text": "John"}]}]}}}}}`, 202)
 	data := run["data"].(map[string]any)
@@ -217,11 +220,21 @@ func TestSeedRecruboAPI(t *testing.T) {
 	require.EqualValues(t, 0, attrs["cost"])
 	require.Equal(t, threadID, attrs["messageThreadId"])
 	id := data["id"].(string)
+	_, err = uuid.Parse(id)
+	require.NoError(t, err, "flow run ids are UUIDs: %q", id)
 
+	// The run waits for the reply: in Recrubo's words it is running. GET
+	// shows what the POST accepted.
+	var got map[string]any
 	require.Eventually(t, func() bool {
-		got := jsonapi("GET", "/public/v2/flow-runs/"+id, "", 200)
-		return got["data"].(map[string]any)["attributes"].(map[string]any)["status"] == "waiting"
+		got = jsonapi("GET", "/public/v2/flow-runs/"+id, "", 200)["data"].(map[string]any)["attributes"].(map[string]any)
+		return got["status"] == "running"
 	}, 10*time.Second, 20*time.Millisecond)
+	for _, k := range []string{"flowId", "messageThreadId", "state", "initialMessage"} {
+		require.Equal(t, attrs[k], got[k], "GET %s as the POST accepted it", k)
+	}
+	require.NotNil(t, got["initialMessage"])
+	require.Equal(t, map[string]any{"source": "seed"}, got["state"])
 	c.must("POST", "/v1/bots/rec/sandbox/messages", key, `{"from":"31612345678","text":"yes"}`, 202)
 	require.Eventually(t, func() bool {
 		got := jsonapi("GET", "/public/v2/flow-runs/"+id, "", 200)

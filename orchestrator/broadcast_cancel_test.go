@@ -1,0 +1,151 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+// cancelTrigger does what POST /v1/bots/{bot}/triggers/{id}/cancel does;
+// it reports false when the trigger was done first.
+func (r *rig) cancelTrigger(id string) bool {
+	r.t.Helper()
+	ctx := context.Background()
+	for {
+		tr, err := r.store.GetTrigger(ctx, testBot, id)
+		if errors.Is(err, store.ErrNotFound) {
+			time.Sleep(time.Millisecond) // not taken by the orchestrator yet
+			continue
+		}
+		require.NoError(r.t, err)
+		if tr.Status == store.TriggerDone {
+			return false
+		}
+		tr.Status = store.TriggerCancelled
+		if _, err = r.store.UpdateTrigger(ctx, tr); !errors.Is(err, store.ErrVersionConflict) {
+			require.NoError(r.t, err)
+			return true
+		}
+	}
+}
+
+// triggersIdle waits until the orchestrator has finished with every
+// trigger message: its fan-outs have returned.
+func (r *rig) triggersIdle() {
+	r.t.Helper()
+	require.Eventually(r.t, func() bool {
+		c, err := r.bus.JetStream().Consumer(context.Background(), bus.StreamTriggers, bus.TriggerConsumer.Durable)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	}, 60*time.Second, 10*time.Millisecond, "the fan-out never returned")
+}
+
+// bundles takes the outbound bundles out of the stream (a work queue: a
+// reader acks them away): the messages channel workers would deliver.
+func (r *rig) bundles() []events.Outbound {
+	r.t.Helper()
+	ctx := context.Background()
+	s, err := r.bus.JetStream().Stream(ctx, bus.StreamOutbound)
+	require.NoError(r.t, err)
+	info, err := s.Info(ctx)
+	require.NoError(r.t, err)
+	var out []events.Outbound
+	if info.State.Msgs == 0 {
+		return out
+	}
+	c, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "test-reader", AckPolicy: jetstream.AckExplicitPolicy})
+	require.NoError(r.t, err)
+	defer func() { require.NoError(r.t, s.DeleteConsumer(ctx, "test-reader")) }()
+	for len(out) < int(info.State.Msgs) {
+		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
+		require.NoError(r.t, err)
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			var o events.Outbound
+			require.NoError(r.t, json.Unmarshal(m.Data(), &o))
+			out = append(out, o)
+			require.NoError(r.t, m.DoubleAck(ctx))
+		}
+		require.NoError(r.t, batch.Error())
+		require.NotZero(r.t, n, "the stream holds %d bundles; read %d", info.State.Msgs, len(out))
+	}
+	return out
+}
+
+// TestBroadcastCancelAtRandomMoments cancels a 10,000-contact broadcast at
+// a random moment, 20 times: whenever the cancel lands (before the fan-out,
+// while a batch publishes its messages, while it stores its runs, at a
+// checkpoint), every message published has a stored run, and the trigger's
+// counters equal the stored runs.
+func TestBroadcastCancelAtRandomMoments(t *testing.T) {
+	const contacts, reps = 10_000, 20
+	r := newRig(t, Config{}, nil)
+	cs := make([]contactSpec, contacts)
+	for i := range cs {
+		cs[i] = contactSpec{channel: events.ChannelSandbox, id: fmt.Sprintf("c%05d", i)}
+	}
+	r.addContacts(cs)
+
+	// One broadcast to the end gives the scale of the random moments (the
+	// machine's speed, not an assertion).
+	start := time.Now()
+	id := r.trigger(events.Trigger{ID: "full", Audience: events.Audience{Everyone: true}})
+	r.waitStatus(id, store.TriggerDone, 2*time.Minute)
+	full := time.Since(start)
+	r.triggersIdle()
+	require.Len(t, r.bundles(), contacts)
+	require.Len(t, r.runs(id), contacts)
+
+	seed := time.Now().UnixNano()
+	t.Logf("full fan-out %v; seed %d", full, seed)
+	rnd := rand.New(rand.NewPCG(uint64(seed), 0))
+	stoppedPartway := 0
+	for rep := range reps {
+		id := r.trigger(events.Trigger{ID: fmt.Sprintf("cancel-%d", rep), Audience: events.Audience{Everyone: true}})
+		time.Sleep(time.Duration(rnd.Int64N(int64(full))))
+		cancelled := r.cancelTrigger(id)
+		r.triggersIdle()
+
+		runs := r.runs(id)
+		stored := make(map[string]bool, len(runs))
+		for _, run := range runs {
+			stored[run.ID] = true
+			require.NotEqual(t, store.RunCreated, run.Status, "rep %d: run %s was stored but never started", rep, run.ID)
+		}
+		published := r.bundles()
+		for _, b := range published {
+			require.Equal(t, id, b.TriggerID)
+			require.True(t, stored[b.RunID], "rep %d: message of run %s published, run not stored", rep, b.RunID)
+		}
+		require.Len(t, published, len(runs), "rep %d: one message per stored run", rep)
+		tr, err := r.store.GetTrigger(context.Background(), testBot, id)
+		require.NoError(t, err)
+		require.Equal(t, int64(len(runs)), tr.Counters.RunsCreated, "rep %d: counters equal the stored runs", rep)
+		require.Equal(t, tr.Counters.RunsCreated+tr.Counters.Skipped, tr.Counters.Targeted, "rep %d", rep)
+		if cancelled {
+			require.Equal(t, store.TriggerCancelled, tr.Status)
+			if len(runs) < contacts {
+				stoppedPartway++
+			}
+		} else {
+			require.Len(t, runs, contacts)
+		}
+		t.Logf("rep %d: cancelled=%v runs=%d", rep, cancelled, len(runs))
+	}
+	require.NotZero(t, stoppedPartway, "some cancel stopped a fan-out part-way")
+}
