@@ -145,8 +145,8 @@ func busConfig(cfg Config, source string) bus.Config {
 // channel accounts, so a channel with no configured bot just idles.
 func Senders(st store.Store) []channel.Sender {
 	out := []channel.Sender{sandbox.NewSender(st)}
-	// Without options the provider constructors cannot fail.
-	if s, err := whatsapp.NewSender(); err == nil {
+	// With these options the provider constructors cannot fail.
+	if s, err := whatsapp.NewSender(whatsapp.WithMedia(st)); err == nil {
 		out = append(out, s)
 	}
 	if s, err := telegram.NewSender(); err == nil {
