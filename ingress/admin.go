@@ -124,6 +124,10 @@ func (s *server) putFlow(c *gin.Context) {
 		abort(c, flowError(err))
 		return
 	}
+	if aerr := s.checkFlowMedia(c.Request.Context(), botOf(c).ID, canonical); aerr != nil {
+		abort(c, aerr)
+		return
+	}
 	f, err := s.store.PutFlow(c.Request.Context(), store.Flow{
 		BotID: botOf(c).ID, ID: id, Definition: canonical, CreatedAt: time.Now().UTC(),
 	})

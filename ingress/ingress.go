@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/media"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -38,6 +39,12 @@ type Config struct {
 	// AllowPrivateWebhooks accepts webhook subscriptions whose URL points at
 	// loopback, private or link-local addresses (refused by default).
 	AllowPrivateWebhooks bool
+	// MaxMediaBytes caps an uploaded file (default DefaultMaxMediaBytes, at
+	// most store.MaxMediaBytes).
+	MaxMediaBytes int64
+	// MediaSigner verifies the signed links of GET /media/{bot}/{id}; nil
+	// disables that route (RCS then cannot fetch uploaded files).
+	MediaSigner *media.Signer
 }
 
 func (c *Config) setDefaults() {
@@ -53,12 +60,18 @@ func (c *Config) setDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 15 * time.Second
 	}
+	if c.MaxMediaBytes == 0 {
+		c.MaxMediaBytes = DefaultMaxMediaBytes
+	}
 }
 
 // Validate reports configuration errors.
 func (c *Config) Validate() error {
 	if len(c.AdminKey) < 16 {
 		return errors.New("ingress: admin key must be at least 16 characters")
+	}
+	if c.MaxMediaBytes < 0 || c.MaxMediaBytes > store.MaxMediaBytes {
+		return fmt.Errorf("ingress: media limit %d must be within 0..%d bytes", c.MaxMediaBytes, store.MaxMediaBytes)
 	}
 	return nil
 }
@@ -162,6 +175,7 @@ func (s *server) routes() *gin.Engine {
 	s.triggerRoutes(r, bot)
 	s.contactRoutes(bot)
 	s.subscriptionRoutes(bot)
+	s.mediaRoutes(r, bot)
 	s.webhookRoutes(r)
 	return r
 }
