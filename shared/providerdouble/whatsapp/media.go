@@ -45,7 +45,9 @@ type Upload struct {
 	At            time.Time
 }
 
-func init() { errTable[CodeMediaUpload] = errInfo{http.StatusBadRequest, "(#131053) Media upload error", ""} }
+func init() {
+	errTable[CodeMediaUpload] = errInfo{http.StatusBadRequest, "(#131053) Media upload error", ""}
+}
 
 func (s *Server) serveUpload(w http.ResponseWriter, r *http.Request, phone string) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
