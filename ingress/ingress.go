@@ -120,6 +120,8 @@ type server struct {
 	events    *cache[store.Event]
 	// acceptedRuns: Recrubo flow runs accepted but maybe not yet stored.
 	acceptedRuns recentRuns
+	// mappings caches compiled event input mappings.
+	mappings mappingCache
 }
 
 // NewHandler builds the ingress's HTTP handler.
@@ -160,13 +162,14 @@ func (s *server) routes() *gin.Engine {
 	r.GET("/openapi.json", serveOpenAPI)
 
 	r.POST("/v1/bots", s.requireAdmin, s.createBot)
+	// Dispatch also takes a third party's signed webhook without a key.
+	r.POST("/v1/bots/:bot/dispatch/:event", s.dispatchAuth, s.dispatch)
 	bot := r.Group("/v1/bots/:bot", s.requireBot)
 	bot.GET("", s.getBot)
 	bot.PUT("/flows/:flow", s.putFlow)
 	bot.GET("/flows/:flow", s.getFlow)
 	bot.PUT("/events/:event", s.putEvent)
 	bot.GET("/events/:event", s.getEvent)
-	bot.POST("/dispatch/:event", s.dispatch)
 	bot.GET("/runs/:run", s.getRun)
 	bot.GET("/runs", s.listRuns)
 	bot.POST("/runs/:run/cancel", s.cancelRun)
