@@ -26,34 +26,46 @@ func MediaSigner(cfg Config) (*media.Signer, error) {
 	cfg.setDefaults()
 	key := cfg.MediaURLKey
 	if key == "" {
-		path := filepath.Join(cfg.DataDir, mediaKeyFile)
-		b, err := os.ReadFile(path)
-		switch {
-		case err == nil:
-			key = strings.TrimSpace(string(b))
-		case errors.Is(err, os.ErrNotExist):
-			if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-				return nil, fmt.Errorf("media URL key: %w", err)
-			}
-			key = ingress.NewAPIKey()[3:] // 160 random bits, hex
-			// O_EXCL: two processes starting together keep the first key.
-			f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if errors.Is(err, os.ErrExist) {
-				return MediaSigner(cfg)
-			}
-			if err != nil {
-				return nil, fmt.Errorf("media URL key: %w", err)
-			}
-			_, err = f.WriteString(key + "\n")
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return nil, fmt.Errorf("media URL key: %w", err)
-			}
-		default:
-			return nil, fmt.Errorf("media URL key: %w", err)
+		var err error
+		if key, err = dataDirMediaKey(cfg.DataDir); err != nil {
+			// Not fatal: uploads still work on WhatsApp and Telegram; the
+			// ingress serves no links and RCS refuses uploaded files.
+			cfg.Logger.Warn("no media URL key: set FLOWGATE_MEDIA_URL_KEY for RCS to receive uploaded files", "err", err)
+			return nil, nil
 		}
 	}
 	return media.NewSigner(cfg.PublicURL, []byte(key), 0, nil)
+}
+
+// dataDirMediaKey reads the key kept in the data directory, creating it
+// the first time.
+func dataDirMediaKey(dir string) (string, error) {
+	path := filepath.Join(dir, mediaKeyFile)
+	for range 2 {
+		b, err := os.ReadFile(path)
+		if err == nil {
+			return strings.TrimSpace(string(b)), nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return "", err
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", err
+		}
+		key := ingress.NewAPIKey()[3:] // 160 random bits, hex
+		// O_EXCL: of two processes starting together, the second reads the first's key.
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, os.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		_, err = f.WriteString(key + "\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return key, err
+	}
+	return "", fmt.Errorf("cannot read %s", path)
 }

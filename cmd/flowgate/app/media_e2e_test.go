@@ -156,3 +156,28 @@ func TestUploadedImageOnTelegramAndRCS(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 }
+
+// The link key: FLOWGATE_MEDIA_URL_KEY when set, else one generated into
+// the data directory and reused by every process that shares it.
+func TestMediaSignerKey(t *testing.T) {
+	dir := t.TempDir()
+	a, err := app.MediaSigner(app.Config{DataDir: dir, PublicURL: "https://flowgate.example.com"})
+	require.NoError(t, err)
+	b, err := app.MediaSigner(app.Config{DataDir: dir})
+	require.NoError(t, err)
+	link, err := a.URL("acme", "med_1")
+	require.NoError(t, err)
+	u, err := url.Parse(link)
+	require.NoError(t, err)
+	require.NoError(t, b.Verify("acme", "med_1", u.Query().Get("exp"), u.Query().Get("sig")), "same data directory, same key")
+
+	other, err := app.MediaSigner(app.Config{DataDir: t.TempDir(), MediaURLKey: "configured-key-0123456789"})
+	require.NoError(t, err)
+	require.Error(t, other.Verify("acme", "med_1", u.Query().Get("exp"), u.Query().Get("sig")))
+	same, err := app.MediaSigner(app.Config{DataDir: t.TempDir(), MediaURLKey: "configured-key-0123456789", PublicURL: "https://x.example"})
+	require.NoError(t, err)
+	link, err = same.URL("acme", "med_1")
+	require.NoError(t, err)
+	u, _ = url.Parse(link)
+	require.NoError(t, other.Verify("acme", "med_1", u.Query().Get("exp"), u.Query().Get("sig")), "the configured key wins")
+}
