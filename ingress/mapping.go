@@ -176,7 +176,10 @@ func (s *server) parseDispatch(c *gin.Context, botID, event string, body []byte)
 	if perr != nil {
 		return req, compatError(perr)
 	}
-	req.IdempotencyKey = r.IdempotencyKey
+	if r.IdempotencyKey != "" {
+		// Scoped to the event: one order id may start two events.
+		req.IdempotencyKey = event + ":" + r.IdempotencyKey
+	}
 	return req, nil
 }
 

@@ -100,6 +100,16 @@ func TestSignedDispatchWithMapping(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &again))
 	require.Equal(t, first.TriggerID, again.TriggerID)
 	require.Equal(t, before+1, e.queuedTriggers(), "one trigger queued")
+	// Another event keyed by the same order id is another trigger.
+	e.do("PUT", "/v1/bots/acme/events/ORDER_SHIPPED", e.keys["acme"], "application/json", `{"flow":"payment",
+		"input":{"user":"body.userId","idempotency_key":"body.orderId"},"signature":{"secret":"`+paymentSecret+`","header":"X-Payment-Signature","prefix":"sha256="}}`, 201)
+	b = e.do("POST", "/v1/bots/acme/dispatch/ORDER_SHIPPED", "", "application/json", paymentBody, 202, "X-Payment-Signature", sig)
+	var shipped struct {
+		TriggerID string `json:"trigger_id"`
+	}
+	require.NoError(t, json.Unmarshal(b, &shipped))
+	require.NotEqual(t, first.TriggerID, shipped.TriggerID)
+	require.Equal(t, before+2, e.queuedTriggers())
 
 	// Refusals, none of which queues anything.
 	before = e.queuedTriggers()

@@ -77,6 +77,10 @@ func (s *server) uploadMedia(c *gin.Context) {
 		abort(c, aerr)
 		return
 	}
+	if ct == "" || ct == "application/octet-stream" {
+		// curl -F file=@x without a type, or a generic upload: the content says.
+		ct = sniff(data)
+	}
 	if _, ok := media.Types[ct]; !ok {
 		abort(c, fieldError(http.StatusUnsupportedMediaType, "unsupported_media_type", "content_type",
 			fmt.Sprintf("files of type %q cannot be uploaded; accepted: %s", ct, media.TypeNames)))

@@ -129,6 +129,11 @@ func TestMediaUploadGetListDelete(t *testing.T) {
 	require.Equal(t, "image/jpeg", jpg.ContentType)
 	mp4 := decodeMedia(t, e.do("POST", "/v1/bots/acme/media", key, "video/mp4", string(mp4File), 201))
 	require.Equal(t, "video/mp4", mp4.ContentType)
+	// Without a type (or a generic one) the content decides.
+	ct, body = multipartBody(t, "file", "scan.pdf", "application/octet-stream", pdfFile)
+	untyped := decodeMedia(t, e.do("POST", "/v1/bots/acme/media", key, ct, body, 201))
+	require.Equal(t, "application/pdf", untyped.ContentType)
+	e.do("DELETE", "/v1/bots/acme/media/"+untyped.ID, key, "", "", 204)
 
 	require.Equal(t, m, decodeMedia(t, e.do("GET", "/v1/bots/acme/media/"+m.ID, key, "", "", 200)))
 	resp := e.request("GET", "/v1/bots/acme/media/"+m.ID+"/content", key, "", "")
@@ -184,6 +189,7 @@ func TestMediaUploadBadInput(t *testing.T) {
 		{"wrong type (multipart)", ctGIF, bodyGIF, 415, "unsupported_media_type", "content_type"},
 		{"declared png, a pdf inside", "image/png", string(pdfFile), 422, "invalid", "content_type"},
 		{"html as pdf", "application/pdf", "<html><script>alert(1)</script></html>", 422, "invalid", "content_type"},
+		{"html without a type", "application/octet-stream", "<html><script>alert(1)</script></html>", 415, "unsupported_media_type", "content_type"},
 		{"empty", "image/png", "", 422, "required", "file"},
 		{"no file part", ctNoFile, bodyNoFile, 422, "required", "file"},
 		{"no content type", "", string(pngFile), 415, "unsupported_media_type", ""},
