@@ -2,6 +2,7 @@ package rcs
 
 import (
 	"errors"
+	fgmedia "github.com/flowgate/flowgate/shared/media"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -28,6 +29,7 @@ type options struct {
 	retryAfter     time.Duration
 	ttl            time.Duration
 	logger         *slog.Logger
+	mediaLinks     *fgmedia.Signer
 }
 
 // Option configures a Sender.

@@ -101,7 +101,11 @@ func (s *Sender) Send(ctx context.Context, bot store.Bot, out events.Outbound, m
 	if !isE164(out.To) {
 		return channel.Result{}, &channel.PermanentError{Code: "invalid_recipient", Reason: fmt.Sprintf("%q is not an E.164 phone number", out.To)}
 	}
-	body, err := buildMessage(msg.Content)
+	content, err := s.linkMedia(bot.ID, msg.Content)
+	if err != nil {
+		return channel.Result{}, err
+	}
+	body, err := buildMessage(content)
 	if err != nil {
 		return channel.Result{}, err
 	}

@@ -78,13 +78,18 @@ func (s *Sender) call(ctx context.Context, acct store.TelegramAccount, method st
 	if err != nil {
 		return &channel.PermanentError{Code: "invalid_token", Reason: err.Error()}
 	}
-	base := s.opts.apiBase
-	if acct.APIBase != "" {
-		base = strings.TrimRight(acct.APIBase, "/")
-	}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return &channel.PermanentError{Code: "invalid_message", Reason: "cannot encode request", Err: err}
+	}
+	return s.post(ctx, acct, botID, method, "application/json", body, out)
+}
+
+// post sends one Bot API request body and decodes the answer like call.
+func (s *Sender) post(ctx context.Context, acct store.TelegramAccount, botID, method, contentType string, body []byte, out any) error {
+	base := s.opts.apiBase
+	if acct.APIBase != "" {
+		base = strings.TrimRight(acct.APIBase, "/")
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -95,7 +100,7 @@ func (s *Sender) call(ctx context.Context, acct store.TelegramAccount, method st
 	if err != nil {
 		return &channel.PermanentError{Code: "invalid_api_base", Reason: "cannot build request for bot " + botID, Err: redact(err, acct.BotToken, botID)}
 	}
-	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set("Content-Type", contentType)
 	resp, err := s.opts.client.Do(hr)
 	if err != nil {
 		return fmt.Errorf("telegram %s (bot %s): %w", method, botID, redact(err, acct.BotToken, botID))

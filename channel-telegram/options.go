@@ -22,6 +22,7 @@ type options struct {
 	requestTimeout time.Duration
 	paidBroadcast  bool
 	logger         *slog.Logger
+	media          MediaFiles
 }
 
 // Option configures a Sender. Options that can be wrong return an error

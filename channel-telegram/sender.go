@@ -77,17 +77,29 @@ func (s *Sender) Send(ctx context.Context, bot store.Bot, out events.Outbound, m
 	if err != nil {
 		return channel.Result{}, err
 	}
-	method, req, err := buildRequest(chatID, msg.Content, s.opts.paidBroadcast)
+	tgBotID, err := BotID(acct.BotToken)
+	if err != nil {
+		return channel.Result{}, &channel.PermanentError{Code: "invalid_token", Reason: err.Error()}
+	}
+	ref, upload, err := s.resolveMedia(ctx, bot, tgBotID, msg.Content)
 	if err != nil {
 		return channel.Result{}, err
 	}
-	var res struct {
-		MessageID int64 `json:"message_id"`
-		Chat      struct {
-			ID int64 `json:"id"`
-		} `json:"chat"`
+	method, req, err := buildRequest(chatID, msg.Content, s.opts.paidBroadcast, ref)
+	if err != nil {
+		return channel.Result{}, err
 	}
-	if err := s.call(ctx, *acct, method, req, &res); err != nil {
+	var res sentMessage
+	if upload != nil {
+		if err := s.callUpload(ctx, *acct, method, req, upload, &res); err != nil {
+			return channel.Result{}, err
+		}
+		if fid := sentFileID(res); fid != "" {
+			// A failed write only costs another upload next time.
+			_ = s.opts.media.PutMediaUpload(ctx, store.MediaUpload{BotID: bot.ID, MediaID: upload.ID,
+				Channel: events.ChannelTelegram, Account: tgBotID, ProviderID: fid})
+		}
+	} else if err := s.call(ctx, *acct, method, req, &res); err != nil {
 		return channel.Result{}, err
 	}
 	chat := out.To
@@ -203,8 +215,9 @@ func invalid(format string, args ...any) error {
 }
 
 // buildRequest maps a channel-neutral message to a Bot API method and its
-// JSON body. It refuses what Telegram would refuse.
-func buildRequest(chatID any, c events.Content, paid bool) (string, any, error) {
+// JSON body. It refuses what Telegram would refuse. ref, when set, is the
+// file_id (or upload placeholder) of the uploaded file c names.
+func buildRequest(chatID any, c events.Content, paid bool, ref string) (string, any, error) {
 	switch c.Type {
 	case events.ContentText:
 		if err := checkText(c.Text); err != nil {
@@ -241,7 +254,9 @@ func buildRequest(chatID any, c events.Content, paid bool) (string, any, error) 
 		}
 		return "sendMessage", sendMessageRequest{ChatID: chatID, Text: text, ReplyMarkup: kb, AllowPaidBroadcast: paid}, nil
 	case events.ContentImage, events.ContentDocument, events.ContentVideo:
-		if err := checkMediaURL(c.MediaURL); err != nil {
+		if ref != "" {
+			c.MediaURL = ref
+		} else if err := checkMediaURL(c.MediaURL); err != nil {
 			return "", nil, err
 		}
 		if n := utf16Len(c.Caption); n > MaxCaptionLength {

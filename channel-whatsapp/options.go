@@ -49,6 +49,9 @@ type options struct {
 	now     func() time.Time
 	timeout time.Duration
 	waits   Waits
+	// media and mediaRenewAfter: see WithMedia.
+	media           MediaFiles
+	mediaRenewAfter time.Duration
 }
 
 // WithHTTPClient sets the client used for Cloud API calls. The default has

@@ -3,11 +3,11 @@ package whatsapp
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/flowgate/flowgate/shared/channel"
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/media"
 )
 
 // Limits the Cloud API documents (providers.md; the text limit from Meta's
@@ -28,14 +28,16 @@ const (
 // (code "invalid_message") when c cannot be sent as is, e.g. too many
 // buttons: Meta would refuse such a message on every retry.
 func BuildPayload(to string, c events.Content) ([]byte, error) {
-	r, err := buildRequest(to, c)
+	r, err := buildRequest(to, c, "")
 	if err != nil {
 		return nil, err
 	}
 	return json.Marshal(r)
 }
 
-func buildRequest(to string, c events.Content) (wRequest, error) {
+// buildRequest builds the request; mediaID, when set, is the Meta media id
+// of the uploaded file c names ("media:<id>").
+func buildRequest(to string, c events.Content, mediaID string) (wRequest, error) {
 	r := wRequest{
 		MessagingProduct: "whatsapp",
 		RecipientType:    "individual",
@@ -59,11 +61,15 @@ func buildRequest(to string, c events.Content) (wRequest, error) {
 			return r, invalid(c.Type + " has no media_url")
 		}
 		m := &wMedia{Caption: c.Caption}
-		if isURL(c.MediaURL) {
+		switch {
+		case mediaID != "":
+			m.ID = mediaID
+		case media.IsURL(c.MediaURL):
 			m.Link = c.MediaURL
-		} else {
-			// A value without a scheme is a media id uploaded to Meta beforehand.
-			m.ID = c.MediaURL
+		default:
+			// Never sent as a media id: a local path or a typo would reach
+			// Meta as one ("assets/sample.png") and fail there, or worse.
+			return r, invalid(fmt.Sprintf("%s %q is neither an http(s) URL nor an uploaded file (media:<id>)", c.Type, c.MediaURL))
 		}
 		switch c.Type {
 		case events.ContentImage:
@@ -102,10 +108,6 @@ func buildRequest(to string, c events.Content) (wRequest, error) {
 		return r, invalid(fmt.Sprintf("content type %q is not supported on WhatsApp", c.Type))
 	}
 	return r, nil
-}
-
-func isURL(s string) bool {
-	return strings.HasPrefix(s, "https://") || strings.HasPrefix(s, "http://")
 }
 
 func invalid(reason string) *channel.PermanentError {

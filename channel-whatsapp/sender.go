@@ -59,6 +59,8 @@ func NewSender(opts ...Option) (*Sender, error) {
 		now:     time.Now,
 		timeout: 30 * time.Second,
 		waits:   DefaultWaits,
+
+		mediaRenewAfter: DefaultMediaRenewAfter,
 	}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
@@ -125,10 +127,6 @@ func (s *Sender) Send(ctx context.Context, bot store.Bot, out events.Outbound, m
 		}
 		content.Template = &tc
 	}
-	body, err := BuildPayload(out.To, content)
-	if err != nil {
-		return channel.Result{}, err
-	}
 	base := s.opts.apiBase
 	if a.APIBase != "" {
 		if base, err = s.accountBase(a.APIBase); err != nil {
@@ -139,6 +137,18 @@ func (s *Sender) Send(ctx context.Context, bot store.Bot, out events.Outbound, m
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, s.opts.timeout)
 		defer cancel()
+	}
+	mediaID, err := s.mediaID(ctx, bot, a, base, content)
+	if err != nil {
+		return channel.Result{}, err
+	}
+	r, err := buildRequest(out.To, content, mediaID)
+	if err != nil {
+		return channel.Result{}, err
+	}
+	body, err := json.Marshal(r)
+	if err != nil {
+		return channel.Result{}, invalid("cannot encode the message: " + err.Error())
 	}
 	return s.post(ctx, base+"/"+url.PathEscape(a.PhoneNumberID)+"/messages", a.AccessToken, body)
 }

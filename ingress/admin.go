@@ -11,6 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
+	"github.com/flowgate/flowgate/ingress/inputmap"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
 )
@@ -128,6 +129,10 @@ func (s *server) putFlow(c *gin.Context) {
 		abort(c, flowError(err))
 		return
 	}
+	if aerr := s.checkFlowMedia(c.Request.Context(), botOf(c).ID, canonical); aerr != nil {
+		abort(c, aerr)
+		return
+	}
 	f, err := s.store.PutFlow(c.Request.Context(), store.Flow{
 		BotID: botOf(c).ID, ID: id, Definition: canonical, CreatedAt: time.Now().UTC(),
 	})
@@ -171,6 +176,9 @@ func (s *server) getFlow(c *gin.Context) {
 
 type putEventRequest struct {
 	Flow string `json:"flow"`
+	// Input and Signature: see mapping.go.
+	Input     *inputmap.Spec      `json:"input"`
+	Signature *inputmap.Signature `json:"signature"`
 }
 
 func (s *server) putEvent(c *gin.Context) {
@@ -211,6 +219,12 @@ func (s *server) putEvent(c *gin.Context) {
 		abort(c, storeError(err, "event"))
 		return
 	}
+	input, aerr := eventInput(req.Input, req.Signature, old.Input)
+	if aerr != nil {
+		abort(c, aerr)
+		return
+	}
+	ev.Input = input
 	var token string
 	if created || c.Query("rotate_token") == "true" || old.TokenHash == "" {
 		token = randomHex(24)
@@ -224,6 +238,9 @@ func (s *server) putEvent(c *gin.Context) {
 	}
 	s.events.forget(bot.ID + "\x00" + name)
 	resp := gin.H{"name": ev.Name, "flow": ev.FlowID, "created_at": ev.CreatedAt, "updated_at": ev.UpdatedAt}
+	for k, v := range inputView(ev.Input) {
+		resp[k] = v
+	}
 	if token != "" {
 		resp["trigger_url"] = "/hooks/botmother/" + bot.ID + "/" + token
 		resp["note"] = "the trigger_url holds a secret token and is shown only now; PUT with ?rotate_token=true for a new one"
@@ -241,7 +258,11 @@ func (s *server) getEvent(c *gin.Context) {
 		abort(c, storeError(err, "event"))
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"event": gin.H{"name": ev.Name, "flow": ev.FlowID, "created_at": ev.CreatedAt, "updated_at": ev.UpdatedAt}})
+	view := gin.H{"name": ev.Name, "flow": ev.FlowID, "created_at": ev.CreatedAt, "updated_at": ev.UpdatedAt}
+	for k, v := range inputView(ev.Input) {
+		view[k] = v
+	}
+	c.JSON(http.StatusOK, gin.H{"event": view})
 }
 
 // strictJSON decodes one JSON value into v, refusing unknown fields and trailing data.

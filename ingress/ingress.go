@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/media"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -38,6 +39,12 @@ type Config struct {
 	// AllowPrivateWebhooks accepts webhook subscriptions whose URL points at
 	// loopback, private or link-local addresses (refused by default).
 	AllowPrivateWebhooks bool
+	// MaxMediaBytes caps an uploaded file (default DefaultMaxMediaBytes, at
+	// most store.MaxMediaBytes).
+	MaxMediaBytes int64
+	// MediaSigner verifies the signed links of GET /media/{bot}/{id}; nil
+	// disables that route (RCS then cannot fetch uploaded files).
+	MediaSigner *media.Signer
 }
 
 func (c *Config) setDefaults() {
@@ -53,12 +60,18 @@ func (c *Config) setDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 15 * time.Second
 	}
+	if c.MaxMediaBytes == 0 {
+		c.MaxMediaBytes = DefaultMaxMediaBytes
+	}
 }
 
 // Validate reports configuration errors.
 func (c *Config) Validate() error {
 	if len(c.AdminKey) < 16 {
 		return errors.New("ingress: admin key must be at least 16 characters")
+	}
+	if c.MaxMediaBytes < 0 || c.MaxMediaBytes > store.MaxMediaBytes {
+		return fmt.Errorf("ingress: media limit %d must be within 0..%d bytes", c.MaxMediaBytes, store.MaxMediaBytes)
 	}
 	return nil
 }
@@ -107,6 +120,8 @@ type server struct {
 	events    *cache[store.Event]
 	// acceptedRuns: Recrubo flow runs accepted but maybe not yet stored.
 	acceptedRuns recentRuns
+	// mappings caches compiled event input mappings.
+	mappings mappingCache
 }
 
 // NewHandler builds the ingress's HTTP handler.
@@ -147,13 +162,14 @@ func (s *server) routes() *gin.Engine {
 	r.GET("/openapi.json", serveOpenAPI)
 
 	r.POST("/v1/bots", s.requireAdmin, s.createBot)
+	// Dispatch also takes a third party's signed webhook without a key.
+	r.POST("/v1/bots/:bot/dispatch/:event", s.dispatchAuth, s.dispatch)
 	bot := r.Group("/v1/bots/:bot", s.requireBot)
 	bot.GET("", s.getBot)
 	bot.PUT("/flows/:flow", s.putFlow)
 	bot.GET("/flows/:flow", s.getFlow)
 	bot.PUT("/events/:event", s.putEvent)
 	bot.GET("/events/:event", s.getEvent)
-	bot.POST("/dispatch/:event", s.dispatch)
 	bot.GET("/runs/:run", s.getRun)
 	bot.GET("/runs", s.listRuns)
 	bot.POST("/runs/:run/cancel", s.cancelRun)
@@ -162,6 +178,7 @@ func (s *server) routes() *gin.Engine {
 	s.triggerRoutes(r, bot)
 	s.contactRoutes(bot)
 	s.subscriptionRoutes(bot)
+	s.mediaRoutes(r, bot)
 	s.webhookRoutes(r)
 	s.deadLetterRoutes(r)
 	return r

@@ -163,10 +163,10 @@ func (s *server) dispatch(c *gin.Context) {
 		abort(c, aerr)
 		return
 	}
-	req, perr := compat.ParseDispatch(c.GetHeader("Content-Type"), body)
+	req, perr := s.parseDispatch(c, bot.ID, c.Param("event"), body)
 	if perr != nil {
 		triggersRejected.WithLabelValues("dispatch", perr.Code).Inc()
-		abort(c, compatError(perr))
+		abort(c, perr)
 		return
 	}
 	if aerr := completeChannel(bot, &req, "channel"); aerr != nil {

@@ -23,7 +23,7 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 		v, _ := strconv.ParseBool(os.Getenv(env))
 		fs.BoolVar(p, name, v, help+" ($"+env+")")
 	}
-	var logLevel, logFormat, maxBytes, retention, webhookRetry string
+	var logLevel, logFormat, maxBytes, maxMedia, retention, webhookRetry string
 	httpAddr := ":8080"
 	if cmd == "dev" {
 		// dev has a generated admin key and a demo bot: it listens on
@@ -45,6 +45,9 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 	boolean(&cfg.NoDemo, "no-demo", "FLOWGATE_NO_DEMO", "dev: do not create the demo bot")
 	boolean(&cfg.TelegramPoll, "poll", "FLOWGATE_TELEGRAM_POLL", "channel telegram: read updates with getUpdates long polling (deletes the bots' webhooks)")
 	str(&cfg.TelegramWebhookBase, "set-webhook", "FLOWGATE_TELEGRAM_WEBHOOK_BASE", "", "channel telegram: point every bot's webhook at this public base URL + /webhooks/telegram/{bot} at start")
+	str(&cfg.PublicURL, "public-url", "FLOWGATE_PUBLIC_URL", "", "the ingress's public base URL (RCS fetches uploaded files from links under it)")
+	str(&cfg.MediaURLKey, "media-url-key", "FLOWGATE_MEDIA_URL_KEY", "", "key signing uploaded files' links (default: generated in the data directory; set it when services share no data directory)")
+	str(&maxMedia, "max-media-bytes", "FLOWGATE_MAX_MEDIA_BYTES", "0", "largest uploaded file in bytes (0 = 5 MiB, at most 8 MiB)")
 	str(&retention, "retention", "FLOWGATE_RETENTION", "0", "delete finished runs and their messages after this long, e.g. 720h (0 keeps them)")
 	str(&maxBytes, "stream-max-bytes", "FLOWGATE_STREAM_MAX_BYTES", "0", "bytes per JetStream stream (0 = 1 GiB)")
 	str(&logLevel, "log-level", "FLOWGATE_LOG_LEVEL", "info", "debug, info, warn or error")
@@ -65,6 +68,9 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 		return cfg, nil, fmt.Errorf("invalid stream max bytes %q", maxBytes)
 	}
 	cfg.StreamMaxBytes = n
+	if cfg.MaxMediaBytes, err = strconv.ParseInt(maxMedia, 10, 64); err != nil || cfg.MaxMediaBytes < 0 {
+		return cfg, nil, fmt.Errorf("invalid max media bytes %q", maxMedia)
+	}
 	if cfg.Retention, err = time.ParseDuration(retention); err != nil || cfg.Retention < 0 {
 		return cfg, nil, fmt.Errorf("invalid retention %q", retention)
 	}

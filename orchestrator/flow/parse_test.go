@@ -148,6 +148,7 @@ func TestParseInvalid(t *testing.T) {
 		{"goto_both.yaml", "steps[0].flow", "either step or flow"},
 		{"reserved_attribute.yaml", "steps[0].attribute", "reserved"},
 		{"media_and_text.yaml", "steps[0].text", "caption, not text"},
+		{"media_local_path.yaml", "steps[1].image", "neither an absolute http(s) URL nor an uploaded file (media:<id>)"},
 	}
 	files, _ := filepath.Glob("testdata/invalid/*")
 	if len(files) != len(cases) {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr/vm"
+
+	"github.com/flowgate/flowgate/shared/media"
 )
 
 // DefaultHTTPTimeout applies to http steps that set no timeout.
@@ -141,6 +143,7 @@ func (v *validator) content(p string, s *Step) {
 				v.errs.add(p+"."+m.field, "a message has one of image, document or video")
 			}
 			v.text(p+"."+m.field, m.value)
+			v.mediaValue(p+"."+m.field, m.value)
 		}
 	}
 	if media > 0 {
@@ -589,4 +592,19 @@ func (v *validator) graph() {
 			}
 		}
 	}
+}
+
+// mediaValue checks where a message's file comes from: an absolute http(s)
+// URL or an uploaded file ("media:<id>"; the ingress checks that the bot
+// has it). A server cannot read the caller's local path, and a bare value
+// must never reach a provider as a media id. A value with placeholders is
+// checked once rendered, at send time.
+func (v *validator) mediaValue(path, s string) {
+	if strings.Contains(s, "{{") || media.IsURL(s) {
+		return
+	}
+	if _, ok := media.ParseRef(s); ok {
+		return
+	}
+	v.errs.add(path, "%q is neither an absolute http(s) URL nor an uploaded file (media:<id>); upload local files with POST /v1/bots/{bot}/media", s)
 }

@@ -119,9 +119,14 @@ type Event struct {
 	Name   string `json:"name"`
 	FlowID string `json:"flow_id"`
 	// TokenHash is the SHA-256 of the secret trigger URL token (Botmother).
-	TokenHash string    `json:"-"`
-	CreatedAt time.Time `json:"created_at"`
-	UpdatedAt time.Time `json:"updated_at"`
+	TokenHash string `json:"-"`
+	// Input is how a request's own body maps to a trigger (which field is
+	// the user, the name, the data) and how its signature is checked; JSON
+	// owned by the ingress, opaque to the store (it holds a secret: never
+	// logged). Empty: the body is BuilderBot's {from, name, ...}.
+	Input     json.RawMessage `json:"-"`
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
 }
 
 // Contact is one user on one channel.
@@ -430,6 +435,7 @@ type Store interface {
 	Broadcasts
 	Lifecycle
 	Subscriptions
+	MediaFiles
 	// Ping reports whether the database is reachable.
 	Ping(ctx context.Context) error
 	Close() error

@@ -141,7 +141,8 @@ func (c Checker) Flow(f Flow) error {
 func (c Checker) Event(e Event) error {
 	return FirstErr(CheckBotID("bot_id", e.BotID), CheckID("name", e.Name),
 		CheckID("flow_id", e.FlowID), c.text("token_hash", e.TokenHash),
-		CheckTime("created_at", e.CreatedAt), CheckTime("updated_at", e.UpdatedAt))
+		CheckTime("created_at", e.CreatedAt), CheckTime("updated_at", e.UpdatedAt),
+		CheckJSON("input", e.Input, false))
 }
 
 // ContactUpsert checks an upsert but for its attributes and last request,

@@ -28,6 +28,7 @@ import (
 	"github.com/flowgate/flowgate/shared/channel/pacer"
 	"github.com/flowgate/flowgate/shared/channel/sandbox"
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/media"
 	"github.com/flowgate/flowgate/shared/store"
 	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
@@ -62,6 +63,14 @@ type Config struct {
 	StreamMaxBytes int64 // FLOWGATE_STREAM_MAX_BYTES
 	// NoDemo skips creating the demo bot in dev.
 	NoDemo bool // FLOWGATE_NO_DEMO
+	// PublicURL is the ingress's public base URL, e.g.
+	// https://flowgate.example.com: uploaded files are linked under it for
+	// RCS (GET /media/{bot}/{id}?exp=&sig=).
+	PublicURL string // FLOWGATE_PUBLIC_URL
+	// MediaURLKey signs those links (default: generated in the data directory).
+	MediaURLKey string // FLOWGATE_MEDIA_URL_KEY
+	// MaxMediaBytes caps an uploaded file (default 5 MiB, at most 8 MiB).
+	MaxMediaBytes int64 // FLOWGATE_MAX_MEDIA_BYTES
 	// MetricsAddr is where the orchestrator and channel workers serve
 	// /metrics, /healthz and /readyz (default ":9090", "off" disables).
 	MetricsAddr string // FLOWGATE_METRICS_ADDR
@@ -154,16 +163,21 @@ func busConfig(cfg Config, source string) bus.Config {
 // Senders returns the channel senders. The sandbox is always there; the
 // provider senders read each bot's credentials (and API base) from its
 // channel accounts, so a channel with no configured bot just idles.
-func Senders(st store.Store) []channel.Sender {
+// Uploaded files are sent from st; links (nil: none) sign them for RCS.
+func Senders(st store.Store, links ...*media.Signer) []channel.Sender {
 	out := []channel.Sender{sandbox.NewSender(st)}
-	// Without options the provider constructors cannot fail.
-	if s, err := whatsapp.NewSender(); err == nil {
+	// With these options the provider constructors cannot fail.
+	if s, err := whatsapp.NewSender(whatsapp.WithMedia(st)); err == nil {
 		out = append(out, s)
 	}
-	if s, err := telegram.NewSender(); err == nil {
+	if s, err := telegram.NewSender(telegram.WithMedia(st)); err == nil {
 		out = append(out, s)
 	}
-	if s, err := rcs.NewSender(); err == nil {
+	var rcsOpts []rcs.Option
+	if len(links) > 0 && links[0] != nil {
+		rcsOpts = append(rcsOpts, rcs.WithMediaLinks(links[0]))
+	}
+	if s, err := rcs.NewSender(rcsOpts...); err == nil {
 		out = append(out, s)
 	}
 	return out
@@ -171,8 +185,21 @@ func Senders(st store.Store) []channel.Sender {
 
 // RunIngress runs the ingress service.
 func RunIngress(ctx context.Context, cfg Config, st store.Store, b *bus.Bus) error {
-	return ingress.Run(ctx, ingress.Config{Addr: cfg.HTTPAddr, AdminKey: cfg.AdminKey, AllowPrivateWebhooks: cfg.Webhooks.AllowPrivate},
-		ingress.Deps{Store: st, Bus: b, CompileFlow: CompileFlow, Logger: cfg.Logger.With("service", "ingress")})
+	ic, err := ingressConfig(cfg)
+	if err != nil {
+		return err
+	}
+	return ingress.Run(ctx, ic, ingress.Deps{Store: st, Bus: b, CompileFlow: CompileFlow, Logger: cfg.Logger.With("service", "ingress")})
+}
+
+// ingressConfig is the ingress's part of cfg.
+func ingressConfig(cfg Config) (ingress.Config, error) {
+	signer, err := MediaSigner(cfg)
+	if err != nil {
+		return ingress.Config{}, err
+	}
+	return ingress.Config{Addr: cfg.HTTPAddr, AdminKey: cfg.AdminKey, AllowPrivateWebhooks: cfg.Webhooks.AllowPrivate,
+		MaxMediaBytes: cfg.MaxMediaBytes, MediaSigner: signer}, nil
 }
 
 // RunOrchestrator runs the orchestrator service and, in the same process,
@@ -190,7 +217,14 @@ func RunOrchestrator(ctx context.Context, cfg Config, st store.Store, b *bus.Bus
 
 // RunChannel runs the worker of one channel.
 func RunChannel(ctx context.Context, cfg Config, name string, st store.Store, b *bus.Bus) error {
-	for _, s := range Senders(st) {
+	var links *media.Signer
+	if name == events.ChannelRCS {
+		var err error
+		if links, err = MediaSigner(cfg); err != nil {
+			return err
+		}
+	}
+	for _, s := range Senders(st, links) {
 		if s.Channel() == name {
 			log := cfg.Logger.With("service", "channel-"+name)
 			var p channel.Pacer // the sandbox is not paced

@@ -96,7 +96,11 @@ func StartDev(ctx context.Context, cfg Config) (*Dev, error) {
 			return nil, err
 		}
 	}
-	h, err := ingress.NewHandler(ingress.Config{Addr: cfg.HTTPAddr, AdminKey: key, AllowPrivateWebhooks: cfg.Webhooks.AllowPrivate},
+	ic, err := ingressConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	h, err := ingress.NewHandler(ic,
 		ingress.Deps{Store: d.Store, Bus: d.Bus, CompileFlow: CompileFlow, Logger: log.With("service", "ingress")})
 	if err != nil {
 		return nil, err

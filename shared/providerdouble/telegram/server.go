@@ -88,10 +88,22 @@ type Accepted struct {
 	Text    string
 	Caption string
 	Media   string
+	// Upload is set when the media was uploaded (multipart/form-data)
+	// rather than named by URL or file_id; Media is then "upload:<filename>".
+	Upload *UploadedFile
+	// FileID is the file_id the answer gave the media (media methods only).
+	FileID string
 	// ReplyMarkup is reply_markup as sent (JSON), if any.
 	ReplyMarkup json.RawMessage
 	// PaidBroadcast is allow_paid_broadcast.
 	PaidBroadcast bool
+}
+
+// UploadedFile is a file part of a multipart send.
+type UploadedFile struct {
+	Filename    string
+	ContentType string
+	Size        int
 }
 
 // Counters count the double's answers.
@@ -414,16 +426,35 @@ func badRequest(desc string) APIError {
 // form, query string), as raw JSON values.
 type params map[string]json.RawMessage
 
-func readParams(r *http.Request) (params, error) {
+func readParams(r *http.Request) (params, map[string]UploadedFile, error) {
 	p := params{}
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+		// Bot API uploads: the file is a part of the form (50 MB at most).
+		if err := r.ParseMultipartForm(50 << 20); err != nil {
+			return nil, nil, err
+		}
+		for k, v := range r.MultipartForm.Value {
+			if len(v) > 0 {
+				p[k], _ = json.Marshal(v[0])
+			}
+		}
+		files := map[string]UploadedFile{}
+		for k, fh := range r.MultipartForm.File {
+			if len(fh) > 0 {
+				files[k] = UploadedFile{Filename: fh[0].Filename, ContentType: fh[0].Header.Get("Content-Type"), Size: int(fh[0].Size)}
+				p[k], _ = json.Marshal("upload:" + fh[0].Filename)
+			}
+		}
+		return p, files, nil
+	}
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
 		body, err := io.ReadAll(io.LimitReader(r.Body, 10<<20))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(strings.TrimSpace(string(body))) > 0 {
 			if err := json.Unmarshal(body, &p); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		for k, v := range r.URL.Query() {
@@ -431,17 +462,17 @@ func readParams(r *http.Request) (params, error) {
 				p[k], _ = json.Marshal(v[0])
 			}
 		}
-		return p, nil
+		return p, nil, nil
 	}
 	if err := r.ParseForm(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for k, v := range r.Form {
 		if len(v) > 0 {
 			p[k], _ = json.Marshal(v[0])
 		}
 	}
-	return p, nil
+	return p, nil, nil
 }
 
 // str returns a parameter as a string, accepting JSON strings and numbers.
@@ -531,14 +562,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 
-	p, err := readParams(r)
+	p, files, err := readParams(r)
 	if err != nil {
 		s.reject(w, badRequest("can't parse request: "+err.Error()))
 		return
 	}
 	switch strings.ToLower(method) {
 	case "sendmessage", "sendphoto", "senddocument", "sendvideo":
-		s.send(w, b, strings.ToLower(method), p)
+		s.send(w, b, strings.ToLower(method), p, files)
 	case "answercallbackquery":
 		id, _ := p.str("callback_query_id")
 		if id == "" {
@@ -593,7 +624,7 @@ func utf16Len(s string) int {
 	return n
 }
 
-func (s *Server) send(w http.ResponseWriter, b *botState, method string, p params) {
+func (s *Server) send(w http.ResponseWriter, b *botState, method string, p params, files map[string]UploadedFile) {
 	chatID, ok := p.str("chat_id")
 	if !ok || chatID == "" {
 		s.reject(w, badRequest("chat_id is empty"))
@@ -627,7 +658,13 @@ func (s *Server) send(w http.ResponseWriter, b *botState, method string, p param
 			s.reject(w, badRequest("there is no "+field+" in the request"))
 			return
 		}
-		if !validFileRef(acc.Media) {
+		if f, ok := files[field]; ok {
+			if f.Size == 0 {
+				s.reject(w, badRequest("file must be non-empty"))
+				return
+			}
+			acc.Upload = &f
+		} else if !validFileRef(acc.Media) {
 			s.reject(w, badRequest("wrong file identifier/HTTP URL specified"))
 			return
 		}
@@ -692,6 +729,9 @@ func (s *Server) send(w http.ResponseWriter, b *botState, method string, p param
 	chat.messageID++
 	acc.MessageID = chat.messageID
 	acc.At = now
+	if acc.Method != "sendMessage" {
+		acc.FileID = fileIDOf(acc)
+	}
 	s.accepted = append(s.accepted, acc)
 	s.counters.Accepted++
 	s.mu.Unlock()
@@ -793,6 +833,22 @@ func validateMarkup(raw json.RawMessage) *APIError {
 	return nil
 }
 
+// fileIDOf is the file_id of an accepted media message: the one it was
+// sent with, or a new one for a URL or an upload (Telegram's ids are
+// opaque; the double's are recognisable in tests).
+func fileIDOf(a Accepted) string {
+	if a.Upload == nil && !strings.HasPrefix(a.Media, "http://") && !strings.HasPrefix(a.Media, "https://") {
+		return a.Media
+	}
+	chat := strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+			return r
+		}
+		return '_'
+	}, a.ChatID)
+	return fmt.Sprintf("AgACAgIAAxkBAAI%s_%012d", chat, a.MessageID)
+}
+
 func resultMessage(b *botState, a Accepted) map[string]any {
 	chat := map[string]any{"type": "private"}
 	if id, err := strconv.ParseInt(a.ChatID, 10, 64); err == nil {
@@ -814,7 +870,7 @@ func resultMessage(b *botState, a Accepted) map[string]any {
 		"chat":       chat,
 		"date":       a.At.Unix(),
 	}
-	fileID := fmt.Sprintf("AgACAgIAAxkBAAI%012d", a.MessageID)
+	fileID := a.FileID
 	switch a.Method {
 	case "sendMessage":
 		m["text"] = a.Text

@@ -53,6 +53,8 @@ type Server struct {
 	lastInbound map[string]time.Time
 	lastPair    map[string]time.Time
 	accepted    []AcceptedMessage
+	uploads     map[string]Upload
+	uploadLog   []Upload
 	keepLog     bool
 	stats       Stats
 }
@@ -159,6 +161,7 @@ func New(opts ...Option) *Server {
 		failTo:        map[string]int{},
 		lastInbound:   map[string]time.Time{},
 		lastPair:      map[string]time.Time{},
+		uploads:       map[string]Upload{},
 		keepLog:       true,
 		stats:         Stats{Rejected: map[int]int64{}},
 	}
@@ -259,7 +262,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(s.latency)
 	}
 
-	version, phone, ok := sendPath(r.URL.Path)
+	version, phone, tail, ok := apiPath(r.URL.Path)
 	if !ok || !validVersion(version) {
 		s.fail(w, http.StatusNotFound, 100, "Unknown path components: "+r.URL.Path, "")
 		return
@@ -281,6 +284,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.failCode(w, 130429, "")
 		return
 	}
+	if tail == "media" {
+		s.serveUpload(w, r, phone)
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if err != nil {
 		s.fail(w, http.StatusBadRequest, 100, "Invalid request body", err.Error())
@@ -293,6 +300,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	to := normalize(req.To)
 	now := s.now()
+	if verr := s.checkMediaIDs(phone, req, now); verr != nil {
+		s.fail(w, statusOf(verr.code), verr.code, messageOf(verr.code), verr.details)
+		return
+	}
 
 	s.mu.Lock()
 	code := 0
@@ -366,15 +377,16 @@ func (s *Server) wamid() string {
 	return string(out)
 }
 
-// sendPath splits "/{version}/{phone_number_id}/messages".
-func sendPath(p string) (version, phone string, ok bool) {
+// apiPath splits "/{version}/{phone_number_id}/messages" and
+// "/{version}/{phone_number_id}/media".
+func apiPath(p string) (version, phone, tail string, ok bool) {
 	p = strings.Trim(p, "/")
 	version, rest, ok1 := strings.Cut(p, "/")
 	phone, tail, ok2 := strings.Cut(rest, "/")
-	if !ok1 || !ok2 || phone == "" || tail != "messages" {
-		return "", "", false
+	if !ok1 || !ok2 || phone == "" || (tail != "messages" && tail != "media") {
+		return "", "", "", false
 	}
-	return version, phone, true
+	return version, phone, tail, true
 }
 
 func inWindow(last map[string]time.Time, to string, now time.Time) bool {

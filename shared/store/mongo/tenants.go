@@ -289,12 +289,18 @@ type eventDoc struct {
 	Name      string        `bson:"name"`
 	FlowID    string        `bson:"flow_id"`
 	TokenHash string        `bson:"token_hash"`
-	CreatedAt time.Time     `bson:"created_at"`
-	UpdatedAt time.Time     `bson:"updated_at"`
+	// Input is the event's input mapping as JSON text ("" for none).
+	Input     string    `bson:"input,omitempty"`
+	CreatedAt time.Time `bson:"created_at"`
+	UpdatedAt time.Time `bson:"updated_at"`
 }
 
 func (d *eventDoc) event() store.Event {
-	return store.Event{BotID: d.BotID, Name: d.Name, FlowID: d.FlowID, TokenHash: d.TokenHash, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt}
+	e := store.Event{BotID: d.BotID, Name: d.Name, FlowID: d.FlowID, TokenHash: d.TokenHash, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt}
+	if d.Input != "" {
+		e.Input = json.RawMessage(d.Input)
+	}
+	return e
 }
 
 // PutEvent creates or replaces an event (one upsert); CreatedAt of an
@@ -309,7 +315,8 @@ func (s *Store) PutEvent(ctx context.Context, e store.Event) error {
 	defer cancel()
 	filter := bson.D{{Key: "bot_id", Value: e.BotID}, {Key: "name", Value: e.Name}}
 	update := bson.D{
-		{Key: "$set", Value: bson.D{{Key: "flow_id", Value: e.FlowID}, {Key: "token_hash", Value: e.TokenHash}, {Key: "updated_at", Value: updated}}},
+		{Key: "$set", Value: bson.D{{Key: "flow_id", Value: e.FlowID}, {Key: "token_hash", Value: e.TokenHash},
+			{Key: "input", Value: string(e.Input)}, {Key: "updated_at", Value: updated}}},
 		{Key: "$setOnInsert", Value: bson.D{{Key: "created_at", Value: created}}},
 	}
 	var err error

@@ -451,6 +451,13 @@ var schema = []string{
 	`CREATE INDEX IF NOT EXISTS sandbox_bot ON sandbox (bot_id, seq)`,
 }
 
+// column is a column added to a table after its CREATE TABLE shipped:
+// SQLite has no ADD COLUMN IF NOT EXISTS, so migrate adds it when missing.
+type column struct{ table, name, decl string }
+
+// addColumns are applied after schema, in order.
+var addColumns []column
+
 func migrate(ctx context.Context, db *sql.DB) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -460,6 +467,18 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	for _, q := range schema {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("sqlite: migrate: %w\n%s", err, q)
+		}
+	}
+	for _, col := range addColumns {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_info(?) WHERE name = ?`, col.table, col.name).Scan(&n); err != nil {
+			return fmt.Errorf("sqlite: migrate: %w", err)
+		}
+		if n == 0 {
+			q := "ALTER TABLE " + col.table + " ADD COLUMN " + col.name + " " + col.decl
+			if _, err := tx.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("sqlite: migrate: %w\n%s", err, q)
+			}
 		}
 	}
 	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = 2"); err != nil {

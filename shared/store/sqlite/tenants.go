@@ -233,28 +233,33 @@ func (s *Store) PutEvent(ctx context.Context, e store.Event) error {
 	if err := check.Event(e); err != nil {
 		return err
 	}
+	input, err := encodeRaw("input", e.Input, false)
+	if err != nil {
+		return err
+	}
 	created := orNow(e.CreatedAt)
 	updated := e.UpdatedAt
 	if updated.IsZero() {
 		updated = now()
 	}
-	err := s.w.do(ctx, false, func(t *wtx) error {
-		_, err := t.exec(`INSERT INTO events (bot_id, name, flow_id, token_hash, created_at, updated_at) VALUES (?,?,?,?,?,?)
+	err = s.w.do(ctx, false, func(t *wtx) error {
+		_, err := t.exec(`INSERT INTO events (bot_id, name, flow_id, token_hash, input, created_at, updated_at) VALUES (?,?,?,?,?,?,?)
 			ON CONFLICT (bot_id, name) DO UPDATE SET flow_id = excluded.flow_id, token_hash = excluded.token_hash,
-			updated_at = excluded.updated_at`,
-			e.BotID, e.Name, e.FlowID, e.TokenHash, nanos(created), nanos(updated.Round(0).UTC()))
+			input = excluded.input, updated_at = excluded.updated_at`,
+			e.BotID, e.Name, e.FlowID, e.TokenHash, input, nanos(created), nanos(updated.Round(0).UTC()))
 		return err
 	})
 	return dbErr("put event", err)
 }
 
-const eventCols = `bot_id, name, flow_id, token_hash, created_at, updated_at`
+const eventCols = `bot_id, name, flow_id, token_hash, input, created_at, updated_at`
 
 func scanEvent(r scanner) (store.Event, error) {
 	var e store.Event
 	var c, u int64
-	err := r.Scan(&e.BotID, &e.Name, &e.FlowID, &e.TokenHash, &c, &u)
-	e.CreatedAt, e.UpdatedAt = fromNanos(c), fromNanos(u)
+	var input sql.NullString
+	err := r.Scan(&e.BotID, &e.Name, &e.FlowID, &e.TokenHash, &input, &c, &u)
+	e.CreatedAt, e.UpdatedAt, e.Input = fromNanos(c), fromNanos(u), decodeRaw(input)
 	return e, err
 }
 
