@@ -247,6 +247,9 @@ const (
 	TriggerFanningOut = "fanning_out"
 	TriggerDone       = "done"
 	TriggerCancelled  = "cancelled"
+	// TriggerPaused: a broadcast's fan-out is held (POST .../pause); it
+	// goes on from its checkpoint when resumed.
+	TriggerPaused = "paused"
 )
 
 // Trigger is one accepted external request and its progress.

@@ -204,7 +204,17 @@ type Pacer struct {
 var (
 	_ channel.Pacer        = (*Pacer)(nil)
 	_ channel.MessagePacer = (*Pacer)(nil)
+	_ channel.RatePacer    = (*Pacer)(nil)
 )
+
+// Rate is the configured rate of bot's account on the pacer's channel:
+// the bot's own RatePerSecond, else the channel's default.
+func (p *Pacer) Rate(bot store.Bot) float64 {
+	if r := AccountRate(bot, p.cfg.Channel); r > 0 {
+		return r
+	}
+	return p.cfg.Rate
+}
 
 // New returns a pacer whose state lives in the KV bucket cfg.Bucket of js
 // (created if missing). Every replica of a worker must use the same bucket.
