@@ -55,6 +55,7 @@ func fromCompat(t *events.Trigger, r compat.Request) {
 	t.Data = r.Data
 	t.Attributes = r.Attributes
 	t.InitialMessage = r.InitialMessage
+	t.Priority = r.Priority
 	if t.IdempotencyKey == "" {
 		t.IdempotencyKey = r.IdempotencyKey
 	}
