@@ -74,6 +74,12 @@ type ConsumeOptions struct {
 	// AckWait: a small prefetch strands fewer, and leaves the rest of
 	// MaxAckPending to the other replicas.
 	Prefetch int
+	// KeepFetched keeps every fetched message that waits for its worker in
+	// progress (InProgress every AckWait/3) and never holds the fetch back
+	// on a busy worker: a message waiting in this process for its turn is
+	// never redelivered elsewhere nor counted towards MaxDeliver. The
+	// consumer's MaxAckPending then bounds what one process holds.
+	KeepFetched bool
 }
 
 // Consume runs h over the consumer's messages until ctx ends, then stops
@@ -111,6 +117,14 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 
+	var held *heldSet
+	if o.KeepFetched {
+		held = &heldSet{m: map[jetstream.Msg]struct{}{}}
+		stopHeld := held.keep(cfg.AckWait / 3)
+		defer stopHeld()
+		// Queues never fill up: MaxAckPending bounds what is fetched.
+		queueCap = max(queueCap, cfg.MaxAckPending)
+	}
 	queues := make([]chan item, o.Workers)
 	var wg sync.WaitGroup
 	for i := range queues {
@@ -119,6 +133,9 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 		go func(q chan item) {
 			defer wg.Done()
 			for it := range q {
+				if held != nil {
+					held.remove(it.m.raw)
+				}
 				b.handle(hctx, spec, cfg.MaxDeliver, h, o, it)
 			}
 		}(queues[i])
@@ -134,6 +151,9 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 		} else {
 			next++
 			idx = int(next % uint32(len(queues)))
+		}
+		if held != nil {
+			held.add(raw)
 		}
 		queues[idx] <- item{m: m, err: derr}
 	}, jetstream.PullMaxMessages(o.Prefetch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -280,4 +300,56 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// heldSet is the fetched messages waiting for their worker
+// (ConsumeOptions.KeepFetched).
+type heldSet struct {
+	mu sync.Mutex
+	m  map[jetstream.Msg]struct{}
+}
+
+func (h *heldSet) add(m jetstream.Msg) {
+	h.mu.Lock()
+	h.m[m] = struct{}{}
+	h.mu.Unlock()
+}
+
+func (h *heldSet) remove(m jetstream.Msg) {
+	if m == nil {
+		return
+	}
+	h.mu.Lock()
+	delete(h.m, m)
+	h.mu.Unlock()
+}
+
+// keep tells JetStream every interval that the held messages are in
+// progress, until the returned stop is called.
+func (h *heldSet) keep(interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(max(interval, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			h.mu.Lock()
+			msgs := make([]jetstream.Msg, 0, len(h.m))
+			for m := range h.m {
+				msgs = append(msgs, m)
+			}
+			h.mu.Unlock()
+			for _, m := range msgs {
+				_ = m.InProgress()
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }

@@ -33,10 +33,10 @@ func laneIndex(lane string) int {
 	return 0
 }
 
-// acquire takes one slot for lane, calling heartbeat every progressEvery
+// acquire takes one slot for lane, calling heartbeat every interval
 // while it waits (the bundle stays with this worker: waiting is not
 // failing).
-func (g *gate) acquire(ctx context.Context, lane string, heartbeat func()) error {
+func (g *gate) acquire(ctx context.Context, lane string, interval time.Duration, heartbeat func()) error {
 	l := laneIndex(lane)
 	g.mu.Lock()
 	if g.used < g.capacity && len(g.waiting[0]) == 0 && len(g.waiting[1]) == 0 {
@@ -47,7 +47,7 @@ func (g *gate) acquire(ctx context.Context, lane string, heartbeat func()) error
 	ch := make(chan struct{})
 	g.waiting[l] = append(g.waiting[l], ch)
 	g.mu.Unlock()
-	tick := time.NewTicker(progressEvery)
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
 		select {

@@ -114,7 +114,7 @@ func (r *Runner) startLane(ctx context.Context, subject string, wg *sync.WaitGro
 		return nil
 	}
 	size := r.laneSize(ctx, botID)
-	spec := bus.OutboundLaneConsumer(subject, 4*size.prefetch)
+	spec := bus.OutboundLaneConsumer(subject, 2*size.prefetch)
 	if r.cfg.AckWait > 0 {
 		spec.AckWait = r.cfg.AckWait
 	}
@@ -132,6 +132,9 @@ func (r *Runner) startLane(ctx context.Context, subject string, wg *sync.WaitGro
 		}, bus.ConsumeOptions{
 			Workers:  size.workers,
 			Prefetch: size.prefetch,
+			// A bundle waiting for its worker (behind one that waits for
+			// the account's pacing) is kept, never redelivered for it.
+			KeepFetched: true,
 			// One contact's bundles go to one worker: they are sent in order.
 			Key: func(m bus.Message) string { return m.Event.Subject() },
 		})

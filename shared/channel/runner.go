@@ -136,6 +136,9 @@ type Runner struct {
 	idempotent bool
 	// bundle is the sender's BundleSender side, when it is idempotent.
 	bundle BundleSender
+	// progress is how often a waiting bundle tells JetStream it is still
+	// worked on: progressEvery, or a third of a shorter AckWait.
+	progress time.Duration
 
 	// Metric children of this runner's channel, looked up once.
 	sentCounter     prometheus.Counter
@@ -148,7 +151,7 @@ type cachedBot struct {
 }
 
 // NewRunner builds a runner. pacer may be nil (no pacing: the sandbox).
-func NewRunner(cfg RunnerConfig, s Sender, b Bus, st Store, pacer Pacer, log *slog.Logger) (*Runner, error) {
+func NewRunner(cfg RunnerConfig, s Sender, b Bus, st Store, pacer Pacer, log *slog.Logger) (r *Runner, err error) {
 	if s == nil || b == nil || st == nil {
 		return nil, errors.New("channel: sender, bus and store are required")
 	}
@@ -193,12 +196,17 @@ func NewRunner(cfg RunnerConfig, s Sender, b Bus, st Store, pacer Pacer, log *sl
 		log = slog.Default()
 	}
 	ch := s.Channel()
+	defer func() {
+		if r != nil && cfg.AckWait > 0 {
+			r.progress = min(progressEvery, cfg.AckWait/3)
+		}
+	}()
 	var bundle BundleSender
 	if bs, ok := s.(BundleSender); ok && idempotent {
 		bundle = bs
 	}
 	return &Runner{cfg: cfg, sender: s, bus: b, store: st, pacer: pacer, log: log.With("channel", ch), bots: map[string]cachedBot{},
-		idempotent: idempotent, bundle: bundle,
+		idempotent: idempotent, bundle: bundle, progress: progressEvery,
 		gates: map[string]*gate{}, sentCounter: sent.WithLabelValues(ch), providerLatency: providerSeconds.WithLabelValues(ch)}, nil
 }
 
@@ -258,7 +266,7 @@ func (r *Runner) handle(ctx context.Context, m bus.Message, laneName string) err
 	// worked on: waiting is not failing, and never counts as a delivery.
 	progressAt := time.Now()
 	heartbeat := func() {
-		if time.Since(progressAt) > progressEvery {
+		if time.Since(progressAt) > r.progress {
 			m.InProgress()
 			progressAt = time.Now()
 		}
@@ -301,7 +309,7 @@ func (r *Runner) handle(ctx context.Context, m bus.Message, laneName string) err
 		// gate with a pacing slot already taken would send late, in a
 		// burst). The gate serves the high lane first.
 		if g != nil {
-			if err := g.acquire(ctx, laneName, heartbeat); err != nil {
+			if err := g.acquire(ctx, laneName, r.progress, heartbeat); err != nil {
 				return err
 			}
 		}
@@ -457,7 +465,7 @@ func (r *Runner) pace(ctx context.Context, bot store.Bot, account string, out ev
 		}
 		farWaits.WithLabelValues(r.sender.Channel()).Inc()
 		heartbeat()
-		t := time.NewTimer(min(max(far.Wait, 10*time.Millisecond), progressEvery))
+		t := time.NewTimer(min(max(far.Wait, 10*time.Millisecond), r.progress))
 		select {
 		case <-ctx.Done():
 			t.Stop()

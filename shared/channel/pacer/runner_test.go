@@ -77,15 +77,22 @@ func newWorkers(t *testing.T, replicas int) *workers {
 
 // run starts one runner per replica with sender(i) and a pacer of its own.
 func (w *workers) run(ch string, sender func(i int) channel.Sender) {
+	w.runWith(channel.RunnerConfig{}, pacer.Config{Channel: ch}, sender)
+}
+
+// runWith is run with a runner and pacer configuration.
+func (w *workers) runWith(rcfg channel.RunnerConfig, pcfg pacer.Config, sender func(i int) channel.Sender) {
 	w.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	w.t.Cleanup(func() { cancel(); wg.Wait() })
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for i, b := range w.buses {
-		p, err := pacer.New(ctx, b.JetStream(), pacer.Config{Channel: ch, Logger: quiet})
+		pc := pcfg
+		pc.Logger = quiet
+		p, err := pacer.New(ctx, b.JetStream(), pc)
 		require.NoError(w.t, err)
-		r, err := channel.NewRunner(channel.RunnerConfig{}, sender(i), b, w.st, p, quiet)
+		r, err := channel.NewRunner(rcfg, sender(i), b, w.st, p, quiet)
 		require.NoError(w.t, err)
 		wg.Add(1)
 		go func() {
@@ -99,13 +106,18 @@ func (w *workers) run(ch string, sender func(i int) channel.Sender) {
 
 // enqueue records and publishes one single-message bundle per recipient in to.
 func (w *workers) enqueue(botID, ch string, to []string) {
+	w.enqueueLane(botID, ch, events.LaneBulk, "run", to)
+}
+
+// enqueueLane is enqueue in one lane, with run ids starting with prefix.
+func (w *workers) enqueueLane(botID, ch, lane, prefix string, to []string) {
 	w.t.Helper()
 	ctx := context.Background()
 	now := time.Now().UTC()
 	recs := make([]store.Message, 0, len(to))
 	outs := make([]events.Outbound, 0, len(to))
 	for i, rcpt := range to {
-		runID := fmt.Sprintf("run-%05d", i)
+		runID := fmt.Sprintf("%s-%05d", prefix, i)
 		content := events.Content{Type: events.ContentText, Text: fmt.Sprintf("message %d", i)}
 		raw, _ := json.Marshal(content)
 		msg := events.OutboundMessage{ID: runID + ":1", Seq: 1, Content: content}
@@ -121,7 +133,7 @@ func (w *workers) enqueue(botID, ch string, to []string) {
 	for _, out := range outs {
 		ev, err := bus.NewEvent("out:"+out.Messages[0].ID, events.TypeOutbound, out.ContactID, out)
 		require.NoError(w.t, err)
-		_, err = w.buses[0].Publish(ctx, events.OutboundSubject(ch, botID, events.LaneBulk), ev)
+		_, err = w.buses[0].Publish(ctx, events.OutboundSubject(ch, botID, lane), ev)
 		require.NoError(w.t, err)
 	}
 }
