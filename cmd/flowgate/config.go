@@ -23,7 +23,7 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 		v, _ := strconv.ParseBool(os.Getenv(env))
 		fs.BoolVar(p, name, v, help+" ($"+env+")")
 	}
-	var logLevel, logFormat, maxBytes, retention, webhookRetry string
+	var logLevel, logFormat, maxBytes, retention, webhookRetry, broadcastQueue string
 	str(&cfg.HTTPAddr, "http-addr", "FLOWGATE_HTTP_ADDR", ":8080", "HTTP listen address")
 	str(&cfg.MetricsAddr, "metrics-addr", "FLOWGATE_METRICS_ADDR", "", "orchestrator and channel workers: /metrics, /healthz and /readyz listen address (default :9090; off disables)")
 	str(&cfg.DataDir, "data-dir", "FLOWGATE_DATA_DIR", "data", "data directory (embedded store, embedded NATS)")
@@ -40,6 +40,7 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 	boolean(&cfg.TelegramPoll, "poll", "FLOWGATE_TELEGRAM_POLL", "channel telegram: read updates with getUpdates long polling (deletes the bots' webhooks)")
 	str(&cfg.TelegramWebhookBase, "set-webhook", "FLOWGATE_TELEGRAM_WEBHOOK_BASE", "", "channel telegram: point every bot's webhook at this public base URL + /webhooks/telegram/{bot} at start")
 	str(&retention, "retention", "FLOWGATE_RETENTION", "0", "delete finished runs and their messages after this long, e.g. 720h (0 keeps them)")
+	str(&broadcastQueue, "broadcast-queue", "FLOWGATE_BROADCAST_QUEUE", "2m", "orchestrator: a broadcast keeps at most this long of its account's rate queued (back-pressure; -1s: no bound)")
 	str(&maxBytes, "stream-max-bytes", "FLOWGATE_STREAM_MAX_BYTES", "0", "bytes per JetStream stream (0 = 1 GiB)")
 	str(&logLevel, "log-level", "FLOWGATE_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&logFormat, "log-format", "FLOWGATE_LOG_FORMAT", "text", "text or json")
@@ -59,6 +60,9 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 		return cfg, nil, fmt.Errorf("invalid stream max bytes %q", maxBytes)
 	}
 	cfg.StreamMaxBytes = n
+	if cfg.BroadcastQueue, err = time.ParseDuration(broadcastQueue); err != nil || cfg.BroadcastQueue == 0 {
+		return cfg, nil, fmt.Errorf("invalid broadcast queue %q (a duration such as 2m; negative: no bound)", broadcastQueue)
+	}
 	if cfg.Retention, err = time.ParseDuration(retention); err != nil || cfg.Retention < 0 {
 		return cfg, nil, fmt.Errorf("invalid retention %q", retention)
 	}
