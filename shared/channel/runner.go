@@ -151,7 +151,7 @@ type cachedBot struct {
 }
 
 // NewRunner builds a runner. pacer may be nil (no pacing: the sandbox).
-func NewRunner(cfg RunnerConfig, s Sender, b Bus, st Store, pacer Pacer, log *slog.Logger) (r *Runner, err error) {
+func NewRunner(cfg RunnerConfig, s Sender, b Bus, st Store, pacer Pacer, log *slog.Logger) (*Runner, error) {
 	if s == nil || b == nil || st == nil {
 		return nil, errors.New("channel: sender, bus and store are required")
 	}
@@ -196,17 +196,16 @@ func NewRunner(cfg RunnerConfig, s Sender, b Bus, st Store, pacer Pacer, log *sl
 		log = slog.Default()
 	}
 	ch := s.Channel()
-	defer func() {
-		if r != nil && cfg.AckWait > 0 {
-			r.progress = min(progressEvery, cfg.AckWait/3)
-		}
-	}()
+	progress := progressEvery
+	if cfg.AckWait > 0 {
+		progress = min(progress, cfg.AckWait/3)
+	}
 	var bundle BundleSender
 	if bs, ok := s.(BundleSender); ok && idempotent {
 		bundle = bs
 	}
 	return &Runner{cfg: cfg, sender: s, bus: b, store: st, pacer: pacer, log: log.With("channel", ch), bots: map[string]cachedBot{},
-		idempotent: idempotent, bundle: bundle, progress: progressEvery,
+		idempotent: idempotent, bundle: bundle, progress: progress,
 		gates: map[string]*gate{}, sentCounter: sent.WithLabelValues(ch), providerLatency: providerSeconds.WithLabelValues(ch)}, nil
 }
 
