@@ -143,6 +143,7 @@ type Runner struct {
 	// Metric children of this runner's channel, looked up once.
 	sentCounter     prometheus.Counter
 	providerLatency prometheus.Observer
+	laneMetrics     [2]laneMetricSet // by laneIndex
 }
 
 type cachedBot struct {
@@ -204,7 +205,11 @@ func NewRunner(cfg RunnerConfig, s Sender, b Bus, st Store, pacer Pacer, log *sl
 	if bs, ok := s.(BundleSender); ok && idempotent {
 		bundle = bs
 	}
-	return &Runner{cfg: cfg, sender: s, bus: b, store: st, pacer: pacer, log: log.With("channel", ch), bots: map[string]cachedBot{},
+	lm := [2]laneMetricSet{}
+	for i, l := range []string{events.LaneHigh, events.LaneBulk} {
+		lm[i] = laneMetricSet{sent: laneSent.WithLabelValues(ch, l), queue: laneLatency.WithLabelValues(ch, l)}
+	}
+	return &Runner{cfg: cfg, laneMetrics: lm, sender: s, bus: b, store: st, pacer: pacer, log: log.With("channel", ch), bots: map[string]cachedBot{},
 		idempotent: idempotent, bundle: bundle, progress: progress,
 		gates: map[string]*gate{}, sentCounter: sent.WithLabelValues(ch), providerLatency: providerSeconds.WithLabelValues(ch)}, nil
 }
@@ -375,15 +380,20 @@ func (r *Runner) throttled(account string, err error) bool {
 
 // observeLane records n messages of lane sent at now, published at queued.
 func (r *Runner) observeLane(laneName string, queued, now time.Time, n int) {
-	ch := r.sender.Channel()
-	laneSent.WithLabelValues(ch, laneName).Add(float64(n))
+	m := r.laneMetrics[laneIndex(laneName)]
+	m.sent.Add(float64(n))
 	if !queued.IsZero() {
 		d := now.Sub(queued).Seconds()
-		h := laneLatency.WithLabelValues(ch, laneName)
 		for range n {
-			h.Observe(d)
+			m.queue.Observe(d)
 		}
 	}
+}
+
+// laneMetricSet is the metric children of one lane of the runner's channel.
+type laneMetricSet struct {
+	sent  prometheus.Counter
+	queue prometheus.Observer
 }
 
 // sendBundle sends a bundle's unsent messages in one call of a
