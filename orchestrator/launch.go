@@ -84,7 +84,7 @@ func (o *Orchestrator) launchBatch(ctx context.Context, t events.Trigger, runs [
 			continue
 		}
 		var err error
-		if recs, err = messageRecords(recs, b.run, b.contact, b.sl.sends, now); err != nil {
+		if recs, err = messageRecords(recs, b.run, b.contact, b.sl.sends, lane, now); err != nil {
 			return err
 		}
 		ev, err := outboundEvent(b.run, b.contact, b.sl.sends, lane)

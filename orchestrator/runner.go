@@ -342,7 +342,7 @@ func runStatus(st runState) string {
 
 // publishSends records the messages and publishes them as one ordered bundle.
 func (o *Orchestrator) publishSends(ctx context.Context, run store.Run, contact store.Contact, sends []events.OutboundMessage, lane string) error {
-	recs, err := messageRecords(nil, run, contact, sends, time.Now().UTC())
+	recs, err := messageRecords(nil, run, contact, sends, lane, time.Now().UTC())
 	if err != nil {
 		return err
 	}
@@ -362,7 +362,7 @@ func (o *Orchestrator) publishSends(ctx context.Context, run store.Run, contact 
 }
 
 // messageRecords appends the store records of a run's messages to recs.
-func messageRecords(recs []store.Message, run store.Run, contact store.Contact, sends []events.OutboundMessage, now time.Time) ([]store.Message, error) {
+func messageRecords(recs []store.Message, run store.Run, contact store.Contact, sends []events.OutboundMessage, lane string, now time.Time) ([]store.Message, error) {
 	for _, m := range sends {
 		content, err := json.Marshal(m.Content)
 		if err != nil {
@@ -371,7 +371,7 @@ func messageRecords(recs []store.Message, run store.Run, contact store.Contact, 
 		recs = append(recs, store.Message{
 			ID: m.ID, BotID: run.BotID, RunID: run.ID, TriggerID: run.TriggerID, ContactID: contact.ID,
 			Channel: run.Channel, To: contact.ExternalID, Seq: m.Seq, Content: content,
-			Status: events.StatusQueued, CreatedAt: now, UpdatedAt: now,
+			Status: events.StatusQueued, Lane: lane, CreatedAt: now, UpdatedAt: now,
 		})
 	}
 	return recs, nil

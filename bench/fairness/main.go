@@ -8,8 +8,16 @@
 // held. -replicas 2 runs a second WhatsApp worker on its own NATS
 // connection beside the one `flowgate dev` runs.
 //
+// -backpressure N instead broadcasts to N imported contacts (everyone)
+// through a number paced at -rate, samples the bulk lane and the process's
+// peak RSS (VmHWM: `flowgate dev`, the double and this driver together) for
+// -seconds, then cancels the broadcast: the lane must stay within the
+// orchestrator's queue bound (FLOWGATE_BROADCAST_QUEUE of the rate, plus
+// the batch under way).
+//
 //	go run ./bench/fairness                  # 2,000 at 20/s, 1 and 2 worker replicas
 //	go run ./bench/fairness -replicas 1 -broadcast 600
+//	go run ./bench/fairness -backpressure 100000 -rate 80 -seconds 120
 package main
 
 import (
@@ -31,6 +39,7 @@ import (
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/store"
 	wadouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
 )
 
@@ -42,7 +51,15 @@ func main() {
 	nb := flag.Int("b", 50, "bot B's dispatches, one at a time")
 	singles := flag.Int("singles", 20, "bot A's single-user dispatches during its broadcast")
 	replicas := flag.Int("replicas", 0, "WhatsApp worker replicas (0 = 1 then 2)")
+	bp := flag.Int("backpressure", 0, "instead: broadcast to this many imported contacts and sample the bulk lane and RSS")
+	seconds := flag.Int("seconds", 120, "with -backpressure: how long to sample")
 	flag.Parse()
+	if *bp > 0 {
+		if err := backpressure(*bp, *rate, time.Duration(*seconds)*time.Second); err != nil {
+			log.Fatal(err)
+		}
+		return
+	}
 	runs := []int{1, 2}
 	if *replicas > 0 {
 		runs = []int{*replicas}
@@ -258,6 +275,94 @@ func run(broadcast int, rate float64, nb, singles, replicas int) error {
 	fmt.Printf("  bot A single-user dispatch -> provider (%d, same number, high lane): %s (bound: 1 s + one pacing interval = %s)\n",
 		len(latA), summary(latA), (time.Second + time.Duration(float64(time.Second)/rate)).Round(time.Millisecond))
 	return nil
+}
+
+// backpressure broadcasts to n imported contacts at rate and samples the
+// bulk lane and peak RSS for d.
+func backpressure(n int, rate float64, d time.Duration) error {
+	dir, err := os.MkdirTemp("", "flowgate-bench-backpressure")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ctx := context.Background()
+	wa := wadouble.New(wadouble.WithoutLog())
+	defer wa.Close()
+	dev, err := app.StartDev(ctx, app.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", AdminKey: admin, Logger: quiet, NoDemo: true, MetricsAddr: "off"})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = dev.Stop() }()
+	adm := client{base: "http://" + dev.Addr, key: admin}
+	body, _ := json.Marshal(map[string]any{"id": "camp", "name": "camp", "channels": map[string]any{
+		"default_channel": "whatsapp",
+		"whatsapp": map[string]any{"phone_number_id": "100000000000009", "access_token": wadouble.DefaultToken,
+			"app_secret": "s", "verify_token": "v", "api_base": wa.APIBase(), "rate_per_second": rate}}})
+	out, err := adm.must("POST", "/v1/bots", string(body), 201)
+	if err != nil {
+		return err
+	}
+	c := client{base: adm.base, key: out["api_key"].(string)}
+	if _, err := c.must("PUT", "/v1/bots/camp/flows/promo", `{"steps":[{"id":"t","type":"template","template":"promo","language":"en"}]}`, 200); err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	for i := 0; i < n; i += 5000 {
+		ups := make([]store.ContactUpsert, 0, 5000)
+		for j := i; j < min(n, i+5000); j++ {
+			ups = append(ups, store.ContactUpsert{BotID: "camp", Channel: events.ChannelWhatsApp, ExternalID: fmt.Sprintf("+3165%07d", j),
+				NewID: store.NewContactID(), Now: now})
+		}
+		if _, _, err := dev.Store.ImportContacts(ctx, ups); err != nil {
+			return err
+		}
+	}
+	res, err := c.must("POST", "/v1/bots/camp/triggers", `{"flow":"promo","channel":"whatsapp","audience":{"everyone":true}}`, 202)
+	if err != nil {
+		return err
+	}
+	id := res["trigger_id"].(string)
+	subject := events.OutboundSubject(events.ChannelWhatsApp, "camp", events.LaneBulk)
+	var maxQueued, maxStream uint64
+	start := time.Now()
+	for time.Since(start) < d {
+		time.Sleep(250 * time.Millisecond)
+		if q, err := dev.Bus.Queued(ctx, bus.StreamOutbound, subject); err == nil {
+			maxQueued = max(maxQueued, q)
+		}
+		if q, err := dev.Bus.Queued(ctx, bus.StreamOutbound, events.SubjectOutbound+".>"); err == nil {
+			maxStream = max(maxStream, q)
+		}
+	}
+	tr, err := c.must("GET", "/v1/bots/camp/triggers/"+id, "", 200)
+	if err != nil {
+		return err
+	}
+	if _, err := c.must("POST", "/v1/bots/camp/triggers/"+id+"/cancel", "", 200); err != nil {
+		return err
+	}
+	t := tr["trigger"].(map[string]any)
+	counters, _ := json.Marshal(t["counters"])
+	delivery, _ := json.Marshal(t["delivery"])
+	bound := uint64(rate * 120)
+	fmt.Printf("back-pressure: %d contacts, everyone, %v/s, sampled %s: bulk lane held at most %d bundles (bound %d = 2 min of the rate, + a batch of 1,000), outbound stream at most %d; sent %d (%.1f/s); peak RSS %s\n",
+		n, rate, d, maxQueued, bound, maxStream, wa.Stats().Accepted, float64(wa.Stats().Accepted)/d.Seconds(), peakRSS())
+	fmt.Printf("  trigger at the end: counters %s delivery %s\n", counters, delivery)
+	return nil
+}
+
+func peakRSS() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "unknown"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			return strings.TrimSpace(strings.TrimPrefix(l, "VmHWM:"))
+		}
+	}
+	return "unknown"
 }
 
 func accepted(wa *wadouble.Server, to string) bool {

@@ -237,8 +237,11 @@ type Message struct {
 	Status            string          `json:"status"`
 	ProviderMessageID string          `json:"provider_message_id,omitempty"`
 	Error             string          `json:"error,omitempty"`
-	CreatedAt         time.Time       `json:"created_at"`
-	UpdatedAt         time.Time       `json:"updated_at"`
+	// Lane is the delivery lane the message was queued in (high, bulk;
+	// "" for messages stored before lanes).
+	Lane      string    `json:"lane,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Trigger statuses.

@@ -451,6 +451,11 @@ var schema = []string{
 	`CREATE INDEX IF NOT EXISTS sandbox_bot ON sandbox (bot_id, seq)`,
 }
 
+// addedColumns are columns added to existing tables, in order.
+var addedColumns = []struct{ table, column, decl string }{
+	{"messages", "lane", "TEXT NOT NULL DEFAULT ''"}, // delivery lane (high, bulk)
+}
+
 func migrate(ctx context.Context, db *sql.DB) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -460,6 +465,18 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	for _, q := range schema {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("sqlite: migrate: %w\n%s", err, q)
+		}
+	}
+	// Columns added after a table was first created.
+	for _, c := range addedColumns {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?`, c.table, c.column).Scan(&n); err != nil {
+			return fmt.Errorf("sqlite: migrate: %w", err)
+		}
+		if n == 0 {
+			if _, err := tx.ExecContext(ctx, `ALTER TABLE `+c.table+` ADD COLUMN `+c.column+` `+c.decl); err != nil {
+				return fmt.Errorf("sqlite: migrate: add %s.%s: %w", c.table, c.column, err)
+			}
 		}
 	}
 	if _, err := tx.ExecContext(ctx, "PRAGMA user_version = 2"); err != nil {
