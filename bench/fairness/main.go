@@ -39,8 +39,8 @@ import (
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
-	"github.com/flowgate/flowgate/shared/store"
 	wadouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
+	"github.com/flowgate/flowgate/shared/store"
 )
 
 const admin = "bench-admin-key-0123456789"
