@@ -122,17 +122,25 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 		held = &heldSet{m: map[jetstream.Msg]struct{}{}}
 		stopHeld := held.keep(cfg.AckWait / 3)
 		defer stopHeld()
-		// Queues never fill up: MaxAckPending bounds what is fetched.
-		queueCap = max(queueCap, cfg.MaxAckPending)
 	}
-	queues := make([]chan item, o.Workers)
+	queues := make([]workQueue, o.Workers)
 	var wg sync.WaitGroup
 	for i := range queues {
-		queues[i] = make(chan item, queueCap)
+		if held != nil {
+			// Never full (MaxAckPending bounds what is fetched), so the
+			// fetch never waits and every fetched message is in held.
+			queues[i] = &fifo{ready: make(chan struct{}, 1)}
+		} else {
+			queues[i] = make(chanQueue, queueCap)
+		}
 		wg.Add(1)
-		go func(q chan item) {
+		go func(q workQueue) {
 			defer wg.Done()
-			for it := range q {
+			for {
+				it, ok := q.next()
+				if !ok {
+					return
+				}
 				if held != nil {
 					held.remove(it.m.raw)
 				}
@@ -155,7 +163,7 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 		if held != nil {
 			held.add(raw)
 		}
-		queues[idx] <- item{m: m, err: derr}
+		queues[idx].push(item{m: m, err: derr})
 	}, jetstream.PullMaxMessages(o.Prefetch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			b.log.Debug("consume", "consumer", spec.Durable, "err", err)
@@ -163,7 +171,7 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 	}))
 	if err != nil {
 		for _, q := range queues {
-			close(q)
+			q.close()
 		}
 		wg.Wait()
 		return fmt.Errorf("%w: consume %s: %v", ErrUnavailable, spec.Durable, err)
@@ -176,7 +184,7 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 		cc.Stop()
 	}
 	for _, q := range queues {
-		close(q)
+		q.close()
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -352,4 +360,75 @@ func (h *heldSet) keep(interval time.Duration) (stop func()) {
 		}
 	}()
 	return func() { close(done); wg.Wait() }
+}
+
+// workQueue is one worker's queue of fetched messages.
+type workQueue interface {
+	push(it item)
+	// next blocks for the next item; false once closed and empty.
+	next() (item, bool)
+	close()
+}
+
+// chanQueue is a bounded queue: a full one holds the fetch back.
+type chanQueue chan item
+
+func (q chanQueue) push(it item) { q <- it }
+func (q chanQueue) close()       { close(q) }
+func (q chanQueue) next() (item, bool) {
+	it, ok := <-q
+	return it, ok
+}
+
+// fifo is an unbounded queue (ConsumeOptions.KeepFetched): its length is
+// bounded by the consumer's MaxAckPending, and memory follows what is
+// actually queued.
+type fifo struct {
+	mu     sync.Mutex
+	items  []item
+	closed bool
+	ready  chan struct{} // capacity 1: something was pushed or it closed
+}
+
+func (q *fifo) push(it item) {
+	q.mu.Lock()
+	q.items = append(q.items, it)
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *fifo) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *fifo) signal() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (q *fifo) next() (item, bool) {
+	for {
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			it := q.items[0]
+			q.items[0] = item{}
+			q.items = q.items[1:]
+			if len(q.items) == 0 {
+				q.items = nil // let the backing array go
+			}
+			q.mu.Unlock()
+			return it, true
+		}
+		if q.closed {
+			q.mu.Unlock()
+			return item{}, false
+		}
+		q.mu.Unlock()
+		<-q.ready
+	}
 }

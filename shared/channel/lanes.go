@@ -164,9 +164,9 @@ func (r *Runner) laneSize(ctx context.Context, botID string) laneSizing {
 	return laneSizing{prefetch: n, workers: min(n, r.cfg.Workers)}
 }
 
-// accountRate is the rate the bot's account on this channel is paced at;
-// +Inf when there is no pacer (or the bot cannot be read: its first
-// bundle will tell).
+// accountRate is the rate the bot's account on this channel is paced at
+// (the channel's default when the bot cannot be read); +Inf when there is
+// no pacer.
 func (r *Runner) accountRate(ctx context.Context, botID string) float64 {
 	rp, ok := r.pacer.(RatePacer)
 	if r.pacer == nil || !ok {
@@ -174,7 +174,7 @@ func (r *Runner) accountRate(ctx context.Context, botID string) float64 {
 	}
 	b, err := r.bot(ctx, botID)
 	if err != nil {
-		return math.Inf(1)
+		b = store.Bot{ID: botID}
 	}
 	if rate := rp.Rate(b); rate > 0 {
 		return rate

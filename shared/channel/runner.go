@@ -61,8 +61,10 @@ type MessagePacer interface {
 
 // RunnerConfig configures a channel runner.
 type RunnerConfig struct {
-	// Workers send concurrently (default 64). Messages of one contact are
-	// always sent one at a time, in order.
+	// Workers bounds the workers of one lane (one bot's high or bulk
+	// lane) in this process, and an account's sends under way (default
+	// 64). Messages of one contact in one lane are always sent one at a
+	// time, in order.
 	Workers int
 	// BotCacheTTL bounds how long bot credentials are cached (default 10 s).
 	BotCacheTTL time.Duration
