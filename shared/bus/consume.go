@@ -74,11 +74,12 @@ type ConsumeOptions struct {
 	// AckWait: a small prefetch strands fewer, and leaves the rest of
 	// MaxAckPending to the other replicas.
 	Prefetch int
-	// KeepFetched keeps every fetched message that waits for its worker in
-	// progress (InProgress every AckWait/3) and never holds the fetch back
-	// on a busy worker: a message waiting in this process for its turn is
-	// never redelivered elsewhere nor counted towards MaxDeliver. The
-	// consumer's MaxAckPending then bounds what one process holds.
+	// KeepFetched fetches only as many messages as Prefetch leaves room
+	// for, and keeps every fetched message that waits for its worker in
+	// progress (InProgress every AckWait/3): a message waiting in this
+	// process for its turn is never redelivered elsewhere nor counted
+	// towards MaxDeliver. A process then holds at most Prefetch waiting
+	// messages plus one per busy worker.
 	KeepFetched bool
 }
 
@@ -119,7 +120,7 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 
 	var held *heldSet
 	if o.KeepFetched {
-		held = &heldSet{m: map[jetstream.Msg]struct{}{}}
+		held = &heldSet{m: map[jetstream.Msg]struct{}{}, freed: make(chan struct{}, 1)}
 		stopHeld := held.keep(cfg.AckWait / 3)
 		defer stopHeld()
 	}
@@ -127,8 +128,7 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 	var wg sync.WaitGroup
 	for i := range queues {
 		if held != nil {
-			// Never full (MaxAckPending bounds what is fetched), so the
-			// fetch never waits and every fetched message is in held.
+			// Never full: the fetch loop bounds what is queued.
 			queues[i] = &fifo{ready: make(chan struct{}, 1)}
 		} else {
 			queues[i] = make(chanQueue, queueCap)
@@ -149,7 +149,7 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 		}(queues[i])
 	}
 	var next uint32
-	cc, err := cons.Consume(func(raw jetstream.Msg) {
+	dispatch := func(raw jetstream.Msg) {
 		m, derr := decode(raw)
 		idx := 0
 		if o.Key != nil && derr == nil {
@@ -164,7 +164,26 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 			held.add(raw)
 		}
 		queues[idx].push(item{m: m, err: derr})
-	}, jetstream.PullMaxMessages(o.Prefetch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	}
+	if held != nil {
+		// Fetch only what there is room for: this process never holds
+		// more than Prefetch messages waiting for a worker, and every one
+		// of them is kept in progress (none waits in the client's buffer).
+		err := b.fetchLoop(ctx, spec, cons, o.Prefetch, held, dispatch)
+		for _, q := range queues {
+			q.close()
+		}
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(o.DrainTimeout):
+			cancelHandlers()
+			<-done
+		}
+		return err
+	}
+	cc, err := cons.Consume(dispatch, jetstream.PullMaxMessages(o.Prefetch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			b.log.Debug("consume", "consumer", spec.Durable, "err", err)
 		}
@@ -313,8 +332,15 @@ func truncate(s string, n int) string {
 // heldSet is the fetched messages waiting for their worker
 // (ConsumeOptions.KeepFetched).
 type heldSet struct {
-	mu sync.Mutex
-	m  map[jetstream.Msg]struct{}
+	mu    sync.Mutex
+	m     map[jetstream.Msg]struct{}
+	freed chan struct{} // capacity 1: a message left the set
+}
+
+func (h *heldSet) len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.m)
 }
 
 func (h *heldSet) add(m jetstream.Msg) {
@@ -330,6 +356,60 @@ func (h *heldSet) remove(m jetstream.Msg) {
 	h.mu.Lock()
 	delete(h.m, m)
 	h.mu.Unlock()
+	select {
+	case h.freed <- struct{}{}:
+	default:
+	}
+}
+
+// fetchWait is how long one fetch of the KeepFetched loop waits for
+// messages (and so how long a stop may take).
+const fetchWait = 2 * time.Second
+
+// fetchLoop fetches from cons as long as ctx lasts, never more than room
+// for prefetch messages waiting in held.
+func (b *Bus) fetchLoop(ctx context.Context, spec ConsumerSpec, cons jetstream.Consumer, prefetch int, held *heldSet,
+	dispatch func(jetstream.Msg)) error {
+	failures := 0
+	for ctx.Err() == nil {
+		room := prefetch - held.len()
+		if room <= 0 {
+			select {
+			case <-held.freed:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		batch, err := cons.Fetch(room, jetstream.FetchMaxWait(fetchWait))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return fmt.Errorf("%w: consumer %s: %v", ErrUnavailable, spec.Durable, err)
+			}
+			failures++
+			if failures == 1 || failures%50 == 0 {
+				b.log.Warn("fetch failed; retrying", "consumer", spec.Durable, "err", err, "failures", failures)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(min(time.Duration(failures)*100*time.Millisecond, 2*time.Second)):
+			}
+			continue
+		}
+		failures = 0
+		for raw := range batch.Messages() {
+			dispatch(raw)
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return fmt.Errorf("%w: consumer %s: %v", ErrUnavailable, spec.Durable, err)
+			}
+			b.log.Debug("fetch", "consumer", spec.Durable, "err", err)
+		}
+	}
+	return nil
 }
 
 // keep tells JetStream every interval that the held messages are in

@@ -114,7 +114,10 @@ func (r *Runner) startLane(ctx context.Context, subject string, wg *sync.WaitGro
 		return nil
 	}
 	size := r.laneSize(ctx, botID)
-	spec := bus.OutboundLaneConsumer(subject, 2*size.prefetch)
+	// A process holds at most prefetch waiting bundles plus one per worker
+	// (2 × prefetch): a killed one leaves room for the others until its
+	// bundles come back after AckWait.
+	spec := bus.OutboundLaneConsumer(subject, 4*size.prefetch)
 	if r.cfg.AckWait > 0 {
 		spec.AckWait = r.cfg.AckWait
 	}
