@@ -56,6 +56,7 @@ func TestTriggerEndpointsBadInput(t *testing.T) {
 		{"native: users and users_bm", "POST", native, "b", js, `{"flow":"welcome","audience":{"users":["1"],"users_bm":["a"]}}`, 422, ""},
 		{"native: unknown platform", "POST", native, "b", js, `{"flow":"welcome","audience":{"users":["1"],"platform":"fax"}}`, 422, ""},
 		{"native: unknown channel", "POST", native, "b", js, `{"flow":"welcome","channel":"fax","audience":{"users":["1"]}}`, 422, ""},
+		{"native: unknown priority", "POST", native, "b", js, `{"flow":"welcome","priority":"urgent","audience":{"users":["1"]}}`, 422, "priority"},
 		{"native: channel not configured", "POST", native, "b", js, `{"flow":"welcome","channel":"whatsapp","audience":{"users":["+31612345678"]}}`, 422, "channel"},
 		{"native: invalid phone", "POST", native, "b", js, `{"flow":"welcome","channel":"whatsapp","audience":{"users":["12"]}}`, 422, ""},
 		{"native: bad filter", "POST", native, "b", js, `{"flow":"welcome","audience":{"everyone":true,"filter":"plan ==="}}`, 422, "audience.filter"},

@@ -96,6 +96,7 @@ func fromCompat(t *events.Trigger, r compat.Request) {
 	t.NoData = r.Data == nil
 	t.Attributes = r.Attributes
 	t.InitialMessage = r.InitialMessage
+	t.Priority = r.Priority
 	if t.IdempotencyKey == "" {
 		t.IdempotencyKey = r.IdempotencyKey
 	}

@@ -28,6 +28,8 @@ func (s *server) triggerRoutes(r *gin.Engine, bot *gin.RouterGroup) {
 	bot.POST("/triggers", s.nativeTrigger)
 	bot.GET("/triggers/:trigger", s.getTrigger)
 	bot.POST("/triggers/:trigger/cancel", s.cancelTrigger)
+	bot.POST("/triggers/:trigger/pause", s.pauseTrigger)
+	bot.POST("/triggers/:trigger/resume", s.resumeTrigger)
 	bot.POST("/cloudevents", s.cloudEvents)
 	r.POST("/hooks/botmother/:bot/:token", s.botmother)
 	r.POST("/bot_api/v2.0/customer/:cid/bot/:bot/flow/:flow", s.engatiAuth, s.engatiV2)
@@ -170,12 +172,7 @@ func (s *server) getTrigger(c *gin.Context) {
 		abort(c, e)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"trigger": triggerView(t)})
-}
-
-func triggerView(t store.Trigger) gin.H {
-	return gin.H{"id": t.ID, "status": t.Status, "source": t.Source, "event": t.Event, "flow": t.FlowID,
-		"channel": t.Channel, "counters": t.Counters, "created_at": t.CreatedAt, "updated_at": t.UpdatedAt}
+	c.JSON(http.StatusOK, gin.H{"trigger": triggerView(botOf(c), t, time.Now())})
 }
 
 // cancelTrigger stops a broadcast's fan-out: no new run starts.
@@ -189,12 +186,13 @@ func (s *server) cancelTrigger(c *gin.Context) {
 		}
 		switch t.Status {
 		case store.TriggerCancelled:
-			c.JSON(http.StatusOK, gin.H{"trigger": triggerView(t)})
+			c.JSON(http.StatusOK, gin.H{"trigger": triggerView(botOf(c), t, time.Now())})
 			return
 		case store.TriggerDone:
 			abort(c, newError(http.StatusConflict, "already_done", "the trigger's runs have all been started; cancel runs individually"))
 			return
 		}
+		// A paused broadcast can be cancelled too: it stays stopped.
 		t.Status = store.TriggerCancelled
 		t.UpdatedAt = time.Now().UTC()
 		t, err = s.store.UpdateTrigger(ctx, t)
@@ -205,7 +203,7 @@ func (s *server) cancelTrigger(c *gin.Context) {
 			abort(c, storeError(err, "trigger"))
 			return
 		}
-		c.JSON(http.StatusOK, gin.H{"trigger": triggerView(t)})
+		c.JSON(http.StatusOK, gin.H{"trigger": triggerView(botOf(c), t, time.Now())})
 		return
 	}
 	abort(c, newError(http.StatusConflict, "conflict", "the trigger is changing quickly; retry"))

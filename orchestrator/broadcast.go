@@ -234,7 +234,7 @@ func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigg
 			if gerr != nil {
 				return gerr
 			}
-			if cur.Status == store.TriggerCancelled || cur.Status == store.TriggerDone {
+			if stopsFanOut(cur.Status) {
 				return errFanOutStopped
 			}
 			return bus.RetryAfter(errTriggerTaken, 10*time.Second)
@@ -271,15 +271,22 @@ func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigg
 		}
 		if n > 1 {
 			// Waiting for the slot let the batch before finish: a cancel
-			// its checkpoint met is seen here, before another one starts.
+			// or pause its checkpoint met is seen here, before another one
+			// starts.
 			cur, err := o.store.GetTrigger(ctx, t.BotID, t.ID)
-			if err == nil && (cur.Status == store.TriggerCancelled || cur.Status == store.TriggerDone) {
+			if err == nil && stopsFanOut(cur.Status) {
 				err = errFanOutStopped
 			}
 			if err != nil {
 				<-sem
 				return o.fanOutEnd(prev, err)
 			}
+		}
+		// Back-pressure: the batch starts once the account's bulk lane
+		// has room for it (QueueSeconds of its rate).
+		if err := o.awaitDrain(ctx, t, len(f.contacts)); err != nil {
+			<-sem
+			return o.fanOutEnd(prev, err)
 		}
 		done := make(chan error, 1)
 		go func(n int, f fetched, before chan error) {

@@ -76,6 +76,7 @@ func (o *Orchestrator) launchBatch(ctx context.Context, t events.Trigger, runs [
 
 	var recs []store.Message
 	evs := make([]bus.Outgoing, 0, len(batch))
+	lane := LaneOf(t)
 	queued := 0
 	for i := range batch {
 		b := &batch[i]
@@ -83,14 +84,14 @@ func (o *Orchestrator) launchBatch(ctx context.Context, t events.Trigger, runs [
 			continue
 		}
 		var err error
-		if recs, err = messageRecords(recs, b.run, b.contact, b.sl.sends, now); err != nil {
+		if recs, err = messageRecords(recs, b.run, b.contact, b.sl.sends, lane, now); err != nil {
 			return err
 		}
-		ev, err := outboundEvent(b.run, b.contact, b.sl.sends)
+		ev, err := outboundEvent(b.run, b.contact, b.sl.sends, lane)
 		if err != nil {
 			return err
 		}
-		evs = append(evs, bus.Outgoing{Subject: events.OutboundSubject(b.run.Channel, b.run.BotID), Event: ev})
+		evs = append(evs, bus.Outgoing{Subject: events.OutboundSubject(b.run.Channel, b.run.BotID, lane), Event: ev})
 		queued += len(b.sl.sends)
 	}
 	if err := o.store.InsertMessages(ctx, recs); err != nil {
@@ -122,6 +123,7 @@ func (o *Orchestrator) launchBatch(ctx context.Context, t events.Trigger, runs [
 	for _, b := range batch {
 		if len(b.sl.sends) > 0 {
 			messagesQueued.WithLabelValues(b.run.Channel).Add(float64(len(b.sl.sends)))
+			laneQueued.WithLabelValues(b.run.Channel, lane).Add(float64(len(b.sl.sends)))
 		}
 		if o.hooks != nil && o.hooks.AfterPublish != nil {
 			if err := o.hooks.AfterPublish(b.run.ID); err != nil {
@@ -244,7 +246,7 @@ func (o *Orchestrator) firstSlice(ctx context.Context, t events.Trigger, b *firs
 	if needsInitialMessage(t, b.contact, now) {
 		// The initial template opens the WhatsApp window; the flow starts
 		// when the contact replies (handleInbound).
-		b.sl = slice{state: runState{AwaitingWindow: true}, sends: []events.OutboundMessage{{
+		b.sl = slice{state: runState{AwaitingWindow: true, Lane: LaneOf(t)}, sends: []events.OutboundMessage{{
 			ID: MessageID(b.run.ID, initialMessageSeq), Seq: initialMessageSeq, Step: "initial_message", Content: *t.InitialMessage,
 		}}}
 		return nil
@@ -262,7 +264,7 @@ func (o *Orchestrator) firstSlice(ctx context.Context, t events.Trigger, b *firs
 		Contact: flow.Contact{ID: b.contact.ID, Name: b.contact.Name, ExternalID: b.contact.ExternalID,
 			Channel: b.contact.Channel, Attributes: b.contact.Attributes, LastRequest: contactLastRequest(t, b.contact)},
 	}
-	sl, err := o.apply(ctx, &b.run, def, runState{}, start)
+	sl, err := o.apply(ctx, &b.run, def, runState{Lane: LaneOf(t)}, start)
 	if err != nil {
 		o.log.Warn("run failed", "bot", b.run.BotID, "run", b.run.ID, "reason", err.Error())
 		b.sl = failedSlice(err.Error())

@@ -39,6 +39,13 @@ type Config struct {
 	// (default 1 min). Transient failures (store or bus unavailable) are
 	// retried at this pace for as long as they last.
 	RetryBackoff time.Duration
+	// QueueSeconds bounds what a broadcast keeps queued per account: a
+	// batch starts only while the account's bulk lane holds less than
+	// QueueSeconds of its rate (default 2 min; negative: no bound).
+	QueueSeconds time.Duration
+	// DrainPoll is how often a held fan-out looks at its lane again
+	// (default 500 ms).
+	DrainPoll time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -58,6 +65,12 @@ func (c *Config) setDefaults() {
 	if c.FanOutParallelism <= 0 {
 		c.FanOutParallelism = 256
 	}
+	if c.QueueSeconds == 0 {
+		c.QueueSeconds = 2 * time.Minute
+	}
+	if c.DrainPoll <= 0 {
+		c.DrainPoll = 500 * time.Millisecond
+	}
 }
 
 // Bus is what the orchestrator needs of the message bus.
@@ -66,6 +79,9 @@ type Bus interface {
 	// PublishAll publishes a batch and waits for every acknowledgement.
 	PublishAll(ctx context.Context, evs []bus.Outgoing) error
 	Consume(ctx context.Context, spec bus.ConsumerSpec, h bus.Handler, o bus.ConsumeOptions) error
+	// Queued is how many messages a stream holds on a subject (the
+	// back-pressure of broadcasts).
+	Queued(ctx context.Context, stream, subject string) (uint64, error)
 }
 
 // Deps are the orchestrator's collaborators.

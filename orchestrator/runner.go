@@ -32,6 +32,25 @@ type runState struct {
 	// each status event, so a slice replayed after a crash or a version
 	// conflict publishes the same id and JetStream drops the copy.
 	StatusSeq int64 `json:"status_seq,omitempty"`
+	// Lane is the delivery lane of the run's messages that answer no user
+	// (its first slice, timers): events.LaneBulk for a broadcast's runs.
+	// Messages that answer the user always go in the high lane.
+	Lane string `json:"lane,omitempty"`
+}
+
+// sendLane is the lane of the messages a run sends in answer to ev: a
+// user's reply (or the opening of the WhatsApp window, or a completed
+// WhatsApp Flow) is answered in the high lane; anything else keeps the
+// run's own lane.
+func sendLane(st runState, ev flow.Event) string {
+	switch ev.(type) {
+	case flow.Reply, flow.FlowCompleted, flow.Start:
+		return events.LaneHigh
+	}
+	if events.KnownLane(st.Lane) {
+		return st.Lane
+	}
+	return events.LaneHigh
 }
 
 const maxRememberedReplies = 32
@@ -109,6 +128,7 @@ func (o *Orchestrator) definition(ctx context.Context, botID, flowID string, ver
 // that must leave the orchestrator.
 type slice struct {
 	state     runState
+	lane      string // of sends
 	sends     []events.OutboundMessage
 	attrs     map[string]any
 	waitUntil *time.Time
@@ -154,10 +174,12 @@ func (o *Orchestrator) advanceFrom(ctx context.Context, run store.Run, contact s
 		}
 		return err
 	}
+	lane := sendLane(st, ev)
 	sl, err := o.apply(ctx, &run, def, st, ev)
 	if err != nil {
 		return o.failRun(ctx, run, err.Error())
 	}
+	sl.lane = lane
 	return o.commit(ctx, run, contact, sl)
 }
 
@@ -238,7 +260,7 @@ func (o *Orchestrator) commit(ctx context.Context, run store.Run, contact store.
 		}
 	}
 	if len(sl.sends) > 0 {
-		if err := o.publishSends(ctx, run, contact, sl.sends); err != nil {
+		if err := o.publishSends(ctx, run, contact, sl.sends, sl.lane); err != nil {
 			return err
 		}
 	}
@@ -329,27 +351,28 @@ func runStatus(st runState) string {
 }
 
 // publishSends records the messages and publishes them as one ordered bundle.
-func (o *Orchestrator) publishSends(ctx context.Context, run store.Run, contact store.Contact, sends []events.OutboundMessage) error {
-	recs, err := messageRecords(nil, run, contact, sends, time.Now().UTC())
+func (o *Orchestrator) publishSends(ctx context.Context, run store.Run, contact store.Contact, sends []events.OutboundMessage, lane string) error {
+	recs, err := messageRecords(nil, run, contact, sends, lane, time.Now().UTC())
 	if err != nil {
 		return err
 	}
 	if err := o.store.InsertMessages(ctx, recs); err != nil {
 		return err
 	}
-	ev, err := outboundEvent(run, contact, sends)
+	ev, err := outboundEvent(run, contact, sends, lane)
 	if err != nil {
 		return err
 	}
-	if _, err := o.bus.Publish(ctx, events.OutboundSubject(run.Channel, run.BotID), ev); err != nil {
+	if _, err := o.bus.Publish(ctx, events.OutboundSubject(run.Channel, run.BotID, lane), ev); err != nil {
 		return err
 	}
 	messagesQueued.WithLabelValues(run.Channel).Add(float64(len(sends)))
+	laneQueued.WithLabelValues(run.Channel, lane).Add(float64(len(sends)))
 	return nil
 }
 
 // messageRecords appends the store records of a run's messages to recs.
-func messageRecords(recs []store.Message, run store.Run, contact store.Contact, sends []events.OutboundMessage, now time.Time) ([]store.Message, error) {
+func messageRecords(recs []store.Message, run store.Run, contact store.Contact, sends []events.OutboundMessage, lane string, now time.Time) ([]store.Message, error) {
 	for _, m := range sends {
 		content, err := json.Marshal(m.Content)
 		if err != nil {
@@ -358,7 +381,7 @@ func messageRecords(recs []store.Message, run store.Run, contact store.Contact, 
 		recs = append(recs, store.Message{
 			ID: m.ID, BotID: run.BotID, RunID: run.ID, TriggerID: run.TriggerID, ContactID: contact.ID,
 			Channel: run.Channel, To: contact.ExternalID, Seq: m.Seq, Content: content,
-			Status: events.StatusQueued, CreatedAt: now, UpdatedAt: now,
+			Status: events.StatusQueued, Lane: lane, CreatedAt: now, UpdatedAt: now,
 		})
 	}
 	return recs, nil
@@ -366,11 +389,11 @@ func messageRecords(recs []store.Message, run store.Run, contact store.Contact, 
 
 // outboundEvent is the bundle of a run's messages for its channel worker;
 // its id names the first message, so a replay is dropped by JetStream.
-func outboundEvent(run store.Run, contact store.Contact, sends []events.OutboundMessage) (cloudevents.Event, error) {
+func outboundEvent(run store.Run, contact store.Contact, sends []events.OutboundMessage, lane string) (cloudevents.Event, error) {
 	out := events.Outbound{
 		BotID: run.BotID, RunID: run.ID, TriggerID: run.TriggerID, ContactID: contact.ID,
 		Channel: run.Channel, To: contact.ExternalID, Messages: sends,
-		LastInboundAt: contact.LastInboundAt,
+		LastInboundAt: contact.LastInboundAt, Lane: lane,
 	}
 	ev, err := bus.NewEvent("out:"+sends[0].ID, events.TypeOutbound, contact.ID, out)
 	if err != nil {

@@ -55,8 +55,8 @@ func (o *Orchestrator) handleTrigger(ctx context.Context, m bus.Message) error {
 	if err != nil {
 		return err
 	}
-	if trig.Status == store.TriggerDone || trig.Status == store.TriggerCancelled {
-		return nil // a redelivery of a trigger already handled
+	if stopsFanOut(trig.Status) {
+		return nil // a redelivery of a trigger already handled, or paused (resume publishes it again)
 	}
 	// A trigger stored just now has no runs yet: its batches take the
 	// fresh path (see launchBatch).

@@ -269,7 +269,7 @@ func enqueue(ctx context.Context, b *bus.Bus, st store.Store, n int, now time.Ti
 					Messages: []events.OutboundMessage{{ID: fmt.Sprintf("run-%07d:1", i), Seq: 1, Content: c}}}
 				ev, err := bus.NewEvent("out:"+out.Messages[0].ID, events.TypeOutbound, out.ContactID, out)
 				if err == nil {
-					_, err = b.Publish(ctx, events.OutboundSubject(events.ChannelWhatsApp, "bench"), ev)
+					_, err = b.Publish(ctx, events.OutboundSubject(events.ChannelWhatsApp, "bench", events.LaneBulk), ev)
 				}
 				if err != nil {
 					errc <- err

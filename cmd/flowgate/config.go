@@ -23,7 +23,7 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 		v, _ := strconv.ParseBool(os.Getenv(env))
 		fs.BoolVar(p, name, v, help+" ($"+env+")")
 	}
-	var logLevel, logFormat, maxBytes, maxMedia, retention, webhookRetry string
+	var logLevel, logFormat, maxBytes, maxMedia, retention, webhookRetry, broadcastQueue string
 	httpAddr := ":8080"
 	if cmd == "dev" {
 		// dev has a generated admin key and a demo bot: it listens on
@@ -49,6 +49,7 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 	str(&cfg.MediaURLKey, "media-url-key", "FLOWGATE_MEDIA_URL_KEY", "", "key signing uploaded files' links (default: generated in the data directory; set it when services share no data directory)")
 	str(&maxMedia, "max-media-bytes", "FLOWGATE_MAX_MEDIA_BYTES", "0", "largest uploaded file in bytes (0 = 5 MiB, at most 8 MiB)")
 	str(&retention, "retention", "FLOWGATE_RETENTION", "0", "delete finished runs and their messages after this long, e.g. 720h (0 keeps them)")
+	str(&broadcastQueue, "broadcast-queue", "FLOWGATE_BROADCAST_QUEUE", "2m", "orchestrator: a broadcast keeps at most this long of its account's rate queued (back-pressure; -1s: no bound)")
 	str(&maxBytes, "stream-max-bytes", "FLOWGATE_STREAM_MAX_BYTES", "0", "bytes per JetStream stream (0 = 1 GiB)")
 	str(&logLevel, "log-level", "FLOWGATE_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&logFormat, "log-format", "FLOWGATE_LOG_FORMAT", "text", "text or json")
@@ -70,6 +71,9 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 	cfg.StreamMaxBytes = n
 	if cfg.MaxMediaBytes, err = strconv.ParseInt(maxMedia, 10, 64); err != nil || cfg.MaxMediaBytes < 0 {
 		return cfg, nil, fmt.Errorf("invalid max media bytes %q", maxMedia)
+	}
+	if cfg.BroadcastQueue, err = time.ParseDuration(broadcastQueue); err != nil || cfg.BroadcastQueue == 0 {
+		return cfg, nil, fmt.Errorf("invalid broadcast queue %q (a duration such as 2m; negative: no bound)", broadcastQueue)
 	}
 	if cfg.Retention, err = time.ParseDuration(retention); err != nil || cfg.Retention < 0 {
 		return cfg, nil, fmt.Errorf("invalid retention %q", retention)

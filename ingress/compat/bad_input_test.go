@@ -100,6 +100,8 @@ func TestBadInput(t *testing.T) {
 		{"native: unknown top-level field", native(`{"event":"E","audiance":{"everyone":true}}`), 422, CodeUnknownField, "audiance"},
 		{"native: unknown audience field", native(`{"event":"E","audience":{"everyone":true,"segment":"x"}}`), 422, CodeUnknownField, "audience.segment"},
 		{"native: unknown channel", native(`{"event":"E","channel":"sms","audience":{"everyone":true}}`), 422, CodeUnknownChannel, "channel"},
+		{"native: unknown priority", native(`{"event":"E","priority":"urgent","audience":{"everyone":true}}`), 422, CodeInvalidField, "priority"},
+		{"native: priority not a string", native(`{"event":"E","priority":1,"audience":{"everyone":true}}`), 422, CodeInvalidField, "priority"},
 		{"native: missing audience", native(`{"event":"E"}`), 422, CodeMissingField, "audience"},
 		{"native: audience not object", native(`{"event":"E","audience":["1"]}`), 422, CodeInvalidField, "audience"},
 		{"native: empty audience", native(`{"event":"E","audience":{}}`), 422, CodeMissingField, "audience.users"},

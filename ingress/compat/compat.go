@@ -121,6 +121,9 @@ type Request struct {
 	FlowID string
 	// RunState is a Recrubo flow run's initial state.
 	RunState map[string]any
+	// Priority is the delivery lane asked for (events.LaneHigh or
+	// events.LaneBulk); "" chooses by audience.
+	Priority string
 
 	// usersField names where Users came from, for errors raised by ResolveChannel.
 	usersField string

@@ -14,7 +14,7 @@ import (
 )
 
 var (
-	nativeKeys   = keySet("event", "flow", "channel", "audience", "data", "idempotency_key", "initial_message", "name")
+	nativeKeys   = keySet("event", "flow", "channel", "audience", "data", "idempotency_key", "initial_message", "name", "priority")
 	audienceKeys = keySet("users", "users_bm", "everyone", "platform", "filter")
 )
 
@@ -129,6 +129,15 @@ func ParseNative(contentType string, body []byte) (Request, *Error) {
 	if req.Name, err = optionalName(raw["name"], "name"); err != nil {
 		return Request{}, err
 	}
+	priority, err := optionalString(raw["priority"], "priority")
+	if err != nil {
+		return Request{}, err
+	}
+	if priority != "" && !events.KnownLane(priority) {
+		return Request{}, newError(http.StatusUnprocessableEntity, CodeInvalidField, "priority",
+			"priority %q is not one of high, bulk", truncate(priority, 40))
+	}
+	req.Priority = priority
 	if req.Name != "" && len(req.Audience.Users) != 1 {
 		return Request{}, newError(http.StatusUnprocessableEntity, CodeConflictingFields, "name",
 			"name sets one contact's name; the audience must be exactly one user")

@@ -77,6 +77,13 @@ type ConsumeOptions struct {
 	// AckWait: a small prefetch strands fewer, and leaves the rest of
 	// MaxAckPending to the other replicas.
 	Prefetch int
+	// KeepFetched fetches only as many messages as Prefetch leaves room
+	// for (every fetched message is kept in progress until handled, in
+	// either mode): a message waiting in this
+	// process for its turn is never redelivered elsewhere nor counted
+	// towards MaxDeliver. A process then holds at most Prefetch waiting
+	// messages plus one per busy worker.
+	KeepFetched bool
 }
 
 // Consume runs h over the consumer's messages until ctx ends, then stops
@@ -114,27 +121,46 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 
-	held := newHolder(cfg.AckWait)
+	// Every fetched message is kept in progress until its handler is done
+	// (waiting for its worker, then handled): the consumer's AckWait can be
+	// short, so that a crashed process's messages come back quickly.
+	beats := newHolder(cfg.AckWait)
 	stopBeats := make(chan struct{})
-	go held.run(stopBeats)
+	go beats.run(stopBeats)
 	defer close(stopBeats)
 
-	queues := make([]chan item, o.Workers)
+	var held *heldSet
+	if o.KeepFetched {
+		held = &heldSet{m: map[jetstream.Msg]struct{}{}, freed: make(chan struct{}, 1)}
+	}
+	queues := make([]workQueue, o.Workers)
 	var wg sync.WaitGroup
 	for i := range queues {
-		queues[i] = make(chan item, queueCap)
+		if held != nil {
+			// Never full: the fetch loop bounds what is queued.
+			queues[i] = &fifo{ready: make(chan struct{}, 1)}
+		} else {
+			queues[i] = make(chanQueue, queueCap)
+		}
 		wg.Add(1)
-		go func(q chan item) {
+		go func(q workQueue) {
 			defer wg.Done()
-			for it := range q {
+			for {
+				it, ok := q.next()
+				if !ok {
+					return
+				}
+				if held != nil {
+					held.remove(it.m.raw)
+				}
 				b.handle(hctx, spec, cfg.MaxDeliver, h, o, it)
-				held.done(it.m.raw)
+				beats.done(it.m.raw)
 			}
 		}(queues[i])
 	}
 	var next uint32
-	cc, err := cons.Consume(func(raw jetstream.Msg) {
-		held.add(raw)
+	dispatch := func(raw jetstream.Msg) {
+		beats.add(raw)
 		m, derr := decode(raw)
 		idx := 0
 		if o.Key != nil && derr == nil {
@@ -145,15 +171,37 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 			next++
 			idx = int(next % uint32(len(queues)))
 		}
-		queues[idx] <- item{m: m, err: derr}
-	}, jetstream.PullMaxMessages(o.Prefetch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if held != nil {
+			held.add(raw)
+		}
+		queues[idx].push(item{m: m, err: derr})
+	}
+	if held != nil {
+		// Fetch only what there is room for: this process never holds
+		// more than Prefetch messages waiting for a worker, and every one
+		// of them is kept in progress (none waits in the client's buffer).
+		err := b.fetchLoop(ctx, spec, cons, o.Prefetch, held, dispatch)
+		for _, q := range queues {
+			q.close()
+		}
+		done := make(chan struct{})
+		go func() { wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(o.DrainTimeout):
+			cancelHandlers()
+			<-done
+		}
+		return err
+	}
+	cc, err := cons.Consume(dispatch, jetstream.PullMaxMessages(o.Prefetch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			b.log.Debug("consume", "consumer", spec.Durable, "err", err)
 		}
 	}))
 	if err != nil {
 		for _, q := range queues {
-			close(q)
+			q.close()
 		}
 		wg.Wait()
 		return fmt.Errorf("%w: consume %s: %v", ErrUnavailable, spec.Durable, err)
@@ -166,7 +214,7 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 		cc.Stop()
 	}
 	for _, q := range queues {
-		close(q)
+		q.close()
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -240,6 +288,27 @@ func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, maxDeliver int, h H
 	}
 }
 
+func safeCall(ctx context.Context, h Handler, m Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panic: %v", r)
+		}
+	}()
+	return h(ctx, m)
+}
+
+// backoff is 250 ms doubled per delivery, capped.
+func backoff(delivered uint64, max time.Duration) time.Duration {
+	d := 250 * time.Millisecond
+	for i := uint64(1); i < delivered && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	return d
+}
+
 // retryTransient retries a message whose handler failed for a transient
 // cause. JetStream stops delivering a message after MaxDeliver, so from half
 // of it on the message is re-published with a fresh delivery count (see
@@ -288,27 +357,6 @@ func (b *Bus) retryTransient(ctx context.Context, spec ConsumerSpec, maxDeliver 
 	_ = raw.NakWithDelay(wait)
 }
 
-func safeCall(ctx context.Context, h Handler, m Message) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("handler panic: %v", r)
-		}
-	}()
-	return h(ctx, m)
-}
-
-// backoff is 250 ms doubled per delivery, capped.
-func backoff(delivered uint64, max time.Duration) time.Duration {
-	d := 250 * time.Millisecond
-	for i := uint64(1); i < delivered && d < max; i++ {
-		d *= 2
-	}
-	if d > max {
-		d = max
-	}
-	return d
-}
-
 // deadLetter copies the message to the DLQ stream with the reason, then
 // terms it. If the copy fails the message is redelivered instead: a dead
 // letter is never lost.
@@ -342,4 +390,158 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// heldSet is the fetched messages waiting for their worker
+// (ConsumeOptions.KeepFetched).
+type heldSet struct {
+	mu    sync.Mutex
+	m     map[jetstream.Msg]struct{}
+	freed chan struct{} // capacity 1: a message left the set
+}
+
+func (h *heldSet) len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.m)
+}
+
+func (h *heldSet) add(m jetstream.Msg) {
+	h.mu.Lock()
+	h.m[m] = struct{}{}
+	h.mu.Unlock()
+}
+
+func (h *heldSet) remove(m jetstream.Msg) {
+	if m == nil {
+		return
+	}
+	h.mu.Lock()
+	delete(h.m, m)
+	h.mu.Unlock()
+	select {
+	case h.freed <- struct{}{}:
+	default:
+	}
+}
+
+// fetchWait is how long one fetch of the KeepFetched loop waits for
+// messages (and so how long a stop may take).
+const fetchWait = 2 * time.Second
+
+// fetchLoop fetches from cons as long as ctx lasts, never more than room
+// for prefetch messages waiting in held.
+func (b *Bus) fetchLoop(ctx context.Context, spec ConsumerSpec, cons jetstream.Consumer, prefetch int, held *heldSet,
+	dispatch func(jetstream.Msg)) error {
+	failures := 0
+	for ctx.Err() == nil {
+		room := prefetch - held.len()
+		if room <= 0 {
+			select {
+			case <-held.freed:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		batch, err := cons.Fetch(room, jetstream.FetchMaxWait(fetchWait))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return fmt.Errorf("%w: consumer %s: %v", ErrUnavailable, spec.Durable, err)
+			}
+			failures++
+			if failures == 1 || failures%50 == 0 {
+				b.log.Warn("fetch failed; retrying", "consumer", spec.Durable, "err", err, "failures", failures)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(min(time.Duration(failures)*100*time.Millisecond, 2*time.Second)):
+			}
+			continue
+		}
+		failures = 0
+		for raw := range batch.Messages() {
+			dispatch(raw)
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return fmt.Errorf("%w: consumer %s: %v", ErrUnavailable, spec.Durable, err)
+			}
+			b.log.Debug("fetch", "consumer", spec.Durable, "err", err)
+		}
+	}
+	return nil
+}
+
+// workQueue is one worker's queue of fetched messages.
+type workQueue interface {
+	push(it item)
+	// next blocks for the next item; false once closed and empty.
+	next() (item, bool)
+	close()
+}
+
+// chanQueue is a bounded queue: a full one holds the fetch back.
+type chanQueue chan item
+
+func (q chanQueue) push(it item) { q <- it }
+func (q chanQueue) close()       { close(q) }
+func (q chanQueue) next() (item, bool) {
+	it, ok := <-q
+	return it, ok
+}
+
+// fifo is an unbounded queue (ConsumeOptions.KeepFetched): its length is
+// bounded by the consumer's MaxAckPending, and memory follows what is
+// actually queued.
+type fifo struct {
+	mu     sync.Mutex
+	items  []item
+	closed bool
+	ready  chan struct{} // capacity 1: something was pushed or it closed
+}
+
+func (q *fifo) push(it item) {
+	q.mu.Lock()
+	q.items = append(q.items, it)
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *fifo) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *fifo) signal() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (q *fifo) next() (item, bool) {
+	for {
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			it := q.items[0]
+			q.items[0] = item{}
+			q.items = q.items[1:]
+			if len(q.items) == 0 {
+				q.items = nil // let the backing array go
+			}
+			q.mu.Unlock()
+			return it, true
+		}
+		if q.closed {
+			q.mu.Unlock()
+			return item{}, false
+		}
+		q.mu.Unlock()
+		<-q.ready
+	}
 }

@@ -21,7 +21,7 @@ func TestPublishAllIsDurableOrderedAndDeduplicated(t *testing.T) {
 	for i := range 3000 {
 		ev, err := bus.NewEvent(fmt.Sprintf("out:r%d:1", i), events.TypeOutbound, "c", map[string]int{"i": i})
 		require.NoError(t, err)
-		evs = append(evs, bus.Outgoing{Subject: events.OutboundSubject("sandbox", fmt.Sprintf("bot%d", i%3)), Event: ev})
+		evs = append(evs, bus.Outgoing{Subject: events.OutboundSubject("sandbox", fmt.Sprintf("bot%d", i%3), events.LaneBulk), Event: ev})
 	}
 	require.NoError(t, b.PublishAll(ctx, evs))
 	st, err := b.JetStream().Stream(ctx, bus.StreamOutbound)
@@ -60,8 +60,8 @@ func TestPublishAllRefusesAnInvalidEvent(t *testing.T) {
 	bad := good.Clone()
 	bad.SetID("")
 	err = b.PublishAll(ctx, []bus.Outgoing{
-		{Subject: events.OutboundSubject("sandbox", "acme"), Event: good},
-		{Subject: events.OutboundSubject("sandbox", "acme"), Event: bad},
+		{Subject: events.OutboundSubject("sandbox", "acme", events.LaneHigh), Event: good},
+		{Subject: events.OutboundSubject("sandbox", "acme", events.LaneHigh), Event: bad},
 	})
 	require.ErrorContains(t, err, "invalid event")
 	st, err := b.JetStream().Stream(ctx, bus.StreamOutbound)
@@ -80,6 +80,6 @@ func TestPublishAllWithoutNATSIsUnavailable(t *testing.T) {
 	e.Shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	err = b.PublishAll(ctx, []bus.Outgoing{{Subject: events.OutboundSubject("sandbox", "acme"), Event: ev}})
+	err = b.PublishAll(ctx, []bus.Outgoing{{Subject: events.OutboundSubject("sandbox", "acme", events.LaneHigh), Event: ev}})
 	require.ErrorIs(t, err, bus.ErrUnavailable)
 }

@@ -101,6 +101,9 @@ type ConsumerSpec struct {
 	BackOff []time.Duration
 	// MaxAckPending bounds in-flight messages across replicas (0 = 1000).
 	MaxAckPending int
+	// InactiveThreshold, when set, lets the server delete the consumer
+	// after that long without a pull (per-lane outbound consumers).
+	InactiveThreshold time.Duration
 }
 
 func (s *ConsumerSpec) config() jetstream.ConsumerConfig {
@@ -125,6 +128,8 @@ func (s *ConsumerSpec) config() jetstream.ConsumerConfig {
 		BackOff:       backoff,
 		MaxAckPending: s.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
+		// The consumer is gone after this long without a pull; 0: kept.
+		InactiveThreshold: s.InactiveThreshold,
 	}
 	if len(s.Filters) == 1 {
 		cfg.FilterSubject = s.Filters[0]
@@ -167,14 +172,38 @@ func WebhookConsumer(bot, subscription string) ConsumerSpec {
 	}
 }
 
-// OutboundConsumer is the consumer of one channel's workers.
-func OutboundConsumer(channel string) ConsumerSpec {
+// LegacyOutboundConsumer is the name of the one consumer per channel that
+// releases before delivery lanes used (filter flowgate.outbound.<channel>.>).
+// It overlaps every lane consumer of the channel, which a work-queue stream
+// refuses, so channel workers delete it at start.
+func LegacyOutboundConsumer(channel string) string { return "channel-" + channel }
+
+// OutboundLaneConsumer is the consumer of one outbound subject (one bot's
+// lane on a channel, events.OutboundSubject), shared by every replica of
+// the channel's worker. maxAckPending bounds the bundles of the lane
+// handed out at once across replicas (0 = 1000): a lane's bundles are
+// fetched only as fast as its account sends them, so a paced backlog waits
+// in the stream, not in a worker. The server deletes the consumer after
+// ten minutes without a pull; a worker creates it again when the subject
+// has messages.
+func OutboundLaneConsumer(subject string, maxAckPending int) ConsumerSpec {
+	durable := "out"
+	if ch, bot, lane, ok := events.ParseOutboundSubject(subject); ok {
+		durable += "-" + ch + "-" + bot
+		if subject != events.SubjectOutbound+"."+ch+"."+bot { // a legacy subject has no lane token
+			durable += "-" + lane
+		}
+	}
 	return ConsumerSpec{
 		Stream:  StreamOutbound,
-		Durable: "channel-" + channel,
-		Filters: []string{events.SubjectOutbound + "." + channel + ".>"},
+		Durable: durable,
+		Filters: []string{subject},
 		// Providers can be slow or down for a while: retry for longer.
-		MaxDeliver: 20,
-		AckWait:    60 * time.Second,
+		// Waiting for a pacing slot never counts here: the runner waits
+		// inside the handler (docs/channels.md).
+		MaxDeliver:        20,
+		AckWait:           60 * time.Second,
+		MaxAckPending:     maxAckPending,
+		InactiveThreshold: 10 * time.Minute,
 	}
 }

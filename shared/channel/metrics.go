@@ -23,4 +23,21 @@ var (
 		Help:    "Provider API call latency, by channel.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12),
 	}, []string{"channel"})
+	laneSent = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_channel_lane_messages_sent_total",
+		Help: "Messages the provider accepted, by channel and delivery lane (high, bulk).",
+	}, []string{"channel", "lane"})
+	laneLatency = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "flowgate_channel_lane_queue_seconds",
+		Help:    "Time from a bundle's publish by the orchestrator to the provider's acceptance of its message, by channel and lane.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 2, 16),
+	}, []string{"channel", "lane"})
+	lanesActive = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "flowgate_channel_lanes_consumed",
+		Help: "Outbound lanes (bot x lane) this worker process is consuming, by channel.",
+	}, []string{"channel"})
+	farWaits = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_channel_far_slot_waits_total",
+		Help: "Times a bundle kept waiting in its handler for a pacing slot beyond the pacer's MaxWait (instead of being redelivered), by channel.",
+	}, []string{"channel"})
 )

@@ -23,6 +23,9 @@ import (
 type Bus interface {
 	Publish(ctx context.Context, subject string, e cloudevents.Event) (bus.PublishResult, error)
 	Consume(ctx context.Context, spec bus.ConsumerSpec, h bus.Handler, o bus.ConsumeOptions) error
+	// SubjectCounts lists the outbound lanes that hold messages.
+	SubjectCounts(ctx context.Context, stream, filter string) (map[string]uint64, error)
+	DeleteConsumer(ctx context.Context, stream, durable string) error
 }
 
 // Store is what the runner needs of the store: the bot's credentials and
@@ -58,15 +61,38 @@ type MessagePacer interface {
 
 // RunnerConfig configures a channel runner.
 type RunnerConfig struct {
-	// Workers send concurrently (default 64). Messages of one contact are
-	// always sent one at a time, in order.
+	// Workers bounds the workers of one lane (one bot's high or bulk
+	// lane) in this process, and an account's sends under way (default
+	// 64). Messages of one contact in one lane are always sent one at a
+	// time, in order.
 	Workers int
 	// BotCacheTTL bounds how long bot credentials are cached (default 10 s).
 	BotCacheTTL time.Duration
-	// Prefetch is how many bundles are fetched ahead of the senders
-	// (default 4 per worker). A killed worker strands these until the
+	// Prefetch is the most bundles of one lane fetched ahead of the
+	// senders (default 4 per worker); a paced lane fetches about Horizon
+	// of its account's sends. A killed worker strands these until the
 	// consumer's AckWait; more keeps every sender busy.
 	Prefetch int
+	// Horizon is how far ahead of its account's pace a lane is fetched
+	// and how many of the account's sends may wait for a pacing slot at
+	// once (default 500 ms: at 20/s, 10 bundles). It bounds how long a
+	// high-priority message waits behind bulk ones already holding slots.
+	Horizon time.Duration
+	// DiscoverEvery is how often the stream is asked which lanes hold
+	// messages (default 200 ms): the longest a bot's first message waits
+	// before its lane is consumed.
+	DiscoverEvery time.Duration
+	// IdleAfter is how long a lane stays consumed without messages
+	// (default 30 s).
+	IdleAfter time.Duration
+	// HighPerBulk is how many high-lane messages of a busy account go
+	// before one waiting bulk message (default 4: bulk keeps at least a
+	// fifth of the account's rate).
+	HighPerBulk int
+	// AckWait and MaxDeliver override the lane consumers' (60 s, 20);
+	// tests shorten them.
+	AckWait    time.Duration
+	MaxDeliver int
 	// MaxInFlightPerAccount bounds the sends of one sender account that
 	// are between "request written to the provider" and "sent recorded in
 	// the store". WhatsApp and Telegram have no idempotency key, so these
@@ -106,16 +132,20 @@ type Runner struct {
 	bots map[string]cachedBot
 
 	inflightMu sync.Mutex
-	inflight   map[string]chan struct{} // per account, capacity MaxInFlightPerAccount
+	gates      map[string]*gate // per account; nil: unbounded
 
 	// idempotent: the sender's resends are harmless (IdempotentSender).
 	idempotent bool
 	// bundle is the sender's BundleSender side, when it is idempotent.
 	bundle BundleSender
+	// progress is how often a waiting bundle tells JetStream it is still
+	// worked on: progressEvery, or a third of a shorter AckWait.
+	progress time.Duration
 
 	// Metric children of this runner's channel, looked up once.
 	sentCounter     prometheus.Counter
 	providerLatency prometheus.Observer
+	laneMetrics     [2]laneMetricSet // by laneIndex
 }
 
 type cachedBot struct {
@@ -137,6 +167,18 @@ func NewRunner(cfg RunnerConfig, s Sender, b Bus, st Store, pacer Pacer, log *sl
 	if cfg.BotCacheTTL == 0 {
 		cfg.BotCacheTTL = 10 * time.Second
 	}
+	if cfg.Horizon <= 0 {
+		cfg.Horizon = 500 * time.Millisecond
+	}
+	if cfg.DiscoverEvery <= 0 {
+		cfg.DiscoverEvery = 200 * time.Millisecond
+	}
+	if cfg.IdleAfter <= 0 {
+		cfg.IdleAfter = 30 * time.Second
+	}
+	if cfg.HighPerBulk <= 0 {
+		cfg.HighPerBulk = 4
+	}
 	is, ok := s.(IdempotentSender)
 	idempotent := ok && is.IdempotentSends()
 	if idempotent && cfg.MaxInFlightPerAccount == 0 {
@@ -157,31 +199,25 @@ func NewRunner(cfg RunnerConfig, s Sender, b Bus, st Store, pacer Pacer, log *sl
 		log = slog.Default()
 	}
 	ch := s.Channel()
+	progress := progressEvery
+	if cfg.AckWait > 0 {
+		progress = min(progress, cfg.AckWait/3)
+	}
 	var bundle BundleSender
 	if bs, ok := s.(BundleSender); ok && idempotent {
 		bundle = bs
 	}
-	return &Runner{cfg: cfg, sender: s, bus: b, store: st, pacer: pacer, log: log.With("channel", ch), bots: map[string]cachedBot{},
-		idempotent: idempotent, bundle: bundle,
-		inflight: map[string]chan struct{}{}, sentCounter: sent.WithLabelValues(ch), providerLatency: providerSeconds.WithLabelValues(ch)}, nil
+	lm := [2]laneMetricSet{}
+	for i, l := range []string{events.LaneHigh, events.LaneBulk} {
+		lm[i] = laneMetricSet{sent: laneSent.WithLabelValues(ch, l), queue: laneLatency.WithLabelValues(ch, l)}
+	}
+	return &Runner{cfg: cfg, laneMetrics: lm, sender: s, bus: b, store: st, pacer: pacer, log: log.With("channel", ch), bots: map[string]cachedBot{},
+		idempotent: idempotent, bundle: bundle, progress: progress,
+		gates: map[string]*gate{}, sentCounter: sent.WithLabelValues(ch), providerLatency: providerSeconds.WithLabelValues(ch)}, nil
 }
 
 // Config is the runner's configuration with its defaults applied.
 func (r *Runner) Config() RunnerConfig { return r.cfg }
-
-// Run consumes until ctx ends, then drains.
-func (r *Runner) Run(ctx context.Context) error {
-	spec := bus.OutboundConsumer(r.sender.Channel())
-	r.log.Info("channel worker running", "workers", r.cfg.Workers, "max_in_flight_per_account", r.cfg.MaxInFlightPerAccount)
-	return r.bus.Consume(ctx, spec, r.Handle, bus.ConsumeOptions{
-		Workers: r.cfg.Workers,
-		// A bounded prefetch: a killed worker strands few bundles (until
-		// AckWait) and the other replicas keep sending.
-		Prefetch: r.cfg.Prefetch,
-		// One contact's bundles go to one worker: they are sent in order.
-		Key: func(m bus.Message) string { return m.Event.Subject() },
-	})
-}
 
 func (r *Runner) bot(ctx context.Context, id string) (store.Bot, error) {
 	r.mu.Lock()
@@ -201,11 +237,22 @@ func (r *Runner) bot(ctx context.Context, id string) (store.Bot, error) {
 }
 
 // Handle sends one outbound bundle: its messages in order, skipping those
-// the provider already accepted (a redelivery after a crash).
+// the provider already accepted (a redelivery after a crash). The lane is
+// the bundle's own (high when it names none).
 func (r *Runner) Handle(ctx context.Context, m bus.Message) error {
+	return r.handle(ctx, m, "")
+}
+
+func (r *Runner) handle(ctx context.Context, m bus.Message, laneName string) error {
 	var out events.Outbound
 	if err := json.Unmarshal(m.Event.Data(), &out); err != nil {
 		return bus.Permanent(fmt.Errorf("outbound payload: %w", err))
+	}
+	if laneName == "" {
+		laneName = out.Lane
+	}
+	if !events.KnownLane(laneName) {
+		laneName = events.LaneHigh
 	}
 	bot, err := r.bot(ctx, out.BotID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -220,9 +267,16 @@ func (r *Runner) Handle(ctx context.Context, m bus.Message) error {
 		return bus.Permanent(err)
 	}
 	// The bundle was (re)delivered just now: AckWait (60 s) runs from here.
-	// A send takes at most the pacer's MaxWait (20 s) plus the provider
-	// timeout (30 s), so progress reported every 5 s keeps the bundle.
+	// Whatever it waits for (a gate slot, a pacing slot, a provider's
+	// retry-after), it tells JetStream every 5 s that it is still being
+	// worked on: waiting is not failing, and never counts as a delivery.
 	progressAt := time.Now()
+	heartbeat := func() {
+		if time.Since(progressAt) > r.progress {
+			m.InProgress()
+			progressAt = time.Now()
+		}
+	}
 	// One read tells which of the bundle's messages were sent before. A
 	// bundle's first delivery to a BundleSender skips it: sending again is
 	// harmless there, and MarkSent never moves a status back.
@@ -247,28 +301,34 @@ func (r *Runner) Handle(ctx context.Context, m bus.Message) error {
 		return err
 	}
 	if r.bundle != nil && r.pacer == nil {
-		return r.sendBundle(ctx, bot, account, out, recs)
+		return r.sendBundle(ctx, bot, account, out, recs, laneName, m.Event.Time())
 	}
-	for i, msg := range out.Messages {
+	g := r.gateFor(account, bot)
+	for i := 0; i < len(out.Messages); i++ {
+		msg := out.Messages[i]
 		rec, ok := recs[msg.ID]
 		if ok && rec.Status != events.StatusQueued {
 			continue // accepted (or failed) before: never send twice
 		}
-		// The in-flight slot is taken before the pacer's, so that a slot
-		// granted by the pacer is used at once (a sender queued here with
-		// a slot already taken would send late, in a burst).
-		release, err := r.acquire(ctx, account)
-		if err != nil {
-			return err
+		// The gate's slot is taken before the pacer's, so that a slot
+		// granted by the pacer is used at once (a sender queued at the
+		// gate with a pacing slot already taken would send late, in a
+		// burst). The gate serves the high lane first.
+		if g != nil {
+			if err := g.acquire(ctx, laneName, r.progress, heartbeat); err != nil {
+				return err
+			}
 		}
-		if err := r.pace(ctx, bot, account, out); err != nil {
+		release := func() {
+			if g != nil {
+				g.release()
+			}
+		}
+		if err := r.pace(ctx, bot, account, out, heartbeat); err != nil {
 			release()
 			return err
 		}
-		if time.Since(progressAt) > progressEvery {
-			m.InProgress() // this bundle is taking a while: keep it
-			progressAt = time.Now()
-		}
+		heartbeat()
 		start := time.Now()
 		res, err := r.sender.Send(ctx, bot, out, msg)
 		now := time.Now()
@@ -278,14 +338,22 @@ func (r *Runner) Handle(ctx context.Context, m bus.Message) error {
 			if rerr := recordPending(); rerr != nil {
 				return rerr
 			}
+			if r.throttled(account, err) && ctx.Err() == nil {
+				// The account is sending too fast: the pacer now holds its
+				// sends back for the provider's retry-after; this message
+				// waits for its next slot like any other (no redelivery).
+				i--
+				continue
+			}
 			return r.sendFailed(ctx, out, i, account, err)
 		}
 		r.sentCounter.Inc()
+		r.observeLane(laneName, m.Event.Time(), now, 1)
 		// Record before acking: this is what makes a redelivery skip it.
 		// The record also counts the message on its trigger's "sent" (once,
-		// however often a redelivery records it). The in-flight slot is
-		// held until the record is stored: an accepted message without a
-		// record is what a crash sends twice.
+		// however often a redelivery records it). The gate's slot is held
+		// until the record is stored: an accepted message without a record
+		// is what a crash sends twice.
 		pending = append(pending, store.SentMessage{ID: msg.ID, ProviderMessageID: res.ProviderMessageID, At: now.UTC()})
 		if !r.idempotent {
 			err = recordPending()
@@ -298,10 +366,42 @@ func (r *Runner) Handle(ctx context.Context, m bus.Message) error {
 	return recordPending()
 }
 
+// throttled reports a provider's "too fast" answer, after telling the
+// pacer (which slows the account down for every replica).
+func (r *Runner) throttled(account string, err error) bool {
+	var retry *RetryAfterError
+	if !errors.As(err, &retry) || !retry.Throttled || r.pacer == nil {
+		return false
+	}
+	ch := r.sender.Channel()
+	rateLimited.WithLabelValues(ch).Inc()
+	failed.WithLabelValues(ch, "throttled").Inc()
+	r.pacer.Throttled(account, retry.Wait)
+	return true
+}
+
+// observeLane records n messages of lane sent at now, published at queued.
+func (r *Runner) observeLane(laneName string, queued, now time.Time, n int) {
+	m := r.laneMetrics[laneIndex(laneName)]
+	m.sent.Add(float64(n))
+	if !queued.IsZero() {
+		d := now.Sub(queued).Seconds()
+		for range n {
+			m.queue.Observe(d)
+		}
+	}
+}
+
+// laneMetricSet is the metric children of one lane of the runner's channel.
+type laneMetricSet struct {
+	sent  prometheus.Counter
+	queue prometheus.Observer
+}
+
 // sendBundle sends a bundle's unsent messages in one call of a
 // BundleSender (idempotent, unpaced: the sandbox) and records them in one
 // write.
-func (r *Runner) sendBundle(ctx context.Context, bot store.Bot, account string, out events.Outbound, recs map[string]store.Message) error {
+func (r *Runner) sendBundle(ctx context.Context, bot store.Bot, account string, out events.Outbound, recs map[string]store.Message, laneName string, queued time.Time) error {
 	first := -1
 	var msgs []events.OutboundMessage
 	for i, msg := range out.Messages {
@@ -328,27 +428,8 @@ func (r *Runner) sendBundle(ctx context.Context, bot store.Bot, account string, 
 		sent[i] = store.SentMessage{ID: msg.ID, ProviderMessageID: res[i].ProviderMessageID, At: now.UTC()}
 	}
 	r.sentCounter.Add(float64(len(msgs)))
+	r.observeLane(laneName, queued, now, len(msgs))
 	return r.store.MarkSent(ctx, out.BotID, out.TriggerID, sent)
-}
-
-// acquire takes one of account's in-flight slots; release gives it back.
-func (r *Runner) acquire(ctx context.Context, account string) (release func(), err error) {
-	if r.cfg.MaxInFlightPerAccount < 0 {
-		return func() {}, nil
-	}
-	r.inflightMu.Lock()
-	sem := r.inflight[account]
-	if sem == nil {
-		sem = make(chan struct{}, r.cfg.MaxInFlightPerAccount)
-		r.inflight[account] = sem
-	}
-	r.inflightMu.Unlock()
-	select {
-	case sem <- struct{}{}:
-		return func() { <-sem }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // records returns the stored records of a bundle's messages by id.
@@ -374,14 +455,37 @@ func (r *Runner) records(ctx context.Context, out events.Outbound) (map[string]s
 	return recs, nil
 }
 
-func (r *Runner) pace(ctx context.Context, bot store.Bot, account string, out events.Outbound) error {
+// pace waits for a pacing slot of the account. A slot further away than
+// the pacer waits at once (its MaxWait, after a provider's long
+// retry-after) is waited for here, in steps, keeping the bundle: a message
+// that waits for pacing is never redelivered or dead-lettered for it.
+func (r *Runner) pace(ctx context.Context, bot store.Bot, account string, out events.Outbound, heartbeat func()) error {
 	if r.pacer == nil {
 		return nil
 	}
-	if mp, ok := r.pacer.(MessagePacer); ok {
-		return mp.WaitMessage(ctx, bot, account, out)
+	for {
+		var err error
+		if mp, ok := r.pacer.(MessagePacer); ok {
+			err = mp.WaitMessage(ctx, bot, account, out)
+		} else {
+			err = r.pacer.Wait(ctx, account)
+		}
+		var far *bus.RetryAfterError
+		if err == nil || !errors.As(err, &far) {
+			return err
+		}
+		farWaits.WithLabelValues(r.sender.Channel()).Inc()
+		heartbeat()
+		t := time.NewTimer(min(max(far.Wait, 10*time.Millisecond), r.progress))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			// Shutting down: give the bundle back for another replica.
+			return bus.RetryAfter(ctx.Err(), far.Wait)
+		case <-t.C:
+		}
+		heartbeat()
 	}
-	return r.pacer.Wait(ctx, account)
 }
 
 // sendFailed turns a send error into the bundle's fate.
@@ -400,9 +504,6 @@ func (r *Runner) sendFailed(ctx context.Context, out events.Outbound, i int, acc
 	case errors.As(err, &retry):
 		if retry.Throttled {
 			rateLimited.WithLabelValues(ch).Inc()
-			if r.pacer != nil {
-				r.pacer.Throttled(account, retry.Wait)
-			}
 		}
 		failed.WithLabelValues(ch, "retry").Inc()
 		return bus.RetryAfter(err, retry.Wait)

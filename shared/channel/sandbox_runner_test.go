@@ -66,7 +66,8 @@ func TestSandboxBundleIsDeliveredAndCountedOnce(t *testing.T) {
 	publish := func(id string) {
 		ev, err := bus.NewEvent(id, events.TypeOutbound, "c1", out)
 		require.NoError(t, err)
-		_, err = b.Publish(ctx, events.OutboundSubject(events.ChannelSandbox, "acme"), ev)
+		// A subject of releases before lanes: still consumed (high lane).
+		_, err = b.Publish(ctx, events.SubjectOutbound+".sandbox.acme", ev)
 		require.NoError(t, err)
 	}
 	transcript := func() []string {

@@ -3,6 +3,7 @@
 package events
 
 import (
+	"strings"
 	"time"
 )
 
@@ -34,9 +35,47 @@ const (
 // TriggerSubject is where the ingress publishes accepted triggers of a bot.
 func TriggerSubject(bot string) string { return SubjectTrigger + "." + bot }
 
-// OutboundSubject is where the orchestrator publishes a bot's messages for a channel.
-func OutboundSubject(channel, bot string) string {
-	return SubjectOutbound + "." + channel + "." + bot
+// Delivery lanes. Every outbound bundle travels in one lane of its bot:
+// LaneHigh carries messages that answer a user or target one user (replies
+// inside a conversation, ask re-prompts, dispatches to one user), LaneBulk
+// carries broadcast fan-out. Channel workers serve an account's high lane
+// first and still give its bulk lane a share (docs/channels.md).
+const (
+	LaneHigh = "high"
+	LaneBulk = "bulk"
+)
+
+// KnownLane reports whether l names a lane.
+func KnownLane(l string) bool { return l == LaneHigh || l == LaneBulk }
+
+// OutboundSubject is where the orchestrator publishes a bot's messages for
+// a channel in one lane ("" = LaneHigh):
+// flowgate.outbound.<channel>.<bot>.<lane>. One subject per bot and lane
+// lets channel workers consume each of them on its own (no bot's backlog
+// stands in front of another's).
+func OutboundSubject(channel, bot, lane string) string {
+	if lane == "" {
+		lane = LaneHigh
+	}
+	return SubjectOutbound + "." + channel + "." + bot + "." + lane
+}
+
+// ParseOutboundSubject returns the bot and lane of an outbound subject.
+// Subjects of releases before lanes (flowgate.outbound.<channel>.<bot>)
+// are LaneHigh. ok is false for anything else.
+func ParseOutboundSubject(subject string) (channel, bot, lane string, ok bool) {
+	rest, found := strings.CutPrefix(subject, SubjectOutbound+".")
+	if !found {
+		return "", "", "", false
+	}
+	parts := strings.Split(rest, ".")
+	switch {
+	case len(parts) == 2 && parts[0] != "" && parts[1] != "":
+		return parts[0], parts[1], LaneHigh, true
+	case len(parts) == 3 && parts[0] != "" && parts[1] != "" && KnownLane(parts[2]):
+		return parts[0], parts[1], parts[2], true
+	}
+	return "", "", "", false
 }
 
 // InboundSubject carries user messages received on a channel.
@@ -127,7 +166,10 @@ type Trigger struct {
 	InitialMessage *Content `json:"initial_message,omitempty"`
 	// RunID, when set, is the id the single run of this trigger must have
 	// (Recrubo creates the flow run id before the run exists).
-	RunID      string    `json:"run_id,omitempty"`
+	RunID string `json:"run_id,omitempty"`
+	// Priority is the lane of the trigger's messages (LaneHigh or LaneBulk);
+	// "" chooses by audience: one user is high, a broadcast is bulk.
+	Priority   string    `json:"priority,omitempty"`
 	AcceptedAt time.Time `json:"accepted_at"`
 }
 
@@ -155,6 +197,9 @@ type Outbound struct {
 	InitialMessage *Content `json:"initial_message,omitempty"`
 	// LastInboundAt is when the contact last wrote (WhatsApp window).
 	LastInboundAt *time.Time `json:"last_inbound_at,omitempty"`
+	// Lane is the delivery lane the bundle was published in (LaneHigh or
+	// LaneBulk; "" before lanes existed: high).
+	Lane string `json:"lane,omitempty"`
 }
 
 // Inbound is a message a user sent to a bot.

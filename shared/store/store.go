@@ -244,8 +244,11 @@ type Message struct {
 	Status            string          `json:"status"`
 	ProviderMessageID string          `json:"provider_message_id,omitempty"`
 	Error             string          `json:"error,omitempty"`
-	CreatedAt         time.Time       `json:"created_at"`
-	UpdatedAt         time.Time       `json:"updated_at"`
+	// Lane is the delivery lane the message was queued in (high, bulk;
+	// "" for messages stored before lanes).
+	Lane      string    `json:"lane,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Trigger statuses.
@@ -254,6 +257,9 @@ const (
 	TriggerFanningOut = "fanning_out"
 	TriggerDone       = "done"
 	TriggerCancelled  = "cancelled"
+	// TriggerPaused: a broadcast's fan-out is held (POST .../pause); it
+	// goes on from its checkpoint when resumed.
+	TriggerPaused = "paused"
 )
 
 // Trigger is one accepted external request and its progress.

@@ -85,7 +85,7 @@ func checkMessageStatus(s string) error {
 
 func checkTriggerStatus(s string) error {
 	switch s {
-	case TriggerAccepted, TriggerFanningOut, TriggerDone, TriggerCancelled:
+	case TriggerAccepted, TriggerFanningOut, TriggerDone, TriggerCancelled, TriggerPaused:
 		return nil
 	}
 	return &InvalidError{Field: "status", Reason: fmt.Sprintf("unknown trigger status %q", s)}

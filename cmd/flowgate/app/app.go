@@ -59,6 +59,12 @@ type Config struct {
 	// TelegramPoll makes the Telegram worker read every bot's updates with
 	// getUpdates long polling instead of a webhook (it deletes the webhook).
 	TelegramPoll bool // FLOWGATE_TELEGRAM_POLL, `flowgate channel telegram --poll`
+	// BroadcastQueue bounds what a broadcast keeps queued per account, as
+	// time at the account's rate (orchestrator.Config.QueueSeconds; 0 = 2
+	// minutes, negative = no bound).
+	BroadcastQueue time.Duration // FLOWGATE_BROADCAST_QUEUE
+	// FanOutBatch is the contacts per broadcast batch (0 = 1000).
+	FanOutBatch int
 	// StreamMaxBytes bounds each JetStream stream.
 	StreamMaxBytes int64 // FLOWGATE_STREAM_MAX_BYTES
 	// NoDemo skips creating the demo bot in dev.
@@ -207,7 +213,8 @@ func ingressConfig(cfg Config) (ingress.Config, error) {
 func RunOrchestrator(ctx context.Context, cfg Config, st store.Store, b *bus.Bus) error {
 	return waitAll(ctx,
 		func(ctx context.Context) error {
-			return orchestrator.Run(ctx, orchestrator.Config{HTTPAllowPrivate: cfg.HTTPAllowPrivate, RetryBackoff: cfg.RetryBackoff},
+			return orchestrator.Run(ctx, orchestrator.Config{HTTPAllowPrivate: cfg.HTTPAllowPrivate, RetryBackoff: cfg.RetryBackoff,
+				QueueSeconds: cfg.BroadcastQueue, FanOutBatch: cfg.FanOutBatch},
 				orchestrator.Deps{Store: st, Bus: b, Logger: cfg.Logger.With("service", "orchestrator"), Hooks: cfg.OrchestratorHooks})
 		},
 		func(ctx context.Context) error {

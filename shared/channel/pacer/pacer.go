@@ -87,6 +87,10 @@ type Config struct {
 	// Replicas of the KV bucket in a NATS cluster (default 1).
 	Replicas int
 	Logger   *slog.Logger
+	// Now is the pacer's clock (default time.Now). Every replica of a
+	// worker must use the same clock; tests inject one to check the rate
+	// arithmetic without waiting.
+	Now func() time.Time
 }
 
 func (c *Config) setDefaults() {
@@ -135,6 +139,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 }
 
@@ -204,7 +211,17 @@ type Pacer struct {
 var (
 	_ channel.Pacer        = (*Pacer)(nil)
 	_ channel.MessagePacer = (*Pacer)(nil)
+	_ channel.RatePacer    = (*Pacer)(nil)
 )
+
+// Rate is the configured rate of bot's account on the pacer's channel:
+// the bot's own RatePerSecond, else the channel's default.
+func (p *Pacer) Rate(bot store.Bot) float64 {
+	if r := AccountRate(bot, p.cfg.Channel); r > 0 {
+		return r
+	}
+	return p.cfg.Rate
+}
 
 // New returns a pacer whose state lives in the KV bucket cfg.Bucket of js
 // (created if missing). Every replica of a worker must use the same bucket.
@@ -395,7 +412,7 @@ func (p *Pacer) claim(ctx context.Context, k *key, rate float64) (bool, error) {
 }
 
 func (p *Pacer) sleepUntil(ctx context.Context, t time.Time) error {
-	d := time.Until(t)
+	d := t.Sub(p.cfg.Now())
 	if d <= 0 {
 		return ctx.Err()
 	}
@@ -458,13 +475,38 @@ func (p *Pacer) effective(st state, configured float64, now time.Time) float64 {
 	return min(full, climbed)
 }
 
+// State is what every replica knows of an account's pacing.
+type State struct {
+	// Rate is the account's current rate (messages per second): the
+	// configured rate less the headroom, or a throttled rate climbing back.
+	Rate float64
+	// Next is when the account's next send slot is.
+	Next time.Time
+	// Throttled says a provider's "too fast" answer is still in effect.
+	Throttled bool
+}
+
+// AccountState reads the shared pacing state of account (configured at
+// rate, 0: the channel's default), as of the pacer's clock.
+func (p *Pacer) AccountState(ctx context.Context, account string, rate float64) (State, error) {
+	k := p.key(accountKey(p.cfg.Channel, account), rate)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := p.load(ctx, k); err != nil {
+		return State{}, err
+	}
+	now := p.cfg.Now()
+	eff := p.effective(k.st, k.configuredRate(p.cfg.Rate), now)
+	return State{Rate: eff, Next: time.Unix(0, k.st.TAT), Throttled: k.st.Rate > 0 && eff < k.configuredRate(p.cfg.Rate)*(1-p.cfg.Headroom)}, nil
+}
+
 // ErrTooFar is wrapped by Wait's error when the next slot is more than
 // MaxWait away; the error is a *bus.RetryAfterError.
 var ErrTooFar = errors.New("pacer: next send slot is too far away")
 
 // take returns the time of one send slot of k, after sleeping until then.
 func (p *Pacer) take(ctx context.Context, k *key, rate float64) (time.Time, error) {
-	start := time.Now()
+	start := p.cfg.Now()
 	for attempt := 0; ; attempt++ {
 		k.waiters.Add(1)
 		slot, tolerance, err := p.lease(ctx, k, rate)
@@ -477,12 +519,13 @@ func (p *Pacer) take(ctx context.Context, k *key, rate float64) (time.Time, erro
 		}
 		// Woken too late (an overloaded process): sending now, close to
 		// the next slot, would be a burst above the rate; take a new slot.
-		if time.Since(slot) > tolerance && attempt < 3 {
+		if p.cfg.Now().Sub(slot) > tolerance && attempt < 3 {
 			lateSlots.WithLabelValues(p.cfg.Channel).Inc()
 			continue
 		}
-		waitSeconds.WithLabelValues(p.cfg.Channel).Observe(time.Since(start).Seconds())
-		return time.Now(), nil
+		now := p.cfg.Now()
+		waitSeconds.WithLabelValues(p.cfg.Channel).Observe(now.Sub(start).Seconds())
+		return now, nil
 	}
 }
 
@@ -490,7 +533,7 @@ func (p *Pacer) take(ctx context.Context, k *key, rate float64) (time.Time, erro
 func (p *Pacer) lease(ctx context.Context, k *key, rate float64) (time.Time, time.Duration, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	now := time.Now()
+	now := p.cfg.Now()
 	// A slot not used on time is dropped: sending on it late, right before
 	// the next one, would be a burst above the rate.
 	tolerance := max(p.cfg.Lease, p.cfg.Burst) + k.interval
@@ -560,7 +603,7 @@ func (p *Pacer) update(ctx context.Context, k *key, change func(st *state, now t
 			}
 		}
 		st := k.st
-		if !change(&st, time.Now()) {
+		if !change(&st, p.cfg.Now()) {
 			return nil
 		}
 		raw, err := json.Marshal(st)

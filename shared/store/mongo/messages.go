@@ -28,6 +28,7 @@ type messageDoc struct {
 	Status            string     `bson:"status"`
 	ProviderMessageID string     `bson:"provider_message_id"`
 	Error             string     `bson:"error"`
+	Lane              string     `bson:"lane,omitempty"`
 	CreatedAt         time.Time  `bson:"created_at"`
 	UpdatedAt         time.Time  `bson:"updated_at"`
 	ExpireAt          *time.Time `bson:"expire_at,omitempty"`
@@ -37,7 +38,7 @@ func (d *messageDoc) message() store.Message {
 	return store.Message{
 		ID: d.ID, BotID: d.BotID, RunID: d.RunID, TriggerID: d.TriggerID, ContactID: d.ContactID,
 		Channel: d.Channel, To: d.To, Seq: d.Seq, Content: decodeRaw(d.Content), Status: d.Status,
-		ProviderMessageID: d.ProviderMessageID, Error: d.Error, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
+		ProviderMessageID: d.ProviderMessageID, Error: d.Error, Lane: d.Lane, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
 	}
 }
 
@@ -74,7 +75,7 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) error 
 		d := messageDoc{
 			ID: m.ID, BotID: m.BotID, RunID: m.RunID, TriggerID: m.TriggerID, ContactID: m.ContactID,
 			Channel: m.Channel, To: m.To, Seq: m.Seq, Content: content, Status: m.Status,
-			ProviderMessageID: m.ProviderMessageID, Error: m.Error, CreatedAt: created, UpdatedAt: updated,
+			ProviderMessageID: m.ProviderMessageID, Error: m.Error, Lane: m.Lane, CreatedAt: created, UpdatedAt: updated,
 		}
 		if docs[i], err = marshal(d, s.cfg.maxDocBytes); err != nil {
 			return fmt.Errorf("message %d: %w", i, err)

@@ -12,14 +12,14 @@ import (
 )
 
 const messageCols = `id, bot_id, run_id, trigger_id, contact_id, channel, to_addr, seq, content, status,
-	provider_message_id, error, created_at, updated_at`
+	provider_message_id, error, created_at, updated_at, lane`
 
 func scanMessage(r scanner) (store.Message, error) {
 	var m store.Message
 	var content sql.NullString
 	var created, updated int64
 	err := r.Scan(&m.ID, &m.BotID, &m.RunID, &m.TriggerID, &m.ContactID, &m.Channel, &m.To, &m.Seq, &content,
-		&m.Status, &m.ProviderMessageID, &m.Error, &created, &updated)
+		&m.Status, &m.ProviderMessageID, &m.Error, &created, &updated, &m.Lane)
 	m.Content = decodeRaw(content)
 	m.CreatedAt, m.UpdatedAt = fromNanos(created), fromNanos(updated)
 	return m, err
@@ -50,14 +50,14 @@ func (s *Store) InsertMessages(ctx context.Context, ms []store.Message) error {
 		return nil
 	}
 	insert := func(t *wtx, rows []row) error {
-		args := make([]any, 0, 14*len(rows))
+		args := make([]any, 0, 15*len(rows))
 		for _, r := range rows {
 			m := r.m
 			args = append(args, m.ID, m.BotID, m.RunID, m.TriggerID, m.ContactID, m.Channel, m.To, m.Seq, r.content, m.Status,
-				m.ProviderMessageID, m.Error, nanos(m.CreatedAt), nanos(m.UpdatedAt))
+				m.ProviderMessageID, m.Error, nanos(m.CreatedAt), nanos(m.UpdatedAt), m.Lane)
 		}
 		_, err := t.exec(`INSERT INTO messages (`+messageCols+`) VALUES `+
-			strings.TrimSuffix(strings.Repeat(`(?,?,?,?,?,?,?,?,?,?,?,?,?,?),`, len(rows)), ",")+
+			strings.TrimSuffix(strings.Repeat(`(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),`, len(rows)), ",")+
 			` ON CONFLICT (id) DO NOTHING`, args...)
 		return err
 	}

@@ -456,7 +456,9 @@ var schema = []string{
 type column struct{ table, name, decl string }
 
 // addColumns are applied after schema, in order.
-var addColumns []column
+var addColumns = []column{
+	{"messages", "lane", "TEXT NOT NULL DEFAULT ''"}, // delivery lane (high, bulk)
+}
 
 func migrate(ctx context.Context, db *sql.DB) error {
 	tx, err := db.BeginTx(ctx, nil)

@@ -1354,7 +1354,7 @@ func testMessages(t *testing.T, s store.Store, e env) {
 		{ID: "m2", BotID: e.bot, RunID: "r1", TriggerID: "tr1", ContactID: "c1", Channel: "whatsapp", To: "+1555", Seq: 2,
 			Content: json.RawMessage(`{"text":"second"}`), CreatedAt: at},
 		{ID: "m1", BotID: e.bot, RunID: "r1", TriggerID: "tr1", ContactID: "c1", Channel: "whatsapp", To: "+1555", Seq: 1,
-			Content: json.RawMessage(`{"text":"first","buttons":["a","b"]}`), CreatedAt: at},
+			Content: json.RawMessage(`{"text":"first","buttons":["a","b"]}`), Lane: "bulk", CreatedAt: at},
 		{ID: "m3", BotID: e.bot, RunID: "r2", ContactID: "c2", Channel: "whatsapp", To: "+1666", Seq: 1,
 			Content: json.RawMessage(`{"text":"other run"}`), CreatedAt: at},
 	}
@@ -1368,6 +1368,7 @@ func testMessages(t *testing.T, s store.Store, e env) {
 	require.Equal(t, "whatsapp", m.Channel)
 	require.Equal(t, "+1555", m.To)
 	require.Equal(t, 1, m.Seq)
+	require.Equal(t, "bulk", m.Lane, "the delivery lane is kept")
 	jsonEq(t, ms[1].Content, m.Content)
 	requireTime(t, e, at, m.CreatedAt, "created_at")
 
@@ -1378,6 +1379,7 @@ func testMessages(t *testing.T, s store.Store, e env) {
 	require.NoError(t, s.InsertMessages(e.ctx, again))
 	m, err = s.GetMessage(e.ctx, e.bot, "m2")
 	require.NoError(t, err)
+	require.Empty(t, m.Lane, "no lane given: none stored")
 	jsonEq(t, json.RawMessage(`{"text":"second"}`), m.Content)
 
 	list, err := s.ListRunMessages(e.ctx, e.bot, "r1")
