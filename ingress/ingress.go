@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/egress"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -93,6 +94,9 @@ type Deps struct {
 	Bus         Publisher
 	CompileFlow FlowCompiler
 	Logger      *slog.Logger
+	// Resolver resolves webhook subscription hosts when they are created
+	// (default net.DefaultResolver).
+	Resolver *net.Resolver
 }
 
 type server struct {
@@ -101,6 +105,7 @@ type server struct {
 	bus       Publisher
 	compile   FlowCompiler
 	log       *slog.Logger
+	egress    egress.Policy
 	adminHash string
 	keys      *cache[store.APIKey]
 	bots      *cache[store.Bot]
@@ -123,6 +128,7 @@ func NewHandler(cfg Config, d Deps) (http.Handler, error) {
 	}
 	s := &server{
 		cfg: cfg, store: d.Store, bus: d.Bus, compile: d.CompileFlow, log: d.Logger,
+		egress:    egress.Policy{AllowPrivate: cfg.AllowPrivateWebhooks, Resolver: d.Resolver},
 		adminHash: HashKey(cfg.AdminKey),
 		keys:      newCache[store.APIKey](cfg.CacheTTL),
 		bots:      newCache[store.Bot](cfg.CacheTTL),

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr/vm"
+
+	"github.com/flowgate/flowgate/shared/egress"
 )
 
 // DefaultHTTPTimeout applies to http steps that set no timeout.
@@ -396,7 +398,7 @@ func checkURLTemplate(raw string) error {
 	before, _, templated := strings.Cut(raw, "{{")
 	if !templated {
 		// Private addresses are the runner's policy (it knows the config).
-		return CheckURL(raw, true)
+		return egress.CheckURL(raw, true)
 	}
 	if before == "" {
 		return nil // the whole base comes from run data
