@@ -34,10 +34,10 @@ import (
 // Config is every setting of every service; each reads what it needs.
 // main fills it from flags and FLOWGATE_* environment variables.
 type Config struct {
-	HTTPAddr   string // FLOWGATE_HTTP_ADDR
-	DataDir    string // FLOWGATE_DATA_DIR
-	AdminKey   string // FLOWGATE_ADMIN_KEY
-	NATSURL    string // FLOWGATE_NATS_URL (comma-separated for a cluster)
+	HTTPAddr string // FLOWGATE_HTTP_ADDR
+	DataDir  string // FLOWGATE_DATA_DIR
+	AdminKey string // FLOWGATE_ADMIN_KEY
+	NATSURL  string // FLOWGATE_NATS_URL (comma-separated for a cluster)
 	// NATSReplicas is the replica count of every stream and of the pacer's
 	// bucket (1, or 3 on a cluster); raised at start, never lowered.
 	NATSReplicas int // FLOWGATE_NATS_REPLICAS
@@ -47,10 +47,10 @@ type Config struct {
 	NATSPassword string // FLOWGATE_NATS_PASSWORD
 	NATSCreds    string // FLOWGATE_NATS_CREDS
 	NATSNKey     string // FLOWGATE_NATS_NKEY
-	NATSListen string // FLOWGATE_NATS_LISTEN (dev: expose the embedded server)
-	NATSSync   bool   // FLOWGATE_NATS_SYNC_ALWAYS (dev: fsync every write)
-	MongoURI   string // FLOWGATE_MONGODB_URI
-	MongoDB    string // FLOWGATE_MONGODB_DATABASE
+	NATSListen   string // FLOWGATE_NATS_LISTEN (dev: expose the embedded server)
+	NATSSync     bool   // FLOWGATE_NATS_SYNC_ALWAYS (dev: fsync every write)
+	MongoURI     string // FLOWGATE_MONGODB_URI
+	MongoDB      string // FLOWGATE_MONGODB_DATABASE
 	// Retention expires final runs and their messages after this long (0 keeps them).
 	Retention time.Duration // FLOWGATE_RETENTION
 	// HTTPAllowPrivate lets flow http steps reach private networks.
