@@ -31,8 +31,9 @@ func freePort(t testing.TB) int {
 }
 
 // StartCluster starts n nodes (named n1…) and waits until JetStream has a
-// meta leader. The nodes stop when the test ends.
-func StartCluster(t testing.TB, n int) *Cluster {
+// meta leader. The nodes stop when the test ends. opts adjust each node's
+// options (e.g. SyncAlways, SyncInterval) before it starts.
+func StartCluster(t testing.TB, n int, opts ...func(*server.Options)) *Cluster {
 	t.Helper()
 	ports := make([]int, n)
 	routes := make([]string, n)
@@ -42,7 +43,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	}
 	c := &Cluster{}
 	for i := range n {
-		opts := &server.Options{
+		so := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
 			Host:       "127.0.0.1",
 			Port:       -1,
@@ -57,7 +58,10 @@ func StartCluster(t testing.TB, n int) *Cluster {
 			},
 			Routes: server.RoutesFromStr(strings.Join(routes, ",")),
 		}
-		s, err := server.NewServer(opts)
+		for _, o := range opts {
+			o(so)
+		}
+		s, err := server.NewServer(so)
 		if err != nil {
 			t.Fatalf("bustest: node %d: %v", i+1, err)
 		}
