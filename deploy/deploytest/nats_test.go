@@ -33,7 +33,8 @@ func natsEnv(t *testing.T, root string) []string {
 func TestNATSConfigs(t *testing.T) {
 	root := repoRoot(t)
 	tmp := t.TempDir()
-	_, natsServer := buildBinaries(t, root, tmp)
+	natsServer := filepath.Join(tmp, "nats-server")
+	goBuild(t, root, natsServer, "github.com/nats-io/nats-server/v2")
 	env := append(natsEnv(t, root), "NATS_SERVER_NAME=nats-1")
 	for _, f := range []string{"nats.conf", "cluster.conf"} {
 		cmd := exec.Command(natsServer, "-c", f, "-t")
