@@ -54,7 +54,11 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 		s, err := js.Stream(ctx, want.Name)
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			_, err = js.CreateStream(ctx, want)
-			return err
+			if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				return err
+			}
+			// Another service created it meanwhile: bring it to want.
+			s, err = js.Stream(ctx, want.Name)
 		}
 		if err != nil {
 			return err

@@ -234,3 +234,32 @@ func TestKeyValueReplicasRaisedNeverLowered(t *testing.T) {
 	_, err = bus.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{Bucket: "other", Replicas: 5}, nil)
 	require.True(t, errors.Is(err, bus.ErrReplicas), "%v", err)
 }
+
+// TestConcurrentFirstStarts: services starting at once on an empty server
+// all start (one creates each stream, the others find it).
+func TestConcurrentFirstStarts(t *testing.T) {
+	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(e.Shutdown)
+	var wg sync.WaitGroup
+	errs := make(chan error, 6)
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nc, err := e.Connect()
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer nc.Close()
+			_, err = newBus(t, nc, bus.Limits{}, nil)
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+}
