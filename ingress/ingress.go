@@ -20,6 +20,7 @@ import (
 
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/media"
+	"github.com/flowgate/flowgate/shared/egress"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -106,6 +107,9 @@ type Deps struct {
 	Bus         Publisher
 	CompileFlow FlowCompiler
 	Logger      *slog.Logger
+	// Resolver resolves webhook subscription hosts when they are created
+	// (default net.DefaultResolver).
+	Resolver *net.Resolver
 }
 
 type server struct {
@@ -114,6 +118,7 @@ type server struct {
 	bus       Publisher
 	compile   FlowCompiler
 	log       *slog.Logger
+	egress    egress.Policy
 	adminHash string
 	keys      *cache[store.APIKey]
 	bots      *cache[store.Bot]
@@ -138,6 +143,7 @@ func NewHandler(cfg Config, d Deps) (http.Handler, error) {
 	}
 	s := &server{
 		cfg: cfg, store: d.Store, bus: d.Bus, compile: d.CompileFlow, log: d.Logger,
+		egress:    egress.Policy{AllowPrivate: cfg.AllowPrivateWebhooks, Resolver: d.Resolver},
 		adminHash: HashKey(cfg.AdminKey),
 		keys:      newCache[store.APIKey](cfg.CacheTTL),
 		bots:      newCache[store.Bot](cfg.CacheTTL),

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/flowgate/flowgate/shared/egress"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -151,37 +151,18 @@ func (s *server) checkWebhookURL(ctx context.Context, raw string) *apiError {
 	if u.User != nil {
 		return bad("url must not carry credentials; authenticate deliveries with the signature")
 	}
-	if s.cfg.AllowPrivateWebhooks {
-		return nil
-	}
-	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
-	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-		return bad("url must not point at a private or loopback address")
-	}
-	if a, err := netip.ParseAddr(host); err == nil {
-		if !publicAddr(a) {
-			return bad("url must not point at a private or loopback address")
-		}
-		return nil
-	}
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	addrs, err := net.DefaultResolver.LookupNetIP(rctx, "ip", host)
+	err = s.egress.CheckHost(rctx, u.Hostname())
 	var dnsErr *net.DNSError
-	if err != nil && !errors.As(err, &dnsErr) && !errors.Is(err, context.DeadlineExceeded) {
+	switch {
+	case err == nil, errors.As(err, &dnsErr), errors.Is(err, context.DeadlineExceeded):
+		return nil
+	case errors.Is(err, egress.ErrRefused):
+		return bad("url must not point at a private or loopback address")
+	default:
 		return bad("url host cannot be resolved")
 	}
-	for _, a := range addrs {
-		if !publicAddr(a) {
-			return bad("url must not point at a private or loopback address")
-		}
-	}
-	return nil
-}
-
-func publicAddr(a netip.Addr) bool {
-	a = a.Unmap()
-	return a.IsGlobalUnicast() && !a.IsPrivate() && !a.IsLoopback() && !a.IsLinkLocalUnicast()
 }
 
 func clipText(s string, n int) string {

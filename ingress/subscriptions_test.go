@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -13,10 +14,12 @@ import (
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/ingress"
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/egress/egresstest"
 	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
 
-// newSubscriptionEnv is newEnv with a chosen AllowPrivateWebhooks.
+// newSubscriptionEnv is newEnv with a chosen AllowPrivateWebhooks; every
+// host name resolves to 127.0.0.1.
 func newSubscriptionEnv(t *testing.T, allowPrivate bool) *env {
 	t.Helper()
 	ctx := context.Background()
@@ -32,7 +35,8 @@ func newSubscriptionEnv(t *testing.T, allowPrivate bool) *env {
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
 	h, err := ingress.NewHandler(ingress.Config{AdminKey: adminKey, CacheTTL: -1, AllowPrivateWebhooks: allowPrivate},
-		ingress.Deps{Store: st, Bus: b, CompileFlow: app.CompileFlow})
+		ingress.Deps{Store: st, Bus: b, CompileFlow: app.CompileFlow,
+			Resolver: egresstest.Resolver(t, netip.MustParseAddr("127.0.0.1"))})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -146,10 +150,15 @@ func TestSubscriptionBadInput(t *testing.T) {
 func TestSubscriptionPrivateTargetsRefusedByDefault(t *testing.T) {
 	e := newSubscriptionEnv(t, false)
 	key := e.keys["acme"]
+	urls := egresstest.RefusedTargets("") // the resolver points every name at 127.0.0.1
 	for _, u := range []string{
 		"http://127.0.0.1:8080/hook", "http://10.0.0.5/hook", "http://192.168.1.1/hook", "http://localhost:3000/x",
 		"http://api.localhost/x", "http://[::1]/x", "http://169.254.169.254/latest/meta-data", "http://0.0.0.0/x",
+		"http://2130706433/x",
 	} {
+		urls = append(urls, u)
+	}
+	for _, u := range urls {
 		body := e.do("POST", "/v1/bots/acme/webhooks", key, "application/json",
 			`{"url":"`+u+`","secret":"0123456789abcdef"}`, 422)
 		require.Contains(t, string(body), `"field":"url"`, u)
@@ -157,4 +166,13 @@ func TestSubscriptionPrivateTargetsRefusedByDefault(t *testing.T) {
 	// A public address is accepted.
 	e.do("POST", "/v1/bots/acme/webhooks", key, "application/json",
 		`{"url":"https://93.184.215.14/hook","secret":"0123456789abcdef"}`, 201)
+}
+
+func TestSubscriptionPrivateTargetsAllowedByConfig(t *testing.T) {
+	e := newSubscriptionEnv(t, true)
+	key := e.keys["acme"]
+	for _, u := range egresstest.RefusedTargets("") { // stored, never called
+		e.do("POST", "/v1/bots/acme/webhooks", key, "application/json",
+			`{"url":"`+u+`","secret":"0123456789abcdef"}`, 201)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/flowgate/flowgate/orchestrator/flow"
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/egress"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -89,9 +91,12 @@ type Deps struct {
 	Store  store.Store
 	Bus    Bus
 	Logger *slog.Logger
-	// HTTPClient performs flow `http` steps (default: a client that refuses
-	// private addresses unless allowed).
+	// HTTPClient performs flow `http` steps (default: the egress policy's
+	// client, which refuses non-public addresses unless allowed).
 	HTTPClient *http.Client
+	// Resolver resolves the host names of flow `http` steps (default
+	// net.DefaultResolver).
+	Resolver *net.Resolver
 	// Hooks are test seams for crash tests; nil in production.
 	Hooks *Hooks
 }
@@ -133,7 +138,7 @@ func New(cfg Config, d Deps) (*Orchestrator, error) {
 		d.Logger = slog.Default()
 	}
 	if d.HTTPClient == nil {
-		d.HTTPClient = newHTTPClient(cfg.HTTPAllowPrivate)
+		d.HTTPClient = newHTTPClient(egress.Policy{AllowPrivate: cfg.HTTPAllowPrivate, Resolver: d.Resolver})
 	}
 	return &Orchestrator{cfg: cfg, store: d.Store, bus: d.Bus, log: d.Logger, http: d.HTTPClient,
 		hooks: d.Hooks, counters: newCounterBatcher(d.Store.IncrTriggerCounters),

@@ -23,7 +23,7 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 		v, _ := strconv.ParseBool(os.Getenv(env))
 		fs.BoolVar(p, name, v, help+" ($"+env+")")
 	}
-	var logLevel, logFormat, maxBytes, maxMedia, retention, webhookRetry, broadcastQueue string
+	var logLevel, logFormat, maxBytes, maxMedia, retention, webhookRetry, broadcastQueue, replicas string
 	httpAddr := ":8080"
 	if cmd == "dev" {
 		// dev has a generated admin key and a demo bot: it listens on
@@ -34,7 +34,12 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 	str(&cfg.MetricsAddr, "metrics-addr", "FLOWGATE_METRICS_ADDR", "", "orchestrator and channel workers: /metrics, /healthz and /readyz listen address (default :9090; off disables)")
 	str(&cfg.DataDir, "data-dir", "FLOWGATE_DATA_DIR", "data", "data directory (embedded store, embedded NATS)")
 	str(&cfg.AdminKey, "admin-key", "FLOWGATE_ADMIN_KEY", "", "admin API key (dev generates one when empty)")
-	str(&cfg.NATSURL, "nats-url", "FLOWGATE_NATS_URL", "", "NATS server URL (dev embeds one when empty)")
+	str(&cfg.NATSURL, "nats-url", "FLOWGATE_NATS_URL", "", "NATS server URL, or the URLs of a cluster's servers separated by commas (dev embeds one when empty)")
+	str(&replicas, "nats-replicas", "FLOWGATE_NATS_REPLICAS", "1", "replicas of every JetStream stream and the pacer's bucket: 1, or 3 on a NATS cluster (raised at start, never lowered)")
+	str(&cfg.NATSUser, "nats-user", "FLOWGATE_NATS_USER", "", "NATS user (with FLOWGATE_NATS_PASSWORD)")
+	str(&cfg.NATSPassword, "nats-password", "FLOWGATE_NATS_PASSWORD", "", "NATS password (prefer the environment variable to the flag)")
+	str(&cfg.NATSCreds, "nats-creds", "FLOWGATE_NATS_CREDS", "", "NATS credentials file (JWT + nkey seed)")
+	str(&cfg.NATSNKey, "nats-nkey", "FLOWGATE_NATS_NKEY", "", "file holding the NATS nkey seed of this service")
 	str(&cfg.NATSListen, "nats-listen", "FLOWGATE_NATS_LISTEN", "", "dev: also expose the embedded NATS on this address")
 	boolean(&cfg.NATSSync, "nats-sync-always", "FLOWGATE_NATS_SYNC_ALWAYS", "dev: fsync every JetStream write")
 	str(&cfg.MongoURI, "mongodb-uri", "FLOWGATE_MONGODB_URI", "", "MongoDB URI (the embedded SQLite store is used when empty)")
@@ -74,6 +79,12 @@ func parseConfig(cmd string, args []string) (app.Config, []string, error) {
 	}
 	if cfg.BroadcastQueue, err = time.ParseDuration(broadcastQueue); err != nil || cfg.BroadcastQueue == 0 {
 		return cfg, nil, fmt.Errorf("invalid broadcast queue %q (a duration such as 2m; negative: no bound)", broadcastQueue)
+	}
+	switch replicas {
+	case "1", "3":
+		cfg.NATSReplicas, _ = strconv.Atoi(replicas)
+	default:
+		return cfg, nil, fmt.Errorf("invalid NATS replicas %q: 1, or 3 on a three-node cluster", replicas)
 	}
 	if cfg.Retention, err = time.ParseDuration(retention); err != nil || cfg.Retention < 0 {
 		return cfg, nil, fmt.Errorf("invalid retention %q", retention)

@@ -68,3 +68,30 @@ func TestDevListensOnLoopbackByDefault(t *testing.T) {
 		t.Fatalf("the ingress service listens on %q by default (%v)", cfg.HTTPAddr, err)
 	}
 }
+
+func TestNATSSettings(t *testing.T) {
+	for _, k := range []string{"FLOWGATE_NATS_REPLICAS", "FLOWGATE_NATS_USER", "FLOWGATE_NATS_PASSWORD"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+	cfg, _, err := parseConfig("ingress", nil)
+	if err != nil || cfg.NATSReplicas != 1 {
+		t.Fatalf("default replicas: %d, %v", cfg.NATSReplicas, err)
+	}
+	t.Setenv("FLOWGATE_NATS_REPLICAS", "3")
+	t.Setenv("FLOWGATE_NATS_USER", "ingress")
+	t.Setenv("FLOWGATE_NATS_PASSWORD", "s3cret")
+	cfg, _, err = parseConfig("ingress", nil)
+	if err != nil || cfg.NATSReplicas != 3 || cfg.NATSUser != "ingress" || cfg.NATSPassword != "s3cret" {
+		t.Fatalf("from the environment: %+v, %v", cfg, err)
+	}
+	cfg, _, err = parseConfig("ingress", []string{"--nats-replicas", "1"})
+	if err != nil || cfg.NATSReplicas != 1 {
+		t.Fatalf("from the flag: %d, %v", cfg.NATSReplicas, err)
+	}
+	for _, bad := range []string{"0", "2", "5", "three"} {
+		if _, _, err := parseConfig("ingress", []string{"--nats-replicas", bad}); err == nil {
+			t.Errorf("replicas %q accepted", bad)
+		}
+	}
+}

@@ -33,22 +33,25 @@ func freePort(t *testing.T) string {
 // dependency) into dir.
 func buildBinaries(t *testing.T, root, dir string) (flowgate, natsServer string) {
 	t.Helper()
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
 	flowgate, natsServer = filepath.Join(dir, "flowgate"), filepath.Join(dir, "nats-server")
-	for _, b := range [][2]string{{flowgate, "./cmd/flowgate"}, {natsServer, "github.com/nats-io/nats-server/v2"}} {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		// The Dockerfile's flags: the compiled packages are shared with
-		// TestDockerBuildContext through the build cache.
-		cmd := exec.CommandContext(ctx, gobin, "build", "-trimpath", "-ldflags=-s -w", "-o", b[0], b[1])
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
-		out, err := cmd.CombinedOutput()
-		cancel()
-		if err != nil {
-			t.Fatalf("go build %s: %v\n%s", b[1], err, out)
-		}
-	}
+	goBuild(t, root, flowgate, "./cmd/flowgate")
+	goBuild(t, root, natsServer, "github.com/nats-io/nats-server/v2")
 	return flowgate, natsServer
+}
+
+// goBuild builds pkg into out with the Dockerfile's flags: the compiled
+// packages are shared with TestDockerBuildContext through the build cache.
+func goBuild(t *testing.T, root, out, pkg string) {
+	t.Helper()
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, gobin, "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
 }
 
 // proc is a child process whose output goes to a log file.

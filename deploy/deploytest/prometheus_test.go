@@ -234,6 +234,13 @@ func TestPrometheusEndToEnd(t *testing.T) {
 				continue // a threshold: empty means "not firing"; its recorded operands are checked below
 			}
 			if res.empty() {
+				if exporterRef.MatchString(e.Expr) || strings.Contains(e.Expr, `job="nats"`) {
+					// The NATS exporter runs in docker-compose, not here:
+					// its metric names are checked by TestDashboards.
+					allowed++
+					t.Logf("allowed empty (the NATS exporter is not run by this test): %s", e.Where)
+					continue
+				}
 				if reason := sandboxReason(e.Expr); ch == "sandbox" && reason != "" {
 					allowed++
 					t.Logf("allowed empty for the sandbox (%s): %s", reason, e.Where)
@@ -325,7 +332,8 @@ func sandboxReason(expr string) string {
 
 // grafanaVars replaces Grafana's variables with values of the scenario.
 func grafanaVars(expr, channel string) string {
-	return strings.NewReplacer("$__rate_interval", "2m", "$__interval", "15s", "$__range", "10m", "$channel", channel).Replace(expr)
+	return strings.NewReplacer("$__rate_interval", "2m", "$__interval", "15s", "$__range", "10m", "$channel", channel,
+		"$job", ".*", "$instance", ".*").Replace(expr)
 }
 
 func startPrometheus(t *testing.T, root, tmp, addr string, targets map[string][]string) *proc {

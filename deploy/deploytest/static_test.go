@@ -36,7 +36,19 @@ type promExpr struct {
 
 func loadRules(t *testing.T, root string) (ruleFile, []promExpr) {
 	t.Helper()
-	path := filepath.Join(root, "deploy", "prometheus", "rules", "flowgate.yml")
+	return loadRuleFile(t, root, "flowgate.yml")
+}
+
+// loadNATSRules reads the rules on the NATS exporters' metrics.
+func loadNATSRules(t *testing.T, root string) []promExpr {
+	t.Helper()
+	_, out := loadRuleFile(t, root, "nats.yml")
+	return out
+}
+
+func loadRuleFile(t *testing.T, root, name string) (ruleFile, []promExpr) {
+	t.Helper()
+	path := filepath.Join(root, "deploy", "prometheus", "rules", name)
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +64,7 @@ func loadRules(t *testing.T, root string) (ruleFile, []promExpr) {
 			if r.Alert != "" {
 				name = "alert " + r.Alert
 			}
-			out = append(out, promExpr{Where: "rules/flowgate.yml " + name, Expr: strings.TrimSpace(r.Expr), Record: r.Record, Alert: r.Alert != ""})
+			out = append(out, promExpr{Where: "rules/" + filepath.Base(path) + " " + name, Expr: strings.TrimSpace(r.Expr), Record: r.Record, Alert: r.Alert != ""})
 		}
 	}
 	return rf, out
@@ -65,17 +77,20 @@ type dashboard struct {
 	Panels     []panel `json:"panels"`
 	Templating struct {
 		List []struct {
-			Name  string `json:"name"`
-			Query any    `json:"query"`
+			Name     string `json:"name"`
+			Type     string `json:"type"`
+			Query    any    `json:"query"`
+			AllValue string `json:"allValue"`
 		} `json:"list"`
 	} `json:"templating"`
 }
 
 type panel struct {
-	ID         int    `json:"id"`
-	Type       string `json:"type"`
-	Title      string `json:"title"`
-	Datasource *struct {
+	ID          int    `json:"id"`
+	Type        string `json:"type"`
+	Title       string `json:"title"`
+	Description string `json:"description"`
+	Datasource  *struct {
 		UID string `json:"uid"`
 	} `json:"datasource"`
 	GridPos struct{ X, Y, W, H int } `json:"gridPos"`
@@ -131,6 +146,22 @@ func loadDashboards(t *testing.T, root string) ([]dashboard, []promExpr) {
 // metricRef finds metric and recording-rule names in an expression.
 var metricRef = regexp.MustCompile(`\b(flowgate[a-z0-9_:]*)`)
 
+// exporterRef finds the NATS Prometheus exporter's metrics and the
+// recording rules of deploy/prometheus/rules/nats.yml.
+var exporterRef = regexp.MustCompile(`\b(jetstream_[a-z_]+|gnatsd_[a-z_]+|nats:[a-z_:]+)`)
+
+// exporterMetrics are the exporter's metrics the NATS dashboard and rules
+// may use (prometheus-nats-exporter: -jsz=all, -varz).
+var exporterMetrics = map[string]bool{
+	"jetstream_server_jetstream_disabled": true, "jetstream_server_total_message_bytes": true,
+	"jetstream_server_max_storage": true, "jetstream_stream_total_bytes": true, "jetstream_stream_total_messages": true,
+	"jetstream_consumer_num_pending": true, "jetstream_consumer_num_ack_pending": true,
+	"jetstream_consumer_num_redelivered": true, "gnatsd_varz_connections": true,
+}
+
+// rawSelector finds a Flowgate metric with its label matchers.
+var rawSelector = regexp.MustCompile(`\bflowgate_[a-z0-9_]+(\{[^}]*\})?`)
+
 // TestDashboards checks the dashboards' structure and that every metric
 // they name is in the catalogue or is a recording rule.
 func TestDashboards(t *testing.T) {
@@ -151,6 +182,12 @@ func TestDashboards(t *testing.T) {
 			}
 		}
 	}
+	natsRules := loadNATSRules(t, root)
+	for _, r := range natsRules {
+		if r.Record != "" {
+			known[r.Record] = true
+		}
+	}
 	uids := map[string]bool{}
 	titles := []string{}
 	for _, d := range ds {
@@ -159,37 +196,79 @@ func TestDashboards(t *testing.T) {
 		}
 		uids[d.UID] = true
 		titles = append(titles, d.Title)
-		ids := map[int]bool{}
-		for _, p := range d.Panels {
-			if ids[p.ID] {
-				t.Errorf("%s: duplicate panel id %d", d.Title, p.ID)
-			}
-			ids[p.ID] = true
-			if p.Type == "row" {
-				continue
-			}
-			if p.Datasource == nil || p.Datasource.UID != "prometheus" {
-				t.Errorf("%s / %s: datasource must be the provisioned uid \"prometheus\"", d.Title, p.Title)
-			}
-			if len(p.Targets) == 0 {
-				t.Errorf("%s / %s: no query", d.Title, p.Title)
-			}
-			if p.GridPos.W == 0 || p.GridPos.H == 0 {
-				t.Errorf("%s / %s: no size", d.Title, p.Title)
+		// Importable anywhere: the data source, job and instance are
+		// variables, with "all" for the last two.
+		vars := map[string]string{}
+		for _, v := range d.Templating.List {
+			vars[v.Name] = v.Type
+			if (v.Name == "job" || v.Name == "instance") && v.AllValue != ".*" {
+				t.Errorf("%s: variable %s needs allValue \".*\"", d.Title, v.Name)
 			}
 		}
+		if vars["datasource"] != "datasource" || vars["job"] != "query" || vars["instance"] != "query" {
+			t.Errorf("%s: want the variables datasource (data source), job and instance, have %v", d.Title, vars)
+		}
+		ids := map[int]bool{}
+		var walk func(ps []panel)
+		walk = func(ps []panel) {
+			for _, p := range ps {
+				walk(p.Panels)
+				if ids[p.ID] {
+					t.Errorf("%s: duplicate panel id %d", d.Title, p.ID)
+				}
+				ids[p.ID] = true
+				if strings.TrimSpace(p.Description) == "" {
+					t.Errorf("%s / %s: no description", d.Title, p.Title)
+				}
+				if p.Type == "row" {
+					continue
+				}
+				if p.Datasource == nil || p.Datasource.UID != "${datasource}" {
+					t.Errorf("%s / %s: datasource must be the variable ${datasource}, not a fixed uid", d.Title, p.Title)
+				}
+				if len(p.Targets) == 0 {
+					t.Errorf("%s / %s: no query", d.Title, p.Title)
+				}
+				if p.GridPos.W == 0 || p.GridPos.H == 0 {
+					t.Errorf("%s / %s: no size", d.Title, p.Title)
+				}
+				for _, tg := range p.Targets {
+					for _, sel := range rawSelector.FindAllString(tg.Expr, -1) {
+						if !strings.Contains(sel, `job=~"$job"`) || !strings.Contains(sel, `instance=~"$instance"`) {
+							t.Errorf("%s / %s: %s does not follow the job and instance variables", d.Title, p.Title, sel)
+						}
+					}
+				}
+			}
+		}
+		walk(d.Panels)
 	}
-	if !slices.Contains(titles, "Flowgate overview") || !slices.Contains(titles, "Flowgate channel") {
-		t.Errorf("want the overview and per-channel dashboards, have %v", titles)
+	for _, want := range []string{"Flowgate overview", "Flowgate channel", "Flowgate NATS"} {
+		if !slices.Contains(titles, want) {
+			t.Errorf("want the dashboard %q, have %v", want, titles)
+		}
 	}
 	for _, e := range exprs {
 		refs := metricRef.FindAllString(e.Expr, -1)
-		if len(refs) == 0 && !strings.Contains(e.Expr, "up{") {
-			t.Errorf("%s: %q names no Flowgate metric", e.Where, e.Expr)
+		exp := exporterRef.FindAllString(e.Expr, -1)
+		if len(refs) == 0 && len(exp) == 0 && !strings.Contains(e.Expr, "up{") && e.Expr != "up" {
+			t.Errorf("%s: %q names no Flowgate or NATS metric", e.Where, e.Expr)
 		}
 		for _, m := range refs {
 			if !known[m] {
 				t.Errorf("%s: %s is neither in the metrics catalogue nor a recording rule", e.Where, m)
+			}
+		}
+		for _, m := range exp {
+			if !exporterMetrics[m] && !known[m] {
+				t.Errorf("%s: %s is neither a known NATS exporter metric nor a rule of nats.yml", e.Where, m)
+			}
+		}
+	}
+	for _, r := range natsRules {
+		for _, m := range exporterRef.FindAllString(r.Expr, -1) {
+			if !exporterMetrics[m] && !known[m] {
+				t.Errorf("%s: %s is neither a known NATS exporter metric nor a rule of nats.yml", r.Where, m)
 			}
 		}
 	}
@@ -235,8 +314,8 @@ func readYAML(t *testing.T, path string, v any) {
 func TestRulesAndConfig(t *testing.T) {
 	requireTools(t, "promtool")
 	root := repoRoot(t)
-	out := run(t, root, "promtool", "check", "rules", "deploy/prometheus/rules/flowgate.yml")
-	if !strings.Contains(out, "SUCCESS") {
+	out := run(t, root, "promtool", "check", "rules", "deploy/prometheus/rules/flowgate.yml", "deploy/prometheus/rules/nats.yml")
+	if strings.Count(out, "SUCCESS") != 2 {
 		t.Fatalf("promtool check rules: %s", out)
 	}
 	// The compose config names rule files by their path in the container;
@@ -267,13 +346,15 @@ func TestRulesAndConfig(t *testing.T) {
 	for _, s := range sc.ScrapeConfigs {
 		jobs = append(jobs, s.JobName)
 	}
-	for _, j := range []string{"ingress", "orchestrator", "channel"} {
+	for _, j := range []string{"ingress", "orchestrator", "channel", "nats"} {
 		if !slices.Contains(jobs, j) {
 			t.Errorf("prometheus.yml scrapes no %s job (have %v)", j, jobs)
 		}
 	}
 
 	rf, _ := loadRules(t, root)
+	nrf, _ := loadRuleFile(t, root, "nats.yml")
+	rf.Groups = append(rf.Groups, nrf.Groups...)
 	records := map[string]bool{}
 	alerts := map[string]bool{}
 	for _, g := range rf.Groups {
@@ -288,7 +369,8 @@ func TestRulesAndConfig(t *testing.T) {
 			}
 		}
 	}
-	for _, a := range []string{"FlowgateIngressErrorRate", "FlowgateConsumerBacklogRising", "FlowgateDeadLetters", "FlowgateProviderAuthFailures", "FlowgateRunFailureRatio"} {
+	for _, a := range []string{"FlowgateIngressErrorRate", "FlowgateConsumerBacklogRising", "FlowgateDeadLetters", "FlowgateProviderAuthFailures", "FlowgateRunFailureRatio",
+		"NATSServerDown", "NATSJetStreamStorageHigh", "NATSConsumerLagHigh"} {
 		if !alerts[a] {
 			t.Errorf("the alert %s is missing", a)
 		}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/flowgate/flowgate/shared/egress"
 	"github.com/flowgate/flowgate/shared/events"
 )
 
@@ -507,7 +508,7 @@ func (r *run) setVar(k string, v any) {
 
 func (r *run) http(s *Step) {
 	url, _ := render(s.URL, &r.sc)
-	if err := CheckURL(url, true); err != nil {
+	if err := egress.CheckURL(url, true); err != nil {
 		r.httpError(s, err.Error())
 		return
 	}

@@ -29,7 +29,7 @@ type ScheduleTimer struct {
 }
 
 // CallHTTP asks the runner to make a request and feed back an HTTPResult.
-// The runner enforces the address policy (CheckURL and resolved addresses).
+// The runner enforces the address policy (shared/egress: the URL, then every resolved address at dial time).
 type CallHTTP struct {
 	Step    string
 	Method  string

@@ -9,6 +9,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/flowgate/flowgate/shared/media"
+	"github.com/flowgate/flowgate/shared/egress"
 )
 
 // DefaultHTTPTimeout applies to http steps that set no timeout.
@@ -399,7 +400,7 @@ func checkURLTemplate(raw string) error {
 	before, _, templated := strings.Cut(raw, "{{")
 	if !templated {
 		// Private addresses are the runner's policy (it knows the config).
-		return CheckURL(raw, true)
+		return egress.CheckURL(raw, true)
 	}
 	if before == "" {
 		return nil // the whole base comes from run data

@@ -7,49 +7,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/egress"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
-// NewClient returns the HTTP client that sends webhooks. Unless
-// allowPrivate, it refuses to connect to loopback, private, link-local and
-// other non-public addresses, checked on the resolved address at dial time
-// so that DNS cannot point a subscription at internal services. It does not
-// follow redirects: a 3xx is a failed attempt.
-func NewClient(allowPrivate bool) *http.Client {
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	if !allowPrivate {
-		d.Control = func(_, address string, _ syscall.RawConn) error {
-			ap, err := netip.ParseAddrPort(address)
-			if err != nil {
-				return err
-			}
-			if !PublicAddr(ap.Addr()) {
-				return fmt.Errorf("address %s is not public (private webhooks are not allowed)", ap.Addr())
-			}
-			return nil
-		}
-	}
-	tr := &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 8, IdleConnTimeout: time.Minute,
-		TLSHandshakeTimeout: 5 * time.Second, ResponseHeaderTimeout: 30 * time.Second}
-	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	}}
-}
-
-// PublicAddr reports whether a is a public unicast address.
-func PublicAddr(a netip.Addr) bool {
-	a = a.Unmap()
-	return a.IsGlobalUnicast() && !a.IsPrivate() && !a.IsLoopback() && !a.IsLinkLocalUnicast()
+// newClient returns the HTTP client that sends webhooks: the egress
+// policy's client (every address it connects to is checked, so DNS cannot
+// point a subscription at internal services). It does not follow
+// redirects: a 3xx is a failed attempt.
+func newClient(p egress.Policy) *http.Client {
+	return p.Client(egress.ClientOptions{TLSHandshakeTimeout: 5 * time.Second, ResponseHeaderTimeout: 30 * time.Second})
 }
 
 // deliverer POSTs one subscription's events.

@@ -24,11 +24,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/egress"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -116,6 +118,8 @@ type Deps struct {
 	// Client sends the webhooks (default: one that refuses non-public
 	// addresses unless Config.AllowPrivate).
 	Client *http.Client
+	// Resolver resolves subscription hosts (default net.DefaultResolver).
+	Resolver *net.Resolver
 }
 
 type service struct {
@@ -145,7 +149,7 @@ func Run(ctx context.Context, cfg Config, d Deps) error {
 		d.Logger = slog.Default()
 	}
 	if d.Client == nil {
-		d.Client = NewClient(cfg.AllowPrivate)
+		d.Client = newClient(egress.Policy{AllowPrivate: cfg.AllowPrivate, Resolver: d.Resolver})
 	}
 	// The first stage to fail stops the other, so Run returns the error.
 	ctx, cancel := context.WithCancel(ctx)

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/flowgate/flowgate/orchestrator/webhooks"
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/egress/egresstest"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
 	"github.com/flowgate/flowgate/shared/store/sqlite"
@@ -32,7 +36,9 @@ type env struct {
 	stop  func()
 }
 
-func newEnv(t *testing.T, cfg webhooks.Config, client *http.Client) *env {
+// newEnv runs the delivery service; res (nil: the system resolver)
+// resolves subscription hosts.
+func newEnv(t *testing.T, cfg webhooks.Config, res *net.Resolver) *env {
 	t.Helper()
 	ctx := context.Background()
 	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
@@ -61,7 +67,7 @@ func newEnv(t *testing.T, cfg webhooks.Config, client *http.Client) *env {
 	log := quietLog()
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- webhooks.Run(rctx, cfg, webhooks.Deps{Store: st, Bus: b, Logger: log, Client: client}) }()
+	go func() { done <- webhooks.Run(rctx, cfg, webhooks.Deps{Store: st, Bus: b, Logger: log, Resolver: res}) }()
 	en := &env{t: t, bus: b, store: st}
 	var once sync.Once
 	en.stop = func() {
@@ -320,15 +326,43 @@ func TestRetryPeriodExpiryDeadLettersWithReason(t *testing.T) {
 	require.Empty(t, rcv.deliveries())
 }
 
+// TestPrivateAddressesRefusedByDefault: deliveries to non-public targets
+// are refused at dial time, each dead-lettered with the reason, and the
+// loopback receiver behind the literal, mapped and DNS-named targets is
+// never contacted. The targets that are not loopback are never dialed by
+// any test (no traffic leaves the machine): they are only shown refused.
 func TestPrivateAddressesRefusedByDefault(t *testing.T) {
 	rcv := newReceiver(t, secret, 0)
-	e := newEnv(t, webhooks.Config{RetryPeriod: 200 * time.Millisecond}, nil) // AllowPrivate false
-	e.subscribe("wh_1", rcv.srv.URL, secret)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(rcv.srv.URL, "http://"))
+	res := egresstest.Resolver(t, netip.MustParseAddr("127.0.0.1"))
+	e := newEnv(t, webhooks.Config{RetryPeriod: 200 * time.Millisecond}, res) // AllowPrivate false
+	targets := append(egresstest.RefusedTargets(port), rcv.srv.URL)
+	for i, u := range targets {
+		e.subscribe(fmt.Sprintf("wh_%d", i), u, secret)
+	}
 	e.publishStatuses("run-1", false, "created") // a lone "created" (an older orchestrator)
-	require.Eventually(t, func() bool { return len(e.deadLetters()) == 1 }, 10*time.Second, 10*time.Millisecond)
-	require.Contains(t, e.deadLetters()[0], "is not public")
+	require.Eventually(t, func() bool { return len(e.deadLetters()) == len(targets) }, 30*time.Second, 10*time.Millisecond)
+	for _, reason := range e.deadLetters() {
+		require.Contains(t, reason, "is not public", reason)
+	}
 	requests, _ := rcv.counts()
 	require.Zero(t, requests, "the loopback receiver was never contacted")
+}
+
+// TestPrivateAddressesAllowedByConfig: with AllowPrivate the same resolver
+// and the mapped form reach the loopback receiver, so the refusals above
+// come from the policy and not from DNS or the address form.
+func TestPrivateAddressesAllowedByConfig(t *testing.T) {
+	rcv := newReceiver(t, secret, 0)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(rcv.srv.URL, "http://"))
+	res := egresstest.Resolver(t, netip.MustParseAddr("127.0.0.1"))
+	e := newEnv(t, webhooks.Config{AllowPrivate: true}, res)
+	for i, u := range egresstest.LoopbackTargets(port) {
+		e.subscribe(fmt.Sprintf("wh_%d", i), u, secret)
+	}
+	e.publishStatuses("run-1", false, "created")
+	require.Eventually(t, func() bool { return len(rcv.deliveries()) == 2 }, 30*time.Second, 10*time.Millisecond)
+	require.Empty(t, e.deadLetters())
 }
 
 func TestEventTypeFilter(t *testing.T) {

@@ -101,15 +101,6 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Bus, error) {
 	return b, nil
 }
 
-func (b *Bus) ensure(ctx context.Context, l Limits) error {
-	for _, sc := range Streams(l) {
-		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("%w: stream %s: %v", ErrUnavailable, sc.Name, err)
-		}
-	}
-	return nil
-}
-
 // JetStream exposes the underlying JetStream context (tests, benchmarks).
 func (b *Bus) JetStream() jetstream.JetStream { return b.js }
 

@@ -36,14 +36,23 @@ import (
 // Config is every setting of every service; each reads what it needs.
 // main fills it from flags and FLOWGATE_* environment variables.
 type Config struct {
-	HTTPAddr   string // FLOWGATE_HTTP_ADDR
-	DataDir    string // FLOWGATE_DATA_DIR
-	AdminKey   string // FLOWGATE_ADMIN_KEY
-	NATSURL    string // FLOWGATE_NATS_URL
-	NATSListen string // FLOWGATE_NATS_LISTEN (dev: expose the embedded server)
-	NATSSync   bool   // FLOWGATE_NATS_SYNC_ALWAYS (dev: fsync every write)
-	MongoURI   string // FLOWGATE_MONGODB_URI
-	MongoDB    string // FLOWGATE_MONGODB_DATABASE
+	HTTPAddr string // FLOWGATE_HTTP_ADDR
+	DataDir  string // FLOWGATE_DATA_DIR
+	AdminKey string // FLOWGATE_ADMIN_KEY
+	NATSURL  string // FLOWGATE_NATS_URL (comma-separated for a cluster)
+	// NATSReplicas is the replica count of every stream and of the pacer's
+	// bucket (1, or 3 on a cluster); raised at start, never lowered.
+	NATSReplicas int // FLOWGATE_NATS_REPLICAS
+	// NATS credentials: a user and password, a credentials file, or an
+	// nkey seed file (one of them).
+	NATSUser     string // FLOWGATE_NATS_USER
+	NATSPassword string // FLOWGATE_NATS_PASSWORD
+	NATSCreds    string // FLOWGATE_NATS_CREDS
+	NATSNKey     string // FLOWGATE_NATS_NKEY
+	NATSListen   string // FLOWGATE_NATS_LISTEN (dev: expose the embedded server)
+	NATSSync     bool   // FLOWGATE_NATS_SYNC_ALWAYS (dev: fsync every write)
+	MongoURI     string // FLOWGATE_MONGODB_URI
+	MongoDB      string // FLOWGATE_MONGODB_DATABASE
 	// Retention expires final runs and their messages after this long (0 keeps them).
 	Retention time.Duration // FLOWGATE_RETENTION
 	// HTTPAllowPrivate lets flow http steps reach private networks.
@@ -150,7 +159,11 @@ func OpenStore(ctx context.Context, cfg Config) (store.Store, error) {
 	if cfg.Retention > 0 {
 		opts = append(opts, sqlite.WithRetention(cfg.Retention))
 	}
-	return sqlite.Open(ctx, cfg.DataDir, opts...)
+	s, err := sqlite.Open(ctx, cfg.DataDir, opts...)
+	if err != nil {
+		return nil, err // never a typed nil in the interface
+	}
+	return s, nil
 }
 
 // ConnectBus dials the configured NATS server.
@@ -159,11 +172,48 @@ func ConnectBus(ctx context.Context, cfg Config, source string) (*bus.Bus, error
 	if cfg.NATSURL == "" {
 		return nil, errors.New("FLOWGATE_NATS_URL is required (or run `flowgate dev`)")
 	}
-	return bus.Connect(ctx, cfg.NATSURL, busConfig(cfg, source))
+	opts, err := natsAuth(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return bus.Connect(ctx, cfg.NATSURL, busConfig(cfg, source), opts...)
+}
+
+// natsAuth turns the credential settings into connection options.
+func natsAuth(cfg Config) ([]nats.Option, error) {
+	var opts []nats.Option
+	n := 0
+	if cfg.NATSUser != "" || cfg.NATSPassword != "" {
+		if cfg.NATSUser == "" || cfg.NATSPassword == "" {
+			return nil, errors.New("FLOWGATE_NATS_USER and FLOWGATE_NATS_PASSWORD go together")
+		}
+		opts = append(opts, nats.UserInfo(cfg.NATSUser, cfg.NATSPassword))
+		n++
+	}
+	if cfg.NATSCreds != "" {
+		if _, err := os.Stat(cfg.NATSCreds); err != nil {
+			return nil, fmt.Errorf("FLOWGATE_NATS_CREDS: %w", err)
+		}
+		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+		n++
+	}
+	if cfg.NATSNKey != "" {
+		o, err := nats.NkeyOptionFromSeed(cfg.NATSNKey)
+		if err != nil {
+			return nil, fmt.Errorf("FLOWGATE_NATS_NKEY: %w", err)
+		}
+		opts = append(opts, o)
+		n++
+	}
+	if n > 1 {
+		return nil, errors.New("set one of FLOWGATE_NATS_USER/PASSWORD, FLOWGATE_NATS_CREDS and FLOWGATE_NATS_NKEY")
+	}
+	return opts, nil
 }
 
 func busConfig(cfg Config, source string) bus.Config {
-	return bus.Config{Source: source, Logger: cfg.Logger, Limits: bus.Limits{MaxBytes: cfg.StreamMaxBytes}}
+	return bus.Config{Source: source, Logger: cfg.Logger,
+		Limits: bus.Limits{MaxBytes: cfg.StreamMaxBytes, Replicas: cfg.NATSReplicas}}
 }
 
 // Senders returns the channel senders. The sandbox is always there; the
@@ -236,7 +286,7 @@ func RunChannel(ctx context.Context, cfg Config, name string, st store.Store, b 
 			log := cfg.Logger.With("service", "channel-"+name)
 			var p channel.Pacer // the sandbox is not paced
 			if name != events.ChannelSandbox {
-				pc, err := pacer.New(ctx, b.JetStream(), pacer.Config{Channel: name, Logger: log})
+				pc, err := pacer.New(ctx, b.JetStream(), pacer.Config{Channel: name, Replicas: cfg.NATSReplicas, Logger: log})
 				if err != nil {
 					if ctx.Err() != nil {
 						return nil // stopped while starting

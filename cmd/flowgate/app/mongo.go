@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/flowgate/flowgate/shared/store"
 	"github.com/flowgate/flowgate/shared/store/mongo"
@@ -13,5 +14,10 @@ func openMongo(ctx context.Context, cfg Config) (store.Store, error) {
 		opts = append(opts, mongo.WithRetention(cfg.Retention))
 	}
 	opts = append(opts, mongo.WithLogger(cfg.Logger.With("store", "mongo")))
-	return mongo.Open(ctx, cfg.MongoURI, cfg.MongoDB, opts...)
+	s, err := mongo.Open(ctx, cfg.MongoURI, cfg.MongoDB, opts...)
+	if err != nil {
+		// Never a typed nil in the interface: callers test it against nil.
+		return nil, fmt.Errorf("MongoDB (FLOWGATE_MONGODB_URI) unreachable or refused: %w", err)
+	}
+	return s, nil
 }

@@ -251,7 +251,9 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Pacer, error
 // at start and again when the bucket is gone: its storage is memory, so a
 // restarted NATS server comes back without it.
 func (p *Pacer) createBucket(ctx context.Context) error {
-	kv, err := p.js.CreateOrUpdateKeyValue(ctx, p.kvCfg)
+	// Created, or bound with its replica count raised to the configured
+	// one and never lowered (bus.EnsureKeyValue).
+	kv, err := bus.EnsureKeyValue(ctx, p.js, p.kvCfg, p.log)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
