@@ -196,6 +196,8 @@ func (s *Store) indexes() []index {
 		{s.sandbox, "bot_seq", asc("bot_id", "seq"), false},
 		{s.sandbox, "bot_to_seq", asc("bot_id", "to", "seq"), false},
 		{s.subscriptions(), "bot_created", asc("bot_id", "created_at", "_id"), false},
+		{s.apiKeys, "bot_created", asc("bot_id", "created_at", "_id"), false},
+		{s.triggers, "bot_newest", newest("bot_id"), false},
 	}
 }
 
