@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
@@ -38,7 +39,16 @@ type Config struct {
 	// AllowPrivateWebhooks accepts webhook subscriptions whose URL points at
 	// loopback, private or link-local addresses (refused by default).
 	AllowPrivateWebhooks bool
+	// RateLimit is how many requests a second one API key may make (per
+	// ingress replica), with bursts of RateBurst (default: RateLimit rounded
+	// up). 0 disables the limit.
+	RateLimit float64
+	RateBurst int
 }
+
+// MaxKeyCacheTTL bounds how long an API key is cached whatever CacheTTL
+// says, so that a revoked key is refused within 5 s on every replica.
+const MaxKeyCacheTTL = 4 * time.Second
 
 func (c *Config) setDefaults() {
 	if c.Addr == "" {
@@ -59,6 +69,9 @@ func (c *Config) setDefaults() {
 func (c *Config) Validate() error {
 	if len(c.AdminKey) < 16 {
 		return errors.New("ingress: admin key must be at least 16 characters")
+	}
+	if c.RateLimit < 0 || c.RateBurst < 0 {
+		return errors.New("ingress: rate limit and burst must not be negative")
 	}
 	return nil
 }
@@ -107,6 +120,11 @@ type server struct {
 	events    *cache[store.Event]
 	// acceptedRuns: Recrubo flow runs accepted but maybe not yet stored.
 	acceptedRuns recentRuns
+	limiter      *rateLimiter
+	touchMu      sync.Mutex
+	touched      map[string]time.Time
+	// deleting: bots whose data is being deleted by this replica.
+	deleting sync.Map
 }
 
 // NewHandler builds the ingress's HTTP handler.
@@ -121,12 +139,21 @@ func NewHandler(cfg Config, d Deps) (http.Handler, error) {
 	if d.Logger == nil {
 		d.Logger = slog.Default()
 	}
+	keyTTL := cfg.CacheTTL
+	if keyTTL > MaxKeyCacheTTL {
+		keyTTL = MaxKeyCacheTTL
+	}
 	s := &server{
-		cfg: cfg, store: d.Store, bus: d.Bus, compile: d.CompileFlow, log: d.Logger,
+		cfg: cfg, store: d.Store, bus: d.Bus, compile: d.CompileFlow,
+		log:       slog.New(requestIDHandler{d.Logger.Handler()}),
 		adminHash: HashKey(cfg.AdminKey),
-		keys:      newCache[store.APIKey](cfg.CacheTTL),
+		touched:   map[string]time.Time{},
+		keys:      newCache[store.APIKey](keyTTL),
 		bots:      newCache[store.Bot](cfg.CacheTTL),
 		events:    newCache[store.Event](cfg.CacheTTL),
+	}
+	if cfg.RateLimit > 0 {
+		s.limiter = newRateLimiter(cfg.RateLimit, cfg.RateBurst, time.Now)
 	}
 	return s.routes(), nil
 }
@@ -135,7 +162,7 @@ func (s *server) routes() *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
-	r.Use(s.recover, s.observe)
+	r.Use(s.requestID, s.recover, s.observe)
 	r.NoRoute(func(c *gin.Context) { abort(c, newError(http.StatusNotFound, "not_found", "no such endpoint")) })
 	r.NoMethod(func(c *gin.Context) {
 		abort(c, newError(http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this endpoint"))
@@ -162,6 +189,7 @@ func (s *server) routes() *gin.Engine {
 	s.triggerRoutes(r, bot)
 	s.contactRoutes(bot)
 	s.subscriptionRoutes(bot)
+	s.manageRoutes(r, bot)
 	s.webhookRoutes(r)
 	return r
 }
@@ -169,7 +197,7 @@ func (s *server) routes() *gin.Engine {
 func (s *server) recover(c *gin.Context) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("handler panic", "path", c.FullPath(), "panic", fmt.Sprint(r))
+			s.log.ErrorContext(c.Request.Context(), "handler panic", "path", c.FullPath(), "panic", fmt.Sprint(r))
 			abort(c, newError(http.StatusInternalServerError, "internal", "internal error"))
 		}
 	}()
@@ -187,9 +215,9 @@ func (s *server) observe(c *gin.Context) {
 	httpRequests.WithLabelValues(route, c.Request.Method, strconv.Itoa(code)).Inc()
 	httpSeconds.WithLabelValues(route, c.Request.Method).Observe(time.Since(start).Seconds())
 	if code >= 500 {
-		s.log.Warn("request failed", "method", c.Request.Method, "route", route, "status", code)
+		s.log.WarnContext(c.Request.Context(), "request failed", "method", c.Request.Method, "route", route, "status", code)
 	} else if s.log.Enabled(c.Request.Context(), slog.LevelDebug) {
-		s.log.Debug("request", "method", c.Request.Method, "route", route, "status", code, "took", time.Since(start))
+		s.log.DebugContext(c.Request.Context(), "request", "method", c.Request.Method, "route", route, "status", code, "took", time.Since(start))
 	}
 }
 

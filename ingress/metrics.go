@@ -23,4 +23,12 @@ var (
 		Name: "flowgate_triggers_rejected_total",
 		Help: "Trigger requests refused, by API and error code.",
 	}, []string{"api", "code"})
+	rateLimited = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "flowgate_http_rate_limited_total",
+		Help: "Requests refused with 429 by the per-API-key rate limit.",
+	})
+	idempotencyReused = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "flowgate_idempotency_key_reused_total",
+		Help: "Trigger requests refused because their Idempotency-Key was first used with another request.",
+	})
 )
