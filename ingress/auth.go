@@ -3,12 +3,12 @@ package ingress
 import (
 	"context"
 	"crypto/rand"
-	"net/http"
-	"slices"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -207,13 +207,13 @@ func (s *server) requireScope(c *gin.Context, p principal) {
 
 // triggerRoutes are the routes a trigger-scope key may call.
 var triggerRoutes = map[string]bool{
-	"POST /v1/bots/:bot/dispatch/:event":                    true,
-	"POST /v1/bots/:bot/triggers":                           true,
-	"POST /v1/bots/:bot/cloudevents":                        true,
+	"POST /v1/bots/:bot/dispatch/:event":                   true,
+	"POST /v1/bots/:bot/triggers":                          true,
+	"POST /v1/bots/:bot/cloudevents":                       true,
 	"POST /bot_api/v2.0/customer/:cid/bot/:bot/flow/:flow": true,
 	"POST /bot_api/v1.0/customer/:cid/bot/:bot/flow/:flow": true,
-	"POST /public/v2/message-threads":                       true,
-	"POST /public/v2/flow-runs":                             true,
+	"POST /public/v2/message-threads":                      true,
+	"POST /public/v2/flow-runs":                            true,
 }
 
 // keyMayTrigger aborts with 403 unless the request's key may trigger the
