@@ -129,6 +129,14 @@ type server struct {
 
 // NewHandler builds the ingress's HTTP handler.
 func NewHandler(cfg Config, d Deps) (http.Handler, error) {
+	s, err := newServer(cfg, d)
+	if err != nil {
+		return nil, err
+	}
+	return s.routes(), nil
+}
+
+func newServer(cfg Config, d Deps) (*server, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -155,7 +163,7 @@ func NewHandler(cfg Config, d Deps) (http.Handler, error) {
 	if cfg.RateLimit > 0 {
 		s.limiter = newRateLimiter(cfg.RateLimit, cfg.RateBurst, time.Now)
 	}
-	return s.routes(), nil
+	return s, nil
 }
 
 func (s *server) routes() *gin.Engine {

@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/flowgate/flowgate/cmd/flowgate/app"
+	"github.com/flowgate/flowgate/ingress"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -584,4 +587,76 @@ func readAll(t *testing.T, resp *http.Response) string {
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return string(b)
+}
+
+// TestRevokedKeyRefusedOnEveryReplica: two ingress replicas share a store
+// with a long cache TTL; a key used (and so cached) on replica B and
+// revoked through replica A is refused by B once the key cache entry ends
+// (at most MaxKeyCacheTTL, 4 s; TestKeyCacheTTLCapped proves the cap).
+func TestRevokedKeyRefusedOnEveryReplica(t *testing.T) {
+	e := newEnv(t)
+	h, err := ingress.NewHandler(ingress.Config{AdminKey: adminKey, CacheTTL: time.Hour},
+		ingress.Deps{Store: e.store, Bus: e.bus, CompileFlow: app.CompileFlow})
+	require.NoError(t, err)
+	b := httptest.NewServer(h)
+	t.Cleanup(b.Close)
+	body := e.do("POST", "/v1/bots/acme/keys", e.keys["acme"], "application/json", `{"name":"leak","scope":"admin"}`, 201)
+	var created struct {
+		Key    struct{ ID string } `json:"key"`
+		APIKey string              `json:"api_key"`
+	}
+	require.NoError(t, json.Unmarshal(body, &created))
+	get := func() int {
+		req, err := http.NewRequest("GET", b.URL+"/v1/bots/acme/flows", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+created.APIKey)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, 200, get(), "replica B caches the key")
+	e.do("DELETE", "/v1/bots/acme/keys/"+created.Key.ID, e.keys["acme"], "", "", 200)
+	revoked := time.Now()
+	require.Eventually(t, func() bool { return get() == 401 }, 30*time.Second, 50*time.Millisecond)
+	t.Logf("replica B refused the revoked key after %v", time.Since(revoked).Round(time.Millisecond))
+}
+
+// TestRateLimitPerKey: with a limit, answers carry RateLimit-* headers and
+// a key over its burst gets 429 with Retry-After; another key is not held back.
+func TestRateLimitPerKey(t *testing.T) {
+	e := newEnv(t)
+	h, err := ingress.NewHandler(ingress.Config{AdminKey: adminKey, CacheTTL: -1, RateLimit: 0.001, RateBurst: 2},
+		ingress.Deps{Store: e.store, Bus: e.bus, CompileFlow: app.CompileFlow})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	call := func(key string, bot ...string) *http.Response {
+		b := "acme"
+		if len(bot) > 0 {
+			b = bot[0]
+		}
+		req, err := http.NewRequest("POST", srv.URL+"/v1/bots/"+b+"/dispatch/WELCOME", strings.NewReader(`{"from":"1"}`))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	before := e.queuedTriggers()
+	for i, rem := range []string{"1", "0"} {
+		r := call(e.keys["acme"])
+		require.Equal(t, 202, r.StatusCode, i)
+		require.Equal(t, "2", r.Header.Get("RateLimit-Limit"))
+		require.Equal(t, rem, r.Header.Get("RateLimit-Remaining"))
+		require.NotEmpty(t, r.Header.Get("RateLimit-Reset"))
+	}
+	r := call(e.keys["acme"])
+	require.Equal(t, 429, r.StatusCode)
+	require.Equal(t, "1000", r.Header.Get("Retry-After"), "one token per 1000 s")
+	require.Equal(t, "0", r.Header.Get("RateLimit-Remaining"))
+	require.Equal(t, before+2, e.queuedTriggers(), "the refused request queued nothing")
+	require.Equal(t, 202, call(e.keys["globex"], "globex").StatusCode, "another key has its own bucket")
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"testing"
 	"time"
@@ -8,20 +9,20 @@ import (
 
 func TestWebhookSettings(t *testing.T) {
 	t.Setenv("FLOWGATE_WEBHOOK_RETRY_PERIOD", "")
-	cfg, _, err := parseConfig("orchestrator", nil)
+	cfg, _, err := parseConfig("orchestrator", nil, io.Discard)
 	if err == nil {
 		t.Fatalf("an empty FLOWGATE_WEBHOOK_RETRY_PERIOD was accepted: %v", cfg.Webhooks.RetryPeriod)
 	}
 	t.Setenv("FLOWGATE_WEBHOOK_RETRY_PERIOD", "6h")
 	t.Setenv("FLOWGATE_WEBHOOK_ALLOW_PRIVATE", "true")
-	cfg, _, err = parseConfig("orchestrator", nil)
+	cfg, _, err = parseConfig("orchestrator", nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Webhooks.RetryPeriod != 6*time.Hour || !cfg.Webhooks.AllowPrivate {
 		t.Fatalf("from the environment: %+v", cfg.Webhooks)
 	}
-	cfg, _, err = parseConfig("orchestrator", []string{"--webhook-retry-period", "90m", "--webhook-allow-private=false"})
+	cfg, _, err = parseConfig("orchestrator", []string{"--webhook-retry-period", "90m", "--webhook-allow-private=false"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +30,7 @@ func TestWebhookSettings(t *testing.T) {
 		t.Fatalf("from flags: %+v", cfg.Webhooks)
 	}
 	for _, bad := range []string{"0s", "-1h", "soon"} {
-		if _, _, err := parseConfig("orchestrator", []string{"--webhook-retry-period", bad}); err == nil {
+		if _, _, err := parseConfig("orchestrator", []string{"--webhook-retry-period", bad}, io.Discard); err == nil {
 			t.Errorf("retry period %q accepted", bad)
 		}
 	}
@@ -40,7 +41,7 @@ func TestWebhookRetryPeriodDefault(t *testing.T) {
 		t.Setenv(k, "") // restored after the test
 		os.Unsetenv(k)
 	}
-	cfg, _, err := parseConfig("dev", nil)
+	cfg, _, err := parseConfig("dev", nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,7 +64,11 @@ type Config struct {
 	// MetricsAddr is where the orchestrator and channel workers serve
 	// /metrics, /healthz and /readyz (default ":9090", "off" disables).
 	MetricsAddr string // FLOWGATE_METRICS_ADDR
-	Logger      *slog.Logger
+	// RateLimit and RateBurst limit the requests of each API key at the
+	// ingress (per second, per replica; 0 = off).
+	RateLimit float64 // FLOWGATE_RATE_LIMIT
+	RateBurst int     // FLOWGATE_RATE_BURST
+	Logger    *slog.Logger
 	// OrchestratorHooks are test seams (crash injection).
 	OrchestratorHooks *orchestrator.Hooks
 }
@@ -160,7 +164,8 @@ func Senders(st store.Store) []channel.Sender {
 
 // RunIngress runs the ingress service.
 func RunIngress(ctx context.Context, cfg Config, st store.Store, b *bus.Bus) error {
-	return ingress.Run(ctx, ingress.Config{Addr: cfg.HTTPAddr, AdminKey: cfg.AdminKey, AllowPrivateWebhooks: cfg.Webhooks.AllowPrivate},
+	return ingress.Run(ctx, ingress.Config{Addr: cfg.HTTPAddr, AdminKey: cfg.AdminKey, AllowPrivateWebhooks: cfg.Webhooks.AllowPrivate,
+		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst},
 		ingress.Deps{Store: st, Bus: b, CompileFlow: CompileFlow, Logger: cfg.Logger.With("service", "ingress")})
 }
 

@@ -81,7 +81,8 @@ func StartDev(ctx context.Context, cfg Config) (*Dev, error) {
 			return nil, err
 		}
 	}
-	h, err := ingress.NewHandler(ingress.Config{Addr: cfg.HTTPAddr, AdminKey: key, AllowPrivateWebhooks: cfg.Webhooks.AllowPrivate},
+	h, err := ingress.NewHandler(ingress.Config{Addr: cfg.HTTPAddr, AdminKey: key, AllowPrivateWebhooks: cfg.Webhooks.AllowPrivate,
+		RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst},
 		ingress.Deps{Store: d.Store, Bus: d.Bus, CompileFlow: CompileFlow, Logger: log.With("service", "ingress")})
 	if err != nil {
 		return nil, err

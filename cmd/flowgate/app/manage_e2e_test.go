@@ -1,0 +1,81 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/flowgate/flowgate/shared/events"
+	wadouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+// TestRotatedWhatsAppTokenUsedWithoutRestart: Meta rotates the business
+// number's token (the double refuses the old one with 190); the operator
+// PATCHes the bot; the running WhatsApp worker sends with the new token
+// once its bot cache entry ends (FLOWGATE_BOT_CACHE_TTL, 10 s), with no
+// restart.
+func TestRotatedWhatsAppTokenUsedWithoutRestart(t *testing.T) {
+	wa := wadouble.New()
+	defer wa.Close()
+	d, c := startDev(t, t.TempDir(), nil)
+	defer func() { require.NoError(t, d.Stop()) }()
+	key := waBot(c, wa, "shop")
+	c.must("PUT", "/v1/bots/shop/flows/hi", key, `{"steps":[{"id":"s","type":"send","text":"Hello"}]}`, 200)
+	c.must("PUT", "/v1/bots/shop/events/HI", key, `{"flow":"hi"}`, 201)
+	runOf := func(ext string) store.Run {
+		ct, err := d.Store.GetContactByExternalID(context.Background(), "shop", events.ChannelWhatsApp, ext)
+		if err != nil {
+			return store.Run{}
+		}
+		runs, _, err := d.Store.ListRuns(context.Background(), store.RunFilter{BotID: "shop", ContactID: ct.ID})
+		if err != nil || len(runs) == 0 {
+			return store.Run{}
+		}
+		return runs[0]
+	}
+
+	const before = "+4915100000010"
+	c.must("POST", "/v1/bots/shop/dispatch/HI", key, `{"from":"`+before+`"}`, 202)
+	require.Eventually(t, func() bool { return len(waTexts(wa, before)) == 1 }, 30*time.Second, 20*time.Millisecond)
+
+	// Meta rotates the token: the worker's cached (old) token is refused.
+	const rotated = "rotated-access-token"
+	wa.SetAccountToken(waPhoneID, rotated)
+	const refused = "+4915100000011"
+	c.must("POST", "/v1/bots/shop/dispatch/HI", key, `{"from":"`+refused+`"}`, 202)
+	require.Eventually(t, func() bool { return runOf(refused).Status == store.RunFailed }, 30*time.Second, 20*time.Millisecond)
+	require.Contains(t, runOf(refused).Error, "190")
+
+	// The operator rotates it in Flowgate: only the token is sent.
+	b := c.must("PATCH", "/v1/bots/shop", key, `{"channels":{"whatsapp":{"access_token":"`+rotated+`"}}}`, 200)
+	require.NotContains(t, fmt.Sprint(b), rotated, "the token is write-only")
+	patched := time.Now()
+	var sentTo string
+	for i := 0; sentTo == "" && time.Since(patched) < 60*time.Second; i++ {
+		to := fmt.Sprintf("+49151000001%02d", i)
+		c.must("POST", "/v1/bots/shop/dispatch/HI", key, `{"from":"`+to+`"}`, 202)
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) {
+			if len(waTexts(wa, to)) == 1 {
+				sentTo = to
+				break
+			}
+			if st := runOf(to).Status; st == store.RunFailed {
+				require.True(t, strings.Contains(runOf(to).Error, "190"), runOf(to).Error)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	require.NotEmpty(t, sentTo, "the worker never used the rotated token")
+	t.Logf("the worker sent with the rotated token %v after the PATCH", time.Since(patched).Round(100*time.Millisecond))
+	bot, err := d.Store.GetBot(context.Background(), "shop")
+	require.NoError(t, err)
+	require.Equal(t, rotated, bot.Channels.WhatsApp.AccessToken)
+	require.Equal(t, waAppSecret, bot.Channels.WhatsApp.AppSecret, "the other credentials stay")
+}
