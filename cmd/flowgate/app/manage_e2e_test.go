@@ -18,38 +18,41 @@ import (
 // number's token (the double refuses the old one with 190); the operator
 // PATCHes the bot; the running WhatsApp worker sends with the new token
 // once its bot cache entry ends (FLOWGATE_BOT_CACHE_TTL, 10 s), with no
-// restart.
+// restart. (A template: the contacts never wrote, so free-form text would
+// wait for the 24-hour window.)
 func TestRotatedWhatsAppTokenUsedWithoutRestart(t *testing.T) {
 	wa := wadouble.New()
 	defer wa.Close()
 	d, c := startDev(t, t.TempDir(), nil)
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := waBot(c, wa, "shop")
-	c.must("PUT", "/v1/bots/shop/flows/hi", key, `{"steps":[{"id":"s","type":"send","text":"Hello"}]}`, 200)
+	c.must("PUT", "/v1/bots/shop/flows/hi", key, `{"steps":[{"id":"t","type":"template","template":"hello","language":"en"}]}`, 200)
 	c.must("PUT", "/v1/bots/shop/events/HI", key, `{"flow":"hi"}`, 201)
-	runOf := func(ext string) store.Run {
+	// msgOf is the message sent to ext (the flow is one template; the run
+	// completes when it is queued, its message carries the outcome).
+	msgOf := func(ext string) store.Message {
 		ct, err := d.Store.GetContactByExternalID(context.Background(), "shop", events.ChannelWhatsApp, ext)
 		if err != nil {
-			return store.Run{}
+			return store.Message{}
 		}
-		runs, _, err := d.Store.ListRuns(context.Background(), store.RunFilter{BotID: "shop", ContactID: ct.ID})
-		if err != nil || len(runs) == 0 {
-			return store.Run{}
+		ms, err := d.Store.ListContactMessages(context.Background(), "shop", ct.ID, 0)
+		if err != nil || len(ms) == 0 {
+			return store.Message{}
 		}
-		return runs[0]
+		return ms[0]
 	}
 
 	const before = "+4915100000010"
 	c.must("POST", "/v1/bots/shop/dispatch/HI", key, `{"from":"`+before+`"}`, 202)
-	require.Eventually(t, func() bool { return len(waTexts(wa, before)) == 1 }, 30*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return len(waAccepted(wa, before)) == 1 }, 30*time.Second, 20*time.Millisecond)
 
 	// Meta rotates the token: the worker's cached (old) token is refused.
 	const rotated = "rotated-access-token"
 	wa.SetAccountToken(waPhoneID, rotated)
 	const refused = "+4915100000011"
 	c.must("POST", "/v1/bots/shop/dispatch/HI", key, `{"from":"`+refused+`"}`, 202)
-	require.Eventually(t, func() bool { return runOf(refused).Status == store.RunFailed }, 30*time.Second, 20*time.Millisecond)
-	require.Contains(t, runOf(refused).Error, "190")
+	require.Eventually(t, func() bool { return msgOf(refused).Status == store.MessageFailed }, 30*time.Second, 20*time.Millisecond)
+	require.Contains(t, msgOf(refused).Error, "access token invalid")
 
 	// The operator rotates it in Flowgate: only the token is sent.
 	b := c.must("PATCH", "/v1/bots/shop", key, `{"channels":{"whatsapp":{"access_token":"`+rotated+`"}}}`, 200)
@@ -57,20 +60,22 @@ func TestRotatedWhatsAppTokenUsedWithoutRestart(t *testing.T) {
 	patched := time.Now()
 	var sentTo string
 	for i := 0; sentTo == "" && time.Since(patched) < 60*time.Second; i++ {
-		to := fmt.Sprintf("+49151000001%02d", i)
+		to := fmt.Sprintf("+4915120%06d", i)
+		next := time.Now().Add(time.Second) // one attempt a second
 		c.must("POST", "/v1/bots/shop/dispatch/HI", key, `{"from":"`+to+`"}`, 202)
 		deadline := time.Now().Add(2 * time.Second)
 		for time.Now().Before(deadline) {
-			if len(waTexts(wa, to)) == 1 {
+			if len(waAccepted(wa, to)) == 1 {
 				sentTo = to
 				break
 			}
-			if st := runOf(to).Status; st == store.RunFailed {
-				require.True(t, strings.Contains(runOf(to).Error, "190"), runOf(to).Error)
+			if m := msgOf(to); m.Status == store.MessageFailed {
+				require.True(t, strings.Contains(m.Error, "access token invalid"), m.Error)
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
+		time.Sleep(time.Until(next))
 	}
 	require.NotEmpty(t, sentTo, "the worker never used the rotated token")
 	t.Logf("the worker sent with the rotated token %v after the PATCH", time.Since(patched).Round(100*time.Millisecond))
