@@ -185,3 +185,25 @@ func CheckContactSearch(q ContactSearch) (after string, limit int, err error) {
 	}
 	return after, limit, nil
 }
+
+// BotDeletion is a requested deletion of a bot and all its data.
+type BotDeletion struct {
+	BotID       string    `json:"bot_id"`
+	RequestedAt time.Time `json:"requested_at"`
+}
+
+// BotAdmin deletes bots. Deleting is asynchronous: a marker is stored, then
+// DeleteBotData is called until it reports done (by any replica, after a
+// restart too: BotDeletions lists what is unfinished).
+type BotAdmin interface {
+	// MarkBotDeleting records the request (idempotent: the first time stays).
+	MarkBotDeleting(ctx context.Context, botID string, at time.Time) error
+	// BotDeletions lists the deletions not finished yet, oldest first.
+	BotDeletions(ctx context.Context) ([]BotDeletion, error)
+	// DeleteBotData deletes up to about limit records of each kind of the
+	// bot's data (runs with their messages, contacts, triggers, sandbox
+	// messages; flows, events, keys, subscriptions and idempotency keys at
+	// once). When nothing is left it deletes the bot and the marker and
+	// reports done. Calling it again after done is harmless (done).
+	DeleteBotData(ctx context.Context, botID string, limit int) (done bool, err error)
+}

@@ -446,6 +446,7 @@ type Store interface {
 	TriggerAdmin
 	ContactAdmin
 	Idempotency
+	BotAdmin
 	// Ping reports whether the database is reachable.
 	Ping(ctx context.Context) error
 	Close() error

@@ -77,3 +77,18 @@ func (s *Store) ListContactMessages(ctx context.Context, botID, contactID string
 func (s *Store) ClaimIdempotencyKey(ctx context.Context, botID, key, hash string, at time.Time) (string, error) {
 	return measure(s, "ClaimIdempotencyKey", func() (string, error) { return s.Store.ClaimIdempotencyKey(ctx, botID, key, hash, at) })
 }
+
+// MarkBotDeleting delegates and measures.
+func (s *Store) MarkBotDeleting(ctx context.Context, botID string, at time.Time) error {
+	return measure0(s, "MarkBotDeleting", func() error { return s.Store.MarkBotDeleting(ctx, botID, at) })
+}
+
+// BotDeletions delegates and measures.
+func (s *Store) BotDeletions(ctx context.Context) ([]store.BotDeletion, error) {
+	return measure(s, "BotDeletions", func() ([]store.BotDeletion, error) { return s.Store.BotDeletions(ctx) })
+}
+
+// DeleteBotData delegates and measures.
+func (s *Store) DeleteBotData(ctx context.Context, botID string, limit int) (bool, error) {
+	return measure(s, "DeleteBotData", func() (bool, error) { return s.Store.DeleteBotData(ctx, botID, limit) })
+}

@@ -31,6 +31,7 @@ func RunManagement(t *testing.T, open func(t *testing.T) store.Store, feats Feat
 		{"ContactMessages", testContactMessages},
 		{"DeleteContactTranscript", testDeleteContactTranscript},
 		{"IdempotencyKeys", testIdempotencyKeys},
+		{"DeleteBot", testDeleteBot},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -372,4 +373,101 @@ func testIdempotencyKeys(t *testing.T, s store.Store, e env) {
 	}
 	_, err = s.ClaimIdempotencyKey(e.ctx, e.bot, "", "h", at)
 	requireInvalid(t, err, "key")
+}
+
+func testDeleteBot(t *testing.T, s store.Store, e env) {
+	mkBot(t, s, e)
+	other := env{ctx: e.ctx, feats: e.feats, bot: e.bot + "-keep"}
+	mkBot(t, s, other)
+	for _, b := range []env{e, other} {
+		mkContact(t, s, b, b.bot+"-c1", "sandbox", "alice")
+		mkContact(t, s, b, b.bot+"-c2", "sandbox", "bob")
+		mkTrigger(t, s, b, b.bot+"-tr")
+		mkRun(t, s, b, b.bot+"-r1", b.bot+"-tr", b.bot+"-c1")
+		mkRun(t, s, b, b.bot+"-r2", "", b.bot+"-c2")
+		require.NoError(t, s.InsertMessages(b.ctx, []store.Message{{ID: b.bot + "-m1", BotID: b.bot, RunID: b.bot + "-r1",
+			ContactID: b.bot + "-c1", Channel: "sandbox", To: "alice", Seq: 1, Content: json.RawMessage(`{}`)}}))
+		require.NoError(t, s.AppendSandbox(b.ctx, store.SandboxMessage{MessageID: b.bot + "-s1", BotID: b.bot, RunID: b.bot + "-r1",
+			To: "alice", Content: json.RawMessage(`{}`)}))
+		_, err := s.PutFlow(b.ctx, store.Flow{BotID: b.bot, ID: "f", Definition: json.RawMessage(`{}`)})
+		require.NoError(t, err)
+		require.NoError(t, s.PutEvent(b.ctx, store.Event{BotID: b.bot, Name: "E", FlowID: "f", TokenHash: b.bot + "-tok"}))
+		require.NoError(t, s.CreateAPIKey(b.ctx, store.APIKey{ID: b.bot + "-k", BotID: b.bot, Hash: b.bot + "-hash", Prefix: "fg_x",
+			Scope: store.ScopeTrigger, Events: []string{"E"}}))
+		require.NoError(t, s.CreateSubscription(b.ctx, store.Subscription{ID: b.bot + "-wh", BotID: b.bot, URL: "https://e.x/h",
+			Secret: "0123456789abcdef", EventTypes: []string{"run.status"}}))
+		_, err = s.ClaimIdempotencyKey(b.ctx, b.bot, "k", "h", time.Time{})
+		require.NoError(t, err)
+	}
+
+	at := base()
+	require.NoError(t, s.MarkBotDeleting(e.ctx, e.bot, at))
+	require.NoError(t, s.MarkBotDeleting(e.ctx, e.bot, at.Add(time.Hour)), "marking twice is harmless")
+	ds, err := s.BotDeletions(e.ctx)
+	require.NoError(t, err)
+	var mine *store.BotDeletion
+	for i := range ds {
+		if ds[i].BotID == e.bot {
+			mine = &ds[i]
+		}
+	}
+	require.NotNil(t, mine, "the deletion is listed")
+	requireTime(t, e, at, mine.RequestedAt, "requested_at (the first request)")
+
+	// Small chunks: several rounds, then done.
+	rounds := 0
+	for done := false; !done; rounds++ {
+		require.Less(t, rounds, 20, "DeleteBotData never finished")
+		done, err = s.DeleteBotData(e.ctx, e.bot, 1)
+		require.NoError(t, err)
+	}
+	done, err := s.DeleteBotData(e.ctx, e.bot, 1)
+	require.NoError(t, err)
+	require.True(t, done, "again after done: done")
+
+	_, err = s.GetBot(e.ctx, e.bot)
+	requireIs(t, err, store.ErrNotFound)
+	_, err = s.GetContact(e.ctx, e.bot, e.bot+"-c1")
+	requireIs(t, err, store.ErrNotFound)
+	_, err = s.GetRun(e.ctx, e.bot, e.bot+"-r2")
+	requireIs(t, err, store.ErrNotFound)
+	_, err = s.GetMessage(e.ctx, e.bot, e.bot+"-m1")
+	requireIs(t, err, store.ErrNotFound)
+	_, err = s.GetTrigger(e.ctx, e.bot, e.bot+"-tr")
+	requireIs(t, err, store.ErrNotFound)
+	_, err = s.GetEvent(e.ctx, e.bot, "E")
+	requireIs(t, err, store.ErrNotFound)
+	_, err = s.GetFlow(e.ctx, e.bot, "f", 0)
+	requireIs(t, err, store.ErrNotFound)
+	_, err = s.GetAPIKeyByHash(e.ctx, e.bot+"-hash")
+	requireIs(t, err, store.ErrNotFound)
+	sb, err := s.ListSandbox(e.ctx, e.bot, "", 0, 0)
+	require.NoError(t, err)
+	require.Empty(t, sb)
+	subs, err := s.ListSubscriptions(e.ctx, e.bot)
+	require.NoError(t, err)
+	require.Empty(t, subs)
+	got, err := s.ClaimIdempotencyKey(e.ctx, e.bot, "k", "h2", time.Time{})
+	require.NoError(t, err)
+	require.Equal(t, "h2", got, "the bot's idempotency keys are gone")
+	ds, err = s.BotDeletions(e.ctx)
+	require.NoError(t, err)
+	for _, d := range ds {
+		require.NotEqual(t, e.bot, d.BotID, "a finished deletion is no longer listed")
+	}
+
+	// The other bot is untouched.
+	_, err = s.GetBot(e.ctx, other.bot)
+	require.NoError(t, err)
+	_, err = s.GetRun(e.ctx, other.bot, other.bot+"-r1")
+	require.NoError(t, err)
+	_, err = s.GetMessage(e.ctx, other.bot, other.bot+"-m1")
+	require.NoError(t, err)
+	sb, err = s.ListSandbox(e.ctx, other.bot, "", 0, 0)
+	require.NoError(t, err)
+	require.Len(t, sb, 1)
+	_, err = s.GetAPIKeyByHash(e.ctx, other.bot+"-hash")
+	require.NoError(t, err)
+	_, err = s.DeleteBotData(e.ctx, "Bad Bot", 1)
+	requireInvalid(t, err, "bot_id")
 }
