@@ -28,6 +28,9 @@ type botView struct {
 	Channels  map[string]any `json:"channels"`
 	CreatedAt time.Time      `json:"created_at"`
 	UpdatedAt time.Time      `json:"updated_at"`
+	// Status is "active", or "deleting" while DELETE /v1/bots/{bot} runs
+	// (GET /v1/bots/{bot} only).
+	Status string `json:"status,omitempty"`
 }
 
 func viewBot(b store.Bot) botView {
@@ -112,7 +115,11 @@ func (s *server) issueKey(c *gin.Context, botID string) (string, error) {
 	return key, err
 }
 
-func (s *server) getBot(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"bot": viewBot(botOf(c))}) }
+func (s *server) getBot(c *gin.Context) {
+	v := viewBot(botOf(c))
+	v.Status = s.botStatus(c.Request.Context(), v.ID)
+	c.JSON(http.StatusOK, gin.H{"bot": v})
+}
 
 func (s *server) putFlow(c *gin.Context) {
 	id := c.Param("flow")

@@ -163,6 +163,7 @@ func newServer(cfg Config, d Deps) (*server, error) {
 	if cfg.RateLimit > 0 {
 		s.limiter = newRateLimiter(cfg.RateLimit, cfg.RateBurst, time.Now)
 	}
+	go s.resumeBotDeletions()
 	return s, nil
 }
 

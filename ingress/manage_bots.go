@@ -2,7 +2,9 @@ package ingress
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"net/http"
 	"time"
@@ -177,4 +179,92 @@ func checkChannels(ch store.ChannelAccounts) *apiError {
 		}
 	}
 	return nil
+}
+
+// botDeleteChunk is how many records of each kind one deletion round takes.
+const botDeleteChunk = 1000
+
+// deleteBot is DELETE /v1/bots/{bot} (admin key): 202 at once; the bot's
+// keys are revoked now (refused within MaxKeyCacheTTL everywhere), its data
+// is deleted in the background, chunk by chunk. GET /v1/bots/{bot} reports
+// "status":"deleting" until it is gone (then 404). An interrupted deletion
+// resumes when an ingress starts.
+func (s *server) deleteBot(c *gin.Context) {
+	ctx := c.Request.Context()
+	bot := botOf(c)
+	if err := s.store.MarkBotDeleting(ctx, bot.ID, time.Now().UTC()); err != nil {
+		abort(c, storeError(err, "bot"))
+		return
+	}
+	keys, err := s.store.ListAPIKeys(ctx, bot.ID)
+	if err != nil {
+		abort(c, storeError(err, "api keys"))
+		return
+	}
+	for _, k := range keys {
+		err := s.store.RevokeAPIKey(ctx, bot.ID, k.ID, time.Now().UTC())
+		if err != nil && !errors.Is(err, store.ErrNotFound) { // gone: a deletion under way took it
+			abort(c, storeError(err, "api key"))
+			return
+		}
+		s.keys.forget(k.Hash)
+	}
+	s.startBotDeletion(bot.ID)
+	c.JSON(http.StatusAccepted, gin.H{"bot": gin.H{"id": bot.ID, "status": "deleting"}})
+}
+
+// startBotDeletion deletes the bot's data in the background unless this
+// replica is at it already. Store errors are retried with a growing pause.
+func (s *server) startBotDeletion(botID string) {
+	if _, busy := s.deleting.LoadOrStore(botID, true); busy {
+		return
+	}
+	go func() {
+		defer s.deleting.Delete(botID)
+		pause := time.Second
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			done, err := s.store.DeleteBotData(ctx, botID, botDeleteChunk)
+			cancel()
+			if err != nil {
+				s.log.Warn("bot deletion: retrying", "bot", botID, "err", err, "in", pause)
+				time.Sleep(pause)
+				pause = min(2*pause, 30*time.Second)
+				continue
+			}
+			if done {
+				s.bots.forget(botID)
+				s.log.Info("bot deleted with its data", "bot", botID)
+				return
+			}
+		}
+	}()
+}
+
+// resumeBotDeletions restarts the deletions an earlier process left.
+func (s *server) resumeBotDeletions() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ds, err := s.store.BotDeletions(ctx)
+	if err != nil {
+		s.log.Warn("bot deletions not resumed", "err", err)
+		return
+	}
+	for _, d := range ds {
+		s.startBotDeletion(d.BotID)
+	}
+}
+
+// botStatus is "deleting" while a deletion runs, else "active".
+func (s *server) botStatus(ctx context.Context, id string) string {
+	ds, err := s.store.BotDeletions(ctx)
+	if err != nil {
+		return "unknown"
+	}
+	for _, d := range ds {
+		if d.BotID == id {
+			return "deleting"
+		}
+	}
+	return "active"
 }

@@ -13,6 +13,7 @@ import (
 func (s *server) manageRoutes(r *gin.Engine, bot *gin.RouterGroup) {
 	r.GET("/v1/bots", s.requireAdmin, s.listBots)
 	bot.PATCH("", s.updateBot)
+	bot.DELETE("", s.requireAdminKey, s.deleteBot)
 
 	bot.POST("/keys", s.createKey)
 	bot.GET("/keys", s.listKeys)

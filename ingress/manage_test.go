@@ -108,6 +108,7 @@ var mgmtRoutes = []struct {
 }{
 	{"GET", "/v1/bots", "", "", true},
 	{"PATCH", "/v1/bots/acme", "application/json", `{"name":"Acme"}`, false},
+	{"DELETE", "/v1/bots/acme", "", "", false},
 	{"POST", "/v1/bots/acme/keys", "application/json", `{"name":"x","scope":"admin"}`, false},
 	{"GET", "/v1/bots/acme/keys", "", "", false},
 	{"DELETE", "/v1/bots/acme/keys/nope", "", "", false},
@@ -165,8 +166,10 @@ func TestManagementAuthMatrix(t *testing.T) {
 		}
 	}
 	require.Equal(t, before, e.snapshot(), "a refused request changes nothing")
-	// The admin-key-only route refuses the bot's own admin key too.
+	// The admin-key-only routes refuse the bot's own admin key too.
 	e.do("GET", "/v1/bots", e.keys["acme"], "", "", 403)
+	e.do("DELETE", "/v1/bots/acme", e.keys["acme"], "", "", 403)
+	require.Equal(t, before, e.snapshot())
 }
 
 // TestTriggerScopeKey: a trigger-scope key triggers (dispatch, native,
@@ -659,4 +662,43 @@ func TestRateLimitPerKey(t *testing.T) {
 	require.Equal(t, "0", r.Header.Get("RateLimit-Remaining"))
 	require.Equal(t, before+2, e.queuedTriggers(), "the refused request queued nothing")
 	require.Equal(t, 202, call(e.keys["globex"], "globex").StatusCode, "another key has its own bucket")
+}
+
+// TestDeleteBot: DELETE /v1/bots/{bot} answers 202, revokes the bot's keys
+// at once, reports "deleting", and removes the bot with all its data in
+// the background; another bot is untouched.
+func TestDeleteBot(t *testing.T) {
+	e := newMgmtEnv(t)
+	acme := e.keys["acme"]
+	e.do("DELETE", "/v1/bots/nobody", adminKey, "", "", 404)
+	b := e.do("DELETE", "/v1/bots/acme", adminKey, "", "", 202)
+	require.Contains(t, string(b), `"status":"deleting"`)
+	e.do("GET", "/v1/bots/acme/flows", acme, "", "", 401) // its keys are revoked
+	// Again while it runs: 202 (or 404 once it is done).
+	again := e.request("DELETE", "/v1/bots/acme", adminKey, "", "")
+	again.Body.Close()
+	require.Contains(t, []int{202, 404}, again.StatusCode)
+	require.Eventually(t, func() bool {
+		resp := e.request("GET", "/v1/bots/acme", adminKey, "", "")
+		resp.Body.Close()
+		return resp.StatusCode == 404
+	}, 30*time.Second, 20*time.Millisecond)
+	ctx := context.Background()
+	_, err := e.store.GetContact(ctx, "acme", "c-ann")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	_, err = e.store.GetRun(ctx, "acme", "run-1")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	_, err = e.store.GetMessage(ctx, "acme", "msg-1")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	_, err = e.store.GetTrigger(ctx, "acme", "tr-1")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	keys, err := e.store.ListAPIKeys(ctx, "acme")
+	require.NoError(t, err)
+	require.Empty(t, keys)
+	ds, err := e.store.BotDeletions(ctx)
+	require.NoError(t, err)
+	require.Empty(t, ds)
+	// globex is untouched; the id can be used again.
+	e.do("GET", "/v1/bots/globex/contacts/c-globex", e.keys["globex"], "", "", 200)
+	e.createBot("acme")
 }
