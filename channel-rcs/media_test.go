@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/shared/testclock"
+
 	"github.com/stretchr/testify/require"
 
 	rcs "github.com/flowgate/flowgate/channel-rcs"
@@ -17,7 +19,7 @@ import (
 // same key verifies.
 func TestUploadedMediaIsSentAsSignedLink(t *testing.T) {
 	f := newFixture(t)
-	now := time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
+	now := testclock.Date(2026, 5, 1, 9, 0, 0)
 	signer, err := media.NewSigner("https://flowgate.example.com", []byte("media-url-key-0123456789"), time.Hour, func() time.Time { return now })
 	require.NoError(t, err)
 	f.sender, err = rcs.NewSender(rcs.WithMediaLinks(signer))

@@ -28,25 +28,34 @@ type botView struct {
 	Name      string         `json:"name"`
 	Channels  map[string]any `json:"channels"`
 	CreatedAt time.Time      `json:"created_at"`
+	UpdatedAt time.Time      `json:"updated_at"`
+	// Status is "active", or "deleting" while DELETE /v1/bots/{bot} runs
+	// (GET /v1/bots/{bot} only).
+	Status string `json:"status,omitempty"`
 }
 
 func viewBot(b store.Bot) botView {
 	ch := map[string]any{events.ChannelSandbox: gin.H{"configured": true}}
+	// Secrets are write-only: the view says only whether each is set.
 	if a := b.Channels.WhatsApp; a != nil {
-		ch[events.ChannelWhatsApp] = gin.H{"configured": true, "phone_number_id": a.PhoneNumberID}
+		ch[events.ChannelWhatsApp] = gin.H{"configured": true, "phone_number_id": a.PhoneNumberID,
+			"rate_per_second": a.RatePerSecond, "template_language": a.TemplateLanguage, "api_base": a.APIBase,
+			"access_token_set": a.AccessToken != "", "app_secret_set": a.AppSecret != "", "verify_token_set": a.VerifyToken != ""}
 	}
 	if a := b.Channels.Telegram; a != nil {
-		ch[events.ChannelTelegram] = gin.H{"configured": true}
+		ch[events.ChannelTelegram] = gin.H{"configured": true, "rate_per_second": a.RatePerSecond, "api_base": a.APIBase,
+			"bot_token_set": a.BotToken != "", "webhook_secret_set": a.WebhookSecret != ""}
 	}
 	if a := b.Channels.RCS; a != nil {
-		ch[events.ChannelRCS] = gin.H{"configured": true, "agent_id": a.AgentID}
+		ch[events.ChannelRCS] = gin.H{"configured": true, "agent_id": a.AgentID, "rate_per_second": a.RatePerSecond,
+			"api_base": a.APIBase, "service_account_json_set": a.ServiceAccountJSON != "", "client_token_set": a.ClientToken != ""}
 	}
 	def := b.Channels.DefaultChannel
 	if def == "" {
 		def = events.ChannelSandbox
 	}
 	ch["default"] = def
-	return botView{ID: b.ID, Name: b.Name, Channels: ch, CreatedAt: b.CreatedAt}
+	return botView{ID: b.ID, Name: b.Name, Channels: ch, CreatedAt: b.CreatedAt, UpdatedAt: b.UpdatedAt}
 }
 
 type createBotRequest struct {
@@ -111,7 +120,11 @@ func (s *server) issueKey(c *gin.Context, botID string) (string, error) {
 	return key, err
 }
 
-func (s *server) getBot(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"bot": viewBot(botOf(c))}) }
+func (s *server) getBot(c *gin.Context) {
+	v := viewBot(botOf(c))
+	v.Status = s.botStatus(c.Request.Context(), v.ID)
+	c.JSON(http.StatusOK, gin.H{"bot": v})
+}
 
 func (s *server) putFlow(c *gin.Context) {
 	id := c.Param("flow")

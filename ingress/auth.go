@@ -7,6 +7,8 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,6 +22,30 @@ import (
 type principal struct {
 	admin bool
 	botID string // for bot keys
+	// keyID, scope and events of a bot key (scope "" is admin).
+	keyID  string
+	scope  string
+	events []string
+}
+
+// triggerOnly reports whether the principal is a trigger-scope key.
+func (p principal) triggerOnly() bool { return !p.admin && p.scope == store.ScopeTrigger }
+
+// mayTrigger reports whether the principal may trigger the event ("" for
+// requests that name a flow, which an event-limited key may not).
+func (p principal) mayTrigger(event string) bool {
+	if !p.triggerOnly() || len(p.events) == 0 {
+		return true
+	}
+	return event != "" && slices.Contains(p.events, event)
+}
+
+// rateKey names the principal for the per-key rate limit.
+func (p principal) rateKey() string {
+	if p.admin {
+		return "admin"
+	}
+	return p.keyID
 }
 
 const ctxPrincipal = "flowgate.principal"
@@ -121,7 +147,8 @@ func (s *server) authenticate(ctx context.Context, key string) (principal, bool,
 	if k.Revoked {
 		return principal{}, false, nil
 	}
-	return principal{botID: k.BotID}, true, nil
+	s.touchKey(k.ID)
+	return principal{botID: k.BotID, keyID: k.ID, scope: k.Scope, events: k.Events}, true, nil
 }
 
 // requireKey authenticates the Bearer key (401 otherwise).
@@ -136,6 +163,7 @@ func (s *server) requireKey(c *gin.Context) {
 		return
 	}
 	c.Set(ctxPrincipal, p)
+	s.limitRate(c, p)
 }
 
 // requireAdmin allows only the admin key.
@@ -164,7 +192,41 @@ func (s *server) requireBot(c *gin.Context) {
 	p := c.MustGet(ctxPrincipal).(principal)
 	if !p.admin && p.botID != c.Param("bot") {
 		abort(c, errForbidden)
+		return
 	}
+	s.requireScope(c, p)
+}
+
+// requireScope refuses a trigger-scope key on any route but the trigger
+// routes: such a key (a CRM's) may start flows but read nothing.
+func (s *server) requireScope(c *gin.Context, p principal) {
+	if p.triggerOnly() && !triggerRoutes[c.Request.Method+" "+c.FullPath()] {
+		abort(c, errTriggerScope)
+	}
+}
+
+// triggerRoutes are the routes a trigger-scope key may call.
+var triggerRoutes = map[string]bool{
+	"POST /v1/bots/:bot/dispatch/:event":                   true,
+	"POST /v1/bots/:bot/triggers":                          true,
+	"POST /v1/bots/:bot/cloudevents":                       true,
+	"POST /bot_api/v2.0/customer/:cid/bot/:bot/flow/:flow": true,
+	"POST /bot_api/v1.0/customer/:cid/bot/:bot/flow/:flow": true,
+	"POST /public/v2/message-threads":                      true,
+	"POST /public/v2/flow-runs":                            true,
+}
+
+// keyMayTrigger aborts with 403 unless the request's key may trigger the
+// event ("" when the request names a flow).
+func keyMayTrigger(c *gin.Context, event string) *apiError {
+	p, ok := c.Get(ctxPrincipal)
+	if !ok || p.(principal).mayTrigger(event) {
+		return nil
+	}
+	if event == "" {
+		return newError(http.StatusForbidden, "event_not_allowed", "this API key may trigger only the events "+strings.Join(p.(principal).events, ", ")+", not flows by name")
+	}
+	return fieldError(http.StatusForbidden, "event_not_allowed", "event", "this API key may not trigger event "+event)
 }
 
 func (s *server) loadBot(c *gin.Context, id string) {

@@ -137,7 +137,7 @@ func (s *server) importContacts(c *gin.Context) {
 				"the request body broke off: "+rerr.Error()), "summary": sum})
 			return
 		}
-		s.log.Warn("contacts import failed", "bot", bot.ID, "err", err)
+		s.log.WarnContext(c.Request.Context(), "contacts import failed", "bot", bot.ID, "err", err)
 		e := storeError(err, "contact")
 		c.Header("Retry-After", "5")
 		c.AbortWithStatusJSON(e.Status, gin.H{"error": e, "summary": sum})

@@ -18,6 +18,8 @@ type apiError struct {
 	Field   string `json:"field,omitempty"`
 	// Details lists every invalid field when there are several.
 	Details []FieldProblem `json:"details,omitempty"`
+	// RequestID is the request's X-Request-Id, to quote when reporting it.
+	RequestID string `json:"request_id,omitempty"`
 	// TriggerID and IdempotencyKey come with code outcome_unknown: the
 	// trigger the request may have queued, and the key to retry it with.
 	TriggerID      string `json:"trigger_id,omitempty"`
@@ -51,16 +53,19 @@ var (
 	errUnauthenticated = newError(http.StatusUnauthorized, "unauthenticated", "missing or invalid API key")
 	errForbidden       = newError(http.StatusForbidden, "forbidden", "this API key cannot access this bot")
 	errAdminOnly       = newError(http.StatusForbidden, "forbidden", "this operation needs the admin key")
+	errTriggerScope    = newError(http.StatusForbidden, "insufficient_scope", "this API key has the trigger scope: it may only trigger flows")
 	errBusUnavailable  = newError(http.StatusServiceUnavailable, "unavailable", "the message bus is unavailable; nothing was queued, retry later")
 	errStoreDown       = newError(http.StatusServiceUnavailable, "unavailable", "the store is unavailable; retry later")
 )
 
 // abort answers with err and stops the handler chain.
 func abort(c *gin.Context, err *apiError) {
-	if err.Status == http.StatusServiceUnavailable || err.Status == http.StatusTooManyRequests {
+	if (err.Status == http.StatusServiceUnavailable || err.Status == http.StatusTooManyRequests) && c.Writer.Header().Get("Retry-After") == "" {
 		c.Header("Retry-After", "5")
 	}
-	c.AbortWithStatusJSON(err.Status, gin.H{"error": err})
+	e := *err // the package's error values are shared: copy before stamping
+	e.RequestID = c.GetString(ctxRequestID)
+	c.AbortWithStatusJSON(e.Status, gin.H{"error": &e})
 }
 
 // storeError maps a store error to an API error.

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
@@ -19,8 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/flowgate/flowgate/shared/bus"
-	"github.com/flowgate/flowgate/shared/media"
 	"github.com/flowgate/flowgate/shared/egress"
+	"github.com/flowgate/flowgate/shared/media"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -46,7 +47,16 @@ type Config struct {
 	// MediaSigner verifies the signed links of GET /media/{bot}/{id}; nil
 	// disables that route (RCS then cannot fetch uploaded files).
 	MediaSigner *media.Signer
+	// RateLimit is how many requests a second one API key may make (per
+	// ingress replica), with bursts of RateBurst (default: RateLimit rounded
+	// up). 0 disables the limit.
+	RateLimit float64
+	RateBurst int
 }
+
+// MaxKeyCacheTTL bounds how long an API key is cached whatever CacheTTL
+// says, so that a revoked key is refused within 5 s on every replica.
+const MaxKeyCacheTTL = 4 * time.Second
 
 func (c *Config) setDefaults() {
 	if c.Addr == "" {
@@ -73,6 +83,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxMediaBytes < 0 || c.MaxMediaBytes > store.MaxMediaBytes {
 		return fmt.Errorf("ingress: media limit %d must be within 0..%d bytes", c.MaxMediaBytes, store.MaxMediaBytes)
+	}
+	if c.RateLimit < 0 || c.RateBurst < 0 {
+		return errors.New("ingress: rate limit and burst must not be negative")
 	}
 	return nil
 }
@@ -127,10 +140,23 @@ type server struct {
 	acceptedRuns recentRuns
 	// mappings caches compiled event input mappings.
 	mappings mappingCache
+	limiter  *rateLimiter
+	touchMu  sync.Mutex
+	touched  map[string]time.Time
+	// deleting: bots whose data is being deleted by this replica.
+	deleting sync.Map
 }
 
 // NewHandler builds the ingress's HTTP handler.
 func NewHandler(cfg Config, d Deps) (http.Handler, error) {
+	s, err := newServer(cfg, d)
+	if err != nil {
+		return nil, err
+	}
+	return s.routes(), nil
+}
+
+func newServer(cfg Config, d Deps) (*server, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -141,22 +167,32 @@ func NewHandler(cfg Config, d Deps) (http.Handler, error) {
 	if d.Logger == nil {
 		d.Logger = slog.Default()
 	}
+	keyTTL := cfg.CacheTTL
+	if keyTTL > MaxKeyCacheTTL {
+		keyTTL = MaxKeyCacheTTL
+	}
 	s := &server{
-		cfg: cfg, store: d.Store, bus: d.Bus, compile: d.CompileFlow, log: d.Logger,
+		cfg: cfg, store: d.Store, bus: d.Bus, compile: d.CompileFlow,
+		log:       slog.New(requestIDHandler{d.Logger.Handler()}),
 		egress:    egress.Policy{AllowPrivate: cfg.AllowPrivateWebhooks, Resolver: d.Resolver},
 		adminHash: HashKey(cfg.AdminKey),
-		keys:      newCache[store.APIKey](cfg.CacheTTL),
+		touched:   map[string]time.Time{},
+		keys:      newCache[store.APIKey](keyTTL),
 		bots:      newCache[store.Bot](cfg.CacheTTL),
 		events:    newCache[store.Event](cfg.CacheTTL),
 	}
-	return s.routes(), nil
+	if cfg.RateLimit > 0 {
+		s.limiter = newRateLimiter(cfg.RateLimit, cfg.RateBurst, time.Now)
+	}
+	go s.resumeBotDeletions()
+	return s, nil
 }
 
 func (s *server) routes() *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
-	r.Use(s.recover, s.observe)
+	r.Use(s.requestID, s.recover, s.observe)
 	r.NoRoute(func(c *gin.Context) { abort(c, newError(http.StatusNotFound, "not_found", "no such endpoint")) })
 	r.NoMethod(func(c *gin.Context) {
 		abort(c, newError(http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this endpoint"))
@@ -185,6 +221,7 @@ func (s *server) routes() *gin.Engine {
 	s.contactRoutes(bot)
 	s.subscriptionRoutes(bot)
 	s.mediaRoutes(r, bot)
+	s.manageRoutes(r, bot)
 	s.webhookRoutes(r)
 	s.deadLetterRoutes(r)
 	return r
@@ -193,7 +230,7 @@ func (s *server) routes() *gin.Engine {
 func (s *server) recover(c *gin.Context) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("handler panic", "path", c.FullPath(), "panic", fmt.Sprint(r))
+			s.log.ErrorContext(c.Request.Context(), "handler panic", "path", c.FullPath(), "panic", fmt.Sprint(r))
 			abort(c, newError(http.StatusInternalServerError, "internal", "internal error"))
 		}
 	}()
@@ -211,9 +248,9 @@ func (s *server) observe(c *gin.Context) {
 	httpRequests.WithLabelValues(route, c.Request.Method, strconv.Itoa(code)).Inc()
 	httpSeconds.WithLabelValues(route, c.Request.Method).Observe(time.Since(start).Seconds())
 	if code >= 500 {
-		s.log.Warn("request failed", "method", c.Request.Method, "route", route, "status", code)
+		s.log.WarnContext(c.Request.Context(), "request failed", "method", c.Request.Method, "route", route, "status", code)
 	} else if s.log.Enabled(c.Request.Context(), slog.LevelDebug) {
-		s.log.Debug("request", "method", c.Request.Method, "route", route, "status", code, "took", time.Since(start))
+		s.log.DebugContext(c.Request.Context(), "request", "method", c.Request.Method, "route", route, "status", code, "took", time.Since(start))
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/shared/testclock"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
@@ -56,7 +58,7 @@ func newMediaEnv(t *testing.T) (*env, *media.Signer, *mediaClock) {
 	st, err := sqlite.Open(ctx, t.TempDir())
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
-	clk := &mediaClock{t: time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)}
+	clk := &mediaClock{t: testclock.Date(2026, 5, 1, 9, 0, 0)}
 	signer, err := media.NewSigner("https://flowgate.example.com", []byte("media-url-key-0123456789"), time.Hour, clk.now)
 	require.NoError(t, err)
 	h, err := ingress.NewHandler(ingress.Config{AdminKey: adminKey, CacheTTL: -1, MaxMediaBytes: 4 << 10, MediaSigner: signer},

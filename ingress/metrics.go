@@ -27,4 +27,12 @@ var (
 		Name: "flowgate_triggers_outcome_unknown_total",
 		Help: "Trigger requests answered 503 outcome_unknown (JetStream did not confirm in time; the trigger may be queued), by API.",
 	}, []string{"api"})
+	rateLimited = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "flowgate_http_rate_limited_total",
+		Help: "Requests refused with 429 by the per-API-key rate limit.",
+	})
+	idempotencyReused = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "flowgate_idempotency_key_reused_total",
+		Help: "Trigger requests refused because their Idempotency-Key was first used with another request.",
+	})
 )

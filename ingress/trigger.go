@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -126,6 +127,9 @@ func (s *server) publishTrigger(ctx context.Context, bot store.Bot, t *events.Tr
 			retryKey = "" // the retry is the same event (source and id)
 		}
 	}
+	if aerr := s.claimIdempotencyKey(ctx, bot.ID, t); aerr != nil {
+		return false, aerr
+	}
 	t.AcceptedAt = time.Now().UTC()
 	ev, err := triggerEvent(t)
 	if err != nil {
@@ -134,11 +138,11 @@ func (s *server) publishTrigger(ctx context.Context, bot store.Bot, t *events.Tr
 	res, err := s.bus.Publish(ctx, events.TriggerSubject(bot.ID), ev)
 	if err != nil {
 		if errors.Is(err, bus.ErrOutcomeUnknown) {
-			s.log.Warn("trigger outcome unknown", "bot", bot.ID, "source", t.Source, "trigger", t.ID, "err", err)
+			s.log.WarnContext(ctx, "trigger outcome unknown", "bot", bot.ID, "source", t.Source, "trigger", t.ID, "err", err)
 			triggersOutcomeUnknown.WithLabelValues(t.Source).Inc()
 			return false, outcomeUnknown(bot.ID, t.ID, retryKey)
 		}
-		s.log.Warn("trigger not queued", "bot", bot.ID, "source", t.Source, "err", err)
+		s.log.WarnContext(ctx, "trigger not queued", "bot", bot.ID, "source", t.Source, "err", err)
 		return false, errBusUnavailable
 	}
 	triggersAccepted.WithLabelValues(t.Source, bot.ID).Inc()
@@ -153,6 +157,10 @@ func compatError(e *compat.Error) *apiError {
 // with {"from": "...", "name": "...", ...custom}.
 func (s *server) dispatch(c *gin.Context) {
 	bot := botOf(c)
+	if aerr := keyMayTrigger(c, c.Param("event")); aerr != nil {
+		s.reject(c, "dispatch", aerr)
+		return
+	}
 	flowID, ok := s.eventFlow(c, bot.ID, c.Param("event"))
 	if !ok {
 		triggersRejected.WithLabelValues("dispatch", "not_found").Inc()
@@ -186,4 +194,47 @@ func (s *server) dispatch(c *gin.Context) {
 		return
 	}
 	c.Data(http.StatusAccepted, "application/json; charset=utf-8", acceptedBody(t.ID, dup))
+}
+
+// claimIdempotencyKey refuses a caller's Idempotency-Key reused with a
+// different request (422 idempotency_key_reused): the first request's hash
+// is stored with the key. The hash is of the trigger as queued (event or
+// flow, channel, audience, data …), so a retry whose body differs only in
+// JSON spacing or key order is still a retry. A store outage does not stop
+// triggers: the check is skipped (and logged), and JetStream's duplicate
+// window still drops a retry of the same request.
+func (s *server) claimIdempotencyKey(ctx context.Context, botID string, t *events.Trigger) *apiError {
+	if t.IdempotencyKey == "" || t.Source == "cloudevents" {
+		return nil // CloudEvents are keyed by source and id, by their producer
+	}
+	h, err := requestHash(t)
+	if err != nil {
+		return nil // triggerEvent reports the encoding error
+	}
+	stored, err := s.store.ClaimIdempotencyKey(ctx, botID, t.IdempotencyKey, h, time.Now().UTC())
+	if err != nil {
+		if errors.Is(err, store.ErrInvalid) {
+			return fieldError(http.StatusUnprocessableEntity, "invalid", "Idempotency-Key", "the idempotency key must be 1 to 128 bytes of text")
+		}
+		s.log.WarnContext(ctx, "idempotency key not checked: store unavailable", "bot", botID, "err", err)
+		return nil
+	}
+	if stored != h {
+		idempotencyReused.Inc()
+		return fieldError(http.StatusUnprocessableEntity, "idempotency_key_reused", "Idempotency-Key",
+			"this Idempotency-Key was used with a different request; use a new key for a new request")
+	}
+	return nil
+}
+
+// requestHash is the hex SHA-256 of what a trigger asks for: the trigger
+// without its id, acceptance time and key.
+func requestHash(t *events.Trigger) (string, error) {
+	c := *t
+	c.ID, c.AcceptedAt, c.IdempotencyKey = "", time.Time{}, ""
+	b, err := json.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	return HashKey(string(b)), nil
 }

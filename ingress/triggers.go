@@ -132,6 +132,10 @@ func (s *server) nativeTrigger(c *gin.Context) {
 		return
 	}
 	t := events.Trigger{Source: "native", Event: req.Event, FlowID: req.FlowID, IdempotencyKey: c.GetHeader("Idempotency-Key")}
+	if aerr := keyMayTrigger(c, req.Event); aerr != nil {
+		s.reject(c, "native", aerr)
+		return
+	}
 	if req.Event != "" {
 		ev, err := s.lookupEvent(c.Request.Context(), bot.ID, req.Event)
 		if err != nil {
@@ -277,6 +281,11 @@ func (s *server) cloudEvents(c *gin.Context) {
 			s.reject(c, "cloudevents", storeError(err, "event"))
 			return
 		}
+		if aerr := keyMayTrigger(c, e.typ); aerr != nil {
+			aerr.Field = field("type")
+			s.reject(c, "cloudevents", aerr)
+			return
+		}
 		req, perr := compat.ParseCloudEventData(e.data, e.subject)
 		if perr != nil {
 			ae := compatError(perr)
@@ -414,7 +423,9 @@ func (s *server) engatiAuth(c *gin.Context) {
 	}
 	if !p.admin && p.botID != c.Param("bot") {
 		abort(c, errForbidden)
+		return
 	}
+	s.limitRate(c, p)
 }
 
 func (s *server) engatiV2(c *gin.Context) {
@@ -438,6 +449,10 @@ func (s *server) engati(c *gin.Context, req compat.Request, perr *compat.Error) 
 		return
 	}
 	bot := botOf(c)
+	if aerr := keyMayTrigger(c, ""); aerr != nil {
+		s.reject(c, "engati", aerr)
+		return
+	}
 	ok, aerr := s.flowExists(c, bot.ID, c.Param("flow"))
 	if aerr != nil {
 		s.reject(c, "engati", aerr)
@@ -471,7 +486,15 @@ func (s *server) recruboAuth(c *gin.Context) {
 		jsonapiAbort(c, &compat.Error{Status: http.StatusForbidden, Code: "forbidden", Field: "Authorization", Message: "use a bot's API key: it selects the bot"})
 		return
 	}
+	if p.triggerOnly() && !triggerRoutes[c.Request.Method+" "+c.FullPath()] {
+		jsonapiAbort(c, jsonapiFromAPI(errTriggerScope))
+		return
+	}
 	c.Set(ctxPrincipal, p)
+	s.limitRate(c, p)
+	if c.IsAborted() {
+		return
+	}
 	b, err := s.bots.get(c.Request.Context(), p.botID, func(ctx context.Context) (store.Bot, error) { return s.store.GetBot(ctx, p.botID) })
 	if err != nil {
 		jsonapiAbort(c, &compat.Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "the key's bot no longer exists"})
@@ -535,6 +558,10 @@ func (s *server) recruboFlowRun(c *gin.Context) {
 	fr, perr := compat.ParseRecruboFlowRun(c.GetHeader("Content-Type"), body)
 	if perr != nil {
 		jsonapiAbort(c, perr)
+		return
+	}
+	if aerr := keyMayTrigger(c, ""); aerr != nil {
+		jsonapiAbort(c, jsonapiFromAPI(aerr))
 		return
 	}
 	ctx := c.Request.Context()

@@ -102,7 +102,7 @@ func (s *server) whatsappWebhook(c *gin.Context) {
 			// One Meta app can serve several numbers; events of a number
 			// that is not this bot's cannot be routed. Answer 200 so that
 			// Meta does not retry them for days.
-			s.log.Warn("whatsapp webhook for a number that is not the bot's; ignored", "bot", bot.ID, "phone_number_id", id)
+			s.log.WarnContext(c.Request.Context(), "whatsapp webhook for a number that is not the bot's; ignored", "bot", bot.ID, "phone_number_id", id)
 			webhookRequests.WithLabelValues(provider, "foreign_account").Inc()
 			c.JSON(http.StatusOK, gin.H{"status": "ignored"})
 			return
@@ -260,7 +260,7 @@ func (s *server) rcsWebhook(c *gin.Context) {
 		return
 	}
 	if ev.AgentID != "" && ev.AgentID != acct.AgentID {
-		s.log.Warn("rcs webhook for an agent that is not the bot's; ignored", "bot", bot.ID, "agent", ev.AgentID)
+		s.log.WarnContext(c.Request.Context(), "rcs webhook for an agent that is not the bot's; ignored", "bot", bot.ID, "agent", ev.AgentID)
 		webhookRequests.WithLabelValues(provider, "foreign_account").Inc()
 		c.JSON(http.StatusOK, gin.H{"status": "ignored"})
 		return

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"testing"
 	"time"
@@ -8,20 +9,20 @@ import (
 
 func TestWebhookSettings(t *testing.T) {
 	t.Setenv("FLOWGATE_WEBHOOK_RETRY_PERIOD", "")
-	cfg, _, err := parseConfig("orchestrator", nil)
+	cfg, _, err := parseConfig("orchestrator", nil, io.Discard)
 	if err == nil {
 		t.Fatalf("an empty FLOWGATE_WEBHOOK_RETRY_PERIOD was accepted: %v", cfg.Webhooks.RetryPeriod)
 	}
 	t.Setenv("FLOWGATE_WEBHOOK_RETRY_PERIOD", "6h")
 	t.Setenv("FLOWGATE_WEBHOOK_ALLOW_PRIVATE", "true")
-	cfg, _, err = parseConfig("orchestrator", nil)
+	cfg, _, err = parseConfig("orchestrator", nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Webhooks.RetryPeriod != 6*time.Hour || !cfg.Webhooks.AllowPrivate {
 		t.Fatalf("from the environment: %+v", cfg.Webhooks)
 	}
-	cfg, _, err = parseConfig("orchestrator", []string{"--webhook-retry-period", "90m", "--webhook-allow-private=false"})
+	cfg, _, err = parseConfig("orchestrator", []string{"--webhook-retry-period", "90m", "--webhook-allow-private=false"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +30,7 @@ func TestWebhookSettings(t *testing.T) {
 		t.Fatalf("from flags: %+v", cfg.Webhooks)
 	}
 	for _, bad := range []string{"0s", "-1h", "soon"} {
-		if _, _, err := parseConfig("orchestrator", []string{"--webhook-retry-period", bad}); err == nil {
+		if _, _, err := parseConfig("orchestrator", []string{"--webhook-retry-period", bad}, io.Discard); err == nil {
 			t.Errorf("retry period %q accepted", bad)
 		}
 	}
@@ -40,7 +41,7 @@ func TestWebhookRetryPeriodDefault(t *testing.T) {
 		t.Setenv(k, "") // restored after the test
 		os.Unsetenv(k)
 	}
-	cfg, _, err := parseConfig("dev", nil)
+	cfg, _, err := parseConfig("dev", nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,18 +53,18 @@ func TestWebhookRetryPeriodDefault(t *testing.T) {
 func TestDevListensOnLoopbackByDefault(t *testing.T) {
 	t.Setenv("FLOWGATE_HTTP_ADDR", "")
 	os.Unsetenv("FLOWGATE_HTTP_ADDR")
-	cfg, _, err := parseConfig("dev", nil)
+	cfg, _, err := parseConfig("dev", nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.HTTPAddr != "127.0.0.1:8080" {
 		t.Fatalf("dev listens on %q by default", cfg.HTTPAddr)
 	}
-	cfg, _, err = parseConfig("dev", []string{"--http-addr", "0.0.0.0:8080"})
+	cfg, _, err = parseConfig("dev", []string{"--http-addr", "0.0.0.0:8080"}, io.Discard)
 	if err != nil || cfg.HTTPAddr != "0.0.0.0:8080" {
 		t.Fatalf("--http-addr: %q %v", cfg.HTTPAddr, err)
 	}
-	cfg, _, err = parseConfig("ingress", nil)
+	cfg, _, err = parseConfig("ingress", nil, io.Discard)
 	if err != nil || cfg.HTTPAddr != ":8080" {
 		t.Fatalf("the ingress service listens on %q by default (%v)", cfg.HTTPAddr, err)
 	}
@@ -74,23 +75,23 @@ func TestNATSSettings(t *testing.T) {
 		t.Setenv(k, "")
 		os.Unsetenv(k)
 	}
-	cfg, _, err := parseConfig("ingress", nil)
+	cfg, _, err := parseConfig("ingress", nil, io.Discard)
 	if err != nil || cfg.NATSReplicas != 1 {
 		t.Fatalf("default replicas: %d, %v", cfg.NATSReplicas, err)
 	}
 	t.Setenv("FLOWGATE_NATS_REPLICAS", "3")
 	t.Setenv("FLOWGATE_NATS_USER", "ingress")
 	t.Setenv("FLOWGATE_NATS_PASSWORD", "s3cret")
-	cfg, _, err = parseConfig("ingress", nil)
+	cfg, _, err = parseConfig("ingress", nil, io.Discard)
 	if err != nil || cfg.NATSReplicas != 3 || cfg.NATSUser != "ingress" || cfg.NATSPassword != "s3cret" {
 		t.Fatalf("from the environment: %+v, %v", cfg, err)
 	}
-	cfg, _, err = parseConfig("ingress", []string{"--nats-replicas", "1"})
+	cfg, _, err = parseConfig("ingress", []string{"--nats-replicas", "1"}, io.Discard)
 	if err != nil || cfg.NATSReplicas != 1 {
 		t.Fatalf("from the flag: %d, %v", cfg.NATSReplicas, err)
 	}
 	for _, bad := range []string{"0", "2", "5", "three"} {
-		if _, _, err := parseConfig("ingress", []string{"--nats-replicas", bad}); err == nil {
+		if _, _, err := parseConfig("ingress", []string{"--nats-replicas", bad}, io.Discard); err == nil {
 			t.Errorf("replicas %q accepted", bad)
 		}
 	}

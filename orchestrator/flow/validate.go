@@ -8,8 +8,8 @@ import (
 
 	"github.com/expr-lang/expr/vm"
 
-	"github.com/flowgate/flowgate/shared/media"
 	"github.com/flowgate/flowgate/shared/egress"
+	"github.com/flowgate/flowgate/shared/media"
 )
 
 // DefaultHTTPTimeout applies to http steps that set no timeout.

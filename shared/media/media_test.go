@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/shared/testclock"
+
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/shared/media"
@@ -28,7 +30,7 @@ func TestRefs(t *testing.T) {
 }
 
 func TestSignedURLs(t *testing.T) {
-	now := time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
+	now := testclock.Date(2026, 5, 1, 9, 0, 0)
 	clock := func() time.Time { return now }
 	key := []byte("0123456789abcdef0123")
 	s, err := media.NewSigner("https://flowgate.example.com/", key, time.Hour, clock)

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/shared/testclock"
+
 	"github.com/stretchr/testify/require"
 )
 
@@ -19,7 +21,7 @@ func TestErrUnavailableIsTransientAndComparable(t *testing.T) {
 }
 
 func TestOutagesEndOnAWriteNotARead(t *testing.T) {
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	now := testclock.Date(2026, 1, 2, 3, 4, 5)
 	o := Outages{now: func() time.Time { return now }}
 	require.NoError(t, o.RecentUnavailable())
 

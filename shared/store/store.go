@@ -101,6 +101,18 @@ type APIKey struct {
 	Prefix    string    `json:"prefix"`
 	CreatedAt time.Time `json:"created_at"`
 	Revoked   bool      `json:"revoked"`
+	// Name says what the key is for (e.g. "crm").
+	Name string `json:"name,omitempty"`
+	// Scope is ScopeAdmin (everything on its bot; "" means admin, as keys
+	// made before scopes) or ScopeTrigger (trigger requests only).
+	Scope string `json:"scope,omitempty"`
+	// Events limits a trigger-scope key to these events (none: any event).
+	Events []string `json:"events,omitempty"`
+	// LastUsedAt is when the key last authenticated a request (recorded at
+	// most about once a minute).
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+	// RevokedAt is when the key was revoked.
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
 }
 
 // Flow is one version of a flow definition.
@@ -442,6 +454,13 @@ type Store interface {
 	Lifecycle
 	Subscriptions
 	MediaFiles
+	KeyAdmin
+	FlowAdmin
+	EventAdmin
+	TriggerAdmin
+	ContactAdmin
+	Idempotency
+	BotAdmin
 	// Ping reports whether the database is reachable.
 	Ping(ctx context.Context) error
 	Close() error
@@ -606,7 +625,8 @@ type Subscriptions interface {
 
 // Lifecycle deletes data on request or after retention.
 type Lifecycle interface {
-	// DeleteContact deletes a contact with its runs and their messages.
+	// DeleteContact deletes a contact with its runs, their messages and,
+	// for a sandbox contact, its sandbox transcript.
 	DeleteContact(ctx context.Context, botID, id string) error
 	// ExpireBefore deletes runs in a final status last updated before t, with
 	// their messages, and returns how many runs it deleted.

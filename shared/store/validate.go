@@ -128,7 +128,8 @@ func (c Checker) Bot(b Bot) error {
 // APIKey checks an API key to be created.
 func (c Checker) APIKey(k APIKey) error {
 	return FirstErr(CheckID("id", k.ID), CheckBotID("bot_id", k.BotID),
-		CheckID("hash", k.Hash), c.text("prefix", k.Prefix), CheckTime("created_at", k.CreatedAt))
+		CheckID("hash", k.Hash), c.text("prefix", k.Prefix), CheckTime("created_at", k.CreatedAt),
+		checkKeyScope(k))
 }
 
 // Flow checks a flow version to be stored, but for its definition, which

@@ -89,7 +89,11 @@ type Config struct {
 	// MetricsAddr is where the orchestrator and channel workers serve
 	// /metrics, /healthz and /readyz (default ":9090", "off" disables).
 	MetricsAddr string // FLOWGATE_METRICS_ADDR
-	Logger      *slog.Logger
+	// RateLimit and RateBurst limit the requests of each API key at the
+	// ingress (per second, per replica; 0 = off).
+	RateLimit float64 // FLOWGATE_RATE_LIMIT
+	RateBurst int     // FLOWGATE_RATE_BURST
+	Logger    *slog.Logger
 	// Terminal is where dev shows a newly generated admin key, once; nil
 	// means standard error when it is a terminal, and nowhere otherwise.
 	// The key never goes to Logger: structured logs are collected and kept.
@@ -255,7 +259,7 @@ func ingressConfig(cfg Config) (ingress.Config, error) {
 		return ingress.Config{}, err
 	}
 	return ingress.Config{Addr: cfg.HTTPAddr, AdminKey: cfg.AdminKey, AllowPrivateWebhooks: cfg.Webhooks.AllowPrivate,
-		MaxMediaBytes: cfg.MaxMediaBytes, MediaSigner: signer}, nil
+		MaxMediaBytes: cfg.MaxMediaBytes, MediaSigner: signer, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst}, nil
 }
 
 // RunOrchestrator runs the orchestrator service and, in the same process,

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +42,14 @@ func ContactsCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	fs := flag.NewFlagSet("flowgate contacts import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	if slices.ContainsFunc(args[1:], func(a string) bool { return a == "-h" || a == "-help" || a == "--help" }) {
+		fs.SetOutput(stdout) // asked for: help is the output, not an error
+	}
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: flowgate contacts import FILE --bot BOT [flags]\n\n"+
+			"Exit status: 0 when every row was imported, 2 when some rows were rejected (listed in the summary), 1 on errors.\n\nflags:")
+		fs.PrintDefaults()
+	}
 	var o ImportOptions
 	def := os.Getenv("FLOWGATE_URL")
 	if def == "" {
@@ -51,7 +60,7 @@ func ContactsCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	fs.StringVar(&o.Key, "key", os.Getenv("FLOWGATE_API_KEY"), "the bot's API key ($FLOWGATE_API_KEY)")
 	fs.StringVar(&o.Format, "format", "", "csv or ndjson (default: from the file extension)")
 	fs.StringVar(&o.Region, "region", "", "country of phone numbers written without country code, e.g. NL")
-	quiet := fs.Bool("quiet", false, "no progress bar")
+	quiet := fs.Bool("quiet", false, "no progress bar (there is none either when stderr is not a terminal)")
 	// The file may come before or after the flags.
 	rest := args[1:]
 	var file string
@@ -59,6 +68,9 @@ func ContactsCommand(ctx context.Context, args []string, stdout, stderr io.Write
 		file, rest = rest[0], rest[1:]
 	}
 	if err := fs.Parse(rest); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	if file == "" && fs.NArg() == 1 {
@@ -66,7 +78,9 @@ func ContactsCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	} else if fs.NArg() > 0 || file == "" {
 		return errors.New("usage: flowgate contacts import FILE --bot BOT [flags]")
 	}
-	if !*quiet {
+	if !*quiet && isTerminal(stderr) {
+		// The bar redraws one line with carriage returns: only for a
+		// terminal, never into a log file or a pipe.
 		o.Progress = stderr
 	}
 	sum, err := ImportContactsFile(ctx, file, o)
@@ -75,7 +89,34 @@ func ContactsCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
-	return enc.Encode(sum)
+	if err := enc.Encode(sum); err != nil {
+		return err
+	}
+	if sum.RejectedCount > 0 {
+		return RejectedRowsError{Count: sum.RejectedCount}
+	}
+	return nil
+}
+
+// RejectedRowsError says an import finished with rejected rows; the
+// command exits with status 2 (ExitCode), so scripts notice.
+type RejectedRowsError struct{ Count int }
+
+func (e RejectedRowsError) Error() string {
+	return fmt.Sprintf("%d rows were rejected (see \"rejected\" in the summary)", e.Count)
+}
+
+// ExitCode is the process exit status for this error.
+func (RejectedRowsError) ExitCode() int { return 2 }
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // ImportContactsFile streams file to POST /v1/bots/{bot}/contacts/import

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/shared/testclock"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
@@ -217,7 +219,7 @@ func (c *fakeClock) Add(d time.Duration) {
 // bench/channels).
 func TestThrottleSlowsDownAndRecovers(t *testing.T) {
 	js := startJS(t)
-	clock := &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clock := &fakeClock{now: testclock.Date(2026, 1, 2, 3, 4, 5)}
 	cfg := pacer.Config{Channel: events.ChannelWhatsApp, Rate: 200, Recovery: 2 * time.Second, Now: clock.Now}
 	a := newPacer(t, js, cfg)
 	b := newPacer(t, js, cfg)

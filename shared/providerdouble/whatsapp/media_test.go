@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/shared/testclock"
+
 	"github.com/stretchr/testify/require"
 
 	whatsappdouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
@@ -55,7 +57,7 @@ func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return 
 func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
 func TestMediaUploadAndUse(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)}
+	clk := &clock{t: testclock.Date(2026, 5, 1, 9, 0, 0)}
 	d := whatsappdouble.New(whatsappdouble.WithClock(clk.now))
 	defer d.Close()
 	png := []byte("\x89PNG\r\n\x1a\nfake image")

@@ -184,6 +184,14 @@ func (s *Server) Close() { s.srv.Close() }
 // Client returns an HTTP client for the server.
 func (s *Server) Client() *http.Client { return s.srv.Client() }
 
+// SetAccountToken rotates the access token of one phone number id: from
+// now on only token is accepted for it, and the old one gets 190.
+func (s *Server) SetAccountToken(phoneNumberID, token string) {
+	s.mu.Lock()
+	s.accountTokens[phoneNumberID] = token
+	s.mu.Unlock()
+}
+
 // SetRate changes the throughput limit at run time (perSecond <= 0: unlimited).
 func (s *Server) SetRate(perSecond float64, burst int) {
 	s.mu.Lock()
@@ -271,10 +279,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusMethodNotAllowed, 100, "Unsupported "+r.Method+" request", "")
 		return
 	}
+	s.mu.Lock()
 	want := s.token
 	if t, ok := s.accountTokens[phone]; ok {
 		want = t
 	}
+	s.mu.Unlock()
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || tok == "" || tok != want {
 		s.failCode(w, 190, "")

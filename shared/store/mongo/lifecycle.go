@@ -28,15 +28,25 @@ func (s *Store) DeleteContact(ctx context.Context, botID, id string) error {
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 	contact := bson.D{{Key: "_id", Value: id}, {Key: "bot_id", Value: botID}}
-	n, err := s.contacts.CountDocuments(ctx, contact)
+	var d struct {
+		Channel    string `bson:"channel"`
+		ExternalID string `bson:"external_id"`
+	}
+	err := s.contacts.FindOne(ctx, contact, options.FindOne().SetProjection(bson.D{{Key: "channel", Value: 1}, {Key: "external_id", Value: 1}})).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return notFound("contact", botID, id)
+	}
 	if err != nil {
 		return dbErr("delete contact", err)
 	}
-	if n == 0 {
-		return notFound("contact", botID, id)
-	}
 	if _, err := s.deleteRuns(ctx, bson.D{{Key: "bot_id", Value: botID}, {Key: "contact_id", Value: id}}); err != nil {
 		return dbErr("delete contact", err)
+	}
+	if d.Channel == store.ChannelSandbox {
+		// The sandbox transcript: what the bot "sent" this user.
+		if _, err := s.sandbox.DeleteMany(ctx, bson.D{{Key: "bot_id", Value: botID}, {Key: "to", Value: d.ExternalID}}); err != nil {
+			return dbErr("delete contact", err)
+		}
 	}
 	res, err := s.contacts.DeleteOne(ctx, contact)
 	if err != nil {

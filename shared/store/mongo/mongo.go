@@ -198,6 +198,8 @@ func (s *Store) indexes() []index {
 		{s.subscriptions(), "bot_created", asc("bot_id", "created_at", "_id"), false},
 		{s.mediaFiles(), "bot_created", asc("bot_id", "created_at", "_id"), false},
 		{s.mediaUploads(), "media", asc("media_id"), false},
+		{s.apiKeys, "bot_created", asc("bot_id", "created_at", "_id"), false},
+		{s.triggers, "bot_newest", newest("bot_id"), false},
 	}
 }
 

@@ -148,6 +148,12 @@ type apiKeyDoc struct {
 	Prefix    string    `bson:"prefix"`
 	CreatedAt time.Time `bson:"created_at"`
 	Revoked   bool      `bson:"revoked"`
+	// Scopes and administration (manage.go); absent on older keys.
+	Name       string     `bson:"name,omitempty"`
+	Scope      string     `bson:"scope,omitempty"`
+	Events     []string   `bson:"events,omitempty"`
+	LastUsedAt *time.Time `bson:"last_used_at,omitempty"`
+	RevokedAt  *time.Time `bson:"revoked_at,omitempty"`
 }
 
 // CreateAPIKey fails with ErrConflict if the id or hash exists.
@@ -158,7 +164,8 @@ func (s *Store) CreateAPIKey(ctx context.Context, k store.APIKey) error {
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 	_, err := s.apiKeys.InsertOne(ctx, apiKeyDoc{ID: k.ID, BotID: k.BotID, Hash: k.Hash, Prefix: k.Prefix,
-		CreatedAt: orNow(k.CreatedAt), Revoked: k.Revoked})
+		CreatedAt: orNow(k.CreatedAt), Revoked: k.Revoked, Name: k.Name, Scope: k.Scope, Events: k.Events,
+		RevokedAt: msPtr(k.RevokedAt)})
 	if isDup(err) {
 		return fmt.Errorf("%w: api key %s", store.ErrConflict, k.ID)
 	}
@@ -180,7 +187,7 @@ func (s *Store) GetAPIKeyByHash(ctx context.Context, hash string) (store.APIKey,
 	if err != nil {
 		return store.APIKey{}, dbErr("get api key", err)
 	}
-	return store.APIKey{ID: d.ID, BotID: d.BotID, Hash: d.Hash, Prefix: d.Prefix, CreatedAt: d.CreatedAt, Revoked: d.Revoked}, nil
+	return d.apiKey(), nil
 }
 
 type flowDoc struct {

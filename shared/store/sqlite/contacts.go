@@ -267,21 +267,31 @@ func (s *Store) SetContactReachability(ctx context.Context, botID, id string, un
 	return dbErr("set contact reachability", err)
 }
 
-// DeleteContact deletes a contact, its runs and their messages.
+// DeleteContact deletes a contact, its runs, their messages and its sandbox transcript.
 func (s *Store) DeleteContact(ctx context.Context, botID, id string) error {
 	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
 		return err
 	}
 	err := s.w.do(ctx, true, func(t *wtx) error {
-		n, err := t.execAffected(`DELETE FROM contacts WHERE id = ? AND bot_id = ?`, id, botID)
+		var channel, externalID string
+		err := t.queryRow(`SELECT channel, external_id FROM contacts WHERE id = ? AND bot_id = ?`, id, botID).Scan(&channel, &externalID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound("contact", botID, id)
+		}
 		if err != nil {
 			return err
 		}
-		if n == 0 {
-			return notFound("contact", botID, id)
+		if _, err := t.exec(`DELETE FROM contacts WHERE id = ? AND bot_id = ?`, id, botID); err != nil {
+			return err
 		}
 		if _, err := t.exec(`DELETE FROM messages WHERE run_id IN (SELECT id FROM runs WHERE contact_id = ? AND bot_id = ?)`, id, botID); err != nil {
 			return err
+		}
+		if channel == store.ChannelSandbox {
+			// The sandbox transcript: what the bot "sent" this user.
+			if _, err := t.exec(`DELETE FROM sandbox WHERE bot_id = ? AND to_addr = ?`, botID, externalID); err != nil {
+				return err
+			}
 		}
 		_, err = t.exec(`DELETE FROM runs WHERE contact_id = ? AND bot_id = ?`, id, botID)
 		return err

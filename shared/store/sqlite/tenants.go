@@ -129,7 +129,10 @@ func (s *Store) CreateAPIKey(ctx context.Context, k store.APIKey) error {
 		if isUnique(err) {
 			return fmt.Errorf("%w: api key %s", store.ErrConflict, k.ID)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return insertKeyMeta(t, k)
 	})
 	return dbErr("create api key", err)
 }
@@ -140,14 +143,11 @@ func (s *Store) GetAPIKeyByHash(ctx context.Context, hash string) (store.APIKey,
 	if err := store.CheckID("hash", hash); err != nil {
 		return k, err
 	}
-	var c int64
-	var revoked int
-	err := s.qrow(ctx, `SELECT id, bot_id, hash, prefix, created_at, revoked FROM api_keys WHERE hash = ?`, hash).
-		Scan(&k.ID, &k.BotID, &k.Hash, &k.Prefix, &c, &revoked)
+	k, err := scanAPIKey(s.qrow(ctx, `SELECT `+apiKeyCols+` FROM api_keys LEFT JOIN api_key_meta m ON m.id = api_keys.id
+		WHERE hash = ?`, hash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return k, notFound("api key", "(hash)")
 	}
-	k.CreatedAt, k.Revoked = fromNanos(c), revoked != 0
 	return k, dbErr("get api key", err)
 }
 

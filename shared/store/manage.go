@@ -1,0 +1,209 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// The management part of the port: what an operator lists, changes and
+// deletes through the admin API. Each aggregate's methods live in their own
+// interface, so that a service declares only the slice it uses.
+
+// API key scopes.
+const (
+	// ScopeAdmin keys may do everything on their bot.
+	ScopeAdmin = "admin"
+	// ScopeTrigger keys may only trigger flows (dispatch, native triggers,
+	// CloudEvents and the drop-in trigger APIs), optionally only some events.
+	ScopeTrigger = "trigger"
+)
+
+// MaxKeyEvents caps the events a trigger-scope key may be limited to.
+const MaxKeyEvents = 100
+
+func checkKeyScope(k APIKey) error {
+	switch k.Scope {
+	case "", ScopeAdmin:
+		if len(k.Events) > 0 {
+			return &InvalidError{Field: "events", Reason: "only a trigger-scope key is limited to events"}
+		}
+	case ScopeTrigger:
+	default:
+		return &InvalidError{Field: "scope", Reason: fmt.Sprintf("unknown scope %q (admin or trigger)", k.Scope)}
+	}
+	if len(k.Events) > MaxKeyEvents {
+		return &InvalidError{Field: "events", Reason: fmt.Sprintf("more than %d events", MaxKeyEvents)}
+	}
+	for i, e := range k.Events {
+		if err := CheckID(fmt.Sprintf("events[%d]", i), e); err != nil {
+			return err
+		}
+	}
+	if len(k.Name) > 256 {
+		return &InvalidError{Field: "name", Reason: "longer than 256 bytes"}
+	}
+	return nil
+}
+
+// KeyAdmin lists and revokes a bot's API keys.
+type KeyAdmin interface {
+	// ListAPIKeys returns a bot's keys (revoked ones too), oldest first.
+	ListAPIKeys(ctx context.Context, botID string) ([]APIKey, error)
+	// RevokeAPIKey marks the key revoked; revoking a revoked key is
+	// harmless (its RevokedAt stays). ErrNotFound if the bot has no such key.
+	RevokeAPIKey(ctx context.Context, botID, id string, at time.Time) error
+	// TouchAPIKey records that the key was used at at (never moves back).
+	TouchAPIKey(ctx context.Context, id string, at time.Time) error
+}
+
+// FlowAdmin lists and deletes flows.
+type FlowAdmin interface {
+	// ListFlows returns the latest version of each of a bot's flows, by id.
+	ListFlows(ctx context.Context, botID string) ([]Flow, error)
+	// DeleteFlow deletes every version of a flow; ErrNotFound if none.
+	DeleteFlow(ctx context.Context, botID, flowID string) error
+}
+
+// EventAdmin lists and deletes events.
+type EventAdmin interface {
+	// ListEvents returns a bot's events by name.
+	ListEvents(ctx context.Context, botID string) ([]Event, error)
+	// DeleteEvent returns ErrNotFound if the bot has no such event.
+	DeleteEvent(ctx context.Context, botID, name string) error
+}
+
+// TriggerFilter selects triggers of a bot. Zero fields do not filter.
+type TriggerFilter struct {
+	BotID  string
+	Status string
+	Event  string
+	// Since is inclusive, on CreatedAt.
+	Since time.Time
+	// Limit caps the page (default 100, max 1000).
+	Limit int
+	// Cursor continues a previous page.
+	Cursor string
+}
+
+// TriggerAdmin lists triggers.
+type TriggerAdmin interface {
+	// ListTriggers returns a page of triggers, newest first (CreatedAt,
+	// then ID, descending); next is "" on the last page.
+	ListTriggers(ctx context.Context, f TriggerFilter) (triggers []Trigger, next string, err error)
+}
+
+// CheckTriggerStatus returns an *InvalidError unless s is a trigger status.
+func CheckTriggerStatus(s string) error {
+	switch s {
+	case TriggerAccepted, TriggerFanningOut, TriggerDone, TriggerCancelled:
+		return nil
+	}
+	return &InvalidError{Field: "status", Reason: fmt.Sprintf("unknown trigger status %q", s)}
+}
+
+// ContactSearch selects contacts of a bot. Zero fields do not filter;
+// several filters must all match.
+type ContactSearch struct {
+	BotID   string
+	Channel string
+	// ExternalIDPrefix matches external ids starting with it.
+	ExternalIDPrefix string
+	// Name matches names containing it, ignoring ASCII case.
+	Name string
+	// Attribute and Value match contacts whose attribute equals Value
+	// (compared as text: 30 matches the number 30 and the string "30").
+	Attribute string
+	Value     string
+	// Limit caps the page (default 100, max 1000).
+	Limit int
+	// Cursor continues a previous page (contacts are in id order).
+	Cursor string
+}
+
+// MaxAttributeName caps an attribute name used in a search.
+const MaxAttributeName = 128
+
+// ContactAdmin searches contacts and lists their messages.
+type ContactAdmin interface {
+	// SearchContacts returns a page of matching contacts in id order; next
+	// is "" on the last page.
+	SearchContacts(ctx context.Context, q ContactSearch) (contacts []Contact, next string, err error)
+	// ListContactMessages returns the contact's most recent messages, newest
+	// first (limit 0 means 100, at most 1000).
+	ListContactMessages(ctx context.Context, botID, contactID string, limit int) ([]Message, error)
+}
+
+// Idempotency remembers which request an idempotency key was first used with.
+type Idempotency interface {
+	// ClaimIdempotencyKey stores hash for the bot's key unless the key has
+	// one already, and returns the hash stored for the key (hash itself on
+	// first use). A caller whose hash differs from the answer reused the key
+	// with another request.
+	ClaimIdempotencyKey(ctx context.Context, botID, key, hash string, at time.Time) (stored string, err error)
+}
+
+// ChannelSandbox is the sandbox channel's name (as events.ChannelSandbox):
+// deleting a sandbox contact deletes its transcript.
+const ChannelSandbox = "sandbox"
+
+// ContactCursor is the cursor of a contact search page that ended at id.
+func ContactCursor(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
+
+// CheckContactSearch checks a search before any I/O and returns the id the
+// page starts after and the page size.
+func CheckContactSearch(q ContactSearch) (after string, limit int, err error) {
+	if err := CheckBotID("bot_id", q.BotID); err != nil {
+		return "", 0, err
+	}
+	if limit, err = CheckLimit(q.Limit, 100, 1000); err != nil {
+		return "", 0, err
+	}
+	for _, f := range []struct{ name, v string }{
+		{"channel", q.Channel}, {"external_id_prefix", q.ExternalIDPrefix}, {"name", q.Name}, {"value", q.Value},
+	} {
+		if len(f.v) > MaxIDBytes || !utf8.ValidString(f.v) || strings.ContainsRune(f.v, 0) {
+			return "", 0, &InvalidError{Field: f.name, Reason: fmt.Sprintf("at most %d bytes of UTF-8 text", MaxIDBytes)}
+		}
+	}
+	if q.Attribute != "" {
+		if err := CheckID("attribute", q.Attribute); err != nil {
+			return "", 0, err
+		}
+	} else if q.Value != "" {
+		return "", 0, &InvalidError{Field: "value", Reason: "a value needs an attribute"}
+	}
+	if q.Cursor != "" {
+		b, err := base64.RawURLEncoding.DecodeString(q.Cursor)
+		if err != nil || CheckID("cursor", string(b)) != nil {
+			return "", 0, &InvalidError{Field: "cursor", Reason: "malformed"}
+		}
+		after = string(b)
+	}
+	return after, limit, nil
+}
+
+// BotDeletion is a requested deletion of a bot and all its data.
+type BotDeletion struct {
+	BotID       string    `json:"bot_id"`
+	RequestedAt time.Time `json:"requested_at"`
+}
+
+// BotAdmin deletes bots. Deleting is asynchronous: a marker is stored, then
+// DeleteBotData is called until it reports done (by any replica, after a
+// restart too: BotDeletions lists what is unfinished).
+type BotAdmin interface {
+	// MarkBotDeleting records the request (idempotent: the first time stays).
+	MarkBotDeleting(ctx context.Context, botID string, at time.Time) error
+	// BotDeletions lists the deletions not finished yet, oldest first.
+	BotDeletions(ctx context.Context) ([]BotDeletion, error)
+	// DeleteBotData deletes up to about limit records of each kind of the
+	// bot's data (runs with their messages, contacts, triggers, sandbox
+	// messages; flows, events, keys, subscriptions and idempotency keys at
+	// once). When nothing is left it deletes the bot and the marker and
+	// reports done. Calling it again after done is harmless (done).
+	DeleteBotData(ctx context.Context, botID string, limit int) (done bool, err error)
+}
