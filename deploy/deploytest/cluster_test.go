@@ -157,7 +157,9 @@ func startPipeline(t *testing.T, flowgate, tmp, urls string) *clusterPipeline {
 	api.must(http.StatusOK, http.MethodPut, "/v1/bots/ops/flows/hello", created.APIKey, map[string]any{"steps": []any{
 		map[string]any{"id": "hi", "type": "send", "text": "Hi {{ name }}"},
 	}})
-	api.must(http.StatusOK, http.MethodPut, "/v1/bots/ops/events/HELLO", created.APIKey, map[string]any{"flow": "hello"})
+	if code, body := api.do(http.MethodPut, "/v1/bots/ops/events/HELLO", created.APIKey, map[string]any{"flow": "hello"}); code != http.StatusCreated && code != http.StatusOK {
+		t.Fatalf("PUT event: %d %s", code, body)
+	}
 	return &clusterPipeline{t: t, api: api, key: created.APIKey, services: []*proc{ingress, orch, sandbox}}
 }
 
