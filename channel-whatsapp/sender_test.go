@@ -80,11 +80,6 @@ func TestContractEveryMessageType(t *testing.T) {
 			want:    `{"messaging_product":"whatsapp","recipient_type":"individual","to":"31612345678","type":"image","image":{"link":"https://cdn.example.com/a.png","caption":"Your ticket"}}`,
 		},
 		{
-			name:    "image by media id",
-			content: events.Content{Type: events.ContentImage, MediaURL: "1479537139650973"},
-			want:    `{"messaging_product":"whatsapp","recipient_type":"individual","to":"31612345678","type":"image","image":{"id":"1479537139650973"}}`,
-		},
-		{
 			name:    "document with filename",
 			content: events.Content{Type: events.ContentDocument, MediaURL: "https://cdn.example.com/i.pdf", Caption: "Invoice", Filename: "invoice-42.pdf"},
 			want:    `{"messaging_product":"whatsapp","recipient_type":"individual","to":"31612345678","type":"document","document":{"link":"https://cdn.example.com/i.pdf","caption":"Invoice","filename":"invoice-42.pdf"}}`,
@@ -235,6 +230,9 @@ func TestLimitsRefusedBeforeAnyRequest(t *testing.T) {
 		"empty text":          {Type: events.ContentText},
 		"text 4097":           {Type: events.ContentText, Text: strings.Repeat("x", 4097)},
 		"image without url":   {Type: events.ContentImage},
+		"image local path":    {Type: events.ContentImage, MediaURL: "assets/sample.png"},
+		"image bare id":       {Type: events.ContentImage, MediaURL: "1479537139650973"},
+		"video ftp url":       {Type: events.ContentVideo, MediaURL: "ftp://e.x/v.mp4"},
 		"template nil":        {Type: events.ContentTemplate},
 		"flow nil":            {Type: events.ContentWhatsAppFlow, Text: "x"},
 		"flow id and name":    {Type: events.ContentWhatsAppFlow, Text: "x", Flow: &events.InteractiveFlow{FlowID: "1", FlowName: "n", CTA: "Go"}},
