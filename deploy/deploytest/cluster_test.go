@@ -166,7 +166,10 @@ func startPipeline(t *testing.T, flowgate, tmp, urls string) *clusterPipeline {
 // loadResult is what a dispatch load saw.
 type loadResult struct {
 	accepted []string // users whose dispatch was answered 202
-	refused  int      // 503s (nothing queued) and transport errors
+	// notQueued are users whose dispatch was refused with a 503 that says
+	// nothing was queued: none of them may run.
+	notQueued []string
+	refused   int // every answer other than 202, and transport errors
 	// worst is the longest time the ingress went without answering a
 	// dispatch 202 while the load ran.
 	worst time.Duration
@@ -203,7 +206,18 @@ func (c *clusterPipeline) dispatchLoad(stop <-chan struct{}, prefix string) *loa
 				// this client does not retry: every 202 must run once.
 				req.Header.Set("Idempotency-Key", user)
 				resp, err := client.Do(req)
+				var answer struct {
+					Error struct {
+						Code string `json:"code"`
+					} `json:"error"`
+				}
+				if err == nil && resp.StatusCode == http.StatusServiceUnavailable {
+					_ = json.NewDecoder(resp.Body).Decode(&answer)
+				}
 				mu.Lock()
+				if err == nil && resp.StatusCode == http.StatusServiceUnavailable && answer.Error.Code != "outcome_unknown" {
+					res.notQueued = append(res.notQueued, user)
+				}
 				if err == nil && resp.StatusCode == http.StatusAccepted {
 					res.accepted = append(res.accepted, user)
 					if gap := time.Since(last); gap > res.worst {
@@ -232,9 +246,14 @@ func (c *clusterPipeline) dispatchLoad(stop <-chan struct{}, prefix string) *loa
 
 // verifyOnce waits until every accepted user has exactly one run and one
 // sandbox message, and fails on a duplicate or a loss.
-func (c *clusterPipeline) verifyOnce(accepted []string, timeout time.Duration) {
+func (c *clusterPipeline) verifyOnce(res *loadResult, timeout time.Duration) {
 	t := c.t
 	t.Helper()
+	accepted := res.accepted
+	notQueued := map[string]bool{}
+	for _, u := range res.notQueued {
+		notQueued[u] = true
+	}
 	want := map[string]bool{}
 	for _, u := range accepted {
 		want[u] = true
@@ -262,11 +281,11 @@ func (c *clusterPipeline) verifyOnce(accepted []string, timeout time.Duration) {
 		if n > 1 {
 			dupRuns = append(dupRuns, fmt.Sprintf("%s×%d", u, n))
 		}
-		if !want[u] {
-			// A dispatch answered 503 (nothing queued) or never answered must
-			// not have run; one whose outcome the client did not learn (a
-			// transport error after the publish) may.
-			t.Logf("run for %s, whose dispatch was not answered 202", u)
+		if notQueued[u] {
+			t.Errorf("run for %s, whose dispatch was answered 503 \"nothing was queued\"", u)
+		} else if !want[u] {
+			// outcome_unknown, or no answer (the client's timeout): it may run.
+			t.Logf("run for %s, whose dispatch's outcome was unknown to the client", u)
 		}
 	}
 	sort.Strings(dupRuns)
@@ -369,15 +388,15 @@ func TestClusterLeaderKilledUnderLoad(t *testing.T) {
 	time.Sleep(5 * time.Second)
 	close(stop)
 	res := <-done
-	t.Logf("load: %d dispatches answered 202, %d refused or unanswered; longest time without a 202: %s",
-		len(res.accepted), res.refused, res.worst.Round(time.Millisecond))
+	t.Logf("load: %d dispatches answered 202, %d not (%d of them 503 nothing queued); longest time without a 202: %s",
+		len(res.accepted), res.refused, len(res.notQueued), res.worst.Round(time.Millisecond))
 	if len(res.accepted) < 200 {
 		t.Fatalf("only %d dispatches accepted: the load did not run", len(res.accepted))
 	}
 	if res.worst > 10*time.Second {
 		t.Errorf("the ingress answered no 202 for %s around the fail-over (target ≤ 5 s)", res.worst)
 	}
-	c.verifyOnce(res.accepted, 2*time.Minute)
+	c.verifyOnce(res, 2*time.Minute)
 	if newLeader := streamLeader(t, urls, "FLOWGATE_TRIGGERS"); newLeader == "" {
 		t.Errorf("no leader after the restart")
 	}
@@ -411,13 +430,13 @@ func TestClusterRollingRestartUnderLoad(t *testing.T) {
 	}
 	close(stop)
 	res := <-done
-	t.Logf("load: %d dispatches answered 202, %d refused or unanswered; longest time without a 202: %s",
-		len(res.accepted), res.refused, res.worst.Round(time.Millisecond))
+	t.Logf("load: %d dispatches answered 202, %d not (%d of them 503 nothing queued); longest time without a 202: %s",
+		len(res.accepted), res.refused, len(res.notQueued), res.worst.Round(time.Millisecond))
 	if len(res.accepted) < 200 {
 		t.Fatalf("only %d dispatches accepted: the load did not run", len(res.accepted))
 	}
 	if res.worst > 10*time.Second {
 		t.Errorf("the ingress answered no 202 for %s during the rolling restart (target ≤ 5 s)", res.worst)
 	}
-	c.verifyOnce(res.accepted, 2*time.Minute)
+	c.verifyOnce(res, 2*time.Minute)
 }
