@@ -274,8 +274,9 @@ func TestDeadLetterReplayRunsOnce(t *testing.T) {
 	require.Equal(t, []string{"Hi Ann"}, texts(c.sandbox("acme", key, "15550001111")), "exactly one message")
 }
 
-// TestFanOutResumesWithinSecondsAfterSIGKILL: `flowgate dev` is killed with
-// SIGKILL during a broadcast's fan-out and started again; the restarted
+// TestFanOutResumesWithinSecondsAfterSIGKILL: `flowgate dev` on a NATS
+// server of its own is killed with SIGKILL during a broadcast's fan-out and
+// started again; the restarted
 // orchestrator resumes the fan-out within seconds (the trigger consumer's
 // AckWait is 4 s; it was 30 s), and the broadcast still ends with exactly
 // one run per contact.
@@ -289,6 +290,13 @@ func TestFanOutResumesWithinSecondsAfterSIGKILL(t *testing.T) {
 	bin := buildFlowgate(t)
 	dir := t.TempDir()
 	addr := freeAddr(t)
+	// NATS runs in the test process and survives the kill, as a deployed
+	// nats-server does: only the services die (a dev process with its
+	// embedded server would take the pending state down with it).
+	nats, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1"})
+	require.NoError(t, err)
+	defer nats.Shutdown()
+	t.Setenv("FLOWGATE_NATS_URL", nats.ClientURL())
 	p := startChild(t, bin, dir, addr)
 	defer func() {
 		if p.cmd.ProcessState == nil {
