@@ -191,11 +191,15 @@ func TestStoreOutageLosesNoAcceptedTrigger(t *testing.T) {
 		runs, _, err := d.Store.ListRuns(ctx, store.RunFilter{BotID: "acme", Limit: 1000})
 		return err == nil && len(runs) == n
 	}, 60*time.Second, 50*time.Millisecond, "every accepted trigger ran after the outage")
-	for _, id := range ids {
-		tr, err := d.Store.GetTrigger(ctx, "acme", id)
-		require.NoError(t, err)
-		require.Equal(t, store.TriggerDone, tr.Status, id)
-	}
+	require.Eventually(t, func() bool {
+		for _, id := range ids {
+			tr, err := d.Store.GetTrigger(ctx, "acme", id)
+			if err != nil || tr.Status != store.TriggerDone {
+				return false
+			}
+		}
+		return true
+	}, 60*time.Second, 50*time.Millisecond, "every trigger is done")
 	dlq, err := d.Bus.JetStream().Stream(ctx, bus.StreamDLQ)
 	require.NoError(t, err)
 	require.Zero(t, dlq.CachedInfo().State.Msgs, "nothing was dead-lettered")
