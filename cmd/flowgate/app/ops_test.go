@@ -53,7 +53,9 @@ func TestOpsReadyzFollowsStoreWrites(t *testing.T) {
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
 	done := make(chan error, 1)
-	go func() { done <- serveOps(ctx, addr, b, instrumentStore(Config{}, st), slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	go func() {
+		done <- serveOps(ctx, addr, b, instrumentStore(Config{}, st), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
 	ready := func() (int, string) {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err != nil {
