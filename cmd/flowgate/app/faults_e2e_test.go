@@ -30,7 +30,7 @@ type faultyStore struct {
 	flowsGone atomic.Bool
 	// refused counts the writes refused.
 	refused atomic.Int64
-	mu        sync.Mutex
+	mu      sync.Mutex
 	// failedTriggers counts CreateTrigger calls refused, by trigger id.
 	failedTriggers map[string]int
 }
