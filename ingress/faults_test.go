@@ -33,8 +33,8 @@ type answer struct {
 }
 
 // TestNATSRestartNothingQueuedMeansNothingQueued sends keyless dispatch
-// requests while NATS (a network server, as deployed) is shut down and
-// started again. A request answered 503 "unavailable" (nothing was queued)
+// requests while NATS (a network server, as deployed) is shut down for 5 s
+// and for 20 s and started again. A request answered 503 "unavailable" (nothing was queued)
 // must never be in the stream once NATS is back; every 202 must be there
 // exactly once; a 503 "outcome_unknown" names the trigger and a key, and a
 // retry with that key leaves exactly one copy.
@@ -138,7 +138,7 @@ func TestNATSRestartNothingQueuedMeansNothingQueued(t *testing.T) {
 	accepted := func(a answer) bool { return a.status == http.StatusAccepted }
 	require.Eventually(t, func() bool { return count(accepted) >= 200 }, 30*time.Second, 10*time.Millisecond)
 
-	for _, outage := range []time.Duration{2 * time.Second, 4 * time.Second} {
+	for _, outage := range []time.Duration{5 * time.Second, 20 * time.Second} {
 		nats.Shutdown()
 		time.Sleep(outage)
 		before := count(accepted)
