@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
@@ -32,8 +33,8 @@ type answer struct {
 }
 
 // TestNATSRestartNothingQueuedMeansNothingQueued sends keyless dispatch
-// requests while NATS (a network server, as deployed) is shut down and
-// started again. A request answered 503 "unavailable" (nothing was queued)
+// requests while NATS (a network server, as deployed) is shut down for 5 s
+// and for 20 s and started again. A request answered 503 "unavailable" (nothing was queued)
 // must never be in the stream once NATS is back; every 202 must be there
 // exactly once; a 503 "outcome_unknown" names the trigger and a key, and a
 // retry with that key leaves exactly one copy.
@@ -137,7 +138,7 @@ func TestNATSRestartNothingQueuedMeansNothingQueued(t *testing.T) {
 	accepted := func(a answer) bool { return a.status == http.StatusAccepted }
 	require.Eventually(t, func() bool { return count(accepted) >= 200 }, 30*time.Second, 10*time.Millisecond)
 
-	for _, outage := range []time.Duration{2 * time.Second, 4 * time.Second} {
+	for _, outage := range []time.Duration{5 * time.Second, 20 * time.Second} {
 		nats.Shutdown()
 		time.Sleep(outage)
 		before := count(accepted)
@@ -204,4 +205,72 @@ func TestNATSRestartNothingQueuedMeansNothingQueued(t *testing.T) {
 			require.Equal(t, a.triggerID, ids[i])
 		}
 	}
+}
+
+// lostAck publishes for real, then reports the acknowledgement lost (the
+// server stored the trigger; the ingress cannot know), once.
+type lostAck struct {
+	*bus.Bus
+	armed atomic.Bool
+}
+
+func (l *lostAck) Publish(ctx context.Context, subject string, e cloudevents.Event) (bus.PublishResult, error) {
+	res, err := l.Bus.Publish(ctx, subject, e)
+	if err == nil && l.armed.CompareAndSwap(true, false) {
+		return bus.PublishResult{}, fmt.Errorf("%w: nats: timeout", bus.ErrOutcomeUnknown)
+	}
+	return res, err
+}
+
+// A keyless request whose acknowledgement is lost is answered 503
+// outcome_unknown with its trigger id and a key; the retry with that key
+// names the same trigger, and the stream holds it once.
+func TestOutcomeUnknownNamesTriggerAndRetryKey(t *testing.T) {
+	base := newEnv(t)
+	la := &lostAck{Bus: base.bus}
+	h, err := ingress.NewHandler(ingress.Config{AdminKey: adminKey, CacheTTL: -1},
+		ingress.Deps{Store: base.store, Bus: la, CompileFlow: app.CompileFlow, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	e := &env{t: t, srv: srv, store: base.store, nats: base.nats, bus: base.bus, keys: base.keys}
+
+	la.armed.Store(true)
+	resp := e.request("POST", "/v1/bots/acme/dispatch/WELCOME", e.keys["acme"], "application/json", `{"from":"1"}`)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.Equal(t, "5", resp.Header.Get("Retry-After"))
+	var eb struct {
+		Error struct {
+			Code, Message  string
+			TriggerID      string `json:"trigger_id"`
+			IdempotencyKey string `json:"idempotency_key"`
+		} `json:"error"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&eb))
+	require.Equal(t, "outcome_unknown", eb.Error.Code)
+	require.NotEmpty(t, eb.Error.TriggerID)
+	require.Contains(t, eb.Error.Message, "/v1/bots/acme/triggers/"+eb.Error.TriggerID)
+	require.Contains(t, eb.Error.Message, eb.Error.IdempotencyKey)
+	require.EqualValues(t, 1, e.queuedTriggers(), "it was queued after all")
+
+	body := e.do("POST", "/v1/bots/acme/dispatch/WELCOME", e.keys["acme"], "application/json", `{"from":"1"}`, 202,
+		"Idempotency-Key", eb.Error.IdempotencyKey)
+	var acc struct {
+		TriggerID string `json:"trigger_id"`
+		Duplicate bool   `json:"duplicate"`
+	}
+	require.NoError(t, json.Unmarshal(body, &acc))
+	require.Equal(t, eb.Error.TriggerID, acc.TriggerID)
+	require.True(t, acc.Duplicate, "JetStream dropped the retry")
+	require.EqualValues(t, 1, e.queuedTriggers(), "queued once")
+
+	// With the client's own key, the answer names that key.
+	la.armed.Store(true)
+	resp2 := e.request("POST", "/v1/bots/acme/dispatch/WELCOME", e.keys["acme"], "application/json", `{"from":"2"}`, "Idempotency-Key", "order-77")
+	defer resp2.Body.Close()
+	require.NoError(t, json.NewDecoder(resp2.Body).Decode(&eb))
+	require.Equal(t, "outcome_unknown", eb.Error.Code)
+	require.Equal(t, "order-77", eb.Error.IdempotencyKey)
+	require.Equal(t, ingress.TriggerID("acme", "order-77"), eb.Error.TriggerID)
 }

@@ -137,7 +137,9 @@ func (s *server) publishTrigger(ctx context.Context, bot store.Bot, t *events.Tr
 	}
 	res, err := s.bus.Publish(ctx, events.TriggerSubject(bot.ID), ev)
 	if err != nil {
-		if errors.Is(err, bus.ErrOutcomeUnknown) {
+		// A cancelled request (the client went away) may have been sent as
+		// well: only ErrNotQueued is "nothing was queued".
+		if errors.Is(err, bus.ErrOutcomeUnknown) || errors.Is(err, context.Canceled) {
 			s.log.WarnContext(ctx, "trigger outcome unknown", "bot", bot.ID, "source", t.Source, "trigger", t.ID, "err", err)
 			triggersOutcomeUnknown.WithLabelValues(t.Source).Inc()
 			return false, outcomeUnknown(bot.ID, t.ID, retryKey)

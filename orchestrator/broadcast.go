@@ -141,8 +141,11 @@ func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigg
 		return bus.Permanent(err)
 	}
 	// A long fan-out keeps its trigger message: without this JetStream would
-	// hand it to another replica after AckWait.
-	stop := keepInProgress(m, 5*time.Second)
+	// hand it to another replica after AckWait (4 s for triggers, so that a
+	// dead orchestrator's fan-out is taken over quickly). bus.Consume sends
+	// the same heartbeat for every message it holds; this one keeps the
+	// fan-out's guarantee whatever consumes it.
+	stop := keepInProgress(m, time.Second)
 	defer stop()
 
 	if d, ok := cp.correction(trig.Counters); ok {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -27,7 +28,9 @@ type faultyStore struct {
 	broken atomic.Bool
 	// flowsGone makes every flow look deleted (GetFlow: not found).
 	flowsGone atomic.Bool
-	mu        sync.Mutex
+	// refused counts the writes refused.
+	refused atomic.Int64
+	mu      sync.Mutex
 	// failedTriggers counts CreateTrigger calls refused, by trigger id.
 	failedTriggers map[string]int
 }
@@ -36,6 +39,7 @@ func newFaultyStore() *faultyStore { return &faultyStore{failedTriggers: map[str
 
 func (f *faultyStore) fail() error {
 	if f.broken.Load() {
+		f.refused.Add(1)
 		return fmt.Errorf("%w: injected: disk full", store.ErrUnavailable)
 	}
 	return nil
@@ -191,11 +195,15 @@ func TestStoreOutageLosesNoAcceptedTrigger(t *testing.T) {
 		runs, _, err := d.Store.ListRuns(ctx, store.RunFilter{BotID: "acme", Limit: 1000})
 		return err == nil && len(runs) == n
 	}, 60*time.Second, 50*time.Millisecond, "every accepted trigger ran after the outage")
-	for _, id := range ids {
-		tr, err := d.Store.GetTrigger(ctx, "acme", id)
-		require.NoError(t, err)
-		require.Equal(t, store.TriggerDone, tr.Status, id)
-	}
+	require.Eventually(t, func() bool {
+		for _, id := range ids {
+			tr, err := d.Store.GetTrigger(ctx, "acme", id)
+			if err != nil || tr.Status != store.TriggerDone {
+				return false
+			}
+		}
+		return true
+	}, 60*time.Second, 50*time.Millisecond, "every trigger is done")
 	dlq, err := d.Bus.JetStream().Stream(ctx, bus.StreamDLQ)
 	require.NoError(t, err)
 	require.Zero(t, dlq.CachedInfo().State.Msgs, "nothing was dead-lettered")
@@ -274,8 +282,9 @@ func TestDeadLetterReplayRunsOnce(t *testing.T) {
 	require.Equal(t, []string{"Hi Ann"}, texts(c.sandbox("acme", key, "15550001111")), "exactly one message")
 }
 
-// TestFanOutResumesWithinSecondsAfterSIGKILL: `flowgate dev` is killed with
-// SIGKILL during a broadcast's fan-out and started again; the restarted
+// TestFanOutResumesWithinSecondsAfterSIGKILL: `flowgate dev` on a NATS
+// server of its own is killed with SIGKILL during a broadcast's fan-out and
+// started again; the restarted
 // orchestrator resumes the fan-out within seconds (the trigger consumer's
 // AckWait is 4 s; it was 30 s), and the broadcast still ends with exactly
 // one run per contact.
@@ -289,6 +298,13 @@ func TestFanOutResumesWithinSecondsAfterSIGKILL(t *testing.T) {
 	bin := buildFlowgate(t)
 	dir := t.TempDir()
 	addr := freeAddr(t)
+	// NATS runs in the test process and survives the kill, as a deployed
+	// nats-server does: only the services die (a dev process with its
+	// embedded server would take the pending state down with it).
+	nats, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1"})
+	require.NoError(t, err)
+	defer nats.Shutdown()
+	t.Setenv("FLOWGATE_NATS_URL", nats.ClientURL())
 	p := startChild(t, bin, dir, addr)
 	defer func() {
 		if p.cmd.ProcessState == nil {
@@ -351,4 +367,60 @@ func TestFanOutResumesWithinSecondsAfterSIGKILL(t *testing.T) {
 	}, 5*time.Minute, 100*time.Millisecond, "the fan-out did not finish")
 	require.Equal(t, int64(n), final.Counters.RunsCreated, "exactly one run per contact")
 	p.stop()
+}
+
+// TestStoreOutageDuringBroadcast: the store refuses writes in the middle of
+// a broadcast's fan-out for longer than the trigger consumer's MaxDeliver
+// allows; the fan-out waits, resumes from its checkpoint once the store is
+// back, and ends with exactly one run per contact and nothing dead-lettered.
+func TestStoreOutageDuringBroadcast(t *testing.T) {
+	faulty := newFaultyStore()
+	d, c := startDevWith(t, app.Config{DataDir: t.TempDir(), NoDemo: true, RetryBackoff: 100 * time.Millisecond,
+		WrapStore: func(st store.Store) store.Store { faulty.Store = st; return faulty }})
+	defer func() { require.NoError(t, d.Stop()) }()
+	key := setupAcme(c)
+	const n = 6000
+	var csv strings.Builder
+	csv.WriteString("channel,external_id,name,plan\n")
+	for i := range n {
+		fmt.Fprintf(&csv, "sandbox,b%05d,B %d,Basic\n", i, i)
+	}
+	req, err := http.NewRequest("POST", c.base+"/v1/bots/acme/contacts/import", strings.NewReader(csv.String()))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "text/csv")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+
+	acc := c.must("POST", "/v1/bots/acme/triggers", key, `{"flow":"welcome","channel":"sandbox","audience":{"everyone":true}}`, 202)
+	id := acc["trigger_id"].(string)
+	ctx := context.Background()
+	require.Eventually(t, func() bool {
+		tr, err := d.Store.GetTrigger(ctx, "acme", id)
+		return err == nil && tr.Counters.RunsCreated >= 1000
+	}, 60*time.Second, 5*time.Millisecond, "the fan-out started")
+	faulty.broken.Store(true)
+	tr, err := d.Store.GetTrigger(ctx, "acme", id)
+	require.NoError(t, err)
+	require.NotEqual(t, store.TriggerDone, tr.Status, "the fan-out finished before the outage: nothing was tested")
+	// Long enough for the trigger's message to go past MaxDeliver (10
+	// deliveries at a 100 ms backoff cap): refusals keep coming.
+	require.Eventually(t, func() bool { return faulty.refused.Load() >= 200 }, 2*time.Minute, 20*time.Millisecond)
+	time.Sleep(3 * time.Second)
+	faulty.broken.Store(false)
+
+	require.Eventually(t, func() bool {
+		tr, err := d.Store.GetTrigger(ctx, "acme", id)
+		return err == nil && tr.Status == store.TriggerDone
+	}, 2*time.Minute, 50*time.Millisecond, "the fan-out finished after the outage")
+	tr, err = d.Store.GetTrigger(ctx, "acme", id)
+	require.NoError(t, err)
+	require.EqualValues(t, n, tr.Counters.Targeted)
+	require.EqualValues(t, n, tr.Counters.RunsCreated, "exactly one run per contact")
+	dlq, err := d.Bus.JetStream().Stream(ctx, bus.StreamDLQ)
+	require.NoError(t, err)
+	require.Zero(t, dlq.CachedInfo().State.Msgs, "nothing was dead-lettered")
+	t.Logf("%d writes refused during the outage", faulty.refused.Load())
 }

@@ -69,7 +69,12 @@ func ErrorKind(err error) string {
 // observe records one operation that started at start and ended with err.
 func (s *Store) observe(op string, start time.Time, err error) {
 	opSeconds.WithLabelValues(s.adapter, op).Observe(time.Since(start).Seconds())
-	s.outages.Observe(isWrite(op), err)
+	if op != "PingWrite" {
+		// The probe is store.Writable's other half: a probe that slips
+		// through a full disk (a small write) must not clear what real
+		// writes saw.
+		s.outages.Observe(isWrite(op), err)
+	}
 	if err != nil {
 		opErrors.WithLabelValues(s.adapter, op, ErrorKind(err)).Inc()
 	}
@@ -282,7 +287,7 @@ var _ store.Store = (*Store)(nil)
 // isWrite reports whether the operation named op writes.
 func isWrite(op string) bool {
 	for _, read := range []string{"Get", "List", "Stream", "Due", "Waiting", "Ping"} {
-		if strings.HasPrefix(op, read) && op != "PingWrite" {
+		if strings.HasPrefix(op, read) {
 			return false
 		}
 	}

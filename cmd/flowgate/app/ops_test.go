@@ -1,0 +1,79 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/store"
+	"github.com/flowgate/flowgate/shared/store/sqlite"
+)
+
+// unwritable refuses writes while broken (PingWrite stands for them all).
+type unwritable struct {
+	store.Store
+	broken atomic.Bool
+}
+
+func (u *unwritable) PingWrite(ctx context.Context) error {
+	if u.broken.Load() {
+		return fmt.Errorf("%w: injected: read-only file system", store.ErrUnavailable)
+	}
+	return u.Store.(store.WriteProber).PingWrite(ctx)
+}
+
+// The orchestrator's and channel workers' /readyz answers 503 while the
+// store refuses writes, though it still answers reads and pings.
+func TestOpsReadyzFollowsStoreWrites(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
+	require.NoError(t, err)
+	defer e.Shutdown()
+	nc, err := e.Connect()
+	require.NoError(t, err)
+	defer nc.Close()
+	b, err := bus.New(ctx, nc, bus.Config{Source: "/test"})
+	require.NoError(t, err)
+	sq, err := sqlite.Open(ctx, t.TempDir())
+	require.NoError(t, err)
+	defer sq.Close()
+	st := &unwritable{Store: sq}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	done := make(chan error, 1)
+	go func() {
+		done <- serveOps(ctx, addr, b, instrumentStore(Config{}, st), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	ready := func() (int, string) {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	require.Eventually(t, func() bool { code, _ := ready(); return code == 200 }, 10*time.Second, 10*time.Millisecond)
+	st.broken.Store(true)
+	code, body := ready()
+	require.Equal(t, 503, code)
+	require.JSONEq(t, `{"checks":{"nats":"ok","store":"unavailable"}}`, body)
+	require.NoError(t, st.Ping(ctx), "the store still answers pings: only the write probe sees it")
+	st.broken.Store(false)
+	code, _ = ready()
+	require.Equal(t, 200, code)
+	cancel()
+	require.NoError(t, <-done)
+}
