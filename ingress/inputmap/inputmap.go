@@ -219,7 +219,11 @@ func (m *Mapping) Apply(body []byte, headers map[string]string) (Result, error) 
 	if _, ok := data.(map[string]any); !ok && data != nil {
 		return r, &Error{Field: "input.data", Message: fmt.Sprintf("the data is %s, not an object", describe(data))}
 	}
-	if data != nil {
+	if data != nil && m.data == nil {
+		// The whole body, byte for byte: numbers keep their precision
+		// (inside expressions they are float64).
+		r.Data = append(json.RawMessage(nil), bytes.TrimSpace(body)...)
+	} else if data != nil {
 		if r.Data, err = json.Marshal(data); err != nil {
 			return r, &Error{Field: "input.data", Message: "the data cannot be encoded as JSON: " + err.Error()}
 		}
@@ -292,7 +296,7 @@ func describe(v any) string {
 	case string:
 		return "an empty string"
 	case float64, int, int64:
-		return "a number that is not an integer"
+		return "a number that is not an exact integer (a fraction, or beyond 2^53)"
 	case bool:
 		return "a boolean"
 	case map[string]any:

@@ -23,6 +23,14 @@ func TestApply(t *testing.T) {
 	require.JSONEq(t, payment, string(r.Data), "no data mapping: the whole body")
 	require.Equal(t, "ORD-1001", r.IdempotencyKey)
 
+	// The default data is the body as sent: a large integer keeps its digits.
+	big := `{"userId":"+31612345678","orderId":12345678901234567891}`
+	plain, err := inputmap.Compile(inputmap.Spec{User: "body.userId"})
+	require.NoError(t, err)
+	r, err = plain.Apply([]byte(big), nil)
+	require.NoError(t, err)
+	require.Equal(t, big, string(r.Data))
+
 	m, err = inputmap.Compile(inputmap.Spec{User: "body.customer.phone", Name: "upper(trim(body.customer.first)) + ' (' + (headers['x-shop'] ?? 'web') + ')'",
 		Data: "{amount: body.amount, orderId: body.orderId}"})
 	require.NoError(t, err)
@@ -50,6 +58,7 @@ func TestApplyRefusals(t *testing.T) {
 		{inputmap.Spec{User: "body[0]"}, `["+31612345678"]`, "input.data"}, // the default data, an array
 		{inputmap.Spec{User: "body.userId"}, `["+31612345678"]`, "input.user"},
 		{inputmap.Spec{User: "body.userId", IdempotencyKey: "body.customer"}, payment, "input.idempotency_key"},
+		{inputmap.Spec{User: "body.userId", IdempotencyKey: "body.n"}, `{"userId":"1","n":12345678901234567891}`, "input.idempotency_key"}, // beyond 2^53
 		{inputmap.Spec{User: "body.userId"}, `{"userId":"1"} trailing`, "body"},
 		{inputmap.Spec{User: "body.userId"}, `not json`, "body"},
 	}
