@@ -79,8 +79,8 @@ func (o *Orchestrator) awaitDrain(ctx context.Context, t events.Trigger, size in
 		return nil
 	}
 	ch := fanOutChannel(t)
-	if ch == "" {
-		return nil
+	if ch == "" || ch == events.ChannelSandbox || !events.KnownChannel(ch) {
+		return nil // several channels, or not paced: nothing to bound by
 	}
 	bot, err := o.store.GetBot(ctx, t.BotID)
 	if err != nil {

@@ -252,8 +252,8 @@ func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, maxDeliver int, h H
 	}
 	result := "ack"
 	defer func() {
-		consumed.WithLabelValues(spec.Durable, result).Inc()
-		handleSeconds.WithLabelValues(spec.Durable).Observe(time.Since(start).Seconds())
+		consumed.WithLabelValues(spec.metricName(), result).Inc()
+		handleSeconds.WithLabelValues(spec.metricName()).Observe(time.Since(start).Seconds())
 	}()
 	if err == nil {
 		// DoubleAck: the handler's effect is stored; make sure the ack is
@@ -380,7 +380,7 @@ func (b *Bus) deadLetter(ctx context.Context, spec ConsumerSpec, raw jetstream.M
 		_ = raw.NakWithDelay(5 * time.Second)
 		return
 	}
-	deadLettered.WithLabelValues(spec.Durable).Inc()
+	deadLettered.WithLabelValues(spec.metricName()).Inc()
 	b.log.Warn("message dead-lettered", "consumer", spec.Durable, "subject", raw.Subject(), "reason", reason.Error())
 	_ = raw.TermWithReason(truncate(reason.Error(), 256))
 }

@@ -104,6 +104,17 @@ type ConsumerSpec struct {
 	// InactiveThreshold, when set, lets the server delete the consumer
 	// after that long without a pull (per-lane outbound consumers).
 	InactiveThreshold time.Duration
+	// MetricName is the consumer label of the bus metrics (default
+	// Durable): the per-lane outbound consumers of a channel share
+	// "channel-<channel>", so that the label stays bounded.
+	MetricName string
+}
+
+func (s *ConsumerSpec) metricName() string {
+	if s.MetricName != "" {
+		return s.MetricName
+	}
+	return s.Durable
 }
 
 func (s *ConsumerSpec) config() jetstream.ConsumerConfig {
@@ -187,17 +198,19 @@ func LegacyOutboundConsumer(channel string) string { return "channel-" + channel
 // ten minutes without a pull; a worker creates it again when the subject
 // has messages.
 func OutboundLaneConsumer(subject string, maxAckPending int) ConsumerSpec {
-	durable := "out"
+	durable, metric := "out", "channel-outbound"
 	if ch, bot, lane, ok := events.ParseOutboundSubject(subject); ok {
+		metric = LegacyOutboundConsumer(ch)
 		durable += "-" + ch + "-" + bot
 		if subject != events.SubjectOutbound+"."+ch+"."+bot { // a legacy subject has no lane token
 			durable += "-" + lane
 		}
 	}
 	return ConsumerSpec{
-		Stream:  StreamOutbound,
-		Durable: durable,
-		Filters: []string{subject},
+		Stream:     StreamOutbound,
+		Durable:    durable,
+		Filters:    []string{subject},
+		MetricName: metric,
 		// Providers can be slow or down for a while: retry for longer.
 		// Waiting for a pacing slot never counts here: the runner waits
 		// inside the handler (docs/channels.md).

@@ -135,9 +135,12 @@ func (r *Runner) startLane(ctx context.Context, subject string, wg *sync.WaitGro
 		}, bus.ConsumeOptions{
 			Workers:  size.workers,
 			Prefetch: size.prefetch,
-			// A bundle waiting for its worker (behind one that waits for
-			// the account's pacing) is kept, never redelivered for it.
-			KeepFetched: true,
+			// A bundle of a paced lane waiting for its worker (behind one
+			// that waits for the account's pacing) is kept, never
+			// redelivered for it. A lane fetching Prefetch (an account
+			// faster than Prefetch per Horizon, or unpaced) drains what it
+			// fetches within Horizon and keeps the free-running pull.
+			KeepFetched: size.paced,
 			// One contact's bundles go to one worker: they are sent in order.
 			Key: func(m bus.Message) string { return m.Event.Subject() },
 		})
@@ -152,6 +155,8 @@ func (r *Runner) startLane(ctx context.Context, subject string, wg *sync.WaitGro
 // and handles at once.
 type laneSizing struct {
 	prefetch, workers int
+	// paced: the prefetch is bound by the account's rate.
+	paced bool
 }
 
 // laneSize sizes a lane by its account's rate: about Horizon of sends
@@ -164,7 +169,7 @@ func (r *Runner) laneSize(ctx context.Context, botID string) laneSizing {
 	if !math.IsInf(rate, 1) {
 		n = min(n, max(1, int(math.Ceil(rate*r.cfg.Horizon.Seconds()))))
 	}
-	return laneSizing{prefetch: n, workers: min(n, r.cfg.Workers)}
+	return laneSizing{prefetch: n, workers: min(n, r.cfg.Workers), paced: n < r.cfg.Prefetch}
 }
 
 // accountRate is the rate the bot's account on this channel is paced at

@@ -34,14 +34,24 @@ type triggerResource struct {
 	} `json:"delivery"`
 }
 
+// getTrigger reads the trigger resource; a trigger not taken by the
+// orchestrator yet (404) reads as the zero resource. It is called from
+// require.Eventually's goroutine: it reports, never stops the test.
 func getTrigger(t *testing.T, c client, bot, key, id string) triggerResource {
 	t.Helper()
 	code, body := c.call("GET", "/v1/bots/"+bot+"/triggers/"+id, key, "")
-	require.Equal(t, 200, code, string(body))
 	var out struct {
 		Trigger triggerResource `json:"trigger"`
 	}
-	require.NoError(t, json.Unmarshal(body, &out))
+	switch {
+	case code == 404:
+	case code != 200:
+		t.Errorf("GET trigger: %d %s", code, body)
+	default:
+		if err := json.Unmarshal(body, &out); err != nil {
+			t.Errorf("GET trigger: %v", err)
+		}
+	}
 	return out.Trigger
 }
 
@@ -73,9 +83,9 @@ func TestBroadcastPauseResumeWithBackPressure(t *testing.T) {
 	maxQueued := uint64(0)
 	subject := events.OutboundSubject(events.ChannelWhatsApp, "camp", events.LaneBulk)
 	sample := func() {
-		q, err := d.Bus.Queued(context.Background(), bus.StreamOutbound, subject)
-		require.NoError(t, err)
-		maxQueued = max(maxQueued, q)
+		if q, err := d.Bus.Queued(context.Background(), bus.StreamOutbound, subject); err == nil {
+			maxQueued = max(maxQueued, q)
+		}
 	}
 	var running triggerResource
 	require.Eventually(t, func() bool {
