@@ -118,8 +118,17 @@ func TestNATSClusterWithServiceUsers(t *testing.T) {
 	var urls []string
 	for i := range 3 {
 		conf := renderNATSConf(t, root, filepath.Join(tmp, fmt.Sprintf("nats-%d", i+1)), "cluster.conf", clients[i], monitors[i], routes[i], routes)
-		startProc(t, tmp, fmt.Sprintf("nats-%d", i+1), append(env, fmt.Sprintf("NATS_SERVER_NAME=nats-%d", i+1)), natsServer, "-c", conf)
+		p := startProc(t, tmp, fmt.Sprintf("nats-%d", i+1), append(env, fmt.Sprintf("NATS_SERVER_NAME=nats-%d", i+1)), natsServer, "-c", conf)
 		urls = append(urls, "nats://"+clients[i])
+		defer func() {
+			if t.Failed() {
+				t.Logf("%s:\n%s", p.name, p.tail(20))
+			}
+		}()
+	}
+	for i, m := range monitors {
+		waitHTTP(t, "http://"+m+"/varz", 60*time.Second)
+		_ = i
 	}
 	natsURL := strings.Join(urls, ",")
 	passwords := readEnv(t, filepath.Join(root, "deploy", "env", "nats.env.example"))
@@ -191,9 +200,17 @@ func TestNATSClusterWithServiceUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := created.APIKey
-	api.must(http.StatusOK, http.MethodPut, "/v1/bots/ops/flows/hello", key,
-		map[string]any{"steps": []any{map[string]any{"id": "hi", "type": "send", "text": "Hello {{ name }}"}}})
-	api.must(http.StatusOK, http.MethodPut, "/v1/bots/ops/events/HELLO", key, map[string]any{"flow": "hello"})
+	for _, put := range []struct {
+		path string
+		body any
+	}{
+		{"/v1/bots/ops/flows/hello", map[string]any{"steps": []any{map[string]any{"id": "hi", "type": "send", "text": "Hello {{ name }}"}}}},
+		{"/v1/bots/ops/events/HELLO", map[string]any{"flow": "hello"}},
+	} {
+		if code, out := api.do(http.MethodPut, put.path, key, put.body); code != http.StatusOK && code != http.StatusCreated {
+			t.Fatalf("PUT %s: %d %s", put.path, code, out)
+		}
+	}
 	if code, body := api.dispatch(key, "HELLO", "+15550001111", map[string]any{"name": "Cluster"}); code != http.StatusAccepted {
 		t.Fatalf("dispatch: %d %s", code, body)
 	}
@@ -244,6 +261,12 @@ func TestNATSClusterWithServiceUsers(t *testing.T) {
 	for _, p := range procs {
 		if done, err := p.exited(); done {
 			t.Errorf("%s exited: %v\n%s", p.name, err, p.tail(30))
+		}
+		// A subject missing from a user's permissions shows in its log
+		// even when the service works around it (metrics, retries).
+		log, _ := os.ReadFile(p.log)
+		if strings.Contains(strings.ToLower(string(log)), "permissions violation") {
+			t.Errorf("%s met a permissions violation:\n%s", p.name, p.tail(30))
 		}
 	}
 }
