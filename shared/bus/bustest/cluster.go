@@ -30,7 +30,7 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// StartCluster starts n nodes (named n1…) and waits until JetStream has a
+// StartCluster starts n nodes (named n1…; n = 1 is a plain server) and waits until JetStream has a
 // meta leader. The nodes stop when the test ends. opts adjust each node's
 // options (e.g. SyncAlways, SyncInterval) before it starts.
 func StartCluster(t testing.TB, n int, opts ...func(*server.Options)) *Cluster {
@@ -57,6 +57,11 @@ func StartCluster(t testing.TB, n int, opts ...func(*server.Options)) *Cluster {
 				Port: ports[i],
 			},
 			Routes: server.RoutesFromStr(strings.Join(routes, ",")),
+		}
+		if n == 1 {
+			// One node: a plain server (a cluster of one never elects a
+			// JetStream meta leader).
+			so.Cluster, so.Routes = server.ClusterOpts{}, nil
 		}
 		for _, o := range opts {
 			o(so)
