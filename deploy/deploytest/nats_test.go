@@ -109,6 +109,7 @@ type deployedCluster struct {
 	natsServer string
 	env        []string
 	confs      []string
+	monitors   []string
 	nats       []*proc
 	urls       string
 	js         jetstream.JetStream
@@ -145,6 +146,7 @@ func startDeployedCluster(t *testing.T) *deployedCluster {
 	for _, m := range monitors {
 		waitHTTP(t, "http://"+m+"/varz", 60*time.Second)
 	}
+	c.monitors = monitors
 	c.urls = strings.Join(urls, ",")
 	passwords := readEnv(t, filepath.Join(root, "deploy", "env", "nats.env.example"))
 
