@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 )
 
 // natsEnv is the NATS servers' environment from deploy/env/nats.env.example.
@@ -157,19 +159,7 @@ func startDeployedCluster(t *testing.T) *deployedCluster {
 		t.Fatal(err)
 	}
 	c.js = js
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := js.AccountInfo(ctx)
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the NATS cluster has no JetStream leader: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	bustest.WaitForJetStream(t, js, 60*time.Second)
 
 	// The services, each as its own NATS user.
 	dataDir := filepath.Join(tmp, "data")

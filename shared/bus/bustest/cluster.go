@@ -89,19 +89,7 @@ func StartCluster(t testing.TB, n int, opts ...func(*server.Options)) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := js.AccountInfo(ctx)
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bustest: JetStream cluster not ready: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	WaitForJetStream(t, js, 60*time.Second)
 	return c
 }
 
@@ -125,4 +113,23 @@ func (c *Cluster) Connect(t testing.TB) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// WaitForJetStream waits until JetStream answers (a cluster has elected its
+// meta leader), failing the test after timeout.
+func WaitForJetStream(t testing.TB, js jetstream.JetStream, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := js.AccountInfo(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bustest: JetStream not ready after %s: %v", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
