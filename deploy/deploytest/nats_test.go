@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 )
 
 // natsEnv is the NATS servers' environment from deploy/env/nats.env.example.
@@ -98,59 +100,66 @@ func renderNATSConf(t *testing.T, root, dir, file string, client, monitor, route
 	return path
 }
 
-// TestNATSClusterWithServiceUsers runs the deployment's NATS as compose
-// does — three nats-server processes from deploy/nats/cluster.conf with the
-// users of auth.conf — and the Flowgate services as separate processes,
-// each with its own user from deploy/env and FLOWGATE_NATS_REPLICAS=3. A
-// trigger goes through to the sandbox; the streams and the pacer's bucket
-// are R3; anonymous clients and a service publishing outside its subjects
-// are refused.
-func TestNATSClusterWithServiceUsers(t *testing.T) {
+// deployedCluster is the deployment's NATS run as compose runs it — three
+// nats-server processes from deploy/nats/cluster.conf with the users of
+// auth.conf — and the Flowgate services as separate processes, each with
+// its own user from deploy/env and FLOWGATE_NATS_REPLICAS=3, with a bot
+// "ops" whose event HELLO sends "Hello {{ name }}" on the sandbox.
+type deployedCluster struct {
+	t          *testing.T
+	tmp        string
+	natsServer string
+	env        []string
+	confs      []string
+	monitors   []string
+	nats       []*proc
+	urls       string
+	js         jetstream.JetStream
+	services   []*proc
+	api        apiClient
+	key        string
+}
+
+func startDeployedCluster(t *testing.T) *deployedCluster {
+	t.Helper()
 	root := repoRoot(t)
 	tmp := t.TempDir()
 	flowgate, natsServer := buildBinaries(t, root, tmp)
+	c := &deployedCluster{t: t, tmp: tmp, natsServer: natsServer, env: natsEnv(t, root)}
 
 	clients, monitors, routes := make([]string, 3), make([]string, 3), make([]string, 3)
 	for i := range 3 {
 		clients[i], monitors[i], routes[i] = freePort(t), freePort(t), freePort(t)
 	}
-	env := natsEnv(t, root)
 	var urls []string
 	for i := range 3 {
-		conf := renderNATSConf(t, root, filepath.Join(tmp, fmt.Sprintf("nats-%d", i+1)), "cluster.conf", clients[i], monitors[i], routes[i], routes)
-		startProc(t, tmp, fmt.Sprintf("nats-%d", i+1), append(env, fmt.Sprintf("NATS_SERVER_NAME=nats-%d", i+1)), natsServer, "-c", conf)
+		c.confs = append(c.confs, renderNATSConf(t, root, filepath.Join(tmp, fmt.Sprintf("nats-%d", i+1)), "cluster.conf", clients[i], monitors[i], routes[i], routes))
+		c.nats = append(c.nats, nil)
+		c.startNATS(i)
 		urls = append(urls, "nats://"+clients[i])
 	}
-	natsURL := strings.Join(urls, ",")
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range append(c.nats, c.services...) {
+				t.Logf("%s:\n%s", p.name, p.tail(20))
+			}
+		}
+	})
+	for _, m := range monitors {
+		waitHTTP(t, "http://"+m+"/varz", 60*time.Second)
+	}
+	c.monitors = monitors
+	c.urls = strings.Join(urls, ",")
 	passwords := readEnv(t, filepath.Join(root, "deploy", "env", "nats.env.example"))
 
 	// The cluster answers JetStream requests once it has a meta leader.
-	admin := connectNATS(t, natsURL, nats.UserInfo("admin", passwords["NATS_ADMIN_PASSWORD"]))
+	admin := connectNATS(t, c.urls, nats.UserInfo("admin", passwords["NATS_ADMIN_PASSWORD"]), nats.MaxReconnects(-1))
 	js, err := jetstream.New(admin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := js.AccountInfo(ctx)
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the NATS cluster has no JetStream leader: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-
-	// No anonymous access.
-	if nc, err := nats.Connect(natsURL, nats.Timeout(2*time.Second), nats.MaxReconnects(0)); err == nil {
-		nc.Close()
-		t.Error("an anonymous client connected")
-	} else if !strings.Contains(strings.ToLower(err.Error()), "authorization") {
-		t.Errorf("anonymous connect: %v, want an authorization error", err)
-	}
+	c.js = js
+	bustest.WaitForJetStream(t, js, 60*time.Second)
 
 	// The services, each as its own NATS user.
 	dataDir := filepath.Join(tmp, "data")
@@ -158,54 +167,85 @@ func TestNATSClusterWithServiceUsers(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := []string{
-		"FLOWGATE_NATS_URL=" + natsURL,
+		"FLOWGATE_NATS_URL=" + c.urls,
 		"FLOWGATE_NATS_REPLICAS=3",
 		"FLOWGATE_DATA_DIR=" + dataDir,
 		"FLOWGATE_ADMIN_KEY=" + adminKey,
-		"FLOWGATE_MONGODB_URI=", // SQLite: this test is about NATS
+		"FLOWGATE_MONGODB_URI=", // SQLite: these tests are about NATS
 	}
 	serviceEnv := func(name string) []string {
 		vars := readEnv(t, filepath.Join(root, "deploy", "env", name+".env.example"))
 		return append(append([]string{}, base...), "FLOWGATE_NATS_USER="+vars["FLOWGATE_NATS_USER"], "FLOWGATE_NATS_PASSWORD="+vars["FLOWGATE_NATS_PASSWORD"])
 	}
 	ingressAddr := freePort(t)
-	var procs []*proc
 	ingress := startProc(t, tmp, "ingress", append(serviceEnv("ingress"), "FLOWGATE_HTTP_ADDR="+ingressAddr), flowgate, "ingress")
-	procs = append(procs, ingress)
-	waitHTTP(t, "http://"+ingressAddr+"/readyz", 60*time.Second, procs...)
+	c.services = append(c.services, ingress)
+	waitHTTP(t, "http://"+ingressAddr+"/readyz", 60*time.Second, c.services...)
 	// One at a time: the processes share the SQLite data directory.
 	for _, svc := range [][]string{{"orchestrator"}, {"channel", "sandbox"}, {"channel", "whatsapp"}} {
 		name := strings.Join(svc, "-")
 		addr := freePort(t)
 		p := startProc(t, tmp, name, append(serviceEnv(name), "FLOWGATE_METRICS_ADDR="+addr), flowgate, svc...)
-		procs = append(procs, p)
-		waitHTTP(t, "http://"+addr+"/readyz", 60*time.Second, procs...)
+		c.services = append(c.services, p)
+		waitHTTP(t, "http://"+addr+"/readyz", 60*time.Second, c.services...)
 	}
 
-	// A trigger through the pipeline.
-	api := apiClient{t: t, base: "http://" + ingressAddr}
+	c.api = apiClient{t: t, base: "http://" + ingressAddr}
 	var created struct {
 		APIKey string `json:"api_key"`
 	}
-	if err := json.Unmarshal(api.must(http.StatusCreated, http.MethodPost, "/v1/bots", adminKey, map[string]any{"id": "ops", "name": "Ops"}), &created); err != nil {
+	if err := json.Unmarshal(c.api.must(http.StatusCreated, http.MethodPost, "/v1/bots", adminKey, map[string]any{"id": "ops", "name": "Ops"}), &created); err != nil {
 		t.Fatal(err)
 	}
-	key := created.APIKey
-	api.must(http.StatusOK, http.MethodPut, "/v1/bots/ops/flows/hello", key,
-		map[string]any{"steps": []any{map[string]any{"id": "hi", "type": "send", "text": "Hello {{ name }}"}}})
-	api.must(http.StatusOK, http.MethodPut, "/v1/bots/ops/events/HELLO", key, map[string]any{"flow": "hello"})
-	if code, body := api.dispatch(key, "HELLO", "+15550001111", map[string]any{"name": "Cluster"}); code != http.StatusAccepted {
+	c.key = created.APIKey
+	for _, put := range []struct {
+		path string
+		body any
+	}{
+		{"/v1/bots/ops/flows/hello", map[string]any{"steps": []any{map[string]any{"id": "hi", "type": "send", "text": "Hello {{ name }}"}}}},
+		{"/v1/bots/ops/events/HELLO", map[string]any{"flow": "hello"}},
+	} {
+		if code, out := c.api.do(http.MethodPut, put.path, c.key, put.body); code != http.StatusOK && code != http.StatusCreated {
+			t.Fatalf("PUT %s: %d %s", put.path, code, out)
+		}
+	}
+	return c
+}
+
+// startNATS starts (or restarts, on its own store) node i.
+func (c *deployedCluster) startNATS(i int) {
+	name := fmt.Sprintf("nats-%d", i+1)
+	c.nats[i] = startProc(c.t, c.tmp, name, append(c.env, "NATS_SERVER_NAME="+name), c.natsServer, "-c", c.confs[i])
+}
+
+// TestNATSClusterWithServiceUsers: on the deployed cluster a trigger goes
+// through to the sandbox; the streams and the pacer's bucket are R3;
+// anonymous clients and a service publishing outside its subjects are
+// refused; no service meets a permissions violation.
+func TestNATSClusterWithServiceUsers(t *testing.T) {
+	root := repoRoot(t)
+	c := startDeployedCluster(t)
+
+	// No anonymous access.
+	if nc, err := nats.Connect(c.urls, nats.Timeout(2*time.Second), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Error("an anonymous client connected")
+	} else if !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+		t.Errorf("anonymous connect: %v, want an authorization error", err)
+	}
+
+	if code, body := c.api.dispatch(c.key, "HELLO", "+15550001111", map[string]any{"name": "Cluster"}); code != http.StatusAccepted {
 		t.Fatalf("dispatch: %d %s", code, body)
 	}
-	waitSandbox(t, api, key, "+15550001111", "Hello Cluster")
+	waitSandbox(t, c.api, c.key, "+15550001111", "Hello Cluster")
 
 	// Every stream, and the pacer's bucket (created by the WhatsApp
 	// worker), has three replicas.
 	ctx := context.Background()
-	names := js.StreamNames(ctx)
+	names := c.js.StreamNames(ctx)
 	n := 0
 	for name := range names.Name() {
-		s, err := js.Stream(ctx, name)
+		s, err := c.js.Stream(ctx, name)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,7 +262,7 @@ func TestNATSClusterWithServiceUsers(t *testing.T) {
 	// publish outbound messages (only the orchestrator does).
 	ing := readEnv(t, filepath.Join(root, "deploy", "env", "ingress.env.example"))
 	violation := make(chan error, 1)
-	nc := connectNATS(t, natsURL, nats.UserInfo(ing["FLOWGATE_NATS_USER"], ing["FLOWGATE_NATS_PASSWORD"]),
+	nc := connectNATS(t, c.urls, nats.UserInfo(ing["FLOWGATE_NATS_USER"], ing["FLOWGATE_NATS_PASSWORD"]),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
 			case violation <- err:
@@ -241,9 +281,21 @@ func TestNATSClusterWithServiceUsers(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Error("the ingress user published to flowgate.outbound without a permissions violation")
 	}
-	for _, p := range procs {
+	c.checkServices()
+}
+
+// checkServices fails the test when a service exited or met a permissions
+// violation (a subject missing from its user shows in its log even when
+// the service works around it).
+func (c *deployedCluster) checkServices() {
+	c.t.Helper()
+	for _, p := range c.services {
 		if done, err := p.exited(); done {
-			t.Errorf("%s exited: %v\n%s", p.name, err, p.tail(30))
+			c.t.Errorf("%s exited: %v\n%s", p.name, err, p.tail(30))
+		}
+		log, _ := os.ReadFile(p.log)
+		if strings.Contains(strings.ToLower(string(log)), "permissions violation") {
+			c.t.Errorf("%s met a permissions violation:\n%s", p.name, p.tail(30))
 		}
 	}
 }

@@ -30,7 +30,7 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// StartCluster starts n nodes (named n1…) and waits until JetStream has a
+// StartCluster starts n nodes (named n1…; n = 1 is a plain server) and waits until JetStream has a
 // meta leader. The nodes stop when the test ends. opts adjust each node's
 // options (e.g. SyncAlways, SyncInterval) before it starts.
 func StartCluster(t testing.TB, n int, opts ...func(*server.Options)) *Cluster {
@@ -58,6 +58,11 @@ func StartCluster(t testing.TB, n int, opts ...func(*server.Options)) *Cluster {
 			},
 			Routes: server.RoutesFromStr(strings.Join(routes, ",")),
 		}
+		if n == 1 {
+			// One node: a plain server (a cluster of one never elects a
+			// JetStream meta leader).
+			so.Cluster, so.Routes = server.ClusterOpts{}, nil
+		}
 		for _, o := range opts {
 			o(so)
 		}
@@ -84,19 +89,7 @@ func StartCluster(t testing.TB, n int, opts ...func(*server.Options)) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := js.AccountInfo(ctx)
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bustest: JetStream cluster not ready: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	WaitForJetStream(t, js, 60*time.Second)
 	return c
 }
 
@@ -120,4 +113,23 @@ func (c *Cluster) Connect(t testing.TB) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// WaitForJetStream waits until JetStream answers (a cluster has elected its
+// meta leader), failing the test after timeout.
+func WaitForJetStream(t testing.TB, js jetstream.JetStream, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := js.AccountInfo(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bustest: JetStream not ready after %s: %v", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -1,0 +1,236 @@
+package deploytest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// dispatchResult is one answer the load client recorded.
+type dispatchResult struct {
+	user string
+	code int // 0: no answer (transport error)
+	at   time.Time
+}
+
+// dispatchLoad runs workers closed-loop clients dispatching HELLO, each to
+// a new user, until stop is closed; every answer is recorded.
+func dispatchLoad(c *deployedCluster, workers int, stop <-chan struct{}) <-chan []dispatchResult {
+	out := make(chan []dispatchResult, 1)
+	var mu sync.Mutex
+	var all []dispatchResult
+	var seq atomic.Int64
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 30 * time.Second}
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				user := fmt.Sprintf("+1556%07d", seq.Add(1))
+				body, _ := json.Marshal(map[string]any{"from": user, "name": user})
+				req, _ := http.NewRequest(http.MethodPost, c.api.base+"/v1/bots/ops/dispatch/HELLO", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+c.key)
+				r := dispatchResult{user: user}
+				if resp, err := client.Do(req); err == nil {
+					r.code = resp.StatusCode
+					resp.Body.Close()
+				}
+				r.at = time.Now()
+				mu.Lock()
+				all = append(all, r)
+				mu.Unlock()
+				if r.code != http.StatusAccepted {
+					time.Sleep(50 * time.Millisecond) // a refused client retries a little later
+				}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		out <- all
+	}()
+	return out
+}
+
+// sandboxCounts is how many sandbox messages each user received.
+func sandboxCounts(c *deployedCluster) (map[string]int, error) {
+	counts := map[string]int{}
+	after := int64(0)
+	for {
+		code, body := c.api.do(http.MethodGet, "/v1/bots/ops/sandbox/messages?limit=10000&after="+strconv.FormatInt(after, 10), c.key, nil)
+		if code != http.StatusOK {
+			return nil, fmt.Errorf("sandbox messages: %d %s", code, body)
+		}
+		var page struct {
+			Messages []struct {
+				Seq  int64  `json:"seq"`
+				To   string `json:"to"`
+				Text string `json:"text"`
+			} `json:"messages"`
+		}
+		if err := json.Unmarshal(body, &page); err != nil {
+			return nil, err
+		}
+		if len(page.Messages) == 0 {
+			return counts, nil
+		}
+		for _, m := range page.Messages {
+			if strings.HasPrefix(m.To, "+1556") {
+				counts[m.To]++
+			}
+			after = max(after, m.Seq)
+		}
+	}
+}
+
+// TestClusterStreamLeaderKilledUnderLoad: under steady dispatch load the
+// NATS server leading the triggers stream is SIGKILLed, and restarted on
+// its own store later. Every dispatch answered 202 gets exactly one run and
+// one message, nothing is sent twice, and the ingress's longest stretch
+// without a 202 is reported (the issue's target is 5 s; the test fails
+// only beyond 30 s, a bound a loaded CI machine keeps).
+func TestClusterStreamLeaderKilledUnderLoad(t *testing.T) {
+	c := startDeployedCluster(t)
+	ctx := context.Background()
+
+	stop := make(chan struct{})
+	results := dispatchLoad(c, 8, stop)
+	time.Sleep(5 * time.Second)
+
+	s, err := c.js.Stream(ctx, "FLOWGATE_TRIGGERS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := ""
+	if ci := s.CachedInfo().Cluster; ci != nil {
+		leader = ci.Leader
+	}
+	victim := -1
+	for i := range c.nats {
+		if c.nats[i].name == leader {
+			victim = i
+		}
+	}
+	if victim < 0 {
+		close(stop)
+		<-results
+		t.Fatalf("no leader among the nodes for FLOWGATE_TRIGGERS: %q", leader)
+	}
+	killedAt := time.Now()
+	_ = c.nats[victim].cmd.Process.Kill() // SIGKILL: no shutdown, no flush
+	_, _ = c.nats[victim].exited()
+	t.Logf("killed %s, the leader of FLOWGATE_TRIGGERS", leader)
+	time.Sleep(8 * time.Second)
+	c.startNATS(victim)
+	t.Logf("restarted %s after %s", leader, time.Since(killedAt).Round(time.Millisecond))
+	time.Sleep(8 * time.Second)
+	close(stop)
+	all := <-results
+
+	checkLoadOutcome(t, c, all)
+	c.checkServices()
+}
+
+// checkLoadOutcome: every dispatch was answered 202 or 503; every 202 got
+// exactly one message, a 503 at most one; the longest stretch without a 202
+// is reported and bounded.
+func checkLoadOutcome(t *testing.T, c *deployedCluster, all []dispatchResult) {
+	t.Helper()
+	sort.Slice(all, func(i, j int) bool { return all[i].at.Before(all[j].at) })
+	accepted := map[string]bool{}
+	refused := 0
+	var lastOK time.Time
+	longest := time.Duration(0)
+	for _, r := range all {
+		if r.code == http.StatusAccepted {
+			accepted[r.user] = true
+			if !lastOK.IsZero() && r.at.Sub(lastOK) > longest {
+				longest = r.at.Sub(lastOK)
+			}
+			lastOK = r.at
+			continue
+		}
+		refused++
+		if r.code != http.StatusServiceUnavailable {
+			t.Errorf("dispatch %s answered %d; want 202 or 503", r.user, r.code)
+		}
+	}
+	t.Logf("dispatches: %d answered 202, %d refused; longest stretch without a 202: %s (target 5 s)",
+		len(accepted), refused, longest.Round(time.Millisecond))
+	if len(accepted) == 0 {
+		t.Fatal("nothing was accepted")
+	}
+	if longest > 30*time.Second {
+		t.Errorf("the ingress accepted nothing for %s", longest)
+	}
+
+	// Every accepted dispatch gets its message, exactly once; a refused one
+	// at most once (a 503 may follow a publish whose outcome was unknown).
+	var counts map[string]int
+	deadline := time.Now().Add(180 * time.Second)
+	for {
+		var err error
+		counts, err = sandboxCounts(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		missing := 0
+		for u := range accepted {
+			if counts[u] == 0 {
+				missing++
+			}
+		}
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d accepted dispatches have no message after 3 minutes", missing, len(accepted))
+		}
+		time.Sleep(time.Second)
+	}
+	for u, n := range counts {
+		if n > 1 {
+			t.Errorf("%s received %d messages, want 1", u, n)
+		}
+	}
+}
+
+// TestClusterRollingRestartUnderLoad: under steady dispatch load every NATS
+// server is restarted in turn (SIGTERM, then started again on its own
+// store), as an upgrade would; the same invariants hold.
+func TestClusterRollingRestartUnderLoad(t *testing.T) {
+	c := startDeployedCluster(t)
+	stop := make(chan struct{})
+	results := dispatchLoad(c, 8, stop)
+	time.Sleep(4 * time.Second)
+	for i := range c.nats {
+		c.nats[i].stop()
+		time.Sleep(2 * time.Second)
+		c.startNATS(i)
+		// The next node goes only once this one has rejoined and caught up
+		// (its /healthz answers 200 once its JetStream assets are current):
+		// with two nodes down at once R3 streams stop accepting.
+		waitHTTP(t, "http://"+c.monitors[i]+"/healthz", 120*time.Second, c.nats[i])
+		t.Logf("restarted %s", c.nats[i].name)
+	}
+	time.Sleep(4 * time.Second)
+	close(stop)
+	checkLoadOutcome(t, c, <-results)
+	c.checkServices()
+}
