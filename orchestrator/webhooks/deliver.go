@@ -123,7 +123,7 @@ func (d *deliverer) handle(ctx context.Context, m bus.Message) error {
 			return fmt.Errorf("webhook %s: stopped", d.sub.ID)
 		default:
 		}
-		err := d.post(ctx, body, attempt)
+		err := d.post(ctx, m.Event.ID(), body, attempt)
 		if err == nil {
 			d.sent.add(m.Event.ID())
 			return nil
@@ -148,7 +148,7 @@ func (d *deliverer) handle(ctx context.Context, m bus.Message) error {
 
 // post makes one attempt. Errors never contain the URL (it may carry
 // credentials) or the secret.
-func (d *deliverer) post(ctx context.Context, body []byte, attempt int) error {
+func (d *deliverer) post(ctx context.Context, id string, body []byte, attempt int) error {
 	ctx, cancel := context.WithTimeout(ctx, d.s.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.sub.URL, bytes.NewReader(body))
@@ -160,6 +160,9 @@ func (d *deliverer) post(ctx context.Context, body []byte, attempt int) error {
 	req.Header.Set("User-Agent", "Flowgate-Webhooks/1")
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
 	req.Header.Set(HeaderSignature, Sign(d.sub.Secret, ts, body))
+	req.Header.Set(HeaderWebhookID, id)
+	req.Header.Set(HeaderWebhookTimestamp, strconv.FormatInt(ts, 10))
+	req.Header.Set(HeaderWebhookSignature, SignStandard([]string{d.sub.Secret, d.sub.PreviousSecret}, id, ts, body))
 	req.Header.Set(HeaderAttempt, strconv.Itoa(attempt))
 	began := time.Now()
 	resp, err := d.s.client.Do(req)
