@@ -53,6 +53,8 @@ func newMgmtEnv(t *testing.T) *mgmtEnv {
 	}
 	_, _, err := st.UpsertContact(ctx, store.ContactUpsert{BotID: "globex", Channel: "sandbox", ExternalID: "g1", NewID: "c-globex", Now: now})
 	require.NoError(t, err)
+	require.NoError(t, st.CreateSubscription(ctx, store.Subscription{ID: "wh_1", BotID: "acme", URL: "https://crm.example.com/hook",
+		Secret: "first-secret-0123456789", EventTypes: []string{"run.status"}, CreatedAt: now}))
 	_, _, err = st.CreateTrigger(ctx, store.Trigger{ID: "tr-1", BotID: "acme", Source: "dispatch", Event: "WELCOME", FlowID: "welcome",
 		Channel: "whatsapp", Status: store.TriggerDone, CreatedAt: now})
 	require.NoError(t, err)
@@ -89,7 +91,13 @@ func (e *mgmtEnv) snapshot() string {
 	require.NoError(e.t, err)
 	runs, _, err := st.ListRuns(ctx, store.RunFilter{BotID: "acme"})
 	require.NoError(e.t, err)
-	b, err := json.Marshal([]any{bot, keys, flows, evs, cs, runs})
+	subs, err := st.ListSubscriptions(ctx, "acme")
+	require.NoError(e.t, err)
+	secrets := []string{}
+	for _, sub := range subs {
+		secrets = append(secrets, sub.Secret, sub.PreviousSecret)
+	}
+	b, err := json.Marshal([]any{bot, keys, flows, evs, cs, runs, subs, secrets})
 	require.NoError(e.t, err)
 	return string(b)
 }
@@ -128,6 +136,8 @@ var mgmtRoutes = []struct {
 	{"POST", "/v1/bots/acme/contacts/c-ann/opt-in", "", "", false},
 	{"GET", "/v1/bots/acme/contacts/c-ann/messages", "", "", false},
 	{"GET", "/v1/bots/acme/runs/run-1/messages", "", "", false},
+	{"POST", "/v1/bots/acme/webhooks/wh_1/rotate-secret", "application/json", `{"secret":"second-secret-0123456789"}`, false},
+	{"DELETE", "/v1/bots/acme/webhooks/wh_1/previous-secret", "", "", false},
 }
 
 // TestManagementAuthMatrix calls every management route with no key, a
@@ -332,6 +342,13 @@ func TestManagementBadInput(t *testing.T) {
 		{"contact: messages bad limit", "GET", "/v1/bots/acme/contacts/c-ann/messages?limit=x", "", "", 422, "invalid", "limit"},
 		{"run: messages unknown", "GET", "/v1/bots/acme/runs/nope/messages", "", "", 404, "not_found", ""},
 		{"unknown bot", "GET", "/v1/bots/nobody/flows", "", "", 404, "not_found", ""},
+		{"rotate: short secret", "POST", "/v1/bots/acme/webhooks/wh_1/rotate-secret", js, `{"secret":"short"}`, 422, "invalid", "secret"},
+		{"rotate: no secret", "POST", "/v1/bots/acme/webhooks/wh_1/rotate-secret", js, `{}`, 422, "required", "secret"},
+		{"rotate: not JSON", "POST", "/v1/bots/acme/webhooks/wh_1/rotate-secret", js, `{`, 400, "invalid_json", ""},
+		{"rotate: unknown field", "POST", "/v1/bots/acme/webhooks/wh_1/rotate-secret", js, `{"secret":"second-secret-0123456789","keep":1}`, 400, "invalid_json", ""},
+		{"rotate: text/plain", "POST", "/v1/bots/acme/webhooks/wh_1/rotate-secret", "text/plain", `{"secret":"second-secret-0123456789"}`, 415, "", ""},
+		{"rotate: unknown subscription", "POST", "/v1/bots/acme/webhooks/nope/rotate-secret", js, `{"secret":"second-secret-0123456789"}`, 404, "not_found", ""},
+		{"drop previous: unknown subscription", "DELETE", "/v1/bots/acme/webhooks/nope/previous-secret", "", "", 404, "not_found", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -701,4 +718,21 @@ func TestDeleteBot(t *testing.T) {
 	// globex is untouched; the id can be used again.
 	e.do("GET", "/v1/bots/globex/contacts/c-globex", e.keys["globex"], "", "", 200)
 	e.createBot("acme")
+}
+
+func TestWebhookSecretRotation(t *testing.T) {
+	e := newMgmtEnv(t)
+	acme := e.keys["acme"]
+	b := e.do("POST", "/v1/bots/acme/webhooks/wh_1/rotate-secret", acme, "application/json", `{"secret":"second-secret-0123456789"}`, 200)
+	require.NotContains(t, string(b), "secret-0123456789", "secrets are never shown")
+	subs, err := e.store.ListSubscriptions(context.Background(), "acme")
+	require.NoError(t, err)
+	require.Equal(t, "second-secret-0123456789", subs[0].Secret)
+	require.Equal(t, "first-secret-0123456789", subs[0].PreviousSecret)
+	e.do("DELETE", "/v1/bots/acme/webhooks/wh_1/previous-secret", acme, "", "", 200)
+	subs, err = e.store.ListSubscriptions(context.Background(), "acme")
+	require.NoError(t, err)
+	require.Empty(t, subs[0].PreviousSecret)
+	// Another bot cannot rotate acme's subscription.
+	e.do("POST", "/v1/bots/globex/webhooks/wh_1/rotate-secret", e.keys["globex"], "application/json", `{"secret":"third-secret-0123456789"}`, 404)
 }

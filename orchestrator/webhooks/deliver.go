@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"sync"
 	"syscall"
 	"time"
@@ -56,6 +57,9 @@ func PublicAddr(a netip.Addr) bool {
 type deliverer struct {
 	s   *service
 	sub store.Subscription
+	// secrets are the current and previous secret (reconcile updates them
+	// after a rotation; sub's copies are not read when signing).
+	secrets atomic.Pointer[[2]string]
 	// stop is closed when the subscription is deleted or the service stops.
 	stop chan struct{}
 	// sent remembers recently delivered event ids. A message that waited
@@ -159,10 +163,11 @@ func (d *deliverer) post(ctx context.Context, id string, body []byte, attempt in
 	req.Header.Set("Content-Type", ContentType)
 	req.Header.Set("User-Agent", "Flowgate-Webhooks/1")
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderSignature, Sign(d.sub.Secret, ts, body))
+	sec := d.secrets.Load()
+	req.Header.Set(HeaderSignature, Sign(sec[0], ts, body))
 	req.Header.Set(HeaderWebhookID, id)
 	req.Header.Set(HeaderWebhookTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderWebhookSignature, SignStandard([]string{d.sub.Secret, d.sub.PreviousSecret}, id, ts, body))
+	req.Header.Set(HeaderWebhookSignature, SignStandard(sec[:], id, ts, body))
 	req.Header.Set(HeaderAttempt, strconv.Itoa(attempt))
 	began := time.Now()
 	resp, err := d.s.client.Do(req)
@@ -182,4 +187,9 @@ func (d *deliverer) post(ctx context.Context, id string, body []byte, attempt in
 	}
 	observe("delivered", began)
 	return nil
+}
+
+// setSecrets sets the secrets deliveries are signed with.
+func (d *deliverer) setSecrets(current, previous string) {
+	d.secrets.Store(&[2]string{current, previous})
 }
