@@ -12,8 +12,8 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
-	"sync/atomic"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
