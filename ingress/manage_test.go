@@ -1,15 +1,19 @@
 package ingress_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pb33f/libopenapi"
+	validator "github.com/pb33f/libopenapi-validator"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
@@ -735,4 +739,64 @@ func TestWebhookSecretRotation(t *testing.T) {
 	require.Empty(t, subs[0].PreviousSecret)
 	// Another bot cannot rotate acme's subscription.
 	e.do("POST", "/v1/bots/globex/webhooks/wh_1/rotate-secret", e.keys["globex"], "application/json", `{"secret":"third-secret-0123456789"}`, 404)
+}
+
+// TestResponsesMatchOpenAPI validates real answers of the management API
+// (and a few older routes) against their schemas in /openapi.json, with
+// the same validator as TestOpenAPIDocumentValid.
+func TestResponsesMatchOpenAPI(t *testing.T) {
+	e := newMgmtEnv(t)
+	spec, err := os.ReadFile("openapi.json")
+	require.NoError(t, err)
+	doc, err := libopenapi.NewDocument(spec)
+	require.NoError(t, err)
+	v, errs := validator.NewValidator(doc)
+	require.Empty(t, errs)
+	acme := e.keys["acme"]
+	for _, r := range []struct{ method, path, key, ctype, body string }{
+		{"GET", "/v1/bots", adminKey, "", ""},
+		{"GET", "/v1/bots/acme", acme, "", ""},
+		{"PATCH", "/v1/bots/acme", acme, "application/json", `{"name":"Acme"}`},
+		{"POST", "/v1/bots/acme/keys", acme, "application/json", `{"name":"x","scope":"trigger","events":["WELCOME"]}`},
+		{"GET", "/v1/bots/acme/keys", acme, "", ""},
+		{"GET", "/v1/bots/acme/flows", acme, "", ""},
+		{"GET", "/v1/bots/acme/flows/welcome", acme, "", ""},
+		{"GET", "/v1/bots/acme/flows/welcome/versions/1", acme, "", ""},
+		{"POST", "/v1/bots/acme/flows/welcome/versions/1/activate", acme, "", ""},
+		{"GET", "/v1/bots/acme/events", acme, "", ""},
+		{"GET", "/v1/bots/acme/triggers?status=done&limit=5", acme, "", ""},
+		{"GET", "/v1/bots/acme/triggers/tr-1", acme, "", ""},
+		{"GET", "/v1/bots/acme/contacts?attribute=plan&value=Premium", acme, "", ""},
+		{"GET", "/v1/bots/acme/contacts/c-ann", acme, "", ""},
+		{"PATCH", "/v1/bots/acme/contacts/c-ann", acme, "application/json", `{"attributes":{"plan":"Gold"}}`},
+		{"POST", "/v1/bots/acme/contacts/c-ann/opt-out", acme, "", ""},
+		{"GET", "/v1/bots/acme/contacts/c-ann/messages", acme, "", ""},
+		{"GET", "/v1/bots/acme/runs/run-1/messages", acme, "", ""},
+		{"GET", "/v1/bots/acme/runs", acme, "", ""},
+		{"GET", "/v1/bots/acme/runs/run-1", acme, "", ""},
+		{"POST", "/v1/bots/acme/webhooks/wh_1/rotate-secret", acme, "application/json", `{"secret":"second-secret-0123456789"}`},
+		{"GET", "/v1/bots/acme/flows/nope/versions/1", acme, "", ""}, // an error answer
+		{"DELETE", "/v1/bots/acme/events/WELCOME", acme, "", ""},
+		{"DELETE", "/v1/bots/acme/contacts/c-bob", acme, "", ""},
+	} {
+		resp := e.request(r.method, r.path, r.key, r.ctype, r.body)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Less(t, resp.StatusCode, 500, "%s %s", r.method, r.path)
+		req, err := http.NewRequest(r.method, r.path, strings.NewReader(r.body))
+		require.NoError(t, err)
+		if r.ctype != "" {
+			req.Header.Set("Content-Type", r.ctype)
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		ok, verrs := v.ValidateHttpResponse(req, resp)
+		for _, ve := range verrs {
+			t.Errorf("%s %s → %d: %s: %s", r.method, r.path, resp.StatusCode, ve.Message, ve.Reason)
+			for _, se := range ve.SchemaValidationErrors {
+				t.Errorf("  %s (%s)", se.Reason, se.FieldPath)
+			}
+		}
+		require.True(t, ok, "%s %s: %s", r.method, r.path, body)
+	}
 }
