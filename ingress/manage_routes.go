@@ -38,6 +38,9 @@ func (s *server) manageRoutes(r *gin.Engine, bot *gin.RouterGroup) {
 	bot.POST("/contacts/:contact/opt-in", s.optIn)
 	bot.GET("/contacts/:contact/messages", s.contactMessages)
 	bot.GET("/runs/:run/messages", s.runMessages)
+
+	bot.POST("/webhooks/:id/rotate-secret", s.rotateWebhookSecret)
+	bot.DELETE("/webhooks/:id/previous-secret", s.dropPreviousWebhookSecret)
 }
 
 // requireAdminKey follows requireBot on routes that only the admin key

@@ -1,17 +1,21 @@
 package ingress_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/flowgate/flowgate/shared/testclock"
 
+	"github.com/pb33f/libopenapi"
+	validator "github.com/pb33f/libopenapi-validator"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
@@ -55,6 +59,8 @@ func newMgmtEnv(t *testing.T) *mgmtEnv {
 	}
 	_, _, err := st.UpsertContact(ctx, store.ContactUpsert{BotID: "globex", Channel: "sandbox", ExternalID: "g1", NewID: "c-globex", Now: now})
 	require.NoError(t, err)
+	require.NoError(t, st.CreateSubscription(ctx, store.Subscription{ID: "wh_1", BotID: "acme", URL: "https://crm.example.com/hook",
+		Secret: "first-secret-0123456789", EventTypes: []string{"run.status"}, CreatedAt: now}))
 	_, _, err = st.CreateTrigger(ctx, store.Trigger{ID: "tr-1", BotID: "acme", Source: "dispatch", Event: "WELCOME", FlowID: "welcome",
 		Channel: "whatsapp", Status: store.TriggerDone, CreatedAt: now})
 	require.NoError(t, err)
@@ -91,7 +97,13 @@ func (e *mgmtEnv) snapshot() string {
 	require.NoError(e.t, err)
 	runs, _, err := st.ListRuns(ctx, store.RunFilter{BotID: "acme"})
 	require.NoError(e.t, err)
-	b, err := json.Marshal([]any{bot, keys, flows, evs, cs, runs})
+	subs, err := st.ListSubscriptions(ctx, "acme")
+	require.NoError(e.t, err)
+	secrets := []string{}
+	for _, sub := range subs {
+		secrets = append(secrets, sub.Secret, sub.PreviousSecret)
+	}
+	b, err := json.Marshal([]any{bot, keys, flows, evs, cs, runs, subs, secrets})
 	require.NoError(e.t, err)
 	return string(b)
 }
@@ -130,6 +142,8 @@ var mgmtRoutes = []struct {
 	{"POST", "/v1/bots/acme/contacts/c-ann/opt-in", "", "", false},
 	{"GET", "/v1/bots/acme/contacts/c-ann/messages", "", "", false},
 	{"GET", "/v1/bots/acme/runs/run-1/messages", "", "", false},
+	{"POST", "/v1/bots/acme/webhooks/wh_1/rotate-secret", "application/json", `{"secret":"second-secret-0123456789"}`, false},
+	{"DELETE", "/v1/bots/acme/webhooks/wh_1/previous-secret", "", "", false},
 }
 
 // TestManagementAuthMatrix calls every management route with no key, a
@@ -334,6 +348,13 @@ func TestManagementBadInput(t *testing.T) {
 		{"contact: messages bad limit", "GET", "/v1/bots/acme/contacts/c-ann/messages?limit=x", "", "", 422, "invalid", "limit"},
 		{"run: messages unknown", "GET", "/v1/bots/acme/runs/nope/messages", "", "", 404, "not_found", ""},
 		{"unknown bot", "GET", "/v1/bots/nobody/flows", "", "", 404, "not_found", ""},
+		{"rotate: short secret", "POST", "/v1/bots/acme/webhooks/wh_1/rotate-secret", js, `{"secret":"short"}`, 422, "invalid", "secret"},
+		{"rotate: no secret", "POST", "/v1/bots/acme/webhooks/wh_1/rotate-secret", js, `{}`, 422, "required", "secret"},
+		{"rotate: not JSON", "POST", "/v1/bots/acme/webhooks/wh_1/rotate-secret", js, `{`, 400, "invalid_json", ""},
+		{"rotate: unknown field", "POST", "/v1/bots/acme/webhooks/wh_1/rotate-secret", js, `{"secret":"second-secret-0123456789","keep":1}`, 400, "invalid_json", ""},
+		{"rotate: text/plain", "POST", "/v1/bots/acme/webhooks/wh_1/rotate-secret", "text/plain", `{"secret":"second-secret-0123456789"}`, 415, "", ""},
+		{"rotate: unknown subscription", "POST", "/v1/bots/acme/webhooks/nope/rotate-secret", js, `{"secret":"second-secret-0123456789"}`, 404, "not_found", ""},
+		{"drop previous: unknown subscription", "DELETE", "/v1/bots/acme/webhooks/nope/previous-secret", "", "", 404, "not_found", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -703,4 +724,81 @@ func TestDeleteBot(t *testing.T) {
 	// globex is untouched; the id can be used again.
 	e.do("GET", "/v1/bots/globex/contacts/c-globex", e.keys["globex"], "", "", 200)
 	e.createBot("acme")
+}
+
+func TestWebhookSecretRotation(t *testing.T) {
+	e := newMgmtEnv(t)
+	acme := e.keys["acme"]
+	b := e.do("POST", "/v1/bots/acme/webhooks/wh_1/rotate-secret", acme, "application/json", `{"secret":"second-secret-0123456789"}`, 200)
+	require.NotContains(t, string(b), "secret-0123456789", "secrets are never shown")
+	subs, err := e.store.ListSubscriptions(context.Background(), "acme")
+	require.NoError(t, err)
+	require.Equal(t, "second-secret-0123456789", subs[0].Secret)
+	require.Equal(t, "first-secret-0123456789", subs[0].PreviousSecret)
+	e.do("DELETE", "/v1/bots/acme/webhooks/wh_1/previous-secret", acme, "", "", 200)
+	subs, err = e.store.ListSubscriptions(context.Background(), "acme")
+	require.NoError(t, err)
+	require.Empty(t, subs[0].PreviousSecret)
+	// Another bot cannot rotate acme's subscription.
+	e.do("POST", "/v1/bots/globex/webhooks/wh_1/rotate-secret", e.keys["globex"], "application/json", `{"secret":"third-secret-0123456789"}`, 404)
+}
+
+// TestResponsesMatchOpenAPI validates real answers of the management API
+// (and a few older routes) against their schemas in /openapi.json, with
+// the same validator as TestOpenAPIDocumentValid.
+func TestResponsesMatchOpenAPI(t *testing.T) {
+	e := newMgmtEnv(t)
+	spec, err := os.ReadFile("openapi.json")
+	require.NoError(t, err)
+	doc, err := libopenapi.NewDocument(spec)
+	require.NoError(t, err)
+	v, errs := validator.NewValidator(doc)
+	require.Empty(t, errs)
+	acme := e.keys["acme"]
+	for _, r := range []struct{ method, path, key, ctype, body string }{
+		{"GET", "/v1/bots", adminKey, "", ""},
+		{"GET", "/v1/bots/acme", acme, "", ""},
+		{"PATCH", "/v1/bots/acme", acme, "application/json", `{"name":"Acme"}`},
+		{"POST", "/v1/bots/acme/keys", acme, "application/json", `{"name":"x","scope":"trigger","events":["WELCOME"]}`},
+		{"GET", "/v1/bots/acme/keys", acme, "", ""},
+		{"GET", "/v1/bots/acme/flows", acme, "", ""},
+		{"GET", "/v1/bots/acme/flows/welcome", acme, "", ""},
+		{"GET", "/v1/bots/acme/flows/welcome/versions/1", acme, "", ""},
+		{"POST", "/v1/bots/acme/flows/welcome/versions/1/activate", acme, "", ""},
+		{"GET", "/v1/bots/acme/events", acme, "", ""},
+		{"GET", "/v1/bots/acme/triggers?status=done&limit=5", acme, "", ""},
+		{"GET", "/v1/bots/acme/triggers/tr-1", acme, "", ""},
+		{"GET", "/v1/bots/acme/contacts?attribute=plan&value=Premium", acme, "", ""},
+		{"GET", "/v1/bots/acme/contacts/c-ann", acme, "", ""},
+		{"PATCH", "/v1/bots/acme/contacts/c-ann", acme, "application/json", `{"attributes":{"plan":"Gold"}}`},
+		{"POST", "/v1/bots/acme/contacts/c-ann/opt-out", acme, "", ""},
+		{"GET", "/v1/bots/acme/contacts/c-ann/messages", acme, "", ""},
+		{"GET", "/v1/bots/acme/runs/run-1/messages", acme, "", ""},
+		{"GET", "/v1/bots/acme/runs", acme, "", ""},
+		{"GET", "/v1/bots/acme/runs/run-1", acme, "", ""},
+		{"POST", "/v1/bots/acme/webhooks/wh_1/rotate-secret", acme, "application/json", `{"secret":"second-secret-0123456789"}`},
+		{"GET", "/v1/bots/acme/flows/nope/versions/1", acme, "", ""}, // an error answer
+		{"DELETE", "/v1/bots/acme/events/WELCOME", acme, "", ""},
+		{"DELETE", "/v1/bots/acme/contacts/c-bob", acme, "", ""},
+	} {
+		resp := e.request(r.method, r.path, r.key, r.ctype, r.body)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Less(t, resp.StatusCode, 500, "%s %s", r.method, r.path)
+		req, err := http.NewRequest(r.method, r.path, strings.NewReader(r.body))
+		require.NoError(t, err)
+		if r.ctype != "" {
+			req.Header.Set("Content-Type", r.ctype)
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		ok, verrs := v.ValidateHttpResponse(req, resp)
+		for _, ve := range verrs {
+			t.Errorf("%s %s → %d: %s: %s", r.method, r.path, resp.StatusCode, ve.Message, ve.Reason)
+			for _, se := range ve.SchemaValidationErrors {
+				t.Errorf("  %s (%s)", se.Reason, se.FieldPath)
+			}
+		}
+		require.True(t, ok, "%s %s: %s", r.method, r.path, body)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flowgate/flowgate/shared/bus"
@@ -30,6 +31,9 @@ func newClient(p egress.Policy) *http.Client {
 type deliverer struct {
 	s   *service
 	sub store.Subscription
+	// secrets are the current and previous secret (reconcile updates them
+	// after a rotation; sub's copies are not read when signing).
+	secrets atomic.Pointer[[2]string]
 	// stop is closed when the subscription is deleted or the service stops.
 	stop chan struct{}
 	// sent remembers recently delivered event ids. A message that waited
@@ -97,7 +101,7 @@ func (d *deliverer) handle(ctx context.Context, m bus.Message) error {
 			return fmt.Errorf("webhook %s: stopped", d.sub.ID)
 		default:
 		}
-		err := d.post(ctx, body, attempt)
+		err := d.post(ctx, m.Event.ID(), body, attempt)
 		if err == nil {
 			d.sent.add(m.Event.ID())
 			return nil
@@ -122,7 +126,7 @@ func (d *deliverer) handle(ctx context.Context, m bus.Message) error {
 
 // post makes one attempt. Errors never contain the URL (it may carry
 // credentials) or the secret.
-func (d *deliverer) post(ctx context.Context, body []byte, attempt int) error {
+func (d *deliverer) post(ctx context.Context, id string, body []byte, attempt int) error {
 	ctx, cancel := context.WithTimeout(ctx, d.s.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.sub.URL, bytes.NewReader(body))
@@ -133,7 +137,11 @@ func (d *deliverer) post(ctx context.Context, body []byte, attempt int) error {
 	req.Header.Set("Content-Type", ContentType)
 	req.Header.Set("User-Agent", "Flowgate-Webhooks/1")
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	req.Header.Set(HeaderSignature, Sign(d.sub.Secret, ts, body))
+	sec := d.secrets.Load()
+	req.Header.Set(HeaderSignature, Sign(sec[0], ts, body))
+	req.Header.Set(HeaderWebhookID, id)
+	req.Header.Set(HeaderWebhookTimestamp, strconv.FormatInt(ts, 10))
+	req.Header.Set(HeaderWebhookSignature, SignStandard(sec[:], id, ts, body))
 	req.Header.Set(HeaderAttempt, strconv.Itoa(attempt))
 	began := time.Now()
 	resp, err := d.s.client.Do(req)
@@ -153,4 +161,9 @@ func (d *deliverer) post(ctx context.Context, body []byte, attempt int) error {
 	}
 	observe("delivered", began)
 	return nil
+}
+
+// setSecrets sets the secrets deliveries are signed with.
+func (d *deliverer) setSecrets(current, previous string) {
+	d.secrets.Store(&[2]string{current, previous})
 }

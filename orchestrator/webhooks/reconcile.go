@@ -18,6 +18,7 @@ type runningSub struct {
 	cancel context.CancelFunc
 	stop   chan struct{}
 	done   chan struct{}
+	d      *deliverer
 }
 
 // reconcileLoop keeps one consumer per stored subscription: it starts
@@ -108,6 +109,8 @@ func (s *service) reconcile(ctx context.Context, running map[string]*runningSub)
 			select {
 			case <-r.done: // its consumer stopped (bus trouble): start again
 			default:
+				// A rotated secret signs from the next attempt on.
+				r.d.setSecrets(sub.Secret, sub.PreviousSecret)
 				continue
 			}
 		}
@@ -139,6 +142,8 @@ func (s *service) start(ctx context.Context, sub store.Subscription) *runningSub
 	cctx, cancel := context.WithCancel(ctx)
 	r := &runningSub{cancel: cancel, stop: make(chan struct{}), done: make(chan struct{})}
 	d := &deliverer{s: s, sub: sub, stop: r.stop}
+	d.setSecrets(sub.Secret, sub.PreviousSecret)
+	r.d = d
 	go func() {
 		defer close(r.done)
 		err := s.bus.Consume(cctx, bus.WebhookConsumer(sub.BotID, sub.ID), d.handle, bus.ConsumeOptions{

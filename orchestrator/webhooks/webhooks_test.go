@@ -178,7 +178,12 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.requests++
-	if err := webhooks.Verify(r.secret, req.Header, body, 5*time.Minute, time.Now()); err != nil {
+	err := webhooks.Verify(r.secret, req.Header, body, 5*time.Minute, time.Now())
+	if err == nil {
+		// Both signature schemes, always.
+		err = webhooks.VerifyStandard(r.secret, req.Header, body, 5*time.Minute, time.Now())
+	}
+	if err != nil {
 		r.badSigs++
 		http.Error(w, err.Error(), http.StatusUnauthorized)
 		return

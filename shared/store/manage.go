@@ -207,3 +207,23 @@ type BotAdmin interface {
 	// reports done. Calling it again after done is harmless (done).
 	DeleteBotData(ctx context.Context, botID string, limit int) (done bool, err error)
 }
+
+// SubscriptionSecrets rotates webhook subscription secrets: during a
+// rotation a subscription has two secrets and deliveries are signed with
+// both.
+type SubscriptionSecrets interface {
+	// RotateSubscriptionSecret makes secret the subscription's secret and
+	// keeps the current one as PreviousSecret (replacing an older previous
+	// one). ErrNotFound if the bot has no such subscription.
+	RotateSubscriptionSecret(ctx context.Context, botID, id, secret string) error
+	// DropPreviousSecret ends a rotation (harmless without one).
+	DropPreviousSecret(ctx context.Context, botID, id string) error
+}
+
+// CheckSubscriptionSecret is the rule for a webhook secret: 16 to 256 bytes.
+func CheckSubscriptionSecret(secret string) error {
+	if len(secret) < 16 || len(secret) > 256 {
+		return &InvalidError{Field: "secret", Reason: "16 to 256 characters"}
+	}
+	return nil
+}

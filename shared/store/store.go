@@ -461,6 +461,7 @@ type Store interface {
 	ContactAdmin
 	Idempotency
 	BotAdmin
+	SubscriptionSecrets
 	// Ping reports whether the database is reachable.
 	Ping(ctx context.Context) error
 	Close() error
@@ -607,6 +608,10 @@ type Subscription struct {
 	// Secret signs every delivery (HMAC-SHA256). It is a secret: never
 	// logged, never returned by the API after creation.
 	Secret string `json:"-"`
+	// PreviousSecret, during a secret rotation, is the secret before
+	// Secret: deliveries are signed with both (Standard Webhooks
+	// webhook-signature), so receivers switch at their own pace.
+	PreviousSecret string `json:"-"`
 	// EventTypes are "run.status" (every status change) or "run.<status>"
 	// (e.g. "run.completed").
 	EventTypes []string  `json:"events"`

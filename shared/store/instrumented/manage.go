@@ -92,3 +92,13 @@ func (s *Store) BotDeletions(ctx context.Context) ([]store.BotDeletion, error) {
 func (s *Store) DeleteBotData(ctx context.Context, botID string, limit int) (bool, error) {
 	return measure(s, "DeleteBotData", func() (bool, error) { return s.Store.DeleteBotData(ctx, botID, limit) })
 }
+
+// RotateSubscriptionSecret delegates and measures.
+func (s *Store) RotateSubscriptionSecret(ctx context.Context, botID, id, secret string) error {
+	return measure0(s, "RotateSubscriptionSecret", func() error { return s.Store.RotateSubscriptionSecret(ctx, botID, id, secret) })
+}
+
+// DropPreviousSecret delegates and measures.
+func (s *Store) DropPreviousSecret(ctx context.Context, botID, id string) error {
+	return measure0(s, "DropPreviousSecret", func() error { return s.Store.DropPreviousSecret(ctx, botID, id) })
+}

@@ -87,6 +87,7 @@ func (s *Store) DeleteBotData(ctx context.Context, botID string, limit int) (boo
 			`DELETE FROM events WHERE bot_id = ?1`,
 			`DELETE FROM api_key_meta WHERE id IN (SELECT id FROM api_keys WHERE bot_id = ?1)`,
 			`DELETE FROM api_keys WHERE bot_id = ?1`,
+			`DELETE FROM subscription_previous_secrets WHERE id IN (SELECT id FROM subscriptions WHERE bot_id = ?1)`,
 			`DELETE FROM subscriptions WHERE bot_id = ?1`,
 			`DELETE FROM idempotency_keys WHERE bot_id = ?1`,
 			`DELETE FROM bots WHERE id = ?1`,

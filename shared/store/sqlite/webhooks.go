@@ -64,8 +64,9 @@ func (s *Store) ListSubscriptions(ctx context.Context, botID string) ([]store.Su
 	if err := store.CheckBotID("bot_id", botID); err != nil {
 		return nil, err
 	}
-	rows, err := s.qrows(ctx, `SELECT id, bot_id, url, secret, event_types, created_at
-		FROM subscriptions WHERE bot_id = ? ORDER BY created_at, id`, botID)
+	rows, err := s.qrows(ctx, `SELECT s.id, s.bot_id, s.url, s.secret, COALESCE(p.previous_secret, ''), s.event_types, s.created_at
+		FROM subscriptions s LEFT JOIN subscription_previous_secrets p ON p.id = s.id
+		WHERE s.bot_id = ? ORDER BY s.created_at, s.id`, botID)
 	if err != nil {
 		return nil, dbErr("list subscriptions", err)
 	}
@@ -75,7 +76,7 @@ func (s *Store) ListSubscriptions(ctx context.Context, botID string) ([]store.Su
 		var sub store.Subscription
 		var types string
 		var created int64
-		if err := rows.Scan(&sub.ID, &sub.BotID, &sub.URL, &sub.Secret, &types, &created); err != nil {
+		if err := rows.Scan(&sub.ID, &sub.BotID, &sub.URL, &sub.Secret, &sub.PreviousSecret, &types, &created); err != nil {
 			return nil, dbErr("list subscriptions", err)
 		}
 		if err := json.Unmarshal([]byte(types), &sub.EventTypes); err != nil {
@@ -97,6 +98,10 @@ func (s *Store) DeleteSubscription(ctx context.Context, botID, id string) error 
 		if err == nil && n == 0 {
 			return notFound("subscription", id)
 		}
+		if err != nil {
+			return err
+		}
+		_, err = t.exec(`DELETE FROM subscription_previous_secrets WHERE id = ?`, id)
 		return err
 	})
 	return dbErr("delete subscription", err)

@@ -60,6 +60,31 @@ func RunSubscriptions(t *testing.T, s store.Store, precision time.Duration) {
 	require.NoError(t, err)
 	require.Len(t, got, 1)
 
+	// Secret rotation: the new secret is current, the old one previous;
+	// another rotation replaces the previous; dropping ends it.
+	require.NoError(t, s.RotateSubscriptionSecret(ctx, "sub-a", "wh_a2", "new-secret-0123456789"))
+	got, err = s.ListSubscriptions(ctx, "sub-a")
+	require.NoError(t, err)
+	require.Equal(t, "new-secret-0123456789", got[0].Secret)
+	require.Equal(t, a2.Secret, got[0].PreviousSecret)
+	require.NoError(t, s.RotateSubscriptionSecret(ctx, "sub-a", "wh_a2", "newer-secret-0123456789"))
+	got, err = s.ListSubscriptions(ctx, "sub-a")
+	require.NoError(t, err)
+	require.Equal(t, "newer-secret-0123456789", got[0].Secret)
+	require.Equal(t, "new-secret-0123456789", got[0].PreviousSecret)
+	require.NoError(t, s.DropPreviousSecret(ctx, "sub-a", "wh_a2"))
+	require.NoError(t, s.DropPreviousSecret(ctx, "sub-a", "wh_a2"), "twice is harmless")
+	got, err = s.ListSubscriptions(ctx, "sub-a")
+	require.NoError(t, err)
+	require.Empty(t, got[0].PreviousSecret)
+	require.ErrorIs(t, s.RotateSubscriptionSecret(ctx, "sub-b", "wh_a2", "x-secret-0123456789"), store.ErrNotFound, "another bot's")
+	require.ErrorIs(t, s.DropPreviousSecret(ctx, "sub-a", "nope"), store.ErrNotFound)
+	require.ErrorIs(t, s.RotateSubscriptionSecret(ctx, "sub-a", "wh_a2", "short"), store.ErrInvalid)
+	got, err = s.ListSubscriptions(ctx, "sub-b")
+	require.NoError(t, err)
+	require.Equal(t, b1.Secret, got[0].Secret, "another bot's subscription is untouched")
+	require.Empty(t, got[0].PreviousSecret)
+
 	// Invalid input is refused before any I/O, as an *InvalidError.
 	var inv *store.InvalidError
 	for name, bad := range map[string]store.Subscription{
