@@ -138,7 +138,13 @@ func TestHeldMessagesAreKeptAliveAndTakenOverAfterAckWait(t *testing.T) {
 	release := make(chan struct{})
 	var handled1 atomic.Int64
 	ctx1, cancel1 := context.WithCancel(ctx)
+	// dead is the simulated crash: a dead process runs no handler, even for
+	// the messages still queued in it.
+	var dead atomic.Bool
 	go b1.Consume(ctx1, spec, func(hctx context.Context, m bus.Message) error {
+		if dead.Load() {
+			return errors.New("crashed")
+		}
 		record(m)
 		if m.Event.ID() == "t0" {
 			time.Sleep(4 * spec.AckWait)
@@ -164,6 +170,7 @@ func TestHeldMessagesAreKeptAliveAndTakenOverAfterAckWait(t *testing.T) {
 	require.Zero(t, info.NumRedelivered, "JetStream redelivered nothing the live process held")
 
 	// The first process dies: its connection is gone, no ack, no nak.
+	dead.Store(true)
 	nc1.Close()
 	crashed := time.Now()
 	_, b2 := connect()
