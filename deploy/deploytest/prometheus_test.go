@@ -204,6 +204,10 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	p.waitFor(t, fmt.Sprintf(`sum(flowgate_run_transitions_total{status="failed"}) >= %d`, sc.broken), 30*time.Second, services...)
 	p.waitFor(t, `sum(flowgate_timers_fired_total) >= 1`, 30*time.Second, services...)
 	p.waitFor(t, `sum(flowgate_run_webhook_deliveries_total{result="delivered"}) >= 1`, 60*time.Second, services...)
+	// rate() needs two samples in its window: the dashboards' webhook panels
+	// have series only once a scrape after the first delivery has come in.
+	p.waitFor(t, `sum(rate(flowgate_run_webhook_deliveries_total[2m])) > 0`, 30*time.Second, services...)
+	p.waitFor(t, `sum(rate(flowgate_run_webhook_delivery_duration_seconds_count[2m])) > 0`, 30*time.Second, services...)
 	p.waitFor(t, fmt.Sprintf(`sum(flowgate_channel_messages_sent_total{channel="whatsapp"}) >= %d`, sc.waSent), 60*time.Second, services...)
 	// Every recording rule has been evaluated on the final data.
 	_, rules := loadRules(t, root)
