@@ -288,7 +288,14 @@ func (p *Pacer) recreateIfGone(ctx context.Context, err error) bool {
 		p.log.Warn("pacer: recreating the KV bucket failed", "err", cerr)
 		return false
 	}
-	p.log.Warn("pacer: KV bucket was gone (NATS restarted?); recreated it, pacing state starts afresh")
+	// The same errors come from a bucket that vanished with a restarted
+	// single server (memory storage) and from a replicated bucket between
+	// two leaders: say which one it was.
+	if st, serr := p.bucket().Status(ctx); serr == nil && st.Values() > 0 {
+		p.log.Warn("pacer: KV bucket unreachable for a moment (leader election?); bound to it again, pacing state kept", "err", err)
+	} else {
+		p.log.Warn("pacer: KV bucket was gone (NATS restarted?); recreated it, pacing state starts afresh", "err", err)
+	}
 	bucketsRecreated.WithLabelValues(p.cfg.Channel).Inc()
 	return true
 }
