@@ -301,8 +301,11 @@ func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigg
 			}
 			switch {
 			case err != nil:
-				if berr != nil {
-					err = berr // the chain carries the first failure
+				// The chain carries the first failure; a stop (cancel) of
+				// the batch before does not hide this batch's failure,
+				// which the redelivery must repair (finishCancelled).
+				if berr != nil && !errors.Is(berr, errFanOutStopped) {
+					err = berr
 				}
 			case berr != nil:
 				// The fan-out stops before this batch's checkpoint (a
@@ -389,19 +392,7 @@ func (o *Orchestrator) startBatch(ctx context.Context, t events.Trigger, version
 	if len(contacts) == 0 {
 		return nil
 	}
-	now := time.Now().UTC()
-	rs := make([]store.Run, len(contacts))
-	for i, ct := range contacts {
-		id := RunID(t.ID, ct.ID)
-		if t.RunID != "" && len(contacts) == 1 {
-			id = t.RunID
-		}
-		rs[i] = store.Run{
-			ID: id, BotID: t.BotID, TriggerID: t.ID, FlowID: t.FlowID, FlowVersion: version,
-			ContactID: ct.ID, Channel: ct.Channel, Status: store.RunCreated, Data: t.Data,
-			CreatedAt: now, UpdatedAt: now,
-		}
-	}
+	rs := batchRuns(t, version, contacts)
 	// Every run of the batch counts, new or found: a batch found half done
 	// was rolled back from the counters at the checkpoint.
 	c.RunsCreated += int64(len(rs))
@@ -413,6 +404,29 @@ func (o *Orchestrator) startBatch(ctx context.Context, t events.Trigger, version
 		return err
 	}
 	return o.launchBatch(ctx, t, runs, contacts, created)
+}
+
+// batchRuns is the runs (status created) of the trigger for contacts.
+func batchRuns(t events.Trigger, version int, contacts []store.Contact) []store.Run {
+	now := time.Now().UTC()
+	rs := make([]store.Run, len(contacts))
+	for i, ct := range contacts {
+		rs[i] = store.Run{
+			ID: runIDFor(t, ct.ID, len(contacts)), BotID: t.BotID, TriggerID: t.ID, FlowID: t.FlowID, FlowVersion: version,
+			ContactID: ct.ID, Channel: ct.Channel, Status: store.RunCreated, Data: t.Data,
+			CreatedAt: now, UpdatedAt: now,
+		}
+	}
+	return rs
+}
+
+// runIDFor is the id of the trigger's run for a contact of a batch of n:
+// the id the caller chose for a one-user trigger, else RunID.
+func runIDFor(t events.Trigger, contactID string, n int) string {
+	if t.RunID != "" && n == 1 {
+		return t.RunID
+	}
+	return RunID(t.ID, contactID)
 }
 
 // audience yields a trigger's contacts batch by batch.

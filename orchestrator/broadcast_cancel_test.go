@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,7 +75,9 @@ func (r *rig) bundles() []events.Outbound {
 	require.NoError(r.t, err)
 	defer func() { require.NoError(r.t, s.DeleteConsumer(ctx, "test-reader")) }()
 	for len(out) < int(info.State.Msgs) {
-		batch, err := c.Fetch(1000, jetstream.FetchMaxWait(30*time.Second))
+		// Ask for no more than the stream holds: a fetch of more waits out
+		// its MaxWait.
+		batch, err := c.Fetch(min(1000, int(info.State.Msgs)-len(out)), jetstream.FetchMaxWait(30*time.Second))
 		require.NoError(r.t, err)
 		n := 0
 		for m := range batch.Messages() {
@@ -154,4 +158,84 @@ func TestBroadcastCancelAtRandomMoments(t *testing.T) {
 		t.Logf("rep %d: cancelled=%v runs=%d", rep, cancelled, len(runs))
 	}
 	require.NotZero(t, stoppedPartway, "some cancel stopped a fan-out part-way")
+}
+
+// TestBroadcastCrashRightAfterCancel: the broadcast is cancelled, and at
+// once the orchestrator "crashes" (its handler stops, as a SIGKILL would
+// stop it) between publishing a batch's messages and storing the batch's
+// runs. The redelivered trigger is cancelled, so its fan-out does not go
+// on, but the batch under way at the crash must end as a batch under way
+// at a cancel does: every published message has its stored, started run,
+// and the counters equal the stored runs. Three times, at different
+// moments of the fan-out.
+func TestBroadcastCrashRightAfterCancel(t *testing.T) {
+	contacts := 4_000
+	if raceEnabled {
+		contacts = 1_000
+	}
+	batch := contacts / 10
+	var (
+		calls   atomic.Int64
+		crashAt atomic.Int64
+		crashed atomic.Bool
+		r       *rig
+	)
+	hooks := &Hooks{AfterPublish: func(runID string) error {
+		if calls.Add(1) != crashAt.Load() {
+			return nil
+		}
+		// Cancel, as POST .../cancel does, then die.
+		ctx := context.Background()
+		trigID, _, _ := strings.Cut(runID, ".")
+		for {
+			tr, err := r.store.GetTrigger(ctx, testBot, trigID)
+			if err != nil {
+				return err
+			}
+			tr.Status = store.TriggerCancelled
+			if _, err := r.store.UpdateTrigger(ctx, tr); !errors.Is(err, store.ErrVersionConflict) {
+				if err != nil {
+					return err
+				}
+				break
+			}
+		}
+		crashed.Store(true)
+		return errors.New("simulated crash after publishing, before storing the runs")
+	}}
+	r = newRig(t, Config{FanOutBatch: batch}, hooks)
+	cs := make([]contactSpec, contacts)
+	for i := range cs {
+		cs[i] = contactSpec{channel: events.ChannelSandbox, id: fmt.Sprintf("c%05d", i)}
+	}
+	r.addContacts(cs)
+	// In the first batch, in the middle, and late in the fan-out (not in
+	// the last two batches: those may finish the broadcast).
+	for rep, at := range []int{batch / 2, 4*batch + 7, 7*batch + 1} {
+		calls.Store(0)
+		crashed.Store(false)
+		crashAt.Store(int64(at))
+		id := r.trigger(events.Trigger{ID: fmt.Sprintf("crash-%d", rep), Audience: events.Audience{Everyone: true}})
+		require.Eventually(t, crashed.Load, 5*time.Minute, time.Millisecond, "rep %d: the crash happened", rep)
+		r.triggersIdle()
+
+		runs := r.runs(id)
+		stored := make(map[string]bool, len(runs))
+		for _, run := range runs {
+			stored[run.ID] = true
+			require.NotEqual(t, store.RunCreated, run.Status, "rep %d: run %s stored but never started", rep, run.ID)
+		}
+		published := r.bundles()
+		for _, b := range published {
+			require.True(t, stored[b.RunID], "rep %d: message of run %s published, run not stored", rep, b.RunID)
+		}
+		require.Len(t, published, len(runs), "rep %d: one message per stored run", rep)
+		tr, err := r.store.GetTrigger(context.Background(), testBot, id)
+		require.NoError(t, err)
+		require.Equal(t, store.TriggerCancelled, tr.Status)
+		require.Equal(t, int64(len(runs)), tr.Counters.RunsCreated, "rep %d: counters equal the stored runs", rep)
+		require.Less(t, len(runs), contacts, "rep %d: the cancel stopped the fan-out part-way", rep)
+		require.GreaterOrEqual(t, len(runs), at, "rep %d: the batch under way at the crash finished", rep)
+		t.Logf("rep %d: crash at the %dth published run; %d runs", rep, at, len(runs))
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync/atomic"
 	"testing"
@@ -49,7 +48,7 @@ func newRig(t *testing.T, cfg Config, hooks *Hooks) *rig {
 		Definition: []byte(`{"steps":[{"id":"hi","type":"send","text":"Hi {{ name }}"}]}`)})
 	require.NoError(t, err)
 
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewTextHandler(testLogOut(), nil))
 	o, err := New(cfg, Deps{Store: st, Bus: b, Logger: log, Hooks: hooks})
 	require.NoError(t, err)
 	rctx, cancel := context.WithCancel(ctx)

@@ -55,6 +55,9 @@ func (o *Orchestrator) handleTrigger(ctx context.Context, m bus.Message) error {
 	if err != nil {
 		return err
 	}
+	if trig.Status == store.TriggerCancelled && !fresh {
+		return o.finishCancelled(ctx, t, trig)
+	}
 	if stopsFanOut(trig.Status) {
 		return nil // a redelivery of a trigger already handled, or paused (resume publishes it again)
 	}
