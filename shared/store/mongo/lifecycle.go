@@ -39,6 +39,11 @@ func (s *Store) DeleteContact(ctx context.Context, botID, id string) error {
 	if err != nil {
 		return dbErr("delete contact", err)
 	}
+	// The tombstone first: a run or message written for the contact from
+	// now on removes itself (tombstones.go).
+	if err := s.addTombstone(ctx, botID, id, time.Now()); err != nil {
+		return dbErr("delete contact", err)
+	}
 	if _, err := s.deleteRuns(ctx, bson.D{{Key: "bot_id", Value: botID}, {Key: "contact_id", Value: id}}); err != nil {
 		return dbErr("delete contact", err)
 	}

@@ -88,7 +88,7 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) error 
 	defer cancel()
 	_, err := s.messages.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	if err == nil {
-		return nil
+		return dbErr("insert messages", s.dropMessagesOfDeleted(ctx, msgs))
 	}
 	var bwe mongo.BulkWriteException
 	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
@@ -99,7 +99,7 @@ func (s *Store) InsertMessages(ctx context.Context, msgs []store.Message) error 
 			return fmt.Errorf("message %d: %w", we.Index, dbErr("insert messages", mongo.WriteException{WriteErrors: []mongo.WriteError{we.WriteError}}))
 		}
 	}
-	return nil
+	return dbErr("insert messages", s.dropMessagesOfDeleted(ctx, msgs))
 }
 
 func (s *Store) findMessage(ctx context.Context, filter bson.D, key ...string) (store.Message, error) {

@@ -187,7 +187,11 @@ func (s *Store) CreateRun(ctx context.Context, r store.Run) (store.Run, bool, er
 	defer cancel()
 	_, err = s.runs.InsertOne(ctx, doc)
 	if err == nil {
-		return r, true, nil
+		outs, cs := []store.Run{r}, []bool{true}
+		if err := s.dropRunsOfDeleted(ctx, []store.Run{r}, outs, cs); err != nil {
+			return r, false, dbErr("create run", err)
+		}
+		return outs[0], cs[0], nil
 	}
 	if !isDup(err) {
 		return r, false, dbErr("create run", err)
@@ -232,7 +236,7 @@ func (s *Store) CreateRuns(ctx context.Context, rs []store.Run) ([]store.Run, []
 	}
 	_, err := s.runs.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
 	if err == nil {
-		return in, created, nil
+		return s.createdRuns(ctx, in, created)
 	}
 	var bwe mongo.BulkWriteException
 	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
@@ -259,6 +263,17 @@ func (s *Store) CreateRuns(ctx context.Context, rs []store.Run) ([]store.Run, []
 			return nil, nil, fmt.Errorf("run %d: %w", i, dbErr("create runs", err))
 		}
 		in[i], created[i] = ex, false
+	}
+	return s.createdRuns(ctx, in, created)
+}
+
+// createdRuns drops the runs of contacts deleted meanwhile (tombstones.go)
+// and returns the result.
+func (s *Store) createdRuns(ctx context.Context, in []store.Run, created []bool) ([]store.Run, []bool, error) {
+	rs := make([]store.Run, len(in))
+	copy(rs, in)
+	if err := s.dropRunsOfDeleted(ctx, rs, in, created); err != nil {
+		return nil, nil, dbErr("create runs", err)
 	}
 	return in, created, nil
 }

@@ -284,6 +284,9 @@ func (s *Store) DeleteContact(ctx context.Context, botID, id string) error {
 		if _, err := t.exec(`DELETE FROM contacts WHERE id = ? AND bot_id = ?`, id, botID); err != nil {
 			return err
 		}
+		if err := addTombstone(t, botID, id, time.Now()); err != nil {
+			return err
+		}
 		if _, err := t.exec(`DELETE FROM messages WHERE run_id IN (SELECT id FROM runs WHERE contact_id = ? AND bot_id = ?)`, id, botID); err != nil {
 			return err
 		}

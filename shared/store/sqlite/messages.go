@@ -59,7 +59,14 @@ func (s *Store) InsertMessages(ctx context.Context, ms []store.Message) error {
 		_, err := t.exec(`INSERT INTO messages (`+messageCols+`) VALUES `+
 			strings.TrimSuffix(strings.Repeat(`(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),`, len(rows)), ",")+
 			` ON CONFLICT (id) DO NOTHING`, args...)
-		return err
+		if err != nil {
+			return err
+		}
+		ms := make([]store.Message, len(rows))
+		for i := range rows {
+			ms[i] = rows[i].m
+		}
+		return dropMessagesOfDeleted(t, ms)
 	}
 	// Up to insertMessagesChunk messages are one statement, so they share a
 	// group commit and are still all or nothing; more get a transaction.

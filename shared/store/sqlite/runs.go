@@ -178,7 +178,7 @@ func createRunsChunk(t *wtx, offset int, rs []store.Run, enc []encodedRun, out [
 		}
 		out[i] = ex
 	}
-	return nil
+	return dropRunsOfDeleted(t, rs, out, created)
 }
 
 // CreateRun returns the existing run (created=false) if one has the same id
@@ -191,7 +191,12 @@ func (s *Store) CreateRun(ctx context.Context, r store.Run) (store.Run, bool, er
 	var out store.Run
 	var created bool
 	err = s.w.do(ctx, false, func(t *wtx) (err error) {
-		out, created, err = createRun(t, r, e)
+		if out, created, err = createRun(t, r, e); err != nil {
+			return err
+		}
+		outs, cs := []store.Run{out}, []bool{created}
+		err = dropRunsOfDeleted(t, []store.Run{r}, outs, cs)
+		out, created = outs[0], cs[0]
 		return err
 	})
 	if err != nil {

@@ -438,6 +438,7 @@ var schema = []string{
 		created_at INTEGER NOT NULL,
 		updated_at INTEGER NOT NULL)`,
 	`CREATE INDEX IF NOT EXISTS messages_run ON messages (run_id, seq)`,
+	tombstoneSchema,
 	`CREATE INDEX IF NOT EXISTS messages_provider ON messages (bot_id, provider_message_id) WHERE provider_message_id <> ''`,
 	`CREATE TABLE IF NOT EXISTS sandbox (
 		seq INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -64,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, feats Features) {
 		{"StreamContacts", testStreamContacts},
 		{"ContactReachability", testContactReachability},
 		{"DeleteContact", testDeleteContact},
+		{"WritesForDeletedContact", testWritesForDeletedContact},
 		{"Triggers", testTriggers},
 		{"TriggerConcurrentUpdate", testTriggerConcurrentUpdate},
 		{"TriggerCounters", testTriggerCounters},
