@@ -38,6 +38,8 @@ func (s *server) triggerRoutes(r *gin.Engine, bot *gin.RouterGroup) {
 	rec.POST("/message-threads", s.recruboThread)
 	rec.POST("/flow-runs", s.recruboFlowRun)
 	rec.GET("/flow-runs/:id", s.recruboGetFlowRun)
+	rec.POST("/webhooks", s.recruboCreateWebhook)
+	rec.DELETE("/webhooks/:id", s.recruboDeleteWebhook)
 }
 
 // defaultChannel is the channel of a bot's triggers that name none.
