@@ -112,11 +112,11 @@ func TestRecruboWebhookPayloadEndToEnd(t *testing.T) {
 
 	// Refused registrations: JSON:API errors pointing at the attribute, nothing stored.
 	for body, pointer := range map[string]string{
-		`{"data":{"type":"webhooks","attributes":{"resource":"candidates","event":"update","webhookUrl":"https://example.com/h","webhookSecret":"mysecret"}}}`: "/data/attributes/resource",
-		`{"data":{"type":"webhooks","attributes":{"resource":"flowRuns","event":"delete","webhookUrl":"https://example.com/h","webhookSecret":"mysecret"}}}`:  "/data/attributes/event",
+		`{"data":{"type":"webhooks","attributes":{"resource":"candidates","event":"update","webhookUrl":"https://example.com/h","webhookSecret":"mysecret"}}}`:                  "/data/attributes/resource",
+		`{"data":{"type":"webhooks","attributes":{"resource":"flowRuns","event":"delete","webhookUrl":"https://example.com/h","webhookSecret":"mysecret"}}}`:                    "/data/attributes/event",
 		`{"data":{"type":"webhooks","attributes":{"resource":"flowRuns","event":"update","fields":["state"],"webhookUrl":"https://example.com/h","webhookSecret":"mysecret"}}}`: "/data/attributes/fields",
-		`{"data":{"type":"webhooks","attributes":{"resource":"flowRuns","event":"update","webhookUrl":"https://example.com/h"}}}`: "/data/attributes/webhookSecret",
-		`{"data":{"type":"webhooks","attributes":{"resource":"flowRuns","event":"update","webhookUrl":"ftp://example.com/h","webhookSecret":"mysecret"}}}`:  "/data/attributes/webhookUrl",
+		`{"data":{"type":"webhooks","attributes":{"resource":"flowRuns","event":"update","webhookUrl":"https://example.com/h"}}}`:                                               "/data/attributes/webhookSecret",
+		`{"data":{"type":"webhooks","attributes":{"resource":"flowRuns","event":"update","webhookUrl":"ftp://example.com/h","webhookSecret":"mysecret"}}}`:                      "/data/attributes/webhookUrl",
 	} {
 		errs := jsonapi("POST", "/public/v2/webhooks", body, 422)["errors"].([]any)
 		require.Equal(t, pointer, errs[0].(map[string]any)["source"].(map[string]any)["pointer"], body)
