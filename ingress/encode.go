@@ -118,6 +118,10 @@ func encodeTrigger(t *events.Trigger) ([]byte, error) {
 		b = append(b, `,"run_id":`...)
 		b = appendJSONString(b, t.RunID)
 	}
+	if t.Priority != "" {
+		b = append(b, `,"priority":`...)
+		b = appendJSONString(b, t.Priority)
+	}
 	b = append(b, `,"accepted_at":"`...)
 	b = t.AcceptedAt.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `"}`...)

@@ -34,10 +34,12 @@ func TestEncodeTriggerMatchesJSONMarshal(t *testing.T) {
 		{ID: "zero time"},
 		{ID: "no data", NoData: true, IdempotencyKey: "k", AcceptedAt: now},
 		{ID: "no data, name", Name: "N", NoData: true, RunID: "r", AcceptedAt: now},
+		{ID: "priority", Audience: events.Audience{Users: []string{"a"}}, Priority: events.LaneBulk, AcceptedAt: now},
+		{ID: "priority, run", RunID: "r", Priority: events.LaneHigh, AcceptedAt: now},
 	}
 	for _, s := range odd {
 		cases = append(cases, events.Trigger{ID: s, BotID: s, Source: s, Event: s, FlowID: s, Channel: s, Name: s,
-			IdempotencyKey: s, RunID: s, Audience: events.Audience{Users: []string{s, s}, Platform: s, Filter: s},
+			IdempotencyKey: s, RunID: s, Priority: s, Audience: events.Audience{Users: []string{s, s}, Platform: s, Filter: s},
 			Data: map[string]any{s: s, s + "k": []any{s}}, AcceptedAt: now})
 	}
 	r := rand.New(rand.NewPCG(1, 2))

@@ -185,11 +185,18 @@ func (s *server) dispatch(c *gin.Context) {
 		abort(c, aerr)
 		return
 	}
+	priority, aerr := queryPriority(c)
+	if aerr != nil {
+		triggersRejected.WithLabelValues("dispatch", aerr.Code).Inc()
+		abort(c, aerr)
+		return
+	}
 	t := events.Trigger{
 		Source: "dispatch", Event: c.Param("event"), FlowID: flowID,
 		IdempotencyKey: c.GetHeader("Idempotency-Key"),
 	}
 	fromCompat(&t, req)
+	t.Priority = priority
 	dup, aerr := s.publishTrigger(c.Request.Context(), bot, &t)
 	if aerr != nil {
 		abort(c, aerr)

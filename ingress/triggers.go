@@ -38,6 +38,8 @@ func (s *server) triggerRoutes(r *gin.Engine, bot *gin.RouterGroup) {
 	rec.POST("/message-threads", s.recruboThread)
 	rec.POST("/flow-runs", s.recruboFlowRun)
 	rec.GET("/flow-runs/:id", s.recruboGetFlowRun)
+	rec.POST("/webhooks", s.recruboCreateWebhook)
+	rec.DELETE("/webhooks/:id", s.recruboDeleteWebhook)
 }
 
 // defaultChannel is the channel of a bot's triggers that name none.
@@ -243,7 +245,7 @@ func (s *server) cloudEvents(c *gin.Context) {
 			return
 		}
 		for _, e := range batch {
-			evs = append(evs, cloudEvent{id: e.ID(), source: e.Source(), typ: e.Type(), subject: e.Subject(), spec: e.SpecVersion(), data: e.Data(), err: e.Validate()})
+			evs = append(evs, cloudEvent{id: e.ID(), source: e.Source(), typ: e.Type(), subject: e.Subject(), spec: e.SpecVersion(), data: e.Data(), err: e.Validate(), ext: e.Extensions()})
 		}
 	} else {
 		e, err := cehttp.NewEventFromHTTPRequest(c.Request)
@@ -251,7 +253,7 @@ func (s *server) cloudEvents(c *gin.Context) {
 			s.reject(c, "cloudevents", ceReadError(err))
 			return
 		}
-		evs = append(evs, cloudEvent{id: e.ID(), source: e.Source(), typ: e.Type(), subject: e.Subject(), spec: e.SpecVersion(), data: e.Data(), err: e.Validate()})
+		evs = append(evs, cloudEvent{id: e.ID(), source: e.Source(), typ: e.Type(), subject: e.Subject(), spec: e.SpecVersion(), data: e.Data(), err: e.Validate(), ext: e.Extensions()})
 	}
 	// Validate every event before queueing any, so a bad batch queues nothing.
 	trigs := make([]events.Trigger, 0, len(evs))
@@ -297,9 +299,16 @@ func (s *server) cloudEvents(c *gin.Context) {
 			s.reject(c, "cloudevents", aerr)
 			return
 		}
+		priority, ok := cePriority(e.ext)
+		if !ok {
+			s.reject(c, "cloudevents", fieldError(http.StatusUnprocessableEntity, "invalid_field", field("priority"),
+				"the priority extension attribute must be high or bulk"))
+			return
+		}
 		t := events.Trigger{Source: "cloudevents", Event: e.typ, FlowID: ev.FlowID,
 			IdempotencyKey: "ce:" + e.source + "\x00" + e.id}
 		fromCompat(&t, req)
+		t.Priority = priority
 		trigs = append(trigs, t)
 	}
 	ids := make([]string, 0, len(trigs))
@@ -319,6 +328,7 @@ type cloudEvent struct {
 	id, source, typ, subject, spec string
 	data                           []byte
 	err                            error
+	ext                            map[string]any
 }
 
 // ceInvalid names the attribute a CloudEvent's validation refused (the
@@ -387,8 +397,14 @@ func (s *server) botmother(c *gin.Context) {
 		s.reject(c, "botmother", aerr)
 		return
 	}
+	priority, aerr := queryPriority(c)
+	if aerr != nil {
+		s.reject(c, "botmother", aerr)
+		return
+	}
 	t := events.Trigger{Source: "botmother", Event: ev.Name, FlowID: ev.FlowID, IdempotencyKey: c.GetHeader("Idempotency-Key")}
 	fromCompat(&t, req)
+	t.Priority = priority
 	s.queue(c, b, t)
 }
 
@@ -468,6 +484,14 @@ func (s *server) engati(c *gin.Context, req compat.Request, perr *compat.Error) 
 	}
 	t := events.Trigger{Source: "engati", FlowID: c.Param("flow"), IdempotencyKey: c.GetHeader("Idempotency-Key")}
 	fromCompat(&t, req)
+	if strings.HasPrefix(c.FullPath(), "/bot_api/v2.0/") { // v1's query parameters are attributes
+		priority, aerr := queryPriority(c)
+		if aerr != nil {
+			s.reject(c, "engati", aerr)
+			return
+		}
+		t.Priority = priority
+	}
 	s.queue(c, bot, t)
 }
 
@@ -598,8 +622,13 @@ func (s *server) recruboFlowRun(c *gin.Context) {
 			runID = uuid.Must(uuid.NewV7()).String()
 		}
 	}
+	priority, aerr := queryPriority(c)
+	if aerr != nil {
+		jsonapiAbort(c, jsonapiFromAPI(aerr)) // source.parameter: priority
+		return
+	}
 	t := events.Trigger{ID: runID, RunID: runID, Source: "recrubo", FlowID: fr.FlowID, Channel: contact.Channel,
-		Data: fr.State, InitialMessage: fr.InitialMessage,
+		Data: fr.State, InitialMessage: fr.InitialMessage, Priority: priority,
 		Audience: events.Audience{UsersBM: []string{contact.ID}, Platform: contact.Channel}}
 	if _, aerr := s.publishTrigger(ctx, bot, &t); aerr != nil {
 		jsonapiAbort(c, jsonapiFromAPI(aerr))

@@ -23,6 +23,13 @@ var (
 		Name: "flowgate_broadcast_backpressure_seconds_total",
 		Help: "Time broadcast fan-outs spent waiting for their account's bulk lane to drain below the queue bound.",
 	})
+	// runsByLane counts a trigger's runs in aggregate, per bot and lane:
+	// per-trigger figures are on the trigger resource (a trigger id label
+	// would be unbounded); bots are bounded by the installation's tenants.
+	runsByLane = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_lane_runs_started_total",
+		Help: "Runs created from triggers, by bot and delivery lane (high: one user, bulk: broadcasts, or the trigger's explicit priority).",
+	}, []string{"bot", "lane"})
 	backpressureWaits = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "flowgate_broadcast_backpressure_waits_total",
 		Help: "Batches of broadcast fan-outs held back because their account's bulk lane was over the queue bound.",

@@ -56,6 +56,7 @@ func (o *Orchestrator) launchBatch(ctx context.Context, t events.Trigger, runs [
 	for i := range runs {
 		if !fresh && created[i] {
 			runsStarted.WithLabelValues(t.Source).Inc()
+			runsByLane.WithLabelValues(t.BotID, LaneOf(t)).Inc()
 		}
 		if runs[i].Status == store.RunCreated { // else: started by an earlier attempt
 			batch = append(batch, firstSlice{run: runs[i], contact: contacts[i]})
@@ -157,6 +158,7 @@ func (o *Orchestrator) storeFirstStates(ctx context.Context, t events.Trigger, s
 		for i, c := range created {
 			if c {
 				runsStarted.WithLabelValues(t.Source).Inc()
+				runsByLane.WithLabelValues(t.BotID, LaneOf(t)).Inc()
 			} else {
 				lost[i] = true
 			}

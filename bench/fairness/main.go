@@ -11,13 +11,15 @@
 // -backpressure N instead broadcasts to N imported contacts (everyone)
 // through a number paced at -rate, samples the bulk lane and the process's
 // peak RSS (VmHWM: `flowgate dev`, the double and this driver together) for
-// -seconds, then cancels the broadcast: the lane must stay within the
-// orchestrator's queue bound (FLOWGATE_BROADCAST_QUEUE of the rate, plus
-// the batch under way).
+// -seconds, then cancels the broadcast (-seconds 0: runs it to the end and
+// reports the total time, duplicates and the trigger's counters): the lane
+// must stay within the orchestrator's queue bound (FLOWGATE_BROADCAST_QUEUE
+// of the rate, plus the batch under way).
 //
 //	go run ./bench/fairness                  # 2,000 at 20/s, 1 and 2 worker replicas
 //	go run ./bench/fairness -replicas 1 -broadcast 600
 //	go run ./bench/fairness -backpressure 100000 -rate 80 -seconds 120
+//	go run ./bench/fairness -backpressure 100000 -rate 80 -seconds 0   # to the end (~21 min)
 package main
 
 import (
@@ -30,6 +32,7 @@ import (
 	"log"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"sort"
 	"strings"
@@ -52,7 +55,7 @@ func main() {
 	singles := flag.Int("singles", 20, "bot A's single-user dispatches during its broadcast")
 	replicas := flag.Int("replicas", 0, "WhatsApp worker replicas (0 = 1 then 2)")
 	bp := flag.Int("backpressure", 0, "instead: broadcast to this many imported contacts and sample the bulk lane and RSS")
-	seconds := flag.Int("seconds", 120, "with -backpressure: how long to sample")
+	seconds := flag.Int("seconds", 120, "with -backpressure: how long to sample (0: run the broadcast to its end)")
 	flag.Parse()
 	if *bp > 0 {
 		if err := backpressure(*bp, *rate, time.Duration(*seconds)*time.Second); err != nil {
@@ -278,7 +281,11 @@ func run(broadcast int, rate float64, nb, singles, replicas int) error {
 }
 
 // backpressure broadcasts to n imported contacts at rate and samples the
-// bulk lane and peak RSS for d.
+// bulk lane and peak RSS for d, then cancels the broadcast; with d 0 it
+// runs the broadcast to its end and reports the total time, the messages
+// the double accepted, the duplicates (recipients it accepted more than
+// once, counted by a recording proxy in front of it) and the trigger's
+// counters.
 func backpressure(n int, rate float64, d time.Duration) error {
 	dir, err := os.MkdirTemp("", "flowgate-bench-backpressure")
 	if err != nil {
@@ -289,7 +296,11 @@ func backpressure(n int, rate float64, d time.Duration) error {
 	ctx := context.Background()
 	wa := wadouble.New(wadouble.WithoutLog())
 	defer wa.Close()
-	dev, err := app.StartDev(ctx, app.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", AdminKey: admin, Logger: quiet, NoDemo: true, MetricsAddr: "off"})
+	rec := newRecorder(wa.URL(), wa.Client())
+	proxy := httptest.NewServer(rec)
+	defer proxy.Close()
+	queue := 2 * time.Minute // FLOWGATE_BROADCAST_QUEUE's default
+	dev, err := app.StartDev(ctx, app.Config{DataDir: dir, HTTPAddr: "127.0.0.1:0", AdminKey: admin, Logger: quiet, NoDemo: true, MetricsAddr: "off", BroadcastQueue: queue})
 	if err != nil {
 		return err
 	}
@@ -298,7 +309,7 @@ func backpressure(n int, rate float64, d time.Duration) error {
 	body, _ := json.Marshal(map[string]any{"id": "camp", "name": "camp", "channels": map[string]any{
 		"default_channel": "whatsapp",
 		"whatsapp": map[string]any{"phone_number_id": "100000000000009", "access_token": wadouble.DefaultToken,
-			"app_secret": "s", "verify_token": "v", "api_base": wa.APIBase(), "rate_per_second": rate}}})
+			"app_secret": "s", "verify_token": "v", "api_base": proxy.URL + "/" + wadouble.DefaultVersion, "rate_per_second": rate}}})
 	out, err := adm.must("POST", "/v1/bots", string(body), 201)
 	if err != nil {
 		return err
@@ -318,38 +329,135 @@ func backpressure(n int, rate float64, d time.Duration) error {
 			return err
 		}
 	}
+	fmt.Printf("back-pressure: %d contacts imported; load average %s\n", n, loadAvg())
 	res, err := c.must("POST", "/v1/bots/camp/triggers", `{"flow":"promo","channel":"whatsapp","audience":{"everyone":true}}`, 202)
 	if err != nil {
 		return err
 	}
 	id := res["trigger_id"].(string)
 	subject := events.OutboundSubject(events.ChannelWhatsApp, "camp", events.LaneBulk)
+	toEnd := d <= 0
+	if toEnd { // twice the paced time plus ten minutes, then give up
+		d = time.Duration(float64(n)/rate*2)*time.Second + 10*time.Minute
+	}
 	var maxQueued, maxStream uint64
+	var samples int
 	start := time.Now()
+	next := start.Add(time.Minute)
+	var tr map[string]any
 	for time.Since(start) < d {
 		time.Sleep(250 * time.Millisecond)
 		if q, err := dev.Bus.Queued(ctx, bus.StreamOutbound, subject); err == nil {
 			maxQueued = max(maxQueued, q)
+			samples++
 		}
 		if q, err := dev.Bus.Queued(ctx, bus.StreamOutbound, events.SubjectOutbound+".>"); err == nil {
 			maxStream = max(maxStream, q)
 		}
+		if time.Now().After(next) {
+			next = next.Add(time.Minute)
+			fmt.Printf("  %s: accepted %d, bulk lane max so far %d, peak RSS %s, load average %s\n",
+				time.Since(start).Round(time.Second), wa.Stats().Accepted, maxQueued, peakRSS(), loadAvg())
+		}
+		if toEnd && wa.Stats().Accepted >= int64(n) {
+			if tr, err = c.must("GET", "/v1/bots/camp/triggers/"+id, "", 200); err != nil {
+				return err
+			}
+			t := tr["trigger"].(map[string]any)
+			if t["status"] == store.TriggerDone && counter(t, "sent") >= float64(n) {
+				break
+			}
+		}
 	}
-	tr, err := c.must("GET", "/v1/bots/camp/triggers/"+id, "", 200)
-	if err != nil {
-		return err
-	}
-	if _, err := c.must("POST", "/v1/bots/camp/triggers/"+id+"/cancel", "", 200); err != nil {
+	took := time.Since(start)
+	if tr, err = c.must("GET", "/v1/bots/camp/triggers/"+id, "", 200); err != nil {
 		return err
 	}
 	t := tr["trigger"].(map[string]any)
+	if !toEnd || t["status"] != store.TriggerDone {
+		if _, err := c.must("POST", "/v1/bots/camp/triggers/"+id+"/cancel", "", 200); err != nil {
+			fmt.Printf("  cancel: %v\n", err)
+		}
+	}
 	counters, _ := json.Marshal(t["counters"])
 	delivery, _ := json.Marshal(t["delivery"])
-	bound := uint64(rate * 120)
-	fmt.Printf("back-pressure: %d contacts, everyone, %v/s, sampled %s: bulk lane held at most %d bundles (bound %d = 2 min of the rate, + a batch of 1,000), outbound stream at most %d; sent %d (%.1f/s); peak RSS %s\n",
-		n, rate, d, maxQueued, bound, maxStream, wa.Stats().Accepted, float64(wa.Stats().Accepted)/d.Seconds(), peakRSS())
+	bound := uint64(rate * queue.Seconds())
+	accepted := wa.Stats().Accepted
+	fmt.Printf("back-pressure: %d contacts, everyone, %v/s, ran %s (to the end: %v, trigger %v): bulk lane held at most %d bundles in %d samples (bound %d = %s of the rate; a batch of 1,000 may be under way), outbound stream at most %d; the double accepted %d (%.1f/s), %d recipients, duplicates %d; peak RSS %s; load average %s\n",
+		n, rate, took.Round(time.Second), toEnd, t["status"], maxQueued, samples, bound, queue, maxStream, accepted, float64(accepted)/took.Seconds(), rec.recipients(), rec.duplicates(), peakRSS(), loadAvg())
 	fmt.Printf("  trigger at the end: counters %s delivery %s\n", counters, delivery)
 	return nil
+}
+
+func counter(t map[string]any, name string) float64 {
+	c, _ := t["counters"].(map[string]any)
+	v, _ := c[name].(float64)
+	return v
+}
+
+// recorder forwards every request to the double and counts the
+// recipients of those it accepted (2xx), so that a long run can report
+// duplicates without the double's per-message log.
+type recorder struct {
+	target string
+	client *http.Client
+	mu     sync.Mutex
+	seen   map[string]uint16
+	dups   int
+}
+
+func newRecorder(target string, c *http.Client) *recorder {
+	return &recorder{target: target, client: c, seen: map[string]uint16{}}
+}
+
+func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	out, err := http.NewRequestWithContext(req.Context(), req.Method, r.target+req.URL.RequestURI(), bytes.NewReader(body))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	out.Header = req.Header.Clone()
+	resp, err := r.client.Do(out)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 == 2 {
+		var m struct {
+			To string `json:"to"`
+		}
+		if json.Unmarshal(body, &m) == nil && m.To != "" {
+			r.mu.Lock()
+			if r.seen[m.To]++; r.seen[m.To] > 1 {
+				r.dups++
+			}
+			r.mu.Unlock()
+		}
+	}
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(answer)
+}
+
+func (r *recorder) recipients() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.seen)
+}
+
+func (r *recorder) duplicates() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dups
 }
 
 func peakRSS() string {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/recrubo"
 )
 
 // JSON:API resource types of the Recrubo API.
@@ -274,22 +275,21 @@ func parseResource(contentType string, body []byte, wantType string) (string, ma
 }
 
 // FlowRunView is what RenderRecruboFlowRun shows of a run.
-type FlowRunView struct {
-	ID              string
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
-	FlowID          string
-	MessageThreadID string
-	State           map[string]any
-	InitialMessage  *events.Content
-	Context         map[string]any
-	// Status is the run status (created, queued, running, ...).
-	Status string
-	Cost   float64
-}
+type FlowRunView = recrubo.FlowRun
 
-// recruboTime is the timestamp form of Recrubo's responses: "2024-04-16T07:05:39+00:00".
-const recruboTime = "2006-01-02T15:04:05-07:00"
+// RenderRecruboFlowRun renders a run as the JSON:API document Recrubo
+// answers with (POST and GET /public/v2/flow-runs), to be sent with
+// Content-Type application/vnd.api+json. Nil state and context render as {}.
+func RenderRecruboFlowRun(v FlowRunView) ([]byte, error) { return recrubo.RenderFlowRun(v) }
+
+// ThreadID is the Recrubo MessageThread id of a contact (recrubo.ThreadID).
+func ThreadID(contactID string) string { return recrubo.ThreadID(contactID) }
+
+// ContactID is the contact id a MessageThread id names (recrubo.ContactID).
+func ContactID(threadID string) string { return recrubo.ContactID(threadID) }
+
+// RecruboStatus is a run status in Recrubo's FlowRun vocabulary (recrubo.Status).
+func RecruboStatus(runStatus string) string { return recrubo.Status(runStatus) }
 
 type jsonapiResource[A any] struct {
 	Data struct {
@@ -297,58 +297,6 @@ type jsonapiResource[A any] struct {
 		Type       string `json:"type"`
 		Attributes A      `json:"attributes"`
 	} `json:"data"`
-}
-
-type flowRunAttributes struct {
-	CreatedAt       string         `json:"createdAt"`
-	UpdatedAt       string         `json:"updatedAt"`
-	FlowID          string         `json:"flowId"`
-	MessageThreadID string         `json:"messageThreadId"`
-	State           map[string]any `json:"state"`
-	InitialMessage  *recruboMsg    `json:"initialMessage"`
-	Context         map[string]any `json:"context"`
-	Status          string         `json:"status"`
-	Cost            float64        `json:"cost"`
-}
-
-type recruboMsg struct {
-	Type     string           `json:"type"`
-	Template *recruboTemplate `json:"template,omitempty"`
-	Text     string           `json:"text,omitempty"`
-}
-
-type recruboTemplate struct {
-	ID         string           `json:"id"`
-	Language   string           `json:"language,omitempty"`
-	Components []map[string]any `json:"components,omitempty"`
-}
-
-// RenderRecruboFlowRun renders a run as the JSON:API document Recrubo
-// answers with (POST and GET /public/v2/flow-runs), to be sent with
-// Content-Type application/vnd.api+json. Nil state and context render as {}.
-func RenderRecruboFlowRun(v FlowRunView) ([]byte, error) {
-	var doc jsonapiResource[flowRunAttributes]
-	doc.Data.ID = v.ID
-	doc.Data.Type = RecruboFlowRunType
-	a := &doc.Data.Attributes
-	a.CreatedAt = v.CreatedAt.UTC().Format(recruboTime)
-	a.UpdatedAt = v.UpdatedAt.UTC().Format(recruboTime)
-	a.FlowID = v.FlowID
-	a.MessageThreadID = v.MessageThreadID
-	a.State = orEmpty(v.State)
-	a.Context = orEmpty(v.Context)
-	a.Status = v.Status
-	a.Cost = v.Cost
-	if m := v.InitialMessage; m != nil {
-		rm := &recruboMsg{Type: m.Type}
-		if m.Template != nil {
-			rm.Template = &recruboTemplate{ID: m.Template.Name, Language: m.Template.Language, Components: m.Template.Components}
-		} else {
-			rm.Text = m.Text
-		}
-		a.InitialMessage = rm
-	}
-	return json.Marshal(doc)
 }
 
 type threadAttributes struct {
@@ -364,17 +312,10 @@ func RenderRecruboThread(id string, t Thread, createdAt time.Time) []byte {
 	var doc jsonapiResource[threadAttributes]
 	doc.Data.ID = id
 	doc.Data.Type = RecruboThreadType
-	ts := createdAt.UTC().Format(recruboTime)
+	ts := createdAt.UTC().Format(recrubo.TimeLayout)
 	doc.Data.Attributes = threadAttributes{CreatedAt: ts, UpdatedAt: ts, Channel: t.Channel, Identifier: t.Identifier}
 	b, _ := json.Marshal(doc) // strings only: cannot fail
 	return b
-}
-
-func orEmpty(m map[string]any) map[string]any {
-	if m == nil {
-		return map[string]any{}
-	}
-	return m
 }
 
 type jsonapiError struct {

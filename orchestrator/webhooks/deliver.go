@@ -3,7 +3,6 @@ package webhooks
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/egress"
+	"github.com/flowgate/flowgate/shared/recrubo"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -83,9 +83,9 @@ func (d *deliverer) handle(ctx context.Context, m bus.Message) error {
 	if d.sent.has(m.Event.ID()) {
 		return nil
 	}
-	body, err := json.Marshal(m.Event)
+	body, err := d.body(ctx, m)
 	if err != nil {
-		return bus.Permanent(fmt.Errorf("webhook %s: encode event: %w", d.sub.ID, err))
+		return err
 	}
 	start := m.Event.Time()
 	if start.IsZero() {
@@ -134,10 +134,16 @@ func (d *deliverer) post(ctx context.Context, id string, body []byte, attempt in
 		return errors.New("invalid subscription URL")
 	}
 	ts := time.Now().Unix()
-	req.Header.Set("Content-Type", ContentType)
+	sec := d.secrets.Load()
+	if _, ok := recrubo.ParseSubscription(d.sub.EventTypes); ok {
+		// Recrubo's receivers check the secret itself, sent as it is.
+		req.Header.Set("Content-Type", recrubo.ContentType)
+		req.Header.Set(recrubo.HeaderSecret, sec[0])
+	} else {
+		req.Header.Set("Content-Type", ContentType)
+	}
 	req.Header.Set("User-Agent", "Flowgate-Webhooks/1")
 	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
-	sec := d.secrets.Load()
 	req.Header.Set(HeaderSignature, Sign(sec[0], ts, body))
 	req.Header.Set(HeaderWebhookID, id)
 	req.Header.Set(HeaderWebhookTimestamp, strconv.FormatInt(ts, 10))

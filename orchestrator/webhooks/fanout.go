@@ -12,6 +12,7 @@ import (
 
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/recrubo"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -31,6 +32,16 @@ var EventTypes = []string{EventTypeAll,
 // Matches reports whether a subscription to types wants a change to status.
 func Matches(types []string, status string) bool {
 	return slices.Contains(types, EventTypeAll) || slices.Contains(types, "run."+status)
+}
+
+// wants reports whether sub is called for the change rs: by its event
+// types, or for a Recrubo webhook by Recrubo's events (recrubo.Webhook.Wants).
+func wants(sub store.Subscription, rs events.RunStatus) bool {
+	if w, ok := recrubo.ParseSubscription(sub.EventTypes); ok {
+		_, _, want := w.Wants(rs.Previous, rs.Status)
+		return want
+	}
+	return Matches(sub.EventTypes, rs.Status)
 }
 
 type cachedSubs struct {
@@ -132,7 +143,7 @@ func createdEvent(src cloudevents.Event, rs events.RunStatus) (cloudevents.Event
 
 func (s *service) enqueueFor(ctx context.Context, subs []store.Subscription, src cloudevents.Event, rs events.RunStatus) error {
 	for _, sub := range subs {
-		if !Matches(sub.EventTypes, rs.Status) {
+		if !wants(sub, rs) {
 			continue
 		}
 		e := deliveryEvent(src, rs, sub.ID)

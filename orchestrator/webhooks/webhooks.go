@@ -103,11 +103,14 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Store is what the service reads: bots (to find every subscription) and
-// their subscriptions.
+// Store is what the service reads: bots (to find every subscription),
+// their subscriptions, and the runs and triggers that Recrubo webhooks
+// show as FlowRun resources.
 type Store interface {
 	ListBots(ctx context.Context) ([]store.Bot, error)
 	ListSubscriptions(ctx context.Context, botID string) ([]store.Subscription, error)
+	GetRun(ctx context.Context, botID, id string) (store.Run, error)
+	GetTrigger(ctx context.Context, botID, id string) (store.Trigger, error)
 }
 
 // Deps are the service's collaborators.

@@ -189,8 +189,10 @@ func (b *Bus) deleteDeadLetter(ctx context.Context, seq uint64) error {
 	}
 	if err := s.DeleteMsg(ctx, seq); err != nil {
 		// The client reports "no message found" (err_code 10057) in the
-		// text only, without an APIError in the chain.
-		if errors.Is(err, jetstream.ErrMsgNotFound) || strings.Contains(err.Error(), "no message found") {
+		// text only, without an APIError in the chain; a sequence past the
+		// stream's end is the same code with "stream store EOF".
+		if errors.Is(err, jetstream.ErrMsgNotFound) || strings.Contains(err.Error(), "no message found") ||
+			strings.Contains(err.Error(), "stream store EOF") {
 			return fmt.Errorf("%w: %d", ErrNoDeadLetter, seq)
 		}
 		return fmt.Errorf("%w: delete dead letter %d: %v", ErrUnavailable, seq, err)

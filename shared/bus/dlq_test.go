@@ -103,3 +103,18 @@ func TestDeadLetterListShowReplayPurge(t *testing.T) {
 	require.Equal(t, []bool{false}, handled["ev-1"])
 	require.Equal(t, []bool{false}, handled["ev-2"])
 }
+
+// On an empty dead-letter stream, every sequence is "no such dead letter"
+// (the server answers a delete past the stream's end with its store's EOF
+// error, not "no message found").
+func TestDeadLetterMissingOnEmptyStream(t *testing.T) {
+	_, b := start(t)
+	ctx := context.Background()
+	for _, seq := range []uint64{0, 1, 1000} {
+		_, err := b.DeadLetter(ctx, seq)
+		require.ErrorIs(t, err, bus.ErrNoDeadLetter, "show %d", seq)
+		require.ErrorIs(t, b.PurgeDeadLetter(ctx, seq), bus.ErrNoDeadLetter, "purge %d", seq)
+		_, _, err = b.Replay(ctx, seq)
+		require.ErrorIs(t, err, bus.ErrNoDeadLetter, "replay %d", seq)
+	}
+}

@@ -91,6 +91,11 @@ type Config struct {
 	// worker must use the same clock; tests inject one to check the rate
 	// arithmetic without waiting.
 	Now func() time.Time
+	// Sleep waits until d has passed on the pacer's clock or ctx ends
+	// (default: a real timer). A test that injects Now injects a Sleep on
+	// the same clock, so that pacing is checked in virtual time, whatever
+	// the machine's load.
+	Sleep func(ctx context.Context, d time.Duration) error
 }
 
 func (c *Config) setDefaults() {
@@ -142,6 +147,21 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Sleep == nil {
+		c.Sleep = sleep
+	}
+}
+
+// sleep waits for d on the real clock, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-tm.C:
+		return nil
 	}
 }
 
@@ -428,14 +448,7 @@ func (p *Pacer) sleepUntil(ctx context.Context, t time.Time) error {
 	if d > p.cfg.MaxWait {
 		return bus.RetryAfter(fmt.Errorf("%w (%s)", ErrTooFar, d.Round(time.Millisecond)), d)
 	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-tm.C:
-		return nil
-	}
+	return p.cfg.Sleep(ctx, d)
 }
 
 // Throttled tells the pacer the provider refused a send from account as

@@ -192,8 +192,10 @@ func whatsappPacing(t *testing.T, rate float64, n int) {
 	require.Len(t, acc, n, "every message accepted exactly once")
 	require.Len(t, seen, n)
 	// The rate achieved and "never too fast" depend on the machine's load
-	// (a starved double reads evenly spaced requests in bursts): they are
-	// logged here and measured by bench/channels, not asserted (#13).
+	// here (a starved double reads evenly spaced requests in bursts): they
+	// are logged, asserted in virtual time by
+	// TestTwoReplicasPaceOneNumberAt80PerSecond (virtual_test.go) and
+	// measured in real time by bench/channels (#13).
 	for i, tr := range transports {
 		require.Greater(t, tr.n.Load(), int64(n/20), "replica %d sent its share", i)
 	}

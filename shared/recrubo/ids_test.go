@@ -1,4 +1,4 @@
-package compat
+package recrubo
 
 import (
 	"testing"
@@ -38,13 +38,13 @@ func TestThreadIDsAreUUIDsThatNameTheirContact(t *testing.T) {
 	}
 }
 
-func TestRecruboStatus(t *testing.T) {
+func TestStatus(t *testing.T) {
 	for in, want := range map[string]string{
 		store.RunCreated: "created", store.RunQueued: "queued", store.RunRunning: "running", store.RunWaiting: "running",
 		store.RunCompleted: "completed", store.RunFailed: "failed", store.RunCancelled: "cancelled", store.RunExpired: "expired",
 	} {
-		if got := RecruboStatus(in); got != want {
-			t.Errorf("RecruboStatus(%q) = %q, want %q", in, got, want)
+		if got := Status(in); got != want {
+			t.Errorf("Status(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package compat
+package recrubo
 
 import (
 	"encoding/hex"
@@ -58,11 +58,11 @@ func ContactID(threadID string) string {
 	return hex.EncodeToString(oid[:])
 }
 
-// RecruboStatus is a run status in Recrubo's FlowRun vocabulary: created,
+// Status is a run status in Recrubo's FlowRun vocabulary: created,
 // queued, running — a run waiting for the contact's reply or a timer is
 // still running on its thread — and the final completed, failed, cancelled
 // and expired, which the Recrubo documents do not name.
-func RecruboStatus(runStatus string) string {
+func Status(runStatus string) string {
 	if runStatus == "waiting" { // store.RunWaiting
 		return "running"
 	}

@@ -1,0 +1,98 @@
+package ingress
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/google/uuid"
+
+	"github.com/flowgate/flowgate/ingress/compat"
+	"github.com/flowgate/flowgate/shared/recrubo"
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+// Recrubo webhooks: POST /public/v2/webhooks registers a webhook the way
+// Recrubo's API does; it is stored as a webhook subscription whose event
+// type says it wants FlowRun changes as Recrubo WebhookPayload documents
+// (delivered by orchestrator/webhooks, through the same egress guard,
+// retries and per-run order as every subscription).
+
+type recruboWebhookAttributes struct {
+	Resource   string   `json:"resource"`
+	Event      string   `json:"event"`
+	Fields     []string `json:"fields,omitempty"`
+	WebhookURL string   `json:"webhookUrl"`
+	CreatedAt  string   `json:"createdAt"`
+	UpdatedAt  string   `json:"updatedAt"`
+}
+
+func (s *server) recruboCreateWebhook(c *gin.Context) {
+	bot := botOf(c)
+	body, aerr := s.readBody(c)
+	if aerr != nil {
+		jsonapiAbort(c, jsonapiFromAPI(aerr))
+		return
+	}
+	w, perr := compat.ParseRecruboWebhook(c.GetHeader("Content-Type"), body)
+	if perr != nil {
+		jsonapiAbort(c, perr)
+		return
+	}
+	if aerr := s.checkWebhookURL(c.Request.Context(), w.URL); aerr != nil {
+		e := jsonapiFromAPI(aerr)
+		e.Field = "/data/attributes/webhookUrl"
+		e.Message = strings.Replace(e.Message, "url", "webhookUrl", 1)
+		jsonapiAbort(c, e)
+		return
+	}
+	now := time.Now().UTC()
+	sub := store.Subscription{ID: uuid.Must(uuid.NewV7()).String(), BotID: bot.ID, URL: w.URL, Secret: w.Secret,
+		EventTypes: []string{w.EventType}, CreatedAt: now}
+	if err := s.store.CreateSubscription(c.Request.Context(), sub); err != nil {
+		jsonapiAbort(c, jsonapiFromAPI(storeError(err, "webhook")))
+		return
+	}
+	ts := now.Format(recrubo.TimeLayout)
+	doc, _ := json.Marshal(gin.H{"data": recrubo.Resource{ID: sub.ID, Type: compat.RecruboWebhookType,
+		Attributes: recruboWebhookAttributes{Resource: recrubo.FlowRunType, Event: w.Event, Fields: w.Fields,
+			WebhookURL: w.URL, CreatedAt: ts, UpdatedAt: ts}}}) // strings only
+	c.Data(http.StatusCreated, compat.JSONAPIMediaType, doc)
+}
+
+// recruboDeleteWebhook deletes a webhook created through the Recrubo API;
+// the bot's other subscriptions are not Recrubo webhooks and stay out of
+// reach here.
+func (s *server) recruboDeleteWebhook(c *gin.Context) {
+	bot := botOf(c)
+	ctx := c.Request.Context()
+	id := c.Param("id")
+	notFound := &compat.Error{Status: http.StatusNotFound, Code: "not_found", Message: "webhook " + clipText(id, 64) + " not found"}
+	subs, err := s.store.ListSubscriptions(ctx, bot.ID)
+	if err != nil {
+		jsonapiAbort(c, jsonapiFromAPI(storeError(err, "webhook")))
+		return
+	}
+	found := false
+	for _, sub := range subs {
+		if _, ok := recrubo.ParseSubscription(sub.EventTypes); ok && sub.ID == id {
+			found = true
+		}
+	}
+	if !found {
+		jsonapiAbort(c, notFound)
+		return
+	}
+	if err := s.store.DeleteSubscription(ctx, bot.ID, id); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			jsonapiAbort(c, notFound)
+			return
+		}
+		jsonapiAbort(c, jsonapiFromAPI(storeError(err, "webhook")))
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
