@@ -13,6 +13,7 @@ import (
 
 	"github.com/flowgate/flowgate/ingress/inputmap"
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/provider"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -86,7 +87,7 @@ func (s *server) createBot(c *gin.Context) {
 		abort(c, fieldError(http.StatusUnprocessableEntity, "invalid", "name", "name is longer than 256 characters"))
 		return
 	}
-	if d := req.Channels.DefaultChannel; d != "" && !events.KnownChannel(d) {
+	if d := req.Channels.DefaultChannel; d != "" && !provider.Known(d) {
 		abort(c, fieldError(http.StatusUnprocessableEntity, "invalid", "channels.default_channel", "unknown channel "+d))
 		return
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/phone"
+	"github.com/flowgate/flowgate/shared/provider"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -268,7 +269,7 @@ func validateRecord(botID string, r contactRecord, region string, now time.Time)
 	switch {
 	case ch == "":
 		return fail("channel", "required")
-	case !events.KnownChannel(ch):
+	case !provider.Known(ch):
 		return fail("channel", fmt.Sprintf("%q is not one of whatsapp, telegram, rcs, sandbox", truncateText(r.channel, 40)))
 	}
 	id := strings.TrimSpace(r.externalID)

@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/provider"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -170,7 +171,7 @@ func checkChannels(ch store.ChannelAccounts) *apiError {
 	}
 	if d := ch.DefaultChannel; d != "" {
 		b := store.Bot{Channels: ch}
-		if !events.KnownChannel(d) {
+		if !provider.Known(d) {
 			return bad("default_channel", "unknown channel "+clipText(d, 32))
 		}
 		if !channelConfigured(b, d) {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/flowgate/flowgate/ingress/compat"
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/provider"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -50,17 +51,10 @@ func defaultChannel(b store.Bot) string {
 
 // channelConfigured reports whether the bot can send on ch.
 func channelConfigured(b store.Bot, ch string) bool {
-	switch ch {
-	case events.ChannelSandbox, "", "any":
+	if ch == "" || ch == "any" {
 		return true
-	case events.ChannelWhatsApp:
-		return b.Channels.WhatsApp != nil
-	case events.ChannelTelegram:
-		return b.Channels.Telegram != nil
-	case events.ChannelRCS:
-		return b.Channels.RCS != nil
 	}
-	return false
+	return provider.Configured(b, ch)
 }
 
 // completeChannel gives a request that names no channel the bot's default

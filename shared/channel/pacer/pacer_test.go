@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	telegram "github.com/flowgate/flowgate/channel-telegram"
+	whatsapp "github.com/flowgate/flowgate/channel-whatsapp"
 	"github.com/flowgate/flowgate/shared/testclock"
 
 	"github.com/nats-io/nats.go"
@@ -150,7 +152,7 @@ func TestAccountsAreIndependent(t *testing.T) {
 // The bot's RatePerSecond overrides the channel default.
 func TestBotRateOverride(t *testing.T) {
 	js := startJS(t)
-	p := newPacer(t, js, pacer.Config{Channel: events.ChannelWhatsApp})
+	p := newPacer(t, js, whatsapp.Provider.PacerConfig())
 	bot := store.Bot{ID: "b", Channels: store.ChannelAccounts{WhatsApp: &store.WhatsAppAccount{PhoneNumberID: "1", RatePerSecond: 20}}}
 	ts := hammer(t, 8, 2*time.Second, func(ctx context.Context) error {
 		return p.WaitMessage(ctx, bot, "1", events.Outbound{To: "+15550001"})
@@ -163,8 +165,8 @@ func TestBotRateOverride(t *testing.T) {
 // Telegram: one message per second per chat, whatever the bot's rate.
 func TestPerRecipientRate(t *testing.T) {
 	js := startJS(t)
-	a := newPacer(t, js, pacer.Config{Channel: events.ChannelTelegram})
-	b := newPacer(t, js, pacer.Config{Channel: events.ChannelTelegram})
+	a := newPacer(t, js, telegram.Provider.PacerConfig())
+	b := newPacer(t, js, telegram.Provider.PacerConfig())
 	bot := store.Bot{ID: "b"}
 	var mu sync.Mutex
 	byChat := map[string][]time.Time{}
@@ -276,9 +278,6 @@ func TestConfigValidation(t *testing.T) {
 	require.Error(t, err)
 	_, err = pacer.New(context.Background(), js, pacer.Config{Channel: "x", Rate: -1})
 	require.Error(t, err)
-	r, per := pacer.DefaultRates(events.ChannelTelegram)
-	require.Equal(t, 30.0, r)
-	require.Equal(t, 1.0, per)
 }
 
 // The bucket is in memory: a restarted NATS server comes back without it.
