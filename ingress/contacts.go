@@ -134,14 +134,16 @@ func (s *server) importContacts(c *gin.Context) {
 	if err != nil {
 		var rerr readError
 		if errors.As(err, &rerr) {
-			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": newError(http.StatusBadRequest, "bad_request",
-				"the request body broke off: "+rerr.Error()), "summary": sum})
+			e := newError(http.StatusBadRequest, "bad_request", "the request body broke off: "+rerr.Error())
+			e.summary = sum
+			abort(c, e)
 			return
 		}
 		s.log.WarnContext(c.Request.Context(), "contacts import failed", "bot", bot.ID, "err", err)
-		e := storeError(err, "contact")
+		e := *storeError(err, "contact")
+		e.summary = sum
 		c.Header("Retry-After", "5")
-		c.AbortWithStatusJSON(e.Status, gin.H{"error": e, "summary": sum})
+		abort(c, &e)
 		return
 	}
 	c.JSON(http.StatusOK, sum)
