@@ -3,7 +3,9 @@ package rcs
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"net/http"
+	"strings"
 
 	"github.com/flowgate/flowgate/shared/channel"
 	"github.com/flowgate/flowgate/shared/events"
@@ -31,10 +33,26 @@ var Provider = provider.Provider{
 		return provider.Account{Key: a.AgentID, Rate: a.RatePerSecond}, true
 	},
 	CheckAccounts: func(ch store.ChannelAccounts) error {
-		if a := ch.RCS; a != nil {
-			return provider.CheckAPIBase(a.APIBase, "channels.rcs.api_base")
+		a := ch.RCS
+		if a == nil {
+			return nil
 		}
-		return nil
+		if strings.TrimSpace(a.AgentID) == "" {
+			return provider.Missing("channels.rcs.agent_id")
+		}
+		return provider.CheckAPIBase(a.APIBase, "channels.rcs.api_base")
+	},
+	AccountView: func(ch store.ChannelAccounts) map[string]any {
+		a := ch.RCS
+		if a == nil {
+			return nil
+		}
+		return map[string]any{"configured": true, "agent_id": a.AgentID, "rate_per_second": a.RatePerSecond,
+			"api_base": a.APIBase, "service_account_json_set": a.ServiceAccountJSON != "", "client_token_set": a.ClientToken != ""}
+	},
+	MergeAccount: func(ch *store.ChannelAccounts, raw json.RawMessage) (err error) {
+		ch.RCS, err = provider.MergeJSON(ch.RCS, raw)
+		return err
 	},
 	Webhook: webhook,
 	NewSender: func(d provider.SenderDeps) (channel.Sender, error) {

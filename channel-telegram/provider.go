@@ -2,6 +2,7 @@ package telegram
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -46,6 +47,18 @@ func newProvider() provider.Provider {
 			return provider.Account{Key: id, Rate: a.RatePerSecond}, true
 		},
 		CheckAccounts: checkAccount,
+		AccountView: func(ch store.ChannelAccounts) map[string]any {
+			a := ch.Telegram
+			if a == nil {
+				return nil
+			}
+			return map[string]any{"configured": true, "rate_per_second": a.RatePerSecond, "api_base": a.APIBase,
+				"bot_token_set": a.BotToken != "", "webhook_secret_set": a.WebhookSecret != ""}
+		},
+		MergeAccount: func(ch *store.ChannelAccounts, raw json.RawMessage) (err error) {
+			ch.Telegram, err = provider.MergeJSON(ch.Telegram, raw)
+			return err
+		},
 		Webhook: func(_ context.Context, bot store.Bot, r provider.Request) (provider.Notification, error) {
 			acct := bot.Channels.Telegram
 			if acct == nil {

@@ -2,6 +2,7 @@ package whatsapp
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strings"
 
@@ -28,7 +29,20 @@ var Provider = provider.Provider{
 		}
 		return provider.Account{Key: a.PhoneNumberID, Rate: a.RatePerSecond}, true
 	},
-	CheckAccounts:  checkAccount,
+	CheckAccounts: checkAccount,
+	AccountView: func(ch store.ChannelAccounts) map[string]any {
+		a := ch.WhatsApp
+		if a == nil {
+			return nil
+		}
+		return map[string]any{"configured": true, "phone_number_id": a.PhoneNumberID,
+			"rate_per_second": a.RatePerSecond, "template_language": a.TemplateLanguage, "api_base": a.APIBase,
+			"access_token_set": a.AccessToken != "", "app_secret_set": a.AppSecret != "", "verify_token_set": a.VerifyToken != ""}
+	},
+	MergeAccount: func(ch *store.ChannelAccounts, raw json.RawMessage) (err error) {
+		ch.WhatsApp, err = provider.MergeJSON(ch.WhatsApp, raw)
+		return err
+	},
 	Webhook:        webhook,
 	WebhookMethods: []string{http.MethodGet, http.MethodPost},
 	NewSender: func(d provider.SenderDeps) (channel.Sender, error) {

@@ -7,7 +7,9 @@
 package provider
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -38,6 +40,15 @@ type Provider struct {
 	// with when a bot is created or changed (nil: none to check). The
 	// error is a *FieldError naming the field.
 	CheckAccounts func(store.ChannelAccounts) error
+	// AccountView is the bot's account as the API shows it (nil: the bot
+	// has none): its settings, and of each secret only whether it is set.
+	// nil: the channel shows {"configured": true} for every bot that has
+	// an account.
+	AccountView func(store.ChannelAccounts) map[string]any
+	// MergeAccount applies PATCH /v1/bots/{bot}'s channels.{Name} object
+	// onto ch (fields it does not name stay; null removes the account).
+	// nil: the channel's account cannot be changed through the API.
+	MergeAccount func(ch *store.ChannelAccounts, raw json.RawMessage) error
 	// Webhook verifies and parses one webhook request of bot
 	// (/webhooks/{Name}/{bot}, any method) into channel-neutral events.
 	// nil: the channel has no webhook. Errors are *WebhookError.
@@ -213,6 +224,25 @@ func CheckAPIBase(base, field string) error {
 		return Invalid(field, field+" must be an http or https URL")
 	}
 	return nil
+}
+
+// MergeJSON applies a JSON object onto a copy of *old (the fields it does
+// not name stay) and returns it; JSON null returns nil (no account).
+// Unknown fields are refused. For MergeAccount.
+func MergeJSON[A any](old *A, raw json.RawMessage) (*A, error) {
+	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return nil, nil
+	}
+	var a A
+	if old != nil {
+		a = *old
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&a); err != nil {
+		return nil, err
+	}
+	return &a, nil
 }
 
 // validate reports a provider value that cannot be served.
