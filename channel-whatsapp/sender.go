@@ -2,7 +2,8 @@
 // the Sender that translates channel-neutral messages into Cloud API sends
 // and classifies Meta's errors for the channel runner, the 24-hour
 // customer-service window rule, and the pure webhook functions (signature,
-// verification challenge, parsing) that the ingress calls.
+// verification challenge, parsing) behind its provider value (provider.go),
+// which the ingress and the worker reach through shared/provider.
 //
 // The contract followed is the WhatsApp section of providers.md.
 package whatsapp
