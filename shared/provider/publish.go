@@ -34,7 +34,7 @@ var (
 // deliveries on the bus, reachability in the store. Every event's
 // Nats-Msg-Id derives from the provider's own id, so a provider's retry
 // (or a webhook and a poll of the same update) is dropped by JetStream.
-// The webhook handler and a pollers both use it.
+// The ingress's webhook handler and Telegram's poller both use it.
 func Publish(ctx context.Context, b Bus, st Contacts, botID, channel string, n Notification) error {
 	for _, in := range n.Inbound {
 		if err := PublishInbound(ctx, b, in); err != nil {
