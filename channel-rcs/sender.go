@@ -78,10 +78,6 @@ func NewSender(opts ...Option) (*Sender, error) {
 // Channel returns events.ChannelRCS.
 func (s *Sender) Channel() string { return events.ChannelRCS }
 
-// IdempotentSends is true: a repeated send carries the same messageId,
-// which RBM ignores (channel.IdempotentSender).
-func (s *Sender) IdempotentSends() bool { return true }
-
 // Account returns the RBM agent id: the pacing key.
 func (s *Sender) Account(bot store.Bot) (string, error) {
 	acct := bot.Channels.RCS

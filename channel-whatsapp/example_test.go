@@ -12,8 +12,8 @@ import (
 	"github.com/flowgate/flowgate/shared/store"
 )
 
-// A contact who never wrote gets the trigger's template instead of the
-// first free-form message; the double plays the Cloud API.
+// A contact who never wrote may get a template but no free-form message
+// until it writes; the double plays the Cloud API.
 func ExampleSender_Send() {
 	api := whatsappdouble.New(whatsappdouble.WithWindowEnforcement())
 	defer api.Close()
@@ -28,12 +28,13 @@ func ExampleSender_Send() {
 	out := events.Outbound{
 		BotID: "acme", RunID: "run-1", To: "31612345678",
 		Messages: []events.OutboundMessage{
-			{ID: "run-1:0", Seq: 0, Content: events.Content{Type: events.ContentText, Text: "Hi John!"}},
+			// The trigger's initial template opens the window (the
+			// orchestrator sends it first to a contact outside it).
+			{ID: "run-1:0", Seq: 0, Content: events.Content{Type: events.ContentTemplate, Template: &events.Template{
+				Name: "welcome", Language: "en", BodyParams: []string{"John"},
+			}}},
 			{ID: "run-1:1", Seq: 1, Content: events.Content{Type: events.ContentText, Text: "Ready?"}},
 		},
-		InitialMessage: &events.Content{Type: events.ContentTemplate, Template: &events.Template{
-			Name: "welcome", Language: "en", BodyParams: []string{"John"},
-		}},
 	}
 	for _, m := range out.Messages {
 		res, err := sender.Send(context.Background(), bot, out, m)

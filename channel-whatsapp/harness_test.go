@@ -32,7 +32,7 @@ func TestSenderHarness(t *testing.T) {
 		out := inWindow(c)
 		return sendertest.Case{Name: name, Out: out, Msg: out.Messages[0], Reply: reply, Want: want, Kind: kind, Code: code, ID: map[bool]string{true: "wamid.H1"}[kind == sendertest.Success]}
 	}
-	neverWrote := bundle(nil, nil, text)
+	neverWrote := bundle(nil, text)
 
 	cases := []sendertest.Case{
 		one("text", text, ok, req(`{"messaging_product":"whatsapp","recipient_type":"individual","to":"31612345678","type":"text","text":{"body":"hi","preview_url":false}}`), sendertest.Success, ""),

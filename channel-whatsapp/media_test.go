@@ -45,7 +45,7 @@ func TestUploadedMediaIsUploadedOnceAndRenewed(t *testing.T) {
 
 	send := func(c events.Content) (channel.Result, error) {
 		last := clk.now().Add(-time.Hour)
-		out := bundle(&last, nil, c)
+		out := bundle(&last, c)
 		return s.Send(ctx, testBot(whatsappdouble.DefaultToken), out, out.Messages[0])
 	}
 	img := events.Content{Type: events.ContentImage, MediaURL: "media:med_1", Caption: "Send image from Local"}
@@ -104,7 +104,7 @@ func TestUploadedMediaIsUploadedOnceAndRenewed(t *testing.T) {
 	plain, err := whatsapp.NewSender(whatsapp.WithAPIBase(d.APIBase()), whatsapp.WithClock(clk.now))
 	require.NoError(t, err)
 	last := clk.now().Add(-time.Hour)
-	out := bundle(&last, nil, img)
+	out := bundle(&last, img)
 	_, err = plain.Send(ctx, testBot(whatsappdouble.DefaultToken), out, out.Messages[0])
 	require.ErrorAs(t, err, &perm)
 	require.Equal(t, whatsapp.CodeMediaNotFound, perm.Code)

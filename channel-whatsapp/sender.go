@@ -2,7 +2,8 @@
 // the Sender that translates channel-neutral messages into Cloud API sends
 // and classifies Meta's errors for the channel runner, the 24-hour
 // customer-service window rule, and the pure webhook functions (signature,
-// verification challenge, parsing) that the ingress calls.
+// verification challenge, parsing) behind its provider value (provider.go),
+// which the ingress and the worker reach through shared/provider.
 //
 // The contract followed is the WhatsApp section of providers.md.
 package whatsapp
@@ -105,9 +106,9 @@ const DefaultTemplateLanguage = "en"
 //
 // A free-form message (anything but a template) to a contact whose last
 // inbound message is unknown or older than 24 hours is never handed to
-// Meta: as the first message of the bundle it is replaced by
-// out.InitialMessage when that is a template, otherwise Send fails with a
-// *channel.PermanentError coded "outside_window".
+// Meta: Send fails with a *channel.PermanentError coded "outside_window".
+// (The orchestrator opens the window of such a contact with the trigger's
+// template initial message before the flow speaks.)
 func (s *Sender) Send(ctx context.Context, bot store.Bot, out events.Outbound, msg events.OutboundMessage) (channel.Result, error) {
 	a, err := account(bot)
 	if err != nil {
@@ -170,16 +171,9 @@ func (s *Sender) windowContent(out events.Outbound, msg events.OutboundMessage) 
 	if c.Type == events.ContentTemplate || InWindow(out.LastInboundAt, s.opts.now()) {
 		return c, nil
 	}
-	first := len(out.Messages) > 0 && msg.Seq == out.Messages[0].Seq
-	if first && out.InitialMessage != nil && out.InitialMessage.Type == events.ContentTemplate {
-		return *out.InitialMessage, nil
-	}
 	reason := "the contact has never written: free-form messages need an open 24-hour window"
 	if out.LastInboundAt != nil {
 		reason = fmt.Sprintf("the contact last wrote at %s, more than 24 hours ago", out.LastInboundAt.UTC().Format(time.RFC3339))
-	}
-	if first {
-		reason += ", and the trigger has no template initial message"
 	}
 	return c, &channel.PermanentError{Code: CodeOutsideWindow, Reason: reason}
 }
@@ -187,7 +181,7 @@ func (s *Sender) windowContent(out events.Outbound, msg events.OutboundMessage) 
 // InWindow reports whether a contact who last wrote at lastInbound may get
 // free-form messages at now.
 func InWindow(lastInbound *time.Time, now time.Time) bool {
-	return lastInbound != nil && now.Sub(*lastInbound) < Window
+	return Provider.Capabilities.InWindow(lastInbound, now)
 }
 
 func (s *Sender) post(ctx context.Context, endpoint, token string, body []byte) (channel.Result, error) {

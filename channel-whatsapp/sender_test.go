@@ -50,12 +50,12 @@ func setup(t testing.TB, opts ...whatsappdouble.Option) (*whatsappdouble.Server,
 // inWindow is a bundle for a contact who wrote an hour ago.
 func inWindow(contents ...events.Content) events.Outbound {
 	last := now.Add(-time.Hour)
-	return bundle(&last, nil, contents...)
+	return bundle(&last, contents...)
 }
 
-func bundle(last *time.Time, initial *events.Content, contents ...events.Content) events.Outbound {
+func bundle(last *time.Time, contents ...events.Content) events.Outbound {
 	out := events.Outbound{BotID: "acme", RunID: "run1", ContactID: "c1", Channel: events.ChannelWhatsApp,
-		To: to, LastInboundAt: last, InitialMessage: initial}
+		To: to, LastInboundAt: last}
 	for i, c := range contents {
 		out.Messages = append(out.Messages, events.OutboundMessage{ID: "run1:" + string(rune('0'+i)), Seq: i + 3, Content: c})
 	}
@@ -259,58 +259,31 @@ func TestLimitsRefusedBeforeAnyRequest(t *testing.T) {
 
 func TestWindow(t *testing.T) {
 	text := events.Content{Type: events.ContentText, Text: "Hi"}
-	tmpl := events.Content{Type: events.ContentTemplate, Template: &events.Template{Name: "welcome", Language: "en", BodyParams: []string{"John"}}}
 	ago := func(d time.Duration) *time.Time { t := now.Add(-d); return &t }
 	bot := testBot(whatsappdouble.DefaultToken)
 
 	t.Run("free-form inside the window is sent", func(t *testing.T) {
 		d, s := setup(t)
-		out := bundle(ago(24*time.Hour-time.Second), &tmpl, text)
+		out := bundle(ago(24*time.Hour-time.Second), text)
 		_, err := s.Send(context.Background(), bot, out, out.Messages[0])
 		require.NoError(t, err)
 		require.Equal(t, "text", d.Accepted()[0].Type)
 	})
 	for name, last := range map[string]*time.Time{"never wrote": nil, "wrote 25h ago": ago(25 * time.Hour), "wrote exactly 24h ago": ago(24 * time.Hour)} {
-		t.Run(name+": no initial message fails outside_window without a request", func(t *testing.T) {
+		t.Run(name+": a free-form message fails outside_window without a request", func(t *testing.T) {
 			d, s := setup(t)
-			out := bundle(last, nil, text)
+			out := bundle(last, text)
 			_, err := s.Send(context.Background(), bot, out, out.Messages[0])
 			var perm *channel.PermanentError
 			require.ErrorAs(t, err, &perm)
 			require.Equal(t, whatsapp.CodeOutsideWindow, perm.Code)
 			require.Zero(t, d.Stats().Requests)
 		})
-		t.Run(name+": first message replaced by the template initial message", func(t *testing.T) {
-			d, s := setup(t, whatsappdouble.WithWindowEnforcement())
-			out := bundle(last, &tmpl, text, text)
-			res, err := s.Send(context.Background(), bot, out, out.Messages[0])
-			require.NoError(t, err)
-			acc := d.Accepted()
-			require.Len(t, acc, 1)
-			require.Equal(t, res.ProviderMessageID, acc[0].WAMID)
-			require.Equal(t, "template", acc[0].Type)
-			require.JSONEq(t, `{"messaging_product":"whatsapp","recipient_type":"individual","to":"31612345678","type":"template","template":{"name":"welcome","language":{"code":"en"},"components":[{"type":"body","parameters":[{"type":"text","text":"John"}]}]}}`, string(acc[0].Payload))
-
-			// The second free-form message cannot be replaced: it fails, unsent.
-			_, err = s.Send(context.Background(), bot, out, out.Messages[1])
-			var perm *channel.PermanentError
-			require.ErrorAs(t, err, &perm)
-			require.Equal(t, whatsapp.CodeOutsideWindow, perm.Code)
-			require.EqualValues(t, 1, d.Stats().Requests)
-			require.Zero(t, d.Stats().Rejected[131047])
-		})
 	}
-	t.Run("a non-template initial message does not replace", func(t *testing.T) {
-		d, s := setup(t)
-		out := bundle(nil, &text, text)
-		_, err := s.Send(context.Background(), bot, out, out.Messages[0])
-		require.True(t, channel.IsPermanent(err))
-		require.Zero(t, d.Stats().Requests)
-	})
 	t.Run("a template is sent outside the window as is", func(t *testing.T) {
 		d, s := setup(t, whatsappdouble.WithWindowEnforcement())
 		other := events.Content{Type: events.ContentTemplate, Template: &events.Template{Name: "reminder", Language: "en"}}
-		out := bundle(nil, &tmpl, other)
+		out := bundle(nil, other)
 		_, err := s.Send(context.Background(), bot, out, out.Messages[0])
 		require.NoError(t, err)
 		require.Contains(t, string(d.Accepted()[0].Payload), `"reminder"`)
@@ -318,14 +291,15 @@ func TestWindow(t *testing.T) {
 }
 
 // TestRecruboScenario: a contact outside the window gets the template
-// initialMessage, replies (signed webhook), and the flow continues with
-// free-form messages, against a double that enforces the window itself.
+// initialMessage (the orchestrator sends it as the run's first message),
+// replies (signed webhook), and the flow continues with free-form
+// messages, against a double that enforces the window itself.
 func TestRecruboScenario(t *testing.T) {
 	d, s := setup(t, whatsappdouble.WithWindowEnforcement())
 	bot := testBot(whatsappdouble.DefaultToken)
 	initial := events.Content{Type: events.ContentTemplate, Template: &events.Template{Name: "7fqa9715", Language: "nl",
 		Components: []map[string]any{{"type": "body", "parameters": []any{map[string]any{"type": "text", "text": "John"}}}}}}
-	out := bundle(nil, &initial, events.Content{Type: events.ContentText, Text: "Welcome! What is your name?"})
+	out := bundle(nil, initial)
 	res, err := s.Send(context.Background(), bot, out, out.Messages[0])
 	require.NoError(t, err)
 
@@ -342,7 +316,7 @@ func TestRecruboScenario(t *testing.T) {
 	d.UserWrote(p.Inbound[0].From, p.Inbound[0].ReceivedAt) // Meta's own record of the window
 
 	last := p.Inbound[0].ReceivedAt
-	next := bundle(&last, &initial, events.Content{Type: events.ContentText, Text: "Thanks John"}, events.Content{Type: events.ContentText, Text: "Next question"})
+	next := bundle(&last, events.Content{Type: events.ContentText, Text: "Thanks John"}, events.Content{Type: events.ContentText, Text: "Next question"})
 	for _, m := range next.Messages {
 		_, err := s.Send(context.Background(), bot, next, m)
 		require.NoError(t, err)
@@ -363,7 +337,7 @@ func TestFlowLaunchScenario(t *testing.T) {
 	bot := testBot(whatsappdouble.DefaultToken)
 	tmpl := events.Content{Type: events.ContentTemplate, Template: &events.Template{Name: "course_signup", Language: "en",
 		FlowButton: &events.FlowButton{Index: "0", FlowToken: "run1:step2", FlowActionData: map[string]any{"fname": "Anna", "lname": "Stakina", "age": "30"}}}}
-	out := bundle(nil, nil, tmpl)
+	out := bundle(nil, tmpl)
 	_, err := s.Send(context.Background(), bot, out, out.Messages[0])
 	require.NoError(t, err)
 	sent := d.Accepted()[0].Map()
@@ -384,7 +358,7 @@ func TestFlowLaunchScenario(t *testing.T) {
 	require.Equal(t, "go-101", p.Inbound[0].FlowResponse["course"])
 
 	// An unknown template name is Meta's 132001: permanent.
-	bad := bundle(nil, nil, events.Content{Type: events.ContentTemplate, Template: &events.Template{Name: "nope", Language: "en"}})
+	bad := bundle(nil, events.Content{Type: events.ContentTemplate, Template: &events.Template{Name: "nope", Language: "en"}})
 	_, err = s.Send(context.Background(), bot, bad, bad.Messages[0])
 	var perm *channel.PermanentError
 	require.ErrorAs(t, err, &perm)
@@ -593,7 +567,7 @@ func TestCancelledContextIsNotPermanent(t *testing.T) {
 func TestTemplateWithoutLanguageUsesDefault(t *testing.T) {
 	d, s := setup(t)
 	tpl := events.Content{Type: events.ContentTemplate, Template: &events.Template{Name: "invite"}}
-	out := bundle(nil, nil, tpl)
+	out := bundle(nil, tpl)
 	_, err := s.Send(context.Background(), testBot(whatsappdouble.DefaultToken), out, out.Messages[0])
 	require.NoError(t, err)
 	bot := testBot(whatsappdouble.DefaultToken)

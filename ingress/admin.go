@@ -13,6 +13,7 @@ import (
 
 	"github.com/flowgate/flowgate/ingress/inputmap"
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/provider"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -35,20 +36,17 @@ type botView struct {
 }
 
 func viewBot(b store.Bot) botView {
-	ch := map[string]any{events.ChannelSandbox: gin.H{"configured": true}}
-	// Secrets are write-only: the view says only whether each is set.
-	if a := b.Channels.WhatsApp; a != nil {
-		ch[events.ChannelWhatsApp] = gin.H{"configured": true, "phone_number_id": a.PhoneNumberID,
-			"rate_per_second": a.RatePerSecond, "template_language": a.TemplateLanguage, "api_base": a.APIBase,
-			"access_token_set": a.AccessToken != "", "app_secret_set": a.AppSecret != "", "verify_token_set": a.VerifyToken != ""}
-	}
-	if a := b.Channels.Telegram; a != nil {
-		ch[events.ChannelTelegram] = gin.H{"configured": true, "rate_per_second": a.RatePerSecond, "api_base": a.APIBase,
-			"bot_token_set": a.BotToken != "", "webhook_secret_set": a.WebhookSecret != ""}
-	}
-	if a := b.Channels.RCS; a != nil {
-		ch[events.ChannelRCS] = gin.H{"configured": true, "agent_id": a.AgentID, "rate_per_second": a.RatePerSecond,
-			"api_base": a.APIBase, "service_account_json_set": a.ServiceAccountJSON != "", "client_token_set": a.ClientToken != ""}
+	ch := map[string]any{}
+	// Each provider shows its account; secrets are write-only: the view
+	// says only whether each is set.
+	for _, p := range provider.All() {
+		if p.AccountView != nil {
+			if v := p.AccountView(b.Channels); v != nil {
+				ch[p.Name] = v
+			}
+		} else if _, ok := p.Account(b); ok {
+			ch[p.Name] = gin.H{"configured": true}
+		}
 	}
 	def := b.Channels.DefaultChannel
 	if def == "" {
@@ -86,7 +84,7 @@ func (s *server) createBot(c *gin.Context) {
 		abort(c, fieldError(http.StatusUnprocessableEntity, "invalid", "name", "name is longer than 256 characters"))
 		return
 	}
-	if d := req.Channels.DefaultChannel; d != "" && !events.KnownChannel(d) {
+	if d := req.Channels.DefaultChannel; d != "" && !provider.Known(d) {
 		abort(c, fieldError(http.StatusUnprocessableEntity, "invalid", "channels.default_channel", "unknown channel "+d))
 		return
 	}

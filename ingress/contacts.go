@@ -21,6 +21,7 @@ import (
 
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/phone"
+	"github.com/flowgate/flowgate/shared/provider"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -133,14 +134,16 @@ func (s *server) importContacts(c *gin.Context) {
 	if err != nil {
 		var rerr readError
 		if errors.As(err, &rerr) {
-			c.AbortWithStatusJSON(http.StatusBadRequest, gin.H{"error": newError(http.StatusBadRequest, "bad_request",
-				"the request body broke off: "+rerr.Error()), "summary": sum})
+			e := newError(http.StatusBadRequest, "bad_request", "the request body broke off: "+rerr.Error())
+			e.summary = sum
+			abort(c, e)
 			return
 		}
 		s.log.WarnContext(c.Request.Context(), "contacts import failed", "bot", bot.ID, "err", err)
-		e := storeError(err, "contact")
+		e := *storeError(err, "contact")
+		e.summary = sum
 		c.Header("Retry-After", "5")
-		c.AbortWithStatusJSON(e.Status, gin.H{"error": e, "summary": sum})
+		abort(c, &e)
 		return
 	}
 	c.JSON(http.StatusOK, sum)
@@ -268,7 +271,7 @@ func validateRecord(botID string, r contactRecord, region string, now time.Time)
 	switch {
 	case ch == "":
 		return fail("channel", "required")
-	case !events.KnownChannel(ch):
+	case !provider.Known(ch):
 		return fail("channel", fmt.Sprintf("%q is not one of whatsapp, telegram, rcs, sandbox", truncateText(r.channel, 40)))
 	}
 	id := strings.TrimSpace(r.externalID)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/flowgate/flowgate/ingress/compat"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -24,6 +25,9 @@ type apiError struct {
 	// trigger the request may have queued, and the key to retry it with.
 	TriggerID      string `json:"trigger_id,omitempty"`
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	// summary, when set, is answered beside the error (what a contacts
+	// import did before it broke off).
+	summary any
 }
 
 // outcomeUnknown answers a publish whose acknowledgement did not come back:
@@ -58,14 +62,53 @@ var (
 	errStoreDown       = newError(http.StatusServiceUnavailable, "unavailable", "the store is unavailable; retry later")
 )
 
-// abort answers with err and stops the handler chain.
+// abort is how every handler refuses a request: it answers with err and
+// stops the handler chain. The route decides the rest (rejectAs): a
+// trigger API's refusals are counted by API and code, and Recrubo's routes
+// answer JSON:API error documents instead of {"error":{...}}.
 func abort(c *gin.Context, err *apiError) {
 	if (err.Status == http.StatusServiceUnavailable || err.Status == http.StatusTooManyRequests) && c.Writer.Header().Get("Retry-After") == "" {
 		c.Header("Retry-After", "5")
 	}
+	if api := c.GetString(ctxTriggerAPI); api != "" {
+		triggersRejected.WithLabelValues(api, err.Code).Inc()
+	}
+	if c.GetBool(ctxJSONAPI) {
+		c.Data(err.Status, "application/vnd.api+json", compat.RenderJSONAPIError(
+			&compat.Error{Status: err.Status, Code: err.Code, Field: err.Field, Message: err.Message}))
+		c.Abort()
+		return
+	}
 	e := *err // the package's error values are shared: copy before stamping
 	e.RequestID = c.GetString(ctxRequestID)
-	c.AbortWithStatusJSON(e.Status, gin.H{"error": &e})
+	body := gin.H{"error": &e}
+	if e.summary != nil {
+		body["summary"] = e.summary
+	}
+	c.AbortWithStatusJSON(e.Status, body)
+}
+
+// Context keys of rejectAs.
+const (
+	ctxTriggerAPI = "flowgate.trigger_api"
+	ctxJSONAPI    = "flowgate.jsonapi"
+)
+
+// rejectAs is the middleware of a trigger API's routes: abort counts
+// their refusals under api (flowgate_triggers_rejected_total) and, for
+// Recrubo, answers JSON:API documents.
+func rejectAs(api string, jsonapi bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.Set(ctxTriggerAPI, api)
+		if jsonapi {
+			c.Set(ctxJSONAPI, true)
+		}
+	}
+}
+
+// compatError is a parse error of the compat package as an API error.
+func compatError(e *compat.Error) *apiError {
+	return &apiError{Status: e.Status, Code: e.Code, Field: e.Field, Message: e.Message}
 }
 
 // storeError maps a store error to an API error.

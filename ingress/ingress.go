@@ -205,7 +205,7 @@ func (s *server) routes() *gin.Engine {
 
 	r.POST("/v1/bots", s.requireAdmin, s.createBot)
 	// Dispatch also takes a third party's signed webhook without a key.
-	r.POST("/v1/bots/:bot/dispatch/:event", s.dispatchAuth, s.dispatch)
+	r.POST("/v1/bots/:bot/dispatch/:event", rejectAs("dispatch", false), s.dispatchAuth, s.dispatch)
 	bot := r.Group("/v1/bots/:bot", s.requireBot)
 	bot.GET("", s.getBot)
 	bot.PUT("/flows/:flow", s.putFlow)

@@ -1,17 +1,16 @@
 package ingress
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"math"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/provider"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -72,7 +71,6 @@ func (s *server) updateBot(c *gin.Context) {
 	ch := b.Channels
 	for name, raw := range req.Channels {
 		field := "channels." + name
-		null := bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
 		var err error
 		switch name {
 		case "default_channel":
@@ -80,15 +78,13 @@ func (s *server) updateBot(c *gin.Context) {
 			if err = json.Unmarshal(raw, &d); err == nil {
 				ch.DefaultChannel = d
 			}
-		case events.ChannelWhatsApp:
-			ch.WhatsApp, err = mergeAccount(ch.WhatsApp, raw, null)
-		case events.ChannelTelegram:
-			ch.Telegram, err = mergeAccount(ch.Telegram, raw, null)
-		case events.ChannelRCS:
-			ch.RCS, err = mergeAccount(ch.RCS, raw, null)
 		default:
-			abort(c, fieldError(http.StatusUnprocessableEntity, "invalid", field, "unknown channel "+clipText(name, 32)+" (whatsapp, telegram, rcs, default_channel)"))
-			return
+			p, ok := provider.Lookup(name)
+			if !ok || p.MergeAccount == nil {
+				abort(c, fieldError(http.StatusUnprocessableEntity, "invalid", field, "unknown channel "+clipText(name, 32)+" ("+strings.Join(mergeable(), ", ")+", default_channel)"))
+				return
+			}
+			err = p.MergeAccount(&ch, raw)
 		}
 		if err != nil {
 			abort(c, fieldError(http.StatusUnprocessableEntity, "invalid", field, err.Error()))
@@ -109,68 +105,29 @@ func (s *server) updateBot(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"bot": viewBot(b)})
 }
 
-// mergeAccount applies a channel object onto a copy of the account (fields
-// it does not name stay), or removes the account for null.
-func mergeAccount[A any](old *A, raw json.RawMessage, null bool) (*A, error) {
-	if null {
-		return nil, nil
+// mergeable lists the channels whose accounts PATCH can change.
+func mergeable() []string {
+	var out []string
+	for _, p := range provider.All() {
+		if p.MergeAccount != nil {
+			out = append(out, p.Name)
+		}
 	}
-	var a A
-	if old != nil {
-		a = *old
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&a); err != nil {
-		return nil, err
-	}
-	return &a, nil
+	return out
 }
 
-// checkChannels checks a bot's channel accounts after an update: required
-// credentials present, rates in range, the default channel configured.
+// checkChannels checks a bot's channel accounts after an update: what
+// checkAccounts checks, and the default channel configured.
 func checkChannels(ch store.ChannelAccounts) *apiError {
+	if aerr := checkAccounts(ch); aerr != nil {
+		return aerr
+	}
 	bad := func(field, msg string) *apiError {
 		return fieldError(http.StatusUnprocessableEntity, "invalid", "channels."+field, msg)
 	}
-	rate := func(field string, r float64) *apiError {
-		if r < 0 || r > maxRatePerSecond || math.IsNaN(r) {
-			return bad(field+".rate_per_second", "rate_per_second must be 0 (the default) to 10000")
-		}
-		return nil
-	}
-	if a := ch.WhatsApp; a != nil {
-		switch {
-		case a.PhoneNumberID == "":
-			return bad("whatsapp.phone_number_id", "phone_number_id is required")
-		case a.AccessToken == "":
-			return bad("whatsapp.access_token", "access_token is required")
-		case a.AppSecret == "":
-			return bad("whatsapp.app_secret", "app_secret is required (it checks webhook signatures)")
-		}
-		if e := rate("whatsapp", a.RatePerSecond); e != nil {
-			return e
-		}
-	}
-	if a := ch.Telegram; a != nil {
-		if a.BotToken == "" {
-			return bad("telegram.bot_token", "bot_token is required")
-		}
-		if e := rate("telegram", a.RatePerSecond); e != nil {
-			return e
-		}
-	}
-	if a := ch.RCS; a != nil {
-		if a.AgentID == "" {
-			return bad("rcs.agent_id", "agent_id is required")
-		}
-		if e := rate("rcs", a.RatePerSecond); e != nil {
-			return e
-		}
-	}
 	if d := ch.DefaultChannel; d != "" {
 		b := store.Bot{Channels: ch}
-		if !events.KnownChannel(d) {
+		if !provider.Known(d) {
 			return bad("default_channel", "unknown channel "+clipText(d, 32))
 		}
 		if !channelConfigured(b, d) {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/provider"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -20,7 +20,7 @@ const contactRecentRuns = 10
 func (s *server) searchContacts(c *gin.Context) {
 	q := store.ContactSearch{BotID: botOf(c).ID, Channel: c.Query("channel"), ExternalIDPrefix: c.Query("external_id_prefix"),
 		Name: c.Query("name"), Attribute: c.Query("attribute"), Value: c.Query("value"), Cursor: c.Query("cursor")}
-	if q.Channel != "" && !events.KnownChannel(q.Channel) {
+	if q.Channel != "" && !provider.Known(q.Channel) {
 		abort(c, fieldError(http.StatusUnprocessableEntity, "invalid", "channel", "unknown channel "+clipText(q.Channel, 32)))
 		return
 	}

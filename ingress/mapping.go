@@ -131,7 +131,6 @@ func (s *server) dispatchAuth(c *gin.Context) {
 		return
 	}
 	if in.Signature.Verify(body, c.GetHeader(in.Signature.Header)) != nil {
-		triggersRejected.WithLabelValues("dispatch", "invalid_signature").Inc()
 		abort(c, errBadEventSignature)
 		return
 	}

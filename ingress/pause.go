@@ -10,8 +10,8 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/flowgate/flowgate/shared/bus"
-	"github.com/flowgate/flowgate/shared/channel/pacer"
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/provider"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -161,12 +161,7 @@ func delivery(bot store.Bot, t store.Trigger, now time.Time) deliveryView {
 	if p := spec.Audience.Platform; p != "" && p != "any" {
 		ch = p
 	}
-	if ch != events.ChannelSandbox && events.KnownChannel(ch) {
-		d.AccountRate = pacer.AccountRate(bot, ch)
-		if d.AccountRate <= 0 {
-			d.AccountRate, _ = pacer.DefaultRates(ch)
-		}
-	}
+	d.AccountRate = provider.Rate(bot, ch) // 0: not paced (the sandbox)
 	work := d.Queued
 	if d.Remaining != nil {
 		work += *d.Remaining

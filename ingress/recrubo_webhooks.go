@@ -34,26 +34,26 @@ func (s *server) recruboCreateWebhook(c *gin.Context) {
 	bot := botOf(c)
 	body, aerr := s.readBody(c)
 	if aerr != nil {
-		jsonapiAbort(c, jsonapiFromAPI(aerr))
+		abort(c, aerr)
 		return
 	}
 	w, perr := compat.ParseRecruboWebhook(c.GetHeader("Content-Type"), body)
 	if perr != nil {
-		jsonapiAbort(c, perr)
+		abort(c, compatError(perr))
 		return
 	}
 	if aerr := s.checkWebhookURL(c.Request.Context(), w.URL); aerr != nil {
-		e := jsonapiFromAPI(aerr)
+		e := *aerr
 		e.Field = "/data/attributes/webhookUrl"
 		e.Message = strings.Replace(e.Message, "url", "webhookUrl", 1)
-		jsonapiAbort(c, e)
+		abort(c, &e)
 		return
 	}
 	now := time.Now().UTC()
 	sub := store.Subscription{ID: uuid.Must(uuid.NewV7()).String(), BotID: bot.ID, URL: w.URL, Secret: w.Secret,
 		EventTypes: []string{w.EventType}, CreatedAt: now}
 	if err := s.store.CreateSubscription(c.Request.Context(), sub); err != nil {
-		jsonapiAbort(c, jsonapiFromAPI(storeError(err, "webhook")))
+		abort(c, storeError(err, "webhook"))
 		return
 	}
 	ts := now.Format(recrubo.TimeLayout)
@@ -70,10 +70,10 @@ func (s *server) recruboDeleteWebhook(c *gin.Context) {
 	bot := botOf(c)
 	ctx := c.Request.Context()
 	id := c.Param("id")
-	notFound := &compat.Error{Status: http.StatusNotFound, Code: "not_found", Message: "webhook " + clipText(id, 64) + " not found"}
+	notFound := newError(http.StatusNotFound, "not_found", "webhook "+clipText(id, 64)+" not found")
 	subs, err := s.store.ListSubscriptions(ctx, bot.ID)
 	if err != nil {
-		jsonapiAbort(c, jsonapiFromAPI(storeError(err, "webhook")))
+		abort(c, storeError(err, "webhook"))
 		return
 	}
 	found := false
@@ -83,15 +83,15 @@ func (s *server) recruboDeleteWebhook(c *gin.Context) {
 		}
 	}
 	if !found {
-		jsonapiAbort(c, notFound)
+		abort(c, notFound)
 		return
 	}
 	if err := s.store.DeleteSubscription(ctx, bot.ID, id); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			jsonapiAbort(c, notFound)
+			abort(c, notFound)
 			return
 		}
-		jsonapiAbort(c, jsonapiFromAPI(storeError(err, "webhook")))
+		abort(c, storeError(err, "webhook"))
 		return
 	}
 	c.Status(http.StatusNoContent)

@@ -2,7 +2,7 @@ package ingress
 
 import (
 	"encoding/json"
-	"fmt"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -10,8 +10,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/google/uuid"
 
-	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/provider"
 )
 
 // sandboxMessage is a message the bot sent on the sandbox channel.
@@ -100,22 +100,14 @@ func (s *server) postSandbox(c *gin.Context) {
 		ProviderMessageID: "sandbox-" + uuid.NewString(), Text: req.Text, ButtonID: req.ButtonID,
 		ReceivedAt: time.Now().UTC(),
 	}
-	if err := s.publishInbound(c, in); err != nil {
-		abort(c, err)
+	// Published as a provider's webhook publishes its replies.
+	if err := provider.PublishInbound(c.Request.Context(), s.bus, in); err != nil {
+		aerr := errBusUnavailable
+		if !errors.Is(err, provider.ErrBus) {
+			aerr = newError(http.StatusUnprocessableEntity, "invalid", err.Error())
+		}
+		abort(c, aerr)
 		return
 	}
 	c.JSON(http.StatusAccepted, gin.H{"message_id": in.ProviderMessageID, "status": "accepted"})
-}
-
-// publishInbound queues a user message; its id deduplicates provider retries.
-func (s *server) publishInbound(c *gin.Context, in events.Inbound) *apiError {
-	id := fmt.Sprintf("in:%s:%s:%s", in.BotID, in.Channel, in.ProviderMessageID)
-	ev, err := bus.NewEvent(id, events.TypeInbound, in.Channel+":"+in.From, in)
-	if err != nil {
-		return newError(http.StatusUnprocessableEntity, "invalid", err.Error())
-	}
-	if _, err := s.bus.Publish(c.Request.Context(), events.InboundSubject(in.Channel, in.BotID), ev); err != nil {
-		return errBusUnavailable
-	}
-	return nil
 }

@@ -19,22 +19,23 @@ import (
 
 	"github.com/flowgate/flowgate/ingress/compat"
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/provider"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
 // triggerRoutes registers the trigger APIs besides BuilderBot's dispatch:
 // native, CloudEvents, Botmother, Engati and Recrubo.
 func (s *server) triggerRoutes(r *gin.Engine, bot *gin.RouterGroup) {
-	bot.POST("/triggers", s.nativeTrigger)
+	bot.POST("/triggers", rejectAs("native", false), s.nativeTrigger)
 	bot.GET("/triggers/:trigger", s.getTrigger)
 	bot.POST("/triggers/:trigger/cancel", s.cancelTrigger)
 	bot.POST("/triggers/:trigger/pause", s.pauseTrigger)
 	bot.POST("/triggers/:trigger/resume", s.resumeTrigger)
-	bot.POST("/cloudevents", s.cloudEvents)
-	r.POST("/hooks/botmother/:bot/:token", s.botmother)
-	r.POST("/bot_api/v2.0/customer/:cid/bot/:bot/flow/:flow", s.engatiAuth, s.engatiV2)
-	r.POST("/bot_api/v1.0/customer/:cid/bot/:bot/flow/:flow", s.engatiAuth, s.engatiV1)
-	rec := r.Group("/public/v2", s.recruboAuth)
+	bot.POST("/cloudevents", rejectAs("cloudevents", false), s.cloudEvents)
+	r.POST("/hooks/botmother/:bot/:token", rejectAs("botmother", false), s.botmother)
+	r.POST("/bot_api/v2.0/customer/:cid/bot/:bot/flow/:flow", rejectAs("engati", false), s.engatiAuth, s.engatiV2)
+	r.POST("/bot_api/v1.0/customer/:cid/bot/:bot/flow/:flow", rejectAs("engati", false), s.engatiAuth, s.engatiV1)
+	rec := r.Group("/public/v2", rejectAs("recrubo", true), s.recruboAuth)
 	rec.POST("/message-threads", s.recruboThread)
 	rec.POST("/flow-runs", s.recruboFlowRun)
 	rec.GET("/flow-runs/:id", s.recruboGetFlowRun)
@@ -52,17 +53,10 @@ func defaultChannel(b store.Bot) string {
 
 // channelConfigured reports whether the bot can send on ch.
 func channelConfigured(b store.Bot, ch string) bool {
-	switch ch {
-	case events.ChannelSandbox, "", "any":
+	if ch == "" || ch == "any" {
 		return true
-	case events.ChannelWhatsApp:
-		return b.Channels.WhatsApp != nil
-	case events.ChannelTelegram:
-		return b.Channels.Telegram != nil
-	case events.ChannelRCS:
-		return b.Channels.RCS != nil
 	}
-	return false
+	return provider.Configured(b, ch)
 }
 
 // completeChannel gives a request that names no channel the bot's default
@@ -108,16 +102,10 @@ func accepted(c *gin.Context, t events.Trigger, dup bool) {
 func (s *server) queue(c *gin.Context, bot store.Bot, t events.Trigger) {
 	dup, aerr := s.publishTrigger(c.Request.Context(), bot, &t)
 	if aerr != nil {
-		triggersRejected.WithLabelValues(t.Source, aerr.Code).Inc()
 		abort(c, aerr)
 		return
 	}
 	accepted(c, t, dup)
-}
-
-func (s *server) reject(c *gin.Context, api string, e *apiError) {
-	triggersRejected.WithLabelValues(api, e.Code).Inc()
-	abort(c, e)
 }
 
 // nativeTrigger is POST /v1/bots/{bot}/triggers.
@@ -125,43 +113,43 @@ func (s *server) nativeTrigger(c *gin.Context) {
 	bot := botOf(c)
 	body, aerr := s.readBody(c)
 	if aerr != nil {
-		s.reject(c, "native", aerr)
+		abort(c, aerr)
 		return
 	}
 	req, perr := compat.ParseNative(c.GetHeader("Content-Type"), body)
 	if perr != nil {
-		s.reject(c, "native", compatError(perr))
+		abort(c, compatError(perr))
 		return
 	}
 	t := events.Trigger{Source: "native", Event: req.Event, FlowID: req.FlowID, IdempotencyKey: c.GetHeader("Idempotency-Key")}
 	if aerr := keyMayTrigger(c, req.Event); aerr != nil {
-		s.reject(c, "native", aerr)
+		abort(c, aerr)
 		return
 	}
 	if req.Event != "" {
 		ev, err := s.lookupEvent(c.Request.Context(), bot.ID, req.Event)
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-				s.reject(c, "native", fieldError(http.StatusUnprocessableEntity, "unknown_event", "event", "no event "+req.Event+" in this bot"))
+				abort(c, fieldError(http.StatusUnprocessableEntity, "unknown_event", "event", "no event "+req.Event+" in this bot"))
 				return
 			}
-			s.reject(c, "native", storeError(err, "event"))
+			abort(c, storeError(err, "event"))
 			return
 		}
 		t.FlowID = ev.FlowID
 	} else {
 		ok, aerr := s.flowExists(c, bot.ID, req.FlowID)
 		if aerr != nil {
-			s.reject(c, "native", aerr)
+			abort(c, aerr)
 			return
 		}
 		if !ok {
-			s.reject(c, "native", fieldError(http.StatusUnprocessableEntity, "unknown_flow", "flow", "no flow "+req.FlowID+" in this bot"))
+			abort(c, fieldError(http.StatusUnprocessableEntity, "unknown_flow", "flow", "no flow "+req.FlowID+" in this bot"))
 			return
 		}
 	}
 	if aerr := completeChannel(bot, &req, "channel"); aerr != nil {
-		s.reject(c, "native", aerr)
+		abort(c, aerr)
 		return
 	}
 	fromCompat(&t, req)
@@ -222,14 +210,14 @@ func (s *server) cancelTrigger(c *gin.Context) {
 func (s *server) cloudEvents(c *gin.Context) {
 	bot := botOf(c)
 	if c.Request.ContentLength > s.cfg.MaxBodyBytes {
-		s.reject(c, "cloudevents", tooLarge(s.cfg.MaxBodyBytes))
+		abort(c, tooLarge(s.cfg.MaxBodyBytes))
 		return
 	}
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
 	ct := strings.ToLower(c.GetHeader("Content-Type"))
 	binary := c.GetHeader("Ce-Specversion") != ""
 	if !binary && !strings.HasPrefix(ct, "application/cloudevents") {
-		s.reject(c, "cloudevents", newError(http.StatusUnsupportedMediaType, "unsupported_media_type",
+		abort(c, newError(http.StatusUnsupportedMediaType, "unsupported_media_type",
 			"send a CloudEvent: binary mode (ce-* headers), application/cloudevents+json or application/cloudevents-batch+json"))
 		return
 	}
@@ -237,11 +225,11 @@ func (s *server) cloudEvents(c *gin.Context) {
 	if cehttp.IsHTTPBatch(c.Request.Header) {
 		batch, err := cehttp.NewEventsFromHTTPRequest(c.Request)
 		if err != nil {
-			s.reject(c, "cloudevents", ceReadError(err))
+			abort(c, ceReadError(err))
 			return
 		}
 		if len(batch) == 0 || len(batch) > 1000 {
-			s.reject(c, "cloudevents", newError(http.StatusUnprocessableEntity, "invalid_batch", "a batch holds 1 to 1000 events"))
+			abort(c, newError(http.StatusUnprocessableEntity, "invalid_batch", "a batch holds 1 to 1000 events"))
 			return
 		}
 		for _, e := range batch {
@@ -250,7 +238,7 @@ func (s *server) cloudEvents(c *gin.Context) {
 	} else {
 		e, err := cehttp.NewEventFromHTTPRequest(c.Request)
 		if err != nil {
-			s.reject(c, "cloudevents", ceReadError(err))
+			abort(c, ceReadError(err))
 			return
 		}
 		evs = append(evs, cloudEvent{id: e.ID(), source: e.Source(), typ: e.Type(), subject: e.Subject(), spec: e.SpecVersion(), data: e.Data(), err: e.Validate(), ext: e.Extensions()})
@@ -266,42 +254,42 @@ func (s *server) cloudEvents(c *gin.Context) {
 		}
 		if e.err != nil {
 			f, msg := ceInvalid(e.err)
-			s.reject(c, "cloudevents", fieldError(http.StatusUnprocessableEntity, "invalid_cloudevent", field(f), msg))
+			abort(c, fieldError(http.StatusUnprocessableEntity, "invalid_cloudevent", field(f), msg))
 			return
 		}
 		if e.spec != cloudevents.CloudEventsVersionV1 {
-			s.reject(c, "cloudevents", fieldError(http.StatusUnprocessableEntity, "unsupported_specversion", field("specversion"),
+			abort(c, fieldError(http.StatusUnprocessableEntity, "unsupported_specversion", field("specversion"),
 				"specversion "+strconv.Quote(e.spec)+" is not supported; send CloudEvents 1.0"))
 			return
 		}
 		ev, err := s.lookupEvent(c.Request.Context(), bot.ID, e.typ)
 		if err != nil {
 			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-				s.reject(c, "cloudevents", fieldError(http.StatusUnprocessableEntity, "unknown_event", field("type"), "no event "+e.typ+" in this bot"))
+				abort(c, fieldError(http.StatusUnprocessableEntity, "unknown_event", field("type"), "no event "+e.typ+" in this bot"))
 				return
 			}
-			s.reject(c, "cloudevents", storeError(err, "event"))
+			abort(c, storeError(err, "event"))
 			return
 		}
 		if aerr := keyMayTrigger(c, e.typ); aerr != nil {
 			aerr.Field = field("type")
-			s.reject(c, "cloudevents", aerr)
+			abort(c, aerr)
 			return
 		}
 		req, perr := compat.ParseCloudEventData(e.data, e.subject)
 		if perr != nil {
 			ae := compatError(perr)
 			ae.Field = field(ae.Field)
-			s.reject(c, "cloudevents", ae)
+			abort(c, ae)
 			return
 		}
 		if aerr := completeChannel(bot, &req, field("channel")); aerr != nil {
-			s.reject(c, "cloudevents", aerr)
+			abort(c, aerr)
 			return
 		}
 		priority, ok := cePriority(e.ext)
 		if !ok {
-			s.reject(c, "cloudevents", fieldError(http.StatusUnprocessableEntity, "invalid_field", field("priority"),
+			abort(c, fieldError(http.StatusUnprocessableEntity, "invalid_field", field("priority"),
 				"the priority extension attribute must be high or bulk"))
 			return
 		}
@@ -316,7 +304,7 @@ func (s *server) cloudEvents(c *gin.Context) {
 		// A failure part-way answers 503: the caller re-sends the batch,
 		// and the events already queued are recognised by their ids.
 		if _, aerr := s.publishTrigger(c.Request.Context(), bot, &t); aerr != nil {
-			s.reject(c, "cloudevents", aerr)
+			abort(c, aerr)
 			return
 		}
 		ids = append(ids, t.ID)
@@ -368,38 +356,38 @@ func (s *server) botmother(c *gin.Context) {
 	b, err := s.bots.get(ctx, c.Param("bot"), func(ctx2 context.Context) (store.Bot, error) { return s.store.GetBot(ctx2, c.Param("bot")) })
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-			s.reject(c, "botmother", notFound)
+			abort(c, notFound)
 			return
 		}
-		s.reject(c, "botmother", errStoreDown)
+		abort(c, errStoreDown)
 		return
 	}
 	ev, err := s.store.GetEventByToken(ctx, b.ID, HashKey(c.Param("token")))
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-			s.reject(c, "botmother", notFound)
+			abort(c, notFound)
 			return
 		}
-		s.reject(c, "botmother", errStoreDown)
+		abort(c, errStoreDown)
 		return
 	}
 	body, aerr := s.readBody(c)
 	if aerr != nil {
-		s.reject(c, "botmother", aerr)
+		abort(c, aerr)
 		return
 	}
 	req, perr := compat.ParseBotmother(c.GetHeader("Content-Type"), body)
 	if perr != nil {
-		s.reject(c, "botmother", compatError(perr))
+		abort(c, compatError(perr))
 		return
 	}
 	if aerr := completeChannel(b, &req, "platform"); aerr != nil {
-		s.reject(c, "botmother", aerr)
+		abort(c, aerr)
 		return
 	}
 	priority, aerr := queryPriority(c)
 	if aerr != nil {
-		s.reject(c, "botmother", aerr)
+		abort(c, aerr)
 		return
 	}
 	t := events.Trigger{Source: "botmother", Event: ev.Name, FlowID: ev.FlowID, IdempotencyKey: c.GetHeader("Idempotency-Key")}
@@ -447,7 +435,7 @@ func (s *server) engatiAuth(c *gin.Context) {
 func (s *server) engatiV2(c *gin.Context) {
 	body, aerr := s.readBody(c)
 	if aerr != nil {
-		s.reject(c, "engati", aerr)
+		abort(c, aerr)
 		return
 	}
 	req, perr := compat.ParseEngatiV2(c.GetHeader("Content-Type"), body)
@@ -461,25 +449,25 @@ func (s *server) engatiV1(c *gin.Context) {
 
 func (s *server) engati(c *gin.Context, req compat.Request, perr *compat.Error) {
 	if perr != nil {
-		s.reject(c, "engati", compatError(perr))
+		abort(c, compatError(perr))
 		return
 	}
 	bot := botOf(c)
 	if aerr := keyMayTrigger(c, ""); aerr != nil {
-		s.reject(c, "engati", aerr)
+		abort(c, aerr)
 		return
 	}
 	ok, aerr := s.flowExists(c, bot.ID, c.Param("flow"))
 	if aerr != nil {
-		s.reject(c, "engati", aerr)
+		abort(c, aerr)
 		return
 	}
 	if !ok {
-		s.reject(c, "engati", newError(http.StatusNotFound, "not_found", "flow "+c.Param("flow")+" not found"))
+		abort(c, newError(http.StatusNotFound, "not_found", "flow "+c.Param("flow")+" not found"))
 		return
 	}
 	if aerr := completeChannel(bot, &req, "user_channel"); aerr != nil {
-		s.reject(c, "engati", aerr)
+		abort(c, aerr)
 		return
 	}
 	t := events.Trigger{Source: "engati", FlowID: c.Param("flow"), IdempotencyKey: c.GetHeader("Idempotency-Key")}
@@ -487,7 +475,7 @@ func (s *server) engati(c *gin.Context, req compat.Request, perr *compat.Error) 
 	if strings.HasPrefix(c.FullPath(), "/bot_api/v2.0/") { // v1's query parameters are attributes
 		priority, aerr := queryPriority(c)
 		if aerr != nil {
-			s.reject(c, "engati", aerr)
+			abort(c, aerr)
 			return
 		}
 		t.Priority = priority
@@ -501,17 +489,17 @@ func (s *server) recruboAuth(c *gin.Context) {
 	p, ok, err := s.authenticate(c.Request.Context(), bearer(c))
 	switch {
 	case err != nil:
-		jsonapiAbort(c, &compat.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the store is unavailable; retry later"})
+		abort(c, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the store is unavailable; retry later"})
 		return
 	case !ok:
-		jsonapiAbort(c, &compat.Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Field: "Authorization", Message: "missing or invalid API key"})
+		abort(c, &apiError{Status: http.StatusUnauthorized, Code: "unauthenticated", Field: "Authorization", Message: "missing or invalid API key"})
 		return
 	case p.admin:
-		jsonapiAbort(c, &compat.Error{Status: http.StatusForbidden, Code: "forbidden", Field: "Authorization", Message: "use a bot's API key: it selects the bot"})
+		abort(c, &apiError{Status: http.StatusForbidden, Code: "forbidden", Field: "Authorization", Message: "use a bot's API key: it selects the bot"})
 		return
 	}
 	if p.triggerOnly() && !triggerRoutes[c.Request.Method+" "+c.FullPath()] {
-		jsonapiAbort(c, jsonapiFromAPI(errTriggerScope))
+		abort(c, errTriggerScope)
 		return
 	}
 	c.Set(ctxPrincipal, p)
@@ -521,23 +509,10 @@ func (s *server) recruboAuth(c *gin.Context) {
 	}
 	b, err := s.bots.get(c.Request.Context(), p.botID, func(ctx context.Context) (store.Bot, error) { return s.store.GetBot(ctx, p.botID) })
 	if err != nil {
-		jsonapiAbort(c, &compat.Error{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "the key's bot no longer exists"})
+		abort(c, &apiError{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "the key's bot no longer exists"})
 		return
 	}
 	c.Set(ctxBot, b)
-}
-
-func jsonapiAbort(c *gin.Context, e *compat.Error) {
-	triggersRejected.WithLabelValues("recrubo", e.Code).Inc()
-	if e.Status == http.StatusServiceUnavailable {
-		c.Header("Retry-After", "5")
-	}
-	c.Data(e.Status, "application/vnd.api+json", compat.RenderJSONAPIError(e))
-	c.Abort()
-}
-
-func jsonapiFromAPI(e *apiError) *compat.Error {
-	return &compat.Error{Status: e.Status, Code: e.Code, Field: e.Field, Message: e.Message}
 }
 
 // recruboThread is POST /public/v2/message-threads: the thread is the
@@ -546,16 +521,16 @@ func (s *server) recruboThread(c *gin.Context) {
 	bot := botOf(c)
 	body, aerr := s.readBody(c)
 	if aerr != nil {
-		jsonapiAbort(c, jsonapiFromAPI(aerr))
+		abort(c, aerr)
 		return
 	}
 	th, perr := compat.ParseRecruboThread(c.GetHeader("Content-Type"), body)
 	if perr != nil {
-		jsonapiAbort(c, perr)
+		abort(c, compatError(perr))
 		return
 	}
 	if !channelConfigured(bot, th.Channel) {
-		jsonapiAbort(c, &compat.Error{Status: http.StatusUnprocessableEntity, Code: "channel_not_configured",
+		abort(c, &apiError{Status: http.StatusUnprocessableEntity, Code: "channel_not_configured",
 			Field: "/data/attributes/channel", Message: "channel " + th.Channel + " is not configured for this bot"})
 		return
 	}
@@ -563,7 +538,7 @@ func (s *server) recruboThread(c *gin.Context) {
 		BotID: bot.ID, Channel: th.Channel, ExternalID: th.Identifier, NewID: store.NewContactID(), Now: time.Now().UTC(),
 	})
 	if err != nil {
-		jsonapiAbort(c, jsonapiFromAPI(storeError(err, "thread")))
+		abort(c, storeError(err, "thread"))
 		return
 	}
 	c.Data(http.StatusCreated, "application/vnd.api+json", compat.RenderRecruboThread(compat.ThreadID(contact.ID), th, contact.CreatedAt))
@@ -576,41 +551,41 @@ func (s *server) recruboFlowRun(c *gin.Context) {
 	bot := botOf(c)
 	body, aerr := s.readBody(c)
 	if aerr != nil {
-		jsonapiAbort(c, jsonapiFromAPI(aerr))
+		abort(c, aerr)
 		return
 	}
 	fr, perr := compat.ParseRecruboFlowRun(c.GetHeader("Content-Type"), body)
 	if perr != nil {
-		jsonapiAbort(c, perr)
+		abort(c, compatError(perr))
 		return
 	}
 	if aerr := keyMayTrigger(c, ""); aerr != nil {
-		jsonapiAbort(c, jsonapiFromAPI(aerr))
+		abort(c, aerr)
 		return
 	}
 	ctx := c.Request.Context()
 	contact, err := s.store.GetContact(ctx, bot.ID, compat.ContactID(fr.MessageThreadID))
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-			jsonapiAbort(c, &compat.Error{Status: http.StatusUnprocessableEntity, Code: "unknown_thread",
+			abort(c, &apiError{Status: http.StatusUnprocessableEntity, Code: "unknown_thread",
 				Field: "/data/attributes/messageThreadId", Message: "no message thread " + fr.MessageThreadID})
 			return
 		}
-		jsonapiAbort(c, jsonapiFromAPI(storeError(err, "thread")))
+		abort(c, storeError(err, "thread"))
 		return
 	}
 	ok, aerr := s.flowExists(c, bot.ID, fr.FlowID)
 	if aerr != nil {
-		jsonapiAbort(c, jsonapiFromAPI(aerr))
+		abort(c, aerr)
 		return
 	}
 	if !ok {
-		jsonapiAbort(c, &compat.Error{Status: http.StatusUnprocessableEntity, Code: "unknown_flow",
+		abort(c, &apiError{Status: http.StatusUnprocessableEntity, Code: "unknown_flow",
 			Field: "/data/attributes/flowId", Message: "no flow " + fr.FlowID})
 		return
 	}
 	if contact.Channel == events.ChannelWhatsApp && fr.InitialMessage == nil {
-		jsonapiAbort(c, &compat.Error{Status: http.StatusUnprocessableEntity, Code: "missing_field",
+		abort(c, &apiError{Status: http.StatusUnprocessableEntity, Code: "missing_field",
 			Field: "/data/attributes/initialMessage", Message: "a WhatsApp thread needs a template initialMessage"})
 		return
 	}
@@ -624,14 +599,14 @@ func (s *server) recruboFlowRun(c *gin.Context) {
 	}
 	priority, aerr := queryPriority(c)
 	if aerr != nil {
-		jsonapiAbort(c, jsonapiFromAPI(aerr)) // source.parameter: priority
+		abort(c, aerr) // source.parameter: priority
 		return
 	}
 	t := events.Trigger{ID: runID, RunID: runID, Source: "recrubo", FlowID: fr.FlowID, Channel: contact.Channel,
 		Data: fr.State, InitialMessage: fr.InitialMessage, Priority: priority,
 		Audience: events.Audience{UsersBM: []string{contact.ID}, Platform: contact.Channel}}
 	if _, aerr := s.publishTrigger(ctx, bot, &t); aerr != nil {
-		jsonapiAbort(c, jsonapiFromAPI(aerr))
+		abort(c, aerr)
 		return
 	}
 	view := compat.FlowRunView{
@@ -642,7 +617,7 @@ func (s *server) recruboFlowRun(c *gin.Context) {
 	s.acceptedRuns.put(bot.ID+"\x00"+runID, view)
 	doc, err := compat.RenderRecruboFlowRun(view)
 	if err != nil {
-		jsonapiAbort(c, &compat.Error{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()})
+		abort(c, &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()})
 		return
 	}
 	c.Data(http.StatusAccepted, "application/vnd.api+json", doc)
@@ -675,18 +650,18 @@ func (s *server) recruboGetFlowRun(c *gin.Context) {
 		}
 		v, ok := s.acceptedRuns.get(bot.ID + "\x00" + id)
 		if !ok {
-			jsonapiAbort(c, &compat.Error{Status: http.StatusNotFound, Code: "not_found", Message: "flow run " + id + " not found"})
+			abort(c, &apiError{Status: http.StatusNotFound, Code: "not_found", Message: "flow run " + id + " not found"})
 			return
 		}
 		view = v
 		view.Status = store.RunQueued
 	default:
-		jsonapiAbort(c, jsonapiFromAPI(storeError(err, "flow run")))
+		abort(c, storeError(err, "flow run"))
 		return
 	}
 	doc, err := compat.RenderRecruboFlowRun(view)
 	if err != nil {
-		jsonapiAbort(c, &compat.Error{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()})
+		abort(c, &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()})
 		return
 	}
 	c.Data(http.StatusOK, "application/vnd.api+json", doc)

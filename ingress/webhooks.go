@@ -2,24 +2,16 @@ package ingress
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	rcs "github.com/flowgate/flowgate/channel-rcs"
-	telegram "github.com/flowgate/flowgate/channel-telegram"
-	whatsapp "github.com/flowgate/flowgate/channel-whatsapp"
-	"github.com/flowgate/flowgate/shared/bus"
-	"github.com/flowgate/flowgate/shared/events"
-	"github.com/flowgate/flowgate/shared/store"
+	"github.com/flowgate/flowgate/shared/provider"
 )
 
 var webhookRequests = promauto.NewCounterVec(prometheus.CounterOpts{
@@ -27,273 +19,97 @@ var webhookRequests = promauto.NewCounterVec(prometheus.CounterOpts{
 	Help: "Provider webhook requests, by provider and outcome (ok, bad_signature, malformed, foreign_account, unavailable...).",
 }, []string{"provider", "result"})
 
-var (
-	errBadSignature = newError(http.StatusUnauthorized, "invalid_signature", "missing or invalid webhook signature")
-	errNoChannel    = newError(http.StatusNotFound, "not_found", "this bot has no account on this channel")
-)
-
-// webhookRoutes registers the provider webhooks: /webhooks/whatsapp/{bot},
-// /webhooks/telegram/{bot}, /webhooks/rcs/{bot}. They authenticate with the
-// provider's signature or secret (never an API key), answer as soon as the
-// events are durably queued, and 503 with Retry-After when the bus is down
-// so that the provider retries. Retries are harmless: every event's
-// Nats-Msg-Id is derived from the provider's message or update id.
+// webhookRoutes registers the provider webhooks, /webhooks/{channel}/{bot}
+// (POST, and the other methods the provider lists), for every registered
+// provider that has one. They
+// authenticate with the provider's signature or secret (never an API key),
+// answer as soon as the events are durably queued, and 503 with
+// Retry-After when the bus is down so that the provider retries. Retries
+// are harmless: every event's Nats-Msg-Id is derived from the provider's
+// message or update id.
 func (s *server) webhookRoutes(r *gin.Engine) {
-	r.GET("/webhooks/whatsapp/:bot", s.whatsappVerify)
-	r.POST("/webhooks/whatsapp/:bot", s.whatsappWebhook)
-	r.POST("/webhooks/telegram/:bot", s.telegramWebhook)
-	r.POST("/webhooks/rcs/:bot", s.rcsWebhook)
+	for _, p := range provider.All() {
+		if p.Webhook == nil {
+			continue
+		}
+		methods := p.WebhookMethods
+		if len(methods) == 0 {
+			methods = []string{http.MethodPost}
+		}
+		for _, m := range methods {
+			r.Handle(m, "/webhooks/"+p.Name+"/:bot", s.webhook(p))
+		}
+	}
 }
 
-// webhookBot loads the path's bot; unknown bots answer 404.
-func (s *server) webhookBot(c *gin.Context) (store.Bot, bool) {
-	s.loadBot(c, c.Param("bot"))
-	if c.IsAborted() {
-		return store.Bot{}, false
-	}
-	return botOf(c), true
-}
-
-func (s *server) webhookFail(c *gin.Context, provider, result string, err *apiError) {
-	webhookRequests.WithLabelValues(provider, result).Inc()
-	abort(c, err)
-}
-
-// whatsappVerify answers Meta's subscription check with the challenge when
-// the verify token is the bot's.
-func (s *server) whatsappVerify(c *gin.Context) {
-	_, acct, ok := webhookAccount(s, c, events.ChannelWhatsApp, func(a store.ChannelAccounts) *store.WhatsAppAccount { return a.WhatsApp })
-	if !ok {
-		return
-	}
-	challenge, ok := whatsapp.VerifyChallenge(c.Request.URL.Query(), acct.VerifyToken)
-	if !ok {
-		s.webhookFail(c, events.ChannelWhatsApp, "bad_verify_token", newError(http.StatusForbidden, "forbidden", "verify token mismatch"))
-		return
-	}
-	webhookRequests.WithLabelValues(events.ChannelWhatsApp, "verified").Inc()
-	c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte(challenge))
-}
-
-// whatsappWebhook takes Meta's notifications: user messages become
-// Inbound events, statuses Delivery events.
-func (s *server) whatsappWebhook(c *gin.Context) {
-	const provider = events.ChannelWhatsApp
-	bot, acct, ok := webhookAccount(s, c, provider, func(a store.ChannelAccounts) *store.WhatsAppAccount { return a.WhatsApp })
-	if !ok {
-		return
-	}
-	body, aerr := s.readBody(c)
-	if aerr != nil {
-		s.webhookFail(c, provider, "bad_body", aerr)
-		return
-	}
-	if err := whatsapp.VerifySignature(body, c.GetHeader(whatsapp.SignatureHeader), acct.AppSecret); err != nil {
-		s.webhookFail(c, provider, "bad_signature", errBadSignature)
-		return
-	}
-	p, err := whatsapp.ParseWebhook(bot.ID, body)
-	if err != nil {
-		s.webhookFail(c, provider, "malformed", newError(http.StatusBadRequest, "invalid_webhook", err.Error()))
-		return
-	}
-	for _, id := range p.PhoneNumberIDs {
-		if id != acct.PhoneNumberID {
-			// One Meta app can serve several numbers; events of a number
-			// that is not this bot's cannot be routed. Answer 200 so that
-			// Meta does not retry them for days.
-			s.log.WarnContext(c.Request.Context(), "whatsapp webhook for a number that is not the bot's; ignored", "bot", bot.ID, "phone_number_id", id)
-			webhookRequests.WithLabelValues(provider, "foreign_account").Inc()
+// webhook handles one provider's webhook requests.
+func (s *server) webhook(p provider.Provider) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		fail := func(result string, err *apiError) {
+			webhookRequests.WithLabelValues(p.Name, result).Inc()
+			abort(c, err)
+		}
+		s.loadBot(c, c.Param("bot"))
+		if c.IsAborted() {
+			return
+		}
+		bot := botOf(c)
+		if _, ok := p.Account(bot); !ok {
+			fail("no_account", newError(http.StatusNotFound, "not_found", "this bot has no account on this channel"))
+			return
+		}
+		var body []byte
+		if c.Request.Method == http.MethodPost {
+			var aerr *apiError
+			if body, aerr = s.readBody(c); aerr != nil {
+				fail("bad_body", aerr)
+				return
+			}
+		}
+		ctx := c.Request.Context()
+		n, err := p.Webhook(ctx, bot, provider.Request{Method: c.Request.Method, Query: c.Request.URL.Query(), Header: c.Request.Header, Body: body})
+		if err != nil {
+			var we *provider.WebhookError
+			if !errors.As(err, &we) {
+				we = &provider.WebhookError{Status: http.StatusBadRequest, Code: "invalid_webhook", Result: "malformed", Message: err.Error()}
+			}
+			fail(we.Result, newError(we.Status, we.Code, we.Message))
+			return
+		}
+		switch {
+		case n.Reply != nil:
+			webhookRequests.WithLabelValues(p.Name, "verified").Inc()
+			c.Data(http.StatusOK, n.Reply.ContentType, n.Reply.Body)
+			return
+		case n.Ignored != "":
+			s.log.WarnContext(ctx, "webhook for an account that is not the bot's; ignored", "channel", p.Name, "bot", bot.ID, "why", n.Ignored)
+			webhookRequests.WithLabelValues(p.Name, "foreign_account").Inc()
 			c.JSON(http.StatusOK, gin.H{"status": "ignored"})
 			return
 		}
-	}
-	for _, in := range p.Inbound {
-		if aerr := s.publishInbound(c, in); aerr != nil {
-			s.webhookFail(c, provider, "unavailable", aerr)
+		if err := provider.Publish(ctx, s.bus, s.store, bot.ID, p.Name, n); err != nil {
+			aerr := errBusUnavailable
+			if errors.Is(err, provider.ErrStore) {
+				aerr = errStoreDown
+			}
+			fail("unavailable", aerr)
 			return
 		}
-	}
-	for _, d := range p.Deliveries {
-		if aerr := s.publishDelivery(c, d); aerr != nil {
-			s.webhookFail(c, provider, "unavailable", aerr)
-			return
+		if n.After != nil {
+			// After the events are queued, off the request, best effort
+			// (Telegram: the user's client shows a spinner until a button
+			// press is answered).
+			go after(n.After, p.Name, s.log)
 		}
-	}
-	webhookOK(c, provider)
-}
-
-// webhookAccount loads the path's bot and its account on provider's
-// channel; a missing bot or account has been answered (404) when ok is false.
-func webhookAccount[A any](s *server, c *gin.Context, provider string, pick func(store.ChannelAccounts) *A) (store.Bot, *A, bool) {
-	bot, ok := s.webhookBot(c)
-	if !ok {
-		return bot, nil, false
-	}
-	acct := pick(bot.Channels)
-	if acct == nil {
-		s.webhookFail(c, provider, "no_account", errNoChannel)
-		return bot, nil, false
-	}
-	return bot, acct, true
-}
-
-// webhookOK answers a provider that its notification was taken.
-func webhookOK(c *gin.Context, provider string) {
-	webhookRequests.WithLabelValues(provider, "ok").Inc()
-	c.JSON(http.StatusOK, gin.H{"status": "ok"})
-}
-
-// telegramWebhook takes one Bot API update.
-func (s *server) telegramWebhook(c *gin.Context) {
-	const provider = events.ChannelTelegram
-	bot, acct, ok := webhookAccount(s, c, provider, func(a store.ChannelAccounts) *store.TelegramAccount { return a.Telegram })
-	if !ok {
-		return
-	}
-	if err := telegram.VerifySecret(c.GetHeader(telegram.SecretHeader), acct.WebhookSecret); err != nil {
-		s.webhookFail(c, provider, "bad_signature", errBadSignature)
-		return
-	}
-	body, aerr := s.readBody(c)
-	if aerr != nil {
-		s.webhookFail(c, provider, "bad_body", aerr)
-		return
-	}
-	u, err := telegram.ParseUpdate(bot.ID, body)
-	if err != nil {
-		s.webhookFail(c, provider, "malformed", newError(http.StatusBadRequest, "invalid_webhook", err.Error()))
-		return
-	}
-	switch u.Kind {
-	case telegram.UpdateMessage, telegram.UpdateCallback:
-		if aerr := s.publishInbound(c, *u.Inbound); aerr != nil {
-			s.webhookFail(c, provider, "unavailable", aerr)
-			return
-		}
-		if u.Kind == telegram.UpdateCallback {
-			// After the press is queued: the user's client shows a spinner
-			// until the query is answered. Best effort, off the request.
-			go answerCallback(*acct, u.CallbackQueryID, s.log)
-		}
-	case telegram.UpdateBlocked, telegram.UpdateUnblocked:
-		blocked := u.Kind == telegram.UpdateBlocked
-		reason := ""
-		if blocked {
-			reason = "blocked the bot"
-		}
-		if aerr := s.setReachability(c, bot.ID, provider, u.ChatID, !blocked, reason); aerr != nil {
-			s.webhookFail(c, provider, "unavailable", aerr)
-			return
-		}
-	}
-	webhookOK(c, provider)
-}
-
-// telegramAPI answers callback queries. It holds no credentials: each call
-// uses the bot's account (token and API base).
-var telegramAPI = sync.OnceValues(func() (*telegram.Sender, error) { return telegram.NewSender() })
-
-func answerCallback(acct store.TelegramAccount, id string, log *slog.Logger) {
-	api, err := telegramAPI()
-	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		err = api.AnswerCallbackQuery(ctx, acct, id)
-	}
-	if err != nil {
-		log.Warn("telegram answerCallbackQuery failed", "err", err)
+		webhookRequests.WithLabelValues(p.Name, "ok").Inc()
+		c.JSON(http.StatusOK, gin.H{"status": "ok"})
 	}
 }
 
-// setReachability records that a contact blocked (or unblocked) the bot,
-// so that broadcasts skip it. A chat Flowgate never saw needs nothing.
-func (s *server) setReachability(c *gin.Context, botID, channel, externalID string, reachable bool, reason string) *apiError {
-	ctx := c.Request.Context()
-	contact, err := s.store.GetContactByExternalID(ctx, botID, channel, externalID)
-	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-		return nil
+func after(fn func(context.Context) error, channel string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := fn(ctx); err != nil {
+		log.Warn("webhook follow-up failed", "channel", channel, "err", err)
 	}
-	if err != nil {
-		return errStoreDown
-	}
-	if err := s.store.SetContactReachability(ctx, botID, contact.ID, !reachable, reason); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return errStoreDown
-	}
-	return nil
-}
-
-// rcsWebhook takes RBM's setup handshake and its signed Pub/Sub envelopes.
-func (s *server) rcsWebhook(c *gin.Context) {
-	const provider = events.ChannelRCS
-	bot, acct, ok := webhookAccount(s, c, provider, func(a store.ChannelAccounts) *store.RCSAccount { return a.RCS })
-	if !ok {
-		return
-	}
-	body, aerr := s.readBody(c)
-	if aerr != nil {
-		s.webhookFail(c, provider, "bad_body", aerr)
-		return
-	}
-	if secret, ok := rcs.HandshakeResponse(body); ok {
-		tok := rcs.HandshakeClientToken(body)
-		if acct.ClientToken == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(acct.ClientToken)) != 1 {
-			s.webhookFail(c, provider, "bad_signature", newError(http.StatusForbidden, "forbidden", "client token mismatch"))
-			return
-		}
-		webhookRequests.WithLabelValues(provider, "handshake").Inc()
-		c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte(secret))
-		return
-	}
-	sig := c.GetHeader(rcs.SignatureHeader)
-	if sig == "" {
-		s.webhookFail(c, provider, "bad_signature", errBadSignature)
-		return
-	}
-	decoded, ev, err := rcs.ParseEnvelope(bot.ID, body)
-	if err != nil {
-		s.webhookFail(c, provider, "malformed", newError(http.StatusBadRequest, "invalid_webhook", err.Error()))
-		return
-	}
-	if err := rcs.VerifySignature(decoded, sig, acct.ClientToken); err != nil {
-		s.webhookFail(c, provider, "bad_signature", errBadSignature)
-		return
-	}
-	if ev.AgentID != "" && ev.AgentID != acct.AgentID {
-		s.log.WarnContext(c.Request.Context(), "rcs webhook for an agent that is not the bot's; ignored", "bot", bot.ID, "agent", ev.AgentID)
-		webhookRequests.WithLabelValues(provider, "foreign_account").Inc()
-		c.JSON(http.StatusOK, gin.H{"status": "ignored"})
-		return
-	}
-	switch ev.Kind {
-	case rcs.EventMessage:
-		aerr = s.publishInbound(c, *ev.Inbound)
-	case rcs.EventDelivery:
-		aerr = s.publishDelivery(c, *ev.Delivery)
-	}
-	if aerr != nil {
-		s.webhookFail(c, provider, "unavailable", aerr)
-		return
-	}
-	webhookOK(c, provider)
-}
-
-// publishDelivery queues a provider's status report of a message. Its id
-// names the provider message and the status, so a retried callback is
-// dropped by JetStream; the orchestrator finds the message by provider id.
-func (s *server) publishDelivery(c *gin.Context, d events.Delivery) *apiError {
-	if d.At.IsZero() {
-		d.At = time.Now().UTC()
-	}
-	id := fmt.Sprintf("wh-dlv:%s:%s:%s:%s", d.BotID, d.Channel, d.ProviderMessageID, d.Status)
-	// The event subject keys the orchestrator's ordering: statuses of one
-	// provider message are applied one at a time.
-	ev, err := bus.NewEvent(id, events.TypeDelivery, d.Channel+":"+d.ProviderMessageID, d)
-	if err != nil {
-		return newError(http.StatusUnprocessableEntity, "invalid", err.Error())
-	}
-	if _, err := s.bus.Publish(c.Request.Context(), events.DeliverySubject(d.Channel, d.BotID), ev); err != nil {
-		return errBusUnavailable
-	}
-	return nil
 }

@@ -9,8 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/flowgate/flowgate/shared/bus"
-	"github.com/flowgate/flowgate/shared/channel/pacer"
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/provider"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -55,12 +55,9 @@ func LaneOf(t events.Trigger) string {
 // bot's own, else the channel's default), at least one batch. 0 means no
 // bound (the sandbox, which is not paced).
 func QueueBound(bot store.Bot, channel string, queueSeconds time.Duration, batch int) (bound uint64, rate float64) {
-	if channel == events.ChannelSandbox || !events.KnownChannel(channel) || queueSeconds <= 0 {
+	rate = provider.Rate(bot, channel)
+	if rate <= 0 || queueSeconds <= 0 {
 		return 0, 0
-	}
-	rate = pacer.AccountRate(bot, channel)
-	if rate <= 0 {
-		rate, _ = pacer.DefaultRates(channel)
 	}
 	return max(uint64(rate*queueSeconds.Seconds()), uint64(batch)), rate
 }
@@ -86,7 +83,7 @@ func (o *Orchestrator) awaitDrain(ctx context.Context, t events.Trigger, size in
 		return nil
 	}
 	ch := fanOutChannel(t)
-	if ch == "" || ch == events.ChannelSandbox || !events.KnownChannel(ch) {
+	if p, ok := provider.Lookup(ch); !ok || p.Rate <= 0 {
 		return nil // several channels, or not paced: nothing to bound by
 	}
 	bot, err := o.store.GetBot(ctx, t.BotID)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/provider"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -89,19 +90,17 @@ func contactLastRequest(t events.Trigger, c store.Contact) map[string]any {
 	return c.LastRequest
 }
 
-// whatsappWindow is WhatsApp's customer-service window: free-form messages
-// only this long after the contact last wrote.
-const whatsappWindow = 24 * time.Hour
-
 // initialMessageSeq is the sequence of the initial template; the flow's
 // own messages start at 1.
 const initialMessageSeq = 0
 
-// needsInitialMessage reports whether the run must open the WhatsApp
-// window with the trigger's initial template before its flow may speak.
+// needsInitialMessage reports whether the run must open the contact's
+// reply window (WhatsApp: 24 hours, the channel's provider declares it)
+// with the trigger's initial template before its flow may speak.
 func needsInitialMessage(t events.Trigger, contact store.Contact, now time.Time) bool {
-	if contact.Channel != events.ChannelWhatsApp || t.InitialMessage == nil || t.InitialMessage.Type != events.ContentTemplate {
+	p, ok := provider.Lookup(contact.Channel)
+	if !ok || p.Capabilities.ReplyWindow <= 0 || t.InitialMessage == nil || t.InitialMessage.Type != events.ContentTemplate {
 		return false
 	}
-	return contact.LastInboundAt == nil || now.Sub(*contact.LastInboundAt) >= whatsappWindow
+	return !p.Capabilities.InWindow(contact.LastInboundAt, now)
 }

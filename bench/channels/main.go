@@ -164,7 +164,9 @@ func run(ctx context.Context, n int, rate float64, cfg channel.RunnerConfig, lat
 	if err := enqueue(ctx, b, st, n, now); err != nil {
 		return result{}, err
 	}
-	p, err := pacer.New(ctx, b.JetStream(), pacer.Config{Channel: events.ChannelWhatsApp, Logger: quiet})
+	pcfg := whatsapp.Provider.PacerConfig() // the bot's rate applies
+	pcfg.Logger = quiet
+	p, err := pacer.New(ctx, b.JetStream(), pcfg)
 	if err != nil {
 		return result{}, err
 	}
@@ -176,7 +178,7 @@ func run(ctx context.Context, n int, rate float64, cfg channel.RunnerConfig, lat
 	if os.Getenv("BENCH_NO_PACER") != "" {
 		cp = nil
 	}
-	r, err := channel.NewRunner(cfg, s, b, st, cp, quiet)
+	r, err := channel.NewRunner(cfg, channel.RunnerDeps{Sender: s, Bus: b, Store: st, Pacer: cp, Logger: quiet})
 	if err != nil {
 		return result{}, err
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
+	"github.com/flowgate/flowgate/shared/provider"
 )
 
 // Which commands read which flags: every command lists only its own.
@@ -25,6 +26,7 @@ var (
 	devOnly     = []string{"dev"}
 	withMedia   = []string{"dev", "ingress", "channel"} // signed links to uploaded files
 	channelOnly = []string{"channel"}
+	withWorkers = []string{"dev", "channel"}
 )
 
 // parseConfig reads the command's flags, with FLOWGATE_* environment
@@ -35,7 +37,7 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 	fs.SetOutput(out)
 	fs.Usage = func() {
 		fmt.Fprintf(out, "usage: flowgate %s [flags]%s\n\nflags (each has a FLOWGATE_* environment variable):\n", cmd,
-			map[bool]string{true: " NAME   (NAME: sandbox, whatsapp, telegram, rcs)"}[cmd == "channel"])
+			map[bool]string{true: " NAME   (NAME: " + strings.Join(provider.Names(), ", ") + ")"}[cmd == "channel"])
 		fs.PrintDefaults()
 	}
 	str := func(cmds []string, p *string, name, env, def, help string) {
@@ -53,7 +55,7 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 			*p = v
 		}
 	}
-	var logLevel, logFormat, maxBytes, maxMedia, retention, webhookRetry, broadcastQueue, replicas, rateLimit, rateBurst string
+	var logLevel, logFormat, maxInFlight, maxBytes, maxMedia, retention, webhookRetry, broadcastQueue, replicas, rateLimit, rateBurst string
 	httpAddr := ":8080"
 	if cmd == "dev" {
 		// dev has a generated admin key and a demo bot: it listens on
@@ -80,6 +82,7 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 	boolean(devOnly, &cfg.NoDemo, "no-demo", "FLOWGATE_NO_DEMO", "do not create the demo bot")
 	boolean(channelOnly, &cfg.TelegramPoll, "poll", "FLOWGATE_TELEGRAM_POLL", "telegram: read updates with getUpdates long polling (deletes the bots' webhooks)")
 	str(channelOnly, &cfg.TelegramWebhookBase, "set-webhook", "FLOWGATE_TELEGRAM_WEBHOOK_BASE", "", "telegram: point every bot's webhook at this public base URL + /webhooks/telegram/{bot} at start")
+	str(withWorkers, &maxInFlight, "max-in-flight", "FLOWGATE_CHANNEL_MAX_IN_FLIGHT", "0", "channel workers: sends per sender account a crash may repeat (0 = 32, or no limit for idempotent providers; negative: no limit)")
 	str(withMedia, &cfg.PublicURL, "public-url", "FLOWGATE_PUBLIC_URL", "", "the ingress's public base URL (RCS fetches uploaded files from links under it)")
 	str(withMedia, &cfg.MediaURLKey, "media-url-key", "FLOWGATE_MEDIA_URL_KEY", "", "key signing uploaded files' links (default: generated in the data directory; set it when services share no data directory)")
 	str(withHTTP, &maxMedia, "max-media-bytes", "FLOWGATE_MAX_MEDIA_BYTES", "0", "largest uploaded file in bytes (0 = 5 MiB, at most 8 MiB)")
@@ -108,6 +111,9 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 	cfg.StreamMaxBytes = n
 	if cfg.MaxMediaBytes, err = strconv.ParseInt(maxMedia, 10, 64); err != nil || cfg.MaxMediaBytes < 0 {
 		return cfg, nil, fmt.Errorf("invalid max media bytes %q", maxMedia)
+	}
+	if cfg.ChannelMaxInFlight, err = strconv.Atoi(maxInFlight); err != nil {
+		return cfg, nil, fmt.Errorf("invalid max in flight %q: a number of sends (0: the default, negative: no limit)", maxInFlight)
 	}
 	if cfg.BroadcastQueue, err = time.ParseDuration(broadcastQueue); err != nil || cfg.BroadcastQueue == 0 {
 		return cfg, nil, fmt.Errorf("invalid broadcast queue %q (a duration such as 2m; negative: no bound)", broadcastQueue)

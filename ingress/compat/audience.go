@@ -10,6 +10,7 @@ import (
 
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/phone"
+	"github.com/flowgate/flowgate/shared/provider"
 )
 
 // PlatformAny selects contacts on every channel.
@@ -30,6 +31,9 @@ func platformOf(s string) (string, bool) {
 		return events.ChannelSandbox, true
 	case PlatformAny:
 		return PlatformAny, true
+	}
+	if c := strings.ToLower(strings.TrimSpace(s)); provider.Known(c) {
+		return c, true // a channel registered by its provider
 	}
 	return "", false
 }

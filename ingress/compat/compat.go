@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/provider"
 )
 
 // Limits of one request. Larger audiences go through contacts import and a
@@ -141,7 +142,7 @@ func (r *Request) ResolveChannel(channel string) *Error {
 	if r.Channel != "" || r.Audience.Platform == PlatformAny {
 		return nil
 	}
-	if !events.KnownChannel(channel) {
+	if !provider.Known(channel) {
 		return newError(http.StatusUnprocessableEntity, CodeUnknownChannel, "channel",
 			"channel %q is not one of sandbox, whatsapp, telegram, rcs", channel)
 	}

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/provider"
 )
 
 // Fuzz targets: every parser must refuse or accept any input without
@@ -119,10 +120,10 @@ func checkRequest(t *testing.T, req Request) {
 	if len(a.Users) > MaxAudienceIDs || len(a.UsersBM) > MaxAudienceIDs {
 		t.Fatalf("list over the cap: %d users, %d users_bm", len(a.Users), len(a.UsersBM))
 	}
-	if req.Channel != "" && !events.KnownChannel(req.Channel) {
+	if req.Channel != "" && !provider.Known(req.Channel) {
 		t.Fatalf("channel %q", req.Channel)
 	}
-	if a.Platform != "" && a.Platform != PlatformAny && !events.KnownChannel(a.Platform) {
+	if a.Platform != "" && a.Platform != PlatformAny && !provider.Known(a.Platform) {
 		t.Fatalf("platform %q", a.Platform)
 	}
 	if req.Channel != "" && a.Platform != req.Channel {
@@ -342,7 +343,7 @@ func FuzzParseRecruboThread(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !events.KnownChannel(th.Channel) || th.Identifier == "" {
+		if !provider.Known(th.Channel) || th.Identifier == "" {
 			t.Fatalf("thread %+v", th)
 		}
 		checkUsers(t, th.Channel, []string{th.Identifier})

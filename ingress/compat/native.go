@@ -11,6 +11,7 @@ import (
 	"github.com/expr-lang/expr"
 
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/provider"
 )
 
 var (
@@ -86,7 +87,7 @@ func ParseNative(contentType string, body []byte) (Request, *Error) {
 		return Request{}, err
 	}
 	channel = strings.ToLower(strings.TrimSpace(channel))
-	if channel != "" && !events.KnownChannel(channel) {
+	if channel != "" && !provider.Known(channel) {
 		return Request{}, newError(http.StatusUnprocessableEntity, CodeUnknownChannel, "channel",
 			"channel %q is not one of sandbox, whatsapp, telegram, rcs", truncate(channel, 40))
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/recrubo"
+	"github.com/flowgate/flowgate/shared/provider"
 )
 
 // JSON:API resource types of the Recrubo API.
@@ -78,7 +79,7 @@ func ParseRecruboThread(contentType string, body []byte) (Thread, *Error) {
 		return Thread{}, err
 	}
 	channel := strings.ToLower(strings.TrimSpace(ch))
-	if !events.KnownChannel(channel) {
+	if !provider.Known(channel) {
 		return Thread{}, newError(http.StatusUnprocessableEntity, CodeUnknownChannel, cf,
 			"channel %q is not one of whatsapp, telegram, rcs", truncate(ch, 40))
 	}

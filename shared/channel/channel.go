@@ -28,22 +28,12 @@ type Sender interface {
 	Send(ctx context.Context, bot store.Bot, out events.Outbound, msg events.OutboundMessage) (Result, error)
 }
 
-// IdempotentSender is an optional extension of Sender for providers that
-// deduplicate a repeated send of the same message themselves (RCS: the
-// messageId; the sandbox: one transcript entry per id). A redelivered
-// bundle cannot make such a sender deliver a message twice, so the runner
-// does not bound their sends in flight unless configured to
-// (RunnerConfig.MaxInFlightPerAccount > 0).
-type IdempotentSender interface {
-	// IdempotentSends reports whether sending a message again is harmless.
-	IdempotentSends() bool
-}
-
-// BundleSender is an optional extension of an IdempotentSender that takes
-// a bundle's messages in one call (the sandbox: one write). The runner uses
-// it when the channel has no pacer; results are in the order of msgs. An
-// error means none was accepted, or (the sender being idempotent) that
-// sending them again is harmless.
+// BundleSender is the extension of a sender whose provider declares
+// Capabilities.Bundles (and IdempotentSends): it takes a bundle's messages
+// in one call (the sandbox: one write). The runner uses it when the channel
+// has no pacer; results are in the order of msgs. An error means none was
+// accepted, or (the sender being idempotent) that sending them again is
+// harmless.
 type BundleSender interface {
 	SendBundle(ctx context.Context, bot store.Bot, out events.Outbound, msgs []events.OutboundMessage) ([]Result, error)
 }

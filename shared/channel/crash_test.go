@@ -33,6 +33,9 @@ const (
 	envChild = "FLOWGATE_CRASH_CHILD"
 	envNATS  = "FLOWGATE_CRASH_NATS"
 	envStore = "FLOWGATE_CRASH_STORE"
+	// envInFlight is the child runner's MaxInFlightPerAccount (unset: 0,
+	// the default).
+	envInFlight = "FLOWGATE_CRASH_MAX_IN_FLIGHT"
 )
 
 func TestMain(m *testing.M) {
@@ -70,9 +73,15 @@ func crashChild() error {
 	if err != nil {
 		return err
 	}
-	// RunnerConfig{}: the production defaults; the parent may set
-	// FLOWGATE_CHANNEL_MAX_IN_FLIGHT in the environment.
-	r, err := channel.NewRunner(channel.RunnerConfig{}, s, b, st, p, log)
+	// The production defaults, but for the in-flight limit the parent
+	// may set.
+	var cfg channel.RunnerConfig
+	if v := os.Getenv(envInFlight); v != "" {
+		if cfg.MaxInFlightPerAccount, err = strconv.Atoi(v); err != nil {
+			return err
+		}
+	}
+	r, err := channel.NewRunner(cfg, channel.RunnerDeps{Sender: s, Bus: b, Store: st, Pacer: p, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -220,7 +229,7 @@ func crashTest(t *testing.T, total int, killAt []int, inflight int, rate float64
 	ctx := context.Background()
 	var env []string
 	if inflight != 0 {
-		env = append(env, channel.EnvMaxInFlight+"="+strconv.Itoa(inflight))
+		env = append(env, envInFlight+"="+strconv.Itoa(inflight))
 	}
 
 	storeDir := t.TempDir()

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"strconv"
 	"sync"
 	"time"
 
@@ -98,12 +96,12 @@ type RunnerConfig struct {
 	// the store". WhatsApp and Telegram have no idempotency key, so these
 	// are exactly the messages a crash can make the redelivered bundle
 	// send a second time: a kill duplicates at most this many messages
-	// per account. 0 takes FLOWGATE_CHANNEL_MAX_IN_FLIGHT from the
-	// environment, else DefaultMaxInFlightPerAccount, except for an
-	// IdempotentSender (RCS, sandbox): no limit; a negative value
-	// means no limit (Workers bounds it). 1 makes a crash duplicate at
-	// most one message per account, at the price of one provider round
+	// per account. 0 means DefaultMaxInFlightPerAccount, except for a
+	// sender with idempotent sends (RCS, sandbox): no limit; a negative
+	// value means no limit (Workers bounds it). 1 makes a crash duplicate
+	// at most one message per account, at the price of one provider round
 	// trip plus one store write per message and account (docs/channels.md).
+	// main fills it from FLOWGATE_CHANNEL_MAX_IN_FLIGHT.
 	MaxInFlightPerAccount int
 }
 
@@ -114,9 +112,33 @@ type RunnerConfig struct {
 // duplicates at most this many messages per account.
 const DefaultMaxInFlightPerAccount = 32
 
-// EnvMaxInFlight is the environment variable a zero
-// RunnerConfig.MaxInFlightPerAccount is read from.
-const EnvMaxInFlight = "FLOWGATE_CHANNEL_MAX_IN_FLIGHT"
+// Capabilities are what a provider declares about its sends, as data: the
+// runner adapts its bookkeeping to them.
+type Capabilities struct {
+	// IdempotentSends: the provider deduplicates a repeated send of the
+	// same message itself (RCS: the messageId; the sandbox: one transcript
+	// entry per id). A redelivered bundle cannot make such a sender
+	// deliver a message twice, so the runner does not bound its sends in
+	// flight unless configured to, and records a bundle's sends in one
+	// write.
+	IdempotentSends bool
+	// Bundles: the sender implements BundleSender and takes a bundle's
+	// messages in one call (the sandbox: one write). Used only with
+	// IdempotentSends and no pacer.
+	Bundles bool
+}
+
+// RunnerDeps are the runner's collaborators.
+type RunnerDeps struct {
+	Sender Sender
+	// Capabilities are the sender's provider's (Provider.Capabilities).
+	Capabilities Capabilities
+	Bus          Bus
+	Store        Store
+	// Pacer may be nil: no pacing (the sandbox).
+	Pacer  Pacer
+	Logger *slog.Logger
+}
 
 // Runner consumes one channel's outbound bundles and sends them with a
 // Sender: pacing per account, idempotent per message, retry by error type.
@@ -153,8 +175,9 @@ type cachedBot struct {
 	exp time.Time
 }
 
-// NewRunner builds a runner. pacer may be nil (no pacing: the sandbox).
-func NewRunner(cfg RunnerConfig, s Sender, b Bus, st Store, pacer Pacer, log *slog.Logger) (*Runner, error) {
+// NewRunner builds a runner. It reads no environment: main fills cfg.
+func NewRunner(cfg RunnerConfig, d RunnerDeps) (*Runner, error) {
+	s, b, st, pacer, log := d.Sender, d.Bus, d.Store, d.Pacer, d.Logger
 	if s == nil || b == nil || st == nil {
 		return nil, errors.New("channel: sender, bus and store are required")
 	}
@@ -179,20 +202,12 @@ func NewRunner(cfg RunnerConfig, s Sender, b Bus, st Store, pacer Pacer, log *sl
 	if cfg.HighPerBulk <= 0 {
 		cfg.HighPerBulk = 4
 	}
-	is, ok := s.(IdempotentSender)
-	idempotent := ok && is.IdempotentSends()
-	if idempotent && cfg.MaxInFlightPerAccount == 0 {
-		// A resend is harmless: no bound needed on what a crash resends.
-		cfg.MaxInFlightPerAccount = -1
-	}
+	idempotent := d.Capabilities.IdempotentSends
 	if cfg.MaxInFlightPerAccount == 0 {
 		cfg.MaxInFlightPerAccount = DefaultMaxInFlightPerAccount
-		if v := os.Getenv(EnvMaxInFlight); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n == 0 {
-				return nil, fmt.Errorf("channel: %s=%q: want a positive number of sends (or negative: no limit)", EnvMaxInFlight, v)
-			}
-			cfg.MaxInFlightPerAccount = n
+		if idempotent {
+			// A resend is harmless: no bound needed on what a crash resends.
+			cfg.MaxInFlightPerAccount = -1
 		}
 	}
 	if log == nil {
@@ -204,7 +219,11 @@ func NewRunner(cfg RunnerConfig, s Sender, b Bus, st Store, pacer Pacer, log *sl
 		progress = min(progress, cfg.AckWait/3)
 	}
 	var bundle BundleSender
-	if bs, ok := s.(BundleSender); ok && idempotent {
+	if d.Capabilities.Bundles && idempotent {
+		bs, ok := s.(BundleSender)
+		if !ok {
+			return nil, fmt.Errorf("channel: the %s sender declares bundles but has no SendBundle", s.Channel())
+		}
 		bundle = bs
 	}
 	lm := [2]laneMetricSet{}

@@ -12,12 +12,14 @@ import (
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/channel"
 	"github.com/flowgate/flowgate/shared/channel/sandbox"
+	"github.com/flowgate/flowgate/shared/provider"
 	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
 
-// The in-flight limit per account: 32 by default for senders without an
-// idempotency key (WhatsApp, Telegram), none for RCS and the sandbox,
-// overridden by the config or FLOWGATE_CHANNEL_MAX_IN_FLIGHT.
+// The in-flight limit per account: 32 by default for providers without an
+// idempotency key (WhatsApp, Telegram), none for RCS and the sandbox (they
+// declare idempotent sends), overridden by the config. The runner reads no
+// environment: main fills the config.
 func TestRunnerInFlightLimitDefaults(t *testing.T) {
 	ctx := context.Background()
 	nats, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
@@ -32,33 +34,36 @@ func TestRunnerInFlightLimitDefaults(t *testing.T) {
 	require.NoError(t, err)
 	defer st.Close()
 
-	wa, err := whatsapp.NewSender()
-	require.NoError(t, err)
-	tg, err := telegram.NewSender()
-	require.NoError(t, err)
-	rc, err := rcs.NewSender()
-	require.NoError(t, err)
-	limit := func(cfg channel.RunnerConfig, s channel.Sender) int {
+	limit := func(cfg channel.RunnerConfig, p provider.Provider) int {
 		t.Helper()
-		r, err := channel.NewRunner(cfg, s, b, st, nil, nil)
+		s, err := p.NewSender(provider.SenderDeps{Store: st})
+		require.NoError(t, err)
+		r, err := channel.NewRunner(cfg, channel.RunnerDeps{Sender: s, Capabilities: p.Capabilities.Runner(), Bus: b, Store: st})
 		require.NoError(t, err)
 		return r.Config().MaxInFlightPerAccount
 	}
+	wa, tg, rc, sb := whatsapp.Provider, telegram.Provider, rcs.Provider, sandbox.Provider
 	require.Equal(t, channel.DefaultMaxInFlightPerAccount, limit(channel.RunnerConfig{}, wa))
 	require.Equal(t, channel.DefaultMaxInFlightPerAccount, limit(channel.RunnerConfig{}, tg))
 	require.Negative(t, limit(channel.RunnerConfig{}, rc), "RBM deduplicates the messageId")
-	require.Negative(t, limit(channel.RunnerConfig{}, sandbox.NewSender(st)), "one transcript entry per id")
+	require.Negative(t, limit(channel.RunnerConfig{}, sb), "one transcript entry per id")
 	require.Equal(t, 1, limit(channel.RunnerConfig{MaxInFlightPerAccount: 1}, wa))
 	require.Equal(t, 4, limit(channel.RunnerConfig{MaxInFlightPerAccount: 4}, rc), "configured explicitly")
+	require.Negative(t, limit(channel.RunnerConfig{MaxInFlightPerAccount: -1}, tg))
 
-	t.Setenv(channel.EnvMaxInFlight, "8")
-	require.Equal(t, 8, limit(channel.RunnerConfig{}, wa))
-	require.Equal(t, 2, limit(channel.RunnerConfig{MaxInFlightPerAccount: 2}, wa), "the config wins over the environment")
-	t.Setenv(channel.EnvMaxInFlight, "-1")
-	require.Negative(t, limit(channel.RunnerConfig{}, tg))
-	for _, bad := range []string{"0", "many"} {
-		t.Setenv(channel.EnvMaxInFlight, bad)
-		_, err := channel.NewRunner(channel.RunnerConfig{}, wa, b, st, nil, nil)
-		require.Error(t, err, bad)
-	}
+	// The environment variable main reads is no business of the runner's.
+	t.Setenv("FLOWGATE_CHANNEL_MAX_IN_FLIGHT", "8")
+	require.Equal(t, channel.DefaultMaxInFlightPerAccount, limit(channel.RunnerConfig{}, wa))
+
+	// A provider declaring bundles needs a sender that takes them.
+	_, err = channel.NewRunner(channel.RunnerConfig{}, channel.RunnerDeps{Sender: mustSender(t, wa, st),
+		Capabilities: channel.Capabilities{IdempotentSends: true, Bundles: true}, Bus: b, Store: st})
+	require.Error(t, err)
+}
+
+func mustSender(t *testing.T, p provider.Provider, st *sqlite.Store) channel.Sender {
+	t.Helper()
+	s, err := p.NewSender(provider.SenderDeps{Store: st})
+	require.NoError(t, err)
+	return s
 }

@@ -58,7 +58,8 @@ func TestSandboxBundleIsDeliveredAndCountedOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, st.MarkSent(ctx, "acme", "tr1", []store.SentMessage{{ID: out.Messages[0].ID, ProviderMessageID: res.ProviderMessageID}}))
 
-	r, err := channel.NewRunner(channel.RunnerConfig{}, sandbox.NewSender(st), b, st, nil, log)
+	r, err := channel.NewRunner(channel.RunnerConfig{}, channel.RunnerDeps{Sender: sandbox.NewSender(st), Bus: b, Store: st, Logger: log,
+		Capabilities: channel.Capabilities{IdempotentSends: true, Bundles: true}})
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()

@@ -108,22 +108,14 @@ func WebhookSubject(bot, subscription string) string {
 	return SubjectWebhook + "." + bot + "." + subscription
 }
 
-// Channels Flowgate knows. Sandbox needs no provider.
+// The built-in channels' names (each channel package registers its
+// provider under its name: shared/provider).
 const (
 	ChannelSandbox  = "sandbox"
 	ChannelWhatsApp = "whatsapp"
 	ChannelTelegram = "telegram"
 	ChannelRCS      = "rcs"
 )
-
-// KnownChannel reports whether c names a channel Flowgate can send on.
-func KnownChannel(c string) bool {
-	switch c {
-	case ChannelSandbox, ChannelWhatsApp, ChannelTelegram, ChannelRCS:
-		return true
-	}
-	return false
-}
 
 // Audience says who a trigger is for. Exactly one of Users, UsersBM or
 // Everyone selects the contacts; Filter narrows Everyone.
@@ -192,9 +184,6 @@ type Outbound struct {
 	Channel   string            `json:"channel"`
 	To        string            `json:"to"`
 	Messages  []OutboundMessage `json:"messages"`
-	// InitialMessage replaces the first free-form message when the contact
-	// is outside the WhatsApp 24-hour window.
-	InitialMessage *Content `json:"initial_message,omitempty"`
 	// LastInboundAt is when the contact last wrote (WhatsApp window).
 	LastInboundAt *time.Time `json:"last_inbound_at,omitempty"`
 	// Lane is the delivery lane the bundle was published in (LaneHigh or

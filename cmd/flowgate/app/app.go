@@ -16,19 +16,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	rcs "github.com/flowgate/flowgate/channel-rcs"
-	telegram "github.com/flowgate/flowgate/channel-telegram"
-	whatsapp "github.com/flowgate/flowgate/channel-whatsapp"
 	"github.com/flowgate/flowgate/ingress"
 	"github.com/flowgate/flowgate/orchestrator"
 	"github.com/flowgate/flowgate/orchestrator/flow"
 	"github.com/flowgate/flowgate/orchestrator/webhooks"
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/channel"
-	"github.com/flowgate/flowgate/shared/channel/pacer"
-	"github.com/flowgate/flowgate/shared/channel/sandbox"
-	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/media"
+	"github.com/flowgate/flowgate/shared/provider"
 	"github.com/flowgate/flowgate/shared/store"
 	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
@@ -68,6 +63,9 @@ type Config struct {
 	// TelegramPoll makes the Telegram worker read every bot's updates with
 	// getUpdates long polling instead of a webhook (it deletes the webhook).
 	TelegramPoll bool // FLOWGATE_TELEGRAM_POLL, `flowgate channel telegram --poll`
+	// ChannelMaxInFlight is every channel runner's MaxInFlightPerAccount
+	// (0: the runner's default).
+	ChannelMaxInFlight int // FLOWGATE_CHANNEL_MAX_IN_FLIGHT
 	// BroadcastQueue bounds what a broadcast keeps queued per account, as
 	// time at the account's rate (orchestrator.Config.QueueSeconds; 0 = 2
 	// minutes, negative = no bound).
@@ -220,29 +218,6 @@ func busConfig(cfg Config, source string) bus.Config {
 		Limits: bus.Limits{MaxBytes: cfg.StreamMaxBytes, Replicas: cfg.NATSReplicas}}
 }
 
-// Senders returns the channel senders. The sandbox is always there; the
-// provider senders read each bot's credentials (and API base) from its
-// channel accounts, so a channel with no configured bot just idles.
-// Uploaded files are sent from st; links (nil: none) sign them for RCS.
-func Senders(st store.Store, links ...*media.Signer) []channel.Sender {
-	out := []channel.Sender{sandbox.NewSender(st)}
-	// With these options the provider constructors cannot fail.
-	if s, err := whatsapp.NewSender(whatsapp.WithMedia(st)); err == nil {
-		out = append(out, s)
-	}
-	if s, err := telegram.NewSender(telegram.WithMedia(st)); err == nil {
-		out = append(out, s)
-	}
-	var rcsOpts []rcs.Option
-	if len(links) > 0 && links[0] != nil {
-		rcsOpts = append(rcsOpts, rcs.WithMediaLinks(links[0]))
-	}
-	if s, err := rcs.NewSender(rcsOpts...); err == nil {
-		out = append(out, s)
-	}
-	return out
-}
-
 // RunIngress runs the ingress service.
 func RunIngress(ctx context.Context, cfg Config, st store.Store, b *bus.Bus) error {
 	ic, err := ingressConfig(cfg)
@@ -276,45 +251,20 @@ func RunOrchestrator(ctx context.Context, cfg Config, st store.Store, b *bus.Bus
 		})
 }
 
-// RunChannel runs the worker of one channel.
+// RunChannel runs the worker of one channel: its registered provider's
+// (providers.go lists the channels of this binary).
 func RunChannel(ctx context.Context, cfg Config, name string, st store.Store, b *bus.Bus) error {
-	var links *media.Signer
-	if name == events.ChannelRCS {
-		var err error
-		if links, err = MediaSigner(cfg); err != nil {
-			return err
-		}
+	p, ok := provider.Lookup(name)
+	if !ok {
+		return fmt.Errorf("unknown channel %q (one of %s)", name, strings.Join(provider.Names(), ", "))
 	}
-	for _, s := range Senders(st, links) {
-		if s.Channel() == name {
-			log := cfg.Logger.With("service", "channel-"+name)
-			var p channel.Pacer // the sandbox is not paced
-			if name != events.ChannelSandbox {
-				pc, err := pacer.New(ctx, b.JetStream(), pacer.Config{Channel: name, Replicas: cfg.NATSReplicas, Logger: log})
-				if err != nil {
-					if ctx.Err() != nil {
-						return nil // stopped while starting
-					}
-					return err
-				}
-				p = pc
-			}
-			if tg, ok := s.(*telegram.Sender); ok && cfg.TelegramWebhookBase != "" {
-				if err := setTelegramWebhooks(ctx, tg, st, cfg.TelegramWebhookBase, log); err != nil {
-					return err
-				}
-			}
-			r, err := channel.NewRunner(channel.RunnerConfig{}, s, b, st, p, log)
-			if err != nil {
-				return err
-			}
-			if tg, ok := s.(*telegram.Sender); ok && cfg.TelegramPoll {
-				return waitAll(ctx, r.Run, func(ctx context.Context) error { return pollTelegram(ctx, tg, st, b, log) })
-			}
-			return r.Run(ctx)
-		}
-	}
-	return fmt.Errorf("unknown channel %q", name)
+	links := func() (*media.Signer, error) { return MediaSigner(cfg) }
+	return p.Run(ctx, provider.WorkerConfig{
+		Runner:      channel.RunnerConfig{MaxInFlightPerAccount: cfg.ChannelMaxInFlight},
+		Replicas:    cfg.NATSReplicas,
+		WebhookBase: cfg.TelegramWebhookBase,
+		Poll:        cfg.TelegramPoll,
+	}, provider.WorkerDeps{Store: st, Bus: b, Links: links, Logger: cfg.Logger.With("service", "channel-"+name)})
 }
 
 // adminKey returns the configured admin key, or the one stored in the data

@@ -13,6 +13,7 @@ import (
 
 	"github.com/flowgate/flowgate/ingress"
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/provider"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -115,8 +116,8 @@ func StartDev(ctx context.Context, cfg Config) (*Dev, error) {
 	workers := []func(context.Context) error{
 		func(ctx context.Context) error { return RunOrchestrator(ctx, cfg, d.Store, d.Bus) },
 	}
-	for _, s := range Senders(d.Store) {
-		name := s.Channel()
+	for _, p := range provider.All() {
+		name := p.Name
 		workers = append(workers, func(ctx context.Context) error { return RunChannel(ctx, cfg, name, d.Store, d.Bus) })
 	}
 	go func() {

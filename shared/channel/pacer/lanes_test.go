@@ -83,7 +83,7 @@ func TestBacklogOfOneBotDoesNotHoldUpOthers(t *testing.T) {
 			waBot(t, w, d, "botb", phoneB, 1000)
 			const backlog = 300
 			w.enqueueLane("bota", events.ChannelWhatsApp, events.LaneBulk, "a-bulk", numbers("3460", backlog))
-			w.runWith(channel.RunnerConfig{}, pacer.Config{Channel: events.ChannelWhatsApp}, waSender(t))
+			w.runWith(channel.RunnerConfig{}, whatsapp.Provider.PacerConfig(), waSender(t))
 			// A's broadcast is under way.
 			require.Eventually(t, func() bool { return acceptedFrom(d, phoneA) >= 5 }, 30*time.Second, 10*time.Millisecond)
 			w.enqueueLane("botb", events.ChannelWhatsApp, events.LaneHigh, "b-one", []string{"+31600000001"})
@@ -125,7 +125,11 @@ func TestPacedBacklogIsNeverDeadLettered(t *testing.T) {
 	const backlog = 30
 	w.enqueueLane("slow", events.ChannelWhatsApp, events.LaneBulk, "slow", numbers("3461", backlog))
 	w.runWith(channel.RunnerConfig{AckWait: 2 * time.Second, MaxDeliver: 2},
-		pacer.Config{Channel: events.ChannelWhatsApp, MaxWait: 100 * time.Millisecond}, waSender(t))
+		func() pacer.Config {
+			c := whatsapp.Provider.PacerConfig()
+			c.MaxWait = 100 * time.Millisecond
+			return c
+		}(), waSender(t))
 	require.Eventually(t, func() bool { return acceptedFrom(d, phone) >= backlog }, 3*time.Minute, 100*time.Millisecond)
 	time.Sleep(3 * time.Second) // AckWait: anything redelivered would be sent by now
 	seen := map[string]int{}

@@ -36,14 +36,10 @@ import (
 	"github.com/flowgate/flowgate/shared/store"
 )
 
-// Default rates in messages per second (providers.md).
-const (
-	DefaultWhatsAppRate = 80
-	DefaultTelegramRate = 30
-	// DefaultTelegramChatRate is Telegram's per-chat limit.
-	DefaultTelegramChatRate = 1
-	DefaultRCSRate          = 80
-)
+// DefaultRate is the per-account rate of a Config that sets none, in
+// messages per second (WhatsApp's default tier, providers.md). The
+// channels declare their own (provider.Provider.Rate).
+const DefaultRate = 80
 
 // DefaultBucket is the NATS KV bucket holding the pacing state.
 const DefaultBucket = "FLOWGATE_PACER"
@@ -53,10 +49,13 @@ type Config struct {
 	// Channel is the channel paced (events.ChannelWhatsApp, ...).
 	Channel string
 	// Rate is the per-account rate when the bot's account sets none
-	// (RatePerSecond).
+	// (default DefaultRate).
 	Rate float64
-	// PerRecipient is the per-recipient rate; 0 takes the channel default
-	// (Telegram 1/s, none elsewhere), negative disables it.
+	// AccountRate is the rate a bot configured for its account on the
+	// channel (0: none; nil: no bot sets one).
+	AccountRate func(store.Bot) float64
+	// PerRecipient is the per-recipient rate (Telegram 1/s); 0 or
+	// negative: none.
 	PerRecipient float64
 	// Headroom is the fraction of every rate left unused, so that network
 	// jitter never makes a provider that measures strict windows see more
@@ -99,12 +98,11 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	def, per := DefaultRates(c.Channel)
 	if c.Rate == 0 {
-		c.Rate = def
+		c.Rate = DefaultRate
 	}
-	if c.PerRecipient == 0 {
-		c.PerRecipient = per
+	if c.AccountRate == nil {
+		c.AccountRate = func(store.Bot) float64 { return 0 }
 	}
 	if c.PerRecipient < 0 {
 		c.PerRecipient = 0
@@ -180,39 +178,6 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// DefaultRates returns a channel's default per-account and per-recipient
-// rates (0: no per-recipient limit).
-func DefaultRates(channel string) (account, perRecipient float64) {
-	switch channel {
-	case events.ChannelWhatsApp:
-		return DefaultWhatsAppRate, 0
-	case events.ChannelTelegram:
-		return DefaultTelegramRate, DefaultTelegramChatRate
-	case events.ChannelRCS:
-		return DefaultRCSRate, 0
-	}
-	return DefaultWhatsAppRate, 0
-}
-
-// AccountRate is the rate a bot configured for its account on channel (0: none).
-func AccountRate(bot store.Bot, channel string) float64 {
-	switch ch := bot.Channels; channel {
-	case events.ChannelWhatsApp:
-		if ch.WhatsApp != nil {
-			return ch.WhatsApp.RatePerSecond
-		}
-	case events.ChannelTelegram:
-		if ch.Telegram != nil {
-			return ch.Telegram.RatePerSecond
-		}
-	case events.ChannelRCS:
-		if ch.RCS != nil {
-			return ch.RCS.RatePerSecond
-		}
-	}
-	return 0
-}
-
 // Pacer paces one channel's sends. It implements channel.Pacer and
 // channel.MessagePacer and is safe for concurrent use.
 type Pacer struct {
@@ -237,7 +202,7 @@ var (
 // Rate is the configured rate of bot's account on the pacer's channel:
 // the bot's own RatePerSecond, else the channel's default.
 func (p *Pacer) Rate(bot store.Bot) float64 {
-	if r := AccountRate(bot, p.cfg.Channel); r > 0 {
+	if r := p.cfg.AccountRate(bot); r > 0 {
 		return r
 	}
 	return p.cfg.Rate
@@ -383,7 +348,7 @@ func (p *Pacer) Wait(ctx context.Context, account string) error {
 // account rate (its RatePerSecond, or the channel default) and, on channels
 // with a per-recipient limit, within that recipient's rate.
 func (p *Pacer) WaitMessage(ctx context.Context, bot store.Bot, account string, out events.Outbound) error {
-	rate := AccountRate(bot, p.cfg.Channel)
+	rate := p.cfg.AccountRate(bot)
 	if rate <= 0 {
 		rate = p.cfg.Rate
 	}

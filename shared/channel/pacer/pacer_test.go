@@ -8,6 +8,10 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/flowgate/flowgate/channel-rcs" // the providers register themselves
+	_ "github.com/flowgate/flowgate/channel-telegram"
+	_ "github.com/flowgate/flowgate/channel-whatsapp"
+	"github.com/flowgate/flowgate/shared/provider"
 	"github.com/flowgate/flowgate/shared/testclock"
 
 	"github.com/nats-io/nats.go"
@@ -35,9 +39,30 @@ func startJS(t testing.TB) jetstream.JetStream {
 
 func newPacer(t testing.TB, js jetstream.JetStream, cfg pacer.Config) *pacer.Pacer {
 	t.Helper()
-	p, err := pacer.New(context.Background(), js, cfg)
+	p, err := pacer.New(context.Background(), js, fromProvider(cfg))
 	require.NoError(t, err)
 	return p
+}
+
+// fromProvider fills what cfg leaves unset (rate, the bot's own rate, the
+// per-recipient rate) from the registered provider of cfg.Channel, as the
+// worker does (provider.Provider.PacerConfig).
+func fromProvider(cfg pacer.Config) pacer.Config {
+	p, ok := provider.Lookup(cfg.Channel)
+	if !ok {
+		return cfg
+	}
+	base := p.PacerConfig()
+	if cfg.Rate == 0 {
+		cfg.Rate = base.Rate
+	}
+	if cfg.AccountRate == nil {
+		cfg.AccountRate = base.AccountRate
+	}
+	if cfg.PerRecipient == 0 {
+		cfg.PerRecipient = base.PerRecipient
+	}
+	return cfg
 }
 
 // maxIn is the most timestamps within any window of length w.
@@ -209,9 +234,6 @@ func TestConfigValidation(t *testing.T) {
 	require.Error(t, err)
 	_, err = pacer.New(context.Background(), js, pacer.Config{Channel: "x", Rate: -1})
 	require.Error(t, err)
-	r, per := pacer.DefaultRates(events.ChannelTelegram)
-	require.Equal(t, 30.0, r)
-	require.Equal(t, 1.0, per)
 }
 
 // The bucket is in memory: a restarted NATS server comes back without it.

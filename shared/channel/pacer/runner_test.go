@@ -21,6 +21,7 @@ import (
 	"github.com/flowgate/flowgate/shared/channel"
 	"github.com/flowgate/flowgate/shared/channel/pacer"
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/provider"
 	telegramdouble "github.com/flowgate/flowgate/shared/providerdouble/telegram"
 	whatsappdouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
 	"github.com/flowgate/flowgate/shared/store"
@@ -77,7 +78,9 @@ func newWorkers(t *testing.T, replicas int) *workers {
 
 // run starts one runner per replica with sender(i) and a pacer of its own.
 func (w *workers) run(ch string, sender func(i int) channel.Sender) {
-	w.runWith(channel.RunnerConfig{}, pacer.Config{Channel: ch}, sender)
+	p, ok := provider.Lookup(ch)
+	require.True(w.t, ok, ch)
+	w.runWith(channel.RunnerConfig{}, p.PacerConfig(), sender)
 }
 
 // runWith is run with a runner and pacer configuration.
@@ -92,7 +95,11 @@ func (w *workers) runWith(rcfg channel.RunnerConfig, pcfg pacer.Config, sender f
 		pc.Logger = quiet
 		p, err := pacer.New(ctx, b.JetStream(), pc)
 		require.NoError(w.t, err)
-		r, err := channel.NewRunner(rcfg, sender(i), b, w.st, p, quiet)
+		var caps channel.Capabilities
+		if pv, ok := provider.Lookup(pc.Channel); ok {
+			caps = pv.Capabilities.Runner()
+		}
+		r, err := channel.NewRunner(rcfg, channel.RunnerDeps{Sender: sender(i), Capabilities: caps, Bus: b, Store: w.st, Pacer: p, Logger: quiet})
 		require.NoError(w.t, err)
 		wg.Add(1)
 		go func() {

@@ -7,10 +7,12 @@ package sandbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/flowgate/flowgate/shared/channel"
 	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/provider"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -27,10 +29,6 @@ func NewSender(s Store) *Sender { return &Sender{store: s} }
 
 // Channel is "sandbox".
 func (*Sender) Channel() string { return events.ChannelSandbox }
-
-// IdempotentSends is true: the transcript keeps one entry per message id
-// (channel.IdempotentSender).
-func (*Sender) IdempotentSends() bool { return true }
 
 // Account paces nothing: every bot has one sandbox.
 func (*Sender) Account(b store.Bot) (string, error) { return b.ID, nil }
@@ -63,3 +61,23 @@ func (s *Sender) SendBundle(ctx context.Context, bot store.Bot, out events.Outbo
 	}
 	return res, nil
 }
+
+// Provider is the sandbox channel, registered under events.ChannelSandbox:
+// every bot has it, it is not paced, a resend is harmless (one transcript
+// entry per message id) and a bundle is one write. Replies come through
+// the ingress's sandbox API, not a webhook.
+var Provider = provider.Provider{
+	Name:         events.ChannelSandbox,
+	Capabilities: provider.Capabilities{IdempotentSends: true, Bundles: true},
+	Account: func(b store.Bot) (provider.Account, bool) {
+		return provider.Account{Key: b.ID}, true
+	},
+	NewSender: func(d provider.SenderDeps) (channel.Sender, error) {
+		if d.Store == nil {
+			return nil, errors.New("sandbox: a store is required")
+		}
+		return NewSender(d.Store), nil
+	},
+}
+
+func init() { provider.MustRegister(Provider) }

@@ -151,37 +151,29 @@ func (s *server) publishTrigger(ctx context.Context, bot store.Bot, t *events.Tr
 	return res.Duplicate, nil
 }
 
-func compatError(e *compat.Error) *apiError {
-	return &apiError{Status: e.Status, Code: e.Code, Field: e.Field, Message: e.Message}
-}
-
 // dispatch is BuilderBot's dispatch: POST /v1/bots/{bot}/dispatch/{event}
 // with {"from": "...", "name": "...", ...custom}.
 func (s *server) dispatch(c *gin.Context) {
 	bot := botOf(c)
 	if aerr := keyMayTrigger(c, c.Param("event")); aerr != nil {
-		s.reject(c, "dispatch", aerr)
+		abort(c, aerr)
 		return
 	}
 	flowID, ok := s.eventFlow(c, bot.ID, c.Param("event"))
 	if !ok {
-		triggersRejected.WithLabelValues("dispatch", "not_found").Inc()
-		return
+		return // answered
 	}
 	body, aerr := s.readBody(c)
 	if aerr != nil {
-		triggersRejected.WithLabelValues("dispatch", aerr.Code).Inc()
 		abort(c, aerr)
 		return
 	}
 	req, perr := s.parseDispatch(c, bot.ID, c.Param("event"), body)
 	if perr != nil {
-		triggersRejected.WithLabelValues("dispatch", perr.Code).Inc()
 		abort(c, perr)
 		return
 	}
 	if aerr := completeChannel(bot, &req, "channel"); aerr != nil {
-		triggersRejected.WithLabelValues("dispatch", aerr.Code).Inc()
 		abort(c, aerr)
 		return
 	}
