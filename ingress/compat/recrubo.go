@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/shared/events"
-	"github.com/flowgate/flowgate/shared/recrubo"
 	"github.com/flowgate/flowgate/shared/provider"
+	"github.com/flowgate/flowgate/shared/recrubo"
 )
 
 // JSON:API resource types of the Recrubo API.
