@@ -245,6 +245,12 @@ type item struct {
 func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, maxDeliver int, h Handler, o ConsumeOptions, it item) {
 	start := time.Now()
 	m, err, raw := it.m, it.err, it.m.raw
+	if err == nil && retryForOther(raw, spec.Durable) {
+		// A copy another consumer of this stream re-published for itself.
+		consumed.WithLabelValues(spec.metricName(), "not_mine").Inc()
+		_ = raw.Ack()
+		return
+	}
 	if err == nil {
 		err = safeCall(ctx, h, m)
 	} else {

@@ -142,7 +142,7 @@ func (b *Bus) Replay(ctx context.Context, seq uint64) (DeadLetter, PublishResult
 	h := nats.Header{}
 	for k, v := range raw.Header {
 		switch k {
-		case HeaderDLQReason, HeaderDLQSubject, HeaderDLQConsumer, HeaderRetryOf, HeaderRetryGeneration, jetstream.MsgIDHeader:
+		case HeaderDLQReason, HeaderDLQSubject, HeaderDLQConsumer, HeaderRetryOf, HeaderRetryGeneration, HeaderRetryFor, jetstream.MsgIDHeader:
 			continue
 		}
 		h[k] = v

@@ -19,6 +19,10 @@ const (
 	// HeaderRetryGeneration counts the re-publications (1 for the first copy
 	// re-published).
 	HeaderRetryGeneration = "Flowgate-Retry-Generation"
+	// HeaderRetryFor names the consumer a re-published copy is for. On a
+	// stream that several consumers read (the run-status stream) the copy
+	// reaches them all; the others acknowledge it unhandled.
+	HeaderRetryFor = "Flowgate-Retry-For"
 )
 
 // TransientError marks a failure that says nothing about the message: the
@@ -71,12 +75,13 @@ func IsTransient(err error) bool {
 }
 
 // republishable reports whether a stream's consumers may be given a fresh
-// copy of a message: work-queue streams only, where the copy reaches the
-// one consumer that failed. The run-status stream is read by several
-// consumers (a copy would reach them all) and the dead-letter stream is not
-// consumed.
+// copy of a message: every stream but the dead-letter one, which is not
+// consumed. On a work-queue stream the copy reaches the one consumer that
+// failed; on the run-status stream (limits retention, possibly several
+// consumers) it reaches every consumer, and those it is not for (its
+// HeaderRetryFor) acknowledge it without handling it.
 func republishable(stream string) bool {
-	return stream != StreamRuns && stream != StreamDLQ
+	return stream != StreamDLQ
 }
 
 // republishAt is the delivery from which a transiently failing message is
@@ -84,6 +89,13 @@ func republishable(stream string) bool {
 // re-publication itself fails (the bus is the thing that is down).
 func republishAt(maxDeliver int) uint64 {
 	return uint64(max(1, maxDeliver/2))
+}
+
+// retryForOther reports whether raw is a re-published copy meant for
+// another consumer than durable.
+func retryForOther(raw jetstream.Msg, durable string) bool {
+	target := raw.Headers().Get(HeaderRetryFor)
+	return target != "" && target != durable
 }
 
 // retryGeneration is how many times the message was re-published already.
@@ -117,10 +129,14 @@ func (b *Bus) republish(ctx context.Context, consumer string, raw jetstream.Msg)
 	gen := retryGeneration(raw) + 1
 	h.Set(HeaderRetryOf, origin)
 	h.Set(HeaderRetryGeneration, strconv.Itoa(gen))
+	h.Set(HeaderRetryFor, consumer)
 	msg := &nats.Msg{Subject: raw.Subject(), Header: h, Data: raw.Data()}
 	pctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
-	if _, err := b.js.PublishMsg(pctx, msg, jetstream.WithMsgID(MsgID(origin+"#retry:"+strconv.Itoa(gen)))); err != nil {
+	// The id names the consumer: two consumers of one stream retrying the
+	// same message each get their copy; one consumer re-publishing twice
+	// (its ack was lost) gets one.
+	if _, err := b.js.PublishMsg(pctx, msg, jetstream.WithMsgID(MsgID(origin+"#retry:"+consumer+":"+strconv.Itoa(gen)))); err != nil {
 		return err
 	}
 	republished.WithLabelValues(consumer).Inc()

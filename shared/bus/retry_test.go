@@ -192,3 +192,52 @@ func TestHeldMessagesAreKeptAliveAndTakenOverAfterAckWait(t *testing.T) {
 	require.Len(t, deliveries["t1"], 2)
 	require.Len(t, deliveries["t2"], 1)
 }
+
+// On the run-status stream, which several consumers may read, a consumer
+// whose handler fails transiently for longer than MaxDeliver deliveries is
+// not dead-lettered either: its re-published copy is for it alone — the
+// other consumers acknowledge it unhandled, so they see the change once.
+func TestTransientFailureOnSharedStreamIsRetriedForItsConsumerOnly(t *testing.T) {
+	_, b := start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ev, err := bus.NewEvent("status-1", events.TypeRunStatus, "r1", map[string]string{"status": "completed"})
+	require.NoError(t, err)
+	_, err = b.Publish(ctx, events.RunStatusSubject("acme"), ev)
+	require.NoError(t, err)
+
+	const failures = 8 // more than twice MaxDeliver
+	var failing, other, failingOK atomic.Int64
+	var wg sync.WaitGroup
+	for _, c := range []struct {
+		durable string
+		h       bus.Handler
+	}{
+		{"flaky-reader", func(context.Context, bus.Message) error {
+			if failing.Add(1) <= failures {
+				return fmt.Errorf("store: %w", store.ErrUnavailable)
+			}
+			failingOK.Add(1)
+			return nil
+		}},
+		{"steady-reader", func(context.Context, bus.Message) error { other.Add(1); return nil }},
+	} {
+		spec := bus.WebhookFanoutConsumer
+		spec.Durable = c.durable
+		spec.MaxDeliver = 3
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = b.Consume(ctx, spec, c.h, bus.ConsumeOptions{Workers: 1, MaxBackoff: 10 * time.Millisecond})
+		}()
+	}
+	require.Eventually(t, func() bool { return failingOK.Load() == 1 }, 30*time.Second, 10*time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // any copy the steady reader would wrongly handle arrives by now
+	cancel()
+	wg.Wait()
+	require.Equal(t, int64(failures+1), failing.Load(), "retried through the outage, handled once after it")
+	require.Equal(t, int64(1), other.Load(), "the other consumer handled the change once, not the copies")
+	dlq, err := b.JetStream().Stream(context.Background(), bus.StreamDLQ)
+	require.NoError(t, err)
+	require.Zero(t, dlq.CachedInfo().State.Msgs, "nothing dead-lettered")
+}

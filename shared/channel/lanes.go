@@ -133,8 +133,9 @@ func (r *Runner) startLane(ctx context.Context, subject string, wg *sync.WaitGro
 		err := r.bus.Consume(lctx, spec, func(ctx context.Context, m bus.Message) error {
 			return r.handle(ctx, m, laneName)
 		}, bus.ConsumeOptions{
-			Workers:  size.workers,
-			Prefetch: size.prefetch,
+			Workers:    size.workers,
+			Prefetch:   size.prefetch,
+			MaxBackoff: r.cfg.MaxBackoff,
 			// A bundle of a paced lane waiting for its worker (behind one
 			// that waits for the account's pacing) is kept, never
 			// redelivered for it. A lane fetching Prefetch (an account

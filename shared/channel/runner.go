@@ -91,6 +91,11 @@ type RunnerConfig struct {
 	// tests shorten them.
 	AckWait    time.Duration
 	MaxDeliver int
+	// MaxBackoff caps the delay before a bundle whose send failed
+	// transiently (a provider 5xx, a timeout) is tried again (default
+	// 1 min). Such failures are retried for as long as they last, never
+	// dead-lettered for it.
+	MaxBackoff time.Duration
 	// MaxInFlightPerAccount bounds the sends of one sender account that
 	// are between "request written to the provider" and "sent recorded in
 	// the store". WhatsApp and Telegram have no idempotency key, so these
@@ -525,10 +530,16 @@ func (r *Runner) sendFailed(ctx context.Context, out events.Outbound, i int, acc
 			rateLimited.WithLabelValues(ch).Inc()
 		}
 		failed.WithLabelValues(ch, "retry").Inc()
-		return bus.RetryAfter(err, retry.Wait)
+		// Transient: a provider that keeps answering "later" (429, 5xx
+		// with Retry-After) is retried for as long as it does, never
+		// dead-lettered for it (bus.retryTransient re-publishes the bundle
+		// with a fresh delivery count).
+		return bus.Transient(bus.RetryAfter(err, retry.Wait))
 	default:
+		// A 5xx, a timeout, a connection refused: says nothing about the
+		// message. Retried with capped backoff, without a delivery cap.
 		failed.WithLabelValues(ch, "transient").Inc()
-		return err
+		return bus.Transient(err)
 	}
 }
 
