@@ -19,7 +19,10 @@ import (
 type dispatchResult struct {
 	user string
 	code int // 0: no answer (transport error)
-	at   time.Time
+	// errCode is error.code of a refusal ("unavailable": nothing was
+	// queued; "outcome_unknown": it may have been).
+	errCode string
+	at      time.Time
 }
 
 // dispatchLoad runs workers closed-loop clients dispatching HELLO, each to
@@ -49,6 +52,15 @@ func dispatchLoad(c *deployedCluster, workers int, stop <-chan struct{}) <-chan 
 				r := dispatchResult{user: user}
 				if resp, err := client.Do(req); err == nil {
 					r.code = resp.StatusCode
+					if r.code != http.StatusAccepted {
+						var body struct {
+							Error struct {
+								Code string `json:"code"`
+							} `json:"error"`
+						}
+						_ = json.NewDecoder(resp.Body).Decode(&body)
+						r.errCode = body.Error.Code
+					}
 					resp.Body.Close()
 				}
 				r.at = time.Now()

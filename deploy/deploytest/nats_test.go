@@ -120,20 +120,30 @@ type deployedCluster struct {
 	key        string
 }
 
-func startDeployedCluster(t *testing.T) *deployedCluster {
+func startDeployedCluster(t *testing.T) *deployedCluster { return startDeployed(t, 3) }
+
+// startDeployedSingle is the small install's shape (docker-compose.single.yml):
+// one nats-server from deploy/nats/nats.conf (fsync on every write), R1.
+func startDeployedSingle(t *testing.T) *deployedCluster { return startDeployed(t, 1) }
+
+func startDeployed(t *testing.T, nodes int) *deployedCluster {
 	t.Helper()
 	root := repoRoot(t)
 	tmp := t.TempDir()
 	flowgate, natsServer := buildBinaries(t, root, tmp)
 	c := &deployedCluster{t: t, tmp: tmp, natsServer: natsServer, env: natsEnv(t, root)}
 
-	clients, monitors, routes := make([]string, 3), make([]string, 3), make([]string, 3)
-	for i := range 3 {
+	clients, monitors, routes := make([]string, nodes), make([]string, nodes), make([]string, nodes)
+	for i := range nodes {
 		clients[i], monitors[i], routes[i] = freePort(t), freePort(t), freePort(t)
 	}
 	var urls []string
-	for i := range 3 {
-		c.confs = append(c.confs, renderNATSConf(t, root, filepath.Join(tmp, fmt.Sprintf("nats-%d", i+1)), "cluster.conf", clients[i], monitors[i], routes[i], routes))
+	for i := range nodes {
+		if nodes == 1 {
+			c.confs = append(c.confs, renderNATSConf(t, root, filepath.Join(tmp, "nats-1"), "nats.conf", clients[i], monitors[i], "", nil))
+		} else {
+			c.confs = append(c.confs, renderNATSConf(t, root, filepath.Join(tmp, fmt.Sprintf("nats-%d", i+1)), "cluster.conf", clients[i], monitors[i], routes[i], routes))
+		}
 		c.nats = append(c.nats, nil)
 		c.startNATS(i)
 		urls = append(urls, "nats://"+clients[i])
@@ -168,7 +178,7 @@ func startDeployedCluster(t *testing.T) *deployedCluster {
 	}
 	base := []string{
 		"FLOWGATE_NATS_URL=" + c.urls,
-		"FLOWGATE_NATS_REPLICAS=3",
+		fmt.Sprintf("FLOWGATE_NATS_REPLICAS=%d", nodes),
 		"FLOWGATE_DATA_DIR=" + dataDir,
 		"FLOWGATE_ADMIN_KEY=" + adminKey,
 		"FLOWGATE_MONGODB_URI=", // SQLite: these tests are about NATS
