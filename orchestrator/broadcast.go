@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/expr-lang/expr"
@@ -209,6 +210,9 @@ func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigg
 	// crash resumes at the last checkpoint and redoes at most the two
 	// batches after it. A failure anywhere cancels the rest.
 	sem := make(chan struct{}, fanOutDepth)
+	// underway counts the contacts of the batches started and not yet
+	// published, for the back-pressure bound (awaitDrain).
+	var underway atomic.Int64
 	// prev is the done channel of the last batch started. Each done channel
 	// is read once: by the next batch, or by whoever returns (fanOutEnd, or
 	// the last batch's wait), so no batch of this fan-out outlives it.
@@ -287,14 +291,16 @@ func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigg
 		}
 		// Back-pressure: the batch starts once the account's bulk lane
 		// has room for it (QueueSeconds of its rate).
-		if err := o.awaitDrain(ctx, t, len(f.contacts)); err != nil {
+		if err := o.awaitDrain(ctx, t, len(f.contacts), func() uint64 { return uint64(underway.Load()) }); err != nil {
 			<-sem
 			return o.fanOutEnd(prev, err)
 		}
 		done := make(chan error, 1)
+		underway.Add(int64(len(f.contacts)))
 		go func(n int, f fetched, before chan error) {
 			defer func() { <-sem }()
 			err := o.startBatch(runCtx, t, cp.FlowVersion, f.contacts, &f.counts, fresh)
+			underway.Add(-int64(len(f.contacts))) // published (or failed)
 			var berr error
 			if before != nil {
 				berr = <-before

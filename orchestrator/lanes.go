@@ -78,7 +78,11 @@ func fanOutChannel(t events.Trigger) string {
 // the outbound stream (shared by every bot) and a paused or cancelled
 // broadcast has little queued. It returns errFanOutStopped when the
 // trigger is paused or cancelled meanwhile.
-func (o *Orchestrator) awaitDrain(ctx context.Context, t events.Trigger, size int) error {
+//
+// underway is how many runs of the fan-out's batches under way are not
+// published yet: they count against the bound too, or the lane could
+// exceed it by a batch.
+func (o *Orchestrator) awaitDrain(ctx context.Context, t events.Trigger, size int, underway func() uint64) error {
 	if LaneOf(t) != events.LaneBulk || o.cfg.QueueSeconds < 0 {
 		return nil
 	}
@@ -109,6 +113,7 @@ func (o *Orchestrator) awaitDrain(ctx context.Context, t events.Trigger, size in
 		if err != nil {
 			return err
 		}
+		queued += underway()
 		if queued == 0 || queued+uint64(size) <= bound {
 			return nil
 		}
