@@ -2,12 +2,9 @@ package mongo
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"regexp"
-	"strconv"
-	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -185,27 +182,6 @@ func (s *Store) DeleteEvent(ctx context.Context, botID, name string) error {
 	return nil
 }
 
-func encodeTriggerCursor(t store.Trigger) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(t.CreatedAt.UnixNano(), 10) + "|" + t.ID))
-}
-
-func decodeTriggerCursor(c string) (time.Time, string, error) {
-	bad := &store.InvalidError{Field: "cursor", Reason: "malformed"}
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
-		return time.Time{}, "", bad
-	}
-	ts, id, ok := strings.Cut(string(b), "|")
-	if !ok || id == "" {
-		return time.Time{}, "", bad
-	}
-	n, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return time.Time{}, "", bad
-	}
-	return time.Unix(0, n).UTC(), id, nil
-}
-
 // ListTriggers returns a page of a bot's triggers, newest first.
 func (s *Store) ListTriggers(ctx context.Context, f store.TriggerFilter) ([]store.Trigger, string, error) {
 	if err := store.CheckBotID("bot_id", f.BotID); err != nil {
@@ -234,7 +210,7 @@ func (s *Store) ListTriggers(ctx context.Context, f store.TriggerFilter) ([]stor
 		filter = append(filter, bson.E{Key: "created_at", Value: bson.D{{Key: "$gte", Value: ms(f.Since)}}})
 	}
 	if f.Cursor != "" {
-		ts, id, err := decodeTriggerCursor(f.Cursor)
+		ts, id, err := store.DecodeKeysetCursor(f.Cursor)
 		if err != nil {
 			return nil, "", err
 		}
@@ -261,7 +237,7 @@ func (s *Store) ListTriggers(ctx context.Context, f store.TriggerFilter) ([]stor
 	next := ""
 	if len(out) > limit {
 		out = out[:limit]
-		next = encodeTriggerCursor(out[limit-1])
+		next = store.EncodeKeysetCursor(out[limit-1].CreatedAt, out[limit-1].ID)
 	}
 	return out, next, nil
 }

@@ -2,11 +2,9 @@ package mongo
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -524,28 +522,6 @@ func (s *Store) expireMessagesOf(ctx context.Context, runIDs []string) {
 	}
 }
 
-// runCursor is the keyset position after the last run of a page.
-func encodeRunCursor(r store.Run) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(r.CreatedAt.UnixMilli(), 10) + "|" + r.ID))
-}
-
-func decodeRunCursor(c string) (time.Time, string, error) {
-	bad := &store.InvalidError{Field: "cursor", Reason: "malformed"}
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
-		return time.Time{}, "", bad
-	}
-	ts, id, ok := strings.Cut(string(b), "|")
-	if !ok || id == "" {
-		return time.Time{}, "", bad
-	}
-	n, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return time.Time{}, "", bad
-	}
-	return time.UnixMilli(n).UTC(), id, nil
-}
-
 // ListRuns returns a page of runs, newest first (CreatedAt, then ID).
 func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, string, error) {
 	if err := store.CheckBotID("bot_id", f.BotID); err != nil {
@@ -588,7 +564,7 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, s
 		filter = append(filter, bson.E{Key: "created_at", Value: created})
 	}
 	if f.Cursor != "" {
-		ts, id, err := decodeRunCursor(f.Cursor)
+		ts, id, err := store.DecodeKeysetCursor(f.Cursor)
 		if err != nil {
 			return nil, "", err
 		}
@@ -613,7 +589,7 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, s
 	next := ""
 	if len(out) > limit {
 		out = out[:limit]
-		next = encodeRunCursor(out[limit-1])
+		next = store.EncodeKeysetCursor(out[limit-1].CreatedAt, out[limit-1].ID)
 	}
 	return out, next, nil
 }

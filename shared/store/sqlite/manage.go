@@ -3,11 +3,9 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/flowgate/flowgate/shared/store"
@@ -238,7 +236,8 @@ func (s *Store) ListTriggers(ctx context.Context, f store.TriggerFilter) ([]stor
 		args = append(args, nanos(f.Since))
 	}
 	if f.Cursor != "" {
-		ts, id, err := decodeRunCursor(f.Cursor)
+		at, id, err := store.DecodeKeysetCursor(f.Cursor)
+		ts := nanos(at)
 		if err != nil {
 			return nil, "", err
 		}
@@ -267,7 +266,7 @@ func (s *Store) ListTriggers(ctx context.Context, f store.TriggerFilter) ([]stor
 	if len(out) > limit {
 		out = out[:limit]
 		last := out[limit-1]
-		next = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(nanos(last.CreatedAt), 10) + "|" + last.ID))
+		next = store.EncodeKeysetCursor(last.CreatedAt, last.ID)
 	}
 	return out, next, nil
 }

@@ -3,11 +3,9 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -368,28 +366,6 @@ func (s *Store) UpdateRuns(ctx context.Context, rs []store.Run) ([]int, error) {
 	return conflicts, nil
 }
 
-// runCursor is the keyset position after the last run of a page.
-func encodeRunCursor(r store.Run) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(nanos(r.CreatedAt), 10) + "|" + r.ID))
-}
-
-func decodeRunCursor(c string) (int64, string, error) {
-	bad := &store.InvalidError{Field: "cursor", Reason: "malformed"}
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
-		return 0, "", bad
-	}
-	ts, id, ok := strings.Cut(string(b), "|")
-	if !ok || id == "" {
-		return 0, "", bad
-	}
-	n, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil {
-		return 0, "", bad
-	}
-	return n, id, nil
-}
-
 // ListRuns returns a page of runs, newest first.
 func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, string, error) {
 	if err := store.CheckBotID("bot_id", f.BotID); err != nil {
@@ -435,7 +411,8 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, s
 		args = append(args, nanos(f.Until))
 	}
 	if f.Cursor != "" {
-		ts, id, err := decodeRunCursor(f.Cursor)
+		at, id, err := store.DecodeKeysetCursor(f.Cursor)
+		ts := nanos(at)
 		if err != nil {
 			return nil, "", err
 		}
@@ -455,7 +432,7 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, s
 	next := ""
 	if len(out) > limit {
 		out = out[:limit]
-		next = encodeRunCursor(out[limit-1])
+		next = store.EncodeKeysetCursor(out[limit-1].CreatedAt, out[limit-1].ID)
 	}
 	return out, next, nil
 }
