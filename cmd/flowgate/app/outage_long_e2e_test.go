@@ -24,6 +24,8 @@ import (
 // (JetStream holds it); nothing is dead-lettered; once the store is back
 // every accepted trigger runs exactly once and the broadcast finishes with
 // one run per contact.
+//
+// It takes about four and a half minutes: the outage is the point.
 func TestStoreUnwritableForThreeMinutes(t *testing.T) {
 	const outage = 3 * time.Minute
 	faulty := newFaultyStore()
@@ -97,7 +99,11 @@ func TestStoreUnwritableForThreeMinutes(t *testing.T) {
 
 	tr, err = d.Store.GetTrigger(ctx, "acme", broadcast)
 	require.NoError(t, err)
-	require.EqualValues(t, contacts, tr.Counters.RunsCreated, "one run per contact")
+	// `everyone` also reaches the contacts the dispatches created once the
+	// store was back, if the fan-out had not passed them yet.
+	require.GreaterOrEqual(t, tr.Counters.RunsCreated, int64(contacts), "a run per contact")
+	require.LessOrEqual(t, tr.Counters.RunsCreated, int64(contacts+len(dispatched)), "no contact twice")
+	require.Equal(t, tr.Counters.Targeted, tr.Counters.RunsCreated+tr.Counters.Skipped)
 	for _, id := range dispatched {
 		runs, _, err := d.Store.ListRuns(ctx, store.RunFilter{BotID: "acme", TriggerID: id, Limit: 10})
 		require.NoError(t, err)

@@ -73,7 +73,7 @@ func (s *Store) observe(op string, start time.Time, err error) {
 		// The probe is store.Writable's other half: a probe that slips
 		// through a full disk (a small write) must not clear what real
 		// writes saw.
-		s.outages.Observe(isWrite(op), err)
+		s.outages.Observe(IsWrite(op), err)
 	}
 	if err != nil {
 		opErrors.WithLabelValues(s.adapter, op, ErrorKind(err)).Inc()
@@ -284,8 +284,9 @@ func (s *Store) Ping(ctx context.Context) error {
 
 var _ store.Store = (*Store)(nil)
 
-// isWrite reports whether the operation named op writes.
-func isWrite(op string) bool {
+// IsWrite reports whether the port operation op writes (by its name: reads
+// are Get*, List*, Stream*, Due*, Waiting*, Ping*, Find*).
+func IsWrite(op string) bool {
 	for _, read := range []string{"Get", "List", "Stream", "Due", "Waiting", "Ping", "Find"} {
 		if strings.HasPrefix(op, read) {
 			return false
