@@ -283,13 +283,14 @@ func TestDeadLetterReplayRunsOnce(t *testing.T) {
 }
 
 // TestFanOutResumesWithinSecondsAfterSIGKILL: `flowgate dev` on a NATS
-// server of its own is killed with SIGKILL during a broadcast's fan-out and
+// server of its own (fsync on every write) is killed with SIGKILL during a
+// 30,000-contact broadcast's fan-out and
 // started again; the restarted
 // orchestrator resumes the fan-out within seconds (the trigger consumer's
 // AckWait is 4 s; it was 30 s), and the broadcast still ends with exactly
 // one run per contact.
 func TestFanOutResumesWithinSecondsAfterSIGKILL(t *testing.T) {
-	n := 20_000
+	n := 30_000
 	if v := os.Getenv("FLOWGATE_TAKEOVER_CONTACTS"); v != "" {
 		var err error
 		n, err = strconv.Atoi(v)
@@ -300,8 +301,9 @@ func TestFanOutResumesWithinSecondsAfterSIGKILL(t *testing.T) {
 	addr := freeAddr(t)
 	// NATS runs in the test process and survives the kill, as a deployed
 	// nats-server does: only the services die (a dev process with its
-	// embedded server would take the pending state down with it).
-	nats, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1"})
+	// embedded server would take the pending state down with it). It
+	// fsyncs every write, as deploy/nats/nats.conf does.
+	nats, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", SyncAlways: true})
 	require.NoError(t, err)
 	defer nats.Shutdown()
 	t.Setenv("FLOWGATE_NATS_URL", nats.ClientURL())
