@@ -17,22 +17,22 @@ import (
 	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
 
-// BenchmarkDispatch measures the dispatch handler with the real embedded
-// JetStream (202 after the ack) but without HTTP: its allocations per
-// request are deterministic, unlike rates on a shared machine. The
-// end-to-end comparison with baselines is go run ./bench/ingress.
-func BenchmarkDispatch(b *testing.B) {
+// benchEnv is a real embedded JetStream with a bus on it and a real SQLite
+// store holding bot botID with flow flowID, all gone when the benchmark
+// ends, a quiet logger and the time the records were written.
+func benchEnv(b *testing.B, botID, flowID, flow string) (*bus.Bus, *sqlite.Store, *slog.Logger, time.Time) {
+	b.Helper()
 	ctx := context.Background()
 	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer e.Shutdown()
+	b.Cleanup(e.Shutdown)
 	nc, err := e.Connect()
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer nc.Close()
+	b.Cleanup(nc.Close)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	bb, err := bus.New(ctx, nc, bus.Config{Source: "/bench", Logger: quiet})
 	if err != nil {
@@ -42,18 +42,29 @@ func BenchmarkDispatch(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer st.Close()
+	b.Cleanup(func() { _ = st.Close() })
 	now := time.Now().UTC()
-	if err := st.CreateBot(ctx, store.Bot{ID: "acme", Name: "Acme", CreatedAt: now, UpdatedAt: now}); err != nil {
+	if err := st.CreateBot(ctx, store.Bot{ID: botID, Name: botID, CreatedAt: now, UpdatedAt: now}); err != nil {
 		b.Fatal(err)
 	}
-	def, err := app.CompileFlow([]byte(`{"steps":[{"id":"a","type":"send","text":"Welcome {{ name }}"}]}`))
+	def, err := app.CompileFlow([]byte(flow))
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := st.PutFlow(ctx, store.Flow{BotID: "acme", ID: "welcome", Definition: def, CreatedAt: now}); err != nil {
+	if _, err := st.PutFlow(ctx, store.Flow{BotID: botID, ID: flowID, Definition: def, CreatedAt: now}); err != nil {
 		b.Fatal(err)
 	}
+	return bb, st, quiet, now
+}
+
+// BenchmarkDispatch measures the dispatch handler with the real embedded
+// JetStream (202 after the ack) but without HTTP: its allocations per
+// request are deterministic, unlike rates on a shared machine. The
+// end-to-end comparison with baselines is go run ./bench/ingress.
+func BenchmarkDispatch(b *testing.B) {
+	ctx := context.Background()
+	bb, st, quiet, now := benchEnv(b, "acme", "welcome", `{"steps":[{"id":"a","type":"send","text":"Welcome {{ name }}"}]}`)
+	var err error
 	if err := st.PutEvent(ctx, store.Event{BotID: "acme", Name: "WELCOME_NEW_USER", FlowID: "welcome", CreatedAt: now, UpdatedAt: now}); err != nil {
 		b.Fatal(err)
 	}

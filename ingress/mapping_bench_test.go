@@ -3,20 +3,15 @@ package ingress_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/ingress"
 	"github.com/flowgate/flowgate/ingress/inputmap"
-	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
 
 // BenchmarkDispatchSignedMapped is BenchmarkDispatch for a third party's
@@ -24,37 +19,8 @@ import (
 // (compiled once, cached). Compare its allocations with BenchmarkDispatch.
 func BenchmarkDispatchSignedMapped(b *testing.B) {
 	ctx := context.Background()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer e.Shutdown()
-	nc, err := e.Connect()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	bb, err := bus.New(ctx, nc, bus.Config{Source: "/bench", Logger: quiet})
-	if err != nil {
-		b.Fatal(err)
-	}
-	st, err := sqlite.Open(ctx, b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	now := time.Now().UTC()
-	if err := st.CreateBot(ctx, store.Bot{ID: "shop", Name: "Shop", CreatedAt: now, UpdatedAt: now}); err != nil {
-		b.Fatal(err)
-	}
-	def, err := app.CompileFlow([]byte(`{"steps":[{"id":"a","type":"send","text":"Amount: $ {{ amount }}"}]}`))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := st.PutFlow(ctx, store.Flow{BotID: "shop", ID: "payment", Definition: def, CreatedAt: now}); err != nil {
-		b.Fatal(err)
-	}
+	bb, st, quiet, now := benchEnv(b, "shop", "payment", `{"steps":[{"id":"a","type":"send","text":"Amount: $ {{ amount }}"}]}`)
+	var err error
 	sig := inputmap.Signature{Secret: "whsec_bench-0123456789", Header: "X-Payment-Signature", Encoding: "hex", Prefix: "sha256="}
 	input, err := json.Marshal(inputmap.Input{Mapping: &inputmap.Spec{User: "body.userId", Name: "'Customer'"}, Signature: &sig})
 	if err != nil {

@@ -18,6 +18,25 @@ import (
 	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
 
+// busAndStore is a real embedded JetStream with a bus on it and a real
+// SQLite store, both gone when the test ends, and a quiet logger.
+func busAndStore(t *testing.T) (*bus.Bus, *sqlite.Store, *slog.Logger) {
+	t.Helper()
+	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(e.Shutdown)
+	nc, err := e.Connect()
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b, err := bus.New(context.Background(), nc, bus.Config{Source: "/test", Logger: log})
+	require.NoError(t, err)
+	st, err := sqlite.Open(context.Background(), t.TempDir())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close() })
+	return b, st, log
+}
+
 // The sandbox takes a bundle in one write and records it with MarkSent:
 // every message once in the transcript, in order, counted once on the
 // trigger — also when the same bundle arrives again as another stream
@@ -26,22 +45,11 @@ import (
 func TestSandboxBundleIsDeliveredAndCountedOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	defer e.Shutdown()
-	nc, err := e.Connect()
-	require.NoError(t, err)
-	defer nc.Close()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b, err := bus.New(ctx, nc, bus.Config{Source: "/test", Logger: log})
-	require.NoError(t, err)
-	st, err := sqlite.Open(ctx, t.TempDir())
-	require.NoError(t, err)
-	defer st.Close()
+	b, st, log := busAndStore(t)
 
 	now := time.Now().UTC()
 	require.NoError(t, st.CreateBot(ctx, store.Bot{ID: "acme", Name: "Acme"}))
-	_, _, err = st.CreateTrigger(ctx, store.Trigger{ID: "tr1", BotID: "acme", Source: "native", FlowID: "f",
+	_, _, err := st.CreateTrigger(ctx, store.Trigger{ID: "tr1", BotID: "acme", Source: "native", FlowID: "f",
 		Spec: json.RawMessage(`{}`), Status: store.TriggerDone, CreatedAt: now, UpdatedAt: now})
 	require.NoError(t, err)
 	out := events.Outbound{BotID: "acme", RunID: "r1", TriggerID: "tr1", ContactID: "c1", Channel: events.ChannelSandbox, To: "u1"}

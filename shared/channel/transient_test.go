@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,7 +15,6 @@ import (
 	"github.com/flowgate/flowgate/shared/channel/sandbox"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
 
 // flakySender fails its first calls the way a provider in trouble does —
@@ -53,18 +50,7 @@ func TestProviderOutageOutlastingMaxDeliverDeadLettersNothing(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-			require.NoError(t, err)
-			defer e.Shutdown()
-			nc, err := e.Connect()
-			require.NoError(t, err)
-			defer nc.Close()
-			log := slog.New(slog.NewTextHandler(io.Discard, nil))
-			b, err := bus.New(ctx, nc, bus.Config{Source: "/test", Logger: log})
-			require.NoError(t, err)
-			st, err := sqlite.Open(ctx, t.TempDir())
-			require.NoError(t, err)
-			defer st.Close()
+			b, st, log := busAndStore(t)
 			require.NoError(t, st.CreateBot(ctx, store.Bot{ID: "acme", Name: "Acme"}))
 			out := events.Outbound{BotID: "acme", RunID: "r1", ContactID: "c1", Channel: events.ChannelSandbox, To: "u1",
 				Messages: []events.OutboundMessage{{ID: "r1:1", Seq: 1, Step: "s", Content: events.Content{Type: events.ContentText, Text: "hello"}}}}

@@ -325,15 +325,7 @@ func TestBroadcastFilterAndCancelAPI(t *testing.T) {
 	}
 	code, b := c.call("POST", "/v1/bots/acme/contacts/import", key, `{"channel":"sandbox"}`) // application/json
 	require.Equal(t, 415, code, string(b))
-	req, err := http.NewRequest("POST", c.base+"/v1/bots/acme/contacts/import", strings.NewReader(csv.String()))
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "text/csv")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	b, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.Equal(t, 200, resp.StatusCode, string(b))
+	importCSV(c, "acme", key, csv.String())
 
 	// A segment: only Premium contacts in Lima who did not opt out.
 	acc := c.must("POST", "/v1/bots/acme/triggers", key,

@@ -97,6 +97,21 @@ func startDevWith(t *testing.T, cfg app.Config) (*app.Dev, client) {
 	return d, client{t: t, base: "http://" + d.Addr}
 }
 
+// importCSV imports a CSV of contacts into a bot, as `flowgate contacts
+// import` does (text/csv), and requires it to be taken whole.
+func importCSV(c client, bot, key, csv string) {
+	c.t.Helper()
+	req, err := http.NewRequest("POST", c.base+"/v1/bots/"+bot+"/contacts/import", strings.NewReader(csv))
+	require.NoError(c.t, err)
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "text/csv")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(c.t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(c.t, 200, resp.StatusCode, string(b))
+}
+
 // setupAcme creates the BuilderBot seed's WELCOME_NEW_USER bot and returns its key.
 func setupAcme(c client) string {
 	resp := c.must("POST", "/v1/bots", "e2e-admin-key-0123456789", `{"id":"acme","name":"Acme"}`, 201)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -387,14 +386,7 @@ func TestStoreOutageDuringBroadcast(t *testing.T) {
 	for i := range n {
 		fmt.Fprintf(&csv, "sandbox,b%05d,B %d,Basic\n", i, i)
 	}
-	req, err := http.NewRequest("POST", c.base+"/v1/bots/acme/contacts/import", strings.NewReader(csv.String()))
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "text/csv")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, 200, resp.StatusCode)
+	importCSV(c, "acme", key, csv.String())
 
 	acc := c.must("POST", "/v1/bots/acme/triggers", key, `{"flow":"welcome","channel":"sandbox","audience":{"everyone":true}}`, 202)
 	id := acc["trigger_id"].(string)

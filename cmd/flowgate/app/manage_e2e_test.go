@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -107,14 +106,7 @@ func deleteDuringBroadcast(t *testing.T) {
 	for i := range n {
 		fmt.Fprintf(&csv, "sandbox,d%05d,D %d\n", i, i)
 	}
-	req, err := http.NewRequest("POST", c.base+"/v1/bots/acme/contacts/import", strings.NewReader(csv.String()))
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "text/csv")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, 200, resp.StatusCode)
+	importCSV(c, "acme", key, csv.String())
 	var ids []string
 	for after := ""; ; {
 		cs, err := d.Store.StreamContacts(context.Background(), "acme", store.ContactFilter{After: after, Limit: 1000})
@@ -149,6 +141,7 @@ func deleteDuringBroadcast(t *testing.T) {
 	}
 	var tr store.Trigger
 	require.Eventually(t, func() bool {
+		var err error
 		tr, err = d.Store.GetTrigger(context.Background(), "acme", id)
 		return err == nil && tr.Status == store.TriggerDone
 	}, 3*time.Minute, 100*time.Millisecond, "the broadcast finishes")

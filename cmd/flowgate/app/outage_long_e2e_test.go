@@ -3,7 +3,6 @@ package app_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -41,14 +40,7 @@ func TestStoreUnwritableForThreeMinutes(t *testing.T) {
 	for i := range contacts {
 		fmt.Fprintf(&csv, "sandbox,long%05d,L %d,Basic\n", i, i)
 	}
-	req, err := http.NewRequest("POST", c.base+"/v1/bots/acme/contacts/import", strings.NewReader(csv.String()))
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "text/csv")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, 200, resp.StatusCode)
+	importCSV(c, "acme", key, csv.String())
 
 	ctx := context.Background()
 	acc := c.must("POST", "/v1/bots/acme/triggers", key, `{"flow":"welcome","channel":"sandbox","audience":{"everyone":true}}`, 202)
