@@ -144,6 +144,19 @@ var mgmtRoutes = []struct {
 	{"GET", "/v1/bots/acme/runs/run-1/messages", "", "", false},
 	{"POST", "/v1/bots/acme/webhooks/wh_1/rotate-secret", "application/json", `{"secret":"second-secret-0123456789"}`, false},
 	{"DELETE", "/v1/bots/acme/webhooks/wh_1/previous-secret", "", "", false},
+	{"POST", "/v1/bots/acme/triggers/tr-1/pause", "", "", false},
+	{"POST", "/v1/bots/acme/triggers/tr-1/resume", "", "", false},
+	{"POST", "/v1/bots/acme/triggers/tr-1/cancel", "", "", false},
+	{"POST", "/v1/bots/acme/media", "image/png", "\x89PNG", false},
+	{"GET", "/v1/bots/acme/media", "", "", false},
+	{"GET", "/v1/bots/acme/media/med_1", "", "", false},
+	{"GET", "/v1/bots/acme/media/med_1/content", "", "", false},
+	{"DELETE", "/v1/bots/acme/media/med_1", "", "", false},
+	{"GET", "/v1/admin/dlq", "", "", true},
+	{"DELETE", "/v1/admin/dlq", "", "", true},
+	{"GET", "/v1/admin/dlq/1", "", "", true},
+	{"DELETE", "/v1/admin/dlq/1", "", "", true},
+	{"POST", "/v1/admin/dlq/1/replay", "", "", true},
 }
 
 // TestManagementAuthMatrix calls every management route with no key, a
