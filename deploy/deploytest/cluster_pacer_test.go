@@ -16,10 +16,10 @@ import (
 // one sender account paced at 20/s through the pacer's R3 KV bucket. While
 // a broadcast is being sent, the NATS server leading that bucket is
 // SIGKILLed and restarted. Every message still reaches the provider exactly
-// once, and no one-second window at the provider holds more than the
-// account's rate: neither the fail-over nor two replicas racing for slots
-// make the pacer hand out the same slot twice (arrival jitter aside, see
-// below).
+// once, and the provider never sees more than the account's rate (over
+// five seconds; a one-second window may hold a request or two of arrival
+// jitter, see below): neither the fail-over nor two replicas racing for
+// slots make the pacer hand out the same slot twice.
 func TestClusterPacerLimitAcrossFailOver(t *testing.T) {
 	const (
 		rate    = 20
@@ -126,18 +126,23 @@ func TestClusterPacerLimitAcrossFailOver(t *testing.T) {
 		t.Errorf("%d users reached, want %d", len(perUser), users)
 	}
 
-	// The most requests the provider saw in any one-second window, over the
+	// The most requests the provider saw in any window of w, over the
 	// whole broadcast and around the fail-over.
 	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
-	busiest, busiestAt := 0, time.Time{}
-	for i, j := 0, 0; j < len(times); j++ {
-		for times[j].Sub(times[i]) >= time.Second {
-			i++
+	busiestIn := func(w time.Duration) (int, time.Time) {
+		most, at := 0, time.Time{}
+		for i, j := 0, 0; j < len(times); j++ {
+			for times[j].Sub(times[i]) >= w {
+				i++
+			}
+			if n := j - i + 1; n > most {
+				most, at = n, times[i]
+			}
 		}
-		if n := j - i + 1; n > busiest {
-			busiest, busiestAt = n, times[i]
-		}
+		return most, at
 	}
+	busiest, busiestAt := busiestIn(time.Second)
+	busiest5, busiest5At := busiestIn(5 * time.Second)
 	gap, gapAt := time.Duration(0), time.Time{}
 	for i := 1; i < len(times); i++ {
 		if d := times[i].Sub(times[i-1]); d > gap {
@@ -146,15 +151,22 @@ func TestClusterPacerLimitAcrossFailOver(t *testing.T) {
 	}
 	elapsed := times[len(times)-1].Sub(times[0])
 	t.Logf("%d sends in %s (%.1f/s, limit %d/s); busiest one-second window: %d sends, %s after the kill; "+
-		"longest pause between two sends: %s, from %s after the kill; stats %+v",
+		"busiest five-second window: %d sends, %s after the kill; longest pause between two sends: %s, from %s after the kill; stats %+v",
 		len(times), elapsed.Round(time.Millisecond), float64(len(times)-1)/elapsed.Seconds(), rate,
-		busiest, busiestAt.Sub(killedAt).Round(time.Millisecond), gap.Round(time.Millisecond),
-		gapAt.Sub(killedAt).Round(time.Millisecond), double.Stats())
-	// The pacer spaces the sends at the senders (2 % headroom); on their way
-	// to the provider a delayed request can bring the next one closer, so a
-	// window measured where they arrive may hold one more. More than that
-	// means two replicas (or the fail-over) handed out the same slots.
-	if busiest > rate+1 {
+		busiest, busiestAt.Sub(killedAt).Round(time.Millisecond), busiest5, busiest5At.Sub(killedAt).Round(time.Millisecond),
+		gap.Round(time.Millisecond), gapAt.Sub(killedAt).Round(time.Millisecond), double.Stats())
+	// The pacer spaces the sends at the senders (2 % headroom). Where they
+	// arrive, a request delayed on its way (a busy machine deschedules a
+	// process between its slot and its write) lands in the next window:
+	// a one-second window at the provider may hold a request or two more
+	// (22 of 20 was seen under the -race suite). The limit held is what a
+	// five-second window shows: a pacer that lost its state in the fail-over
+	// (or two replicas taking the same slots) sends up to twice the rate
+	// there, far above the 5 x rate + 2 allowed for jitter at both ends.
+	if busiest5 > 5*rate+2 {
+		t.Errorf("the provider saw %d requests within five seconds; the account's limit is %d/s", busiest5, rate)
+	}
+	if busiest > rate+rate/4 {
 		t.Errorf("the provider saw %d requests within one second; the account's limit is %d/s", busiest, rate)
 	}
 	if rejected := double.Stats().Rejected; len(rejected) > 0 {
