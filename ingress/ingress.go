@@ -126,6 +126,10 @@ type Deps struct {
 }
 
 type server struct {
+	// resumed is closed once the deletions an earlier process left were
+	// looked up (and restarted): a test waits for it before it closes the
+	// store it gave the server.
+	resumed   chan struct{}
 	cfg       Config
 	store     store.Store
 	bus       Publisher
@@ -184,7 +188,8 @@ func newServer(cfg Config, d Deps) (*server, error) {
 	if cfg.RateLimit > 0 {
 		s.limiter = newRateLimiter(cfg.RateLimit, cfg.RateBurst, time.Now)
 	}
-	go s.resumeBotDeletions()
+	s.resumed = make(chan struct{})
+	go func() { defer close(s.resumed); s.resumeBotDeletions() }()
 	return s, nil
 }
 

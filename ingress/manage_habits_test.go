@@ -26,6 +26,7 @@ func TestKeyCacheTTLCapped(t *testing.T) {
 		s, err := newServer(Config{AdminKey: "0123456789abcdef0123", CacheTTL: ttl},
 			Deps{Store: st, Bus: unusedBus{}, CompileFlow: func(b []byte) ([]byte, error) { return b, nil }})
 		require.NoError(t, err)
+		<-s.resumed // its start-up read of the store ends before the store is closed
 		require.Equal(t, MaxKeyCacheTTL, s.keys.ttl, "CacheTTL %v", ttl)
 		require.Equal(t, ttl, s.bots.ttl, "bots keep the configured TTL")
 	}
