@@ -93,6 +93,31 @@ func (r *rig) bundles() []events.Outbound {
 	return out
 }
 
+// checkStoppedFanOut checks a broadcast that was stopped part-way: every
+// stored run was started, every published message has its stored run (one
+// message per run), and the trigger's counters equal the stored runs. It
+// returns the runs and the trigger.
+func (r *rig) checkStoppedFanOut(rep int, id string) ([]store.Run, store.Trigger) {
+	t := r.t
+	t.Helper()
+	runs := r.runs(id)
+	stored := make(map[string]bool, len(runs))
+	for _, run := range runs {
+		stored[run.ID] = true
+		require.NotEqual(t, store.RunCreated, run.Status, "rep %d: run %s was stored but never started", rep, run.ID)
+	}
+	published := r.bundles()
+	for _, b := range published {
+		require.Equal(t, id, b.TriggerID)
+		require.True(t, stored[b.RunID], "rep %d: message of run %s published, run not stored", rep, b.RunID)
+	}
+	require.Len(t, published, len(runs), "rep %d: one message per stored run", rep)
+	tr, err := r.store.GetTrigger(context.Background(), testBot, id)
+	require.NoError(t, err)
+	require.Equal(t, int64(len(runs)), tr.Counters.RunsCreated, "rep %d: counters equal the stored runs", rep)
+	return runs, tr
+}
+
 // TestBroadcastCancelAtRandomMoments cancels a 10,000-contact broadcast at
 // a random moment, 20 times: whenever the cancel lands (before the fan-out,
 // while a batch publishes its messages, while it stores its runs, at a
@@ -131,21 +156,7 @@ func TestBroadcastCancelAtRandomMoments(t *testing.T) {
 		cancelled := r.cancelTrigger(id)
 		r.triggersIdle()
 
-		runs := r.runs(id)
-		stored := make(map[string]bool, len(runs))
-		for _, run := range runs {
-			stored[run.ID] = true
-			require.NotEqual(t, store.RunCreated, run.Status, "rep %d: run %s was stored but never started", rep, run.ID)
-		}
-		published := r.bundles()
-		for _, b := range published {
-			require.Equal(t, id, b.TriggerID)
-			require.True(t, stored[b.RunID], "rep %d: message of run %s published, run not stored", rep, b.RunID)
-		}
-		require.Len(t, published, len(runs), "rep %d: one message per stored run", rep)
-		tr, err := r.store.GetTrigger(context.Background(), testBot, id)
-		require.NoError(t, err)
-		require.Equal(t, int64(len(runs)), tr.Counters.RunsCreated, "rep %d: counters equal the stored runs", rep)
+		runs, tr := r.checkStoppedFanOut(rep, id)
 		require.Equal(t, tr.Counters.RunsCreated+tr.Counters.Skipped, tr.Counters.Targeted, "rep %d", rep)
 		if cancelled {
 			require.Equal(t, store.TriggerCancelled, tr.Status)
@@ -219,21 +230,8 @@ func TestBroadcastCrashRightAfterCancel(t *testing.T) {
 		require.Eventually(t, crashed.Load, 5*time.Minute, time.Millisecond, "rep %d: the crash happened", rep)
 		r.triggersIdle()
 
-		runs := r.runs(id)
-		stored := make(map[string]bool, len(runs))
-		for _, run := range runs {
-			stored[run.ID] = true
-			require.NotEqual(t, store.RunCreated, run.Status, "rep %d: run %s stored but never started", rep, run.ID)
-		}
-		published := r.bundles()
-		for _, b := range published {
-			require.True(t, stored[b.RunID], "rep %d: message of run %s published, run not stored", rep, b.RunID)
-		}
-		require.Len(t, published, len(runs), "rep %d: one message per stored run", rep)
-		tr, err := r.store.GetTrigger(context.Background(), testBot, id)
-		require.NoError(t, err)
+		runs, tr := r.checkStoppedFanOut(rep, id)
 		require.Equal(t, store.TriggerCancelled, tr.Status)
-		require.Equal(t, int64(len(runs)), tr.Counters.RunsCreated, "rep %d: counters equal the stored runs", rep)
 		require.Less(t, len(runs), contacts, "rep %d: the cancel stopped the fan-out part-way", rep)
 		require.GreaterOrEqual(t, len(runs), at, "rep %d: the batch under way at the crash finished", rep)
 		t.Logf("rep %d: crash at the %dth published run; %d runs", rep, at, len(runs))

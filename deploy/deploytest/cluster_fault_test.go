@@ -80,6 +80,52 @@ func dispatchLoad(c *deployedCluster, workers int, stop <-chan struct{}) <-chan 
 	return out
 }
 
+// streamLeader is the index in c.nats of the node leading stream, and its
+// name; -1 when no node leads it.
+func (c *deployedCluster) streamLeader(ctx context.Context, stream string) (int, string) {
+	c.t.Helper()
+	s, err := c.js.Stream(ctx, stream)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	leader := ""
+	if ci := s.CachedInfo().Cluster; ci != nil {
+		leader = ci.Leader
+	}
+	for i := range c.nats {
+		if c.nats[i].name == leader {
+			return i, leader
+		}
+	}
+	return -1, leader
+}
+
+// waitForMessages waits (up to 3 minutes) until every accepted user has a
+// sandbox message and returns the counts per user.
+func waitForMessages(t *testing.T, c *deployedCluster, accepted map[string]bool) map[string]int {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		counts, err := sandboxCounts(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		missing := 0
+		for u := range accepted {
+			if counts[u] == 0 {
+				missing++
+			}
+		}
+		if missing == 0 {
+			return counts
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d accepted dispatches have no message after 3 minutes", missing, len(accepted))
+		}
+		time.Sleep(time.Second)
+	}
+}
+
 // sandboxCounts is how many sandbox messages each user received.
 func sandboxCounts(c *deployedCluster) (map[string]int, error) {
 	counts := map[string]int{}
@@ -125,20 +171,7 @@ func TestClusterStreamLeaderKilledUnderLoad(t *testing.T) {
 	results := dispatchLoad(c, 8, stop)
 	time.Sleep(5 * time.Second)
 
-	s, err := c.js.Stream(ctx, "FLOWGATE_TRIGGERS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leader := ""
-	if ci := s.CachedInfo().Cluster; ci != nil {
-		leader = ci.Leader
-	}
-	victim := -1
-	for i := range c.nats {
-		if c.nats[i].name == leader {
-			victim = i
-		}
-	}
+	victim, leader := c.streamLeader(ctx, "FLOWGATE_TRIGGERS")
 	if victim < 0 {
 		close(stop)
 		<-results
@@ -194,28 +227,7 @@ func checkLoadOutcome(t *testing.T, c *deployedCluster, all []dispatchResult) {
 
 	// Every accepted dispatch gets its message, exactly once; a refused one
 	// at most once (a 503 may follow a publish whose outcome was unknown).
-	var counts map[string]int
-	deadline := time.Now().Add(180 * time.Second)
-	for {
-		var err error
-		counts, err = sandboxCounts(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		missing := 0
-		for u := range accepted {
-			if counts[u] == 0 {
-				missing++
-			}
-		}
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d accepted dispatches have no message after 3 minutes", missing, len(accepted))
-		}
-		time.Sleep(time.Second)
-	}
+	counts := waitForMessages(t, c, accepted)
 	for u, n := range counts {
 		if n > 1 {
 			t.Errorf("%s received %d messages, want 1", u, n)

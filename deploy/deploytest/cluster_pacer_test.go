@@ -80,20 +80,7 @@ func TestClusterPacerLimitAcrossFailOver(t *testing.T) {
 	// Kill the bucket's leader once sending is well under way.
 	waitFor(t, 120*time.Second, func() bool { return len(double.Accepted()) >= rate*5 })
 	ctx := context.Background()
-	s, err := c.js.Stream(ctx, "KV_FLOWGATE_PACER")
-	if err != nil {
-		t.Fatal(err)
-	}
-	leader := ""
-	if ci := s.CachedInfo().Cluster; ci != nil {
-		leader = ci.Leader
-	}
-	victim := -1
-	for i := range c.nats {
-		if c.nats[i].name == leader {
-			victim = i
-		}
-	}
+	victim, leader := c.streamLeader(ctx, "KV_FLOWGATE_PACER")
 	if victim < 0 {
 		t.Fatalf("no leader among the nodes for KV_FLOWGATE_PACER: %q", leader)
 	}

@@ -62,27 +62,7 @@ func TestSingleNodeNATSKilledUnderKeylessLoad(t *testing.T) {
 
 	// Wait until every accepted dispatch has its message, then a little
 	// longer for anything that should not come.
-	var counts map[string]int
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		var err error
-		if counts, err = sandboxCounts(c); err != nil {
-			t.Fatal(err)
-		}
-		missing := 0
-		for u := range accepted {
-			if counts[u] == 0 {
-				missing++
-			}
-		}
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d accepted dispatches have no message after 3 minutes", missing, len(accepted))
-		}
-		time.Sleep(time.Second)
-	}
+	counts := waitForMessages(t, c, accepted)
 	time.Sleep(5 * time.Second)
 	if counts, _ = sandboxCounts(c); counts == nil {
 		t.Fatal("no sandbox transcript")
