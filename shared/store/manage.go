@@ -197,6 +197,8 @@ type BotDeletion struct {
 // restart too: BotDeletions lists what is unfinished).
 type BotAdmin interface {
 	// MarkBotDeleting records the request (idempotent: the first time stays).
+	// ErrNotFound when the bot does not exist (any more): a marker never
+	// outlives its bot, even when a deletion finishes at the same moment.
 	MarkBotDeleting(ctx context.Context, botID string, at time.Time) error
 	// BotDeletions lists the deletions not finished yet, oldest first.
 	BotDeletions(ctx context.Context) ([]BotDeletion, error)

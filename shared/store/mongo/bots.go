@@ -2,6 +2,7 @@ package mongo
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -19,19 +20,46 @@ type botDeletionDoc struct {
 	RequestedAt time.Time `bson:"requested_at"`
 }
 
-// MarkBotDeleting records the request; the first time stays.
+// MarkBotDeleting records the request; the first time stays. ErrNotFound
+// when the bot does not exist.
 func (s *Store) MarkBotDeleting(ctx context.Context, botID string, at time.Time) error {
 	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckTime("at", at)); err != nil {
 		return err
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
+	exists := func() (bool, error) {
+		n, err := s.bots.CountDocuments(ctx, bson.D{{Key: "_id", Value: botID}})
+		return n > 0, err
+	}
+	if ok, err := exists(); err != nil || !ok {
+		if err == nil {
+			err = fmt.Errorf("%w: bot %s", store.ErrNotFound, botID)
+		}
+		return dbErr("mark bot deleting", err)
+	}
 	_, err := s.db.Collection(colBotDeletions).UpdateOne(ctx, bson.D{{Key: "_id", Value: botID}},
 		bson.D{{Key: "$setOnInsert", Value: bson.D{{Key: "requested_at", Value: orNow(at)}}}}, options.UpdateOne().SetUpsert(true))
 	if isDup(err) {
 		err = nil // two first requests raced: the other one stored it
 	}
-	return dbErr("mark bot deleting", err)
+	if err != nil {
+		return dbErr("mark bot deleting", err)
+	}
+	// A deletion that finished between the check and the upsert deleted
+	// the bot before this marker: take the marker back, or it would be
+	// listed for ever. (DeleteBotData deletes the bot, then the marker.)
+	ok, err := exists()
+	if err != nil {
+		return dbErr("mark bot deleting", err)
+	}
+	if !ok {
+		if _, err := s.db.Collection(colBotDeletions).DeleteOne(ctx, bson.D{{Key: "_id", Value: botID}}); err != nil {
+			return dbErr("mark bot deleting", err)
+		}
+		return fmt.Errorf("%w: bot %s", store.ErrNotFound, botID)
+	}
+	return nil
 }
 
 // BotDeletions lists unfinished deletions, oldest first.

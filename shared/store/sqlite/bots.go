@@ -17,12 +17,22 @@ func init() {
 	)
 }
 
-// MarkBotDeleting records the request; the first time stays.
+// MarkBotDeleting records the request; the first time stays. ErrNotFound
+// when the bot does not exist.
 func (s *Store) MarkBotDeleting(ctx context.Context, botID string, at time.Time) error {
 	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckTime("at", at)); err != nil {
 		return err
 	}
 	err := s.w.do(ctx, false, func(t *wtx) error {
+		// In the write transaction: the marker is written only while the
+		// bot exists (a deletion that just finished leaves no marker).
+		var n int
+		if err := t.queryRow(`SELECT COUNT(*) FROM bots WHERE id = ?`, botID).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return notFound("bot", botID)
+		}
 		_, err := t.exec(`INSERT INTO bot_deletions (bot_id, requested_at) VALUES (?, ?) ON CONFLICT (bot_id) DO NOTHING`,
 			botID, nanos(orNow(at)))
 		return err

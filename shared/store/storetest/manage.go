@@ -401,6 +401,7 @@ func testDeleteBot(t *testing.T, s store.Store, e env) {
 	}
 
 	at := base()
+	requireIs(t, s.MarkBotDeleting(e.ctx, "no-such-bot", at), store.ErrNotFound)
 	require.NoError(t, s.MarkBotDeleting(e.ctx, e.bot, at))
 	require.NoError(t, s.MarkBotDeleting(e.ctx, e.bot, at.Add(time.Hour)), "marking twice is harmless")
 	ds, err := s.BotDeletions(e.ctx)
@@ -454,6 +455,14 @@ func testDeleteBot(t *testing.T, s store.Store, e env) {
 	require.NoError(t, err)
 	for _, d := range ds {
 		require.NotEqual(t, e.bot, d.BotID, "a finished deletion is no longer listed")
+	}
+	// A late second request (a DELETE that looked the bot up just before
+	// the deletion finished) leaves no marker behind.
+	requireIs(t, s.MarkBotDeleting(e.ctx, e.bot, at), store.ErrNotFound)
+	ds, err = s.BotDeletions(e.ctx)
+	require.NoError(t, err)
+	for _, d := range ds {
+		require.NotEqual(t, e.bot, d.BotID, "a request after the end leaves no marker")
 	}
 
 	// The other bot is untouched.
