@@ -1,7 +1,6 @@
 package channel_test
 
 import (
-	"context"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -10,27 +9,18 @@ import (
 	telegram "github.com/flowgate/flowgate/channel-telegram"
 	whatsapp "github.com/flowgate/flowgate/channel-whatsapp"
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 	"github.com/flowgate/flowgate/shared/channel"
 	"github.com/flowgate/flowgate/shared/channel/sandbox"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
+	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
 )
 
 // The in-flight limit per account: 32 by default for senders without an
 // idempotency key (WhatsApp, Telegram), none for RCS and the sandbox,
 // overridden by the config or FLOWGATE_CHANNEL_MAX_IN_FLIGHT.
 func TestRunnerInFlightLimitDefaults(t *testing.T) {
-	ctx := context.Background()
-	nats, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	defer nats.Shutdown()
-	nc, err := nats.Connect()
-	require.NoError(t, err)
-	defer nc.Close()
-	b, err := bus.New(ctx, nc, bus.Config{Source: "/test"})
-	require.NoError(t, err)
-	st, err := sqlite.Open(ctx, t.TempDir())
-	require.NoError(t, err)
-	defer st.Close()
+	_, b := bustest.Bus(t, bus.Config{Source: "/test"})
+	st := sqlitetest.Open(t)
 
 	wa, err := whatsapp.NewSender()
 	require.NoError(t, err)

@@ -11,11 +11,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 	"github.com/flowgate/flowgate/shared/channel"
 	"github.com/flowgate/flowgate/shared/channel/sandbox"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
+	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
 )
 
 // The sandbox takes a bundle in one write and records it with MarkSent:
@@ -26,22 +27,13 @@ import (
 func TestSandboxBundleIsDeliveredAndCountedOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	defer e.Shutdown()
-	nc, err := e.Connect()
-	require.NoError(t, err)
-	defer nc.Close()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b, err := bus.New(ctx, nc, bus.Config{Source: "/test", Logger: log})
-	require.NoError(t, err)
-	st, err := sqlite.Open(ctx, t.TempDir())
-	require.NoError(t, err)
-	defer st.Close()
+	_, b := bustest.Bus(t, bus.Config{Source: "/test", Logger: log})
+	st := sqlitetest.Open(t)
 
 	now := time.Now().UTC()
 	require.NoError(t, st.CreateBot(ctx, store.Bot{ID: "acme", Name: "Acme"}))
-	_, _, err = st.CreateTrigger(ctx, store.Trigger{ID: "tr1", BotID: "acme", Source: "native", FlowID: "f",
+	_, _, err := st.CreateTrigger(ctx, store.Trigger{ID: "tr1", BotID: "acme", Source: "native", FlowID: "f",
 		Spec: json.RawMessage(`{}`), Status: store.TriggerDone, CreatedAt: now, UpdatedAt: now})
 	require.NoError(t, err)
 	out := events.Outbound{BotID: "acme", RunID: "r1", TriggerID: "tr1", ContactID: "c1", Channel: events.ChannelSandbox, To: "u1"}

@@ -15,11 +15,12 @@ import (
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 	"github.com/flowgate/flowgate/shared/events"
 	tgdouble "github.com/flowgate/flowgate/shared/providerdouble/telegram"
 	wadouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
+	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
 )
 
 const (
@@ -283,17 +284,8 @@ func TestTelegramWorkerPollsUpdates(t *testing.T) {
 	tg.AddBot(token)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	nats, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	defer nats.Shutdown()
-	nc, err := nats.Connect()
-	require.NoError(t, err)
-	defer nc.Close()
-	b, err := bus.New(ctx, nc, bus.Config{Source: "/test"})
-	require.NoError(t, err)
-	st, err := sqlite.Open(ctx, t.TempDir())
-	require.NoError(t, err)
-	defer st.Close()
+	_, b := bustest.Bus(t, bus.Config{Source: "/test"})
+	st := sqlitetest.Open(t)
 	require.NoError(t, st.CreateBot(ctx, store.Bot{ID: "tgbot", Name: "tgbot", CreatedAt: time.Now().UTC(),
 		Channels: store.ChannelAccounts{Telegram: &store.TelegramAccount{BotToken: token, WebhookSecret: "s", APIBase: tg.URL}}}))
 	contact, _, err := st.UpsertContact(ctx, store.ContactUpsert{BotID: "tgbot", Channel: events.ChannelTelegram,

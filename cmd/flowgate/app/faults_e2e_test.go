@@ -18,6 +18,7 @@ import (
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -301,9 +302,7 @@ func TestFanOutResumesWithinSecondsAfterSIGKILL(t *testing.T) {
 	// NATS runs in the test process and survives the kill, as a deployed
 	// nats-server does: only the services die (a dev process with its
 	// embedded server would take the pending state down with it).
-	nats, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1"})
-	require.NoError(t, err)
-	defer nats.Shutdown()
+	nats := bustest.Embedded(t, bustest.Listening)
 	t.Setenv("FLOWGATE_NATS_URL", nats.ClientURL())
 	p := startChild(t, bin, dir, addr)
 	defer func() {
