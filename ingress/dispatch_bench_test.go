@@ -21,7 +21,7 @@ import (
 // BenchmarkDispatch measures the dispatch handler with the real embedded
 // JetStream (202 after the ack) but without HTTP: its allocations per
 // request are deterministic, unlike rates on a shared machine. The
-// end-to-end comparison with baselines is go run ./bench/ingress.
+// end-to-end comparison with baselines is go -C bench run ./ingress.
 func BenchmarkDispatch(b *testing.B) {
 	ctx := context.Background()
 	st, h := benchHandler(b, "acme", `{"steps":[{"id":"a","type":"send","text":"Welcome {{ name }}"}]}`,

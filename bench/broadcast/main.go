@@ -10,7 +10,7 @@
 //     run is created and its first message is queued on the outbound
 //     stream (no channel worker consumes it).
 //
-//     go run ./bench/broadcast [-n 1000000] [-batch 1000] [-parallel 64]
+//     go -C bench run ./broadcast [-n 1000000] [-batch 1000] [-parallel 64]
 //
 // It prints durations, rates and the peak resident memory of each phase
 // (VmHWM, reset between phases through /proc/self/clear_refs).

@@ -4,9 +4,9 @@
 // double, and how accurately the pacer holds a configured rate against a
 // rate-limited double.
 //
-//	go run ./bench/channels                 # throughput, then accuracy at 80/s and 1,000/s
-//	go run ./bench/channels -n 100000 -accuracy=false
-//	go run ./bench/channels -n 200 -accuracy=false -latency 100ms -inflight 1
+//	go -C bench run ./channels                 # throughput, then accuracy at 80/s and 1,000/s
+//	go -C bench run ./channels -n 100000 -accuracy=false
+//	go -C bench run ./channels -n 200 -accuracy=false -latency 100ms -inflight 1
 //
 // The double runs in the same process and takes part of the CPU. The
 // throughput run is bracketed by a baseline taken in the same run: the

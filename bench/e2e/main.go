@@ -4,7 +4,7 @@
 // request until the last run completed and every message was stored by the
 // sandbox channel.
 //
-//	go run ./bench/e2e [-n 20000] [-c 64] [-mode dispatch|list]
+//	go -C bench run ./e2e [-n 20000] [-c 64] [-mode dispatch|list]
 //
 // mode dispatch: one BuilderBot dispatch request per run (n requests, c at a time).
 // mode list: native triggers of 1,000 users each (the fan-out path).

@@ -15,9 +15,9 @@
 // orchestrator's queue bound (FLOWGATE_BROADCAST_QUEUE of the rate, plus
 // the batch under way).
 //
-//	go run ./bench/fairness                  # 2,000 at 20/s, 1 and 2 worker replicas
-//	go run ./bench/fairness -replicas 1 -broadcast 600
-//	go run ./bench/fairness -backpressure 100000 -rate 80 -seconds 120
+//	go -C bench run ./fairness                  # 2,000 at 20/s, 1 and 2 worker replicas
+//	go -C bench run ./fairness -replicas 1 -broadcast 600
+//	go -C bench run ./fairness -backpressure 100000 -rate 80 -seconds 120
 package main
 
 import (

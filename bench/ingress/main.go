@@ -3,7 +3,7 @@
 // loopback: a bare gin handler that answers 202, and a gin handler that
 // does a raw JetStream publish (with a Nats-Msg-Id) before answering 202.
 //
-//	go run ./bench/ingress -d 12s -rounds 6 [-c 64] [-only NAME] [-cpuprofile F] [-memprofile F]
+//	go -C bench run ./ingress -d 12s -rounds 6 [-c 64] [-only NAME] [-cpuprofile F] [-memprofile F]
 //
 // It prints requests/s, latency percentiles and the process's CPU time per
 // request (load generator, handler and NATS) per variant, and the ratios
