@@ -19,7 +19,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -36,6 +35,7 @@ import (
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/ingress"
 	"github.com/flowgate/flowgate/orchestrator"
+	"github.com/flowgate/flowgate/shared/apitest"
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
@@ -266,33 +266,13 @@ func writeCSV(path string, n int) (int64, error) {
 }
 
 func setupBot(base string) (string, error) {
-	call := func(method, path, key, body string) ([]byte, error) {
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode >= 300 {
-			return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, b)
-		}
-		return b, nil
-	}
-	b, err := call("POST", "/v1/bots", adminKey, `{"id":"mass","name":"Mass"}`)
+	api := apitest.Client{Base: base}
+	key, err := api.CreateBot(adminKey, `{"id":"mass","name":"Mass"}`)
 	if err != nil {
 		return "", err
 	}
-	var out struct {
-		APIKey string `json:"api_key"`
-	}
-	if err := json.Unmarshal(b, &out); err != nil {
-		return "", err
-	}
-	_, err = call("PUT", "/v1/bots/mass/flows/hello", out.APIKey, `{"steps":[{"id":"hi","type":"send","text":"Hello {{ name }}, the {{ plan }} offer is here"}]}`)
-	return out.APIKey, err
+	_, err = api.Expect("PUT", "/v1/bots/mass/flows/hello", key, `{"steps":[{"id":"hi","type":"send","text":"Hello {{ name }}, the {{ plan }} offer is here"}]}`, nil)
+	return key, err
 }
 
 // resetPeak starts a new peak-RSS measurement (Linux: writing 5 to

@@ -15,7 +15,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -32,6 +31,7 @@ import (
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/orchestrator/flow"
+	"github.com/flowgate/flowgate/shared/apitest"
 )
 
 var (
@@ -172,39 +172,18 @@ func interpreterBaseline() (float64, error) {
 }
 
 func setup(url string) (string, error) {
-	var resp struct {
-		APIKey string `json:"api_key"`
-	}
-	b, err := call("POST", url+"/v1/bots", "bench-admin-key-0123456789", `{"id":"bench"}`)
+	api := apitest.Client{Base: url}
+	key, err := api.CreateBot("bench-admin-key-0123456789", `{"id":"bench"}`)
 	if err != nil {
 		return "", err
 	}
-	if err := json.Unmarshal(b, &resp); err != nil {
+	if _, err := api.Expect("PUT", "/v1/bots/bench/flows/welcome", key, welcome, nil); err != nil {
 		return "", err
 	}
-	if _, err := call("PUT", url+"/v1/bots/bench/flows/welcome", resp.APIKey, welcome); err != nil {
+	if _, err := api.Expect("PUT", "/v1/bots/bench/events/WELCOME_NEW_USER", key, `{"flow":"welcome"}`, nil); err != nil {
 		return "", err
 	}
-	if _, err := call("PUT", url+"/v1/bots/bench/events/WELCOME_NEW_USER", resp.APIKey, `{"flow":"welcome"}`); err != nil {
-		return "", err
-	}
-	return resp.APIKey, nil
-}
-
-func call(method, url, key, body string) ([]byte, error) {
-	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		return nil, fmt.Errorf("%s %s: %d %s", method, url, resp.StatusCode, b)
-	}
-	return b, nil
+	return key, nil
 }
 
 func post(c *http.Client, url, key, body string) error {

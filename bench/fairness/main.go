@@ -29,7 +29,6 @@ import (
 	"io"
 	"log"
 	"log/slog"
-	"net/http"
 	"os"
 	"sort"
 	"strings"
@@ -37,6 +36,7 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
+	"github.com/flowgate/flowgate/shared/apitest"
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
 	wadouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
@@ -75,33 +75,10 @@ func main() {
 
 type client struct{ base, key string }
 
-func (c client) call(method, path, body string) (int, []byte, error) {
-	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
-}
-
 func (c client) must(method, path, body string, want int) (map[string]any, error) {
-	code, b, err := c.call(method, path, body)
-	if err != nil {
-		return nil, err
-	}
-	if code != want {
-		return nil, fmt.Errorf("%s %s: %d %s", method, path, code, b)
-	}
 	var out map[string]any
-	_ = json.Unmarshal(b, &out)
-	return out, nil
+	_, err := apitest.Client{Base: c.base}.Expect(method, path, c.key, body, &out, want)
+	return out, err
 }
 
 func run(broadcast int, rate float64, nb, singles, replicas int) error {

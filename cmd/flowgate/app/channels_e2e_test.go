@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -95,16 +94,7 @@ func TestRecruboOutsideWindowOverWhatsApp(t *testing.T) {
 		`{"steps":[{"id":"q","type":"ask","text":"Hi {{ contact.name }}! Are you still looking for a job?","attribute":"answer"},
 		 {"id":"t","type":"send","text":"Thanks: {{ answer }}"}]}`, 200)
 	jsonapi := func(method, path, body string, want int) map[string]any {
-		req, _ := http.NewRequest(method, c.base+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set("Content-Type", "application/vnd.api+json")
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		require.Equal(t, want, resp.StatusCode, path)
-		var out map[string]any
-		require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
-		return out
+		return c.must(method, path, key, body, want, "Content-Type", "application/vnd.api+json")
 	}
 	thread := jsonapi("POST", "/public/v2/message-threads",
 		`{"data": {"type": "messageThreads", "attributes": {"channel": "whatsapp", "identifier": "31612345678"}}}`, 201)
@@ -344,16 +334,7 @@ func TestAwaitingWindowRunIsSuperseded(t *testing.T) {
 	key := waBot(c, wa, "recruit")
 	c.must("PUT", "/v1/bots/recruit/flows/f", key, `{"steps":[{"id":"q","type":"ask","text":"Still looking?","attribute":"a"}]}`, 200)
 	post := func(path, body string, want int) map[string]any {
-		req, _ := http.NewRequest("POST", c.base+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set("Content-Type", "application/vnd.api+json")
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		require.Equal(t, want, resp.StatusCode)
-		var out map[string]any
-		require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
-		return out["data"].(map[string]any)
+		return c.must("POST", path, key, body, want, "Content-Type", "application/vnd.api+json")["data"].(map[string]any)
 	}
 	thread := post("/public/v2/message-threads", `{"data":{"type":"messageThreads","attributes":{"channel":"whatsapp","identifier":"+31612345670"}}}`, 201)["id"].(string)
 	run := func() string {

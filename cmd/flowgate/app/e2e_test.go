@@ -6,9 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/orchestrator"
+	"github.com/flowgate/flowgate/shared/apitest"
 	"github.com/flowgate/flowgate/shared/store/mongo/ferret"
 )
 
@@ -28,23 +27,7 @@ type client struct {
 
 func (c client) call(method, path, key, body string, hdr ...string) (int, []byte) {
 	c.t.Helper()
-	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
-	require.NoError(c.t, err)
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(c.t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(c.t, err)
-	return resp.StatusCode, b
+	return apitest.Client{Base: c.base}.Call(c.t, method, path, key, body, hdr...)
 }
 
 func (c client) must(method, path, key, body string, want int, hdr ...string) map[string]any {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -305,21 +304,7 @@ func TestFanOutResumesWithinSecondsAfterSIGKILL(t *testing.T) {
 	nats := bustest.Embedded(t, bustest.Listening)
 	t.Setenv("FLOWGATE_NATS_URL", nats.ClientURL())
 	p := startChild(t, bin, dir, addr)
-	defer func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			_ = p.cmd.Wait()
-		}
-	}()
-	code, b := p.call("POST", "/v1/bots", childAdminKey, `{"id":"mass","name":"Mass"}`)
-	require.Equal(t, 201, code, string(b))
-	var bot struct {
-		APIKey string `json:"api_key"`
-	}
-	require.NoError(t, json.Unmarshal(b, &bot))
-	key := bot.APIKey
-	code, b = p.call("PUT", "/v1/bots/mass/flows/hello", key, `{"steps":[{"id":"hi","type":"send","text":"Hello {{ name }}"}]}`)
-	require.Equal(t, 200, code, string(b))
+	key := p.massBot()
 	var csv strings.Builder
 	csv.WriteString("channel,external_id,name\n")
 	for i := range n {
@@ -331,7 +316,7 @@ func TestFanOutResumesWithinSecondsAfterSIGKILL(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, n, sum.Created)
 
-	code, b = p.call("POST", "/v1/bots/mass/triggers", key, `{"flow":"hello","channel":"sandbox","audience":{"everyone":true}}`)
+	code, b := p.call("POST", "/v1/bots/mass/triggers", key, `{"flow":"hello","channel":"sandbox","audience":{"everyone":true}}`)
 	require.Equal(t, 202, code, string(b))
 	var acc struct {
 		TriggerID string `json:"trigger_id"`
@@ -384,14 +369,8 @@ func TestStoreOutageDuringBroadcast(t *testing.T) {
 	for i := range n {
 		fmt.Fprintf(&csv, "sandbox,b%05d,B %d,Basic\n", i, i)
 	}
-	req, err := http.NewRequest("POST", c.base+"/v1/bots/acme/contacts/import", strings.NewReader(csv.String()))
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "text/csv")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, 200, resp.StatusCode)
+	code, b := c.call("POST", "/v1/bots/acme/contacts/import", key, csv.String(), "Content-Type", "text/csv")
+	require.Equal(t, 200, code, string(b))
 
 	acc := c.must("POST", "/v1/bots/acme/triggers", key, `{"flow":"welcome","channel":"sandbox","audience":{"everyone":true}}`, 202)
 	id := acc["trigger_id"].(string)

@@ -2,10 +2,7 @@ package app_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +12,6 @@ import (
 	"github.com/flowgate/flowgate/shared/events"
 	wadouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
 
 // TestRotatedWhatsAppTokenUsedWithoutRestart: Meta rotates the business
@@ -107,14 +103,8 @@ func deleteDuringBroadcast(t *testing.T) {
 	for i := range n {
 		fmt.Fprintf(&csv, "sandbox,d%05d,D %d\n", i, i)
 	}
-	req, err := http.NewRequest("POST", c.base+"/v1/bots/acme/contacts/import", strings.NewReader(csv.String()))
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "text/csv")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, 200, resp.StatusCode)
+	code, b := c.call("POST", "/v1/bots/acme/contacts/import", key, csv.String(), "Content-Type", "text/csv")
+	require.Equal(t, 200, code, string(b))
 	var ids []string
 	for after := ""; ; {
 		cs, err := d.Store.StreamContacts(context.Background(), "acme", store.ContactFilter{After: after, Limit: 1000})
@@ -149,20 +139,14 @@ func deleteDuringBroadcast(t *testing.T) {
 	}
 	var tr store.Trigger
 	require.Eventually(t, func() bool {
+		var err error
 		tr, err = d.Store.GetTrigger(context.Background(), "acme", id)
 		return err == nil && tr.Status == store.TriggerDone
 	}, 3*time.Minute, 100*time.Millisecond, "the broadcast finishes")
 	// Let the runs that were started finish their sends.
 	time.Sleep(3 * time.Second)
 
-	db, err := sql.Open("sqlite", filepath.Join(dir, sqlite.FileName)+"?_pragma=busy_timeout(5000)")
-	require.NoError(t, err)
-	defer db.Close()
-	count := func(q string, args ...any) int {
-		var c int
-		require.NoError(t, db.QueryRow(q, args...).Scan(&c))
-		return c
-	}
+	count := sqliteCounter(t, dir)
 	require.Equal(t, n-len(deleted), count(`SELECT count(*) FROM contacts WHERE bot_id = 'acme'`))
 	require.LessOrEqual(t, tr.Counters.Targeted, int64(n))
 	require.GreaterOrEqual(t, tr.Counters.Targeted, int64(n-len(deleted)), "every contact not deleted was targeted")
