@@ -32,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowgate/flowgate/bench/internal/benchenv"
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/ingress"
 	"github.com/flowgate/flowgate/orchestrator"
@@ -39,7 +40,6 @@ import (
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
 
 var (
@@ -54,13 +54,7 @@ var (
 
 const adminKey = "bench-admin-key-0123456789"
 
-func main() {
-	flag.Parse()
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "broadcast:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchenv.Main("broadcast", run) }
 
 func run() error {
 	ctx := context.Background()
@@ -74,27 +68,15 @@ func run() error {
 		dir = d
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	nats, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: filepath.Join(dir, "nats")})
-	if err != nil {
-		return err
-	}
-	defer nats.Shutdown()
-	nc, err := nats.Connect()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
 	// A 1M broadcast puts 1M bundles on the outbound stream and 2M status
 	// changes on the runs stream: give them room.
-	b, err := bus.New(ctx, nc, bus.Config{Source: "/bench", Logger: log, Limits: bus.Limits{MaxBytes: 4 << 30}})
+	env, err := benchenv.Open(ctx, dir, filepath.Join(dir, "store"),
+		bus.Config{Source: "/bench", Logger: log, Limits: bus.Limits{MaxBytes: 4 << 30}})
 	if err != nil {
 		return err
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "store"))
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer env.Close()
+	b, st := env.Bus, env.Store
 
 	fmt.Printf("broadcast benchmark: %d contacts, GOMAXPROCS=%d, %s/%s\n\n", *n, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH)
 

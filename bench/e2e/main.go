@@ -29,6 +29,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/flowgate/flowgate/bench/internal/benchenv"
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/orchestrator/flow"
 	"github.com/flowgate/flowgate/shared/apitest"
@@ -46,13 +47,7 @@ const welcome = `{"steps":[
  {"id":"plan","type":"send","text":"You've signed up for the {{ plan }} plan."},
  {"id":"referral","type":"send","text":"Referral code: {{ referralCode }}","skip_if_empty":true}]}`
 
-func main() {
-	flag.Parse()
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchenv.Main("bench", run) }
 
 func run() error {
 	base, err := interpreterBaseline()

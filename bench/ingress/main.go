@@ -36,12 +36,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/flowgate/flowgate/bench/internal/benchenv"
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/ingress"
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
 
 var (
@@ -64,13 +64,7 @@ type result struct {
 	cpuPerReq     time.Duration // the whole process's CPU time per request: load generator, server, NATS
 }
 
-func main() {
-	flag.Parse()
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchenv.Main("bench", run) }
 
 func run() error {
 	ctx := context.Background()
@@ -79,25 +73,12 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	ns, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: dir + "/nats"})
+	env, err := benchenv.Open(ctx, dir, dir, bus.Config{Source: "/bench", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return err
 	}
-	defer ns.Shutdown()
-	nc, err := ns.Connect()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	b, err := bus.New(ctx, nc, bus.Config{Source: "/bench", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		return err
-	}
-	st, err := sqlite.Open(ctx, dir)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer env.Close()
+	b, st := env.Bus, env.Store
 	key, err := seed(ctx, st)
 	if err != nil {
 		return err
@@ -110,7 +91,7 @@ func run() error {
 		c.JSON(http.StatusAccepted, gin.H{"trigger_id": "x", "status": "accepted"})
 	})
 
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(env.Conn)
 	if err != nil {
 		return err
 	}
