@@ -28,7 +28,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -145,16 +144,11 @@ func run() error {
 	// Fan-out.
 	runtime.GC()
 	resetPeak()
-	if *prof != "" {
-		f, err := os.Create(*prof)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := benchenv.StartCPUProfile(*prof)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	octx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
@@ -191,15 +185,8 @@ func run() error {
 		}
 	}
 	took = time.Since(start)
-	if *memProf != "" {
-		f, err := os.Create(*memProf)
-		if err != nil {
-			return err
-		}
-		if err := pprof.WriteHeapProfile(f); err != nil {
-			return err
-		}
-		f.Close()
+	if err := benchenv.WriteProfile("heap", *memProf); err != nil {
+		return err
 	}
 	stream, err := b.JetStream().Stream(ctx, bus.StreamOutbound)
 	if err != nil {

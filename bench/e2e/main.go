@@ -21,7 +21,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -76,16 +75,11 @@ func run() error {
 	startCompleted := counter("flowgate_run_transitions_total", "completed")
 	startSent := counter("flowgate_channel_messages_sent_total", "sandbox")
 
-	if *prof != "" {
-		f, err := os.Create(*prof)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := benchenv.StartCPUProfile(*prof)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	start := time.Now()
 	var reqErr atomic.Int64
 	var wg sync.WaitGroup

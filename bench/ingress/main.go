@@ -22,7 +22,6 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -115,16 +114,11 @@ func run() error {
 
 	fmt.Printf("Flowgate ingress benchmark: %d connections, %s per variant in %d interleaved rounds, GOMAXPROCS=%s, loopback\n\n",
 		*conc, *duration, *rounds, strconv.Itoa(runtimeProcs()))
-	if *prof != "" {
-		f, err := os.Create(*prof)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := benchenv.StartCPUProfile(*prof)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	type variant struct {
 		name string
 		h    http.Handler
@@ -148,15 +142,8 @@ func run() error {
 			v.acc.add(sm)
 		}
 	}
-	if *memprof != "" {
-		f, err := os.Create(*memprof)
-		if err != nil {
-			return err
-		}
-		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
-			return err
-		}
-		f.Close()
+	if err := benchenv.WriteProfile("allocs", *memprof); err != nil {
+		return err
 	}
 	var results []result
 	for _, v := range vs {
