@@ -333,8 +333,7 @@ func TestBroadcastFilterAndCancelAPI(t *testing.T) {
 	}
 	code, b := c.call("POST", "/v1/bots/acme/contacts/import", key, `{"channel":"sandbox"}`) // application/json
 	require.Equal(t, 415, code, string(b))
-	code, b = c.call("POST", "/v1/bots/acme/contacts/import", key, csv.String(), "Content-Type", "text/csv")
-	require.Equal(t, 200, code, string(b))
+	c.importCSV("acme", key, csv.String())
 
 	// A segment: only Premium contacts in Lima who did not opt out.
 	acc := c.must("POST", "/v1/bots/acme/triggers", key,

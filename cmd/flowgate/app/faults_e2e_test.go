@@ -364,13 +364,7 @@ func TestStoreOutageDuringBroadcast(t *testing.T) {
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := setupAcme(c)
 	const n = 6000
-	var csv strings.Builder
-	csv.WriteString("channel,external_id,name,plan\n")
-	for i := range n {
-		fmt.Fprintf(&csv, "sandbox,b%05d,B %d,Basic\n", i, i)
-	}
-	code, b := c.call("POST", "/v1/bots/acme/contacts/import", key, csv.String(), "Content-Type", "text/csv")
-	require.Equal(t, 200, code, string(b))
+	c.importCSV("acme", key, sandboxCSV(n, "b", "plan", "Basic"))
 
 	acc := c.must("POST", "/v1/bots/acme/triggers", key, `{"flow":"welcome","channel":"sandbox","audience":{"everyone":true}}`, 202)
 	id := acc["trigger_id"].(string)

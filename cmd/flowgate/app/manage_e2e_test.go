@@ -98,13 +98,7 @@ func deleteDuringBroadcast(t *testing.T) {
 	defer func() { _ = d.Stop() }()
 	key := setupAcme(c)
 	const n = 3000
-	var csv strings.Builder
-	csv.WriteString("channel,external_id,name\n")
-	for i := range n {
-		fmt.Fprintf(&csv, "sandbox,d%05d,D %d\n", i, i)
-	}
-	code, b := c.call("POST", "/v1/bots/acme/contacts/import", key, csv.String(), "Content-Type", "text/csv")
-	require.Equal(t, 200, code, string(b))
+	c.importCSV("acme", key, sandboxCSV(n, "d"))
 	var ids []string
 	for after := ""; ; {
 		cs, err := d.Store.StreamContacts(context.Background(), "acme", store.ContactFilter{After: after, Limit: 1000})
