@@ -12,7 +12,7 @@ import (
 	"github.com/flowgate/flowgate/shared/events"
 	telegramdouble "github.com/flowgate/flowgate/shared/providerdouble/telegram"
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
+	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
 )
 
 // An uploaded file goes to Telegram as a multipart upload once per bot;
@@ -20,9 +20,8 @@ import (
 func TestUploadedMediaIsUploadedOnceThenFileID(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, telegramdouble.WithUnlimited())
-	st, err := sqlite.Open(ctx, t.TempDir())
-	require.NoError(t, err)
-	defer st.Close()
+	st := sqlitetest.Open(t)
+	var err error
 	f.sender, err = telegram.NewSender(telegram.WithMedia(st))
 	require.NoError(t, err)
 	require.NoError(t, st.CreateBot(ctx, f.bot))

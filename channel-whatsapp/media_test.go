@@ -13,7 +13,7 @@ import (
 	"github.com/flowgate/flowgate/shared/events"
 	whatsappdouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
+	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
 )
 
 type testClock struct {
@@ -33,9 +33,7 @@ func TestUploadedMediaIsUploadedOnceAndRenewed(t *testing.T) {
 	clk := &testClock{t: now}
 	d := whatsappdouble.New(whatsappdouble.WithClock(clk.now))
 	defer d.Close()
-	st, err := sqlite.Open(ctx, t.TempDir())
-	require.NoError(t, err)
-	defer st.Close()
+	st := sqlitetest.Open(t)
 	s, err := whatsapp.NewSender(whatsapp.WithAPIBase(d.APIBase()), whatsapp.WithClock(clk.now), whatsapp.WithMedia(st))
 	require.NoError(t, err)
 	require.NoError(t, st.CreateBot(ctx, testBot(whatsappdouble.DefaultToken)))
@@ -116,9 +114,7 @@ func TestUploadRefusedIsPermanent(t *testing.T) {
 	ctx := context.Background()
 	d := whatsappdouble.New()
 	defer d.Close()
-	st, err := sqlite.Open(ctx, t.TempDir())
-	require.NoError(t, err)
-	defer st.Close()
+	st := sqlitetest.Open(t)
 	s, err := whatsapp.NewSender(whatsapp.WithAPIBase(d.APIBase()), whatsapp.WithClock(func() time.Time { return now }), whatsapp.WithMedia(st))
 	require.NoError(t, err)
 	// 6 MiB: within Flowgate's store limit, over WhatsApp's 5 MB for images.

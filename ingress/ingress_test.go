@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,8 +16,9 @@ import (
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/ingress"
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
+	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
 )
 
 const adminKey = "test-admin-key-0123456789"
@@ -30,26 +32,24 @@ type env struct {
 	keys  map[string]string // bot → API key
 }
 
-func newEnv(t *testing.T) *env {
+// startEnv runs the real ingress handler with cfg (AdminKey and CacheTTL
+// -1 set here) on embedded JetStream and a SQLite store, with no bots yet;
+// resolver (nil: the system's) resolves webhook hosts.
+func startEnv(t *testing.T, cfg ingress.Config, resolver *net.Resolver) *env {
 	t.Helper()
-	ctx := context.Background()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	b, err := bus.New(ctx, nc, bus.Config{Source: "/test", PublishTimeout: time.Second})
-	require.NoError(t, err)
-	st, err := sqlite.Open(ctx, t.TempDir())
-	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
-	h, err := ingress.NewHandler(ingress.Config{AdminKey: adminKey, CacheTTL: -1},
-		ingress.Deps{Store: st, Bus: b, CompileFlow: app.CompileFlow})
+	e, b := bustest.Bus(t, bus.Config{Source: "/test", PublishTimeout: time.Second})
+	st := sqlitetest.Open(t)
+	cfg.AdminKey, cfg.CacheTTL = adminKey, -1
+	h, err := ingress.NewHandler(cfg, ingress.Deps{Store: st, Bus: b, CompileFlow: app.CompileFlow, Resolver: resolver})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	en := &env{t: t, srv: srv, store: st, nats: e, bus: b, keys: map[string]string{}}
+	return &env{t: t, srv: srv, store: st, nats: e, bus: b, keys: map[string]string{}}
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	en := startEnv(t, ingress.Config{}, nil)
 	for _, bot := range []string{"acme", "globex"} {
 		en.createBot(bot)
 		en.do("PUT", "/v1/bots/"+bot+"/flows/welcome", en.keys[bot], "application/json",

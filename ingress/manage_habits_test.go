@@ -6,22 +6,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
 	"github.com/flowgate/flowgate/shared/testclock"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/shared/bus"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
 
 // TestKeyCacheTTLCapped: whatever CacheTTL says, API keys are cached at
 // most MaxKeyCacheTTL, so a revoked key is refused within 5 s everywhere.
 func TestKeyCacheTTLCapped(t *testing.T) {
 	require.LessOrEqual(t, MaxKeyCacheTTL, 5*time.Second)
-	st, err := sqlite.Open(context.Background(), t.TempDir())
-	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
+	st := sqlitetest.Open(t)
 	for _, ttl := range []time.Duration{time.Minute, time.Hour, 10 * time.Second} {
 		s, err := newServer(Config{AdminKey: "0123456789abcdef0123", CacheTTL: ttl},
 			Deps{Store: st, Bus: unusedBus{}, CompileFlow: func(b []byte) ([]byte, error) { return b, nil }})

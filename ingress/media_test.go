@@ -2,12 +2,10 @@ package ingress_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"mime/multipart"
 	"net/http"
-	"net/http/httptest"
 	"net/textproto"
 	"net/url"
 	"strings"
@@ -19,11 +17,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/ingress"
-	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/media"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
 
 // Tiny but real files: each starts with its format's signature.
@@ -46,27 +41,10 @@ func (c *mediaClock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.
 // a test clock.
 func newMediaEnv(t *testing.T) (*env, *media.Signer, *mediaClock) {
 	t.Helper()
-	ctx := context.Background()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	b, err := bus.New(ctx, nc, bus.Config{Source: "/test", PublishTimeout: time.Second})
-	require.NoError(t, err)
-	st, err := sqlite.Open(ctx, t.TempDir())
-	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
 	clk := &mediaClock{t: testclock.Date(2026, 5, 1, 9, 0, 0)}
 	signer, err := media.NewSigner("https://flowgate.example.com", []byte("media-url-key-0123456789"), time.Hour, clk.now)
 	require.NoError(t, err)
-	h, err := ingress.NewHandler(ingress.Config{AdminKey: adminKey, CacheTTL: -1, MaxMediaBytes: 4 << 10, MediaSigner: signer},
-		ingress.Deps{Store: st, Bus: b, CompileFlow: app.CompileFlow})
-	require.NoError(t, err)
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	en := &env{t: t, srv: srv, store: st, nats: e, bus: b, keys: map[string]string{}}
+	en := startEnv(t, ingress.Config{MaxMediaBytes: 4 << 10, MediaSigner: signer}, nil)
 	en.createBot("acme")
 	en.createBot("globex")
 	return en, signer, clk

@@ -3,7 +3,6 @@ package ingress_test
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -11,36 +10,16 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/ingress"
-	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/egress/egresstest"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
 
 // newSubscriptionEnv is newEnv with a chosen AllowPrivateWebhooks; every
 // host name resolves to 127.0.0.1.
 func newSubscriptionEnv(t *testing.T, allowPrivate bool) *env {
 	t.Helper()
-	ctx := context.Background()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	b, err := bus.New(ctx, nc, bus.Config{Source: "/test", PublishTimeout: time.Second})
-	require.NoError(t, err)
-	st, err := sqlite.Open(ctx, t.TempDir())
-	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
-	h, err := ingress.NewHandler(ingress.Config{AdminKey: adminKey, CacheTTL: -1, AllowPrivateWebhooks: allowPrivate},
-		ingress.Deps{Store: st, Bus: b, CompileFlow: app.CompileFlow,
-			Resolver: egresstest.Resolver(t, netip.MustParseAddr("127.0.0.1"))})
-	require.NoError(t, err)
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	en := &env{t: t, srv: srv, store: st, nats: e, bus: b, keys: map[string]string{}}
+	en := startEnv(t, ingress.Config{AllowPrivateWebhooks: allowPrivate},
+		egresstest.Resolver(t, netip.MustParseAddr("127.0.0.1")))
 	en.createBot("acme")
 	en.createBot("globex")
 	return en

@@ -18,12 +18,13 @@ import (
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/ingress"
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 	"github.com/flowgate/flowgate/shared/events"
 	rcsdouble "github.com/flowgate/flowgate/shared/providerdouble/rcs"
 	telegramdouble "github.com/flowgate/flowgate/shared/providerdouble/telegram"
 	whatsappdouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
+	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
 )
 
 const (
@@ -50,17 +51,8 @@ type hookEnv struct {
 func newHookEnv(t *testing.T) *hookEnv {
 	t.Helper()
 	ctx := context.Background()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	b, err := bus.New(ctx, nc, bus.Config{Source: "/test", PublishTimeout: time.Second})
-	require.NoError(t, err)
-	st, err := sqlite.Open(ctx, t.TempDir())
-	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
+	e, b := bustest.Bus(t, bus.Config{Source: "/test", PublishTimeout: time.Second})
+	st := sqlitetest.Open(t)
 	tg := telegramdouble.Start(t)
 	tg.AddBot(hookTGToken)
 	now := time.Now().UTC()

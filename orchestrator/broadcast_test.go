@@ -12,9 +12,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
+	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
 )
 
 // rig is an orchestrator on a real embedded NATS server and SQLite store,
@@ -32,19 +33,10 @@ const testBot = "bcast"
 func newRig(t *testing.T, cfg Config, hooks *Hooks) *rig {
 	t.Helper()
 	ctx := context.Background()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	b, err := bus.New(ctx, nc, bus.Config{Source: "/test"})
-	require.NoError(t, err)
-	st, err := sqlite.Open(ctx, t.TempDir())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
+	_, b := bustest.Bus(t, bus.Config{Source: "/test"})
+	st := sqlitetest.Open(t)
 	require.NoError(t, st.CreateBot(ctx, store.Bot{ID: testBot, Name: "Broadcast"}))
-	_, err = st.PutFlow(ctx, store.Flow{BotID: testBot, ID: "hello",
+	_, err := st.PutFlow(ctx, store.Flow{BotID: testBot, ID: "hello",
 		Definition: []byte(`{"steps":[{"id":"hi","type":"send","text":"Hi {{ name }}"}]}`)})
 	require.NoError(t, err)
 

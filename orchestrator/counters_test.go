@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
+	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
 )
 
 // Concurrent increments are merged into fewer writes, every one counted
@@ -78,12 +78,10 @@ func TestCounterBatcherReportsTheWriteError(t *testing.T) {
 // context is cancelled while its increment waits still has it written.
 func TestCounterBatcherOnSQLite(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, t.TempDir())
-	require.NoError(t, err)
-	defer st.Close()
+	st := sqlitetest.Open(t)
 	require.NoError(t, st.CreateBot(ctx, store.Bot{ID: "acme", Name: "Acme"}))
 	now := time.Now().UTC()
-	_, _, err = st.CreateTrigger(ctx, store.Trigger{ID: "tr1", BotID: "acme", Source: "native", FlowID: "f",
+	_, _, err := st.CreateTrigger(ctx, store.Trigger{ID: "tr1", BotID: "acme", Source: "native", FlowID: "f",
 		Spec: []byte(`{}`), Status: store.TriggerAccepted, CreatedAt: now, UpdatedAt: now})
 	require.NoError(t, err)
 	b := newCounterBatcher(st.IncrTriggerCounters)

@@ -10,7 +10,7 @@
 //     run is created and its first message is queued on the outbound
 //     stream (no channel worker consumes it).
 //
-//     go run ./bench/broadcast [-n 1000000] [-batch 1000] [-parallel 64]
+//     go -C bench run ./broadcast [-n 1000000] [-batch 1000] [-parallel 64]
 //
 // It prints durations, rates and the peak resident memory of each phase
 // (VmHWM, reset between phases through /proc/self/clear_refs).
@@ -19,7 +19,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -29,17 +28,17 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"strings"
 	"time"
 
+	"github.com/flowgate/flowgate/bench/internal/benchenv"
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/ingress"
 	"github.com/flowgate/flowgate/orchestrator"
+	"github.com/flowgate/flowgate/shared/apitest"
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
 
 var (
@@ -54,13 +53,7 @@ var (
 
 const adminKey = "bench-admin-key-0123456789"
 
-func main() {
-	flag.Parse()
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "broadcast:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchenv.Main("broadcast", run) }
 
 func run() error {
 	ctx := context.Background()
@@ -74,27 +67,15 @@ func run() error {
 		dir = d
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	nats, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: filepath.Join(dir, "nats")})
-	if err != nil {
-		return err
-	}
-	defer nats.Shutdown()
-	nc, err := nats.Connect()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
 	// A 1M broadcast puts 1M bundles on the outbound stream and 2M status
 	// changes on the runs stream: give them room.
-	b, err := bus.New(ctx, nc, bus.Config{Source: "/bench", Logger: log, Limits: bus.Limits{MaxBytes: 4 << 30}})
+	env, err := benchenv.Open(ctx, dir, filepath.Join(dir, "store"),
+		bus.Config{Source: "/bench", Logger: log, Limits: bus.Limits{MaxBytes: 4 << 30}})
 	if err != nil {
 		return err
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "store"))
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer env.Close()
+	b, st := env.Bus, env.Store
 
 	fmt.Printf("broadcast benchmark: %d contacts, GOMAXPROCS=%d, %s/%s\n\n", *n, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH)
 
@@ -163,16 +144,11 @@ func run() error {
 	// Fan-out.
 	runtime.GC()
 	resetPeak()
-	if *prof != "" {
-		f, err := os.Create(*prof)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := benchenv.StartCPUProfile(*prof)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	octx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
@@ -209,15 +185,8 @@ func run() error {
 		}
 	}
 	took = time.Since(start)
-	if *memProf != "" {
-		f, err := os.Create(*memProf)
-		if err != nil {
-			return err
-		}
-		if err := pprof.WriteHeapProfile(f); err != nil {
-			return err
-		}
-		f.Close()
+	if err := benchenv.WriteProfile("heap", *memProf); err != nil {
+		return err
 	}
 	stream, err := b.JetStream().Stream(ctx, bus.StreamOutbound)
 	if err != nil {
@@ -266,33 +235,13 @@ func writeCSV(path string, n int) (int64, error) {
 }
 
 func setupBot(base string) (string, error) {
-	call := func(method, path, key, body string) ([]byte, error) {
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode >= 300 {
-			return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, b)
-		}
-		return b, nil
-	}
-	b, err := call("POST", "/v1/bots", adminKey, `{"id":"mass","name":"Mass"}`)
+	api := apitest.Client{Base: base}
+	key, err := api.CreateBot(adminKey, `{"id":"mass","name":"Mass"}`)
 	if err != nil {
 		return "", err
 	}
-	var out struct {
-		APIKey string `json:"api_key"`
-	}
-	if err := json.Unmarshal(b, &out); err != nil {
-		return "", err
-	}
-	_, err = call("PUT", "/v1/bots/mass/flows/hello", out.APIKey, `{"steps":[{"id":"hi","type":"send","text":"Hello {{ name }}, the {{ plan }} offer is here"}]}`)
-	return out.APIKey, err
+	_, err = api.Expect("PUT", "/v1/bots/mass/flows/hello", key, `{"steps":[{"id":"hi","type":"send","text":"Hello {{ name }}, the {{ plan }} offer is here"}]}`, nil)
+	return key, err
 }
 
 // resetPeak starts a new peak-RSS measurement (Linux: writing 5 to

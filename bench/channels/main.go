@@ -4,9 +4,9 @@
 // double, and how accurately the pacer holds a configured rate against a
 // rate-limited double.
 //
-//	go run ./bench/channels                 # throughput, then accuracy at 80/s and 1,000/s
-//	go run ./bench/channels -n 100000 -accuracy=false
-//	go run ./bench/channels -n 200 -accuracy=false -latency 100ms -inflight 1
+//	go -C bench run ./channels                 # throughput, then accuracy at 80/s and 1,000/s
+//	go -C bench run ./channels -n 100000 -accuracy=false
+//	go -C bench run ./channels -n 200 -accuracy=false -latency 100ms -inflight 1
 //
 // The double runs in the same process and takes part of the CPU. The
 // throughput run is bracketed by a baseline taken in the same run: the
@@ -37,6 +37,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flowgate/flowgate/bench/internal/benchenv"
 	whatsapp "github.com/flowgate/flowgate/channel-whatsapp"
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/channel"
@@ -44,7 +45,6 @@ import (
 	"github.com/flowgate/flowgate/shared/events"
 	whatsappdouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
 
 func main() {
@@ -125,25 +125,12 @@ func run(ctx context.Context, n int, rate float64, cfg channel.RunnerConfig, lat
 	}
 	defer os.RemoveAll(dir)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	nats, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: dir + "/nats"})
+	env, err := benchenv.Open(ctx, dir, dir+"/store", bus.Config{Source: "/bench", Logger: quiet})
 	if err != nil {
 		return result{}, err
 	}
-	defer nats.Shutdown()
-	nc, err := nats.Connect()
-	if err != nil {
-		return result{}, err
-	}
-	defer nc.Close()
-	b, err := bus.New(ctx, nc, bus.Config{Source: "/bench", Logger: quiet})
-	if err != nil {
-		return result{}, err
-	}
-	st, err := sqlite.Open(ctx, dir+"/store")
-	if err != nil {
-		return result{}, err
-	}
-	defer st.Close()
+	defer env.Close()
+	b, st := env.Bus, env.Store
 	opts := []whatsappdouble.Option{}
 	if limited {
 		opts = append(opts, whatsappdouble.WithRate(rate, max(8, int(rate/4))))

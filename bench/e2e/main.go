@@ -4,7 +4,7 @@
 // request until the last run completed and every message was stored by the
 // sandbox channel.
 //
-//	go run ./bench/e2e [-n 20000] [-c 64] [-mode dispatch|list]
+//	go -C bench run ./e2e [-n 20000] [-c 64] [-mode dispatch|list]
 //
 // mode dispatch: one BuilderBot dispatch request per run (n requests, c at a time).
 // mode list: native triggers of 1,000 users each (the fan-out path).
@@ -15,14 +15,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
-	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,8 +28,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/flowgate/flowgate/bench/internal/benchenv"
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/orchestrator/flow"
+	"github.com/flowgate/flowgate/shared/apitest"
 )
 
 var (
@@ -46,13 +46,7 @@ const welcome = `{"steps":[
  {"id":"plan","type":"send","text":"You've signed up for the {{ plan }} plan."},
  {"id":"referral","type":"send","text":"Referral code: {{ referralCode }}","skip_if_empty":true}]}`
 
-func main() {
-	flag.Parse()
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchenv.Main("bench", run) }
 
 func run() error {
 	base, err := interpreterBaseline()
@@ -81,16 +75,11 @@ func run() error {
 	startCompleted := counter("flowgate_run_transitions_total", "completed")
 	startSent := counter("flowgate_channel_messages_sent_total", "sandbox")
 
-	if *prof != "" {
-		f, err := os.Create(*prof)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := benchenv.StartCPUProfile(*prof)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	start := time.Now()
 	var reqErr atomic.Int64
 	var wg sync.WaitGroup
@@ -172,39 +161,18 @@ func interpreterBaseline() (float64, error) {
 }
 
 func setup(url string) (string, error) {
-	var resp struct {
-		APIKey string `json:"api_key"`
-	}
-	b, err := call("POST", url+"/v1/bots", "bench-admin-key-0123456789", `{"id":"bench"}`)
+	api := apitest.Client{Base: url}
+	key, err := api.CreateBot("bench-admin-key-0123456789", `{"id":"bench"}`)
 	if err != nil {
 		return "", err
 	}
-	if err := json.Unmarshal(b, &resp); err != nil {
+	if _, err := api.Expect("PUT", "/v1/bots/bench/flows/welcome", key, welcome, nil); err != nil {
 		return "", err
 	}
-	if _, err := call("PUT", url+"/v1/bots/bench/flows/welcome", resp.APIKey, welcome); err != nil {
+	if _, err := api.Expect("PUT", "/v1/bots/bench/events/WELCOME_NEW_USER", key, `{"flow":"welcome"}`, nil); err != nil {
 		return "", err
 	}
-	if _, err := call("PUT", url+"/v1/bots/bench/events/WELCOME_NEW_USER", resp.APIKey, `{"flow":"welcome"}`); err != nil {
-		return "", err
-	}
-	return resp.APIKey, nil
-}
-
-func call(method, url, key, body string) ([]byte, error) {
-	req, _ := http.NewRequest(method, url, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode >= 300 {
-		return nil, fmt.Errorf("%s %s: %d %s", method, url, resp.StatusCode, b)
-	}
-	return b, nil
+	return key, nil
 }
 
 func post(c *http.Client, url, key, body string) error {

@@ -16,10 +16,10 @@
 // must stay within the orchestrator's queue bound (FLOWGATE_BROADCAST_QUEUE
 // of the rate, plus the batch under way).
 //
-//	go run ./bench/fairness                  # 2,000 at 20/s, 1 and 2 worker replicas
-//	go run ./bench/fairness -replicas 1 -broadcast 600
-//	go run ./bench/fairness -backpressure 100000 -rate 80 -seconds 120
-//	go run ./bench/fairness -backpressure 100000 -rate 80 -seconds 0   # to the end (~21 min)
+//	go -C bench run ./fairness                  # 2,000 at 20/s, 1 and 2 worker replicas
+//	go -C bench run ./fairness -replicas 1 -broadcast 600
+//	go -C bench run ./fairness -backpressure 100000 -rate 80 -seconds 120
+//	go -C bench run ./fairness -backpressure 100000 -rate 80 -seconds 0   # to the end (~21 min)
 package main
 
 import (

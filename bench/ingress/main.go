@@ -3,7 +3,7 @@
 // loopback: a bare gin handler that answers 202, and a gin handler that
 // does a raw JetStream publish (with a Nats-Msg-Id) before answering 202.
 //
-//	go run ./bench/ingress -d 12s -rounds 6 [-c 64] [-only NAME] [-cpuprofile F] [-memprofile F]
+//	go -C bench run ./ingress -d 12s -rounds 6 [-c 64] [-only NAME] [-cpuprofile F] [-memprofile F]
 //
 // It prints requests/s, latency percentiles and the process's CPU time per
 // request (load generator, handler and NATS) per variant, and the ratios
@@ -22,7 +22,6 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,12 +35,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/flowgate/flowgate/bench/internal/benchenv"
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/ingress"
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
 
 var (
@@ -64,13 +63,7 @@ type result struct {
 	cpuPerReq     time.Duration // the whole process's CPU time per request: load generator, server, NATS
 }
 
-func main() {
-	flag.Parse()
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchenv.Main("bench", run) }
 
 func run() error {
 	ctx := context.Background()
@@ -79,25 +72,12 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	ns, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: dir + "/nats"})
+	env, err := benchenv.Open(ctx, dir, dir, bus.Config{Source: "/bench", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return err
 	}
-	defer ns.Shutdown()
-	nc, err := ns.Connect()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	b, err := bus.New(ctx, nc, bus.Config{Source: "/bench", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		return err
-	}
-	st, err := sqlite.Open(ctx, dir)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer env.Close()
+	b, st := env.Bus, env.Store
 	key, err := seed(ctx, st)
 	if err != nil {
 		return err
@@ -110,7 +90,7 @@ func run() error {
 		c.JSON(http.StatusAccepted, gin.H{"trigger_id": "x", "status": "accepted"})
 	})
 
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(env.Conn)
 	if err != nil {
 		return err
 	}
@@ -134,16 +114,11 @@ func run() error {
 
 	fmt.Printf("Flowgate ingress benchmark: %d connections, %s per variant in %d interleaved rounds, GOMAXPROCS=%s, loopback\n\n",
 		*conc, *duration, *rounds, strconv.Itoa(runtimeProcs()))
-	if *prof != "" {
-		f, err := os.Create(*prof)
-		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := benchenv.StartCPUProfile(*prof)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	type variant struct {
 		name string
 		h    http.Handler
@@ -167,15 +142,8 @@ func run() error {
 			v.acc.add(sm)
 		}
 	}
-	if *memprof != "" {
-		f, err := os.Create(*memprof)
-		if err != nil {
-			return err
-		}
-		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
-			return err
-		}
-		f.Close()
+	if err := benchenv.WriteProfile("allocs", *memprof); err != nil {
+		return err
 	}
 	var results []result
 	for _, v := range vs {

@@ -14,8 +14,8 @@
 // It writes a Markdown report and a PNG chart of latency over time, and
 // replaces the report section of docs/performance.md.
 //
-//	go run ./bench/suite               # from the module root, ~3 minutes
-//	go run ./bench/suite -quick        # shorter phases, for a smoke run
+//	go -C bench run ./suite            # from the repository root, ~3 minutes
+//	go -C bench run ./suite -quick     # shorter phases, for a smoke run
 //
 // Every loop is bounded in count and time, and only loopback addresses are
 // used.
@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -83,18 +84,22 @@ type options struct {
 	noDoc       bool
 }
 
+// moduleRoot is the Flowgate repository root: the nearest directory at or
+// above the working directory whose go.mod is the product module (the
+// bench module in bench/ has its own go.mod).
 func moduleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
 	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+		if mod, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
+			strings.HasPrefix(string(mod), "module github.com/flowgate/flowgate\n") {
 			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", fmt.Errorf("run from inside the module")
+			return "", fmt.Errorf("run from inside the flowgate repository")
 		}
 		dir = parent
 	}

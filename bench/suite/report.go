@@ -19,7 +19,7 @@ import (
 )
 
 const (
-	reportBegin = "<!-- BEGIN BENCH REPORT: written by `go run ./bench/suite`; do not edit by hand -->"
+	reportBegin = "<!-- BEGIN BENCH REPORT: written by `go -C bench run ./suite`; do not edit by hand -->"
 	reportEnd   = "<!-- END BENCH REPORT -->"
 	chartFile   = "performance-latency.png"
 )
@@ -66,7 +66,7 @@ func row(r result) string {
 func writeReport(rep *report, o options) error {
 	var b strings.Builder
 	fmt.Fprintln(&b, reportBegin)
-	fmt.Fprintf(&b, "Measured %s by `go run ./bench/suite` (%s phases, %d concurrent clients in the closed-loop phases).\n\n",
+	fmt.Fprintf(&b, "Measured %s by `go -C bench run ./suite` (%s phases, %d concurrent clients in the closed-loop phases).\n\n",
 		rep.started.Format("2006-01-02 15:04 UTC"), o.phase, o.concurrency)
 	fmt.Fprintln(&b, "Machine:")
 	for _, m := range rep.machine {

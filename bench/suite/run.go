@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log"
 	"math"
 	"net/http"
@@ -19,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/flowgate/flowgate/shared/apitest"
 	"github.com/flowgate/flowgate/shared/channel/pacer"
 )
 
@@ -290,38 +290,15 @@ func run(ctx context.Context, o options) error {
 
 // setupBot creates the bench bot with a one-message flow bound to BENCH.
 func setupBot(api string) (string, error) {
-	do := func(method, path, key, body string, want ...int) ([]byte, error) {
-		req, _ := http.NewRequest(method, api+path, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+key)
-		resp, err := httpClient.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		for _, w := range want {
-			if resp.StatusCode == w {
-				return b, nil
-			}
-		}
-		return nil, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, b)
-	}
-	b, err := do(http.MethodPost, "/v1/bots", adminKey, `{"id":"bench","name":"Bench"}`, http.StatusCreated)
+	c := apitest.Client{Base: api, HTTP: httpClient}
+	key, err := c.CreateBot(adminKey, `{"id":"bench","name":"Bench"}`)
 	if err != nil {
 		return "", err
 	}
-	var created struct {
-		APIKey string `json:"api_key"`
-	}
-	if err := json.Unmarshal(b, &created); err != nil {
+	if _, err := c.Expect(http.MethodPut, "/v1/bots/bench/flows/welcome", key, `{"steps":[{"id":"hi","type":"send","text":"Welcome {{ name }}, plan {{ plan }}"}]}`, nil, 200, 201); err != nil {
 		return "", err
 	}
-	key := created.APIKey
-	if _, err := do(http.MethodPut, "/v1/bots/bench/flows/welcome", key, `{"steps":[{"id":"hi","type":"send","text":"Welcome {{ name }}, plan {{ plan }}"}]}`, 200, 201); err != nil {
-		return "", err
-	}
-	if _, err := do(http.MethodPut, "/v1/bots/bench/events/BENCH", key, `{"flow":"welcome"}`, 200, 201); err != nil {
+	if _, err := c.Expect(http.MethodPut, "/v1/bots/bench/events/BENCH", key, `{"flow":"welcome"}`, nil, 200, 201); err != nil {
 		return "", err
 	}
 	return key, nil
@@ -337,18 +314,11 @@ type sandboxMsg struct {
 func readSandbox(api, key string, after int64) ([]sandboxMsg, error) {
 	var out []sandboxMsg
 	for {
-		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/v1/bots/bench/sandbox/messages?limit=10000&after=%d", api, after), nil)
-		req.Header.Set("Authorization", "Bearer "+key)
-		resp, err := httpClient.Do(req)
-		if err != nil {
-			return out, err
-		}
 		var page struct {
 			Messages []sandboxMsg `json:"messages"`
 		}
-		err = json.NewDecoder(resp.Body).Decode(&page)
-		resp.Body.Close()
-		if err != nil {
+		path := fmt.Sprintf("/v1/bots/bench/sandbox/messages?limit=10000&after=%d", after)
+		if _, err := (apitest.Client{Base: api, HTTP: httpClient}).Expect(http.MethodGet, path, key, nil, &page, http.StatusOK); err != nil {
 			return out, err
 		}
 		out = append(out, page.Messages...)

@@ -21,10 +21,12 @@ import (
 
 	"github.com/flowgate/flowgate/orchestrator/webhooks"
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 	"github.com/flowgate/flowgate/shared/egress/egresstest"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
 	"github.com/flowgate/flowgate/shared/store/sqlite"
+	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
 )
 
 // env is a real embedded NATS server, the SQLite store and the delivery
@@ -41,17 +43,8 @@ type env struct {
 func newEnv(t *testing.T, cfg webhooks.Config, res *net.Resolver) *env {
 	t.Helper()
 	ctx := context.Background()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	b, err := bus.New(ctx, nc, bus.Config{Source: "/test", Logger: quietLog()})
-	require.NoError(t, err)
-	st, err := sqlite.Open(ctx, t.TempDir())
-	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
+	_, b := bustest.Bus(t, bus.Config{Source: "/test", Logger: quietLog()})
+	st := sqlitetest.Open(t)
 	require.NoError(t, st.CreateBot(ctx, store.Bot{ID: "acme", Name: "Acme"}))
 
 	if cfg.InitialBackoff == 0 {
@@ -429,17 +422,9 @@ func TestDeletionStopsDeliveries(t *testing.T) {
 
 func TestRunRefusesBadConfigAndStopsWhenTheBusIsGone(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, t.TempDir())
-	require.NoError(t, err)
-	defer st.Close()
+	st := sqlitetest.Open(t)
 	require.Error(t, webhooks.Run(ctx, webhooks.Config{}, webhooks.Deps{Store: st}), "no bus")
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	nc, err := e.Connect()
-	require.NoError(t, err)
-	defer nc.Close()
-	b, err := bus.New(ctx, nc, bus.Config{Source: "/test", PublishTimeout: 200 * time.Millisecond, Logger: quietLog()})
-	require.NoError(t, err)
+	e, b := bustest.Bus(t, bus.Config{Source: "/test", PublishTimeout: 200 * time.Millisecond, Logger: quietLog()})
 	require.Error(t, webhooks.Run(ctx, webhooks.Config{RetryPeriod: -time.Second}, webhooks.Deps{Store: st, Bus: b}))
 
 	// JetStream goes away before the service starts: Run reports it

@@ -13,20 +13,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 	"github.com/flowgate/flowgate/shared/events"
 )
 
 func start(t *testing.T) (*bus.Embedded, *bus.Bus) {
 	t.Helper()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	b, err := bus.New(context.Background(), nc, bus.Config{Source: "/test"})
-	require.NoError(t, err)
-	return e, b
+	return bustest.Bus(t, bus.Config{Source: "/test"})
 }
 
 func TestPublishIsBinaryCloudEventAndDeduplicated(t *testing.T) {

@@ -119,14 +119,9 @@ func jetstreamOf(t *testing.T, nc *nats.Conn) jetstream.JetStream {
 // hold is a configuration error at start, not a retry loop.
 func TestReplicasMoreThanTheClusterFailClearly(t *testing.T) {
 	t.Run("single server", func(t *testing.T) {
-		e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-		require.NoError(t, err)
-		t.Cleanup(e.Shutdown)
-		nc, err := e.Connect()
-		require.NoError(t, err)
-		t.Cleanup(nc.Close)
+		nc := bustest.Connect(t, bustest.Embedded(t))
 		start := time.Now()
-		_, err = newBus(t, nc, bus.Limits{Replicas: 3}, nil)
+		_, err := newBus(t, nc, bus.Limits{Replicas: 3}, nil)
 		require.ErrorIs(t, err, bus.ErrReplicas)
 		require.ErrorContains(t, err, "3 replicas configured (FLOWGATE_NATS_REPLICAS) but the NATS server is not part of a cluster")
 		require.Less(t, time.Since(start), 20*time.Second, "not retried as if transient")
@@ -238,9 +233,7 @@ func TestKeyValueReplicasRaisedNeverLowered(t *testing.T) {
 // TestConcurrentFirstStarts: services starting at once on an empty server
 // all start (one creates each stream, the others find it).
 func TestConcurrentFirstStarts(t *testing.T) {
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(e.Shutdown)
+	e := bustest.Embedded(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 6)
 	for range 6 {

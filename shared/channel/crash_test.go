@@ -19,6 +19,7 @@ import (
 
 	whatsapp "github.com/flowgate/flowgate/channel-whatsapp"
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 	"github.com/flowgate/flowgate/shared/channel"
 	"github.com/flowgate/flowgate/shared/channel/pacer"
 	"github.com/flowgate/flowgate/shared/events"
@@ -221,9 +222,7 @@ func crashTest(t *testing.T, total int, killAt []int, inflight int, rate float64
 	// its prefetch) come back only after AckWait (60 s), and single-message
 	// bundles let the restarted worker go on with the rest meanwhile.
 	runs := total
-	nats, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1"})
-	require.NoError(t, err)
-	defer nats.Shutdown()
+	nats := bustest.Embedded(t, bustest.Listening)
 	d := whatsappdouble.New()
 	defer d.Close()
 	ctx := context.Background()

@@ -1,7 +1,6 @@
 package channel_test
 
 import (
-	"context"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -10,10 +9,12 @@ import (
 	telegram "github.com/flowgate/flowgate/channel-telegram"
 	whatsapp "github.com/flowgate/flowgate/channel-whatsapp"
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 	"github.com/flowgate/flowgate/shared/channel"
 	"github.com/flowgate/flowgate/shared/channel/sandbox"
 	"github.com/flowgate/flowgate/shared/provider"
 	"github.com/flowgate/flowgate/shared/store/sqlite"
+	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
 )
 
 // The in-flight limit per account: 32 by default for providers without an
@@ -21,18 +22,8 @@ import (
 // declare idempotent sends), overridden by the config. The runner reads no
 // environment: main fills the config.
 func TestRunnerInFlightLimitDefaults(t *testing.T) {
-	ctx := context.Background()
-	nats, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	defer nats.Shutdown()
-	nc, err := nats.Connect()
-	require.NoError(t, err)
-	defer nc.Close()
-	b, err := bus.New(ctx, nc, bus.Config{Source: "/test"})
-	require.NoError(t, err)
-	st, err := sqlite.Open(ctx, t.TempDir())
-	require.NoError(t, err)
-	defer st.Close()
+	_, b := bustest.Bus(t, bus.Config{Source: "/test"})
+	st := sqlitetest.Open(t)
 
 	limit := func(cfg channel.RunnerConfig, p provider.Provider) int {
 		t.Helper()
@@ -56,7 +47,7 @@ func TestRunnerInFlightLimitDefaults(t *testing.T) {
 	require.Equal(t, channel.DefaultMaxInFlightPerAccount, limit(channel.RunnerConfig{}, wa))
 
 	// A provider declaring bundles needs a sender that takes them.
-	_, err = channel.NewRunner(channel.RunnerConfig{}, channel.RunnerDeps{Sender: mustSender(t, wa, st),
+	_, err := channel.NewRunner(channel.RunnerConfig{}, channel.RunnerDeps{Sender: mustSender(t, wa, st),
 		Capabilities: channel.Capabilities{IdempotentSends: true, Bundles: true}, Bus: b, Store: st})
 	require.Error(t, err)
 }

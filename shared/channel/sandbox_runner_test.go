@@ -3,7 +3,6 @@ package channel_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"testing"
 	"time"
@@ -11,30 +10,22 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 	"github.com/flowgate/flowgate/shared/channel"
 	"github.com/flowgate/flowgate/shared/channel/sandbox"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
 	"github.com/flowgate/flowgate/shared/store/sqlite"
+	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
 )
 
 // busAndStore is a real embedded JetStream with a bus on it and a real
 // SQLite store, both gone when the test ends, and a quiet logger.
 func busAndStore(t *testing.T) (*bus.Bus, *sqlite.Store, *slog.Logger) {
 	t.Helper()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b, err := bus.New(context.Background(), nc, bus.Config{Source: "/test", Logger: log})
-	require.NoError(t, err)
-	st, err := sqlite.Open(context.Background(), t.TempDir())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close() })
-	return b, st, log
+	log := slog.New(slog.DiscardHandler)
+	_, b := bustest.Bus(t, bus.Config{Source: "/test", Logger: log})
+	return b, sqlitetest.Open(t), log
 }
 
 // The sandbox takes a bundle in one write and records it with MarkSent:

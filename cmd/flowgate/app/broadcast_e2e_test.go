@@ -23,6 +23,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
+	"github.com/flowgate/flowgate/shared/apitest"
 	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
 
@@ -76,6 +77,12 @@ func startChild(t *testing.T, bin, dir, addr string) *devProcess {
 		"--no-demo", "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { // a test that fails before it stops the process
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
 	p := &devProcess{t: t, cmd: cmd, log: logf, base: "http://" + addr}
 	require.Eventually(t, func() bool {
 		resp, err := http.Get(p.base + "/readyz")
@@ -86,6 +93,37 @@ func startChild(t *testing.T, bin, dir, addr string) *devProcess {
 		return resp.StatusCode == 200
 	}, 30*time.Second, 50*time.Millisecond, "flowgate dev did not become ready")
 	return p
+}
+
+// massBot creates the bot "mass" with the flow "hello" and returns its API
+// key.
+func (p *devProcess) massBot() string {
+	p.t.Helper()
+	var bot struct {
+		APIKey string `json:"api_key"`
+	}
+	code, b := p.call("POST", "/v1/bots", childAdminKey, `{"id":"mass","name":"Mass"}`)
+	require.Equal(p.t, 201, code, string(b))
+	require.NoError(p.t, json.Unmarshal(b, &bot))
+	code, b = p.call("PUT", "/v1/bots/mass/flows/hello", bot.APIKey, `{"steps":[{"id":"hi","type":"send","text":"Hello {{ name }}"}]}`)
+	require.Equal(p.t, 200, code, string(b))
+	return bot.APIKey
+}
+
+// sqliteCounter opens the SQLite database of a Flowgate data directory
+// (closed when the test ends) and returns a function giving a query's
+// count.
+func sqliteCounter(t *testing.T, dir string) func(q string, args ...any) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", filepath.Join(dir, sqlite.FileName)+"?_pragma=busy_timeout(5000)")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	return func(q string, args ...any) int {
+		t.Helper()
+		var c int
+		require.NoError(t, db.QueryRow(q, args...).Scan(&c))
+		return c
+	}
 }
 
 func (p *devProcess) kill() {
@@ -112,19 +150,11 @@ func (p *devProcess) stop() {
 
 func (p *devProcess) call(method, path, key, body string) (int, []byte) {
 	p.t.Helper()
-	req, err := http.NewRequest(method, p.base+path, strings.NewReader(body))
-	require.NoError(p.t, err)
-	req.Header.Set("Authorization", "Bearer "+key)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
+	code, b, err := apitest.Client{Base: p.base}.Do(method, path, key, body)
 	if err != nil {
-		return 0, []byte(err.Error())
+		return 0, []byte(err.Error()) // the process may be down: a status the test can wait on
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	return code, b
 }
 
 type triggerStatus struct {
@@ -157,22 +187,7 @@ func TestBroadcastSurvivesSIGKILL(t *testing.T) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
 	p := startChild(t, bin, dir, addr)
-	defer func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			_ = p.cmd.Wait()
-		}
-	}()
-
-	code, b := p.call("POST", "/v1/bots", childAdminKey, `{"id":"mass","name":"Mass"}`)
-	require.Equal(t, 201, code, string(b))
-	var bot struct {
-		APIKey string `json:"api_key"`
-	}
-	require.NoError(t, json.Unmarshal(b, &bot))
-	key := bot.APIKey
-	code, b = p.call("PUT", "/v1/bots/mass/flows/hello", key, `{"steps":[{"id":"hi","type":"send","text":"Hello {{ name }}"}]}`)
-	require.Equal(t, 200, code, string(b))
+	key := p.massBot()
 
 	// Import through the command line, as a user would.
 	csvPath := filepath.Join(t.TempDir(), "contacts.csv")
@@ -197,7 +212,7 @@ func TestBroadcastSurvivesSIGKILL(t *testing.T) {
 	t.Logf("imported %d contacts in %s", n, time.Since(start).Round(time.Millisecond))
 
 	start = time.Now()
-	code, b = p.call("POST", "/v1/bots/mass/triggers", key, `{"flow":"hello","channel":"sandbox","audience":{"everyone":true},"data":{"campaign":"launch"}}`)
+	code, b := p.call("POST", "/v1/bots/mass/triggers", key, `{"flow":"hello","channel":"sandbox","audience":{"everyone":true},"data":{"campaign":"launch"}}`)
 	require.Equal(t, 202, code, string(b))
 	var acc struct {
 		TriggerID string `json:"trigger_id"`
@@ -228,14 +243,7 @@ func TestBroadcastSurvivesSIGKILL(t *testing.T) {
 	require.Equal(t, int64(n), final.Counters.RunsCreated)
 	require.Zero(t, final.Counters.Skipped)
 
-	db, err := sql.Open("sqlite", filepath.Join(dir, sqlite.FileName)+"?_pragma=busy_timeout(5000)")
-	require.NoError(t, err)
-	defer db.Close()
-	count := func(q string, args ...any) int {
-		var c int
-		require.NoError(t, db.QueryRow(q, args...).Scan(&c))
-		return c
-	}
+	count := sqliteCounter(t, dir)
 	require.Eventually(t, func() bool {
 		return count(`SELECT count(*) FROM sandbox WHERE bot_id = 'mass'`) >= n
 	}, 5*time.Minute, 200*time.Millisecond, "not every contact got its message")
@@ -325,7 +333,7 @@ func TestBroadcastFilterAndCancelAPI(t *testing.T) {
 	}
 	code, b := c.call("POST", "/v1/bots/acme/contacts/import", key, `{"channel":"sandbox"}`) // application/json
 	require.Equal(t, 415, code, string(b))
-	importCSV(c, "acme", key, csv.String())
+	c.importCSV("acme", key, csv.String())
 
 	// A segment: only Premium contacts in Lima who did not opt out.
 	acc := c.must("POST", "/v1/bots/acme/triggers", key,

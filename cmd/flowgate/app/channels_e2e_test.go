@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,11 +14,12 @@ import (
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 	"github.com/flowgate/flowgate/shared/events"
 	tgdouble "github.com/flowgate/flowgate/shared/providerdouble/telegram"
 	wadouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
+	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
 )
 
 const (
@@ -94,16 +94,7 @@ func TestRecruboOutsideWindowOverWhatsApp(t *testing.T) {
 		`{"steps":[{"id":"q","type":"ask","text":"Hi {{ contact.name }}! Are you still looking for a job?","attribute":"answer"},
 		 {"id":"t","type":"send","text":"Thanks: {{ answer }}"}]}`, 200)
 	jsonapi := func(method, path, body string, want int) map[string]any {
-		req, _ := http.NewRequest(method, c.base+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set("Content-Type", "application/vnd.api+json")
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		require.Equal(t, want, resp.StatusCode, path)
-		var out map[string]any
-		require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
-		return out
+		return c.must(method, path, key, body, want, "Content-Type", "application/vnd.api+json")
 	}
 	thread := jsonapi("POST", "/public/v2/message-threads",
 		`{"data": {"type": "messageThreads", "attributes": {"channel": "whatsapp", "identifier": "31612345678"}}}`, 201)
@@ -283,17 +274,8 @@ func TestTelegramWorkerPollsUpdates(t *testing.T) {
 	tg.AddBot(token)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	nats, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	defer nats.Shutdown()
-	nc, err := nats.Connect()
-	require.NoError(t, err)
-	defer nc.Close()
-	b, err := bus.New(ctx, nc, bus.Config{Source: "/test"})
-	require.NoError(t, err)
-	st, err := sqlite.Open(ctx, t.TempDir())
-	require.NoError(t, err)
-	defer st.Close()
+	_, b := bustest.Bus(t, bus.Config{Source: "/test"})
+	st := sqlitetest.Open(t)
 	require.NoError(t, st.CreateBot(ctx, store.Bot{ID: "tgbot", Name: "tgbot", CreatedAt: time.Now().UTC(),
 		Channels: store.ChannelAccounts{Telegram: &store.TelegramAccount{BotToken: token, WebhookSecret: "s", APIBase: tg.URL}}}))
 	contact, _, err := st.UpsertContact(ctx, store.ContactUpsert{BotID: "tgbot", Channel: events.ChannelTelegram,
@@ -352,16 +334,7 @@ func TestAwaitingWindowRunIsSuperseded(t *testing.T) {
 	key := waBot(c, wa, "recruit")
 	c.must("PUT", "/v1/bots/recruit/flows/f", key, `{"steps":[{"id":"q","type":"ask","text":"Still looking?","attribute":"a"}]}`, 200)
 	post := func(path, body string, want int) map[string]any {
-		req, _ := http.NewRequest("POST", c.base+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set("Content-Type", "application/vnd.api+json")
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		require.Equal(t, want, resp.StatusCode)
-		var out map[string]any
-		require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
-		return out["data"].(map[string]any)
+		return c.must("POST", path, key, body, want, "Content-Type", "application/vnd.api+json")["data"].(map[string]any)
 	}
 	thread := post("/public/v2/message-threads", `{"data":{"type":"messageThreads","attributes":{"channel":"whatsapp","identifier":"+31612345670"}}}`, 201)["id"].(string)
 	run := func() string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/orchestrator"
+	"github.com/flowgate/flowgate/shared/apitest"
 	"github.com/flowgate/flowgate/shared/store/mongo/ferret"
 )
 
@@ -28,23 +30,34 @@ type client struct {
 
 func (c client) call(method, path, key, body string, hdr ...string) (int, []byte) {
 	c.t.Helper()
-	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
-	require.NoError(c.t, err)
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
+	return apitest.Client{Base: c.base}.Call(c.t, method, path, key, body, hdr...)
+}
+
+// importCSV imports a contacts CSV into bot through the API.
+func (c client) importCSV(bot, key, csv string) {
+	c.t.Helper()
+	code, b := c.call("POST", "/v1/bots/"+bot+"/contacts/import", key, csv, "Content-Type", "text/csv")
+	require.Equal(c.t, 200, code, string(b))
+}
+
+// sandboxCSV is a contacts CSV of n sandbox contacts: external ids
+// prefix00000…, names "PREFIX i", and on every row the columns of extra
+// (name, value pairs).
+func sandboxCSV(n int, prefix string, extra ...string) string {
+	var csv strings.Builder
+	csv.WriteString("channel,external_id,name")
+	for i := 0; i+1 < len(extra); i += 2 {
+		csv.WriteString("," + extra[i])
 	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
+	csv.WriteString("\n")
+	for i := range n {
+		fmt.Fprintf(&csv, "sandbox,%s%05d,%s %d", prefix, i, strings.ToUpper(prefix), i)
+		for j := 1; j < len(extra); j += 2 {
+			csv.WriteString("," + extra[j])
+		}
+		csv.WriteString("\n")
 	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(c.t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(c.t, err)
-	return resp.StatusCode, b
+	return csv.String()
 }
 
 func (c client) must(method, path, key, body string, want int, hdr ...string) map[string]any {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -302,26 +303,10 @@ func TestFanOutResumesWithinSecondsAfterSIGKILL(t *testing.T) {
 	// nats-server does: only the services die (a dev process with its
 	// embedded server would take the pending state down with it). It
 	// fsyncs every write, as deploy/nats/nats.conf does.
-	nats, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", SyncAlways: true})
-	require.NoError(t, err)
-	defer nats.Shutdown()
+	nats := bustest.Embedded(t, bustest.Listening, func(c *bus.EmbeddedConfig) { c.SyncAlways = true })
 	t.Setenv("FLOWGATE_NATS_URL", nats.ClientURL())
 	p := startChild(t, bin, dir, addr)
-	defer func() {
-		if p.cmd.ProcessState == nil {
-			_ = p.cmd.Process.Kill()
-			_ = p.cmd.Wait()
-		}
-	}()
-	code, b := p.call("POST", "/v1/bots", childAdminKey, `{"id":"mass","name":"Mass"}`)
-	require.Equal(t, 201, code, string(b))
-	var bot struct {
-		APIKey string `json:"api_key"`
-	}
-	require.NoError(t, json.Unmarshal(b, &bot))
-	key := bot.APIKey
-	code, b = p.call("PUT", "/v1/bots/mass/flows/hello", key, `{"steps":[{"id":"hi","type":"send","text":"Hello {{ name }}"}]}`)
-	require.Equal(t, 200, code, string(b))
+	key := p.massBot()
 	var csv strings.Builder
 	csv.WriteString("channel,external_id,name\n")
 	for i := range n {
@@ -333,7 +318,7 @@ func TestFanOutResumesWithinSecondsAfterSIGKILL(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, n, sum.Created)
 
-	code, b = p.call("POST", "/v1/bots/mass/triggers", key, `{"flow":"hello","channel":"sandbox","audience":{"everyone":true}}`)
+	code, b := p.call("POST", "/v1/bots/mass/triggers", key, `{"flow":"hello","channel":"sandbox","audience":{"everyone":true}}`)
 	require.Equal(t, 202, code, string(b))
 	var acc struct {
 		TriggerID string `json:"trigger_id"`
@@ -381,12 +366,7 @@ func TestStoreOutageDuringBroadcast(t *testing.T) {
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := setupAcme(c)
 	const n = 6000
-	var csv strings.Builder
-	csv.WriteString("channel,external_id,name,plan\n")
-	for i := range n {
-		fmt.Fprintf(&csv, "sandbox,b%05d,B %d,Basic\n", i, i)
-	}
-	importCSV(c, "acme", key, csv.String())
+	c.importCSV("acme", key, sandboxCSV(n, "b", "plan", "Basic"))
 
 	acc := c.must("POST", "/v1/bots/acme/triggers", key, `{"flow":"welcome","channel":"sandbox","audience":{"everyone":true}}`, 202)
 	id := acc["trigger_id"].(string)

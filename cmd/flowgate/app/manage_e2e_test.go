@@ -2,9 +2,7 @@ package app_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +12,6 @@ import (
 	"github.com/flowgate/flowgate/shared/events"
 	wadouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
 
 // TestRotatedWhatsAppTokenUsedWithoutRestart: Meta rotates the business
@@ -101,12 +98,7 @@ func deleteDuringBroadcast(t *testing.T) {
 	defer func() { _ = d.Stop() }()
 	key := setupAcme(c)
 	const n = 3000
-	var csv strings.Builder
-	csv.WriteString("channel,external_id,name\n")
-	for i := range n {
-		fmt.Fprintf(&csv, "sandbox,d%05d,D %d\n", i, i)
-	}
-	importCSV(c, "acme", key, csv.String())
+	c.importCSV("acme", key, sandboxCSV(n, "d"))
 	var ids []string
 	for after := ""; ; {
 		cs, err := d.Store.StreamContacts(context.Background(), "acme", store.ContactFilter{After: after, Limit: 1000})
@@ -148,14 +140,7 @@ func deleteDuringBroadcast(t *testing.T) {
 	// Let the runs that were started finish their sends.
 	time.Sleep(3 * time.Second)
 
-	db, err := sql.Open("sqlite", filepath.Join(dir, sqlite.FileName)+"?_pragma=busy_timeout(5000)")
-	require.NoError(t, err)
-	defer db.Close()
-	count := func(q string, args ...any) int {
-		var c int
-		require.NoError(t, db.QueryRow(q, args...).Scan(&c))
-		return c
-	}
+	count := sqliteCounter(t, dir)
 	require.Equal(t, n-len(deleted), count(`SELECT count(*) FROM contacts WHERE bot_id = 'acme'`))
 	require.LessOrEqual(t, tr.Counters.Targeted, int64(n))
 	require.GreaterOrEqual(t, tr.Counters.Targeted, int64(n-len(deleted)), "every contact not deleted was targeted")

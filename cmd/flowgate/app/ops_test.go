@@ -14,8 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
+	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
 )
 
 // unwritable refuses writes while broken (PingWrite stands for them all).
@@ -36,17 +37,8 @@ func (u *unwritable) PingWrite(ctx context.Context) error {
 func TestOpsReadyzFollowsStoreWrites(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	defer e.Shutdown()
-	nc, err := e.Connect()
-	require.NoError(t, err)
-	defer nc.Close()
-	b, err := bus.New(ctx, nc, bus.Config{Source: "/test"})
-	require.NoError(t, err)
-	sq, err := sqlite.Open(ctx, t.TempDir())
-	require.NoError(t, err)
-	defer sq.Close()
+	_, b := bustest.Bus(t, bus.Config{Source: "/test"})
+	sq := sqlitetest.Open(t)
 	st := &unwritable{Store: sq}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -11,6 +11,7 @@ import (
 	_ "github.com/flowgate/flowgate/channel-rcs" // the providers register themselves
 	_ "github.com/flowgate/flowgate/channel-telegram"
 	_ "github.com/flowgate/flowgate/channel-whatsapp"
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 	"github.com/flowgate/flowgate/shared/provider"
 	"github.com/flowgate/flowgate/shared/testclock"
 
@@ -26,13 +27,7 @@ import (
 
 func startJS(t testing.TB) jetstream.JetStream {
 	t.Helper()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(e.Shutdown)
-	nc, err := e.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(bustest.Connect(t, bustest.Embedded(t)))
 	require.NoError(t, err)
 	return js
 }

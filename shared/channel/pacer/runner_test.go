@@ -18,6 +18,7 @@ import (
 	telegram "github.com/flowgate/flowgate/channel-telegram"
 	whatsapp "github.com/flowgate/flowgate/channel-whatsapp"
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 	"github.com/flowgate/flowgate/shared/channel"
 	"github.com/flowgate/flowgate/shared/channel/pacer"
 	"github.com/flowgate/flowgate/shared/events"
@@ -25,7 +26,7 @@ import (
 	telegramdouble "github.com/flowgate/flowgate/shared/providerdouble/telegram"
 	whatsappdouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
+	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
 )
 
 // countingTransport counts the requests one replica made, to show that
@@ -58,21 +59,12 @@ type workers struct {
 
 func newWorkers(t *testing.T, replicas int) *workers {
 	t.Helper()
-	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(e.Shutdown)
+	e := bustest.Embedded(t)
 	w := &workers{t: t, nats: e}
 	for range replicas {
-		nc, err := e.Connect()
-		require.NoError(t, err)
-		t.Cleanup(nc.Close)
-		b, err := bus.New(context.Background(), nc, bus.Config{Source: "/test"})
-		require.NoError(t, err)
-		w.buses = append(w.buses, b)
+		w.buses = append(w.buses, bustest.NewBus(t, e, bus.Config{Source: "/test"}))
 	}
-	w.st, err = sqlite.Open(context.Background(), t.TempDir())
-	require.NoError(t, err)
-	t.Cleanup(func() { w.st.Close() })
+	w.st = sqlitetest.Open(t)
 	return w
 }
 

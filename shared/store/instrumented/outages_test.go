@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
+	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
 )
 
 // fullDisk refuses bot writes while full; reads and the (small) write
@@ -31,9 +31,7 @@ func (f *fullDisk) CreateBot(ctx context.Context, b store.Bot) error {
 // reads succeed; a real write succeeding ends that.
 func TestWritableSeesFailedWritesThroughTheProbe(t *testing.T) {
 	ctx := context.Background()
-	raw, err := sqlite.Open(ctx, t.TempDir())
-	require.NoError(t, err)
-	defer raw.Close()
+	raw := sqlitetest.Open(t)
 	fd := &fullDisk{Store: raw}
 	st := New(fd, "sqlite-test")
 	now := time.Now().UTC()
@@ -42,7 +40,7 @@ func TestWritableSeesFailedWritesThroughTheProbe(t *testing.T) {
 	fd.full.Store(true)
 	require.ErrorIs(t, st.CreateBot(ctx, store.Bot{ID: "b1", Name: "B", CreatedAt: now, UpdatedAt: now}), store.ErrUnavailable)
 	require.ErrorIs(t, store.Writable(ctx, st), store.ErrUnavailable, "a write failed just now")
-	_, err = st.GetBot(ctx, "nobody")
+	_, err := st.GetBot(ctx, "nobody")
 	require.ErrorIs(t, err, store.ErrNotFound)
 	require.NoError(t, st.PingWrite(ctx), "the probe slips through")
 	require.ErrorIs(t, store.Writable(ctx, st), store.ErrUnavailable, "neither a read nor the probe ends the outage")

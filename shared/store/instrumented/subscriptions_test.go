@@ -9,16 +9,12 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/flowgate/flowgate/shared/store"
-	"github.com/flowgate/flowgate/shared/store/sqlite"
+	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
 )
 
 func TestMeasuresSubscriptions(t *testing.T) {
 	ctx := context.Background()
-	raw, err := sqlite.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
+	raw := sqlitetest.Open(t)
 	st := New(raw, "sqlite-subs")
 	count := func(op string) uint64 {
 		var m dto.Metric

@@ -1,0 +1,103 @@
+// Package benchenv is the in-process set-up the benchmarks share: an
+// embedded JetStream and the SQLite store under one directory, and the
+// programs' main.
+package benchenv
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/store/sqlite"
+)
+
+// Env is an embedded JetStream with a bus on it and a SQLite store.
+type Env struct {
+	Bus   *bus.Bus
+	Store *sqlite.Store
+	nats  *bus.Embedded
+	Conn  *nats.Conn // the bus's connection
+}
+
+// Open starts JetStream in dir/nats, opens a bus with cfg on it and the
+// SQLite store in storeDir. Close releases them.
+func Open(ctx context.Context, dir, storeDir string, cfg bus.Config) (*Env, error) {
+	e := &Env{}
+	var err error
+	if e.nats, err = bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: filepath.Join(dir, "nats")}); err != nil {
+		return nil, err
+	}
+	if e.Conn, err = e.nats.Connect(); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if e.Bus, err = bus.New(ctx, e.Conn, cfg); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if e.Store, err = sqlite.Open(ctx, storeDir); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// Close closes the store, the connection and the server, in that order.
+func (e *Env) Close() {
+	if e.Store != nil {
+		_ = e.Store.Close()
+	}
+	if e.Conn != nil {
+		e.Conn.Close()
+	}
+	if e.nats != nil {
+		e.nats.Shutdown()
+	}
+}
+
+// Main parses the flags and runs run; an error is printed as "name: err"
+// and exits 1.
+func Main(name string, run func() error) {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
+}
+
+// StartCPUProfile starts a CPU profile written to path; "" profiles
+// nothing. Call stop when the measured part ends.
+func StartCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// WriteProfile writes the named runtime profile ("heap", "allocs") to
+// path; "" writes nothing.
+func WriteProfile(name, path string) error {
+	if path == "" {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup(name).WriteTo(f, 0)
+}
