@@ -102,6 +102,7 @@ func (o *Orchestrator) launchBatch(ctx context.Context, t events.Trigger, runs [
 	// run's own events are on different streams, so their order between
 	// each other does not matter; only that both precede the stored state.
 	settled := make([]store.Run, len(batch))
+	publishStatus := o.wantsStatus(ctx, t.BotID)
 	for i := range batch {
 		b := &batch[i]
 		prev, err := settle(&b.run, &b.sl, time.Now().UTC())
@@ -110,7 +111,10 @@ func (o *Orchestrator) launchBatch(ctx context.Context, t events.Trigger, runs [
 		}
 		b.prev = prev
 		settled[i] = b.run
-		if b.run.Status != prev {
+		if b.run.Status != prev && !publishStatus {
+			statusEventsSkipped.Inc()
+		}
+		if b.run.Status != prev && publishStatus {
 			ev, err := statusEvent(b.run, prev, b.sl.state.StatusSeq)
 			if err != nil {
 				return err

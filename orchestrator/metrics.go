@@ -14,6 +14,10 @@ var (
 		Name: "flowgate_run_transitions_total",
 		Help: "Run status changes, by the status entered.",
 	}, []string{"status"})
+	statusEventsSkipped = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "flowgate_run_status_events_skipped_total",
+		Help: "Run status changes not published on FLOWGATE_RUNS because the bot has no webhook subscriptions (nobody would receive them).",
+	})
 	messagesQueued = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "flowgate_messages_queued_total",
 		Help: "Outbound messages published to channel workers, by channel.",

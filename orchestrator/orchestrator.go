@@ -48,6 +48,13 @@ type Config struct {
 	// DrainPoll is how often a held fan-out looks at its lane again
 	// (default 500 ms).
 	DrainPoll time.Duration
+	// SubscriptionTTL is how long whether a bot has webhook subscriptions
+	// is cached (default 2 s, as the webhook fan-out's cache): the runs of
+	// a bot without any publish no status changes (statusevents.go).
+	SubscriptionTTL time.Duration
+	// AlwaysPublishStatus publishes every run status change on
+	// FLOWGATE_RUNS, subscriptions or not (for readers of one's own).
+	AlwaysPublishStatus bool
 }
 
 func (c *Config) setDefaults() {
@@ -56,6 +63,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.TimerInterval == 0 {
 		c.TimerInterval = time.Second
+	}
+	if c.SubscriptionTTL <= 0 {
+		c.SubscriptionTTL = 2 * time.Second
 	}
 	if c.HTTPTimeout == 0 {
 		c.HTTPTimeout = 10 * time.Second
@@ -122,6 +132,7 @@ type Orchestrator struct {
 	hooks *Hooks
 
 	counters *counterBatcher
+	subs     subscribed
 
 	defsMu sync.RWMutex
 	defs   map[string]*flow.Definition

@@ -405,6 +405,10 @@ func outboundEvent(run store.Run, contact store.Contact, sends []events.Outbound
 // publishStatus publishes a run's status change; seq is its number among
 // the run's status changes (0 for created), so receivers can order them.
 func (o *Orchestrator) publishStatus(ctx context.Context, run store.Run, prev string, seq int64) error {
+	if !o.wantsStatus(ctx, run.BotID) {
+		statusEventsSkipped.Inc()
+		return nil
+	}
 	ev, err := statusEvent(run, prev, seq)
 	if err != nil {
 		return err

@@ -78,6 +78,7 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 	str(store, &cfg.MongoDB, "mongodb-database", "FLOWGATE_MONGODB_DATABASE", "flowgate", "MongoDB database name")
 	boolean(runsFlows, &cfg.HTTPAllowPrivate, "http-allow-private", "FLOWGATE_HTTP_ALLOW_PRIVATE", "let flow http steps call private addresses")
 	boolean(withHooks, &cfg.Webhooks.AllowPrivate, "webhook-allow-private", "FLOWGATE_WEBHOOK_ALLOW_PRIVATE", "let webhook subscriptions target private addresses")
+	boolean(runsFlows, &cfg.PublishAllRunStatus, "publish-all-run-status", "FLOWGATE_PUBLISH_ALL_RUN_STATUS", "publish every run status change on FLOWGATE_RUNS, also for bots without webhook subscriptions (for readers of the stream of your own)")
 	str(runsFlows, &webhookRetry, "webhook-retry-period", "FLOWGATE_WEBHOOK_RETRY_PERIOD", "24h", "how long a run status webhook is retried before it is dead-lettered")
 	boolean(devOnly, &cfg.NoDemo, "no-demo", "FLOWGATE_NO_DEMO", "do not create the demo bot")
 	boolean(channelOnly, &cfg.TelegramPoll, "poll", "FLOWGATE_TELEGRAM_POLL", "telegram: read updates with getUpdates long polling (deletes the bots' webhooks)")

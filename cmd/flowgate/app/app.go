@@ -70,6 +70,9 @@ type Config struct {
 	// time at the account's rate (orchestrator.Config.QueueSeconds; 0 = 2
 	// minutes, negative = no bound).
 	BroadcastQueue time.Duration // FLOWGATE_BROADCAST_QUEUE
+	// PublishAllRunStatus publishes every run status change, also for bots
+	// without webhook subscriptions (FLOWGATE_PUBLISH_ALL_RUN_STATUS).
+	PublishAllRunStatus bool
 	// FanOutBatch is the contacts per broadcast batch (0 = 1000).
 	FanOutBatch int
 	// StreamMaxBytes bounds each JetStream stream.
@@ -243,7 +246,8 @@ func RunOrchestrator(ctx context.Context, cfg Config, st store.Store, b *bus.Bus
 	return waitAll(ctx,
 		func(ctx context.Context) error {
 			return orchestrator.Run(ctx, orchestrator.Config{HTTPAllowPrivate: cfg.HTTPAllowPrivate, RetryBackoff: cfg.RetryBackoff,
-				QueueSeconds: cfg.BroadcastQueue, FanOutBatch: cfg.FanOutBatch},
+				QueueSeconds: cfg.BroadcastQueue, FanOutBatch: cfg.FanOutBatch,
+				SubscriptionTTL: cfg.Webhooks.SubscriptionTTL, AlwaysPublishStatus: cfg.PublishAllRunStatus},
 				orchestrator.Deps{Store: st, Bus: b, Logger: cfg.Logger.With("service", "orchestrator"), Hooks: cfg.OrchestratorHooks})
 		},
 		func(ctx context.Context) error {
