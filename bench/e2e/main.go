@@ -10,6 +10,11 @@
 // mode list: native triggers of 1,000 users each (the fan-out path).
 // As a baseline it first measures the pure interpreter on the same flow
 // (runs/s with no I/O), so the cost of durability is visible.
+//
+// CPU per run: the process's CPU time (getrusage) over the measured part,
+// minus what the load generator alone costs per request, measured in the
+// same run by sending the same requests to a bare HTTP server answering 202
+// in a child process (so only the generator's CPU is in this process).
 package main
 
 import (
@@ -19,11 +24,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,41 +54,37 @@ const welcome = `{"steps":[
  {"id":"plan","type":"send","text":"You've signed up for the {{ plan }} plan."},
  {"id":"referral","type":"send","text":"Referral code: {{ referralCode }}","skip_if_empty":true}]}`
 
-func main() { benchenv.Main("bench", run) }
+func main() {
+	if len(os.Args) == 3 && os.Args[1] == "bare-202" {
+		bare202(os.Args[2])
+		return
+	}
+	benchenv.Main("bench", run)
+}
 
-func run() error {
-	base, err := interpreterBaseline()
-	if err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "flowgate-e2e-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	d, err := app.StartDev(context.Background(), app.Config{
-		HTTPAddr: "127.0.0.1:0", DataDir: dir, AdminKey: "bench-admin-key-0123456789", NoDemo: true,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		return err
-	}
-	defer d.Stop()
-	url := "http://" + d.Addr
-	key, err := setup(url)
-	if err != nil {
-		return err
-	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *conc}}
-	startCompleted := counter("flowgate_run_transitions_total", "completed")
-	startSent := counter("flowgate_channel_messages_sent_total", "sandbox")
+// bare202 serves 202 to every request after reading its body (the load
+// generator's baseline, in a process of its own) until stdin closes.
+func bare202(addr string) {
+	srv := &http.Server{Addr: addr, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusAccepted)
+	})}
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); _ = srv.Close() }()
+	_ = srv.ListenAndServe()
+}
 
-	stopProfile, err := benchenv.StartCPUProfile(*prof)
-	if err != nil {
-		return err
+// processCPU is this process's user + system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
 	}
-	defer stopProfile()
-	start := time.Now()
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// generate sends the mode's n requests, conc at a time, and returns how
+// many failed.
+func generate(client *http.Client, url, key string) int64 {
 	var reqErr atomic.Int64
 	var wg sync.WaitGroup
 	jobs := make(chan int)
@@ -116,6 +120,86 @@ func run() error {
 	}
 	close(jobs)
 	wg.Wait()
+	return reqErr.Load()
+}
+
+// generatorCPU measures the CPU this process spends generating the same
+// requests against a bare 202 server in a child process.
+func generatorCPU() (time.Duration, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return 0, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cmd := exec.Command(exe, "bare-202", addr)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return 0, err
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer func() { stdin.Close(); _ = cmd.Wait() }()
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i > 100 {
+			return 0, fmt.Errorf("bare server: %w", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *conc}}
+	cpu0 := processCPU()
+	if failed := generate(client, "http://"+addr, "k"); failed > 0 {
+		return 0, fmt.Errorf("bare server: %d requests failed", failed)
+	}
+	return processCPU() - cpu0, nil
+}
+
+func run() error {
+	base, err := interpreterBaseline()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "flowgate-e2e-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	d, err := app.StartDev(context.Background(), app.Config{
+		HTTPAddr: "127.0.0.1:0", DataDir: dir, AdminKey: "bench-admin-key-0123456789", NoDemo: true,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		return err
+	}
+	defer d.Stop()
+	url := "http://" + d.Addr
+	key, err := setup(url)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *conc}}
+	startCompleted := counter("flowgate_run_transitions_total", "completed")
+	startSent := counter("flowgate_channel_messages_sent_total", "sandbox")
+
+	stopProfile, err := benchenv.StartCPUProfile(*prof)
+	if err != nil {
+		return err
+	}
+	stopProfile = sync.OnceFunc(stopProfile)
+	defer stopProfile()
+	cpu0 := processCPU()
+	start := time.Now()
+	reqErr := generate(client, url, key)
 	accepted := time.Since(start)
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
@@ -130,16 +214,26 @@ func run() error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	total := time.Since(start)
+	cpu := processCPU() - cpu0
+	stopProfile()
+	gen, err := generatorCPU()
+	if err != nil {
+		return err
+	}
 	rate := float64(*n) / total.Seconds()
+	perRun := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / float64(*n) }
 	fmt.Printf("| measure | value |\n|---|---:|\n")
 	fmt.Printf("| pure interpreter, same flow (baseline, no I/O) | %.0f runs/s |\n", base)
 	fmt.Printf("| mode | %s, %d runs, %d concurrent requests |\n", *mode, *n, *conc)
 	fmt.Printf("| all requests accepted (durable) after | %.2f s |\n", accepted.Seconds())
 	fmt.Printf("| all runs completed and %d messages stored after | %.2f s |\n", 3**n, total.Seconds())
 	fmt.Printf("| end-to-end rate | **%.0f runs/s** (%.0f messages/s) |\n", rate, 3*rate)
-	fmt.Printf("| request errors | %d |\n", reqErr.Load())
+	fmt.Printf("| request errors | %d |\n", reqErr)
+	fmt.Printf("| CPU of this process (Flowgate + load generator) | %.3f ms per run (%.1f s in all) |\n", perRun(cpu), cpu.Seconds())
+	fmt.Printf("| CPU of the load generator alone (same requests, bare 202 server in a child process) | %.3f ms per run |\n", perRun(gen))
+	fmt.Printf("| **CPU of Flowgate per run** (the difference) | **%.3f ms** |\n", perRun(cpu-gen))
 	handlerStats()
-	fmt.Printf("\ntarget ≥ 5000 runs/s: %v\n", rate >= 5000)
+	fmt.Printf("\ntarget ≥ 5000 runs/s: %v; target ≤ 0.3 ms CPU per run: %v\n", rate >= 5000, perRun(cpu-gen) <= 0.3)
 	return nil
 }
 

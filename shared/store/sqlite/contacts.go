@@ -161,7 +161,7 @@ func (s *Store) UpsertContacts(ctx context.Context, us []store.ContactUpsert) ([
 		return nil, nil
 	}
 	out := make([]store.Contact, len(us))
-	err := s.w.do(ctx, true, func(t *wtx) error {
+	err := s.w.doAll(ctx, len(us), func(t *wtx) error {
 		for i, u := range us {
 			c, _, err := upsertContact(t, u)
 			if err != nil {

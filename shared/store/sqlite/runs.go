@@ -256,7 +256,7 @@ func (s *Store) CreateRuns(ctx context.Context, rs []store.Run) ([]store.Run, []
 	}
 	out := make([]store.Run, len(in))
 	created := make([]bool, len(in))
-	err := s.w.do(ctx, true, func(t *wtx) error {
+	err := s.w.doAll(ctx, len(in), func(t *wtx) error {
 		for i := 0; i < len(in); {
 			c := <-ready
 			if c.err != nil {
@@ -344,7 +344,7 @@ func (s *Store) UpdateRuns(ctx context.Context, rs []store.Run) ([]int, error) {
 		}
 	}
 	var conflicts []int
-	err := s.w.do(ctx, true, func(t *wtx) error {
+	err := s.w.doAll(ctx, len(in), func(t *wtx) error {
 		conflicts = conflicts[:0]
 		for i, r := range in {
 			e := enc[i]

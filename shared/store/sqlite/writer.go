@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flowgate/flowgate/shared/store"
@@ -52,6 +53,8 @@ type writer struct {
 	batch     []*op
 	results   []error
 	timer     *time.Timer
+	// commits counts the transactions committed (tests).
+	commits atomic.Int64
 }
 
 func newWriter(ctx context.Context, db *sql.DB, maxWait time.Duration, maxOps int) (*writer, error) {
@@ -96,6 +99,23 @@ func (w *writer) do(ctx context.Context, solo bool, fn func(*wtx) error) error {
 	}
 	w.mu.RUnlock()
 	return <-o.done
+}
+
+// sharedMaxRows is the most rows an all-or-nothing write may carry and
+// still join a batch (in a savepoint); larger ones get a transaction of
+// their own, so that a bulk write does not hold other callers' commit.
+const sharedMaxRows = 64
+
+// doAll submits fn, which writes rows records all or nothing: a small
+// write joins the batch inside a savepoint (rolled back alone if fn fails),
+// a bulk one runs solo. A dispatch's contact upsert and run insert used to
+// run solo: each was a commit (an fsync) of its own, and each ended the
+// batch being collected.
+func (w *writer) doAll(ctx context.Context, rows int, fn func(*wtx) error) error {
+	if rows > sharedMaxRows {
+		return w.do(ctx, true, fn)
+	}
+	return w.do(ctx, false, func(t *wtx) error { return t.atomic(func() error { return fn(t) }) })
 }
 
 func (w *writer) close() error {
@@ -238,6 +258,7 @@ func (w *writer) commitTx() error {
 		w.rollback()
 		return fmt.Errorf("%w: commit: %v", store.ErrUnavailable, err)
 	}
+	w.commits.Add(1)
 	return nil
 }
 

@@ -78,3 +78,69 @@ func TestExpireBeforeChunks(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, left, 3, "the waiting runs stay")
 }
+
+// An all-or-nothing write of a few rows joins the batch in a savepoint: it
+// shares the commit with the writes around it, and when it fails half way
+// only its own rows are rolled back. A bulk one runs in a transaction of its
+// own.
+func TestDoAllSharesTheBatchAndRollsBackAlone(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, t.TempDir())
+	require.NoError(t, err)
+	defer s.Close()
+	insert := func(tx *wtx, id string) error {
+		_, err := tx.exec(`INSERT INTO bots (id, name, created_at, updated_at) VALUES (?, 'x', 0, 0)`, id)
+		return err
+	}
+	commits0 := s.w.commits.Load()
+	// Hold the writer so that the 40 writes queue up behind it, as
+	// concurrent dispatches do under load.
+	hold := make(chan error, 1)
+	go func() {
+		hold <- s.w.do(ctx, false, func(*wtx) error { time.Sleep(200 * time.Millisecond); return nil })
+	}()
+	time.Sleep(50 * time.Millisecond)
+	var wg sync.WaitGroup
+	errs := make([]error, 40)
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.w.doAll(ctx, 2, func(tx *wtx) error {
+				if err := insert(tx, fmt.Sprintf("a%d", i)); err != nil {
+					return err
+				}
+				if i%4 == 0 {
+					return fmt.Errorf("fails after its first row")
+				}
+				return insert(tx, fmt.Sprintf("b%d", i))
+			})
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, <-hold)
+	require.Less(t, s.w.commits.Load()-commits0, int64(10), "the writes shared commits (solo, each of the 30 that succeed would be one)")
+	for i := range 40 {
+		_, errA := s.GetBot(ctx, fmt.Sprintf("a%d", i))
+		_, errB := s.GetBot(ctx, fmt.Sprintf("b%d", i))
+		if i%4 == 0 {
+			require.Error(t, errs[i])
+			require.ErrorIs(t, errA, store.ErrNotFound, "write %d failed: its first row is rolled back", i)
+			require.ErrorIs(t, errB, store.ErrNotFound)
+		} else {
+			require.NoError(t, errs[i])
+			require.NoError(t, errA, "write %d", i)
+			require.NoError(t, errB, "write %d", i)
+		}
+	}
+	// A bulk write fails whole, too.
+	err = s.w.doAll(ctx, sharedMaxRows+1, func(tx *wtx) error {
+		if err := insert(tx, "bulk"); err != nil {
+			return err
+		}
+		return fmt.Errorf("bulk fails")
+	})
+	require.Error(t, err)
+	_, err = s.GetBot(ctx, "bulk")
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
