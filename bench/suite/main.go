@@ -51,6 +51,8 @@ func main() {
 	flag.IntVar(&o.waPaced, "wa-paced", 1000, "WhatsApp messages of the account paced at 200/s")
 	quick := flag.Bool("quick", false, "short phases (a smoke run; not for the report)")
 	flag.BoolVar(&o.noDoc, "no-doc", false, "print the report; do not touch docs/")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (process logs, data) for a look afterwards")
+	flag.BoolVar(&o.cluster, "cluster", true, "also measure on a three-node NATS cluster with R3 streams")
 	flag.Parse()
 	if *quick {
 		o.phase, o.maxRequests, o.broadcast, o.waFast, o.waPaced = 3*time.Second, 20000, 500, 500, 400
@@ -82,6 +84,8 @@ type options struct {
 	waFast      int
 	waPaced     int
 	noDoc       bool
+	cluster     bool
+	keep        bool
 }
 
 // moduleRoot is the Flowgate repository root: the nearest directory at or

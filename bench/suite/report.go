@@ -87,6 +87,24 @@ func writeReport(rep *report, o options) error {
 	if rep.ingress.note != "" {
 		fmt.Fprintf(&b, "\nIngress errors: %s\n", rep.ingress.note)
 	}
+	fmt.Fprintf(&b, "\nPipeline drain against the same raw publish: %.2f (the orchestrator and the sandbox worker, %.0f runs/s).\n",
+		rep.pipelineRate/rep.rawAlways.rate(), rep.pipelineRate)
+	fmt.Fprintln(&b)
+	fmt.Fprintln(&b, "### Three-node NATS cluster, R3 streams")
+	fmt.Fprintln(&b)
+	if c := rep.cluster; c.skipped != "" {
+		fmt.Fprintf(&b, "%s\n", c.skipped)
+	} else {
+		fmt.Fprintln(&b, "Three nats-server processes on this machine, routes between them, `sync_interval: always` on each (`deploy/nats/cluster.conf`); the ingress, orchestrator and sandbox worker given all three URLs and `FLOWGATE_NATS_REPLICAS=3`.")
+		fmt.Fprintln(&b)
+		fmt.Fprintln(&b, "| what | accepted | rate | p50 ms | p90 ms | p99 ms | max ms |")
+		fmt.Fprintln(&b, "|---|---|---|---|---|---|---|")
+		fmt.Fprintln(&b, row(c.raw))
+		fmt.Fprintln(&b, row(c.ingress))
+		fmt.Fprintln(&b)
+		fmt.Fprintf(&b, "Ingress against the raw R3 publish: %.2f. Pipeline drain: %.0f runs/s (%s), %.2f of the raw R3 publish.\n",
+			c.ingress.rate()/c.raw.rate(), c.pipelineRate, c.pipelineNote, c.pipelineRate/c.raw.rate())
+	}
 	fmt.Fprintln(&b)
 	fmt.Fprintln(&b, "### Pipeline and end to end")
 	fmt.Fprintln(&b)

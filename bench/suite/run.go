@@ -37,6 +37,16 @@ type report struct {
 	pacers                     []pacerResult
 	machine                    []string
 	syncSetting                string
+	// The three-node cluster (R3 streams, sync_interval: always on each
+	// node, as deploy/nats/cluster.conf).
+	cluster cluster
+}
+
+type cluster struct {
+	skipped             string
+	raw, ingress        result
+	pipelineRate        float64
+	pipelineNote, setup string
 }
 
 func run(ctx context.Context, o options) error {
@@ -45,7 +55,11 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
+	if o.keep {
+		log.Printf("keeping %s (process logs, data)", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+	}
 	flowgate, natsServer := filepath.Join(tmp, "flowgate"), filepath.Join(tmp, "nats-server")
 	log.Printf("building flowgate and nats-server")
 	if err := build(ctx, o.root, flowgate, "./cmd/flowgate"); err != nil {
@@ -125,7 +139,7 @@ func run(ctx context.Context, o options) error {
 	for i := range payload {
 		payload[i] = 'x'
 	}
-	rawPublish := func(u, name string) (result, error) {
+	rawPublish := func(u, name string, replicas int) (result, error) {
 		nc, err := nats.Connect(u)
 		if err != nil {
 			return result{}, err
@@ -137,7 +151,7 @@ func run(ctx context.Context, o options) error {
 		}
 		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH_RAW", Subjects: []string{"bench.raw.>"},
 			Storage: jetstream.FileStorage, Retention: jetstream.LimitsPolicy, Discard: jetstream.DiscardNew,
-			MaxBytes: 1 << 30, Duplicates: 10 * time.Minute}); err != nil {
+			MaxBytes: 1 << 30, Duplicates: 10 * time.Minute, Replicas: replicas}); err != nil {
 			return result{}, err
 		}
 		return closedLoop(ctx, name, o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
@@ -149,10 +163,10 @@ func run(ctx context.Context, o options) error {
 		}), nil
 	}
 	log.Printf("baseline: raw JetStream publish")
-	if rep.rawAlways, err = rawPublish(natsURL, "raw JetStream publish, sync_interval: always"); err != nil {
+	if rep.rawAlways, err = rawPublish(natsURL, "raw JetStream publish, sync_interval: always", 1); err != nil {
 		return err
 	}
-	if rep.rawDefault, err = rawPublish(natsDefaultURL, "raw JetStream publish, default sync (2 min)"); err != nil {
+	if rep.rawDefault, err = rawPublish(natsDefaultURL, "raw JetStream publish, default sync (2 min)", 1); err != nil {
 		return err
 	}
 
@@ -285,7 +299,139 @@ func run(ctx context.Context, o options) error {
 		}
 		rep.pacers = append(rep.pacers, pr)
 	}
+	if o.cluster {
+		// The single-node services are done: stop them, so the cluster
+		// phase has the cores to itself (as the single-node phases had).
+		for _, p := range []*proc{ch, orch, ing} {
+			p.stop()
+		}
+		rep.cluster = clusterPhase(ctx, o, tmp, natsServer, flowgate, rawPublish, body, &procs)
+	} else {
+		rep.cluster.skipped = "not run (-cluster=false)"
+	}
 	return writeReport(rep, o)
+}
+
+// clusterPhase starts three nats-server processes as one cluster
+// (sync_interval: always on each, as deploy/nats/cluster.conf), measures a
+// raw publish to an R3 stream, then the ingress, orchestrator and sandbox
+// worker on the cluster with FLOWGATE_NATS_REPLICAS=3: durable accept and
+// pipeline drain, as on the single node.
+func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate string,
+	rawPublish func(u, name string, replicas int) (result, error), body func(int) []byte, procs *[]*proc) cluster {
+	var c cluster
+	fail := func(err error) cluster {
+		c.skipped = "failed: " + err.Error()
+		log.Printf("cluster phase: %v", err)
+		return c
+	}
+	log.Printf("cluster: three nats-server nodes, R3")
+	var clientAddrs, routeAddrs []string
+	for range 3 {
+		a, err := freeAddr()
+		if err != nil {
+			return fail(err)
+		}
+		r, err := freeAddr()
+		if err != nil {
+			return fail(err)
+		}
+		clientAddrs, routeAddrs = append(clientAddrs, a), append(routeAddrs, r)
+	}
+	var routes []string
+	for _, r := range routeAddrs {
+		routes = append(routes, "nats-route://"+r)
+	}
+	var urls []string
+	for i := range 3 {
+		name := fmt.Sprintf("cluster-n%d", i+1)
+		host, port, _ := strings.Cut(clientAddrs[i], ":")
+		conf := fmt.Sprintf("server_name: %s\nlisten: %s:%s\nmax_payload: 8MB\ncluster {\n  name: bench\n  listen: %s\n  routes: [%s]\n}\njetstream {\n  store_dir: %q\n  sync_interval: always\n}\n",
+			name, host, port, routeAddrs[i], strings.Join(routes, ", "), filepath.Join(tmp, name))
+		path := filepath.Join(tmp, name+".conf")
+		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+			return fail(err)
+		}
+		p, err := start(tmp, name, nil, natsServer, "-c", path)
+		if err != nil {
+			return fail(err)
+		}
+		*procs = append(*procs, p)
+		urls = append(urls, "nats://"+clientAddrs[i])
+	}
+	all := strings.Join(urls, ",")
+	// Up when JetStream answers with a meta leader elected.
+	ready := false
+	for i := 0; i < 300 && !ready; i++ {
+		if nc, err := nats.Connect(all); err == nil {
+			if js, err := jetstream.New(nc); err == nil {
+				actx, cancel := context.WithTimeout(ctx, time.Second)
+				_, err = js.AccountInfo(actx)
+				cancel()
+				ready = err == nil
+			}
+			nc.Close()
+		}
+		if !ready {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if !ready {
+		return fail(fmt.Errorf("the cluster's JetStream did not come up"))
+	}
+	var err error
+	if c.raw, err = rawPublish(all, "raw JetStream publish, R3 stream on the three-node cluster", 3); err != nil {
+		return fail(err)
+	}
+	dataDir := filepath.Join(tmp, "data-cluster")
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fail(err)
+	}
+	env := []string{"FLOWGATE_NATS_URL=" + all, "FLOWGATE_NATS_REPLICAS=3", "FLOWGATE_DATA_DIR=" + dataDir,
+		"FLOWGATE_ADMIN_KEY=" + adminKey, "FLOWGATE_LOG_LEVEL=warn"}
+	ingressAddr, _ := freeAddr()
+	ing, err := start(tmp, "cluster-ingress", append(env, "FLOWGATE_HTTP_ADDR="+ingressAddr), flowgate, "ingress")
+	if err != nil {
+		return fail(err)
+	}
+	*procs = append(*procs, ing)
+	if err := waitOK(ctx, "http://"+ingressAddr+"/readyz", 60*time.Second, ing); err != nil {
+		return fail(err)
+	}
+	for _, svc := range [][]string{{"orchestrator"}, {"channel", "sandbox"}} {
+		addr, _ := freeAddr()
+		p, err := start(tmp, "cluster-"+svc[0], append(env, "FLOWGATE_METRICS_ADDR="+addr), flowgate, svc...)
+		if err != nil {
+			return fail(err)
+		}
+		*procs = append(*procs, p)
+		if err := waitOK(ctx, "http://"+addr+"/readyz", 60*time.Second, p); err != nil {
+			return fail(err)
+		}
+	}
+	api := "http://" + ingressAddr
+	key, err := setupBot(api)
+	if err != nil {
+		return fail(err)
+	}
+	log.Printf("cluster: ingress durable accept")
+	c.ingress = closedLoop(ctx, "flowgate ingress dispatch → 202, three-node cluster, R3", o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
+		lat, ok, _ := post(api+"/v1/bots/bench/dispatch/BENCH", key, body(2*o.maxRequests+i), http.StatusAccepted)
+		return lat, ok
+	})
+	accepted := c.ingress.okCount()
+	log.Printf("cluster: pipeline, waiting for %d messages", accepted)
+	msgs, err := waitSandbox(ctx, api, key, accepted, 5*time.Minute)
+	if err != nil {
+		c.pipelineNote = err.Error()
+	}
+	if len(msgs) > 1 {
+		first, last := msgs[0].SentAt, msgs[len(msgs)-1].SentAt
+		c.pipelineRate = float64(len(msgs)) / last.Sub(first).Seconds()
+		c.pipelineNote = fmt.Sprintf("%d runs, first message at +%.1fs, last at +%.1fs after the accept phase began",
+			len(msgs), first.Sub(c.ingress.samples[0].at).Seconds(), last.Sub(c.ingress.samples[0].at).Seconds())
+	}
+	return c
 }
 
 // setupBot creates the bench bot with a one-message flow bound to BENCH.

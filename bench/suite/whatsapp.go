@@ -45,7 +45,7 @@ func whatsappPhase(ctx context.Context, api, natsURL string, startWorker func() 
 		id, phone, users string
 		rate             float64
 		n                int
-	}{{"wafast", waFastPhone, "+49151234%05d", 100000, fastN}, {"wapaced", waPacedPhone, "+49151235%05d", pacedRate, pacedN}} {
+	}{{"wafast", waFastPhone, "+49151234%05d", 10000, fastN}, {"wapaced", waPacedPhone, "+49151235%05d", pacedRate, pacedN}} {
 		key, err := createWhatsAppBot(api, b.id, b.phone, double.APIBase(), b.rate)
 		if err != nil {
 			res.note = err.Error()
