@@ -73,7 +73,7 @@ func newMgmtEnv(t *testing.T) *mgmtEnv {
 	require.NoError(t, st.InsertMessages(ctx, []store.Message{{ID: "msg-1", BotID: "acme", RunID: "run-1", TriggerID: "tr-1",
 		ContactID: "c-ann", Channel: "whatsapp", To: "+31612345678", Seq: 1, Content: json.RawMessage(`{"text":"Hi Ann"}`),
 		Status: store.MessageQueued, CreatedAt: now}}))
-	require.NoError(t, st.UpdateMessageStatus(ctx, "acme", "msg-1", store.MessageFailed, "", "131026: message undeliverable", now))
+	require.NoError(t, st.UpdateMessageStatus(ctx, store.StatusUpdate{BotID: "acme", MessageID: "msg-1", Status: store.MessageFailed, Reason: "131026: message undeliverable", At: now}))
 	return e
 }
 

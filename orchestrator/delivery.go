@@ -44,7 +44,7 @@ func (o *Orchestrator) handleDelivery(ctx context.Context, m bus.Message) error 
 	// The channel worker records "sent" itself before reporting it: write
 	// only what moves the message forward.
 	if store.MessageStatusAdvances(prev, d.Status) || (d.ProviderMessageID != "" && msg.ProviderMessageID == "") {
-		if err := o.store.UpdateMessageStatus(ctx, d.BotID, msg.ID, d.Status, d.ProviderMessageID, d.Reason, at); err != nil {
+		if err := o.store.UpdateMessageStatus(ctx, store.StatusUpdate{BotID: d.BotID, MessageID: msg.ID, Status: d.Status, ProviderMessageID: d.ProviderMessageID, Reason: d.Reason, At: at}); err != nil {
 			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
 				return nil
 			}

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"encoding/base64"
 	"fmt"
 	"strings"
@@ -49,33 +48,6 @@ func checkKeyScope(k APIKey) error {
 	return nil
 }
 
-// KeyAdmin lists and revokes a bot's API keys.
-type KeyAdmin interface {
-	// ListAPIKeys returns a bot's keys (revoked ones too), oldest first.
-	ListAPIKeys(ctx context.Context, botID string) ([]APIKey, error)
-	// RevokeAPIKey marks the key revoked; revoking a revoked key is
-	// harmless (its RevokedAt stays). ErrNotFound if the bot has no such key.
-	RevokeAPIKey(ctx context.Context, botID, id string, at time.Time) error
-	// TouchAPIKey records that the key was used at at (never moves back).
-	TouchAPIKey(ctx context.Context, id string, at time.Time) error
-}
-
-// FlowAdmin lists and deletes flows.
-type FlowAdmin interface {
-	// ListFlows returns the latest version of each of a bot's flows, by id.
-	ListFlows(ctx context.Context, botID string) ([]Flow, error)
-	// DeleteFlow deletes every version of a flow; ErrNotFound if none.
-	DeleteFlow(ctx context.Context, botID, flowID string) error
-}
-
-// EventAdmin lists and deletes events.
-type EventAdmin interface {
-	// ListEvents returns a bot's events by name.
-	ListEvents(ctx context.Context, botID string) ([]Event, error)
-	// DeleteEvent returns ErrNotFound if the bot has no such event.
-	DeleteEvent(ctx context.Context, botID, name string) error
-}
-
 // TriggerFilter selects triggers of a bot. Zero fields do not filter.
 type TriggerFilter struct {
 	BotID  string
@@ -87,13 +59,6 @@ type TriggerFilter struct {
 	Limit int
 	// Cursor continues a previous page.
 	Cursor string
-}
-
-// TriggerAdmin lists triggers.
-type TriggerAdmin interface {
-	// ListTriggers returns a page of triggers, newest first (CreatedAt,
-	// then ID, descending); next is "" on the last page.
-	ListTriggers(ctx context.Context, f TriggerFilter) (triggers []Trigger, next string, err error)
 }
 
 // CheckTriggerStatus returns an *InvalidError unless s is a trigger status.
@@ -126,25 +91,6 @@ type ContactSearch struct {
 
 // MaxAttributeName caps an attribute name used in a search.
 const MaxAttributeName = 128
-
-// ContactAdmin searches contacts and lists their messages.
-type ContactAdmin interface {
-	// SearchContacts returns a page of matching contacts in id order; next
-	// is "" on the last page.
-	SearchContacts(ctx context.Context, q ContactSearch) (contacts []Contact, next string, err error)
-	// ListContactMessages returns the contact's most recent messages, newest
-	// first (limit 0 means 100, at most 1000).
-	ListContactMessages(ctx context.Context, botID, contactID string, limit int) ([]Message, error)
-}
-
-// Idempotency remembers which request an idempotency key was first used with.
-type Idempotency interface {
-	// ClaimIdempotencyKey stores hash for the bot's key unless the key has
-	// one already, and returns the hash stored for the key (hash itself on
-	// first use). A caller whose hash differs from the answer reused the key
-	// with another request.
-	ClaimIdempotencyKey(ctx context.Context, botID, key, hash string, at time.Time) (stored string, err error)
-}
 
 // ChannelSandbox is the sandbox channel's name (as events.ChannelSandbox):
 // deleting a sandbox contact deletes its transcript.
@@ -190,36 +136,6 @@ func CheckContactSearch(q ContactSearch) (after string, limit int, err error) {
 type BotDeletion struct {
 	BotID       string    `json:"bot_id"`
 	RequestedAt time.Time `json:"requested_at"`
-}
-
-// BotAdmin deletes bots. Deleting is asynchronous: a marker is stored, then
-// DeleteBotData is called until it reports done (by any replica, after a
-// restart too: BotDeletions lists what is unfinished).
-type BotAdmin interface {
-	// MarkBotDeleting records the request (idempotent: the first time stays).
-	// ErrNotFound when the bot does not exist (any more): a marker never
-	// outlives its bot, even when a deletion finishes at the same moment.
-	MarkBotDeleting(ctx context.Context, botID string, at time.Time) error
-	// BotDeletions lists the deletions not finished yet, oldest first.
-	BotDeletions(ctx context.Context) ([]BotDeletion, error)
-	// DeleteBotData deletes up to about limit records of each kind of the
-	// bot's data (runs with their messages, contacts, triggers, sandbox
-	// messages; flows, events, keys, subscriptions and idempotency keys at
-	// once). When nothing is left it deletes the bot and the marker and
-	// reports done. Calling it again after done is harmless (done).
-	DeleteBotData(ctx context.Context, botID string, limit int) (done bool, err error)
-}
-
-// SubscriptionSecrets rotates webhook subscription secrets: during a
-// rotation a subscription has two secrets and deliveries are signed with
-// both.
-type SubscriptionSecrets interface {
-	// RotateSubscriptionSecret makes secret the subscription's secret and
-	// keeps the current one as PreviousSecret (replacing an older previous
-	// one). ErrNotFound if the bot has no such subscription.
-	RotateSubscriptionSecret(ctx context.Context, botID, id, secret string) error
-	// DropPreviousSecret ends a rotation (harmless without one).
-	DropPreviousSecret(ctx context.Context, botID, id string) error
 }
 
 // CheckSubscriptionSecret is the rule for a webhook secret: 16 to 256 bytes.

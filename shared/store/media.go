@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"fmt"
 	"time"
 )
@@ -40,24 +39,6 @@ type MediaUpload struct {
 	Account    string
 	ProviderID string
 	UploadedAt time.Time
-}
-
-// MediaFiles stores uploaded media and the provider copies of them.
-type MediaFiles interface {
-	// CreateMedia fails with ErrConflict if the id is taken.
-	CreateMedia(ctx context.Context, m Media) error
-	// GetMedia returns the file with its Data; a file of another bot is ErrNotFound.
-	GetMedia(ctx context.Context, botID, id string) (Media, error)
-	// ListMedia returns a bot's files without their Data, oldest first.
-	ListMedia(ctx context.Context, botID string) ([]Media, error)
-	// DeleteMedia deletes a file and its provider uploads; ErrNotFound if
-	// the bot has no such file.
-	DeleteMedia(ctx context.Context, botID, id string) error
-	// PutMediaUpload creates or replaces the provider copy of a file for
-	// one channel account. The file must exist (ErrNotFound otherwise).
-	PutMediaUpload(ctx context.Context, u MediaUpload) error
-	// GetMediaUpload returns the provider copy, or ErrNotFound.
-	GetMediaUpload(ctx context.Context, botID, mediaID, channel, account string) (MediaUpload, error)
 }
 
 // Media checks a file to be created.

@@ -329,96 +329,18 @@ type SandboxMessage struct {
 //   - Every acknowledged write is durable: group commit answers callers only
 //     after the batch is written.
 
-// Bots stores tenants.
-type Bots interface {
-	// CreateBot fails with ErrConflict if the id is taken.
-	CreateBot(ctx context.Context, b Bot) error
-	GetBot(ctx context.Context, id string) (Bot, error)
-	// UpdateBot replaces name and channels.
-	UpdateBot(ctx context.Context, b Bot) error
-	// ListBots returns every bot ordered by id.
-	ListBots(ctx context.Context) ([]Bot, error)
-}
-
-// APIKeys stores hashed API keys.
-type APIKeys interface {
-	CreateAPIKey(ctx context.Context, k APIKey) error
-	// GetAPIKeyByHash returns the key whether revoked or not; the caller checks.
-	GetAPIKeyByHash(ctx context.Context, hash string) (APIKey, error)
-}
-
-// Flows stores versioned flow definitions.
-type Flows interface {
-	// PutFlow stores a new version (latest + 1) and returns it.
-	PutFlow(ctx context.Context, f Flow) (Flow, error)
-	// GetFlow returns the given version, or the latest when version is 0.
-	GetFlow(ctx context.Context, botID, flowID string, version int) (Flow, error)
-	// ListFlowVersions returns every version, oldest first.
-	ListFlowVersions(ctx context.Context, botID, flowID string) ([]Flow, error)
-}
-
-// Events stores named entry points.
-type Events interface {
-	// PutEvent creates or replaces an event.
-	PutEvent(ctx context.Context, e Event) error
-	GetEvent(ctx context.Context, botID, name string) (Event, error)
-	GetEventByToken(ctx context.Context, botID, tokenHash string) (Event, error)
-}
-
-// Contacts stores users.
-type Contacts interface {
-	// UpsertContact returns the contact after the change and whether it was created.
-	UpsertContact(ctx context.Context, u ContactUpsert) (Contact, bool, error)
-	GetContact(ctx context.Context, botID, id string) (Contact, error)
-	GetContactByExternalID(ctx context.Context, botID, channel, externalID string) (Contact, error)
-}
-
-// Triggers stores accepted requests and their progress.
-type Triggers interface {
-	// CreateTrigger returns the existing trigger (created=false) if the id exists.
-	CreateTrigger(ctx context.Context, t Trigger) (Trigger, bool, error)
-	GetTrigger(ctx context.Context, botID, id string) (Trigger, error)
-	// UpdateTrigger checks and increments Version and returns the stored
-	// trigger. It writes status, cursor, spec and the descriptive fields;
-	// Counters change only through IncrTriggerCounters.
-	UpdateTrigger(ctx context.Context, t Trigger) (Trigger, error)
-}
-
-// Runs stores flow runs.
-type Runs interface {
-	// CreateRun returns the existing run (created=false) if one exists with
-	// the same id or the same trigger + contact.
-	CreateRun(ctx context.Context, r Run) (Run, bool, error)
-	GetRun(ctx context.Context, botID, id string) (Run, error)
-	// UpdateRun writes r if its Version still matches, and returns it with
-	// the new Version and UpdatedAt (set by the store); otherwise
-	// ErrVersionConflict. BotID, TriggerID, ContactID and CreatedAt never change.
-	UpdateRun(ctx context.Context, r Run) (Run, error)
-	// ListRuns returns a page of runs, newest first (CreatedAt, then ID,
-	// descending); next is "" on the last page. Since is inclusive, Until
-	// exclusive, both on CreatedAt.
-	ListRuns(ctx context.Context, f RunFilter) (runs []Run, next string, err error)
-}
-
-// Messages stores outbound messages.
-type Messages interface {
-	// InsertMessages stores messages; ids that exist already are left as they are.
-	InsertMessages(ctx context.Context, ms []Message) error
-	GetMessage(ctx context.Context, botID, id string) (Message, error)
-	// UpdateMessageStatus moves a message forward; it never moves a status
-	// back (a late or repeated callback is ignored, without error). A zero
-	// at means now.
-	UpdateMessageStatus(ctx context.Context, botID, id, status, providerID, reason string, at time.Time) error
-	// ListRunMessages returns a run's messages ordered by Seq.
-	ListRunMessages(ctx context.Context, botID, runID string) ([]Message, error)
-	// MarkSent records that the provider accepted messages (status sent,
-	// with the provider's ids) and adds how many of them this call recorded
-	// first to the trigger's sent counter, in one atomic write, so a message
-	// recorded twice is counted once. A message is recorded first when it
-	// moves from queued to sent, or when it had moved on already (a status
-	// callback overtook the worker) without a provider id. Unknown ids and
-	// an unknown trigger are ignored; triggerID "" counts nothing.
-	MarkSent(ctx context.Context, botID, triggerID string, ms []SentMessage) error
+// StatusUpdate is what a provider reported about one message.
+type StatusUpdate struct {
+	BotID, MessageID string
+	// Status is where the message moves (sent, delivered, read, failed).
+	Status string
+	// ProviderMessageID is the provider's id of the message, when the
+	// report names it.
+	ProviderMessageID string
+	// Reason says why the message failed (status failed).
+	Reason string
+	// At is when the provider reported it (zero: now).
+	At time.Time
 }
 
 // SentMessage is a message a provider accepted.
@@ -427,16 +349,6 @@ type SentMessage struct {
 	ProviderMessageID string
 	// At is when the provider accepted it (zero: now).
 	At time.Time
-}
-
-// Sandbox stores what the sandbox channel delivered.
-type Sandbox interface {
-	// AppendSandbox stores m once; a second append of the same MessageID is ignored.
-	// Several messages are appended in order, in one write.
-	AppendSandbox(ctx context.Context, ms ...SandboxMessage) error
-	// ListSandbox returns a bot's sandbox messages with Seq > afterSeq, oldest
-	// first; to filters by recipient; limit 0 means 100, at most 1000.
-	ListSandbox(ctx context.Context, botID, to string, afterSeq int64, limit int) ([]SandboxMessage, error)
 }
 
 // Store is everything an adapter provides.
@@ -450,18 +362,9 @@ type Store interface {
 	Runs
 	Messages
 	Sandbox
-	Broadcasts
-	Lifecycle
 	Subscriptions
 	MediaFiles
-	KeyAdmin
-	FlowAdmin
-	EventAdmin
-	TriggerAdmin
-	ContactAdmin
 	Idempotency
-	BotAdmin
-	SubscriptionSecrets
 	// Ping reports whether the database is reachable.
 	Ping(ctx context.Context) error
 	Close() error
@@ -562,43 +465,6 @@ type ContactFilter struct {
 	SkipUnreachable bool
 }
 
-// Broadcasts holds the bulk and fan-out operations of the orchestrator.
-type Broadcasts interface {
-	// CreateRuns creates many runs at once, each idempotent as in CreateRun;
-	// created[i] tells whether runs[i] is new or the one that already existed.
-	CreateRuns(ctx context.Context, rs []Run) (runs []Run, created []bool, err error)
-	// StreamContacts returns the next batch of a bot's contacts in id order;
-	// pass the last id as f.After to resume.
-	StreamContacts(ctx context.Context, botID string, f ContactFilter) ([]Contact, error)
-	// IncrTriggerCounters adds delta to a trigger's counters atomically. It
-	// does not change the trigger's Version: counters are owned by this
-	// method, and UpdateTrigger leaves them as they are.
-	IncrTriggerCounters(ctx context.Context, botID, triggerID string, delta TriggerCounters) error
-	// DueRuns returns waiting runs whose WaitUntil is at or before now,
-	// earliest first (the timer query).
-	DueRuns(ctx context.Context, now time.Time, limit int) ([]Run, error)
-	// UpdateRuns writes many runs as UpdateRun does, in one write. A run
-	// whose Version no longer matches, or that is gone, is left as it is and
-	// its index is returned in conflicts; the others are written. An invalid
-	// run fails the call before anything is written. After another error
-	// some runs may be written: a retry with the same runs reports those as
-	// conflicts.
-	UpdateRuns(ctx context.Context, rs []Run) (conflicts []int, err error)
-	// WaitingRuns returns the waiting runs of the given contacts of a bot
-	// (at most MaxWaitingRunsContacts ids), in no particular order: the runs a broadcast's
-	// batch supersedes, found with one query.
-	WaitingRuns(ctx context.Context, botID string, contactIDs []string) ([]Run, error)
-	// ImportContacts upserts many contacts (as UpsertContact) in one write.
-	ImportContacts(ctx context.Context, us []ContactUpsert) (created, updated int, err error)
-	// UpsertContacts upserts many contacts (as UpsertContact) in one write
-	// and returns them as stored, in the order of us.
-	UpsertContacts(ctx context.Context, us []ContactUpsert) ([]Contact, error)
-	// SetLastRequest stores data as the last_request of the bot's contacts
-	// named by contactIDs (at most MaxWaitingRunsContacts), in one write;
-	// ids of contacts that do not exist are ignored.
-	SetLastRequest(ctx context.Context, botID string, contactIDs []string, data map[string]any, at time.Time) error
-}
-
 // Subscription is a bot's webhook subscription to run status changes.
 type Subscription struct {
 	ID    string `json:"id"`
@@ -616,30 +482,4 @@ type Subscription struct {
 	// (e.g. "run.completed").
 	EventTypes []string  `json:"events"`
 	CreatedAt  time.Time `json:"created_at"`
-}
-
-// Subscriptions stores webhook subscriptions.
-type Subscriptions interface {
-	// CreateSubscription fails with ErrConflict if the id is taken.
-	CreateSubscription(ctx context.Context, sub Subscription) error
-	// ListSubscriptions returns a bot's subscriptions, oldest first.
-	ListSubscriptions(ctx context.Context, botID string) ([]Subscription, error)
-	// DeleteSubscription returns ErrNotFound if the bot has no such subscription.
-	DeleteSubscription(ctx context.Context, botID, id string) error
-}
-
-// Lifecycle deletes data on request or after retention.
-type Lifecycle interface {
-	// DeleteContact deletes a contact with its runs, their messages and,
-	// for a sandbox contact, its sandbox transcript.
-	DeleteContact(ctx context.Context, botID, id string) error
-	// ExpireBefore deletes runs in a final status last updated before t, with
-	// their messages, and returns how many runs it deleted.
-	ExpireBefore(ctx context.Context, t time.Time) (int64, error)
-	// SetContactReachability records that a provider said the contact can
-	// (not) be reached; broadcasts skip unreachable contacts.
-	SetContactReachability(ctx context.Context, botID, id string, unreachable bool, reason string) error
-	// FindMessageByProviderID finds a message by the provider's message id
-	// (delivery callbacks carry only that).
-	FindMessageByProviderID(ctx context.Context, botID, providerID string) (Message, error)
 }

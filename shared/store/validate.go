@@ -253,16 +253,16 @@ func (c Checker) Message(m *Message) error {
 	return checkMessageStatus(m.Status)
 }
 
-// MessageStatusUpdate checks the arguments of UpdateMessageStatus.
-func (c Checker) MessageStatusUpdate(botID, id, status, providerID, reason string, at time.Time) error {
-	if err := FirstErr(CheckBotID("bot_id", botID), CheckID("id", id),
-		c.text("provider_id", providerID), c.text("reason", reason)); err != nil {
+// MessageStatusUpdate checks the argument of UpdateMessageStatus.
+func (c Checker) MessageStatusUpdate(u StatusUpdate) error {
+	if err := FirstErr(CheckBotID("bot_id", u.BotID), CheckID("id", u.MessageID),
+		c.text("provider_id", u.ProviderMessageID), c.text("reason", u.Reason)); err != nil {
 		return err
 	}
-	if len(providerID) > 4*MaxIDBytes {
+	if len(u.ProviderMessageID) > 4*MaxIDBytes {
 		return &InvalidError{Field: "provider_id", Reason: "longer than 512 bytes"}
 	}
-	return FirstErr(checkMessageStatus(status), CheckTime("at", at))
+	return FirstErr(checkMessageStatus(u.Status), CheckTime("at", u.At))
 }
 
 // SandboxMessage checks a sandbox message to be appended, but for its

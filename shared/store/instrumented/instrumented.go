@@ -197,9 +197,9 @@ func (s *Store) GetMessage(ctx context.Context, botID, id string) (store.Message
 }
 
 // UpdateMessageStatus delegates and measures.
-func (s *Store) UpdateMessageStatus(ctx context.Context, botID, id, status, providerID, reason string, at time.Time) error {
+func (s *Store) UpdateMessageStatus(ctx context.Context, u store.StatusUpdate) error {
 	return measure0(s, "UpdateMessageStatus", func() error {
-		return s.Store.UpdateMessageStatus(ctx, botID, id, status, providerID, reason, at)
+		return s.Store.UpdateMessageStatus(ctx, u)
 	})
 }
 

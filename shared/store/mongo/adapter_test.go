@@ -81,9 +81,11 @@ func TestGroupCommitTellsEachCallerItsResult(t *testing.T) {
 	do("race-a", update("r-race", 1))
 	do("race-b", update("r-race", 1))
 	do("msg-ok", func() error {
-		return s.UpdateMessageStatus(ctx, bot, "m1", store.MessageSent, "wamid.1", "", time.Now())
+		return s.UpdateMessageStatus(ctx, store.StatusUpdate{BotID: bot, MessageID: "m1", Status: store.MessageSent, ProviderMessageID: "wamid.1", At: time.Now()})
 	})
-	do("msg-missing", func() error { return s.UpdateMessageStatus(ctx, bot, "m-none", store.MessageSent, "", "", time.Now()) })
+	do("msg-missing", func() error {
+		return s.UpdateMessageStatus(ctx, store.StatusUpdate{BotID: bot, MessageID: "m-none", Status: store.MessageSent, At: time.Now()})
+	})
 	for i := range 5 {
 		do(fmt.Sprintf("count-%d", i), func() error {
 			return s.IncrTriggerCounters(ctx, bot, "tr", store.TriggerCounters{Sent: 1, SkipReasons: map[string]int64{"opted.out": 1}})

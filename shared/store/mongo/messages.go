@@ -167,10 +167,11 @@ type messageOp struct {
 // UpdateMessageStatus moves a message forward through the group commit. A
 // move that is not forward (a late or repeated callback) is ignored, except
 // that a provider id the message lacks is still recorded.
-func (s *Store) UpdateMessageStatus(ctx context.Context, botID, id, status, providerID, reason string, at time.Time) error {
-	if err := check.MessageStatusUpdate(botID, id, status, providerID, reason, at); err != nil {
+func (s *Store) UpdateMessageStatus(ctx context.Context, u store.StatusUpdate) error {
+	if err := check.MessageStatusUpdate(u); err != nil {
 		return err
 	}
+	botID, id, status, providerID, reason, at := u.BotID, u.MessageID, u.Status, u.ProviderMessageID, u.Reason, u.At
 	op := &messageOp{result: newResult(), botID: botID, id: id, status: status, providerID: providerID, reason: reason, at: orNow(at)}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()

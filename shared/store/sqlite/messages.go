@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/flowgate/flowgate/shared/store"
 )
@@ -110,10 +109,11 @@ func (s *Store) FindMessageByProviderID(ctx context.Context, botID, providerID s
 // UpdateMessageStatus moves a message forward through the group commit. A
 // move that is not forward (a late or repeated callback) is ignored, except
 // that a provider id the message lacks is still recorded.
-func (s *Store) UpdateMessageStatus(ctx context.Context, botID, id, status, providerID, reason string, at time.Time) error {
-	if err := check.MessageStatusUpdate(botID, id, status, providerID, reason, at); err != nil {
+func (s *Store) UpdateMessageStatus(ctx context.Context, u store.StatusUpdate) error {
+	if err := check.MessageStatusUpdate(u); err != nil {
 		return err
 	}
+	botID, id, status, providerID, reason, at := u.BotID, u.MessageID, u.Status, u.ProviderMessageID, u.Reason, u.At
 	at = orNow(at)
 	err := s.w.do(ctx, false, func(t *wtx) error {
 		var cur, curProvider string

@@ -11,8 +11,9 @@ import (
 	"github.com/flowgate/flowgate/shared/store"
 )
 
-// RunManagement checks the management part of the port (store.KeyAdmin,
-// FlowAdmin, EventAdmin, TriggerAdmin, ContactAdmin, Idempotency) and that
+// RunManagement checks the management part of the port (listing, revoking
+// and deleting in APIKeys, Flows, Events, Triggers, Contacts and Messages;
+// Idempotency; bot deletion) and that
 // DeleteContact removes a sandbox contact's transcript. Like Run, open is
 // called once per subtest.
 func RunManagement(t *testing.T, open func(t *testing.T) store.Store, feats Features) {
@@ -308,7 +309,7 @@ func testContactMessages(t *testing.T, s store.Store, e env) {
 	require.NoError(t, s.InsertMessages(e.ctx, []store.Message{
 		msg("m1", "r1", "c1", t0), msg("m2", "r2", "c1", t0.Add(time.Second)), msg("m3", "r3", "c2", t0.Add(2*time.Second)),
 	}))
-	require.NoError(t, s.UpdateMessageStatus(e.ctx, e.bot, "m1", store.MessageFailed, "", "131026: undeliverable", t0.Add(time.Minute)))
+	require.NoError(t, s.UpdateMessageStatus(e.ctx, store.StatusUpdate{BotID: e.bot, MessageID: "m1", Status: store.MessageFailed, Reason: "131026: undeliverable", At: t0.Add(time.Minute)}))
 	ms, err := s.ListContactMessages(e.ctx, e.bot, "c1", 0)
 	require.NoError(t, err)
 	require.Len(t, ms, 2)

@@ -1394,7 +1394,7 @@ func testMessages(t *testing.T, s store.Store, e env) {
 	require.NoError(t, err)
 	require.Empty(t, none)
 
-	require.NoError(t, s.UpdateMessageStatus(e.ctx, e.bot, "m1", store.MessageSent, "wamid.ABC", "", base()))
+	require.NoError(t, s.UpdateMessageStatus(e.ctx, store.StatusUpdate{BotID: e.bot, MessageID: "m1", Status: store.MessageSent, ProviderMessageID: "wamid.ABC", At: base()}))
 	m, err = s.FindMessageByProviderID(e.ctx, e.bot, "wamid.ABC")
 	require.NoError(t, err)
 	require.Equal(t, "m1", m.ID)
@@ -1418,7 +1418,7 @@ func testMarkSent(t *testing.T, s store.Store, e env) {
 	}
 	require.NoError(t, s.InsertMessages(e.ctx, ms))
 	// ms4's delivery callback came first (no provider id recorded yet).
-	require.NoError(t, s.UpdateMessageStatus(e.ctx, e.bot, "ms4", store.MessageDelivered, "", "", base()))
+	require.NoError(t, s.UpdateMessageStatus(e.ctx, store.StatusUpdate{BotID: e.bot, MessageID: "ms4", Status: store.MessageDelivered, At: base()}))
 	sent := func() int64 {
 		tr, err := s.GetTrigger(e.ctx, e.bot, "tr1")
 		require.NoError(t, err)
@@ -1498,7 +1498,7 @@ func testMessageStatus(t *testing.T, s store.Store, e env) {
 	for i, c := range cases {
 		id := fmt.Sprintf("m%d", i)
 		for _, st := range c.steps {
-			require.NoError(t, s.UpdateMessageStatus(e.ctx, e.bot, id, st, "", "provider said no", base()), "%s: %s", c.name, st)
+			require.NoError(t, s.UpdateMessageStatus(e.ctx, store.StatusUpdate{BotID: e.bot, MessageID: id, Status: st, Reason: "provider said no", At: base()}), "%s: %s", c.name, st)
 		}
 		m, err := s.GetMessage(e.ctx, e.bot, id)
 		require.NoError(t, err)
@@ -1515,7 +1515,7 @@ func testMessageStatus(t *testing.T, s store.Store, e env) {
 	steps := []string{"sent", "delivered", "read", "sent", "delivered", "queued", "failed", "read"}
 	errs := make([]error, len(steps))
 	parallel(len(steps), func(i int) {
-		errs[i] = s.UpdateMessageStatus(e.ctx, e.bot, "race", steps[i], "", "", base())
+		errs[i] = s.UpdateMessageStatus(e.ctx, store.StatusUpdate{BotID: e.bot, MessageID: "race", Status: steps[i], At: base()})
 	})
 	for _, err := range errs {
 		require.NoError(t, err)
@@ -1525,18 +1525,18 @@ func testMessageStatus(t *testing.T, s store.Store, e env) {
 	if m.Status != store.MessageRead && m.Status != store.MessageFailed {
 		t.Fatalf("after concurrent callbacks status is %q, want read (or failed if it won before sent)", m.Status)
 	}
-	require.NoError(t, s.UpdateMessageStatus(e.ctx, e.bot, "race", store.MessageRead, "", "", base()))
+	require.NoError(t, s.UpdateMessageStatus(e.ctx, store.StatusUpdate{BotID: e.bot, MessageID: "race", Status: store.MessageRead, At: base()}))
 
 	// A zero time means "now".
 	require.NoError(t, s.InsertMessages(e.ctx, []store.Message{{ID: "zero-at", BotID: e.bot, RunID: "r1", ContactID: "c1", Channel: "telegram", To: "42", Seq: 100}}))
-	require.NoError(t, s.UpdateMessageStatus(e.ctx, e.bot, "zero-at", store.MessageSent, "", "", time.Time{}))
+	require.NoError(t, s.UpdateMessageStatus(e.ctx, store.StatusUpdate{BotID: e.bot, MessageID: "zero-at", Status: store.MessageSent}))
 	m, err = s.GetMessage(e.ctx, e.bot, "zero-at")
 	require.NoError(t, err)
 	require.Equal(t, store.MessageSent, m.Status)
 	require.False(t, m.UpdatedAt.IsZero())
 
-	requireIs(t, s.UpdateMessageStatus(e.ctx, e.bot, "nope", store.MessageSent, "", "", base()), store.ErrNotFound)
-	requireInvalid(t, s.UpdateMessageStatus(e.ctx, e.bot, "m0", "bounced", "", "", base()), "status")
+	requireIs(t, s.UpdateMessageStatus(e.ctx, store.StatusUpdate{BotID: e.bot, MessageID: "nope", Status: store.MessageSent, At: base()}), store.ErrNotFound)
+	requireInvalid(t, s.UpdateMessageStatus(e.ctx, store.StatusUpdate{BotID: e.bot, MessageID: "m0", Status: "bounced", At: base()}), "status")
 }
 
 func testSandbox(t *testing.T, s store.Store, e env) {
@@ -1831,7 +1831,9 @@ func testNotFound(t *testing.T, s store.Store, e env) {
 			return err
 		}},
 		{"message", func() error { _, err := s.GetMessage(ctx, e.bot, "m"); return err }},
-		{"message status", func() error { return s.UpdateMessageStatus(ctx, e.bot, "m", store.MessageSent, "p", "", time.Now()) }},
+		{"message status", func() error {
+			return s.UpdateMessageStatus(ctx, store.StatusUpdate{BotID: e.bot, MessageID: "m", Status: store.MessageSent, ProviderMessageID: "p", At: time.Now()})
+		}},
 		{"message by provider id", func() error { _, err := s.FindMessageByProviderID(ctx, e.bot, "p"); return err }},
 		{"delete contact", func() error { return s.DeleteContact(ctx, e.bot, "c") }},
 		{"reachability", func() error { return s.SetContactReachability(ctx, e.bot, "c", true, "x") }},
