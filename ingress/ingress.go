@@ -116,7 +116,7 @@ type FieldProblem struct {
 
 // Deps are the ingress's collaborators.
 type Deps struct {
-	Store       store.Store
+	Store       Store
 	Bus         Publisher
 	CompileFlow FlowCompiler
 	Logger      *slog.Logger
@@ -131,7 +131,7 @@ type server struct {
 	// store it gave the server.
 	resumed   chan struct{}
 	cfg       Config
-	store     store.Store
+	store     Store
 	bus       Publisher
 	compile   FlowCompiler
 	log       *slog.Logger

@@ -18,7 +18,6 @@ import (
 	"github.com/flowgate/flowgate/orchestrator/flow"
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/egress"
-	"github.com/flowgate/flowgate/shared/store"
 )
 
 // Config configures the orchestrator.
@@ -98,7 +97,7 @@ type Bus interface {
 
 // Deps are the orchestrator's collaborators.
 type Deps struct {
-	Store  store.Store
+	Store  Store
 	Bus    Bus
 	Logger *slog.Logger
 	// HTTPClient performs flow `http` steps (default: the egress policy's
@@ -125,7 +124,7 @@ type Hooks struct {
 // Orchestrator drives flow runs.
 type Orchestrator struct {
 	cfg   Config
-	store store.Store
+	store Store
 	bus   Bus
 	log   *slog.Logger
 	http  *http.Client
