@@ -1,0 +1,150 @@
+package storetest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/flowgate/flowgate/shared/store"
+	"github.com/stretchr/testify/require"
+)
+
+func testTriggers(t *testing.T, s store.Store, e env) {
+	mkBot(t, s, e)
+	in := store.Trigger{
+		ID: "tr1", BotID: e.bot, Source: "builderbot", Event: "WELCOME", FlowID: "welcome", Channel: "whatsapp",
+		Spec: json.RawMessage(`{"from":"+15550001","data":{"name":"Ann"}}`), IdempotencyKey: "idem-1",
+		Counters: store.TriggerCounters{Targeted: 1}, CreatedAt: base(),
+	}
+	tr, created, err := s.CreateTrigger(e.ctx, in)
+	require.NoError(t, err)
+	require.True(t, created)
+	require.Equal(t, store.TriggerAccepted, tr.Status, "status defaults to accepted")
+	require.EqualValues(t, 1, tr.Version)
+
+	again := in
+	again.Event, again.Spec = "OTHER", json.RawMessage(`{"different":true}`)
+	tr2, created, err := s.CreateTrigger(e.ctx, again)
+	require.NoError(t, err)
+	require.False(t, created, "same id: the existing trigger")
+	require.Equal(t, "WELCOME", tr2.Event, "the existing trigger is returned unchanged")
+	jsonEq(t, in.Spec, tr2.Spec)
+
+	got, err := s.GetTrigger(e.ctx, e.bot, "tr1")
+	require.NoError(t, err)
+	require.Equal(t, "builderbot", got.Source)
+	require.Equal(t, "welcome", got.FlowID)
+	require.Equal(t, "whatsapp", got.Channel)
+	require.Equal(t, "idem-1", got.IdempotencyKey)
+	require.EqualValues(t, 1, got.Counters.Targeted)
+	requireTime(t, e, in.CreatedAt, got.CreatedAt, "created_at")
+
+	got.Status, got.Cursor = store.TriggerFanningOut, "c042"
+	upd, err := s.UpdateTrigger(e.ctx, got)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, upd.Version)
+	require.Equal(t, store.TriggerFanningOut, upd.Status)
+	require.Equal(t, "c042", upd.Cursor)
+
+	stale := got // still Version 1
+	stale.Status = store.TriggerCancelled
+	_, err = s.UpdateTrigger(e.ctx, stale)
+	requireIs(t, err, store.ErrVersionConflict)
+	got, err = s.GetTrigger(e.ctx, e.bot, "tr1")
+	require.NoError(t, err)
+	require.Equal(t, store.TriggerFanningOut, got.Status, "a stale update changes nothing")
+	require.EqualValues(t, 2, got.Version)
+
+	_, err = s.UpdateTrigger(e.ctx, store.Trigger{ID: "nope", BotID: e.bot, Version: 1, Status: store.TriggerDone})
+	requireIs(t, err, store.ErrNotFound)
+	_, err = s.GetTrigger(e.ctx, e.bot, "nope")
+	requireIs(t, err, store.ErrNotFound)
+}
+
+func testTriggerConcurrentUpdate(t *testing.T, s store.Store, e env) {
+	mkBot(t, s, e)
+	tr := mkTrigger(t, s, e, "tr1")
+	n := e.feats.Concurrency
+	var wins, conflicts atomic.Int32
+	errs := make([]error, n)
+	parallel(n, func(i int) {
+		x := tr
+		x.Cursor = fmt.Sprintf("c%d", i)
+		_, err := s.UpdateTrigger(e.ctx, x)
+		switch {
+		case err == nil:
+			wins.Add(1)
+		case errors.Is(err, store.ErrVersionConflict):
+			conflicts.Add(1)
+		default:
+			errs[i] = err
+		}
+	})
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	require.EqualValues(t, 1, wins.Load(), "exactly one updater wins")
+	require.EqualValues(t, n-1, conflicts.Load())
+	got, err := s.GetTrigger(e.ctx, e.bot, "tr1")
+	require.NoError(t, err)
+	require.EqualValues(t, 2, got.Version)
+}
+
+func testTriggerCounters(t *testing.T, s store.Store, e env) {
+	mkBot(t, s, e)
+	mkTrigger(t, s, e, "tr1")
+	n := e.feats.Concurrency * 4
+	errs := make([]error, n)
+	parallel(n, func(i int) {
+		d := store.TriggerCounters{RunsCreated: 1, Sent: 2, Targeted: 3}
+		if i%4 == 0 {
+			d.Skipped, d.SkipReasons = 1, map[string]int64{"opted_out": 1}
+		}
+		if i%8 == 1 {
+			d.Delivered, d.Failed = 1, 1
+			d.Skipped, d.SkipReasons = 2, map[string]int64{"unreachable": 1, "opted_out": 1}
+		}
+		errs[i] = s.IncrTriggerCounters(e.ctx, e.bot, "tr1", d)
+	})
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	var skipped, delivered, opted, unreachable int64
+	for i := range n {
+		if i%4 == 0 {
+			skipped++
+			opted++
+		}
+		if i%8 == 1 {
+			delivered++
+			skipped += 2
+			opted++
+			unreachable++
+		}
+	}
+	got, err := s.GetTrigger(e.ctx, e.bot, "tr1")
+	require.NoError(t, err)
+	c := got.Counters
+	require.EqualValues(t, n, c.RunsCreated, "every concurrent increment counts")
+	require.EqualValues(t, 2*n, c.Sent)
+	require.EqualValues(t, 3*n, c.Targeted)
+	require.EqualValues(t, delivered, c.Delivered)
+	require.EqualValues(t, delivered, c.Failed)
+	require.EqualValues(t, skipped, c.Skipped)
+	require.Equal(t, map[string]int64{"opted_out": opted, "unreachable": unreachable}, c.SkipReasons)
+	require.EqualValues(t, 1, got.Version, "counters do not bump the version")
+
+	// UpdateTrigger leaves counters to IncrTriggerCounters.
+	got.Status, got.Counters = store.TriggerDone, store.TriggerCounters{}
+	upd, err := s.UpdateTrigger(e.ctx, got)
+	require.NoError(t, err)
+	require.EqualValues(t, n, upd.Counters.RunsCreated, "UpdateTrigger does not overwrite counters")
+	got, err = s.GetTrigger(e.ctx, e.bot, "tr1")
+	require.NoError(t, err)
+	require.Equal(t, store.TriggerDone, got.Status)
+	require.EqualValues(t, n, got.Counters.RunsCreated)
+
+	requireIs(t, s.IncrTriggerCounters(e.ctx, e.bot, "nope", store.TriggerCounters{Sent: 1}), store.ErrNotFound)
+}
