@@ -335,3 +335,45 @@ func MarkSentArgs(botID, triggerID string, ms []SentMessage) error {
 	}
 	return nil
 }
+
+// PrepareRun checks r (RunIDs, RunFields, and on an update a FlowID that is
+// set) and fills what the store sets, alike in every adapter: a created run
+// gets Version 1, CreatedAt (now when zero) and UpdatedAt (CreatedAt when
+// zero); an updated run is stamped UpdatedAt now. A zero WaitUntil is none.
+// now is the adapter's clock and round its precision (SQLite keeps
+// nanoseconds, MongoDB milliseconds). The adapter encodes the JSON fields.
+func (c Checker) PrepareRun(r *Run, create bool, now func() time.Time, round func(time.Time) time.Time) error {
+	err := c.RunIDs(r, create)
+	if err == nil && !create && r.FlowID != "" {
+		err = CheckID("flow_id", r.FlowID)
+	}
+	if err == nil {
+		err = c.RunFields(r, create)
+	}
+	if err != nil {
+		return err
+	}
+	if r.WaitUntil != nil {
+		if r.WaitUntil.IsZero() {
+			r.WaitUntil = nil
+		} else {
+			w := round(*r.WaitUntil)
+			r.WaitUntil = &w
+		}
+	}
+	if !create {
+		r.UpdatedAt = now()
+		return nil
+	}
+	r.Version = 1
+	if r.CreatedAt.IsZero() {
+		r.CreatedAt = now()
+	} else {
+		r.CreatedAt = round(r.CreatedAt)
+	}
+	if r.UpdatedAt.IsZero() {
+		r.UpdatedAt = r.CreatedAt
+	}
+	r.UpdatedAt = round(r.UpdatedAt)
+	return nil
+}

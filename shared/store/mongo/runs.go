@@ -72,13 +72,7 @@ type encodedRun struct{ state, data string }
 // says whether r is about to be created.
 func prepareRun(r *store.Run, create bool) (encodedRun, error) {
 	var e encodedRun
-	err := check.RunIDs(r, create)
-	if err == nil && !create && r.FlowID != "" {
-		err = store.CheckID("flow_id", r.FlowID)
-	}
-	if err == nil {
-		err = check.RunFields(r, create)
-	}
+	err := check.PrepareRun(r, create, now, ms)
 	if err != nil {
 		return e, err
 	}
@@ -87,17 +81,6 @@ func prepareRun(r *store.Run, create bool) (encodedRun, error) {
 	}
 	if e.data, err = encodeMap("data", r.Data); err != nil {
 		return e, err
-	}
-	r.WaitUntil = msPtr(r.WaitUntil)
-	if create {
-		r.Version = 1
-		r.CreatedAt = orNow(r.CreatedAt)
-		if r.UpdatedAt.IsZero() {
-			r.UpdatedAt = r.CreatedAt
-		}
-		r.UpdatedAt = ms(r.UpdatedAt)
-	} else {
-		r.UpdatedAt = now() // an update is stamped by the store
 	}
 	return e, nil
 }

@@ -41,10 +41,7 @@ type encodedRun struct {
 // says whether r is about to be created (ids and CreatedAt matter then).
 func prepareRun(r *store.Run, create bool) (encodedRun, error) {
 	var e encodedRun
-	err := check.RunIDs(r, create)
-	if err == nil {
-		err = check.RunFields(r, create)
-	}
+	err := check.PrepareRun(r, create, now, func(t time.Time) time.Time { return t.Round(0).UTC() })
 	if err != nil {
 		return e, err
 	}
@@ -53,17 +50,6 @@ func prepareRun(r *store.Run, create bool) (encodedRun, error) {
 	}
 	if e.data, err = encodeMap("data", r.Data); err != nil {
 		return e, err
-	}
-	r.WaitUntil = utcPtr(r.WaitUntil)
-	if create {
-		r.Version = 1
-		r.CreatedAt = orNow(r.CreatedAt)
-		if r.UpdatedAt.IsZero() {
-			r.UpdatedAt = r.CreatedAt
-		}
-		r.UpdatedAt = r.UpdatedAt.Round(0).UTC()
-	} else {
-		r.UpdatedAt = now() // an update is stamped by the store
 	}
 	return e, nil
 }
@@ -295,11 +281,6 @@ func (s *Store) UpdateRun(ctx context.Context, r store.Run) (store.Run, error) {
 	if err != nil {
 		return r, err
 	}
-	if r.FlowID != "" {
-		if err := store.CheckID("flow_id", r.FlowID); err != nil {
-			return r, err
-		}
-	}
 	err = s.w.do(ctx, false, func(t *wtx) error {
 		n, err := t.execAffected(updateRun,
 			r.FlowID, r.FlowID, r.FlowID, r.FlowVersion, r.Channel, r.Channel, r.Status, e.state, e.data,
@@ -336,11 +317,6 @@ func (s *Store) UpdateRuns(ctx context.Context, rs []store.Run) ([]int, error) {
 		var err error
 		if enc[i], err = prepareRun(&in[i], false); err != nil {
 			return nil, fmt.Errorf("run %d: %w", i, err)
-		}
-		if in[i].FlowID != "" {
-			if err := store.CheckID("flow_id", in[i].FlowID); err != nil {
-				return nil, fmt.Errorf("run %d: %w", i, err)
-			}
 		}
 	}
 	var conflicts []int
