@@ -153,7 +153,10 @@ func run() error {
 	defer stop()
 	done := make(chan error, 1)
 	go func() {
-		done <- orchestrator.Run(octx, orchestrator.Config{FanOutBatch: *batch, FanOutParallelism: *parallel},
+		// No back-pressure: nothing drains the outbound lane here (the
+		// fan-out is what is measured); with the default bound the fan-out
+		// holds at two minutes of the sandbox's rate (9,000 bundles).
+		done <- orchestrator.Run(octx, orchestrator.Config{FanOutBatch: *batch, FanOutParallelism: *parallel, QueueSeconds: -1},
 			orchestrator.Deps{Store: st, Bus: b, Logger: log})
 	}()
 	start = time.Now()
