@@ -250,11 +250,6 @@ func (o *Orchestrator) fanOut(ctx context.Context, m bus.Message, t events.Trigg
 			return err
 		}
 		trig = updated
-		if o.hooks != nil && o.hooks.AfterBatch != nil {
-			if err := o.hooks.AfterBatch(t.ID, n); err != nil {
-				return err
-			}
-		}
 		return nil
 	}
 	for n := 1; ; n++ {

@@ -191,7 +191,7 @@ func TestBroadcastCrashRightAfterCancel(t *testing.T) {
 		crashed atomic.Bool
 		r       *rig
 	)
-	hooks := &Hooks{AfterPublish: func(runID string) error {
+	crash := eachPublishedRun(func(runID string) error {
 		if calls.Add(1) != crashAt.Load() {
 			return nil
 		}
@@ -213,8 +213,10 @@ func TestBroadcastCrashRightAfterCancel(t *testing.T) {
 		}
 		crashed.Store(true)
 		return errors.New("simulated crash after publishing, before storing the runs")
-	}}
-	r = newRig(t, Config{FanOutBatch: batch}, hooks)
+	})
+	r = newRig(t, Config{FanOutBatch: batch}, func(st Store, b Bus) (Store, Bus) {
+		return st, &faultyBus{Bus: b, afterPublish: crash}
+	})
 	cs := make([]contactSpec, contacts)
 	for i := range cs {
 		cs[i] = contactSpec{channel: events.ChannelSandbox, id: fmt.Sprintf("c%05d", i)}

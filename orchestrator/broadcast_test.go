@@ -25,12 +25,17 @@ type rig struct {
 	t     *testing.T
 	store store.Store
 	bus   *bus.Bus
+	log   *slog.Logger
 	stop  func()
 }
 
+// wrap decorates the orchestrator's Store and Bus (faults_test.go); nil
+// leaves them as they are.
+type wrap func(Store, Bus) (Store, Bus)
+
 const testBot = "bcast"
 
-func newRig(t *testing.T, cfg Config, hooks *Hooks) *rig {
+func newRig(t *testing.T, cfg Config, w wrap) *rig {
 	t.Helper()
 	ctx := context.Background()
 	_, b := bustest.Bus(t, bus.Config{Source: "/test"})
@@ -39,24 +44,40 @@ func newRig(t *testing.T, cfg Config, hooks *Hooks) *rig {
 	_, err := st.PutFlow(ctx, store.Flow{BotID: testBot, ID: "hello",
 		Definition: []byte(`{"steps":[{"id":"hi","type":"send","text":"Hi {{ name }}"}]}`)})
 	require.NoError(t, err)
-
-	log := slog.New(slog.NewTextHandler(testLogOut(), nil))
-	o, err := New(cfg, Deps{Store: st, Bus: b, Logger: log, Hooks: hooks})
-	require.NoError(t, err)
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- o.Run(rctx) }()
-	r := &rig{t: t, store: st, bus: b}
-	r.stop = func() {
-		cancel()
-		require.NoError(t, <-done)
-	}
+	r := &rig{t: t, store: st, bus: b, log: slog.New(slog.NewTextHandler(testLogOut(), nil))}
+	r.start(cfg, w)
 	t.Cleanup(func() {
 		if r.stop != nil {
 			r.stop()
 		}
 	})
 	return r
+}
+
+// start runs an orchestrator on the rig's store and bus, decorated by w.
+func (r *rig) start(cfg Config, w wrap) {
+	var st Store = r.store
+	var b Bus = r.bus
+	if w != nil {
+		st, b = w(st, b)
+	}
+	o, err := New(cfg, Deps{Store: st, Bus: b, Logger: r.log})
+	require.NoError(r.t, err)
+	rctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- o.Run(rctx) }()
+	r.stop = func() {
+		cancel()
+		require.NoError(r.t, <-done)
+		r.stop = nil
+	}
+}
+
+// restart stops the rig's orchestrator and starts another on the same
+// store and bus, as a new process would.
+func (r *rig) restart(cfg Config, w wrap) {
+	r.stop()
+	r.start(cfg, w)
 }
 
 type contactSpec struct {
@@ -287,8 +308,14 @@ func TestBroadcastLists(t *testing.T) {
 func TestBroadcastCancel(t *testing.T) {
 	var r *rig
 	cancelled := make(chan struct{})
-	hooks := &Hooks{AfterBatch: func(triggerID string, n int) error {
-		if n == 2 {
+	checkpoints := 0
+	afterCheckpoint := func(tr store.Trigger) error {
+		if tr.Status != store.TriggerFanningOut {
+			return nil
+		}
+		checkpoints++ // the checkpoints of one fan-out are stored in order
+		if checkpoints == 2 {
+			triggerID := tr.ID
 			// What POST /v1/bots/{bot}/triggers/{id}/cancel does.
 			ctx := context.Background()
 			for {
@@ -303,8 +330,10 @@ func TestBroadcastCancel(t *testing.T) {
 			}
 		}
 		return nil
-	}}
-	r = newRig(t, Config{FanOutBatch: 200}, hooks)
+	}
+	r = newRig(t, Config{FanOutBatch: 200}, func(st Store, b Bus) (Store, Bus) {
+		return &faultyStore{Store: st, afterUpdateTrigger: afterCheckpoint}, b
+	})
 	var cs []contactSpec
 	for i := range 2000 {
 		cs = append(cs, contactSpec{channel: events.ChannelSandbox, id: fmt.Sprintf("c%d", i)})
@@ -332,14 +361,16 @@ func TestBroadcastCancel(t *testing.T) {
 // one message per contact, and exact counters.
 func TestBroadcastResumesExactly(t *testing.T) {
 	var publishes atomic.Int64
-	hooks := &Hooks{AfterPublish: func(string) error {
+	crash := eachPublishedRun(func(string) error {
 		switch publishes.Add(1) {
 		case 700, 1600:
 			return errors.New("injected crash")
 		}
 		return nil
-	}}
-	r := newRig(t, Config{FanOutBatch: 500, FanOutParallelism: 8}, hooks)
+	})
+	r := newRig(t, Config{FanOutBatch: 500, FanOutParallelism: 8}, func(st Store, b Bus) (Store, Bus) {
+		return st, &faultyBus{Bus: b, afterPublish: crash}
+	})
 	var cs []contactSpec
 	for i := range 2000 {
 		c := contactSpec{channel: events.ChannelSandbox, id: fmt.Sprintf("r%d", i)}

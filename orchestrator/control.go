@@ -37,29 +37,10 @@ func (o *Orchestrator) handleControl(ctx context.Context, m bus.Message) error {
 	if reason == "" {
 		reason = "cancelled through the API"
 	}
-	st, err := decodeState(run)
-	if err != nil || st.Flow.Status == "" {
-		// The flow has not started (created, queued, or waiting for the
-		// WhatsApp window to open): there is no interpreter state to cancel.
-		return o.endRun(ctx, run, store.RunCancelled, reason)
-	}
-	contact, err := o.store.GetContact(ctx, run.BotID, run.ContactID)
-	if err != nil {
-		return err
-	}
-	return o.advanceFrom(ctx, run, contact, st, flow.Cancel{Now: time.Now().UTC(), Reason: reason})
-}
-
-// endRun moves a run that never started to a final status.
-func (o *Orchestrator) endRun(ctx context.Context, run store.Run, status, reason string) error {
-	prev := run.Status
-	st, _ := decodeState(run)
-	st.StatusSeq++
-	raw, err := json.Marshal(st)
-	if err != nil {
-		return bus.Permanent(err)
-	}
-	run.State, run.Status, run.Error, run.WaitUntil = raw, status, reason, nil
-	run.UpdatedAt = time.Now().UTC()
-	return o.storeRun(ctx, run, prev, st.StatusSeq)
+	// A cancel carries no message and sets no attribute: the run's contact
+	// is not read. A run that has not started (created, queued) or waits
+	// for the WhatsApp window is cancelled by the interpreter like any
+	// other.
+	return o.advance(ctx, run, store.Contact{ID: run.ContactID, BotID: run.BotID, Channel: run.Channel},
+		flow.Cancel{Now: time.Now().UTC(), Reason: reason})
 }

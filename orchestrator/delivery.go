@@ -94,24 +94,14 @@ func (o *Orchestrator) handleDelivery(ctx context.Context, m bus.Message) error 
 	if d.Code != "" {
 		reason = d.Code + ": " + reason
 	}
-	st, err := decodeState(run)
-	if err != nil {
-		return o.failRun(ctx, run, err.Error())
-	}
-	if st.AwaitingWindow {
-		// The initial template did not reach the contact: the flow never
-		// started, so the interpreter has nothing to fail.
-		return o.failRun(ctx, run, "initial message could not be delivered: "+reason)
-	}
-	contact, err := o.store.GetContact(ctx, run.BotID, run.ContactID)
-	if err != nil {
-		return err
-	}
 	seq := d.Seq
 	if seq == 0 {
 		seq = msg.Seq
 	}
-	return o.advanceFrom(ctx, run, contact, st, flow.DeliveryFailed{Now: time.Now().UTC(), Seq: seq, Reason: reason})
+	// A failure carries no message and sets no attribute: the run's contact
+	// is not read.
+	return o.advance(ctx, run, store.Contact{ID: run.ContactID, BotID: run.BotID, Channel: run.Channel},
+		flow.DeliveryFailed{Now: time.Now().UTC(), Seq: seq, Reason: reason})
 }
 
 // deliveredMessage finds the message a status is about: by Flowgate's id

@@ -44,7 +44,8 @@ func (o *Orchestrator) handleInbound(ctx context.Context, m bus.Message) error {
 		}
 		st, err := decodeState(run)
 		if err != nil {
-			return o.failRun(ctx, run, err.Error())
+			st, ev := corrupt(run, err, nil)
+			return o.advanceFrom(ctx, run, contact, st, ev)
 		}
 		if !st.rememberReply(in.ProviderMessageID) {
 			return nil // a provider's retry of a reply already applied
@@ -52,10 +53,9 @@ func (o *Orchestrator) handleInbound(ctx context.Context, m bus.Message) error {
 		now := time.Now().UTC()
 		var ev flow.Event
 		switch {
-		case st.AwaitingWindow:
+		case st.Flow.Status == flow.StatusWaiting && st.Flow.WaitingFor == flow.WaitWindow:
 			// The contact answered the initial template: the window is
 			// open, the flow starts now and may send free-form messages.
-			st.AwaitingWindow = false
 			ev = flow.Start{
 				Now: now, RunID: run.ID, Data: run.Data,
 				Contact: flow.Contact{ID: contact.ID, Name: contact.Name, ExternalID: contact.ExternalID,

@@ -2,46 +2,32 @@ package orchestrator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/flowgate/flowgate/orchestrator/flow"
-	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
 )
-
-// firstSlice is a new run's first step, computed for a whole batch and
-// performed in bulk.
-type firstSlice struct {
-	run     store.Run // as stored (status created), then settled
-	contact store.Contact
-	sl      slice
-	prev    string
-}
 
 // launchBatch starts the runs of a fan-out batch together: what launching
 // them one by one would do, in a few bulk operations instead of a few per
 // run.
 //
-//  1. (No "created" status event: a run's first change stands for it.)
+//  1. (No "created" status event: a run's first change stands for it, and
+//     webhook delivery sends "created" first.)
 //  2. Cancel the contacts' other waiting runs on the same channel (one
 //     query for the batch; a newer trigger takes over the conversation).
 //  3. Run the interpreter for each run until it waits or ends (flow http
-//     steps and hand-overs are performed inline, runs in parallel), and
-//     store the attributes the flows set.
-//  4. Record every message (one InsertMessages), publish every bundle and
-//     every status change (one PublishAll).
-//  5. Store every run's new state (one UpdateRuns, version-checked).
+//     steps and hand-overs are performed inline, runs in parallel).
+//  4. Commit the batch (commit): attributes, messages, publishes, runs.
 //
-// Effects go out before the state is stored, with deterministic ids, as
-// in advance: after a crash the batch is redone, the runs still in status
-// created replay the same effects (JetStream drops the copies, the channel
-// worker skips messages already sent), and runs already started are left
-// alone. A run that changed meanwhile (a cancel) loses its version check
-// and keeps what it became.
+// After a crash the batch is redone: the runs still in status created
+// replay the same effects (JetStream drops the copies, the channel worker
+// skips messages already sent), and runs already started are left alone.
+// A run that changed meanwhile (a cancel) loses its version check and
+// keeps what it became.
 //
 // created == nil is the fresh path: the runs are not stored yet, and no
 // attempt came before (the trigger was stored by this one), so none of
@@ -52,140 +38,67 @@ type firstSlice struct {
 func (o *Orchestrator) launchBatch(ctx context.Context, t events.Trigger, runs []store.Run, contacts []store.Contact, created []bool) error {
 	now := time.Now().UTC()
 	fresh := created == nil
-	batch := make([]firstSlice, 0, len(runs))
+	batch := make([]pending, 0, len(runs))
 	for i := range runs {
 		if !fresh && created[i] {
 			runsStarted.WithLabelValues(t.Source).Inc()
 			runsByLane.WithLabelValues(t.BotID, LaneOf(t)).Inc()
 		}
 		if runs[i].Status == store.RunCreated { // else: started by an earlier attempt
-			batch = append(batch, firstSlice{run: runs[i], contact: contacts[i]})
+			batch = append(batch, pending{run: runs[i], contact: contacts[i]})
 		}
 	}
 	if len(batch) == 0 {
 		return nil
 	}
-	// No "created" status is published: each run's first change (version
-	// 1, from created) stands for it, and webhook delivery sends "created"
-	// first (one publish per run fewer).
 	if err := o.supersedeBatch(ctx, t.BotID, batch); err != nil {
 		return err
 	}
 	if err := o.firstSlices(ctx, t, batch, now); err != nil {
 		return err
 	}
-
-	var recs []store.Message
-	evs := make([]bus.Outgoing, 0, len(batch))
-	lane := LaneOf(t)
-	queued := 0
-	for i := range batch {
-		b := &batch[i]
-		if len(b.sl.sends) == 0 {
-			continue
-		}
-		var err error
-		if recs, err = messageRecords(recs, b.run, b.contact, b.sl.sends, lane, now); err != nil {
-			return err
-		}
-		ev, err := outboundEvent(b.run, b.contact, b.sl.sends, lane)
-		if err != nil {
-			return err
-		}
-		evs = append(evs, bus.Outgoing{Subject: events.OutboundSubject(b.run.Channel, b.run.BotID, lane), Event: ev})
-		queued += len(b.sl.sends)
-	}
-	if err := o.store.InsertMessages(ctx, recs); err != nil {
-		return err
-	}
-	// The bundles and the status changes go out in one PublishAll: each
-	// run's own events are on different streams, so their order between
-	// each other does not matter; only that both precede the stored state.
-	settled := make([]store.Run, len(batch))
-	publishStatus := o.wantsStatus(ctx, t.BotID)
-	for i := range batch {
-		b := &batch[i]
-		prev, err := settle(&b.run, &b.sl, time.Now().UTC())
-		if err != nil {
-			return err
-		}
-		b.prev = prev
-		settled[i] = b.run
-		if b.run.Status != prev && !publishStatus {
-			statusEventsSkipped.Inc()
-		}
-		if b.run.Status != prev && publishStatus {
-			ev, err := statusEvent(b.run, prev, b.sl.state.StatusSeq)
-			if err != nil {
-				return err
-			}
-			evs = append(evs, bus.Outgoing{Subject: events.RunStatusSubject(b.run.BotID), Event: ev})
-		}
-	}
-	if err := o.bus.PublishAll(ctx, evs); err != nil {
-		return err
-	}
-	for _, b := range batch {
-		if len(b.sl.sends) > 0 {
-			messagesQueued.WithLabelValues(b.run.Channel).Add(float64(len(b.sl.sends)))
-			laneQueued.WithLabelValues(b.run.Channel, lane).Add(float64(len(b.sl.sends)))
-		}
-		if o.hooks != nil && o.hooks.AfterPublish != nil {
-			if err := o.hooks.AfterPublish(b.run.ID); err != nil {
-				return err
-			}
-		}
-	}
-	lost, err := o.storeFirstStates(ctx, t, settled, fresh)
-	if err != nil {
-		return err
-	}
-	for i, b := range batch {
-		if !lost[i] && b.run.Status != b.prev {
-			runsByStatus.WithLabelValues(b.run.Status).Inc()
-		}
-	}
-	return nil
+	_, err := o.commit(ctx, batch, func(ctx context.Context, settled []store.Run) (map[int]bool, error) {
+		return o.storeFirstStates(ctx, t, settled, fresh)
+	})
+	return err
 }
 
-// storeFirstStates stores the runs' states after their first slice: an
-// insert on the fresh path, a version-checked update otherwise. It returns
-// the runs that were not written because they had changed (or, fresh, had
-// come to exist) meanwhile.
+// storeFirstStates is the runWriter of a batch's first steps: an insert on
+// the fresh path (counting the runs started), a version-checked update
+// otherwise.
 func (o *Orchestrator) storeFirstStates(ctx context.Context, t events.Trigger, settled []store.Run, fresh bool) (map[int]bool, error) {
+	if !fresh {
+		lost, err := o.updateRuns(ctx, settled)
+		o.logLost(settled, lost)
+		return lost, err
+	}
+	_, created, err := o.store.CreateRuns(ctx, settled)
+	if err != nil {
+		return nil, err
+	}
 	lost := map[int]bool{}
-	if fresh {
-		_, created, err := o.store.CreateRuns(ctx, settled)
-		if err != nil {
-			return nil, err
-		}
-		for i, c := range created {
-			if c {
-				runsStarted.WithLabelValues(t.Source).Inc()
-				runsByLane.WithLabelValues(t.BotID, LaneOf(t)).Inc()
-			} else {
-				lost[i] = true
-			}
-		}
-	} else {
-		conflicts, err := o.store.UpdateRuns(ctx, settled)
-		if err != nil {
-			return nil, err
-		}
-		for _, i := range conflicts {
+	for i, c := range created {
+		if c {
+			runsStarted.WithLabelValues(t.Source).Inc()
+			runsByLane.WithLabelValues(t.BotID, LaneOf(t)).Inc()
+		} else {
 			lost[i] = true
 		}
 	}
+	o.logLost(settled, lost)
+	return lost, nil
+}
+
+func (o *Orchestrator) logLost(settled []store.Run, lost map[int]bool) {
 	for i := range lost {
 		o.log.Debug("run changed while it started", "bot", settled[i].BotID, "run", settled[i].ID)
 	}
-	return lost, nil
 }
 
 // supersedeBatch cancels the waiting runs of the batch's contacts on the
 // contact's channel: the user can answer only one question at a time, and
 // the newest trigger is what the caller wants asked.
-func (o *Orchestrator) supersedeBatch(ctx context.Context, botID string, batch []firstSlice) error {
+func (o *Orchestrator) supersedeBatch(ctx context.Context, botID string, batch []pending) error {
 	ids := make([]string, len(batch))
 	byContact := make(map[string]int, len(batch))
 	for i, b := range batch {
@@ -209,9 +122,15 @@ func (o *Orchestrator) supersedeBatch(ctx context.Context, botID string, batch [
 }
 
 // firstSlices computes each run's first slice, in parallel (a flow's http
-// steps wait on the network), and stores the attributes the flows set. A
-// run whose flow cannot run fails, with the reason.
-func (o *Orchestrator) firstSlices(ctx context.Context, t events.Trigger, batch []firstSlice, now time.Time) error {
+// steps wait on the network). A run whose flow cannot run fails, with the
+// reason.
+func (o *Orchestrator) firstSlices(ctx context.Context, t events.Trigger, batch []pending, now time.Time) error {
+	if len(batch) == 1 { // a dispatch: no goroutine to start
+		if err := o.firstSlice(ctx, t, &batch[0], now); err != nil {
+			return fmt.Errorf("start run %s: %w", batch[0].run.ID, err)
+		}
+		return nil
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -229,7 +148,7 @@ func (o *Orchestrator) firstSlices(ctx context.Context, t events.Trigger, batch 
 			break
 		}
 		wg.Add(1)
-		go func(b *firstSlice) {
+		go func(b *pending) {
 			defer func() { <-sem; wg.Done() }()
 			if err := o.firstSlice(ctx, t, b, now); err != nil {
 				mu.Lock()
@@ -248,45 +167,24 @@ func (o *Orchestrator) firstSlices(ctx context.Context, t events.Trigger, batch 
 	return ctx.Err()
 }
 
-func (o *Orchestrator) firstSlice(ctx context.Context, t events.Trigger, b *firstSlice, now time.Time) error {
-	if needsInitialMessage(t, b.contact, now) {
-		// The initial template opens the WhatsApp window; the flow starts
-		// when the contact replies (handleInbound).
-		b.sl = slice{state: runState{AwaitingWindow: true, Lane: LaneOf(t)}, sends: []events.OutboundMessage{{
-			ID: MessageID(b.run.ID, initialMessageSeq), Seq: initialMessageSeq, Step: "initial_message", Content: *t.InitialMessage,
-		}}}
-		return nil
-	}
-	def, _, err := o.definition(ctx, b.run.BotID, b.run.FlowID, b.run.FlowVersion)
-	if errors.Is(err, store.ErrNotFound) {
-		b.sl = failedSlice(err.Error())
-		return nil
-	}
-	if err != nil {
-		return err
-	}
+// firstSlice applies the run's Start. A contact outside the channel's reply
+// window (WhatsApp: 24 hours) gets the trigger's initial template first,
+// and the flow starts when the contact replies (handleInbound).
+func (o *Orchestrator) firstSlice(ctx context.Context, t events.Trigger, b *pending, now time.Time) error {
 	start := flow.Start{
 		Now: now, RunID: b.run.ID, Data: t.Data,
 		Contact: flow.Contact{ID: b.contact.ID, Name: b.contact.Name, ExternalID: b.contact.ExternalID,
 			Channel: b.contact.Channel, Attributes: b.contact.Attributes, LastRequest: contactLastRequest(t, b.contact)},
 	}
-	sl, err := o.apply(ctx, &b.run, def, runState{Lane: LaneOf(t)}, start)
+	if needsInitialMessage(t, b.contact, now) {
+		start.OpenWindow = t.InitialMessage
+	}
+	sl, err := o.next(ctx, &b.run, runState{Lane: LaneOf(t)}, start)
 	if err != nil {
-		o.log.Warn("run failed", "bot", b.run.BotID, "run", b.run.ID, "reason", err.Error())
-		b.sl = failedSlice(err.Error())
-		return nil
+		return err
 	}
-	if len(sl.attrs) > 0 {
-		if err := o.storeAttributes(ctx, b.contact, sl.attrs, now); err != nil {
-			return err
-		}
-	}
+	// The first messages answer no user: they go in the trigger's lane.
+	sl.lane = LaneOf(t)
 	b.sl = sl
 	return nil
-}
-
-// failedSlice is the slice of a run that fails before its flow could do
-// anything.
-func failedSlice(reason string) slice {
-	return slice{state: runState{Flow: flow.State{Status: flow.StatusFailed, Error: reason}}}
 }

@@ -106,19 +106,6 @@ type Deps struct {
 	// Resolver resolves the host names of flow `http` steps (default
 	// net.DefaultResolver).
 	Resolver *net.Resolver
-	// Hooks are test seams for crash tests; nil in production.
-	Hooks *Hooks
-}
-
-// Hooks let tests stop the orchestrator at precise points.
-type Hooks struct {
-	// AfterPublish runs after a run's outbound messages were published and
-	// before the run's new state is stored. Returning an error aborts the
-	// handler there, as a crash would.
-	AfterPublish func(runID string) error
-	// AfterBatch runs after a broadcast checkpointed a batch (batch counts
-	// from 1). Returning an error aborts the fan-out there, as a crash would.
-	AfterBatch func(triggerID string, batch int) error
 }
 
 // Orchestrator drives flow runs.
@@ -128,7 +115,6 @@ type Orchestrator struct {
 	bus   Bus
 	log   *slog.Logger
 	http  *http.Client
-	hooks *Hooks
 
 	counters *counterBatcher
 	subs     subscribed
@@ -151,8 +137,8 @@ func New(cfg Config, d Deps) (*Orchestrator, error) {
 		d.HTTPClient = newHTTPClient(egress.Policy{AllowPrivate: cfg.HTTPAllowPrivate, Resolver: d.Resolver})
 	}
 	return &Orchestrator{cfg: cfg, store: d.Store, bus: d.Bus, log: d.Logger, http: d.HTTPClient,
-		hooks: d.Hooks, counters: newCounterBatcher(d.Store.IncrTriggerCounters),
-		defs: map[string]*flow.Definition{}, latest: map[string]latestVersion{}}, nil
+		counters: newCounterBatcher(d.Store.IncrTriggerCounters),
+		defs:     map[string]*flow.Definition{}, latest: map[string]latestVersion{}}, nil
 }
 
 // Run consumes triggers, replies and delivery results and fires timers

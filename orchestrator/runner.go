@@ -24,9 +24,10 @@ type runState struct {
 	// Replies are the provider ids of the last inbound messages applied, so
 	// a provider's retry of a reply days later is not applied twice.
 	Replies []string `json:"replies,omitempty"`
-	// AwaitingWindow: the run sent the trigger's initial template to a
-	// WhatsApp contact outside the 24-hour window and starts the flow when
-	// the contact replies.
+	// AwaitingWindow is how runs stored before the WhatsApp window moved
+	// into the interpreter's state (flow.WaitWindow) said that they wait
+	// for it; decodeState turns it into that state, and it is never
+	// written again.
 	AwaitingWindow bool `json:"awaiting_window,omitempty"`
 	// StatusSeq numbers the run's status changes (0 = created). It names
 	// each status event, so a slice replayed after a crash or a version
@@ -62,6 +63,10 @@ func decodeState(r store.Run) (runState, error) {
 	}
 	if err := json.Unmarshal(r.State, &st); err != nil {
 		return st, fmt.Errorf("run %s: corrupt state: %w", r.ID, err)
+	}
+	if st.AwaitingWindow {
+		st.AwaitingWindow = false
+		st.Flow.RunID, st.Flow.Status, st.Flow.WaitingFor = r.ID, flow.StatusWaiting, flow.WaitWindow
 	}
 	return st, nil
 }
@@ -134,21 +139,27 @@ type slice struct {
 	waitUntil *time.Time
 }
 
-// advance applies ev to run and performs the effects: outbound messages are
-// recorded and published, attributes stored on the contact, the run's new
-// state stored with a version check, and the status change published.
-//
-// Effects are published before the state is stored, with deterministic ids:
-// if the process dies in between, the redelivered event replays the same
-// slice, JetStream drops the duplicate publish and the channel worker skips
-// messages it already sent. A version conflict means another event moved
-// the run first: the caller retries with the fresh run.
+// advance applies ev to run and commits the outcome (commit). A version
+// conflict means another event moved the run first: the handler is retried
+// and reads the fresh run.
 func (o *Orchestrator) advance(ctx context.Context, run store.Run, contact store.Contact, ev flow.Event) error {
 	st, err := decodeState(run)
 	if err != nil {
-		return o.failRun(ctx, run, err.Error())
+		st, ev = corrupt(run, err, ev)
 	}
 	return o.advanceFrom(ctx, run, contact, st, ev)
+}
+
+// corrupt is the state and event that end a run whose stored state no
+// longer decodes: a cancel still cancels it, anything else fails it. A
+// corrupt state has no status sequence: the run's version is unique
+// enough.
+func corrupt(run store.Run, err error, ev flow.Event) (runState, flow.Event) {
+	st := runState{StatusSeq: run.Version}
+	if c, ok := ev.(flow.Cancel); ok {
+		return st, c
+	}
+	return st, flow.Fail{Now: time.Now().UTC(), Reason: err.Error()}
 }
 
 // advanceFrom is advance with the run's decoded state.
@@ -156,31 +167,21 @@ func (o *Orchestrator) advanceFrom(ctx context.Context, run store.Run, contact s
 	if store.RunFinal(run.Status) && !failsCompleted(run, ev) {
 		return nil
 	}
-	if st.AwaitingWindow {
-		// The initial template waits for a reply: the flow has not started,
-		// so the interpreter has nothing to cancel (a newer trigger
-		// superseding this run) or expire.
-		switch e := ev.(type) {
-		case flow.Cancel:
-			return o.endRun(ctx, run, store.RunCancelled, e.Reason)
-		case flow.Expire:
-			return o.endRun(ctx, run, store.RunExpired, e.Reason)
-		}
+	if !flow.Accepts(st.Flow, ev) {
+		return nil // a stale timer, a late reply: nothing changes
 	}
-	def, _, err := o.definition(ctx, run.BotID, run.FlowID, run.FlowVersion)
+	sl, err := o.next(ctx, &run, st, ev)
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return o.failRun(ctx, run, err.Error())
-		}
 		return err
 	}
-	lane := sendLane(st, ev)
-	sl, err := o.apply(ctx, &run, def, st, ev)
+	lost, err := o.commit(ctx, []pending{{run: run, contact: contact, sl: sl}}, o.updateRuns)
 	if err != nil {
-		return o.failRun(ctx, run, err.Error())
+		return err
 	}
-	sl.lane = lane
-	return o.commit(ctx, run, contact, sl)
+	if len(lost) > 0 {
+		return bus.RetryAfter(store.ErrVersionConflict, 50*time.Millisecond)
+	}
+	return nil
 }
 
 // failsCompleted reports whether ev is a delivery failure of a run that
@@ -193,6 +194,40 @@ func failsCompleted(run store.Run, ev flow.Event) bool {
 	return failed && run.Status == store.RunCompleted
 }
 
+// brokenRun is why a run cannot go on — its flow is gone, the interpreter
+// refused the event, the flow loops through http steps — as opposed to a
+// store or bus failure, which is retried.
+type brokenRun struct{ error }
+
+// next computes what applying ev to run does, with the run's flow
+// definition (apply). A run that cannot go on fails, through the
+// interpreter too (flow.Fail): every status change is flow.Apply's.
+func (o *Orchestrator) next(ctx context.Context, run *store.Run, st runState, ev flow.Event) (slice, error) {
+	lane := sendLane(st, ev)
+	def, _, err := o.definition(ctx, run.BotID, run.FlowID, run.FlowVersion)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		def = nil // the interrupts need none
+		if flow.NeedsDefinition(ev) {
+			ev = flow.Fail{Now: time.Now().UTC(), Reason: err.Error()}
+		}
+	case err != nil:
+		return slice{}, err
+	}
+	flowID, version := run.FlowID, run.FlowVersion
+	sl, err := o.apply(ctx, run, def, st, ev)
+	if broken := (brokenRun{}); errors.As(err, &broken) {
+		o.log.Warn("run failed", "bot", run.BotID, "run", run.ID, "reason", broken.Error())
+		run.FlowID, run.FlowVersion = flowID, version
+		sl, err = o.apply(ctx, run, nil, st, flow.Fail{Now: time.Now().UTC(), Reason: broken.Error()})
+	}
+	if err != nil {
+		return slice{}, err
+	}
+	sl.lane = lane
+	return sl, nil
+}
+
 // apply runs the interpreter until it waits or ends, performing HTTP calls
 // and flow hand-overs inline.
 func (o *Orchestrator) apply(ctx context.Context, run *store.Run, def *flow.Definition, st runState, ev flow.Event) (slice, error) {
@@ -200,11 +235,11 @@ func (o *Orchestrator) apply(ctx context.Context, run *store.Run, def *flow.Defi
 	fs := st.Flow
 	for hops := 0; ; hops++ {
 		if hops > 64 {
-			return sl, errors.New("too many http calls or flow hand-overs in one step")
+			return sl, brokenRun{errors.New("too many http calls or flow hand-overs in one step")}
 		}
 		next, effects, err := flow.Apply(def, fs, ev)
 		if err != nil {
-			return sl, err
+			return sl, brokenRun{err}
 		}
 		fs = next
 		ev = nil
@@ -228,6 +263,9 @@ func (o *Orchestrator) apply(ctx context.Context, run *store.Run, def *flow.Defi
 				ev = res
 			case flow.GotoFlow:
 				d, v, err := o.definition(ctx, run.BotID, e.FlowID, 0)
+				if errors.Is(err, store.ErrNotFound) {
+					return sl, brokenRun{err}
+				}
 				if err != nil {
 					return sl, err
 				}
@@ -249,40 +287,6 @@ func (o *Orchestrator) apply(ctx context.Context, run *store.Run, def *flow.Defi
 		sl.waitUntil = &at
 	}
 	return sl, nil
-}
-
-// commit performs a slice's effects and stores the run.
-func (o *Orchestrator) commit(ctx context.Context, run store.Run, contact store.Contact, sl slice) error {
-	now := time.Now().UTC()
-	if len(sl.attrs) > 0 {
-		if err := o.storeAttributes(ctx, contact, sl.attrs, now); err != nil {
-			return err
-		}
-	}
-	if len(sl.sends) > 0 {
-		if err := o.publishSends(ctx, run, contact, sl.sends, sl.lane); err != nil {
-			return err
-		}
-	}
-	if o.hooks != nil && o.hooks.AfterPublish != nil {
-		if err := o.hooks.AfterPublish(run.ID); err != nil {
-			return err
-		}
-	}
-	prev, err := settle(&run, &sl, now)
-	if err != nil {
-		return err
-	}
-	return o.storeRun(ctx, run, prev, sl.state.StatusSeq)
-}
-
-// storeAttributes records the attributes a flow set on its contact.
-func (o *Orchestrator) storeAttributes(ctx context.Context, contact store.Contact, attrs map[string]any, now time.Time) error {
-	_, _, err := o.store.UpsertContact(ctx, store.ContactUpsert{
-		BotID: contact.BotID, Channel: contact.Channel, ExternalID: contact.ExternalID,
-		Attributes: attrs, Now: now,
-	})
-	return err
 }
 
 // settle gives run the outcome of sl: its state, status, error and wait.
@@ -309,32 +313,7 @@ func settle(run *store.Run, sl *slice, now time.Time) (prev string, err error) {
 	return prev, nil
 }
 
-// storeRun writes run (version-checked) and publishes the status change
-// numbered seq. The status event is published first, with an id naming seq,
-// so that a crash between the two cannot lose it and a replay cannot
-// duplicate it.
-func (o *Orchestrator) storeRun(ctx context.Context, run store.Run, prev string, seq int64) error {
-	if run.Status != prev {
-		if err := o.publishStatus(ctx, run, prev, seq); err != nil {
-			return err
-		}
-	}
-	if _, err := o.store.UpdateRun(ctx, run); err != nil {
-		if errors.Is(err, store.ErrVersionConflict) {
-			return bus.RetryAfter(err, 50*time.Millisecond)
-		}
-		return err
-	}
-	if run.Status != prev {
-		runsByStatus.WithLabelValues(run.Status).Inc()
-	}
-	return nil
-}
-
 func runStatus(st runState) string {
-	if st.AwaitingWindow {
-		return store.RunWaiting
-	}
 	switch st.Flow.Status {
 	case flow.StatusWaiting:
 		return store.RunWaiting
@@ -348,27 +327,6 @@ func runStatus(st runState) string {
 		return store.RunExpired
 	}
 	return store.RunRunning
-}
-
-// publishSends records the messages and publishes them as one ordered bundle.
-func (o *Orchestrator) publishSends(ctx context.Context, run store.Run, contact store.Contact, sends []events.OutboundMessage, lane string) error {
-	recs, err := messageRecords(nil, run, contact, sends, lane, time.Now().UTC())
-	if err != nil {
-		return err
-	}
-	if err := o.store.InsertMessages(ctx, recs); err != nil {
-		return err
-	}
-	ev, err := outboundEvent(run, contact, sends, lane)
-	if err != nil {
-		return err
-	}
-	if _, err := o.bus.Publish(ctx, events.OutboundSubject(run.Channel, run.BotID, lane), ev); err != nil {
-		return err
-	}
-	messagesQueued.WithLabelValues(run.Channel).Add(float64(len(sends)))
-	laneQueued.WithLabelValues(run.Channel, lane).Add(float64(len(sends)))
-	return nil
 }
 
 // messageRecords appends the store records of a run's messages to recs.
@@ -402,21 +360,6 @@ func outboundEvent(run store.Run, contact store.Contact, sends []events.Outbound
 	return ev, nil
 }
 
-// publishStatus publishes a run's status change; seq is its number among
-// the run's status changes (0 for created), so receivers can order them.
-func (o *Orchestrator) publishStatus(ctx context.Context, run store.Run, prev string, seq int64) error {
-	if !o.wantsStatus(ctx, run.BotID) {
-		statusEventsSkipped.Inc()
-		return nil
-	}
-	ev, err := statusEvent(run, prev, seq)
-	if err != nil {
-		return err
-	}
-	_, err = o.bus.Publish(ctx, events.RunStatusSubject(run.BotID), ev)
-	return err
-}
-
 // statusEvent is a run's status change number seq; its id names the
 // number, so a replay is dropped by JetStream.
 func statusEvent(run store.Run, prev string, seq int64) (cloudevents.Event, error) {
@@ -430,27 +373,6 @@ func statusEvent(run store.Run, prev string, seq int64) (cloudevents.Event, erro
 		return ev, bus.Permanent(err)
 	}
 	return ev, nil
-}
-
-// failRun ends a run that cannot go on (its flow is gone or broken).
-func (o *Orchestrator) failRun(ctx context.Context, run store.Run, reason string) error {
-	if store.RunFinal(run.Status) {
-		return nil
-	}
-	o.log.Warn("run failed", "bot", run.BotID, "run", run.ID, "reason", reason)
-	prev := run.Status
-	seq := run.Version + 1 // a corrupt state has no sequence: the version is unique enough
-	if st, err := decodeState(run); err == nil {
-		st.StatusSeq++
-		if raw, err := json.Marshal(st); err == nil {
-			run.State, seq = raw, st.StatusSeq
-		}
-	}
-	run.Status = store.RunFailed
-	run.Error = reason
-	run.WaitUntil = nil
-	run.UpdatedAt = time.Now().UTC()
-	return o.storeRun(ctx, run, prev, seq)
 }
 
 // rememberReply records an applied inbound message id; it reports false if

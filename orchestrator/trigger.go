@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/flowgate/flowgate/orchestrator/flow"
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/provider"
@@ -92,7 +93,7 @@ func contactLastRequest(t events.Trigger, c store.Contact) map[string]any {
 
 // initialMessageSeq is the sequence of the initial template; the flow's
 // own messages start at 1.
-const initialMessageSeq = 0
+const initialMessageSeq = flow.InitialMessageSeq
 
 // needsInitialMessage reports whether the run must open the contact's
 // reply window (WhatsApp: 24 hours, the channel's provider declares it)

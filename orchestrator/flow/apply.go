@@ -29,32 +29,37 @@ const httpGrace = 30 * time.Second
 // Problems caused by the flow or its data end the run with status failed
 // and State.Error set; Apply returns an error only when the call itself is
 // wrong (ErrNotParsed, ErrAlreadyStarted, ErrNotStarted, ErrUnknownEvent).
+//
+// The interrupts — Cancel, Expire, Fail and DeliveryFailed — need no
+// definition (def may be nil: the runner applies them to runs whose flow
+// is gone) and end a run that has not started too.
 func Apply(def *Definition, st State, ev Event) (State, []Effect, error) {
-	if def == nil || def.index == nil {
-		return st, nil, ErrNotParsed
-	}
 	if ev == nil {
 		return st, nil, ErrUnknownEvent
 	}
+	if _, ok := eventName(ev); !ok {
+		return st, nil, ErrUnknownEvent
+	}
+	if (def == nil && NeedsDefinition(ev)) || (def != nil && def.index == nil) {
+		return st, nil, ErrNotParsed
+	}
 	if start, ok := ev.(Start); ok {
-		if !startable(st.Status) {
+		if !startable(st) {
 			return st, nil, ErrAlreadyStarted
 		}
 		if start.RunID == "" {
 			start.RunID = st.RunID // the runner may have put it in the state
 		}
 		r := newRun(def, State{}, start.Now)
-		r.start(start)
+		if start.OpenWindow != nil {
+			r.openWindow(start)
+		} else {
+			r.start(start)
+		}
 		return r.done()
 	}
-	if startable(st.Status) {
-		if _, ok := eventName(ev); !ok {
-			return st, nil, ErrUnknownEvent
-		}
+	if fresh(st.Status) && NeedsDefinition(ev) {
 		return st, nil, ErrNotStarted
-	}
-	if _, ok := eventName(ev); !ok {
-		return st, nil, ErrUnknownEvent
 	}
 	if !Accepts(st, ev) {
 		return st, nil, nil
@@ -71,7 +76,10 @@ func Apply(def *Definition, st State, ev Event) (State, []Effect, error) {
 		r.flowCompleted(e)
 	case DeliveryFailed:
 		reason := "message could not be delivered"
-		if e.Seq > 0 {
+		switch {
+		case st.WaitingFor == WaitWindow:
+			reason = "initial message could not be delivered"
+		case e.Seq > 0:
 			reason = fmt.Sprintf("message %d could not be delivered", e.Seq)
 		}
 		if e.Reason != "" {
@@ -82,27 +90,42 @@ func Apply(def *Definition, st State, ev Event) (State, []Effect, error) {
 		r.interrupt(StatusCancelled, "cancelled", orDefault(e.Reason, "cancelled"))
 	case Expire:
 		r.interrupt(StatusExpired, "expired", orDefault(e.Reason, "expired"))
+	case Fail:
+		r.interrupt(StatusFailed, "failed", orDefault(e.Reason, "failed"))
 	}
 	return r.done()
+}
+
+// NeedsDefinition reports whether applying ev needs the run's flow
+// definition: every event but the interrupts (Cancel, Expire, Fail,
+// DeliveryFailed), which end a run wherever it is.
+func NeedsDefinition(ev Event) bool {
+	switch ev.(type) {
+	case Cancel, Expire, Fail, DeliveryFailed:
+		return false
+	}
+	return true
 }
 
 // Accepts reports whether Apply would act on ev in state st; when it is
 // false Apply returns st unchanged, and the runner need not store anything.
 func Accepts(st State, ev Event) bool {
 	if _, ok := ev.(Start); ok {
-		return startable(st.Status)
+		return startable(st)
 	}
-	if startable(st.Status) {
-		return false
-	}
-	switch e := ev.(type) {
+	switch ev.(type) {
 	case DeliveryFailed:
 		// Messages are delivered after the Apply that sent them, so a short
 		// flow has usually completed by the time a failure is reported: a
 		// failed message fails a completed run too.
 		return !st.Status.Terminal() || st.Status == StatusCompleted
-	case Cancel, Expire:
+	case Cancel, Expire, Fail:
 		return !st.Status.Terminal()
+	}
+	if fresh(st.Status) {
+		return false
+	}
+	switch e := ev.(type) {
 	case Reply:
 		return st.Status == StatusWaiting && st.WaitingFor == WaitReply
 	case TimerFired:
@@ -116,8 +139,15 @@ func Accepts(st State, ev Event) bool {
 	return false
 }
 
-func startable(s Status) bool {
+// fresh reports whether a state with status s has not started.
+func fresh(s Status) bool {
 	return s == "" || s == StatusCreated || s == StatusQueued
+}
+
+// startable reports whether Start applies to st: a run that has not
+// started, or one that waits for its contact to open the reply window.
+func startable(st State) bool {
+	return fresh(st.Status) || (st.Status == StatusWaiting && st.WaitingFor == WaitWindow)
 }
 
 func eventName(ev Event) (string, bool) {
@@ -138,6 +168,8 @@ func eventName(ev Event) (string, bool) {
 		return "cancel", true
 	case Expire:
 		return "expire", true
+	case Fail:
+		return "fail", true
 	}
 	return "", false
 }
@@ -195,6 +227,25 @@ func (r *run) start(e Start) {
 	}
 	r.execFrom(r.def.Steps[0].ID)
 }
+
+// openWindow sends the template that opens the contact's reply window and
+// waits for the contact: the flow starts with the next Start.
+func (r *run) openWindow(e Start) {
+	r.st.RunID = e.RunID
+	r.st.Contact = Contact{ID: e.Contact.ID, Name: e.Contact.Name, ExternalID: e.Contact.ExternalID, Channel: e.Contact.Channel}
+	r.st.StartedAt = r.now
+	r.st.Status = StatusWaiting
+	r.st.WaitingFor = WaitWindow
+	r.effects = append(r.effects, Send{Seq: InitialMessageSeq, Step: InitialMessageStep, Content: *e.OpenWindow})
+}
+
+// InitialMessageSeq and InitialMessageStep are the sequence number and step
+// name of the template Start.OpenWindow sends; the flow's own messages
+// start at 1.
+const (
+	InitialMessageSeq  = 0
+	InitialMessageStep = "initial_message"
+)
 
 // execFrom runs steps from id until the run waits or ends.
 func (r *run) execFrom(id string) {
@@ -718,8 +769,10 @@ func (r *run) current() (*Step, bool) {
 
 // interrupt ends a run from outside (cancel, expire, delivery failure).
 func (r *run) interrupt(status Status, outcome, reason string) {
-	if i, ok := r.def.index[r.st.Cursor]; ok {
-		r.record(&r.def.Steps[i], outcome)
+	if r.def != nil {
+		if i, ok := r.def.index[r.st.Cursor]; ok {
+			r.record(&r.def.Steps[i], outcome)
+		}
 	}
 	r.finish(status, reason)
 }

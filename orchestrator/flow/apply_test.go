@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/testclock"
 )
 
@@ -30,6 +31,9 @@ var (
 	john       = Contact{ID: "c1", Name: "John Doe", ExternalID: "+15550001", Channel: "whatsapp"}
 	registered = []string{"What is your name?", "What is your age?"}
 	retryAge   = "Please answer with a number, e.g. 30."
+
+	openingTemplate = events.Content{Type: events.ContentTemplate,
+		Template: &events.Template{Name: "job_offer", Language: "en", BodyParams: []string{"driver"}}}
 )
 
 func scenarios() []scenario {
@@ -105,6 +109,47 @@ func scenarios() []scenario {
 			start:  Start{Contact: Contact{Name: "Jo"}, Data: map[string]any{"referralCode": ""}},
 			sends:  []string{"Welcome Jo! 🎉", "You've signed up for the  plan."},
 			status: StatusCompleted,
+		},
+
+		// The WhatsApp reply window (Recrubo's initialMessage): a contact
+		// outside it gets the template first; the flow starts when they answer.
+		{
+			name: "window: template, then the flow starts on the answer", flow: "register.yaml",
+			start: Start{Contact: john, Data: map[string]any{"job": "driver"}, OpenWindow: &openingTemplate},
+			events: []Event{
+				Reply{Now: at(1), Text: "hello"}, // the runner turns the answer into a Start
+				Start{Now: at(2), Contact: john, Data: map[string]any{"job": "driver"}},
+				Reply{Now: at(3), Text: "Anna"},
+			},
+			sends:  []string{"template job_offer/en(driver)", "What is your name?", "What is your age?"},
+			status: StatusWaiting, waiting: WaitReply, cursor: "ask_age",
+			check: func(t *testing.T, c *conversation) {
+				if s := c.effects[0].(Send); s.Seq != InitialMessageSeq || s.Step != InitialMessageStep {
+					t.Errorf("initial message %+v", s)
+				}
+				if s := c.effects[1].(Send); s.Seq != 1 {
+					t.Errorf("the flow's first message has seq %d, want 1", s.Seq)
+				}
+			},
+		},
+		{
+			name: "window: cancelled before the contact answers", flow: "register.yaml",
+			start:  Start{Contact: john, OpenWindow: &openingTemplate},
+			events: []Event{TimerFired{Now: at(time.Hour)}, Cancel{Now: at(2 * time.Hour), Reason: "superseded by run r2"}},
+			sends:  []string{"template job_offer/en(driver)"},
+			status: StatusCancelled, err: "superseded by run r2",
+		},
+		{
+			name: "window: the template could not be delivered", flow: "register.yaml",
+			start:  Start{Contact: john, OpenWindow: &openingTemplate},
+			events: []Event{DeliveryFailed{Now: at(1), Seq: 0, Reason: "131047: re-engagement message"}},
+			sends:  []string{"template job_offer/en(driver)"},
+			status: StatusFailed, err: "initial message could not be delivered: 131047: re-engagement message",
+		},
+		{
+			name: "fail: the runner gives up on a waiting run", flow: "register.yaml", start: Start{Contact: john},
+			events: []Event{Fail{Now: at(1), Reason: "flow register v1 was deleted"}, Reply{Now: at(2), Text: "Anna"}},
+			sends:  registered[:1], status: StatusFailed, cursor: "ask_name", err: "flow register v1 was deleted",
 		},
 
 		// VIP branch (Engati decision node) from trigger data or attributes.
@@ -624,6 +669,23 @@ func TestApplyCallerErrors(t *testing.T) {
 	}
 	if _, _, err := Apply(def, State{}, Reply{}); !errors.Is(err, ErrNotStarted) {
 		t.Errorf("reply before start: %v", err)
+	}
+	// The interrupts need no definition and end a run that never started.
+	for _, ev := range []Event{Cancel{Now: t0}, Expire{Now: t0}, Fail{Now: t0, Reason: "flow gone"}, DeliveryFailed{Now: t0}} {
+		st, effs, err := Apply(nil, State{Status: StatusCreated}, ev)
+		if err != nil || !st.Status.Terminal() || len(effs) != 0 || st.EndedAt != t0 {
+			t.Errorf("%T on a created run without definition: %v %+v %v", ev, err, st, effs)
+		}
+	}
+	if _, _, err := Apply(nil, State{Status: StatusWaiting}, Reply{}); !errors.Is(err, ErrNotParsed) {
+		t.Errorf("reply without definition: %v", err)
+	}
+	waiting, _, err := Apply(def, State{}, Start{Now: t0, OpenWindow: &openingTemplate})
+	if err != nil || waiting.Status != StatusWaiting || waiting.WaitingFor != WaitWindow {
+		t.Fatalf("start with a window to open: %v %+v", err, waiting)
+	}
+	if Accepts(waiting, Reply{Text: "hi"}) || Accepts(waiting, TimerFired{Now: t0.Add(time.Hour)}) {
+		t.Errorf("a run waiting for the window accepts a reply or a timer")
 	}
 	if _, _, err := Apply(def, State{}, nil); !errors.Is(err, ErrUnknownEvent) {
 		t.Errorf("nil event: %v", err)

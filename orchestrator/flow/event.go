@@ -3,11 +3,13 @@ package flow
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/flowgate/flowgate/shared/events"
 )
 
 // Event is something that happened to a run: one of Start, Reply,
-// TimerFired, HTTPResult, FlowCompleted, DeliveryFailed, Cancel, Expire
-// (passed by value). Every event carries Now, the runner's clock when it
+// TimerFired, HTTPResult, FlowCompleted, DeliveryFailed, Cancel, Expire,
+// Fail (passed by value). Every event carries Now, the runner's clock when it
 // applied the event: the interpreter never reads a clock itself.
 type Event interface {
 	at() time.Time
@@ -26,6 +28,12 @@ type Start struct {
 	Vars          map[string]any
 	NextSeq       int
 	StepsExecuted int
+	// OpenWindow, when set, is a template that must open the contact's
+	// reply window (WhatsApp's 24 hours) before the flow may speak: the run
+	// sends it as message 0 and waits for the contact (WaitWindow). The
+	// runner applies Start again, without OpenWindow, when the contact
+	// answers; only then does the flow's first step run.
+	OpenWindow *events.Content
 }
 
 // Reply is the contact's answer to an ask.
@@ -80,6 +88,15 @@ type Expire struct {
 	Reason string
 }
 
+// Fail ends a run the runner cannot go on with: its flow was deleted, its
+// stored state no longer decodes, or the interpreter refused an event.
+// Like Cancel and Expire it needs no definition and ends a run that has
+// not started.
+type Fail struct {
+	Now    time.Time
+	Reason string
+}
+
 func (e Start) at() time.Time          { return e.Now }
 func (e Reply) at() time.Time          { return e.Now }
 func (e TimerFired) at() time.Time     { return e.Now }
@@ -88,3 +105,4 @@ func (e FlowCompleted) at() time.Time  { return e.Now }
 func (e DeliveryFailed) at() time.Time { return e.Now }
 func (e Cancel) at() time.Time         { return e.Now }
 func (e Expire) at() time.Time         { return e.Now }
+func (e Fail) at() time.Time           { return e.Now }

@@ -41,6 +41,9 @@ const (
 	WaitTimer          WaitKind = "timer"           // a wait step: TimerFired
 	WaitHTTP           WaitKind = "http"            // an http step: HTTPResult
 	WaitFlowCompletion WaitKind = "flow_completion" // a WhatsApp Flow: FlowCompleted
+	// WaitWindow: the run sent the template that opens the contact's reply
+	// window (Start.OpenWindow); the flow starts with the next Start.
+	WaitWindow WaitKind = "window"
 )
 
 // MaxHistory bounds State.History: older entries are dropped first, so a

@@ -99,8 +99,6 @@ type Config struct {
 	// means standard error when it is a terminal, and nowhere otherwise.
 	// The key never goes to Logger: structured logs are collected and kept.
 	Terminal io.Writer
-	// OrchestratorHooks are test seams (crash injection).
-	OrchestratorHooks *orchestrator.Hooks
 	// WrapStore, when set, wraps the store of `flowgate dev` below the
 	// metrics decorator (a test seam: fault injection).
 	WrapStore func(store.Store) store.Store
@@ -248,7 +246,7 @@ func RunOrchestrator(ctx context.Context, cfg Config, st store.Store, b *bus.Bus
 			return orchestrator.Run(ctx, orchestrator.Config{HTTPAllowPrivate: cfg.HTTPAllowPrivate, RetryBackoff: cfg.RetryBackoff,
 				QueueSeconds: cfg.BroadcastQueue, FanOutBatch: cfg.FanOutBatch,
 				SubscriptionTTL: cfg.Webhooks.SubscriptionTTL, AlwaysPublishStatus: cfg.PublishAllRunStatus},
-				orchestrator.Deps{Store: st, Bus: b, Logger: cfg.Logger.With("service", "orchestrator"), Hooks: cfg.OrchestratorHooks})
+				orchestrator.Deps{Store: st, Bus: b, Logger: cfg.Logger.With("service", "orchestrator")})
 		},
 		func(ctx context.Context) error {
 			return webhooks.Run(ctx, cfg.Webhooks, webhooks.Deps{Store: st, Bus: b, Logger: cfg.Logger.With("service", "webhooks")})

@@ -263,7 +263,7 @@ func TestBroadcastSurvivesSIGKILL(t *testing.T) {
 // TestContactsImportCommand runs the import client against an in-process
 // Flowgate: format from the extension, progress on stderr, errors named.
 func TestContactsImportCommand(t *testing.T) {
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	// Stop's error is not this test's subject (a stop right after start can
 	// catch the channel workers still setting up).
 	defer func() { _ = d.Stop() }()
@@ -312,7 +312,7 @@ func TestContactsImportCommand(t *testing.T) {
 // an in-process Flowgate: contacts imported as CSV, a filtered trigger
 // whose counters show the skips with reasons, and a cancel mid-broadcast.
 func TestBroadcastFilterAndCancelAPI(t *testing.T) {
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { _ = d.Stop() }()
 	key := setupAcme(c)
 	const n = 20_000

@@ -87,7 +87,7 @@ func runStatus(t *testing.T, d *app.Dev, bot, id string) store.Run {
 func TestRecruboOutsideWindowOverWhatsApp(t *testing.T) {
 	wa := wadouble.New(wadouble.WithWindowEnforcement())
 	defer wa.Close()
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := waBot(c, wa, "recruit")
 	c.must("PUT", "/v1/bots/recruit/flows/eb3c92e9-2548-4e4c-95d5-adfb94270c3f", key,
@@ -159,7 +159,7 @@ func TestRecruboOutsideWindowOverWhatsApp(t *testing.T) {
 func TestWhatsAppFlowLaunchByTemplate(t *testing.T) {
 	wa := wadouble.New(wadouble.WithWindowEnforcement())
 	defer wa.Close()
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := waBot(c, wa, "school")
 	c.must("PUT", "/v1/bots/school/flows/signup", key, `{"steps":[
@@ -212,7 +212,7 @@ func TestWhatsAppFlowLaunchByTemplate(t *testing.T) {
 func TestWhatsAppDeliveryFailuresFailTheRun(t *testing.T) {
 	wa := wadouble.New()
 	defer wa.Close()
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := waBot(c, wa, "shop")
 	c.must("PUT", "/v1/bots/shop/flows/promo", key, `{"steps":[
@@ -329,7 +329,7 @@ func TestTelegramWorkerPollsUpdates(t *testing.T) {
 func TestAwaitingWindowRunIsSuperseded(t *testing.T) {
 	wa := wadouble.New(wadouble.WithWindowEnforcement())
 	defer wa.Close()
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := waBot(c, wa, "recruit")
 	c.must("PUT", "/v1/bots/recruit/flows/f", key, `{"steps":[{"id":"q","type":"ask","text":"Still looking?","attribute":"a"}]}`, 200)

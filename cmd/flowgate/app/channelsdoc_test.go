@@ -15,7 +15,7 @@ func TestChannelsDocBotExample(t *testing.T) {
 	require.NoError(t, err)
 	blocks := regexp.MustCompile("(?s)```json\n(.*?)```").FindAllStringSubmatch(string(raw), -1)
 	require.Len(t, blocks, 1, "docs/channels.md's examples changed: test the new ones")
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	out := c.must("POST", "/v1/bots", admin, blocks[0][1], 201)
 	require.NotEmpty(t, out["api_key"])

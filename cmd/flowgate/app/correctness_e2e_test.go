@@ -44,7 +44,7 @@ func TestEveryoneAndFilterWithoutChannelUseDefaultChannel(t *testing.T) {
 	tg := tgdouble.Start(t, tgdouble.WithUnlimited())
 	const token = "123456:ABC-DEF"
 	tg.AddBot(token)
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := createBot(c, "mixed", map[string]any{"default_channel": "sandbox",
 		"telegram": map[string]any{"bot_token": token, "webhook_secret": "s3cret", "api_base": tg.URL}})
@@ -236,7 +236,7 @@ func (s *syncBuffer) Reset() {
 // request that carries data replaces it ({} included), one that carries
 // none leaves it.
 func TestLastRequestInFlowsAndOneRule(t *testing.T) {
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := createBot(c, "lr", nil)
 	c.must("PUT", "/v1/bots/lr/flows/plan", key, `{"steps":[

@@ -3,21 +3,18 @@ package app_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
-	"github.com/flowgate/flowgate/orchestrator"
 	"github.com/flowgate/flowgate/shared/apitest"
 	"github.com/flowgate/flowgate/shared/store/mongo/ferret"
 )
@@ -93,8 +90,8 @@ const welcomeFlow = `{
   ]
 }`
 
-func startDev(t *testing.T, dir string, hooks *orchestrator.Hooks) (*app.Dev, client) {
-	return startDevWith(t, app.Config{DataDir: dir, OrchestratorHooks: hooks})
+func startDev(t *testing.T, dir string) (*app.Dev, client) {
+	return startDevWith(t, app.Config{DataDir: dir})
 }
 
 func startDevWith(t *testing.T, cfg app.Config) (*app.Dev, client) {
@@ -147,7 +144,7 @@ func texts(ms []sandboxMsg) []string {
 }
 
 func TestDispatchEndToEnd(t *testing.T) {
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	dispatchEndToEnd(t, d, c)
 }
@@ -198,7 +195,7 @@ func dispatchEndToEnd(t *testing.T, d *app.Dev, c client) {
 }
 
 func TestDispatchIdempotencyKey(t *testing.T) {
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := setupAcme(c)
 	first := c.must("POST", "/v1/bots/acme/dispatch/WELCOME_NEW_USER", key, seedPayload, 202, "Idempotency-Key", "order-42")
@@ -213,34 +210,4 @@ func TestDispatchIdempotencyKey(t *testing.T) {
 	runs := c.must("GET", "/v1/bots/acme/runs", key, "", 200)["runs"].([]any)
 	require.Len(t, runs, 1, "one run for one idempotency key")
 	require.Len(t, c.sandbox("acme", key, "1234567890"), 3)
-}
-
-// TestRestartMidFlow stops the orchestrator after it published a run's
-// messages but before it stored the run's new state — the worst moment for
-// a crash — then starts Flowgate again on the same data: the run completes
-// and no message is sent twice.
-func TestRestartMidFlow(t *testing.T) {
-	dir := t.TempDir()
-	var crashed atomic.Bool
-	hooks := &orchestrator.Hooks{AfterPublish: func(string) error {
-		crashed.Store(true)
-		return errors.New("simulated crash after publish")
-	}}
-	d, c := startDev(t, dir, hooks)
-	key := setupAcme(c)
-	resp := c.must("POST", "/v1/bots/acme/dispatch/WELCOME_NEW_USER", key, seedPayload, 202)
-	require.Eventually(t, crashed.Load, 10*time.Second, 5*time.Millisecond)
-	require.NoError(t, d.Stop())
-
-	d, c = startDev(t, dir, nil)
-	defer func() { require.NoError(t, d.Stop()) }()
-	require.Eventually(t, func() bool {
-		runs := c.must("GET", "/v1/bots/acme/runs?trigger="+resp["trigger_id"].(string), key, "", 200)["runs"].([]any)
-		return len(runs) == 1 && runs[0].(map[string]any)["status"] == "completed"
-	}, 30*time.Second, 50*time.Millisecond)
-	// A bundle a stopping worker held is redelivered after the consumer's
-	// AckWait at worst: allow for it on a loaded machine.
-	require.Eventually(t, func() bool { return len(c.sandbox("acme", key, "1234567890")) >= 3 }, 75*time.Second, 20*time.Millisecond)
-	time.Sleep(300 * time.Millisecond)
-	require.Equal(t, seedMessages, texts(c.sandbox("acme", key, "1234567890")), "each message exactly once")
 }

@@ -10,7 +10,7 @@ import (
 // TestRegisterFlowConversation is the BuilderBot seed's REGISTER_FLOW: ask
 // the name, ask the age (re-asked until it is a number), thank.
 func TestRegisterFlowConversation(t *testing.T) {
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := createBot(c, "reg", nil)
 	c.must("PUT", "/v1/bots/reg/flows/register", key, `{"steps":[
@@ -47,7 +47,7 @@ func TestRegisterFlowConversation(t *testing.T) {
 // TestVIPBranchFromTriggerData routes on an attribute passed in the
 // trigger, as Engati's decision node does.
 func TestVIPBranchFromTriggerData(t *testing.T) {
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := createBot(c, "vip", nil)
 	c.must("PUT", "/v1/bots/vip/flows/route", key, `{"steps":[
@@ -68,7 +68,7 @@ func TestVIPBranchFromTriggerData(t *testing.T) {
 // stops continues after it starts again on the same data.
 func TestWaitSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
-	d, c := startDev(t, dir, nil)
+	d, c := startDev(t, dir)
 	key := createBot(c, "w", nil)
 	c.must("PUT", "/v1/bots/w/flows/later", key, `{"steps":[
 	  {"id":"first","type":"send","text":"See you in a moment"},
@@ -79,7 +79,7 @@ func TestWaitSurvivesRestart(t *testing.T) {
 	require.NoError(t, d.Stop())
 	time.Sleep(2500 * time.Millisecond) // the timer falls due while nothing runs
 
-	d, c = startDev(t, dir, nil)
+	d, c = startDev(t, dir)
 	defer func() { require.NoError(t, d.Stop()) }()
 	require.Eventually(t, func() bool { return len(c.sandbox("w", key, "u1")) == 2 }, 10*time.Second, 20*time.Millisecond)
 	require.Equal(t, []string{"See you in a moment", "Here I am again"}, texts(c.sandbox("w", key, "u1")))
@@ -87,7 +87,7 @@ func TestWaitSurvivesRestart(t *testing.T) {
 
 // TestCancelMidWait cancels a run waiting for a reply: the reply no longer resumes it.
 func TestCancelMidWait(t *testing.T) {
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := createBot(c, "cx", nil)
 	c.must("PUT", "/v1/bots/cx/flows/q", key, `{"steps":[
@@ -119,7 +119,7 @@ func TestCancelMidWait(t *testing.T) {
 // time; a newer trigger's run cancels the contact's run still waiting on the
 // same channel (reason "superseded"), and the next reply goes to the new run.
 func TestNewerTriggerSupersedesWaitingRun(t *testing.T) {
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := createBot(c, "sup", nil)
 	c.must("PUT", "/v1/bots/sup/flows/survey", key, `{"steps":[

@@ -25,7 +25,7 @@ import (
 func TestLaneRuleOnEveryAPI(t *testing.T) {
 	wa := wadouble.New()
 	defer wa.Close()
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := createBot(c, "lanes", map[string]any{
 		"whatsapp": map[string]any{"phone_number_id": "1077", "access_token": wadouble.DefaultToken, "app_secret": "app-secret",

@@ -23,7 +23,7 @@ import (
 func TestRotatedWhatsAppTokenUsedWithoutRestart(t *testing.T) {
 	wa := wadouble.New()
 	defer wa.Close()
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := waBot(c, wa, "shop")
 	c.must("PUT", "/v1/bots/shop/flows/hi", key, `{"steps":[{"id":"t","type":"template","template":"hello","language":"en"}]}`, 200)
@@ -94,7 +94,7 @@ func TestDeleteContactsDuringBroadcast(t *testing.T) {
 
 func deleteDuringBroadcast(t *testing.T) {
 	dir := t.TempDir()
-	d, c := startDev(t, dir, nil)
+	d, c := startDev(t, dir)
 	defer func() { _ = d.Stop() }()
 	key := setupAcme(c)
 	const n = 3000

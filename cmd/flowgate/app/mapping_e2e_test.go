@@ -35,7 +35,7 @@ func providerSignature(body string) string {
 }
 
 func TestSeedPaymentReceivedFromProviderWebhook(t *testing.T) {
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := createBot(c, "shop", map[string]any{})
 	c.must("PUT", "/v1/bots/shop/flows/payment", key, paymentFlow, 200)

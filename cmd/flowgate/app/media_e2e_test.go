@@ -51,7 +51,7 @@ func samplesFlow(image string) string {
 func TestSeedBuilderBotSamplesWithUploadedImage(t *testing.T) {
 	wa := wadouble.New()
 	defer wa.Close()
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := waBot(c, wa, "samples")
 

@@ -30,7 +30,7 @@ func TestSeedBotmother(t *testing.T) {
 	tg := tgdouble.Start(t, tgdouble.WithUnlimited())
 	const token = "123456:ABC-DEF"
 	tg.AddBot(token)
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := createBot(c, "bm", map[string]any{"telegram": map[string]any{"bot_token": token, "webhook_secret": "s3cret", "api_base": tg.URL}})
 	c.must("PUT", "/v1/bots/bm/flows/screen", key, `{"steps":[{"id":"s","type":"send","text":"Your order has shipped"}]}`, 200)
@@ -84,7 +84,7 @@ func TestSeedEngati(t *testing.T) {
 	rcs := rcsdouble.Start(t)
 	saKey, err := rcs.NewServiceAccountKey("flowgate-agent")
 	require.NoError(t, err)
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := createBot(c, "eng", map[string]any{
 		"whatsapp": map[string]any{"phone_number_id": "1055", "access_token": wadouble.DefaultToken, "app_secret": "app-secret",
@@ -183,7 +183,7 @@ func TestSeedEngati(t *testing.T) {
 // checks the JSON:API answers (the WhatsApp conversation itself is covered
 // by the channel tests; here the thread is on the sandbox channel too).
 func TestSeedRecruboAPI(t *testing.T) {
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := createBot(c, "rec", nil)
 	c.must("PUT", "/v1/bots/rec/flows/eb3c92e9-2548-4e4c-95d5-adfb94270c3f", key,
@@ -292,7 +292,7 @@ func TestSeedRecruboAPI(t *testing.T) {
 // TestCloudEventsSDKSender sends with the CloudEvents Go SDK's HTTP client
 // in binary and structured mode.
 func TestCloudEventsSDKSender(t *testing.T) {
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	key := setupAcme(c)
 	for i, mode := range []string{"binary", "structured"} {

@@ -31,7 +31,7 @@ const (
 )
 
 func TestDurableWritesPerDispatchedRun(t *testing.T) {
-	d, c := startDev(t, t.TempDir(), nil)
+	d, c := startDev(t, t.TempDir())
 	defer func() { require.NoError(t, d.Stop()) }()
 	resp := c.must("POST", "/v1/bots", admin, `{"id":"cost","name":"Cost"}`, 201)
 	key := resp["api_key"].(string)

@@ -1,0 +1,123 @@
+package orchestrator
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+// The orchestrator's crash tests wrap its Bus and Store in these
+// decorators, which fail (or act) at precise points as a crash there
+// would: the orchestrator has no test seam of its own.
+
+// faultyBus is a Bus whose afterPublish runs once a batch of events is on
+// its streams: an error it returns is the publisher's, as if the process
+// had died right after the publish.
+type faultyBus struct {
+	Bus
+	afterPublish func(evs []bus.Outgoing) error
+}
+
+func (b *faultyBus) PublishAll(ctx context.Context, evs []bus.Outgoing) error {
+	if err := b.Bus.PublishAll(ctx, evs); err != nil {
+		return err
+	}
+	if b.afterPublish != nil {
+		return b.afterPublish(evs)
+	}
+	return nil
+}
+
+// eachPublishedRun calls f for the run of every message bundle in evs, in
+// order, and stops at its first error: a test's "crash after the n-th run
+// published its messages".
+func eachPublishedRun(f func(runID string) error) func(evs []bus.Outgoing) error {
+	return func(evs []bus.Outgoing) error {
+		for _, o := range evs {
+			id, ok := strings.CutPrefix(o.Event.ID(), "out:")
+			if !ok {
+				continue
+			}
+			runID := id[:strings.LastIndexByte(id, ':')] // "out:" + MessageID
+			if err := f(runID); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// faultyStore is a Store whose hooks run around its writes. before[name]
+// runs before the write of that name (an error fails it, nothing
+// written); afterUpdateTrigger runs after a trigger update succeeded (an
+// error is returned as the update's, as a crash right after it).
+type faultyStore struct {
+	Store
+	mu                 sync.Mutex
+	before             map[string]func() error
+	calls              []string
+	afterUpdateTrigger func(store.Trigger) error
+}
+
+// record notes a write and runs its before hook.
+func (s *faultyStore) record(name string) error {
+	s.mu.Lock()
+	s.calls = append(s.calls, name)
+	f := s.before[name]
+	s.mu.Unlock()
+	if f != nil {
+		return f()
+	}
+	return nil
+}
+
+// writes returns the writes made so far, in order, and forgets them.
+func (s *faultyStore) writes() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.calls
+	s.calls = nil
+	return out
+}
+
+func (s *faultyStore) UpdateTrigger(ctx context.Context, t store.Trigger) (store.Trigger, error) {
+	if err := s.record("UpdateTrigger"); err != nil {
+		return store.Trigger{}, err
+	}
+	u, err := s.Store.UpdateTrigger(ctx, t)
+	if err == nil && s.afterUpdateTrigger != nil {
+		err = s.afterUpdateTrigger(u)
+	}
+	return u, err
+}
+
+func (s *faultyStore) UpsertContacts(ctx context.Context, us []store.ContactUpsert) ([]store.Contact, error) {
+	if err := s.record("UpsertContacts"); err != nil {
+		return nil, err
+	}
+	return s.Store.UpsertContacts(ctx, us)
+}
+
+func (s *faultyStore) InsertMessages(ctx context.Context, ms []store.Message) error {
+	if err := s.record("InsertMessages"); err != nil {
+		return err
+	}
+	return s.Store.InsertMessages(ctx, ms)
+}
+
+func (s *faultyStore) CreateRuns(ctx context.Context, rs []store.Run) ([]store.Run, []bool, error) {
+	if err := s.record("CreateRuns"); err != nil {
+		return nil, nil, err
+	}
+	return s.Store.CreateRuns(ctx, rs)
+}
+
+func (s *faultyStore) UpdateRuns(ctx context.Context, rs []store.Run) ([]int, error) {
+	if err := s.record("UpdateRuns"); err != nil {
+		return nil, err
+	}
+	return s.Store.UpdateRuns(ctx, rs)
+}

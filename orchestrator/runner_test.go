@@ -1,0 +1,364 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/flowgate/flowgate/orchestrator/flow"
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/bus/bustest"
+	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/store"
+	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
+)
+
+// The runner's unit tests: the handlers called directly, as the consumer
+// would call them (and call them again on a redelivery), on a real SQLite
+// store and an embedded NATS server wrapped in the failing decorators of
+// faults_test.go.
+
+const unitBot = "unit"
+
+// askFlow asks a name (stored as an attribute) and thanks by name.
+const askFlow = `{"steps":[
+	{"id":"ask_name","type":"ask","text":"What is your name?","attribute":"name"},
+	{"id":"thanks","type":"send","text":"Thanks {{ name }}"}]}`
+
+type unit struct {
+	t     *testing.T
+	ctx   context.Context
+	raw   store.Store
+	bus   *bus.Bus
+	store *faultyStore
+	o     *Orchestrator
+}
+
+func newUnit(t *testing.T) *unit {
+	t.Helper()
+	ctx := context.Background()
+	_, b := bustest.Bus(t, bus.Config{Source: "/test"})
+	st := sqlitetest.Open(t)
+	require.NoError(t, st.CreateBot(ctx, store.Bot{ID: unitBot, Name: "Unit"}))
+	_, err := st.PutFlow(ctx, store.Flow{BotID: unitBot, ID: "ask", Definition: []byte(askFlow)})
+	require.NoError(t, err)
+	u := &unit{t: t, ctx: ctx, raw: st, bus: b, store: &faultyStore{Store: st, before: map[string]func() error{}}}
+	fb := &faultyBus{Bus: b, afterPublish: func(evs []bus.Outgoing) error {
+		return u.store.record(fmt.Sprintf("PublishAll(%d)", len(evs)))
+	}}
+	// Every status change is published, so that the tests see them.
+	u.o, err = New(Config{AlwaysPublishStatus: true}, Deps{Store: u.store, Bus: fb,
+		Logger: slog.New(slog.NewTextHandler(testLogOut(), nil))})
+	require.NoError(t, err)
+	return u
+}
+
+// failOnce makes the next write named name fail (before it is made).
+func (u *unit) failOnce(name string) {
+	u.store.mu.Lock()
+	defer u.store.mu.Unlock()
+	u.store.before[name] = func() error { // called with the lock released
+		u.store.mu.Lock()
+		delete(u.store.before, name)
+		u.store.mu.Unlock()
+		return errors.New("injected failure of " + name)
+	}
+}
+
+func (u *unit) message(id, typ string, data any) bus.Message {
+	u.t.Helper()
+	ev, err := bus.NewEvent(id, typ, "subject", data)
+	require.NoError(u.t, err)
+	return bus.Message{Event: ev, Delivered: 1}
+}
+
+// dispatch starts the ask flow for one user and returns the run.
+func (u *unit) dispatch(user string, initial *events.Content) store.Run {
+	u.t.Helper()
+	trig := events.Trigger{ID: "t-" + user, BotID: unitBot, FlowID: "ask", Channel: events.ChannelSandbox,
+		Source: "native", Audience: events.Audience{Users: []string{user}}, InitialMessage: initial}
+	require.NoError(u.t, u.o.handleTrigger(u.ctx, u.message(trig.ID, events.TypeTriggerAccepted, trig)))
+	return u.run(RunID(trig.ID, u.contact(user).ID))
+}
+
+func (u *unit) contact(user string) store.Contact {
+	u.t.Helper()
+	c, err := u.raw.GetContactByExternalID(u.ctx, unitBot, events.ChannelSandbox, user)
+	require.NoError(u.t, err)
+	return c
+}
+
+func (u *unit) run(id string) store.Run {
+	u.t.Helper()
+	r, err := u.raw.GetRun(u.ctx, unitBot, id)
+	require.NoError(u.t, err)
+	return r
+}
+
+func (u *unit) reply(user, id, text string) bus.Message {
+	return u.message(id, events.TypeInbound, events.Inbound{BotID: unitBot, Channel: events.ChannelSandbox,
+		From: user, ProviderMessageID: id, Text: text, ReceivedAt: time.Now().UTC()})
+}
+
+// streamIDs returns the ids of the events a stream holds, in order.
+func (u *unit) streamIDs(stream string) []string {
+	u.t.Helper()
+	s, err := u.bus.JetStream().Stream(u.ctx, stream)
+	require.NoError(u.t, err)
+	info, err := s.Info(u.ctx)
+	require.NoError(u.t, err)
+	var ids []string
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(u.ctx, seq)
+		require.NoError(u.t, err)
+		ids = append(ids, m.Header.Get("Nats-Msg-Id"))
+	}
+	return ids
+}
+
+func (u *unit) messages(runID string) []store.Message {
+	u.t.Helper()
+	var out []store.Message
+	for seq := 0; seq < 10; seq++ {
+		m, err := u.raw.GetMessage(u.ctx, unitBot, MessageID(runID, seq))
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		require.NoError(u.t, err)
+		out = append(out, m)
+	}
+	return out
+}
+
+// Every kind of step commits its effects in the same order: attributes,
+// messages, one publish of the bundles and status changes, then the runs.
+func TestCommitOrder(t *testing.T) {
+	u := newUnit(t)
+	run := u.dispatch("ann", nil)
+	// The audience's contact upsert, the first step's commit (no
+	// attributes), the trigger's checkpoint.
+	require.Equal(t, []string{"UpsertContacts", "InsertMessages", "PublishAll(2)", "CreateRuns", "UpdateTrigger"}, u.store.writes())
+	require.Equal(t, store.RunWaiting, run.Status)
+
+	require.NoError(t, u.o.handleInbound(u.ctx, u.reply("ann", "in-1", "Ann")))
+	require.Equal(t, []string{"UpsertContacts", "InsertMessages", "PublishAll(2)", "UpdateRuns"}, u.store.writes(),
+		"a reply: the name attribute, the thanks message, its bundle and the completed status, the run")
+	require.Equal(t, store.RunCompleted, u.run(run.ID).Status)
+	require.Equal(t, "Ann", u.contact("ann").Attributes["name"])
+
+	// A delivery failure of the completed run's message fails it: a status
+	// change and nothing else.
+	require.NoError(t, u.o.handleDelivery(u.ctx, u.message("d-1", events.TypeDelivery, events.Delivery{BotID: unitBot,
+		Channel: events.ChannelSandbox, MessageID: MessageID(run.ID, 2), RunID: run.ID, Status: events.StatusFailed,
+		Reason: "blocked", At: time.Now().UTC()})))
+	w := u.store.writes()
+	require.Equal(t, []string{"PublishAll(1)", "UpdateRuns"}, w[len(w)-2:])
+	failed := u.run(run.ID)
+	require.Equal(t, store.RunFailed, failed.Status)
+	require.Equal(t, "message 2 could not be delivered: blocked", failed.Error)
+
+	// A cancel of a waiting run.
+	other := u.dispatch("bob", nil)
+	u.store.writes()
+	require.NoError(t, u.o.handleControl(u.ctx, u.message("c-1", events.TypeRunCommand,
+		events.RunCommand{BotID: unitBot, RunID: other.ID, Command: "cancel", Reason: "by the operator"})))
+	require.Equal(t, []string{"PublishAll(1)", "UpdateRuns"}, u.store.writes())
+	cancelled := u.run(other.ID)
+	require.Equal(t, store.RunCancelled, cancelled.Status)
+	require.Equal(t, "by the operator", cancelled.Error)
+}
+
+// A step that fails at any point of its commit, and is redelivered, ends
+// as if it had run once: one state change, each message recorded and
+// published once, each status change published once.
+func TestCommitFailureAnywhereThenRedelivery(t *testing.T) {
+	for _, at := range []string{"UpsertContacts", "InsertMessages", "PublishAll(2)", "UpdateRuns"} {
+		t.Run(at, func(t *testing.T) {
+			u := newUnit(t)
+			run := u.dispatch("ann", nil)
+			outBefore, statusBefore := len(u.streamIDs(bus.StreamOutbound)), len(u.streamIDs(bus.StreamRuns))
+			u.failOnce(at)
+			reply := u.reply("ann", "in-1", "Ann")
+			require.Error(t, u.o.handleInbound(u.ctx, reply), "the injected failure")
+			reply.Delivered = 2
+			require.NoError(t, u.o.handleInbound(u.ctx, reply), "the redelivery")
+			// And a provider's retry of the same reply changes nothing.
+			require.NoError(t, u.o.handleInbound(u.ctx, u.reply("ann", "in-1", "Ann")))
+
+			done := u.run(run.ID)
+			require.Equal(t, store.RunCompleted, done.Status)
+			require.Equal(t, int64(2), done.Version, "one write at the start, one for the reply")
+			msgs := u.messages(run.ID)
+			require.Len(t, msgs, 2)
+			require.Equal(t, 2, msgs[1].Seq)
+			out := u.streamIDs(bus.StreamOutbound)
+			require.Equal(t, []string{bus.MsgID("out:" + MessageID(run.ID, 2))}, out[outBefore:], "the thanks bundle, once")
+			status := u.streamIDs(bus.StreamRuns)
+			require.Equal(t, []string{bus.MsgID(fmt.Sprintf("run:%s:2:completed", run.ID))}, status[statusBefore:], "the completed status, once")
+		})
+	}
+}
+
+// A reply that finds its run moved by another event between its read and
+// its write (a cancel) loses the version check: the handler asks to be
+// retried, and the retry applies to the run as it now is.
+func TestCommitVersionConflict(t *testing.T) {
+	u := newUnit(t)
+	run := u.dispatch("ann", nil)
+	u.store.mu.Lock()
+	u.store.before["UpdateRuns"] = func() error {
+		u.store.mu.Lock()
+		delete(u.store.before, "UpdateRuns")
+		u.store.mu.Unlock()
+		// Another replica cancels the run meanwhile.
+		require.NoError(t, u.o.handleControl(u.ctx, u.message("c-1", events.TypeRunCommand,
+			events.RunCommand{BotID: unitBot, RunID: run.ID, Command: "cancel"})))
+		return nil
+	}
+	u.store.mu.Unlock()
+	reply := u.reply("ann", "in-1", "Ann")
+	err := u.o.handleInbound(u.ctx, reply)
+	require.ErrorIs(t, err, store.ErrVersionConflict)
+	var retry *bus.RetryAfterError
+	require.ErrorAs(t, err, &retry)
+	require.NoError(t, u.o.handleInbound(u.ctx, reply))
+	require.Equal(t, store.RunCancelled, u.run(run.ID).Status, "the cancel stands; the reply finds no waiting run")
+}
+
+// The WhatsApp window: a contact outside it gets the trigger's template,
+// the run waits for the window in the interpreter's state, and the flow
+// starts when the contact answers. Runs stored with the former
+// awaiting_window flag resume the same way.
+func TestWindowWaitIsInterpreterState(t *testing.T) {
+	u := newUnit(t)
+	template := &events.Content{Type: events.ContentTemplate, Template: &events.Template{Name: "hello", Language: "en"}}
+	// The sandbox channel has no reply window: a WhatsApp contact is needed.
+	trig := events.Trigger{ID: "t-wa", BotID: unitBot, FlowID: "ask", Channel: events.ChannelWhatsApp, Source: "recrubo",
+		Audience: events.Audience{Users: []string{"+15550001"}}, InitialMessage: template}
+	require.NoError(t, u.o.handleTrigger(u.ctx, u.message(trig.ID, events.TypeTriggerAccepted, trig)))
+	c, err := u.raw.GetContactByExternalID(u.ctx, unitBot, events.ChannelWhatsApp, "+15550001")
+	require.NoError(t, err)
+	run := u.run(RunID(trig.ID, c.ID))
+	require.Equal(t, store.RunWaiting, run.Status)
+	st, err := decodeState(run)
+	require.NoError(t, err)
+	require.Equal(t, flow.WaitWindow, st.Flow.WaitingFor)
+	msgs := u.messages(run.ID)
+	require.Len(t, msgs, 1)
+	require.Equal(t, 0, msgs[0].Seq)
+
+	inbound := func(id string) bus.Message {
+		return u.message(id, events.TypeInbound, events.Inbound{BotID: unitBot, Channel: events.ChannelWhatsApp,
+			From: "+15550001", ProviderMessageID: id, Text: "yes", ReceivedAt: time.Now().UTC()})
+	}
+	require.NoError(t, u.o.handleInbound(u.ctx, inbound("wa-1")))
+	started := u.run(run.ID)
+	st, err = decodeState(started)
+	require.NoError(t, err)
+	require.Equal(t, flow.WaitReply, st.Flow.WaitingFor, "the flow started and asks")
+	require.Len(t, u.messages(run.ID), 2)
+	require.Equal(t, events.LaneHigh, u.messages(run.ID)[1].Lane, "an answer to the user goes in the high lane")
+
+	// A run stored by an earlier version, waiting with the former flag.
+	legacy := store.Run{ID: "legacy", BotID: unitBot, TriggerID: "t-old", FlowID: "ask", FlowVersion: 1,
+		ContactID: c.ID, Channel: events.ChannelWhatsApp, Status: store.RunWaiting,
+		State:     json.RawMessage(`{"flow":{},"awaiting_window":true,"status_seq":1,"lane":"bulk"}`),
+		CreatedAt: time.Now().UTC(), UpdatedAt: time.Now().UTC()}
+	require.NoError(t, u.o.handleControl(u.ctx, u.message("c-1", events.TypeRunCommand,
+		events.RunCommand{BotID: unitBot, RunID: run.ID, Command: "cancel"})))
+	_, _, err = u.raw.CreateRuns(u.ctx, []store.Run{legacy})
+	require.NoError(t, err)
+	require.NoError(t, u.o.handleInbound(u.ctx, inbound("wa-2")))
+	resumed := u.run("legacy")
+	require.Equal(t, store.RunWaiting, resumed.Status)
+	st, err = decodeState(resumed)
+	require.NoError(t, err)
+	require.Equal(t, flow.WaitReply, st.Flow.WaitingFor, "the legacy run's flow started")
+	require.NotContains(t, string(resumed.State), "awaiting_window", "the former flag is not written again")
+	require.Len(t, u.messages("legacy"), 1)
+
+	// A template that could not be delivered fails the run that waits for it.
+	trig.ID, trig.Audience.Users = "t-wa2", []string{"+15550002"}
+	require.NoError(t, u.o.handleTrigger(u.ctx, u.message(trig.ID, events.TypeTriggerAccepted, trig)))
+	c2, err := u.raw.GetContactByExternalID(u.ctx, unitBot, events.ChannelWhatsApp, "+15550002")
+	require.NoError(t, err)
+	id := RunID(trig.ID, c2.ID)
+	require.NoError(t, u.o.handleDelivery(u.ctx, u.message("d-1", events.TypeDelivery, events.Delivery{BotID: unitBot,
+		Channel: events.ChannelWhatsApp, MessageID: MessageID(id, 0), RunID: id, Status: events.StatusFailed,
+		Code: "131047", Reason: "re-engagement message", At: time.Now().UTC()})))
+	failed := u.run(id)
+	require.Equal(t, store.RunFailed, failed.Status)
+	require.Equal(t, "initial message could not be delivered: 131047: re-engagement message", failed.Error)
+}
+
+// A run that cannot go on fails through the interpreter: its flow deleted,
+// or its stored state corrupt. A cancel of a run that never started (a
+// crash left it in status created) cancels it.
+func TestRunsThatCannotGoOn(t *testing.T) {
+	u := newUnit(t)
+	run := u.dispatch("ann", nil)
+	_, err := u.raw.GetFlow(u.ctx, unitBot, "ask", 0)
+	require.NoError(t, err)
+	require.NoError(t, u.raw.DeleteFlow(u.ctx, unitBot, "ask"))
+	u.o.defs = map[string]*flow.Definition{} // as a restarted process
+	require.NoError(t, u.o.handleInbound(u.ctx, u.reply("ann", "in-1", "Ann")))
+	gone := u.run(run.ID)
+	require.Equal(t, store.RunFailed, gone.Status)
+	require.Contains(t, gone.Error, "not found")
+	st, err := decodeState(gone)
+	require.NoError(t, err)
+	require.Equal(t, flow.StatusFailed, st.Flow.Status, "the interpreter's state says so too")
+
+	now := time.Now().UTC()
+	for _, r := range []store.Run{
+		{ID: "corrupt", State: json.RawMessage(`{"flow":5}`), Status: store.RunWaiting},
+		{ID: "created", Status: store.RunCreated},
+	} {
+		r.BotID, r.TriggerID, r.FlowID, r.FlowVersion, r.ContactID = unitBot, "t-"+r.ID, "ask", 1, gone.ContactID
+		r.Channel, r.CreatedAt, r.UpdatedAt = events.ChannelSandbox, now, now
+		_, _, err := u.raw.CreateRuns(u.ctx, []store.Run{r})
+		require.NoError(t, err)
+	}
+	require.NoError(t, u.o.handleInbound(u.ctx, u.reply("ann", "in-2", "Ann")))
+	corrupt := u.run("corrupt")
+	require.Equal(t, store.RunFailed, corrupt.Status)
+	require.Contains(t, corrupt.Error, "corrupt state")
+	require.NoError(t, u.o.handleControl(u.ctx, u.message("c-1", events.TypeRunCommand,
+		events.RunCommand{BotID: unitBot, RunID: "created", Command: "cancel"})))
+	require.Equal(t, store.RunCancelled, u.run("created").Status)
+}
+
+// TestCrashAfterPublishThenRestart stops the orchestrator after it
+// published a run's messages but before it stored the run — the worst
+// moment for a crash — and starts another on the same store and streams:
+// the run completes and its message is published once. (The channel
+// worker's side, a bundle redelivered after a send, is the channel
+// package's TestSandboxBundleIsDeliveredAndCountedOnce.)
+func TestCrashAfterPublishThenRestart(t *testing.T) {
+	var crashed atomic.Bool
+	crash := eachPublishedRun(func(string) error {
+		crashed.Store(true)
+		return errors.New("simulated crash after publish")
+	})
+	r := newRig(t, Config{}, func(st Store, b Bus) (Store, Bus) { return st, &faultyBus{Bus: b, afterPublish: crash} })
+	r.addContacts([]contactSpec{{channel: events.ChannelSandbox, id: "ann"}})
+	id := r.trigger(events.Trigger{Audience: events.Audience{Users: []string{"ann"}}})
+	require.Eventually(t, crashed.Load, 10*time.Second, 5*time.Millisecond)
+	require.Empty(t, r.runs(id), "the crash came before the run was stored")
+
+	r.restart(Config{}, nil)
+	require.Eventually(t, func() bool {
+		runs := r.runs(id)
+		return len(runs) == 1 && runs[0].Status == store.RunCompleted
+	}, 30*time.Second, 20*time.Millisecond)
+	bundles := r.bundles()
+	require.Len(t, bundles, 1, "the redone step's publish was a duplicate")
+	require.Equal(t, "Hi Nann", bundles[0].Messages[0].Content.Text)
+}
