@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	cloudevents "github.com/cloudevents/sdk-go/v2/event"
-
 	"github.com/flowgate/flowgate/orchestrator/flow"
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/egress"
@@ -86,7 +84,6 @@ func (c *Config) setDefaults() {
 
 // Bus is what the orchestrator needs of the message bus.
 type Bus interface {
-	Publish(ctx context.Context, subject string, e cloudevents.Event) (bus.PublishResult, error)
 	// PublishAll publishes a batch and waits for every acknowledgement.
 	PublishAll(ctx context.Context, evs []bus.Outgoing) error
 	Consume(ctx context.Context, spec bus.ConsumerSpec, h bus.Handler, o bus.ConsumeOptions) error

@@ -31,7 +31,6 @@ type Store interface {
 	// runs
 	CreateRuns(ctx context.Context, rs []store.Run) (runs []store.Run, created []bool, err error)
 	GetRun(ctx context.Context, botID, id string) (store.Run, error)
-	UpdateRun(ctx context.Context, r store.Run) (store.Run, error)
 	UpdateRuns(ctx context.Context, rs []store.Run) (conflicts []int, err error)
 	ListRuns(ctx context.Context, f store.RunFilter) (runs []store.Run, next string, err error)
 	WaitingRuns(ctx context.Context, botID string, contactIDs []string) ([]store.Run, error)

@@ -65,7 +65,11 @@ func (o *Orchestrator) handleTrigger(ctx context.Context, m bus.Message) error {
 	}
 	// A trigger stored just now has no runs yet: its batches take the
 	// fresh path (see launchBatch).
-	return o.fanOut(ctx, m, t, trig, fresh)
+	f, err := o.newFanOut(ctx, t, trig, fresh)
+	if err != nil {
+		return err
+	}
+	return f.run(ctx, m)
 }
 
 // lastRequest is what the contact's last_request becomes: the trigger's
