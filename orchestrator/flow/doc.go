@@ -12,7 +12,7 @@
 // event's Now field — so the same inputs always give the same outputs. The
 // orchestrator's runner loads a run's [State], applies an [Event] (start,
 // reply, timer, HTTP result, WhatsApp Flow completion, delivery failure,
-// cancel, expire), performs the returned [Effect] values (send a message,
+// cancel, expire, fail), performs the returned [Effect] values (send a message,
 // schedule a timer, call HTTP, persist contact attributes, hand over to
 // another flow) and stores the new state with a version check.
 //
