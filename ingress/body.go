@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/flowgate/flowgate/ingress/compat"
 	"github.com/gin-gonic/gin"
 )
 
@@ -63,4 +64,22 @@ func humanBytes(n int64) string {
 		return strconv.FormatInt(n>>10, 10) + " KiB"
 	}
 	return strconv.FormatInt(n, 10) + " bytes"
+}
+
+// parseBody reads the request body and parses it with parse, one of the
+// ingress/compat parsers; ok false means the request was refused (answered
+// with the reader's or the parser's error), the handlers' one rejection
+// idiom.
+func parseBody[T any](s *server, c *gin.Context, parse func(contentType string, body []byte) (T, *compat.Error)) (v T, ok bool) {
+	body, aerr := s.readBody(c)
+	if aerr != nil {
+		abort(c, aerr)
+		return v, false
+	}
+	v, perr := parse(c.GetHeader("Content-Type"), body)
+	if perr != nil {
+		abort(c, compatError(perr))
+		return v, false
+	}
+	return v, true
 }

@@ -32,14 +32,8 @@ type recruboWebhookAttributes struct {
 
 func (s *server) recruboCreateWebhook(c *gin.Context) {
 	bot := botOf(c)
-	body, aerr := s.readBody(c)
-	if aerr != nil {
-		abort(c, aerr)
-		return
-	}
-	w, perr := compat.ParseRecruboWebhook(c.GetHeader("Content-Type"), body)
-	if perr != nil {
-		abort(c, compatError(perr))
+	w, ok := parseBody(s, c, compat.ParseRecruboWebhook)
+	if !ok {
 		return
 	}
 	if aerr := s.checkWebhookURL(c.Request.Context(), w.URL); aerr != nil {

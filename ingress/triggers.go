@@ -111,14 +111,8 @@ func (s *server) queue(c *gin.Context, bot store.Bot, t events.Trigger) {
 // nativeTrigger is POST /v1/bots/{bot}/triggers.
 func (s *server) nativeTrigger(c *gin.Context) {
 	bot := botOf(c)
-	body, aerr := s.readBody(c)
-	if aerr != nil {
-		abort(c, aerr)
-		return
-	}
-	req, perr := compat.ParseNative(c.GetHeader("Content-Type"), body)
-	if perr != nil {
-		abort(c, compatError(perr))
+	req, ok := parseBody(s, c, compat.ParseNative)
+	if !ok {
 		return
 	}
 	t := events.Trigger{Source: "native", Event: req.Event, FlowID: req.FlowID, IdempotencyKey: c.GetHeader("Idempotency-Key")}
@@ -371,14 +365,8 @@ func (s *server) botmother(c *gin.Context) {
 		abort(c, errStoreDown)
 		return
 	}
-	body, aerr := s.readBody(c)
-	if aerr != nil {
-		abort(c, aerr)
-		return
-	}
-	req, perr := compat.ParseBotmother(c.GetHeader("Content-Type"), body)
-	if perr != nil {
-		abort(c, compatError(perr))
+	req, ok := parseBody(s, c, compat.ParseBotmother)
+	if !ok {
 		return
 	}
 	if aerr := completeChannel(b, &req, "platform"); aerr != nil {
@@ -519,14 +507,8 @@ func (s *server) recruboAuth(c *gin.Context) {
 // contact (one user on one channel); its id is the contact id.
 func (s *server) recruboThread(c *gin.Context) {
 	bot := botOf(c)
-	body, aerr := s.readBody(c)
-	if aerr != nil {
-		abort(c, aerr)
-		return
-	}
-	th, perr := compat.ParseRecruboThread(c.GetHeader("Content-Type"), body)
-	if perr != nil {
-		abort(c, compatError(perr))
+	th, ok := parseBody(s, c, compat.ParseRecruboThread)
+	if !ok {
 		return
 	}
 	if !channelConfigured(bot, th.Channel) {
@@ -549,14 +531,8 @@ func (s *server) recruboThread(c *gin.Context) {
 // /public/v2/flow-runs/{id} works at once.
 func (s *server) recruboFlowRun(c *gin.Context) {
 	bot := botOf(c)
-	body, aerr := s.readBody(c)
-	if aerr != nil {
-		abort(c, aerr)
-		return
-	}
-	fr, perr := compat.ParseRecruboFlowRun(c.GetHeader("Content-Type"), body)
-	if perr != nil {
-		abort(c, compatError(perr))
+	fr, ok := parseBody(s, c, compat.ParseRecruboFlowRun)
+	if !ok {
 		return
 	}
 	if aerr := keyMayTrigger(c, ""); aerr != nil {
