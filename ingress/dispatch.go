@@ -117,6 +117,9 @@ func (s *server) publishTrigger(ctx context.Context, bot store.Bot, t *events.Tr
 	}
 	// retryKey is what a client retries with when the outcome is unknown.
 	retryKey := ""
+	// A trigger whose id is generated here can have no earlier copy: it
+	// may share a message with others (batch.go).
+	batchable := s.batcher != nil && t.ID == "" && t.IdempotencyKey == "" && t.Source != "cloudevents"
 	if t.ID == "" {
 		retryKey = t.IdempotencyKey
 		if retryKey == "" {
@@ -131,11 +134,16 @@ func (s *server) publishTrigger(ctx context.Context, bot store.Bot, t *events.Tr
 		return false, aerr
 	}
 	t.AcceptedAt = time.Now().UTC()
-	ev, err := triggerEvent(t)
+	raw, err := encodeTrigger(t)
 	if err != nil {
 		return false, newError(http.StatusUnprocessableEntity, "invalid", "the request data cannot be encoded: "+err.Error())
 	}
-	res, err := s.bus.Publish(ctx, events.TriggerSubject(bot.ID), ev)
+	var res bus.PublishResult
+	if batchable && len(raw) <= maxBatchedTrigger {
+		err = s.batcher.publish(ctx, t, raw)
+	} else {
+		res, err = s.bus.Publish(ctx, events.TriggerSubject(bot.ID), rawEvent(t.ID, events.TypeTriggerAccepted, t.BotID, t.AcceptedAt, raw))
+	}
 	if err != nil {
 		// A cancelled request (the client went away) may have been sent as
 		// well: only ErrNotQueued is "nothing was queued".

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
-	"github.com/cloudevents/sdk-go/v2/types"
 
 	"github.com/flowgate/flowgate/shared/events"
 )
@@ -27,20 +26,7 @@ func triggerEvent(t *events.Trigger) (cloudevents.Event, error) {
 	if err != nil {
 		return cloudevents.Event{}, err
 	}
-	// One allocation for the context and what its pointers point at.
-	x := &struct {
-		ec          cloudevents.EventContextV1
-		subject, ct string
-		time        types.Timestamp
-	}{subject: t.BotID, ct: jsonContentType, time: types.Timestamp{Time: t.AcceptedAt}}
-	x.ec = cloudevents.EventContextV1{
-		ID:              t.ID,
-		Type:            events.TypeTriggerAccepted,
-		Subject:         &x.subject,
-		Time:            &x.time,
-		DataContentType: &x.ct,
-	}
-	return cloudevents.Event{Context: &x.ec, DataEncoded: raw}, nil
+	return rawEvent(t.ID, events.TypeTriggerAccepted, t.BotID, t.AcceptedAt, raw), nil
 }
 
 // encodeTrigger returns json.Marshal(t), faster for the common shapes.

@@ -52,6 +52,10 @@ type Config struct {
 	// up). 0 disables the limit.
 	RateLimit float64
 	RateBurst int
+	// TriggerBatch is the most triggers of one bot published in one
+	// JetStream message, the ingress's group commit (batch.go; default
+	// 256). 1 publishes every trigger alone.
+	TriggerBatch int
 }
 
 // MaxKeyCacheTTL bounds how long an API key is cached whatever CacheTTL
@@ -74,7 +78,13 @@ func (c *Config) setDefaults() {
 	if c.MaxMediaBytes == 0 {
 		c.MaxMediaBytes = DefaultMaxMediaBytes
 	}
+	if c.TriggerBatch == 0 {
+		c.TriggerBatch = DefaultTriggerBatch
+	}
 }
+
+// DefaultTriggerBatch is Config.TriggerBatch's default.
+const DefaultTriggerBatch = 256
 
 // Validate reports configuration errors.
 func (c *Config) Validate() error {
@@ -86,6 +96,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RateLimit < 0 || c.RateBurst < 0 {
 		return errors.New("ingress: rate limit and burst must not be negative")
+	}
+	if c.TriggerBatch < 1 || c.TriggerBatch > 10_000 {
+		return fmt.Errorf("ingress: trigger batch %d must be within 1..10000", c.TriggerBatch)
 	}
 	return nil
 }
@@ -149,6 +162,8 @@ type server struct {
 	touched  map[string]time.Time
 	// deleting: bots whose data is being deleted by this replica.
 	deleting sync.Map
+	// batcher publishes keyless triggers together (nil: each alone).
+	batcher *triggerBatcher
 }
 
 // NewHandler builds the ingress's HTTP handler.
@@ -187,6 +202,9 @@ func newServer(cfg Config, d Deps) (*server, error) {
 	}
 	if cfg.RateLimit > 0 {
 		s.limiter = newRateLimiter(cfg.RateLimit, cfg.RateBurst, time.Now)
+	}
+	if cfg.TriggerBatch > 1 {
+		s.batcher = newTriggerBatcher(d.Bus, cfg.TriggerBatch)
 	}
 	s.resumed = make(chan struct{})
 	go func() { defer close(s.resumed); s.resumeBotDeletions() }()

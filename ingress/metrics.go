@@ -19,6 +19,14 @@ var (
 		Name: "flowgate_triggers_accepted_total",
 		Help: "Triggers durably queued, by API (dispatch, native, cloudevents, botmother, engati, recrubo) and bot.",
 	}, []string{"api", "bot"})
+	triggerMessages = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_ingress_trigger_messages_total",
+		Help: "JetStream messages the ingress published for triggers: single (one trigger) or batch (the triggers of one bot that queued behind a publish in flight).",
+	}, []string{"kind"})
+	batchedTriggers = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "flowgate_ingress_batched_triggers_total",
+		Help: "Triggers the ingress published in batch messages (divided by flowgate_ingress_trigger_messages_total{kind=\"batch\"}: the mean batch size).",
+	})
 	triggersRejected = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "flowgate_triggers_rejected_total",
 		Help: "Trigger requests refused, by API and error code.",

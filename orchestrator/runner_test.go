@@ -362,3 +362,47 @@ func TestCrashAfterPublishThenRestart(t *testing.T) {
 	require.Len(t, bundles, 1, "the redone step's publish was a duplicate")
 	require.Equal(t, "Hi Nann", bundles[0].Messages[0].Content.Text)
 }
+
+// A trigger batch (the ingress's group commit) is each of its triggers: a
+// run per good one; one that fails for good is split off into a message of
+// its own (for the dead letters) without holding the others back; a
+// redelivered batch changes nothing.
+func TestTriggerBatch(t *testing.T) {
+	u := newUnit(t)
+	trig := func(id, user, flowID string) json.RawMessage {
+		raw, err := json.Marshal(events.Trigger{ID: id, BotID: unitBot, FlowID: flowID, Channel: events.ChannelSandbox,
+			Source: "dispatch", Audience: events.Audience{Users: []string{user}}})
+		require.NoError(t, err)
+		return raw
+	}
+	batch := events.TriggerBatch{Triggers: []json.RawMessage{
+		trig("b1", "ann", "ask"), trig("b2", "bob", "ask"), trig("b3", "cid", "no-such-flow"), json.RawMessage(`{"id":"b4"}`),
+	}}
+	ev, err := bus.NewEvent("batch:b1", events.TypeTriggerBatch, unitBot, batch)
+	require.NoError(t, err)
+	m := bus.Message{Event: ev, Delivered: 1}
+	for range 2 { // and its redelivery
+		require.NoError(t, u.o.handleTrigger(u.ctx, m))
+		for _, user := range []string{"ann", "bob"} {
+			id := RunID("b"+map[string]string{"ann": "1", "bob": "2"}[user], u.contact(user).ID)
+			require.Equal(t, store.RunWaiting, u.run(id).Status)
+			require.Len(t, u.messages(id), 1, "one first message, whatever the deliveries")
+		}
+		m.Delivered++
+	}
+	// The two bad triggers, each once in the trigger stream as a message
+	// of its own; handled alone, they fail for good (the consumer
+	// dead-letters them).
+	split := u.streamIDs(bus.StreamTriggers)
+	require.ElementsMatch(t, []string{bus.MsgID("b3"), bus.MsgID("b4")}, split)
+	s, err := u.bus.JetStream().Stream(u.ctx, bus.StreamTriggers)
+	require.NoError(t, err)
+	for seq := uint64(1); seq <= 2; seq++ {
+		raw, err := s.GetMsg(u.ctx, seq)
+		require.NoError(t, err)
+		ev, err := bus.NewEvent("x", events.TypeTriggerAccepted, unitBot, json.RawMessage(raw.Data))
+		require.NoError(t, err)
+		var perm *bus.PermanentError
+		require.ErrorAs(t, u.o.handleTrigger(u.ctx, bus.Message{Event: ev, Delivered: 1}), &perm)
+	}
+}

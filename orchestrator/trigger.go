@@ -2,10 +2,12 @@ package orchestrator
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -38,16 +40,24 @@ func RunID(triggerID, contactID string) string {
 // maxJoinedRunID bounds a trigger.contact run id (store ids may have 128 bytes).
 const maxJoinedRunID = 96
 
-// handleTrigger turns an accepted trigger into runs.
+// handleTrigger turns an accepted trigger into runs; a trigger batch (the
+// ingress's group commit) is each of its triggers.
 func (o *Orchestrator) handleTrigger(ctx context.Context, m bus.Message) error {
+	if m.Event.Type() == events.TypeTriggerBatch {
+		return o.handleTriggerBatch(ctx, m)
+	}
+	return o.trigger(ctx, m, m.Event.Data())
+}
+
+// trigger handles one trigger, spec its JSON.
+func (o *Orchestrator) trigger(ctx context.Context, m bus.Message, spec []byte) error {
 	var t events.Trigger
-	if err := json.Unmarshal(m.Event.Data(), &t); err != nil {
+	if err := json.Unmarshal(spec, &t); err != nil {
 		return bus.Permanent(fmt.Errorf("trigger payload: %w", err))
 	}
 	if t.ID == "" || t.BotID == "" || t.FlowID == "" {
 		return bus.Permanent(errors.New("trigger without id, bot or flow"))
 	}
-	spec := m.Event.Data()
 	now := time.Now().UTC()
 	trig, fresh, err := o.store.CreateTrigger(ctx, store.Trigger{
 		ID: t.ID, BotID: t.BotID, Source: t.Source, Event: t.Event, FlowID: t.FlowID, Channel: t.Channel,
@@ -70,6 +80,61 @@ func (o *Orchestrator) handleTrigger(ctx context.Context, m bus.Message) error {
 		return err
 	}
 	return f.run(ctx, m)
+}
+
+// handleTriggerBatch handles the triggers of a batch side by side, as if
+// each had come alone. A trigger that fails for good is split off: it is
+// published alone (its id as the message id, so a redelivered batch splits
+// it off once), where the consumer dead-letters it with its reason as it
+// would any trigger; the others are not held back by it. Any other failure
+// fails the batch, which is redelivered: the triggers handled meanwhile
+// find themselves done and are skipped.
+func (o *Orchestrator) handleTriggerBatch(ctx context.Context, m bus.Message) error {
+	var b events.TriggerBatch
+	if err := json.Unmarshal(m.Event.Data(), &b); err != nil {
+		return bus.Permanent(fmt.Errorf("trigger batch payload: %w", err))
+	}
+	errs := make([]error, len(b.Triggers))
+	var wg sync.WaitGroup
+	for i, raw := range b.Triggers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = o.trigger(ctx, m, raw)
+		}()
+	}
+	wg.Wait()
+	var first error
+	for i, err := range errs {
+		var perm *bus.PermanentError
+		if errors.As(err, &perm) {
+			err = o.splitOff(ctx, m, b.Triggers[i], perm)
+		}
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// splitOff publishes a trigger of a batch that failed for good as a
+// message of its own, for the dead letters.
+func (o *Orchestrator) splitOff(ctx context.Context, m bus.Message, raw json.RawMessage, why error) error {
+	var t struct {
+		ID string `json:"id"`
+	}
+	id := ""
+	if json.Unmarshal(raw, &t) == nil && t.ID != "" {
+		id = t.ID
+	} else {
+		id = fmt.Sprintf("%s:%x", m.Event.ID(), sha256.Sum256(raw))
+	}
+	ev, err := bus.NewEvent(id, events.TypeTriggerAccepted, m.Event.Subject(), raw)
+	if err != nil {
+		return err
+	}
+	o.log.Warn("trigger of a batch failed for good; published alone for the dead letters", "trigger", id, "reason", why.Error())
+	return o.bus.PublishAll(ctx, []bus.Outgoing{{Subject: events.TriggerSubject(m.Event.Subject()), Event: ev}})
 }
 
 // lastRequest is what the contact's last_request becomes: the trigger's

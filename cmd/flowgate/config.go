@@ -55,7 +55,7 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 			*p = v
 		}
 	}
-	var logLevel, logFormat, maxInFlight, maxBytes, maxMedia, retention, webhookRetry, broadcastQueue, replicas, rateLimit, rateBurst string
+	var logLevel, logFormat, maxInFlight, maxBytes, maxMedia, retention, webhookRetry, broadcastQueue, replicas, rateLimit, rateBurst, triggerBatch string
 	httpAddr := ":8080"
 	if cmd == "dev" {
 		// dev has a generated admin key and a demo bot: it listens on
@@ -91,6 +91,7 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 	str(store, &retention, "retention", "FLOWGATE_RETENTION", "0", "delete finished runs and their messages after this long, e.g. 720h (0 keeps them)")
 	str(allServices, &maxBytes, "stream-max-bytes", "FLOWGATE_STREAM_MAX_BYTES", "0", "bytes per JetStream stream (0 = 1 GiB)")
 	str(withHTTP, &rateLimit, "rate-limit", "FLOWGATE_RATE_LIMIT", "0", "requests per second per API key (per ingress replica; 0 = no limit)")
+	str(withHTTP, &triggerBatch, "trigger-batch", "FLOWGATE_TRIGGER_BATCH", "0", "the most triggers of one bot published in one JetStream message, the ingress's group commit (0 = 256; 1 = each alone)")
 	str(withHTTP, &rateBurst, "rate-burst", "FLOWGATE_RATE_BURST", "0", "requests an API key may burst (default: the rate limit, rounded up)")
 	str(allServices, &logLevel, "log-level", "FLOWGATE_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(allServices, &logFormat, "log-format", "FLOWGATE_LOG_FORMAT", "text", "text or json")
@@ -130,6 +131,9 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 	}
 	if cfg.Webhooks.RetryPeriod, err = time.ParseDuration(webhookRetry); err != nil || cfg.Webhooks.RetryPeriod <= 0 {
 		return cfg, nil, fmt.Errorf("invalid webhook retry period %q", webhookRetry)
+	}
+	if cfg.TriggerBatch, err = strconv.Atoi(triggerBatch); err != nil || cfg.TriggerBatch < 0 || cfg.TriggerBatch > 10_000 {
+		return cfg, nil, fmt.Errorf("invalid trigger batch %q: a number of triggers, 0 to 10000 (0: 256, 1: each alone)", triggerBatch)
 	}
 	if cfg.RateLimit, err = strconv.ParseFloat(rateLimit, 64); err != nil || cfg.RateLimit < 0 {
 		return cfg, nil, fmt.Errorf("invalid rate limit %q", rateLimit)

@@ -3,6 +3,7 @@
 package events
 
 import (
+	"encoding/json"
 	"strings"
 	"time"
 )
@@ -10,11 +11,14 @@ import (
 // CloudEvent types. Every bus message carries one of these as ce-type.
 const (
 	TypeTriggerAccepted = "dev.flowgate.trigger.accepted"
-	TypeOutbound        = "dev.flowgate.outbound"
-	TypeInbound         = "dev.flowgate.inbound.message"
-	TypeDelivery        = "dev.flowgate.message.status"
-	TypeRunStatus       = "dev.flowgate.run.status"
-	TypeRunCommand      = "dev.flowgate.run.command"
+	// TypeTriggerBatch carries several accepted triggers of one bot in one
+	// message (TriggerBatch): the ingress's group commit.
+	TypeTriggerBatch = "dev.flowgate.trigger.batch"
+	TypeOutbound     = "dev.flowgate.outbound"
+	TypeInbound      = "dev.flowgate.inbound.message"
+	TypeDelivery     = "dev.flowgate.message.status"
+	TypeRunStatus    = "dev.flowgate.run.status"
+	TypeRunCommand   = "dev.flowgate.run.command"
 )
 
 // Subject prefixes. A full subject appends the bot id (and channel where
@@ -130,6 +134,13 @@ type Audience struct {
 	Platform string `json:"platform,omitempty"`
 	// Filter is an expr-lang condition over contact attributes.
 	Filter string `json:"filter,omitempty"`
+}
+
+// TriggerBatch is the payload of a TypeTriggerBatch message: triggers of
+// one bot accepted together, each as the JSON of a Trigger. Each keeps its
+// own id; the message's id names the first.
+type TriggerBatch struct {
+	Triggers []json.RawMessage `json:"triggers"`
 }
 
 // Trigger is one accepted external request, as published by the ingress.

@@ -93,8 +93,11 @@ type Config struct {
 	// RateLimit and RateBurst limit the requests of each API key at the
 	// ingress (per second, per replica; 0 = off).
 	RateLimit float64 // FLOWGATE_RATE_LIMIT
-	RateBurst int     // FLOWGATE_RATE_BURST
-	Logger    *slog.Logger
+	// TriggerBatch is the most triggers of one bot the ingress publishes in
+	// one JetStream message (FLOWGATE_TRIGGER_BATCH; 0: 256, 1: each alone).
+	TriggerBatch int
+	RateBurst    int // FLOWGATE_RATE_BURST
+	Logger       *slog.Logger
 	// Terminal is where dev shows a newly generated admin key, once; nil
 	// means standard error when it is a terminal, and nowhere otherwise.
 	// The key never goes to Logger: structured logs are collected and kept.
@@ -235,7 +238,8 @@ func ingressConfig(cfg Config) (ingress.Config, error) {
 		return ingress.Config{}, err
 	}
 	return ingress.Config{Addr: cfg.HTTPAddr, AdminKey: cfg.AdminKey, AllowPrivateWebhooks: cfg.Webhooks.AllowPrivate,
-		MaxMediaBytes: cfg.MaxMediaBytes, MediaSigner: signer, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst}, nil
+		MaxMediaBytes: cfg.MaxMediaBytes, MediaSigner: signer, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
+		TriggerBatch: cfg.TriggerBatch}, nil
 }
 
 // RunOrchestrator runs the orchestrator service and, in the same process,

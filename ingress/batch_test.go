@@ -1,0 +1,218 @@
+package ingress_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flowgate/flowgate/cmd/flowgate/app"
+	"github.com/flowgate/flowgate/ingress"
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/events"
+)
+
+// gatedBus holds every trigger publish until the test opens the gate, and
+// can fail the next one with fail after publishing it (or instead).
+type gatedBus struct {
+	*bus.Bus
+	gate      chan struct{}
+	held      atomic.Int64
+	mu        sync.Mutex
+	fail      error
+	published bool // with fail: whether the message went out first
+}
+
+func (g *gatedBus) Publish(ctx context.Context, subject string, e cloudevents.Event) (bus.PublishResult, error) {
+	if e.Type() == events.TypeTriggerAccepted || e.Type() == events.TypeTriggerBatch {
+		g.held.Add(1)
+		<-g.gate
+	}
+	g.mu.Lock()
+	fail, published := g.fail, g.published
+	g.fail = nil
+	g.mu.Unlock()
+	if fail != nil && !published {
+		return bus.PublishResult{}, fail
+	}
+	res, err := g.Bus.Publish(ctx, subject, e)
+	if fail != nil {
+		return bus.PublishResult{}, fail
+	}
+	return res, err
+}
+
+// batchEnv is the ingress of newEnv's bots on a gated bus.
+func batchEnv(t *testing.T, batch int) (*env, *gatedBus) {
+	base := newEnv(t)
+	g := &gatedBus{Bus: base.bus, gate: make(chan struct{})}
+	h, err := ingress.NewHandler(ingress.Config{AdminKey: adminKey, CacheTTL: -1, TriggerBatch: batch},
+		ingress.Deps{Store: base.store, Bus: g, CompileFlow: app.CompileFlow, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &env{t: t, srv: srv, store: base.store, nats: base.nats, bus: base.bus, keys: base.keys}, g
+}
+
+type accepted struct {
+	status    int
+	TriggerID string `json:"trigger_id"`
+	Duplicate bool   `json:"duplicate"`
+	Error     struct {
+		Code      string `json:"code"`
+		TriggerID string `json:"trigger_id"`
+	} `json:"error"`
+}
+
+func (e *env) dispatchAsync(user string, hdr ...string) chan accepted {
+	ch := make(chan accepted, 1)
+	go func() {
+		resp := e.request("POST", "/v1/bots/acme/dispatch/WELCOME", e.keys["acme"], "application/json", `{"from":"`+user+`"}`, hdr...)
+		defer resp.Body.Close()
+		var a accepted
+		_ = json.NewDecoder(resp.Body).Decode(&a)
+		a.status = resp.StatusCode
+		ch <- a
+	}()
+	return ch
+}
+
+// streamTriggers returns the trigger ids in FLOWGATE_TRIGGERS, message by
+// message.
+func (e *env) streamTriggers() [][]string {
+	e.t.Helper()
+	ctx := context.Background()
+	s, err := e.bus.JetStream().Stream(ctx, bus.StreamTriggers)
+	require.NoError(e.t, err)
+	info, err := s.Info(ctx)
+	require.NoError(e.t, err)
+	var out [][]string
+	for n := info.State.FirstSeq; n <= info.State.LastSeq && info.State.Msgs > 0; n++ {
+		m, err := s.GetMsg(ctx, n)
+		require.NoError(e.t, err)
+		raws := []json.RawMessage{m.Data}
+		if m.Header["ce-type"][0] == events.TypeTriggerBatch {
+			var tb events.TriggerBatch
+			require.NoError(e.t, json.Unmarshal(m.Data, &tb))
+			raws = tb.Triggers
+		}
+		var ids []string
+		for _, raw := range raws {
+			var tr events.Trigger
+			require.NoError(e.t, json.Unmarshal(raw, &tr))
+			ids = append(ids, tr.ID)
+		}
+		out = append(out, ids)
+	}
+	return out
+}
+
+// Keyless triggers of one bot that arrive while a publish is in flight are
+// published together when it returns, each answered 202 once that message
+// is stored; a trigger with an Idempotency-Key is published alone (its
+// copies are JetStream's to drop); a lone trigger waits for nothing.
+func TestTriggersQueuedBehindAPublishGoTogether(t *testing.T) {
+	e, g := batchEnv(t, 256)
+	first := e.dispatchAsync("100")
+	require.Eventually(t, func() bool { return g.held.Load() == 1 }, 5*time.Second, time.Millisecond, "the first publish is in flight")
+	var queued []chan accepted
+	for i := range 20 {
+		queued = append(queued, e.dispatchAsync(fmt.Sprint(200+i)))
+	}
+	keyed := e.dispatchAsync("300", "Idempotency-Key", "k-300")
+	time.Sleep(300 * time.Millisecond) // the 21 requests reach the ingress (a late one only makes a later message)
+	close(g.gate)
+
+	answers := map[string]bool{}
+	for _, ch := range append(append(queued, first), keyed) {
+		a := <-ch
+		require.Equal(t, http.StatusAccepted, a.status, "%+v", a)
+		require.False(t, a.Duplicate)
+		require.False(t, answers[a.TriggerID], "a trigger id answered twice")
+		answers[a.TriggerID] = true
+	}
+	msgs := e.streamTriggers()
+	inStream := map[string]int{}
+	batched := 0
+	for _, ids := range msgs {
+		for _, id := range ids {
+			inStream[id]++
+		}
+		if len(ids) > 1 {
+			batched += len(ids)
+		}
+	}
+	require.Len(t, inStream, 22)
+	for id := range answers {
+		require.Equal(t, 1, inStream[id], "trigger %s in the stream once", id)
+	}
+	require.Less(t, len(msgs), 22, "the queued triggers shared messages: %v", msgs)
+	require.GreaterOrEqual(t, batched, 10, "most of the 20 queued keyless triggers went in a batch")
+	for _, ids := range msgs {
+		if len(ids) > 1 {
+			require.NotContains(t, ids, ingress.TriggerID("acme", "k-300"), "a keyed trigger goes alone")
+		}
+	}
+
+	// A lone trigger is its own message at once, and a keyed retry is
+	// dropped by JetStream as before.
+	before := len(e.streamTriggers())
+	require.Equal(t, http.StatusAccepted, (<-e.dispatchAsync("400")).status)
+	again := <-e.dispatchAsync("300", "Idempotency-Key", "k-300")
+	require.True(t, again.Duplicate)
+	require.Len(t, e.streamTriggers(), before+1)
+}
+
+// Every request of a batch gets the batch's outcome: stored (202), nothing
+// queued (503 unavailable), or unknown (503 outcome_unknown with its own
+// trigger id).
+func TestBatchOutcomeIsEveryRequestsOutcome(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		fail      error
+		published bool
+		code      string
+	}{
+		{"not queued", fmt.Errorf("%w: connection closed", bus.ErrNotQueued), false, "unavailable"},
+		{"ack lost", fmt.Errorf("%w: nats: timeout", bus.ErrOutcomeUnknown), true, "outcome_unknown"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, g := batchEnv(t, 256)
+			first := e.dispatchAsync("100")
+			require.Eventually(t, func() bool { return g.held.Load() == 1 }, 5*time.Second, time.Millisecond)
+			var queued []chan accepted
+			for i := range 5 {
+				queued = append(queued, e.dispatchAsync(fmt.Sprint(200+i)))
+			}
+			time.Sleep(300 * time.Millisecond)
+			// The first publish goes through; the next one, the batch of
+			// the five, fails.
+			g.gate <- struct{}{}
+			require.Equal(t, http.StatusAccepted, (<-first).status)
+			g.mu.Lock()
+			g.fail, g.published = tc.fail, tc.published
+			g.mu.Unlock()
+			close(g.gate)
+			ids := map[string]bool{}
+			for _, ch := range queued {
+				a := <-ch
+				require.Equal(t, http.StatusServiceUnavailable, a.status)
+				require.Equal(t, tc.code, a.Error.Code)
+				if tc.code == "outcome_unknown" {
+					require.NotEmpty(t, a.Error.TriggerID)
+					ids[a.Error.TriggerID] = true
+				}
+			}
+			require.True(t, tc.code != "outcome_unknown" || len(ids) == 5, "each request names its own trigger")
+		})
+	}
+}
