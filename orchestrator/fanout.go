@@ -131,23 +131,27 @@ func (f *fanOut) count(ctx context.Context, b batch) error {
 }
 
 // checkpoint counts a started batch and stores where the next one starts
-// (or that the fan-out is done), with a version check: a trigger cancelled
-// or paused meanwhile stops the fan-out (errFanOutStopped), one taken over
-// by another replica makes this one step back (errTriggerTaken).
+// (or that the fan-out is done), in one write with a version check. A
+// trigger changed meanwhile still gets the batch's counts (its runs are
+// stored); then a trigger cancelled or paused stops the fan-out
+// (errFanOutStopped), one taken over by another replica makes this one
+// step back (errTriggerTaken).
 func (f *fanOut) checkpoint(ctx context.Context, b batch) error {
-	if err := f.count(ctx, b); err != nil {
-		return err
-	}
-	f.cp.After = b.next
-	f.cp.add(b.counts)
-	f.trig.Status = store.TriggerFanningOut
+	cp := f.cp
+	cp.After = b.next
+	cp.add(b.counts)
+	next := f.trig
+	next.Status = store.TriggerFanningOut
 	if b.last {
-		f.trig.Status = store.TriggerDone
+		next.Status = store.TriggerDone
 	}
-	f.trig.Cursor = f.cp.encode()
-	f.trig.UpdatedAt = time.Now().UTC()
-	updated, err := f.o.store.UpdateTrigger(ctx, f.trig)
+	next.Cursor = cp.encode()
+	next.UpdatedAt = time.Now().UTC()
+	updated, err := f.o.store.CheckpointTrigger(ctx, next, b.counts)
 	if errors.Is(err, store.ErrVersionConflict) {
+		if err := f.count(ctx, b); err != nil {
+			return err
+		}
 		cur, gerr := f.o.store.GetTrigger(ctx, f.t.BotID, f.t.ID)
 		if gerr != nil {
 			return gerr
@@ -160,7 +164,7 @@ func (f *fanOut) checkpoint(ctx context.Context, b batch) error {
 	if err != nil {
 		return err
 	}
-	f.trig = updated
+	f.cp, f.trig = cp, updated
 	return nil
 }
 

@@ -52,8 +52,9 @@ func eachPublishedRun(f func(runID string) error) func(evs []bus.Outgoing) error
 
 // faultyStore is a Store whose hooks run around its writes. before[name]
 // runs before the write of that name (an error fails it, nothing
-// written); afterUpdateTrigger runs after a trigger update succeeded (an
-// error is returned as the update's, as a crash right after it).
+// written); afterUpdateTrigger runs after a trigger update or checkpoint
+// succeeded (an error is returned as the update's, as a crash right after
+// it).
 type faultyStore struct {
 	Store
 	mu                 sync.Mutex
@@ -88,6 +89,17 @@ func (s *faultyStore) UpdateTrigger(ctx context.Context, t store.Trigger) (store
 		return store.Trigger{}, err
 	}
 	u, err := s.Store.UpdateTrigger(ctx, t)
+	if err == nil && s.afterUpdateTrigger != nil {
+		err = s.afterUpdateTrigger(u)
+	}
+	return u, err
+}
+
+func (s *faultyStore) CheckpointTrigger(ctx context.Context, t store.Trigger, d store.TriggerCounters) (store.Trigger, error) {
+	if err := s.record("CheckpointTrigger"); err != nil {
+		return store.Trigger{}, err
+	}
+	u, err := s.Store.CheckpointTrigger(ctx, t, d)
 	if err == nil && s.afterUpdateTrigger != nil {
 		err = s.afterUpdateTrigger(u)
 	}

@@ -143,8 +143,8 @@ func TestCommitOrder(t *testing.T) {
 	u := newUnit(t)
 	run := u.dispatch("ann", nil)
 	// The audience's contact upsert, the first step's commit (no
-	// attributes), the trigger's checkpoint.
-	require.Equal(t, []string{"UpsertContacts", "InsertMessages", "PublishAll(2)", "CreateRuns", "UpdateTrigger"}, u.store.writes())
+	// attributes), the trigger's count and checkpoint in one write.
+	require.Equal(t, []string{"UpsertContacts", "InsertMessages", "PublishAll(2)", "CreateRuns", "CheckpointTrigger"}, u.store.writes())
 	require.Equal(t, store.RunWaiting, run.Status)
 
 	require.NoError(t, u.o.handleInbound(u.ctx, u.reply("ann", "in-1", "Ann")))

@@ -28,6 +28,7 @@ type Store interface {
 	GetTrigger(ctx context.Context, botID, id string) (store.Trigger, error)
 	UpdateTrigger(ctx context.Context, t store.Trigger) (store.Trigger, error)
 	IncrTriggerCounters(ctx context.Context, botID, triggerID string, delta store.TriggerCounters) error
+	CheckpointTrigger(ctx context.Context, t store.Trigger, delta store.TriggerCounters) (store.Trigger, error)
 	// runs
 	CreateRuns(ctx context.Context, rs []store.Run) (runs []store.Run, created []bool, err error)
 	GetRun(ctx context.Context, botID, id string) (store.Run, error)

@@ -117,6 +117,10 @@ type Triggers interface {
 	// does not change the trigger's Version: counters are owned by this
 	// method, and UpdateTrigger leaves them as they are.
 	IncrTriggerCounters(ctx context.Context, botID, triggerID string, delta TriggerCounters) error
+	// CheckpointTrigger is UpdateTrigger and IncrTriggerCounters(delta) in
+	// one write, both or neither: a fan-out's count of a batch with its
+	// checkpoint. On ErrVersionConflict the counters are left as they were.
+	CheckpointTrigger(ctx context.Context, t Trigger, delta TriggerCounters) (Trigger, error)
 	// ListTriggers returns a page of triggers, newest first (CreatedAt,
 	// then ID, descending); next is "" on the last page.
 	ListTriggers(ctx context.Context, f TriggerFilter) (triggers []Trigger, next string, err error)

@@ -233,6 +233,11 @@ func (s *Store) IncrTriggerCounters(ctx context.Context, botID, triggerID string
 	return measure0(s, "IncrTriggerCounters", func() error { return s.Store.IncrTriggerCounters(ctx, botID, triggerID, delta) })
 }
 
+// CheckpointTrigger delegates and measures.
+func (s *Store) CheckpointTrigger(ctx context.Context, t store.Trigger, delta store.TriggerCounters) (store.Trigger, error) {
+	return measure(s, "CheckpointTrigger", func() (store.Trigger, error) { return s.Store.CheckpointTrigger(ctx, t, delta) })
+}
+
 // UpdateRuns delegates and measures.
 func (s *Store) UpdateRuns(ctx context.Context, rs []store.Run) ([]int, error) {
 	return measure(s, "UpdateRuns", func() ([]int, error) { return s.Store.UpdateRuns(ctx, rs) })

@@ -141,6 +141,19 @@ func (s *Store) GetTrigger(ctx context.Context, botID, id string) (store.Trigger
 // Version matches (one findAndModify); counters are left to
 // IncrTriggerCounters. It returns the stored trigger.
 func (s *Store) UpdateTrigger(ctx context.Context, tr store.Trigger) (store.Trigger, error) {
+	return s.updateTrigger(ctx, tr, nil)
+}
+
+// CheckpointTrigger is UpdateTrigger with the counters' delta, in one
+// document update.
+func (s *Store) CheckpointTrigger(ctx context.Context, tr store.Trigger, d store.TriggerCounters) (store.Trigger, error) {
+	if err := check.SkipReasons(d.SkipReasons); err != nil {
+		return tr, err
+	}
+	return s.updateTrigger(ctx, tr, &d)
+}
+
+func (s *Store) updateTrigger(ctx context.Context, tr store.Trigger, delta *store.TriggerCounters) (store.Trigger, error) {
 	spec, err := checkTrigger(&tr)
 	if err != nil {
 		return tr, err
@@ -158,6 +171,11 @@ func (s *Store) UpdateTrigger(ctx context.Context, tr store.Trigger) (store.Trig
 		update = append(update, bson.E{Key: "$unset", Value: bson.D{{Key: "spec", Value: ""}}})
 	}
 	update = append(bson.D{{Key: "$set", Value: set}}, update...)
+	if delta != nil {
+		if inc := counterIncs(*delta); len(inc) > 0 {
+			update = append(update, bson.E{Key: "$inc", Value: inc})
+		}
+	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 	var d triggerDoc
@@ -204,6 +222,26 @@ func (s *Store) IncrTriggerCounters(ctx context.Context, botID, triggerID string
 		return err
 	}
 	return op.wait(ctx)
+}
+
+// counterIncs is the $inc of a counters' delta.
+func counterIncs(d store.TriggerCounters) bson.D {
+	var inc bson.D
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"targeted", d.Targeted}, {"runs_created", d.RunsCreated}, {"sent", d.Sent},
+		{"delivered", d.Delivered}, {"failed", d.Failed}, {"skipped", d.Skipped}} {
+		if f.v != 0 {
+			inc = append(inc, bson.E{Key: "counters." + f.name, Value: f.v})
+		}
+	}
+	for r, v := range d.SkipReasons {
+		if v != 0 {
+			inc = append(inc, bson.E{Key: "counters.skip_reasons." + escapeKey(r), Value: v})
+		}
+	}
+	return inc
 }
 
 func (s *Store) flushCounters(ctx context.Context, batch []*counterOp) {

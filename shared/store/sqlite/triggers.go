@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/flowgate/flowgate/shared/store"
 )
@@ -118,6 +119,19 @@ func (s *Store) GetTrigger(ctx context.Context, botID, id string) (store.Trigger
 // Version matches; counters are left to IncrTriggerCounters. It returns the
 // stored trigger.
 func (s *Store) UpdateTrigger(ctx context.Context, tr store.Trigger) (store.Trigger, error) {
+	return s.updateTrigger(ctx, tr, nil)
+}
+
+// CheckpointTrigger is UpdateTrigger with the counters' delta, in one
+// transaction.
+func (s *Store) CheckpointTrigger(ctx context.Context, tr store.Trigger, d store.TriggerCounters) (store.Trigger, error) {
+	if err := check.SkipReasons(d.SkipReasons); err != nil {
+		return tr, err
+	}
+	return s.updateTrigger(ctx, tr, &d)
+}
+
+func (s *Store) updateTrigger(ctx context.Context, tr store.Trigger, d *store.TriggerCounters) (store.Trigger, error) {
 	spec, err := checkTrigger(&tr)
 	if err != nil {
 		return tr, err
@@ -132,6 +146,12 @@ func (s *Store) UpdateTrigger(ctx context.Context, tr store.Trigger) (store.Trig
 			tr.ID, tr.BotID, tr.Version)
 		if err != nil {
 			return err
+		}
+		if n > 0 && d != nil {
+			// In the same transaction: both or neither.
+			if err := addCounters(t, tr.BotID, tr.ID, *d, at); err != nil {
+				return err
+			}
 		}
 		out, err = scanTrigger(t.queryRow(`SELECT `+triggerCols+` FROM triggers WHERE id = ? AND bot_id = ?`, tr.ID, tr.BotID))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -153,55 +173,49 @@ func (s *Store) IncrTriggerCounters(ctx context.Context, botID, triggerID string
 	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", triggerID), check.SkipReasons(d.SkipReasons)); err != nil {
 		return err
 	}
-	at := now()
+	err := s.w.do(ctx, false, func(t *wtx) error { return addCounters(t, botID, triggerID, d, now()) })
+	return dbErr("increment trigger counters", err)
+}
+
+// addCounters adds d to a trigger's counters, inside the writer.
+func addCounters(t *wtx, botID, triggerID string, d store.TriggerCounters, at time.Time) error {
 	if len(d.SkipReasons) == 0 {
 		// The common case (delivery counts): one statement, no read.
-		err := s.w.do(ctx, false, func(t *wtx) error {
-			n, err := t.execAffected(`UPDATE triggers SET targeted = targeted + ?, runs_created = runs_created + ?,
-				sent = sent + ?, delivered = delivered + ?, failed = failed + ?, skipped = skipped + ?,
-				updated_at = ? WHERE id = ? AND bot_id = ?`,
-				d.Targeted, d.RunsCreated, d.Sent, d.Delivered, d.Failed, d.Skipped, nanos(at), triggerID, botID)
-			if err == nil && n == 0 {
-				err = notFound("trigger", botID, triggerID)
-			}
-			return err
-		})
-		return dbErr("increment trigger counters", err)
-	}
-	err := s.w.do(ctx, false, func(t *wtx) error {
-		// Read the reasons first (the writer is alone, nothing changes in
-		// between) so that the change itself is one statement.
-		var raw sql.NullString
-		err := t.queryRow(`SELECT skip_reasons FROM triggers WHERE id = ? AND bot_id = ?`, triggerID, botID).Scan(&raw)
-		if errors.Is(err, sql.ErrNoRows) {
-			return notFound("trigger", botID, triggerID)
+		n, err := t.execAffected(`UPDATE triggers SET targeted = targeted + ?, runs_created = runs_created + ?,
+			sent = sent + ?, delivered = delivered + ?, failed = failed + ?, skipped = skipped + ?,
+			updated_at = ? WHERE id = ? AND bot_id = ?`,
+			d.Targeted, d.RunsCreated, d.Sent, d.Delivered, d.Failed, d.Skipped, nanos(at), triggerID, botID)
+		if err == nil && n == 0 {
+			err = notFound("trigger", botID, triggerID)
 		}
-		if err != nil {
-			return err
-		}
-		reasons := any(nil)
-		if raw.Valid {
-			reasons = raw.String
-		}
-		if len(d.SkipReasons) > 0 {
-			m := map[string]int64{}
-			if raw.Valid {
-				if err := json.Unmarshal([]byte(raw.String), &m); err != nil {
-					return fmt.Errorf("stored skip reasons: %w", err)
-				}
-			}
-			for k, v := range d.SkipReasons {
-				m[k] += v
-			}
-			if reasons, err = encodeReasons(m); err != nil {
-				return err
-			}
-		}
-		_, err = t.exec(`UPDATE triggers SET targeted = targeted + ?, runs_created = runs_created + ?,
-			sent = sent + ?, delivered = delivered + ?, failed = failed + ?, skipped = skipped + ?, skip_reasons = ?,
-			updated_at = ? WHERE id = ?`,
-			d.Targeted, d.RunsCreated, d.Sent, d.Delivered, d.Failed, d.Skipped, reasons, nanos(at), triggerID)
 		return err
-	})
-	return dbErr("increment trigger counters", err)
+	}
+	// Read the reasons first (the writer is alone, nothing changes in
+	// between) so that the change itself is one statement.
+	var raw sql.NullString
+	err := t.queryRow(`SELECT skip_reasons FROM triggers WHERE id = ? AND bot_id = ?`, triggerID, botID).Scan(&raw)
+	if errors.Is(err, sql.ErrNoRows) {
+		return notFound("trigger", botID, triggerID)
+	}
+	if err != nil {
+		return err
+	}
+	m := map[string]int64{}
+	if raw.Valid {
+		if err := json.Unmarshal([]byte(raw.String), &m); err != nil {
+			return fmt.Errorf("stored skip reasons: %w", err)
+		}
+	}
+	for k, v := range d.SkipReasons {
+		m[k] += v
+	}
+	reasons, err := encodeReasons(m)
+	if err != nil {
+		return err
+	}
+	_, err = t.exec(`UPDATE triggers SET targeted = targeted + ?, runs_created = runs_created + ?,
+		sent = sent + ?, delivered = delivered + ?, failed = failed + ?, skipped = skipped + ?, skip_reasons = ?,
+		updated_at = ? WHERE id = ?`,
+		d.Targeted, d.RunsCreated, d.Sent, d.Delivered, d.Failed, d.Skipped, reasons, nanos(at), triggerID)
+	return err
 }

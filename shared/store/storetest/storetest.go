@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, feats Features) {
 		{"WritesForDeletedContact", testWritesForDeletedContact},
 		{"Triggers", testTriggers},
 		{"TriggerConcurrentUpdate", testTriggerConcurrentUpdate},
+		{"TriggerCheckpoint", testTriggerCheckpoint},
 		{"TriggerCounters", testTriggerCounters},
 		{"Runs", testRuns},
 		{"RunIdempotency", testRunIdempotency},

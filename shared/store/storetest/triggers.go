@@ -148,3 +148,39 @@ func testTriggerCounters(t *testing.T, s store.Store, e env) {
 
 	requireIs(t, s.IncrTriggerCounters(e.ctx, e.bot, "nope", store.TriggerCounters{Sent: 1}), store.ErrNotFound)
 }
+
+// testTriggerCheckpoint: CheckpointTrigger writes the trigger and adds to
+// its counters in one write, both or neither.
+func testTriggerCheckpoint(t *testing.T, s store.Store, e env) {
+	mkBot(t, s, e)
+	tr := mkTrigger(t, s, e, "tr1")
+	require.NoError(t, s.IncrTriggerCounters(e.ctx, e.bot, "tr1", store.TriggerCounters{Sent: 2, Skipped: 1,
+		SkipReasons: map[string]int64{"opted_out": 1}}))
+	tr.Status, tr.Cursor = store.TriggerDone, `{"after":"3"}`
+	delta := store.TriggerCounters{Targeted: 3, RunsCreated: 2, Skipped: 1, SkipReasons: map[string]int64{"opted_out": 1}}
+	got, err := s.CheckpointTrigger(e.ctx, tr, delta)
+	require.NoError(t, err)
+	require.Equal(t, tr.Version+1, got.Version)
+	require.Equal(t, store.TriggerDone, got.Status)
+	require.Equal(t, `{"after":"3"}`, got.Cursor)
+	want := store.TriggerCounters{Targeted: tr.Counters.Targeted + 3, RunsCreated: tr.Counters.RunsCreated + 2,
+		Sent: tr.Counters.Sent + 2, Skipped: tr.Counters.Skipped + 2, SkipReasons: map[string]int64{"opted_out": 2}}
+	require.Equal(t, want, got.Counters, "the returned trigger has the new counts")
+	stored, err := s.GetTrigger(e.ctx, e.bot, "tr1")
+	require.NoError(t, err)
+	require.Equal(t, want, stored.Counters)
+
+	// A stale version: neither the trigger nor its counters change.
+	tr.Status = store.TriggerCancelled
+	_, err = s.CheckpointTrigger(e.ctx, tr, delta)
+	requireIs(t, err, store.ErrVersionConflict)
+	stored, err = s.GetTrigger(e.ctx, e.bot, "tr1")
+	require.NoError(t, err)
+	require.Equal(t, store.TriggerDone, stored.Status)
+	require.Equal(t, want, stored.Counters, "a conflict adds nothing")
+
+	_, err = s.CheckpointTrigger(e.ctx, store.Trigger{ID: "nope", BotID: e.bot, Version: 1, Status: store.TriggerDone}, delta)
+	requireIs(t, err, store.ErrNotFound)
+	_, err = s.CheckpointTrigger(e.ctx, stored, store.TriggerCounters{SkipReasons: map[string]int64{"": 1}})
+	requireIs(t, err, store.ErrInvalid)
+}
