@@ -30,8 +30,12 @@ type fanOut struct {
 	o    *Orchestrator
 	t    events.Trigger
 	trig store.Trigger // as last stored by this fan-out
-	cp   checkpoint
+	cp   checkpoint    // written by the checkpoints, one at a time
 	aud  *audience
+	// version is the flow version of every run of the fan-out (pinned in
+	// the checkpoint): read by the batches under way while a checkpoint
+	// writes cp.
+	version int
 	// fresh: no attempt at this trigger came before, so none of its runs
 	// can exist yet (launchBatch's fresh path).
 	fresh bool
@@ -83,7 +87,7 @@ func (o *Orchestrator) newFanOut(ctx context.Context, t events.Trigger, trig sto
 		}
 		cp.FlowVersion = v
 	}
-	return &fanOut{o: o, t: t, trig: trig, cp: cp, aud: aud, fresh: fresh}, nil
+	return &fanOut{o: o, t: t, trig: trig, cp: cp, aud: aud, fresh: fresh, version: cp.FlowVersion}, nil
 }
 
 // run fans the trigger out: in one step when its audience is one batch (a
@@ -110,7 +114,7 @@ func (f *fanOut) start(ctx context.Context, b *batch) error {
 	if len(b.contacts) == 0 {
 		return nil
 	}
-	rs := batchRuns(f.t, f.cp.FlowVersion, b.contacts)
+	rs := batchRuns(f.t, f.version, b.contacts)
 	b.counts.RunsCreated += int64(len(rs))
 	if f.fresh {
 		return f.o.launchBatch(ctx, f.t, rs, b.contacts, nil)
