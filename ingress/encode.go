@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	cloudevents "github.com/cloudevents/sdk-go/v2/event"
-
 	"github.com/flowgate/flowgate/shared/events"
 )
 
@@ -18,16 +16,6 @@ import (
 // fast path does not cover.
 
 const jsonContentType = "application/json"
-
-// triggerEvent builds the trigger.accepted CloudEvent of t (what
-// bus.NewEvent builds, with the payload encoded by encodeTrigger).
-func triggerEvent(t *events.Trigger) (cloudevents.Event, error) {
-	raw, err := encodeTrigger(t)
-	if err != nil {
-		return cloudevents.Event{}, err
-	}
-	return rawEvent(t.ID, events.TypeTriggerAccepted, t.BotID, t.AcceptedAt, raw), nil
-}
 
 // encodeTrigger returns json.Marshal(t), faster for the common shapes.
 func encodeTrigger(t *events.Trigger) ([]byte, error) {

@@ -123,15 +123,18 @@ func TestAcceptedBodyMatchesJSONMarshal(t *testing.T) {
 	}
 }
 
-// triggerEvent must publish what bus.NewEvent would (same headers, same payload).
+// The trigger.accepted event publishTrigger builds (encodeTrigger's payload
+// in rawEvent) must be what bus.NewEvent would build (same headers, same
+// payload).
 func TestTriggerEventMatchesNewEvent(t *testing.T) {
 	tr := events.Trigger{ID: "0193a0b2-1c3d-7e4f-8a9b-0c1d2e3f4a5b", BotID: "acme", Source: "dispatch", FlowID: "welcome",
 		Channel: "sandbox", Audience: events.Audience{Users: []string{"1234567890"}}, Name: "John",
 		Data: map[string]any{"plan": "Premium"}, AcceptedAt: time.Now().UTC()}
-	got, err := triggerEvent(&tr)
+	raw, err := encodeTrigger(&tr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	got := rawEvent(tr.ID, events.TypeTriggerAccepted, tr.BotID, tr.AcceptedAt, raw)
 	want, err := bus.NewEvent(tr.ID, events.TypeTriggerAccepted, tr.BotID, &tr)
 	if err != nil {
 		t.Fatal(err)

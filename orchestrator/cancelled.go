@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/flowgate/flowgate/orchestrator/flow"
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
@@ -67,7 +68,7 @@ func (o *Orchestrator) finishLaunched(ctx context.Context, t events.Trigger, ver
 	for _, c := range contacts {
 		id := runIDFor(t, c.ID, len(contacts))
 		recorded := false
-		for _, seq := range []int{1, initialMessageSeq} {
+		for _, seq := range []int{1, flow.InitialMessageSeq} {
 			_, err := o.store.GetMessage(ctx, t.BotID, MessageID(id, seq))
 			if err == nil {
 				recorded = true

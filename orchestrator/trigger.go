@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/flowgate/flowgate/orchestrator/flow"
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/provider"
@@ -159,10 +158,6 @@ func contactLastRequest(t events.Trigger, c store.Contact) map[string]any {
 	}
 	return c.LastRequest
 }
-
-// initialMessageSeq is the sequence of the initial template; the flow's
-// own messages start at 1.
-const initialMessageSeq = flow.InitialMessageSeq
 
 // needsInitialMessage reports whether the run must open the contact's
 // reply window (WhatsApp: 24 hours, the channel's provider declares it)
