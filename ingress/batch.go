@@ -70,6 +70,7 @@ func (b *triggerBatcher) publish(ctx context.Context, t *events.Trigger, raw []b
 		b.bots[t.BotID] = bq
 	}
 	bq.waiting = append(bq.waiting, q)
+	triggersWaiting.Inc()
 	lead := !bq.busy
 	bq.busy = true
 	b.mu.Unlock()
@@ -99,6 +100,7 @@ func (b *triggerBatcher) flush(botID string, bq *botQueue) {
 	}
 	batch := bq.waiting[:n:n]
 	bq.waiting = append([]*queuedTrigger(nil), bq.waiting[n:]...)
+	triggersWaiting.Sub(float64(n))
 	b.mu.Unlock()
 
 	err := b.send(botID, batch)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
@@ -86,6 +87,22 @@ func (e *env) dispatchAsync(user string, hdr ...string) chan accepted {
 	return ch
 }
 
+// waitQueued waits until n triggers wait behind a publish in flight
+// (flowgate_ingress_triggers_waiting).
+func waitQueued(t *testing.T, n float64) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		mfs, err := prometheus.DefaultGatherer.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() == "flowgate_ingress_triggers_waiting" {
+				return mf.GetMetric()[0].GetGauge().GetValue() == n
+			}
+		}
+		return false
+	}, 10*time.Second, time.Millisecond, "%v triggers queued behind the publish in flight", n)
+}
+
 // streamTriggers returns the trigger ids in FLOWGATE_TRIGGERS, message by
 // message.
 func (e *env) streamTriggers() [][]string {
@@ -129,7 +146,10 @@ func TestTriggersQueuedBehindAPublishGoTogether(t *testing.T) {
 		queued = append(queued, e.dispatchAsync(fmt.Sprint(200+i)))
 	}
 	keyed := e.dispatchAsync("300", "Idempotency-Key", "k-300")
-	time.Sleep(300 * time.Millisecond) // the 21 requests reach the ingress (a late one only makes a later message)
+	// The 20 keyless requests wait behind the first publish; the keyed one
+	// waits at the gate with a publish of its own.
+	waitQueued(t, 20)
+	require.Eventually(t, func() bool { return g.held.Load() == 2 }, 10*time.Second, time.Millisecond)
 	close(g.gate)
 
 	answers := map[string]bool{}
@@ -155,8 +175,8 @@ func TestTriggersQueuedBehindAPublishGoTogether(t *testing.T) {
 	for id := range answers {
 		require.Equal(t, 1, inStream[id], "trigger %s in the stream once", id)
 	}
-	require.Less(t, len(msgs), 22, "the queued triggers shared messages: %v", msgs)
-	require.GreaterOrEqual(t, batched, 10, "most of the 20 queued keyless triggers went in a batch")
+	require.Len(t, msgs, 3, "the first alone, the keyed one alone, the 20 queued together: %v", msgs)
+	require.Equal(t, 20, batched, "the 20 queued keyless triggers went in one batch")
 	for _, ids := range msgs {
 		if len(ids) > 1 {
 			require.NotContains(t, ids, ingress.TriggerID("acme", "k-300"), "a keyed trigger goes alone")
@@ -193,7 +213,7 @@ func TestBatchOutcomeIsEveryRequestsOutcome(t *testing.T) {
 			for i := range 5 {
 				queued = append(queued, e.dispatchAsync(fmt.Sprint(200+i)))
 			}
-			time.Sleep(300 * time.Millisecond)
+			waitQueued(t, 5)
 			// The first publish goes through; the next one, the batch of
 			// the five, fails.
 			g.gate <- struct{}{}
@@ -214,5 +234,15 @@ func TestBatchOutcomeIsEveryRequestsOutcome(t *testing.T) {
 			}
 			require.True(t, tc.code != "outcome_unknown" || len(ids) == 5, "each request names its own trigger")
 		})
+	}
+}
+
+// An ingress with a trigger batch out of range does not start.
+func TestTriggerBatchConfigRefused(t *testing.T) {
+	base := newEnv(t)
+	for _, bad := range []int{-1, 10_001} {
+		_, err := ingress.NewHandler(ingress.Config{AdminKey: adminKey, TriggerBatch: bad},
+			ingress.Deps{Store: base.store, Bus: base.bus, CompileFlow: app.CompileFlow})
+		require.ErrorContains(t, err, "trigger batch", "TriggerBatch %d", bad)
 	}
 }

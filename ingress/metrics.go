@@ -23,6 +23,10 @@ var (
 		Name: "flowgate_ingress_trigger_messages_total",
 		Help: "JetStream messages the ingress published for triggers: single (one trigger) or batch (the triggers of one bot that queued behind a publish in flight).",
 	}, []string{"kind"})
+	triggersWaiting = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "flowgate_ingress_triggers_waiting",
+		Help: "Triggers queued behind a publish of their bot in flight, to go in the next message (the ingress's group commit).",
+	})
 	batchedTriggers = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "flowgate_ingress_batched_triggers_total",
 		Help: "Triggers the ingress published in batch messages (divided by flowgate_ingress_trigger_messages_total{kind=\"batch\"}: the mean batch size).",

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/orchestrator/flow"
@@ -405,4 +406,18 @@ func TestTriggerBatch(t *testing.T) {
 		var perm *bus.PermanentError
 		require.ErrorAs(t, u.o.handleTrigger(u.ctx, bus.Message{Event: ev, Delivered: 1}), &perm)
 	}
+
+	// A batch whose payload is not a batch is dead-lettered whole, and
+	// nothing of it is stored or published.
+	for _, data := range []string{`[1,2]`, `{"triggers":"b1"}`, `{"triggers":[`} {
+		ev := cloudevents.New()
+		ev.SetID("batch:bad")
+		ev.SetType(events.TypeTriggerBatch)
+		ev.SetSource("/test")
+		ev.SetSubject(unitBot)
+		require.NoError(t, ev.SetData(cloudevents.ApplicationJSON, []byte(data)))
+		var perm *bus.PermanentError
+		require.ErrorAs(t, u.o.handleTrigger(u.ctx, bus.Message{Event: ev, Delivered: 1}), &perm, "payload %s", data)
+	}
+	require.Len(t, u.streamIDs(bus.StreamTriggers), 2, "nothing split off from a bad batch")
 }

@@ -96,3 +96,26 @@ func TestNATSSettings(t *testing.T) {
 		}
 	}
 }
+
+// --trigger-batch (FLOWGATE_TRIGGER_BATCH): 0 is the default (256), 1 turns
+// the ingress's group commit off; anything else but a count is refused.
+func TestTriggerBatchSetting(t *testing.T) {
+	t.Setenv("FLOWGATE_TRIGGER_BATCH", "")
+	os.Unsetenv("FLOWGATE_TRIGGER_BATCH")
+	cfg, _, err := parseConfig("ingress", nil, io.Discard)
+	if err != nil || cfg.TriggerBatch != 0 {
+		t.Fatalf("default: %d, %v", cfg.TriggerBatch, err)
+	}
+	t.Setenv("FLOWGATE_TRIGGER_BATCH", "1")
+	if cfg, _, err = parseConfig("ingress", nil, io.Discard); err != nil || cfg.TriggerBatch != 1 {
+		t.Fatalf("from the environment: %d, %v", cfg.TriggerBatch, err)
+	}
+	if cfg, _, err = parseConfig("ingress", []string{"--trigger-batch", "64"}, io.Discard); err != nil || cfg.TriggerBatch != 64 {
+		t.Fatalf("from the flag: %d, %v", cfg.TriggerBatch, err)
+	}
+	for _, bad := range []string{"-1", "10001", "many", "2.5"} {
+		if _, _, err := parseConfig("ingress", []string{"--trigger-batch", bad}, io.Discard); err == nil {
+			t.Errorf("trigger batch %q accepted", bad)
+		}
+	}
+}
