@@ -239,6 +239,73 @@ func (a *audience) next(ctx context.Context, o *Orchestrator, after string, size
 	return nil, c, after, true, nil // an empty audience
 }
 
+// peek reads the batch after `after` as it stands, writing nothing: the
+// contacts of a users list that exist (none is created), the contacts of
+// a users_bm list and the streamed contacts on the audience's channel, with
+// no eligibility filter. finishCancelled uses it to find what a crashed
+// launch left behind: a cancelled trigger's contacts are not touched again.
+func (a *audience) peek(ctx context.Context, o *Orchestrator, after string, size int) (
+	contacts []store.Contact, next string, last bool, err error) {
+	var ids []string
+	byExternal := false
+	switch {
+	case len(a.t.Audience.Users) > 0:
+		ids, byExternal = a.t.Audience.Users, true
+	case len(a.t.Audience.UsersBM) > 0:
+		ids = a.t.Audience.UsersBM
+	case a.t.Audience.Everyone:
+		batch, err := o.store.StreamContacts(ctx, a.t.BotID, store.ContactFilter{Channel: a.channel, After: after, Limit: size})
+		if err != nil {
+			return nil, after, false, err
+		}
+		next, last = after, len(batch) < size
+		if len(batch) > 0 {
+			next = batch[len(batch)-1].ID
+		}
+		return batch, next, last, nil
+	default:
+		return nil, after, true, nil
+	}
+	from, to, err := listWindow(after, len(ids), size)
+	if err != nil {
+		return nil, after, false, err
+	}
+	channel := a.listChannel()
+	for _, id := range ids[from:to] {
+		var ct store.Contact
+		if byExternal {
+			if store.CheckID("external_id", id) != nil {
+				continue
+			}
+			ct, err = o.store.GetContactByExternalID(ctx, a.t.BotID, channel, id)
+		} else {
+			ct, err = o.store.GetContact(ctx, a.t.BotID, id)
+		}
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+			continue // never created, so never launched
+		}
+		if err != nil {
+			return nil, after, false, err
+		}
+		if !byExternal && a.channel != "" && ct.Channel != a.channel {
+			continue
+		}
+		contacts = append(contacts, ct)
+	}
+	return contacts, strconv.Itoa(to), to == len(ids), nil
+}
+
+// listChannel is the channel of a users list's contacts.
+func (a *audience) listChannel() string {
+	switch {
+	case a.channel != "":
+		return a.channel
+	case a.t.Channel != "":
+		return a.t.Channel
+	}
+	return events.ChannelSandbox
+}
+
 // listWindow parses a list cursor and returns the slice [from, to).
 func listWindow(after string, n, size int) (from, to int, err error) {
 	if after != "" {
@@ -268,13 +335,7 @@ func (a *audience) nextUsers(ctx context.Context, o *Orchestrator, after string,
 	if err != nil {
 		return nil, c, after, false, err
 	}
-	channel := a.channel
-	if channel == "" {
-		channel = a.t.Channel
-	}
-	if channel == "" {
-		channel = events.ChannelSandbox
-	}
+	channel := a.listChannel()
 	now := time.Now().UTC()
 	ups := make([]store.ContactUpsert, 0, to-from)
 	for _, u := range users[from:to] {

@@ -239,3 +239,73 @@ func TestBroadcastCrashRightAfterCancel(t *testing.T) {
 		t.Logf("rep %d: crash at the %dth published run; %d runs", rep, at, len(runs))
 	}
 }
+
+// TestCancelledTriggerRedeliveryWritesNoContact: a cancelled users-list
+// trigger is redelivered (its fan-out had crashed after recording one
+// contact's first message). The redelivery starts that contact's run and
+// writes nothing else: the users who were never reached are not created,
+// and the contacts that exist keep their data (no last_request, no
+// attributes from the cancelled trigger).
+func TestCancelledTriggerRedeliveryWritesNoContact(t *testing.T) {
+	r := newRig(t, Config{FanOutBatch: 5}, nil)
+	ctx := context.Background()
+	var existing, missing []string
+	var cs []contactSpec
+	for i := range 5 {
+		existing = append(existing, fmt.Sprintf("u%02d", i))
+		missing = append(missing, fmt.Sprintf("n%02d", i))
+		cs = append(cs, contactSpec{channel: events.ChannelSandbox, id: existing[i], attrs: map[string]any{"plan": "free"}})
+	}
+	r.addContacts(cs)
+	before := map[string]store.Contact{}
+	for _, id := range existing {
+		c, err := r.store.GetContactByExternalID(ctx, testBot, events.ChannelSandbox, id)
+		require.NoError(t, err)
+		before[id] = c
+	}
+
+	// The state a crash left: the trigger stored and then cancelled, no
+	// checkpoint, and the first message of u02's run recorded.
+	trig := events.Trigger{ID: "cx", BotID: testBot, FlowID: "hello", Source: "native", Channel: events.ChannelSandbox,
+		Audience:   events.Audience{Users: append(append([]string{}, existing...), missing...)},
+		Data:       map[string]any{"order": "A-1"},
+		Attributes: map[string]any{"plan": "pro"},
+	}
+	spec, err := json.Marshal(trig)
+	require.NoError(t, err)
+	now := time.Now().UTC()
+	stored, _, err := r.store.CreateTrigger(ctx, store.Trigger{ID: trig.ID, BotID: testBot, Source: "native", FlowID: "hello",
+		Channel: events.ChannelSandbox, Spec: spec, Status: store.TriggerAccepted, CreatedAt: now, UpdatedAt: now})
+	require.NoError(t, err)
+	stored.Status = store.TriggerCancelled
+	_, err = r.store.UpdateTrigger(ctx, stored)
+	require.NoError(t, err)
+	u02 := before["u02"]
+	runID := RunID(trig.ID, u02.ID)
+	require.NoError(t, r.store.InsertMessages(ctx, []store.Message{{ID: MessageID(runID, 1), BotID: testBot, RunID: runID,
+		TriggerID: trig.ID, ContactID: u02.ID, Channel: events.ChannelSandbox, Seq: 1, Status: events.StatusQueued,
+		Content: []byte(`{"type":"text","text":"Hi Nu02"}`), CreatedAt: now, UpdatedAt: now}}))
+
+	r.trigger(trig) // the redelivery
+	r.triggersIdle()
+
+	runs := r.runs(trig.ID)
+	require.Len(t, runs, 1, "only the run whose message was recorded")
+	require.Equal(t, runID, runs[0].ID)
+	require.NotEqual(t, store.RunCreated, runs[0].Status)
+	for _, id := range missing {
+		_, err := r.store.GetContactByExternalID(ctx, testBot, events.ChannelSandbox, id)
+		require.ErrorIs(t, err, store.ErrNotFound, "user %s of the cancelled trigger was created", id)
+	}
+	for _, id := range existing {
+		c, err := r.store.GetContactByExternalID(ctx, testBot, events.ChannelSandbox, id)
+		require.NoError(t, err)
+		require.Equal(t, before[id].LastRequest, c.LastRequest, "contact %s: last_request written", id)
+		require.Equal(t, "free", c.Attributes["plan"], "contact %s: attributes written", id)
+		require.Equal(t, before[id].UpdatedAt, c.UpdatedAt, "contact %s: updated", id)
+	}
+	tr, err := r.store.GetTrigger(ctx, testBot, trig.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.TriggerCancelled, tr.Status)
+	require.Equal(t, int64(1), tr.Counters.RunsCreated)
+}

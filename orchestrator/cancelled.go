@@ -18,8 +18,10 @@ import (
 // its runs: a launch writes the messages first and the runs last. A cancel
 // lets the batches under way finish; so does this, after a crash: the
 // batches after the last checkpoint (at most fanOutDepth of them) are read
-// again and every contact whose first message was recorded gets its run,
-// started as the crashed attempt started it (same ids, same effects, which
+// again, without writing to any contact (peek: the cancel stands for the
+// trigger's data and attributes too, and a contact of a users list that
+// does not exist is not created), and every contact whose first message
+// was recorded gets its run, started as the crashed attempt started it (same ids, same effects, which
 // JetStream and the channel workers de-duplicate). Contacts whose batch
 // never got that far get nothing: the cancel stands for them. Runs that
 // exist and have started are left alone and not counted again, so a second
@@ -46,7 +48,7 @@ func (o *Orchestrator) finishCancelled(ctx context.Context, t events.Trigger, tr
 	}
 	after := cp.After
 	for range fanOutDepth {
-		contacts, _, next, last, err := aud.next(ctx, o, after, o.cfg.FanOutBatch)
+		contacts, next, last, err := aud.peek(ctx, o, after, o.cfg.FanOutBatch)
 		if err != nil {
 			return err
 		}

@@ -20,6 +20,7 @@ type Store interface {
 	UpsertContacts(ctx context.Context, us []store.ContactUpsert) ([]store.Contact, error)
 	ImportContacts(ctx context.Context, us []store.ContactUpsert) (created, updated int, err error)
 	GetContact(ctx context.Context, botID, id string) (store.Contact, error)
+	GetContactByExternalID(ctx context.Context, botID, channel, externalID string) (store.Contact, error)
 	StreamContacts(ctx context.Context, botID string, f store.ContactFilter) ([]store.Contact, error)
 	SetLastRequest(ctx context.Context, botID string, contactIDs []string, data map[string]any, at time.Time) error
 	SetContactReachability(ctx context.Context, botID, id string, unreachable bool, reason string) error

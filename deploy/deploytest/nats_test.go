@@ -268,8 +268,10 @@ func TestNATSClusterWithServiceUsers(t *testing.T) {
 		t.Errorf("%d streams, want Flowgate's six and KV_FLOWGATE_PACER", n)
 	}
 
+	c.deadLettersThroughTheIngress()
+
 	// A service's user is confined to its subjects: the ingress may not
-	// publish outbound messages (only the orchestrator does).
+	// dead-letter (it consumes nothing).
 	ing := readEnv(t, filepath.Join(root, "deploy", "env", "ingress.env.example"))
 	violation := make(chan error, 1)
 	nc := connectNATS(t, c.urls, nats.UserInfo(ing["FLOWGATE_NATS_USER"], ing["FLOWGATE_NATS_PASSWORD"]),
@@ -279,19 +281,71 @@ func TestNATSClusterWithServiceUsers(t *testing.T) {
 			default:
 			}
 		}))
-	if err := nc.Publish("flowgate.outbound.sandbox.ops", []byte("x")); err != nil {
+	if err := nc.Publish("flowgate.dlq.sandbox.ops", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
 	_ = nc.Flush()
 	select {
 	case err := <-violation:
 		if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
-			t.Errorf("ingress publishing outbound: %v, want a permissions violation", err)
+			t.Errorf("ingress publishing a dead letter: %v, want a permissions violation", err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Error("the ingress user published to flowgate.outbound without a permissions violation")
+		t.Error("the ingress user published to flowgate.dlq without a permissions violation")
 	}
 	c.checkServices()
+}
+
+// deadLettersThroughTheIngress: the admin dead-letter routes work with the
+// ingress's NATS user. A bundle the sandbox worker cannot read is
+// dead-lettered (by the worker's user), listed, shown and replayed through
+// the ingress (which publishes it on flowgate.outbound again, where the
+// worker dead-letters it anew), then purged.
+func (c *deployedCluster) deadLettersThroughTheIngress() {
+	t := c.t
+	t.Helper()
+	ctx := context.Background()
+	if _, err := c.js.PublishMsg(ctx, &nats.Msg{Subject: "flowgate.outbound.sandbox.ops.high", Data: []byte("not an event")},
+		jetstream.WithMsgID("deploytest-poison")); err != nil {
+		t.Fatal(err)
+	}
+	type list struct {
+		DeadLetters []struct {
+			Seq     uint64 `json:"seq"`
+			Subject string `json:"subject"`
+		} `json:"dead_letters"`
+	}
+	waitList := func(notSeq uint64) list {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			var l list
+			code, body := c.api.do(http.MethodGet, "/v1/admin/dlq", adminKey, nil)
+			if code != http.StatusOK {
+				t.Fatalf("GET /v1/admin/dlq: %d %s", code, body)
+			}
+			if err := json.Unmarshal(body, &l); err != nil {
+				t.Fatal(err)
+			}
+			if len(l.DeadLetters) == 1 && l.DeadLetters[0].Seq != notSeq {
+				return l
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("dead letters: %s", body)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	first := waitList(0).DeadLetters[0]
+	if first.Subject != "flowgate.outbound.sandbox.ops.high" {
+		t.Errorf("dead letter subject %q", first.Subject)
+	}
+	c.api.must(http.StatusOK, http.MethodGet, fmt.Sprintf("/v1/admin/dlq/%d", first.Seq), adminKey, nil)
+	c.api.must(http.StatusOK, http.MethodPost, fmt.Sprintf("/v1/admin/dlq/%d/replay", first.Seq), adminKey, nil)
+	again := waitList(first.Seq).DeadLetters[0] // the worker gave up on it again
+	if again.Subject != first.Subject {
+		t.Errorf("replayed dead letter subject %q, want %q", again.Subject, first.Subject)
+	}
+	c.api.must(http.StatusOK, http.MethodDelete, "/v1/admin/dlq?all=true", adminKey, nil)
 }
 
 // checkServices fails the test when a service exited or met a permissions

@@ -124,7 +124,9 @@ func first(h nats.Header, k string) string {
 }
 
 // Replay publishes a dead letter again on the subject it was first
-// published on, with its event id and payload unchanged, then deletes it
+// published on (in FLOWGATE_RUNS, which several consumers read, on the
+// replay subject of the consumer that gave up on it: the others had
+// handled it), with its event id and payload unchanged, then deletes it
 // from the dead-letter stream. The handlers are idempotent by event id, so
 // a message that had partly taken effect does not take effect twice. The
 // Nats-Msg-Id is derived from the dead letter's sequence, not the
@@ -148,7 +150,7 @@ func (b *Bus) Replay(ctx context.Context, seq uint64) (DeadLetter, PublishResult
 		h[k] = v
 	}
 	h.Set(HeaderReplayedFrom, strconv.FormatUint(seq, 10))
-	msg := &nats.Msg{Subject: dl.Subject, Header: h, Data: raw.Data}
+	msg := &nats.Msg{Subject: replayTarget(dl.Subject, dl.Consumer), Header: h, Data: raw.Data}
 	pctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
 	ack, err := b.js.PublishMsg(pctx, msg, jetstream.WithMsgID(MsgID(fmt.Sprintf("replay:%s:%d", StreamDLQ, seq))))

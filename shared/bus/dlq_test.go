@@ -118,3 +118,56 @@ func TestDeadLetterMissingOnEmptyStream(t *testing.T) {
 		require.ErrorIs(t, err, bus.ErrNoDeadLetter, "replay %d", seq)
 	}
 }
+
+// FLOWGATE_RUNS is read by several consumers: a dead letter of one of them
+// is replayed to that consumer alone, not to every reader of the stream.
+func TestDeadLetterReplayReachesOnlyItsConsumer(t *testing.T) {
+	_, b := start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ev, err := bus.NewEvent("rs-1", events.TypeRunStatus, "run-1", map[string]string{"status": "completed"})
+	require.NoError(t, err)
+	_, err = b.Publish(ctx, events.RunStatusSubject("acme"), ev)
+	require.NoError(t, err)
+
+	var mu sync.Mutex
+	fixed := false
+	handled := map[string]int{}
+	consume := func(durable string, fail bool) {
+		spec := bus.WebhookFanoutConsumer
+		spec.Durable = durable
+		go b.Consume(ctx, spec, func(_ context.Context, m bus.Message) error {
+			mu.Lock()
+			defer mu.Unlock()
+			handled[durable]++
+			if fail && !fixed {
+				return bus.Permanent(errors.New("subscription store down for good"))
+			}
+			return nil
+		}, bus.ConsumeOptions{Workers: 1})
+	}
+	consume("failing", true)
+	consume("other", false)
+	var list []bus.DeadLetter
+	require.Eventually(t, func() bool {
+		list, _, err = b.DeadLetters(ctx, 0, 10)
+		return err == nil && len(list) == 1
+	}, 10*time.Second, 10*time.Millisecond)
+	require.Equal(t, "failing", list[0].Consumer)
+	require.Equal(t, events.RunStatusSubject("acme"), list[0].Subject)
+
+	mu.Lock()
+	fixed = true
+	mu.Unlock()
+	_, _, err = b.Replay(ctx, list[0].Seq)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return handled["failing"] == 2
+	}, 10*time.Second, 10*time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // nothing else arrives
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, map[string]int{"failing": 2, "other": 1}, handled)
+}

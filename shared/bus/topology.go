@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -64,7 +65,9 @@ func Streams(l Limits) []jetstream.StreamConfig {
 			Replicas:    l.Replicas,
 		}
 	}
-	runs := work(StreamRuns, "run status changes, read by webhook delivery", events.SubjectRunStatus+".>")
+	// Its replay subjects take a dead letter back to the one consumer that
+	// gave up on it (ReplaySubject).
+	runs := work(StreamRuns, "run status changes, read by webhook delivery", events.SubjectRunStatus+".>", events.SubjectReplay+".>")
 	// Run status changes may be read by more than one consumer (webhooks,
 	// exporters): keep them by limits, not as a work queue.
 	runs.Retention = jetstream.LimitsPolicy
@@ -142,12 +145,36 @@ func (s *ConsumerSpec) config() jetstream.ConsumerConfig {
 		// The consumer is gone after this long without a pull; 0: kept.
 		InactiveThreshold: s.InactiveThreshold,
 	}
-	if len(s.Filters) == 1 {
-		cfg.FilterSubject = s.Filters[0]
+	filters := s.Filters
+	if s.Stream == StreamRuns {
+		// Several consumers read this stream: each also reads the dead
+		// letters replayed to it alone.
+		filters = append(filters[:len(filters):len(filters)], ReplaySubject(s.Durable, ">"))
+	}
+	if len(filters) == 1 {
+		cfg.FilterSubject = filters[0]
 	} else {
-		cfg.FilterSubjects = s.Filters
+		cfg.FilterSubjects = filters
 	}
 	return cfg
+}
+
+// ReplaySubject is where a dead letter that consumer gave up on, first
+// published on subject, is replayed when its stream has more than one
+// reader (FLOWGATE_RUNS): on the original subject every reader would get
+// it again. ReplaySubject(consumer, ">") is the consumer's filter.
+func ReplaySubject(consumer, subject string) string {
+	return events.SubjectReplay + "." + consumer + "." + subject
+}
+
+// replayTarget is the subject a dead letter is replayed on: its original
+// subject, or, in a stream read by several consumers, the replay subject
+// of the consumer that gave up on it.
+func replayTarget(subject, consumer string) string {
+	if consumer != "" && strings.HasPrefix(subject, events.SubjectRunStatus+".") {
+		return ReplaySubject(consumer, subject)
+	}
+	return subject
 }
 
 // Consumers used by Flowgate's services.

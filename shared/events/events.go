@@ -34,6 +34,10 @@ const (
 	// subscription each: flowgate.webhook.<bot>.<subscription>.
 	SubjectWebhook = "flowgate.webhook"
 	SubjectControl = "flowgate.control"
+	// SubjectReplay carries dead letters replayed to the one consumer that
+	// gave up on them, for a stream read by several (FLOWGATE_RUNS):
+	// flowgate.replay.<consumer>.<original subject>.
+	SubjectReplay = "flowgate.replay"
 )
 
 // TriggerSubject is where the ingress publishes accepted triggers of a bot.
