@@ -139,10 +139,6 @@ type Deps struct {
 }
 
 type server struct {
-	// resumed is closed once the deletions an earlier process left were
-	// looked up (and restarted): a test waits for it before it closes the
-	// store it gave the server.
-	resumed   chan struct{}
 	cfg       Config
 	store     Store
 	bus       Publisher
@@ -164,15 +160,52 @@ type server struct {
 	deleting sync.Map
 	// batcher publishes keyless triggers together (nil: each alone).
 	batcher *triggerBatcher
+	// bg is the context of the work that outlives a request (bot
+	// deletions): Handler.Run's, or none before Run. bgWG counts that work.
+	bgMu sync.Mutex
+	bg   context.Context
+	bgWG sync.WaitGroup
+}
+
+// Handler is the ingress's HTTP API. The work it does in the background
+// (deleting bots' data, and resuming the deletions an earlier process
+// left) runs under Run, which Serve calls: the constructor starts nothing.
+type Handler struct {
+	http.Handler
+	s *server
 }
 
 // NewHandler builds the ingress's HTTP handler.
-func NewHandler(cfg Config, d Deps) (http.Handler, error) {
+func NewHandler(cfg Config, d Deps) (*Handler, error) {
 	s, err := newServer(cfg, d)
 	if err != nil {
 		return nil, err
 	}
-	return s.routes(), nil
+	return &Handler{Handler: s.routes(), s: s}, nil
+}
+
+// Run resumes the bot deletions an earlier process left and lets
+// background work run until ctx ends; it returns when that work has
+// stopped (a deletion cut short goes on at the next start).
+func (h *Handler) Run(ctx context.Context) error {
+	s := h.s
+	s.bgMu.Lock()
+	s.bg = ctx
+	s.bgMu.Unlock()
+	s.resumeBotDeletions(ctx)
+	<-ctx.Done()
+	s.bgWG.Wait()
+	return nil
+}
+
+// background is the context of work that outlives a request.
+func (s *server) background() context.Context {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.bg == nil {
+		return context.Background() // no Run (a handler used on its own)
+	}
+	return s.bg
 }
 
 func newServer(cfg Config, d Deps) (*server, error) {
@@ -206,8 +239,6 @@ func newServer(cfg Config, d Deps) (*server, error) {
 	if cfg.TriggerBatch > 1 {
 		s.batcher = newTriggerBatcher(d.Bus, cfg.TriggerBatch)
 	}
-	s.resumed = make(chan struct{})
-	go func() { defer close(s.resumed); s.resumeBotDeletions() }()
 	return s, nil
 }
 
@@ -322,6 +353,16 @@ func Serve(ctx context.Context, ln net.Listener, cfg Config, h http.Handler, log
 		log = slog.Default()
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// The handler's background work runs as long as the server does.
+	bgCtx, stopBackground := context.WithCancel(ctx)
+	bgDone := make(chan struct{})
+	go func() {
+		defer close(bgDone)
+		if hh, ok := h.(*Handler); ok {
+			_ = hh.Run(bgCtx)
+		}
+	}()
+	defer func() { stopBackground(); <-bgDone }()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("ingress listening", "addr", ln.Addr().String())

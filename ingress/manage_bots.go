@@ -176,16 +176,25 @@ func (s *server) startBotDeletion(botID string) {
 	if _, busy := s.deleting.LoadOrStore(botID, true); busy {
 		return
 	}
+	bg := s.background()
+	s.bgWG.Add(1)
 	go func() {
+		defer s.bgWG.Done()
 		defer s.deleting.Delete(botID)
 		pause := time.Second
-		for {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		for bg.Err() == nil {
+			ctx, cancel := context.WithTimeout(bg, time.Minute)
 			done, err := s.store.DeleteBotData(ctx, botID, botDeleteChunk)
 			cancel()
 			if err != nil {
+				if bg.Err() != nil {
+					return // stopping: the next start resumes it
+				}
 				s.log.Warn("bot deletion: retrying", "bot", botID, "err", err, "in", pause)
-				time.Sleep(pause)
+				select {
+				case <-bg.Done():
+				case <-time.After(pause):
+				}
 				pause = min(2*pause, 30*time.Second)
 				continue
 			}
@@ -199,8 +208,8 @@ func (s *server) startBotDeletion(botID string) {
 }
 
 // resumeBotDeletions restarts the deletions an earlier process left.
-func (s *server) resumeBotDeletions() {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+func (s *server) resumeBotDeletions(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	ds, err := s.store.BotDeletions(ctx)
 	if err != nil {

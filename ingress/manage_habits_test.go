@@ -3,9 +3,11 @@ package ingress
 import (
 	"context"
 	"errors"
+	"net"
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/shared/store"
 	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
 	"github.com/flowgate/flowgate/shared/testclock"
 
@@ -24,7 +26,6 @@ func TestKeyCacheTTLCapped(t *testing.T) {
 		s, err := newServer(Config{AdminKey: "0123456789abcdef0123", CacheTTL: ttl},
 			Deps{Store: st, Bus: unusedBus{}, CompileFlow: func(b []byte) ([]byte, error) { return b, nil }})
 		require.NoError(t, err)
-		<-s.resumed // its start-up read of the store ends before the store is closed
 		require.Equal(t, MaxKeyCacheTTL, s.keys.ttl, "CacheTTL %v", ttl)
 		require.Equal(t, ttl, s.bots.ttl, "bots keep the configured TTL")
 	}
@@ -69,5 +70,41 @@ func TestValidRequestID(t *testing.T) {
 	for id, want := range map[string]bool{"abc-123": true, "": false, "a b": false, "x\n": false,
 		string(make([]byte, 129)): false, "01JABCDEF/req:1": true, "é": false} {
 		require.Equal(t, want, validRequestID(id), "%q", id)
+	}
+}
+
+// TestServeResumesBotDeletions: a deletion an earlier process left (the bot
+// marked deleting) is resumed when the ingress serves, not when its handler
+// is built; Serve returns once that background work has stopped.
+func TestServeResumesBotDeletions(t *testing.T) {
+	st := sqlitetest.Open(t)
+	ctx := context.Background()
+	require.NoError(t, st.CreateBot(ctx, store.Bot{ID: "gone", Name: "Gone"}))
+	_, _, err := st.UpsertContact(ctx, store.ContactUpsert{BotID: "gone", Channel: "sandbox", ExternalID: "+15550001", NewID: store.NewContactID()})
+	require.NoError(t, err)
+	require.NoError(t, st.MarkBotDeleting(ctx, "gone", time.Now().UTC()))
+
+	h, err := NewHandler(Config{AdminKey: "0123456789abcdef0123"},
+		Deps{Store: st, Bus: unusedBus{}, CompileFlow: func(b []byte) ([]byte, error) { return b, nil }})
+	require.NoError(t, err)
+	time.Sleep(100 * time.Millisecond)
+	_, err = st.GetBot(ctx, "gone")
+	require.NoError(t, err, "building the handler starts no deletion")
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	sctx, stop := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- Serve(sctx, ln, Config{}, h, nil) }()
+	require.Eventually(t, func() bool {
+		_, err := st.GetBot(ctx, "gone")
+		return errors.Is(err, store.ErrNotFound)
+	}, 10*time.Second, 10*time.Millisecond, "the deletion was resumed")
+	stop()
+	select {
+	case err := <-served:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return")
 	}
 }
