@@ -47,6 +47,7 @@ func main() {
 	flag.IntVar(&o.maxRequests, "max", 100000, "request cap of each load phase")
 	flag.Float64Var(&o.e2eRate, "e2e-rate", 100, "arrival rate (per second) of the end-to-end latency phase")
 	flag.IntVar(&o.broadcast, "broadcast", 5000, "audience size of the broadcast phase")
+	flag.IntVar(&o.relay, "relay", 20000, "messages of the JetStream relay floor (the pipeline drain's baseline)")
 	flag.IntVar(&o.waFast, "wa-fast", 3000, "WhatsApp messages of the unpaced account (worker throughput)")
 	flag.IntVar(&o.waPaced, "wa-paced", 1000, "WhatsApp messages of the account paced at 200/s")
 	quick := flag.Bool("quick", false, "short phases (a smoke run; not for the report)")
@@ -55,7 +56,7 @@ func main() {
 	flag.BoolVar(&o.cluster, "cluster", true, "also measure on a three-node NATS cluster with R3 streams")
 	flag.Parse()
 	if *quick {
-		o.phase, o.maxRequests, o.broadcast, o.waFast, o.waPaced = 3*time.Second, 20000, 500, 500, 400
+		o.phase, o.maxRequests, o.broadcast, o.waFast, o.waPaced, o.relay = 3*time.Second, 20000, 500, 500, 400, 3000
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -81,6 +82,7 @@ type options struct {
 	maxRequests int
 	e2eRate     float64
 	broadcast   int
+	relay       int
 	waFast      int
 	waPaced     int
 	noDoc       bool

@@ -89,6 +89,7 @@ func writeReport(rep *report, o options) error {
 	}
 	fmt.Fprintf(&b, "\nPipeline drain against the same raw publish: %.2f (the orchestrator and the sandbox worker, %.0f runs/s).\n",
 		rep.pipelineRate/rep.rawAlways.rate(), rep.pipelineRate)
+	fmt.Fprintf(&b, "\n%s\n", relayLine(rep.relay, rep.rawAlways, rep.pipelineRate, "raw publish"))
 	fmt.Fprintln(&b)
 	fmt.Fprintln(&b, "### Three-node NATS cluster, R3 streams")
 	fmt.Fprintln(&b)
@@ -104,6 +105,7 @@ func writeReport(rep *report, o options) error {
 		fmt.Fprintln(&b)
 		fmt.Fprintf(&b, "Ingress against the raw R3 publish: %.2f. Pipeline drain: %.0f runs/s (%s), %.2f of the raw R3 publish.\n",
 			c.ingress.rate()/c.raw.rate(), c.pipelineRate, c.pipelineNote, c.pipelineRate/c.raw.rate())
+		fmt.Fprintf(&b, "\n%s\n", relayLine(c.relay, c.raw, c.pipelineRate, "raw R3 publish"))
 	}
 	fmt.Fprintln(&b)
 	fmt.Fprintln(&b, "### Pipeline and end to end")
@@ -244,4 +246,15 @@ func chart(rep *report, path string) error {
 	}
 	p.Add(plotter.NewGrid())
 	return p.Save(10*vg.Inch, 5*vg.Inch, path)
+}
+
+// relayLine reports the JetStream relay floor of the pipeline drain.
+func relayLine(r relayResult, raw result, pipeline float64, rawName string) string {
+	if r.err != "" {
+		return "JetStream relay floor: not measured (" + r.err + ")."
+	}
+	return fmt.Sprintf("JetStream relay floor (no Flowgate code: %d queued trigger-sized messages, each consumed, "+
+		"one bundle-sized message published to a second work-queue stream, both double-acked, %d at a time on each side; "+
+		"`relayFloor` in `bench/suite/relay.go`): %.0f runs/s, %.2f of the %s. "+
+		"The pipeline drain is %.2f of this floor.", r.n, r.workers, r.rate, r.rate/raw.rate(), rawName, pipeline/r.rate)
 }

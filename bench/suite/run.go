@@ -32,6 +32,7 @@ type report struct {
 	e2e                        result
 	pipelineRate               float64
 	pipelineNote               string
+	relay                      relayResult
 	broadcast                  string
 	whatsapp                   channelResult
 	pacers                     []pacerResult
@@ -45,6 +46,7 @@ type report struct {
 type cluster struct {
 	skipped             string
 	raw, ingress        result
+	relay               relayResult
 	pipelineRate        float64
 	pipelineNote, setup string
 }
@@ -169,6 +171,8 @@ func run(ctx context.Context, o options) error {
 	if rep.rawDefault, err = rawPublish(natsDefaultURL, "raw JetStream publish, default sync (2 min)", 1); err != nil {
 		return err
 	}
+	log.Printf("baseline: JetStream relay floor")
+	rep.relay = relayFloor(ctx, natsURL, 1, o.relay, o.concurrency)
 
 	// Flowgate: ingress, orchestrator and the sandbox worker, each a process.
 	dataDir := filepath.Join(tmp, "data")
@@ -383,6 +387,8 @@ func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate stri
 	if c.raw, err = rawPublish(all, "raw JetStream publish, R3 stream on the three-node cluster", 3); err != nil {
 		return fail(err)
 	}
+	log.Printf("cluster: JetStream relay floor")
+	c.relay = relayFloor(ctx, all, 3, o.relay, o.concurrency)
 	dataDir := filepath.Join(tmp, "data-cluster")
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fail(err)
