@@ -131,6 +131,11 @@ type Capabilities struct {
 	// messages in one call (the sandbox: one write). Used only with
 	// IdempotentSends and no pacer.
 	Bundles bool
+	// RecordsSent: the BundleSender records the messages it delivered as
+	// sent (MarkSent's effect) in the same write as the delivery, so the
+	// runner does not record them again: the sandbox delivers a bundle in
+	// one store write instead of two.
+	RecordsSent bool
 }
 
 // RunnerDeps are the runner's collaborators.
@@ -165,6 +170,8 @@ type Runner struct {
 	idempotent bool
 	// bundle is the sender's BundleSender side, when it is idempotent.
 	bundle BundleSender
+	// recordsSent: bundle records its deliveries as sent itself.
+	recordsSent bool
 	// progress is how often a waiting bundle tells JetStream it is still
 	// worked on: progressEvery, or a third of a shorter AckWait.
 	progress time.Duration
@@ -236,7 +243,7 @@ func NewRunner(cfg RunnerConfig, d RunnerDeps) (*Runner, error) {
 		lm[i] = laneMetricSet{sent: laneSent.WithLabelValues(ch, l), queue: laneLatency.WithLabelValues(ch, l)}
 	}
 	return &Runner{cfg: cfg, laneMetrics: lm, sender: s, bus: b, store: st, pacer: pacer, log: log.With("channel", ch), bots: map[string]cachedBot{},
-		idempotent: idempotent, bundle: bundle, progress: progress,
+		idempotent: idempotent, bundle: bundle, recordsSent: bundle != nil && d.Capabilities.RecordsSent, progress: progress,
 		gates: map[string]*gate{}, sentCounter: sent.WithLabelValues(ch), providerLatency: providerSeconds.WithLabelValues(ch)}, nil
 }
 
@@ -424,7 +431,7 @@ type laneMetricSet struct {
 
 // sendBundle sends a bundle's unsent messages in one call of a
 // BundleSender (idempotent, unpaced: the sandbox) and records them in one
-// write.
+// write (none, when the sender's delivery is its record).
 func (r *Runner) sendBundle(ctx context.Context, bot store.Bot, account string, out events.Outbound, recs map[string]store.Message, laneName string, queued time.Time) error {
 	first := -1
 	var msgs []events.OutboundMessage
@@ -453,6 +460,9 @@ func (r *Runner) sendBundle(ctx context.Context, bot store.Bot, account string, 
 	}
 	r.sentCounter.Add(float64(len(msgs)))
 	r.observeLane(laneName, queued, now, len(msgs))
+	if r.recordsSent {
+		return nil // recorded by the delivery itself
+	}
 	return r.store.MarkSent(ctx, out.BotID, out.TriggerID, sent)
 }
 

@@ -71,6 +71,10 @@ type Capabilities struct {
 	IdempotentSends bool
 	// Bundles: the sender takes a bundle in one call (channel.BundleSender).
 	Bundles bool
+	// RecordsSent: the sender's SendBundle records the messages it
+	// delivered as sent itself, in the same write as the delivery (the
+	// sandbox: its transcript is in the store). Needs Bundles.
+	RecordsSent bool
 	// RecipientRate is the most messages per second to one recipient
 	// (Telegram: 1 per chat); 0 means no per-recipient pacing.
 	RecipientRate float64
@@ -93,7 +97,7 @@ func (c Capabilities) InWindow(lastInbound *time.Time, now time.Time) bool {
 
 // Runner returns the capabilities the channel runner uses.
 func (c Capabilities) Runner() channel.Capabilities {
-	return channel.Capabilities{IdempotentSends: c.IdempotentSends, Bundles: c.Bundles}
+	return channel.Capabilities{IdempotentSends: c.IdempotentSends, Bundles: c.Bundles, RecordsSent: c.RecordsSent}
 }
 
 // Account is a bot's sender account on one channel.
@@ -258,6 +262,8 @@ func (p Provider) validate() error {
 		return fmt.Errorf("provider %s: rates must not be negative", p.Name)
 	case p.Capabilities.Bundles && !p.Capabilities.IdempotentSends:
 		return fmt.Errorf("provider %s: bundles need idempotent sends", p.Name)
+	case p.Capabilities.RecordsSent && !p.Capabilities.Bundles:
+		return fmt.Errorf("provider %s: recording its sends needs bundles", p.Name)
 	}
 	return nil
 }

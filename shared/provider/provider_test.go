@@ -58,7 +58,10 @@ func TestRegisterRefusesInvalidProviders(t *testing.T) {
 	negative.Rate = -1
 	bundles := fake("t-bundles")
 	bundles.Capabilities.Bundles = true // without idempotent sends
-	for _, p := range []provider.Provider{noName, noAccount, noSender, negative, bundles} {
+	records := fake("t-records")
+	records.Capabilities.IdempotentSends = true
+	records.Capabilities.RecordsSent = true // without bundles
+	for _, p := range []provider.Provider{noName, noAccount, noSender, negative, bundles, records} {
 		require.Error(t, provider.Register(p), p.Name)
 		require.False(t, provider.Known(p.Name), p.Name)
 	}

@@ -195,6 +195,13 @@ type Sandbox interface {
 	// AppendSandbox stores m once; a second append of the same MessageID is ignored.
 	// Several messages are appended in order, in one write.
 	AppendSandbox(ctx context.Context, ms ...SandboxMessage) error
+	// DeliverSandbox is the sandbox channel's delivery: it appends ms as
+	// AppendSandbox does and records them as sent as MarkSent(bot,
+	// triggerID, SandboxSent(ms)) does, in one write where the adapter can
+	// make it atomic (SQLite), else in that order (a crash in between
+	// leaves a transcript entry the redelivery records). Every message
+	// must be of one bot.
+	DeliverSandbox(ctx context.Context, triggerID string, ms []SandboxMessage) error
 	// ListSandbox returns a bot's sandbox messages with Seq > afterSeq, oldest
 	// first; to filters by recipient; limit 0 means 100, at most 1000.
 	ListSandbox(ctx context.Context, botID, to string, afterSeq int64, limit int) ([]SandboxMessage, error)

@@ -28,7 +28,7 @@ const (
 	// trigger, outbound bundle; no run status: the bot has no webhook
 	// subscription (a subscribed bot's runs add one per status change)
 	documentedPublishesPerRun   = 2
-	documentedStoreWritesPerRun = 7
+	documentedStoreWritesPerRun = 6
 )
 
 func TestDurableWritesPerDispatchedRun(t *testing.T) {

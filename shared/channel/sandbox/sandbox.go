@@ -18,7 +18,9 @@ import (
 
 // Store is where the sandbox "delivers".
 type Store interface {
-	AppendSandbox(ctx context.Context, ms ...store.SandboxMessage) error
+	// DeliverSandbox appends to the transcript and records the messages
+	// as sent, in one write.
+	DeliverSandbox(ctx context.Context, triggerID string, ms []store.SandboxMessage) error
 }
 
 // Sender delivers into the store.
@@ -42,8 +44,9 @@ func (s *Sender) Send(ctx context.Context, bot store.Bot, out events.Outbound, m
 	return res[0], nil
 }
 
-// SendBundle appends the messages to the transcript in one write, in order
-// (channel.BundleSender).
+// SendBundle appends the messages to the transcript in order and records
+// them as sent, in one write (channel.BundleSender; the provider declares
+// RecordsSent).
 func (s *Sender) SendBundle(ctx context.Context, bot store.Bot, out events.Outbound, msgs []events.OutboundMessage) ([]channel.Result, error) {
 	now := time.Now().UTC()
 	ms := make([]store.SandboxMessage, len(msgs))
@@ -54,9 +57,9 @@ func (s *Sender) SendBundle(ctx context.Context, bot store.Bot, out events.Outbo
 			return nil, &channel.PermanentError{Code: "invalid_message", Reason: err.Error(), Err: err}
 		}
 		ms[i] = store.SandboxMessage{MessageID: msg.ID, BotID: bot.ID, RunID: out.RunID, To: out.To, Content: content, CreatedAt: now}
-		res[i] = channel.Result{ProviderMessageID: "sandbox-" + msg.ID}
+		res[i] = channel.Result{ProviderMessageID: store.SandboxProviderPrefix + msg.ID}
 	}
-	if err := s.store.AppendSandbox(ctx, ms...); err != nil {
+	if err := s.store.DeliverSandbox(ctx, out.TriggerID, ms); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -64,11 +67,12 @@ func (s *Sender) SendBundle(ctx context.Context, bot store.Bot, out events.Outbo
 
 // Provider is the sandbox channel, registered under events.ChannelSandbox:
 // every bot has it, it is not paced, a resend is harmless (one transcript
-// entry per message id) and a bundle is one write. Replies come through
+// entry per message id) and a bundle is one write, which also records its
+// messages as sent. Replies come through
 // the ingress's sandbox API, not a webhook.
 var Provider = provider.Provider{
 	Name:         events.ChannelSandbox,
-	Capabilities: provider.Capabilities{IdempotentSends: true, Bundles: true},
+	Capabilities: provider.Capabilities{IdempotentSends: true, Bundles: true, RecordsSent: true},
 	Account: func(b store.Bot) (provider.Account, bool) {
 		return provider.Account{Key: b.ID}, true
 	},

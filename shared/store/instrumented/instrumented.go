@@ -203,6 +203,11 @@ func (s *Store) UpdateMessageStatus(ctx context.Context, u store.StatusUpdate) e
 	})
 }
 
+// DeliverSandbox delegates and measures.
+func (s *Store) DeliverSandbox(ctx context.Context, triggerID string, ms []store.SandboxMessage) error {
+	return measure0(s, "DeliverSandbox", func() error { return s.Store.DeliverSandbox(ctx, triggerID, ms) })
+}
+
 // AppendSandbox delegates and measures.
 func (s *Store) AppendSandbox(ctx context.Context, ms ...store.SandboxMessage) error {
 	return measure0(s, "AppendSandbox", func() error { return s.Store.AppendSandbox(ctx, ms...) })

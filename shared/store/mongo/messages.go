@@ -422,6 +422,25 @@ func (s *Store) ListSandbox(ctx context.Context, botID, to string, afterSeq int6
 	return out, nil
 }
 
+// DeliverSandbox appends the messages, then records them as sent: two
+// writes in that order (without multi-document transactions; a crash in
+// between leaves transcript entries that the redelivered bundle records).
+func (s *Store) DeliverSandbox(ctx context.Context, triggerID string, ms []store.SandboxMessage) error {
+	for _, m := range ms {
+		if err := check.SandboxMessage(m); err != nil {
+			return err
+		}
+	}
+	botID, sent, err := store.DeliverSandboxArgs(triggerID, ms)
+	if err != nil {
+		return err
+	}
+	if err := s.AppendSandbox(ctx, ms...); err != nil || len(ms) == 0 {
+		return err
+	}
+	return s.MarkSent(ctx, botID, triggerID, sent)
+}
+
 // MarkSent records each message with a conditional update (queued → sent,
 // or a missing provider id) and adds the number recorded first to the
 // trigger with one $inc. Without multi-document transactions the two are

@@ -165,31 +165,61 @@ func (s *Store) ListRunMessages(ctx context.Context, botID, runID string) ([]sto
 // AppendSandbox stores m once; Seq comes from the table's AUTOINCREMENT, so it
 // only grows, also across deletes.
 func (s *Store) AppendSandbox(ctx context.Context, ms ...store.SandboxMessage) error {
+	args, err := sandboxArgs(ms)
+	if err != nil || len(ms) == 0 {
+		return err
+	}
+	// One statement: all or nothing, and seqs in the order given.
+	err = s.w.do(ctx, false, func(t *wtx) error { return appendSandbox(t, len(ms), args) })
+	return dbErr("append sandbox", err)
+}
+
+// DeliverSandbox appends the messages to the transcript and records them
+// as sent, in one atomic write.
+func (s *Store) DeliverSandbox(ctx context.Context, triggerID string, ms []store.SandboxMessage) error {
+	args, err := sandboxArgs(ms)
+	if err != nil {
+		return err
+	}
+	botID, sent, err := store.DeliverSandboxArgs(triggerID, ms)
+	if err != nil || len(ms) == 0 {
+		return err
+	}
+	err = s.w.do(ctx, false, func(t *wtx) error {
+		return t.atomic(func() error {
+			if err := appendSandbox(t, len(ms), args); err != nil {
+				return err
+			}
+			return markSent(t, botID, triggerID, sent)
+		})
+	})
+	return dbErr("deliver sandbox", err)
+}
+
+// sandboxArgs checks sandbox messages and returns their insert's arguments.
+func sandboxArgs(ms []store.SandboxMessage) ([]any, error) {
 	if len(ms) > store.MaxSentMessages {
-		return &store.InvalidError{Field: "messages", Reason: fmt.Sprintf("more than %d", store.MaxSentMessages)}
+		return nil, &store.InvalidError{Field: "messages", Reason: fmt.Sprintf("more than %d", store.MaxSentMessages)}
 	}
 	args := make([]any, 0, 6*len(ms))
 	for _, m := range ms {
 		if err := check.SandboxMessage(m); err != nil {
-			return err
+			return nil, err
 		}
 		content, err := encodeRaw("content", m.Content, false)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		args = append(args, m.MessageID, m.BotID, m.RunID, m.To, content, nanos(orNow(m.CreatedAt)))
 	}
-	if len(ms) == 0 {
-		return nil
-	}
-	// One statement: all or nothing, and seqs in the order given.
-	err := s.w.do(ctx, false, func(t *wtx) error {
-		_, err := t.exec(`INSERT INTO sandbox (message_id, bot_id, run_id, to_addr, content, created_at) VALUES `+
-			strings.TrimSuffix(strings.Repeat(`(?,?,?,?,?,?),`, len(ms)), ",")+
-			` ON CONFLICT (message_id) DO NOTHING`, args...)
-		return err
-	})
-	return dbErr("append sandbox", err)
+	return args, nil
+}
+
+func appendSandbox(t *wtx, n int, args []any) error {
+	_, err := t.exec(`INSERT INTO sandbox (message_id, bot_id, run_id, to_addr, content, created_at) VALUES `+
+		strings.TrimSuffix(strings.Repeat(`(?,?,?,?,?,?),`, n), ",")+
+		` ON CONFLICT (message_id) DO NOTHING`, args...)
+	return err
 }
 
 // ListSandbox returns a bot's sandbox messages after afterSeq, oldest first;
@@ -239,33 +269,36 @@ func (s *Store) MarkSent(ctx context.Context, botID, triggerID string, ms []stor
 		return nil
 	}
 	err := s.w.do(ctx, false, func(t *wtx) error {
-		return t.atomic(func() error {
-			first := int64(0)
-			for _, m := range ms {
-				at := orNow(m.At)
-				n, err := t.execAffected(`UPDATE messages SET status = 'sent',
-					provider_message_id = CASE WHEN ? = '' THEN provider_message_id ELSE ? END, updated_at = ?
-					WHERE id = ? AND bot_id = ? AND status = 'queued'`,
-					m.ProviderMessageID, m.ProviderMessageID, nanos(at), m.ID, botID)
-				if err != nil {
-					return err
-				}
-				if n == 0 && m.ProviderMessageID != "" {
-					// Moved on before the worker recorded it: only the id is new.
-					if n, err = t.execAffected(`UPDATE messages SET provider_message_id = ?
-						WHERE id = ? AND bot_id = ? AND provider_message_id = ''`, m.ProviderMessageID, m.ID, botID); err != nil {
-						return err
-					}
-				}
-				first += n
-			}
-			if first == 0 || triggerID == "" {
-				return nil
-			}
-			_, err := t.exec(`UPDATE triggers SET sent = sent + ?, updated_at = ? WHERE id = ? AND bot_id = ?`,
-				first, nanos(now()), triggerID, botID)
-			return err
-		})
+		return t.atomic(func() error { return markSent(t, botID, triggerID, ms) })
 	})
 	return dbErr("mark sent", err)
+}
+
+// markSent is MarkSent's statements, in the caller's transaction.
+func markSent(t *wtx, botID, triggerID string, ms []store.SentMessage) error {
+	first := int64(0)
+	for _, m := range ms {
+		at := orNow(m.At)
+		n, err := t.execAffected(`UPDATE messages SET status = 'sent',
+					provider_message_id = CASE WHEN ? = '' THEN provider_message_id ELSE ? END, updated_at = ?
+					WHERE id = ? AND bot_id = ? AND status = 'queued'`,
+			m.ProviderMessageID, m.ProviderMessageID, nanos(at), m.ID, botID)
+		if err != nil {
+			return err
+		}
+		if n == 0 && m.ProviderMessageID != "" {
+			// Moved on before the worker recorded it: only the id is new.
+			if n, err = t.execAffected(`UPDATE messages SET provider_message_id = ?
+						WHERE id = ? AND bot_id = ? AND provider_message_id = ''`, m.ProviderMessageID, m.ID, botID); err != nil {
+				return err
+			}
+		}
+		first += n
+	}
+	if first == 0 || triggerID == "" {
+		return nil
+	}
+	_, err := t.exec(`UPDATE triggers SET sent = sent + ?, updated_at = ? WHERE id = ? AND bot_id = ?`,
+		first, nanos(now()), triggerID, botID)
+	return err
 }

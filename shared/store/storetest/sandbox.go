@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/flowgate/flowgate/shared/store"
 	"github.com/stretchr/testify/require"
@@ -86,4 +87,55 @@ func sandboxIDs(ms []store.SandboxMessage) []string {
 		ids = append(ids, m.MessageID)
 	}
 	return ids
+}
+
+// testDeliverSandbox: the sandbox channel's delivery appends to the
+// transcript and records the messages as sent (provider id sandbox-<id>),
+// counting each once on its trigger however often it is delivered; bad
+// input writes nothing.
+func testDeliverSandbox(t *testing.T, s store.Store, e env) {
+	mkBot(t, s, e)
+	mkTrigger(t, s, e, "tr1")
+	var ms []store.Message
+	for i := range 3 {
+		ms = append(ms, store.Message{ID: fmt.Sprintf("d%d", i), BotID: e.bot, RunID: "r1", TriggerID: "tr1", ContactID: "c1",
+			Channel: "sandbox", To: "+5", Seq: i + 1, Content: json.RawMessage(`{"text":"x"}`)})
+	}
+	require.NoError(t, s.InsertMessages(e.ctx, ms))
+	at := base().Add(time.Minute)
+	mk := func(id string) store.SandboxMessage {
+		return store.SandboxMessage{MessageID: id, BotID: e.bot, RunID: "r1", To: "+5", Content: json.RawMessage(`{"text":"` + id + `"}`), CreatedAt: at}
+	}
+	sent := func() int64 {
+		tr, err := s.GetTrigger(e.ctx, e.bot, "tr1")
+		require.NoError(t, err)
+		return tr.Counters.Sent
+	}
+	require.NoError(t, s.DeliverSandbox(e.ctx, "tr1", []store.SandboxMessage{mk("d0"), mk("d1")}))
+	require.EqualValues(t, 2, sent())
+	m, err := s.GetMessage(e.ctx, e.bot, "d0")
+	require.NoError(t, err)
+	require.Equal(t, store.MessageSent, m.Status)
+	require.Equal(t, "sandbox-d0", m.ProviderMessageID)
+	require.WithinDuration(t, at, m.UpdatedAt, e.feats.TimePrecision)
+
+	// A redelivered bundle: nothing appended or counted twice.
+	require.NoError(t, s.DeliverSandbox(e.ctx, "tr1", []store.SandboxMessage{mk("d0"), mk("d1"), mk("d2")}))
+	require.EqualValues(t, 3, sent())
+	got, err := s.ListSandbox(e.ctx, e.bot, "+5", 0, 100)
+	require.NoError(t, err)
+	require.Equal(t, []string{"d0", "d1", "d2"}, sandboxIDs(got))
+	require.NoError(t, s.DeliverSandbox(e.ctx, "tr1", nil))
+
+	// Bad input writes nothing: an invalid message, or messages of two bots.
+	bad := mk("d9")
+	bad.MessageID = ""
+	requireInvalid(t, s.DeliverSandbox(e.ctx, "tr1", []store.SandboxMessage{mk("d8"), bad}), "message_id")
+	other := mk("d7")
+	other.BotID = e.bot + "-x"
+	requireInvalid(t, s.DeliverSandbox(e.ctx, "tr1", []store.SandboxMessage{mk("d8"), other}), "messages")
+	got, err = s.ListSandbox(e.ctx, e.bot, "+5", 0, 100)
+	require.NoError(t, err)
+	require.Len(t, got, 3, "bad input appends nothing")
+	require.EqualValues(t, 3, sent())
 }

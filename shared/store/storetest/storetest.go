@@ -80,6 +80,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, feats Features) {
 		{"MessageStatus", testMessageStatus},
 		{"MarkSent", testMarkSent},
 		{"Sandbox", testSandbox},
+		{"DeliverSandbox", testDeliverSandbox},
 		{"TimeRoundTrip", testTimeRoundTrip},
 		{"InvalidInput", testInvalidInput},
 		{"NotFound", testNotFound},
