@@ -295,6 +295,15 @@ func (a *audience) peek(ctx context.Context, o *Orchestrator, after string, size
 	return contacts, strconv.Itoa(to), to == len(ids), nil
 }
 
+// userUpsert is the upsert of user u of a users list: created if new,
+// with the trigger's name, attributes and data (as last_request).
+func (a *audience) userUpsert(u string, now time.Time) store.ContactUpsert {
+	return store.ContactUpsert{
+		BotID: a.t.BotID, Channel: a.listChannel(), ExternalID: u, Name: a.t.Name,
+		Attributes: a.t.Attributes, LastRequest: lastRequest(a.t), NewID: store.NewContactID(), Now: now,
+	}
+}
+
 // listChannel is the channel of a users list's contacts.
 func (a *audience) listChannel() string {
 	switch {
@@ -335,7 +344,6 @@ func (a *audience) nextUsers(ctx context.Context, o *Orchestrator, after string,
 	if err != nil {
 		return nil, c, after, false, err
 	}
-	channel := a.listChannel()
 	now := time.Now().UTC()
 	ups := make([]store.ContactUpsert, 0, to-from)
 	for _, u := range users[from:to] {
@@ -344,10 +352,7 @@ func (a *audience) nextUsers(ctx context.Context, o *Orchestrator, after string,
 			skip(&c, SkipInvalidUser)
 			continue
 		}
-		ups = append(ups, store.ContactUpsert{
-			BotID: a.t.BotID, Channel: channel, ExternalID: u, Name: a.t.Name,
-			Attributes: a.t.Attributes, LastRequest: lastRequest(a.t), NewID: store.NewContactID(), Now: now,
-		})
+		ups = append(ups, a.userUpsert(u, now))
 	}
 	contacts, err := o.store.UpsertContacts(ctx, ups)
 	if err != nil {

@@ -15,6 +15,8 @@ type pending struct {
 	contact store.Contact
 	sl      slice
 	prev    string // the run's status before the slice
+	// trig is the trigger that starts the run (a batch's first steps).
+	trig *events.Trigger
 }
 
 // runWriter stores the settled runs of a commit; it returns the indexes of

@@ -45,7 +45,7 @@ func (o *Orchestrator) launchBatch(ctx context.Context, t events.Trigger, runs [
 			runsByLane.WithLabelValues(t.BotID, LaneOf(t)).Inc()
 		}
 		if runs[i].Status == store.RunCreated { // else: started by an earlier attempt
-			batch = append(batch, pending{run: runs[i], contact: contacts[i]})
+			batch = append(batch, pending{run: runs[i], contact: contacts[i], trig: &t})
 		}
 	}
 	if len(batch) == 0 {
@@ -54,24 +54,24 @@ func (o *Orchestrator) launchBatch(ctx context.Context, t events.Trigger, runs [
 	if err := o.supersedeBatch(ctx, t.BotID, batch); err != nil {
 		return err
 	}
-	if err := o.firstSlices(ctx, t, batch, now); err != nil {
+	if err := o.firstSlices(ctx, batch, now); err != nil {
 		return err
 	}
 	_, err := o.commit(ctx, batch, func(ctx context.Context, settled []store.Run) (map[int]bool, error) {
-		return o.storeFirstStates(ctx, t, settled, fresh)
+		if fresh {
+			return o.insertFirstStates(ctx, batch, settled)
+		}
+		lost, err := o.updateRuns(ctx, settled)
+		o.logLost(settled, lost)
+		return lost, err
 	})
 	return err
 }
 
-// storeFirstStates is the runWriter of a batch's first steps: an insert on
-// the fresh path (counting the runs started), a version-checked update
-// otherwise.
-func (o *Orchestrator) storeFirstStates(ctx context.Context, t events.Trigger, settled []store.Run, fresh bool) (map[int]bool, error) {
-	if !fresh {
-		lost, err := o.updateRuns(ctx, settled)
-		o.logLost(settled, lost)
-		return lost, err
-	}
+// insertFirstStates is the runWriter of a fresh batch's first steps (runs
+// not stored yet): one insert, counting the runs started by their
+// triggers. A run that exists by then is left as it is (lost).
+func (o *Orchestrator) insertFirstStates(ctx context.Context, batch []pending, settled []store.Run) (map[int]bool, error) {
 	_, created, err := o.store.CreateRuns(ctx, settled)
 	if err != nil {
 		return nil, err
@@ -79,8 +79,9 @@ func (o *Orchestrator) storeFirstStates(ctx context.Context, t events.Trigger, s
 	lost := map[int]bool{}
 	for i, c := range created {
 		if c {
+			t := batch[i].trig
 			runsStarted.WithLabelValues(t.Source).Inc()
-			runsByLane.WithLabelValues(t.BotID, LaneOf(t)).Inc()
+			runsByLane.WithLabelValues(t.BotID, LaneOf(*t)).Inc()
 		} else {
 			lost[i] = true
 		}
@@ -124,9 +125,9 @@ func (o *Orchestrator) supersedeBatch(ctx context.Context, botID string, batch [
 // firstSlices computes each run's first slice, in parallel (a flow's http
 // steps wait on the network). A run whose flow cannot run fails, with the
 // reason.
-func (o *Orchestrator) firstSlices(ctx context.Context, t events.Trigger, batch []pending, now time.Time) error {
+func (o *Orchestrator) firstSlices(ctx context.Context, batch []pending, now time.Time) error {
 	if len(batch) == 1 { // a dispatch: no goroutine to start
-		if err := o.firstSlice(ctx, t, &batch[0], now); err != nil {
+		if err := o.firstSlice(ctx, *batch[0].trig, &batch[0], now); err != nil {
 			return fmt.Errorf("start run %s: %w", batch[0].run.ID, err)
 		}
 		return nil
@@ -150,7 +151,7 @@ func (o *Orchestrator) firstSlices(ctx context.Context, t events.Trigger, batch 
 		wg.Add(1)
 		go func(b *pending) {
 			defer func() { <-sem; wg.Done() }()
-			if err := o.firstSlice(ctx, t, b, now); err != nil {
+			if err := o.firstSlice(ctx, *b.trig, b, now); err != nil {
 				mu.Lock()
 				if first == nil {
 					first = fmt.Errorf("start run %s: %w", b.run.ID, err)

@@ -50,12 +50,24 @@ func (o *Orchestrator) handleTrigger(ctx context.Context, m bus.Message) error {
 
 // trigger handles one trigger, spec its JSON.
 func (o *Orchestrator) trigger(ctx context.Context, m bus.Message, spec []byte) error {
+	f, err := o.prepare(ctx, spec)
+	if err != nil || f == nil {
+		return err
+	}
+	return f.run(ctx, m)
+}
+
+// prepare stores a trigger (once) and returns its fan-out, or nil when
+// there is nothing to fan out: a redelivery of a trigger already handled,
+// a paused one (resume publishes it again), or a cancelled one (whose
+// batches a crash left under way are finished here).
+func (o *Orchestrator) prepare(ctx context.Context, spec []byte) (*fanOut, error) {
 	var t events.Trigger
 	if err := json.Unmarshal(spec, &t); err != nil {
-		return bus.Permanent(fmt.Errorf("trigger payload: %w", err))
+		return nil, bus.Permanent(fmt.Errorf("trigger payload: %w", err))
 	}
 	if t.ID == "" || t.BotID == "" || t.FlowID == "" {
-		return bus.Permanent(errors.New("trigger without id, bot or flow"))
+		return nil, bus.Permanent(errors.New("trigger without id, bot or flow"))
 	}
 	now := time.Now().UTC()
 	trig, fresh, err := o.store.CreateTrigger(ctx, store.Trigger{
@@ -64,21 +76,17 @@ func (o *Orchestrator) trigger(ctx context.Context, m bus.Message, spec []byte) 
 		CreatedAt: now, UpdatedAt: now,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if trig.Status == store.TriggerCancelled && !fresh {
-		return o.finishCancelled(ctx, t, trig)
+		return nil, o.finishCancelled(ctx, t, trig)
 	}
 	if stopsFanOut(trig.Status) {
-		return nil // a redelivery of a trigger already handled, or paused (resume publishes it again)
+		return nil, nil
 	}
 	// A trigger stored just now has no runs yet: its batches take the
 	// fresh path (see launchBatch).
-	f, err := o.newFanOut(ctx, t, trig, fresh)
-	if err != nil {
-		return err
-	}
-	return f.run(ctx, m)
+	return o.newFanOut(ctx, t, trig, fresh)
 }
 
 // handleTriggerBatch handles the triggers of a batch side by side, as if
@@ -94,15 +102,32 @@ func (o *Orchestrator) handleTriggerBatch(ctx context.Context, m bus.Message) er
 		return bus.Permanent(fmt.Errorf("trigger batch payload: %w", err))
 	}
 	errs := make([]error, len(b.Triggers))
-	var wg sync.WaitGroup
-	for i, raw := range b.Triggers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = o.trigger(ctx, m, raw)
-		}()
+	fs := make([]*fanOut, len(b.Triggers))
+	parallel(len(b.Triggers), func(i int) { fs[i], errs[i] = o.prepare(ctx, b.Triggers[i]) })
+	// The fresh one-user triggers start together (launchTogether); the
+	// others (lists, redeliveries, a user named by an earlier trigger of
+	// the batch) each as if it had come alone, after them.
+	var together []*fanOut
+	var alone []int
+	users := map[string]bool{}
+	for i, f := range fs {
+		if f == nil {
+			continue
+		}
+		if key, ok := f.startsWithOthers(); ok && !users[key] {
+			users[key] = true
+			together = append(together, f)
+			continue
+		}
+		alone = append(alone, i)
 	}
-	wg.Wait()
+	if err := o.launchTogether(ctx, together); err != nil {
+		// Not the batch's fault for good: redelivered, these triggers find
+		// themselves stored and each goes its own way (a permanent failure
+		// is then split off alone).
+		return fmt.Errorf("triggers started together: %v", err)
+	}
+	parallel(len(alone), func(j int) { i := alone[j]; errs[i] = fs[i].run(ctx, m) })
 	var first error
 	for i, err := range errs {
 		var perm *bus.PermanentError
@@ -168,4 +193,21 @@ func needsInitialMessage(t events.Trigger, contact store.Contact, now time.Time)
 		return false
 	}
 	return !p.Capabilities.InWindow(contact.LastInboundAt, now)
+}
+
+// parallel calls f(0..n-1) side by side and waits for them.
+func parallel(n int, f func(i int)) {
+	if n == 1 {
+		f(0)
+		return
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(i)
+		}()
+	}
+	wg.Wait()
 }

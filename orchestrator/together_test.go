@@ -1,0 +1,134 @@
+package orchestrator
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/events"
+	"github.com/flowgate/flowgate/shared/store"
+)
+
+// batchMessage is a trigger batch of one-user (or list) triggers of the
+// ask flow, as the ingress's group commit publishes it.
+func (u *unit) batchMessage(id string, audiences map[string][]string, order []string) bus.Message {
+	u.t.Helper()
+	var b events.TriggerBatch
+	for _, tid := range order {
+		raw, err := json.Marshal(events.Trigger{ID: tid, BotID: unitBot, FlowID: "ask", Channel: events.ChannelSandbox,
+			Source: "dispatch", Audience: events.Audience{Users: audiences[tid]}, Data: map[string]any{"from": tid}})
+		require.NoError(u.t, err)
+		b.Triggers = append(b.Triggers, raw)
+	}
+	ev, err := bus.NewEvent(id, events.TypeTriggerBatch, unitBot, b)
+	require.NoError(u.t, err)
+	return bus.Message{Event: ev, Delivered: 1}
+}
+
+func count(ws []string, name string) int {
+	n := 0
+	for _, w := range ws {
+		if w == name {
+			n++
+		}
+	}
+	return n
+}
+
+// TestTriggersStartedTogether: the fresh one-user triggers of a batch start
+// together, with one contact upsert, one message insert and one run insert
+// for all of them, and end as each would alone: a user's earlier waiting
+// run is superseded, a user named twice in the batch gets the later
+// trigger's run (which supersedes the earlier one's), an opted-out user and
+// an invalid id are counted skipped, a list trigger goes its own way. A
+// redelivery changes nothing.
+func TestTriggersStartedTogether(t *testing.T) {
+	u := newUnit(t)
+	old := u.dispatch("bob", nil)
+	require.Equal(t, store.RunWaiting, old.Status)
+	yes := true
+	_, _, err := u.raw.UpsertContact(u.ctx, store.ContactUpsert{BotID: unitBot, Channel: events.ChannelSandbox,
+		ExternalID: "olga", OptedOut: &yes, NewID: store.NewContactID()})
+	require.NoError(t, err)
+	u.store.writes()
+
+	aud := map[string][]string{"t1": {"ann"}, "t2": {"bob"}, "t3": {"ann"}, "t4": {"cid", "dan"}, "t5": {"olga"}, "t6": {""}}
+	m := u.batchMessage("batch:t1", aud, []string{"t1", "t2", "t3", "t4", "t5", "t6"})
+	require.NoError(t, u.o.handleTrigger(u.ctx, m))
+	ws := u.store.writes()
+	t.Logf("writes: %v", ws)
+	// Together: t1, t2, t5, t6 (one upsert, insert of messages, insert of
+	// runs); alone after them: t3 (ann again) and t4 (a list).
+	require.Equal(t, 3, count(ws, "UpsertContacts"), "one for the four together, one each for t3 and t4")
+	require.Equal(t, 3, count(ws, "CreateRuns"))
+	require.Equal(t, 3, count(ws, "InsertMessages"))
+	require.Equal(t, 6, count(ws, "CheckpointTrigger"))
+	require.Equal(t, "UpsertContacts", ws[0])
+
+	ann, bob := u.contact("ann"), u.contact("bob")
+	require.Equal(t, store.RunCancelled, u.run(RunID("t1", ann.ID)).Status, "superseded by t3, the later trigger for ann")
+	require.Equal(t, store.RunWaiting, u.run(RunID("t3", ann.ID)).Status)
+	require.Equal(t, store.RunCancelled, u.run(old.ID).Status, "bob's earlier run superseded")
+	require.Equal(t, store.RunWaiting, u.run(RunID("t2", bob.ID)).Status)
+	for _, user := range []string{"cid", "dan"} {
+		require.Equal(t, store.RunWaiting, u.run(RunID("t4", u.contact(user).ID)).Status)
+	}
+	require.Equal(t, map[string]any{"from": "t2"}, bob.LastRequest)
+	for tid, want := range map[string]store.TriggerCounters{
+		"t1": {Targeted: 1, RunsCreated: 1}, "t2": {Targeted: 1, RunsCreated: 1}, "t3": {Targeted: 1, RunsCreated: 1},
+		"t4": {Targeted: 2, RunsCreated: 2},
+		"t5": {Targeted: 1, Skipped: 1, SkipReasons: map[string]int64{SkipOptedOut: 1}},
+		"t6": {Targeted: 1, Skipped: 1, SkipReasons: map[string]int64{SkipInvalidUser: 1}},
+	} {
+		tr, err := u.raw.GetTrigger(u.ctx, unitBot, tid)
+		require.NoError(t, err)
+		require.Equal(t, store.TriggerDone, tr.Status, tid)
+		got := tr.Counters
+		got.Sent, got.Delivered, got.Failed = 0, 0, 0
+		if len(got.SkipReasons) == 0 {
+			got.SkipReasons = nil
+		}
+		require.Equal(t, want, got, tid)
+	}
+	outbound := u.streamIDs(bus.StreamOutbound)
+	require.Len(t, outbound, 6, "one bundle per run started: bob's earlier run, t1, t2, t3, two of t4")
+
+	m.Delivered++
+	require.NoError(t, u.o.handleTrigger(u.ctx, m))
+	require.Equal(t, outbound, u.streamIDs(bus.StreamOutbound), "a redelivery publishes nothing new")
+	require.Len(t, u.messages(RunID("t2", bob.ID)), 1)
+}
+
+// TestTriggersStartedTogetherFailThenRedelivery: a write of the batch
+// started together fails (as a crash there would leave it); the batch is
+// redelivered and each trigger, stored and no longer fresh, is redone
+// alone: every run once, every message once, every bundle once in its
+// stream.
+func TestTriggersStartedTogetherFailThenRedelivery(t *testing.T) {
+	for _, step := range []string{"UpsertContacts", "InsertMessages", "CreateRuns", "CheckpointTrigger"} {
+		t.Run(step, func(t *testing.T) {
+			u := newUnit(t)
+			aud := map[string][]string{"a1": {"ann"}, "a2": {"bob"}, "a3": {"cid"}}
+			m := u.batchMessage("batch:a1", aud, []string{"a1", "a2", "a3"})
+			u.failOnce(step)
+			err := u.o.handleTrigger(u.ctx, m)
+			require.Error(t, err)
+			var perm *bus.PermanentError
+			require.NotErrorAs(t, err, &perm, "the batch is retried, not dead-lettered")
+			m.Delivered++
+			require.NoError(t, u.o.handleTrigger(u.ctx, m))
+			for tid, user := range map[string]string{"a1": "ann", "a2": "bob", "a3": "cid"} {
+				id := RunID(tid, u.contact(user).ID)
+				require.Equal(t, store.RunWaiting, u.run(id).Status)
+				require.Len(t, u.messages(id), 1)
+				tr, err := u.raw.GetTrigger(u.ctx, unitBot, tid)
+				require.NoError(t, err)
+				require.Equal(t, store.TriggerDone, tr.Status)
+				require.EqualValues(t, 1, tr.Counters.RunsCreated, tid)
+			}
+			require.Len(t, u.streamIDs(bus.StreamOutbound), 3)
+		})
+	}
+}
