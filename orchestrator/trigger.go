@@ -122,10 +122,15 @@ func (o *Orchestrator) handleTriggerBatch(ctx context.Context, m bus.Message) er
 		alone = append(alone, i)
 	}
 	if err := o.launchTogether(ctx, together); err != nil {
-		// Not the batch's fault for good: redelivered, these triggers find
-		// themselves stored and each goes its own way (a permanent failure
-		// is then split off alone).
-		return fmt.Errorf("triggers started together: %v", err)
+		// Never the batch's fault for good: redelivered, these triggers
+		// find themselves stored and each goes its own way (a permanent
+		// failure is then split off alone). Other errors keep their kind
+		// (a store outage is retried for as long as it lasts).
+		var perm *bus.PermanentError
+		if errors.As(err, &perm) {
+			return fmt.Errorf("triggers started together: %v", err)
+		}
+		return fmt.Errorf("triggers started together: %w", err)
 	}
 	parallel(len(alone), func(j int) { i := alone[j]; errs[i] = fs[i].run(ctx, m) })
 	var first error
