@@ -275,3 +275,149 @@ func BenchmarkRunStatusUpdateLoneCaller(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDispatchedRunWrites: the store writes of one dispatched run of
+// a one-message flow on the sandbox, as the orchestrator and the sandbox
+// worker make them (CreateTrigger, UpsertContacts, CreateRuns,
+// InsertMessages, CheckpointTrigger, DeliverSandbox), from 64 concurrent
+// callers (the group commit folds them), against the same rows written
+// with plain prepared statements in transactions of 64 runs from one
+// goroutine: the least SQLite work a run costs here, which bounds what the
+// rest of the pipeline may spend (docs/performance.md).
+//
+//	go test ./shared/store/sqlite -run '^$' -bench DispatchedRunWrites -benchtime 20000x
+func BenchmarkDispatchedRunWrites(b *testing.B) {
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.CreateBot(ctx, store.Bot{ID: "bench", Name: "Bench"}); err != nil {
+		b.Fatal(err)
+	}
+	spec := json.RawMessage(`{"id":"t","bot_id":"bench","flow_id":"one","audience":{"users":["+15550000000"]},"data":{"name":"Ann"}}`)
+	content := json.RawMessage(`{"type":"text","text":"Hi Ann"}`)
+	const callers = 64
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	b.ResetTimer()
+	cpu := cpuTime()
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= b.N {
+					return
+				}
+				if err := portRun(ctx, s, i, spec, content); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	portCPU := cpuTime() - cpu
+	close(errs)
+	if err := <-errs; err != nil {
+		b.Fatal(err)
+	}
+
+	dir := b.TempDir()
+	s2, err := sqlite.Open(ctx, dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s2.Close()
+	db := rawDB(b, dir)
+	stmts := []string{
+		`INSERT INTO triggers (id, bot_id, source, event, flow_id, channel, spec, idempotency_key, status, cursor, version, created_at, updated_at)
+			VALUES (?, 'bench', 'dispatch', 'ONE', 'one', 'sandbox', ?, '', 'accepted', '', 1, ?, ?)`,
+		`INSERT INTO contacts (id, bot_id, channel, external_id, name, attributes, last_request, created_at, updated_at)
+			VALUES (?, 'bench', 'sandbox', ?, 'Ann', '{}', '{"name":"Ann"}', ?, ?)
+			ON CONFLICT (bot_id, channel, external_id) DO UPDATE SET last_request = excluded.last_request, updated_at = excluded.updated_at`,
+		`INSERT INTO runs (id, bot_id, trigger_id, flow_id, flow_version, contact_id, channel, status, state, data, wait_until, error, version, created_at, updated_at)
+			VALUES (?, 'bench', ?, 'one', 1, ?, 'sandbox', 'completed', '{"pc":1}', '{"name":"Ann"}', NULL, '', 1, ?, ?)`,
+		`INSERT INTO messages (id, bot_id, run_id, trigger_id, contact_id, channel, to_addr, seq, content, status, provider_message_id, error, created_at, updated_at)
+			VALUES (?, 'bench', ?, ?, ?, 'sandbox', ?, 1, ?, 'queued', '', '', ?, ?)`,
+		`UPDATE triggers SET status = 'done', cursor = '1', targeted = targeted + 1, runs_created = runs_created + 1,
+			version = version + 1, updated_at = ? WHERE id = ? AND bot_id = 'bench' AND version = 1`,
+		`INSERT INTO sandbox (message_id, bot_id, run_id, to_addr, content, created_at) VALUES (?, 'bench', ?, ?, ?, ?)
+			ON CONFLICT (message_id) DO NOTHING`,
+		`UPDATE messages SET status = 'sent', provider_message_id = ?, updated_at = ? WHERE id = ? AND bot_id = 'bench' AND status = 'queued'`,
+		`UPDATE triggers SET sent = sent + 1, updated_at = ? WHERE id = ? AND bot_id = 'bench'`,
+	}
+	start, rawCPU := time.Now(), cpuTime()
+	for i := 0; i < b.N; i += callers {
+		tx, err := db.Begin()
+		if err != nil {
+			b.Fatal(err)
+		}
+		sts := make([]*sql.Stmt, len(stmts))
+		for k, q := range stmts {
+			if sts[k], err = tx.Prepare(q); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for j := i; j < min(i+callers, b.N); j++ {
+			now := time.Now().UnixNano()
+			tid, cid, rid, to := fmt.Sprintf("raw-t%08d", j), fmt.Sprintf("raw-c%08d", j), fmt.Sprintf("raw-t%08d.c", j), fmt.Sprintf("+1555%07d", j)
+			mid := rid + ":1"
+			for k, args := range [][]any{
+				{tid, string(spec), now, now},
+				{cid, to, now, now},
+				{rid, tid, cid, now, now},
+				{mid, rid, tid, cid, to, string(content), now, now},
+				{now, tid},
+				{mid, rid, to, string(content), now},
+				{"sandbox-" + mid, now, mid},
+				{now, tid},
+			} {
+				if _, err := sts[k].Exec(args...); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	report(b, "runs", b.N, b.Elapsed(), portCPU, time.Since(start), cpuTime()-rawCPU)
+}
+
+// portRun makes one dispatched run's store writes through the port.
+func portRun(ctx context.Context, s *sqlite.Store, i int, spec, content json.RawMessage) error {
+	now := time.Now().UTC()
+	tid, to := fmt.Sprintf("t%08d", i), fmt.Sprintf("+1555%07d", i)
+	tr, _, err := s.CreateTrigger(ctx, store.Trigger{ID: tid, BotID: "bench", Source: "dispatch", Event: "ONE", FlowID: "one",
+		Channel: "sandbox", Spec: spec, Status: store.TriggerAccepted, CreatedAt: now, UpdatedAt: now})
+	if err != nil {
+		return err
+	}
+	cs, err := s.UpsertContacts(ctx, []store.ContactUpsert{{BotID: "bench", Channel: "sandbox", ExternalID: to, Name: "Ann",
+		LastRequest: map[string]any{"name": "Ann"}, NewID: store.NewContactID(), Now: now}})
+	if err != nil {
+		return err
+	}
+	rid := tid + "." + cs[0].ID
+	if _, _, err := s.CreateRuns(ctx, []store.Run{{ID: rid, BotID: "bench", TriggerID: tid, FlowID: "one", FlowVersion: 1,
+		ContactID: cs[0].ID, Channel: "sandbox", Status: store.RunCompleted, Data: map[string]any{"name": "Ann"},
+		State: json.RawMessage(`{"pc":1}`), CreatedAt: now, UpdatedAt: now}}); err != nil {
+		return err
+	}
+	mid := rid + ":1"
+	if err := s.InsertMessages(ctx, []store.Message{{ID: mid, BotID: "bench", RunID: rid, TriggerID: tid, ContactID: cs[0].ID,
+		Channel: "sandbox", To: to, Seq: 1, Content: content, Status: store.MessageQueued, CreatedAt: now, UpdatedAt: now}}); err != nil {
+		return err
+	}
+	tr.Status, tr.Cursor, tr.UpdatedAt = store.TriggerDone, "1", now
+	if _, err := s.CheckpointTrigger(ctx, tr, store.TriggerCounters{Targeted: 1, RunsCreated: 1}); err != nil {
+		return err
+	}
+	return s.DeliverSandbox(ctx, tid, []store.SandboxMessage{{MessageID: mid, BotID: "bench", RunID: rid, To: to, Content: content, CreatedAt: now}})
+}
