@@ -354,15 +354,12 @@ func Serve(ctx context.Context, ln net.Listener, cfg Config, h http.Handler, log
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	// The handler's background work runs as long as the server does.
-	bgCtx, stopBackground := context.WithCancel(ctx)
-	bgDone := make(chan struct{})
-	go func() {
-		defer close(bgDone)
-		if hh, ok := h.(*Handler); ok {
-			_ = hh.Run(bgCtx)
-		}
-	}()
-	defer func() { stopBackground(); <-bgDone }()
+	if hh, ok := h.(*Handler); ok {
+		bgCtx, stopBackground := context.WithCancel(ctx)
+		bgDone := make(chan struct{})
+		go func() { defer close(bgDone); _ = hh.Run(bgCtx) }()
+		defer func() { stopBackground(); <-bgDone }()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("ingress listening", "addr", ln.Addr().String())

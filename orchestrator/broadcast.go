@@ -254,15 +254,7 @@ func (a *audience) peek(ctx context.Context, o *Orchestrator, after string, size
 	case len(a.t.Audience.UsersBM) > 0:
 		ids = a.t.Audience.UsersBM
 	case a.t.Audience.Everyone:
-		batch, err := o.store.StreamContacts(ctx, a.t.BotID, store.ContactFilter{Channel: a.channel, After: after, Limit: size})
-		if err != nil {
-			return nil, after, false, err
-		}
-		next, last = after, len(batch) < size
-		if len(batch) > 0 {
-			next = batch[len(batch)-1].ID
-		}
-		return batch, next, last, nil
+		return a.stream(ctx, o, after, size)
 	default:
 		return nil, after, true, nil
 	}
@@ -400,13 +392,9 @@ func (a *audience) nextUsersBM(ctx context.Context, o *Orchestrator, after strin
 func (a *audience) nextStreamed(ctx context.Context, o *Orchestrator, after string, size int) (
 	[]store.Contact, store.TriggerCounters, string, bool, error) {
 	var c store.TriggerCounters
-	batch, err := o.store.StreamContacts(ctx, a.t.BotID, store.ContactFilter{Channel: a.channel, After: after, Limit: size})
+	batch, next, last, err := a.stream(ctx, o, after, size)
 	if err != nil {
 		return nil, c, after, false, err
-	}
-	next, last := after, len(batch) < size
-	if len(batch) > 0 {
-		next = batch[len(batch)-1].ID
 	}
 	c.Targeted = int64(len(batch))
 	contacts := a.eligible(batch, &c)
@@ -414,6 +402,21 @@ func (a *audience) nextStreamed(ctx context.Context, o *Orchestrator, after stri
 		return nil, c, after, false, err
 	}
 	return contacts, c, next, last, nil
+}
+
+// stream reads the batch of the bot's contacts on the audience's channel
+// after the contact id `after`, and where the next one starts.
+func (a *audience) stream(ctx context.Context, o *Orchestrator, after string, size int) (
+	batch []store.Contact, next string, last bool, err error) {
+	batch, err = o.store.StreamContacts(ctx, a.t.BotID, store.ContactFilter{Channel: a.channel, After: after, Limit: size})
+	if err != nil {
+		return nil, after, false, err
+	}
+	next, last = after, len(batch) < size
+	if len(batch) > 0 {
+		next = batch[len(batch)-1].ID
+	}
+	return batch, next, last, nil
 }
 
 // eligible keeps the contacts that match the filter and can be messaged,

@@ -197,7 +197,7 @@ type Sandbox interface {
 	AppendSandbox(ctx context.Context, ms ...SandboxMessage) error
 	// DeliverSandbox is the sandbox channel's delivery: it appends ms as
 	// AppendSandbox does and records them as sent as MarkSent(bot,
-	// triggerID, SandboxSent(ms)) does, in one write where the adapter can
+	// triggerID, sent) does (DeliverSandboxArgs), in one write where the adapter can
 	// make it atomic (SQLite), else in that order (a crash in between
 	// leaves a transcript entry the redelivery records). Every message
 	// must be of one bot.

@@ -382,32 +382,21 @@ func (c Checker) PrepareRun(r *Run, create bool, now func() time.Time, round fun
 // message: "sandbox-" and the message id.
 const SandboxProviderPrefix = "sandbox-"
 
-// SandboxSent is what DeliverSandbox records as sent for ms: their bot
-// (the first message's; check.SandboxMessage requires one) and one
-// SentMessage each, the provider id "sandbox-<id>", at CreatedAt.
-func SandboxSent(ms []SandboxMessage) (string, []SentMessage) {
+// DeliverSandboxArgs checks DeliverSandbox's arguments (the messages
+// themselves are checked as AppendSandbox checks them) and returns their
+// bot and what is recorded as sent: one SentMessage each, with the
+// provider id "sandbox-<id>", at CreatedAt.
+func DeliverSandboxArgs(triggerID string, ms []SandboxMessage) (string, []SentMessage, error) {
 	if len(ms) == 0 {
-		return "", nil
+		return "", nil, nil
 	}
+	botID := ms[0].BotID
 	sent := make([]SentMessage, len(ms))
 	for i, m := range ms {
-		sent[i] = SentMessage{ID: m.MessageID, ProviderMessageID: SandboxProviderPrefix + m.MessageID, At: m.CreatedAt}
-	}
-	return ms[0].BotID, sent
-}
-
-// DeliverSandboxArgs checks DeliverSandbox's arguments (the messages
-// themselves are checked as AppendSandbox checks them) and returns the
-// bot and what is recorded as sent.
-func DeliverSandboxArgs(triggerID string, ms []SandboxMessage) (string, []SentMessage, error) {
-	botID, sent := SandboxSent(ms)
-	for _, m := range ms {
 		if m.BotID != botID {
 			return "", nil, &InvalidError{Field: "messages", Reason: "messages of more than one bot"}
 		}
-	}
-	if len(ms) == 0 {
-		return botID, sent, nil
+		sent[i] = SentMessage{ID: m.MessageID, ProviderMessageID: SandboxProviderPrefix + m.MessageID, At: m.CreatedAt}
 	}
 	return botID, sent, MarkSentArgs(botID, triggerID, sent)
 }
