@@ -129,7 +129,7 @@ func TestAcceptedBodyMatchesJSONMarshal(t *testing.T) {
 func TestTriggerEventMatchesNewEvent(t *testing.T) {
 	tr := events.Trigger{ID: "0193a0b2-1c3d-7e4f-8a9b-0c1d2e3f4a5b", BotID: "acme", Source: "dispatch", FlowID: "welcome",
 		Channel: "sandbox", Audience: events.Audience{Users: []string{"1234567890"}}, Name: "John",
-		Data: map[string]any{"plan": "Premium"}, AcceptedAt: time.Date(2026, 11, 21, 7, 0, 0, 123456000, time.UTC)} // data, not a clock
+		Data: map[string]any{"plan": "Premium"}, AcceptedAt: time.Date(2026, 11, 21, 7, 0, 0, 123456000, time.UTC)} // testclock: data, not a clock
 	raw, err := encodeTrigger(&tr)
 	if err != nil {
 		t.Fatal(err)
