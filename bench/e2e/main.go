@@ -9,7 +9,11 @@
 // mode dispatch: one BuilderBot dispatch request per run (n requests, c at a time).
 // mode list: native triggers of 1,000 users each (the fan-out path).
 // As a baseline it first measures the pure interpreter on the same flow
-// (runs/s with no I/O), so the cost of durability is visible.
+// (runs/s with no I/O), so the cost of durability is visible. In dispatch
+// mode it then sends the same requests to the floor (floor.go): the
+// cheapest pipeline we know with the same components and guarantees and
+// no Flowgate code, and prints Flowgate's rate and CPU against it
+// (-floor=false skips it).
 //
 // CPU per run: the process's CPU time (getrusage) over the measured part,
 // minus what the load generator alone costs per request, measured in the
@@ -47,6 +51,8 @@ var (
 	conc = flag.Int("c", 64, "concurrent requests")
 	mode = flag.String("mode", "dispatch", "dispatch or list")
 	prof = flag.String("cpuprofile", "", "write a CPU profile of the measured part")
+	floorProf = flag.String("floor-cpuprofile", "", "write a CPU profile of the floor's measured part")
+	withFloor = flag.Bool("floor", true, "also measure the floor (floor.go) in the same run, after Flowgate (dispatch mode)")
 )
 
 const welcome = `{"steps":[
@@ -181,7 +187,8 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer d.Stop()
+	stopDev := sync.OnceFunc(func() { _ = d.Stop() })
+	defer stopDev()
 	url := "http://" + d.Addr
 	key, err := setup(url)
 	if err != nil {
@@ -216,9 +223,16 @@ func run() error {
 	total := time.Since(start)
 	cpu := processCPU() - cpu0
 	stopProfile()
+	stopDev()
 	gen, err := generatorCPU()
 	if err != nil {
 		return err
+	}
+	var fl floorResult
+	if *withFloor && *mode == "dispatch" {
+		if fl, err = measureFloor(client, dir); err != nil {
+			return fmt.Errorf("floor: %w", err)
+		}
 	}
 	rate := float64(*n) / total.Seconds()
 	perRun := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / float64(*n) }
@@ -232,6 +246,12 @@ func run() error {
 	fmt.Printf("| CPU of this process (Flowgate + load generator) | %.3f ms per run (%.1f s in all) |\n", perRun(cpu), cpu.Seconds())
 	fmt.Printf("| CPU of the load generator alone (same requests, bare 202 server in a child process) | %.3f ms per run |\n", perRun(gen))
 	fmt.Printf("| **CPU of Flowgate per run** (the difference) | **%.3f ms** |\n", perRun(cpu-gen))
+	if fl.total > 0 {
+		floorRate := float64(*n) / fl.total.Seconds()
+		fmt.Printf("| floor (floor.go: same components, no Flowgate code), same requests | %.0f runs/s, %.3f ms CPU per run (load generator excluded) |\n", floorRate, perRun(fl.cpu-gen))
+		fmt.Printf("| pure interpreter CPU per run (from the baseline above) | %.3f ms |\n", 1000/base)
+		fmt.Printf("| **Flowgate / floor** | rate %.2f, CPU per run %.2f |\n", rate/floorRate, float64(cpu-gen)/float64(fl.cpu-gen))
+	}
 	handlerStats()
 	fmt.Printf("\ntarget ≥ 5000 runs/s: %v; target ≤ 0.3 ms CPU per run: %v\n", rate >= 5000, perRun(cpu-gen) <= 0.3)
 	return nil
