@@ -304,14 +304,14 @@ const (
 		VALUES (?, ?, 'sandbox', ?, ?, '{}', ?, ?, ?)
 		ON CONFLICT (bot_id, channel, external_id) DO UPDATE SET last_request = excluded.last_request, updated_at = excluded.updated_at
 		RETURNING id`
-	floorContactID  = `SELECT id FROM contacts WHERE bot_id = ? AND channel = 'sandbox' AND external_id = ?`
-	floorInsertRun  = `INSERT INTO runs (id, bot_id, trigger_id, flow_id, flow_version, contact_id, channel, status, state, data, wait_until, error, version, created_at, updated_at)
+	floorContactID = `SELECT id FROM contacts WHERE bot_id = ? AND channel = 'sandbox' AND external_id = ?`
+	floorInsertRun = `INSERT INTO runs (id, bot_id, trigger_id, flow_id, flow_version, contact_id, channel, status, state, data, wait_until, error, version, created_at, updated_at)
 		VALUES (?, ?, ?, 'welcome', 1, ?, 'sandbox', 'completed', '{"pc":3}', ?, NULL, '', 1, ?, ?)`
 	floorInsertMessage = `INSERT INTO messages (id, bot_id, run_id, trigger_id, contact_id, channel, to_addr, seq, content, status, provider_message_id, error, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, 'sandbox', ?, ?, ?, 'queued', '', '', ?, ?)`
 	floorAppendSandbox = `INSERT INTO sandbox (message_id, bot_id, run_id, to_addr, content, created_at) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (message_id) DO NOTHING`
-	floorMarkSent = `UPDATE messages SET status = 'sent', provider_message_id = ?, updated_at = ? WHERE id = ? AND bot_id = ? AND status = 'queued'`
+	floorMarkSent  = `UPDATE messages SET status = 'sent', provider_message_id = ?, updated_at = ? WHERE id = ? AND bot_id = ? AND status = 'queued'`
 	floorCountSent = `UPDATE triggers SET sent = sent + ?, updated_at = ? WHERE id = ? AND bot_id = ?`
 )
 

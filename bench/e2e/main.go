@@ -47,10 +47,10 @@ import (
 )
 
 var (
-	n    = flag.Int("n", 20000, "runs")
-	conc = flag.Int("c", 64, "concurrent requests")
-	mode = flag.String("mode", "dispatch", "dispatch or list")
-	prof = flag.String("cpuprofile", "", "write a CPU profile of the measured part")
+	n         = flag.Int("n", 20000, "runs")
+	conc      = flag.Int("c", 64, "concurrent requests")
+	mode      = flag.String("mode", "dispatch", "dispatch or list")
+	prof      = flag.String("cpuprofile", "", "write a CPU profile of the measured part")
 	floorProf = flag.String("floor-cpuprofile", "", "write a CPU profile of the floor's measured part")
 	withFloor = flag.Bool("floor", true, "also measure the floor (floor.go) in the same run, after Flowgate (dispatch mode)")
 )
