@@ -332,6 +332,16 @@ func counter(name, want string) float64 {
 func handlerStats() {
 	mfs, _ := prometheus.DefaultGatherer.Gather()
 	for _, mf := range mfs {
+		if mf.GetName() == "flowgate_bus_published_total" || mf.GetName() == "flowgate_bus_consumed_total" {
+			for _, m := range mf.GetMetric() {
+				var labels []string
+				for _, l := range m.GetLabel() {
+					labels = append(labels, l.GetValue())
+				}
+				fmt.Fprintf(os.Stderr, "%s %v: %.0f\n", mf.GetName(), labels, m.GetCounter().GetValue())
+			}
+			continue
+		}
 		if mf.GetName() != "flowgate_bus_handle_duration_seconds" && mf.GetName() != "flowgate_store_operation_duration_seconds" {
 			continue
 		}
