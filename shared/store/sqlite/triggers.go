@@ -131,41 +131,88 @@ func (s *Store) CheckpointTrigger(ctx context.Context, tr store.Trigger, d store
 	return s.updateTrigger(ctx, tr, &d)
 }
 
+// updateTrigger is UpdateTrigger, with the counters' delta d when d is not
+// nil: one modifying statement that returns the stored row (it was three:
+// the version-checked update, the counters' update and a read back), in a
+// savepoint, so that a row it cannot read back (stored skip reasons that
+// do not decode) leaves the trigger as it was. A shared write of the group
+// commit must change all or nothing (writer.go).
 func (s *Store) updateTrigger(ctx context.Context, tr store.Trigger, d *store.TriggerCounters) (store.Trigger, error) {
 	spec, err := checkTrigger(&tr)
 	if err != nil {
 		return tr, err
 	}
+	var delta store.TriggerCounters
+	if d != nil {
+		delta = *d
+	}
 	at := now()
 	var out store.Trigger
 	err = s.w.do(ctx, false, func(t *wtx) error {
-		n, err := t.execAffected(`UPDATE triggers SET source = ?, event = ?, flow_id = ?, channel = ?, spec = ?,
-			idempotency_key = ?, status = ?, cursor = ?, version = version + 1, updated_at = ?
-			WHERE id = ? AND bot_id = ? AND version = ?`,
-			tr.Source, tr.Event, tr.FlowID, tr.Channel, spec, tr.IdempotencyKey, tr.Status, tr.Cursor, nanos(at),
-			tr.ID, tr.BotID, tr.Version)
-		if err != nil {
-			return err
-		}
-		if n > 0 && d != nil {
-			// In the same transaction: both or neither.
-			if err := addCounters(t, tr.BotID, tr.ID, *d, at); err != nil {
+		return t.atomic(func() error {
+			// The skip reasons are merged here (a read: the writer is alone,
+			// nothing changes in between) and written by the one statement.
+			var reasons any
+			keep := 1
+			if len(delta.SkipReasons) > 0 {
+				merged, err := storedReasons(t, tr.BotID, tr.ID)
+				if err != nil {
+					return err
+				}
+				for k, v := range delta.SkipReasons {
+					merged[k] += v
+				}
+				if reasons, err = encodeReasons(merged); err != nil {
+					return err
+				}
+				keep = 0
+			}
+			out, err = scanTrigger(t.queryRow(`UPDATE triggers SET source = ?, event = ?, flow_id = ?, channel = ?, spec = ?,
+			idempotency_key = ?, status = ?, cursor = ?, version = version + 1, updated_at = ?,
+			targeted = targeted + ?, runs_created = runs_created + ?, sent = sent + ?, delivered = delivered + ?,
+			failed = failed + ?, skipped = skipped + ?, skip_reasons = CASE WHEN ? THEN skip_reasons ELSE ? END
+			WHERE id = ? AND bot_id = ? AND version = ?
+			RETURNING `+triggerCols,
+				tr.Source, tr.Event, tr.FlowID, tr.Channel, spec, tr.IdempotencyKey, tr.Status, tr.Cursor, nanos(at),
+				delta.Targeted, delta.RunsCreated, delta.Sent, delta.Delivered, delta.Failed, delta.Skipped, keep, reasons,
+				tr.ID, tr.BotID, tr.Version))
+			if !errors.Is(err, sql.ErrNoRows) {
 				return err
 			}
-		}
-		out, err = scanTrigger(t.queryRow(`SELECT `+triggerCols+` FROM triggers WHERE id = ? AND bot_id = ?`, tr.ID, tr.BotID))
-		if errors.Is(err, sql.ErrNoRows) {
-			return notFound("trigger", tr.BotID, tr.ID)
-		}
-		if err == nil && n == 0 {
+			// Nothing changed: an unknown trigger, or another version.
+			ok, err := t.exists(`SELECT 1 FROM triggers WHERE id = ? AND bot_id = ?`, tr.ID, tr.BotID)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return notFound("trigger", tr.BotID, tr.ID)
+			}
 			return fmt.Errorf("%w: trigger %s is not at version %d", store.ErrVersionConflict, tr.ID, tr.Version)
-		}
-		return err
+		})
 	})
 	if err != nil {
 		return tr, dbErr("update trigger", err)
 	}
 	return out, nil
+}
+
+// storedReasons reads a trigger's skip reasons.
+func storedReasons(t *wtx, botID, triggerID string) (map[string]int64, error) {
+	var raw sql.NullString
+	err := t.queryRow(`SELECT skip_reasons FROM triggers WHERE id = ? AND bot_id = ?`, triggerID, botID).Scan(&raw)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, notFound("trigger", botID, triggerID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]int64{}
+	if raw.Valid {
+		if err := json.Unmarshal([]byte(raw.String), &m); err != nil {
+			return nil, fmt.Errorf("stored skip reasons: %w", err)
+		}
+	}
+	return m, nil
 }
 
 // IncrTriggerCounters adds delta to the counters through the group commit.
@@ -192,19 +239,9 @@ func addCounters(t *wtx, botID, triggerID string, d store.TriggerCounters, at ti
 	}
 	// Read the reasons first (the writer is alone, nothing changes in
 	// between) so that the change itself is one statement.
-	var raw sql.NullString
-	err := t.queryRow(`SELECT skip_reasons FROM triggers WHERE id = ? AND bot_id = ?`, triggerID, botID).Scan(&raw)
-	if errors.Is(err, sql.ErrNoRows) {
-		return notFound("trigger", botID, triggerID)
-	}
+	m, err := storedReasons(t, botID, triggerID)
 	if err != nil {
 		return err
-	}
-	m := map[string]int64{}
-	if raw.Valid {
-		if err := json.Unmarshal([]byte(raw.String), &m); err != nil {
-			return fmt.Errorf("stored skip reasons: %w", err)
-		}
 	}
 	for k, v := range d.SkipReasons {
 		m[k] += v
