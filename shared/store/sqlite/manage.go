@@ -101,7 +101,7 @@ func (s *Store) RevokeAPIKey(ctx context.Context, botID, id string, at time.Time
 		return err
 	}
 	at = orNow(at)
-	err := s.w.do(ctx, false, func(t *wtx) error {
+	err := s.w.doAll(ctx, 1, func(t *wtx) error {
 		n, err := t.execAffected(`UPDATE api_keys SET revoked = 1 WHERE id = ? AND bot_id = ?`, id, botID)
 		if err != nil {
 			return err

@@ -67,10 +67,12 @@ func (s *Store) InsertMessages(ctx context.Context, ms []store.Message) error {
 		}
 		return dropMessagesOfDeleted(t, ms)
 	}
-	// Up to insertMessagesChunk messages are one statement, so they share a
-	// group commit and are still all or nothing; more get a transaction.
+	// Up to insertMessagesChunk messages are one statement; with the
+	// deletion of those of deleted contacts that may follow it, they share
+	// a group commit in a savepoint (doAll), all or nothing; more get a
+	// transaction.
 	const insertMessagesChunk = 64
-	err := s.w.do(ctx, len(rows) > insertMessagesChunk, func(t *wtx) error {
+	err := s.w.doAll(ctx, len(rows), func(t *wtx) error {
 		for i := 0; i < len(rows); i += insertMessagesChunk {
 			if err := insert(t, rows[i:min(i+insertMessagesChunk, len(rows))]); err != nil {
 				return err

@@ -174,7 +174,7 @@ func (s *Store) CreateRun(ctx context.Context, r store.Run) (store.Run, bool, er
 	}
 	var out store.Run
 	var created bool
-	err = s.w.do(ctx, false, func(t *wtx) (err error) {
+	err = s.w.doAll(ctx, 1, func(t *wtx) (err error) {
 		if out, created, err = createRun(t, r, e); err != nil {
 			return err
 		}

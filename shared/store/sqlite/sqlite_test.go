@@ -24,7 +24,10 @@ func openTemp(t *testing.T, opts ...sqlite.Option) *sqlite.Store {
 	t.Helper()
 	s, err := sqlite.Open(context.Background(), t.TempDir(), opts...)
 	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, s.Close()) })
+	t.Cleanup(func() {
+		require.NoError(t, s.Close())
+		require.Zero(t, s.UnsafeSharedWrites(), "shared writes ran several modifying statements outside a savepoint: half of one could be committed")
+	})
 	return s
 }
 

@@ -24,7 +24,7 @@ func (s *Store) RotateSubscriptionSecret(ctx context.Context, botID, id, secret 
 	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id), store.CheckSubscriptionSecret(secret)); err != nil {
 		return err
 	}
-	err := s.w.do(ctx, false, func(t *wtx) error {
+	err := s.w.doAll(ctx, 1, func(t *wtx) error {
 		var old string
 		if err := t.queryRow(`SELECT secret FROM subscriptions WHERE id = ? AND bot_id = ?`, id, botID).Scan(&old); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {

@@ -123,7 +123,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, k store.APIKey) error {
 		return err
 	}
 	created := orNow(k.CreatedAt)
-	err := s.w.do(ctx, false, func(t *wtx) error {
+	err := s.w.doAll(ctx, 1, func(t *wtx) error {
 		_, err := t.exec(`INSERT INTO api_keys (id, bot_id, hash, prefix, created_at, revoked) VALUES (?,?,?,?,?,?)`,
 			k.ID, k.BotID, k.Hash, k.Prefix, nanos(created), boolInt(k.Revoked))
 		if isUnique(err) {

@@ -93,7 +93,7 @@ func (s *Store) DeleteSubscription(ctx context.Context, botID, id string) error 
 	if err := store.FirstErr(store.CheckBotID("bot_id", botID), store.CheckID("id", id)); err != nil {
 		return err
 	}
-	err := s.w.do(ctx, false, func(t *wtx) error {
+	err := s.w.doAll(ctx, 1, func(t *wtx) error {
 		n, err := t.execAffected(`DELETE FROM subscriptions WHERE bot_id = ? AND id = ?`, botID, id)
 		if err == nil && n == 0 {
 			return notFound("subscription", id)

@@ -55,6 +55,10 @@ type writer struct {
 	timer     *time.Timer
 	// commits counts the transactions committed (tests).
 	commits atomic.Int64
+	// unsafeShared counts the shared operations that ran more than one
+	// modifying statement outside a savepoint: each of them could have
+	// had its first half committed without the rest (tests assert none).
+	unsafeShared atomic.Int64
 }
 
 func newWriter(ctx context.Context, db *sql.DB, maxWait time.Duration, maxOps int) (*writer, error) {
@@ -216,7 +220,12 @@ func (w *writer) commitBatch(first *op) {
 		err := o.ctx.Err()
 		if err == nil {
 			var panicked bool
-			if panicked, err = run(o, t); panicked {
+			t.mods = 0
+			panicked, err = run(o, t)
+			if t.mods > 1 {
+				w.unsafeShared.Add(1)
+			}
+			if panicked {
 				// The transaction may hold half of that write: drop the batch.
 				w.rollback()
 				fail(err)
@@ -307,9 +316,18 @@ func (w *writer) stmt(q string) (*sql.Stmt, error) {
 }
 
 // wtx is the open batch transaction as seen by one operation.
-type wtx struct{ w *writer }
+// wtx is an operation's view of the writer's transaction.
+type wtx struct {
+	w *writer
+	// depth is how many savepoints (atomic) are open; mods counts the
+	// modifying statements run outside any (see writer.unsafeShared).
+	depth, mods int
+}
 
 func (t *wtx) exec(q string, args ...any) (sql.Result, error) {
+	if t.depth == 0 {
+		t.mods++
+	}
 	st, err := t.w.stmt(q)
 	if err != nil {
 		return nil, err
@@ -320,6 +338,9 @@ func (t *wtx) exec(q string, args ...any) (sql.Result, error) {
 // execOnce runs q without keeping it prepared (for statements whose text
 // varies, which would fill the statement cache).
 func (t *wtx) execOnce(q string, args ...any) (sql.Result, error) {
+	if t.depth == 0 {
+		t.mods++
+	}
 	return t.w.conn.ExecContext(context.Background(), q, args...)
 }
 
@@ -363,6 +384,8 @@ func (t *wtx) exists(q string, args ...any) (bool, error) {
 // savepoint of the batch transaction: if fn fails, what it changed is
 // rolled back and the batch goes on without it.
 func (t *wtx) atomic(fn func() error) error {
+	t.depth++
+	defer func() { t.depth-- }()
 	if _, err := t.exec("SAVEPOINT op"); err != nil {
 		return err
 	}
@@ -376,3 +399,9 @@ func (t *wtx) atomic(fn func() error) error {
 	_, err := t.exec("RELEASE op")
 	return err
 }
+
+// UnsafeSharedWrites is how many writes that shared a group commit ran
+// more than one modifying statement outside a savepoint since Open: each
+// could have had its first half committed without the rest. It is a
+// programming error; the tests' stores (sqlitetest) assert it stays zero.
+func (s *Store) UnsafeSharedWrites() int64 { return s.w.unsafeShared.Load() }

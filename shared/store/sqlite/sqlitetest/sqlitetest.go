@@ -23,6 +23,11 @@ func OpenDir(t testing.TB, dir string, opts ...sqlite.Option) *sqlite.Store {
 	if err != nil {
 		t.Fatalf("sqlitetest: open %s: %v", dir, err)
 	}
-	t.Cleanup(func() { _ = st.Close() })
+	t.Cleanup(func() {
+		_ = st.Close()
+		if n := st.UnsafeSharedWrites(); n > 0 {
+			t.Errorf("sqlitetest: %d shared writes ran several modifying statements outside a savepoint (half of one could be committed)", n)
+		}
+	})
 	return st
 }
