@@ -316,7 +316,6 @@ func (w *writer) stmt(q string) (*sql.Stmt, error) {
 }
 
 // wtx is the open batch transaction as seen by one operation.
-// wtx is an operation's view of the writer's transaction.
 type wtx struct {
 	w *writer
 	// depth is how many savepoints (atomic) are open; mods counts the
