@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/flowgate/flowgate/shared/bus"
@@ -34,33 +35,70 @@ func (d *deliverer) body(ctx context.Context, m bus.Message) ([]byte, error) {
 	}
 	// The store is read inline, retried like the fan-out's reads: handing
 	// the message back would let the run's next change overtake it.
-	wait := 100 * time.Millisecond
+	wait, waited := 100*time.Millisecond, time.Duration(0)
 	for {
 		run, err := d.flowRun(ctx, rs)
+		if errors.Is(err, errRunNotStored) && waited >= maxRunWait {
+			// The run never came: show what the change itself says.
+			d.s.log.Warn("webhook: the run of a Recrubo payload is not stored; sending the change alone", "bot", rs.BotID,
+				"run", rs.RunID, "waited", waited)
+			run, err = changeOnly(rs), nil
+		}
 		if err == nil {
 			// The id of the delivery (status change and subscription) names
 			// the payload: a redelivered change carries the same id.
 			return recrubo.RenderWebhookPayload(recrubo.PayloadID(m.Event.ID()), d.sub.ID, event, fields, run)
 		}
-		d.s.log.Warn("webhook: reading the run for a Recrubo payload failed; retrying", "bot", rs.BotID,
+		level := slog.LevelWarn
+		if errors.Is(err, errRunNotStored) {
+			level = slog.LevelDebug // expected for a moment after a run starts
+		}
+		d.s.log.Log(ctx, level, "webhook: reading the run for a Recrubo payload failed; retrying", "bot", rs.BotID,
 			"run", rs.RunID, "retry_in", wait, "err", err)
 		if !d.s.pause(m, wait, d.stop) {
 			return nil, fmt.Errorf("webhook %s: stopped: %w", d.sub.ID, err)
 		}
+		waited += wait
 		wait = min(wait*2, 5*time.Second)
 	}
 }
 
+// errRunNotStored is a run whose contact is stored but which is not (yet):
+// the orchestrator publishes a run's changes before it writes the run (a
+// crash in between redoes both), so the first change of a new run can
+// arrive before the run is committed.
+var errRunNotStored = errors.New("the run is not stored yet")
+
+// maxRunWait is how long a Recrubo payload waits for its run to be stored
+// before it is sent with what the change alone says (a run whose trigger
+// was cancelled before the run was written never comes).
+var maxRunWait = 30 * time.Second
+
+// changeOnly is the FlowRun as the status change alone shows it.
+func changeOnly(rs events.RunStatus) recrubo.FlowRun {
+	return recrubo.FlowRun{ID: rs.RunID, CreatedAt: rs.At, UpdatedAt: rs.At, FlowID: rs.FlowID,
+		MessageThreadID: recrubo.ThreadID(rs.ContactID), Status: recrubo.Status(rs.Status)}
+}
+
 // flowRun is the run as Recrubo's GET /public/v2/flow-runs/{id} shows it,
 // with the status of the change being delivered (the stored run may have
-// moved on since). A run no longer stored (its contact was deleted) shows
-// what the change itself says.
+// moved on since). A run no longer stored because its contact was deleted
+// shows what the change itself says; a run not stored yet is
+// errRunNotStored.
 func (d *deliverer) flowRun(ctx context.Context, rs events.RunStatus) (recrubo.FlowRun, error) {
-	v := recrubo.FlowRun{ID: rs.RunID, CreatedAt: rs.At, UpdatedAt: rs.At, FlowID: rs.FlowID,
-		MessageThreadID: recrubo.ThreadID(rs.ContactID), Status: recrubo.Status(rs.Status)}
+	v := changeOnly(rs)
 	run, err := d.s.store.GetRun(ctx, rs.BotID, rs.RunID)
 	switch {
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid):
+	case errors.Is(err, store.ErrNotFound):
+		_, cerr := d.s.store.GetContact(ctx, rs.BotID, rs.ContactID)
+		switch {
+		case errors.Is(cerr, store.ErrNotFound), errors.Is(cerr, store.ErrInvalid):
+			return v, nil
+		case cerr != nil:
+			return v, cerr
+		}
+		return v, errRunNotStored
+	case errors.Is(err, store.ErrInvalid):
 		return v, nil
 	case err != nil:
 		return v, err

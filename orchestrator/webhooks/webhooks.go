@@ -104,12 +104,13 @@ func (c *Config) Validate() error {
 }
 
 // Store is what the service reads: bots (to find every subscription),
-// their subscriptions, and the runs and triggers that Recrubo webhooks
-// show as FlowRun resources.
+// their subscriptions, and the runs, contacts and triggers that Recrubo
+// webhooks show as FlowRun resources.
 type Store interface {
 	ListBots(ctx context.Context) ([]store.Bot, error)
 	ListSubscriptions(ctx context.Context, botID string) ([]store.Subscription, error)
 	GetRun(ctx context.Context, botID, id string) (store.Run, error)
+	GetContact(ctx context.Context, botID, id string) (store.Contact, error)
 	GetTrigger(ctx context.Context, botID, id string) (store.Trigger, error)
 }
 
