@@ -61,6 +61,19 @@ type faultyStore struct {
 	before             map[string]func() error
 	calls              []string
 	afterUpdateTrigger func(store.Trigger) error
+	// afterListRuns runs after a list of runs was read.
+	afterListRuns func()
+}
+
+func (s *faultyStore) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, string, error) {
+	runs, next, err := s.Store.ListRuns(ctx, f)
+	s.mu.Lock()
+	after := s.afterListRuns
+	s.mu.Unlock()
+	if after != nil {
+		after()
+	}
+	return runs, next, err
 }
 
 // record notes a write and runs its before hook.

@@ -115,6 +115,7 @@ type Orchestrator struct {
 
 	counters *counterBatcher
 	subs     subscribed
+	runs     *runLocks
 
 	defsMu sync.RWMutex
 	defs   map[string]*flow.Definition
@@ -134,8 +135,8 @@ func New(cfg Config, d Deps) (*Orchestrator, error) {
 		d.HTTPClient = newHTTPClient(egress.Policy{AllowPrivate: cfg.HTTPAllowPrivate, Resolver: d.Resolver})
 	}
 	return &Orchestrator{cfg: cfg, store: d.Store, bus: d.Bus, log: d.Logger, http: d.HTTPClient,
-		counters: newCounterBatcher(d.Store.IncrTriggerCounters),
-		defs:     map[string]*flow.Definition{}, latest: map[string]latestVersion{}}, nil
+		counters: newCounterBatcher(d.Store.IncrTriggerCounters), runs: newRunLocks(),
+		defs: map[string]*flow.Definition{}, latest: map[string]latestVersion{}}, nil
 }
 
 // Run consumes triggers, replies and delivery results and fires timers

@@ -170,6 +170,22 @@ func (o *Orchestrator) advanceFrom(ctx context.Context, run store.Run, contact s
 	if !flow.Accepts(st.Flow, ev) {
 		return nil // a stale timer, a late reply: nothing changes
 	}
+	// Another step of this run in this process may have been taken since
+	// the run was read: it is read again under the run's lock, and the
+	// event is retried against the run as it is now (runLocks). Between
+	// processes, the version check of the write is what remains
+	// (docs/architecture.md, "Two steps of one run at once").
+	unlock := o.runs.lock(run.ID)
+	defer unlock()
+	cur, err := o.store.GetRun(ctx, run.BotID, run.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil // deleted with its contact
+	case err != nil:
+		return err
+	case cur.Version != run.Version:
+		return bus.RetryAfter(fmt.Errorf("run %s changed since it was read: %w", run.ID, store.ErrVersionConflict), 50*time.Millisecond)
+	}
 	sl, err := o.next(ctx, &run, st, ev)
 	if err != nil {
 		return err

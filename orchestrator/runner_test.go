@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -207,21 +208,53 @@ func TestCommitFailureAnywhereThenRedelivery(t *testing.T) {
 	}
 }
 
-// A reply that finds its run moved by another event between its read and
-// its write (a cancel) loses the version check: the handler asks to be
-// retried, and the retry applies to the run as it now is.
+// A reply that finds its run moved by another replica between its read
+// and its write (a cancel) loses the version check: the handler asks to be
+// retried, and the retry applies to the run as it now is. (Its effects
+// went out before the write: the window between replicas that
+// docs/architecture.md describes.)
 func TestCommitVersionConflict(t *testing.T) {
 	u := newUnit(t)
 	run := u.dispatch("ann", nil)
+	replica, err := New(Config{AlwaysPublishStatus: true}, Deps{Store: u.raw, Bus: u.bus,
+		Logger: slog.New(slog.NewTextHandler(testLogOut(), nil))})
+	require.NoError(t, err)
 	u.store.mu.Lock()
 	u.store.before["UpdateRuns"] = func() error {
 		u.store.mu.Lock()
 		delete(u.store.before, "UpdateRuns")
 		u.store.mu.Unlock()
 		// Another replica cancels the run meanwhile.
-		require.NoError(t, u.o.handleControl(u.ctx, u.message("c-1", events.TypeRunCommand,
+		require.NoError(t, replica.handleControl(u.ctx, u.message("c-1", events.TypeRunCommand,
 			events.RunCommand{BotID: unitBot, RunID: run.ID, Command: "cancel"})))
 		return nil
+	}
+	u.store.mu.Unlock()
+	reply := u.reply("ann", "in-1", "Ann")
+	err = u.o.handleInbound(u.ctx, reply)
+	require.ErrorIs(t, err, store.ErrVersionConflict)
+	var retry *bus.RetryAfterError
+	require.ErrorAs(t, err, &retry)
+	require.NoError(t, u.o.handleInbound(u.ctx, reply))
+	require.Equal(t, store.RunCancelled, u.run(run.ID).Status, "the cancel stands; the reply finds no waiting run")
+}
+
+// Two steps of one run in one process: a cancel taken while a reply to the
+// run is between its read and its step. The reply's step is not taken —
+// no "thanks" message, no "completed" status goes out for a run that ends
+// cancelled (before runLocks, both did, and the reply's write then lost
+// its version check) — and the retried reply finds no waiting run.
+func TestStepsOfARunInOneProcessDoNotOverlap(t *testing.T) {
+	u := newUnit(t)
+	run := u.dispatch("ann", nil)
+	outBefore, statusBefore := len(u.streamIDs(bus.StreamOutbound)), len(u.streamIDs(bus.StreamRuns))
+	var once sync.Once
+	u.store.mu.Lock()
+	u.store.afterListRuns = func() {
+		once.Do(func() {
+			require.NoError(t, u.o.handleControl(u.ctx, u.message("c-1", events.TypeRunCommand,
+				events.RunCommand{BotID: unitBot, RunID: run.ID, Command: "cancel"})))
+		})
 	}
 	u.store.mu.Unlock()
 	reply := u.reply("ann", "in-1", "Ann")
@@ -230,7 +263,12 @@ func TestCommitVersionConflict(t *testing.T) {
 	var retry *bus.RetryAfterError
 	require.ErrorAs(t, err, &retry)
 	require.NoError(t, u.o.handleInbound(u.ctx, reply))
-	require.Equal(t, store.RunCancelled, u.run(run.ID).Status, "the cancel stands; the reply finds no waiting run")
+
+	require.Equal(t, store.RunCancelled, u.run(run.ID).Status)
+	require.Empty(t, u.streamIDs(bus.StreamOutbound)[outBefore:], "no message for the reply")
+	require.Equal(t, []string{bus.MsgID(fmt.Sprintf("run:%s:2:cancelled", run.ID))}, u.streamIDs(bus.StreamRuns)[statusBefore:],
+		"the cancel's status change, and no other")
+	require.Len(t, u.messages(run.ID), 1, "the question only")
 }
 
 // The WhatsApp window: a contact outside it gets the trigger's template,
