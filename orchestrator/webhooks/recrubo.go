@@ -91,14 +91,14 @@ func (d *deliverer) flowRun(ctx context.Context, rs events.RunStatus) (recrubo.F
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		_, cerr := d.s.store.GetContact(ctx, rs.BotID, rs.ContactID)
-		switch {
-		case errors.Is(cerr, store.ErrNotFound), errors.Is(cerr, store.ErrInvalid):
+		if absent(cerr) {
 			return v, nil
-		case cerr != nil:
+		}
+		if cerr != nil {
 			return v, cerr
 		}
 		return v, errRunNotStored
-	case errors.Is(err, store.ErrInvalid):
+	case absent(err):
 		return v, nil
 	case err != nil:
 		return v, err
@@ -112,7 +112,7 @@ func (d *deliverer) flowRun(ctx context.Context, rs events.RunStatus) (recrubo.F
 	}
 	t, err := d.s.store.GetTrigger(ctx, rs.BotID, run.TriggerID)
 	switch {
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid):
+	case absent(err):
 		return v, nil
 	case err != nil:
 		return v, err
@@ -122,4 +122,9 @@ func (d *deliverer) flowRun(ctx context.Context, rs events.RunStatus) (recrubo.F
 		v.InitialMessage = spec.InitialMessage
 	}
 	return v, nil
+}
+
+// absent reports a record that is not stored (or whose id cannot be one).
+func absent(err error) bool {
+	return errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid)
 }
