@@ -35,7 +35,7 @@ const askFlow = `{"steps":[
 	{"id":"thanks","type":"send","text":"Thanks {{ name }}"}]}`
 
 type unit struct {
-	t     *testing.T
+	t     testing.TB
 	ctx   context.Context
 	raw   store.Store
 	bus   *bus.Bus
@@ -43,7 +43,7 @@ type unit struct {
 	o     *Orchestrator
 }
 
-func newUnit(t *testing.T) *unit {
+func newUnit(t testing.TB) *unit {
 	t.Helper()
 	ctx := context.Background()
 	_, b := bustest.Bus(t, bus.Config{Source: "/test"})
