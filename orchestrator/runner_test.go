@@ -459,3 +459,76 @@ func TestTriggerBatch(t *testing.T) {
 	}
 	require.Len(t, u.streamIDs(bus.StreamTriggers), 2, "nothing split off from a bad batch")
 }
+
+// Replies and cancels of the same runs, taken at the same moment by the
+// handlers of one process: every run ends either completed (the "thanks"
+// message and the "completed" change went out, once) or cancelled (neither
+// went out), never with the effects of both.
+func TestConcurrentReplyAndCancelOfOneRun(t *testing.T) {
+	u := newUnit(t)
+	n := 60
+	if raceEnabled {
+		n = 20
+	}
+	runs := make([]store.Run, n)
+	for i := range runs {
+		runs[i] = u.dispatch(fmt.Sprintf("racer-%d", i), nil)
+	}
+	outBefore, statusBefore := len(u.streamIDs(bus.StreamOutbound)), len(u.streamIDs(bus.StreamRuns))
+	// untilDone retries a handler as the bus would.
+	untilDone := func(f func() error) {
+		for range 100 {
+			err := f()
+			var retry *bus.RetryAfterError
+			if !errors.As(err, &retry) {
+				require.NoError(t, err)
+				return
+			}
+		}
+		t.Error("still retried after 100 attempts")
+	}
+	var wg sync.WaitGroup
+	for i, run := range runs {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			untilDone(func() error {
+				return u.o.handleInbound(u.ctx, u.reply(fmt.Sprintf("racer-%d", i), fmt.Sprintf("in-%d", i), "Ann"))
+			})
+		}()
+		go func() {
+			defer wg.Done()
+			untilDone(func() error {
+				return u.o.handleControl(u.ctx, u.message(fmt.Sprintf("c-%d", i), events.TypeRunCommand,
+					events.RunCommand{BotID: unitBot, RunID: run.ID, Command: "cancel"}))
+			})
+		}()
+	}
+	wg.Wait()
+
+	out := u.streamIDs(bus.StreamOutbound)[outBefore:]
+	status := u.streamIDs(bus.StreamRuns)[statusBefore:]
+	completed := 0
+	for _, run := range runs {
+		final := u.run(run.ID).Status
+		thanks := bus.MsgID("out:" + MessageID(run.ID, 2))
+		done := bus.MsgID(fmt.Sprintf("run:%s:2:completed", run.ID))
+		cancelled := bus.MsgID(fmt.Sprintf("run:%s:2:cancelled", run.ID))
+		switch final {
+		case store.RunCompleted:
+			completed++
+			require.Equal(t, 1, count(out, thanks), "%s: the thanks bundle once", run.ID)
+			require.Equal(t, 1, count(status, done), run.ID)
+			require.Zero(t, count(status, cancelled), run.ID)
+			require.Len(t, u.messages(run.ID), 2, run.ID)
+		case store.RunCancelled:
+			require.Zero(t, count(out, thanks), "%s: cancelled, yet the thanks bundle went out", run.ID)
+			require.Zero(t, count(status, done), "%s: cancelled, yet announced completed", run.ID)
+			require.Equal(t, 1, count(status, cancelled), run.ID)
+			require.Len(t, u.messages(run.ID), 1, run.ID)
+		default:
+			t.Fatalf("%s ended %s", run.ID, final)
+		}
+	}
+	t.Logf("%d of %d runs completed before their cancel", completed, n)
+}
