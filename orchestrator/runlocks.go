@@ -1,9 +1,6 @@
 package orchestrator
 
-import (
-	"hash/maphash"
-	"sync"
-)
+import "sync"
 
 // runLocks serialize the steps of one run within this process. A step
 // publishes its effects (the run's messages, its status change) before it
@@ -15,18 +12,37 @@ import (
 // winner's message). Under its run's lock a step reads the run again and
 // goes on only if the run is still as the step found it (advanceFrom).
 //
-// The locks are striped: unrelated runs that share a stripe wait for each
-// other for one commit at most.
+// A lock is one run's, never shared with another: a step may hold it for
+// as long as a flow's http call takes, and no other run may wait for that.
 type runLocks struct {
-	seed    maphash.Seed
-	stripes [1024]sync.Mutex
+	mu   sync.Mutex
+	held map[string]*runLock
 }
 
-func newRunLocks() *runLocks { return &runLocks{seed: maphash.MakeSeed()} }
+type runLock struct {
+	sync.Mutex
+	refs int // steps holding or waiting for it
+}
 
-// lock locks the run's stripe and returns its unlock.
+func newRunLocks() *runLocks { return &runLocks{held: map[string]*runLock{}} }
+
+// lock locks the run and returns its unlock.
 func (l *runLocks) lock(runID string) (unlock func()) {
-	m := &l.stripes[maphash.String(l.seed, runID)%uint64(len(l.stripes))]
-	m.Lock()
-	return m.Unlock
+	l.mu.Lock()
+	e := l.held[runID]
+	if e == nil {
+		e = &runLock{}
+		l.held[runID] = e
+	}
+	e.refs++
+	l.mu.Unlock()
+	e.Lock()
+	return func() {
+		e.Unlock()
+		l.mu.Lock()
+		if e.refs--; e.refs == 0 {
+			delete(l.held, runID)
+		}
+		l.mu.Unlock()
+	}
 }
