@@ -87,7 +87,9 @@ func (o *Orchestrator) finishLaunched(ctx context.Context, t events.Trigger, ver
 	if len(launched) == 0 {
 		return nil
 	}
-	runs, created, err := o.store.CreateRuns(ctx, batchRuns(t, version, launched))
+	rs := batchRuns(t, version, launched)
+	defer o.runs.lockAll(runIDs(rs))() // as in fanOut.start
+	runs, created, err := o.store.CreateRuns(ctx, rs)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,11 @@
 package orchestrator
 
-import "sync"
+import (
+	"slices"
+	"sync"
+
+	"github.com/flowgate/flowgate/shared/store"
+)
 
 // runLocks serialize the steps of one run within this process. A step
 // publishes its effects (the run's messages, its status change) before it
@@ -45,4 +50,33 @@ func (l *runLocks) lock(runID string) (unlock func()) {
 		}
 		l.mu.Unlock()
 	}
+}
+
+// lockAll locks several runs (a batch being started) and returns their
+// unlock. They are locked in the order of their ids, so two callers
+// locking overlapping sets cannot each hold what the other waits for; a
+// caller holding them may lock one run more (a step of a run outside the
+// set: supersede), since a single step never waits for a second lock.
+func (l *runLocks) lockAll(runIDs []string) (unlock func()) {
+	ids := slices.Clone(runIDs)
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	unlocks := make([]func(), len(ids))
+	for i, id := range ids {
+		unlocks[i] = l.lock(id)
+	}
+	return func() {
+		for i := len(unlocks) - 1; i >= 0; i-- {
+			unlocks[i]()
+		}
+	}
+}
+
+// runIDs are the ids of rs.
+func runIDs(rs []store.Run) []string {
+	ids := make([]string, len(rs))
+	for i, r := range rs {
+		ids[i] = r.ID
+	}
+	return ids
 }

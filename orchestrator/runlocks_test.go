@@ -51,3 +51,25 @@ func TestRunLocksAreOneRunsEach(t *testing.T) {
 	defer l.mu.Unlock()
 	require.Empty(t, l.held, "no lock kept once unused")
 }
+
+// Batches locking overlapping sets of runs, in any order, all get through.
+func TestRunLocksOfOverlappingBatches(t *testing.T) {
+	l := newRunLocks()
+	sets := [][]string{{"a", "b", "c"}, {"c", "b", "a"}, {"b", "d", "a", "b"}, {"d", "c"}}
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.lockAll(sets[i%len(sets)])()
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("batches deadlocked")
+	}
+	require.Empty(t, l.held)
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -531,4 +532,59 @@ func TestConcurrentReplyAndCancelOfOneRun(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d runs completed before their cancel", completed, n)
+}
+
+// A trigger redelivered after a crash stores its runs (status created) and
+// then starts them; a cancel through the API that comes in between waits
+// for the start and then cancels the started run, instead of cancelling
+// the created run while the start goes out and loses its write (which
+// announced "waiting" and "cancelled" under one status number).
+func TestRecoveredStartAndCancelOfOneRun(t *testing.T) {
+	u := newUnit(t)
+	trig := events.Trigger{ID: "t-rec", BotID: unitBot, FlowID: "ask", Channel: events.ChannelSandbox,
+		Source: "native", Audience: events.Audience{Users: []string{"rec"}}}
+	msg := u.message(trig.ID, events.TypeTriggerAccepted, trig)
+	u.failOnce("CreateRuns") // the first attempt dies before its runs are stored
+	require.Error(t, u.o.handleTrigger(u.ctx, msg))
+	runID := RunID(trig.ID, u.contact("rec").ID)
+
+	cancelled := make(chan struct{})
+	u.store.mu.Lock()
+	u.store.before["UpdateRuns"] = func() error { // the redelivery's start, about to be written
+		u.store.mu.Lock()
+		delete(u.store.before, "UpdateRuns")
+		u.store.mu.Unlock()
+		go func() {
+			defer close(cancelled)
+			for range 100 {
+				err := u.o.handleControl(u.ctx, u.message("c-rec", events.TypeRunCommand,
+					events.RunCommand{BotID: unitBot, RunID: runID, Command: "cancel"}))
+				var retry *bus.RetryAfterError
+				if !errors.As(err, &retry) {
+					require.NoError(t, err)
+					return
+				}
+			}
+		}()
+		time.Sleep(200 * time.Millisecond) // time for the cancel to overtake, if it could
+		return nil
+	}
+	u.store.mu.Unlock()
+	require.NoError(t, u.o.handleTrigger(u.ctx, msg))
+	<-cancelled
+
+	require.Equal(t, store.RunCancelled, u.run(runID).Status)
+	seqs := map[string]string{}
+	for _, id := range u.streamIDs(bus.StreamRuns) {
+		for _, st := range []string{"waiting", "cancelled", "completed"} {
+			for seq := range 4 {
+				if id == bus.MsgID(fmt.Sprintf("run:%s:%d:%s", runID, seq, st)) {
+					key := strconv.Itoa(seq)
+					require.Empty(t, seqs[key], "status number %d announced twice: %s and %s", seq, seqs[key], st)
+					seqs[key] = st
+				}
+			}
+		}
+	}
+	require.Equal(t, map[string]string{"1": "waiting", "2": "cancelled"}, seqs)
 }
