@@ -88,11 +88,16 @@ func (o *Orchestrator) finishLaunched(ctx context.Context, t events.Trigger, ver
 		return nil
 	}
 	rs := batchRuns(t, version, launched)
-	defer o.runs.lockAll(runIDs(rs))() // as in fanOut.start
+	held, err := o.lockBatch(rs) // as in fanOut.start
+	if err != nil {
+		return err
+	}
+	defer held.releaseAll()
 	runs, created, err := o.store.CreateRuns(ctx, rs)
 	if err != nil {
 		return err
 	}
+	held.keepCreated(rs, runs)
 	// Only runs this launch starts are counted: new ones, and ones the
 	// crashed attempt stored (status created) but never started. A run that
 	// started was counted by the batch that started it.

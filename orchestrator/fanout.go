@@ -119,13 +119,16 @@ func (f *fanOut) start(ctx context.Context, b *batch) error {
 	if f.fresh {
 		return f.o.launchBatch(ctx, f.t, rs, b.contacts, nil)
 	}
-	// Runs an earlier attempt stored may be stepped meanwhile (a cancel
-	// through the API): they are locked from their read to their start.
-	defer f.o.runs.lockAll(runIDs(rs))()
+	held, err := f.o.lockBatch(rs)
+	if err != nil {
+		return err
+	}
+	defer held.releaseAll()
 	runs, created, err := f.o.store.CreateRuns(ctx, rs)
 	if err != nil {
 		return err
 	}
+	held.keepCreated(rs, runs)
 	return f.o.launchBatch(ctx, f.t, runs, b.contacts, created)
 }
 

@@ -1,9 +1,11 @@
 package orchestrator
 
 import (
-	"slices"
+	"errors"
 	"sync"
+	"time"
 
+	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -42,6 +44,10 @@ func (l *runLocks) lock(runID string) (unlock func()) {
 	e.refs++
 	l.mu.Unlock()
 	e.Lock()
+	return l.unlocker(runID, e)
+}
+
+func (l *runLocks) unlocker(runID string, e *runLock) func() {
 	return func() {
 		e.Unlock()
 		l.mu.Lock()
@@ -52,23 +58,57 @@ func (l *runLocks) lock(runID string) (unlock func()) {
 	}
 }
 
-// lockAll locks several runs (a batch being started) and returns their
-// unlock. They are locked in the order of their ids, so two callers
-// locking overlapping sets cannot each hold what the other waits for; a
-// caller holding them may lock one run more (a step of a run outside the
-// set: supersede), since a single step never waits for a second lock.
-func (l *runLocks) lockAll(runIDs []string) (unlock func()) {
-	ids := slices.Clone(runIDs)
-	slices.Sort(ids)
-	ids = slices.Compact(ids)
-	unlocks := make([]func(), len(ids))
-	for i, id := range ids {
-		unlocks[i] = l.lock(id)
-	}
-	return func() {
-		for i := len(unlocks) - 1; i >= 0; i-- {
-			unlocks[i]()
+// heldRuns are the locks a batch holds, by run id.
+type heldRuns map[string]func()
+
+// tryLockAll locks every run of ids, or none (ok false) if a step or
+// another batch holds one of them. A batch never waits for a run's lock
+// while holding others: it holds them through supersede, where it waits
+// for a waiting run's step, and two batches waiting so for each other's
+// runs would wait for ever.
+func (l *runLocks) tryLockAll(ids []string) (held heldRuns, ok bool) {
+	held = make(heldRuns, len(ids))
+	for _, id := range ids {
+		if _, dup := held[id]; dup {
+			continue
 		}
+		unlock, ok := l.tryLock(id)
+		if !ok {
+			held.releaseAll()
+			return nil, false
+		}
+		held[id] = unlock
+	}
+	return held, true
+}
+
+// tryLock locks the run if nobody holds it.
+func (l *runLocks) tryLock(runID string) (unlock func(), ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.held[runID]
+	if e == nil {
+		e = &runLock{}
+		l.held[runID] = e
+	}
+	if !e.TryLock() {
+		return nil, false
+	}
+	e.refs++
+	return l.unlocker(runID, e), true
+}
+
+// release unlocks one run of the batch (one it does not start).
+func (h heldRuns) release(runID string) {
+	if unlock, ok := h[runID]; ok {
+		delete(h, runID)
+		unlock()
+	}
+}
+
+func (h heldRuns) releaseAll() {
+	for id := range h {
+		h.release(id)
 	}
 }
 
@@ -79,4 +119,32 @@ func runIDs(rs []store.Run) []string {
 		ids[i] = r.ID
 	}
 	return ids
+}
+
+// errRunsBusy: a run of a batch being started again is being stepped.
+var errRunsBusy = errors.New("a run of the batch is being stepped; the batch is retried")
+
+// lockBatch locks the runs of a batch that an earlier attempt may have
+// stored, before they are read (CreateRuns) and until they are started:
+// a step of one of them meanwhile (a cancel through the API) would
+// otherwise cancel the created run while the start goes out and loses its
+// write. If a step holds one of them, the batch is retried shortly.
+func (o *Orchestrator) lockBatch(rs []store.Run) (heldRuns, error) {
+	held, ok := o.runs.tryLockAll(runIDs(rs))
+	if !ok {
+		return nil, bus.RetryAfter(errRunsBusy, 50*time.Millisecond)
+	}
+	return held, nil
+}
+
+// keepCreated lets go of the runs read as already started (runs, as
+// CreateRuns returned them for rs): the batch does not start them, and
+// holding a waiting run's lock through supersede could make two batches
+// wait for each other. It keeps the created ones.
+func (h heldRuns) keepCreated(rs, runs []store.Run) {
+	for i := range runs {
+		if runs[i].Status != store.RunCreated {
+			h.release(rs[i].ID)
+		}
+	}
 }

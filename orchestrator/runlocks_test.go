@@ -52,24 +52,39 @@ func TestRunLocksAreOneRunsEach(t *testing.T) {
 	require.Empty(t, l.held, "no lock kept once unused")
 }
 
-// Batches locking overlapping sets of runs, in any order, all get through.
-func TestRunLocksOfOverlappingBatches(t *testing.T) {
+// A batch takes all of its runs' locks or none, never waiting: one run
+// held by a step and the batch holds nothing; once it is free, the batch
+// holds them all (each once), and lets go of what it releases.
+func TestRunLocksOfABatch(t *testing.T) {
 	l := newRunLocks()
-	sets := [][]string{{"a", "b", "c"}, {"c", "b", "a"}, {"b", "d", "a", "b"}, {"d", "c"}}
-	var wg sync.WaitGroup
-	for i := range 200 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			l.lockAll(sets[i%len(sets)])()
-		}()
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("batches deadlocked")
-	}
+	unlockB := l.lock("b")
+	held, ok := l.tryLockAll([]string{"a", "b", "c"})
+	require.False(t, ok, "b is held by a step")
+	require.Nil(t, held)
+	l.mu.Lock()
+	require.Equal(t, []string{"b"}, mapKeys(l.held), "a and c were let go")
+	l.mu.Unlock()
+	unlockB()
+
+	held, ok = l.tryLockAll([]string{"c", "a", "b", "a"})
+	require.True(t, ok)
+	require.Len(t, held, 3)
+	_, ok = l.tryLock("a")
+	require.False(t, ok)
+	held.release("a")
+	unlockA, ok := l.tryLock("a")
+	require.True(t, ok, "a released")
+	unlockA()
+	held.releaseAll()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	require.Empty(t, l.held)
+}
+
+func mapKeys(m map[string]*runLock) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
