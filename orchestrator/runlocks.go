@@ -132,7 +132,9 @@ var errRunsBusy = errors.New("a run of the batch is being stepped; the batch is 
 func (o *Orchestrator) lockBatch(rs []store.Run) (heldRuns, error) {
 	held, ok := o.runs.tryLockAll(runIDs(rs))
 	if !ok {
-		return nil, bus.RetryAfter(errRunsBusy, 50*time.Millisecond)
+		// Transient: however often it meets a step, the batch is not
+		// dead-lettered for it.
+		return nil, bus.Transient(bus.RetryAfter(errRunsBusy, 50*time.Millisecond))
 	}
 	return held, nil
 }

@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/store"
 )
 
 // A run's lock holds back the steps of that run only, and is forgotten
@@ -87,4 +90,21 @@ func mapKeys(m map[string]*runLock) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// A batch that meets a step of one of its runs is retried shortly, and
+// never dead-lettered for it.
+func TestBusyBatchIsRetriedNotDeadLettered(t *testing.T) {
+	o := &Orchestrator{runs: newRunLocks()}
+	unlock := o.runs.lock("r-2")
+	_, err := o.lockBatch([]store.Run{{ID: "r-1"}, {ID: "r-2"}})
+	require.ErrorIs(t, err, errRunsBusy)
+	require.True(t, bus.IsTransient(err))
+	var retry *bus.RetryAfterError
+	require.ErrorAs(t, err, &retry)
+	require.Equal(t, 50*time.Millisecond, retry.Wait)
+	unlock()
+	held, err := o.lockBatch([]store.Run{{ID: "r-1"}, {ID: "r-2"}})
+	require.NoError(t, err)
+	held.releaseAll()
 }
