@@ -36,15 +36,22 @@ func newRunLocks() *runLocks { return &runLocks{held: map[string]*runLock{}} }
 // lock locks the run and returns its unlock.
 func (l *runLocks) lock(runID string) (unlock func()) {
 	l.mu.Lock()
+	e := l.entry(runID)
+	e.refs++
+	l.mu.Unlock()
+	e.Lock()
+	return l.unlocker(runID, e)
+}
+
+// entry is the run's lock, made if nobody holds or waits for it; l.mu is
+// held.
+func (l *runLocks) entry(runID string) *runLock {
 	e := l.held[runID]
 	if e == nil {
 		e = &runLock{}
 		l.held[runID] = e
 	}
-	e.refs++
-	l.mu.Unlock()
-	e.Lock()
-	return l.unlocker(runID, e)
+	return e
 }
 
 func (l *runLocks) unlocker(runID string, e *runLock) func() {
@@ -86,11 +93,7 @@ func (l *runLocks) tryLockAll(ids []string) (held heldRuns, ok bool) {
 func (l *runLocks) tryLock(runID string) (unlock func(), ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := l.held[runID]
-	if e == nil {
-		e = &runLock{}
-		l.held[runID] = e
-	}
+	e := l.entry(runID)
 	if !e.TryLock() {
 		return nil, false
 	}
