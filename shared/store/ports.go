@@ -147,6 +147,18 @@ type Runs interface {
 	// some runs may be written: a retry with the same runs reports those as
 	// conflicts.
 	UpdateRuns(ctx context.Context, rs []Run) (conflicts []int, err error)
+	// ClaimRuns claims runs for the step named by, until until. A step
+	// claims the runs it moves before any of its effects leave (messages,
+	// status events), so that of two steps of one run taken at once — in
+	// two orchestrator processes — only one goes out. A claim is taken if
+	// the run is still at the claim's Version and no other step's claim on
+	// it is live (one whose until is after now); a step's own claim is
+	// renewed, so the same event redelivered after a crash takes the run
+	// back at once. The run's next write (UpdateRun, UpdateRuns) ends the
+	// claim; a claim whose step died ends at until. Claims that cannot be
+	// taken are returned in refused (the others are taken, in one write);
+	// an invalid claim fails the call before anything is written.
+	ClaimRuns(ctx context.Context, claims []RunClaim, by string, now, until time.Time) (refused []ClaimRefusal, err error)
 	// ListRuns returns a page of runs, newest first (CreatedAt, then ID,
 	// descending); next is "" on the last page. Since is inclusive, Until
 	// exclusive, both on CreatedAt.

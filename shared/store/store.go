@@ -227,6 +227,23 @@ type Run struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
+// RunClaim names a run, at the version a step read it, for ClaimRuns.
+type RunClaim struct {
+	BotID   string
+	RunID   string
+	Version int64
+}
+
+// ClaimRefusal is a claim ClaimRuns did not take: Index is its place in the
+// claims. HeldUntil, when set, is when another step's live claim on the
+// run lapses (that step is about to write it, or died); otherwise the run
+// changed since it was read (Gone: or it no longer exists).
+type ClaimRefusal struct {
+	Index     int
+	HeldUntil time.Time
+	Gone      bool
+}
+
 // RunFilter selects runs of a bot. Zero fields do not filter.
 type RunFilter struct {
 	BotID     string

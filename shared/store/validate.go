@@ -400,3 +400,32 @@ func DeliverSandboxArgs(triggerID string, ms []SandboxMessage) (string, []SentMe
 	}
 	return botID, sent, MarkSentArgs(botID, triggerID, sent)
 }
+
+// MaxClaimBy bounds the length of a claimant's name (ClaimRuns).
+const MaxClaimBy = 512
+
+// CheckClaims validates ClaimRuns' arguments: a claimant's name, now
+// (required) and an until after it, and each claim's run.
+func CheckClaims(claims []RunClaim, by string, now, until time.Time) error {
+	if by == "" || len(by) > MaxClaimBy {
+		return &InvalidError{Field: "by", Reason: fmt.Sprintf("must be 1 to %d bytes", MaxClaimBy)}
+	}
+	if now.IsZero() {
+		return &InvalidError{Field: "now", Reason: "required"}
+	}
+	if err := FirstErr(CheckTime("now", now), CheckTime("until", until)); err != nil {
+		return err
+	}
+	if !until.After(now) {
+		return &InvalidError{Field: "until", Reason: "must be after now"}
+	}
+	for i, c := range claims {
+		if err := FirstErr(CheckBotID("bot_id", c.BotID), CheckID("run_id", c.RunID)); err != nil {
+			return fmt.Errorf("claim %d: %w", i, err)
+		}
+		if c.Version < 1 {
+			return &InvalidError{Field: "version", Reason: fmt.Sprintf("claim %d: must be at least 1", i)}
+		}
+	}
+	return nil
+}

@@ -244,6 +244,10 @@ func (s *Store) CheckpointTrigger(ctx context.Context, t store.Trigger, delta st
 }
 
 // UpdateRuns delegates and measures.
+func (s *Store) ClaimRuns(ctx context.Context, claims []store.RunClaim, by string, now, until time.Time) ([]store.ClaimRefusal, error) {
+	return measure(s, "ClaimRuns", func() ([]store.ClaimRefusal, error) { return s.Store.ClaimRuns(ctx, claims, by, now, until) })
+}
+
 func (s *Store) UpdateRuns(ctx context.Context, rs []store.Run) ([]int, error) {
 	return measure(s, "UpdateRuns", func() ([]int, error) { return s.Store.UpdateRuns(ctx, rs) })
 }

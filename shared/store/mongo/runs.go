@@ -45,6 +45,13 @@ type runDoc struct {
 	// version modulo writeRing, that tells a group-commit caller whether its
 	// own versioned update was the one applied.
 	Writes map[string]string `bson:"writes,omitempty"`
+	// Claim is a step's claim on the run (ClaimRuns), until its next write.
+	Claim *claimDoc `bson:"claim,omitempty"`
+}
+
+type claimDoc struct {
+	By    string    `bson:"by"`
+	Until time.Time `bson:"until"`
 }
 
 const writeRing = 8
@@ -313,7 +320,7 @@ func (s *Store) UpdateRun(ctx context.Context, r store.Run) (store.Run, error) {
 		{Key: "updated_at", Value: r.UpdatedAt},
 		{Key: "writes." + writeSlot(next), Value: op.mark},
 	}
-	var unset bson.D
+	unset := bson.D{{Key: "claim", Value: ""}} // a write ends the step's claim
 	optional := func(key string, v any, present bool) {
 		if present {
 			set = append(set, bson.E{Key: key, Value: v})
@@ -332,10 +339,7 @@ func (s *Store) UpdateRun(ctx context.Context, r store.Run) (store.Run, error) {
 	if r.Channel != "" {
 		set = append(set, bson.E{Key: "channel", Value: r.Channel})
 	}
-	update := bson.D{{Key: "$set", Value: set}}
-	if len(unset) > 0 {
-		update = append(update, bson.E{Key: "$unset", Value: unset})
-	}
+	update := bson.D{{Key: "$set", Value: set}, {Key: "$unset", Value: unset}}
 	if op.update, err = marshal(update, s.cfg.maxDocBytes); err != nil {
 		return r, err
 	}
@@ -449,6 +453,81 @@ func (s *Store) writeRunRound(ctx context.Context, ops []*runOp) {
 		}
 	}
 }
+
+// ClaimRuns takes the claims in one unordered BulkWrite of conditional
+// updates; when some matched nothing, the claimed runs are read back: a run
+// at the claim's version that carries this claimant's claim was taken.
+func (s *Store) ClaimRuns(ctx context.Context, claims []store.RunClaim, by string, now, until time.Time) ([]store.ClaimRefusal, error) {
+	if err := store.CheckClaims(claims, by, now, until); err != nil {
+		return nil, err
+	}
+	if len(claims) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	now, until = now.UTC(), until.UTC()
+	set := bson.D{{Key: "$set", Value: bson.D{{Key: "claim", Value: claimDoc{By: by, Until: until}}}}}
+	models := make([]mongo.WriteModel, len(claims))
+	for i, c := range claims {
+		models[i] = mongo.NewUpdateOneModel().SetUpdate(set).SetFilter(bson.D{
+			{Key: "_id", Value: c.RunID}, {Key: "bot_id", Value: c.BotID}, {Key: "version", Value: c.Version},
+			{Key: "$or", Value: bson.A{
+				bson.D{{Key: "claim", Value: bson.D{{Key: "$exists", Value: false}}}},
+				bson.D{{Key: "claim.until", Value: bson.D{{Key: "$lte", Value: now}}}},
+				bson.D{{Key: "claim.by", Value: by}},
+			}},
+		})
+	}
+	res, err := s.bulkUpdate(ctx, s.runs, models)
+	if err == nil && res.MatchedCount == int64(len(claims)) {
+		return nil, nil
+	}
+	var bwe mongo.BulkWriteException
+	if err != nil && (!errors.As(err, &bwe) || bwe.WriteConcernError != nil) {
+		return nil, dbErr("claim runs", err)
+	}
+	ids := make([]string, len(claims))
+	for i, c := range claims {
+		ids[i] = c.RunID
+	}
+	cur, err := s.runs.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
+		options.Find().SetProjection(bson.D{{Key: "bot_id", Value: 1}, {Key: "version", Value: 1}, {Key: "claim", Value: 1}}))
+	if err != nil {
+		return nil, dbErr("claim runs", err)
+	}
+	var docs []runDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, dbErr("claim runs", err)
+	}
+	byID := make(map[string]runDoc, len(docs))
+	for _, d := range docs {
+		byID[d.ID] = d
+	}
+	var refused []store.ClaimRefusal
+	for i, c := range claims {
+		d, ok := byID[c.RunID]
+		switch {
+		case !ok || d.BotID != c.BotID:
+			refused = append(refused, store.ClaimRefusal{Index: i, Gone: true})
+		case d.Version != c.Version:
+			refused = append(refused, store.ClaimRefusal{Index: i})
+		case d.Claim != nil && d.Claim.By == by:
+			// taken (or renewed) by this call
+		case d.Claim != nil && d.Claim.Until.After(now):
+			refused = append(refused, store.ClaimRefusal{Index: i, HeldUntil: d.Claim.Until.UTC()})
+		default:
+			// A write that failed on its own (FerretDB may stop at one):
+			// the run was free, so the claimant may try again.
+			return nil, dbErr("claim runs", errors.Join(errClaimUnconfirmed, err))
+		}
+	}
+	return refused, nil
+}
+
+// errClaimUnconfirmed: a claim on a free run was not taken, for a reason
+// the bulk write did not say.
+var errClaimUnconfirmed = errors.New("a claim on a free run was not taken")
 
 func (s *Store) runMarks(ctx context.Context, ops []*runOp) (map[string]runDoc, error) {
 	ids := make([]string, len(ops))

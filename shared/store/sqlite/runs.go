@@ -57,8 +57,14 @@ func prepareRun(r *store.Run, create bool) (encodedRun, error) {
 // updateRun is UpdateRun's version-checked write.
 const updateRun = `UPDATE runs SET flow_id = CASE WHEN ? = '' THEN flow_id ELSE ? END,
 	flow_version = CASE WHEN ? = '' THEN flow_version ELSE ? END, channel = CASE WHEN ? = '' THEN channel ELSE ? END,
-	status = ?, state = ?, data = ?, wait_until = ?, error = ?, version = version + 1, updated_at = ?
+	status = ?, state = ?, data = ?, wait_until = ?, error = ?, version = version + 1, updated_at = ?,
+	claim_by = '', claim_until = NULL
 	WHERE id = ? AND bot_id = ? AND version = ?`
+
+// claimRun is ClaimRuns' write of one claim: taken if the run is at the
+// version read and no other step's claim is live.
+const claimRun = `UPDATE runs SET claim_by = ?, claim_until = ?
+	WHERE id = ? AND bot_id = ? AND version = ? AND (claim_until IS NULL OR claim_until <= ? OR claim_by = ?)`
 
 const insertRun = `INSERT INTO runs (` + runCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING`
 
@@ -340,6 +346,59 @@ func (s *Store) UpdateRuns(ctx context.Context, rs []store.Run) ([]int, error) {
 		return nil, dbErr("update runs", err)
 	}
 	return conflicts, nil
+}
+
+// ClaimRuns takes the claims in one transaction, one prepared update per
+// run; a refused claim is explained by reading the run's version and claim.
+func (s *Store) ClaimRuns(ctx context.Context, claims []store.RunClaim, by string, now, until time.Time) ([]store.ClaimRefusal, error) {
+	if err := store.CheckClaims(claims, by, now, until); err != nil {
+		return nil, err
+	}
+	if len(claims) == 0 {
+		return nil, nil
+	}
+	var refused []store.ClaimRefusal
+	err := s.w.doAll(ctx, len(claims), func(t *wtx) error {
+		refused = refused[:0]
+		for i, c := range claims {
+			n, err := t.execAffected(claimRun, by, nanos(until), c.RunID, c.BotID, c.Version, nanos(now), by)
+			if err != nil {
+				return err
+			}
+			if n == 1 {
+				continue
+			}
+			r, err := t.refusal(c, now)
+			if err != nil {
+				return err
+			}
+			r.Index = i
+			refused = append(refused, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, dbErr("claim runs", err)
+	}
+	return refused, nil
+}
+
+// refusal says why a claim on c was not taken.
+func (t *wtx) refusal(c store.RunClaim, now time.Time) (store.ClaimRefusal, error) {
+	var (
+		version int64
+		until   sql.NullInt64
+	)
+	err := t.queryRow(`SELECT version, claim_until FROM runs WHERE id = ? AND bot_id = ?`, c.RunID, c.BotID).Scan(&version, &until)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return store.ClaimRefusal{Gone: true}, nil
+	case err != nil:
+		return store.ClaimRefusal{}, err
+	case version == c.Version && until.Valid && until.Int64 > nanos(now):
+		return store.ClaimRefusal{HeldUntil: time.Unix(0, until.Int64).UTC()}, nil
+	}
+	return store.ClaimRefusal{}, nil
 }
 
 // ListRuns returns a page of runs, newest first.

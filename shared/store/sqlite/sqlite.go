@@ -459,6 +459,9 @@ type column struct{ table, name, decl string }
 // addColumns are applied after schema, in order.
 var addColumns = []column{
 	{"messages", "lane", "TEXT NOT NULL DEFAULT ''"}, // delivery lane (high, bulk)
+	// A step's claim on a run (ClaimRuns): who, and until when (ns).
+	{"runs", "claim_by", "TEXT NOT NULL DEFAULT ''"},
+	{"runs", "claim_until", "INTEGER"},
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {

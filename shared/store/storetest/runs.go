@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -505,4 +506,113 @@ func testExpireBefore(t *testing.T, s store.Store, e env) {
 	n, err = s.ExpireBefore(e.ctx, base().Add(-24*time.Hour))
 	require.NoError(t, err)
 	require.Zero(t, n, "nothing left to expire")
+}
+
+func testClaimRuns(t *testing.T, s store.Store, e env) {
+	mkBot(t, s, e)
+	r1, r2, r3 := mkRun(t, s, e, "k1", "", "c1"), mkRun(t, s, e, "k2", "", "c2"), mkRun(t, s, e, "k3", "", "c3")
+	claims := func(rs ...store.Run) []store.RunClaim {
+		out := make([]store.RunClaim, len(rs))
+		for i, r := range rs {
+			out[i] = store.RunClaim{BotID: r.BotID, RunID: r.ID, Version: r.Version}
+		}
+		return out
+	}
+	// The claims' times are the caller's, never the store's clock.
+	t0 := time.Date(2031, 3, 1, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+
+	refused, err := s.ClaimRuns(e.ctx, claims(r1, r2), "step-a", t0, at(time.Minute))
+	require.NoError(t, err)
+	require.Empty(t, refused)
+
+	// Another step is refused while the claims are live, and told until
+	// when; a free run of the same call is taken.
+	refused, err = s.ClaimRuns(e.ctx, claims(r1, r2, r3), "step-b", at(time.Second), at(time.Minute+time.Second))
+	require.NoError(t, err)
+	require.Len(t, refused, 2)
+	for i, r := range refused {
+		require.Equal(t, i, r.Index)
+		require.False(t, r.Gone)
+		requireTime(t, e, at(time.Minute), r.HeldUntil, "held until")
+	}
+	refused, err = s.ClaimRuns(e.ctx, claims(r3), "step-a", at(2*time.Second), at(time.Minute))
+	require.NoError(t, err)
+	require.Len(t, refused, 1, "step-b took k3")
+
+	// A step renews its own claim (the same event redelivered).
+	refused, err = s.ClaimRuns(e.ctx, claims(r1), "step-a", at(3*time.Second), at(2*time.Minute))
+	require.NoError(t, err)
+	require.Empty(t, refused)
+
+	// A run that moved on, and one that does not exist.
+	moved := r1
+	moved.Version++
+	refused, err = s.ClaimRuns(e.ctx, append(claims(moved), store.RunClaim{BotID: e.bot, RunID: "never", Version: 1}), "step-c", at(4*time.Second), at(time.Minute))
+	require.NoError(t, err)
+	require.Equal(t, []store.ClaimRefusal{{Index: 0}, {Index: 1, Gone: true}}, refused)
+
+	// A claim lapses at its until: k2's (step-a's, not renewed) at t0+1m.
+	refused, err = s.ClaimRuns(e.ctx, claims(r2), "step-c", at(time.Minute), at(2*time.Minute))
+	require.NoError(t, err)
+	require.Empty(t, refused, "a lapsed claim is no claim")
+
+	// The run's write ends the claim: k1, claimed by step-a until t0+2m, is
+	// written (by step-a) and its next version is free at once.
+	w := r1
+	w.Status = store.RunWaiting
+	w, err = s.UpdateRun(e.ctx, w)
+	require.NoError(t, err)
+	refused, err = s.ClaimRuns(e.ctx, claims(w), "step-d", at(5*time.Second), at(time.Minute))
+	require.NoError(t, err)
+	require.Empty(t, refused)
+	// … and so does UpdateRuns'.
+	w.Status = store.RunCompleted
+	conflicts, err := s.UpdateRuns(e.ctx, []store.Run{w})
+	require.NoError(t, err)
+	require.Empty(t, conflicts)
+	w.Version++
+	refused, err = s.ClaimRuns(e.ctx, claims(w), "step-e", at(6*time.Second), at(time.Minute))
+	require.NoError(t, err)
+	require.Empty(t, refused)
+
+	// Of many steps claiming one run at once, one takes it.
+	r4 := mkRun(t, s, e, "k4", "", "c4")
+	var won atomic.Int32
+	parallel(16, func(i int) {
+		refused, err := s.ClaimRuns(e.ctx, claims(r4), fmt.Sprintf("racer-%d", i), t0, at(time.Minute))
+		if err == nil && len(refused) == 0 {
+			won.Add(1)
+		}
+	})
+	require.EqualValues(t, 1, won.Load())
+
+	refused, err = s.ClaimRuns(e.ctx, nil, "step-f", t0, at(time.Minute))
+	require.NoError(t, err)
+	require.Empty(t, refused)
+
+	// Bad input claims nothing: k5 stays free.
+	r5 := mkRun(t, s, e, "k5", "", "c5")
+	for name, call := range map[string]func() error{
+		"no claimant": func() error { _, err := s.ClaimRuns(e.ctx, claims(r5), "", t0, at(time.Minute)); return err },
+		"claimant too long": func() error {
+			_, err := s.ClaimRuns(e.ctx, claims(r5), strings.Repeat("x", store.MaxClaimBy+1), t0, at(time.Minute))
+			return err
+		},
+		"no now":              func() error { _, err := s.ClaimRuns(e.ctx, claims(r5), "x", time.Time{}, at(time.Minute)); return err },
+		"until not after now": func() error { _, err := s.ClaimRuns(e.ctx, claims(r5), "x", t0, t0); return err },
+		"bad run id": func() error {
+			_, err := s.ClaimRuns(e.ctx, append(claims(r5), store.RunClaim{BotID: e.bot, RunID: "", Version: 1}), "x", t0, at(time.Minute))
+			return err
+		},
+		"version 0": func() error {
+			_, err := s.ClaimRuns(e.ctx, append(claims(r5), store.RunClaim{BotID: e.bot, RunID: "k1", Version: 0}), "x", t0, at(time.Minute))
+			return err
+		},
+	} {
+		require.ErrorIs(t, call(), store.ErrInvalid, name)
+	}
+	refused, err = s.ClaimRuns(e.ctx, claims(r5), "step-g", t0, at(time.Minute))
+	require.NoError(t, err)
+	require.Empty(t, refused, "nothing was claimed by the bad calls")
 }

@@ -75,6 +75,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, feats Features) {
 		{"DueRuns", testDueRuns},
 		{"WaitingRuns", testWaitingRuns},
 		{"UpdateRuns", testUpdateRuns},
+		{"ClaimRuns", testClaimRuns},
 		{"ExpireBefore", testExpireBefore},
 		{"Messages", testMessages},
 		{"MessageStatus", testMessageStatus},
