@@ -41,6 +41,6 @@ func (o *Orchestrator) handleControl(ctx context.Context, m bus.Message) error {
 	// is not read. A run that has not started (created, queued) or waits
 	// for the WhatsApp window is cancelled by the interpreter like any
 	// other.
-	return o.advance(ctx, run, store.Contact{ID: run.ContactID, BotID: run.BotID, Channel: run.Channel},
+	return o.advance(ctx, stepName("control", m.Event.ID()), run, store.Contact{ID: run.ContactID, BotID: run.BotID, Channel: run.Channel},
 		flow.Cancel{Now: time.Now().UTC(), Reason: reason})
 }

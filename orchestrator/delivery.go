@@ -100,7 +100,7 @@ func (o *Orchestrator) handleDelivery(ctx context.Context, m bus.Message) error 
 	}
 	// A failure carries no message and sets no attribute: the run's contact
 	// is not read.
-	return o.advance(ctx, run, store.Contact{ID: run.ContactID, BotID: run.BotID, Channel: run.Channel},
+	return o.advance(ctx, stepName("delivery", m.Event.ID()), run, store.Contact{ID: run.ContactID, BotID: run.BotID, Channel: run.Channel},
 		flow.DeliveryFailed{Now: time.Now().UTC(), Seq: seq, Reason: reason})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/store"
@@ -145,4 +146,11 @@ func (s *faultyStore) UpdateRuns(ctx context.Context, rs []store.Run) ([]int, er
 		return nil, err
 	}
 	return s.Store.UpdateRuns(ctx, rs)
+}
+
+func (s *faultyStore) ClaimRuns(ctx context.Context, claims []store.RunClaim, by string, now, until time.Time) ([]store.ClaimRefusal, error) {
+	if err := s.record("ClaimRuns"); err != nil {
+		return nil, err
+	}
+	return s.Store.ClaimRuns(ctx, claims, by, now, until)
 }

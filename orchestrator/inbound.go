@@ -45,7 +45,7 @@ func (o *Orchestrator) handleInbound(ctx context.Context, m bus.Message) error {
 		st, err := decodeState(run)
 		if err != nil {
 			st, ev := corrupt(run, err, nil)
-			return o.advanceFrom(ctx, run, contact, st, ev)
+			return o.advanceFrom(ctx, stepName("inbound", m.Event.ID()), run, contact, st, ev)
 		}
 		if !st.rememberReply(in.ProviderMessageID) {
 			return nil // a provider's retry of a reply already applied
@@ -71,7 +71,7 @@ func (o *Orchestrator) handleInbound(ctx context.Context, m bus.Message) error {
 		default:
 			continue // waiting for a timer: a message does not resume it
 		}
-		return o.advanceFrom(ctx, run, contact, st, ev)
+		return o.advanceFrom(ctx, stepName("inbound", m.Event.ID()), run, contact, st, ev)
 	}
 	return nil
 }

@@ -57,6 +57,13 @@ func (o *Orchestrator) launchBatch(ctx context.Context, t events.Trigger, runs [
 	if err := o.firstSlices(ctx, batch, now); err != nil {
 		return err
 	}
+	if !fresh {
+		// Stored runs: claimed before anything goes out (claims.go).
+		var err error
+		if batch, err = o.claimBatch(ctx, stepName("start", t.ID), batch); err != nil || len(batch) == 0 {
+			return err
+		}
+	}
 	_, err := o.commit(ctx, batch, func(ctx context.Context, settled []store.Run) (map[int]bool, error) {
 		if fresh {
 			return o.insertFirstStates(ctx, batch, settled)
@@ -115,7 +122,7 @@ func (o *Orchestrator) supersedeBatch(ctx context.Context, botID string, batch [
 		if r.ID == b.run.ID || r.Channel != b.contact.Channel {
 			continue
 		}
-		if err := o.advance(ctx, r, b.contact, flow.Cancel{Now: time.Now().UTC(), Reason: "superseded by run " + b.run.ID}); err != nil {
+		if err := o.advance(ctx, stepName("supersede", b.run.ID), r, b.contact, flow.Cancel{Now: time.Now().UTC(), Reason: "superseded by run " + b.run.ID}); err != nil {
 			return err
 		}
 	}

@@ -18,6 +18,10 @@ var (
 		Name: "flowgate_run_status_events_skipped_total",
 		Help: "Run status changes not published on FLOWGATE_RUNS because the bot has no webhook subscriptions (nobody would receive them).",
 	})
+	runsClaimBusy = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "flowgate_run_claims_busy_total",
+		Help: "Steps of a run retried because another step (in this or another orchestrator process) held the run's claim.",
+	})
 	messagesQueued = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "flowgate_messages_queued_total",
 		Help: "Outbound messages published to channel workers, by channel.",

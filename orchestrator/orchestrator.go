@@ -52,6 +52,11 @@ type Config struct {
 	// AlwaysPublishStatus publishes every run status change on
 	// FLOWGATE_RUNS, subscriptions or not (for readers of one's own).
 	AlwaysPublishStatus bool
+	// ClaimLease is how long a step's claim on a run lasts if the step dies
+	// before it writes the run (default 1 min; claims.go). Another step of
+	// the run waits that long; the same event redelivered does not. Keep it
+	// above the consumers' AckWait (30 s).
+	ClaimLease time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -76,6 +81,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.QueueSeconds == 0 {
 		c.QueueSeconds = 2 * time.Minute
+	}
+	if c.ClaimLease <= 0 {
+		c.ClaimLease = time.Minute
 	}
 	if c.DrainPoll <= 0 {
 		c.DrainPoll = 500 * time.Millisecond
@@ -103,6 +111,8 @@ type Deps struct {
 	// Resolver resolves the host names of flow `http` steps (default
 	// net.DefaultResolver).
 	Resolver *net.Resolver
+	// Clock is the time of the runs' claims (default time.Now).
+	Clock func() time.Time
 }
 
 // Orchestrator drives flow runs.
@@ -112,6 +122,7 @@ type Orchestrator struct {
 	bus   Bus
 	log   *slog.Logger
 	http  *http.Client
+	now   func() time.Time
 
 	counters *counterBatcher
 	subs     subscribed
@@ -134,7 +145,10 @@ func New(cfg Config, d Deps) (*Orchestrator, error) {
 	if d.HTTPClient == nil {
 		d.HTTPClient = newHTTPClient(egress.Policy{AllowPrivate: cfg.HTTPAllowPrivate, Resolver: d.Resolver})
 	}
-	return &Orchestrator{cfg: cfg, store: d.Store, bus: d.Bus, log: d.Logger, http: d.HTTPClient,
+	if d.Clock == nil {
+		d.Clock = time.Now
+	}
+	return &Orchestrator{cfg: cfg, store: d.Store, bus: d.Bus, log: d.Logger, http: d.HTTPClient, now: d.Clock,
 		counters: newCounterBatcher(d.Store.IncrTriggerCounters), runs: newRunLocks(),
 		defs: map[string]*flow.Definition{}, latest: map[string]latestVersion{}}, nil
 }

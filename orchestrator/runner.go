@@ -142,12 +142,12 @@ type slice struct {
 // advance applies ev to run and commits the outcome (commit). A version
 // conflict means another event moved the run first: the handler is retried
 // and reads the fresh run.
-func (o *Orchestrator) advance(ctx context.Context, run store.Run, contact store.Contact, ev flow.Event) error {
+func (o *Orchestrator) advance(ctx context.Context, step string, run store.Run, contact store.Contact, ev flow.Event) error {
 	st, err := decodeState(run)
 	if err != nil {
 		st, ev = corrupt(run, err, ev)
 	}
-	return o.advanceFrom(ctx, run, contact, st, ev)
+	return o.advanceFrom(ctx, step, run, contact, st, ev)
 }
 
 // corrupt is the state and event that end a run whose stored state no
@@ -162,8 +162,9 @@ func corrupt(run store.Run, err error, ev flow.Event) (runState, flow.Event) {
 	return st, flow.Fail{Now: time.Now().UTC(), Reason: err.Error()}
 }
 
-// advanceFrom is advance with the run's decoded state.
-func (o *Orchestrator) advanceFrom(ctx context.Context, run store.Run, contact store.Contact, st runState, ev flow.Event) error {
+// advanceFrom is advance with the run's decoded state. step names the step
+// for the run's claim (claims.go).
+func (o *Orchestrator) advanceFrom(ctx context.Context, step string, run store.Run, contact store.Contact, st runState, ev flow.Event) error {
 	if store.RunFinal(run.Status) && !failsCompleted(run, ev) {
 		return nil
 	}
@@ -173,8 +174,8 @@ func (o *Orchestrator) advanceFrom(ctx context.Context, run store.Run, contact s
 	// Another step of this run in this process may have been taken since
 	// the run was read: it is read again under the run's lock, and the
 	// event is retried against the run as it is now (runLocks). Between
-	// processes, the version check of the write is what remains
-	// (docs/architecture.md, "Two steps of one run at once").
+	// processes, the run's claim, taken before anything goes out, is what
+	// lets one step through (claims.go).
 	unlock := o.runs.lock(run.ID)
 	defer unlock()
 	cur, err := o.store.GetRun(ctx, run.BotID, run.ID)
@@ -188,6 +189,12 @@ func (o *Orchestrator) advanceFrom(ctx context.Context, run store.Run, contact s
 	}
 	sl, err := o.next(ctx, &run, st, ev)
 	if err != nil {
+		return err
+	}
+	if err := o.claimRun(ctx, step, run); err != nil {
+		if errors.Is(err, errGone) {
+			return nil
+		}
 		return err
 	}
 	lost, err := o.commit(ctx, []pending{{run: run, contact: contact, sl: sl}}, o.updateRuns)

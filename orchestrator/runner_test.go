@@ -63,6 +63,23 @@ func newUnit(t testing.TB) *unit {
 	return u
 }
 
+// replica is a second orchestrator process on the same store and bus
+// (without the unit's faults).
+func (u *unit) replica() *Orchestrator {
+	o, _ := u.faultyReplica()
+	return o
+}
+
+// faultyReplica is a replica with faults of its own.
+func (u *unit) faultyReplica() (*Orchestrator, *faultyStore) {
+	u.t.Helper()
+	fs := &faultyStore{Store: u.raw, before: map[string]func() error{}}
+	o, err := New(Config{AlwaysPublishStatus: true}, Deps{Store: fs, Bus: u.bus,
+		Logger: slog.New(slog.NewTextHandler(testLogOut(), nil))})
+	require.NoError(u.t, err)
+	return o, fs
+}
+
 // failOnce makes the next write named name fail (before it is made).
 func (u *unit) failOnce(name string) {
 	u.store.mu.Lock()
@@ -140,8 +157,10 @@ func (u *unit) messages(runID string) []store.Message {
 	return out
 }
 
-// Every kind of step commits its effects in the same order: attributes,
-// messages, one publish of the bundles and status changes, then the runs.
+// Every kind of step commits its effects in the same order: the claim of a
+// stored run, attributes, messages, one publish of the bundles and status
+// changes, then the runs. (A run started fresh is inserted at the end: no
+// other step can find it before, so it is not claimed.)
 func TestCommitOrder(t *testing.T) {
 	u := newUnit(t)
 	run := u.dispatch("ann", nil)
@@ -151,8 +170,8 @@ func TestCommitOrder(t *testing.T) {
 	require.Equal(t, store.RunWaiting, run.Status)
 
 	require.NoError(t, u.o.handleInbound(u.ctx, u.reply("ann", "in-1", "Ann")))
-	require.Equal(t, []string{"UpsertContacts", "InsertMessages", "PublishAll(2)", "UpdateRuns"}, u.store.writes(),
-		"a reply: the name attribute, the thanks message, its bundle and the completed status, the run")
+	require.Equal(t, []string{"ClaimRuns", "UpsertContacts", "InsertMessages", "PublishAll(2)", "UpdateRuns"}, u.store.writes(),
+		"a reply: the claim, the name attribute, the thanks message, its bundle and the completed status, the run")
 	require.Equal(t, store.RunCompleted, u.run(run.ID).Status)
 	require.Equal(t, "Ann", u.contact("ann").Attributes["name"])
 
@@ -162,7 +181,7 @@ func TestCommitOrder(t *testing.T) {
 		Channel: events.ChannelSandbox, MessageID: MessageID(run.ID, 2), RunID: run.ID, Status: events.StatusFailed,
 		Reason: "blocked", At: time.Now().UTC()})))
 	w := u.store.writes()
-	require.Equal(t, []string{"PublishAll(1)", "UpdateRuns"}, w[len(w)-2:])
+	require.Equal(t, []string{"ClaimRuns", "PublishAll(1)", "UpdateRuns"}, w[len(w)-3:])
 	failed := u.run(run.ID)
 	require.Equal(t, store.RunFailed, failed.Status)
 	require.Equal(t, "message 2 could not be delivered: blocked", failed.Error)
@@ -172,7 +191,7 @@ func TestCommitOrder(t *testing.T) {
 	u.store.writes()
 	require.NoError(t, u.o.handleControl(u.ctx, u.message("c-1", events.TypeRunCommand,
 		events.RunCommand{BotID: unitBot, RunID: other.ID, Command: "cancel", Reason: "by the operator"})))
-	require.Equal(t, []string{"PublishAll(1)", "UpdateRuns"}, u.store.writes())
+	require.Equal(t, []string{"ClaimRuns", "PublishAll(1)", "UpdateRuns"}, u.store.writes())
 	cancelled := u.run(other.ID)
 	require.Equal(t, store.RunCancelled, cancelled.Status)
 	require.Equal(t, "by the operator", cancelled.Error)
@@ -210,20 +229,18 @@ func TestCommitFailureAnywhereThenRedelivery(t *testing.T) {
 }
 
 // A reply that finds its run moved by another replica between its read
-// and its write (a cancel) loses the version check: the handler asks to be
-// retried, and the retry applies to the run as it now is. (Its effects
-// went out before the write: the window between replicas that
-// docs/architecture.md describes.)
+// and its claim (a cancel) is refused the claim: nothing of the reply goes
+// out, the handler asks to be retried, and the retry applies to the run as
+// it now is.
 func TestCommitVersionConflict(t *testing.T) {
 	u := newUnit(t)
 	run := u.dispatch("ann", nil)
-	replica, err := New(Config{AlwaysPublishStatus: true}, Deps{Store: u.raw, Bus: u.bus,
-		Logger: slog.New(slog.NewTextHandler(testLogOut(), nil))})
-	require.NoError(t, err)
+	replica := u.replica()
+	outBefore, statusBefore := len(u.streamIDs(bus.StreamOutbound)), len(u.streamIDs(bus.StreamRuns))
 	u.store.mu.Lock()
-	u.store.before["UpdateRuns"] = func() error {
+	u.store.before["ClaimRuns"] = func() error {
 		u.store.mu.Lock()
-		delete(u.store.before, "UpdateRuns")
+		delete(u.store.before, "ClaimRuns")
 		u.store.mu.Unlock()
 		// Another replica cancels the run meanwhile.
 		require.NoError(t, replica.handleControl(u.ctx, u.message("c-1", events.TypeRunCommand,
@@ -232,12 +249,123 @@ func TestCommitVersionConflict(t *testing.T) {
 	}
 	u.store.mu.Unlock()
 	reply := u.reply("ann", "in-1", "Ann")
-	err = u.o.handleInbound(u.ctx, reply)
+	err := u.o.handleInbound(u.ctx, reply)
 	require.ErrorIs(t, err, store.ErrVersionConflict)
 	var retry *bus.RetryAfterError
 	require.ErrorAs(t, err, &retry)
 	require.NoError(t, u.o.handleInbound(u.ctx, reply))
 	require.Equal(t, store.RunCancelled, u.run(run.ID).Status, "the cancel stands; the reply finds no waiting run")
+	require.Empty(t, u.streamIDs(bus.StreamOutbound)[outBefore:], "no thanks for a cancelled run")
+	require.Equal(t, []string{bus.MsgID(fmt.Sprintf("run:%s:2:cancelled", run.ID))}, u.streamIDs(bus.StreamRuns)[statusBefore:])
+}
+
+// Two steps of one run in two orchestrator processes, the second taken
+// while the first is between its claim and its write (its effects going
+// out): the second is refused — nothing of it goes out, and it is retried
+// as transient, never dead-lettered for waiting — and its retry applies to
+// the run as the first left it. Before claims, both went out: the replica's
+// "cancelled" status for a run that completed, or the reply's thanks to a
+// run that ends cancelled.
+func TestStepsOfARunInTwoProcessesDoNotOverlap(t *testing.T) {
+	t.Run("a cancel during a reply", func(t *testing.T) {
+		u := newUnit(t)
+		run := u.dispatch("ann", nil)
+		replica := u.replica()
+		outBefore, statusBefore := len(u.streamIDs(bus.StreamOutbound)), len(u.streamIDs(bus.StreamRuns))
+		cancel := u.message("c-1", events.TypeRunCommand, events.RunCommand{BotID: unitBot, RunID: run.ID, Command: "cancel"})
+		u.store.mu.Lock()
+		u.store.before["InsertMessages"] = func() error {
+			u.store.mu.Lock()
+			delete(u.store.before, "InsertMessages")
+			u.store.mu.Unlock()
+			err := replica.handleControl(u.ctx, cancel)
+			require.ErrorIs(t, err, errRunClaimed)
+			require.True(t, bus.IsTransient(err), "waiting for a step is not a failure: %v", err)
+			return nil
+		}
+		u.store.mu.Unlock()
+		require.NoError(t, u.o.handleInbound(u.ctx, u.reply("ann", "in-1", "Ann")))
+		require.NoError(t, replica.handleControl(u.ctx, cancel), "the retry finds the run completed")
+		require.Equal(t, store.RunCompleted, u.run(run.ID).Status)
+		require.Equal(t, []string{bus.MsgID("out:" + MessageID(run.ID, 2))}, u.streamIDs(bus.StreamOutbound)[outBefore:])
+		require.Equal(t, []string{bus.MsgID(fmt.Sprintf("run:%s:2:completed", run.ID))}, u.streamIDs(bus.StreamRuns)[statusBefore:],
+			"no cancelled status for a run that completed")
+	})
+	t.Run("a reply during a cancel", func(t *testing.T) {
+		u := newUnit(t)
+		run := u.dispatch("ann", nil)
+		replica := u.replica()
+		outBefore, statusBefore := len(u.streamIDs(bus.StreamOutbound)), len(u.streamIDs(bus.StreamRuns))
+		reply := u.reply("ann", "in-1", "Ann")
+		u.store.mu.Lock()
+		u.store.before["UpdateRuns"] = func() error {
+			u.store.mu.Lock()
+			delete(u.store.before, "UpdateRuns")
+			u.store.mu.Unlock()
+			err := replica.handleInbound(u.ctx, reply)
+			require.ErrorIs(t, err, errRunClaimed)
+			require.True(t, bus.IsTransient(err))
+			return nil
+		}
+		u.store.mu.Unlock()
+		require.NoError(t, u.o.handleControl(u.ctx, u.message("c-1", events.TypeRunCommand,
+			events.RunCommand{BotID: unitBot, RunID: run.ID, Command: "cancel"})))
+		require.NoError(t, replica.handleInbound(u.ctx, reply), "the retry finds no waiting run")
+		require.Equal(t, store.RunCancelled, u.run(run.ID).Status)
+		require.Empty(t, u.streamIDs(bus.StreamOutbound)[outBefore:], "no thanks to a cancelled run")
+		require.Equal(t, []string{bus.MsgID(fmt.Sprintf("run:%s:2:cancelled", run.ID))}, u.streamIDs(bus.StreamRuns)[statusBefore:])
+	})
+}
+
+// A step that died between its claim and its write (its effects out, its
+// state not stored) keeps the run from other steps until its claim lapses;
+// its own event, redelivered, takes the run back at once and replays the
+// same effects, which JetStream drops.
+func TestAClaimOfADeadStep(t *testing.T) {
+	u := newUnit(t)
+	run := u.dispatch("ann", nil)
+	now := time.Date(2031, 3, 1, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	dead, err := New(Config{AlwaysPublishStatus: true, ClaimLease: time.Minute}, Deps{Store: u.store, Bus: u.bus, Clock: clock,
+		Logger: slog.New(slog.NewTextHandler(testLogOut(), nil))})
+	require.NoError(t, err)
+	replica := u.replica()
+	replica.now = clock
+	outBefore, statusBefore := len(u.streamIDs(bus.StreamOutbound)), len(u.streamIDs(bus.StreamRuns))
+	crash := errors.New("the process died before its write")
+	u.store.mu.Lock()
+	u.store.before["UpdateRuns"] = func() error { return crash }
+	u.store.mu.Unlock()
+	reply := u.reply("ann", "in-1", "Ann")
+	require.ErrorIs(t, dead.handleInbound(u.ctx, reply), crash)
+	u.store.mu.Lock()
+	delete(u.store.before, "UpdateRuns")
+	u.store.mu.Unlock()
+
+	cancel := u.message("c-1", events.TypeRunCommand, events.RunCommand{BotID: unitBot, RunID: run.ID, Command: "cancel"})
+	now = now.Add(59 * time.Second)
+	require.ErrorIs(t, replica.handleControl(u.ctx, cancel), errRunClaimed, "the claim holds for its lease")
+	require.NoError(t, replica.handleInbound(u.ctx, reply), "the same reply, redelivered, takes the run back")
+	require.NoError(t, replica.handleControl(u.ctx, cancel))
+	require.Equal(t, store.RunCompleted, u.run(run.ID).Status)
+	require.Equal(t, []string{bus.MsgID("out:" + MessageID(run.ID, 2))}, u.streamIDs(bus.StreamOutbound)[outBefore:], "the thanks, once")
+	require.Equal(t, []string{bus.MsgID(fmt.Sprintf("run:%s:2:completed", run.ID))}, u.streamIDs(bus.StreamRuns)[statusBefore:])
+
+	// Another run, whose dead step's event never comes back: its claim
+	// lapses after the lease, and the cancel goes through.
+	run2 := u.dispatch("bob", nil)
+	u.store.mu.Lock()
+	u.store.before["UpdateRuns"] = func() error { return crash }
+	u.store.mu.Unlock()
+	require.ErrorIs(t, dead.handleInbound(u.ctx, u.reply("bob", "in-2", "Bob")), crash)
+	u.store.mu.Lock()
+	delete(u.store.before, "UpdateRuns")
+	u.store.mu.Unlock()
+	cancel2 := u.message("c-2", events.TypeRunCommand, events.RunCommand{BotID: unitBot, RunID: run2.ID, Command: "cancel"})
+	require.ErrorIs(t, replica.handleControl(u.ctx, cancel2), errRunClaimed)
+	now = now.Add(time.Minute)
+	require.NoError(t, replica.handleControl(u.ctx, cancel2), "the lapsed claim is no claim")
+	require.Equal(t, store.RunCancelled, u.run(run2.ID).Status)
 }
 
 // Two steps of one run in one process: a cancel taken while a reply to the
@@ -587,4 +715,79 @@ func TestRecoveredStartAndCancelOfOneRun(t *testing.T) {
 		}
 	}
 	require.Equal(t, map[string]string{"1": "waiting", "2": "cancelled"}, seqs)
+}
+
+// The same, with the cancel taken by another orchestrator process: either
+// step may come first, and only that one goes out.
+func TestRecoveredStartAndCancelOfOneRunInTwoProcesses(t *testing.T) {
+	recovering := func(u *unit) (bus.Message, string) {
+		trig := events.Trigger{ID: "t-rec", BotID: unitBot, FlowID: "ask", Channel: events.ChannelSandbox,
+			Source: "native", Audience: events.Audience{Users: []string{"rec"}}}
+		msg := u.message(trig.ID, events.TypeTriggerAccepted, trig)
+		u.failOnce("InsertMessages") // the first attempt dies before anything went out
+		require.Error(t, u.o.handleTrigger(u.ctx, msg))
+		return msg, RunID(trig.ID, u.contact("rec").ID)
+	}
+	statuses := func(u *unit, runID string) map[string]string {
+		seqs := map[string]string{}
+		for _, id := range u.streamIDs(bus.StreamRuns) {
+			for _, st := range []string{"waiting", "cancelled", "completed"} {
+				for seq := range 4 {
+					if id == bus.MsgID(fmt.Sprintf("run:%s:%d:%s", runID, seq, st)) {
+						key := strconv.Itoa(seq)
+						require.Empty(t, seqs[key], "status number %d announced twice: %s and %s", seq, seqs[key], st)
+						seqs[key] = st
+					}
+				}
+			}
+		}
+		return seqs
+	}
+	t.Run("the cancel during the start", func(t *testing.T) {
+		u := newUnit(t)
+		replica := u.replica()
+		msg, runID := recovering(u)
+		cancel := u.message("c-rec", events.TypeRunCommand, events.RunCommand{BotID: unitBot, RunID: runID, Command: "cancel"})
+		u.store.mu.Lock()
+		u.store.before["UpdateRuns"] = func() error { // the redelivery's start, its effects out
+			u.store.mu.Lock()
+			delete(u.store.before, "UpdateRuns")
+			u.store.mu.Unlock()
+			err := replica.handleControl(u.ctx, cancel)
+			require.ErrorIs(t, err, errRunClaimed)
+			require.True(t, bus.IsTransient(err))
+			return nil
+		}
+		u.store.mu.Unlock()
+		require.NoError(t, u.o.handleTrigger(u.ctx, msg))
+		require.NoError(t, replica.handleControl(u.ctx, cancel))
+		require.Equal(t, store.RunCancelled, u.run(runID).Status)
+		require.Equal(t, map[string]string{"1": "waiting", "2": "cancelled"}, statuses(u, runID))
+	})
+	t.Run("the start during the cancel", func(t *testing.T) {
+		u := newUnit(t)
+		replica, rs := u.faultyReplica()
+		msg, runID := recovering(u)
+		u.failOnce("ClaimRuns") // the second dies after storing its run, before starting it
+		require.Error(t, u.o.handleTrigger(u.ctx, msg))
+		require.Equal(t, store.RunCreated, u.run(runID).Status)
+		outBefore := len(u.streamIDs(bus.StreamOutbound))
+		rs.mu.Lock()
+		rs.before["UpdateRuns"] = func() error { // the cancel of the created run, its status out
+			rs.mu.Lock()
+			delete(rs.before, "UpdateRuns")
+			rs.mu.Unlock()
+			err := u.o.handleTrigger(u.ctx, msg)
+			require.ErrorIs(t, err, errRunClaimed)
+			require.True(t, bus.IsTransient(err), "a batch waiting for a step is not dead-lettered for it")
+			return nil
+		}
+		rs.mu.Unlock()
+		require.NoError(t, replica.handleControl(u.ctx, u.message("c-rec", events.TypeRunCommand,
+			events.RunCommand{BotID: unitBot, RunID: runID, Command: "cancel"})))
+		require.NoError(t, u.o.handleTrigger(u.ctx, msg), "the retried batch finds its run cancelled")
+		require.Equal(t, store.RunCancelled, u.run(runID).Status)
+		require.Equal(t, map[string]string{"1": "cancelled"}, statuses(u, runID))
+		require.Empty(t, u.streamIDs(bus.StreamOutbound)[outBefore:], "no question to a cancelled run")
+	})
 }

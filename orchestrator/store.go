@@ -34,6 +34,7 @@ type Store interface {
 	CreateRuns(ctx context.Context, rs []store.Run) (runs []store.Run, created []bool, err error)
 	GetRun(ctx context.Context, botID, id string) (store.Run, error)
 	UpdateRuns(ctx context.Context, rs []store.Run) (conflicts []int, err error)
+	ClaimRuns(ctx context.Context, claims []store.RunClaim, by string, now, until time.Time) ([]store.ClaimRefusal, error)
 	ListRuns(ctx context.Context, f store.RunFilter) (runs []store.Run, next string, err error)
 	WaitingRuns(ctx context.Context, botID string, contactIDs []string) ([]store.Run, error)
 	DueRuns(ctx context.Context, now time.Time, limit int) ([]store.Run, error)
