@@ -61,6 +61,14 @@ func (o *Orchestrator) claimRuns(ctx context.Context, step string, runs []store.
 	return o.store.ClaimRuns(ctx, claims, step, now, now.Add(o.cfg.ClaimLease))
 }
 
+// withinClaim bounds what a step does under its claims (taken after this
+// call) to nine tenths of the lease: a step stalled that long gives up
+// before its claim lapses and another step may take the run, so the two do
+// not publish side by side (but for publishes already in flight then).
+func (o *Orchestrator) withinClaim(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, o.cfg.ClaimLease*9/10)
+}
+
 // claimRun claims one run for a step: nil if it is the step's, errGone if
 // the run no longer exists, a retry otherwise — soon if the run moved on
 // (the step is taken again against the run as it is now), later if another

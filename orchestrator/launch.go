@@ -59,7 +59,12 @@ func (o *Orchestrator) launchBatch(ctx context.Context, t events.Trigger, runs [
 	}
 	if !fresh {
 		// Stored runs: claimed before anything goes out (claims.go).
-		var err error
+		var (
+			err    error
+			cancel context.CancelFunc
+		)
+		ctx, cancel = o.withinClaim(ctx)
+		defer cancel()
 		if batch, err = o.claimBatch(ctx, stepName("start", t.ID), batch); err != nil || len(batch) == 0 {
 			return err
 		}

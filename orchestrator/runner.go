@@ -191,6 +191,8 @@ func (o *Orchestrator) advanceFrom(ctx context.Context, step string, run store.R
 	if err != nil {
 		return err
 	}
+	ctx, cancel := o.withinClaim(ctx)
+	defer cancel()
 	if err := o.claimRun(ctx, step, run); err != nil {
 		if errors.Is(err, errGone) {
 			return nil

@@ -791,3 +791,22 @@ func TestRecoveredStartAndCancelOfOneRunInTwoProcesses(t *testing.T) {
 		require.Empty(t, u.streamIDs(bus.StreamOutbound)[outBefore:], "no question to a cancelled run")
 	})
 }
+
+// A step stalled for most of its claim's lease gives up before the claim
+// lapses: it does not write the run once another step may have taken it.
+func TestAStepGivesUpBeforeItsClaimLapses(t *testing.T) {
+	u := newUnit(t)
+	run := u.dispatch("ann", nil)
+	slow, err := New(Config{AlwaysPublishStatus: true, ClaimLease: 300 * time.Millisecond}, Deps{Store: u.store, Bus: u.bus,
+		Logger: slog.New(slog.NewTextHandler(testLogOut(), nil))})
+	require.NoError(t, err)
+	u.store.mu.Lock()
+	u.store.before["UpdateRuns"] = func() error {
+		time.Sleep(400 * time.Millisecond) // stalled past 9/10 of the lease
+		return nil
+	}
+	u.store.mu.Unlock()
+	err = slow.handleInbound(u.ctx, u.reply("ann", "in-1", "Ann"))
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Equal(t, run.Version, u.run(run.ID).Version, "not written")
+}
