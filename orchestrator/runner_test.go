@@ -21,6 +21,7 @@ import (
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
 	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
+	"github.com/flowgate/flowgate/shared/testclock"
 )
 
 // The runner's unit tests: the handlers called directly, as the consumer
@@ -324,7 +325,7 @@ func TestStepsOfARunInTwoProcessesDoNotOverlap(t *testing.T) {
 func TestAClaimOfADeadStep(t *testing.T) {
 	u := newUnit(t)
 	run := u.dispatch("ann", nil)
-	now := time.Date(2031, 3, 1, 12, 0, 0, 0, time.UTC)
+	now := testclock.Date(2031, 3, 1, 12, 0, 0)
 	clock := func() time.Time { return now }
 	dead, err := New(Config{AlwaysPublishStatus: true, ClaimLease: time.Minute}, Deps{Store: u.store, Bus: u.bus, Clock: clock,
 		Logger: slog.New(slog.NewTextHandler(testLogOut(), nil))})

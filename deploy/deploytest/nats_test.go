@@ -126,7 +126,10 @@ func startDeployedCluster(t *testing.T) *deployedCluster { return startDeployed(
 // one nats-server from deploy/nats/nats.conf (fsync on every write), R1.
 func startDeployedSingle(t *testing.T) *deployedCluster { return startDeployed(t, 1) }
 
-func startDeployed(t *testing.T, nodes int) *deployedCluster {
+func startDeployed(t *testing.T, nodes int) *deployedCluster { return startDeployedWith(t, nodes, 1) }
+
+// startDeployedWith starts orchestrators orchestrator processes.
+func startDeployedWith(t *testing.T, nodes, orchestrators int) *deployedCluster {
 	t.Helper()
 	root := repoRoot(t)
 	tmp := t.TempDir()
@@ -192,10 +195,19 @@ func startDeployed(t *testing.T, nodes int) *deployedCluster {
 	c.services = append(c.services, ingress)
 	waitHTTP(t, "http://"+ingressAddr+"/readyz", 60*time.Second, c.services...)
 	// One at a time: the processes share the SQLite data directory.
-	for _, svc := range [][]string{{"orchestrator"}, {"channel", "sandbox"}, {"channel", "whatsapp"}} {
+	svcs := [][]string{{"channel", "sandbox"}, {"channel", "whatsapp"}}
+	for range orchestrators {
+		svcs = append([][]string{{"orchestrator"}}, svcs...)
+	}
+	for i, svc := range svcs {
 		name := strings.Join(svc, "-")
 		addr := freePort(t)
-		p := startProc(t, tmp, name, append(serviceEnv(name), "FLOWGATE_METRICS_ADDR="+addr), flowgate, svc...)
+		procName := name
+		if i > 0 && name == "orchestrator" {
+			procName = fmt.Sprintf("%s-%d", name, i+1)
+		}
+		p := startProc(t, tmp, procName, append(serviceEnv(name), "FLOWGATE_METRICS_ADDR="+addr), flowgate, svc...)
+		p.metrics = "http://" + addr + "/metrics"
 		c.services = append(c.services, p)
 		waitHTTP(t, "http://"+addr+"/readyz", 60*time.Second, c.services...)
 	}

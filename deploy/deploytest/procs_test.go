@@ -60,6 +60,8 @@ type proc struct {
 	cmd  *exec.Cmd
 	log  string
 	done chan error
+	// metrics is the URL of a service's /metrics ("" for other processes).
+	metrics string
 }
 
 func startProc(t *testing.T, logDir, name string, env []string, bin string, args ...string) *proc {

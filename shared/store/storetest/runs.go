@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/shared/store"
+	"github.com/flowgate/flowgate/shared/testclock"
 	"github.com/stretchr/testify/require"
 )
 
@@ -519,7 +520,7 @@ func testClaimRuns(t *testing.T, s store.Store, e env) {
 		return out
 	}
 	// The claims' times are the caller's, never the store's clock.
-	t0 := time.Date(2031, 3, 1, 12, 0, 0, 0, time.UTC)
+	t0 := testclock.Date(2031, 3, 1, 12, 0, 0)
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
 
 	refused, err := s.ClaimRuns(e.ctx, claims(r1, r2), "step-a", t0, at(time.Minute))

@@ -1,0 +1,215 @@
+package deploytest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// TestTwoOrchestratorsStepARunOnce: two `flowgate orchestrator` processes
+// share the consumers, so a user's reply and a cancel of the same run,
+// sent at the same moment, are often taken by different processes. Of the
+// two steps exactly one goes out: a run that ends cancelled never sent its
+// "thanks", a run that completed sent it once. (Before the runs' claims,
+// the loser of the store's version check had already published its step.)
+func TestTwoOrchestratorsStepARunOnce(t *testing.T) {
+	c := startDeployedWith(t, 1, 2)
+	for _, put := range []struct {
+		path string
+		body any
+	}{
+		{"/v1/bots/ops/flows/ask", map[string]any{"steps": []any{
+			map[string]any{"id": "ask_name", "type": "ask", "text": "What is your name?", "attribute": "name"},
+			map[string]any{"id": "thanks", "type": "send", "text": "Thanks {{ name }}"},
+		}}},
+		{"/v1/bots/ops/events/ASK", map[string]any{"flow": "ask"}},
+	} {
+		if code, out := c.api.do(http.MethodPut, put.path, c.key, put.body); code != http.StatusOK && code != http.StatusCreated {
+			t.Fatalf("PUT %s: %d %s", put.path, code, out)
+		}
+	}
+
+	const n = 80
+	users := make([]string, n)
+	triggers := make([]string, n)
+	for i := range users {
+		users[i] = fmt.Sprintf("+1557%07d", i)
+		var out struct {
+			TriggerID string `json:"trigger_id"`
+		}
+		body := c.api.must(http.StatusAccepted, http.MethodPost, "/v1/bots/ops/dispatch/ASK", c.key, map[string]any{"from": users[i]})
+		if err := json.Unmarshal(body, &out); err != nil || out.TriggerID == "" {
+			t.Fatalf("dispatch: %s (%v)", body, err)
+		}
+		triggers[i] = out.TriggerID
+	}
+	runs := make([]string, n)
+	deadline := time.Now().Add(2 * time.Minute)
+	for i, trig := range triggers {
+		for {
+			var page struct {
+				Runs []struct {
+					ID     string `json:"id"`
+					Status string `json:"status"`
+				} `json:"runs"`
+			}
+			body := c.api.must(http.StatusOK, http.MethodGet, "/v1/bots/ops/runs?trigger="+url.QueryEscape(trig), c.key, nil)
+			if err := json.Unmarshal(body, &page); err != nil {
+				t.Fatal(err)
+			}
+			if len(page.Runs) == 1 && page.Runs[0].Status == "waiting" {
+				runs[i] = page.Runs[0].ID
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("trigger %s: no waiting run after 2 minutes: %s", trig, body)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	// Each run's reply and cancel leave at the same moment.
+	// A cancel that finds the run completed already is a 409.
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i := range users {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			<-start
+			if code, out := c.api.do(http.MethodPost, "/v1/bots/ops/sandbox/messages", c.key, map[string]any{"from": users[i], "text": "Ann"}); code != http.StatusAccepted {
+				errs <- fmt.Errorf("reply of %s: %d %s", users[i], code, out)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			<-start
+			code, out := c.api.do(http.MethodPost, "/v1/bots/ops/runs/"+runs[i]+"/cancel", c.key, nil)
+			if code != http.StatusAccepted && !(code == http.StatusConflict && bytes.Contains(out, []byte("run_ended"))) {
+				errs <- fmt.Errorf("cancel of %s: %d %s", runs[i], code, out)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	status := map[string]string{}
+	deadline = time.Now().Add(2 * time.Minute)
+	for i, id := range runs {
+		for {
+			var got struct {
+				Run struct {
+					Status string `json:"status"`
+				} `json:"run"`
+			}
+			if err := json.Unmarshal(c.api.must(http.StatusOK, http.MethodGet, "/v1/bots/ops/runs/"+id, c.key, nil), &got); err != nil {
+				t.Fatal(err)
+			}
+			if st := got.Run.Status; st == "completed" || st == "cancelled" {
+				status[users[i]] = st
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("run %s still %s after 2 minutes", id, got.Run.Status)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	// The sandbox worker delivers what went out; give a late "thanks" time
+	// to arrive before counting.
+	time.Sleep(3 * time.Second)
+	thanks := map[string]int{}
+	after := int64(0)
+	for {
+		var page struct {
+			Messages []struct {
+				Seq  int64  `json:"seq"`
+				To   string `json:"to"`
+				Text string `json:"text"`
+			} `json:"messages"`
+		}
+		body := c.api.must(http.StatusOK, http.MethodGet, fmt.Sprintf("/v1/bots/ops/sandbox/messages?limit=1000&after=%d", after), c.key, nil)
+		if err := json.Unmarshal(body, &page); err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Messages) == 0 {
+			break
+		}
+		for _, m := range page.Messages {
+			if strings.HasPrefix(m.Text, "Thanks") {
+				thanks[m.To]++
+			}
+			after = max(after, m.Seq)
+		}
+	}
+	completed, cancelled := 0, 0
+	for _, u := range users {
+		switch status[u] {
+		case "completed":
+			completed++
+			if thanks[u] != 1 {
+				t.Errorf("%s: completed with %d thanks messages", u, thanks[u])
+			}
+		case "cancelled":
+			cancelled++
+			if thanks[u] != 0 {
+				t.Errorf("%s: cancelled, yet sent %d thanks messages", u, thanks[u])
+			}
+		}
+	}
+	busy := 0.0
+	for _, p := range c.services {
+		if !strings.HasPrefix(p.name, "orchestrator") {
+			continue
+		}
+		s, b := counter(t, p.metrics, "flowgate_run_transitions_total"), counter(t, p.metrics, "flowgate_run_claims_busy_total")
+		t.Logf("%s (%s): %v run transitions, %v steps retried for a claim", p.name, p.metrics, s, b)
+		if s == 0 {
+			t.Errorf("%s stepped no run: the test did not exercise two processes", p.name)
+		}
+		busy += b
+	}
+	t.Logf("%d runs: %d completed (then the cancel found them final), %d cancelled (then the reply found no waiting run); %v steps waited for another's claim",
+		n, completed, cancelled, busy)
+}
+
+// counter is the sum of a counter family's series at a /metrics URL.
+func counter(t *testing.T, metricsURL, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(metricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	if f, ok := fams[name]; ok {
+		for _, m := range f.GetMetric() {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
