@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -41,14 +42,18 @@ func stepName(kind, id string) string {
 	return kind + ":" + id
 }
 
-// timerStep names the step of a run's timer: every replica's poll finds
-// the same timer, and a poll after a crash takes the run back at once.
-func timerStep(run store.Run) string {
+// timerStep names the step of a run's timer in this process. Every
+// replica polls for due timers and finds the same ones: named per process,
+// one replica's step takes the run and the others are refused before they
+// publish anything (named alike, all would go through the claim, publish
+// copies and lose the version check but one). A timer whose process died
+// mid-step fires again once its claim lapses.
+func (o *Orchestrator) timerStep(run store.Run) string {
 	at := int64(0)
 	if run.WaitUntil != nil {
 		at = run.WaitUntil.UnixNano()
 	}
-	return stepName("timer", fmt.Sprintf("%s:%d", run.ID, at))
+	return stepName("timer", fmt.Sprintf("%s:%d:%s", run.ID, at, o.id))
 }
 
 // claimRuns claims runs (as read) for step until the lease ends.
@@ -92,7 +97,15 @@ func refusalErr(runID string, r store.ClaimRefusal) error {
 		runsClaimBusy.Inc()
 		return bus.Transient(fmt.Errorf("run %s: %w (its claim lapses at %s)", runID, errRunClaimed, r.HeldUntil.Format(time.RFC3339Nano)))
 	}
-	return bus.RetryAfter(fmt.Errorf("run %s changed since it was read: %w", runID, store.ErrVersionConflict), 50*time.Millisecond)
+	return changed(runID)
+}
+
+// changed is the retry of a step whose run moved on since it was read: soon,
+// against the run as it is now. Transient: a run stepped often (a reply
+// and the delivery results of many messages at once) may make a step meet
+// it more often than MaxDeliver allows, and the step is not poison.
+func changed(runID string) error {
+	return bus.Transient(bus.RetryAfter(fmt.Errorf("run %s changed since it was read: %w", runID, store.ErrVersionConflict), 50*time.Millisecond))
 }
 
 // claimBatch claims the stored runs of a batch before it starts them: runs
@@ -123,4 +136,11 @@ func (o *Orchestrator) claimBatch(ctx context.Context, step string, batch []pend
 		}
 	}
 	return out, nil
+}
+
+// newProcessID is a random name for this orchestrator instance.
+func newProcessID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
 }

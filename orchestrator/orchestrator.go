@@ -123,6 +123,7 @@ type Orchestrator struct {
 	log   *slog.Logger
 	http  *http.Client
 	now   func() time.Time
+	id    string // this process's, in the names of its timer steps' claims
 
 	counters *counterBatcher
 	subs     subscribed
@@ -148,7 +149,7 @@ func New(cfg Config, d Deps) (*Orchestrator, error) {
 	if d.Clock == nil {
 		d.Clock = time.Now
 	}
-	return &Orchestrator{cfg: cfg, store: d.Store, bus: d.Bus, log: d.Logger, http: d.HTTPClient, now: d.Clock,
+	return &Orchestrator{cfg: cfg, store: d.Store, bus: d.Bus, log: d.Logger, http: d.HTTPClient, now: d.Clock, id: newProcessID(),
 		counters: newCounterBatcher(d.Store.IncrTriggerCounters), runs: newRunLocks(),
 		defs: map[string]*flow.Definition{}, latest: map[string]latestVersion{}}, nil
 }

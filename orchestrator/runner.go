@@ -185,7 +185,7 @@ func (o *Orchestrator) advanceFrom(ctx context.Context, step string, run store.R
 	case err != nil:
 		return err
 	case cur.Version != run.Version:
-		return bus.RetryAfter(fmt.Errorf("run %s changed since it was read: %w", run.ID, store.ErrVersionConflict), 50*time.Millisecond)
+		return changed(run.ID)
 	}
 	sl, err := o.next(ctx, &run, st, ev)
 	if err != nil {
@@ -204,7 +204,7 @@ func (o *Orchestrator) advanceFrom(ctx context.Context, step string, run store.R
 		return err
 	}
 	if len(lost) > 0 {
-		return bus.RetryAfter(store.ErrVersionConflict, 50*time.Millisecond)
+		return changed(run.ID)
 	}
 	return nil
 }
@@ -387,11 +387,14 @@ func outboundEvent(run store.Run, contact store.Contact, sends []events.Outbound
 
 // statusEvent is a run's status change number seq; its id names the
 // number, so a replay is dropped by JetStream.
+//
+// The run is as settled, not yet written: its write makes the stored
+// version one more (an insert of a new run, at version 0 here, stores 1).
 func statusEvent(run store.Run, prev string, seq int64) (cloudevents.Event, error) {
 	rs := events.RunStatus{
 		BotID: run.BotID, RunID: run.ID, TriggerID: run.TriggerID, FlowID: run.FlowID,
 		ContactID: run.ContactID, Status: run.Status, Previous: prev, Error: run.Error,
-		Version: seq, At: time.Now().UTC(),
+		Version: seq, At: time.Now().UTC(), RunVersion: run.Version + 1,
 	}
 	ev, err := bus.NewEvent(fmt.Sprintf("run:%s:%d:%s", run.ID, seq, run.Status), events.TypeRunStatus, run.ID, rs)
 	if err != nil {

@@ -254,6 +254,7 @@ func TestCommitVersionConflict(t *testing.T) {
 	require.ErrorIs(t, err, store.ErrVersionConflict)
 	var retry *bus.RetryAfterError
 	require.ErrorAs(t, err, &retry)
+	require.True(t, bus.IsTransient(err), "a run that moved on is no reason to dead-letter the reply")
 	require.NoError(t, u.o.handleInbound(u.ctx, reply))
 	require.Equal(t, store.RunCancelled, u.run(run.ID).Status, "the cancel stands; the reply finds no waiting run")
 	require.Empty(t, u.streamIDs(bus.StreamOutbound)[outBefore:], "no thanks for a cancelled run")
@@ -810,4 +811,118 @@ func TestAStepGivesUpBeforeItsClaimLapses(t *testing.T) {
 	err = slow.handleInbound(u.ctx, u.reply("ann", "in-1", "Ann"))
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.Equal(t, run.Version, u.run(run.ID).Version, "not written")
+}
+
+// statusChanges are the run status changes published for runID, in order.
+func (u *unit) statusChanges(runID string) []events.RunStatus {
+	u.t.Helper()
+	s, err := u.bus.JetStream().Stream(u.ctx, bus.StreamRuns)
+	require.NoError(u.t, err)
+	info, err := s.Info(u.ctx)
+	require.NoError(u.t, err)
+	var out []events.RunStatus
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(u.ctx, seq)
+		require.NoError(u.t, err)
+		ev, err := bus.FromMsg(m.Header, m.Data)
+		require.NoError(u.t, err)
+		var rs events.RunStatus
+		require.NoError(u.t, json.Unmarshal(ev.Data(), &rs))
+		if rs.RunID == runID {
+			out = append(out, rs)
+		}
+	}
+	return out
+}
+
+// Every status change names the store version of the run it is written
+// with (RunVersion), for readers that must see the change in the run
+// (webhook deliveries wait for it): a new run inserted at its first change,
+// a stored run's updates, and a trigger's start of runs it stored first.
+func TestStatusChangesNameTheirRunVersion(t *testing.T) {
+	u := newUnit(t)
+	run := u.dispatch("ann", nil)
+	require.NoError(t, u.o.handleInbound(u.ctx, u.reply("ann", "in-1", "Ann")))
+	changes := u.statusChanges(run.ID)
+	require.Len(t, changes, 2)
+	require.Equal(t, []int64{1, 2}, []int64{changes[0].RunVersion, changes[1].RunVersion})
+	require.Equal(t, int64(2), u.run(run.ID).Version)
+
+	// Stored as created first (the first attempt died), then started.
+	trig := events.Trigger{ID: "t-rec", BotID: unitBot, FlowID: "ask", Channel: events.ChannelSandbox,
+		Source: "native", Audience: events.Audience{Users: []string{"rec"}}}
+	msg := u.message(trig.ID, events.TypeTriggerAccepted, trig)
+	u.failOnce("InsertMessages")
+	require.Error(t, u.o.handleTrigger(u.ctx, msg))
+	require.NoError(t, u.o.handleTrigger(u.ctx, msg))
+	runID := RunID(trig.ID, u.contact("rec").ID)
+	changes = u.statusChanges(runID)
+	require.Len(t, changes, 1)
+	require.Equal(t, "waiting", changes[0].Status)
+	require.Equal(t, u.run(runID).Version, changes[0].RunVersion)
+	require.Equal(t, int64(2), changes[0].RunVersion, "created at 1, started at 2")
+}
+
+// Every replica polls for due timers and finds the same ones: the replica
+// that claims a run's timer fires it, and the other is refused before it
+// publishes anything (its claim is named for its own process).
+func TestATimerFoundByTwoReplicasFiresOnce(t *testing.T) {
+	u := newUnit(t)
+	_, err := u.raw.PutFlow(u.ctx, store.Flow{BotID: unitBot, ID: "late", Definition: []byte(`{"steps":[
+		{"id":"q","type":"ask","text":"Still there?","attribute":"a","timeout":"1s","on_timeout":"bye"},
+		{"id":"bye","type":"send","text":"Too late"}]}`)})
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var publishes []string
+	record := func(who string) func(evs []bus.Outgoing) error {
+		return func(evs []bus.Outgoing) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, e := range evs {
+				publishes = append(publishes, who+" "+e.Event.ID())
+			}
+			return nil
+		}
+	}
+	newReplica := func(who string, st Store) *Orchestrator {
+		o, err := New(Config{AlwaysPublishStatus: true}, Deps{Store: st, Bus: &faultyBus{Bus: u.bus, afterPublish: record(who)},
+			Logger: slog.New(slog.NewTextHandler(testLogOut(), nil))})
+		require.NoError(t, err)
+		return o
+	}
+	a, b := newReplica("a", u.raw), newReplica("b", u.raw)
+	trig := events.Trigger{ID: "t-late", BotID: unitBot, FlowID: "late", Channel: events.ChannelSandbox,
+		Source: "native", Audience: events.Audience{Users: []string{"tim"}}}
+	require.NoError(t, a.handleTrigger(u.ctx, u.message(trig.ID, events.TypeTriggerAccepted, trig)))
+	runID := RunID(trig.ID, u.contact("tim").ID)
+	run := u.run(runID)
+	require.Equal(t, store.RunWaiting, run.Status)
+	require.NotNil(t, run.WaitUntil)
+	time.Sleep(time.Until(*run.WaitUntil) + 50*time.Millisecond)
+	mu.Lock()
+	publishes = nil
+	mu.Unlock()
+
+	// Both find the timer due; both step it at once.
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, o := range []*Orchestrator{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			o.fireDue(u.ctx)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for range 2 { // a refused replica finds the timer done at its next poll
+		a.fireDue(u.ctx)
+		b.fireDue(u.ctx)
+	}
+	require.Equal(t, store.RunCompleted, u.run(runID).Status)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, publishes, 2, "one replica published the bundle and the status, once: %v", publishes)
+	require.Equal(t, publishes[0][:1], publishes[1][:1], "by one replica: %v", publishes)
 }

@@ -37,7 +37,7 @@ func (o *Orchestrator) fireDue(ctx context.Context) {
 				o.log.Warn("timer: contact", "run", run.ID, "err", err)
 				continue
 			}
-			if err := o.advance(ctx, timerStep(run), run, contact, flow.TimerFired{Now: now}); err != nil {
+			if err := o.advance(ctx, o.timerStep(run), run, contact, flow.TimerFired{Now: now}); err != nil {
 				o.log.Debug("timer: advance", "run", run.ID, "err", err)
 			}
 			timersFired.Inc()

@@ -111,7 +111,7 @@ func (s *service) enqueue(ctx context.Context, m bus.Message, rs events.RunStatu
 		// and subscribers get "created" first, as its own delivery.
 		if err := s.enqueueFor(ctx, subs, created, events.RunStatus{
 			BotID: rs.BotID, RunID: rs.RunID, TriggerID: rs.TriggerID, FlowID: rs.FlowID, ContactID: rs.ContactID,
-			Status: store.RunCreated, Version: 0, At: created.Time(),
+			Status: store.RunCreated, Version: 0, At: created.Time(), RunVersion: rs.RunVersion,
 		}); err != nil {
 			return err
 		}
@@ -135,7 +135,7 @@ func createdEvent(src cloudevents.Event, rs events.RunStatus) (cloudevents.Event
 	e.SetDataContentType("application/json")
 	data, _ := json.Marshal(events.RunStatus{ // strings, numbers and a time always encode
 		BotID: rs.BotID, RunID: rs.RunID, TriggerID: rs.TriggerID, FlowID: rs.FlowID, ContactID: rs.ContactID,
-		Status: store.RunCreated, Version: 0, At: src.Time(),
+		Status: store.RunCreated, Version: 0, At: src.Time(), RunVersion: rs.RunVersion,
 	})
 	e.DataEncoded = data
 	return e, true

@@ -16,62 +16,81 @@ import (
 
 // body is what one delivery POSTs: the CloudEvent in structured mode, or
 // for a Recrubo webhook the FlowRun in Recrubo's WebhookPayload envelope.
+// Either is sent once the run is stored at the change or later (awaitRun):
+// a receiver that reads the run on receipt sees the change.
 func (d *deliverer) body(ctx context.Context, m bus.Message) ([]byte, error) {
-	w, ok := recrubo.ParseSubscription(d.sub.EventTypes)
-	if !ok {
+	var rs events.RunStatus
+	if err := json.Unmarshal(m.Event.Data(), &rs); err != nil {
+		return nil, bus.Permanent(fmt.Errorf("webhook %s: run status payload: %w", d.sub.ID, err))
+	}
+	w, isRecrubo := recrubo.ParseSubscription(d.sub.EventTypes)
+	run, err := d.awaitRun(ctx, m, rs, isRecrubo)
+	if err != nil {
+		return nil, err
+	}
+	if !isRecrubo {
 		body, err := json.Marshal(m.Event)
 		if err != nil {
 			return nil, bus.Permanent(fmt.Errorf("webhook %s: encode event: %w", d.sub.ID, err))
 		}
 		return body, nil
 	}
-	var rs events.RunStatus
-	if err := json.Unmarshal(m.Event.Data(), &rs); err != nil {
-		return nil, bus.Permanent(fmt.Errorf("webhook %s: run status payload: %w", d.sub.ID, err))
-	}
 	event, fields, _ := w.Wants(rs.Previous, rs.Status)
 	if event == "" {
 		event, fields = recrubo.EventUpdate, []string{recrubo.FieldStatus}
 	}
-	// The store is read inline, retried like the fan-out's reads: handing
-	// the message back would let the run's next change overtake it.
+	// The id of the delivery (status change and subscription) names the
+	// payload: a redelivered change carries the same id.
+	return recrubo.RenderWebhookPayload(recrubo.PayloadID(m.Event.ID()), d.sub.ID, event, fields, run)
+}
+
+// awaitRun waits until the run is stored at the change or later, reading
+// the store inline, retried like the fan-out's reads (handing the message
+// back would let the run's next change overtake it), and returns the run
+// as a Recrubo payload shows it (payload: whether that is wanted). A run
+// whose contact was deleted shows what the change itself says; so does one
+// still not stored after maxRunWait (a trigger cancelled before its run
+// was written), with a warning.
+func (d *deliverer) awaitRun(ctx context.Context, m bus.Message, rs events.RunStatus, payload bool) (recrubo.FlowRun, error) {
 	wait, waited := 100*time.Millisecond, time.Duration(0)
 	for {
-		run, err := d.flowRun(ctx, rs)
+		run, err := d.storedRun(ctx, rs)
 		if errors.Is(err, errRunNotStored) && waited >= maxRunWait {
-			// The run never came: show what the change itself says.
-			d.s.log.Warn("webhook: the run of a Recrubo payload is not stored; sending the change alone", "bot", rs.BotID,
+			d.s.log.Warn("webhook: the run of a status change is not stored; sending the change alone", "bot", rs.BotID,
 				"run", rs.RunID, "waited", waited)
-			run, err = changeOnly(rs), nil
+			run, err = nil, nil
+		}
+		if err == nil && (run == nil || !payload) {
+			return changeOnly(rs), nil
 		}
 		if err == nil {
-			// The id of the delivery (status change and subscription) names
-			// the payload: a redelivered change carries the same id.
-			return recrubo.RenderWebhookPayload(recrubo.PayloadID(m.Event.ID()), d.sub.ID, event, fields, run)
+			v, err := d.flowRun(ctx, rs, *run)
+			if err == nil {
+				return v, nil
+			}
 		}
 		level := slog.LevelWarn
 		if errors.Is(err, errRunNotStored) {
-			level = slog.LevelDebug // expected for a moment after a run starts
+			level = slog.LevelDebug // expected for a moment after a change
 		}
-		d.s.log.Log(ctx, level, "webhook: reading the run for a Recrubo payload failed; retrying", "bot", rs.BotID,
+		d.s.log.Log(ctx, level, "webhook: reading the run of a status change failed; retrying", "bot", rs.BotID,
 			"run", rs.RunID, "retry_in", wait, "err", err)
 		if !d.s.pause(m, wait, d.stop) {
-			return nil, fmt.Errorf("webhook %s: stopped: %w", d.sub.ID, err)
+			return recrubo.FlowRun{}, fmt.Errorf("webhook %s: stopped: %w", d.sub.ID, err)
 		}
 		waited += wait
 		wait = min(wait*2, 5*time.Second)
 	}
 }
 
-// errRunNotStored is a run whose contact is stored but which is not (yet):
-// the orchestrator publishes a run's changes before it writes the run (a
-// crash in between redoes both), so the first change of a new run can
-// arrive before the run is committed.
-var errRunNotStored = errors.New("the run is not stored yet")
+// errRunNotStored is a change whose run is not stored at it (yet): the
+// orchestrator publishes a run's changes before it writes the run (a crash
+// in between redoes both), so a change can arrive before its write is
+// committed — the first change of a new run before the run exists.
+var errRunNotStored = errors.New("the run is not stored at this change yet")
 
-// maxRunWait is how long a Recrubo payload waits for its run to be stored
-// before it is sent with what the change alone says (a run whose trigger
-// was cancelled before the run was written never comes).
+// maxRunWait is how long a delivery waits for its run to be stored at the
+// change before it is sent as the change alone says it.
 var maxRunWait = 30 * time.Second
 
 // changeOnly is the FlowRun as the status change alone shows it.
@@ -80,29 +99,37 @@ func changeOnly(rs events.RunStatus) recrubo.FlowRun {
 		MessageThreadID: recrubo.ThreadID(rs.ContactID), Status: recrubo.Status(rs.Status)}
 }
 
-// flowRun is the run as Recrubo's GET /public/v2/flow-runs/{id} shows it,
-// with the status of the change being delivered (the stored run may have
-// moved on since). A run no longer stored because its contact was deleted
-// shows what the change itself says; a run not stored yet is
-// errRunNotStored.
-func (d *deliverer) flowRun(ctx context.Context, rs events.RunStatus) (recrubo.FlowRun, error) {
-	v := changeOnly(rs)
+// storedRun is the run, stored at the change (its RunVersion) or later;
+// nil if it is gone with its contact; errRunNotStored if not stored at the
+// change yet. A change from before RunVersion existed waits only for the
+// run to exist.
+func (d *deliverer) storedRun(ctx context.Context, rs events.RunStatus) (*store.Run, error) {
 	run, err := d.s.store.GetRun(ctx, rs.BotID, rs.RunID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		_, cerr := d.s.store.GetContact(ctx, rs.BotID, rs.ContactID)
 		if absent(cerr) {
-			return v, nil
+			return nil, nil
 		}
 		if cerr != nil {
-			return v, cerr
+			return nil, cerr
 		}
-		return v, errRunNotStored
+		return nil, errRunNotStored
 	case absent(err):
-		return v, nil
+		return nil, nil
 	case err != nil:
-		return v, err
+		return nil, err
+	case run.Version < rs.RunVersion:
+		return nil, errRunNotStored
 	}
+	return &run, nil
+}
+
+// flowRun is the run as Recrubo's GET /public/v2/flow-runs/{id} shows it,
+// with the status of the change being delivered (the stored run may have
+// moved on since).
+func (d *deliverer) flowRun(ctx context.Context, rs events.RunStatus, run store.Run) (recrubo.FlowRun, error) {
+	v := changeOnly(rs)
 	v.CreatedAt, v.State = run.CreatedAt, run.Data
 	if rs.At.IsZero() {
 		v.UpdatedAt = run.UpdatedAt

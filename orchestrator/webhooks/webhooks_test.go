@@ -441,3 +441,45 @@ func TestRunRefusesBadConfigAndStopsWhenTheBusIsGone(t *testing.T) {
 		t.Fatal("Run did not return")
 	}
 }
+
+// A status change reaches its receiver once the run is stored at it (its
+// RunVersion): the orchestrator publishes a change before it writes the
+// run, and a receiver that reads the run on receipt must see the change.
+// A change from orchestrators that did not say the version goes at once.
+func TestDeliveryWaitsForTheRunToBeStoredAtTheChange(t *testing.T) {
+	ctx := context.Background()
+	rcv := newReceiver(t, "s3cret", 0)
+	e := newEnv(t, webhooks.Config{AllowPrivate: true}, nil)
+	e.subscribe("wh_1", rcv.srv.URL, "s3cret")
+	now := time.Now().UTC()
+	_, _, err := e.store.UpsertContact(ctx, store.ContactUpsert{BotID: "acme", Channel: "sandbox",
+		ExternalID: "31612345678", NewID: "c-run-1", Now: now})
+	require.NoError(t, err)
+	runs, _, err := e.store.CreateRuns(ctx, []store.Run{{ID: "run-1", BotID: "acme", FlowID: "f", ContactID: "c-run-1",
+		Channel: "sandbox", Status: store.RunWaiting, CreatedAt: now, UpdatedAt: now}})
+	require.NoError(t, err)
+	publish := func(seq int64, status, prev string, runVersion int64) {
+		rs := events.RunStatus{BotID: "acme", RunID: "run-1", FlowID: "f", ContactID: "c-run-1", Status: status,
+			Previous: prev, Version: seq, At: time.Now().UTC(), RunVersion: runVersion}
+		ev, err := bus.NewEvent(fmt.Sprintf("run:run-1:%d:%s", seq, status), events.TypeRunStatus, "run-1", rs)
+		require.NoError(t, err)
+		_, err = e.bus.Publish(ctx, events.RunStatusSubject("acme"), ev)
+		require.NoError(t, err)
+	}
+
+	publish(2, "completed", "waiting", 2) // the run is at version 1
+	time.Sleep(400 * time.Millisecond)
+	require.Empty(t, rcv.deliveries(), "nothing is sent before the run is written at the change")
+	done := runs[0]
+	done.Status = store.RunCompleted
+	_, err = e.store.UpdateRun(ctx, done)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(rcv.deliveries()) == 1 }, 10*time.Second, 10*time.Millisecond)
+	require.Equal(t, "completed", rcv.deliveries()[0].Data.Status)
+	got, err := e.store.GetRun(ctx, "acme", "run-1")
+	require.NoError(t, err)
+	require.Equal(t, store.RunCompleted, got.Status, "what the receiver reads on receipt")
+
+	publish(3, "failed", "completed", 0) // no version: sent at once
+	require.Eventually(t, func() bool { return len(rcv.deliveries()) == 2 }, 10*time.Second, 10*time.Millisecond)
+}

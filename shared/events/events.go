@@ -262,4 +262,9 @@ type RunStatus struct {
 	Error     string    `json:"error,omitempty"`
 	Version   int64     `json:"version"`
 	At        time.Time `json:"at"`
+	// RunVersion is the run's store version once this change is written
+	// (store.Run.Version): the change is published before the write, and a
+	// reader of the run (a webhook's receiver) sees it once the stored
+	// version has reached this. 0 in changes published before it existed.
+	RunVersion int64 `json:"run_version,omitempty"`
 }
