@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -43,4 +44,39 @@ func TestOpenAddsTheLaneColumnToAnOlderStore(t *testing.T) {
 	m, err = s.GetMessage(ctx, "old", "m1")
 	require.NoError(t, err)
 	require.Equal(t, "high", m.Lane)
+}
+
+// A store from before run claims gets their columns at open: its runs are
+// unclaimed, and claims and writes work on them.
+func TestOpenAddsTheClaimColumnsToAnOlderStore(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := sqlite.Open(ctx, dir)
+	require.NoError(t, err)
+	require.NoError(t, s.CreateBot(ctx, store.Bot{ID: "old", Name: "old"}))
+	_, _, err = s.CreateRun(ctx, store.Run{ID: "r1", BotID: "old", FlowID: "f", FlowVersion: 1, ContactID: "c",
+		Channel: "sandbox", Status: store.RunWaiting, CreatedAt: time.Unix(1, 0)})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, sqlite.FileName))
+	require.NoError(t, err)
+	for _, col := range []string{"claim_by", "claim_until"} {
+		_, err = db.Exec(`ALTER TABLE runs DROP COLUMN ` + col)
+		require.NoError(t, err)
+	}
+	require.NoError(t, db.Close())
+
+	s, err = sqlite.Open(ctx, dir)
+	require.NoError(t, err)
+	defer s.Close()
+	run, err := s.GetRun(ctx, "old", "r1")
+	require.NoError(t, err)
+	now := time.Unix(100, 0)
+	refused, err := s.ClaimRuns(ctx, []store.RunClaim{{BotID: "old", RunID: "r1", Version: run.Version}}, "a", now, now.Add(time.Minute))
+	require.NoError(t, err)
+	require.Empty(t, refused)
+	run.Status = store.RunCompleted
+	_, err = s.UpdateRun(ctx, run)
+	require.NoError(t, err)
 }
