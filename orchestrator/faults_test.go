@@ -77,6 +77,20 @@ func (s *faultyStore) ListRuns(ctx context.Context, f store.RunFilter) ([]store.
 	return runs, next, err
 }
 
+// onceBefore runs f (with the store's lock released) before the next write
+// named name, which then goes ahead.
+func (s *faultyStore) onceBefore(name string, f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.before[name] = func() error {
+		s.mu.Lock()
+		delete(s.before, name)
+		s.mu.Unlock()
+		f()
+		return nil
+	}
+}
+
 // record notes a write and runs its before hook.
 func (s *faultyStore) record(name string) error {
 	s.mu.Lock()

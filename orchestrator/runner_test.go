@@ -238,17 +238,11 @@ func TestCommitVersionConflict(t *testing.T) {
 	run := u.dispatch("ann", nil)
 	replica := u.replica()
 	outBefore, statusBefore := len(u.streamIDs(bus.StreamOutbound)), len(u.streamIDs(bus.StreamRuns))
-	u.store.mu.Lock()
-	u.store.before["ClaimRuns"] = func() error {
-		u.store.mu.Lock()
-		delete(u.store.before, "ClaimRuns")
-		u.store.mu.Unlock()
+	u.store.onceBefore("ClaimRuns", func() {
 		// Another replica cancels the run meanwhile.
 		require.NoError(t, replica.handleControl(u.ctx, u.message("c-1", events.TypeRunCommand,
 			events.RunCommand{BotID: unitBot, RunID: run.ID, Command: "cancel"})))
-		return nil
-	}
-	u.store.mu.Unlock()
+	})
 	reply := u.reply("ann", "in-1", "Ann")
 	err := u.o.handleInbound(u.ctx, reply)
 	require.ErrorIs(t, err, store.ErrVersionConflict)
@@ -275,17 +269,9 @@ func TestStepsOfARunInTwoProcessesDoNotOverlap(t *testing.T) {
 		replica := u.replica()
 		outBefore, statusBefore := len(u.streamIDs(bus.StreamOutbound)), len(u.streamIDs(bus.StreamRuns))
 		cancel := u.message("c-1", events.TypeRunCommand, events.RunCommand{BotID: unitBot, RunID: run.ID, Command: "cancel"})
-		u.store.mu.Lock()
-		u.store.before["InsertMessages"] = func() error {
-			u.store.mu.Lock()
-			delete(u.store.before, "InsertMessages")
-			u.store.mu.Unlock()
-			err := replica.handleControl(u.ctx, cancel)
-			require.ErrorIs(t, err, errRunClaimed)
-			require.True(t, bus.IsTransient(err), "waiting for a step is not a failure: %v", err)
-			return nil
-		}
-		u.store.mu.Unlock()
+		u.store.onceBefore("InsertMessages", func() {
+			requireWaitsForClaim(t, replica.handleControl(u.ctx, cancel))
+		})
 		require.NoError(t, u.o.handleInbound(u.ctx, u.reply("ann", "in-1", "Ann")))
 		require.NoError(t, replica.handleControl(u.ctx, cancel), "the retry finds the run completed")
 		require.Equal(t, store.RunCompleted, u.run(run.ID).Status)
@@ -299,17 +285,9 @@ func TestStepsOfARunInTwoProcessesDoNotOverlap(t *testing.T) {
 		replica := u.replica()
 		outBefore, statusBefore := len(u.streamIDs(bus.StreamOutbound)), len(u.streamIDs(bus.StreamRuns))
 		reply := u.reply("ann", "in-1", "Ann")
-		u.store.mu.Lock()
-		u.store.before["UpdateRuns"] = func() error {
-			u.store.mu.Lock()
-			delete(u.store.before, "UpdateRuns")
-			u.store.mu.Unlock()
-			err := replica.handleInbound(u.ctx, reply)
-			require.ErrorIs(t, err, errRunClaimed)
-			require.True(t, bus.IsTransient(err))
-			return nil
-		}
-		u.store.mu.Unlock()
+		u.store.onceBefore("UpdateRuns", func() {
+			requireWaitsForClaim(t, replica.handleInbound(u.ctx, reply))
+		})
 		require.NoError(t, u.o.handleControl(u.ctx, u.message("c-1", events.TypeRunCommand,
 			events.RunCommand{BotID: unitBot, RunID: run.ID, Command: "cancel"})))
 		require.NoError(t, replica.handleInbound(u.ctx, reply), "the retry finds no waiting run")
@@ -317,6 +295,14 @@ func TestStepsOfARunInTwoProcessesDoNotOverlap(t *testing.T) {
 		require.Empty(t, u.streamIDs(bus.StreamOutbound)[outBefore:], "no thanks to a cancelled run")
 		require.Equal(t, []string{bus.MsgID(fmt.Sprintf("run:%s:2:cancelled", run.ID))}, u.streamIDs(bus.StreamRuns)[statusBefore:])
 	})
+}
+
+// requireWaitsForClaim: err is a step refused for another's claim on its
+// run, retried as transient (never dead-lettered for waiting).
+func requireWaitsForClaim(t *testing.T, err error) {
+	t.Helper()
+	require.ErrorIs(t, err, errRunClaimed)
+	require.True(t, bus.IsTransient(err), "waiting for a step is not a failure: %v", err)
 }
 
 // A step that died between its claim and its write (its effects out, its
@@ -679,11 +665,7 @@ func TestRecoveredStartAndCancelOfOneRun(t *testing.T) {
 	runID := RunID(trig.ID, u.contact("rec").ID)
 
 	cancelled := make(chan struct{})
-	u.store.mu.Lock()
-	u.store.before["UpdateRuns"] = func() error { // the redelivery's start, about to be written
-		u.store.mu.Lock()
-		delete(u.store.before, "UpdateRuns")
-		u.store.mu.Unlock()
+	u.store.onceBefore("UpdateRuns", func() { // the redelivery's start, about to be written
 		go func() {
 			defer close(cancelled)
 			for range 100 {
@@ -697,26 +679,31 @@ func TestRecoveredStartAndCancelOfOneRun(t *testing.T) {
 			}
 		}()
 		time.Sleep(200 * time.Millisecond) // time for the cancel to overtake, if it could
-		return nil
-	}
-	u.store.mu.Unlock()
+	})
 	require.NoError(t, u.o.handleTrigger(u.ctx, msg))
 	<-cancelled
 
 	require.Equal(t, store.RunCancelled, u.run(runID).Status)
+	require.Equal(t, map[string]string{"1": "waiting", "2": "cancelled"}, u.statusNumbers(runID))
+}
+
+// statusNumbers are the status changes published for runID, by status
+// number; a number announced twice fails the test.
+func (u *unit) statusNumbers(runID string) map[string]string {
+	u.t.Helper()
 	seqs := map[string]string{}
 	for _, id := range u.streamIDs(bus.StreamRuns) {
 		for _, st := range []string{"waiting", "cancelled", "completed"} {
 			for seq := range 4 {
 				if id == bus.MsgID(fmt.Sprintf("run:%s:%d:%s", runID, seq, st)) {
 					key := strconv.Itoa(seq)
-					require.Empty(t, seqs[key], "status number %d announced twice: %s and %s", seq, seqs[key], st)
+					require.Empty(u.t, seqs[key], "status number %d announced twice: %s and %s", seq, seqs[key], st)
 					seqs[key] = st
 				}
 			}
 		}
 	}
-	require.Equal(t, map[string]string{"1": "waiting", "2": "cancelled"}, seqs)
+	return seqs
 }
 
 // The same, with the cancel taken by another orchestrator process: either
@@ -730,41 +717,18 @@ func TestRecoveredStartAndCancelOfOneRunInTwoProcesses(t *testing.T) {
 		require.Error(t, u.o.handleTrigger(u.ctx, msg))
 		return msg, RunID(trig.ID, u.contact("rec").ID)
 	}
-	statuses := func(u *unit, runID string) map[string]string {
-		seqs := map[string]string{}
-		for _, id := range u.streamIDs(bus.StreamRuns) {
-			for _, st := range []string{"waiting", "cancelled", "completed"} {
-				for seq := range 4 {
-					if id == bus.MsgID(fmt.Sprintf("run:%s:%d:%s", runID, seq, st)) {
-						key := strconv.Itoa(seq)
-						require.Empty(t, seqs[key], "status number %d announced twice: %s and %s", seq, seqs[key], st)
-						seqs[key] = st
-					}
-				}
-			}
-		}
-		return seqs
-	}
 	t.Run("the cancel during the start", func(t *testing.T) {
 		u := newUnit(t)
 		replica := u.replica()
 		msg, runID := recovering(u)
 		cancel := u.message("c-rec", events.TypeRunCommand, events.RunCommand{BotID: unitBot, RunID: runID, Command: "cancel"})
-		u.store.mu.Lock()
-		u.store.before["UpdateRuns"] = func() error { // the redelivery's start, its effects out
-			u.store.mu.Lock()
-			delete(u.store.before, "UpdateRuns")
-			u.store.mu.Unlock()
-			err := replica.handleControl(u.ctx, cancel)
-			require.ErrorIs(t, err, errRunClaimed)
-			require.True(t, bus.IsTransient(err))
-			return nil
-		}
-		u.store.mu.Unlock()
+		u.store.onceBefore("UpdateRuns", func() { // the redelivery's start, its effects out
+			requireWaitsForClaim(t, replica.handleControl(u.ctx, cancel))
+		})
 		require.NoError(t, u.o.handleTrigger(u.ctx, msg))
 		require.NoError(t, replica.handleControl(u.ctx, cancel))
 		require.Equal(t, store.RunCancelled, u.run(runID).Status)
-		require.Equal(t, map[string]string{"1": "waiting", "2": "cancelled"}, statuses(u, runID))
+		require.Equal(t, map[string]string{"1": "waiting", "2": "cancelled"}, u.statusNumbers(runID))
 	})
 	t.Run("the start during the cancel", func(t *testing.T) {
 		u := newUnit(t)
@@ -774,22 +738,14 @@ func TestRecoveredStartAndCancelOfOneRunInTwoProcesses(t *testing.T) {
 		require.Error(t, u.o.handleTrigger(u.ctx, msg))
 		require.Equal(t, store.RunCreated, u.run(runID).Status)
 		outBefore := len(u.streamIDs(bus.StreamOutbound))
-		rs.mu.Lock()
-		rs.before["UpdateRuns"] = func() error { // the cancel of the created run, its status out
-			rs.mu.Lock()
-			delete(rs.before, "UpdateRuns")
-			rs.mu.Unlock()
-			err := u.o.handleTrigger(u.ctx, msg)
-			require.ErrorIs(t, err, errRunClaimed)
-			require.True(t, bus.IsTransient(err), "a batch waiting for a step is not dead-lettered for it")
-			return nil
-		}
-		rs.mu.Unlock()
+		rs.onceBefore("UpdateRuns", func() { // the cancel of the created run, its status out
+			requireWaitsForClaim(t, u.o.handleTrigger(u.ctx, msg))
+		})
 		require.NoError(t, replica.handleControl(u.ctx, u.message("c-rec", events.TypeRunCommand,
 			events.RunCommand{BotID: unitBot, RunID: runID, Command: "cancel"})))
 		require.NoError(t, u.o.handleTrigger(u.ctx, msg), "the retried batch finds its run cancelled")
 		require.Equal(t, store.RunCancelled, u.run(runID).Status)
-		require.Equal(t, map[string]string{"1": "cancelled"}, statuses(u, runID))
+		require.Equal(t, map[string]string{"1": "cancelled"}, u.statusNumbers(runID))
 		require.Empty(t, u.streamIDs(bus.StreamOutbound)[outBefore:], "no question to a cancelled run")
 	})
 }

@@ -129,11 +129,22 @@ func waitForMessages(t *testing.T, c *deployedCluster, accepted map[string]bool)
 // sandboxCounts is how many sandbox messages each user received.
 func sandboxCounts(c *deployedCluster) (map[string]int, error) {
 	counts := map[string]int{}
+	err := eachSandboxMessage(c, func(to, _ string) {
+		if strings.HasPrefix(to, "+1556") {
+			counts[to]++
+		}
+	})
+	return counts, err
+}
+
+// eachSandboxMessage calls f with every message the sandbox transcript
+// holds, oldest first.
+func eachSandboxMessage(c *deployedCluster, f func(to, text string)) error {
 	after := int64(0)
 	for {
 		code, body := c.api.do(http.MethodGet, "/v1/bots/ops/sandbox/messages?limit=10000&after="+strconv.FormatInt(after, 10), c.key, nil)
 		if code != http.StatusOK {
-			return nil, fmt.Errorf("sandbox messages: %d %s", code, body)
+			return fmt.Errorf("sandbox messages: %d %s", code, body)
 		}
 		var page struct {
 			Messages []struct {
@@ -143,15 +154,13 @@ func sandboxCounts(c *deployedCluster) (map[string]int, error) {
 			} `json:"messages"`
 		}
 		if err := json.Unmarshal(body, &page); err != nil {
-			return nil, err
+			return err
 		}
 		if len(page.Messages) == 0 {
-			return counts, nil
+			return nil
 		}
 		for _, m := range page.Messages {
-			if strings.HasPrefix(m.To, "+1556") {
-				counts[m.To]++
-			}
+			f(m.To, m.Text)
 			after = max(after, m.Seq)
 		}
 	}

@@ -134,28 +134,12 @@ func TestTwoOrchestratorsStepARunOnce(t *testing.T) {
 	// to arrive before counting.
 	time.Sleep(3 * time.Second)
 	thanks := map[string]int{}
-	after := int64(0)
-	for {
-		var page struct {
-			Messages []struct {
-				Seq  int64  `json:"seq"`
-				To   string `json:"to"`
-				Text string `json:"text"`
-			} `json:"messages"`
+	if err := eachSandboxMessage(c, func(to, text string) {
+		if strings.HasPrefix(text, "Thanks") {
+			thanks[to]++
 		}
-		body := c.api.must(http.StatusOK, http.MethodGet, fmt.Sprintf("/v1/bots/ops/sandbox/messages?limit=1000&after=%d", after), c.key, nil)
-		if err := json.Unmarshal(body, &page); err != nil {
-			t.Fatal(err)
-		}
-		if len(page.Messages) == 0 {
-			break
-		}
-		for _, m := range page.Messages {
-			if strings.HasPrefix(m.Text, "Thanks") {
-				thanks[m.To]++
-			}
-			after = max(after, m.Seq)
-		}
+	}); err != nil {
+		t.Fatal(err)
 	}
 	completed, cancelled := 0, 0
 	for _, u := range users {
