@@ -2,6 +2,7 @@ package deploytest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,8 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/flowgate/flowgate/shared/bus"
 )
 
 // TestTwoOrchestratorsStepARunOnce: two `flowgate orchestrator` processes
@@ -24,6 +28,83 @@ import (
 // the loser of the store's version check had already published its step.)
 func TestTwoOrchestratorsStepARunOnce(t *testing.T) {
 	c := startDeployedWith(t, 1, 2)
+	const n = 80
+	completed, cancelled := replyAndCancelRace(t, c, n, 2*time.Minute, nil)
+	busy := 0.0
+	for _, p := range c.services {
+		if !strings.HasPrefix(p.name, "orchestrator") {
+			continue
+		}
+		s, b := counter(t, p.metrics, "flowgate_run_transitions_total"), counter(t, p.metrics, "flowgate_run_claims_busy_total")
+		t.Logf("%s: %v run transitions, %v steps retried for a claim", p.name, s, b)
+		if s == 0 {
+			t.Errorf("%s stepped no run: the test did not exercise two processes", p.name)
+		}
+		busy += b
+	}
+	t.Logf("%d runs: %d completed (then the cancel found them final), %d cancelled (then the reply found no waiting run); %v steps waited for another's claim",
+		n, completed, cancelled, busy)
+}
+
+// TestAnOrchestratorKilledDuringTheRace: the same race, and one of the two
+// orchestrators is SIGKILLed while it handles it — some of its steps die
+// between their claim and their write, their effects out. The survivor
+// takes the dead one's messages once their ack wait ends (30 s); each such
+// event takes its run back under the same claim and replays its step,
+// while the run's other step waits for the claim. Every run ends, and the
+// same holds: a cancelled run sent no "thanks", a completed one sent it
+// once.
+func TestAnOrchestratorKilledDuringTheRace(t *testing.T) {
+	c := startDeployedWith(t, 1, 2)
+	var victim, survivor *proc
+	for _, p := range c.services {
+		switch p.name {
+		case "orchestrator":
+			victim = p
+		case "orchestrator-2":
+			survivor = p
+		}
+	}
+	// Enough runs that the race takes a while to handle: the kill lands
+	// while steps are under way.
+	const n = 400
+	var start, killed time.Time
+	delivered := func() uint64 { // replies and cancels handed to the orchestrators so far
+		var sum uint64
+		for _, ci := range orchestratorIntake(t, c) {
+			sum += ci.Delivered.Consumer
+		}
+		return sum
+	}
+	base := delivered()
+	completed, cancelled := replyAndCancelRace(t, c, n, 3*time.Minute, func() {
+		// Killed once a quarter of the race is handed out: steps are under
+		// way in both processes.
+		start = time.Now()
+		for delivered() < base+n/2 && time.Since(start) < 30*time.Second {
+			time.Sleep(time.Millisecond)
+		}
+		_ = victim.cmd.Process.Kill() // SIGKILL: no drain, no ack
+		killed = time.Now()
+	})
+	// Whether the kill caught steps under way shows in the time: a dead
+	// process's messages come back after their ack wait (30 s).
+	handled := time.Since(killed)
+	t.Logf("killed %s into the race; all handled %s after the kill (held steps redelivered: %v): %d completed, %d cancelled; the survivor retried %v steps for a claim",
+		killed.Sub(start).Round(time.Millisecond), handled.Round(time.Second), handled >= 25*time.Second, completed, cancelled,
+		counter(t, survivor.metrics, "flowgate_run_claims_busy_total"))
+	if exited, _ := victim.exited(); !exited {
+		t.Fatal("the killed orchestrator is still running")
+	}
+}
+
+// replyAndCancelRace dispatches the ask flow to n new users, waits for
+// their runs to wait for the reply, then sends each run's reply and its
+// cancel through the API at the same moment (during runs meanwhile), and
+// checks what every run sent once all ended (within finishWithin): a
+// cancelled run no "Thanks", a completed one exactly one.
+func replyAndCancelRace(t *testing.T, c *deployedCluster, n int, finishWithin time.Duration, during func()) (completed, cancelled int) {
+	t.Helper()
 	for _, put := range []struct {
 		path string
 		body any
@@ -39,7 +120,6 @@ func TestTwoOrchestratorsStepARunOnce(t *testing.T) {
 		}
 	}
 
-	const n = 80
 	users := make([]string, n)
 	triggers := make([]string, n)
 	for i := range users {
@@ -102,6 +182,9 @@ func TestTwoOrchestratorsStepARunOnce(t *testing.T) {
 		}()
 	}
 	close(start)
+	if during != nil {
+		during()
+	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -109,7 +192,7 @@ func TestTwoOrchestratorsStepARunOnce(t *testing.T) {
 	}
 
 	status := map[string]string{}
-	deadline = time.Now().Add(2 * time.Minute)
+	deadline = time.Now().Add(finishWithin)
 	for i, id := range runs {
 		for {
 			var got struct {
@@ -125,13 +208,27 @@ func TestTwoOrchestratorsStepARunOnce(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("run %s still %s after 2 minutes", id, got.Run.Status)
+				t.Fatalf("run %s still %s after %s", id, got.Run.Status, finishWithin)
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	// The sandbox worker delivers what went out; give a late "thanks" time
-	// to arrive before counting.
+	// Every reply and cancel handled (a killed process's are redelivered
+	// after their ack wait, and may find their run ended), and what went out
+	// delivered by the sandbox worker, before counting.
+	for {
+		pending := uint64(0)
+		for _, ci := range orchestratorIntake(t, c) {
+			pending += ci.NumPending + uint64(ci.NumAckPending)
+		}
+		if pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d replies and cancels still not handled after %s", pending, finishWithin)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	time.Sleep(3 * time.Second)
 	thanks := map[string]int{}
 	if err := eachSandboxMessage(c, func(to, text string) {
@@ -141,7 +238,6 @@ func TestTwoOrchestratorsStepARunOnce(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	completed, cancelled := 0, 0
 	for _, u := range users {
 		switch status[u] {
 		case "completed":
@@ -156,20 +252,26 @@ func TestTwoOrchestratorsStepARunOnce(t *testing.T) {
 			}
 		}
 	}
-	busy := 0.0
-	for _, p := range c.services {
-		if !strings.HasPrefix(p.name, "orchestrator") {
-			continue
+	return completed, cancelled
+}
+
+// orchestratorIntake is the state of the orchestrators' consumers of
+// replies and of run commands.
+func orchestratorIntake(t *testing.T, c *deployedCluster) []*jetstream.ConsumerInfo {
+	t.Helper()
+	var out []*jetstream.ConsumerInfo
+	for _, spec := range []bus.ConsumerSpec{bus.InboundConsumer, bus.ControlConsumer} {
+		cons, err := c.js.Consumer(context.Background(), spec.Stream, spec.Durable)
+		if err != nil {
+			t.Fatal(err)
 		}
-		s, b := counter(t, p.metrics, "flowgate_run_transitions_total"), counter(t, p.metrics, "flowgate_run_claims_busy_total")
-		t.Logf("%s (%s): %v run transitions, %v steps retried for a claim", p.name, p.metrics, s, b)
-		if s == 0 {
-			t.Errorf("%s stepped no run: the test did not exercise two processes", p.name)
+		ci, err := cons.Info(context.Background())
+		if err != nil {
+			t.Fatal(err)
 		}
-		busy += b
+		out = append(out, ci)
 	}
-	t.Logf("%d runs: %d completed (then the cancel found them final), %d cancelled (then the reply found no waiting run); %v steps waited for another's claim",
-		n, completed, cancelled, busy)
+	return out
 }
 
 // counter is the sum of a counter family's series at a /metrics URL.
