@@ -64,8 +64,8 @@ func (d *deliverer) awaitRun(ctx context.Context, m bus.Message, rs events.RunSt
 			return changeOnly(rs), nil
 		}
 		if err == nil {
-			v, err := d.flowRun(ctx, rs, *run)
-			if err == nil {
+			var v recrubo.FlowRun
+			if v, err = d.flowRun(ctx, rs, *run); err == nil {
 				return v, nil
 			}
 		}
