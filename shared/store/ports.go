@@ -155,7 +155,8 @@ type Runs interface {
 	// it is live (one whose until is after now); a step's own claim is
 	// renewed, so the same event redelivered after a crash takes the run
 	// back at once. The run's next write (UpdateRun, UpdateRuns) ends the
-	// claim; a claim whose step died ends at until. Claims that cannot be
+	// claim, and a claim holds only on the version it was taken on (any
+	// other write outdates it); a claim whose step died ends at until. Claims that cannot be
 	// taken are returned in refused (the others are taken, in one write);
 	// an invalid claim fails the call before anything is written.
 	ClaimRuns(ctx context.Context, claims []RunClaim, by string, now, until time.Time) (refused []ClaimRefusal, err error)

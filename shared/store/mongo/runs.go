@@ -52,6 +52,9 @@ type runDoc struct {
 type claimDoc struct {
 	By    string    `bson:"by"`
 	Until time.Time `bson:"until"`
+	// Version is the run's version claimed: a write that did not end the
+	// claim outdates it.
+	Version int64 `bson:"version"`
 }
 
 const writeRing = 8
@@ -467,15 +470,16 @@ func (s *Store) ClaimRuns(ctx context.Context, claims []store.RunClaim, by strin
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
 	now, until = now.UTC(), until.UTC()
-	set := bson.D{{Key: "$set", Value: bson.D{{Key: "claim", Value: claimDoc{By: by, Until: until}}}}}
 	models := make([]mongo.WriteModel, len(claims))
 	for i, c := range claims {
+		set := bson.D{{Key: "$set", Value: bson.D{{Key: "claim", Value: claimDoc{By: by, Until: until, Version: c.Version}}}}}
 		models[i] = mongo.NewUpdateOneModel().SetUpdate(set).SetFilter(bson.D{
 			{Key: "_id", Value: c.RunID}, {Key: "bot_id", Value: c.BotID}, {Key: "version", Value: c.Version},
 			{Key: "$or", Value: bson.A{
 				bson.D{{Key: "claim", Value: bson.D{{Key: "$exists", Value: false}}}},
 				bson.D{{Key: "claim.until", Value: bson.D{{Key: "$lte", Value: now}}}},
 				bson.D{{Key: "claim.by", Value: by}},
+				bson.D{{Key: "claim.version", Value: bson.D{{Key: "$ne", Value: c.Version}}}},
 			}},
 		})
 	}
@@ -512,9 +516,9 @@ func (s *Store) ClaimRuns(ctx context.Context, claims []store.RunClaim, by strin
 			refused = append(refused, store.ClaimRefusal{Index: i, Gone: true})
 		case d.Version != c.Version:
 			refused = append(refused, store.ClaimRefusal{Index: i})
-		case d.Claim != nil && d.Claim.By == by:
+		case d.Claim != nil && d.Claim.By == by && d.Claim.Version == c.Version:
 			// taken (or renewed) by this call
-		case d.Claim != nil && d.Claim.Until.After(now):
+		case d.Claim != nil && d.Claim.Version == c.Version && d.Claim.Until.After(now):
 			refused = append(refused, store.ClaimRefusal{Index: i, HeldUntil: d.Claim.Until.UTC()})
 		default:
 			// A write that failed on its own (FerretDB may stop at one):

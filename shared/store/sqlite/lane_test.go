@@ -61,7 +61,7 @@ func TestOpenAddsTheClaimColumnsToAnOlderStore(t *testing.T) {
 
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, sqlite.FileName))
 	require.NoError(t, err)
-	for _, col := range []string{"claim_by", "claim_until"} {
+	for _, col := range []string{"claim_by", "claim_until", "claim_version"} {
 		_, err = db.Exec(`ALTER TABLE runs DROP COLUMN ` + col)
 		require.NoError(t, err)
 	}
@@ -79,4 +79,33 @@ func TestOpenAddsTheClaimColumnsToAnOlderStore(t *testing.T) {
 	run.Status = store.RunCompleted
 	_, err = s.UpdateRun(ctx, run)
 	require.NoError(t, err)
+}
+
+// A claim holds only on the version it was taken on: a write that did not
+// end it (an older Flowgate's, during a rolling upgrade) outdates it, and
+// the run's next version is free at once.
+func TestAClaimOutdatedByAWriteThatDidNotEndIt(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := sqlite.Open(ctx, dir)
+	require.NoError(t, err)
+	defer s.Close()
+	require.NoError(t, s.CreateBot(ctx, store.Bot{ID: "b", Name: "b"}))
+	run, _, err := s.CreateRun(ctx, store.Run{ID: "r1", BotID: "b", FlowID: "f", FlowVersion: 1, ContactID: "c",
+		Channel: "sandbox", Status: store.RunWaiting, CreatedAt: time.Unix(1, 0)})
+	require.NoError(t, err)
+	now := time.Unix(100, 0)
+	refused, err := s.ClaimRuns(ctx, []store.RunClaim{{BotID: "b", RunID: "r1", Version: run.Version}}, "a", now, now.Add(time.Minute))
+	require.NoError(t, err)
+	require.Empty(t, refused)
+
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, sqlite.FileName))
+	require.NoError(t, err)
+	_, err = db.Exec(`UPDATE runs SET version = version + 1, status = 'completed' WHERE id = 'r1'`)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+
+	refused, err = s.ClaimRuns(ctx, []store.RunClaim{{BotID: "b", RunID: "r1", Version: run.Version + 1}}, "b", now, now.Add(time.Minute))
+	require.NoError(t, err)
+	require.Empty(t, refused, "the claim on the version before is no claim")
 }

@@ -58,13 +58,14 @@ func prepareRun(r *store.Run, create bool) (encodedRun, error) {
 const updateRun = `UPDATE runs SET flow_id = CASE WHEN ? = '' THEN flow_id ELSE ? END,
 	flow_version = CASE WHEN ? = '' THEN flow_version ELSE ? END, channel = CASE WHEN ? = '' THEN channel ELSE ? END,
 	status = ?, state = ?, data = ?, wait_until = ?, error = ?, version = version + 1, updated_at = ?,
-	claim_by = '', claim_until = NULL
+	claim_by = '', claim_until = NULL, claim_version = NULL
 	WHERE id = ? AND bot_id = ? AND version = ?`
 
 // claimRun is ClaimRuns' write of one claim: taken if the run is at the
 // version read and no other step's claim is live.
-const claimRun = `UPDATE runs SET claim_by = ?, claim_until = ?
-	WHERE id = ? AND bot_id = ? AND version = ? AND (claim_until IS NULL OR claim_until <= ? OR claim_by = ?)`
+const claimRun = `UPDATE runs SET claim_by = ?, claim_until = ?, claim_version = version
+	WHERE id = ? AND bot_id = ? AND version = ?
+	AND (claim_until IS NULL OR claim_until <= ? OR claim_by = ? OR claim_version IS NOT version)`
 
 const insertRun = `INSERT INTO runs (` + runCols + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING`
 
@@ -386,16 +387,17 @@ func (s *Store) ClaimRuns(ctx context.Context, claims []store.RunClaim, by strin
 // refusal says why a claim on c was not taken.
 func (t *wtx) refusal(c store.RunClaim, now time.Time) (store.ClaimRefusal, error) {
 	var (
-		version int64
-		until   sql.NullInt64
+		version             int64
+		until, claimVersion sql.NullInt64
 	)
-	err := t.queryRow(`SELECT version, claim_until FROM runs WHERE id = ? AND bot_id = ?`, c.RunID, c.BotID).Scan(&version, &until)
+	err := t.queryRow(`SELECT version, claim_until, claim_version FROM runs WHERE id = ? AND bot_id = ?`, c.RunID, c.BotID).
+		Scan(&version, &until, &claimVersion)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return store.ClaimRefusal{Gone: true}, nil
 	case err != nil:
 		return store.ClaimRefusal{}, err
-	case version == c.Version && until.Valid && until.Int64 > nanos(now):
+	case version == c.Version && claimVersion.Valid && claimVersion.Int64 == version && until.Valid && until.Int64 > nanos(now):
 		return store.ClaimRefusal{HeldUntil: time.Unix(0, until.Int64).UTC()}, nil
 	}
 	return store.ClaimRefusal{}, nil

@@ -459,9 +459,11 @@ type column struct{ table, name, decl string }
 // addColumns are applied after schema, in order.
 var addColumns = []column{
 	{"messages", "lane", "TEXT NOT NULL DEFAULT ''"}, // delivery lane (high, bulk)
-	// A step's claim on a run (ClaimRuns): who, and until when (ns).
+	// A step's claim on a run (ClaimRuns): who, until when (ns), and on
+	// which version (a write that did not end the claim outdates it).
 	{"runs", "claim_by", "TEXT NOT NULL DEFAULT ''"},
 	{"runs", "claim_until", "INTEGER"},
+	{"runs", "claim_version", "INTEGER"},
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
