@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -277,17 +276,8 @@ func orchestratorIntake(t *testing.T, c *deployedCluster) []*jetstream.ConsumerI
 // counter is the sum of a counter family's series at a /metrics URL.
 func counter(t *testing.T, metricsURL, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(metricsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(bytes.NewReader(b))
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(get(t, metricsURL)))
 	if err != nil {
 		t.Fatal(err)
 	}
