@@ -139,5 +139,8 @@ func TestNewerTriggerSupersedesWaitingRun(t *testing.T) {
 	require.Contains(t, runOf(first)["error"], "superseded")
 	c.must("POST", "/v1/bots/sup/sandbox/messages", key, `{"from":"u","text":"blue"}`, 202)
 	require.Eventually(t, func() bool { return runOf(second)["status"] == "completed" }, 10*time.Second, 20*time.Millisecond)
+	// The run's write and the sandbox worker's delivery of its last message
+	// are not ordered: the message may land just after the run completed.
+	require.Eventually(t, func() bool { return len(c.sandbox("sup", key, "u")) == 3 }, 10*time.Second, 20*time.Millisecond)
 	require.Equal(t, []string{"Old question?", "New question?", "Got it: blue"}, texts(c.sandbox("sup", key, "u")))
 }
