@@ -58,6 +58,7 @@ type floor struct {
 	key   string
 	reqs  chan *floorReq
 	mu    sync.Mutex // the one SQLite writer
+	multi bool       // one multi-row statement per table and batch (floormulti.go)
 	sent  atomic.Int64
 	stops []func()
 }
@@ -84,9 +85,9 @@ type floorBundle struct {
 	Texts     []string `json:"texts"`
 }
 
-func startFloor(dir, key string) (*floor, error) {
+func startFloor(dir, key string, multi bool) (*floor, error) {
 	ctx := context.Background()
-	f := &floor{key: key, reqs: make(chan *floorReq, 1024)}
+	f := &floor{key: key, reqs: make(chan *floorReq, 1024), multi: multi}
 	ok := false
 	defer func() {
 		if !ok {
@@ -122,10 +123,14 @@ func startFloor(dir, key string) (*floor, error) {
 		return nil, err
 	}
 	f.db.SetMaxOpenConns(1)
-	if err := f.consume("FLOOR_TRIGGERS", f.handleTriggers); err != nil {
+	triggers, bundles := f.handleTriggers, f.handleBundles
+	if multi {
+		triggers, bundles = f.handleTriggersMulti, f.handleBundlesMulti
+	}
+	if err := f.consume("FLOOR_TRIGGERS", triggers); err != nil {
 		return nil, err
 	}
-	if err := f.consume("FLOOR_OUTBOUND", f.handleBundles); err != nil {
+	if err := f.consume("FLOOR_OUTBOUND", bundles); err != nil {
 		return nil, err
 	}
 	batcherDone := make(chan struct{})
@@ -412,6 +417,12 @@ func (f *floor) handleTriggers(msgs []jetstream.Msg) error {
 	if err != nil {
 		return err
 	}
+	return f.publishBundles(bundles)
+}
+
+// publishBundles publishes one bundle per run (the run id as dedup id) and
+// waits for JetStream's acknowledgements.
+func (f *floor) publishBundles(bundles []floorBundle) error {
 	futs := make([]jetstream.PubAckFuture, 0, len(bundles))
 	for _, b := range bundles {
 		data, err := json.Marshal(b)
@@ -485,14 +496,18 @@ type floorResult struct {
 
 // measureFloor sends the run's requests to the floor and returns the time
 // until every message was stored as sent, and this process's CPU meanwhile.
-func measureFloor(client *http.Client, dir string) (floorResult, error) {
+func measureFloor(client *http.Client, dir string, multi bool, profile string) (floorResult, error) {
 	const key = "floor-key"
-	f, err := startFloor(filepath.Join(dir, "floor"), key)
+	name := "floor"
+	if multi {
+		name = "floor-multi"
+	}
+	f, err := startFloor(filepath.Join(dir, name), key, multi)
 	if err != nil {
 		return floorResult{}, err
 	}
 	defer f.stop()
-	stopProfile, err := benchenv.StartCPUProfile(*floorProf)
+	stopProfile, err := benchenv.StartCPUProfile(profile)
 	if err != nil {
 		return floorResult{}, err
 	}

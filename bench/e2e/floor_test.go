@@ -11,13 +11,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// TestFloorStoresEveryRunOnce checks that the floor does the work it is
-// the baseline of: every accepted dispatch has its trigger, run and three
-// messages stored, sent once and counted, a redelivered trigger changes
-// nothing, and bad requests are refused.
+// TestFloorStoresEveryRunOnce checks that both floors (one statement per
+// row, and multi-row) do the work they are the baseline of: every
+// accepted dispatch has its trigger, run and three messages stored, sent
+// once and counted, a redelivered trigger changes nothing, and bad
+// requests are refused.
 func TestFloorStoresEveryRunOnce(t *testing.T) {
+	for _, multi := range []bool{false, true} {
+		t.Run(fmt.Sprintf("multi=%v", multi), func(t *testing.T) { testFloorStoresEveryRunOnce(t, multi) })
+	}
+}
+
+func testFloorStoresEveryRunOnce(t *testing.T, multi bool) {
 	const key, runs = "floor-test-key", 20
-	f, err := startFloor(t.TempDir(), key)
+	f, err := startFloor(t.TempDir(), key, multi)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,13 +84,17 @@ func TestFloorStoresEveryRunOnce(t *testing.T) {
 	check := func(when string) {
 		t.Helper()
 		for q, want := range map[string]int{
-			`SELECT count(*) FROM triggers WHERE status = 'done'`:  runs,
-			`SELECT count(*) FROM runs WHERE status = 'completed'`: runs,
-			`SELECT count(*) FROM messages WHERE status = 'sent'`:  3 * runs,
-			`SELECT count(*) FROM messages`:                        3 * runs,
-			`SELECT count(*) FROM sandbox`:                         3 * runs,
-			`SELECT sum(sent) FROM triggers`:                       3 * runs,
-			`SELECT count(*) FROM contacts`:                        runs,
+			`SELECT count(*) FROM triggers WHERE status = 'done'`:                                            runs,
+			`SELECT count(*) FROM runs WHERE status = 'completed'`:                                           runs,
+			`SELECT count(*) FROM messages WHERE status = 'sent'`:                                            3 * runs,
+			`SELECT count(*) FROM messages`:                                                                  3 * runs,
+			`SELECT count(*) FROM sandbox`:                                                                   3 * runs,
+			`SELECT sum(sent) FROM triggers`:                                                                 3 * runs,
+			`SELECT count(*) FROM contacts`:                                                                  runs,
+			`SELECT count(*) FROM sandbox WHERE json_extract(content, '$.text') = 'Welcome Ann! 🎉'`:          runs,
+			`SELECT count(*) FROM messages WHERE json_extract(content, '$.type') = 'text' AND seq = 3`:       runs,
+			`SELECT count(*) FROM messages WHERE provider_message_id = 'sandbox-' || id`:                     3 * runs,
+			`SELECT count(*) FROM runs r JOIN contacts c ON c.id = r.contact_id AND c.external_id LIKE 'u%'`: runs,
 		} {
 			var got int
 			if err := f.db.QueryRow(q).Scan(&got); err != nil {

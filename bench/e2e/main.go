@@ -53,6 +53,8 @@ var (
 	prof      = flag.String("cpuprofile", "", "write a CPU profile of the measured part")
 	floorProf = flag.String("floor-cpuprofile", "", "write a CPU profile of the floor's measured part")
 	withFloor = flag.Bool("floor", true, "also measure the floor (floor.go) in the same run, after Flowgate (dispatch mode)")
+	withMulti = flag.Bool("floor-multi", true, "with -floor, also measure the multi-row floor (floormulti.go) after it")
+	multiProf = flag.String("floor-multi-cpuprofile", "", "write a CPU profile of the multi-row floor's measured part")
 )
 
 const welcome = `{"steps":[
@@ -228,10 +230,15 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	var fl floorResult
+	var fl, flm floorResult
 	if *withFloor && *mode == "dispatch" {
-		if fl, err = measureFloor(client, dir); err != nil {
+		if fl, err = measureFloor(client, dir, false, *floorProf); err != nil {
 			return fmt.Errorf("floor: %w", err)
+		}
+		if *withMulti {
+			if flm, err = measureFloor(client, dir, true, *multiProf); err != nil {
+				return fmt.Errorf("multi-row floor: %w", err)
+			}
 		}
 	}
 	rate := float64(*n) / total.Seconds()
@@ -251,6 +258,11 @@ func run() error {
 		fmt.Printf("| floor (floor.go: same components, no Flowgate code), same requests | %.0f runs/s, %.3f ms CPU per run (load generator excluded) |\n", floorRate, perRun(fl.cpu-gen))
 		fmt.Printf("| pure interpreter CPU per run (from the baseline above) | %.3f ms |\n", 1000/base)
 		fmt.Printf("| **Flowgate / floor** | rate %.2f, CPU per run %.2f |\n", rate/floorRate, float64(cpu-gen)/float64(fl.cpu-gen))
+	}
+	if flm.total > 0 {
+		multiRate := float64(*n) / flm.total.Seconds()
+		fmt.Printf("| multi-row floor (floormulti.go: the floor with one statement per table and batch), same requests | %.0f runs/s, %.3f ms CPU per run (load generator excluded) |\n", multiRate, perRun(flm.cpu-gen))
+		fmt.Printf("| **Flowgate / multi-row floor** | rate %.2f, CPU per run %.2f |\n", rate/multiRate, float64(cpu-gen)/float64(flm.cpu-gen))
 	}
 	handlerStats()
 	fmt.Printf("\ntarget ≥ 5000 runs/s: %v; target ≤ 0.3 ms CPU per run: %v\n", rate >= 5000, perRun(cpu-gen) <= 0.3)
