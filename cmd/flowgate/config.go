@@ -55,7 +55,7 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 			*p = v
 		}
 	}
-	var logLevel, logFormat, maxInFlight, maxBytes, maxMedia, retention, webhookRetry, broadcastQueue, replicas, rateLimit, rateBurst, triggerBatch string
+	var logLevel, logFormat, maxInFlight, maxBytes, maxMedia, retention, webhookRetry, broadcastQueue, claimLease, replicas, rateLimit, rateBurst, triggerBatch string
 	httpAddr := ":8080"
 	if cmd == "dev" {
 		// dev has a generated admin key and a demo bot: it listens on
@@ -88,6 +88,7 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 	str(withMedia, &cfg.MediaURLKey, "media-url-key", "FLOWGATE_MEDIA_URL_KEY", "", "key signing uploaded files' links (default: generated in the data directory; set it when services share no data directory)")
 	str(withHTTP, &maxMedia, "max-media-bytes", "FLOWGATE_MAX_MEDIA_BYTES", "0", "largest uploaded file in bytes (0 = 5 MiB, at most 8 MiB)")
 	str(runsFlows, &broadcastQueue, "broadcast-queue", "FLOWGATE_BROADCAST_QUEUE", "2m", "a broadcast keeps at most this long of its account's rate queued (back-pressure; -1s: no bound)")
+	str(runsFlows, &claimLease, "claim-lease", "FLOWGATE_CLAIM_LEASE", "1m", "how long a run stays claimed by an orchestrator that died mid-step before another replica may step it (30s to 1h: at least the consumers' 30 s ack wait)")
 	str(store, &retention, "retention", "FLOWGATE_RETENTION", "0", "delete finished runs and their messages after this long, e.g. 720h (0 keeps them)")
 	str(allServices, &maxBytes, "stream-max-bytes", "FLOWGATE_STREAM_MAX_BYTES", "0", "bytes per JetStream stream (0 = 1 GiB)")
 	str(withHTTP, &rateLimit, "rate-limit", "FLOWGATE_RATE_LIMIT", "0", "requests per second per API key (per ingress replica; 0 = no limit)")
@@ -119,6 +120,9 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 	}
 	if cfg.BroadcastQueue, err = time.ParseDuration(broadcastQueue); err != nil || cfg.BroadcastQueue == 0 {
 		return cfg, nil, fmt.Errorf("invalid broadcast queue %q (a duration such as 2m; negative: no bound)", broadcastQueue)
+	}
+	if cfg.ClaimLease, err = time.ParseDuration(claimLease); err != nil || cfg.ClaimLease < minClaimLease || cfg.ClaimLease > time.Hour {
+		return cfg, nil, fmt.Errorf("invalid claim lease %q: a duration from %v to 1h, e.g. 1m", claimLease, minClaimLease)
 	}
 	switch replicas {
 	case "1", "3":
@@ -157,6 +161,11 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 	slog.SetDefault(cfg.Logger)
 	return cfg, rest, nil
 }
+
+// minClaimLease is the shortest claim lease accepted: the consumers' ack
+// wait (bus.ConsumerSpec.AckWait). A shorter lease would let another step
+// take a run before a dead process's event comes back to finish its own.
+const minClaimLease = 30 * time.Second
 
 func envOr(key, def string) string {
 	if v, ok := os.LookupEnv(key); ok {

@@ -3,6 +3,7 @@ package main
 import (
 	"io"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -117,5 +118,33 @@ func TestTriggerBatchSetting(t *testing.T) {
 		if _, _, err := parseConfig("ingress", []string{"--trigger-batch", bad}, io.Discard); err == nil {
 			t.Errorf("trigger batch %q accepted", bad)
 		}
+	}
+}
+
+func TestClaimLeaseSetting(t *testing.T) {
+	t.Setenv("FLOWGATE_CLAIM_LEASE", "")
+	os.Unsetenv("FLOWGATE_CLAIM_LEASE")
+	cfg, _, err := parseConfig("orchestrator", nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ClaimLease != time.Minute {
+		t.Fatalf("default claim lease %v, want 1m", cfg.ClaimLease)
+	}
+	t.Setenv("FLOWGATE_CLAIM_LEASE", "90s")
+	if cfg, _, err = parseConfig("dev", nil, io.Discard); err != nil || cfg.ClaimLease != 90*time.Second {
+		t.Fatalf("from the environment: %v, %v", cfg.ClaimLease, err)
+	}
+	if cfg, _, err = parseConfig("orchestrator", []string{"--claim-lease", "30s"}, io.Discard); err != nil || cfg.ClaimLease != 30*time.Second {
+		t.Fatalf("from the flag: %v, %v", cfg.ClaimLease, err)
+	}
+	for _, bad := range []string{"29s", "0", "-1m", "2h", "soon", ""} {
+		_, _, err := parseConfig("orchestrator", []string{"--claim-lease", bad}, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "claim lease") {
+			t.Errorf("claim lease %q: %v, want an error naming the setting", bad, err)
+		}
+	}
+	if _, _, err := parseConfig("ingress", []string{"--claim-lease", "1m"}, io.Discard); err == nil {
+		t.Error("the ingress took --claim-lease, a setting of the orchestrator")
 	}
 }

@@ -105,6 +105,10 @@ type Config struct {
 	// WrapStore, when set, wraps the store of `flowgate dev` below the
 	// metrics decorator (a test seam: fault injection).
 	WrapStore func(store.Store) store.Store
+	// ClaimLease is how long an orchestrator step's claim on a run lasts
+	// if the step's process dies before it writes the run (0: 1 min;
+	// orchestrator.Config.ClaimLease).
+	ClaimLease time.Duration // FLOWGATE_CLAIM_LEASE
 	// RetryBackoff caps the orchestrator's retry delay (0 = 1 min; tests
 	// shorten it).
 	RetryBackoff time.Duration
@@ -249,7 +253,8 @@ func RunOrchestrator(ctx context.Context, cfg Config, st store.Store, b *bus.Bus
 		func(ctx context.Context) error {
 			return orchestrator.Run(ctx, orchestrator.Config{HTTPAllowPrivate: cfg.HTTPAllowPrivate, RetryBackoff: cfg.RetryBackoff,
 				QueueSeconds: cfg.BroadcastQueue, FanOutBatch: cfg.FanOutBatch,
-				SubscriptionTTL: cfg.Webhooks.SubscriptionTTL, AlwaysPublishStatus: cfg.PublishAllRunStatus},
+				SubscriptionTTL: cfg.Webhooks.SubscriptionTTL, AlwaysPublishStatus: cfg.PublishAllRunStatus,
+				ClaimLease: cfg.ClaimLease},
 				orchestrator.Deps{Store: st, Bus: b, Logger: cfg.Logger.With("service", "orchestrator")})
 		},
 		func(ctx context.Context) error {
