@@ -89,13 +89,21 @@ func (o *Orchestrator) claimRun(ctx context.Context, step string, run store.Run)
 // errGone: the run was deleted (with its contact) since it was read.
 var errGone = errors.New("run is gone")
 
+// claimRetryCap caps the backoff of a step waiting for another step's
+// claim. The holder usually finishes within milliseconds; if it died, the
+// run is free once its claim lapses or its event comes back to another
+// replica (up to the consumers' 30 s ack wait), and a waiting step then
+// goes on within this cap rather than after a backoff grown to a minute.
+// A retry costs one claim attempt (one store write).
+const claimRetryCap = 2 * time.Second
+
 func refusalErr(runID string, r store.ClaimRefusal) error {
 	switch {
 	case r.Gone:
 		return errGone
 	case !r.HeldUntil.IsZero():
 		runsClaimBusy.Inc()
-		return bus.Transient(fmt.Errorf("run %s: %w (its claim lapses at %s)", runID, errRunClaimed, r.HeldUntil.Format(time.RFC3339Nano)))
+		return bus.TransientWithin(fmt.Errorf("run %s: %w (its claim lapses at %s)", runID, errRunClaimed, r.HeldUntil.Format(time.RFC3339Nano)), claimRetryCap)
 	}
 	return changed(runID)
 }

@@ -303,6 +303,9 @@ func requireWaitsForClaim(t *testing.T, err error) {
 	t.Helper()
 	require.ErrorIs(t, err, errRunClaimed)
 	require.True(t, bus.IsTransient(err), "waiting for a step is not a failure: %v", err)
+	var te *bus.TransientError
+	require.ErrorAs(t, err, &te)
+	require.Equal(t, claimRetryCap, te.MaxWait, "a step waiting for a claim is retried within the cap")
 }
 
 // A step that died between its claim and its write (its effects out, its

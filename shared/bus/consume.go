@@ -328,8 +328,11 @@ func (b *Bus) retryTransient(ctx context.Context, spec ConsumerSpec, maxDeliver 
 	// The backoff goes on growing across re-publications, up to its cap.
 	wait := backoff(uint64(gen)*republishAt(maxDeliver)+m.Delivered, o.MaxBackoff)
 	var retry *RetryAfterError
+	var capped *TransientError
 	if errors.As(err, &retry) {
 		wait = retry.Wait
+	} else if errors.As(err, &capped) && capped.MaxWait > 0 {
+		wait = min(wait, capped.MaxWait)
 	}
 	if m.Delivered >= republishAt(maxDeliver) && republishable(spec.Stream) {
 		if perr := b.republish(ctx, spec.Durable, raw); perr == nil {

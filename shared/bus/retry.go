@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,13 +30,27 @@ const (
 // store or the bus is unavailable, a deadline passed. The message is retried
 // (backoff, capped) for as long as the failure lasts and never dead-lettered
 // for it.
-type TransientError struct{ Err error }
+type TransientError struct {
+	Err error
+	// MaxWait, when set, caps the retry's backoff (TransientWithin).
+	MaxWait time.Duration
+}
 
 func (e *TransientError) Error() string { return "transient: " + e.Err.Error() }
 func (e *TransientError) Unwrap() error { return e.Err }
 
 // Transient wraps err so the message is retried without a delivery cap.
 func Transient(err error) error { return &TransientError{Err: err} }
+
+// TransientWithin is Transient with the retry's backoff capped at maxWait:
+// for a failure that may clear at any moment and costs little to try
+// again, such as a run claimed by another step (which may have died
+// holding the claim: its run is free again once the claim lapses or the
+// dead step's own message comes back, and a step waiting behind it should
+// not then wait a long backoff more).
+func TransientWithin(err error, maxWait time.Duration) error {
+	return &TransientError{Err: err, MaxWait: maxWait}
+}
 
 // IsTransient reports whether err is a transient failure: marked with
 // Transient, or with a Transient() bool method returning true anywhere in

@@ -241,3 +241,49 @@ func TestTransientFailureOnSharedStreamIsRetriedForItsConsumerOnly(t *testing.T)
 	require.NoError(t, err)
 	require.Zero(t, dlq.CachedInfo().State.Msgs, "nothing dead-lettered")
 }
+
+// A TransientWithin failure is retried no later than its cap, however
+// long the consumer's backoff has grown: six failures in a row are over
+// within seconds, where the backoff (250 ms doubled, up to 10 s here)
+// would take 7.75 s before the sixth delivery.
+func TestTransientWithinCapsTheBackoff(t *testing.T) {
+	_, b := start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ev, err := bus.NewEvent("claimed", events.TypeTriggerAccepted, "claimed", map[string]string{})
+	require.NoError(t, err)
+	_, err = b.Publish(ctx, events.TriggerSubject("acme"), ev)
+	require.NoError(t, err)
+	const failures = 5
+	var mu sync.Mutex
+	var at []time.Time
+	succeeded := make(chan struct{})
+	spec := bus.TriggerConsumer
+	spec.Durable = "within-test"
+	done := make(chan error, 1)
+	go func() {
+		done <- b.Consume(ctx, spec, func(_ context.Context, m bus.Message) error {
+			mu.Lock()
+			at = append(at, time.Now())
+			n := len(at)
+			mu.Unlock()
+			if n <= failures {
+				return bus.TransientWithin(errors.New("run claimed by another step"), 100*time.Millisecond)
+			}
+			close(succeeded)
+			return nil
+		}, bus.ConsumeOptions{Workers: 1, MaxBackoff: 10 * time.Second})
+	}()
+	select {
+	case <-succeeded:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a capped transient failure waited longer than its cap: not handled within 5 s")
+	}
+	cancel()
+	require.NoError(t, <-done)
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(at); i++ {
+		require.Less(t, at[i].Sub(at[i-1]), 2*time.Second, "gap before delivery %d", i+1)
+	}
+}
