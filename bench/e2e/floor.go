@@ -323,23 +323,29 @@ const (
 // tx runs fn in one transaction on the one writer connection, with the
 // statements qs prepared.
 func (f *floor) tx(qs []string, fn func(st []*sql.Stmt) error) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	tx, err := f.db.Begin()
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	st := make([]*sql.Stmt, len(qs))
-	for i, q := range qs {
-		if st[i], err = tx.Prepare(q); err != nil {
-			return err
+	return f.txRaw(func(tx *sql.Tx) error {
+		st := make([]*sql.Stmt, len(qs))
+		for i, q := range qs {
+			var err error
+			if st[i], err = tx.Prepare(q); err != nil {
+				return err
+			}
 		}
+		return fn(st)
+	})
+}
+
+// decodeTriggers is the triggers of the consumed messages, in order.
+func decodeTriggers(msgs []jetstream.Msg) ([]floorTrigger, error) {
+	var ts []floorTrigger
+	for _, m := range msgs {
+		var batch []floorTrigger
+		if err := json.Unmarshal(m.Data(), &batch); err != nil {
+			return nil, err
+		}
+		ts = append(ts, batch...)
 	}
-	if err := fn(st); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return ts, nil
 }
 
 // floorTexts are the welcome flow's three messages for data.
@@ -353,17 +359,13 @@ func floorTexts(data map[string]any) []string {
 }
 
 func (f *floor) handleTriggers(msgs []jetstream.Msg) error {
-	var ts []floorTrigger
-	for _, m := range msgs {
-		var batch []floorTrigger
-		if err := json.Unmarshal(m.Data(), &batch); err != nil {
-			return err
-		}
-		ts = append(ts, batch...)
+	ts, err := decodeTriggers(msgs)
+	if err != nil {
+		return err
 	}
 	bundles := make([]floorBundle, 0, len(ts))
 	now := time.Now().UnixNano()
-	err := f.tx([]string{floorInsertTrigger, floorUpsertContact, floorContactID, floorInsertRun, floorInsertMessage}, func(st []*sql.Stmt) error {
+	err = f.tx([]string{floorInsertTrigger, floorUpsertContact, floorContactID, floorInsertRun, floorInsertMessage}, func(st []*sql.Stmt) error {
 		for _, t := range ts {
 			spec, err := json.Marshal(t)
 			if err != nil {

@@ -71,17 +71,13 @@ func (f *floor) txRaw(fn func(tx *sql.Tx) error) error {
 }
 
 func (f *floor) handleTriggersMulti(msgs []jetstream.Msg) error {
-	var ts []floorTrigger
-	for _, m := range msgs {
-		var batch []floorTrigger
-		if err := json.Unmarshal(m.Data(), &batch); err != nil {
-			return err
-		}
-		ts = append(ts, batch...)
+	ts, err := decodeTriggers(msgs)
+	if err != nil {
+		return err
 	}
 	now := time.Now().UnixNano()
 	bundles := make([]floorBundle, len(ts))
-	err := f.txRaw(func(tx *sql.Tx) error {
+	err = f.txRaw(func(tx *sql.Tx) error {
 		// Triggers: the ones inserted now are fresh; the others were
 		// stored by an earlier delivery, runs and messages included.
 		fresh := map[string]string{}

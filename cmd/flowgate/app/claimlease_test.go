@@ -42,18 +42,7 @@ func TestClaimLeaseReachesTheOrchestrator(t *testing.T) {
 	key := createBot(c, "lease", nil)
 	c.must("PUT", "/v1/bots/lease/flows/q", key, `{"steps":[{"id":"q","type":"ask","text":"Still there?","attribute":"a"}]}`, 200)
 	trig := c.must("POST", "/v1/bots/lease/triggers", key, `{"flow":"q","audience":{"users":["u"]}}`, 202)["trigger_id"].(string)
-	var id string
-	require.Eventually(t, func() bool {
-		runs := c.must("GET", "/v1/bots/lease/runs?trigger="+trig+"&status=waiting", key, "", 200)["runs"].([]any)
-		if len(runs) == 1 {
-			id = runs[0].(map[string]any)["id"].(string)
-		}
-		return id != ""
-	}, 10*time.Second, 20*time.Millisecond)
-	c.must("POST", "/v1/bots/lease/runs/"+id+"/cancel", key, "", 202)
-	require.Eventually(t, func() bool {
-		return c.must("GET", "/v1/bots/lease/runs/"+id, key, "", 200)["run"].(map[string]any)["status"] == "cancelled"
-	}, 10*time.Second, 20*time.Millisecond)
+	cancelWaitingRun(t, c, "lease", key, trig)
 	leases := spy.seen()
 	require.NotEmpty(t, leases, "the cancel took no claim")
 	for _, l := range leases {

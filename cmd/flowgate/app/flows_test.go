@@ -94,18 +94,7 @@ func TestCancelMidWait(t *testing.T) {
 	  {"id":"q","type":"ask","text":"Still there?","attribute":"a"},
 	  {"id":"t","type":"send","text":"Thanks"}]}`, 200)
 	trig := c.must("POST", "/v1/bots/cx/triggers", key, `{"flow":"q","audience":{"users":["u"]}}`, 202)["trigger_id"].(string)
-	var id string
-	require.Eventually(t, func() bool {
-		runs := c.must("GET", "/v1/bots/cx/runs?trigger="+trig+"&status=waiting", key, "", 200)["runs"].([]any)
-		if len(runs) == 1 {
-			id = runs[0].(map[string]any)["id"].(string)
-		}
-		return id != ""
-	}, 10*time.Second, 20*time.Millisecond)
-	c.must("POST", "/v1/bots/cx/runs/"+id+"/cancel", key, "", 202)
-	require.Eventually(t, func() bool {
-		return c.must("GET", "/v1/bots/cx/runs/"+id, key, "", 200)["run"].(map[string]any)["status"] == "cancelled"
-	}, 10*time.Second, 20*time.Millisecond)
+	id := cancelWaitingRun(t, c, "cx", key, trig)
 	c.must("POST", "/v1/bots/cx/sandbox/messages", key, `{"from":"u","text":"yes"}`, 202)
 	time.Sleep(500 * time.Millisecond)
 	require.Equal(t, []string{"Still there?"}, texts(c.sandbox("cx", key, "u")))
@@ -143,4 +132,23 @@ func TestNewerTriggerSupersedesWaitingRun(t *testing.T) {
 	// are not ordered: the message may land just after the run completed.
 	require.Eventually(t, func() bool { return len(c.sandbox("sup", key, "u")) == 3 }, 10*time.Second, 20*time.Millisecond)
 	require.Equal(t, []string{"Old question?", "New question?", "Got it: blue"}, texts(c.sandbox("sup", key, "u")))
+}
+
+// cancelWaitingRun waits for the one run of trigger trig to wait, cancels
+// it through the API, waits until it is cancelled and returns its id.
+func cancelWaitingRun(t *testing.T, c client, bot, key, trig string) string {
+	t.Helper()
+	var id string
+	require.Eventually(t, func() bool {
+		runs := c.must("GET", "/v1/bots/"+bot+"/runs?trigger="+trig+"&status=waiting", key, "", 200)["runs"].([]any)
+		if len(runs) == 1 {
+			id = runs[0].(map[string]any)["id"].(string)
+		}
+		return id != ""
+	}, 10*time.Second, 20*time.Millisecond)
+	c.must("POST", "/v1/bots/"+bot+"/runs/"+id+"/cancel", key, "", 202)
+	require.Eventually(t, func() bool {
+		return c.must("GET", "/v1/bots/"+bot+"/runs/"+id, key, "", 200)["run"].(map[string]any)["status"] == "cancelled"
+	}, 10*time.Second, 20*time.Millisecond)
+	return id
 }
