@@ -13,7 +13,9 @@
 // mode it then sends the same requests to the floor (floor.go): the
 // cheapest pipeline we know with the same components and guarantees and
 // no Flowgate code, and prints Flowgate's rate and CPU against it
-// (-floor=false skips it).
+// (-floor=false skips it); then the multi-row floor (floormulti.go: the
+// same work with one statement per table and batch; -floor-multi=false
+// skips it).
 //
 // CPU per run: the process's CPU time (getrusage) over the measured part,
 // minus what the load generator alone costs per request, measured in the
