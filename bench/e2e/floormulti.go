@@ -38,7 +38,7 @@ func chunked(n int, fn func(lo, hi int) error) error {
 	return nil
 }
 
-// returnedIDs runs q and collects the first column of what it returns.
+// returnedIDs runs q and collects the rows it returns, first column to second.
 func returnedIDs(tx *sql.Tx, q string, args []any, into map[string]string) error {
 	rows, err := tx.Query(q, args...)
 	if err != nil {
@@ -176,56 +176,47 @@ func (f *floor) handleTriggersMulti(msgs []jetstream.Msg) error {
 }
 
 func (f *floor) handleBundlesMulti(msgs []jetstream.Msg) error {
-	var append_, mark []any
+	var transcript, mark []any
 	for _, m := range msgs {
 		var b floorBundle
 		if err := json.Unmarshal(m.Data(), &b); err != nil {
 			return err
 		}
 		for i, id := range b.IDs {
-			append_ = append(append_, id, b.BotID, b.RunID, b.To, b.Texts[i])
+			transcript = append(transcript, id, b.BotID, b.RunID, b.To, b.Texts[i])
 			mark = append(mark, id, b.BotID)
 		}
 	}
 	now := time.Now().UnixNano()
 	var sent int64
 	err := f.txRaw(func(tx *sql.Tx) error {
-		if err := chunked(len(append_)/5, func(lo, hi int) error {
+		if err := chunked(len(transcript)/5, func(lo, hi int) error {
 			_, err := tx.Exec(`INSERT INTO sandbox (message_id, bot_id, run_id, to_addr, content, created_at)
 				SELECT column1, column2, column3, column4, json_object('type', 'text', 'text', column5), ?
-				FROM (VALUES `+values(hi-lo, 5)+`) WHERE true ON CONFLICT (message_id) DO NOTHING`, append([]any{now}, append_[5*lo:5*hi]...)...)
+				FROM (VALUES `+values(hi-lo, 5)+`) WHERE true ON CONFLICT (message_id) DO NOTHING`, append([]any{now}, transcript[5*lo:5*hi]...)...)
 			return err
 		}); err != nil {
 			return err
 		}
 		// Mark the messages sent; count on each trigger the ones that
 		// were queued until now (a redelivered bundle counts nothing).
-		perTrigger := map[string]int64{}
-		bot := map[string]string{}
+		sentOn := map[string]string{} // message id → trigger id \x00 bot id
 		if err := chunked(len(mark)/2, func(lo, hi int) error {
-			rows, err := tx.Query(`UPDATE messages SET status = 'sent', provider_message_id = 'sandbox-' || id, updated_at = ?
-				WHERE (id, bot_id) IN (VALUES `+values(hi-lo, 2)+`) AND status = 'queued' RETURNING trigger_id, bot_id`,
-				append([]any{now}, mark[2*lo:2*hi]...)...)
-			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			for rows.Next() {
-				var tid, b string
-				if err := rows.Scan(&tid, &b); err != nil {
-					return err
-				}
-				perTrigger[tid]++
-				bot[tid] = b
-				sent++
-			}
-			return rows.Err()
+			return returnedIDs(tx, `UPDATE messages SET status = 'sent', provider_message_id = 'sandbox-' || id, updated_at = ?
+				WHERE (id, bot_id) IN (VALUES `+values(hi-lo, 2)+`) AND status = 'queued' RETURNING id, trigger_id || char(0) || bot_id`,
+				append([]any{now}, mark[2*lo:2*hi]...), sentOn)
 		}); err != nil {
 			return err
 		}
+		sent = int64(len(sentOn))
+		perTrigger := map[string]int64{}
+		for _, tb := range sentOn {
+			perTrigger[tb]++
+		}
 		counts := make([]any, 0, 3*len(perTrigger))
-		for tid, k := range perTrigger {
-			counts = append(counts, tid, bot[tid], k)
+		for tb, k := range perTrigger {
+			tid, bot, _ := strings.Cut(tb, "\x00")
+			counts = append(counts, tid, bot, k)
 		}
 		return chunked(len(counts)/3, func(lo, hi int) error {
 			_, err := tx.Exec(`UPDATE triggers SET sent = sent + v.column3, updated_at = ?
