@@ -33,7 +33,8 @@ type runWriter func(ctx context.Context, runs []store.Run) (lost map[int]bool, e
 //  2. the messages, recorded (one InsertMessages);
 //  3. the message bundles and the status changes, published (one
 //     PublishAll: a run's bundle and its status change are on different
-//     streams, so their order between each other does not matter);
+//     streams, so their order between each other does not matter; the
+//     bundles of an unpaced channel share messages, appendOutbound);
 //  4. the runs' new states, stored by write (version-checked updates, or
 //     the inserts of runs that did not exist yet).
 //
@@ -64,6 +65,7 @@ func (o *Orchestrator) commit(ctx context.Context, ps []pending, write runWriter
 
 	var recs []store.Message
 	evs := make([]bus.Outgoing, 0, 2*len(ps))
+	var bundles []outBundle
 	for i := range ps {
 		p := &ps[i]
 		if len(p.sl.sends) == 0 {
@@ -73,11 +75,12 @@ func (o *Orchestrator) commit(ctx context.Context, ps []pending, write runWriter
 		if recs, err = messageRecords(recs, p.run, p.contact, p.sl.sends, p.sl.lane, now); err != nil {
 			return nil, err
 		}
-		ev, err := outboundEvent(p.run, p.contact, p.sl.sends, p.sl.lane)
-		if err != nil {
-			return nil, err
-		}
-		evs = append(evs, bus.Outgoing{Subject: events.OutboundSubject(p.run.Channel, p.run.BotID, p.sl.lane), Event: ev})
+		bundles = append(bundles, outBundle{subject: events.OutboundSubject(p.run.Channel, p.run.BotID, p.sl.lane),
+			out: outboundBundle(p.run, p.contact, p.sl.sends, p.sl.lane)})
+	}
+	evs, err := appendOutbound(evs, bundles)
+	if err != nil {
+		return nil, err
 	}
 	if len(recs) > 0 {
 		if err := o.store.InsertMessages(ctx, recs); err != nil {

@@ -370,19 +370,15 @@ func messageRecords(recs []store.Message, run store.Run, contact store.Contact, 
 	return recs, nil
 }
 
-// outboundEvent is the bundle of a run's messages for its channel worker;
-// its id names the first message, so a replay is dropped by JetStream.
-func outboundEvent(run store.Run, contact store.Contact, sends []events.OutboundMessage, lane string) (cloudevents.Event, error) {
-	out := events.Outbound{
+// outboundBundle is the bundle of a run's messages for its channel worker
+// (published by appendOutbound, under ids that name its messages, so a
+// replay is dropped by JetStream).
+func outboundBundle(run store.Run, contact store.Contact, sends []events.OutboundMessage, lane string) events.Outbound {
+	return events.Outbound{
 		BotID: run.BotID, RunID: run.ID, TriggerID: run.TriggerID, ContactID: contact.ID,
 		Channel: run.Channel, To: contact.ExternalID, Messages: sends,
 		LastInboundAt: contact.LastInboundAt, Lane: lane,
 	}
-	ev, err := bus.NewEvent("out:"+sends[0].ID, events.TypeOutbound, contact.ID, out)
-	if err != nil {
-		return ev, bus.Permanent(err)
-	}
-	return ev, nil
 }
 
 // statusEvent is a run's status change number seq; its id names the

@@ -144,6 +144,30 @@ func (u *unit) streamIDs(stream string) []string {
 	return ids
 }
 
+// bundleIDs lists the ids of the bundles the outbound stream holds (each
+// bundle's id alone, events.OutboundID, whether alone or in a batch), in
+// stream order.
+func (u *unit) bundleIDs() []string {
+	u.t.Helper()
+	s, err := u.bus.JetStream().Stream(u.ctx, bus.StreamOutbound)
+	require.NoError(u.t, err)
+	info, err := s.Info(u.ctx)
+	require.NoError(u.t, err)
+	var ids []string
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(u.ctx, seq)
+		require.NoError(u.t, err)
+		e, err := bus.FromMsg(m.Header, m.Data)
+		require.NoError(u.t, err)
+		bundles, err := events.Bundles(e.Type(), e.Data())
+		require.NoError(u.t, err)
+		for _, b := range bundles {
+			ids = append(ids, events.OutboundID(b))
+		}
+	}
+	return ids
+}
+
 func (u *unit) messages(runID string) []store.Message {
 	u.t.Helper()
 	var out []store.Message

@@ -20,6 +20,9 @@ type Message struct {
 	// Delivered counts deliveries of this message, 1 for the first.
 	Delivered uint64
 	raw       jetstream.Msg
+	// consumer and metric name the consumer that delivered it (its
+	// durable, and its name in metrics), for DeadLetterPart.
+	consumer, metric string
 }
 
 // InProgress tells JetStream the handler is still working (resets AckWait).
@@ -251,6 +254,7 @@ func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, maxDeliver int, h H
 		_ = raw.Ack()
 		return
 	}
+	m.consumer, m.metric = spec.Durable, spec.metricName()
 	if err == nil {
 		err = safeCall(ctx, h, m)
 	} else {

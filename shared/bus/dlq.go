@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -199,5 +201,32 @@ func (b *Bus) deleteDeadLetter(ctx context.Context, seq uint64) error {
 		}
 		return fmt.Errorf("%w: delete dead letter %d: %v", ErrUnavailable, seq, err)
 	}
+	return nil
+}
+
+// DeadLetterPart dead-letters one part of a consumed message, as an event
+// of its own (a bundle of an outbound batch, whose other bundles went on):
+// what the consumer does with a whole message that failed permanently,
+// with the same headers (the reason, the subject and the consumer it came
+// from), so that it is listed, replayed and purged like any dead letter.
+// Its id names the part's event: dead-lettering it twice keeps one.
+func (b *Bus) DeadLetterPart(ctx context.Context, from Message, e cloudevents.Event, reason error) error {
+	if e.Source() == "" {
+		setSource(&e, b.source)
+	}
+	if err := validate(e); err != nil {
+		return fmt.Errorf("bus: invalid event: %w", err)
+	}
+	msg := toMsg("flowgate.dlq."+from.Subject, e, "")
+	msg.Header.Set(HeaderDLQReason, truncate(reason.Error(), 1024))
+	msg.Header.Set(HeaderDLQSubject, from.Subject)
+	msg.Header.Set(HeaderDLQConsumer, from.consumer)
+	pctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	if _, err := b.js.PublishMsg(pctx, msg, jetstream.WithMsgID(MsgID("dlq:"+e.ID()))); err != nil {
+		return fmt.Errorf("%w: dead-letter publish: %v", ErrUnavailable, err)
+	}
+	deadLettered.WithLabelValues(cmp.Or(from.metric, from.consumer)).Inc()
+	b.log.Warn("part of a message dead-lettered", "consumer", from.consumer, "subject", from.Subject, "id", e.ID(), "reason", reason.Error())
 	return nil
 }

@@ -36,6 +36,10 @@ var (
 		Name: "flowgate_channel_lanes_consumed",
 		Help: "Outbound lanes (bot x lane) this worker process is consuming, by channel.",
 	}, []string{"channel"})
+	handedOn = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_channel_batch_bundles_handed_on_total",
+		Help: "Bundles of an outbound batch message whose send failed, handed on alone (fate: dead_letter after a permanent failure, retry after any other), by channel.",
+	}, []string{"channel", "fate"})
 	farWaits = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "flowgate_channel_far_slot_waits_total",
 		Help: "Times a bundle kept waiting in its handler for a pacing slot beyond the pacer's MaxWait (instead of being redelivered), by channel.",

@@ -2,7 +2,6 @@ package channel
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +23,8 @@ type Bus interface {
 	// SubjectCounts lists the outbound lanes that hold messages.
 	SubjectCounts(ctx context.Context, stream, filter string) (map[string]uint64, error)
 	DeleteConsumer(ctx context.Context, stream, durable string) error
+	// DeadLetterPart dead-letters one bundle of a batch message.
+	DeadLetterPart(ctx context.Context, from bus.Message, e cloudevents.Event, reason error) error
 }
 
 // Store is what the runner needs of the store: the bot's credentials and
@@ -275,10 +276,18 @@ func (r *Runner) Handle(ctx context.Context, m bus.Message) error {
 }
 
 func (r *Runner) handle(ctx context.Context, m bus.Message, laneName string) error {
-	var out events.Outbound
-	if err := json.Unmarshal(m.Event.Data(), &out); err != nil {
+	bundles, err := events.Bundles(m.Event.Type(), m.Event.Data())
+	if err != nil {
 		return bus.Permanent(fmt.Errorf("outbound payload: %w", err))
 	}
+	if m.Event.Type() == events.TypeOutboundBatch {
+		return r.deliverBatch(ctx, m, bundles, laneName)
+	}
+	return r.deliver(ctx, m, bundles[0], laneName)
+}
+
+// deliver sends one bundle, carried by m (alone, or in a batch).
+func (r *Runner) deliver(ctx context.Context, m bus.Message, out events.Outbound, laneName string) error {
 	if laneName == "" {
 		laneName = out.Lane
 	}

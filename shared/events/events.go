@@ -15,10 +15,13 @@ const (
 	// message (TriggerBatch): the ingress's group commit.
 	TypeTriggerBatch = "dev.flowgate.trigger.batch"
 	TypeOutbound     = "dev.flowgate.outbound"
-	TypeInbound      = "dev.flowgate.inbound.message"
-	TypeDelivery     = "dev.flowgate.message.status"
-	TypeRunStatus    = "dev.flowgate.run.status"
-	TypeRunCommand   = "dev.flowgate.run.command"
+	// TypeOutboundBatch carries several runs' bundles of one outbound
+	// subject in one message (OutboundBatch).
+	TypeOutboundBatch = "dev.flowgate.outbound.batch"
+	TypeInbound       = "dev.flowgate.inbound.message"
+	TypeDelivery      = "dev.flowgate.message.status"
+	TypeRunStatus     = "dev.flowgate.run.status"
+	TypeRunCommand    = "dev.flowgate.run.command"
 )
 
 // Subject prefixes. A full subject appends the bot id (and channel where
@@ -204,6 +207,34 @@ type Outbound struct {
 	// Lane is the delivery lane the bundle was published in (LaneHigh or
 	// LaneBulk; "" before lanes existed: high).
 	Lane string `json:"lane,omitempty"`
+}
+
+// OutboundID is the id of a bundle's message of its own: its first
+// message's (each message's id names its run and sequence).
+func OutboundID(out Outbound) string { return "out:" + out.Messages[0].ID }
+
+// Bundles decodes the bundles of an outbound message of type typ: its own
+// (TypeOutbound) or those it carries (TypeOutboundBatch).
+func Bundles(typ string, data []byte) ([]Outbound, error) {
+	if typ == TypeOutboundBatch {
+		var b OutboundBatch
+		err := json.Unmarshal(data, &b)
+		return b.Bundles, err
+	}
+	var out Outbound
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, err
+	}
+	return []Outbound{out}, nil
+}
+
+// OutboundBatch is the payload of a TypeOutboundBatch message: bundles of
+// one bot's lane on one channel, each for another contact, published
+// together by one commit of the orchestrator. A channel worker handles
+// each bundle as it would a message of its own; the message's id names
+// the bundles it carries.
+type OutboundBatch struct {
+	Bundles []Outbound `json:"bundles"`
 }
 
 // Inbound is a message a user sent to a bot.
