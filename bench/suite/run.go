@@ -275,6 +275,8 @@ func run(ctx context.Context, o options) error {
 			len(msgs), first.Sub(rep.ingress.samples[0].at).Seconds(), last.Sub(rep.ingress.samples[0].at).Seconds())
 	}
 	seen := len(msgs)
+	logStoreTimes("orchestrator", orchAddr)
+	logStoreTimes("channel-sandbox", chanAddr)
 
 	// End-to-end latency at a fixed arrival rate, below saturation.
 	log.Printf("end to end at %.0f/s", o.e2eRate)
