@@ -13,6 +13,7 @@ import (
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/orchestrator/flow"
@@ -128,17 +129,26 @@ func (u *unit) reply(user, id, text string) bus.Message {
 		From: user, ProviderMessageID: id, Text: text, ReceivedAt: time.Now().UTC()})
 }
 
-// streamIDs returns the ids of the events a stream holds, in order.
-func (u *unit) streamIDs(stream string) []string {
+// streamMsgs returns the messages a stream holds, in order.
+func (u *unit) streamMsgs(stream string) []*jetstream.RawStreamMsg {
 	u.t.Helper()
 	s, err := u.bus.JetStream().Stream(u.ctx, stream)
 	require.NoError(u.t, err)
 	info, err := s.Info(u.ctx)
 	require.NoError(u.t, err)
-	var ids []string
+	var msgs []*jetstream.RawStreamMsg
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
 		m, err := s.GetMsg(u.ctx, seq)
 		require.NoError(u.t, err)
+		msgs = append(msgs, m)
+	}
+	return msgs
+}
+
+// streamIDs returns the ids of the events a stream holds, in order.
+func (u *unit) streamIDs(stream string) []string {
+	var ids []string
+	for _, m := range u.streamMsgs(stream) {
 		ids = append(ids, m.Header.Get("Nats-Msg-Id"))
 	}
 	return ids
@@ -149,14 +159,8 @@ func (u *unit) streamIDs(stream string) []string {
 // stream order.
 func (u *unit) bundleIDs() []string {
 	u.t.Helper()
-	s, err := u.bus.JetStream().Stream(u.ctx, bus.StreamOutbound)
-	require.NoError(u.t, err)
-	info, err := s.Info(u.ctx)
-	require.NoError(u.t, err)
 	var ids []string
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(u.ctx, seq)
-		require.NoError(u.t, err)
+	for _, m := range u.streamMsgs(bus.StreamOutbound) {
 		e, err := bus.FromMsg(m.Header, m.Data)
 		require.NoError(u.t, err)
 		bundles, err := events.Bundles(e.Type(), e.Data())

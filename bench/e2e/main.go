@@ -354,21 +354,9 @@ func handlerStats() {
 				}
 				fmt.Fprintf(os.Stderr, "%s %v: %.0f\n", mf.GetName(), labels, m.GetCounter().GetValue())
 			}
-			continue
 		}
-		if mf.GetName() != "flowgate_bus_handle_duration_seconds" && mf.GetName() != "flowgate_store_operation_duration_seconds" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			h := m.GetHistogram()
-			if h.GetSampleCount() == 0 {
-				continue
-			}
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, l.GetValue())
-			}
-			fmt.Fprintf(os.Stderr, "%s %v: n=%d mean=%.2fms\n", mf.GetName(), labels, h.GetSampleCount(), 1000*h.GetSampleSum()/float64(h.GetSampleCount()))
-		}
+	}
+	for _, l := range benchenv.HistogramMeans(mfs, "flowgate_bus_handle_duration_seconds", "flowgate_store_operation_duration_seconds") {
+		fmt.Fprintln(os.Stderr, l)
 	}
 }

@@ -1,14 +1,15 @@
 package main
 
 import (
-	"fmt"
 	"log"
 	"net/http"
 	"sort"
-	"strings"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/flowgate/flowgate/bench/internal/benchenv"
 )
 
 // logStoreTimes logs, for one process, its store operations and its
@@ -28,25 +29,11 @@ func logStoreTimes(name, addr string) {
 		log.Printf("%s: metrics: %v", name, err)
 		return
 	}
-	var lines []string
-	for _, fam := range []string{"flowgate_store_operation_duration_seconds", "flowgate_bus_handle_duration_seconds"} {
-		mf, ok := mfs[fam]
-		if !ok {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			h := m.GetHistogram()
-			if h.GetSampleCount() == 0 {
-				continue
-			}
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, l.GetValue())
-			}
-			lines = append(lines, fmt.Sprintf("%s{%s}: n=%d mean=%.2f ms", strings.TrimPrefix(fam, "flowgate_"), strings.Join(labels, ","),
-				h.GetSampleCount(), 1000*h.GetSampleSum()/float64(h.GetSampleCount())))
-		}
+	var fams []*dto.MetricFamily
+	for _, mf := range mfs {
+		fams = append(fams, mf)
 	}
+	lines := benchenv.HistogramMeans(fams, "flowgate_store_operation_duration_seconds", "flowgate_bus_handle_duration_seconds")
 	sort.Strings(lines)
 	for _, l := range lines {
 		log.Printf("%s: %s", name, l)

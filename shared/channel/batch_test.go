@@ -16,6 +16,7 @@ import (
 	"github.com/flowgate/flowgate/shared/channel/sandbox"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
+	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
 
 // pickySender sends through the sandbox, except to "blocked" (a permanent
@@ -49,11 +50,7 @@ func (p *pickySender) tries(to string) int {
 
 // batchFixture is a bot, a trigger and a bundle of two messages for each
 // recipient, stored as the orchestrator stores them.
-func batchFixture(t *testing.T, ctx context.Context, st interface {
-	CreateBot(context.Context, store.Bot) error
-	CreateTrigger(context.Context, store.Trigger) (store.Trigger, bool, error)
-	InsertMessages(context.Context, []store.Message) error
-}, recipients ...string) []events.Outbound {
+func batchFixture(t *testing.T, ctx context.Context, st *sqlite.Store, recipients ...string) []events.Outbound {
 	t.Helper()
 	now := time.Now().UTC()
 	require.NoError(t, st.CreateBot(ctx, store.Bot{ID: "acme", Name: "Acme"}))
@@ -107,15 +104,6 @@ func TestBatchMessageDeliversEachBundleOnce(t *testing.T) {
 		_, err = b.Publish(ctx, subject, ev)
 		require.NoError(t, err)
 	}
-	transcript := func(to string) []string {
-		ms, err := st.ListSandbox(ctx, "acme", to, 0, 100)
-		require.NoError(t, err)
-		var ids []string
-		for _, m := range ms {
-			ids = append(ids, m.MessageID)
-		}
-		return ids
-	}
 	sent := func() int64 {
 		tr, err := st.GetTrigger(ctx, "acme", "tr1")
 		require.NoError(t, err)
@@ -126,7 +114,7 @@ func TestBatchMessageDeliversEachBundleOnce(t *testing.T) {
 	publish("outs:replayed")
 	time.Sleep(300 * time.Millisecond)
 	for _, to := range recipients {
-		require.Equal(t, []string{"run-" + to + ":1", "run-" + to + ":2"}, transcript(to), "each message once, in order, for %s", to)
+		require.Equal(t, []string{"run-" + to + ":1", "run-" + to + ":2"}, transcriptIDs(t, st, to), "each message once, in order, for %s", to)
 	}
 	require.EqualValues(t, 10, sent(), "each message counted once")
 	for _, out := range bundles {
@@ -181,11 +169,7 @@ func TestBatchMessageHandsOnTheBundlesThatFailed(t *testing.T) {
 	_, err = b.Publish(ctx, subject, ev)
 	require.NoError(t, err)
 
-	delivered := func(to string) int {
-		ms, err := st.ListSandbox(ctx, "acme", to, 0, 100)
-		require.NoError(t, err)
-		return len(ms)
-	}
+	delivered := func(to string) int { return len(transcriptIDs(t, st, to)) }
 	require.Eventually(t, func() bool {
 		return delivered("u1") == 2 && delivered("u2") == 2 && delivered("flaky") == 2
 	}, 10*time.Second, 10*time.Millisecond)

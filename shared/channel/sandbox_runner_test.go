@@ -28,6 +28,19 @@ func busAndStore(t *testing.T) (*bus.Bus, *sqlite.Store, *slog.Logger) {
 	return b, sqlitetest.Open(t), log
 }
 
+// transcriptIDs lists the ids of the messages bot acme's sandbox
+// transcript holds for recipient to, in order.
+func transcriptIDs(t *testing.T, st *sqlite.Store, to string) []string {
+	t.Helper()
+	ms, err := st.ListSandbox(context.Background(), "acme", to, 0, 100)
+	require.NoError(t, err)
+	var ids []string
+	for _, m := range ms {
+		ids = append(ids, m.MessageID)
+	}
+	return ids
+}
+
 // The sandbox takes a bundle in one write and records it with MarkSent:
 // every message once in the transcript, in order, counted once on the
 // trigger — also when the same bundle arrives again as another stream
@@ -70,15 +83,7 @@ func TestSandboxBundleIsDeliveredAndCountedOnce(t *testing.T) {
 		_, err = b.Publish(ctx, events.SubjectOutbound+".sandbox.acme", ev)
 		require.NoError(t, err)
 	}
-	transcript := func() []string {
-		ms, err := st.ListSandbox(ctx, "acme", "u1", 0, 100)
-		require.NoError(t, err)
-		var ids []string
-		for _, m := range ms {
-			ids = append(ids, m.MessageID)
-		}
-		return ids
-	}
+	transcript := func() []string { return transcriptIDs(t, st, "u1") }
 	sent := func() int64 {
 		tr, err := st.GetTrigger(ctx, "acme", "tr1")
 		require.NoError(t, err)

@@ -10,8 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 
 	"github.com/nats-io/nats.go"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/store/sqlite"
@@ -100,4 +102,29 @@ func WriteProfile(name, path string) error {
 	}
 	defer f.Close()
 	return pprof.Lookup(name).WriteTo(f, 0)
+}
+
+// HistogramMeans describes each series of the named histogram families:
+// its labels' values, its count and its mean in milliseconds, one line
+// each, for series with samples.
+func HistogramMeans(mfs []*dto.MetricFamily, names ...string) []string {
+	var lines []string
+	for _, mf := range mfs {
+		if !slices.Contains(names, mf.GetName()) {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			h := m.GetHistogram()
+			if h.GetSampleCount() == 0 {
+				continue
+			}
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetValue())
+			}
+			lines = append(lines, fmt.Sprintf("%s %v: n=%d mean=%.2fms", mf.GetName(), labels, h.GetSampleCount(),
+				1000*h.GetSampleSum()/float64(h.GetSampleCount())))
+		}
+	}
+	return lines
 }
