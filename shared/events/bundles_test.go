@@ -42,7 +42,7 @@ func TestBundles(t *testing.T) {
 }
 
 // FuzzBundles: any payload either fails to decode or decodes to bundles
-// that encode and decode to themselves; it never panics.
+// that encode again and decode to as many bundles; it never panics.
 func FuzzBundles(f *testing.F) {
 	one, _ := json.Marshal(bundle("r1"))
 	batch, _ := json.Marshal(events.OutboundBatch{Bundles: []events.Outbound{bundle("r1"), bundle("r2")}})
