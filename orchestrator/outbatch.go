@@ -29,8 +29,10 @@ type outBundle struct {
 // what it fetches in messages by that pace. Only with idempotent sends: a
 // bundle the worker handed on alone (channel.Runner's handOn) may be
 // handled twice side by side. Only in the high lane, the one of one-user
-// triggers started together (the dispatch path): the bulk lane's
-// back-pressure and fairness count its messages as bundles (lanes.go).
+// triggers started together (the dispatch path) this is for: a
+// broadcast's bulk lane keeps one message per bundle, as the bulk lane's
+// back-pressure (lanes.go, on paced channels) and the broadcast tests
+// count them; sharing there is not done.
 func batchesBundles(channel, lane string) bool {
 	if lane != events.LaneHigh {
 		return false
