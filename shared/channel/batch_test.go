@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +27,8 @@ type pickySender struct {
 	mu         sync.Mutex
 	flakyFails int
 	attempts   map[string]int // by recipient
+	// unblocked: "blocked" has unblocked the bot, its sends go.
+	unblocked atomic.Bool
 }
 
 func (p *pickySender) Send(ctx context.Context, bot store.Bot, out events.Outbound, msg events.OutboundMessage) (channel.Result, error) {
@@ -34,7 +37,7 @@ func (p *pickySender) Send(ctx context.Context, bot store.Bot, out events.Outbou
 	n := p.attempts[out.To]
 	p.mu.Unlock()
 	switch {
-	case out.To == "blocked":
+	case out.To == "blocked" && !p.unblocked.Load():
 		return channel.Result{}, &channel.PermanentError{Code: "131026", Reason: "receiver is incapable of receiving this message", Unreachable: true}
 	case out.To == "flaky" && n <= p.flakyFails:
 		return channel.Result{}, errors.New("provider: 500 internal error")
@@ -212,6 +215,15 @@ func TestBatchMessageHandsOnTheBundlesThatFailed(t *testing.T) {
 	queued, err := b.Queued(ctx, bus.StreamOutbound, subject)
 	require.NoError(t, err)
 	require.Zero(t, queued, "the batch and the bundle handed on were acknowledged")
+
+	// The dead letter is replayed as any other: the bundle alone goes back
+	// to its lane and is sent (here its messages were never recorded as
+	// failed, as no orchestrator consumed the reports).
+	sender.unblocked.Store(true)
+	_, _, err = b.Replay(ctx, letters[0].Seq)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return delivered("blocked") == 2 }, 10*time.Second, 10*time.Millisecond)
+	require.Equal(t, []string{"run-blocked:1", "run-blocked:2"}, transcriptIDs(t, st, "blocked"))
 	cancel()
 	require.NoError(t, <-done)
 }
