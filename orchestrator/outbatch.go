@@ -62,7 +62,7 @@ func appendOutbound(evs []bus.Outgoing, bs []outBundle) ([]bus.Outgoing, error) 
 			batches[b.subject] = batched
 		}
 		if !batched {
-			ev, err := singleOutbound(b.out)
+			ev, err := bus.OutboundEvent(b.out)
 			if err != nil {
 				return nil, err
 			}
@@ -91,9 +91,9 @@ func appendOutbound(evs []bus.Outgoing, bs []outBundle) ([]bus.Outgoing, error) 
 
 // outboundMessage is one outbound message carrying bundles: the bundle's
 // own message when alone, else a batch.
-func outboundMessage(bundles []events.Outbound) (ev cloudevents.Event, err error) {
+func outboundMessage(bundles []events.Outbound) (cloudevents.Event, error) {
 	if len(bundles) == 1 {
-		return singleOutbound(bundles[0])
+		return bus.OutboundEvent(bundles[0])
 	}
 	h := sha256.New()
 	for _, b := range bundles {
@@ -101,16 +101,7 @@ func outboundMessage(bundles []events.Outbound) (ev cloudevents.Event, err error
 		h.Write([]byte{'\n'})
 	}
 	id := "outs:" + hex.EncodeToString(h.Sum(nil)[:20])
-	ev, err = bus.NewEvent(id, events.TypeOutboundBatch, bundles[0].ContactID, events.OutboundBatch{Bundles: bundles})
-	if err != nil {
-		return ev, bus.Permanent(err)
-	}
-	return ev, nil
-}
-
-// singleOutbound is a bundle's message of its own.
-func singleOutbound(out events.Outbound) (cloudevents.Event, error) {
-	ev, err := bus.NewEvent(events.OutboundID(out), events.TypeOutbound, out.ContactID, out)
+	ev, err := bus.NewEvent(id, events.TypeOutboundBatch, bundles[0].ContactID, events.OutboundBatch{Bundles: bundles})
 	if err != nil {
 		return ev, bus.Permanent(err)
 	}

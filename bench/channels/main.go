@@ -256,7 +256,7 @@ func enqueue(ctx context.Context, b *bus.Bus, st store.Store, n int, now time.Ti
 				out := events.Outbound{BotID: "bench", RunID: fmt.Sprintf("run-%07d", i), ContactID: fmt.Sprintf("c%07d", i),
 					Channel: events.ChannelWhatsApp, To: fmt.Sprintf("+3460%07d", i), LastInboundAt: &last,
 					Messages: []events.OutboundMessage{{ID: fmt.Sprintf("run-%07d:1", i), Seq: 1, Content: c}}}
-				ev, err := bus.NewEvent("out:"+out.Messages[0].ID, events.TypeOutbound, out.ContactID, out)
+				ev, err := bus.OutboundEvent(out)
 				if err == nil {
 					_, err = b.Publish(ctx, events.OutboundSubject(events.ChannelWhatsApp, "bench", events.LaneBulk), ev)
 				}

@@ -17,6 +17,8 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flowgate/flowgate/shared/events"
 )
 
 // CloudEvents binary-mode header names on NATS (lower case, per the
@@ -109,6 +111,19 @@ func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) 
 		publishErrors.WithLabelValues(streamOf(subject)).Inc()
 		return PublishResult{}, classifyPublishError(context.DeadlineExceeded)
 	}
+}
+
+// OutboundEvent is the message of a bundle alone, as a channel worker
+// takes it: its id names the bundle's first message
+// (events.OutboundID), so publishing the same bundle twice keeps one. The
+// orchestrator publishes bundles so; a channel worker hands on a bundle of
+// a batch so.
+func OutboundEvent(out events.Outbound) (cloudevents.Event, error) {
+	ev, err := NewEvent(events.OutboundID(out), events.TypeOutbound, out.ContactID, out)
+	if err != nil {
+		return ev, Permanent(err)
+	}
+	return ev, nil
 }
 
 // MsgID is the Nats-Msg-Id of the event with id eventID: 22 characters

@@ -52,9 +52,9 @@ func (r *Runner) deliverBatch(ctx context.Context, m bus.Message, bundles []even
 // transient failure) take over. Its id is the one the orchestrator gives a
 // bundle alone, so doing this twice keeps one.
 func (r *Runner) handOn(ctx context.Context, m bus.Message, out events.Outbound, cause error) error {
-	ev, err := bus.NewEvent(events.OutboundID(out), events.TypeOutbound, out.ContactID, out)
+	ev, err := bus.OutboundEvent(out)
 	if err != nil {
-		return bus.Permanent(err)
+		return err
 	}
 	ev.SetTime(m.Event.Time()) // its queueing time stays the batch's
 	if perm := (*bus.PermanentError)(nil); errors.As(cause, &perm) {
