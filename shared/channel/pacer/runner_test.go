@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -47,6 +47,14 @@ func newTransport() *countingTransport {
 	return &countingTransport{base: t}
 }
 
+// testWriter writes a log line to the test's log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
+}
+
 // workers is a real deployment in miniature: embedded NATS, the SQLite
 // store, and replicas of one channel worker (each its own NATS connection,
 // pacer and sender) sharing the durable consumer and the pacing bucket.
@@ -81,8 +89,11 @@ func (w *workers) runWith(rcfg channel.RunnerConfig, pcfg pacer.Config, sender f
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	w.t.Cleanup(func() { cancel(); wg.Wait() })
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for i, b := range w.buses {
+		// Warnings reach the test's log, marked with the replica: a replica
+		// that did not take part says why (the runners stop before the test
+		// ends, so nothing logs after it).
+		quiet := slog.New(slog.NewTextHandler(testWriter{w.t}, &slog.HandlerOptions{Level: slog.LevelWarn})).With("replica", i)
 		pc := pcfg
 		pc.Logger = quiet
 		p, err := pacer.New(ctx, b.JetStream(), pc)
