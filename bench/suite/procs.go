@@ -42,6 +42,9 @@ func start(dir, name string, env []string, bin string, args ...string) (*proc, e
 	return p, nil
 }
 
+// pid is the process's id.
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
 func (p *proc) stop() {
 	select {
 	case err := <-p.done:

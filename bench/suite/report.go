@@ -78,7 +78,7 @@ func writeReport(rep *report, o options) error {
 	fmt.Fprintln(&b)
 	fmt.Fprintln(&b, "| what | accepted | rate | p50 ms | p90 ms | p99 ms | max ms |")
 	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|")
-	for _, r := range []result{rep.gin, rep.rawDefault, rep.rawAlways, rep.ingressDefault, rep.ingress} {
+	for _, r := range []result{rep.gin, rep.rawDefault, rep.rawAlways, rep.ingressDefault, rep.ingressAlone, rep.ingress} {
 		fmt.Fprintln(&b, row(r))
 	}
 	fmt.Fprintln(&b)
@@ -87,9 +87,12 @@ func writeReport(rep *report, o options) error {
 	if rep.ingress.note != "" {
 		fmt.Fprintf(&b, "\nIngress errors: %s\n", rep.ingress.note)
 	}
+	fmt.Fprintf(&b, "The ingress alone (its own NATS with `sync_interval: %s`, nothing consuming, nothing else running) accepted %.2f of the raw publish.\n",
+		rep.syncSetting, rep.ingressAlone.rate()/rep.rawAlways.rate())
 	fmt.Fprintf(&b, "\nPipeline drain against the same raw publish: %.2f (the orchestrator and the sandbox worker, %.0f runs/s).\n",
 		rep.pipelineRate/rep.rawAlways.rate(), rep.pipelineRate)
 	fmt.Fprintf(&b, "\n%s\n", relayLine(rep.relay, rep.rawAlways, rep.pipelineRate, "raw publish"))
+	writeCPU(&b, rep)
 	fmt.Fprintln(&b)
 	fmt.Fprintln(&b, "### Three-node NATS cluster, R3 streams")
 	fmt.Fprintln(&b)
@@ -257,4 +260,37 @@ func relayLine(r relayResult, raw result, pipeline float64, rawName string) stri
 		"one bundle-sized message published to a second work-queue stream, both double-acked, %d at a time on each side; "+
 		"`relayFloor` in `bench/suite/relay.go`): %.0f runs/s, %.2f of the %s. "+
 		"The pipeline drain is %.2f of this floor.", r.n, r.workers, r.rate, r.rate/raw.rate(), rawName, pipeline/r.rate)
+}
+
+// writeCPU writes the CPU each phase cost per unit of work, by process
+// (/proc/PID/stat before and after the phase), and what the machine's
+// cores would allow at that cost.
+func writeCPU(b *strings.Builder, rep *report) {
+	cols := []string{"load generator", "gin", "nats-server", "ingress", "orchestrator", "sandbox worker"}
+	fmt.Fprintln(b)
+	fmt.Fprintln(b, "#### CPU per unit of work, by process")
+	fmt.Fprintln(b)
+	fmt.Fprintln(b, "User and system CPU time of each process over the phase (`/proc/PID/stat`, 10 ms ticks), divided by the work done; µs per unit. \"Busy\" is the share of all cores in use on the machine over the phase (`/proc/stat`). The last column is the rate the cores would allow if these processes had all of them at the same cost per unit: cores ÷ total.")
+	fmt.Fprintln(b)
+	fmt.Fprintf(b, "| phase | work | %s | total µs | busy | cores ÷ total |\n", strings.Join(cols, " | "))
+	fmt.Fprintf(b, "|---|---|%s---|---|---|\n", strings.Repeat("---|", len(cols)))
+	for _, p := range []struct {
+		what string
+		u    cpuUse
+	}{
+		{"bare gin handler → 202", rep.ginCPU},
+		{"raw JetStream publish, sync_interval: always", rep.rawCPU},
+		{"ingress alone, NATS default sync", rep.defaultCPU},
+		{"ingress alone, sync_interval: always", rep.aloneCPU},
+		{"pipeline: accept phase (orchestrator and worker draining meanwhile)", rep.ingressCPU},
+		{"pipeline: accept and drain, trigger → message stored", rep.drainCPU},
+	} {
+		if p.u.n > 0 {
+			fmt.Fprintln(b, cpuLine(p.what, p.u, cols))
+		}
+	}
+	if raw := rep.rawAlways.rate(); raw > 0 && rep.aloneCPU.n > 0 && rep.drainCPU.n > 0 {
+		fmt.Fprintf(b, "\nAt the ingress alone's cost per trigger (fsynced NATS), the cores allow at most %.0f triggers/s, %.2f of the raw fsynced publish (issue #16's target: 2.0). The whole pipeline, accept to message stored, costs %.0f µs per run: the cores allow at most %.0f runs/s, %.2f of the raw publish (the drain target: 1.0).\n",
+			rep.aloneCPU.bound(), rep.aloneCPU.bound()/raw, float64(rep.drainCPU.total())/float64(time.Microsecond), rep.drainCPU.bound(), rep.drainCPU.bound()/raw)
+	}
 }

@@ -29,6 +29,11 @@ type report struct {
 	started                    time.Time
 	gin, rawAlways, rawDefault result
 	ingress, ingressDefault    result
+	// ingressAlone: the ingress on its own fsynced NATS, nothing consuming.
+	ingressAlone result
+	// CPU per unit of work, by process, of the phases above and of the
+	// pipeline's drain (cpu.go).
+	ginCPU, rawCPU, aloneCPU, defaultCPU, ingressCPU, drainCPU cpuUse
 	e2e                        result
 	pipelineRate               float64
 	pipelineNote               string
@@ -76,43 +81,44 @@ func run(ctx context.Context, o options) error {
 			procs[i].stop()
 		}
 	}()
-	startNATS := func(name, syncInterval string) (string, error) {
+	startNATS := func(name, syncInterval string) (string, *proc, error) {
 		addr, err := freeAddr()
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		host, port, _ := strings.Cut(addr, ":")
 		conf := fmt.Sprintf("server_name: %s\nlisten: %s:%s\nmax_payload: 8MB\njetstream {\n  store_dir: %q\n  sync_interval: %s\n}\n",
 			name, host, port, filepath.Join(tmp, name), syncInterval)
 		path := filepath.Join(tmp, name+".conf")
 		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-			return "", err
+			return "", nil, err
 		}
 		p, err := start(tmp, name, nil, natsServer, "-c", path)
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		procs = append(procs, p)
 		u := "nats://" + addr
 		for i := 0; i < 100; i++ {
 			if nc, err := nats.Connect(u); err == nil {
 				nc.Close()
-				return u, nil
+				return u, p, nil
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		return "", fmt.Errorf("%s did not start", name)
+		return "", nil, fmt.Errorf("%s did not start", name)
 	}
 	// The deployment's setting (deploy/nats/nats.conf) and NATS's default.
 	rep.syncSetting = "always"
-	natsURL, err := startNATS("nats-always", "always")
+	natsURL, natsProc, err := startNATS("nats-always", "always")
 	if err != nil {
 		return err
 	}
-	natsDefaultURL, err := startNATS("nats-default", "2m")
+	natsDefaultURL, natsDefProc, err := startNATS("nats-default", "2m")
 	if err != nil {
 		return err
 	}
+	loadgen := cpuProc{name: "load generator"}
 
 	// Baseline 1: a bare gin handler answering 202, in its own process.
 	ginAddr, _ := freeAddr()
@@ -129,10 +135,12 @@ func run(ctx context.Context, o options) error {
 		return []byte(fmt.Sprintf(`{"from":"+1555%07d","name":"User %d","plan":"pro"}`, i, i))
 	}
 	log.Printf("baseline: bare gin 202")
+	meter := startCPU(loadgen, cpuProc{"gin", gp.pid()})
 	rep.gin = closedLoop(ctx, "bare gin handler → 202", o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
 		lat, ok, _ := post("http://"+ginAddr+"/v1/bots/bench/dispatch/BENCH", "", body(i), http.StatusAccepted)
 		return lat, ok
 	})
+	rep.ginCPU = meter.stop(rep.gin.okCount(), "requests")
 	gp.stop()
 
 	// Baseline 2: raw JetStream publishes of a trigger-sized message with a
@@ -165,14 +173,62 @@ func run(ctx context.Context, o options) error {
 		}), nil
 	}
 	log.Printf("baseline: raw JetStream publish")
+	meter = startCPU(loadgen, cpuProc{"nats-server", natsProc.pid()})
 	if rep.rawAlways, err = rawPublish(natsURL, "raw JetStream publish, sync_interval: always", 1); err != nil {
 		return err
 	}
+	rep.rawCPU = meter.stop(rep.rawAlways.okCount(), "publishes")
 	if rep.rawDefault, err = rawPublish(natsDefaultURL, "raw JetStream publish, default sync (2 min)", 1); err != nil {
 		return err
 	}
 	log.Printf("baseline: JetStream relay floor")
 	rep.relay = relayFloor(ctx, natsURL, 1, o.relay, o.concurrency)
+
+	baseEnv := []string{"FLOWGATE_ADMIN_KEY=" + adminKey, "FLOWGATE_LOG_LEVEL=warn"}
+
+	// The ingress alone: a process of its own, with its own data directory
+	// and NATS, nothing consuming (triggers only accumulate), and nothing
+	// else running, so that its rate and CPU compare with the raw publish's
+	// on the same sync setting.
+	ingressAlone := func(name, label, natsURL string, np *proc) (result, cpuUse, error) {
+		data := filepath.Join(tmp, "data-"+name)
+		if err := os.MkdirAll(data, 0o700); err != nil {
+			return result{}, cpuUse{}, err
+		}
+		addr, _ := freeAddr()
+		p, err := start(tmp, name, append(append([]string{}, baseEnv...), "FLOWGATE_NATS_URL="+natsURL, "FLOWGATE_HTTP_ADDR="+addr, "FLOWGATE_DATA_DIR="+data), flowgate, "ingress")
+		if err != nil {
+			return result{}, cpuUse{}, err
+		}
+		procs = append(procs, p)
+		defer p.stop()
+		if err := waitOK(ctx, "http://"+addr+"/readyz", 30*time.Second, p); err != nil {
+			return result{}, cpuUse{}, err
+		}
+		k, err := setupBot("http://" + addr)
+		if err != nil {
+			return result{}, cpuUse{}, err
+		}
+		m := startCPU(loadgen, cpuProc{"nats-server", np.pid()}, cpuProc{"ingress", p.pid()})
+		r := closedLoop(ctx, label, o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
+			lat, ok, _ := post("http://"+addr+"/v1/bots/bench/dispatch/BENCH", k, body(i), http.StatusAccepted)
+			return lat, ok
+		})
+		return r, m.stop(r.okCount(), "triggers"), nil
+	}
+	log.Printf("ingress alone: durable accept, sync_interval: always")
+	natsAloneURL, natsAloneProc, err := startNATS("nats-always-alone", "always")
+	if err != nil {
+		return err
+	}
+	if rep.ingressAlone, rep.aloneCPU, err = ingressAlone("ingress-alone", "flowgate ingress dispatch → 202, sync_interval: always, no consumers", natsAloneURL, natsAloneProc); err != nil {
+		return err
+	}
+	natsAloneProc.stop()
+	log.Printf("ingress alone: durable accept, NATS default sync")
+	if rep.ingressDefault, rep.defaultCPU, err = ingressAlone("ingress-default-sync", "flowgate ingress dispatch → 202, NATS default sync, no consumers", natsDefaultURL, natsDefProc); err != nil {
+		return err
+	}
 
 	// Flowgate: ingress, orchestrator and the sandbox worker, each a process.
 	dataDir := filepath.Join(tmp, "data")
@@ -182,7 +238,7 @@ func run(ctx context.Context, o options) error {
 	ingressAddr, _ := freeAddr()
 	orchAddr, _ := freeAddr()
 	chanAddr, _ := freeAddr()
-	env := []string{"FLOWGATE_NATS_URL=" + natsURL, "FLOWGATE_DATA_DIR=" + dataDir, "FLOWGATE_ADMIN_KEY=" + adminKey, "FLOWGATE_LOG_LEVEL=warn"}
+	env := append(append([]string{}, baseEnv...), "FLOWGATE_NATS_URL="+natsURL, "FLOWGATE_DATA_DIR="+dataDir)
 	ing, err := start(tmp, "ingress", append(env, "FLOWGATE_HTTP_ADDR="+ingressAddr), flowgate, "ingress")
 	if err != nil {
 		return err
@@ -220,6 +276,9 @@ func run(ctx context.Context, o options) error {
 	dispatchURL := api + "/v1/bots/bench/dispatch/BENCH"
 	var firstErr error
 	var errOnce sync.Once
+	pipelineProcs := []cpuProc{loadgen, {"nats-server", natsProc.pid()}, {"ingress", ing.pid()}, {"orchestrator", orch.pid()}, {"sandbox worker", ch.pid()}}
+	meter = startCPU(pipelineProcs...)
+	drainMeter := startCPU(pipelineProcs...)
 	rep.ingress = closedLoop(ctx, "flowgate ingress dispatch → 202", o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
 		lat, ok, err := post(dispatchURL, key, body(i), http.StatusAccepted)
 		if err != nil {
@@ -231,35 +290,7 @@ func run(ctx context.Context, o options) error {
 		rep.ingress.note = "first error: " + firstErr.Error()
 	}
 	accepted := rep.ingress.okCount()
-
-	// The same ingress on NATS's default sync (no consumers there: triggers
-	// only accumulate), to show what fsync-per-write costs at the front door.
-	// Its own data directory: opening the shared SQLite file while the
-	// pipeline writes to it can fail at start with SQLITE_BUSY.
-	ingressDefAddr, _ := freeAddr()
-	dataDef := filepath.Join(tmp, "data-default-sync")
-	if err := os.MkdirAll(dataDef, 0o700); err != nil {
-		return err
-	}
-	envDef := append(append([]string{}, env...), "FLOWGATE_NATS_URL="+natsDefaultURL, "FLOWGATE_HTTP_ADDR="+ingressDefAddr, "FLOWGATE_DATA_DIR="+dataDef)
-	ingDef, err := start(tmp, "ingress-default-sync", envDef, flowgate, "ingress")
-	if err != nil {
-		return err
-	}
-	procs = append(procs, ingDef)
-	if err := waitOK(ctx, "http://"+ingressDefAddr+"/readyz", 30*time.Second, ingDef); err != nil {
-		return err
-	}
-	keyDef, err := setupBot("http://" + ingressDefAddr)
-	if err != nil {
-		return err
-	}
-	log.Printf("ingress: durable accept on default sync")
-	rep.ingressDefault = closedLoop(ctx, "flowgate ingress dispatch → 202, NATS default sync, no consumers", o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
-		lat, ok, _ := post("http://"+ingressDefAddr+"/v1/bots/bench/dispatch/BENCH", keyDef, body(o.maxRequests+i), http.StatusAccepted)
-		return lat, ok
-	})
-	ingDef.stop()
+	rep.ingressCPU = meter.stop(accepted, "triggers")
 
 	// Pipeline drain: the orchestrator and the sandbox worker catch up with
 	// everything accepted (one run and one message per trigger).
@@ -275,6 +306,7 @@ func run(ctx context.Context, o options) error {
 			len(msgs), first.Sub(rep.ingress.samples[0].at).Seconds(), last.Sub(rep.ingress.samples[0].at).Seconds())
 	}
 	seen := len(msgs)
+	rep.drainCPU = drainMeter.stop(seen, "runs")
 	logStoreTimes("orchestrator", orchAddr)
 	logStoreTimes("channel-sandbox", chanAddr)
 
