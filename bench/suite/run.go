@@ -34,15 +34,15 @@ type report struct {
 	// CPU per unit of work, by process, of the phases above and of the
 	// pipeline's drain (cpu.go).
 	ginCPU, rawCPU, aloneCPU, defaultCPU, ingressCPU, drainCPU cpuUse
-	e2e                        result
-	pipelineRate               float64
-	pipelineNote               string
-	relay                      relayResult
-	broadcast                  string
-	whatsapp                   channelResult
-	pacers                     []pacerResult
-	machine                    []string
-	syncSetting                string
+	e2e                                                        result
+	pipelineRate                                               float64
+	pipelineNote                                               string
+	relay                                                      relayResult
+	broadcast                                                  string
+	whatsapp                                                   channelResult
+	pacers                                                     []pacerResult
+	machine                                                    []string
+	syncSetting                                                string
 	// The three-node cluster (R3 streams, sync_interval: always on each
 	// node, as deploy/nats/cluster.conf).
 	cluster cluster
