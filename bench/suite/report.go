@@ -87,7 +87,7 @@ func writeReport(rep *report, o options) error {
 	if rep.ingress.note != "" {
 		fmt.Fprintf(&b, "\nIngress errors: %s\n", rep.ingress.note)
 	}
-	fmt.Fprintf(&b, "The ingress alone (its own NATS with `sync_interval: %s`, nothing consuming, nothing else running) accepted %.2f of the raw publish.\n",
+	fmt.Fprintf(&b, "\nThe ingress alone (its own NATS with `sync_interval: %s`, nothing consuming, nothing else running) accepted %.2f of the raw publish.\n",
 		rep.syncSetting, rep.ingressAlone.rate()/rep.rawAlways.rate())
 	fmt.Fprintf(&b, "\nPipeline drain against the same raw publish: %.2f (the orchestrator and the sandbox worker, %.0f runs/s).\n",
 		rep.pipelineRate/rep.rawAlways.rate(), rep.pipelineRate)
