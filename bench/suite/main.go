@@ -5,11 +5,14 @@
 //   - the ingress's durable accept rate and latency (POST dispatch → 202
 //     after JetStream acknowledged), against a bare gin handler answering
 //     202 (a separate process) and a raw JetStream publish;
+//   - the same ingress alone, on a NATS of its own with nothing consuming;
 //   - end-to-end latency from the trigger to the message stored by the
 //     sandbox channel, at a fixed arrival rate;
 //   - the pipeline's (orchestrator + channel worker) drain throughput;
 //   - broadcast fan-out, when the native trigger API is there;
-//   - the pacer's accuracy, two replicas sharing one account.
+//   - the pacer's accuracy, two replicas sharing one account;
+//   - the CPU time each process spent per request, publish or run in those
+//     phases (cpu.go), and what the machine's cores allow at that cost.
 //
 // It writes a Markdown report and a PNG chart of latency over time, and
 // replaces the report section of docs/performance.md.

@@ -29,20 +29,20 @@ type report struct {
 	started                    time.Time
 	gin, rawAlways, rawDefault result
 	ingress, ingressDefault    result
+	e2e                        result
+	pipelineRate               float64
+	pipelineNote               string
+	relay                      relayResult
+	broadcast                  string
+	whatsapp                   channelResult
+	pacers                     []pacerResult
+	machine                    []string
+	syncSetting                string
 	// ingressAlone: the ingress on its own fsynced NATS, nothing consuming.
 	ingressAlone result
 	// CPU per unit of work, by process, of the phases above and of the
 	// pipeline's drain (cpu.go).
 	ginCPU, rawCPU, aloneCPU, defaultCPU, ingressCPU, drainCPU cpuUse
-	e2e                                                        result
-	pipelineRate                                               float64
-	pipelineNote                                               string
-	relay                                                      relayResult
-	broadcast                                                  string
-	whatsapp                                                   channelResult
-	pacers                                                     []pacerResult
-	machine                                                    []string
-	syncSetting                                                string
 	// The three-node cluster (R3 streams, sync_interval: always on each
 	// node, as deploy/nats/cluster.conf).
 	cluster cluster
