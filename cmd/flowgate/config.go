@@ -88,7 +88,7 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 	str(withMedia, &cfg.MediaURLKey, "media-url-key", "FLOWGATE_MEDIA_URL_KEY", "", "key signing uploaded files' links (default: generated in the data directory; set it when services share no data directory)")
 	str(withHTTP, &maxMedia, "max-media-bytes", "FLOWGATE_MAX_MEDIA_BYTES", "0", "largest uploaded file in bytes (0 = 5 MiB, at most 8 MiB)")
 	str(runsFlows, &broadcastQueue, "broadcast-queue", "FLOWGATE_BROADCAST_QUEUE", "2m", "a broadcast keeps at most this long of its account's rate queued (back-pressure; -1s: no bound)")
-	str(runsFlows, &claimLease, "claim-lease", "FLOWGATE_CLAIM_LEASE", "1m", "how long a run stays claimed by an orchestrator that died mid-step before another replica may step it (30s to 1h: at least the consumers' 30 s ack wait)")
+	str(runsFlows, &claimLease, "claim-lease", "FLOWGATE_CLAIM_LEASE", "1m", "how long a run stays claimed by an orchestrator that died mid-step before another replica may step it (30s to 1h: several times the step consumers' 5 s ack wait)")
 	str(store, &retention, "retention", "FLOWGATE_RETENTION", "0", "delete finished runs and their messages after this long, e.g. 720h (0 keeps them)")
 	str(allServices, &maxBytes, "stream-max-bytes", "FLOWGATE_STREAM_MAX_BYTES", "0", "bytes per JetStream stream (0 = 1 GiB)")
 	str(withHTTP, &rateLimit, "rate-limit", "FLOWGATE_RATE_LIMIT", "0", "requests per second per API key (per ingress replica; 0 = no limit)")
@@ -162,9 +162,11 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 	return cfg, rest, nil
 }
 
-// minClaimLease is the shortest claim lease accepted: the consumers' ack
-// wait (bus.ConsumerSpec.AckWait). A shorter lease would let another step
-// take a run before a dead process's event comes back to finish its own.
+// minClaimLease is the shortest claim lease accepted: several times the
+// step consumers' ack wait (bus.StepAckWait, 5 s), the time a dead
+// process's event takes to come back and finish its own step. A lease
+// near that wait would let another step take a run first when the machine
+// is slow.
 const minClaimLease = 30 * time.Second
 
 func envOr(key, def string) string {

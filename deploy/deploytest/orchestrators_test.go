@@ -48,11 +48,12 @@ func TestTwoOrchestratorsStepARunOnce(t *testing.T) {
 // TestAnOrchestratorKilledDuringTheRace: the same race, and one of the two
 // orchestrators is SIGKILLed while it handles it — some of its steps die
 // between their claim and their write, their effects out. The survivor
-// takes the dead one's messages once their ack wait ends (30 s); each such
-// event takes its run back under the same claim and replays its step,
-// while the run's other step waits for the claim. Every run ends, and the
-// same holds: a cancelled run sent no "thanks", a completed one sent it
-// once.
+// takes the dead one's messages once their ack wait ends (bus.StepAckWait,
+// 5 s); each such event takes its run back under the same claim and
+// replays its step, while the run's other step waits for the claim. Every
+// run ends, and the same holds: a cancelled run sent no "thanks", a
+// completed one sent it once. And every run ends within seconds of the
+// kill, not after the 30 s ack wait the step consumers had before.
 func TestAnOrchestratorKilledDuringTheRace(t *testing.T) {
 	c := startDeployedWith(t, 1, 2)
 	var victim, survivor *proc
@@ -87,11 +88,17 @@ func TestAnOrchestratorKilledDuringTheRace(t *testing.T) {
 		killed = time.Now()
 	})
 	// Whether the kill caught steps under way shows in the time: a dead
-	// process's messages come back after their ack wait (30 s).
+	// process's messages come back after their ack wait (5 s).
 	handled := time.Since(killed)
 	t.Logf("killed %s into the race; all handled %s after the kill (held steps redelivered: %v): %d completed, %d cancelled; the survivor retried %v steps for a claim",
-		killed.Sub(start).Round(time.Millisecond), handled.Round(time.Second), handled >= 25*time.Second, completed, cancelled,
+		killed.Sub(start).Round(time.Millisecond), handled.Round(time.Second), handled >= bus.StepAckWait, completed, cancelled,
 		counter(t, survivor.metrics, "flowgate_run_claims_busy_total"))
+	// The ack wait, the heartbeat's quarter of it, the claim retries' 2 s
+	// cap and a loaded machine's slack. With the 30 s ack wait of before,
+	// a kill that caught steps took 33–50 s.
+	if handled > 25*time.Second {
+		t.Errorf("the race ended %s after the kill: the dead orchestrator's steps came back late", handled.Round(time.Second))
+	}
 	if exited, _ := victim.exited(); !exited {
 		t.Fatal("the killed orchestrator is still running")
 	}

@@ -184,12 +184,23 @@ var (
 	// is taken over within seconds (live ones keep theirs with InProgress).
 	TriggerConsumer = ConsumerSpec{Stream: StreamTriggers, Durable: "orchestrator-triggers", Filters: []string{events.SubjectTrigger + ".>"}, AckWait: 4 * time.Second}
 	// InboundConsumer: the orchestrator's intake of user replies.
-	InboundConsumer = ConsumerSpec{Stream: StreamEvents, Durable: "orchestrator-inbound", Filters: []string{events.SubjectInbound + ".>"}}
+	InboundConsumer = ConsumerSpec{Stream: StreamEvents, Durable: "orchestrator-inbound", Filters: []string{events.SubjectInbound + ".>"}, AckWait: StepAckWait}
 	// DeliveryConsumer: the orchestrator's intake of message statuses.
-	DeliveryConsumer = ConsumerSpec{Stream: StreamEvents, Durable: "orchestrator-delivery", Filters: []string{events.SubjectDelivery + ".>"}}
+	DeliveryConsumer = ConsumerSpec{Stream: StreamEvents, Durable: "orchestrator-delivery", Filters: []string{events.SubjectDelivery + ".>"}, AckWait: StepAckWait}
 	// ControlConsumer: the orchestrator's intake of run commands (cancel).
-	ControlConsumer = ConsumerSpec{Stream: StreamEvents, Durable: "orchestrator-control", Filters: []string{events.SubjectControl + ".>"}}
+	ControlConsumer = ConsumerSpec{Stream: StreamEvents, Durable: "orchestrator-control", Filters: []string{events.SubjectControl + ".>"}, AckWait: StepAckWait}
 )
+
+// StepAckWait is the AckWait of the orchestrator's step consumers (replies,
+// statuses, commands). It is short, as the trigger consumer's is, so that
+// the steps a killed orchestrator held (a user's reply among them) are
+// handed to another replica within seconds. A live process keeps its
+// messages with InProgress every AckWait/4, and a step that a slow but
+// live process is still handling when it comes back again is safe: its
+// claim is named for the event, so the second handling replays the same
+// effects, which JetStream and the channel workers drop
+// (docs/architecture.md).
+const StepAckWait = 5 * time.Second
 
 // WebhookFanoutConsumer reads run status changes and queues one delivery
 // per matching webhook subscription.
