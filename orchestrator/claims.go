@@ -92,8 +92,9 @@ var errGone = errors.New("run is gone")
 // claimRetryCap caps the backoff of a step waiting for another step's
 // claim. The holder usually finishes within milliseconds; if it died, the
 // run is free once its claim lapses or its event comes back to another
-// replica (after the step consumers' 5 s ack wait, bus.StepAckWait), and a waiting step then
-// goes on within this cap rather than after a backoff grown to a minute.
+// replica (after the step consumers' 5 s ack wait, bus.StepAckWait), and
+// a waiting step then goes on within this cap rather than after a backoff
+// grown to a minute.
 // A retry costs one claim attempt (one store write).
 const claimRetryCap = 2 * time.Second
 

@@ -93,16 +93,16 @@ func (w *workers) runWith(rcfg channel.RunnerConfig, pcfg pacer.Config, sender f
 		// Warnings reach the test's log, marked with the replica: a replica
 		// that did not take part says why (the runners stop before the test
 		// ends, so nothing logs after it).
-		quiet := slog.New(slog.NewTextHandler(testWriter{w.t}, &slog.HandlerOptions{Level: slog.LevelWarn})).With("replica", i)
+		warnings := slog.New(slog.NewTextHandler(testWriter{w.t}, &slog.HandlerOptions{Level: slog.LevelWarn})).With("replica", i)
 		pc := pcfg
-		pc.Logger = quiet
+		pc.Logger = warnings
 		p, err := pacer.New(ctx, b.JetStream(), pc)
 		require.NoError(w.t, err)
 		var caps channel.Capabilities
 		if pv, ok := provider.Lookup(pc.Channel); ok {
 			caps = pv.Capabilities.Runner()
 		}
-		r, err := channel.NewRunner(rcfg, channel.RunnerDeps{Sender: sender(i), Capabilities: caps, Bus: b, Store: w.st, Pacer: p, Logger: quiet})
+		r, err := channel.NewRunner(rcfg, channel.RunnerDeps{Sender: sender(i), Capabilities: caps, Bus: b, Store: w.st, Pacer: p, Logger: warnings})
 		require.NoError(w.t, err)
 		wg.Add(1)
 		go func() {
