@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +47,17 @@ func (u cpuUse) total() time.Duration {
 	var t time.Duration
 	for _, d := range u.perUnit {
 		t += d
+	}
+	return t
+}
+
+// sum is the CPU time per unit of the processes named name.
+func (u cpuUse) sum(name string) time.Duration {
+	var t time.Duration
+	for i, n := range u.names {
+		if n == name {
+			t += u.perUnit[i]
+		}
 	}
 	return t
 }
@@ -154,16 +166,15 @@ func numCPU() int {
 }
 
 // cpuLine is one phase's row of the CPU table: µs per unit for each of
-// cols (blank where the phase did not count that process).
+// cols, summed over the processes of that name (a cluster's nodes), blank
+// where the phase did not count that process.
 func cpuLine(what string, u cpuUse, cols []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "| %s | %d %s |", what, u.n, u.unit)
 	for _, c := range cols {
 		cell := " "
-		for i, n := range u.names {
-			if n == c {
-				cell = fmt.Sprintf(" %.0f ", float64(u.perUnit[i])/float64(time.Microsecond))
-			}
+		if slices.Contains(u.names, c) {
+			cell = fmt.Sprintf(" %.0f ", float64(u.sum(c))/float64(time.Microsecond))
 		}
 		b.WriteString(cell + "|")
 	}

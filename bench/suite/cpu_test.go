@@ -74,11 +74,21 @@ func TestCPUOfAGoneProcessIsZero(t *testing.T) {
 	}
 }
 
+// The table row: blank where a process was not counted, the nodes of a
+// cluster summed in one column.
 func TestCPULineLeavesUncountedProcessesBlank(t *testing.T) {
 	u := cpuUse{unit: "runs", n: 10, names: []string{"ingress", "orchestrator"},
 		perUnit: []time.Duration{100 * time.Microsecond, 250 * time.Microsecond}, busy: 0.5, cores: 2}
 	got := cpuLine("phase", u, []string{"load generator", "ingress", "orchestrator"})
 	want := "| phase | 10 runs | | 100 | 250 | 350 | 50% | 5714/s |"
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	// A cluster's nodes share a column: their costs add up.
+	u = cpuUse{unit: "publishes", n: 4, names: []string{"nats-server", "nats-server", "nats-server"},
+		perUnit: []time.Duration{10 * time.Microsecond, 20 * time.Microsecond, 30 * time.Microsecond}, busy: 0.25, cores: 2}
+	got = cpuLine("cluster", u, []string{"nats-server", "ingress"})
+	want = "| cluster | 4 publishes | 60 | | 60 | 25% | 33333/s |"
 	if got != want {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}

@@ -109,6 +109,10 @@ func writeReport(rep *report, o options) error {
 		fmt.Fprintf(&b, "Ingress against the raw R3 publish: %.2f. Pipeline drain: %.0f runs/s (%s), %.2f of the raw R3 publish.\n",
 			c.ingress.rate()/c.raw.rate(), c.pipelineRate, c.pipelineNote, c.pipelineRate/c.raw.rate())
 		fmt.Fprintf(&b, "\n%s\n", relayLine(c.relay, c.raw, c.pipelineRate, "raw R3 publish"))
+		if u := c.drainCPU; u.n > 0 && c.raw.rate() > 0 {
+			fmt.Fprintf(&b, "\nThe cluster's pipeline, accept to message stored, costs %.0f µs of CPU per run, the three nodes' %.0f µs of it (the table \"CPU per unit of work, by process\" above): the cores allow at most %.0f runs/s, %.2f of the raw R3 publish.\n",
+				float64(u.total())/float64(time.Microsecond), float64(u.sum("nats-server"))/float64(time.Microsecond), u.bound(), u.bound()/c.raw.rate())
+		}
 	}
 	fmt.Fprintln(&b)
 	fmt.Fprintln(&b, "### Pipeline and end to end")
@@ -284,6 +288,9 @@ func writeCPU(b *strings.Builder, rep *report) {
 		{"ingress alone, sync_interval: always", rep.aloneCPU},
 		{"pipeline: accept phase (orchestrator and worker draining meanwhile)", rep.ingressCPU},
 		{"pipeline: accept and drain, trigger → message stored", rep.drainCPU},
+		{"three-node cluster: raw publish to an R3 stream (three nodes together)", rep.cluster.rawCPU},
+		{"three-node cluster: accept phase", rep.cluster.ingressCPU},
+		{"three-node cluster: accept and drain", rep.cluster.drainCPU},
 	} {
 		if p.u.n > 0 {
 			fmt.Fprintln(b, cpuLine(p.what, p.u, cols))

@@ -54,6 +54,9 @@ type cluster struct {
 	relay               relayResult
 	pipelineRate        float64
 	pipelineNote, setup string
+	// CPU per unit of work, by process (the three nats-server nodes
+	// together), as on the single node.
+	rawCPU, ingressCPU, drainCPU cpuUse
 }
 
 func run(ctx context.Context, o options) error {
@@ -381,6 +384,8 @@ func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate stri
 		routes = append(routes, "nats-route://"+r)
 	}
 	var urls []string
+	loadgen := cpuProc{name: "load generator"}
+	meterProcs := []cpuProc{loadgen}
 	for i := range 3 {
 		name := fmt.Sprintf("cluster-n%d", i+1)
 		host, port, _ := strings.Cut(clientAddrs[i], ":")
@@ -395,6 +400,7 @@ func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate stri
 			return fail(err)
 		}
 		*procs = append(*procs, p)
+		meterProcs = append(meterProcs, cpuProc{"nats-server", p.pid()})
 		urls = append(urls, "nats://"+clientAddrs[i])
 	}
 	all := strings.Join(urls, ",")
@@ -418,9 +424,11 @@ func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate stri
 		return fail(fmt.Errorf("the cluster's JetStream did not come up"))
 	}
 	var err error
+	meter := startCPU(meterProcs...)
 	if c.raw, err = rawPublish(all, "raw JetStream publish, R3 stream on the three-node cluster", 3); err != nil {
 		return fail(err)
 	}
+	c.rawCPU = meter.stop(c.raw.okCount(), "publishes")
 	log.Printf("cluster: JetStream relay floor")
 	c.relay = relayFloor(ctx, all, 3, o.relay, o.concurrency)
 	dataDir := filepath.Join(tmp, "data-cluster")
@@ -438,6 +446,7 @@ func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate stri
 	if err := waitOK(ctx, "http://"+ingressAddr+"/readyz", 60*time.Second, ing); err != nil {
 		return fail(err)
 	}
+	meterProcs = append(meterProcs, cpuProc{"ingress", ing.pid()})
 	for _, svc := range [][]string{{"orchestrator"}, {"channel", "sandbox"}} {
 		addr, _ := freeAddr()
 		p, err := start(tmp, "cluster-"+svc[0], append(env, "FLOWGATE_METRICS_ADDR="+addr), flowgate, svc...)
@@ -448,6 +457,11 @@ func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate stri
 		if err := waitOK(ctx, "http://"+addr+"/readyz", 60*time.Second, p); err != nil {
 			return fail(err)
 		}
+		name := "orchestrator"
+		if svc[0] == "channel" {
+			name = "sandbox worker"
+		}
+		meterProcs = append(meterProcs, cpuProc{name, p.pid()})
 	}
 	api := "http://" + ingressAddr
 	key, err := setupBot(api)
@@ -455,16 +469,19 @@ func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate stri
 		return fail(err)
 	}
 	log.Printf("cluster: ingress durable accept")
+	meter, drainMeter := startCPU(meterProcs...), startCPU(meterProcs...)
 	c.ingress = closedLoop(ctx, "flowgate ingress dispatch → 202, three-node cluster, R3", o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
 		lat, ok, _ := post(api+"/v1/bots/bench/dispatch/BENCH", key, body(2*o.maxRequests+i), http.StatusAccepted)
 		return lat, ok
 	})
 	accepted := c.ingress.okCount()
+	c.ingressCPU = meter.stop(accepted, "triggers")
 	log.Printf("cluster: pipeline, waiting for %d messages", accepted)
 	msgs, err := waitSandbox(ctx, api, key, accepted, 5*time.Minute)
 	if err != nil {
 		c.pipelineNote = err.Error()
 	}
+	c.drainCPU = drainMeter.stop(len(msgs), "runs")
 	if len(msgs) > 1 {
 		first, last := msgs[0].SentAt, msgs[len(msgs)-1].SentAt
 		c.pipelineRate = float64(len(msgs)) / last.Sub(first).Seconds()
