@@ -158,3 +158,37 @@ func TestPublishFailsWhenNATSIsDown(t *testing.T) {
 	require.ErrorIs(t, err, bus.ErrUnavailable)
 	require.Error(t, b.Ping(ctx))
 }
+
+// The orchestrator's step consumers have the short StepAckWait, and a
+// durable consumer left by an earlier version (the 30 s default) gets it
+// in place when a process of this version starts consuming: a rolling
+// upgrade needs no step of its own (docs/deploy.md, "A process killed").
+func TestStepConsumersAckWaitIsUpdatedInPlace(t *testing.T) {
+	_, b := start(t)
+	ctx := context.Background()
+	ackWait := func(durable string) time.Duration {
+		c, err := b.JetStream().Consumer(ctx, bus.StreamEvents, durable)
+		if err != nil {
+			return -1
+		}
+		return c.CachedInfo().Config.AckWait
+	}
+	consumeBriefly := func(spec bus.ConsumerSpec, want time.Duration) {
+		cctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			done <- b.Consume(cctx, spec, func(context.Context, bus.Message) error { return nil }, bus.ConsumeOptions{Workers: 1})
+		}()
+		require.Eventually(t, func() bool { return ackWait(spec.Durable) == want }, 10*time.Second, 20*time.Millisecond,
+			"%s: ack wait %v, want %v", spec.Durable, ackWait(spec.Durable), want)
+		cancel()
+		require.NoError(t, <-done)
+	}
+	for _, spec := range []bus.ConsumerSpec{bus.InboundConsumer, bus.DeliveryConsumer, bus.ControlConsumer} {
+		require.Equal(t, bus.StepAckWait, spec.AckWait, spec.Durable)
+		earlier := spec
+		earlier.AckWait = 0 // the default before: 30 s
+		consumeBriefly(earlier, 30*time.Second)
+		consumeBriefly(spec, bus.StepAckWait)
+	}
+}
