@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,9 +81,11 @@ func startCPU(procs ...cpuProc) *cpuMeter {
 	return m
 }
 
-// stop ends the phase: n units of work were done.
+// stop ends the phase: n units of work were done. It reads the counters
+// again and changes nothing, so one meter may be stopped at the end of
+// several phases that began together.
 func (m *cpuMeter) stop(n int, unit string) cpuUse {
-	u := cpuUse{unit: unit, n: n, cores: numCPU(), wall: time.Since(m.at)}
+	u := cpuUse{unit: unit, n: n, cores: runtime.NumCPU(), wall: time.Since(m.at)}
 	for i, p := range m.procs {
 		u.names = append(u.names, p.name)
 		used := procCPU(p.pid) - m.start[i]
@@ -149,20 +152,6 @@ func machineCPU() (busy, total time.Duration) {
 		}
 	}
 	return time.Duration(sum-idle) * clockTick, time.Duration(sum) * clockTick
-}
-
-func numCPU() int {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 1
-	}
-	n := 0
-	for _, l := range strings.Split(string(b), "\n") {
-		if len(l) > 3 && strings.HasPrefix(l, "cpu") && l[3] >= '0' && l[3] <= '9' {
-			n++
-		}
-	}
-	return max(n, 1)
 }
 
 // cpuLine is one phase's row of the CPU table: µs per unit for each of

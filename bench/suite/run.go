@@ -281,7 +281,6 @@ func run(ctx context.Context, o options) error {
 	var errOnce sync.Once
 	pipelineProcs := []cpuProc{loadgen, {"nats-server", natsProc.pid()}, {"ingress", ing.pid()}, {"orchestrator", orch.pid()}, {"sandbox worker", ch.pid()}}
 	meter = startCPU(pipelineProcs...)
-	drainMeter := startCPU(pipelineProcs...)
 	rep.ingress = closedLoop(ctx, "flowgate ingress dispatch → 202", o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
 		lat, ok, err := post(dispatchURL, key, body(i), http.StatusAccepted)
 		if err != nil {
@@ -309,7 +308,7 @@ func run(ctx context.Context, o options) error {
 			len(msgs), first.Sub(rep.ingress.samples[0].at).Seconds(), last.Sub(rep.ingress.samples[0].at).Seconds())
 	}
 	seen := len(msgs)
-	rep.drainCPU = drainMeter.stop(seen, "runs")
+	rep.drainCPU = meter.stop(seen, "runs")
 	logStoreTimes("orchestrator", orchAddr)
 	logStoreTimes("channel-sandbox", chanAddr)
 
@@ -469,7 +468,7 @@ func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate stri
 		return fail(err)
 	}
 	log.Printf("cluster: ingress durable accept")
-	meter, drainMeter := startCPU(meterProcs...), startCPU(meterProcs...)
+	meter = startCPU(meterProcs...)
 	c.ingress = closedLoop(ctx, "flowgate ingress dispatch → 202, three-node cluster, R3", o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
 		lat, ok, _ := post(api+"/v1/bots/bench/dispatch/BENCH", key, body(2*o.maxRequests+i), http.StatusAccepted)
 		return lat, ok
@@ -481,7 +480,7 @@ func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate stri
 	if err != nil {
 		c.pipelineNote = err.Error()
 	}
-	c.drainCPU = drainMeter.stop(len(msgs), "runs")
+	c.drainCPU = meter.stop(len(msgs), "runs")
 	if len(msgs) > 1 {
 		first, last := msgs[0].SentAt, msgs[len(msgs)-1].SentAt
 		c.pipelineRate = float64(len(msgs)) / last.Sub(first).Seconds()
