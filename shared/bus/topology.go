@@ -202,6 +202,17 @@ var (
 // (docs/architecture.md).
 const StepAckWait = 5 * time.Second
 
+// OutboundAckWait is the AckWait of the outbound lanes: how long the
+// bundles a killed channel worker held (fetched ahead, waiting for a pacing
+// slot, or being sent) wait before another replica gets them. A live
+// worker keeps what it holds with InProgress every AckWait/4 (Consume's
+// heartbeats), so a bundle that may still be in a send goes to another
+// replica only after 3/4 of it without heartbeats (15 s: a process
+// stopped, or cut from NATS that long; a cluster fail-over stalls about
+// 5 s, docs/deploy.md). It is longer than StepAckWait because a send to
+// WhatsApp or Telegram is not safe to repeat. It was 60 s.
+const OutboundAckWait = 20 * time.Second
+
 // WebhookFanoutConsumer reads run status changes and queues one delivery
 // per matching webhook subscription.
 var WebhookFanoutConsumer = ConsumerSpec{Stream: StreamRuns, Durable: "webhooks-fanout", Filters: []string{events.SubjectRunStatus + ".>"}}
@@ -253,7 +264,7 @@ func OutboundLaneConsumer(subject string, maxAckPending int) ConsumerSpec {
 		// Waiting for a pacing slot never counts here: the runner waits
 		// inside the handler (docs/channels.md).
 		MaxDeliver:        20,
-		AckWait:           60 * time.Second,
+		AckWait:           OutboundAckWait,
 		MaxAckPending:     maxAckPending,
 		InactiveThreshold: 10 * time.Minute,
 	}

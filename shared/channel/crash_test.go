@@ -173,8 +173,9 @@ func (k killStats) String() string {
 		len(k.inFlight), k.answeredBefore, k.answeredAfter, k.receivedAfter)
 }
 
-// The three crash tests run in parallel: each waits about a minute for the
-// consumer's AckWait to give back what its killed workers had fetched.
+// The three crash tests run in parallel: each waits for the consumer's
+// AckWait (bus.OutboundAckWait) to give back what its killed workers had
+// fetched.
 
 // A worker killed with SIGKILL three times in the middle of 5,000 sends at
 // 1,000 messages/s (WhatsApp's top tier), with the runner's default
@@ -219,7 +220,7 @@ func TestWorkerKilledWithInFlightOneDuplicatesAtMostOnePerKill(t *testing.T) {
 // flight.
 func crashTest(t *testing.T, total int, killAt []int, inflight int, rate float64) []killStats {
 	// Bundles of one message: a killed worker's unacked bundles (up to
-	// its prefetch) come back only after AckWait (60 s), and single-message
+	// its prefetch) come back only after AckWait, and single-message
 	// bundles let the restarted worker go on with the rest meanwhile.
 	runs := total
 	nats := bustest.Embedded(t, bustest.Listening)
@@ -275,6 +276,13 @@ func crashTest(t *testing.T, total int, killAt []int, inflight int, rate float64
 	// The bundles stranded by the kills come back after AckWait; they are
 	// recorded as sent, so they are skipped, not sent again. Wait for them.
 	require.Eventually(t, func() bool { return pendingOutbound(t, b) == 0 }, 150*time.Second, 100*time.Millisecond)
+	// What the last kill stranded came back one AckWait after the killed
+	// process's last heartbeat (at most a quarter of it before the kill):
+	// with the former 60 s that was 45 to 60 s after the kill.
+	lastKill := children[len(killAt)-1].killed
+	sinceKill := time.Since(lastKill)
+	t.Logf("every bundle done %.1f s after the last kill (AckWait %s)", sinceKill.Seconds(), bus.OutboundAckWait)
+	require.Less(t, sinceKill, bus.OutboundAckWait+20*time.Second, "a killed worker's bundles are taken over one AckWait after the kill")
 	c.kill(t)
 
 	recorded := recordedSends(t, storeDir, runs)

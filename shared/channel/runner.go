@@ -88,7 +88,8 @@ type RunnerConfig struct {
 	// before one waiting bulk message (default 4: bulk keeps at least a
 	// fifth of the account's rate).
 	HighPerBulk int
-	// AckWait and MaxDeliver override the lane consumers' (60 s, 20);
+	// AckWait and MaxDeliver override the lane consumers'
+	// (bus.OutboundAckWait, 20);
 	// tests shorten them.
 	AckWait    time.Duration
 	MaxDeliver int
@@ -306,7 +307,7 @@ func (r *Runner) deliver(ctx context.Context, m bus.Message, out events.Outbound
 		r.failRest(ctx, out, 0, err)
 		return bus.Permanent(err)
 	}
-	// The bundle was (re)delivered just now: AckWait (60 s) runs from here.
+	// The bundle was (re)delivered just now: AckWait (20 s) runs from here.
 	// Whatever it waits for (a gate slot, a pacing slot, a provider's
 	// retry-after), it tells JetStream every 5 s that it is still being
 	// worked on: waiting is not failing, and never counts as a delivery.
