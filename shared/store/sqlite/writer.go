@@ -9,7 +9,32 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
 	"github.com/flowgate/flowgate/shared/store"
+)
+
+// The write lock, for processes that share a data directory. SQLite lets
+// one connection write at a time, across processes: the time a writer
+// holds the lock is time every other process's writes wait, so the sum of
+// the holds per unit of work bounds what processes sharing a database can
+// do together, whatever the cores (docs/performance.md). A held rate near
+// 1 (seconds per second, summed over the processes) says the lock is the
+// bottleneck; a waited rate says how much a process loses to the others.
+var (
+	lockWaitSeconds = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "flowgate_sqlite_write_lock_wait_seconds_total",
+		Help: "Time this process's store writer waited for SQLite's write lock (BEGIN IMMEDIATE): the lock was held by another process sharing the data directory (or its checkpoint).",
+	})
+	lockHeldSeconds = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "flowgate_sqlite_write_lock_held_seconds_total",
+		Help: "Time this process's store writer held SQLite's write lock: from BEGIN IMMEDIATE to the end of COMMIT or ROLLBACK. Other processes sharing the data directory cannot write meanwhile.",
+	})
+	writeTransactions = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "flowgate_sqlite_write_transactions_total",
+		Help: "Write transactions of this process's store writer (each a group commit of one or more writes).",
+	})
 )
 
 // errClosed is returned for writes submitted after Close.
@@ -53,6 +78,8 @@ type writer struct {
 	batch     []*op
 	results   []error
 	timer     *time.Timer
+	// heldSince is when the open transaction took the write lock.
+	heldSince time.Time
 	// commits counts the transactions committed (tests).
 	commits atomic.Int64
 	// unsafeShared counts the shared operations that ran more than one
@@ -256,10 +283,20 @@ func (w *writer) commitBatch(first *op) {
 }
 
 func (w *writer) begin() error {
-	if _, err := w.conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+	start := time.Now()
+	_, err := w.conn.ExecContext(context.Background(), "BEGIN IMMEDIATE")
+	w.heldSince = time.Now()
+	lockWaitSeconds.Add(w.heldSince.Sub(start).Seconds())
+	if err != nil {
 		return fmt.Errorf("%w: begin: %v", store.ErrUnavailable, err)
 	}
+	writeTransactions.Inc()
 	return nil
+}
+
+// released counts the time the transaction ending now held the lock.
+func (w *writer) released() {
+	lockHeldSeconds.Add(time.Since(w.heldSince).Seconds())
 }
 
 func (w *writer) commitTx() error {
@@ -267,6 +304,7 @@ func (w *writer) commitTx() error {
 		w.rollback()
 		return fmt.Errorf("%w: commit: %v", store.ErrUnavailable, err)
 	}
+	w.released()
 	w.commits.Add(1)
 	return nil
 }
@@ -301,6 +339,7 @@ func run(o *op, t *wtx) (panicked bool, err error) {
 
 func (w *writer) rollback() {
 	_, _ = w.conn.ExecContext(context.Background(), "ROLLBACK")
+	w.released()
 }
 
 func (w *writer) stmt(q string) (*sql.Stmt, error) {

@@ -2,11 +2,14 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/shared/store"
@@ -143,4 +146,45 @@ func TestDoAllSharesTheBatchAndRollsBackAlone(t *testing.T) {
 	require.Error(t, err)
 	_, err = s.GetBot(ctx, "bulk")
 	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+// The write-lock metrics: a writer that waits for a lock another
+// connection holds (as another process sharing the directory would) counts
+// the wait, and counts what it then holds itself.
+func TestWriteLockWaitAndHoldAreCounted(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, dir)
+	require.NoError(t, err)
+	defer s.Close()
+	other, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName)+"?_pragma=busy_timeout(5000)")
+	require.NoError(t, err)
+	defer other.Close()
+	conn, err := other.Conn(ctx)
+	require.NoError(t, err)
+	defer conn.Close()
+
+	waited, held, txs := testutil.ToFloat64(lockWaitSeconds), testutil.ToFloat64(lockHeldSeconds), testutil.ToFloat64(writeTransactions)
+	_, err = conn.ExecContext(ctx, "BEGIN IMMEDIATE")
+	require.NoError(t, err)
+	const hold = 300 * time.Millisecond
+	released := make(chan struct{})
+	go func() {
+		time.Sleep(hold)
+		_, _ = conn.ExecContext(ctx, "COMMIT")
+		close(released)
+	}()
+	require.NoError(t, s.PingWrite(ctx)) // waits for the other connection
+	<-released
+	require.GreaterOrEqual(t, testutil.ToFloat64(lockWaitSeconds)-waited, (hold - 50*time.Millisecond).Seconds(), "the wait for the other connection's lock is counted")
+	require.Equal(t, 1.0, testutil.ToFloat64(writeTransactions)-txs)
+	heldNow := testutil.ToFloat64(lockHeldSeconds) - held
+	require.Greater(t, heldNow, 0.0)
+	require.Less(t, heldNow, hold.Seconds(), "the other connection's hold is not counted as this writer's")
+
+	// A hold of this writer: a write that takes its time inside the
+	// transaction (the operation runs under the lock).
+	held = testutil.ToFloat64(lockHeldSeconds)
+	require.NoError(t, s.w.do(ctx, true, func(t *wtx) error { time.Sleep(100 * time.Millisecond); return nil }))
+	require.GreaterOrEqual(t, testutil.ToFloat64(lockHeldSeconds)-held, 0.1)
 }
