@@ -92,6 +92,9 @@ func writeReport(rep *report, o options) error {
 	fmt.Fprintf(&b, "\nPipeline drain against the same raw publish: %.2f (the orchestrator and the sandbox worker, %.0f runs/s).\n",
 		rep.pipelineRate/rep.rawAlways.rate(), rep.pipelineRate)
 	fmt.Fprintf(&b, "\n%s\n", relayLine(rep.relay, rep.rawAlways, rep.pipelineRate, "raw publish"))
+	if s := rep.drainLock.sentence("the accept and the drain", rep.pipelineRate, rep.rawAlways.rate(), "raw publish"); s != "" {
+		fmt.Fprintf(&b, "\n%s\n", s)
+	}
 	writeCPU(&b, rep)
 	fmt.Fprintln(&b)
 	fmt.Fprintln(&b, "### Three-node NATS cluster, R3 streams")
@@ -109,6 +112,9 @@ func writeReport(rep *report, o options) error {
 		fmt.Fprintf(&b, "Ingress against the raw R3 publish: %.2f. Pipeline drain: %.0f runs/s (%s), %.2f of the raw R3 publish.\n",
 			c.ingress.rate()/c.raw.rate(), c.pipelineRate, c.pipelineNote, c.pipelineRate/c.raw.rate())
 		fmt.Fprintf(&b, "\n%s\n", relayLine(c.relay, c.raw, c.pipelineRate, "raw R3 publish"))
+		if s := c.drainLock.sentence("the cluster's accept and drain", c.pipelineRate, c.raw.rate(), "raw R3 publish"); s != "" {
+			fmt.Fprintf(&b, "\n%s\n", s)
+		}
 		if u := c.drainCPU; u.n > 0 && c.raw.rate() > 0 {
 			fmt.Fprintf(&b, "\nThe cluster's pipeline, accept to message stored, costs %.0f µs of CPU per run, the three nodes' %.0f µs of it (the table \"CPU per unit of work, by process\" above): the cores allow at most %.0f runs/s, %.2f of the raw R3 publish.\n",
 				float64(u.total())/float64(time.Microsecond), float64(u.sum("nats-server"))/float64(time.Microsecond), u.bound(), u.bound()/c.raw.rate())

@@ -43,6 +43,8 @@ type report struct {
 	// CPU per unit of work, by process, of the phases above and of the
 	// pipeline's drain (cpu.go).
 	ginCPU, rawCPU, aloneCPU, defaultCPU, ingressCPU, drainCPU cpuUse
+	// The SQLite write lock over the pipeline's accept and drain (lock.go).
+	drainLock lockUse
 	// The three-node cluster (R3 streams, sync_interval: always on each
 	// node, as deploy/nats/cluster.conf).
 	cluster cluster
@@ -57,6 +59,7 @@ type cluster struct {
 	// CPU per unit of work, by process (the three nats-server nodes
 	// together), as on the single node.
 	rawCPU, ingressCPU, drainCPU cpuUse
+	drainLock                    lockUse
 }
 
 func run(ctx context.Context, o options) error {
@@ -280,6 +283,7 @@ func run(ctx context.Context, o options) error {
 	var firstErr error
 	var errOnce sync.Once
 	pipelineProcs := []cpuProc{loadgen, {"nats-server", natsProc.pid()}, {"ingress", ing.pid()}, {"orchestrator", orch.pid()}, {"sandbox worker", ch.pid()}}
+	locks := startLocks(lockProc{"orchestrator", orchAddr}, lockProc{"sandbox worker", chanAddr})
 	meter = startCPU(pipelineProcs...)
 	rep.ingress = closedLoop(ctx, "flowgate ingress dispatch → 202", o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
 		lat, ok, err := post(dispatchURL, key, body(i), http.StatusAccepted)
@@ -309,6 +313,7 @@ func run(ctx context.Context, o options) error {
 	}
 	seen := len(msgs)
 	rep.drainCPU = meter.stop(seen, "runs")
+	rep.drainLock = locks.stop(seen)
 	logStoreTimes("orchestrator", orchAddr)
 	logStoreTimes("channel-sandbox", chanAddr)
 
@@ -446,6 +451,7 @@ func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate stri
 		return fail(err)
 	}
 	meterProcs = append(meterProcs, cpuProc{"ingress", ing.pid()})
+	var lockProcs []lockProc
 	for _, svc := range [][]string{{"orchestrator"}, {"channel", "sandbox"}} {
 		addr, _ := freeAddr()
 		p, err := start(tmp, "cluster-"+svc[0], append(env, "FLOWGATE_METRICS_ADDR="+addr), flowgate, svc...)
@@ -461,6 +467,7 @@ func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate stri
 			name = "sandbox worker"
 		}
 		meterProcs = append(meterProcs, cpuProc{name, p.pid()})
+		lockProcs = append(lockProcs, lockProc{name, addr})
 	}
 	api := "http://" + ingressAddr
 	key, err := setupBot(api)
@@ -468,6 +475,7 @@ func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate stri
 		return fail(err)
 	}
 	log.Printf("cluster: ingress durable accept")
+	locks := startLocks(lockProcs...)
 	meter = startCPU(meterProcs...)
 	c.ingress = closedLoop(ctx, "flowgate ingress dispatch → 202, three-node cluster, R3", o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
 		lat, ok, _ := post(api+"/v1/bots/bench/dispatch/BENCH", key, body(2*o.maxRequests+i), http.StatusAccepted)
@@ -481,6 +489,7 @@ func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate stri
 		c.pipelineNote = err.Error()
 	}
 	c.drainCPU = meter.stop(len(msgs), "runs")
+	c.drainLock = locks.stop(len(msgs))
 	if len(msgs) > 1 {
 		first, last := msgs[0].SentAt, msgs[len(msgs)-1].SentAt
 		c.pipelineRate = float64(len(msgs)) / last.Sub(first).Seconds()
