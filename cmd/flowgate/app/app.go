@@ -158,6 +158,19 @@ func (f flowErrors) Fields() []ingress.FieldProblem {
 
 // OpenStore opens MongoDB when a URI is configured, the embedded SQLite store otherwise.
 func OpenStore(ctx context.Context, cfg Config) (store.Store, error) {
+	return openStore(ctx, cfg, false)
+}
+
+// OpenServiceStore is OpenStore for one service run as its own process
+// (`flowgate ingress`, `orchestrator`, `channel`): with SQLite, the data
+// directory is shared with the other services' processes, and the writer
+// keeps a small page cache (sqlite.SharedWriterCacheKiB), which SQLite
+// empties whenever another process has written.
+func OpenServiceStore(ctx context.Context, cfg Config) (store.Store, error) {
+	return openStore(ctx, cfg, true)
+}
+
+func openStore(ctx context.Context, cfg Config, shared bool) (store.Store, error) {
 	cfg.setDefaults()
 	if cfg.MongoURI != "" {
 		return openMongo(ctx, cfg)
@@ -168,6 +181,9 @@ func OpenStore(ctx context.Context, cfg Config) (store.Store, error) {
 	var opts []sqlite.Option
 	if cfg.Retention > 0 {
 		opts = append(opts, sqlite.WithRetention(cfg.Retention))
+	}
+	if shared {
+		opts = append(opts, sqlite.WithWriterCache(sqlite.SharedWriterCacheKiB))
 	}
 	s, err := sqlite.Open(ctx, cfg.DataDir, opts...)
 	if err != nil {

@@ -18,7 +18,7 @@ func Main(ctx context.Context, cmd string, args []string, cfg Config) error {
 	if cmd == "ingress" && cfg.AdminKey == "" {
 		return errors.New("FLOWGATE_ADMIN_KEY is required")
 	}
-	st, err := OpenStore(ctx, cfg)
+	st, err := OpenServiceStore(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -188,3 +188,27 @@ func TestWriteLockWaitAndHoldAreCounted(t *testing.T) {
 	require.NoError(t, s.w.do(ctx, true, func(t *wtx) error { time.Sleep(100 * time.Millisecond); return nil }))
 	require.GreaterOrEqual(t, testutil.ToFloat64(lockHeldSeconds)-held, 0.1)
 }
+
+// The writer's page cache: 32,000 KiB by default, what WithWriterCache
+// says otherwise; too small a cache is refused.
+func TestWriterCacheSize(t *testing.T) {
+	ctx := context.Background()
+	cacheOf := func(s *Store) int {
+		var v int
+		require.NoError(t, s.w.conn.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&v))
+		return v
+	}
+	s, err := Open(ctx, t.TempDir())
+	require.NoError(t, err)
+	require.Equal(t, -32000, cacheOf(s))
+	require.NoError(t, s.Close())
+
+	s, err = Open(ctx, t.TempDir(), WithWriterCache(SharedWriterCacheKiB))
+	require.NoError(t, err)
+	defer s.Close()
+	require.Equal(t, -SharedWriterCacheKiB, cacheOf(s))
+	require.NoError(t, s.PingWrite(ctx))
+
+	_, err = Open(ctx, t.TempDir(), WithWriterCache(10))
+	require.ErrorContains(t, err, "WithWriterCache(10)")
+}
