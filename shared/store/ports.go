@@ -215,6 +215,12 @@ type Sandbox interface {
 	// leaves a transcript entry the redelivery records). Every message
 	// must be of one bot.
 	DeliverSandbox(ctx context.Context, triggerID string, ms []SandboxMessage) error
+	// DeliverSandboxMany is DeliverSandbox for several bundles (of any
+	// bots and triggers) in one write where the adapter can (SQLite: one
+	// savepoint, one transcript insert), else one after the other. Bad
+	// input in any delivery writes nothing; after another error some may
+	// be written, and delivering them again is harmless.
+	DeliverSandboxMany(ctx context.Context, ds []SandboxDelivery) error
 	// ListSandbox returns a bot's sandbox messages with Seq > afterSeq, oldest
 	// first; to filters by recipient; limit 0 means 100, at most 1000.
 	ListSandbox(ctx context.Context, botID, to string, afterSeq int64, limit int) ([]SandboxMessage, error)

@@ -321,6 +321,13 @@ type TriggerCounters struct {
 	SkipReasons map[string]int64 `json:"skip_reasons,omitempty"`
 }
 
+// SandboxDelivery is one bundle the sandbox channel delivers: its
+// messages (of one bot) and the trigger they count for (DeliverSandbox).
+type SandboxDelivery struct {
+	TriggerID string
+	Messages  []SandboxMessage
+}
+
 // SandboxMessage is what the sandbox channel "delivered" to a user.
 type SandboxMessage struct {
 	// MessageID is the outbound message id (unique: redelivery is harmless).

@@ -401,6 +401,25 @@ func DeliverSandboxArgs(triggerID string, ms []SandboxMessage) (string, []SentMe
 	return botID, sent, MarkSentArgs(botID, triggerID, sent)
 }
 
+// MaxSandboxDeliveries bounds the messages of one DeliverSandboxMany.
+const MaxSandboxDeliveries = MaxSentMessages
+
+// DeliverSandboxManyArgs checks DeliverSandboxMany's deliveries as
+// DeliverSandboxArgs checks each, and their number of messages.
+func DeliverSandboxManyArgs(ds []SandboxDelivery) error {
+	n := 0
+	for _, d := range ds {
+		if _, _, err := DeliverSandboxArgs(d.TriggerID, d.Messages); err != nil {
+			return err
+		}
+		n += len(d.Messages)
+	}
+	if n > MaxSandboxDeliveries {
+		return &InvalidError{Field: "messages", Reason: fmt.Sprintf("more than %d in one delivery", MaxSandboxDeliveries)}
+	}
+	return nil
+}
+
 // MaxClaimBy bounds the length of a claimant's name (ClaimRuns).
 const MaxClaimBy = 512
 

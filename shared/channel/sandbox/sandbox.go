@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/flowgate/flowgate/shared/channel"
@@ -21,13 +22,109 @@ type Store interface {
 	// DeliverSandbox appends to the transcript and records the messages
 	// as sent, in one write.
 	DeliverSandbox(ctx context.Context, triggerID string, ms []store.SandboxMessage) error
+	// DeliverSandboxMany is DeliverSandbox for several bundles at once.
+	DeliverSandboxMany(ctx context.Context, ds []store.SandboxDelivery) error
 }
 
-// Sender delivers into the store.
-type Sender struct{ store Store }
+// Sender delivers into the store. Bundles that arrive while a delivery
+// is being written are written together when it returns, in one
+// DeliverSandboxMany (the worker's group commit, as the ingress's for
+// triggers): a lone bundle never waits, and a batch of bundles fetched
+// together (one outbound message carries up to 32) costs one write where
+// it cost one each: under SQLite shared by several processes, a
+// transcript insert, savepoint and release less per bundle under the write
+// lock (docs/performance.md).
+type Sender struct {
+	store Store
+
+	mu      sync.Mutex
+	busy    bool
+	waiting []*delivery
+}
+
+// delivery is one bundle waiting for its write.
+type delivery struct {
+	d    store.SandboxDelivery
+	done chan error // buffered: the writer never blocks on it
+}
 
 // NewSender returns the sandbox sender.
 func NewSender(s Store) *Sender { return &Sender{store: s} }
+
+// deliver writes one bundle, with the bundles waiting beside it.
+func (s *Sender) deliver(ctx context.Context, d store.SandboxDelivery) error {
+	q := &delivery{d: d, done: make(chan error, 1)}
+	s.mu.Lock()
+	s.waiting = append(s.waiting, q)
+	lead := !s.busy
+	s.busy = true
+	s.mu.Unlock()
+	if lead {
+		s.flush(context.WithoutCancel(ctx), true)
+	}
+	select {
+	case err := <-q.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err() // the bundle may still be written: delivering it again is harmless
+	}
+}
+
+// flush writes what waits, a group at a time, until nothing does. The
+// caller that started it writes one group and hands the rest to a
+// goroutine, so that its own answer never waits for later bundles.
+func (s *Sender) flush(ctx context.Context, first bool) {
+	for {
+		s.mu.Lock()
+		n, msgs := 0, 0
+		for n < len(s.waiting) && (n == 0 || msgs+len(s.waiting[n].d.Messages) <= store.MaxSandboxDeliveries) {
+			msgs += len(s.waiting[n].d.Messages)
+			n++
+		}
+		group := s.waiting[:n:n]
+		s.waiting = s.waiting[n:]
+		if n == 0 {
+			s.busy = false
+			s.waiting = nil
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		s.write(ctx, group)
+		if first {
+			s.mu.Lock()
+			more := len(s.waiting) > 0
+			if !more {
+				s.busy = false
+			}
+			s.mu.Unlock()
+			if more {
+				go s.flush(ctx, false)
+			}
+			return
+		}
+	}
+}
+
+// write writes a group: one DeliverSandboxMany, or, when it fails, each
+// bundle alone, so that one bad bundle fails only its own sender.
+func (s *Sender) write(ctx context.Context, group []*delivery) {
+	if len(group) > 1 {
+		ds := make([]store.SandboxDelivery, len(group))
+		for i, q := range group {
+			ds[i] = q.d
+		}
+		if err := s.store.DeliverSandboxMany(ctx, ds); err == nil {
+			for _, q := range group {
+				q.done <- nil
+			}
+			return
+		}
+	}
+	for _, q := range group {
+		q.done <- s.store.DeliverSandbox(ctx, q.d.TriggerID, q.d.Messages)
+	}
+}
 
 // Channel is "sandbox".
 func (*Sender) Channel() string { return events.ChannelSandbox }
@@ -59,7 +156,7 @@ func (s *Sender) SendBundle(ctx context.Context, bot store.Bot, out events.Outbo
 		ms[i] = store.SandboxMessage{MessageID: msg.ID, BotID: bot.ID, RunID: out.RunID, To: out.To, Content: content, CreatedAt: now}
 		res[i] = channel.Result{ProviderMessageID: store.SandboxProviderPrefix + msg.ID}
 	}
-	if err := s.store.DeliverSandbox(ctx, out.TriggerID, ms); err != nil {
+	if err := s.deliver(ctx, store.SandboxDelivery{TriggerID: out.TriggerID, Messages: ms}); err != nil {
 		return nil, err
 	}
 	return res, nil

@@ -208,6 +208,11 @@ func (s *Store) DeliverSandbox(ctx context.Context, triggerID string, ms []store
 	return measure0(s, "DeliverSandbox", func() error { return s.Store.DeliverSandbox(ctx, triggerID, ms) })
 }
 
+// DeliverSandboxMany delegates and measures.
+func (s *Store) DeliverSandboxMany(ctx context.Context, ds []store.SandboxDelivery) error {
+	return measure0(s, "DeliverSandboxMany", func() error { return s.Store.DeliverSandboxMany(ctx, ds) })
+}
+
 // AppendSandbox delegates and measures.
 func (s *Store) AppendSandbox(ctx context.Context, ms ...store.SandboxMessage) error {
 	return measure0(s, "AppendSandbox", func() error { return s.Store.AppendSandbox(ctx, ms...) })

@@ -441,6 +441,28 @@ func (s *Store) DeliverSandbox(ctx context.Context, triggerID string, ms []store
 	return s.MarkSent(ctx, botID, triggerID, sent)
 }
 
+// DeliverSandboxMany is DeliverSandbox for each delivery in turn (checked
+// all first: bad input writes nothing); not atomic across them, as
+// DeliverSandbox itself is not.
+func (s *Store) DeliverSandboxMany(ctx context.Context, ds []store.SandboxDelivery) error {
+	for _, d := range ds {
+		for _, m := range d.Messages {
+			if err := check.SandboxMessage(m); err != nil {
+				return err
+			}
+		}
+	}
+	if err := store.DeliverSandboxManyArgs(ds); err != nil {
+		return err
+	}
+	for _, d := range ds {
+		if err := s.DeliverSandbox(ctx, d.TriggerID, d.Messages); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // MarkSent records each message with a conditional update (queued → sent,
 // or a missing provider id) and adds the number recorded first to the
 // trigger with one $inc. Without multi-document transactions the two are

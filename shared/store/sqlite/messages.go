@@ -198,6 +198,61 @@ func (s *Store) DeliverSandbox(ctx context.Context, triggerID string, ms []store
 	return dbErr("deliver sandbox", err)
 }
 
+// DeliverSandboxMany delivers several bundles in one savepoint of the
+// batch transaction (a transaction of its own past sharedMaxRows
+// messages): one transcript insert for all of them, then each bundle's
+// messages recorded as sent and counted for its trigger. Delivered one
+// DeliverSandbox each, a channel worker's bundles cost five statements
+// apiece under the write lock (docs/performance.md).
+func (s *Store) DeliverSandboxMany(ctx context.Context, ds []store.SandboxDelivery) error {
+	for _, d := range ds {
+		for _, m := range d.Messages {
+			if err := check.SandboxMessage(m); err != nil {
+				return err
+			}
+		}
+	}
+	if err := store.DeliverSandboxManyArgs(ds); err != nil {
+		return err
+	}
+	type marked struct {
+		bot, trigger string
+		sent         []store.SentMessage
+	}
+	var all []store.SandboxMessage
+	marks := make([]marked, 0, len(ds))
+	for _, d := range ds {
+		if len(d.Messages) == 0 {
+			continue
+		}
+		botID, sent, err := store.DeliverSandboxArgs(d.TriggerID, d.Messages)
+		if err != nil {
+			return err
+		}
+		all = append(all, d.Messages...)
+		marks = append(marks, marked{botID, d.TriggerID, sent})
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	args, err := sandboxArgs(all)
+	if err != nil {
+		return err
+	}
+	err = s.w.doAll(ctx, len(all), func(t *wtx) error {
+		if err := appendSandbox(t, len(all), args); err != nil {
+			return err
+		}
+		for _, m := range marks {
+			if err := markSent(t, m.bot, m.trigger, m.sent); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return dbErr("deliver sandbox", err)
+}
+
 // sandboxArgs checks sandbox messages and returns their insert's arguments.
 func sandboxArgs(ms []store.SandboxMessage) ([]any, error) {
 	if len(ms) > store.MaxSentMessages {

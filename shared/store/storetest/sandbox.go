@@ -139,3 +139,85 @@ func testDeliverSandbox(t *testing.T, s store.Store, e env) {
 	require.Len(t, got, 3, "bad input appends nothing")
 	require.EqualValues(t, 3, sent())
 }
+
+// testDeliverSandboxMany: several bundles of two triggers delivered
+// together count for their own triggers, a redelivery of all of them
+// appends and counts nothing twice, and bad input in any delivery (an
+// invalid message, two bots in one delivery, too many messages) writes
+// nothing.
+func testDeliverSandboxMany(t *testing.T, s store.Store, e env) {
+	mkBot(t, s, e)
+	mkTrigger(t, s, e, "ta")
+	mkTrigger(t, s, e, "tb")
+	var ms []store.Message
+	for i := range 4 {
+		tr := "ta"
+		if i >= 2 {
+			tr = "tb"
+		}
+		ms = append(ms, store.Message{ID: fmt.Sprintf("g%d", i), BotID: e.bot, RunID: "r-" + tr, TriggerID: tr, ContactID: "c1",
+			Channel: "sandbox", To: "+6", Seq: i + 1, Content: json.RawMessage(`{"text":"x"}`)})
+	}
+	require.NoError(t, s.InsertMessages(e.ctx, ms))
+	at := base().Add(time.Minute)
+	mk := func(id, run string) store.SandboxMessage {
+		return store.SandboxMessage{MessageID: id, BotID: e.bot, RunID: run, To: "+6", Content: json.RawMessage(`{"text":"` + id + `"}`), CreatedAt: at}
+	}
+	sent := func(id string) int64 {
+		tr, err := s.GetTrigger(e.ctx, e.bot, id)
+		require.NoError(t, err)
+		return tr.Counters.Sent
+	}
+	ds := []store.SandboxDelivery{
+		{TriggerID: "ta", Messages: []store.SandboxMessage{mk("g0", "r-ta"), mk("g1", "r-ta")}},
+		{TriggerID: "tb", Messages: []store.SandboxMessage{mk("g2", "r-tb")}},
+		{TriggerID: "tb"}, // an empty bundle is nothing to do
+	}
+	require.NoError(t, s.DeliverSandboxMany(e.ctx, ds))
+	require.EqualValues(t, 2, sent("ta"))
+	require.EqualValues(t, 1, sent("tb"))
+	for _, id := range []string{"g0", "g1", "g2"} {
+		m, err := s.GetMessage(e.ctx, e.bot, id)
+		require.NoError(t, err)
+		require.Equal(t, store.MessageSent, m.Status, id)
+		require.Equal(t, store.SandboxProviderPrefix+id, m.ProviderMessageID)
+		require.WithinDuration(t, at, m.UpdatedAt, e.feats.TimePrecision)
+	}
+	got, err := s.ListSandbox(e.ctx, e.bot, "+6", 0, 100)
+	require.NoError(t, err)
+	require.Equal(t, []string{"g0", "g1", "g2"}, sandboxIDs(got), "in the order of the deliveries")
+
+	// Redelivered, with one more message: only that one is new.
+	ds[1].Messages = append(ds[1].Messages, mk("g3", "r-tb"))
+	require.NoError(t, s.DeliverSandboxMany(e.ctx, ds))
+	require.EqualValues(t, 2, sent("ta"))
+	require.EqualValues(t, 2, sent("tb"))
+	got, err = s.ListSandbox(e.ctx, e.bot, "+6", 0, 100)
+	require.NoError(t, err)
+	require.Equal(t, []string{"g0", "g1", "g2", "g3"}, sandboxIDs(got))
+	require.NoError(t, s.DeliverSandboxMany(e.ctx, nil))
+
+	// Bad input anywhere writes nothing, also of the valid deliveries.
+	bad := mk("g9", "r-tb")
+	bad.MessageID = ""
+	requireInvalid(t, s.DeliverSandboxMany(e.ctx, []store.SandboxDelivery{
+		{TriggerID: "ta", Messages: []store.SandboxMessage{mk("g8", "r-ta")}},
+		{TriggerID: "tb", Messages: []store.SandboxMessage{bad}},
+	}), "message_id")
+	other := mk("g7", "r-tb")
+	other.BotID = e.bot + "-x"
+	requireInvalid(t, s.DeliverSandboxMany(e.ctx, []store.SandboxDelivery{
+		{TriggerID: "ta", Messages: []store.SandboxMessage{mk("g8", "r-ta")}},
+		{TriggerID: "tb", Messages: []store.SandboxMessage{mk("g6", "r-tb"), other}},
+	}), "messages")
+	many := make([]store.SandboxDelivery, store.MaxSandboxDeliveries+1)
+	for i := range many {
+		many[i] = store.SandboxDelivery{TriggerID: "ta", Messages: []store.SandboxMessage{mk(fmt.Sprintf("h%d", i), "r-ta")}}
+	}
+	requireInvalid(t, s.DeliverSandboxMany(e.ctx, many), "messages")
+	got, err = s.ListSandbox(e.ctx, e.bot, "+6", 0, 100)
+	require.NoError(t, err)
+	require.Len(t, got, 4, "bad input appends nothing")
+	require.EqualValues(t, 2, sent("ta"))
+	require.EqualValues(t, 2, sent("tb"))
+}

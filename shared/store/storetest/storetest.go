@@ -82,6 +82,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, feats Features) {
 		{"MarkSent", testMarkSent},
 		{"Sandbox", testSandbox},
 		{"DeliverSandbox", testDeliverSandbox},
+		{"DeliverSandboxMany", testDeliverSandboxMany},
 		{"TimeRoundTrip", testTimeRoundTrip},
 		{"InvalidInput", testInvalidInput},
 		{"NotFound", testNotFound},
