@@ -20,7 +20,7 @@ import (
 type countingStore struct {
 	*sqlite.Store
 	one, many atomic.Int64
-	inMany    atomic.Int64 // bundles written by DeliverSandboxMany
+	inMany    atomic.Int64  // bundles written by DeliverSandboxMany
 	gate      chan struct{} // when set, the first write waits for it
 	once      sync.Once
 }
