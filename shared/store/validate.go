@@ -272,6 +272,20 @@ func (c Checker) SandboxMessage(m SandboxMessage) error {
 		c.text("run_id", m.RunID), c.text("to", m.To), CheckTime("created_at", m.CreatedAt))
 }
 
+// SandboxDeliveries checks DeliverSandboxMany's deliveries: every message
+// (SandboxMessage), then each delivery and their size
+// (DeliverSandboxManyArgs).
+func (c Checker) SandboxDeliveries(ds []SandboxDelivery) error {
+	for _, d := range ds {
+		for _, m := range d.Messages {
+			if err := c.SandboxMessage(m); err != nil {
+				return err
+			}
+		}
+	}
+	return DeliverSandboxManyArgs(ds)
+}
+
 // Subscription checks a webhook subscription to be created.
 func (c Checker) Subscription(sub Subscription) error {
 	if err := FirstErr(CheckID("id", sub.ID), CheckBotID("bot_id", sub.BotID),

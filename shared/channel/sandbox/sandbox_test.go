@@ -14,6 +14,7 @@ import (
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
 	"github.com/flowgate/flowgate/shared/store/sqlite"
+	"github.com/flowgate/flowgate/shared/testclock"
 )
 
 // countingStore counts the writes that reach the real store.
@@ -52,7 +53,7 @@ func setup(t *testing.T, n int) (*sqlite.Store, store.Bot, []events.Outbound) {
 	st, err := sqlite.Open(ctx, t.TempDir())
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
-	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	now := testclock.Date(2026, 1, 2, 3, 4, 5)
 	bot := store.Bot{ID: "sb", Name: "sb", CreatedAt: now, UpdatedAt: now}
 	require.NoError(t, st.CreateBot(ctx, bot))
 	outs := make([]events.Outbound, n)

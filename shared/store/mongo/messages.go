@@ -445,14 +445,7 @@ func (s *Store) DeliverSandbox(ctx context.Context, triggerID string, ms []store
 // all first: bad input writes nothing); not atomic across them, as
 // DeliverSandbox itself is not.
 func (s *Store) DeliverSandboxMany(ctx context.Context, ds []store.SandboxDelivery) error {
-	for _, d := range ds {
-		for _, m := range d.Messages {
-			if err := check.SandboxMessage(m); err != nil {
-				return err
-			}
-		}
-	}
-	if err := store.DeliverSandboxManyArgs(ds); err != nil {
+	if err := check.SandboxDeliveries(ds); err != nil {
 		return err
 	}
 	for _, d := range ds {

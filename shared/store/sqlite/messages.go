@@ -205,14 +205,7 @@ func (s *Store) DeliverSandbox(ctx context.Context, triggerID string, ms []store
 // DeliverSandbox each, a channel worker's bundles cost five statements
 // apiece under the write lock (docs/performance.md).
 func (s *Store) DeliverSandboxMany(ctx context.Context, ds []store.SandboxDelivery) error {
-	for _, d := range ds {
-		for _, m := range d.Messages {
-			if err := check.SandboxMessage(m); err != nil {
-				return err
-			}
-		}
-	}
-	if err := store.DeliverSandboxManyArgs(ds); err != nil {
+	if err := check.SandboxDeliveries(ds); err != nil {
 		return err
 	}
 	type marked struct {
