@@ -106,17 +106,20 @@ func (s *Sender) flush(ctx context.Context, first bool) {
 	}
 }
 
-// write writes a group: one DeliverSandboxMany, or, when it fails, each
-// bundle alone, so that one bad bundle fails only its own sender.
+// write writes a group: one DeliverSandboxMany. When that refuses bad
+// input, each bundle is written alone, so that one bad bundle fails only
+// its own sender; any other failure (the store unavailable) is every
+// bundle's, retried as each would be alone.
 func (s *Sender) write(ctx context.Context, group []*delivery) {
 	if len(group) > 1 {
 		ds := make([]store.SandboxDelivery, len(group))
 		for i, q := range group {
 			ds[i] = q.d
 		}
-		if err := s.store.DeliverSandboxMany(ctx, ds); err == nil {
+		err := s.store.DeliverSandboxMany(ctx, ds)
+		if !errors.Is(err, store.ErrInvalid) {
 			for _, q := range group {
-				q.done <- nil
+				q.done <- err
 			}
 			return
 		}

@@ -24,6 +24,7 @@ type countingStore struct {
 	inMany    atomic.Int64  // bundles written by DeliverSandboxMany
 	gate      chan struct{} // when set, the first write waits for it
 	once      sync.Once
+	failMany  error // when set, DeliverSandboxMany fails with it
 }
 
 func (c *countingStore) wait() {
@@ -42,6 +43,9 @@ func (c *countingStore) DeliverSandboxMany(ctx context.Context, ds []store.Sandb
 	c.wait()
 	c.many.Add(1)
 	c.inMany.Add(int64(len(ds)))
+	if c.failMany != nil {
+		return c.failMany
+	}
 	return c.Store.DeliverSandboxMany(ctx, ds)
 }
 
@@ -171,4 +175,41 @@ func TestACancelledSenderDoesNotWait(t *testing.T) {
 		got, err := st.ListSandbox(context.Background(), bot.ID, "", 0, 10)
 		return err == nil && len(got) == 2
 	}, 5*time.Second, 10*time.Millisecond)
+}
+
+// A group that fails for another reason than bad input (the store
+// unavailable) fails every bundle of it, once: they are not retried one
+// by one against a store that is down (the runner retries each bundle as
+// it would any failed send).
+func TestAnUnavailableStoreFailsTheGroupOnce(t *testing.T) {
+	const n = 8
+	st, bot, outs := setup(t, n)
+	cs := &countingStore{Store: st, gate: make(chan struct{}), failMany: fmt.Errorf("%w: disk full", store.ErrUnavailable)}
+	s := sandbox.NewSender(cs)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = s.SendBundle(ctx, bot, outs[i], outs[i].Messages)
+		}()
+		if i == 0 {
+			time.Sleep(20 * time.Millisecond) // the first holds the write
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(cs.gate)
+	wg.Wait()
+	failed := 0
+	for _, err := range errs {
+		if err != nil {
+			require.ErrorIs(t, err, store.ErrUnavailable)
+			failed++
+		}
+	}
+	require.Positive(t, cs.many.Load(), "the waiting bundles went as a group")
+	require.EqualValues(t, cs.inMany.Load(), failed, "every bundle of a failed group fails")
+	require.EqualValues(t, n-failed, cs.one.Load(), "no bundle of a failed group is written alone")
 }
