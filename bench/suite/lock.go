@@ -27,6 +27,7 @@ type lockTimes struct{ held, wait float64 }
 type lockMeter struct {
 	procs  []lockProc
 	before []lockTimes
+	err    error // a reading before the phase that failed
 }
 
 // lockUse is the write lock over a phase, per unit of work.
@@ -40,13 +41,19 @@ type lockUse struct {
 func startLocks(procs ...lockProc) *lockMeter {
 	m := &lockMeter{procs: procs, before: make([]lockTimes, len(procs))}
 	for i, p := range procs {
-		m.before[i], _ = readLock(p.addr) // a failure shows in stop's reading
+		var err error
+		if m.before[i], err = readLock(p.addr); err != nil && m.err == nil {
+			m.err = fmt.Errorf("%s: %w", p.name, err)
+		}
 	}
 	return m
 }
 
 func (m *lockMeter) stop(n int) lockUse {
-	u := lockUse{n: n, procs: m.procs, deltas: make([]lockTimes, len(m.procs))}
+	u := lockUse{n: n, procs: m.procs, deltas: make([]lockTimes, len(m.procs)), err: m.err}
+	if u.err != nil {
+		return u
+	}
 	for i, p := range m.procs {
 		after, err := readLock(p.addr)
 		if err != nil {

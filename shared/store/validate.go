@@ -274,12 +274,12 @@ func (c Checker) SandboxMessage(m SandboxMessage) error {
 
 // SandboxDeliveries checks DeliverSandboxMany's deliveries: every message
 // (SandboxMessage), then each delivery and their size
-// (DeliverSandboxManyArgs).
-func (c Checker) SandboxDeliveries(ds []SandboxDelivery) error {
+// (DeliverSandboxManyArgs, whose marks it returns).
+func (c Checker) SandboxDeliveries(ds []SandboxDelivery) ([]SandboxMarks, error) {
 	for _, d := range ds {
 		for _, m := range d.Messages {
 			if err := c.SandboxMessage(m); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
@@ -418,20 +418,31 @@ func DeliverSandboxArgs(triggerID string, ms []SandboxMessage) (string, []SentMe
 // MaxSandboxDeliveries bounds the messages of one DeliverSandboxMany.
 const MaxSandboxDeliveries = MaxSentMessages
 
+// SandboxMarks is what DeliverSandboxArgs returns for one delivery: its
+// bot and its messages as MarkSent takes them.
+type SandboxMarks struct {
+	BotID string
+	Sent  []SentMessage
+}
+
 // DeliverSandboxManyArgs checks DeliverSandboxMany's deliveries as
-// DeliverSandboxArgs checks each, and their number of messages.
-func DeliverSandboxManyArgs(ds []SandboxDelivery) error {
+// DeliverSandboxArgs checks each, and their number of messages; it
+// returns each delivery's marks (an empty delivery's are zero).
+func DeliverSandboxManyArgs(ds []SandboxDelivery) ([]SandboxMarks, error) {
 	n := 0
-	for _, d := range ds {
-		if _, _, err := DeliverSandboxArgs(d.TriggerID, d.Messages); err != nil {
-			return err
+	marks := make([]SandboxMarks, len(ds))
+	for i, d := range ds {
+		botID, sent, err := DeliverSandboxArgs(d.TriggerID, d.Messages)
+		if err != nil {
+			return nil, err
 		}
+		marks[i] = SandboxMarks{BotID: botID, Sent: sent}
 		n += len(d.Messages)
 	}
 	if n > MaxSandboxDeliveries {
-		return &InvalidError{Field: "messages", Reason: fmt.Sprintf("more than %d in one delivery", MaxSandboxDeliveries)}
+		return nil, &InvalidError{Field: "messages", Reason: fmt.Sprintf("more than %d in one delivery", MaxSandboxDeliveries)}
 	}
-	return nil
+	return marks, nil
 }
 
 // MaxClaimBy bounds the length of a claimant's name (ClaimRuns).

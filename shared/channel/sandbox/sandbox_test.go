@@ -76,6 +76,29 @@ func setup(t *testing.T, n int) (*sqlite.Store, store.Bot, []events.Outbound) {
 	return st, bot, outs
 }
 
+// sendTogether sends every bundle at once, the first a moment ahead so
+// that it holds the store's first write (gated by cs.gate) while the
+// others queue behind it, then opens the gate and returns each send's
+// error.
+func sendTogether(s *sandbox.Sender, cs *countingStore, bot store.Bot, outs []events.Outbound) []error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(outs))
+	for i := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = s.SendBundle(context.Background(), bot, outs[i], outs[i].Messages)
+		}()
+		if i == 0 {
+			time.Sleep(20 * time.Millisecond) // the first holds the write (any one would)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // let them queue behind the first write
+	close(cs.gate)
+	wg.Wait()
+	return errs
+}
+
 // Bundles sent at once are written together (the first alone, the ones
 // that arrived while it was written in one DeliverSandboxMany), and each
 // is appended, recorded as sent and counted once.
@@ -85,24 +108,7 @@ func TestConcurrentBundlesShareOneWrite(t *testing.T) {
 	cs := &countingStore{Store: st, gate: make(chan struct{})}
 	s := sandbox.NewSender(cs)
 	ctx := context.Background()
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	wg.Add(1)
-	go func() { // the first write: the others queue behind it
-		defer wg.Done()
-		_, errs[0] = s.SendBundle(ctx, bot, outs[0], outs[0].Messages)
-	}()
-	time.Sleep(20 * time.Millisecond) // the first holds the write (any one would)
-	for i := 1; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = s.SendBundle(ctx, bot, outs[i], outs[i].Messages)
-		}()
-	}
-	time.Sleep(100 * time.Millisecond) // let them queue behind the first write
-	close(cs.gate)
-	wg.Wait()
+	errs := sendTogether(s, cs, bot, outs)
 	for i, err := range errs {
 		require.NoError(t, err, "bundle %d", i)
 	}
@@ -131,21 +137,7 @@ func TestABadBundleFailsOnlyItsSender(t *testing.T) {
 	s := sandbox.NewSender(cs)
 	ctx := context.Background()
 	outs[5].Messages[0].ID = "" // invalid: a message needs an id
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = s.SendBundle(ctx, bot, outs[i], outs[i].Messages)
-		}()
-		if i == 0 {
-			time.Sleep(20 * time.Millisecond) // the first holds the write
-		}
-	}
-	time.Sleep(100 * time.Millisecond)
-	close(cs.gate)
-	wg.Wait()
+	errs := sendTogether(s, cs, bot, outs)
 	for i, err := range errs {
 		if i == 5 {
 			require.ErrorIs(t, err, store.ErrInvalid)
@@ -186,22 +178,7 @@ func TestAnUnavailableStoreFailsTheGroupOnce(t *testing.T) {
 	st, bot, outs := setup(t, n)
 	cs := &countingStore{Store: st, gate: make(chan struct{}), failMany: fmt.Errorf("%w: disk full", store.ErrUnavailable)}
 	s := sandbox.NewSender(cs)
-	ctx := context.Background()
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = s.SendBundle(ctx, bot, outs[i], outs[i].Messages)
-		}()
-		if i == 0 {
-			time.Sleep(20 * time.Millisecond) // the first holds the write
-		}
-	}
-	time.Sleep(100 * time.Millisecond)
-	close(cs.gate)
-	wg.Wait()
+	errs := sendTogether(s, cs, bot, outs)
 	failed := 0
 	for _, err := range errs {
 		if err != nil {

@@ -445,7 +445,7 @@ func (s *Store) DeliverSandbox(ctx context.Context, triggerID string, ms []store
 // all first: bad input writes nothing); not atomic across them, as
 // DeliverSandbox itself is not.
 func (s *Store) DeliverSandboxMany(ctx context.Context, ds []store.SandboxDelivery) error {
-	if err := check.SandboxDeliveries(ds); err != nil {
+	if _, err := check.SandboxDeliveries(ds); err != nil {
 		return err
 	}
 	for _, d := range ds {

@@ -205,30 +205,18 @@ func (s *Store) DeliverSandbox(ctx context.Context, triggerID string, ms []store
 // DeliverSandbox each, a channel worker's bundles cost five statements
 // apiece under the write lock (docs/performance.md).
 func (s *Store) DeliverSandboxMany(ctx context.Context, ds []store.SandboxDelivery) error {
-	if err := check.SandboxDeliveries(ds); err != nil {
+	marks, err := check.SandboxDeliveries(ds)
+	if err != nil {
 		return err
 	}
-	type marked struct {
-		bot, trigger string
-		sent         []store.SentMessage
-	}
 	var all []store.SandboxMessage
-	marks := make([]marked, 0, len(ds))
 	for _, d := range ds {
-		if len(d.Messages) == 0 {
-			continue
-		}
-		botID, sent, err := store.DeliverSandboxArgs(d.TriggerID, d.Messages)
-		if err != nil {
-			return err
-		}
 		all = append(all, d.Messages...)
-		marks = append(marks, marked{botID, d.TriggerID, sent})
 	}
 	if len(all) == 0 {
 		return nil
 	}
-	args, err := sandboxArgs(all)
+	args, err := sandboxRows(all) // checked above, at most MaxSandboxDeliveries
 	if err != nil {
 		return err
 	}
@@ -236,8 +224,8 @@ func (s *Store) DeliverSandboxMany(ctx context.Context, ds []store.SandboxDelive
 		if err := appendSandbox(t, len(all), args); err != nil {
 			return err
 		}
-		for _, m := range marks {
-			if err := markSent(t, m.bot, m.trigger, m.sent); err != nil {
+		for i, m := range marks {
+			if err := markSent(t, m.BotID, ds[i].TriggerID, m.Sent); err != nil {
 				return err
 			}
 		}
@@ -251,11 +239,19 @@ func sandboxArgs(ms []store.SandboxMessage) ([]any, error) {
 	if len(ms) > store.MaxSentMessages {
 		return nil, &store.InvalidError{Field: "messages", Reason: fmt.Sprintf("more than %d", store.MaxSentMessages)}
 	}
-	args := make([]any, 0, 6*len(ms))
 	for _, m := range ms {
 		if err := check.SandboxMessage(m); err != nil {
 			return nil, err
 		}
+	}
+	return sandboxRows(ms)
+}
+
+// sandboxRows returns the transcript insert's arguments of messages
+// checked already.
+func sandboxRows(ms []store.SandboxMessage) ([]any, error) {
+	args := make([]any, 0, 6*len(ms))
+	for _, m := range ms {
 		content, err := encodeRaw("content", m.Content, false)
 		if err != nil {
 			return nil, err
