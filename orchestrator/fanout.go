@@ -147,35 +147,60 @@ func (f *fanOut) count(ctx context.Context, b batch) error {
 // (errFanOutStopped), one taken over by another replica makes this one
 // step back (errTriggerTaken).
 func (f *fanOut) checkpoint(ctx context.Context, b batch) error {
-	cp := f.cp
-	cp.After = b.next
-	cp.add(b.counts)
+	cp := f.next(b)
 	next := f.trig
-	next.Status = store.TriggerFanningOut
-	if b.last {
-		next.Status = store.TriggerDone
-	}
+	next.Status = checkpointStatus(b)
 	next.Cursor = cp.encode()
 	next.UpdatedAt = time.Now().UTC()
 	updated, err := f.o.store.CheckpointTrigger(ctx, next, b.counts)
 	if errors.Is(err, store.ErrVersionConflict) {
-		if err := f.count(ctx, b); err != nil {
-			return err
-		}
-		cur, gerr := f.o.store.GetTrigger(ctx, f.t.BotID, f.t.ID)
-		if gerr != nil {
-			return gerr
-		}
-		if stopsFanOut(cur.Status) {
-			return errFanOutStopped
-		}
-		return bus.RetryAfter(errTriggerTaken, 10*time.Second)
+		return f.refused(ctx, b)
 	}
 	if err != nil {
 		return err
 	}
 	f.cp, f.trig = cp, updated
 	return nil
+}
+
+// next is the fan-out's checkpoint once batch b started.
+func (f *fanOut) next(b batch) checkpoint {
+	cp := f.cp
+	cp.After = b.next
+	cp.add(b.counts)
+	return cp
+}
+
+// checkpointStatus is the trigger's status once batch b started.
+func checkpointStatus(b batch) string {
+	if b.last {
+		return store.TriggerDone
+	}
+	return store.TriggerFanningOut
+}
+
+// checkpointOf is checkpoint's write for CheckpointTriggers, which stores
+// several fan-outs' checkpoints at once (launchTogether).
+func (f *fanOut) checkpointOf(b batch) store.TriggerCheckpoint {
+	return store.TriggerCheckpoint{BotID: f.trig.BotID, ID: f.trig.ID, Version: f.trig.Version,
+		Status: checkpointStatus(b), Cursor: f.next(b).encode(), Delta: b.counts}
+}
+
+// refused handles a checkpoint refused for the trigger's version: the
+// batch is counted all the same, and the trigger as it is now says
+// whether the fan-out stops (cancelled, paused) or steps back (taken over).
+func (f *fanOut) refused(ctx context.Context, b batch) error {
+	if err := f.count(ctx, b); err != nil {
+		return err
+	}
+	cur, err := f.o.store.GetTrigger(ctx, f.t.BotID, f.t.ID)
+	if err != nil {
+		return err
+	}
+	if stopsFanOut(cur.Status) {
+		return errFanOutStopped
+	}
+	return bus.RetryAfter(errTriggerTaken, 10*time.Second)
 }
 
 // once is the fan-out of an audience of one batch: read, start, checkpoint.

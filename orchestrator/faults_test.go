@@ -134,6 +134,13 @@ func (s *faultyStore) CheckpointTrigger(ctx context.Context, t store.Trigger, d 
 	return u, err
 }
 
+func (s *faultyStore) CheckpointTriggers(ctx context.Context, cps []store.TriggerCheckpoint) ([]error, error) {
+	if err := s.record("CheckpointTriggers"); err != nil {
+		return nil, err
+	}
+	return s.Store.CheckpointTriggers(ctx, cps)
+}
+
 func (s *faultyStore) UpsertContacts(ctx context.Context, us []store.ContactUpsert) ([]store.Contact, error) {
 	if err := s.record("UpsertContacts"); err != nil {
 		return nil, err

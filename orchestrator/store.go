@@ -30,6 +30,7 @@ type Store interface {
 	UpdateTrigger(ctx context.Context, t store.Trigger) (store.Trigger, error)
 	IncrTriggerCounters(ctx context.Context, botID, triggerID string, delta store.TriggerCounters) error
 	CheckpointTrigger(ctx context.Context, t store.Trigger, delta store.TriggerCounters) (store.Trigger, error)
+	CheckpointTriggers(ctx context.Context, cps []store.TriggerCheckpoint) (errs []error, err error)
 	// runs
 	CreateRuns(ctx context.Context, rs []store.Run) (runs []store.Run, created []bool, err error)
 	GetRun(ctx context.Context, botID, id string) (store.Run, error)

@@ -93,9 +93,20 @@ func (o *Orchestrator) launchTogether(ctx context.Context, fs []*fanOut) error {
 			return err
 		}
 	}
-	errs := make([]error, len(fs))
+	// The triggers' checkpoints in one write; one refused for its version
+	// (cancelled or taken over meanwhile) is handled as checkpoint would.
+	cps := make([]store.TriggerCheckpoint, len(fs))
+	for i, f := range fs {
+		cps[i] = f.checkpointOf(batchOf(counts[i]))
+	}
+	errs, err := o.store.CheckpointTriggers(ctx, cps)
+	if err != nil {
+		return err
+	}
 	parallel(len(fs), func(i int) {
-		errs[i] = stoppedIsNil(fs[i].checkpoint(ctx, batchOf(counts[i])))
+		if errors.Is(errs[i], store.ErrVersionConflict) {
+			errs[i] = stoppedIsNil(fs[i].refused(ctx, batchOf(counts[i])))
+		}
 	})
 	return errors.Join(errs...)
 }

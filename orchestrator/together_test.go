@@ -64,7 +64,8 @@ func TestTriggersStartedTogether(t *testing.T) {
 	require.Equal(t, 3, count(ws, "UpsertContacts"), "one for the four together, one each for t3 and t4")
 	require.Equal(t, 3, count(ws, "CreateRuns"))
 	require.Equal(t, 3, count(ws, "InsertMessages"))
-	require.Equal(t, 6, count(ws, "CheckpointTrigger"))
+	require.Equal(t, 1, count(ws, "CheckpointTriggers"), "one for the four together")
+	require.Equal(t, 2, count(ws, "CheckpointTrigger"), "one each for t3 and t4")
 	require.Equal(t, "UpsertContacts", ws[0])
 
 	ann, bob := u.contact("ann"), u.contact("bob")
@@ -109,7 +110,7 @@ func TestTriggersStartedTogether(t *testing.T) {
 // its stream (and once more in the batch, when that was published before
 // the failure: the channel worker skips messages sent).
 func TestTriggersStartedTogetherFailThenRedelivery(t *testing.T) {
-	for _, step := range []string{"UpsertContacts", "InsertMessages", "CreateRuns", "CheckpointTrigger"} {
+	for _, step := range []string{"UpsertContacts", "InsertMessages", "CreateRuns", "CheckpointTriggers"} {
 		t.Run(step, func(t *testing.T) {
 			u := newUnit(t)
 			aud := map[string][]string{"a1": {"ann"}, "a2": {"bob"}, "a3": {"cid"}}
@@ -149,4 +150,34 @@ func TestTriggersStartedTogetherFailThenRedelivery(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTriggersStartedTogetherOneCancelledBeforeTheCheckpoint: a trigger of
+// the batch is cancelled while its run starts, before the triggers'
+// checkpoints are written together. Its checkpoint is refused for its
+// version and the others are written: it stays cancelled, with its run
+// counted, and the batch succeeds (nothing to retry).
+func TestTriggersStartedTogetherOneCancelledBeforeTheCheckpoint(t *testing.T) {
+	u := newUnit(t)
+	aud := map[string][]string{"c1": {"ann"}, "c2": {"bob"}, "c3": {"cid"}}
+	m := u.batchMessage("batch:c1", aud, []string{"c1", "c2", "c3"})
+	u.store.onceBefore("CheckpointTriggers", func() {
+		tr, err := u.raw.GetTrigger(u.ctx, unitBot, "c2")
+		require.NoError(t, err)
+		tr.Status = store.TriggerCancelled
+		_, err = u.raw.UpdateTrigger(u.ctx, tr)
+		require.NoError(t, err)
+	})
+	require.NoError(t, u.o.handleTrigger(u.ctx, m))
+	ws := u.store.writes()
+	require.Equal(t, 1, count(ws, "CheckpointTriggers"), "writes: %v", ws)
+	require.Zero(t, count(ws, "CheckpointTrigger"), "writes: %v", ws)
+	for tid, status := range map[string]string{"c1": store.TriggerDone, "c2": store.TriggerCancelled, "c3": store.TriggerDone} {
+		tr, err := u.raw.GetTrigger(u.ctx, unitBot, tid)
+		require.NoError(t, err)
+		require.Equal(t, status, tr.Status, tid)
+		require.EqualValues(t, 1, tr.Counters.Targeted, tid)
+		require.EqualValues(t, 1, tr.Counters.RunsCreated, tid)
+	}
+	require.Equal(t, store.RunWaiting, u.run(RunID("c2", u.contact("bob").ID)).Status, "the run started before the cancel")
 }

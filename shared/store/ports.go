@@ -121,6 +121,13 @@ type Triggers interface {
 	// one write, both or neither: a fan-out's count of a batch with its
 	// checkpoint. On ErrVersionConflict the counters are left as they were.
 	CheckpointTrigger(ctx context.Context, t Trigger, delta TriggerCounters) (Trigger, error)
+	// CheckpointTriggers is CheckpointTrigger for several triggers in one
+	// write, for their status and cursor only (the descriptive fields stay
+	// as stored), without reading them back. A checkpoint whose trigger is
+	// at another version (ErrVersionConflict) or gone (ErrNotFound)
+	// changes nothing and has that error at its index in errs; the others
+	// are written. Bad input fails the call and writes nothing.
+	CheckpointTriggers(ctx context.Context, cps []TriggerCheckpoint) (errs []error, err error)
 	// ListTriggers returns a page of triggers, newest first (CreatedAt,
 	// then ID, descending); next is "" on the last page.
 	ListTriggers(ctx context.Context, f TriggerFilter) (triggers []Trigger, next string, err error)

@@ -321,6 +321,18 @@ type TriggerCounters struct {
 	SkipReasons map[string]int64 `json:"skip_reasons,omitempty"`
 }
 
+// TriggerCheckpoint is one trigger's checkpoint for CheckpointTriggers:
+// the status and cursor to write if the trigger is at Version, and what to
+// add to its counters.
+type TriggerCheckpoint struct {
+	BotID   string
+	ID      string
+	Version int64
+	Status  string
+	Cursor  string
+	Delta   TriggerCounters
+}
+
 // SandboxDelivery is one bundle the sandbox channel delivers: its
 // messages (of one bot) and the trigger they count for (DeliverSandbox).
 type SandboxDelivery struct {

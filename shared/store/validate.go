@@ -185,6 +185,29 @@ func (c Checker) Trigger(t *Trigger) error {
 	return checkTriggerStatus(t.Status)
 }
 
+// MaxTriggerCheckpoints bounds the checkpoints of one CheckpointTriggers.
+const MaxTriggerCheckpoints = 1000
+
+// TriggerCheckpoints checks CheckpointTriggers' checkpoints: each names a
+// trigger at a version, a known status, a cursor of text and skip reasons
+// SkipReasons accepts; at most MaxTriggerCheckpoints of them.
+func (c Checker) TriggerCheckpoints(cps []TriggerCheckpoint) error {
+	if len(cps) > MaxTriggerCheckpoints {
+		return &InvalidError{Field: "checkpoints", Reason: fmt.Sprintf("more than %d", MaxTriggerCheckpoints)}
+	}
+	for i, cp := range cps {
+		err := FirstErr(CheckBotID("bot_id", cp.BotID), CheckID("id", cp.ID), checkTriggerStatus(cp.Status),
+			c.text("cursor", cp.Cursor), c.SkipReasons(cp.Delta.SkipReasons))
+		if err == nil && cp.Version < 1 {
+			err = &InvalidError{Field: "version", Reason: "must be at least 1"}
+		}
+		if err != nil {
+			return fmt.Errorf("checkpoint %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
 // SkipReasons checks the keys of skip-reason counters: 1 to MaxIDBytes bytes.
 func (c Checker) SkipReasons(m map[string]int64) error {
 	for k := range m {

@@ -243,6 +243,11 @@ func (s *Store) IncrTriggerCounters(ctx context.Context, botID, triggerID string
 	return measure0(s, "IncrTriggerCounters", func() error { return s.Store.IncrTriggerCounters(ctx, botID, triggerID, delta) })
 }
 
+// CheckpointTriggers delegates and measures.
+func (s *Store) CheckpointTriggers(ctx context.Context, cps []store.TriggerCheckpoint) ([]error, error) {
+	return measure(s, "CheckpointTriggers", func() ([]error, error) { return s.Store.CheckpointTriggers(ctx, cps) })
+}
+
 // CheckpointTrigger delegates and measures.
 func (s *Store) CheckpointTrigger(ctx context.Context, t store.Trigger, delta store.TriggerCounters) (store.Trigger, error) {
 	return measure(s, "CheckpointTrigger", func() (store.Trigger, error) { return s.Store.CheckpointTrigger(ctx, t, delta) })

@@ -153,6 +153,57 @@ func (s *Store) CheckpointTrigger(ctx context.Context, tr store.Trigger, d store
 	return s.updateTrigger(ctx, tr, &d)
 }
 
+// CheckpointTriggers writes each checkpoint with one version-checked
+// document update, in turn. MongoDB has no write lock for a batch to
+// share, and a bulk write reports how many documents matched, not which:
+// a checkpoint that matched nothing is looked up to say why.
+func (s *Store) CheckpointTriggers(ctx context.Context, cps []store.TriggerCheckpoint) ([]error, error) {
+	if err := check.TriggerCheckpoints(cps); err != nil {
+		return nil, err
+	}
+	if len(cps) == 0 {
+		return nil, nil
+	}
+	errs := make([]error, len(cps))
+	for i, cp := range cps {
+		update := bson.D{{Key: "$set", Value: bson.D{
+			{Key: "status", Value: cp.Status}, {Key: "cursor", Value: cp.Cursor},
+			{Key: "version", Value: cp.Version + 1}, {Key: "updated_at", Value: now()},
+		}}}
+		if inc := counterIncs(cp.Delta); len(inc) > 0 {
+			update = append(update, bson.E{Key: "$inc", Value: inc})
+		}
+		filter := bson.D{{Key: "_id", Value: cp.ID}, {Key: "bot_id", Value: cp.BotID}}
+		err := func() error {
+			ctx, cancel := s.opCtx(ctx)
+			defer cancel()
+			unlock := s.lockUpdates()
+			res, err := s.triggers.UpdateOne(ctx, append(filter, bson.E{Key: "version", Value: cp.Version}), update)
+			unlock()
+			if err != nil {
+				return dbErr("checkpoint triggers", err)
+			}
+			if res.MatchedCount == 1 {
+				return nil
+			}
+			n, err := s.triggers.CountDocuments(ctx, filter)
+			if err != nil {
+				return dbErr("checkpoint triggers", err)
+			}
+			if n == 0 {
+				errs[i] = notFound("trigger", cp.BotID, cp.ID)
+			} else {
+				errs[i] = fmt.Errorf("%w: trigger %s is not at version %d", store.ErrVersionConflict, cp.ID, cp.Version)
+			}
+			return nil
+		}()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return errs, nil
+}
+
 func (s *Store) updateTrigger(ctx context.Context, tr store.Trigger, delta *store.TriggerCounters) (store.Trigger, error) {
 	spec, err := checkTrigger(&tr)
 	if err != nil {

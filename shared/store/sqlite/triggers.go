@@ -131,6 +131,73 @@ func (s *Store) CheckpointTrigger(ctx context.Context, tr store.Trigger, d store
 	return s.updateTrigger(ctx, tr, &d)
 }
 
+// CheckpointTriggers writes several triggers' checkpoints in one savepoint
+// of the group commit, one UPDATE each (status, cursor, version,
+// updated_at, the counters) with the version check and nothing read back:
+// the fan-outs of one-user triggers started together (the dispatch path)
+// checkpointed one CheckpointTrigger each, a savepoint and a RETURNING of
+// the whole row apiece under the write lock (docs/performance.md). A
+// trigger that is not at its version, or gone, is looked up to say which.
+func (s *Store) CheckpointTriggers(ctx context.Context, cps []store.TriggerCheckpoint) ([]error, error) {
+	if err := check.TriggerCheckpoints(cps); err != nil {
+		return nil, err
+	}
+	if len(cps) == 0 {
+		return nil, nil
+	}
+	at := nanos(now())
+	errs := make([]error, len(cps))
+	err := s.w.doAll(ctx, len(cps), func(t *wtx) error {
+		for i, cp := range cps {
+			reasons, keep := any(nil), 1
+			if len(cp.Delta.SkipReasons) > 0 {
+				merged, err := storedReasons(t, cp.BotID, cp.ID)
+				if errors.Is(err, store.ErrNotFound) {
+					errs[i] = err
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				for k, v := range cp.Delta.SkipReasons {
+					merged[k] += v
+				}
+				if reasons, err = encodeReasons(merged); err != nil {
+					return err
+				}
+				keep = 0
+			}
+			d := cp.Delta
+			n, err := t.execAffected(`UPDATE triggers SET status = ?, cursor = ?, version = version + 1, updated_at = ?,
+			targeted = targeted + ?, runs_created = runs_created + ?, sent = sent + ?, delivered = delivered + ?,
+			failed = failed + ?, skipped = skipped + ?, skip_reasons = CASE WHEN ? THEN skip_reasons ELSE ? END
+			WHERE id = ? AND bot_id = ? AND version = ?`,
+				cp.Status, cp.Cursor, at, d.Targeted, d.RunsCreated, d.Sent, d.Delivered, d.Failed, d.Skipped, keep, reasons,
+				cp.ID, cp.BotID, cp.Version)
+			if err != nil {
+				return err
+			}
+			if n == 1 {
+				continue
+			}
+			ok, err := t.exists(`SELECT 1 FROM triggers WHERE id = ? AND bot_id = ?`, cp.ID, cp.BotID)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				errs[i] = notFound("trigger", cp.BotID, cp.ID)
+			} else {
+				errs[i] = fmt.Errorf("%w: trigger %s is not at version %d", store.ErrVersionConflict, cp.ID, cp.Version)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, dbErr("checkpoint triggers", err)
+	}
+	return errs, nil
+}
+
 // updateTrigger is UpdateTrigger, with the counters' delta d when d is not
 // nil: one modifying statement that returns the stored row (it was three:
 // the version-checked update, the counters' update and a read back), in a

@@ -66,6 +66,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, feats Features) {
 		{"Triggers", testTriggers},
 		{"TriggerConcurrentUpdate", testTriggerConcurrentUpdate},
 		{"TriggerCheckpoint", testTriggerCheckpoint},
+		{"TriggerCheckpoints", testTriggerCheckpoints},
 		{"TriggerCounters", testTriggerCounters},
 		{"Runs", testRuns},
 		{"RunIdempotency", testRunIdempotency},

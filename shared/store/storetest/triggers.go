@@ -184,3 +184,81 @@ func testTriggerCheckpoint(t *testing.T, s store.Store, e env) {
 	_, err = s.CheckpointTrigger(e.ctx, stored, store.TriggerCounters{SkipReasons: map[string]int64{"": 1}})
 	requireIs(t, err, store.ErrInvalid)
 }
+
+// testTriggerCheckpoints: CheckpointTriggers writes each trigger at its
+// version (status, cursor, counters; the descriptive fields stay), reports
+// a stale or unknown one at its index without changing it, and refuses bad
+// input whole.
+func testTriggerCheckpoints(t *testing.T, s store.Store, e env) {
+	mkBot(t, s, e)
+	a, b, c := mkTrigger(t, s, e, "tr1"), mkTrigger(t, s, e, "tr2"), mkTrigger(t, s, e, "tr3")
+	require.NoError(t, s.IncrTriggerCounters(e.ctx, e.bot, "tr2", store.TriggerCounters{Skipped: 1,
+		SkipReasons: map[string]int64{"opted_out": 1}}))
+	// tr3 moves on before its checkpoint is written: stale.
+	c.Status = store.TriggerCancelled
+	_, err := s.UpdateTrigger(e.ctx, c)
+	require.NoError(t, err)
+
+	errs, err := s.CheckpointTriggers(e.ctx, []store.TriggerCheckpoint{
+		{BotID: e.bot, ID: "tr1", Version: a.Version, Status: store.TriggerDone, Cursor: `{"after":"1"}`,
+			Delta: store.TriggerCounters{Targeted: 1, RunsCreated: 1}},
+		{BotID: e.bot, ID: "tr2", Version: b.Version, Status: store.TriggerFanningOut, Cursor: `{"after":"7"}`,
+			Delta: store.TriggerCounters{Targeted: 3, RunsCreated: 1, Skipped: 2, SkipReasons: map[string]int64{"opted_out": 1, "invalid_user": 1}}},
+		{BotID: e.bot, ID: "tr3", Version: c.Version, Status: store.TriggerDone, Delta: store.TriggerCounters{Targeted: 5}},
+		{BotID: e.bot, ID: "nope", Version: 1, Status: store.TriggerDone, Delta: store.TriggerCounters{Targeted: 1}},
+	})
+	require.NoError(t, err)
+	require.Len(t, errs, 4)
+	require.NoError(t, errs[0])
+	require.NoError(t, errs[1])
+	requireIs(t, errs[2], store.ErrVersionConflict)
+	requireIs(t, errs[3], store.ErrNotFound)
+
+	got, err := s.GetTrigger(e.ctx, e.bot, "tr1")
+	require.NoError(t, err)
+	require.Equal(t, a.Version+1, got.Version)
+	require.Equal(t, store.TriggerDone, got.Status)
+	require.Equal(t, `{"after":"1"}`, got.Cursor)
+	require.Equal(t, store.TriggerCounters{Targeted: 1, RunsCreated: 1}, got.Counters)
+	require.Equal(t, a.Source, got.Source, "the descriptive fields stay")
+	require.JSONEq(t, string(a.Spec), string(got.Spec))
+	require.Equal(t, a.IdempotencyKey, got.IdempotencyKey)
+
+	got, err = s.GetTrigger(e.ctx, e.bot, "tr2")
+	require.NoError(t, err)
+	require.Equal(t, b.Version+1, got.Version)
+	require.Equal(t, store.TriggerFanningOut, got.Status)
+	require.Equal(t, store.TriggerCounters{Targeted: 3, RunsCreated: 1, Skipped: 3,
+		SkipReasons: map[string]int64{"opted_out": 2, "invalid_user": 1}}, got.Counters, "the skip reasons merged")
+
+	got, err = s.GetTrigger(e.ctx, e.bot, "tr3")
+	require.NoError(t, err)
+	require.Equal(t, store.TriggerCancelled, got.Status, "a stale checkpoint changes nothing")
+	require.Equal(t, c.Version+1, got.Version)
+	require.Zero(t, got.Counters.Targeted, "a stale checkpoint adds nothing")
+
+	// Bad input anywhere: an error, nothing written.
+	for name, bad := range map[string]store.TriggerCheckpoint{
+		"status":      {BotID: e.bot, ID: "tr1", Version: 2, Status: "sideways"},
+		"version":     {BotID: e.bot, ID: "tr1", Version: 0, Status: store.TriggerDone},
+		"id":          {BotID: e.bot, ID: "", Version: 2, Status: store.TriggerDone},
+		"skip reason": {BotID: e.bot, ID: "tr1", Version: 2, Status: store.TriggerDone, Delta: store.TriggerCounters{SkipReasons: map[string]int64{"": 1}}},
+	} {
+		_, err := s.CheckpointTriggers(e.ctx, []store.TriggerCheckpoint{
+			{BotID: e.bot, ID: "tr1", Version: 2, Status: store.TriggerDone, Delta: store.TriggerCounters{Targeted: 1}}, bad})
+		requireIs(t, err, store.ErrInvalid)
+		got, err := s.GetTrigger(e.ctx, e.bot, "tr1")
+		require.NoError(t, err)
+		require.Equal(t, a.Version+1, got.Version, "%s: nothing written", name)
+		require.EqualValues(t, 1, got.Counters.Targeted, "%s: nothing written", name)
+	}
+	too := make([]store.TriggerCheckpoint, store.MaxTriggerCheckpoints+1)
+	for i := range too {
+		too[i] = store.TriggerCheckpoint{BotID: e.bot, ID: "tr1", Version: 2, Status: store.TriggerDone}
+	}
+	_, err = s.CheckpointTriggers(e.ctx, too)
+	requireIs(t, err, store.ErrInvalid)
+	errs, err = s.CheckpointTriggers(e.ctx, nil)
+	require.NoError(t, err)
+	require.Empty(t, errs)
+}
