@@ -31,6 +31,7 @@ const (
 	hdrTime        = "ce-time"
 	hdrSubject     = "ce-subject"
 	hdrContentType = "content-type"
+	hdrNotBefore   = "ce-" + ExtNotBefore
 	// HeaderDLQReason says why a message was dead-lettered.
 	HeaderDLQReason = "Flowgate-Dlq-Reason"
 	// HeaderDLQSubject is the subject the dead letter was first published on.
@@ -248,7 +249,38 @@ func toMsg(subject string, e cloudevents.Event, msgID string) *nats.Msg {
 	if msgID != "" {
 		set(jetstream.MsgIDHeader, msgID)
 	}
+	if nb := NotBefore(e); !nb.IsZero() {
+		set(hdrNotBefore, nb.UTC().Format(time.RFC3339Nano))
+	}
 	return &nats.Msg{Subject: subject, Header: h, Data: e.Data()}
+}
+
+// ExtNotBefore names the CloudEvents extension (header ce-notbefore) that
+// holds a message back until its time: a consumer that meets it earlier
+// gives it back for the rest of the wait. A channel worker sets it on a
+// bundle of a batch it hands on after the provider's retry-after
+// (channel.Runner's handOn), so that the bundle alone waits as the
+// provider asked instead of being retried at once. It is the one
+// extension the bus carries.
+const ExtNotBefore = "notbefore"
+
+// SetNotBefore holds e back until t (ExtNotBefore).
+func SetNotBefore(e *cloudevents.Event, t time.Time) {
+	e.SetExtension(ExtNotBefore, types.Timestamp{Time: t.UTC()})
+}
+
+// NotBefore is the time e is held back until (ExtNotBefore), zero when it
+// is not held back or the time does not parse.
+func NotBefore(e cloudevents.Event) time.Time {
+	v, ok := e.Extensions()[ExtNotBefore]
+	if !ok {
+		return time.Time{}
+	}
+	t, err := types.ToTime(v)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }
 
 // FromMsg decodes a binary-mode CloudEvent.
@@ -282,6 +314,10 @@ func FromMsg(h nats.Header, data []byte) (cloudevents.Event, error) {
 	}
 	if ct := get(hdrContentType); ct != "" {
 		e.SetDataContentType(ct)
+	}
+	if nb := get(hdrNotBefore); nb != "" {
+		// A time that does not parse holds nothing back (NotBefore).
+		e.SetExtension(ExtNotBefore, nb)
 	}
 	e.DataEncoded = data
 	if err := e.Validate(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
@@ -49,7 +50,8 @@ func (r *Runner) deliverBatch(ctx context.Context, m bus.Message, bundles []even
 // its messages as failed, as for a bundle alone), published alone on the
 // lane after any other failure, where the retry rules of a bundle alone
 // (capped backoff, the provider's retry-after, never a dead letter for a
-// transient failure) take over. Its id is the one the orchestrator gives a
+// transient failure) take over; after a retry-after, it is held back until
+// the time the provider gave. Its id is the one the orchestrator gives a
 // bundle alone, so doing this twice keeps one.
 func (r *Runner) handOn(ctx context.Context, m bus.Message, out events.Outbound, cause error) error {
 	ev, err := bus.OutboundEvent(out)
@@ -57,6 +59,12 @@ func (r *Runner) handOn(ctx context.Context, m bus.Message, out events.Outbound,
 		return err
 	}
 	ev.SetTime(m.Event.Time()) // its queueing time stays the batch's
+	var later *bus.RetryAfterError
+	if errors.As(cause, &later) && later.Wait > 0 {
+		// The provider said when: the bundle alone waits for it
+		// (bus.ExtNotBefore), where a new message would be sent at once.
+		bus.SetNotBefore(&ev, time.Now().Add(later.Wait))
+	}
 	if perm := (*bus.PermanentError)(nil); errors.As(cause, &perm) {
 		if err := r.bus.DeadLetterPart(ctx, m, ev, cause); err != nil {
 			return err

@@ -29,14 +29,24 @@ type pickySender struct {
 	attempts   map[string]int // by recipient
 	// unblocked: "blocked" has unblocked the bot, its sends go.
 	unblocked atomic.Bool
+	// laterFails: how many first sends to "later" the provider answers
+	// with a retry-after of laterWait.
+	laterFails int
+	laterWait  time.Duration
+	at         map[string][]time.Time // attempts' times, by recipient
 }
 
 func (p *pickySender) Send(ctx context.Context, bot store.Bot, out events.Outbound, msg events.OutboundMessage) (channel.Result, error) {
 	p.mu.Lock()
 	p.attempts[out.To]++
 	n := p.attempts[out.To]
+	if p.at != nil {
+		p.at[out.To] = append(p.at[out.To], time.Now())
+	}
 	p.mu.Unlock()
 	switch {
+	case out.To == "later" && n <= p.laterFails:
+		return channel.Result{}, &channel.RetryAfterError{Wait: p.laterWait, Code: "429", Throttled: true, Err: errors.New("provider: too many requests")}
 	case out.To == "blocked" && !p.unblocked.Load():
 		return channel.Result{}, &channel.PermanentError{Code: "131026", Reason: "receiver is incapable of receiving this message", Unreachable: true}
 	case out.To == "flaky" && n <= p.flakyFails:
@@ -224,6 +234,47 @@ func TestBatchMessageHandsOnTheBundlesThatFailed(t *testing.T) {
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return delivered("blocked") == 2 }, 10*time.Second, 10*time.Millisecond)
 	require.Equal(t, []string{"run-blocked:1", "run-blocked:2"}, transcriptIDs(t, st, "blocked"))
+	cancel()
+	require.NoError(t, <-done)
+}
+
+// A bundle of a batch whose send the provider answered with a retry-after
+// is handed on alone and waits the time the provider gave before it is
+// tried again (it used to be tried at once, as a new message); the others
+// are sent at once.
+func TestBatchBundleHandedOnAfterRetryAfterWaits(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b, st, log := busAndStore(t)
+	bundles := batchFixture(t, ctx, st, "u1", "later")
+	const wait = 1500 * time.Millisecond
+	sender := &pickySender{Sender: sandbox.NewSender(st), laterFails: 1, laterWait: wait,
+		attempts: map[string]int{}, at: map[string][]time.Time{}}
+	r, err := channel.NewRunner(channel.RunnerConfig{MaxBackoff: 20 * time.Millisecond},
+		channel.RunnerDeps{Sender: sender, Bus: b, Store: st, Logger: log, Capabilities: channel.Capabilities{IdempotentSends: true}})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+
+	subject := events.OutboundSubject(events.ChannelSandbox, "acme", events.LaneHigh)
+	ev, err := bus.NewEvent("outs:later", events.TypeOutboundBatch, "c-u1", events.OutboundBatch{Bundles: bundles})
+	require.NoError(t, err)
+	_, err = b.Publish(ctx, subject, ev)
+	require.NoError(t, err)
+
+	delivered := func(to string) int { return len(transcriptIDs(t, st, to)) }
+	require.Eventually(t, func() bool { return delivered("u1") == 2 && delivered("later") == 2 }, 15*time.Second, 10*time.Millisecond)
+	sender.mu.Lock()
+	at := append([]time.Time(nil), sender.at["later"]...)
+	sender.mu.Unlock()
+	require.Len(t, at, 3, "the refused first message, then the bundle's two messages once")
+	// The bound is the provider's wait, less the clock's resolution: the
+	// handed-on bundle must not be tried before it.
+	require.GreaterOrEqual(t, at[1].Sub(at[0]), wait-10*time.Millisecond, "the retry came before the provider's retry-after")
+	require.Equal(t, 2, sender.tries("u1"), "the other bundle was sent once")
+	letters, _, err := b.DeadLetters(ctx, 0, 10)
+	require.NoError(t, err)
+	require.Empty(t, letters, "waiting is not failing")
 	cancel()
 	require.NoError(t, <-done)
 }

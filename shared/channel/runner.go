@@ -284,6 +284,11 @@ func (r *Runner) handle(ctx context.Context, m bus.Message, laneName string) err
 	if m.Event.Type() == events.TypeOutboundBatch {
 		return r.deliverBatch(ctx, m, bundles, laneName)
 	}
+	if wait := time.Until(bus.NotBefore(m.Event)); wait > 0 {
+		// Handed on after the provider's retry-after (handOn): it waits
+		// out the rest, as a bundle alone would have. Never a failure.
+		return bus.Transient(bus.RetryAfter(fmt.Errorf("bundle held back for the provider's retry-after, %s left", wait.Round(time.Millisecond)), wait))
+	}
 	return r.deliver(ctx, m, bundles[0], laneName)
 }
 
