@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/ingress"
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
@@ -42,10 +42,7 @@ type answer struct {
 func TestNATSRestartNothingQueuedMeansNothingQueued(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	addr := bustest.FreeAddr(t)
 	startNATS := func() *bus.Embedded {
 		e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: dir, Listen: addr})
 		require.NoError(t, err)

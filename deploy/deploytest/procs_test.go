@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,17 +15,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flowgate/flowgate/shared/bus/bustest"
 )
 
-// freePort returns a loopback address nobody listens on.
+// freePort returns a loopback address nobody listens on, one another
+// test process cannot take before the server told to listen there starts
+// (bustest.FreeAddr).
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return bustest.FreeAddr(t)
 }
 
 // buildBinaries builds flowgate and nats-server (from the module's own

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -40,10 +39,7 @@ func TestOpsReadyzFollowsStoreWrites(t *testing.T) {
 	_, b := bustest.Bus(t, bus.Config{Source: "/test"})
 	sq := sqlitetest.Open(t)
 	st := &unwritable{Store: sq}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	addr := bustest.FreeAddr(t)
 	done := make(chan error, 1)
 	go func() {
 		done <- serveOps(ctx, addr, b, instrumentStore(Config{}, st), slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -2,7 +2,6 @@ package pacer_test
 
 import (
 	"context"
-	"net"
 	"sort"
 	"sync"
 	"testing"
@@ -234,10 +233,7 @@ func TestConfigValidation(t *testing.T) {
 // The bucket is in memory: a restarted NATS server comes back without it.
 // The pacer recreates it and goes on.
 func TestNATSRestartRecreatesTheBucket(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
+	addr := bustest.FreeAddr(t)
 	dir := t.TempDir()
 	e, err := bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: dir, Listen: addr})
 	require.NoError(t, err)
