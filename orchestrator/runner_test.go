@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -562,8 +563,17 @@ func TestTriggerBatch(t *testing.T) {
 		require.NoError(t, err)
 		return raw
 	}
+	// b5's id is another bot's trigger; b6's id is longer than the store
+	// takes (the batch's triggers are then stored one by one, and only b6
+	// fails): both are refused by the store for good.
+	require.NoError(t, u.raw.CreateBot(u.ctx, store.Bot{ID: "other", Name: "Other"}))
+	_, _, err := u.raw.CreateTrigger(u.ctx, store.Trigger{ID: "b5", BotID: "other", Source: "native", FlowID: "f",
+		Channel: events.ChannelSandbox, Spec: json.RawMessage(`{}`)})
+	require.NoError(t, err)
+	long := "b6" + strings.Repeat("x", store.MaxIDBytes)
 	batch := events.TriggerBatch{Triggers: []json.RawMessage{
 		trig("b1", "ann", "ask"), trig("b2", "bob", "ask"), trig("b3", "cid", "no-such-flow"), json.RawMessage(`{"id":"b4"}`),
+		trig("b5", "dan", "ask"), trig(long, "eve", "ask"),
 	}}
 	ev, err := bus.NewEvent("batch:b1", events.TypeTriggerBatch, unitBot, batch)
 	require.NoError(t, err)
@@ -581,10 +591,10 @@ func TestTriggerBatch(t *testing.T) {
 	// of its own; handled alone, they fail for good (the consumer
 	// dead-letters them).
 	split := u.streamIDs(bus.StreamTriggers)
-	require.ElementsMatch(t, []string{bus.MsgID("b3"), bus.MsgID("b4")}, split)
+	require.ElementsMatch(t, []string{bus.MsgID("b3"), bus.MsgID("b4"), bus.MsgID("b5"), bus.MsgID(long)}, split)
 	s, err := u.bus.JetStream().Stream(u.ctx, bus.StreamTriggers)
 	require.NoError(t, err)
-	for seq := uint64(1); seq <= 2; seq++ {
+	for seq := uint64(1); seq <= 4; seq++ {
 		raw, err := s.GetMsg(u.ctx, seq)
 		require.NoError(t, err)
 		ev, err := bus.NewEvent("x", events.TypeTriggerAccepted, unitBot, json.RawMessage(raw.Data))
@@ -605,7 +615,10 @@ func TestTriggerBatch(t *testing.T) {
 		var perm *bus.PermanentError
 		require.ErrorAs(t, u.o.handleTrigger(u.ctx, bus.Message{Event: ev, Delivered: 1}), &perm, "payload %s", data)
 	}
-	require.Len(t, u.streamIDs(bus.StreamTriggers), 2, "nothing split off from a bad batch")
+	require.Len(t, u.streamIDs(bus.StreamTriggers), 4, "nothing split off from a bad batch")
+	theirs, err := u.raw.GetTrigger(u.ctx, "other", "b5")
+	require.NoError(t, err)
+	require.Equal(t, "native", theirs.Source, "the other bot's trigger untouched")
 }
 
 // Replies and cancels of the same runs, taken at the same moment by the

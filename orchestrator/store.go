@@ -26,6 +26,7 @@ type Store interface {
 	SetContactReachability(ctx context.Context, botID, id string, unreachable bool, reason string) error
 	// triggers
 	CreateTrigger(ctx context.Context, t store.Trigger) (store.Trigger, bool, error)
+	CreateTriggers(ctx context.Context, ts []store.Trigger) ([]store.CreatedTrigger, error)
 	GetTrigger(ctx context.Context, botID, id string) (store.Trigger, error)
 	UpdateTrigger(ctx context.Context, t store.Trigger) (store.Trigger, error)
 	IncrTriggerCounters(ctx context.Context, botID, triggerID string, delta store.TriggerCounters) error

@@ -62,22 +62,48 @@ func (o *Orchestrator) trigger(ctx context.Context, m bus.Message, spec []byte) 
 // a paused one (resume publishes it again), or a cancelled one (whose
 // batches a crash left under way are finished here).
 func (o *Orchestrator) prepare(ctx context.Context, spec []byte) (*fanOut, error) {
-	var t events.Trigger
-	if err := json.Unmarshal(spec, &t); err != nil {
-		return nil, bus.Permanent(fmt.Errorf("trigger payload: %w", err))
-	}
-	if t.ID == "" || t.BotID == "" || t.FlowID == "" {
-		return nil, bus.Permanent(errors.New("trigger without id, bot or flow"))
-	}
-	now := time.Now().UTC()
-	trig, fresh, err := o.store.CreateTrigger(ctx, store.Trigger{
-		ID: t.ID, BotID: t.BotID, Source: t.Source, Event: t.Event, FlowID: t.FlowID, Channel: t.Channel,
-		Spec: spec, IdempotencyKey: t.IdempotencyKey, Status: store.TriggerAccepted,
-		CreatedAt: now, UpdatedAt: now,
-	})
+	t, row, err := parseTrigger(spec)
 	if err != nil {
 		return nil, err
 	}
+	trig, fresh, err := o.store.CreateTrigger(ctx, row)
+	if err != nil {
+		return nil, storeRefusal(err)
+	}
+	return o.stored(ctx, t, trig, fresh)
+}
+
+// parseTrigger decodes a trigger and returns it with the row to store.
+func parseTrigger(spec []byte) (events.Trigger, store.Trigger, error) {
+	var t events.Trigger
+	if err := json.Unmarshal(spec, &t); err != nil {
+		return t, store.Trigger{}, bus.Permanent(fmt.Errorf("trigger payload: %w", err))
+	}
+	if t.ID == "" || t.BotID == "" || t.FlowID == "" {
+		return t, store.Trigger{}, bus.Permanent(errors.New("trigger without id, bot or flow"))
+	}
+	now := time.Now().UTC()
+	return t, store.Trigger{
+		ID: t.ID, BotID: t.BotID, Source: t.Source, Event: t.Event, FlowID: t.FlowID, Channel: t.Channel,
+		Spec: spec, IdempotencyKey: t.IdempotencyKey, Status: store.TriggerAccepted,
+		CreatedAt: now, UpdatedAt: now,
+	}, nil
+}
+
+// storeRefusal is the failure of a trigger the store will never take: its
+// fields (ErrInvalid) or its id, another bot's (ErrConflict). Permanent:
+// dead-lettered (a trigger of a batch split off alone) rather than retried
+// until the consumer gives up on the whole message. Other errors are as
+// they are.
+func storeRefusal(err error) error {
+	if errors.Is(err, store.ErrInvalid) || errors.Is(err, store.ErrConflict) {
+		return bus.Permanent(err)
+	}
+	return err
+}
+
+// stored goes on with a trigger once stored (fresh: by this attempt).
+func (o *Orchestrator) stored(ctx context.Context, t events.Trigger, trig store.Trigger, fresh bool) (*fanOut, error) {
 	if trig.Status == store.TriggerCancelled && !fresh {
 		return nil, o.finishCancelled(ctx, t, trig)
 	}
@@ -87,6 +113,47 @@ func (o *Orchestrator) prepare(ctx context.Context, spec []byte) (*fanOut, error
 	// A trigger stored just now has no runs yet: its batches take the
 	// fresh path (see launchBatch).
 	return o.newFanOut(ctx, t, trig, fresh)
+}
+
+// prepareAll is prepare for the triggers of a batch, stored with one
+// CreateTriggers. Input the store refuses (one trigger's fields) sends
+// each back to prepare alone, so that only that one fails.
+func (o *Orchestrator) prepareAll(ctx context.Context, specs []json.RawMessage) ([]*fanOut, []error) {
+	fs := make([]*fanOut, len(specs))
+	errs := make([]error, len(specs))
+	ts := make([]events.Trigger, len(specs))
+	rows := make([]store.Trigger, 0, len(specs))
+	owner := make([]int, 0, len(specs))
+	for i, spec := range specs {
+		var row store.Trigger
+		if ts[i], row, errs[i] = parseTrigger(spec); errs[i] == nil {
+			rows = append(rows, row)
+			owner = append(owner, i)
+		}
+	}
+	created, err := o.store.CreateTriggers(ctx, rows)
+	if errors.Is(err, store.ErrInvalid) {
+		parallel(len(owner), func(j int) { i := owner[j]; fs[i], errs[i] = o.prepare(ctx, specs[i]) })
+		return fs, errs
+	}
+	if err == nil && len(created) != len(rows) {
+		err = fmt.Errorf("create of %d triggers answered %d", len(rows), len(created))
+	}
+	if err != nil {
+		for _, i := range owner {
+			errs[i] = err
+		}
+		return fs, errs
+	}
+	parallel(len(owner), func(j int) {
+		i, c := owner[j], created[j]
+		if c.Err != nil {
+			errs[i] = storeRefusal(c.Err)
+			return
+		}
+		fs[i], errs[i] = o.stored(ctx, ts[i], c.Trigger, c.Created)
+	})
+	return fs, errs
 }
 
 // handleTriggerBatch handles the triggers of a batch side by side, as if
@@ -101,9 +168,7 @@ func (o *Orchestrator) handleTriggerBatch(ctx context.Context, m bus.Message) er
 	if err := json.Unmarshal(m.Event.Data(), &b); err != nil {
 		return bus.Permanent(fmt.Errorf("trigger batch payload: %w", err))
 	}
-	errs := make([]error, len(b.Triggers))
-	fs := make([]*fanOut, len(b.Triggers))
-	parallel(len(b.Triggers), func(i int) { fs[i], errs[i] = o.prepare(ctx, b.Triggers[i]) })
+	fs, errs := o.prepareAll(ctx, b.Triggers)
 	// The fresh one-user triggers start together (launchTogether); the
 	// others (lists, redeliveries, a user named by an earlier trigger of
 	// the batch) each as if it had come alone, after them.

@@ -108,6 +108,11 @@ type Contacts interface {
 type Triggers interface {
 	// CreateTrigger returns the existing trigger (created=false) if the id exists.
 	CreateTrigger(ctx context.Context, t Trigger) (Trigger, bool, error)
+	// CreateTriggers is CreateTrigger for several triggers in one write
+	// (at most MaxTriggersPerCall): each answer at its trigger's index. An
+	// id of another bot's trigger is that trigger's Err; the others are
+	// created all the same. Bad input fails the call and writes nothing.
+	CreateTriggers(ctx context.Context, ts []Trigger) ([]CreatedTrigger, error)
 	GetTrigger(ctx context.Context, botID, id string) (Trigger, error)
 	// UpdateTrigger checks and increments Version and returns the stored
 	// trigger. It writes status, cursor, spec and the descriptive fields;

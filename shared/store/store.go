@@ -321,6 +321,15 @@ type TriggerCounters struct {
 	SkipReasons map[string]int64 `json:"skip_reasons,omitempty"`
 }
 
+// CreatedTrigger is CreateTriggers' answer for one trigger: the trigger
+// stored (Created false when its id existed: the one stored then), or Err
+// (ErrConflict: the id is another bot's trigger).
+type CreatedTrigger struct {
+	Trigger Trigger
+	Created bool
+	Err     error
+}
+
 // TriggerCheckpoint is one trigger's checkpoint for CheckpointTriggers:
 // the status and cursor to write if the trigger is at Version, and what to
 // add to its counters.

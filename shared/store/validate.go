@@ -185,6 +185,9 @@ func (c Checker) Trigger(t *Trigger) error {
 	return checkTriggerStatus(t.Status)
 }
 
+// MaxTriggersPerCall bounds the triggers of one CreateTriggers.
+const MaxTriggersPerCall = 1000
+
 // MaxTriggerCheckpoints bounds the checkpoints of one CheckpointTriggers.
 const MaxTriggerCheckpoints = 1000
 

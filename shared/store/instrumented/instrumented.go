@@ -243,6 +243,11 @@ func (s *Store) IncrTriggerCounters(ctx context.Context, botID, triggerID string
 	return measure0(s, "IncrTriggerCounters", func() error { return s.Store.IncrTriggerCounters(ctx, botID, triggerID, delta) })
 }
 
+// CreateTriggers delegates and measures.
+func (s *Store) CreateTriggers(ctx context.Context, ts []store.Trigger) ([]store.CreatedTrigger, error) {
+	return measure(s, "CreateTriggers", func() ([]store.CreatedTrigger, error) { return s.Store.CreateTriggers(ctx, ts) })
+}
+
 // CheckpointTriggers delegates and measures.
 func (s *Store) CheckpointTriggers(ctx context.Context, cps []store.TriggerCheckpoint) ([]error, error) {
 	return measure(s, "CheckpointTriggers", func() ([]error, error) { return s.Store.CheckpointTriggers(ctx, cps) })

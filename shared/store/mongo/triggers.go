@@ -70,12 +70,51 @@ func checkTrigger(t *store.Trigger) (spec string, err error) {
 
 // CreateTrigger returns the existing trigger (created=false) if the id exists.
 func (s *Store) CreateTrigger(ctx context.Context, tr store.Trigger) (store.Trigger, bool, error) {
-	spec, err := checkTrigger(&tr)
+	tr, doc, err := s.triggerDoc(tr)
 	if err != nil {
 		return tr, false, err
 	}
+	return s.insertTrigger(ctx, tr, doc)
+}
+
+// CreateTriggers is CreateTrigger for each trigger in turn, all checked
+// first. MongoDB has no write lock for a batch to share: one insert each
+// costs what one insert of many would, less a round trip.
+func (s *Store) CreateTriggers(ctx context.Context, ts []store.Trigger) ([]store.CreatedTrigger, error) {
+	if len(ts) > store.MaxTriggersPerCall {
+		return nil, &store.InvalidError{Field: "triggers", Reason: fmt.Sprintf("more than %d", store.MaxTriggersPerCall)}
+	}
+	docs := make([]bson.Raw, len(ts))
+	out := make([]store.CreatedTrigger, len(ts))
+	for i, tr := range ts {
+		var err error
+		if out[i].Trigger, docs[i], err = s.triggerDoc(tr); err != nil {
+			return nil, fmt.Errorf("trigger %d: %w", i, err)
+		}
+	}
+	for i := range ts {
+		tr, created, err := s.insertTrigger(ctx, out[i].Trigger, docs[i])
+		if errors.Is(err, store.ErrConflict) {
+			out[i].Err = err
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[i].Trigger, out[i].Created = tr, created
+	}
+	return out, nil
+}
+
+// triggerDoc checks a trigger to create and returns it as stored (its
+// version, times and default status) with its document.
+func (s *Store) triggerDoc(tr store.Trigger) (store.Trigger, bson.Raw, error) {
+	spec, err := checkTrigger(&tr)
+	if err != nil {
+		return tr, nil, err
+	}
 	if err := check.SkipReasons(tr.Counters.SkipReasons); err != nil {
-		return tr, false, err
+		return tr, nil, err
 	}
 	tr.Version = 1
 	tr.CreatedAt = orNow(tr.CreatedAt)
@@ -97,12 +136,16 @@ func (s *Store) CreateTrigger(ctx context.Context, tr store.Trigger) (store.Trig
 		Spec: spec, IdempotencyKey: tr.IdempotencyKey, Status: tr.Status, Cursor: tr.Cursor, Counters: cd,
 		Version: tr.Version, CreatedAt: tr.CreatedAt, UpdatedAt: tr.UpdatedAt,
 	}, s.cfg.maxDocBytes)
-	if err != nil {
-		return tr, false, err
-	}
+	return tr, doc, err
+}
+
+// insertTrigger inserts a checked trigger's document, or returns the
+// trigger stored under its id (created=false; ErrConflict when another
+// bot's).
+func (s *Store) insertTrigger(ctx context.Context, tr store.Trigger, doc bson.Raw) (store.Trigger, bool, error) {
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	_, err = s.triggers.InsertOne(ctx, doc)
+	_, err := s.triggers.InsertOne(ctx, doc)
 	if err == nil {
 		return tr, true, nil
 	}

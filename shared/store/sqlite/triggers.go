@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/flowgate/flowgate/shared/store"
@@ -101,6 +102,88 @@ func (s *Store) CreateTrigger(ctx context.Context, tr store.Trigger) (store.Trig
 		return tr, false, dbErr("create trigger", err)
 	}
 	return out, created, nil
+}
+
+// CreateTriggers creates several triggers with one INSERT in one
+// savepoint of the group commit (a transaction of its own past
+// sharedMaxRows): the triggers of an ingress batch were created one
+// CreateTrigger each, a write of the group commit apiece. The ids it did
+// not insert are read back: the trigger stored under each.
+func (s *Store) CreateTriggers(ctx context.Context, ts []store.Trigger) ([]store.CreatedTrigger, error) {
+	if len(ts) > store.MaxTriggersPerCall {
+		return nil, &store.InvalidError{Field: "triggers", Reason: fmt.Sprintf("more than %d", store.MaxTriggersPerCall)}
+	}
+	if len(ts) == 0 {
+		return nil, nil
+	}
+	out := make([]store.CreatedTrigger, len(ts))
+	args := make([]any, 0, 20*len(ts))
+	for i, tr := range ts {
+		spec, err := checkTrigger(&tr)
+		if err != nil {
+			return nil, fmt.Errorf("trigger %d: %w", i, err)
+		}
+		reasons, err := encodeReasons(tr.Counters.SkipReasons)
+		if err != nil {
+			return nil, fmt.Errorf("trigger %d: %w", i, err)
+		}
+		tr.Version = 1
+		tr.CreatedAt = orNow(tr.CreatedAt)
+		if tr.UpdatedAt.IsZero() {
+			tr.UpdatedAt = tr.CreatedAt
+		}
+		tr.UpdatedAt = tr.UpdatedAt.Round(0).UTC()
+		out[i].Trigger = tr
+		c := tr.Counters
+		args = append(args, tr.ID, tr.BotID, tr.Source, tr.Event, tr.FlowID, tr.Channel, spec, tr.IdempotencyKey, tr.Status,
+			tr.Cursor, c.Targeted, c.RunsCreated, c.Sent, c.Delivered, c.Failed, c.Skipped, reasons, tr.Version,
+			nanos(tr.CreatedAt), nanos(tr.UpdatedAt))
+	}
+	q := `INSERT INTO triggers (` + triggerCols + `) VALUES ` +
+		strings.TrimSuffix(strings.Repeat(`(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),`, len(ts)), ",") +
+		` ON CONFLICT DO NOTHING RETURNING id`
+	err := s.w.doAll(ctx, len(ts), func(t *wtx) error {
+		inserted := make(map[string]bool, len(ts))
+		rows, err := t.query(q, args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			inserted[id] = true
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+		for i := range out {
+			tr := &out[i]
+			if inserted[tr.Trigger.ID] {
+				// The first of the call with its id; a second one (the same
+				// id twice in one call) finds it stored, as it would alone.
+				delete(inserted, tr.Trigger.ID)
+				tr.Created = true
+				continue
+			}
+			ex, err := scanTrigger(t.queryRow(`SELECT `+triggerCols+` FROM triggers WHERE id = ?`, tr.Trigger.ID))
+			if err != nil {
+				return err
+			}
+			if ex.BotID != tr.Trigger.BotID {
+				tr.Err = fmt.Errorf("%w: trigger id %s belongs to another bot", store.ErrConflict, tr.Trigger.ID)
+				continue
+			}
+			tr.Trigger = ex
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, dbErr("create triggers", err)
+	}
+	return out, nil
 }
 
 // GetTrigger returns ErrNotFound for an unknown trigger.

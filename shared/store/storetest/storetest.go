@@ -64,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, feats Features) {
 		{"DeleteContact", testDeleteContact},
 		{"WritesForDeletedContact", testWritesForDeletedContact},
 		{"Triggers", testTriggers},
+		{"CreateTriggers", testCreateTriggers},
 		{"TriggerConcurrentUpdate", testTriggerConcurrentUpdate},
 		{"TriggerCheckpoint", testTriggerCheckpoint},
 		{"TriggerCheckpoints", testTriggerCheckpoints},

@@ -262,3 +262,80 @@ func testTriggerCheckpoints(t *testing.T, s store.Store, e env) {
 	require.NoError(t, err)
 	require.Empty(t, errs)
 }
+
+// testCreateTriggers: CreateTriggers creates new triggers, answers an
+// existing id with the trigger stored (the same id twice in one call
+// included), an id of another bot's trigger with ErrConflict at its index
+// (the others created all the same), and refuses bad input whole.
+func testCreateTriggers(t *testing.T, s store.Store, e env) {
+	mkBot(t, s, e)
+	require.NoError(t, s.CreateBot(e.ctx, store.Bot{ID: "other", Name: "Other", CreatedAt: base(), UpdatedAt: base()}))
+	existing := mkTrigger(t, s, e, "tr0")
+	_, _, err := s.CreateTrigger(e.ctx, store.Trigger{ID: "theirs", BotID: "other", Source: "native", FlowID: "f1",
+		Channel: "sandbox", Spec: json.RawMessage(`{}`), CreatedAt: base()})
+	require.NoError(t, err)
+	at := base()
+	mk := func(id string) store.Trigger {
+		return store.Trigger{ID: id, BotID: e.bot, Source: "dispatch", Event: "welcome", FlowID: "f1", Channel: "sandbox",
+			Spec: json.RawMessage(`{"id":"` + id + `"}`), Status: store.TriggerAccepted, CreatedAt: at}
+	}
+	got, err := s.CreateTriggers(e.ctx, []store.Trigger{mk("tr1"), mk("tr0"), mk("theirs"), mk("tr2"), mk("tr1")})
+	require.NoError(t, err)
+	require.Len(t, got, 5)
+	for _, i := range []int{0, 3} {
+		require.NoError(t, got[i].Err)
+		require.True(t, got[i].Created, "index %d", i)
+		require.EqualValues(t, 1, got[i].Trigger.Version)
+		stored, err := s.GetTrigger(e.ctx, e.bot, got[i].Trigger.ID)
+		require.NoError(t, err)
+		require.Equal(t, "dispatch", stored.Source)
+		require.Equal(t, store.TriggerAccepted, stored.Status)
+		jsonEq(t, got[i].Trigger.Spec, stored.Spec)
+		requireTime(t, e, at, stored.CreatedAt, "created_at")
+	}
+	require.NoError(t, got[1].Err)
+	require.False(t, got[1].Created, "an existing id")
+	require.Equal(t, existing.Source, got[1].Trigger.Source, "the trigger stored, not the one asked for")
+	jsonEq(t, existing.Spec, got[1].Trigger.Spec)
+	requireIs(t, got[2].Err, store.ErrConflict)
+	require.NoError(t, got[4].Err)
+	require.False(t, got[4].Created, "the same id twice in one call: the second finds the first")
+	require.Equal(t, "tr1", got[4].Trigger.ID)
+	theirs, err := s.GetTrigger(e.ctx, "other", "theirs")
+	require.NoError(t, err)
+	require.Equal(t, "native", theirs.Source, "another bot's trigger untouched")
+
+	// Bad input anywhere: an error, nothing written.
+	bad := mk("tr4")
+	bad.Status = "sideways"
+	_, err = s.CreateTriggers(e.ctx, []store.Trigger{mk("tr3"), bad})
+	requireIs(t, err, store.ErrInvalid)
+	_, err = s.GetTrigger(e.ctx, e.bot, "tr3")
+	requireIs(t, err, store.ErrNotFound)
+	noID := mk("")
+	_, err = s.CreateTriggers(e.ctx, []store.Trigger{mk("tr3"), noID})
+	requireIs(t, err, store.ErrInvalid)
+	_, err = s.GetTrigger(e.ctx, e.bot, "tr3")
+	requireIs(t, err, store.ErrNotFound)
+	too := make([]store.Trigger, store.MaxTriggersPerCall+1)
+	for i := range too {
+		too[i] = mk(fmt.Sprintf("many%d", i))
+	}
+	_, err = s.CreateTriggers(e.ctx, too)
+	requireIs(t, err, store.ErrInvalid)
+	got, err = s.CreateTriggers(e.ctx, nil)
+	require.NoError(t, err)
+	require.Empty(t, got)
+
+	// The most one call may carry.
+	most := too[:store.MaxTriggersPerCall]
+	got, err = s.CreateTriggers(e.ctx, most)
+	require.NoError(t, err)
+	for i, c := range got {
+		require.NoError(t, c.Err)
+		require.True(t, c.Created, "index %d", i)
+	}
+	stored, err := s.GetTrigger(e.ctx, e.bot, fmt.Sprintf("many%d", store.MaxTriggersPerCall-1))
+	require.NoError(t, err)
+	require.Equal(t, "dispatch", stored.Source)
+}
