@@ -141,20 +141,8 @@ func createRunsChunk(t *wtx, offset int, rs []store.Run, enc []encodedRun, out [
 	for i := range rs {
 		args = append(args, runArgs(&rs[i], &enc[i])...)
 	}
-	rows, err := t.query(multiInsert(len(rs)), args...)
+	inserted, err := insertedIDs(t, multiInsert(len(rs)), args)
 	if err != nil {
-		return err
-	}
-	inserted := make(map[string]bool, len(rs))
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return err
-		}
-		inserted[id] = true
-	}
-	if err := rows.Close(); err != nil {
 		return err
 	}
 	for i := range rs {

@@ -143,20 +143,8 @@ func (s *Store) CreateTriggers(ctx context.Context, ts []store.Trigger) ([]store
 		strings.TrimSuffix(strings.Repeat(`(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),`, len(ts)), ",") +
 		` ON CONFLICT DO NOTHING RETURNING id`
 	err := s.w.doAll(ctx, len(ts), func(t *wtx) error {
-		inserted := make(map[string]bool, len(ts))
-		rows, err := t.query(q, args...)
+		inserted, err := insertedIDs(t, q, args)
 		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			inserted[id] = true
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return err
 		}
 		for i := range out {
@@ -184,6 +172,25 @@ func (s *Store) CreateTriggers(ctx context.Context, ts []store.Trigger) ([]store
 		return nil, dbErr("create triggers", err)
 	}
 	return out, nil
+}
+
+// insertedIDs runs q, an INSERT … RETURNING id, and returns the ids it
+// inserted.
+func insertedIDs(t *wtx, q string, args []any) (map[string]bool, error) {
+	rows, err := t.query(q, args...)
+	if err != nil {
+		return nil, err
+	}
+	inserted := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		inserted[id] = true
+	}
+	return inserted, errors.Join(rows.Err(), rows.Close())
 }
 
 // GetTrigger returns ErrNotFound for an unknown trigger.
