@@ -188,6 +188,14 @@ func (c Checker) Trigger(t *Trigger) error {
 // MaxTriggersPerCall bounds the triggers of one CreateTriggers.
 const MaxTriggersPerCall = 1000
 
+// CheckTriggerCount checks the number of triggers of one CreateTriggers.
+func CheckTriggerCount(n int) error {
+	if n > MaxTriggersPerCall {
+		return &InvalidError{Field: "triggers", Reason: fmt.Sprintf("more than %d", MaxTriggersPerCall)}
+	}
+	return nil
+}
+
 // MaxTriggerCheckpoints bounds the checkpoints of one CheckpointTriggers.
 const MaxTriggerCheckpoints = 1000
 

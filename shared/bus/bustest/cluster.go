@@ -107,12 +107,7 @@ func StartCluster(t testing.TB, n int, opts ...func(*server.Options)) *Cluster {
 		}
 		t.Logf("bustest: %v; starting the cluster again on other ports", err)
 	}
-	t.Cleanup(func() {
-		for _, s := range c.Servers {
-			s.Shutdown()
-			s.WaitForShutdown()
-		}
-	})
+	t.Cleanup(c.stop)
 	// JetStream answers once the meta group has elected a leader.
 	nc := c.Connect(t)
 	defer nc.Close()
@@ -136,12 +131,7 @@ func startNodes(t testing.TB, n int, opts []func(*server.Options)) (*Cluster, er
 	}
 	c := &Cluster{}
 	var fatals []*fatalLog
-	stop := func() {
-		for _, s := range c.Servers {
-			s.Shutdown()
-			s.WaitForShutdown()
-		}
-	}
+	stop := c.stop
 	for i := range n {
 		so := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
@@ -194,6 +184,14 @@ func startNodes(t testing.TB, n int, opts []func(*server.Options)) (*Cluster, er
 		}
 	}
 	return c, nil
+}
+
+// stop shuts every node down and waits until each has.
+func (c *Cluster) stop() {
+	for _, s := range c.Servers {
+		s.Shutdown()
+		s.WaitForShutdown()
+	}
 }
 
 // fatalLog is a node's logger: silent (as NoLog), except that it hands on

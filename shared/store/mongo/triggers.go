@@ -81,8 +81,8 @@ func (s *Store) CreateTrigger(ctx context.Context, tr store.Trigger) (store.Trig
 // first. MongoDB has no write lock for a batch to share: one insert each
 // costs what one insert of many would, less a round trip.
 func (s *Store) CreateTriggers(ctx context.Context, ts []store.Trigger) ([]store.CreatedTrigger, error) {
-	if len(ts) > store.MaxTriggersPerCall {
-		return nil, &store.InvalidError{Field: "triggers", Reason: fmt.Sprintf("more than %d", store.MaxTriggersPerCall)}
+	if err := store.CheckTriggerCount(len(ts)); err != nil {
+		return nil, err
 	}
 	docs := make([]bson.Raw, len(ts))
 	out := make([]store.CreatedTrigger, len(ts))

@@ -110,8 +110,8 @@ func (s *Store) CreateTrigger(ctx context.Context, tr store.Trigger) (store.Trig
 // CreateTrigger each, a write of the group commit apiece. The ids it did
 // not insert are read back: the trigger stored under each.
 func (s *Store) CreateTriggers(ctx context.Context, ts []store.Trigger) ([]store.CreatedTrigger, error) {
-	if len(ts) > store.MaxTriggersPerCall {
-		return nil, &store.InvalidError{Field: "triggers", Reason: fmt.Sprintf("more than %d", store.MaxTriggersPerCall)}
+	if err := store.CheckTriggerCount(len(ts)); err != nil {
+		return nil, err
 	}
 	if len(ts) == 0 {
 		return nil, nil
@@ -241,18 +241,13 @@ func (s *Store) CheckpointTriggers(ctx context.Context, cps []store.TriggerCheck
 		for i, cp := range cps {
 			reasons, keep := any(nil), 1
 			if len(cp.Delta.SkipReasons) > 0 {
-				merged, err := storedReasons(t, cp.BotID, cp.ID)
+				var err error
+				reasons, err = mergedReasons(t, cp.BotID, cp.ID, cp.Delta.SkipReasons)
 				if errors.Is(err, store.ErrNotFound) {
 					errs[i] = err
 					continue
 				}
 				if err != nil {
-					return err
-				}
-				for k, v := range cp.Delta.SkipReasons {
-					merged[k] += v
-				}
-				if reasons, err = encodeReasons(merged); err != nil {
 					return err
 				}
 				keep = 0
@@ -312,14 +307,7 @@ func (s *Store) updateTrigger(ctx context.Context, tr store.Trigger, d *store.Tr
 			var reasons any
 			keep := 1
 			if len(delta.SkipReasons) > 0 {
-				merged, err := storedReasons(t, tr.BotID, tr.ID)
-				if err != nil {
-					return err
-				}
-				for k, v := range delta.SkipReasons {
-					merged[k] += v
-				}
-				if reasons, err = encodeReasons(merged); err != nil {
+				if reasons, err = mergedReasons(t, tr.BotID, tr.ID, delta.SkipReasons); err != nil {
 					return err
 				}
 				keep = 0
@@ -351,6 +339,19 @@ func (s *Store) updateTrigger(ctx context.Context, tr store.Trigger, d *store.Tr
 		return tr, dbErr("update trigger", err)
 	}
 	return out, nil
+}
+
+// mergedReasons is a trigger's stored skip reasons plus add, encoded for
+// the statement that writes them (ErrNotFound for an unknown trigger).
+func mergedReasons(t *wtx, botID, triggerID string, add map[string]int64) (any, error) {
+	m, err := storedReasons(t, botID, triggerID)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range add {
+		m[k] += v
+	}
+	return encodeReasons(m)
 }
 
 // storedReasons reads a trigger's skip reasons.
@@ -396,14 +397,7 @@ func addCounters(t *wtx, botID, triggerID string, d store.TriggerCounters, at ti
 	}
 	// Read the reasons first (the writer is alone, nothing changes in
 	// between) so that the change itself is one statement.
-	m, err := storedReasons(t, botID, triggerID)
-	if err != nil {
-		return err
-	}
-	for k, v := range d.SkipReasons {
-		m[k] += v
-	}
-	reasons, err := encodeReasons(m)
+	reasons, err := mergedReasons(t, botID, triggerID, d.SkipReasons)
 	if err != nil {
 		return err
 	}
