@@ -65,7 +65,8 @@ func (r *rig) triggersIdle() {
 }
 
 // bundles takes the outbound bundles out of the stream (a work queue: a
-// reader acks them away): the messages channel workers would deliver.
+// reader acks them away), alone or sharing a message: the messages channel
+// workers would deliver.
 func (r *rig) bundles() []events.Outbound {
 	r.t.Helper()
 	ctx := context.Background()
@@ -80,21 +81,20 @@ func (r *rig) bundles() []events.Outbound {
 	c, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "test-reader", AckPolicy: jetstream.AckExplicitPolicy})
 	require.NoError(r.t, err)
 	defer func() { require.NoError(r.t, s.DeleteConsumer(ctx, "test-reader")) }()
-	for len(out) < int(info.State.Msgs) {
+	for read := 0; read < int(info.State.Msgs); {
 		// Ask for no more than the stream holds: a fetch of more waits out
 		// its MaxWait.
-		batch, err := c.Fetch(min(1000, int(info.State.Msgs)-len(out)), jetstream.FetchMaxWait(30*time.Second))
+		batch, err := c.Fetch(min(1000, int(info.State.Msgs)-read), jetstream.FetchMaxWait(30*time.Second))
 		require.NoError(r.t, err)
 		n := 0
 		for m := range batch.Messages() {
 			n++
-			var o events.Outbound
-			require.NoError(r.t, json.Unmarshal(m.Data(), &o))
-			out = append(out, o)
+			out = append(out, r.unpack(m.Headers(), m.Data())...)
 			require.NoError(r.t, m.DoubleAck(ctx))
 		}
 		require.NoError(r.t, batch.Error())
-		require.NotZero(r.t, n, "the stream holds %d bundles; read %d", info.State.Msgs, len(out))
+		require.NotZero(r.t, n, "the stream holds %d messages; read %d", info.State.Msgs, read)
+		read += n
 	}
 	return out
 }

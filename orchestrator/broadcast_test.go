@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/shared/bus"
@@ -153,14 +155,35 @@ func (r *rig) runs(triggerID string) []store.Run {
 	}
 }
 
-// outboundMsgs counts the outbound bundles in the stream (nothing consumes them).
+// outboundMsgs counts the outbound bundles in the stream (nothing consumes
+// them), whether alone or sharing a message (the sandbox's, outbatch.go).
 func (r *rig) outboundMsgs() uint64 {
 	r.t.Helper()
-	s, err := r.bus.JetStream().Stream(context.Background(), bus.StreamOutbound)
+	ctx := context.Background()
+	s, err := r.bus.JetStream().Stream(ctx, bus.StreamOutbound)
 	require.NoError(r.t, err)
-	info, err := s.Info(context.Background())
+	info, err := s.Info(ctx)
 	require.NoError(r.t, err)
-	return info.State.Msgs
+	n := uint64(0)
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		require.NoError(r.t, err)
+		n += uint64(len(r.unpack(m.Header, m.Data)))
+	}
+	return n
+}
+
+// unpack returns the bundles of one outbound message.
+func (r *rig) unpack(h nats.Header, data []byte) []events.Outbound {
+	r.t.Helper()
+	e, err := bus.FromMsg(h, data)
+	require.NoError(r.t, err)
+	bundles, err := events.Bundles(e.Type(), e.Data())
+	require.NoError(r.t, err)
+	return bundles
 }
 
 func TestBroadcastFilterSkipsAndCounts(t *testing.T) {

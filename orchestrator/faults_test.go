@@ -2,11 +2,11 @@ package orchestrator
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -38,13 +38,17 @@ func (b *faultyBus) PublishAll(ctx context.Context, evs []bus.Outgoing) error {
 func eachPublishedRun(f func(runID string) error) func(evs []bus.Outgoing) error {
 	return func(evs []bus.Outgoing) error {
 		for _, o := range evs {
-			id, ok := strings.CutPrefix(o.Event.ID(), "out:")
-			if !ok {
+			if o.Event.Type() != events.TypeOutbound && o.Event.Type() != events.TypeOutboundBatch {
 				continue
 			}
-			runID := id[:strings.LastIndexByte(id, ':')] // "out:" + MessageID
-			if err := f(runID); err != nil {
+			bundles, err := events.Bundles(o.Event.Type(), o.Event.Data())
+			if err != nil {
 				return err
+			}
+			for _, b := range bundles { // alone, or sharing a message (outbatch.go)
+				if err := f(b.RunID); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

@@ -22,21 +22,19 @@ type outBundle struct {
 	out     events.Outbound
 }
 
-// batchesBundles reports whether a channel's bundles of a lane may share
-// outbound messages. Only on an unpaced channel (the sandbox), whose sends
-// are bound by what a JetStream message costs: a paced channel's sends are
-// bound by its account's pace (tens per second), and its worker sizes
-// what it fetches in messages by that pace. Only with idempotent sends: a
-// bundle the worker handed on alone (channel.Runner's handOn) may be
-// handled twice side by side. Only in the high lane, the one of one-user
-// triggers started together (the dispatch path) this is for: a
-// broadcast's bulk lane keeps one message per bundle, as the bulk lane's
-// back-pressure (lanes.go, on paced channels) and the broadcast tests
-// count them; sharing there is not done.
-func batchesBundles(channel, lane string) bool {
-	if lane != events.LaneHigh {
-		return false
-	}
+// batchesBundles reports whether a channel's bundles may share outbound
+// messages. Only on an unpaced channel (the sandbox), whose sends are bound
+// by what a JetStream message costs: a paced channel's sends are bound by
+// its account's pace (tens per second), its worker sizes what it fetches
+// in messages by that pace, and a broadcast's back-pressure (lanes.go)
+// counts its bulk lane in messages. Only with idempotent sends: a bundle
+// the worker handed on alone (channel.Runner's handOn) may be handled
+// twice side by side. In both lanes: a commit holds several runs' bundles
+// only when it starts them (the one-user triggers started together, in
+// the high lane; a broadcast's batch, in the bulk lane, which an unpaced
+// channel never holds back), so nothing of the same run is queued before
+// them.
+func batchesBundles(channel string) bool {
 	p, ok := provider.Lookup(channel)
 	return ok && p.Rate <= 0 && p.Capabilities.IdempotentSends
 }
@@ -58,7 +56,7 @@ func appendOutbound(evs []bus.Outgoing, bs []outBundle) ([]bus.Outgoing, error) 
 	for _, b := range bs {
 		batched, known := batches[b.subject]
 		if !known {
-			batched = batchesBundles(b.out.Channel, b.out.Lane)
+			batched = batchesBundles(b.out.Channel)
 			batches[b.subject] = batched
 		}
 		if !batched {

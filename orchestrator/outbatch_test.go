@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -22,11 +23,11 @@ func testBundles(bot, channel, lane string, n int) []outBundle {
 	return bs
 }
 
-// The bundles of a commit share outbound messages only in the high lane of
-// an unpaced channel with idempotent sends (the sandbox), one subject per
-// message, at most maxBundlesPerMessage each, in the commit's order; a
-// lone bundle, the bulk lane's and every bundle of a paced channel go
-// alone, as they always have. Ids are
+// The bundles of a commit share outbound messages only on an unpaced
+// channel with idempotent sends (the sandbox), in either lane, one subject
+// per message, at most maxBundlesPerMessage each, in the commit's order; a
+// lone bundle and every bundle of a paced channel go alone, as they always
+// have. Ids are
 // the same for the same bundles (a replay is dropped by JetStream) and
 // differ for others.
 func TestOutboundBundlesShareMessagesOnUnpacedChannels(t *testing.T) {
@@ -77,11 +78,10 @@ func TestOutboundBundlesShareMessagesOnUnpacedChannels(t *testing.T) {
 	want := []got{
 		{wa, events.TypeOutbound, runs("a", events.ChannelWhatsApp, events.LaneHigh, 0, 1)},
 		{wa, events.TypeOutbound, runs("a", events.ChannelWhatsApp, events.LaneHigh, 1, 2)},
-		{sb, events.TypeOutbound, runs("a", events.ChannelSandbox, events.LaneBulk, 0, 1)},
-		{sb, events.TypeOutbound, runs("a", events.ChannelSandbox, events.LaneBulk, 1, 2)},
 		{tg, events.TypeOutbound, runs("a", events.ChannelTelegram, events.LaneBulk, 0, 1)},
 		{tg, events.TypeOutbound, runs("a", events.ChannelTelegram, events.LaneBulk, 1, 2)},
 		{events.OutboundSubject(events.ChannelSandbox, "a", events.LaneHigh), events.TypeOutboundBatch, runs("a", events.ChannelSandbox, events.LaneHigh, 0, 3)},
+		{sb, events.TypeOutboundBatch, runs("a", events.ChannelSandbox, events.LaneBulk, 0, 2)},
 		{events.OutboundSubject(events.ChannelSandbox, "b", events.LaneHigh), events.TypeOutboundBatch, runs("b", events.ChannelSandbox, events.LaneHigh, 0, maxBundlesPerMessage)},
 		{events.OutboundSubject(events.ChannelSandbox, "b", events.LaneHigh), events.TypeOutboundBatch, runs("b", events.ChannelSandbox, events.LaneHigh, maxBundlesPerMessage, maxBundlesPerMessage+8)},
 	}
@@ -103,5 +103,9 @@ func TestOutboundBundlesShareMessagesOnUnpacedChannels(t *testing.T) {
 	other, err := appendOutbound(nil, later)
 	require.NoError(t, err)
 	require.Len(t, other, 1)
-	require.NotEqual(t, evs[5].Event.ID(), other[0].Event.ID())
+	first := evs[1+slices.IndexFunc(msgs, func(g got) bool {
+		return g.subject == events.OutboundSubject(events.ChannelSandbox, "a", events.LaneHigh)
+	})]
+	require.Equal(t, events.TypeOutboundBatch, first.Event.Type())
+	require.NotEqual(t, first.Event.ID(), other[0].Event.ID())
 }

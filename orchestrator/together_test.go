@@ -95,7 +95,7 @@ func TestTriggersStartedTogether(t *testing.T) {
 	}
 	outbound := u.streamIDs(bus.StreamOutbound)
 	require.Len(t, u.bundleIDs(), 6, "one bundle per run started: bob's earlier run, t1, t2, t3, two of t4")
-	require.Len(t, outbound, 5, "bob's earlier run, t1 and t2 (started together) in one message, t3, and t4's two (a list: the bulk lane, a message each)")
+	require.Len(t, outbound, 4, "bob's earlier run, t1 and t2 (started together) in one message, t3, and t4's two (a list, started together in the bulk lane) in one message")
 
 	m.Delivered++
 	require.NoError(t, u.o.handleTrigger(u.ctx, m))
