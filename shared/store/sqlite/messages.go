@@ -200,8 +200,9 @@ func (s *Store) DeliverSandbox(ctx context.Context, triggerID string, ms []store
 
 // DeliverSandboxMany delivers several bundles in one savepoint of the
 // batch transaction (a transaction of its own past sharedMaxRows
-// messages): one transcript insert for all of them, then each bundle's
-// messages recorded as sent and counted for its trigger. Delivered one
+// messages): one transcript insert for all of them, then their messages
+// recorded as sent and counted for their triggers (markSentMany: one
+// statement for the messages, one for the counters). Delivered one
 // DeliverSandbox each, a channel worker's bundles cost five statements
 // apiece under the write lock (docs/performance.md).
 func (s *Store) DeliverSandboxMany(ctx context.Context, ds []store.SandboxDelivery) error {
@@ -224,12 +225,11 @@ func (s *Store) DeliverSandboxMany(ctx context.Context, ds []store.SandboxDelive
 		if err := appendSandbox(t, len(all), args); err != nil {
 			return err
 		}
+		sent := make([]sentMarks, len(marks))
 		for i, m := range marks {
-			if err := markSent(t, m.BotID, ds[i].TriggerID, m.Sent); err != nil {
-				return err
-			}
+			sent[i] = sentMarks{botID: m.BotID, triggerID: ds[i].TriggerID, sent: m.Sent}
 		}
-		return nil
+		return markSentMany(t, sent)
 	})
 	return dbErr("deliver sandbox", err)
 }
@@ -322,29 +322,197 @@ func (s *Store) MarkSent(ctx context.Context, botID, triggerID string, ms []stor
 
 // markSent is MarkSent's statements, in the caller's transaction.
 func markSent(t *wtx, botID, triggerID string, ms []store.SentMessage) error {
-	first := int64(0)
-	for _, m := range ms {
-		at := orNow(m.At)
-		n, err := t.execAffected(`UPDATE messages SET status = 'sent',
-					provider_message_id = CASE WHEN ? = '' THEN provider_message_id ELSE ? END, updated_at = ?
-					WHERE id = ? AND bot_id = ? AND status = 'queued'`,
-			m.ProviderMessageID, m.ProviderMessageID, nanos(at), m.ID, botID)
+	return markSentMany(t, []sentMarks{{botID: botID, triggerID: triggerID, sent: ms}})
+}
+
+// sentMarks are one bundle's messages recorded as sent, and the trigger
+// that counts them.
+type sentMarks struct {
+	botID, triggerID string
+	sent             []store.SentMessage
+}
+
+// markChunk is the most messages one sent-mark statement carries.
+const markChunk = 256
+
+// markSentMany records messages as sent: a message still queued becomes
+// sent (with its provider id, when one is given); one that moved on before
+// the worker recorded it (a delivery receipt came first) gets only its
+// provider id, when it had none. Each message recorded either way for the
+// first time counts once as sent on its trigger. Per bot, the messages
+// take one UPDATE per markChunk and the counters one UPDATE, instead of a
+// statement or two per message and one per bundle (the sandbox's
+// deliveries write many bundles at once). A bot whose messages name one id
+// twice is recorded message by message, as the one-statement form cannot
+// order them.
+func markSentMany(t *wtx, marks []sentMarks) error {
+	var bots []string
+	byBot := map[string][]sentMarks{}
+	for _, m := range marks {
+		if len(m.sent) == 0 {
+			continue
+		}
+		if _, ok := byBot[m.botID]; !ok {
+			bots = append(bots, m.botID)
+		}
+		byBot[m.botID] = append(byBot[m.botID], m)
+	}
+	for _, bot := range bots {
+		counts, err := markBotSent(t, bot, byBot[bot])
 		if err != nil {
 			return err
 		}
-		if n == 0 && m.ProviderMessageID != "" {
-			// Moved on before the worker recorded it: only the id is new.
-			if n, err = t.execAffected(`UPDATE messages SET provider_message_id = ?
-						WHERE id = ? AND bot_id = ? AND provider_message_id = ''`, m.ProviderMessageID, m.ID, botID); err != nil {
-				return err
-			}
+		if err := countSent(t, bot, counts); err != nil {
+			return err
 		}
-		first += n
 	}
-	if first == 0 || triggerID == "" {
-		return nil
+	return nil
+}
+
+// sentCount is how many of a trigger's messages were recorded for the
+// first time.
+type sentCount struct {
+	triggerID string
+	n         int64
+}
+
+// markBotSent records one bot's messages and returns, per trigger in the
+// order first met, how many were recorded for the first time.
+func markBotSent(t *wtx, botID string, marks []sentMarks) ([]sentCount, error) {
+	type item struct {
+		trigger int // index in counts
+		m       store.SentMessage
 	}
-	_, err := t.exec(`UPDATE triggers SET sent = sent + ?, updated_at = ? WHERE id = ? AND bot_id = ?`,
-		first, nanos(now()), triggerID, botID)
-	return err
+	var counts []sentCount
+	triggers := map[string]int{}
+	var items []item
+	ids := map[string]bool{}
+	unique := true
+	for _, mk := range marks {
+		i, ok := triggers[mk.triggerID]
+		if !ok {
+			i = len(counts)
+			triggers[mk.triggerID] = i
+			counts = append(counts, sentCount{triggerID: mk.triggerID})
+		}
+		for _, m := range mk.sent {
+			unique = unique && !ids[m.ID]
+			ids[m.ID] = true
+			items = append(items, item{trigger: i, m: m})
+		}
+	}
+	if !unique {
+		for _, it := range items {
+			n, err := markOneSent(t, botID, it.m)
+			if err != nil {
+				return nil, err
+			}
+			counts[it.trigger].n += n
+		}
+		return counts, nil
+	}
+	for len(items) > 0 {
+		chunk := items[:min(len(items), markChunk)]
+		items = items[len(chunk):]
+		// Padded to a power of two with rows that match no message (no
+		// message has the id ''), so that the statement cache holds a
+		// few texts rather than one per size.
+		rows := paddedRows(len(chunk))
+		args := make([]any, 0, 3*rows+1)
+		for _, it := range chunk {
+			args = append(args, it.m.ID, it.m.ProviderMessageID, nanos(orNow(it.m.At)))
+		}
+		for range rows - len(chunk) {
+			args = append(args, "", "", int64(0))
+		}
+		args = append(args, botID)
+		updated, err := returnedIDs(t, `UPDATE messages SET status = 'sent',
+				provider_message_id = CASE WHEN v.column2 = '' THEN messages.provider_message_id ELSE v.column2 END,
+				updated_at = v.column3
+			FROM (VALUES `+valueRows(rows, 3)+`) AS v
+			WHERE messages.id = v.column1 AND messages.bot_id = ? AND messages.status = 'queued'
+			RETURNING messages.id`, args)
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range chunk {
+			if updated[it.m.ID] {
+				counts[it.trigger].n++
+				continue
+			}
+			if it.m.ProviderMessageID == "" {
+				continue
+			}
+			// Moved on before the worker recorded it: only the id is new.
+			n, err := t.execAffected(`UPDATE messages SET provider_message_id = ?
+					WHERE id = ? AND bot_id = ? AND provider_message_id = ''`, it.m.ProviderMessageID, it.m.ID, botID)
+			if err != nil {
+				return nil, err
+			}
+			counts[it.trigger].n += n
+		}
+	}
+	return counts, nil
+}
+
+// markOneSent records one message as markSentMany does and returns 1 when
+// it was recorded for the first time.
+func markOneSent(t *wtx, botID string, m store.SentMessage) (int64, error) {
+	n, err := t.execAffected(`UPDATE messages SET status = 'sent',
+				provider_message_id = CASE WHEN ? = '' THEN provider_message_id ELSE ? END, updated_at = ?
+				WHERE id = ? AND bot_id = ? AND status = 'queued'`,
+		m.ProviderMessageID, m.ProviderMessageID, nanos(orNow(m.At)), m.ID, botID)
+	if err != nil || n > 0 || m.ProviderMessageID == "" {
+		return n, err
+	}
+	// Moved on before the worker recorded it: only the id is new.
+	return t.execAffected(`UPDATE messages SET provider_message_id = ?
+				WHERE id = ? AND bot_id = ? AND provider_message_id = ''`, m.ProviderMessageID, m.ID, botID)
+}
+
+// countSent adds the messages recorded to their triggers' sent counters,
+// in one statement per markChunk triggers.
+func countSent(t *wtx, botID string, counts []sentCount) error {
+	var live []sentCount
+	for _, c := range counts {
+		if c.n > 0 && c.triggerID != "" {
+			live = append(live, c)
+		}
+	}
+	at := nanos(now())
+	for len(live) > 0 {
+		chunk := live[:min(len(live), markChunk)]
+		live = live[len(chunk):]
+		rows := paddedRows(len(chunk))
+		args := make([]any, 0, 2*rows+2)
+		args = append(args, at)
+		for _, c := range chunk {
+			args = append(args, c.triggerID, c.n)
+		}
+		for range rows - len(chunk) {
+			args = append(args, "", int64(0))
+		}
+		args = append(args, botID)
+		if _, err := t.exec(`UPDATE triggers SET sent = sent + v.column2, updated_at = ?
+			FROM (VALUES `+valueRows(rows, 2)+`) AS v
+			WHERE triggers.id = v.column1 AND triggers.bot_id = ?`, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// paddedRows is the power of two at least n (and at least 1).
+func paddedRows(n int) int {
+	rows := 1
+	for rows < n {
+		rows *= 2
+	}
+	return rows
+}
+
+// valueRows is the VALUES list of n rows of cols placeholders each.
+func valueRows(n, cols int) string {
+	row := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",") + "),"
+	return strings.TrimSuffix(strings.Repeat(row, n), ",")
 }

@@ -141,7 +141,7 @@ func createRunsChunk(t *wtx, offset int, rs []store.Run, enc []encodedRun, out [
 	for i := range rs {
 		args = append(args, runArgs(&rs[i], &enc[i])...)
 	}
-	inserted, err := insertedIDs(t, multiInsert(len(rs)), args)
+	inserted, err := returnedIDs(t, multiInsert(len(rs)), args)
 	if err != nil {
 		return err
 	}

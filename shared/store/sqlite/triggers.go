@@ -143,7 +143,7 @@ func (s *Store) CreateTriggers(ctx context.Context, ts []store.Trigger) ([]store
 		strings.TrimSuffix(strings.Repeat(`(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),`, len(ts)), ",") +
 		` ON CONFLICT DO NOTHING RETURNING id`
 	err := s.w.doAll(ctx, len(ts), func(t *wtx) error {
-		inserted, err := insertedIDs(t, q, args)
+		inserted, err := returnedIDs(t, q, args)
 		if err != nil {
 			return err
 		}
@@ -176,7 +176,7 @@ func (s *Store) CreateTriggers(ctx context.Context, ts []store.Trigger) ([]store
 
 // insertedIDs runs q, an INSERT … RETURNING id, and returns the ids it
 // inserted.
-func insertedIDs(t *wtx, q string, args []any) (map[string]bool, error) {
+func returnedIDs(t *wtx, q string, args []any) (map[string]bool, error) {
 	rows, err := t.query(q, args...)
 	if err != nil {
 		return nil, err

@@ -103,6 +103,11 @@ func testMarkSent(t *testing.T, s store.Store, e env) {
 	require.NoError(t, s.MarkSent(e.ctx, e.bot, "tr1", []store.SentMessage{{ID: "ms0", ProviderMessageID: "wamid.0"}, {ID: "ms1", ProviderMessageID: "wamid.1"}, {ID: "ms2", ProviderMessageID: "wamid.2"}}))
 	require.EqualValues(t, 3, sent(), "a message recorded twice is counted once")
 
+	// The same message twice in one call (a bundle and its handed-on copy):
+	// counted once.
+	require.NoError(t, s.MarkSent(e.ctx, e.bot, "tr1", []store.SentMessage{{ID: "ms0", ProviderMessageID: "wamid.0"}, {ID: "ms0", ProviderMessageID: "wamid.0"}}))
+	require.EqualValues(t, 3, sent(), "one id twice in a call, already counted: nothing new")
+
 	// A message whose callback overtook the worker: the id is recorded, the
 	// status stays, and it counts once.
 	require.NoError(t, s.MarkSent(e.ctx, e.bot, "tr1", []store.SentMessage{{ID: "ms4", ProviderMessageID: "wamid.4"}}))

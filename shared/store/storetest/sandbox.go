@@ -197,6 +197,49 @@ func testDeliverSandboxMany(t *testing.T, s store.Store, e env) {
 	require.Equal(t, []string{"g0", "g1", "g2", "g3"}, sandboxIDs(got))
 	require.NoError(t, s.DeliverSandboxMany(e.ctx, nil))
 
+	// A bundle twice in one call (the copy a worker handed on alone, met
+	// beside the batch it came from), with a message new to both: it is
+	// appended and counted once.
+	ms = ms[:0]
+	ms = append(ms, store.Message{ID: "g4", BotID: e.bot, RunID: "r-tb", TriggerID: "tb", ContactID: "c1",
+		Channel: "sandbox", To: "+6", Seq: 5, Content: json.RawMessage(`{"text":"x"}`)})
+	require.NoError(t, s.InsertMessages(e.ctx, ms))
+	twice := store.SandboxDelivery{TriggerID: "tb", Messages: []store.SandboxMessage{mk("g3", "r-tb"), mk("g4", "r-tb")}}
+	require.NoError(t, s.DeliverSandboxMany(e.ctx, []store.SandboxDelivery{twice, twice}))
+	require.EqualValues(t, 3, sent("tb"), "g4 once")
+	got, err = s.ListSandbox(e.ctx, e.bot, "+6", 0, 100)
+	require.NoError(t, err)
+	require.Equal(t, []string{"g0", "g1", "g2", "g3", "g4"}, sandboxIDs(got))
+
+	// Many bundles of two triggers at once (past what one statement of an
+	// adapter may carry): each counted for its own trigger, exactly.
+	mkTrigger(t, s, e, "tc")
+	mkTrigger(t, s, e, "td")
+	ms = ms[:0]
+	var big []store.SandboxDelivery
+	for i := range 600 {
+		tr := []string{"tc", "td"}[i%3/2] // two of three for tc
+		id := fmt.Sprintf("k%03d", i)
+		ms = append(ms, store.Message{ID: id, BotID: e.bot, RunID: "r-" + tr, TriggerID: tr, ContactID: "c1",
+			Channel: "sandbox", To: "+7", Seq: i + 1, Content: json.RawMessage(`{"text":"x"}`)})
+		m := mk(id, "r-"+tr)
+		m.To = "+7"
+		big = append(big, store.SandboxDelivery{TriggerID: tr, Messages: []store.SandboxMessage{m}})
+	}
+	require.NoError(t, s.InsertMessages(e.ctx, ms))
+	require.NoError(t, s.DeliverSandboxMany(e.ctx, big))
+	require.EqualValues(t, 400, sent("tc"))
+	require.EqualValues(t, 200, sent("td"))
+	require.NoError(t, s.DeliverSandboxMany(e.ctx, big))
+	require.EqualValues(t, 400, sent("tc"), "a redelivery counts nothing")
+	require.EqualValues(t, 200, sent("td"))
+	for _, id := range []string{"k000", "k299", "k599"} {
+		m, err := s.GetMessage(e.ctx, e.bot, id)
+		require.NoError(t, err)
+		require.Equal(t, store.MessageSent, m.Status, id)
+		require.Equal(t, store.SandboxProviderPrefix+id, m.ProviderMessageID)
+	}
+
 	// Bad input anywhere writes nothing, also of the valid deliveries.
 	bad := mk("g9", "r-tb")
 	bad.MessageID = ""
@@ -217,7 +260,7 @@ func testDeliverSandboxMany(t *testing.T, s store.Store, e env) {
 	requireInvalid(t, s.DeliverSandboxMany(e.ctx, many), "messages")
 	got, err = s.ListSandbox(e.ctx, e.bot, "+6", 0, 100)
 	require.NoError(t, err)
-	require.Len(t, got, 4, "bad input appends nothing")
+	require.Len(t, got, 5, "bad input appends nothing")
 	require.EqualValues(t, 2, sent("ta"))
-	require.EqualValues(t, 2, sent("tb"))
+	require.EqualValues(t, 3, sent("tb"))
 }
