@@ -211,13 +211,15 @@ func testDeliverSandboxMany(t *testing.T, s store.Store, e env) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"g0", "g1", "g2", "g3", "g4"}, sandboxIDs(got))
 
-	// Many bundles of two triggers at once (past what one statement of an
-	// adapter may carry): each counted for its own trigger, exactly.
+	// Many bundles of two triggers at once: each counted for its own
+	// trigger, exactly. (SQLite's statements past 256 messages are tested
+	// in its package: the Mongo adapter writes bundles one by one, slow on
+	// FerretDB under the race detector.)
 	mkTrigger(t, s, e, "tc")
 	mkTrigger(t, s, e, "td")
 	ms = ms[:0]
 	var big []store.SandboxDelivery
-	for i := range 600 {
+	for i := range 60 {
 		tr := []string{"tc", "td"}[i%3/2] // two of three for tc
 		id := fmt.Sprintf("k%03d", i)
 		ms = append(ms, store.Message{ID: id, BotID: e.bot, RunID: "r-" + tr, TriggerID: tr, ContactID: "c1",
@@ -228,12 +230,12 @@ func testDeliverSandboxMany(t *testing.T, s store.Store, e env) {
 	}
 	require.NoError(t, s.InsertMessages(e.ctx, ms))
 	require.NoError(t, s.DeliverSandboxMany(e.ctx, big))
-	require.EqualValues(t, 400, sent("tc"))
-	require.EqualValues(t, 200, sent("td"))
-	require.NoError(t, s.DeliverSandboxMany(e.ctx, big))
-	require.EqualValues(t, 400, sent("tc"), "a redelivery counts nothing")
-	require.EqualValues(t, 200, sent("td"))
-	for _, id := range []string{"k000", "k299", "k599"} {
+	require.EqualValues(t, 40, sent("tc"))
+	require.EqualValues(t, 20, sent("td"))
+	require.NoError(t, s.DeliverSandboxMany(e.ctx, append(big[:5:5], big[55:]...)))
+	require.EqualValues(t, 40, sent("tc"), "a redelivery counts nothing")
+	require.EqualValues(t, 20, sent("td"))
+	for _, id := range []string{"k000", "k030", "k059"} {
 		m, err := s.GetMessage(e.ctx, e.bot, id)
 		require.NoError(t, err)
 		require.Equal(t, store.MessageSent, m.Status, id)
