@@ -155,9 +155,9 @@ func (r *rig) runs(triggerID string) []store.Run {
 	}
 }
 
-// outboundMsgs counts the outbound bundles in the stream (nothing consumes
+// outboundBundles counts the outbound bundles in the stream (nothing consumes
 // them), whether alone or sharing a message (the sandbox's, outbatch.go).
-func (r *rig) outboundMsgs() uint64 {
+func (r *rig) outboundBundles() uint64 {
 	r.t.Helper()
 	ctx := context.Background()
 	s, err := r.bus.JetStream().Stream(ctx, bus.StreamOutbound)
@@ -251,7 +251,7 @@ func TestBroadcastFilterSkipsAndCounts(t *testing.T) {
 		Targeted: 2000, RunsCreated: int64(len(want)), Skipped: 2000 - int64(len(want)),
 		SkipReasons: map[string]int64{SkipFilterMismatch: mismatch, SkipFilterError: ferr, SkipOptedOut: opted, SkipUnreachable: unreach},
 	}, tr.Counters)
-	require.Eventually(t, func() bool { return r.outboundMsgs() == uint64(len(want)) }, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return r.outboundBundles() == uint64(len(want)) }, 10*time.Second, 20*time.Millisecond)
 	msgs, err := r.store.ListRunMessages(ctx, testBot, runs[0].ID)
 	require.NoError(t, err)
 	require.Len(t, msgs, 1)
@@ -289,7 +289,7 @@ func TestBroadcastPlatform(t *testing.T) {
 		require.Equal(t, events.ChannelTelegram, run.Channel)
 	}
 	require.Equal(t, int64(250), tr.Counters.Targeted)
-	require.Eventually(t, func() bool { return r.outboundMsgs() == 750 }, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return r.outboundBundles() == 750 }, 10*time.Second, 20*time.Millisecond)
 }
 
 func TestBroadcastLists(t *testing.T) {
@@ -413,10 +413,10 @@ func TestBroadcastResumesExactly(t *testing.T) {
 	}
 	require.Equal(t, store.TriggerCounters{Targeted: 2000, RunsCreated: 1980, Skipped: 20,
 		SkipReasons: map[string]int64{SkipOptedOut: 20}}, tr.Counters)
-	require.Eventually(t, func() bool { return r.outboundMsgs() == 1980 }, 10*time.Second, 20*time.Millisecond,
+	require.Eventually(t, func() bool { return r.outboundBundles() == 1980 }, 10*time.Second, 20*time.Millisecond,
 		"one outbound bundle per run: the replayed publishes were de-duplicated")
 	time.Sleep(300 * time.Millisecond)
-	require.Equal(t, uint64(1980), r.outboundMsgs())
+	require.Equal(t, uint64(1980), r.outboundBundles())
 }
 
 func TestCheckpointCorrection(t *testing.T) {

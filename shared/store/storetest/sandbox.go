@@ -176,11 +176,7 @@ func testDeliverSandboxMany(t *testing.T, s store.Store, e env) {
 	require.NoError(t, s.DeliverSandboxMany(e.ctx, ds))
 	require.EqualValues(t, 2, sent("ta"))
 	require.EqualValues(t, 1, sent("tb"))
-	for _, id := range []string{"g0", "g1", "g2"} {
-		m, err := s.GetMessage(e.ctx, e.bot, id)
-		require.NoError(t, err)
-		require.Equal(t, store.MessageSent, m.Status, id)
-		require.Equal(t, store.SandboxProviderPrefix+id, m.ProviderMessageID)
+	for _, m := range sentMessages(t, s, e, "g0", "g1", "g2") {
 		require.WithinDuration(t, at, m.UpdatedAt, e.feats.TimePrecision)
 	}
 	got, err := s.ListSandbox(e.ctx, e.bot, "+6", 0, 100)
@@ -235,12 +231,7 @@ func testDeliverSandboxMany(t *testing.T, s store.Store, e env) {
 	require.NoError(t, s.DeliverSandboxMany(e.ctx, append(big[:5:5], big[55:]...)))
 	require.EqualValues(t, 40, sent("tc"), "a redelivery counts nothing")
 	require.EqualValues(t, 20, sent("td"))
-	for _, id := range []string{"k000", "k030", "k059"} {
-		m, err := s.GetMessage(e.ctx, e.bot, id)
-		require.NoError(t, err)
-		require.Equal(t, store.MessageSent, m.Status, id)
-		require.Equal(t, store.SandboxProviderPrefix+id, m.ProviderMessageID)
-	}
+	sentMessages(t, s, e, "k000", "k030", "k059")
 
 	// Bad input anywhere writes nothing, also of the valid deliveries.
 	bad := mk("g9", "r-tb")
@@ -265,4 +256,19 @@ func testDeliverSandboxMany(t *testing.T, s store.Store, e env) {
 	require.Len(t, got, 5, "bad input appends nothing")
 	require.EqualValues(t, 2, sent("ta"))
 	require.EqualValues(t, 3, sent("tb"))
+}
+
+// sentMessages requires the sandbox messages ids recorded as sent, with
+// the sandbox's provider id, and returns them.
+func sentMessages(t *testing.T, s store.Store, e env, ids ...string) []store.Message {
+	t.Helper()
+	var out []store.Message
+	for _, id := range ids {
+		m, err := s.GetMessage(e.ctx, e.bot, id)
+		require.NoError(t, err)
+		require.Equal(t, store.MessageSent, m.Status, id)
+		require.Equal(t, store.SandboxProviderPrefix+id, m.ProviderMessageID, id)
+		out = append(out, m)
+	}
+	return out
 }
