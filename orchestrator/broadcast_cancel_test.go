@@ -89,7 +89,7 @@ func (r *rig) bundles() []events.Outbound {
 		n := 0
 		for m := range batch.Messages() {
 			n++
-			out = append(out, r.unpack(m.Headers(), m.Data())...)
+			out = append(out, unpack(r.t, m.Headers(), m.Data())...)
 			require.NoError(r.t, m.DoubleAck(ctx))
 		}
 		require.NoError(r.t, batch.Error())

@@ -171,18 +171,18 @@ func (r *rig) outboundBundles() uint64 {
 			continue
 		}
 		require.NoError(r.t, err)
-		n += uint64(len(r.unpack(m.Header, m.Data)))
+		n += uint64(len(unpack(r.t, m.Header, m.Data)))
 	}
 	return n
 }
 
-// unpack returns the bundles of one outbound message.
-func (r *rig) unpack(h nats.Header, data []byte) []events.Outbound {
-	r.t.Helper()
+// unpack returns the bundles of one outbound message, alone or sharing it.
+func unpack(t testing.TB, h nats.Header, data []byte) []events.Outbound {
+	t.Helper()
 	e, err := bus.FromMsg(h, data)
-	require.NoError(r.t, err)
+	require.NoError(t, err)
 	bundles, err := events.Bundles(e.Type(), e.Data())
-	require.NoError(r.t, err)
+	require.NoError(t, err)
 	return bundles
 }
 

@@ -162,11 +162,7 @@ func (u *unit) bundleIDs() []string {
 	u.t.Helper()
 	var ids []string
 	for _, m := range u.streamMsgs(bus.StreamOutbound) {
-		e, err := bus.FromMsg(m.Header, m.Data)
-		require.NoError(u.t, err)
-		bundles, err := events.Bundles(e.Type(), e.Data())
-		require.NoError(u.t, err)
-		for _, b := range bundles {
+		for _, b := range unpack(u.t, m.Header, m.Data) {
 			ids = append(ids, events.OutboundID(b))
 		}
 	}

@@ -56,7 +56,7 @@ func (s *Store) InsertMessages(ctx context.Context, ms []store.Message) error {
 				m.ProviderMessageID, m.Error, nanos(m.CreatedAt), nanos(m.UpdatedAt), m.Lane)
 		}
 		_, err := t.exec(`INSERT INTO messages (`+messageCols+`) VALUES `+
-			strings.TrimSuffix(strings.Repeat(`(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),`, len(rows)), ",")+
+			valueRows(len(rows), 15)+
 			` ON CONFLICT (id) DO NOTHING`, args...)
 		if err != nil {
 			return err
@@ -263,7 +263,7 @@ func sandboxRows(ms []store.SandboxMessage) ([]any, error) {
 
 func appendSandbox(t *wtx, n int, args []any) error {
 	_, err := t.exec(`INSERT INTO sandbox (message_id, bot_id, run_id, to_addr, content, created_at) VALUES `+
-		strings.TrimSuffix(strings.Repeat(`(?,?,?,?,?,?),`, n), ",")+
+		valueRows(n, 6)+
 		` ON CONFLICT (message_id) DO NOTHING`, args...)
 	return err
 }
@@ -440,12 +440,7 @@ func markBotSent(t *wtx, botID string, marks []sentMarks) ([]sentCount, error) {
 				counts[it.trigger].n++
 				continue
 			}
-			if it.m.ProviderMessageID == "" {
-				continue
-			}
-			// Moved on before the worker recorded it: only the id is new.
-			n, err := t.execAffected(`UPDATE messages SET provider_message_id = ?
-					WHERE id = ? AND bot_id = ? AND provider_message_id = ''`, it.m.ProviderMessageID, it.m.ID, botID)
+			n, err := recordProviderID(t, botID, it.m)
 			if err != nil {
 				return nil, err
 			}
@@ -462,10 +457,19 @@ func markOneSent(t *wtx, botID string, m store.SentMessage) (int64, error) {
 				provider_message_id = CASE WHEN ? = '' THEN provider_message_id ELSE ? END, updated_at = ?
 				WHERE id = ? AND bot_id = ? AND status = 'queued'`,
 		m.ProviderMessageID, m.ProviderMessageID, nanos(orNow(m.At)), m.ID, botID)
-	if err != nil || n > 0 || m.ProviderMessageID == "" {
+	if err != nil || n > 0 {
 		return n, err
 	}
-	// Moved on before the worker recorded it: only the id is new.
+	return recordProviderID(t, botID, m)
+}
+
+// recordProviderID records the provider id of a message that moved on
+// before the worker recorded it (a receipt came first): only the id is
+// new. It returns 1 when the message had none.
+func recordProviderID(t *wtx, botID string, m store.SentMessage) (int64, error) {
+	if m.ProviderMessageID == "" {
+		return 0, nil
+	}
 	return t.execAffected(`UPDATE messages SET provider_message_id = ?
 				WHERE id = ? AND bot_id = ? AND provider_message_id = ''`, m.ProviderMessageID, m.ID, botID)
 }
@@ -511,7 +515,8 @@ func paddedRows(n int) int {
 	return rows
 }
 
-// valueRows is the VALUES list of n rows of cols placeholders each.
+// valueRows is the VALUES list of n rows of cols placeholders each (the
+// multi-row inserts and the sent marks).
 func valueRows(n, cols int) string {
 	row := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",") + "),"
 	return strings.TrimSuffix(strings.Repeat(row, n), ",")

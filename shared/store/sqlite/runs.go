@@ -122,16 +122,7 @@ const insertRunsChunk = 128
 // multiInsert returns the INSERT statement for n runs; RETURNING names the
 // runs actually inserted.
 func multiInsert(n int) string {
-	var b strings.Builder
-	b.WriteString(`INSERT INTO runs (` + runCols + `) VALUES `)
-	for i := range n {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(`(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`)
-	}
-	b.WriteString(` ON CONFLICT DO NOTHING RETURNING id`)
-	return b.String()
+	return `INSERT INTO runs (` + runCols + `) VALUES ` + valueRows(n, 15) + ` ON CONFLICT DO NOTHING RETURNING id`
 }
 
 // createRunsChunk inserts rs in one statement, then resolves the ones that

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/flowgate/flowgate/shared/store"
@@ -140,7 +139,7 @@ func (s *Store) CreateTriggers(ctx context.Context, ts []store.Trigger) ([]store
 			nanos(tr.CreatedAt), nanos(tr.UpdatedAt))
 	}
 	q := `INSERT INTO triggers (` + triggerCols + `) VALUES ` +
-		strings.TrimSuffix(strings.Repeat(`(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?),`, len(ts)), ",") +
+		valueRows(len(ts), 20) +
 		` ON CONFLICT DO NOTHING RETURNING id`
 	err := s.w.doAll(ctx, len(ts), func(t *wtx) error {
 		inserted, err := returnedIDs(t, q, args)
