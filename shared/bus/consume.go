@@ -118,6 +118,7 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 		}
 		return fmt.Errorf("%w: consumer %s: %v", ErrUnavailable, spec.Durable, err)
 	}
+	b.log.Debug("consumer bound", "consumer", spec.Durable, "workers", o.Workers, "prefetch", o.Prefetch, "keep_fetched", o.KeepFetched)
 
 	// Handlers run on their own context: shutdown lets in-flight work
 	// finish (drain) instead of cancelling it half-way.

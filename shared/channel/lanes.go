@@ -19,6 +19,10 @@ type RatePacer interface {
 	Rate(bot store.Bot) float64
 }
 
+// slowDiscovery is how long listing the lanes may take before the runner
+// warns: a new lane's first message waits for it.
+const slowDiscovery = 2 * time.Second
+
 // lane is one outbound subject (one bot's lane on the channel) consumed by
 // this process.
 type lane struct {
@@ -46,6 +50,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	if err := r.bus.DeleteConsumer(ctx, bus.StreamOutbound, bus.LegacyOutboundConsumer(ch)); err != nil && ctx.Err() == nil {
 		r.log.Warn("deleting the pre-lane outbound consumer failed", "err", err)
 	}
+	r.log.Debug("discovering outbound lanes", "every", r.cfg.DiscoverEvery)
 	filter := events.SubjectOutbound + "." + ch + ".>"
 	lanes := map[string]*lane{}
 	var wg sync.WaitGroup
@@ -60,8 +65,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	defer tick.Stop()
 	failures := 0
 	for {
+		asked := time.Now()
 		counts, err := r.bus.SubjectCounts(ctx, bus.StreamOutbound, filter)
 		now := time.Now()
+		if took := now.Sub(asked); took > slowDiscovery {
+			// Every new lane waits for this answer: say when it is slow.
+			r.log.Warn("listing outbound lanes was slow", "took", took.Round(time.Millisecond))
+		}
 		switch {
 		case err != nil && ctx.Err() == nil:
 			failures++
@@ -80,6 +90,7 @@ func (r *Runner) Run(ctx context.Context) error {
 				}
 				l := r.startLane(ctx, subject, &wg)
 				if l != nil {
+					r.log.Debug("consuming outbound lane", "subject", subject)
 					l.lastSeen = now
 					lanes[subject] = l
 				}
@@ -93,6 +104,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			default:
 			}
 			if now.Sub(l.lastSeen) > r.cfg.IdleAfter {
+				r.log.Debug("outbound lane idle; no longer consumed", "subject", subject)
 				l.cancel()
 				delete(lanes, subject)
 			}
@@ -114,6 +126,7 @@ func (r *Runner) startLane(ctx context.Context, subject string, wg *sync.WaitGro
 		return nil
 	}
 	size := r.laneSize(ctx, botID)
+	r.log.Debug("outbound lane sized", "subject", subject, "prefetch", size.prefetch, "workers", size.workers, "paced", size.paced)
 	// A process holds at most prefetch waiting bundles plus one per worker
 	// (2 × prefetch): a killed one leaves room for the others until its
 	// bundles come back after AckWait.

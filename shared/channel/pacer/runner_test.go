@@ -30,15 +30,26 @@ import (
 )
 
 // countingTransport counts the requests one replica made, to show that
-// both replicas worked.
+// both replicas worked, and notes when it made its first.
 type countingTransport struct {
-	base http.RoundTripper
-	n    atomic.Int64
+	base  http.RoundTripper
+	n     atomic.Int64
+	first atomic.Int64 // Unix nanoseconds
 }
 
 func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	c.n.Add(1)
+	if c.n.Add(1) == 1 {
+		c.first.Store(time.Now().UnixNano())
+	}
 	return c.base.RoundTrip(r)
+}
+
+// firstSince is how long after start the first request went ("none": none).
+func (c *countingTransport) firstSince(start time.Time) string {
+	if f := c.first.Load(); f != 0 {
+		return time.Unix(0, f).Sub(start).Round(time.Millisecond).String()
+	}
+	return "none"
 }
 
 func newTransport() *countingTransport {
@@ -55,6 +66,36 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// replicaLog keeps one replica's debug log (its bus, runner and pacer),
+// printed only when the test fails: where a replica spent its time when
+// it did not take part (the lane it consumed, when its consumer was
+// bound).
+type replicaLog struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *replicaLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *replicaLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// logger logs replica i's debug lines into l and its warnings to the
+// test's log at once.
+func (l *replicaLog) logger(t *testing.T, i int) *slog.Logger {
+	return slog.New(slog.NewMultiHandler(
+		slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}),
+		slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}),
+	)).With("replica", i)
+}
+
 // workers is a real deployment in miniature: embedded NATS, the SQLite
 // store, and replicas of one channel worker (each its own NATS connection,
 // pacer and sender) sharing the durable consumer and the pacing bucket.
@@ -62,6 +103,7 @@ type workers struct {
 	t     *testing.T
 	nats  *bus.Embedded
 	buses []*bus.Bus
+	logs  []*replicaLog
 	st    store.Store
 }
 
@@ -69,10 +111,21 @@ func newWorkers(t *testing.T, replicas int) *workers {
 	t.Helper()
 	e := bustest.Embedded(t)
 	w := &workers{t: t, nats: e}
-	for range replicas {
-		w.buses = append(w.buses, bustest.NewBus(t, e, bus.Config{Source: "/test"}))
+	for i := range replicas {
+		l := &replicaLog{}
+		w.logs = append(w.logs, l)
+		w.buses = append(w.buses, bustest.NewBus(t, e, bus.Config{Source: "/test", Logger: l.logger(t, i)}))
 	}
 	w.st = sqlitetest.Open(t)
+	// Registered before the runners' clean-up, so it runs after it: the
+	// logs are complete.
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, l := range w.logs {
+				t.Logf("replica %d's debug log:\n%s", i, l.String())
+			}
+		}
+	})
 	return w
 }
 
@@ -90,10 +143,11 @@ func (w *workers) runWith(rcfg channel.RunnerConfig, pcfg pacer.Config, sender f
 	var wg sync.WaitGroup
 	w.t.Cleanup(func() { cancel(); wg.Wait() })
 	for i, b := range w.buses {
-		// Warnings reach the test's log, marked with the replica: a replica
-		// that did not take part says why (the runners stop before the test
-		// ends, so nothing logs after it).
-		warnings := slog.New(slog.NewTextHandler(testWriter{w.t}, &slog.HandlerOptions{Level: slog.LevelWarn})).With("replica", i)
+		// Warnings reach the test's log, marked with the replica, and the
+		// debug log is printed if the test fails: a replica that did not
+		// take part says why (the runners stop before the test ends, so
+		// nothing logs after it).
+		warnings := w.logs[i].logger(w.t, i)
 		pc := pcfg
 		pc.Logger = warnings
 		p, err := pacer.New(ctx, b.JetStream(), pc)
@@ -195,9 +249,9 @@ func whatsappPacing(t *testing.T, rate float64, n int) {
 	}
 	got := achieved(ts)
 	st := d.Stats()
-	t.Logf("rate %v/s, %d messages, 2 replicas: achieved %.1f/s (%.1f%%), took %s, replica requests %d + %d, 130429 answers %d, max in any 1 s %d",
+	t.Logf("rate %v/s, %d messages, 2 replicas: achieved %.1f/s (%.1f%%), took %s, replica requests %d + %d (first after %s and %s of the enqueue at %s), 130429 answers %d, max in any 1 s %d",
 		rate, n, got, 100*got/rate, took.Round(time.Millisecond), transports[0].n.Load(), transports[1].n.Load(),
-		st.Rejected[130429], maxIn(ts, time.Second))
+		transports[0].firstSince(start), transports[1].firstSince(start), start.Format("15:04:05.000"), st.Rejected[130429], maxIn(ts, time.Second))
 	t.Logf("per 100 ms: %v", histo(ts, 100*time.Millisecond))
 	require.Len(t, acc, n, "every message accepted exactly once")
 	require.Len(t, seen, n)
