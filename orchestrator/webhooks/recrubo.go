@@ -104,7 +104,10 @@ func changeOnly(rs events.RunStatus) recrubo.FlowRun {
 // change yet. A change from before RunVersion existed waits only for the
 // run to exist.
 func (d *deliverer) storedRun(ctx context.Context, rs events.RunStatus) (*store.Run, error) {
-	run, err := d.s.store.GetRun(ctx, rs.BotID, rs.RunID)
+	// A run read for another delivery serves if it was stored at this
+	// change or later, as a fresh read would be.
+	run, err := d.s.runs.read(rs.BotID+"\x00"+rs.RunID, func(r store.Run) bool { return r.Version >= rs.RunVersion },
+		func() (store.Run, error) { return d.s.store.GetRun(ctx, rs.BotID, rs.RunID) })
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		_, cerr := d.s.store.GetContact(ctx, rs.BotID, rs.ContactID)
@@ -137,18 +140,24 @@ func (d *deliverer) flowRun(ctx context.Context, rs events.RunStatus, run store.
 	if run.TriggerID == "" {
 		return v, nil
 	}
-	t, err := d.s.store.GetTrigger(ctx, rs.BotID, run.TriggerID)
-	switch {
-	case absent(err):
-		return v, nil
-	case err != nil:
-		return v, err
-	}
-	var spec events.Trigger
-	if json.Unmarshal(t.Spec, &spec) == nil {
-		v.InitialMessage = spec.InitialMessage
-	}
-	return v, nil
+	// A trigger's spec never changes: the runs of a broadcast read it once.
+	msg, err := d.s.initialMessages.read(rs.BotID+"\x00"+run.TriggerID, func(*events.Content) bool { return true },
+		func() (*events.Content, error) {
+			t, err := d.s.store.GetTrigger(ctx, rs.BotID, run.TriggerID)
+			switch {
+			case absent(err):
+				return nil, nil
+			case err != nil:
+				return nil, err
+			}
+			var spec events.Trigger
+			if json.Unmarshal(t.Spec, &spec) != nil {
+				return nil, nil
+			}
+			return spec.InitialMessage, nil
+		})
+	v.InitialMessage = msg
+	return v, err
 }
 
 // absent reports a record that is not stored (or whose id cannot be one).

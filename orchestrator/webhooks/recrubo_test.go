@@ -3,6 +3,7 @@ package webhooks_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/orchestrator/webhooks"
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/recrubo"
 	"github.com/flowgate/flowgate/shared/store"
 )
@@ -122,4 +125,65 @@ func TestRecruboPayloadOfARunNeverStored(t *testing.T) {
 	d := rcv.deliveries()[0]
 	require.Equal(t, map[string]any{}, d["state"])
 	require.Equal(t, "running", d["status"])
+}
+
+// The deliveries of one status change to several subscriptions read its
+// run once, and the runs of one trigger read the trigger once
+// (Config.ReadTTL); with the cache off, every delivery reads both. The
+// payloads are the same either way.
+func TestDeliveriesShareTheirReads(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ttl  time.Duration
+	}{{"shared", time.Minute}, {"off", -1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			std1, std2 := newReceiver(t, secret, 0), newReceiver(t, secret, 0)
+			rec := newRecruboReceiver(t)
+			e := newEnv(t, webhooks.Config{AllowPrivate: true, ReadTTL: tc.ttl}, nil)
+			e.subscribe("wh_1", std1.srv.URL, secret)
+			e.subscribe("wh_2", std2.srv.URL, secret)
+			e.subscribeRecrubo("wh_r", rec.srv.URL)
+			now := time.Now().UTC()
+			_, _, err := e.store.CreateTrigger(ctx, store.Trigger{ID: "tr-1", BotID: "acme", Source: "native", Event: "e", FlowID: "f",
+				Channel: "sandbox", Spec: []byte(`{"initial_message":{"type":"text","text":"hello"}}`), Status: store.TriggerDone,
+				CreatedAt: now, UpdatedAt: now})
+			require.NoError(t, err)
+			const runs = 2
+			for i := range runs {
+				id := fmt.Sprintf("run-%d", i)
+				_, _, err := e.store.UpsertContact(ctx, store.ContactUpsert{BotID: "acme", Channel: "sandbox",
+					ExternalID: fmt.Sprintf("3161234567%d", i), NewID: "c-" + id, Now: now})
+				require.NoError(t, err)
+				stored, _, err := e.store.CreateRuns(ctx, []store.Run{{ID: id, BotID: "acme", TriggerID: "tr-1", FlowID: "f",
+					ContactID: "c-" + id, Channel: "sandbox", Status: store.RunWaiting, Data: map[string]any{"n": float64(i)},
+					CreatedAt: now, UpdatedAt: now}})
+				require.NoError(t, err)
+				// The run's first change, at the version it is stored at: its
+				// "created" is delivered first, so each subscription gets two.
+				rs := events.RunStatus{BotID: "acme", RunID: id, TriggerID: "tr-1", FlowID: "f", ContactID: "c-" + id,
+					Status: store.RunWaiting, Previous: store.RunCreated, Version: 1, At: now, RunVersion: stored[0].Version}
+				ev, err := bus.NewEvent(fmt.Sprintf("run:%s:1:waiting", id), events.TypeRunStatus, id, rs)
+				require.NoError(t, err)
+				_, err = e.bus.Publish(ctx, events.RunStatusSubject("acme"), ev)
+				require.NoError(t, err)
+			}
+			require.Eventually(t, func() bool {
+				return len(std1.deliveries()) == 2*runs && len(std2.deliveries()) == 2*runs && len(rec.deliveries()) >= runs
+			}, 20*time.Second, 10*time.Millisecond)
+			for _, d := range rec.deliveries() {
+				require.Equal(t, map[string]any{"type": "text", "text": "hello"}, d["initialMessage"], "the trigger's initial message")
+				require.Contains(t, d["state"], "n", "the stored run's data")
+			}
+			deliveries := int64(len(std1.deliveries()) + len(std2.deliveries()) + len(rec.deliveries()))
+			t.Logf("%d deliveries of %d runs: %d run reads, %d trigger reads", deliveries, runs, e.reads.runs.Load(), e.reads.triggers.Load())
+			if tc.ttl > 0 {
+				require.EqualValues(t, runs, e.reads.runs.Load(), "one run read per run")
+				require.EqualValues(t, 1, e.reads.triggers.Load(), "one trigger read for the runs of one trigger")
+			} else {
+				require.GreaterOrEqual(t, e.reads.runs.Load(), deliveries, "a read per delivery")
+				require.GreaterOrEqual(t, e.reads.triggers.Load(), int64(len(rec.deliveries())), "a read per Recrubo delivery")
+			}
+		})
+	}
 }

@@ -31,6 +31,7 @@ import (
 
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/egress"
+	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
 )
 
@@ -51,6 +52,14 @@ type Config struct {
 	// SubscriptionTTL is how long the fan-out caches a bot's subscriptions
 	// (default 2 s; negative disables the cache).
 	SubscriptionTTL time.Duration
+	// ReadTTL is how long a delivery's read of a run (and of a run's
+	// trigger, for Recrubo payloads) serves the other deliveries in this
+	// process: the deliveries of one change to several subscriptions read
+	// its run once, and a broadcast's runs read their trigger once
+	// (default 5 s; negative: every delivery reads). A run read is used only
+	// for a change it is stored at (its RunVersion) or later, as a fresh
+	// read would be.
+	ReadTTL time.Duration
 	// ReconcileEvery is how often the per-subscription consumers are
 	// matched with the stored subscriptions (default 5 s).
 	ReconcileEvery time.Duration
@@ -77,6 +86,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SubscriptionTTL == 0 {
 		c.SubscriptionTTL = 2 * time.Second
+	}
+	if c.ReadTTL == 0 {
+		c.ReadTTL = 5 * time.Second
 	}
 	if c.ReconcileEvery == 0 {
 		c.ReconcileEvery = 5 * time.Second
@@ -138,7 +150,16 @@ type service struct {
 
 	cacheMu sync.Mutex
 	cache   map[string]cachedSubs
+
+	// runs and initialMessages are what deliveries read, shared by the
+	// deliveries of every subscription in this process (Config.ReadTTL).
+	runs            *readCache[store.Run]
+	initialMessages *readCache[*events.Content]
 }
+
+// readCacheEntries bounds each read cache (per generation): a few seconds
+// of status changes at thousands per second.
+const readCacheEntries = 16384
 
 // Run delivers webhooks until ctx ends, then drains.
 func Run(ctx context.Context, cfg Config, d Deps) error {
@@ -159,7 +180,8 @@ func Run(ctx context.Context, cfg Config, d Deps) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s := &service{cfg: cfg, store: d.Store, bus: d.Bus, log: d.Logger, client: d.Client,
-		stopping: ctx.Done(), cache: map[string]cachedSubs{}}
+		stopping: ctx.Done(), cache: map[string]cachedSubs{},
+		runs: newReadCache[store.Run](cfg.ReadTTL, readCacheEntries), initialMessages: newReadCache[*events.Content](cfg.ReadTTL, readCacheEntries)}
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)

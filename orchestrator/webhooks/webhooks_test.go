@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,7 +36,24 @@ type env struct {
 	t     *testing.T
 	bus   *bus.Bus
 	store *sqlite.Store
+	reads *countingStore // what the service reads through
 	stop  func()
+}
+
+// countingStore counts the service's reads of runs and triggers.
+type countingStore struct {
+	webhooks.Store
+	runs, triggers atomic.Int64
+}
+
+func (c *countingStore) GetRun(ctx context.Context, botID, id string) (store.Run, error) {
+	c.runs.Add(1)
+	return c.Store.GetRun(ctx, botID, id)
+}
+
+func (c *countingStore) GetTrigger(ctx context.Context, botID, id string) (store.Trigger, error) {
+	c.triggers.Add(1)
+	return c.Store.GetTrigger(ctx, botID, id)
 }
 
 // newEnv runs the delivery service; res (nil: the system resolver)
@@ -60,8 +78,9 @@ func newEnv(t *testing.T, cfg webhooks.Config, res *net.Resolver) *env {
 	log := quietLog()
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- webhooks.Run(rctx, cfg, webhooks.Deps{Store: st, Bus: b, Logger: log, Resolver: res}) }()
-	en := &env{t: t, bus: b, store: st}
+	reads := &countingStore{Store: st}
+	go func() { done <- webhooks.Run(rctx, cfg, webhooks.Deps{Store: reads, Bus: b, Logger: log, Resolver: res}) }()
+	en := &env{t: t, bus: b, store: st, reads: reads}
 	var once sync.Once
 	en.stop = func() {
 		once.Do(func() {
