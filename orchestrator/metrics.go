@@ -18,6 +18,10 @@ var (
 		Name: "flowgate_run_status_events_skipped_total",
 		Help: "Run status changes not published on FLOWGATE_RUNS because the bot has no webhook subscriptions (nobody would receive them).",
 	})
+	inOrderRetries = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "flowgate_step_inline_retries_total",
+		Help: "Steps of a contact's or run's message retried in place (not handed back, so that the next message of the same contact or run stays behind it) because their run was busy with another step or had moved on.",
+	})
 	runsClaimBusy = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "flowgate_run_claims_busy_total",
 		Help: "Steps of a run retried because another step (in this or another orchestrator process) held the run's claim.",

@@ -182,9 +182,11 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	// Messages about one contact (or one run) are handled one at a time, in order.
 	bySubject := func(m bus.Message) string { return m.Event.Subject() }
 	consume(bus.TriggerConsumer, o.handleTrigger, nil)
-	consume(bus.InboundConsumer, o.handleInbound, bySubject)
-	consume(bus.DeliveryConsumer, o.handleDelivery, bySubject)
-	consume(bus.ControlConsumer, o.handleControl, bySubject)
+	// A step refused for a busy run is retried in place (inOrder), so
+	// that the next message about the same contact or run stays behind it.
+	consume(bus.InboundConsumer, inOrder(o.handleInbound), bySubject)
+	consume(bus.DeliveryConsumer, inOrder(o.handleDelivery), bySubject)
+	consume(bus.ControlConsumer, inOrder(o.handleControl), bySubject)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

@@ -79,7 +79,9 @@ func newEnv(t *testing.T, cfg webhooks.Config, res *net.Resolver) *env {
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	reads := &countingStore{Store: st}
-	go func() { done <- webhooks.Run(rctx, cfg, webhooks.Deps{Store: reads, Bus: b, Logger: log, Resolver: res}) }()
+	go func() {
+		done <- webhooks.Run(rctx, cfg, webhooks.Deps{Store: reads, Bus: b, Logger: log, Resolver: res})
+	}()
 	en := &env{t: t, bus: b, store: st, reads: reads}
 	var once sync.Once
 	en.stop = func() {
