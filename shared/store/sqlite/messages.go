@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strings"
 
 	"github.com/flowgate/flowgate/shared/store"
@@ -55,9 +56,12 @@ func (s *Store) InsertMessages(ctx context.Context, ms []store.Message) error {
 			args = append(args, m.ID, m.BotID, m.RunID, m.TriggerID, m.ContactID, m.Channel, m.To, m.Seq, r.content, m.Status,
 				m.ProviderMessageID, m.Error, nanos(m.CreatedAt), nanos(m.UpdatedAt), m.Lane)
 		}
-		_, err := t.exec(`INSERT INTO messages (`+messageCols+`) VALUES `+
-			valueRows(len(rows), 15)+
-			` ON CONFLICT (id) DO NOTHING`, args...)
+		err := inPieces(len(rows), func(lo, hi int) error {
+			_, err := t.exec(`INSERT INTO messages (`+messageCols+`) VALUES `+
+				valueRows(hi-lo, 15)+
+				` ON CONFLICT (id) DO NOTHING`, args[15*lo:15*hi]...)
+			return err
+		})
 		if err != nil {
 			return err
 		}
@@ -171,8 +175,9 @@ func (s *Store) AppendSandbox(ctx context.Context, ms ...store.SandboxMessage) e
 	if err != nil || len(ms) == 0 {
 		return err
 	}
-	// One statement: all or nothing, and seqs in the order given.
-	err = s.w.do(ctx, false, func(t *wtx) error { return appendSandbox(t, len(ms), args) })
+	// All or nothing (its pieces in one savepoint), and seqs in the order
+	// given.
+	err = s.w.doAll(ctx, len(ms), func(t *wtx) error { return appendSandbox(t, len(ms), args) })
 	return dbErr("append sandbox", err)
 }
 
@@ -262,10 +267,12 @@ func sandboxRows(ms []store.SandboxMessage) ([]any, error) {
 }
 
 func appendSandbox(t *wtx, n int, args []any) error {
-	_, err := t.exec(`INSERT INTO sandbox (message_id, bot_id, run_id, to_addr, content, created_at) VALUES `+
-		valueRows(n, 6)+
-		` ON CONFLICT (message_id) DO NOTHING`, args...)
-	return err
+	return inPieces(n, func(lo, hi int) error {
+		_, err := t.exec(`INSERT INTO sandbox (message_id, bot_id, run_id, to_addr, content, created_at) VALUES `+
+			valueRows(hi-lo, 6)+
+			` ON CONFLICT (message_id) DO NOTHING`, args[6*lo:6*hi]...)
+		return err
+	})
 }
 
 // ListSandbox returns a bot's sandbox messages after afterSeq, oldest first;
@@ -520,4 +527,22 @@ func paddedRows(n int) int {
 func valueRows(n, cols int) string {
 	row := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",") + "),"
 	return strings.TrimSuffix(strings.Repeat(row, n), ",")
+}
+
+// inPieces calls insert with the bounds [lo, hi) of n rows cut into pieces
+// whose sizes are powers of two, largest first (37 rows: 32, 4, 1). A
+// multi-row statement is compiled once per size and kept by the writer:
+// so it keeps a few statements per kind (at most nine for 256 rows) rather
+// than one per batch size seen (up to 256, the larger ones programs of
+// thousands of instructions), and a batch of a new size compiles nothing.
+// Extra pieces cost one statement execution each.
+func inPieces(n int, insert func(lo, hi int) error) error {
+	for lo := 0; lo < n; {
+		size := 1 << (bits.Len(uint(n-lo)) - 1)
+		if err := insert(lo, lo+size); err != nil {
+			return err
+		}
+		lo += size
+	}
+	return nil
 }

@@ -132,7 +132,14 @@ func createRunsChunk(t *wtx, offset int, rs []store.Run, enc []encodedRun, out [
 	for i := range rs {
 		args = append(args, runArgs(&rs[i], &enc[i])...)
 	}
-	inserted, err := returnedIDs(t, multiInsert(len(rs)), args)
+	inserted := map[string]bool{}
+	err := inPieces(len(rs), func(lo, hi int) error {
+		ids, err := returnedIDs(t, multiInsert(hi-lo), args[15*lo:15*hi])
+		for id := range ids {
+			inserted[id] = true
+		}
+		return err
+	})
 	if err != nil {
 		return err
 	}

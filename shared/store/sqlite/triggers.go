@@ -138,11 +138,17 @@ func (s *Store) CreateTriggers(ctx context.Context, ts []store.Trigger) ([]store
 			tr.Cursor, c.Targeted, c.RunsCreated, c.Sent, c.Delivered, c.Failed, c.Skipped, reasons, tr.Version,
 			nanos(tr.CreatedAt), nanos(tr.UpdatedAt))
 	}
-	q := `INSERT INTO triggers (` + triggerCols + `) VALUES ` +
-		valueRows(len(ts), 20) +
-		` ON CONFLICT DO NOTHING RETURNING id`
 	err := s.w.doAll(ctx, len(ts), func(t *wtx) error {
-		inserted, err := returnedIDs(t, q, args)
+		inserted := map[string]bool{}
+		err := inPieces(len(ts), func(lo, hi int) error {
+			ids, err := returnedIDs(t, `INSERT INTO triggers (`+triggerCols+`) VALUES `+
+				valueRows(hi-lo, 20)+
+				` ON CONFLICT DO NOTHING RETURNING id`, args[20*lo:20*hi])
+			for id := range ids {
+				inserted[id] = true
+			}
+			return err
+		})
 		if err != nil {
 			return err
 		}
