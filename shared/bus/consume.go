@@ -119,6 +119,9 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 		return fmt.Errorf("%w: consumer %s: %v", ErrUnavailable, spec.Durable, err)
 	}
 	b.log.Debug("consumer bound", "consumer", spec.Durable, "workers", o.Workers, "prefetch", o.Prefetch, "keep_fetched", o.KeepFetched)
+	if afterBind != nil {
+		afterBind(spec.Durable)
+	}
 
 	// Handlers run on their own context: shutdown lets in-flight work
 	// finish (drain) instead of cancelling it half-way.
@@ -198,11 +201,60 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 		}
 		return err
 	}
-	cc, err := cons.Consume(dispatch, jetstream.PullMaxMessages(o.Prefetch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-			b.log.Debug("consume", "consumer", spec.Durable, "err", err)
+	// A pull that no consumer answers (503 no responders: the consumer is
+	// being created or updated by another replica at that moment, or its
+	// leader is being elected) is not pulled again by the client until it
+	// has missed two heartbeats, 30 s: the process would take nothing from
+	// the consumer meanwhile. Such a pull starts the consumption again
+	// instead, after a short pause (repullPause).
+	noResponders := make(chan struct{}, 1)
+	pull := func() (jetstream.ConsumeContext, error) {
+		return cons.Consume(dispatch, jetstream.PullMaxMessages(o.Prefetch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if errors.Is(err, nats.ErrNoResponders) {
+				select {
+				case noResponders <- struct{}{}:
+				default:
+				}
+			}
+			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+				b.log.Debug("consume", "consumer", spec.Durable, "err", err)
+			}
+		}))
+	}
+	stop := func(cc jetstream.ConsumeContext) {
+		cc.Drain() // what it fetched is handed to the workers first
+		select {
+		case <-cc.Closed():
+		case <-time.After(o.DrainTimeout):
+			cc.Stop()
 		}
-	}))
+	}
+	cc, err := pull()
+	pause, last := repullPause, time.Time{}
+	for err == nil {
+		select {
+		case <-ctx.Done():
+		case <-noResponders:
+			stop(cc)
+			repulls.WithLabelValues(spec.metricName()).Inc()
+			if time.Since(last) > repullCalm {
+				pause = repullPause
+			}
+			last = time.Now()
+			b.log.Debug("a pull found no consumer to answer it; pulling again", "consumer", spec.Durable, "in", pause)
+			select {
+			case <-ctx.Done():
+			case <-time.After(pause):
+			}
+			pause = min(2*pause, repullMaxPause)
+			if ctx.Err() == nil {
+				cc, err = pull()
+				continue
+			}
+			cc = nil
+		}
+		break
+	}
 	if err != nil {
 		for _, q := range queues {
 			q.close()
@@ -210,12 +262,8 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 		wg.Wait()
 		return fmt.Errorf("%w: consume %s: %v", ErrUnavailable, spec.Durable, err)
 	}
-	<-ctx.Done()
-	cc.Drain()
-	select {
-	case <-cc.Closed():
-	case <-time.After(o.DrainTimeout):
-		cc.Stop()
+	if cc != nil {
+		stop(cc)
 	}
 	for _, q := range queues {
 		q.close()
@@ -230,6 +278,19 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 	}
 	return nil
 }
+
+// afterBind, when set (by tests), runs between binding the consumer and
+// the first pull.
+var afterBind func(durable string)
+
+// The pauses before pulling again after a pull that no consumer answered:
+// repullPause, doubling while such pulls follow each other within
+// repullCalm, up to repullMaxPause.
+const (
+	repullPause    = 50 * time.Millisecond
+	repullMaxPause = 2 * time.Second
+	repullCalm     = 10 * time.Second
+)
 
 func decode(raw jetstream.Msg) (Message, error) {
 	m := Message{Subject: raw.Subject(), raw: raw}

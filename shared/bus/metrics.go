@@ -34,6 +34,10 @@ var (
 		Name: "flowgate_bus_dead_letters_replayed_total",
 		Help: "Dead letters published again on their original subject, by the consumer that dead-lettered them.",
 	}, []string{"consumer"})
+	repulls = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_bus_repulls_total",
+		Help: "Pulls that no consumer answered (503 no responders: the consumer being created or updated, or its leader elected), after which this process started consuming again at once instead of waiting for missed heartbeats, by consumer.",
+	}, []string{"consumer"})
 	handleSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "flowgate_bus_handle_duration_seconds",
 		Help:    "Time a handler took for one message, by consumer.",

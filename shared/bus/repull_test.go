@@ -1,0 +1,61 @@
+package bus_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/events"
+)
+
+// A pull that no consumer answers (503 no responders) is pulled again at
+// once. Here the consumer is gone between Consume binding it and its first
+// pull, and comes back 300 ms later, as when another replica updates it
+// or a cluster elects its leader. The client alone pulls again only after
+// missing two heartbeats (30 s); seen in TestWhatsAppTwoReplicasAt1000PerSecond,
+// where one replica then sent nothing.
+func TestPullThatNoConsumerAnswersIsPulledAgain(t *testing.T) {
+	_, b := start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	js := b.JetStream()
+	spec := bus.InboundConsumer
+	var gone atomic.Bool
+	defer bus.SetAfterBind(func(durable string) {
+		c, err := js.Consumer(ctx, spec.Stream, durable)
+		require.NoError(t, err)
+		cfg := c.CachedInfo().Config
+		require.NoError(t, js.DeleteConsumer(ctx, spec.Stream, durable))
+		gone.Store(true)
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			_, err := js.CreateOrUpdateConsumer(ctx, spec.Stream, cfg)
+			if err != nil {
+				t.Errorf("recreate the consumer: %v", err)
+			}
+		}()
+	})()
+	var handled atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		done <- b.Consume(ctx, spec, func(context.Context, bus.Message) error {
+			handled.Add(1)
+			return nil
+		}, bus.ConsumeOptions{Workers: 2})
+	}()
+	require.Eventually(t, gone.Load, 10*time.Second, 10*time.Millisecond)
+	ev, err := bus.NewEvent("in-1", events.TypeInbound, "c", map[string]string{})
+	require.NoError(t, err)
+	_, err = b.Publish(ctx, events.InboundSubject("sandbox", "acme"), ev)
+	require.NoError(t, err)
+	start := time.Now()
+	// Well under the client's 30 s.
+	require.Eventually(t, func() bool { return handled.Load() == 1 }, 10*time.Second, 10*time.Millisecond)
+	t.Logf("handled %s after publishing", time.Since(start).Round(time.Millisecond))
+	cancel()
+	require.NoError(t, <-done)
+}
