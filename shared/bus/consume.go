@@ -201,20 +201,35 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 		}
 		return err
 	}
-	// A pull that no consumer answers (503 no responders: the consumer is
-	// being created or updated by another replica at that moment, or its
-	// leader is being elected) is not pulled again by the client until it
-	// has missed two heartbeats, 30 s: the process would take nothing from
-	// the consumer meanwhile. Such a pull starts the consumption again
-	// instead, after a short pause (repullPause).
-	noResponders := make(chan struct{}, 1)
+	// Two answers to a pull stop the NATS client's consumption without
+	// ending Consume, and are handled here:
+	//   - no consumer answers it (503 no responders: the consumer is being
+	//     created or updated by another replica at that moment, or its
+	//     leader is being elected): the client pulls again only once it has
+	//     missed two heartbeats, 30 s, and the process takes nothing from
+	//     the consumer meanwhile. Consume pulls again after a short pause;
+	//   - the consumer was deleted (by an operator, or with its stream): the
+	//     client stops for good. Consume creates it again, as a restarted
+	//     process would, and pulls again.
+	// The pause is repullPause, doubling while this keeps happening.
+	const (
+		repull = iota
+		rebind
+	)
+	restart := make(chan int, 1)
+	signal := func(kind int) {
+		select {
+		case restart <- kind:
+		default:
+		}
+	}
 	pull := func() (jetstream.ConsumeContext, error) {
 		return cons.Consume(dispatch, jetstream.PullMaxMessages(o.Prefetch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if errors.Is(err, nats.ErrNoResponders) {
-				select {
-				case noResponders <- struct{}{}:
-				default:
-				}
+			switch {
+			case errors.Is(err, nats.ErrNoResponders):
+				signal(repull)
+			case errors.Is(err, jetstream.ErrConsumerDeleted):
+				signal(rebind)
 			}
 			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 				b.log.Debug("consume", "consumer", spec.Durable, "err", err)
@@ -229,29 +244,49 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 			cc.Stop()
 		}
 	}
+	wait := func(d time.Duration) {
+		select {
+		case <-ctx.Done():
+		case <-time.After(d):
+		}
+	}
 	cc, err := pull()
 	pause, last := repullPause, time.Time{}
 	for err == nil {
 		select {
 		case <-ctx.Done():
-		case <-noResponders:
+		case kind := <-restart:
 			stop(cc)
-			repulls.WithLabelValues(spec.metricName()).Inc()
+			cc = nil
 			if time.Since(last) > repullCalm {
 				pause = repullPause
 			}
 			last = time.Now()
-			b.log.Debug("a pull found no consumer to answer it; pulling again", "consumer", spec.Durable, "in", pause)
-			select {
-			case <-ctx.Done():
-			case <-time.After(pause):
+			if kind == rebind {
+				repulls.WithLabelValues(spec.metricName(), "consumer_deleted").Inc()
+				b.log.Warn("consumer deleted while consuming; creating it again", "consumer", spec.Durable)
+				for failures := 0; ctx.Err() == nil; failures++ {
+					c, berr := b.js.CreateOrUpdateConsumer(ctx, spec.Stream, cfg)
+					if berr == nil {
+						cons = c
+						break
+					}
+					if failures%30 == 0 { // at most once a minute once the pause is 2 s
+						b.log.Warn("creating the consumer again failed; retrying", "consumer", spec.Durable, "failures", failures+1, "err", berr)
+					}
+					wait(pause)
+					pause = min(2*pause, repullMaxPause)
+				}
+			} else {
+				repulls.WithLabelValues(spec.metricName(), "no_responders").Inc()
+				b.log.Debug("a pull found no consumer to answer it; pulling again", "consumer", spec.Durable, "in", pause)
+				wait(pause)
+				pause = min(2*pause, repullMaxPause)
 			}
-			pause = min(2*pause, repullMaxPause)
 			if ctx.Err() == nil {
 				cc, err = pull()
 				continue
 			}
-			cc = nil
 		}
 		break
 	}

@@ -36,8 +36,8 @@ var (
 	}, []string{"consumer"})
 	repulls = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "flowgate_bus_repulls_total",
-		Help: "Pulls that no consumer answered (503 no responders: the consumer being created or updated, or its leader elected), after which this process started consuming again at once instead of waiting for missed heartbeats, by consumer.",
-	}, []string{"consumer"})
+		Help: "Times this process started consuming again after an answer that stops the NATS client's consumption: a pull no consumer answered (no_responders: the consumer being created or updated, or its leader elected) or the consumer deleted (consumer_deleted: created again), by consumer and reason.",
+	}, []string{"consumer", "reason"})
 	handleSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "flowgate_bus_handle_duration_seconds",
 		Help:    "Time a handler took for one message, by consumer.",

@@ -59,3 +59,40 @@ func TestPullThatNoConsumerAnswersIsPulledAgain(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 }
+
+// A consumer deleted while a process consumes it (by an operator, or with
+// its stream) is created again and consumed, as a restarted process would
+// do; before, the client stopped for good and the process took nothing
+// more from it until it was restarted.
+func TestConsumerDeletedWhileConsumingIsCreatedAgain(t *testing.T) {
+	_, b := start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	js := b.JetStream()
+	spec := bus.InboundConsumer
+	var handled atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		done <- b.Consume(ctx, spec, func(context.Context, bus.Message) error {
+			handled.Add(1)
+			return nil
+		}, bus.ConsumeOptions{Workers: 2})
+	}()
+	publish := func(id string) {
+		ev, err := bus.NewEvent(id, events.TypeInbound, "c", map[string]string{})
+		require.NoError(t, err)
+		_, err = b.Publish(ctx, events.InboundSubject("sandbox", "acme"), ev)
+		require.NoError(t, err)
+	}
+	publish("in-1")
+	require.Eventually(t, func() bool { return handled.Load() == 1 }, 10*time.Second, 10*time.Millisecond)
+
+	require.NoError(t, js.DeleteConsumer(ctx, spec.Stream, spec.Durable))
+	publish("in-2")
+	require.Eventually(t, func() bool { return handled.Load() == 2 }, 10*time.Second, 10*time.Millisecond,
+		"the message published after the deletion is handled")
+	_, err := js.Consumer(ctx, spec.Stream, spec.Durable)
+	require.NoError(t, err, "the consumer exists again")
+	cancel()
+	require.NoError(t, <-done)
+}
