@@ -544,6 +544,7 @@ const fetchWait = 2 * time.Second
 func (b *Bus) fetchLoop(ctx context.Context, spec ConsumerSpec, cons jetstream.Consumer, prefetch int, held *heldSet,
 	dispatch func(jetstream.Msg)) error {
 	failures := 0
+	pause, lastNoResponders := repullPause, time.Time{}
 	for ctx.Err() == nil {
 		room := prefetch - held.len()
 		if room <= 0 {
@@ -580,6 +581,22 @@ func (b *Bus) fetchLoop(ctx context.Context, spec ConsumerSpec, cons jetstream.C
 				return fmt.Errorf("%w: consumer %s: %v", ErrUnavailable, spec.Durable, err)
 			}
 			b.log.Debug("fetch", "consumer", spec.Durable, "err", err)
+			if errors.Is(err, nats.ErrNoResponders) {
+				// No consumer answered (it is being created or updated, or
+				// its leader elected): the answer comes at once, so fetching
+				// again at once would spin (thousands of requests a second)
+				// until the consumer is back. Pause as Consume does.
+				repulls.WithLabelValues(spec.metricName(), "no_responders").Inc()
+				if time.Since(lastNoResponders) > repullCalm {
+					pause = repullPause
+				}
+				lastNoResponders = time.Now()
+				select {
+				case <-ctx.Done():
+				case <-time.After(pause):
+				}
+				pause = min(2*pause, repullMaxPause)
+			}
 		}
 	}
 	return nil

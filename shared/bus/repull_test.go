@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/shared/bus"
@@ -95,4 +96,78 @@ func TestConsumerDeletedWhileConsumingIsCreatedAgain(t *testing.T) {
 	require.NoError(t, err, "the consumer exists again")
 	cancel()
 	require.NoError(t, <-done)
+}
+
+// The same with KeepFetched (paced lanes fetch what they have room for):
+// a fetch that no consumer answers is answered at once, so fetching again
+// at once spun, some 13,000 requests in the second the consumer was away.
+// Each such fetch now pauses as Consume does.
+func TestFetchThatNoConsumerAnswersPauses(t *testing.T) {
+	_, b := start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	js := b.JetStream()
+	spec := bus.InboundConsumer
+	spec.Durable, spec.MetricName = "keep-fetched", "keep-fetched"
+	var gone atomic.Bool
+	const away = time.Second
+	defer bus.SetAfterBind(func(durable string) {
+		c, err := js.Consumer(ctx, spec.Stream, durable)
+		require.NoError(t, err)
+		cfg := c.CachedInfo().Config
+		require.NoError(t, js.DeleteConsumer(ctx, spec.Stream, durable))
+		gone.Store(true)
+		go func() {
+			time.Sleep(away)
+			if _, err := js.CreateOrUpdateConsumer(ctx, spec.Stream, cfg); err != nil {
+				t.Errorf("recreate the consumer: %v", err)
+			}
+		}()
+	})()
+	before := repullCount(t, spec.MetricName)
+	var handled atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		done <- b.Consume(ctx, spec, func(context.Context, bus.Message) error {
+			handled.Add(1)
+			return nil
+		}, bus.ConsumeOptions{Workers: 2, Prefetch: 4, KeepFetched: true})
+	}()
+	require.Eventually(t, gone.Load, 10*time.Second, 10*time.Millisecond)
+	ev, err := bus.NewEvent("in-1", events.TypeInbound, "c", map[string]string{})
+	require.NoError(t, err)
+	_, err = b.Publish(ctx, events.InboundSubject("sandbox", "acme"), ev)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return handled.Load() == 1 }, 10*time.Second, 10*time.Millisecond)
+	fetches := repullCount(t, spec.MetricName) - before
+	t.Logf("fetches answered by no consumer while it was away for %s: %v", away, fetches)
+	// Pauses of 50 ms doubling to 2 s: about five in a second; without
+	// them, thousands.
+	require.Less(t, fetches, 20.0)
+	require.Greater(t, fetches, 0.0)
+	cancel()
+	require.NoError(t, <-done)
+}
+
+// repullCount reads flowgate_bus_repulls_total{reason="no_responders"} of
+// a consumer's metric name.
+func repullCount(t *testing.T, consumer string) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "flowgate_bus_repulls_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["consumer"] == consumer && labels["reason"] == "no_responders" {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
