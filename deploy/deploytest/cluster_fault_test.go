@@ -104,7 +104,8 @@ func (c *deployedCluster) streamLeader(ctx context.Context, stream string) (int,
 // sandbox message and returns the counts per user.
 func waitForMessages(t *testing.T, c *deployedCluster, accepted map[string]bool) map[string]int {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Minute)
+	start := time.Now()
+	deadline := start.Add(3 * time.Minute)
 	for {
 		counts, err := sandboxCounts(c)
 		if err != nil {
@@ -117,6 +118,7 @@ func waitForMessages(t *testing.T, c *deployedCluster, accepted map[string]bool)
 			}
 		}
 		if missing == 0 {
+			t.Logf("every accepted dispatch had its message %s after the load stopped (polled every second)", time.Since(start).Round(time.Second))
 			return counts
 		}
 		if time.Now().After(deadline) {

@@ -69,6 +69,25 @@ func TestCollectorReportsBacklogAndStreams(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The consumer counts a stored message as pending a moment after the
+	// publish is acknowledged (the stream signals its consumers
+	// asynchronously): under load, a scrape at once saw 2 of the 3.
+	cons, err := b.js.Consumer(ctx, spec.Stream, spec.Durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pending := uint64(0); pending != 3; {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pending = info.NumPending; pending != 3 {
+			if ctx.Err() != nil {
+				t.Fatalf("the consumer counts %d pending, want 3", pending)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	// Explicit consumer spec (a consumer that does not exist is left out)
 	// and every consumer of the listed streams.
 	missing := ConsumerSpec{Stream: StreamEvents, Durable: "nobody"}
