@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -13,46 +14,66 @@ import (
 	"github.com/flowgate/flowgate/shared/events"
 )
 
-// A pull that no consumer answers (503 no responders) is pulled again at
-// once. Here the consumer is gone between Consume binding it and its first
-// pull, and comes back 300 ms later, as when another replica updates it
-// or a cluster elects its leader. The client alone pulls again only after
-// missing two heartbeats (30 s); seen in TestWhatsAppTwoReplicasAt1000PerSecond,
-// where one replica then sent nothing.
-func TestPullThatNoConsumerAnswersIsPulledAgain(t *testing.T) {
-	_, b := start(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	js := b.JetStream()
-	spec := bus.InboundConsumer
+// awayAfterBind makes the consumer that Consume binds vanish between the
+// bind and the first pull, and come back after away, as when another
+// replica updates it or a cluster elects its leader. The flag says it went.
+func awayAfterBind(t *testing.T, ctx context.Context, js jetstream.JetStream, stream string, away time.Duration) *atomic.Bool {
+	t.Helper()
 	var gone atomic.Bool
-	defer bus.SetAfterBind(func(durable string) {
-		c, err := js.Consumer(ctx, spec.Stream, durable)
+	t.Cleanup(bus.SetAfterBind(func(durable string) {
+		c, err := js.Consumer(ctx, stream, durable)
 		require.NoError(t, err)
 		cfg := c.CachedInfo().Config
-		require.NoError(t, js.DeleteConsumer(ctx, spec.Stream, durable))
+		require.NoError(t, js.DeleteConsumer(ctx, stream, durable))
 		gone.Store(true)
 		go func() {
-			time.Sleep(300 * time.Millisecond)
-			_, err := js.CreateOrUpdateConsumer(ctx, spec.Stream, cfg)
-			if err != nil {
+			time.Sleep(away)
+			if _, err := js.CreateOrUpdateConsumer(ctx, stream, cfg); err != nil {
 				t.Errorf("recreate the consumer: %v", err)
 			}
 		}()
-	})()
+	}))
+	return &gone
+}
+
+// consumeCounting runs Consume until ctx ends, counting the messages
+// handled; Consume's result arrives on the channel.
+func consumeCounting(ctx context.Context, b *bus.Bus, spec bus.ConsumerSpec, o bus.ConsumeOptions) (*atomic.Int64, <-chan error) {
 	var handled atomic.Int64
 	done := make(chan error, 1)
 	go func() {
 		done <- b.Consume(ctx, spec, func(context.Context, bus.Message) error {
 			handled.Add(1)
 			return nil
-		}, bus.ConsumeOptions{Workers: 2})
+		}, o)
 	}()
-	require.Eventually(t, gone.Load, 10*time.Second, 10*time.Millisecond)
-	ev, err := bus.NewEvent("in-1", events.TypeInbound, "c", map[string]string{})
+	return &handled, done
+}
+
+// publishInbound publishes one inbound event with the id.
+func publishInbound(t *testing.T, ctx context.Context, b *bus.Bus, id string) {
+	t.Helper()
+	ev, err := bus.NewEvent(id, events.TypeInbound, "c", map[string]string{})
 	require.NoError(t, err)
 	_, err = b.Publish(ctx, events.InboundSubject("sandbox", "acme"), ev)
 	require.NoError(t, err)
+}
+
+// A pull that no consumer answers (503 no responders) is pulled again at
+// once. Here the consumer is gone between Consume binding it and its first
+// pull, and comes back 300 ms later. The client alone pulls again only
+// after missing two heartbeats (30 s); seen in
+// TestWhatsAppTwoReplicasAt1000PerSecond, where one replica then sent
+// nothing.
+func TestPullThatNoConsumerAnswersIsPulledAgain(t *testing.T) {
+	_, b := start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	spec := bus.InboundConsumer
+	gone := awayAfterBind(t, ctx, b.JetStream(), spec.Stream, 300*time.Millisecond)
+	handled, done := consumeCounting(ctx, b, spec, bus.ConsumeOptions{Workers: 2})
+	require.Eventually(t, gone.Load, 10*time.Second, 10*time.Millisecond)
+	publishInbound(t, ctx, b, "in-1")
 	start := time.Now()
 	// Well under the client's 30 s.
 	require.Eventually(t, func() bool { return handled.Load() == 1 }, 10*time.Second, 10*time.Millisecond)
@@ -71,25 +92,12 @@ func TestConsumerDeletedWhileConsumingIsCreatedAgain(t *testing.T) {
 	defer cancel()
 	js := b.JetStream()
 	spec := bus.InboundConsumer
-	var handled atomic.Int64
-	done := make(chan error, 1)
-	go func() {
-		done <- b.Consume(ctx, spec, func(context.Context, bus.Message) error {
-			handled.Add(1)
-			return nil
-		}, bus.ConsumeOptions{Workers: 2})
-	}()
-	publish := func(id string) {
-		ev, err := bus.NewEvent(id, events.TypeInbound, "c", map[string]string{})
-		require.NoError(t, err)
-		_, err = b.Publish(ctx, events.InboundSubject("sandbox", "acme"), ev)
-		require.NoError(t, err)
-	}
-	publish("in-1")
+	handled, done := consumeCounting(ctx, b, spec, bus.ConsumeOptions{Workers: 2})
+	publishInbound(t, ctx, b, "in-1")
 	require.Eventually(t, func() bool { return handled.Load() == 1 }, 10*time.Second, 10*time.Millisecond)
 
 	require.NoError(t, js.DeleteConsumer(ctx, spec.Stream, spec.Durable))
-	publish("in-2")
+	publishInbound(t, ctx, b, "in-2")
 	require.Eventually(t, func() bool { return handled.Load() == 2 }, 10*time.Second, 10*time.Millisecond,
 		"the message published after the deletion is handled")
 	_, err := js.Consumer(ctx, spec.Stream, spec.Durable)
@@ -100,44 +108,20 @@ func TestConsumerDeletedWhileConsumingIsCreatedAgain(t *testing.T) {
 
 // The same with KeepFetched (paced lanes fetch what they have room for):
 // a fetch that no consumer answers is answered at once, so fetching again
-// at once spun, some 13,000 requests in the second the consumer was away.
+// at once spun, some 23,000 requests in the second the consumer was away.
 // Each such fetch now pauses as Consume does.
 func TestFetchThatNoConsumerAnswersPauses(t *testing.T) {
 	_, b := start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	js := b.JetStream()
 	spec := bus.InboundConsumer
 	spec.Durable, spec.MetricName = "keep-fetched", "keep-fetched"
-	var gone atomic.Bool
 	const away = time.Second
-	defer bus.SetAfterBind(func(durable string) {
-		c, err := js.Consumer(ctx, spec.Stream, durable)
-		require.NoError(t, err)
-		cfg := c.CachedInfo().Config
-		require.NoError(t, js.DeleteConsumer(ctx, spec.Stream, durable))
-		gone.Store(true)
-		go func() {
-			time.Sleep(away)
-			if _, err := js.CreateOrUpdateConsumer(ctx, spec.Stream, cfg); err != nil {
-				t.Errorf("recreate the consumer: %v", err)
-			}
-		}()
-	})()
+	gone := awayAfterBind(t, ctx, b.JetStream(), spec.Stream, away)
 	before := repullCount(t, spec.MetricName)
-	var handled atomic.Int64
-	done := make(chan error, 1)
-	go func() {
-		done <- b.Consume(ctx, spec, func(context.Context, bus.Message) error {
-			handled.Add(1)
-			return nil
-		}, bus.ConsumeOptions{Workers: 2, Prefetch: 4, KeepFetched: true})
-	}()
+	handled, done := consumeCounting(ctx, b, spec, bus.ConsumeOptions{Workers: 2, Prefetch: 4, KeepFetched: true})
 	require.Eventually(t, gone.Load, 10*time.Second, 10*time.Millisecond)
-	ev, err := bus.NewEvent("in-1", events.TypeInbound, "c", map[string]string{})
-	require.NoError(t, err)
-	_, err = b.Publish(ctx, events.InboundSubject("sandbox", "acme"), ev)
-	require.NoError(t, err)
+	publishInbound(t, ctx, b, "in-1")
 	require.Eventually(t, func() bool { return handled.Load() == 1 }, 10*time.Second, 10*time.Millisecond)
 	fetches := repullCount(t, spec.MetricName) - before
 	t.Logf("fetches answered by no consumer while it was away for %s: %v", away, fetches)
