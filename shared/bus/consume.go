@@ -244,24 +244,14 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 			cc.Stop()
 		}
 	}
-	wait := func(d time.Duration) {
-		select {
-		case <-ctx.Done():
-		case <-time.After(d):
-		}
-	}
 	cc, err := pull()
-	pause, last := repullPause, time.Time{}
+	var backoff repullBackoff
 	for err == nil {
 		select {
 		case <-ctx.Done():
 		case kind := <-restart:
 			stop(cc)
 			cc = nil
-			if time.Since(last) > repullCalm {
-				pause = repullPause
-			}
-			last = time.Now()
 			if kind == rebind {
 				repulls.WithLabelValues(spec.metricName(), "consumer_deleted").Inc()
 				b.log.Warn("consumer deleted while consuming; creating it again", "consumer", spec.Durable)
@@ -274,14 +264,13 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 					if failures%30 == 0 { // at most once a minute once the pause is 2 s
 						b.log.Warn("creating the consumer again failed; retrying", "consumer", spec.Durable, "failures", failures+1, "err", berr)
 					}
-					wait(pause)
-					pause = min(2*pause, repullMaxPause)
+					sleepCtx(ctx, backoff.next())
 				}
 			} else {
 				repulls.WithLabelValues(spec.metricName(), "no_responders").Inc()
+				pause := backoff.next()
 				b.log.Debug("a pull found no consumer to answer it; pulling again", "consumer", spec.Durable, "in", pause)
-				wait(pause)
-				pause = min(2*pause, repullMaxPause)
+				sleepCtx(ctx, pause)
 			}
 			if ctx.Err() == nil {
 				cc, err = pull()
@@ -326,6 +315,34 @@ const (
 	repullMaxPause = 2 * time.Second
 	repullCalm     = 10 * time.Second
 )
+
+// repullBackoff hands out those pauses. The zero value starts at
+// repullPause.
+type repullBackoff struct {
+	pause time.Duration
+	last  time.Time
+}
+
+// next is the pause before the next pull.
+func (r *repullBackoff) next() time.Duration {
+	if r.pause == 0 || time.Since(r.last) > repullCalm {
+		r.pause = repullPause
+	}
+	r.last = time.Now()
+	d := r.pause
+	r.pause = min(2*r.pause, repullMaxPause)
+	return d
+}
+
+// sleepCtx waits d, or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
 
 func decode(raw jetstream.Msg) (Message, error) {
 	m := Message{Subject: raw.Subject(), raw: raw}
@@ -544,7 +561,7 @@ const fetchWait = 2 * time.Second
 func (b *Bus) fetchLoop(ctx context.Context, spec ConsumerSpec, cons jetstream.Consumer, prefetch int, held *heldSet,
 	dispatch func(jetstream.Msg)) error {
 	failures := 0
-	pause, lastNoResponders := repullPause, time.Time{}
+	var backoff repullBackoff
 	for ctx.Err() == nil {
 		room := prefetch - held.len()
 		if room <= 0 {
@@ -587,15 +604,7 @@ func (b *Bus) fetchLoop(ctx context.Context, spec ConsumerSpec, cons jetstream.C
 				// again at once would spin (thousands of requests a second)
 				// until the consumer is back. Pause as Consume does.
 				repulls.WithLabelValues(spec.metricName(), "no_responders").Inc()
-				if time.Since(lastNoResponders) > repullCalm {
-					pause = repullPause
-				}
-				lastNoResponders = time.Now()
-				select {
-				case <-ctx.Done():
-				case <-time.After(pause):
-				}
-				pause = min(2*pause, repullMaxPause)
+				sleepCtx(ctx, backoff.next())
 			}
 		}
 	}

@@ -1,7 +1,6 @@
 package bus_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -15,25 +14,8 @@ import (
 
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/bus/bustest"
+	"github.com/flowgate/flowgate/shared/testlog"
 )
-
-// logBuffer is a logger whose output a test can read.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
 
 func newBus(t *testing.T, nc *nats.Conn, l bus.Limits, log *slog.Logger) (*bus.Bus, error) {
 	t.Helper()
@@ -85,7 +67,7 @@ func TestReplicasRaisedNeverLowered(t *testing.T) {
 	_, err = js.UpdateStream(ctx, op)
 	require.NoError(t, err)
 
-	var logs logBuffer
+	var logs testlog.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	_, err = newBus(t, nc, bus.Limits{Replicas: 1, MaxBytes: 1 << 30, MaxAge: 7 * 24 * time.Hour}, log)
 	require.NoError(t, err)
@@ -215,7 +197,7 @@ func TestKeyValueReplicasRaisedNeverLowered(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 3, replicas())
 
-	var logs logBuffer
+	var logs testlog.Buffer
 	cfg.Replicas = 1
 	kv, err = bus.EnsureKeyValue(ctx, js, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	require.NoError(t, err)

@@ -1,13 +1,11 @@
 package app_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	tgdouble "github.com/flowgate/flowgate/shared/providerdouble/telegram"
 	wadouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
 	"github.com/flowgate/flowgate/shared/store"
+	"github.com/flowgate/flowgate/shared/testlog"
 )
 
 // triggerRuns lists every run of a trigger from the store.
@@ -170,7 +169,7 @@ func TestDeliveryFailureFailsCompletedRun(t *testing.T) {
 func TestDevAdminKeyNeverLogged(t *testing.T) {
 	for _, format := range []string{"json", "text"} {
 		t.Run(format, func(t *testing.T) {
-			var logs, term syncBuffer
+			var logs, term testlog.Buffer
 			opts := &slog.HandlerOptions{Level: slog.LevelDebug}
 			logger := slog.New(slog.NewJSONHandler(&logs, opts))
 			if format == "text" {
@@ -205,30 +204,6 @@ func TestDevAdminKeyNeverLogged(t *testing.T) {
 			require.NotContains(t, logs.String(), d.AdminKey)
 		})
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b.Reset()
 }
 
 // last_request is readable in flows ({{ last_request.plan }}, and in

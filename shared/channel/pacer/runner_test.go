@@ -27,6 +27,7 @@ import (
 	whatsappdouble "github.com/flowgate/flowgate/shared/providerdouble/whatsapp"
 	"github.com/flowgate/flowgate/shared/store"
 	"github.com/flowgate/flowgate/shared/store/sqlite/sqlitetest"
+	"github.com/flowgate/flowgate/shared/testlog"
 )
 
 // countingTransport counts the requests one replica made, to show that
@@ -66,32 +67,13 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// replicaLog keeps one replica's debug log (its bus, runner and pacer),
-// printed only when the test fails: where a replica spent its time when
-// it did not take part (the lane it consumed, when its consumer was
-// bound).
-type replicaLog struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (l *replicaLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *replicaLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// logger logs replica i's debug lines into l and its warnings to the
-// test's log at once.
-func (l *replicaLog) logger(t *testing.T, i int) *slog.Logger {
+// replicaLogger logs replica i's debug lines (its bus, runner and pacer)
+// into debug, printed only when the test fails — where a replica spent its
+// time when it did not take part: the lane it consumed, when its consumer
+// was bound — and its warnings to the test's log at once.
+func replicaLogger(t *testing.T, debug *testlog.Buffer, i int) *slog.Logger {
 	return slog.New(slog.NewMultiHandler(
-		slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}),
+		slog.NewTextHandler(debug, &slog.HandlerOptions{Level: slog.LevelDebug}),
 		slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}),
 	)).With("replica", i)
 }
@@ -103,7 +85,7 @@ type workers struct {
 	t     *testing.T
 	nats  *bus.Embedded
 	buses []*bus.Bus
-	logs  []*replicaLog
+	logs  []*testlog.Buffer
 	st    store.Store
 }
 
@@ -112,9 +94,9 @@ func newWorkers(t *testing.T, replicas int) *workers {
 	e := bustest.Embedded(t)
 	w := &workers{t: t, nats: e}
 	for i := range replicas {
-		l := &replicaLog{}
+		l := &testlog.Buffer{}
 		w.logs = append(w.logs, l)
-		w.buses = append(w.buses, bustest.NewBus(t, e, bus.Config{Source: "/test", Logger: l.logger(t, i)}))
+		w.buses = append(w.buses, bustest.NewBus(t, e, bus.Config{Source: "/test", Logger: replicaLogger(t, l, i)}))
 	}
 	w.st = sqlitetest.Open(t)
 	// Registered before the runners' clean-up, so it runs after it: the
@@ -147,7 +129,7 @@ func (w *workers) runWith(rcfg channel.RunnerConfig, pcfg pacer.Config, sender f
 		// debug log is printed if the test fails: a replica that did not
 		// take part says why (the runners stop before the test ends, so
 		// nothing logs after it).
-		warnings := w.logs[i].logger(w.t, i)
+		warnings := replicaLogger(w.t, w.logs[i], i)
 		pc := pcfg
 		pc.Logger = warnings
 		p, err := pacer.New(ctx, b.JetStream(), pc)

@@ -24,6 +24,7 @@ import (
 	"github.com/flowgate/flowgate/shared/channel"
 	"github.com/flowgate/flowgate/shared/events"
 	"github.com/flowgate/flowgate/shared/store"
+	"github.com/flowgate/flowgate/shared/testlog"
 )
 
 // Harness describes one channel's sender.
@@ -155,7 +156,7 @@ func (rec *recorder) take(reply Reply) []recorded {
 // the classification, then the built-in cases.
 func Run(t *testing.T, h Harness, cases []Case) {
 	t.Helper()
-	var logs syncBuffer
+	var logs testlog.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	rec := &recorder{aux: h.Aux}
 	srv := httptest.NewServer(rec)
@@ -301,22 +302,4 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
-}
-
-// syncBuffer is a bytes.Buffer safe for the sender's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
