@@ -182,6 +182,10 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	// Messages about one contact (or one run) are handled one at a time, in order.
 	bySubject := func(m bus.Message) string { return m.Event.Subject() }
 	consume(bus.TriggerConsumer, o.handleTrigger, nil)
+	// Triggers the ingress published on the standby stream while the
+	// triggers stream had no leader (bus/standby.go): handled alike; a
+	// trigger on both streams is stored once (CreateTrigger is keyed by id).
+	consume(bus.TriggerStandbyConsumer, o.handleTrigger, nil)
 	// A step refused for a busy run is retried in place (inOrder), so
 	// that the next message about the same contact or run stays behind it.
 	consume(bus.InboundConsumer, inOrder(o.handleInbound), bySubject)

@@ -172,8 +172,9 @@ func eachSandboxMessage(c *deployedCluster, f func(to, text string)) error {
 // NATS server leading the triggers stream is SIGKILLed, and restarted on
 // its own store later. Every dispatch answered 202 gets exactly one run and
 // one message, nothing is sent twice, and the ingress's longest stretch
-// without a 202 is reported (the issue's target is 5 s; the test fails
-// only beyond 30 s, a bound a loaded CI machine keeps).
+// without a 202 is at most 5 s: the node's triggers go to the standby
+// stream, led by another node, after at most bus.DefaultStandbyAfter
+// (1 s), instead of waiting out the 4–9 s election of a new leader.
 func TestClusterStreamLeaderKilledUnderLoad(t *testing.T) {
 	c := startDeployedCluster(t)
 	ctx := context.Background()
@@ -182,16 +183,26 @@ func TestClusterStreamLeaderKilledUnderLoad(t *testing.T) {
 	results := dispatchLoad(c, 8, stop)
 	time.Sleep(5 * time.Second)
 
-	victim, leader := c.streamLeader(ctx, "FLOWGATE_TRIGGERS")
-	if victim < 0 {
-		close(stop)
-		<-results
-		t.Fatalf("no leader among the nodes for FLOWGATE_TRIGGERS: %q", leader)
+	// The ingress keeps the standby triggers stream led by another node
+	// (bus.KeepTriggerLeadersApart, every 5 s).
+	var victim int
+	var leader, standby string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		victim, leader = c.streamLeader(ctx, "FLOWGATE_TRIGGERS")
+		_, standby = c.streamLeader(ctx, "FLOWGATE_TRIGGERS_STANDBY")
+		if victim >= 0 && standby != "" && standby != leader {
+			break
+		}
+		if time.Now().After(deadline) {
+			close(stop)
+			<-results
+			t.Fatalf("after 20 s the triggers streams are led by %q and %q; want two nodes", leader, standby)
+		}
 	}
 	killedAt := time.Now()
 	_ = c.nats[victim].cmd.Process.Kill() // SIGKILL: no shutdown, no flush
 	_, _ = c.nats[victim].exited()
-	t.Logf("killed %s, the leader of FLOWGATE_TRIGGERS", leader)
+	t.Logf("killed %s, the leader of FLOWGATE_TRIGGERS (FLOWGATE_TRIGGERS_STANDBY led by %s)", leader, standby)
 	time.Sleep(8 * time.Second)
 	c.startNATS(victim)
 	t.Logf("restarted %s after %s", leader, time.Since(killedAt).Round(time.Millisecond))
@@ -205,12 +216,13 @@ func TestClusterStreamLeaderKilledUnderLoad(t *testing.T) {
 
 // checkLoadOutcome: every dispatch was answered 202 or 503; every 202 got
 // exactly one message, a 503 at most one; the longest stretch without a 202
-// is reported and bounded.
+// is reported and at most 5 s (issue #16's target).
 func checkLoadOutcome(t *testing.T, c *deployedCluster, all []dispatchResult) {
 	t.Helper()
 	sort.Slice(all, func(i, j int) bool { return all[i].at.Before(all[j].at) })
 	accepted := map[string]bool{}
 	refused := 0
+	refusals := map[string]int{} // by error.code
 	var lastOK time.Time
 	longest := time.Duration(0)
 	for _, r := range all {
@@ -223,17 +235,18 @@ func checkLoadOutcome(t *testing.T, c *deployedCluster, all []dispatchResult) {
 			continue
 		}
 		refused++
+		refusals[fmt.Sprintf("%d %s", r.code, r.errCode)]++
 		if r.code != http.StatusServiceUnavailable {
 			t.Errorf("dispatch %s answered %d; want 202 or 503", r.user, r.code)
 		}
 	}
-	t.Logf("dispatches: %d answered 202, %d refused; longest stretch without a 202: %s (target 5 s)",
-		len(accepted), refused, longest.Round(time.Millisecond))
+	t.Logf("dispatches: %d answered 202, %d refused %v; longest stretch without a 202: %s (target 5 s)",
+		len(accepted), refused, refusals, longest.Round(time.Millisecond))
 	if len(accepted) == 0 {
 		t.Fatal("nothing was accepted")
 	}
-	if longest > 30*time.Second {
-		t.Errorf("the ingress accepted nothing for %s", longest)
+	if longest > 5*time.Second {
+		t.Errorf("the ingress accepted nothing for %s; want at most 5 s", longest)
 	}
 
 	// Every accepted dispatch gets its message, exactly once; a refused one

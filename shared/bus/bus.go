@@ -40,6 +40,10 @@ type Bus struct {
 	source  string
 	timeout time.Duration
 	ownsNC  bool
+	// standbyAfter > 0: trigger publishes may go to the standby stream
+	// after that long without FLOWGATE_TRIGGERS's acknowledgement
+	// (standby.go).
+	standbyAfter time.Duration
 }
 
 // Config configures a Bus.
@@ -50,7 +54,12 @@ type Config struct {
 	Limits Limits
 	// PublishTimeout bounds one publish when the context has no deadline (0 = 5 s).
 	PublishTimeout time.Duration
-	Logger         *slog.Logger
+	// StandbyAfter is how long a trigger publish waits for
+	// FLOWGATE_TRIGGERS before it is published on the standby stream
+	// (standby.go): 0 = DefaultStandbyAfter, negative = never. The standby
+	// is used only when the triggers stream is replicated (a NATS cluster).
+	StandbyAfter time.Duration
+	Logger       *slog.Logger
 }
 
 // Connect dials a NATS server by URL and sets up the topology.
@@ -90,12 +99,20 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Bus, error) {
 	if timeout == 0 {
 		timeout = 5 * time.Second
 	}
-	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(timeout), jetstream.WithPublishAsyncMaxPending(16384))
+	// The async publish timeout frees the client's record of a publish
+	// whose acknowledgement never comes (its server lost mid-request):
+	// without it such records stay until the next reconnect, and enough of
+	// them stall every publish (jetstream.ErrTooManyStalledMsgs).
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(timeout), jetstream.WithPublishAsyncMaxPending(16384),
+		jetstream.WithPublishAsyncTimeout(timeout))
 	if err != nil {
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
 	b := &Bus{nc: nc, js: js, log: cfg.Logger, source: cfg.Source, timeout: timeout}
 	if err := b.ensure(ctx, cfg.Limits); err != nil {
+		return nil, err
+	}
+	if err := b.setStandby(ctx, cfg.StandbyAfter); err != nil {
 		return nil, err
 	}
 	return b, nil

@@ -80,7 +80,7 @@ func (b *Bus) RegisterCollector(o CollectorOptions) error {
 
 // AllStreams lists every stream of the topology (for collectors).
 func AllStreams() []string {
-	return []string{StreamTriggers, StreamOutbound, StreamEvents, StreamRuns, StreamDLQ}
+	return []string{StreamTriggers, StreamTriggersStandby, StreamOutbound, StreamEvents, StreamRuns, StreamDLQ}
 }
 
 func (c *jetstreamCollector) Describe(ch chan<- *prometheus.Desc) {

@@ -38,9 +38,25 @@ var (
 		Name: "flowgate_bus_repulls_total",
 		Help: "Times this process started consuming again after an answer that stops the NATS client's consumption: a pull no consumer answered (no_responders: the consumer being created or updated, or its leader elected) or the consumer deleted (consumer_deleted: created again), by consumer and reason.",
 	}, []string{"consumer", "reason"})
+	standbyPublishes = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_bus_trigger_standby_publishes_total",
+		Help: "Triggers published on the standby stream FLOWGATE_TRIGGERS_STANDBY because FLOWGATE_TRIGGERS did not take them, by reason: no_responders (the stream had no leader), no_ack (no acknowledgement in time); failed: the standby did not take it either.",
+	}, []string{"reason"})
+	leaderMoves = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "flowgate_bus_trigger_standby_leader_moves_total",
+		Help: "Times this process moved the standby triggers stream's leader to another NATS server because one server led both triggers streams.",
+	})
 	handleSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "flowgate_bus_handle_duration_seconds",
 		Help:    "Time a handler took for one message, by consumer.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2.5, 12),
 	}, []string{"consumer"})
 )
+
+func init() {
+	// Known reasons start at zero, so that a rate over them exists (and a
+	// dashboard shows 0) before the first fail-over.
+	for _, r := range []string{"no_responders", "no_ack", "failed"} {
+		standbyPublishes.WithLabelValues(r)
+	}
+}

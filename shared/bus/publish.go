@@ -77,18 +77,30 @@ func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) 
 	if err := validate(e); err != nil {
 		return PublishResult{}, fmt.Errorf("bus: invalid event: %w", err)
 	}
+	if b.standbyAfter > 0 && strings.HasPrefix(subject, triggerPrefix) {
+		return b.publishTrigger(ctx, subject, e)
+	}
 	// The Nats-Msg-Id header is set directly (what jetstream.WithMsgID
 	// does, without an options struct per publish).
-	msg := toMsg(subject, e, MsgID(e.ID()))
+	res, err := b.publishMsg(ctx, toMsg(subject, e, MsgID(e.ID())))
+	if err != nil {
+		return res, classifyPublishError(err)
+	}
+	return res, nil
+}
+
+// publishMsg publishes msg and waits for JetStream's acknowledgement; its
+// error is as the client gave it (classifyPublishError tells the kinds).
+func (b *Bus) publishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (PublishResult, error) {
 	if !b.nc.IsConnected() {
 		// Fail fast, and for sure: nothing was sent.
-		publishErrors.WithLabelValues(streamOf(subject)).Inc()
-		return PublishResult{}, classifyPublishError(errNotConnected)
+		publishErrors.WithLabelValues(streamOf(msg.Subject)).Inc()
+		return PublishResult{}, errNotConnected
 	}
-	fut, err := b.js.PublishMsgAsync(msg)
+	fut, err := b.js.PublishMsgAsync(msg, opts...)
 	if err != nil {
-		publishErrors.WithLabelValues(streamOf(subject)).Inc()
-		return PublishResult{}, classifyPublishError(err)
+		publishErrors.WithLabelValues(streamOf(msg.Subject)).Inc()
+		return PublishResult{}, err
 	}
 	// Without a deadline on ctx, the wait is bounded by b.timeout on a
 	// pooled timer (cheaper than a derived context per publish).
@@ -103,14 +115,14 @@ func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) 
 		published.WithLabelValues(ack.Stream, strconv.FormatBool(ack.Duplicate)).Inc()
 		return PublishResult{Stream: ack.Stream, Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
 	case err := <-fut.Err():
-		publishErrors.WithLabelValues(streamOf(subject)).Inc()
-		return PublishResult{}, classifyPublishError(err)
+		publishErrors.WithLabelValues(streamOf(msg.Subject)).Inc()
+		return PublishResult{}, err
 	case <-ctx.Done():
-		publishErrors.WithLabelValues(streamOf(subject)).Inc()
-		return PublishResult{}, classifyPublishError(ctx.Err())
+		publishErrors.WithLabelValues(streamOf(msg.Subject)).Inc()
+		return PublishResult{}, ctx.Err()
 	case <-timeout:
-		publishErrors.WithLabelValues(streamOf(subject)).Inc()
-		return PublishResult{}, classifyPublishError(context.DeadlineExceeded)
+		publishErrors.WithLabelValues(streamOf(msg.Subject)).Inc()
+		return PublishResult{}, context.DeadlineExceeded
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/shared/bus"
@@ -137,21 +136,5 @@ func TestFetchThatNoConsumerAnswersPauses(t *testing.T) {
 // a consumer's metric name.
 func repullCount(t *testing.T, consumer string) float64 {
 	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != "flowgate_bus_repulls_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["consumer"] == consumer && labels["reason"] == "no_responders" {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
+	return counterValue(t, "flowgate_bus_repulls_total", map[string]string{"consumer": consumer, "reason": "no_responders"})
 }

@@ -12,11 +12,15 @@ import (
 // Stream names. All of Flowgate's streams are declared here and nowhere else.
 const (
 	StreamTriggers = "FLOWGATE_TRIGGERS"
-	StreamOutbound = "FLOWGATE_OUTBOUND"
-	StreamEvents   = "FLOWGATE_EVENTS"
-	StreamRuns     = "FLOWGATE_RUNS"
-	StreamDLQ      = "FLOWGATE_DLQ"
-	StreamWebhooks = "FLOWGATE_WEBHOOKS"
+	// StreamTriggersStandby takes a trigger when FLOWGATE_TRIGGERS cannot
+	// (standby.go): on a NATS cluster its leader is kept on another node,
+	// so that losing the node that leads one leaves the other.
+	StreamTriggersStandby = "FLOWGATE_TRIGGERS_STANDBY"
+	StreamOutbound        = "FLOWGATE_OUTBOUND"
+	StreamEvents          = "FLOWGATE_EVENTS"
+	StreamRuns            = "FLOWGATE_RUNS"
+	StreamDLQ             = "FLOWGATE_DLQ"
+	StreamWebhooks        = "FLOWGATE_WEBHOOKS"
 )
 
 // Limits bounds the streams. A full stream refuses new messages (discard
@@ -77,6 +81,7 @@ func Streams(l Limits) []jetstream.StreamConfig {
 	dlq.Discard = jetstream.DiscardOld // never refuse a dead letter: drop the oldest instead
 	return []jetstream.StreamConfig{
 		work(StreamTriggers, "accepted triggers, ingress to orchestrator", events.SubjectTrigger+".>"),
+		work(StreamTriggersStandby, "accepted triggers published while FLOWGATE_TRIGGERS had no leader, ingress to orchestrator", events.SubjectTriggerStandby+".>"),
 		work(StreamOutbound, "outbound message bundles, orchestrator to channel workers", events.SubjectOutbound+".>"),
 		work(StreamEvents, "inbound user messages, delivery statuses and run commands",
 			events.SubjectInbound+".>", events.SubjectDelivery+".>", events.SubjectControl+".>"),
@@ -183,6 +188,9 @@ var (
 	// Its AckWait is short so that a fan-out held by a killed orchestrator
 	// is taken over within seconds (live ones keep theirs with InProgress).
 	TriggerConsumer = ConsumerSpec{Stream: StreamTriggers, Durable: "orchestrator-triggers", Filters: []string{events.SubjectTrigger + ".>"}, AckWait: 4 * time.Second}
+	// TriggerStandbyConsumer: the same intake from the standby stream
+	// (standby.go), handled alike.
+	TriggerStandbyConsumer = ConsumerSpec{Stream: StreamTriggersStandby, Durable: "orchestrator-triggers-standby", Filters: []string{events.SubjectTriggerStandby + ".>"}, AckWait: 4 * time.Second}
 	// InboundConsumer: the orchestrator's intake of user replies.
 	InboundConsumer = ConsumerSpec{Stream: StreamEvents, Durable: "orchestrator-inbound", Filters: []string{events.SubjectInbound + ".>"}, AckWait: StepAckWait}
 	// DeliveryConsumer: the orchestrator's intake of message statuses.

@@ -27,12 +27,17 @@ const (
 // Subject prefixes. A full subject appends the bot id (and channel where
 // relevant), e.g. "flowgate.outbound.whatsapp.acme".
 const (
-	SubjectTrigger   = "flowgate.trigger"
-	SubjectOutbound  = "flowgate.outbound"
-	SubjectInbound   = "flowgate.inbound"
-	SubjectDelivery  = "flowgate.delivery"
-	SubjectRunStatus = "flowgate.run"
-	SubjectDLQ       = "flowgate.dlq"
+	SubjectTrigger = "flowgate.trigger"
+	// SubjectTriggerStandby carries the triggers the ingress could not
+	// publish on SubjectTrigger because that stream had no leader (a NATS
+	// node lost): flowgate.trigger-standby.<bot>, read by the orchestrator
+	// as the triggers are (bus.StreamTriggersStandby).
+	SubjectTriggerStandby = "flowgate.trigger-standby"
+	SubjectOutbound       = "flowgate.outbound"
+	SubjectInbound        = "flowgate.inbound"
+	SubjectDelivery       = "flowgate.delivery"
+	SubjectRunStatus      = "flowgate.run"
+	SubjectDLQ            = "flowgate.dlq"
 	// SubjectWebhook carries run status changes fanned out to one webhook
 	// subscription each: flowgate.webhook.<bot>.<subscription>.
 	SubjectWebhook = "flowgate.webhook"

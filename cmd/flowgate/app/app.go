@@ -248,7 +248,13 @@ func RunIngress(ctx context.Context, cfg Config, st store.Store, b *bus.Bus) err
 	if err != nil {
 		return err
 	}
-	return ingress.Run(ctx, ic, ingress.Deps{Store: st, Bus: b, CompileFlow: CompileFlow, Logger: cfg.Logger.With("service", "ingress")})
+	return waitAll(ctx,
+		func(ctx context.Context) error {
+			return ingress.Run(ctx, ic, ingress.Deps{Store: st, Bus: b, CompileFlow: CompileFlow, Logger: cfg.Logger.With("service", "ingress")})
+		},
+		// On a NATS cluster: the triggers stream and its standby led by
+		// different servers (bus/standby.go); returns at once otherwise.
+		func(ctx context.Context) error { return b.KeepTriggerLeadersApart(ctx, 0) })
 }
 
 // ingressConfig is the ingress's part of cfg.
