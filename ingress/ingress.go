@@ -56,7 +56,16 @@ type Config struct {
 	// JetStream message, the ingress's group commit (batch.go; default
 	// 256). 1 publishes every trigger alone.
 	TriggerBatch int
+	// WebhookPublishWait is how long a provider webhook request keeps
+	// trying to queue its events while the bus is unavailable before it
+	// answers 503 (default DefaultWebhookPublishWait; negative: 503 at
+	// once). A provider answered 503 retries on its own schedule.
+	WebhookPublishWait time.Duration
 }
+
+// DefaultWebhookPublishWait is Config.WebhookPublishWait's default: longer
+// than a NATS stream leader's election (4–9 s).
+const DefaultWebhookPublishWait = 10 * time.Second
 
 // MaxKeyCacheTTL bounds how long an API key is cached whatever CacheTTL
 // says, so that a revoked key is refused within 5 s on every replica.
@@ -80,6 +89,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.TriggerBatch == 0 {
 		c.TriggerBatch = DefaultTriggerBatch
+	}
+	if c.WebhookPublishWait == 0 {
+		c.WebhookPublishWait = DefaultWebhookPublishWait
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/provider"
 )
 
@@ -19,14 +20,19 @@ var webhookRequests = promauto.NewCounterVec(prometheus.CounterOpts{
 	Help: "Provider webhook requests, by provider and outcome (ok, bad_signature, malformed, foreign_account, unavailable...).",
 }, []string{"provider", "result"})
 
+var webhookPublishRetries = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "flowgate_webhook_publish_retries_total",
+	Help: "Publishes of a provider webhook's events tried again within the request because the bus was unavailable (a NATS leader election or reconnect), by provider.",
+}, []string{"provider"})
+
 // webhookRoutes registers the provider webhooks, /webhooks/{channel}/{bot}
 // (POST, and the other methods the provider lists), for every registered
 // provider that has one. They
 // authenticate with the provider's signature or secret (never an API key),
 // answer as soon as the events are durably queued, and 503 with
-// Retry-After when the bus is down so that the provider retries. Retries
-// are harmless: every event's Nats-Msg-Id is derived from the provider's
-// message or update id.
+// Retry-After when the bus stays down for Config.WebhookPublishWait so
+// that the provider retries. Retries are harmless: every event's
+// Nats-Msg-Id is derived from the provider's message or update id.
 func (s *server) webhookRoutes(r *gin.Engine) {
 	for _, p := range provider.All() {
 		if p.Webhook == nil {
@@ -87,7 +93,7 @@ func (s *server) webhook(p provider.Provider) gin.HandlerFunc {
 			c.JSON(http.StatusOK, gin.H{"status": "ignored"})
 			return
 		}
-		if err := provider.Publish(ctx, s.bus, s.store, bot.ID, p.Name, n); err != nil {
+		if err := s.publishNotification(ctx, bot.ID, p.Name, n); err != nil {
 			aerr := errBusUnavailable
 			if errors.Is(err, provider.ErrStore) {
 				aerr = errStoreDown
@@ -103,6 +109,39 @@ func (s *server) webhook(p provider.Provider) gin.HandlerFunc {
 		}
 		webhookRequests.WithLabelValues(p.Name, "ok").Inc()
 		c.JSON(http.StatusOK, gin.H{"status": "ok"})
+	}
+}
+
+// publishNotification queues a webhook's events. While the bus is
+// unavailable (the stream taking them has no leader during a NATS
+// election, 4–9 s, or the connection is being re-established) it tries
+// again within the request, for up to Config.WebhookPublishWait: a
+// provider that is answered 503 retries on its own schedule, which for
+// Meta can be minutes, and the user's reply would wait that long. Events
+// published before a failure are published again, and JetStream drops
+// them as duplicates (their ids come from the provider's).
+func (s *server) publishNotification(ctx context.Context, botID, channel string, n provider.Notification) error {
+	if s.cfg.WebhookPublishWait <= 0 {
+		return provider.Publish(ctx, s.bus, s.store, botID, channel, n)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.WebhookPublishWait)
+	defer cancel()
+	pause := 100 * time.Millisecond
+	for {
+		err := provider.Publish(ctx, s.bus, s.store, botID, channel, n)
+		if err == nil || !errors.Is(err, bus.ErrUnavailable) {
+			return err
+		}
+		if dl, _ := ctx.Deadline(); time.Until(dl) < pause {
+			return err
+		}
+		webhookPublishRetries.WithLabelValues(channel).Inc()
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, time.Second)
 	}
 }
 

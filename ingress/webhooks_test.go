@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
@@ -50,6 +51,12 @@ type hookEnv struct {
 // store, with bot "shop" configured on every channel and bot "bare" on none.
 func newHookEnv(t *testing.T) *hookEnv {
 	t.Helper()
+	return newHookEnvWaiting(t, hookPublishWait)
+}
+
+// newHookEnvWaiting is newHookEnv with Config.WebhookPublishWait wait.
+func newHookEnvWaiting(t *testing.T, wait time.Duration) *hookEnv {
+	t.Helper()
 	ctx := context.Background()
 	e, b := bustest.Bus(t, bus.Config{Source: "/test", PublishTimeout: time.Second})
 	st := sqlitetest.Open(t)
@@ -63,7 +70,7 @@ func newHookEnv(t *testing.T) *hookEnv {
 			RCS:      &store.RCSAccount{AgentID: hookRCSAgent, ClientToken: hookRCSToken},
 		}}))
 	require.NoError(t, st.CreateBot(ctx, store.Bot{ID: "bare", Name: "Bare", CreatedAt: now, UpdatedAt: now}))
-	h, err := ingress.NewHandler(ingress.Config{AdminKey: "test-admin-key-0123456789", CacheTTL: -1},
+	h, err := ingress.NewHandler(ingress.Config{AdminKey: "test-admin-key-0123456789", CacheTTL: -1, WebhookPublishWait: wait},
 		ingress.Deps{Store: st, Bus: b, CompileFlow: app.CompileFlow})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
@@ -251,12 +258,20 @@ func TestWhatsAppWebhookFlowReplyAndFailedStatus(t *testing.T) {
 	require.True(t, dl[0].Unreachable)
 }
 
+// hookPublishWait is the hook tests' Config.WebhookPublishWait.
+const hookPublishWait = 800 * time.Millisecond
+
+// TestWebhookBusDownIs503: with NATS gone for longer than
+// WebhookPublishWait the provider is answered 503 with Retry-After, once
+// that wait is over.
 func TestWebhookBusDownIs503(t *testing.T) {
 	e := newHookEnv(t)
 	e.nats.Shutdown()
 	body, sig := whatsappdouble.SignedWebhook(hookAppSecret, whatsappdouble.NewNotification(hookPhoneID).
 		AddMessage("Ana", whatsappdouble.TextMessage("+34600111222", "wamid.X", "hola", time.Now())))
+	start := time.Now()
 	code, hdr, resp := e.post("/webhooks/whatsapp/shop", body, "X-Hub-Signature-256", sig)
+	require.GreaterOrEqual(t, time.Since(start), hookPublishWait/2, "tried again within the request first")
 	require.Equal(t, 503, code)
 	require.NotEmpty(t, hdr.Get("Retry-After"))
 	requireErrorCode(t, resp, "unavailable")
@@ -264,6 +279,39 @@ func TestWebhookBusDownIs503(t *testing.T) {
 	code, hdr, _ = e.post("/webhooks/telegram/shop", u.JSON(), telegramdouble.SecretHeader, hookTGSecret)
 	require.Equal(t, 503, code)
 	require.NotEmpty(t, hdr.Get("Retry-After"))
+}
+
+// webhookWait is TestWebhookRidesOutAStreamWithoutLeader's
+// WebhookPublishWait (with -1 the test fails: 503).
+const webhookWait = 5 * time.Second
+
+// TestWebhookRidesOutAStreamWithoutLeader: while the stream that takes
+// replies cannot (here: gone, as a stream without a leader during a NATS
+// election answers no one) the webhook request tries again, and is
+// answered 200 once the stream is back, with the reply queued once.
+func TestWebhookRidesOutAStreamWithoutLeader(t *testing.T) {
+	e := newHookEnvWaiting(t, webhookWait)
+	ctx := context.Background()
+	s, err := e.js.Stream(ctx, bus.StreamEvents)
+	require.NoError(t, err)
+	cfg := s.CachedInfo().Config
+	require.NoError(t, e.js.DeleteStream(ctx, bus.StreamEvents))
+	back := make(chan error, 1)
+	go func() {
+		time.Sleep(1500 * time.Millisecond) // longer than the client's own retries (2 × 250 ms)
+		_, err := e.js.CreateStream(ctx, cfg)
+		back <- err
+	}()
+	retries := testutil.ToFloat64(ingress.WebhookPublishRetries.WithLabelValues("whatsapp"))
+	body, sig := whatsappdouble.SignedWebhook(hookAppSecret, whatsappdouble.NewNotification(hookPhoneID).
+		AddMessage("Ana", whatsappdouble.TextMessage("+34600111222", "wamid.R1", "hola", time.Now())))
+	code, _, resp := e.post("/webhooks/whatsapp/shop", body, "X-Hub-Signature-256", sig)
+	require.NoError(t, <-back)
+	require.Equal(t, 200, code, "%s", resp)
+	require.Greater(t, testutil.ToFloat64(ingress.WebhookPublishRetries.WithLabelValues("whatsapp")), retries)
+	in := published[events.Inbound](e, events.SubjectInbound+".>")
+	require.Len(t, in, 1)
+	require.Equal(t, "hola", in[0].Text)
 }
 
 func TestTelegramWebhook(t *testing.T) {

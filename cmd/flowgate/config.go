@@ -55,7 +55,7 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 			*p = v
 		}
 	}
-	var logLevel, logFormat, maxInFlight, maxBytes, maxMedia, retention, webhookRetry, broadcastQueue, claimLease, replicas, rateLimit, rateBurst, triggerBatch string
+	var logLevel, logFormat, maxInFlight, maxBytes, maxMedia, retention, webhookRetry, broadcastQueue, claimLease, replicas, rateLimit, rateBurst, triggerBatch, webhookWait string
 	httpAddr := ":8080"
 	if cmd == "dev" {
 		// dev has a generated admin key and a demo bot: it listens on
@@ -93,6 +93,7 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 	str(allServices, &maxBytes, "stream-max-bytes", "FLOWGATE_STREAM_MAX_BYTES", "0", "bytes per JetStream stream (0 = 1 GiB)")
 	str(withHTTP, &rateLimit, "rate-limit", "FLOWGATE_RATE_LIMIT", "0", "requests per second per API key (per ingress replica; 0 = no limit)")
 	str(withHTTP, &triggerBatch, "trigger-batch", "FLOWGATE_TRIGGER_BATCH", "0", "the most triggers of one bot published in one JetStream message, the ingress's group commit (0 = 256; 1 = each alone)")
+	str(withHTTP, &webhookWait, "webhook-publish-wait", "FLOWGATE_WEBHOOK_PUBLISH_WAIT", "10s", "how long a provider webhook keeps trying to queue its events while NATS is unavailable (a leader election, a reconnect) before answering 503 (0: answer 503 at once)")
 	str(withHTTP, &rateBurst, "rate-burst", "FLOWGATE_RATE_BURST", "0", "requests an API key may burst (default: the rate limit, rounded up)")
 	str(allServices, &logLevel, "log-level", "FLOWGATE_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(allServices, &logFormat, "log-format", "FLOWGATE_LOG_FORMAT", "text", "text or json")
@@ -138,6 +139,12 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 	}
 	if cfg.TriggerBatch, err = strconv.Atoi(triggerBatch); err != nil || cfg.TriggerBatch < 0 || cfg.TriggerBatch > 10_000 {
 		return cfg, nil, fmt.Errorf("invalid trigger batch %q: a number of triggers, 0 to 10000 (0: 256, 1: each alone)", triggerBatch)
+	}
+	if cfg.WebhookPublishWait, err = time.ParseDuration(webhookWait); err != nil || cfg.WebhookPublishWait < 0 || cfg.WebhookPublishWait > time.Minute {
+		return cfg, nil, fmt.Errorf("invalid webhook publish wait %q: a duration from 0 to 1m, e.g. 10s", webhookWait)
+	}
+	if cfg.WebhookPublishWait == 0 {
+		cfg.WebhookPublishWait = -1 // answer 503 at once (ingress.Config: 0 is the default)
 	}
 	if cfg.RateLimit, err = strconv.ParseFloat(rateLimit, 64); err != nil || cfg.RateLimit < 0 {
 		return cfg, nil, fmt.Errorf("invalid rate limit %q", rateLimit)

@@ -121,6 +121,30 @@ func TestTriggerBatchSetting(t *testing.T) {
 	}
 }
 
+// --webhook-publish-wait (FLOWGATE_WEBHOOK_PUBLISH_WAIT): 10 s by default,
+// 0 answers a provider 503 at once (negative for the ingress), at most a
+// minute; anything else is refused.
+func TestWebhookPublishWaitSetting(t *testing.T) {
+	t.Setenv("FLOWGATE_WEBHOOK_PUBLISH_WAIT", "")
+	os.Unsetenv("FLOWGATE_WEBHOOK_PUBLISH_WAIT")
+	cfg, _, err := parseConfig("ingress", nil, io.Discard)
+	if err != nil || cfg.WebhookPublishWait != 10*time.Second {
+		t.Fatalf("default: %v, %v", cfg.WebhookPublishWait, err)
+	}
+	t.Setenv("FLOWGATE_WEBHOOK_PUBLISH_WAIT", "0")
+	if cfg, _, err = parseConfig("ingress", nil, io.Discard); err != nil || cfg.WebhookPublishWait >= 0 {
+		t.Fatalf("0 from the environment: %v, %v", cfg.WebhookPublishWait, err)
+	}
+	if cfg, _, err = parseConfig("ingress", []string{"--webhook-publish-wait", "3s"}, io.Discard); err != nil || cfg.WebhookPublishWait != 3*time.Second {
+		t.Fatalf("from the flag: %v, %v", cfg.WebhookPublishWait, err)
+	}
+	for _, bad := range []string{"-1s", "2m", "soon", "5"} {
+		if _, _, err := parseConfig("ingress", []string{"--webhook-publish-wait", bad}, io.Discard); err == nil {
+			t.Errorf("webhook publish wait %q accepted", bad)
+		}
+	}
+}
+
 func TestClaimLeaseSetting(t *testing.T) {
 	t.Setenv("FLOWGATE_CLAIM_LEASE", "")
 	os.Unsetenv("FLOWGATE_CLAIM_LEASE")

@@ -96,8 +96,12 @@ type Config struct {
 	// TriggerBatch is the most triggers of one bot the ingress publishes in
 	// one JetStream message (FLOWGATE_TRIGGER_BATCH; 0: 256, 1: each alone).
 	TriggerBatch int
-	RateBurst    int // FLOWGATE_RATE_BURST
-	Logger       *slog.Logger
+	// WebhookPublishWait is how long a provider webhook keeps trying to
+	// queue its events while NATS is unavailable (FLOWGATE_WEBHOOK_PUBLISH_WAIT;
+	// 0: ingress.DefaultWebhookPublishWait, negative: 503 at once).
+	WebhookPublishWait time.Duration
+	RateBurst          int // FLOWGATE_RATE_BURST
+	Logger             *slog.Logger
 	// Terminal is where dev shows a newly generated admin key, once; nil
 	// means standard error when it is a terminal, and nowhere otherwise.
 	// The key never goes to Logger: structured logs are collected and kept.
@@ -265,7 +269,7 @@ func ingressConfig(cfg Config) (ingress.Config, error) {
 	}
 	return ingress.Config{Addr: cfg.HTTPAddr, AdminKey: cfg.AdminKey, AllowPrivateWebhooks: cfg.Webhooks.AllowPrivate,
 		MaxMediaBytes: cfg.MaxMediaBytes, MediaSigner: signer, RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst,
-		TriggerBatch: cfg.TriggerBatch}, nil
+		TriggerBatch: cfg.TriggerBatch, WebhookPublishWait: cfg.WebhookPublishWait}, nil
 }
 
 // RunOrchestrator runs the orchestrator service and, in the same process,
