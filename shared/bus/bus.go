@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -40,10 +41,12 @@ type Bus struct {
 	source  string
 	timeout time.Duration
 	ownsNC  bool
-	// standbyAfter > 0: trigger publishes may go to the standby stream
-	// after that long without FLOWGATE_TRIGGERS's acknowledgement
-	// (standby.go).
-	standbyAfter time.Duration
+	// standbyAfter > 0 (nanoseconds): trigger publishes may go to the
+	// standby stream after that long without FLOWGATE_TRIGGERS's
+	// acknowledgement (standby.go). standbyWant is the configured wait,
+	// used while the triggers stream is replicated (negative: never).
+	standbyAfter atomic.Int64
+	standbyWant  time.Duration
 }
 
 // Config configures a Bus.

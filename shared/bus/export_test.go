@@ -12,4 +12,4 @@ func SetAfterBind(f func(durable string)) (restore func()) {
 
 // ForceStandby switches the standby triggers stream on (after > 0) or off
 // whatever the stream's replicas, for the duration of a test.
-func ForceStandby(b *Bus, after time.Duration) { b.standbyAfter = after }
+func ForceStandby(b *Bus, after time.Duration) { b.standbyAfter.Store(int64(after)) }

@@ -77,8 +77,8 @@ func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) 
 	if err := validate(e); err != nil {
 		return PublishResult{}, fmt.Errorf("bus: invalid event: %w", err)
 	}
-	if b.standbyAfter > 0 && strings.HasPrefix(subject, triggerPrefix) {
-		return b.publishTrigger(ctx, subject, e)
+	if after := time.Duration(b.standbyAfter.Load()); after > 0 && strings.HasPrefix(subject, triggerPrefix) {
+		return b.publishTrigger(ctx, subject, e, after)
 	}
 	// The Nats-Msg-Id header is set directly (what jetstream.WithMsgID
 	// does, without an options struct per publish).

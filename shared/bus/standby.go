@@ -62,30 +62,40 @@ func standbySubject(subject string) string {
 	return events.SubjectTriggerStandby + "." + subject[len(triggerPrefix):]
 }
 
-// setStandby switches the standby on when the triggers stream is
-// replicated (Config.StandbyAfter).
+// setStandby records the configured wait (Config.StandbyAfter) and
+// switches the standby on when the triggers stream is replicated.
 func (b *Bus) setStandby(ctx context.Context, after time.Duration) error {
-	if after < 0 {
-		return nil
-	}
 	if after == 0 {
 		after = DefaultStandbyAfter
 	}
+	b.standbyWant = after
+	_, err := b.refreshStandby(ctx)
+	return err
+}
+
+// refreshStandby switches the standby on or off as the triggers stream is
+// replicated or not (an operator may change it while Flowgate runs) and
+// says whether it changed.
+func (b *Bus) refreshStandby(ctx context.Context) (bool, error) {
+	if b.standbyWant < 0 {
+		return false, nil
+	}
 	s, err := b.js.Stream(ctx, StreamTriggers)
 	if err != nil {
-		return fmt.Errorf("bus: stream %s: %w", StreamTriggers, err)
+		return false, fmt.Errorf("bus: stream %s: %w", StreamTriggers, err)
 	}
+	want := int64(0)
 	if s.CachedInfo().Config.Replicas > 1 {
-		b.standbyAfter = after
+		want = int64(b.standbyWant)
 	}
-	return nil
+	return b.standbyAfter.Swap(want) != want, nil
 }
 
 // publishTrigger publishes a trigger on subject and, when FLOWGATE_TRIGGERS
 // does not take it, on the standby stream.
-func (b *Bus) publishTrigger(ctx context.Context, subject string, e cloudevents.Event) (PublishResult, error) {
+func (b *Bus) publishTrigger(ctx context.Context, subject string, e cloudevents.Event, after time.Duration) (PublishResult, error) {
 	id := MsgID(e.ID())
-	actx, cancel := context.WithTimeout(ctx, b.standbyAfter)
+	actx, cancel := context.WithTimeout(ctx, after)
 	res, err := b.publishMsg(actx, toMsg(subject, e, id), noRetry)
 	cancel()
 	if err == nil {
@@ -131,16 +141,19 @@ func standbyReason(err error) string {
 
 // StandbyEnabled reports whether trigger publishes may go to the standby
 // stream (the triggers stream is replicated).
-func (b *Bus) StandbyEnabled() bool { return b.standbyAfter > 0 }
+func (b *Bus) StandbyEnabled() bool { return b.standbyAfter.Load() > 0 }
 
-// KeepTriggerLeadersApart checks every interval (0 = 5 s) that the
-// triggers stream and its standby are led by different NATS servers, and
-// when one server leads both, asks the standby's leader to step down in
-// favour of another current replica. It returns when ctx ends, at once
-// when the standby is off. Several processes may run it: a second step
+// KeepTriggerLeadersApart checks every interval (0 = 5 s) whether the
+// triggers stream is replicated, switching the standby on or off to match
+// (an operator's `nats stream edit --replicas` takes effect without a
+// restart), and that the triggers stream and its standby are led by
+// different NATS servers: when one server leads both, it asks the
+// standby's leader to step down in favour of another current replica. It
+// returns when ctx ends, at once when the standby is configured off
+// (Config.StandbyAfter < 0). Several processes may run it: a second step
 // down finds the leaders apart and does nothing.
 func (b *Bus) KeepTriggerLeadersApart(ctx context.Context, interval time.Duration) error {
-	if !b.StandbyEnabled() {
+	if b.standbyWant < 0 {
 		return nil
 	}
 	if interval <= 0 {
@@ -149,8 +162,17 @@ func (b *Bus) KeepTriggerLeadersApart(ctx context.Context, interval time.Duratio
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if _, err := b.SpreadTriggerLeaders(ctx); err != nil && ctx.Err() == nil {
-			b.log.Warn("bus: could not move the standby triggers stream's leader away from the triggers stream's", "err", err)
+		changed, err := b.refreshStandby(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			b.log.Warn("bus: could not read the triggers stream's replicas", "err", err)
+		case changed:
+			b.log.Info("bus: the standby triggers stream is now used as the triggers stream's replicas say", "stream", StreamTriggersStandby, "on", b.StandbyEnabled())
+		}
+		if b.StandbyEnabled() {
+			if _, err := b.SpreadTriggerLeaders(ctx); err != nil && ctx.Err() == nil {
+				b.log.Warn("bus: could not move the standby triggers stream's leader away from the triggers stream's", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -144,12 +144,28 @@ func TestTriggerGoesToStandbyWhenTheTriggersStreamDoesNotTakeIt(t *testing.T) {
 }
 
 // TestTriggerStandbyOffOnOneServer: with one replica (one server) a
-// trigger the triggers stream does not take is not published again.
+// trigger the triggers stream does not take is not published again, and
+// the standby stays off; configured off (StandbyAfter < 0), the leaders'
+// keeper returns at once.
 func TestTriggerStandbyOffOnOneServer(t *testing.T) {
-	_, b := bustest.Bus(t, bus.Config{Source: "/test"})
+	e, b := bustest.Bus(t, bus.Config{Source: "/test"})
 	ctx := context.Background()
 	require.False(t, b.StandbyEnabled())
-	require.NoError(t, b.KeepTriggerLeadersApart(ctx, time.Millisecond), "returns at once when the standby is off")
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	require.NoError(t, b.KeepTriggerLeadersApart(short, 10*time.Millisecond))
+	require.False(t, b.StandbyEnabled(), "one replica: still off")
+
+	off := bustest.NewBus(t, e, bus.Config{Source: "/test", StandbyAfter: -1})
+	done := make(chan error, 1)
+	go func() { done <- off.KeepTriggerLeadersApart(ctx, time.Millisecond) }()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("configured off, the keeper did not return")
+	}
+
 	require.NoError(t, b.JetStream().DeleteStream(ctx, bus.StreamTriggers))
 	subject, ev := triggerEvent(t, "t1")
 	_, err := b.Publish(ctx, subject, ev)
@@ -157,18 +173,45 @@ func TestTriggerStandbyOffOnOneServer(t *testing.T) {
 	require.Zero(t, streamMessages(t, b.JetStream(), bus.StreamTriggersStandby))
 }
 
-// TestTriggerStandbyLedByAnotherServer: on a three-node cluster with
-// replicated streams the standby is on, and when one server leads both
-// triggers streams SpreadTriggerLeaders moves the standby's leadership to
-// another server; when they are apart it does nothing.
+// TestTriggerStandbyLedByAnotherServer: on a three-node cluster, a bus
+// started while the streams had one replica switches the standby on once
+// an operator raises them to three (no restart), and keeps the standby's
+// leader off the server that leads the triggers stream: when one server
+// leads both, the standby's leadership is moved to another; when they are
+// apart nothing is asked. A trigger the triggers stream does not take
+// then lands on the standby.
 func TestTriggerStandbyLedByAnotherServer(t *testing.T) {
 	c := bustest.StartCluster(t, 3)
 	nc := c.Connect(t)
 	ctx := context.Background()
-	b, err := newBus(t, nc, bus.Limits{Replicas: 3}, nil)
+	b, err := newBus(t, nc, bus.Limits{Replicas: 1}, nil)
 	require.NoError(t, err)
-	require.True(t, b.StandbyEnabled(), "a replicated triggers stream has a standby")
+	require.False(t, b.StandbyEnabled(), "one replica: off")
 	js := b.JetStream()
+
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("after 30 s: %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	// The operator raises both triggers streams to R3.
+	for _, name := range []string{bus.StreamTriggers, bus.StreamTriggersStandby} {
+		s, err := js.Stream(ctx, name)
+		require.NoError(t, err)
+		cfg := s.CachedInfo().Config
+		cfg.Replicas = 3
+		_, err = js.UpdateStream(ctx, cfg)
+		require.NoError(t, err)
+	}
+	keep, stopKeeping := context.WithCancel(ctx)
+	kept := make(chan error, 1)
+	go func() { kept <- b.KeepTriggerLeadersApart(keep, 100*time.Millisecond) }()
+	waitFor("the standby switched on", b.StandbyEnabled)
 
 	leader := func(stream string) string {
 		s, err := js.Stream(ctx, stream)
@@ -180,44 +223,32 @@ func TestTriggerStandbyLedByAnotherServer(t *testing.T) {
 		}
 		return ""
 	}
-	waitFor := func(what string, ok func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !ok() {
-			if time.Now().After(deadline) {
-				t.Fatalf("after 30 s: %s", what)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
 	waitFor("both streams have a leader", func() bool { return leader(bus.StreamTriggers) != "" && leader(bus.StreamTriggersStandby) != "" })
+	waitFor("the leaders apart", func() bool { return leader(bus.StreamTriggers) != leader(bus.StreamTriggersStandby) })
 
-	// One server leads both (as an election may leave them).
-	primary := leader(bus.StreamTriggers)
-	if leader(bus.StreamTriggersStandby) != primary {
-		req, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": primary}})
-		_, err := nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+bus.StreamTriggersStandby, req, 5*time.Second)
-		require.NoError(t, err)
-		waitFor("the standby led by "+primary, func() bool { return leader(bus.StreamTriggersStandby) == primary })
-	}
-	primary = leader(bus.StreamTriggers)
-	require.Equal(t, primary, leader(bus.StreamTriggersStandby))
-
+	// One server comes to lead both (as an election may leave them): the
+	// keeper moves the standby's leadership away.
 	moves := counterValue(t, "flowgate_bus_trigger_standby_leader_moves_total", nil)
-	to, err := b.SpreadTriggerLeaders(ctx)
+	primary := leader(bus.StreamTriggers)
+	req, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": primary}})
+	_, err = nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+bus.StreamTriggersStandby, req, 5*time.Second)
 	require.NoError(t, err)
-	require.NotEmpty(t, to)
-	require.NotEqual(t, primary, to)
-	waitFor("the standby led by "+to, func() bool { return leader(bus.StreamTriggersStandby) == to })
-	require.NotEqual(t, leader(bus.StreamTriggers), leader(bus.StreamTriggersStandby))
-	require.Equal(t, moves+1, counterValue(t, "flowgate_bus_trigger_standby_leader_moves_total", nil))
+	waitFor("the keeper moved the standby's leadership", func() bool {
+		return counterValue(t, "flowgate_bus_trigger_standby_leader_moves_total", nil) > moves
+	})
+	waitFor("the leaders apart again", func() bool {
+		p, s := leader(bus.StreamTriggers), leader(bus.StreamTriggersStandby)
+		return p != "" && s != "" && p != s
+	})
+	stopKeeping()
+	require.NoError(t, <-kept)
 
-	to, err = b.SpreadTriggerLeaders(ctx)
+	to, err := b.SpreadTriggerLeaders(ctx)
 	require.NoError(t, err)
 	require.Empty(t, to, "apart already: nothing asked")
 
-	// And a trigger published while the triggers stream has no leader's
-	// subscription (its stream gone) lands on the standby of this cluster.
+	// A trigger the triggers stream does not take (here: no stream
+	// answers its subject) lands on the standby of this cluster.
 	require.NoError(t, js.DeleteStream(ctx, bus.StreamTriggers))
 	subject, ev := triggerEvent(t, "t1")
 	res, err := b.Publish(ctx, subject, ev)
