@@ -228,11 +228,22 @@ func TestTriggerStandbyLedByAnotherServer(t *testing.T) {
 
 	// One server comes to lead both (as an election may leave them): the
 	// keeper moves the standby's leadership away.
+	stopKeeping()
+	require.NoError(t, <-kept)
 	moves := counterValue(t, "flowgate_bus_trigger_standby_leader_moves_total", nil)
 	primary := leader(bus.StreamTriggers)
 	req, _ := json.Marshal(map[string]any{"placement": map[string]string{"preferred": primary}})
-	_, err = nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+bus.StreamTriggersStandby, req, 5*time.Second)
-	require.NoError(t, err)
+	// The API may not answer (or refuse) while the cluster is busy with a
+	// leader change: ask until the standby is led by primary.
+	waitFor("the standby led by "+primary, func() bool {
+		if leader(bus.StreamTriggersStandby) == primary {
+			return true
+		}
+		_, _ = nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+bus.StreamTriggersStandby, req, 2*time.Second)
+		return leader(bus.StreamTriggersStandby) == primary
+	})
+	keep, stopKeeping = context.WithCancel(ctx)
+	go func() { kept <- b.KeepTriggerLeadersApart(keep, 100*time.Millisecond) }()
 	waitFor("the keeper moved the standby's leadership", func() bool {
 		return counterValue(t, "flowgate_bus_trigger_standby_leader_moves_total", nil) > moves
 	})
@@ -243,8 +254,11 @@ func TestTriggerStandbyLedByAnotherServer(t *testing.T) {
 	stopKeeping()
 	require.NoError(t, <-kept)
 
-	to, err := b.SpreadTriggerLeaders(ctx)
-	require.NoError(t, err)
+	var to string
+	waitFor("a check of the leaders answered", func() bool {
+		to, err = b.SpreadTriggerLeaders(ctx)
+		return err == nil
+	})
 	require.Empty(t, to, "apart already: nothing asked")
 
 	// A trigger the triggers stream does not take (here: no stream
