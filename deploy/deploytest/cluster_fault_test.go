@@ -211,7 +211,41 @@ func TestClusterStreamLeaderKilledUnderLoad(t *testing.T) {
 	all := <-results
 
 	checkLoadOutcome(t, c, all)
+	// The stretch was short because the triggers went to the standby
+	// stream while the triggers stream had no leader.
+	took := standbyPublishes(t, c.scrapeServices())
+	t.Logf("triggers the standby stream took, by reason: %v", took)
+	if took["no_responders"]+took["no_ack"] == 0 {
+		t.Errorf("no trigger went to the standby stream while FLOWGATE_TRIGGERS had no leader: %v", took)
+	}
 	c.checkServices()
+}
+
+// standbyPublishes reads flowgate_bus_trigger_standby_publishes_total by
+// reason from a /metrics page.
+func standbyPublishes(t *testing.T, page string) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	const name = `flowgate_bus_trigger_standby_publishes_total{reason="`
+	for _, line := range strings.Split(page, "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok {
+			continue
+		}
+		reason, value, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		out[reason] = v
+	}
+	if len(out) == 0 {
+		t.Fatal("the ingress's /metrics has no flowgate_bus_trigger_standby_publishes_total")
+	}
+	return out
 }
 
 // checkLoadOutcome: every dispatch was answered 202 or 503; every 202 got

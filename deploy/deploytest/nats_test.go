@@ -276,11 +276,14 @@ func TestNATSClusterWithServiceUsers(t *testing.T) {
 			t.Errorf("stream %s has %d replicas, want 3", name, r)
 		}
 	}
-	if n < 7 {
-		t.Errorf("%d streams, want Flowgate's six and KV_FLOWGATE_PACER", n)
+	if n < 8 {
+		t.Errorf("%d streams, want Flowgate's seven and KV_FLOWGATE_PACER", n)
 	}
 
 	c.deadLettersThroughTheIngress()
+	// Every service's /metrics reads JetStream (consumer lag) with its own
+	// user; checkServices below finds any permissions violation.
+	c.scrapeServices()
 
 	// A service's user is confined to its subjects: the ingress may not
 	// dead-letter (it consumes nothing).
@@ -306,6 +309,20 @@ func TestNATSClusterWithServiceUsers(t *testing.T) {
 		t.Error("the ingress user published to flowgate.dlq without a permissions violation")
 	}
 	c.checkServices()
+}
+
+// scrapeServices reads every Flowgate service's /metrics once (the
+// ingress's on its HTTP port), as Prometheus does: the JetStream collector
+// then lists and reads consumers with the service's NATS user. It returns
+// the ingress's page.
+func (c *deployedCluster) scrapeServices() string {
+	c.t.Helper()
+	for _, p := range c.services {
+		if p.metrics != "" {
+			get(c.t, p.metrics)
+		}
+	}
+	return string(get(c.t, c.api.base+"/metrics"))
 }
 
 // deadLettersThroughTheIngress: the admin dead-letter routes work with the
