@@ -69,7 +69,9 @@ type PublishResult struct {
 // JetStream's acknowledgement: when it returns nil the event is durable.
 // It publishes asynchronously and waits on the acknowledgement future:
 // the same guarantee as a synchronous publish, without a request/reply
-// round trip per message, so concurrent callers pipeline.
+// round trip per message, so concurrent callers pipeline. On a NATS
+// cluster a trigger that FLOWGATE_TRIGGERS does not take is stored on the
+// standby stream instead (standby.go); PublishResult.Stream says which.
 func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) (PublishResult, error) {
 	if e.Source() == "" {
 		setSource(&e, b.source)
