@@ -223,25 +223,9 @@ func TestClusterStreamLeaderKilledUnderLoad(t *testing.T) {
 
 // standbyPublishes reads flowgate_bus_trigger_standby_publishes_total by
 // reason from a /metrics page.
-func standbyPublishes(t *testing.T, page string) map[string]float64 {
+func standbyPublishes(t *testing.T, page []byte) map[string]float64 {
 	t.Helper()
-	out := map[string]float64{}
-	const name = `flowgate_bus_trigger_standby_publishes_total{reason="`
-	for _, line := range strings.Split(page, "\n") {
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok {
-			continue
-		}
-		reason, value, ok := strings.Cut(rest, `"} `)
-		if !ok {
-			continue
-		}
-		v, err := strconv.ParseFloat(value, 64)
-		if err != nil {
-			t.Fatalf("metrics line %q: %v", line, err)
-		}
-		out[reason] = v
-	}
+	out := countersBy(t, page, "flowgate_bus_trigger_standby_publishes_total", "reason")
 	if len(out) == 0 {
 		t.Fatal("the ingress's /metrics has no flowgate_bus_trigger_standby_publishes_total")
 	}

@@ -315,14 +315,14 @@ func TestNATSClusterWithServiceUsers(t *testing.T) {
 // ingress's on its HTTP port), as Prometheus does: the JetStream collector
 // then lists and reads consumers with the service's NATS user. It returns
 // the ingress's page.
-func (c *deployedCluster) scrapeServices() string {
+func (c *deployedCluster) scrapeServices() []byte {
 	c.t.Helper()
 	for _, p := range c.services {
 		if p.metrics != "" {
 			get(c.t, p.metrics)
 		}
 	}
-	return string(get(c.t, c.api.base+"/metrics"))
+	return get(c.t, c.api.base+"/metrics")
 }
 
 // deadLettersThroughTheIngress: the admin dead-letter routes work with the

@@ -283,16 +283,34 @@ func orchestratorIntake(t *testing.T, c *deployedCluster) []*jetstream.ConsumerI
 // counter is the sum of a counter family's series at a /metrics URL.
 func counter(t *testing.T, metricsURL, name string) float64 {
 	t.Helper()
+	sum := 0.0
+	for _, v := range countersBy(t, get(t, metricsURL), name, "") {
+		sum += v
+	}
+	return sum
+}
+
+// countersBy is a counter family's values in a /metrics page, by the value
+// of label (series without it, or all of them when label is "", add up
+// under "").
+func countersBy(t *testing.T, page []byte, name, label string) map[string]float64 {
+	t.Helper()
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(bytes.NewReader(get(t, metricsURL)))
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(page))
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := 0.0
+	out := map[string]float64{}
 	if f, ok := fams[name]; ok {
 		for _, m := range f.GetMetric() {
-			sum += m.GetCounter().GetValue()
+			key := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label {
+					key = l.GetValue()
+				}
+			}
+			out[key] += m.GetCounter().GetValue()
 		}
 	}
-	return sum
+	return out
 }
