@@ -184,15 +184,11 @@ func (s *Store) ImportContacts(ctx context.Context, us []store.ContactUpsert) (c
 	if err := s.checkImportIDs(ctx, ps); err != nil {
 		return 0, 0, err
 	}
-	type item struct {
-		i int
-		p contactUpsert
-	}
-	items := make([]item, len(ps))
+	items := make([]importItem, len(ps))
 	for i, p := range ps {
-		items[i] = item{i, p}
+		items[i] = importItem{i, p}
 	}
-	key := func(it item) string {
+	key := func(it importItem) string {
 		return it.p.u.BotID + "\x00" + it.p.u.Channel + "\x00" + it.p.u.ExternalID
 	}
 	for _, round := range rounds(items, key) {
@@ -204,6 +200,9 @@ func (s *Store) ImportContacts(ctx context.Context, us []store.ContactUpsert) (c
 		if err != nil {
 			var bwe mongo.BulkWriteException
 			if errors.As(err, &bwe) && len(bwe.WriteErrors) > 0 && isDup(bwe) {
+				if named := s.takenID(ctx, round); named != nil {
+					return 0, 0, named
+				}
 				return 0, 0, fmt.Errorf("%w: import contacts: a new contact's id is taken: %v", store.ErrConflict, err)
 			}
 			return 0, 0, dbErr("import contacts", err)
@@ -212,6 +211,44 @@ func (s *Store) ImportContacts(ctx context.Context, us []store.ContactUpsert) (c
 		updated += int(res.MatchedCount)
 	}
 	return created, updated, nil
+}
+
+// takenID names the first contact of a failed round whose new id another
+// contact has (not its index in the bulk write's error: FerretDB reports
+// it wrong), or returns nil when none has (two writers raced on a key).
+func (s *Store) takenID(ctx context.Context, round []importItem) error {
+	ids := bson.A{}
+	for _, it := range round {
+		if it.p.u.NewID != "" {
+			ids = append(ids, it.p.u.NewID)
+		}
+	}
+	cur, err := s.contacts.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
+		options.Find().SetProjection(bson.D{{Key: "bot_id", Value: 1}, {Key: "channel", Value: 1}, {Key: "external_id", Value: 1}}))
+	if err != nil {
+		return nil
+	}
+	var docs []contactDoc
+	if cur.All(ctx, &docs) != nil {
+		return nil
+	}
+	holder := make(map[string][3]string, len(docs))
+	for _, d := range docs {
+		holder[d.ID] = [3]string{d.BotID, d.Channel, d.ExternalID}
+	}
+	for _, it := range round {
+		u := it.p.u
+		if k, ok := holder[u.NewID]; ok && u.NewID != "" && k != [3]string{u.BotID, u.Channel, u.ExternalID} {
+			return fmt.Errorf("contact %d: %w: contact id %s is taken", it.i, store.ErrConflict, u.NewID)
+		}
+	}
+	return nil
+}
+
+// importItem is the i-th contact of an import.
+type importItem struct {
+	i int
+	p contactUpsert
 }
 
 // UpsertContacts is ImportContacts followed by one read of the contacts.

@@ -421,3 +421,89 @@ func portRun(ctx context.Context, s *sqlite.Store, i int, spec, content json.Raw
 	}
 	return s.DeliverSandbox(ctx, tid, []store.SandboxMessage{{MessageID: mid, BotID: "bench", RunID: rid, To: to, Content: content, CreatedAt: now}})
 }
+
+// BenchmarkImportContacts: ImportContacts in batches of benchBatch, of
+// contacts that are new (inserted) and then of the same contacts again
+// (each merged into the stored one), vs the plain-SQL way of an upsert in
+// transactions of the same size: per contact, a SELECT by its key, then an
+// INSERT or an UPDATE (prepared statements), which is what the store did
+// before its statements took many contacts each.
+func BenchmarkImportContacts(b *testing.B) {
+	ctx := context.Background()
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, phase := range []string{"new", "existing"} {
+		b.Run(phase, func(b *testing.B) {
+			n := b.N
+			us := make([]store.ContactUpsert, n)
+			for i := range us {
+				us[i] = store.ContactUpsert{
+					BotID: "bench", Channel: "whatsapp", ExternalID: fmt.Sprintf("+1555%07d", i), NewID: fmt.Sprintf("contact-%08d", i),
+					Name: "Ann", Attributes: map[string]any{"plan": "pro"}, Now: at,
+				}
+			}
+			s, err := sqlite.Open(ctx, b.TempDir())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			importAll := func() {
+				for i := 0; i < n; i += benchBatch {
+					if _, _, err := s.ImportContacts(ctx, us[i:min(i+benchBatch, n)]); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			if phase == "existing" {
+				importAll()
+			}
+			b.ResetTimer()
+			cpu := cpuTime()
+			importAll()
+			b.StopTimer()
+			portCPU := cpuTime() - cpu
+
+			dir := b.TempDir()
+			s2, err := sqlite.Open(ctx, dir) // same schema and indexes
+			if err != nil {
+				b.Fatal(err)
+			}
+			s2.Close()
+			db := rawDB(b, dir)
+			rawAll := func() (time.Duration, time.Duration) {
+				start, cpu := time.Now(), cpuTime()
+				for i := 0; i < n; i += benchBatch {
+					tx, err := db.Begin()
+					if err != nil {
+						b.Fatal(err)
+					}
+					for _, u := range us[i:min(i+benchBatch, n)] {
+						var id, attrs string
+						err := tx.QueryRow(`SELECT id, attributes FROM contacts WHERE bot_id = ? AND channel = ? AND external_id = ?`,
+							u.BotID, u.Channel, u.ExternalID).Scan(&id, &attrs)
+						now := u.Now.UnixNano()
+						switch {
+						case errors.Is(err, sql.ErrNoRows):
+							_, err = tx.Exec(`INSERT INTO contacts (id, bot_id, channel, external_id, name, attributes, last_request,
+								last_inbound_at, opted_out, unreachable, unreachable_reason, created_at, updated_at)
+								VALUES (?,?,?,?,?,?,NULL,NULL,0,0,'',?,?)`, u.NewID, u.BotID, u.Channel, u.ExternalID, u.Name, `{"plan":"pro"}`, now, now)
+						case err == nil:
+							_, err = tx.Exec(`UPDATE contacts SET name = ?, attributes = ?, updated_at = ? WHERE id = ?`, u.Name, attrs, now, id)
+						}
+						if err != nil {
+							b.Fatal(err)
+						}
+					}
+					if err := tx.Commit(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				return time.Since(start), cpuTime() - cpu
+			}
+			if phase == "existing" {
+				rawAll()
+			}
+			raw, rawCPU := rawAll()
+			report(b, "contacts", n, b.Elapsed(), portCPU, raw, rawCPU)
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/flowgate/flowgate/shared/store"
@@ -48,16 +49,41 @@ func checkUpsert(u store.ContactUpsert) error {
 // upsertContact runs inside the writer. It reads the contact by its key,
 // then inserts or merges.
 func upsertContact(t *wtx, u store.ContactUpsert) (store.Contact, bool, error) {
-	at := orNow(u.Now)
 	c, err := scanContact(t.queryRow(`SELECT `+contactCols+` FROM contacts WHERE bot_id = ? AND channel = ? AND external_id = ?`,
 		u.BotID, u.Channel, u.ExternalID))
 	created := errors.Is(err, sql.ErrNoRows)
 	if err != nil && !created {
 		return c, false, err
 	}
+	if c, err = merged(c, created, u); err != nil {
+		return c, false, err
+	}
+	row, err := contactRow(c)
+	if err != nil {
+		return c, false, err
+	}
+	if created {
+		_, err = t.exec(`INSERT INTO contacts (`+contactCols+`) VALUES `+valueRows(1, contactColumns), row...)
+		if isUnique(err) {
+			return c, false, fmt.Errorf("%w: contact id %s is taken", store.ErrConflict, c.ID)
+		}
+		return c, true, err
+	}
+	_, err = t.exec(`UPDATE contacts SET name = ?2, attributes = ?3, last_request = ?4, last_inbound_at = ?5, opted_out = ?6,
+		updated_at = ?7 WHERE id = ?1`, updateArgs(row)...)
+	return c, false, err
+}
+
+// contactColumns is the number of contactCols.
+const contactColumns = 13
+
+// merged is contact c after upsert u: c as read, or a new contact when
+// created (the key was not found).
+func merged(c store.Contact, created bool, u store.ContactUpsert) (store.Contact, error) {
+	at := orNow(u.Now)
 	if created {
 		if err := store.CheckID("id", u.NewID); err != nil {
-			return c, false, err
+			return c, err
 		}
 		c = store.Contact{
 			ID: u.NewID, BotID: u.BotID, Channel: u.Channel, ExternalID: u.ExternalID, Name: u.Name,
@@ -82,27 +108,183 @@ func upsertContact(t *wtx, u store.ContactUpsert) (store.Contact, bool, error) {
 		c.OptedOut = *u.OptedOut
 	}
 	c.UpdatedAt = at
+	return c, nil
+}
+
+// contactRow is c's values in the order of contactCols.
+func contactRow(c store.Contact) ([]any, error) {
 	attrs, err := encodeMap("attributes", c.Attributes)
 	if err != nil {
-		return c, false, err
+		return nil, err
 	}
 	lastReq, err := encodeMap("last_request", c.LastRequest)
 	if err != nil {
-		return c, false, err
+		return nil, err
 	}
-	if created {
-		_, err = t.exec(`INSERT INTO contacts (`+contactCols+`) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-			c.ID, c.BotID, c.Channel, c.ExternalID, c.Name, attrs, lastReq, nullNanos(c.LastInboundAt),
-			boolInt(c.OptedOut), boolInt(c.Unreachable), c.UnreachableReason, nanos(c.CreatedAt), nanos(c.UpdatedAt))
-		if isUnique(err) {
-			return c, false, fmt.Errorf("%w: contact id %s is taken", store.ErrConflict, c.ID)
+	return []any{c.ID, c.BotID, c.Channel, c.ExternalID, c.Name, attrs, lastReq, nullNanos(c.LastInboundAt),
+		boolInt(c.OptedOut), boolInt(c.Unreachable), c.UnreachableReason, nanos(c.CreatedAt), nanos(c.UpdatedAt)}, nil
+}
+
+// updateArgs is an existing contact's id and what an upsert changes of
+// it, from its contactRow: name, attributes, last_request,
+// last_inbound_at, opted_out, updated_at.
+func updateArgs(row []any) []any {
+	return []any{row[0], row[4], row[5], row[6], row[7], row[8], row[12]}
+}
+
+// upsertChunk is the most contacts one statement of upsertContacts reads,
+// inserts or updates.
+const upsertChunk = 128
+
+// upsertContacts is upsertContact for each of us, in order, with one
+// statement per upsertChunk contacts for each of: reading them by key,
+// inserting the new ones, updating the others (before, two statements per
+// contact: a broadcast to a list of 10,000 users took 20,000). A batch
+// that names one contact twice is upserted contact by contact, as the
+// later upsert must see the earlier one. created[i] says whether us[i]
+// created its contact.
+func upsertContacts(t *wtx, us []store.ContactUpsert) (out []store.Contact, created []bool, err error) {
+	out, created = make([]store.Contact, len(us)), make([]bool, len(us))
+	keys := make(map[contactKey]bool, len(us))
+	for _, u := range us {
+		k := contactKey{u.BotID, u.Channel, u.ExternalID}
+		if keys[k] {
+			for i, u := range us {
+				if out[i], created[i], err = upsertContact(t, u); err != nil {
+					return nil, nil, fmt.Errorf("contact %d: %w", i, err)
+				}
+			}
+			return out, created, nil
 		}
-		return c, true, err
+		keys[k] = true
 	}
-	_, err = t.exec(`UPDATE contacts SET name = ?, attributes = ?, last_request = ?, last_inbound_at = ?, opted_out = ?,
-		updated_at = ? WHERE id = ?`,
-		c.Name, attrs, lastReq, nullNanos(c.LastInboundAt), boolInt(c.OptedOut), nanos(c.UpdatedAt), c.ID)
-	return c, false, err
+	for lo := 0; lo < len(us); lo += upsertChunk {
+		hi := min(lo+upsertChunk, len(us))
+		if err := upsertChunkOf(t, us[lo:hi], out[lo:hi], created[lo:hi]); err != nil {
+			var ie *indexedError
+			if errors.As(err, &ie) {
+				return nil, nil, fmt.Errorf("contact %d: %w", lo+ie.i, ie.err)
+			}
+			return nil, nil, err
+		}
+	}
+	return out, created, nil
+}
+
+type contactKey struct{ bot, channel, external string }
+
+// indexedError is the failure of the i-th contact of a chunk.
+type indexedError struct {
+	i   int
+	err error
+}
+
+func (e *indexedError) Error() string { return fmt.Sprintf("contact %d: %v", e.i, e.err) }
+func (e *indexedError) Unwrap() error { return e.err }
+
+// upsertChunkOf upserts us (distinct keys, at most upsertChunk) into out
+// and created. The VALUES lists are padded to a power of two with rows
+// that match nothing (no contact has the bot id ” or the id ”), so that
+// the writer keeps a few statement texts.
+func upsertChunkOf(t *wtx, us []store.ContactUpsert, out []store.Contact, created []bool) error {
+	n := paddedRows(len(us))
+	args := make([]any, 0, 3*n)
+	for _, u := range us {
+		args = append(args, u.BotID, u.Channel, u.ExternalID)
+	}
+	for range n - len(us) {
+		args = append(args, "", "", "")
+	}
+	rows, err := t.query(`SELECT `+prefixed("c.", contactCols)+` FROM (VALUES `+valueRows(n, 3)+`) AS v
+		CROSS JOIN contacts AS c ON c.bot_id = v.column1 AND c.channel = v.column2 AND c.external_id = v.column3`, args...)
+	if err != nil {
+		return err
+	}
+	found := make(map[contactKey]store.Contact, len(us))
+	for rows.Next() {
+		c, err := scanContact(rows)
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		found[contactKey{c.BotID, c.Channel, c.ExternalID}] = c
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	var inserts, updates []any
+	var inserted []int
+	for i, u := range us {
+		c, ok := found[contactKey{u.BotID, u.Channel, u.ExternalID}]
+		if out[i], err = merged(c, !ok, u); err != nil {
+			return &indexedError{i, err}
+		}
+		row, err := contactRow(out[i])
+		if err != nil {
+			return &indexedError{i, err}
+		}
+		created[i] = !ok
+		if ok {
+			updates = append(updates, updateArgs(row)...)
+			continue
+		}
+		inserts = append(inserts, row...)
+		inserted = append(inserted, i)
+	}
+	if err := insertContacts(t, us, out, inserted, inserts); err != nil {
+		return err
+	}
+	return updateContacts(t, updates)
+}
+
+// insertContacts inserts the new contacts (rows: contactCols each) in
+// power-of-two pieces. An id taken by another contact fails the piece,
+// which is then inserted contact by contact to name the one.
+func insertContacts(t *wtx, us []store.ContactUpsert, out []store.Contact, inserted []int, rows []any) error {
+	const w = contactColumns
+	return inPieces(len(inserted), func(lo, hi int) error {
+		_, err := t.exec(`INSERT INTO contacts (`+contactCols+`) VALUES `+valueRows(hi-lo, w), rows[w*lo:w*hi]...)
+		if !isUnique(err) || hi-lo == 1 {
+			if isUnique(err) {
+				i := inserted[lo]
+				return &indexedError{i, fmt.Errorf("%w: contact id %s is taken", store.ErrConflict, out[i].ID)}
+			}
+			return err
+		}
+		// The failed statement changed nothing (SQLite undoes a statement
+		// that fails on a constraint): find the taken id.
+		for k := lo; k < hi; k++ {
+			if _, err := t.exec(`INSERT INTO contacts (`+contactCols+`) VALUES `+valueRows(1, w), rows[w*k:w*k+w]...); err != nil {
+				i := inserted[k]
+				if isUnique(err) {
+					return &indexedError{i, fmt.Errorf("%w: contact id %s is taken", store.ErrConflict, out[i].ID)}
+				}
+				return &indexedError{i, err}
+			}
+		}
+		return nil
+	})
+}
+
+// updateContacts writes the changes of existing contacts (updateArgs
+// each), one statement per power-of-two piece.
+func updateContacts(t *wtx, args []any) error {
+	const w = 7
+	return inPieces(len(args)/w, func(lo, hi int) error {
+		_, err := t.exec(`UPDATE contacts SET name = v.column2, attributes = v.column3, last_request = v.column4,
+			last_inbound_at = v.column5, opted_out = v.column6, updated_at = v.column7
+			FROM (VALUES `+valueRows(hi-lo, w)+`) AS v WHERE contacts.id = v.column1`, args[w*lo:w*hi]...)
+		return err
+	})
+}
+
+// prefixed is a comma-separated column list with each column prefixed.
+func prefixed(prefix, cols string) string {
+	parts := strings.Split(cols, ",")
+	for i, p := range parts {
+		parts[i] = prefix + strings.TrimSpace(p)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // UpsertContact returns the contact after the change and whether it was created.
@@ -131,18 +313,15 @@ func (s *Store) ImportContacts(ctx context.Context, us []store.ContactUpsert) (c
 	}
 	err = s.w.do(ctx, true, func(t *wtx) error {
 		created, updated = 0, 0
-		for i, u := range us {
-			_, isNew, err := upsertContact(t, u)
-			if err != nil {
-				return fmt.Errorf("contact %d: %w", i, err)
-			}
-			if isNew {
+		_, isNew, err := upsertContacts(t, us)
+		for _, n := range isNew {
+			if n {
 				created++
 			} else {
 				updated++
 			}
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return 0, 0, dbErr("import contacts", err)
@@ -162,14 +341,9 @@ func (s *Store) UpsertContacts(ctx context.Context, us []store.ContactUpsert) ([
 	}
 	out := make([]store.Contact, len(us))
 	err := s.w.doAll(ctx, len(us), func(t *wtx) error {
-		for i, u := range us {
-			c, _, err := upsertContact(t, u)
-			if err != nil {
-				return fmt.Errorf("contact %d: %w", i, err)
-			}
-			out[i] = c
-		}
-		return nil
+		cs, _, err := upsertContacts(t, us)
+		copy(out, cs)
+		return err
 	})
 	if err != nil {
 		return nil, dbErr("upsert contacts", err)

@@ -205,6 +205,115 @@ func testImportContacts(t *testing.T, s store.Store, e env) {
 	}
 }
 
+// testUpsertContactsInBulk: many contacts in one call, new and existing
+// ones mixed over two channels, are each upserted as UpsertContact would,
+// in order; a call naming one contact twice applies both upserts in
+// order; an id taken in the middle of a bulk call fails it, naming the
+// contact, and (atomic stores) writes nothing.
+func testUpsertContactsInBulk(t *testing.T, s store.Store, e env) {
+	mkBot(t, s, e)
+	at := base()
+	yes := true
+	channels := []string{"whatsapp", "telegram"}
+	// Every third contact exists already, with attributes and a name.
+	for i := 0; i < 300; i += 3 {
+		_, created, err := s.UpsertContact(e.ctx, store.ContactUpsert{
+			BotID: e.bot, Channel: channels[i%2], ExternalID: fmt.Sprintf("b%d", i), NewID: fmt.Sprintf("old-%d", i),
+			Name: "Old", Attributes: map[string]any{"keep": "yes", "n": 0.0}, Now: at,
+		})
+		require.NoError(t, err)
+		require.True(t, created)
+	}
+	later := at.Add(time.Minute)
+	inbound := at.Add(30 * time.Second)
+	var us []store.ContactUpsert
+	for i := range 300 {
+		u := store.ContactUpsert{
+			BotID: e.bot, Channel: channels[i%2], ExternalID: fmt.Sprintf("b%d", i), NewID: fmt.Sprintf("new-%d", i),
+			Attributes: map[string]any{"n": float64(i)}, LastRequest: map[string]any{"i": float64(i)}, Now: later,
+		}
+		if i%5 == 0 {
+			u.Name = fmt.Sprintf("Name %d", i)
+		}
+		if i%7 == 0 {
+			u.OptedOut, u.LastInboundAt = &yes, &inbound
+		}
+		us = append(us, u)
+	}
+	got, err := s.UpsertContacts(e.ctx, us)
+	require.NoError(t, err)
+	require.Len(t, got, len(us))
+	for i, c := range got {
+		existed := i%3 == 0
+		id, name := fmt.Sprintf("new-%d", i), ""
+		attrs := map[string]any{"n": float64(i)}
+		if existed {
+			id, name = fmt.Sprintf("old-%d", i), "Old"
+			attrs["keep"] = "yes"
+		}
+		if i%5 == 0 {
+			name = fmt.Sprintf("Name %d", i)
+		}
+		stored, err := s.GetContactByExternalID(e.ctx, e.bot, channels[i%2], fmt.Sprintf("b%d", i))
+		require.NoError(t, err, i)
+		for what, c := range map[string]store.Contact{"returned": c, "stored": stored} {
+			require.Equal(t, id, c.ID, "%s %d", what, i)
+			require.Equal(t, name, c.Name, "%s %d", what, i)
+			require.Equal(t, attrs, c.Attributes, "%s %d: attributes merge", what, i)
+			require.Equal(t, map[string]any{"i": float64(i)}, c.LastRequest, "%s %d", what, i)
+			require.Equal(t, i%7 == 0, c.OptedOut, "%s %d", what, i)
+			if i%7 == 0 {
+				require.NotNil(t, c.LastInboundAt, "%s %d", what, i)
+				require.WithinDuration(t, inbound, *c.LastInboundAt, e.feats.TimePrecision, "%s %d", what, i)
+			} else {
+				require.Nil(t, c.LastInboundAt, "%s %d", what, i)
+			}
+			require.WithinDuration(t, later, c.UpdatedAt, e.feats.TimePrecision, "%s %d", what, i)
+			created := later
+			if existed {
+				created = at
+			}
+			require.WithinDuration(t, created, c.CreatedAt, e.feats.TimePrecision, "%s %d", what, i)
+		}
+	}
+
+	// One contact named twice (and a new one twice): the second upsert
+	// sees the first.
+	twice := []store.ContactUpsert{
+		{BotID: e.bot, Channel: "whatsapp", ExternalID: "b0", Attributes: map[string]any{"a": 1.0}, Now: later},
+		{BotID: e.bot, Channel: "whatsapp", ExternalID: "t1", NewID: "twice-1", Name: "First", Now: later},
+		{BotID: e.bot, Channel: "whatsapp", ExternalID: "b0", Attributes: map[string]any{"b": 2.0}, Now: later},
+		{BotID: e.bot, Channel: "whatsapp", ExternalID: "t1", NewID: "twice-2", Attributes: map[string]any{"c": 3.0}, Now: later},
+	}
+	got, err = s.UpsertContacts(e.ctx, twice)
+	require.NoError(t, err)
+	require.Equal(t, map[string]any{"keep": "yes", "n": 0.0, "a": 1.0, "b": 2.0}, got[2].Attributes)
+	require.Equal(t, "twice-1", got[3].ID, "the contact created by the first upsert")
+	require.Equal(t, "First", got[3].Name)
+	_, err = s.GetContact(e.ctx, e.bot, "twice-2")
+	requireIs(t, err, store.ErrNotFound, "one contact created, not two")
+
+	// An id taken, in the middle of a bulk call.
+	var clash []store.ContactUpsert
+	for i := range 150 {
+		clash = append(clash, store.ContactUpsert{
+			BotID: e.bot, Channel: "telegram", ExternalID: fmt.Sprintf("clash%d", i), NewID: fmt.Sprintf("clash-%d", i), Now: later,
+		})
+	}
+	clash[97].NewID = "old-3" // taken by b3
+	_, err = s.UpsertContacts(e.ctx, clash)
+	requireIs(t, err, store.ErrConflict)
+	require.Contains(t, err.Error(), "old-3")
+	_, _, err = s.ImportContacts(e.ctx, clash)
+	requireIs(t, err, store.ErrConflict)
+	if e.feats.AtomicBulk {
+		for _, i := range []int{0, 96, 98, 149} {
+			_, err = s.GetContactByExternalID(e.ctx, e.bot, "telegram", fmt.Sprintf("clash%d", i))
+			requireIs(t, err, store.ErrNotFound, "a bulk upsert that failed writes nothing (contact %d)", i)
+		}
+	}
+}
+
 func testStreamContacts(t *testing.T, s store.Store, e env) {
 	mkBot(t, s, e)
 	type want struct {

@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, feats Features) {
 		{"Events", testEvents},
 		{"ContactUpsert", testContactUpsert},
 		{"ImportContacts", testImportContacts},
+		{"UpsertContactsInBulk", testUpsertContactsInBulk},
 		{"SetLastRequest", testSetLastRequest},
 		{"StreamContacts", testStreamContacts},
 		{"ContactReachability", testContactReachability},
