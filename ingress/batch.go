@@ -3,6 +3,7 @@ package ingress
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -75,6 +76,13 @@ func (b *triggerBatcher) publish(ctx context.Context, t *events.Trigger, raw []b
 	bq.busy = true
 	b.mu.Unlock()
 	if lead {
+		// Let the requests that are being read join this message: after a
+		// message's requests are answered, their clients' next requests
+		// arrive together, and the first of them would otherwise go out
+		// alone, its followers queued behind it (bench/e2e: 70-78 % of the
+		// messages carried one trigger; with the yield 12-20 %). A yield,
+		// not a timer: a lone request on an idle ingress goes out at once.
+		runtime.Gosched()
 		b.flush(t.BotID, bq)
 	}
 	select {
