@@ -79,8 +79,8 @@ func (b *triggerBatcher) publish(ctx context.Context, t *events.Trigger, raw []b
 		// Let the requests that are being read join this message: after a
 		// message's requests are answered, their clients' next requests
 		// arrive together, and the first of them would otherwise go out
-		// alone, its followers queued behind it (bench/e2e: 70-78 % of the
-		// messages carried one trigger; with the yield 12-20 %). A yield,
+		// alone, its followers queued behind it (bench/e2e: 69-78 % of the
+		// messages carried one trigger; with the yield 13-19 %). A yield,
 		// not a timer: a lone request on an idle ingress goes out at once.
 		runtime.Gosched()
 		b.flush(t.BotID, bq)

@@ -184,7 +184,7 @@ func (e *indexedError) Unwrap() error { return e.err }
 
 // upsertChunkOf upserts us (distinct keys, at most upsertChunk) into out
 // and created. The VALUES lists are padded to a power of two with rows
-// that match nothing (no contact has the bot id ” or the id ”), so that
+// that match nothing (no contact has an empty bot id or an empty id), so that
 // the writer keeps a few statement texts.
 func upsertChunkOf(t *wtx, us []store.ContactUpsert, out []store.Contact, created []bool) error {
 	n := paddedRows(len(us))
