@@ -15,6 +15,7 @@ import (
 
 	"github.com/flowgate/flowgate/shared/store"
 	"github.com/flowgate/flowgate/shared/store/sqlite"
+	"github.com/flowgate/flowgate/shared/testclock"
 )
 
 // Run with:
@@ -430,7 +431,7 @@ func portRun(ctx context.Context, s *sqlite.Store, i int, spec, content json.Raw
 // before its statements took many contacts each.
 func BenchmarkImportContacts(b *testing.B) {
 	ctx := context.Background()
-	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	at := testclock.Date(2026, 1, 2, 3, 4, 5)
 	for _, phase := range []string{"new", "existing"} {
 		b.Run(phase, func(b *testing.B) {
 			n := b.N
