@@ -195,7 +195,7 @@ func upsertChunkOf(t *wtx, us []store.ContactUpsert, out []store.Contact, create
 	for range n - len(us) {
 		args = append(args, "", "", "")
 	}
-	rows, err := t.query(`SELECT `+prefixed("c.", contactCols)+` FROM (VALUES `+valueRows(n, 3)+`) AS v
+	rows, err := t.query(`SELECT `+contactColsOfC+` FROM (VALUES `+valueRows(n, 3)+`) AS v
 		CROSS JOIN contacts AS c ON c.bot_id = v.column1 AND c.channel = v.column2 AND c.external_id = v.column3`, args...)
 	if err != nil {
 		return err
@@ -231,7 +231,7 @@ func upsertChunkOf(t *wtx, us []store.ContactUpsert, out []store.Contact, create
 		inserts = append(inserts, row...)
 		inserted = append(inserted, i)
 	}
-	if err := insertContacts(t, us, out, inserted, inserts); err != nil {
+	if err := insertContacts(t, out, inserted, inserts); err != nil {
 		return err
 	}
 	return updateContacts(t, updates)
@@ -240,7 +240,7 @@ func upsertChunkOf(t *wtx, us []store.ContactUpsert, out []store.Contact, create
 // insertContacts inserts the new contacts (rows: contactCols each) in
 // power-of-two pieces. An id taken by another contact fails the piece,
 // which is then inserted contact by contact to name the one.
-func insertContacts(t *wtx, us []store.ContactUpsert, out []store.Contact, inserted []int, rows []any) error {
+func insertContacts(t *wtx, out []store.Contact, inserted []int, rows []any) error {
 	const w = contactColumns
 	return inPieces(len(inserted), func(lo, hi int) error {
 		_, err := t.exec(`INSERT INTO contacts (`+contactCols+`) VALUES `+valueRows(hi-lo, w), rows[w*lo:w*hi]...)
@@ -269,7 +269,7 @@ func insertContacts(t *wtx, us []store.ContactUpsert, out []store.Contact, inser
 // updateContacts writes the changes of existing contacts (updateArgs
 // each), one statement per power-of-two piece.
 func updateContacts(t *wtx, args []any) error {
-	const w = 7
+	const w = 7 // len(updateArgs(row))
 	return inPieces(len(args)/w, func(lo, hi int) error {
 		_, err := t.exec(`UPDATE contacts SET name = v.column2, attributes = v.column3, last_request = v.column4,
 			last_inbound_at = v.column5, opted_out = v.column6, updated_at = v.column7
@@ -277,6 +277,9 @@ func updateContacts(t *wtx, args []any) error {
 		return err
 	})
 }
+
+// contactColsOfC is contactCols of the table named c.
+var contactColsOfC = prefixed("c.", contactCols)
 
 // prefixed is a comma-separated column list with each column prefixed.
 func prefixed(prefix, cols string) string {
