@@ -66,6 +66,19 @@ func rawDB(b *testing.B, dir string) *sql.DB {
 	return db
 }
 
+// schemaDB is rawDB on the file of a new store: the store's schema and
+// indexes, no rows.
+func schemaDB(b *testing.B) *sql.DB {
+	b.Helper()
+	dir := b.TempDir()
+	s, err := sqlite.Open(context.Background(), dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.Close()
+	return rawDB(b, dir)
+}
+
 // rawBatches runs n statements, per transaction, and returns the wall and CPU time.
 func rawBatches(b *testing.B, db *sql.DB, q string, n, per int, args func(i int) []any) (time.Duration, time.Duration) {
 	b.Helper()
@@ -117,13 +130,7 @@ func BenchmarkRunInsert(b *testing.B) {
 	b.StopTimer()
 	portCPU := cpuTime() - cpu
 
-	dir := b.TempDir()
-	s2, err := sqlite.Open(ctx, dir) // same schema and indexes
-	if err != nil {
-		b.Fatal(err)
-	}
-	s2.Close()
-	db := rawDB(b, dir)
+	db := schemaDB(b)
 	now := time.Now().UnixNano()
 	raw, rawCPU := rawBatches(b, db, rawInsert, b.N, benchBatch, func(i int) []any {
 		r := runs[i]
@@ -463,13 +470,7 @@ func BenchmarkImportContacts(b *testing.B) {
 			b.StopTimer()
 			portCPU := cpuTime() - cpu
 
-			dir := b.TempDir()
-			s2, err := sqlite.Open(ctx, dir) // same schema and indexes
-			if err != nil {
-				b.Fatal(err)
-			}
-			s2.Close()
-			db := rawDB(b, dir)
+			db := schemaDB(b)
 			rawAll := func() (time.Duration, time.Duration) {
 				start, cpu := time.Now(), cpuTime()
 				for i := 0; i < n; i += benchBatch {
