@@ -21,7 +21,7 @@ var (
 	}, []string{"api", "bot"})
 	triggerMessages = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "flowgate_ingress_trigger_messages_total",
-		Help: "JetStream messages the ingress published for triggers: single (one trigger) or batch (the triggers of one bot that queued behind a publish in flight).",
+		Help: "JetStream messages the ingress published for triggers: single (one trigger) or batch (several triggers of one bot: those that arrived together, or queued behind a publish in flight).",
 	}, []string{"kind"})
 	triggersWaiting = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "flowgate_ingress_triggers_waiting",

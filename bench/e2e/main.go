@@ -342,11 +342,14 @@ func counter(name, want string) float64 {
 	return sum
 }
 
-// handlerStats prints, per consumer, messages handled and mean handler time.
+// handlerStats prints, per consumer, messages handled and mean handler time,
+// and the trigger messages the ingress published (single or batch).
 func handlerStats() {
 	mfs, _ := prometheus.DefaultGatherer.Gather()
 	for _, mf := range mfs {
-		if mf.GetName() == "flowgate_bus_published_total" || mf.GetName() == "flowgate_bus_consumed_total" {
+		switch mf.GetName() {
+		case "flowgate_bus_published_total", "flowgate_bus_consumed_total",
+			"flowgate_ingress_trigger_messages_total", "flowgate_ingress_batched_triggers_total":
 			for _, m := range mf.GetMetric() {
 				var labels []string
 				for _, l := range m.GetLabel() {
