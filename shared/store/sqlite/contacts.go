@@ -65,7 +65,7 @@ func upsertContact(t *wtx, u store.ContactUpsert) (store.Contact, bool, error) {
 	if created {
 		_, err = t.exec(`INSERT INTO contacts (`+contactCols+`) VALUES `+valueRows(1, contactColumns), row...)
 		if isUnique(err) {
-			return c, false, fmt.Errorf("%w: contact id %s is taken", store.ErrConflict, c.ID)
+			return c, false, idTaken(c.ID)
 		}
 		return c, true, err
 	}
@@ -244,26 +244,31 @@ func insertContacts(t *wtx, out []store.Contact, inserted []int, rows []any) err
 	const w = contactColumns
 	return inPieces(len(inserted), func(lo, hi int) error {
 		_, err := t.exec(`INSERT INTO contacts (`+contactCols+`) VALUES `+valueRows(hi-lo, w), rows[w*lo:w*hi]...)
-		if !isUnique(err) || hi-lo == 1 {
-			if isUnique(err) {
-				i := inserted[lo]
-				return &indexedError{i, fmt.Errorf("%w: contact id %s is taken", store.ErrConflict, out[i].ID)}
-			}
+		if !isUnique(err) {
 			return err
 		}
 		// The failed statement changed nothing (SQLite undoes a statement
-		// that fails on a constraint): find the taken id.
+		// that fails on a constraint): insert the piece row by row to find
+		// the taken id (a piece of one row names it already).
 		for k := lo; k < hi; k++ {
-			if _, err := t.exec(`INSERT INTO contacts (`+contactCols+`) VALUES `+valueRows(1, w), rows[w*k:w*k+w]...); err != nil {
-				i := inserted[k]
-				if isUnique(err) {
-					return &indexedError{i, fmt.Errorf("%w: contact id %s is taken", store.ErrConflict, out[i].ID)}
-				}
+			if hi-lo > 1 {
+				_, err = t.exec(`INSERT INTO contacts (`+contactCols+`) VALUES `+valueRows(1, w), rows[w*k:w*k+w]...)
+			}
+			i := inserted[k]
+			if isUnique(err) {
+				return &indexedError{i, idTaken(out[i].ID)}
+			}
+			if err != nil {
 				return &indexedError{i, err}
 			}
 		}
 		return nil
 	})
+}
+
+// idTaken is the conflict of a new contact whose id another contact has.
+func idTaken(id string) error {
+	return fmt.Errorf("%w: contact id %s is taken", store.ErrConflict, id)
 }
 
 // updateContacts writes the changes of existing contacts (updateArgs
