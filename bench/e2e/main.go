@@ -10,10 +10,10 @@
 // mode list: native triggers of 1,000 users each (the fan-out path).
 // As a baseline it first measures the pure interpreter on the same flow
 // (runs/s with no I/O), so the cost of durability is visible. In dispatch
-// mode it then sends the same requests to the floor (floor.go): the
+// mode it then sends the same requests to the floor (bench/internal/floor): the
 // cheapest pipeline we know with the same components and guarantees and
 // no Flowgate code, and prints Flowgate's rate and CPU against it
-// (-floor=false skips it); then the multi-row floor (floormulti.go: the
+// (-floor=false skips it); then the multi-row floor (floor/multi.go: the
 // same work with one statement per table and batch; -floor-multi=false
 // skips it).
 //
@@ -34,6 +34,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowgate/flowgate/bench/internal/benchenv"
+	"github.com/flowgate/flowgate/bench/internal/floor"
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/orchestrator/flow"
 	"github.com/flowgate/flowgate/shared/apitest"
@@ -54,8 +56,8 @@ var (
 	mode      = flag.String("mode", "dispatch", "dispatch or list")
 	prof      = flag.String("cpuprofile", "", "write a CPU profile of the measured part")
 	floorProf = flag.String("floor-cpuprofile", "", "write a CPU profile of the floor's measured part")
-	withFloor = flag.Bool("floor", true, "also measure the floor (floor.go) in the same run, after Flowgate (dispatch mode)")
-	withMulti = flag.Bool("floor-multi", true, "with -floor, also measure the multi-row floor (floormulti.go) after it")
+	withFloor = flag.Bool("floor", true, "also measure the floor (bench/internal/floor) in the same run, after Flowgate (dispatch mode)")
+	withMulti = flag.Bool("floor-multi", true, "with -floor, also measure the multi-row floor (floor/multi.go) after it")
 	multiProf = flag.String("floor-multi-cpuprofile", "", "write a CPU profile of the multi-row floor's measured part")
 )
 
@@ -257,13 +259,13 @@ func run() error {
 	fmt.Printf("| **CPU of Flowgate per run** (the difference) | **%.3f ms** |\n", perRun(cpu-gen))
 	if fl.total > 0 {
 		floorRate := float64(*n) / fl.total.Seconds()
-		fmt.Printf("| floor (floor.go: same components, no Flowgate code), same requests | %.0f runs/s, %.3f ms CPU per run (load generator excluded) |\n", floorRate, perRun(fl.cpu-gen))
+		fmt.Printf("| floor (bench/internal/floor: same components, no Flowgate code), same requests | %.0f runs/s, %.3f ms CPU per run (load generator excluded) |\n", floorRate, perRun(fl.cpu-gen))
 		fmt.Printf("| pure interpreter CPU per run (from the baseline above) | %.3f ms |\n", 1000/base)
 		fmt.Printf("| **Flowgate / floor** | rate %.2f, CPU per run %.2f |\n", rate/floorRate, float64(cpu-gen)/float64(fl.cpu-gen))
 	}
 	if flm.total > 0 {
 		multiRate := float64(*n) / flm.total.Seconds()
-		fmt.Printf("| multi-row floor (floormulti.go: the floor with one statement per table and batch), same requests | %.0f runs/s, %.3f ms CPU per run (load generator excluded) |\n", multiRate, perRun(flm.cpu-gen))
+		fmt.Printf("| multi-row floor (floor/multi.go: the floor with one statement per table and batch), same requests | %.0f runs/s, %.3f ms CPU per run (load generator excluded) |\n", multiRate, perRun(flm.cpu-gen))
 		fmt.Printf("| **Flowgate / multi-row floor** | rate %.2f, CPU per run %.2f |\n", rate/multiRate, float64(cpu-gen)/float64(flm.cpu-gen))
 	}
 	handlerStats()
@@ -362,4 +364,41 @@ func handlerStats() {
 	for _, l := range benchenv.HistogramMeans(mfs, "flowgate_bus_handle_duration_seconds", "flowgate_store_operation_duration_seconds") {
 		fmt.Fprintln(os.Stderr, l)
 	}
+}
+
+type floorResult struct {
+	total, cpu time.Duration
+}
+
+// measureFloor sends the run's requests to the floor, all its parts in this
+// process on an embedded NATS server, and returns the time until every
+// message was stored as sent, and this process's CPU meanwhile.
+func measureFloor(client *http.Client, dir string, multi bool, profile string) (floorResult, error) {
+	const key = "floor-key"
+	name := "floor"
+	if multi {
+		name = "floor-multi"
+	}
+	f, err := floor.Start(floor.Config{Dir: filepath.Join(dir, name), Key: key, Multi: multi})
+	if err != nil {
+		return floorResult{}, err
+	}
+	defer f.Stop()
+	stopProfile, err := benchenv.StartCPUProfile(profile)
+	if err != nil {
+		return floorResult{}, err
+	}
+	defer stopProfile()
+	cpu0, start := processCPU(), time.Now()
+	if failed := generate(client, "http://"+f.Addr(), key); failed > 0 {
+		return floorResult{}, fmt.Errorf("%d requests failed", failed)
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for f.Stats().Sent < int64(3**n) {
+		if time.Now().After(deadline) {
+			return floorResult{}, fmt.Errorf("timed out: %d of %d messages sent", f.Stats().Sent, 3**n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return floorResult{total: time.Since(start), cpu: processCPU() - cpu0}, nil
 }

@@ -8,7 +8,9 @@
 //   - the same ingress alone, on a NATS of its own with nothing consuming;
 //   - end-to-end latency from the trigger to the message stored by the
 //     sandbox channel, at a fixed arrival rate;
-//   - the pipeline's (orchestrator + channel worker) drain throughput;
+//   - the pipeline's (orchestrator + channel worker) drain throughput,
+//     against the pipeline floor: the same work with no Flowgate code, its
+//     parts in processes of their own on the same NATS (floor.go);
 //   - broadcast fan-out, when the native trigger API is there;
 //   - the pacer's accuracy, two replicas sharing one account;
 //   - the CPU time each process spent per request, publish or run in those
@@ -41,6 +43,11 @@ func main() {
 	if len(os.Args) > 2 && os.Args[1] == "gin-baseline" {
 		// Re-executed: the bare gin handler, in its own process like the ingress.
 		runGinBaseline(os.Args[2])
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "floor" {
+		// Re-executed: one part of the pipeline floor (floor.go).
+		runFloorPart(os.Args[2:])
 		return
 	}
 	var o options

@@ -92,6 +92,7 @@ func writeReport(rep *report, o options) error {
 	fmt.Fprintf(&b, "\nPipeline drain against the same raw publish: %.2f (the orchestrator and the sandbox worker, %.0f runs/s).\n",
 		rep.pipelineRate/rep.rawAlways.rate(), rep.pipelineRate)
 	fmt.Fprintf(&b, "\n%s\n", relayLine(rep.relay, rep.rawAlways, rep.pipelineRate, "raw publish"))
+	fmt.Fprintf(&b, "\n%s\n", floorLine(rep.floor, rep.rawAlways, rep.pipelineRate))
 	if s := rep.drainLock.sentence("the accept and the drain", rep.pipelineRate, rep.rawAlways.rate(), "raw publish"); s != "" {
 		fmt.Fprintf(&b, "\n%s\n", s)
 	}
@@ -272,6 +273,26 @@ func relayLine(r relayResult, raw result, pipeline float64, rawName string) stri
 		"The pipeline drain is %.2f of this floor.", r.n, r.workers, r.rate, r.rate/raw.rate(), rawName, pipeline/r.rate)
 }
 
+// floorLine reports the pipeline floor, processes apart.
+func floorLine(f floorPhase, raw result, pipeline float64) string {
+	what := "Pipeline floor, processes apart (`bench/internal/floor`, run by `bench/suite/floor.go`: the same work " +
+		"as the pipeline with no Flowgate code; an HTTP ingress with a group commit, a trigger consumer storing each " +
+		"batch's triggers, contacts, runs and messages in one transaction of multi-row statements and publishing its " +
+		"runs' bundles up to 32 per message, an outbound consumer storing each batch's transcript, sent marks and counts in one transaction; " +
+		"each a process, on the same nats-server and SQLite file layout as Flowgate's processes)"
+	if f.rate <= 0 {
+		return what + ": not measured (" + f.note + ")."
+	}
+	s := fmt.Sprintf("%s: accepted %.0f/s (%.2f of the raw publish, p99 %s ms) while its consumers drained, and drained %.0f runs/s, "+
+		"**%.2f of the raw publish**; %s. Flowgate's pipeline drain is %.2f of this floor.",
+		what, f.accept.rate(), f.accept.rate()/raw.rate(), ms(f.accept.pct(0.99)), f.rate, f.rate/raw.rate(), f.note, pipeline/f.rate)
+	if u := f.cpu; u.n > 0 {
+		s += fmt.Sprintf(" The floor costs %.0f µs of CPU per run over all its processes: the cores allow it at most %.0f runs/s, %.2f of the raw publish.",
+			float64(u.total())/float64(time.Microsecond), u.bound(), u.bound()/raw.rate())
+	}
+	return s
+}
+
 // writeCPU writes the CPU each phase cost per unit of work, by process
 // (/proc/PID/stat before and after the phase), and what the machine's
 // cores would allow at that cost.
@@ -294,6 +315,7 @@ func writeCPU(b *strings.Builder, rep *report) {
 		{"ingress alone, sync_interval: always", rep.aloneCPU},
 		{"pipeline: accept phase (orchestrator and worker draining meanwhile)", rep.ingressCPU},
 		{"pipeline: accept and drain, trigger → message stored", rep.drainCPU},
+		{"pipeline floor (no Flowgate code, processes apart): accept and drain; its trigger consumer under orchestrator, its outbound consumer under sandbox worker", rep.floor.cpu},
 		{"three-node cluster: raw publish to an R3 stream (three nodes together)", rep.cluster.rawCPU},
 		{"three-node cluster: accept phase", rep.cluster.ingressCPU},
 		{"three-node cluster: accept and drain", rep.cluster.drainCPU},

@@ -33,6 +33,8 @@ type report struct {
 	pipelineRate               float64
 	pipelineNote               string
 	relay                      relayResult
+	// floor: the pipeline floor, processes apart (floor.go).
+	floor floorPhase
 	broadcast                  string
 	whatsapp                   channelResult
 	pacers                     []pacerResult
@@ -235,6 +237,12 @@ func run(ctx context.Context, o options) error {
 	if rep.ingressDefault, rep.defaultCPU, err = ingressAlone("ingress-default-sync", "flowgate ingress dispatch → 202, NATS default sync, no consumers", natsDefaultURL, natsDefProc); err != nil {
 		return err
 	}
+
+	// The pipeline floor: the same work with no Flowgate code, its parts
+	// processes of their own on the same NATS, before Flowgate's processes
+	// start (so that neither has the other on its cores).
+	log.Printf("pipeline floor: processes apart, sync_interval: always")
+	rep.floor = pipelineFloor(ctx, o, tmp, natsURL, natsProc, loadgen, body, &procs)
 
 	// Flowgate: ingress, orchestrator and the sandbox worker, each a process.
 	dataDir := filepath.Join(tmp, "data")

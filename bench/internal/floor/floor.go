@@ -1,9 +1,38 @@
-package main
+// Package floor is the same-run baseline of Flowgate's dispatch path: the
+// cheapest pipeline we know with the guarantees Flowgate gives, built from
+// the same components (NATS JetStream with file storage, SQLite with the
+// store's schema in WAL mode, synchronous=NORMAL) and no Flowgate code:
+//
+//   - an HTTP handler checks a bearer key, decodes the BuilderBot dispatch
+//     body and hands the trigger to a group commit that publishes the
+//     triggers waiting (up to 64) as one JetStream message with a dedup id,
+//     and answers 202 once JetStream acknowledged it;
+//   - a trigger consumer takes the messages waiting (up to 256), stores
+//     each trigger (done), its contact (upsert), its run and its messages
+//     in one SQLite transaction, publishes one bundle per run with the run
+//     id as dedup id, waits for their acknowledgements and acks;
+//   - an outbound consumer takes the bundles waiting (up to 256) and, in
+//     one transaction, appends each message to the sandbox transcript,
+//     marks it sent and counts it on its trigger, then acks.
+//
+// Each consumer runs two such loops, so one batch's store write overlaps
+// the next batch's JetStream work. A redelivered trigger republishes its
+// bundle (JetStream drops the duplicate); a redelivered bundle changes
+// nothing. It leaves out what a product needs and a floor does not: the
+// flow interpreter (its cost is the interpreter baseline), API keys in the
+// store, lanes and fairness, pacing, metrics, logs, supersede, replies.
+//
+// bench/e2e runs the three parts in one process on an embedded NATS server
+// (the shape of `flowgate dev`); bench/suite runs each part as a process of
+// its own on the external nats-server (the deployed shape, Config.Roles).
+package floor
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,48 +48,70 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/flowgate/flowgate/bench/internal/benchenv"
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
 
-// floor is the same-run baseline of the dispatch path: the cheapest
-// pipeline we know with the guarantees `flowgate dev` gives, built from the
-// same components (the embedded NATS server with JetStream on disk, SQLite
-// with the store's schema in WAL mode, synchronous=NORMAL) and no Flowgate
-// code:
-//
-//   - an HTTP handler checks a bearer key, decodes the BuilderBot dispatch
-//     body and hands the trigger to a group commit that publishes the
-//     triggers waiting (up to 64) as one JetStream message with a dedup id,
-//     and answers 202 once JetStream acknowledged it;
-//   - a trigger consumer takes the messages waiting (up to 256), stores
-//     each trigger (done), its contact (upsert), its run and its three
-//     messages in one SQLite transaction, publishes one bundle per run with
-//     the run id as dedup id, waits for their acknowledgements and acks;
-//   - an outbound consumer takes the bundles waiting (up to 256) and, in
-//     one transaction, appends each message to the sandbox transcript,
-//     marks it sent and counts it on its trigger, then acks.
-//
-// Each consumer runs two such loops, so one batch's store write overlaps
-// the next batch's JetStream work. A redelivered trigger republishes its
-// bundle (JetStream drops the duplicate); a redelivered bundle changes
-// nothing. It leaves out what a product needs and a floor does not: the
-// flow interpreter (its cost is the interpreter baseline), API keys in the
-// store, lanes and fairness, pacing, metrics, logs, supersede, replies.
-type floor struct {
-	emb   *bus.Embedded
-	nc    *nats.Conn
-	js    jetstream.JetStream
-	db    *sql.DB
-	srv   *http.Server
-	addr  string
-	key   string
-	reqs  chan *floorReq
-	mu    sync.Mutex // the one SQLite writer
-	multi bool       // one multi-row statement per table and batch (floormulti.go)
-	sent  atomic.Int64
-	stops []func()
+// Role is one part of the floor.
+type Role string
+
+// The floor's parts: a process of the deployed shape runs one of them.
+const (
+	Ingress  Role = "ingress"  // the HTTP handler and its group commit
+	Triggers Role = "triggers" // the trigger consumer (the orchestrator's part)
+	Outbound Role = "outbound" // the outbound consumer (the channel worker's part)
+)
+
+// Config says which parts to run where.
+type Config struct {
+	// Dir holds the SQLite database (the store's schema is made there
+	// if missing) and, without NATSURL, the embedded NATS server's data.
+	Dir string
+	// NATSURL is an external NATS server; empty starts an embedded one.
+	NATSURL string
+	// Replicas of the floor's streams on an external server (0 means 1).
+	Replicas int
+	// Key is the bearer key the ingress accepts.
+	Key string
+	// Multi writes one multi-row statement per table and batch (multi.go)
+	// instead of one statement per row.
+	Multi bool
+	// ShareBundles is the most runs' bundles one outbound message carries,
+	// as Flowgate's bundles share messages on unpaced channels; 0 or 1
+	// publishes one message per run.
+	ShareBundles int
+	// Roles are the parts to run; none means all three.
+	Roles []Role
+	// Addr is where the HTTP server listens (dispatch for the ingress,
+	// /readyz and /stats for every part); empty picks a free loopback port.
+	Addr string
+	// Texts are the messages of one run for a dispatch's data; nil is
+	// WelcomeTexts (the BuilderBot seed's welcome flow).
+	Texts func(data map[string]any) []string
+}
+
+// Stats is what the outbound part has sent: the messages, and when the
+// first and the last batch of them were stored (Unix ns; 0 before any).
+type Stats struct {
+	Sent  int64 `json:"sent"`
+	First int64 `json:"first_ns"`
+	Last  int64 `json:"last_ns"`
+}
+
+// Floor is a running floor (some or all of its parts).
+type Floor struct {
+	cfg         Config
+	emb         *bus.Embedded
+	nc          *nats.Conn
+	js          jetstream.JetStream
+	db          *sql.DB
+	srv         *http.Server
+	addr        string
+	reqs        chan *floorReq
+	mu          sync.Mutex // the one SQLite writer of this process
+	sent        atomic.Int64
+	first, last atomic.Int64
+	stops       []func()
 }
 
 type floorReq struct {
@@ -85,69 +136,143 @@ type floorBundle struct {
 	Texts     []string `json:"texts"`
 }
 
-func startFloor(dir, key string, multi bool) (*floor, error) {
+func (c Config) runs(r Role) bool {
+	if len(c.Roles) == 0 {
+		return true
+	}
+	for _, x := range c.Roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+// Start starts the configured parts; Stop ends them.
+func Start(cfg Config) (*Floor, error) {
 	ctx := context.Background()
-	f := &floor{key: key, reqs: make(chan *floorReq, 1024), multi: multi}
+	for _, r := range cfg.Roles {
+		if r != Ingress && r != Triggers && r != Outbound {
+			return nil, fmt.Errorf("floor: unknown role %q (ingress, triggers or outbound)", r)
+		}
+	}
+	if cfg.Texts == nil {
+		cfg.Texts = WelcomeTexts
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	f := &Floor{cfg: cfg, reqs: make(chan *floorReq, 1024)}
 	ok := false
 	defer func() {
 		if !ok {
-			f.stop()
+			f.Stop()
 		}
 	}()
 	var err error
-	if f.emb, err = bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: filepath.Join(dir, "nats")}); err != nil {
-		return nil, err
-	}
-	if f.nc, err = f.emb.Connect(); err != nil {
+	if cfg.NATSURL == "" {
+		if f.emb, err = bus.StartEmbedded(bus.EmbeddedConfig{StoreDir: filepath.Join(cfg.Dir, "nats")}); err != nil {
+			return nil, err
+		}
+		if f.nc, err = f.emb.Connect(); err != nil {
+			return nil, err
+		}
+	} else if f.nc, err = nats.Connect(cfg.NATSURL); err != nil {
 		return nil, err
 	}
 	if f.js, err = jetstream.New(f.nc, jetstream.WithPublishAsyncMaxPending(16384)); err != nil {
 		return nil, err
 	}
 	for name, subj := range map[string]string{"FLOOR_TRIGGERS": "floor.triggers", "FLOOR_OUTBOUND": "floor.outbound"} {
-		if _, err := f.js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subj},
-			Storage: jetstream.FileStorage, Retention: jetstream.WorkQueuePolicy, Duplicates: 10 * time.Minute}); err != nil {
+		if _, err := f.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subj},
+			Storage: jetstream.FileStorage, Retention: jetstream.WorkQueuePolicy, Duplicates: 10 * time.Minute,
+			Replicas: cfg.Replicas}); err != nil {
 			return nil, err
 		}
 	}
-	// The store's schema, then a raw connection to it.
-	s, err := sqlite.Open(ctx, filepath.Join(dir, "db"))
-	if err != nil {
-		return nil, err
+	if cfg.runs(Triggers) || cfg.runs(Outbound) {
+		// The store's schema, then a raw connection to it.
+		s, err := sqlite.Open(ctx, cfg.Dir)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.Close(); err != nil {
+			return nil, err
+		}
+		if f.db, err = sql.Open("sqlite", "file:"+filepath.Join(cfg.Dir, sqlite.FileName)+
+			"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-32000)&_txlock=immediate"); err != nil {
+			return nil, err
+		}
+		f.db.SetMaxOpenConns(1)
 	}
-	if err := s.Close(); err != nil {
-		return nil, err
-	}
-	if f.db, err = sql.Open("sqlite", "file:"+filepath.Join(dir, "db", sqlite.FileName)+
-		"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=cache_size(-32000)&_txlock=immediate"); err != nil {
-		return nil, err
-	}
-	f.db.SetMaxOpenConns(1)
 	triggers, bundles := f.handleTriggers, f.handleBundles
-	if multi {
+	if cfg.Multi {
 		triggers, bundles = f.handleTriggersMulti, f.handleBundlesMulti
 	}
-	if err := f.consume("FLOOR_TRIGGERS", triggers); err != nil {
-		return nil, err
+	if cfg.runs(Triggers) {
+		if err := f.consume("FLOOR_TRIGGERS", triggers); err != nil {
+			return nil, err
+		}
 	}
-	if err := f.consume("FLOOR_OUTBOUND", bundles); err != nil {
-		return nil, err
+	if cfg.runs(Outbound) {
+		if err := f.consume("FLOOR_OUTBOUND", bundles); err != nil {
+			return nil, err
+		}
 	}
-	batcherDone := make(chan struct{})
-	go func() { defer close(batcherDone); f.groupCommit() }()
-	f.stops = append(f.stops, func() { close(f.reqs); <-batcherDone })
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if cfg.runs(Ingress) {
+		batcherDone := make(chan struct{})
+		go func() { defer close(batcherDone); f.groupCommit() }()
+		f.stops = append(f.stops, func() { close(f.reqs); <-batcherDone })
+	}
+	addr := cfg.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	f.addr = l.Addr().String()
-	f.srv = &http.Server{Handler: http.HandlerFunc(f.dispatch)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(f.Stats())
+	})
+	if cfg.runs(Ingress) {
+		mux.HandleFunc("/", f.dispatch)
+	}
+	f.srv = &http.Server{Handler: mux}
 	go func() { _ = f.srv.Serve(l) }()
 	ok = true
 	return f, nil
 }
 
-func (f *floor) stop() {
+// Addr is the address of the floor's HTTP server.
+func (f *Floor) Addr() string { return f.addr }
+
+// Stats is what this process's outbound part has sent so far.
+func (f *Floor) Stats() Stats {
+	return Stats{Sent: f.sent.Load(), First: f.first.Load(), Last: f.last.Load()}
+}
+
+// counted records n messages sent in a batch stored at now (Unix ns).
+func (f *Floor) counted(n, now int64) {
+	if n == 0 {
+		return
+	}
+	f.first.CompareAndSwap(0, now)
+	for {
+		last := f.last.Load()
+		if now <= last || f.last.CompareAndSwap(last, now) {
+			break
+		}
+	}
+	f.sent.Add(n)
+}
+
+// Stop ends the parts and closes the connections.
+func (f *Floor) Stop() {
 	if f.srv != nil {
 		_ = f.srv.Close()
 	}
@@ -172,13 +297,13 @@ func floorError(w http.ResponseWriter, status int, msg string) {
 }
 
 // dispatch is POST /v1/bots/{bot}/dispatch/{event}.
-func (f *floor) dispatch(w http.ResponseWriter, r *http.Request) {
+func (f *Floor) dispatch(w http.ResponseWriter, r *http.Request) {
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	if r.Method != http.MethodPost || len(parts) != 5 || parts[0] != "v1" || parts[1] != "bots" || parts[3] != "dispatch" {
 		floorError(w, http.StatusNotFound, "not found")
 		return
 	}
-	if r.Header.Get("Authorization") != "Bearer "+f.key {
+	if r.Header.Get("Authorization") != "Bearer "+f.cfg.Key {
 		floorError(w, http.StatusUnauthorized, "unauthorized")
 		return
 	}
@@ -215,7 +340,7 @@ func (f *floor) dispatch(w http.ResponseWriter, r *http.Request) {
 
 // groupCommit publishes the triggers waiting as one message (a JSON array)
 // and answers their requests once JetStream acknowledged it.
-func (f *floor) groupCommit() {
+func (f *Floor) groupCommit() {
 	for first := range f.reqs {
 		batch := []*floorReq{first}
 	more:
@@ -255,7 +380,7 @@ func (f *floor) groupCommit() {
 // consume runs two loops over stream's messages, each handing the
 // messages waiting (up to 256) to handle as one batch, then acking them
 // (or nak'ing them all when handle fails).
-func (f *floor) consume(stream string, handle func([]jetstream.Msg) error) error {
+func (f *Floor) consume(stream string, handle func([]jetstream.Msg) error) error {
 	ctx := context.Background()
 	c, err := f.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{Durable: "floor",
 		AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 4096})
@@ -322,7 +447,7 @@ const (
 
 // tx runs fn in one transaction on the one writer connection, with the
 // statements qs prepared.
-func (f *floor) tx(qs []string, fn func(st []*sql.Stmt) error) error {
+func (f *Floor) tx(qs []string, fn func(st []*sql.Stmt) error) error {
 	return f.txRaw(func(tx *sql.Tx) error {
 		st := make([]*sql.Stmt, len(qs))
 		for i, q := range qs {
@@ -348,8 +473,9 @@ func decodeTriggers(msgs []jetstream.Msg) ([]floorTrigger, error) {
 	return ts, nil
 }
 
-// floorTexts are the welcome flow's three messages for data.
-func floorTexts(data map[string]any) []string {
+// WelcomeTexts are the BuilderBot seed's welcome flow for data: two
+// messages, three with a referral code.
+func WelcomeTexts(data map[string]any) []string {
 	s := func(k string) string { v, _ := data[k].(string); return v }
 	texts := []string{"Welcome " + s("name") + "! 🎉", "You've signed up for the " + s("plan") + " plan."}
 	if rc := s("referralCode"); rc != "" {
@@ -358,7 +484,7 @@ func floorTexts(data map[string]any) []string {
 	return texts
 }
 
-func (f *floor) handleTriggers(msgs []jetstream.Msg) error {
+func (f *Floor) handleTriggers(msgs []jetstream.Msg) error {
 	ts, err := decodeTriggers(msgs)
 	if err != nil {
 		return err
@@ -395,7 +521,7 @@ func (f *floor) handleTriggers(msgs []jetstream.Msg) error {
 					return err
 				}
 			}
-			b := floorBundle{BotID: t.BotID, TriggerID: t.ID, RunID: t.ID + "." + cid, To: t.From, Texts: floorTexts(t.Data)}
+			b := floorBundle{BotID: t.BotID, TriggerID: t.ID, RunID: t.ID + "." + cid, To: t.From, Texts: f.cfg.Texts(t.Data)}
 			for i := range b.Texts {
 				b.IDs = append(b.IDs, fmt.Sprintf("%s:%d", b.RunID, i+1))
 			}
@@ -422,16 +548,29 @@ func (f *floor) handleTriggers(msgs []jetstream.Msg) error {
 	return f.publishBundles(bundles)
 }
 
-// publishBundles publishes one bundle per run (the run id as dedup id) and
-// waits for JetStream's acknowledgements.
-func (f *floor) publishBundles(bundles []floorBundle) error {
-	futs := make([]jetstream.PubAckFuture, 0, len(bundles))
-	for _, b := range bundles {
-		data, err := json.Marshal(b)
+// publishBundles publishes the runs' bundles, ShareBundles of them per
+// message (one per run by default; the run id, or a hash of the shared
+// message's run ids, as dedup id) and waits for JetStream's
+// acknowledgements.
+func (f *Floor) publishBundles(bundles []floorBundle) error {
+	per := max(1, f.cfg.ShareBundles)
+	futs := make([]jetstream.PubAckFuture, 0, (len(bundles)+per-1)/per)
+	for lo := 0; lo < len(bundles); lo += per {
+		group := bundles[lo:min(lo+per, len(bundles))]
+		data, err := json.Marshal(group)
 		if err != nil {
 			return err
 		}
-		fut, err := f.js.PublishAsync("floor.outbound", data, jetstream.WithMsgID(b.RunID))
+		id := group[0].RunID
+		if len(group) > 1 {
+			h := sha256.New()
+			for _, b := range group {
+				h.Write([]byte(b.RunID))
+				h.Write([]byte{0})
+			}
+			id = "outs:" + hex.EncodeToString(h.Sum(nil))
+		}
+		fut, err := f.js.PublishAsync("floor.outbound", data, jetstream.WithMsgID(id))
 		if err != nil {
 			return err
 		}
@@ -450,16 +589,28 @@ func (f *floor) publishBundles(bundles []floorBundle) error {
 	return errors.Join(errs...)
 }
 
-func (f *floor) handleBundles(msgs []jetstream.Msg) error {
-	bundles := make([]floorBundle, len(msgs))
-	for i, m := range msgs {
-		if err := json.Unmarshal(m.Data(), &bundles[i]); err != nil {
-			return err
+// decodeBundles is the bundles of the consumed messages (each a JSON
+// array of bundles), in order.
+func decodeBundles(msgs []jetstream.Msg) ([]floorBundle, error) {
+	var bs []floorBundle
+	for _, m := range msgs {
+		var group []floorBundle
+		if err := json.Unmarshal(m.Data(), &group); err != nil {
+			return nil, err
 		}
+		bs = append(bs, group...)
+	}
+	return bs, nil
+}
+
+func (f *Floor) handleBundles(msgs []jetstream.Msg) error {
+	bundles, err := decodeBundles(msgs)
+	if err != nil {
+		return err
 	}
 	now := time.Now().UnixNano()
 	var sent int64
-	err := f.tx([]string{floorAppendSandbox, floorMarkSent, floorCountSent}, func(st []*sql.Stmt) error {
+	err = f.tx([]string{floorAppendSandbox, floorMarkSent, floorCountSent}, func(st []*sql.Stmt) error {
 		for _, b := range bundles {
 			var n int64
 			for i, id := range b.IDs {
@@ -487,43 +638,7 @@ func (f *floor) handleBundles(msgs []jetstream.Msg) error {
 		return nil
 	})
 	if err == nil {
-		f.sent.Add(sent)
+		f.counted(sent, time.Now().UnixNano())
 	}
 	return err
-}
-
-type floorResult struct {
-	total, cpu time.Duration
-}
-
-// measureFloor sends the run's requests to the floor and returns the time
-// until every message was stored as sent, and this process's CPU meanwhile.
-func measureFloor(client *http.Client, dir string, multi bool, profile string) (floorResult, error) {
-	const key = "floor-key"
-	name := "floor"
-	if multi {
-		name = "floor-multi"
-	}
-	f, err := startFloor(filepath.Join(dir, name), key, multi)
-	if err != nil {
-		return floorResult{}, err
-	}
-	defer f.stop()
-	stopProfile, err := benchenv.StartCPUProfile(profile)
-	if err != nil {
-		return floorResult{}, err
-	}
-	defer stopProfile()
-	cpu0, start := processCPU(), time.Now()
-	if failed := generate(client, "http://"+f.addr, key); failed > 0 {
-		return floorResult{}, fmt.Errorf("%d requests failed", failed)
-	}
-	deadline := time.Now().Add(5 * time.Minute)
-	for f.sent.Load() < int64(3**n) {
-		if time.Now().After(deadline) {
-			return floorResult{}, fmt.Errorf("timed out: %d of %d messages sent", f.sent.Load(), 3**n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return floorResult{total: time.Since(start), cpu: processCPU() - cpu0}, nil
 }

@@ -1,4 +1,4 @@
-package main
+package floor
 
 import (
 	"database/sql"
@@ -56,7 +56,7 @@ func returnedIDs(tx *sql.Tx, q string, args []any, into map[string]string) error
 }
 
 // txRaw runs fn in one transaction on the one writer connection.
-func (f *floor) txRaw(fn func(tx *sql.Tx) error) error {
+func (f *Floor) txRaw(fn func(tx *sql.Tx) error) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	tx, err := f.db.Begin()
@@ -70,7 +70,7 @@ func (f *floor) txRaw(fn func(tx *sql.Tx) error) error {
 	return tx.Commit()
 }
 
-func (f *floor) handleTriggersMulti(msgs []jetstream.Msg) error {
+func (f *Floor) handleTriggersMulti(msgs []jetstream.Msg) error {
 	ts, err := decodeTriggers(msgs)
 	if err != nil {
 		return err
@@ -137,7 +137,7 @@ func (f *floor) handleTriggersMulti(msgs []jetstream.Msg) error {
 			if !ok {
 				return fmt.Errorf("trigger %s: no contact", t.ID)
 			}
-			b := floorBundle{BotID: t.BotID, TriggerID: t.ID, RunID: t.ID + "." + cid, To: t.From, Texts: floorTexts(t.Data)}
+			b := floorBundle{BotID: t.BotID, TriggerID: t.ID, RunID: t.ID + "." + cid, To: t.From, Texts: f.cfg.Texts(t.Data)}
 			for j := range b.Texts {
 				b.IDs = append(b.IDs, fmt.Sprintf("%s:%d", b.RunID, j+1))
 			}
@@ -175,13 +175,13 @@ func (f *floor) handleTriggersMulti(msgs []jetstream.Msg) error {
 	return f.publishBundles(bundles)
 }
 
-func (f *floor) handleBundlesMulti(msgs []jetstream.Msg) error {
+func (f *Floor) handleBundlesMulti(msgs []jetstream.Msg) error {
+	bs, err := decodeBundles(msgs)
+	if err != nil {
+		return err
+	}
 	var transcript, mark []any
-	for _, m := range msgs {
-		var b floorBundle
-		if err := json.Unmarshal(m.Data(), &b); err != nil {
-			return err
-		}
+	for _, b := range bs {
 		for i, id := range b.IDs {
 			transcript = append(transcript, id, b.BotID, b.RunID, b.To, b.Texts[i])
 			mark = append(mark, id, b.BotID)
@@ -189,7 +189,7 @@ func (f *floor) handleBundlesMulti(msgs []jetstream.Msg) error {
 	}
 	now := time.Now().UnixNano()
 	var sent int64
-	err := f.txRaw(func(tx *sql.Tx) error {
+	err = f.txRaw(func(tx *sql.Tx) error {
 		if err := chunked(len(transcript)/5, func(lo, hi int) error {
 			_, err := tx.Exec(`INSERT INTO sandbox (message_id, bot_id, run_id, to_addr, content, created_at)
 				SELECT column1, column2, column3, column4, json_object('type', 'text', 'text', column5), ?
@@ -226,7 +226,7 @@ func (f *floor) handleBundlesMulti(msgs []jetstream.Msg) error {
 		})
 	})
 	if err == nil {
-		f.sent.Add(sent)
+		f.counted(sent, time.Now().UnixNano())
 	}
 	return err
 }
