@@ -34,12 +34,12 @@ type report struct {
 	pipelineNote               string
 	relay                      relayResult
 	// floor: the pipeline floor, processes apart (floor.go).
-	floor floorPhase
-	broadcast                  string
-	whatsapp                   channelResult
-	pacers                     []pacerResult
-	machine                    []string
-	syncSetting                string
+	floor       floorPhase
+	broadcast   string
+	whatsapp    channelResult
+	pacers      []pacerResult
+	machine     []string
+	syncSetting string
 	// ingressAlone: the ingress on its own fsynced NATS, nothing consuming.
 	ingressAlone result
 	// CPU per unit of work, by process, of the phases above and of the
