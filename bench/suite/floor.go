@@ -27,6 +27,7 @@ type floorPhase struct {
 	note     string
 	cpu      cpuUse
 	accepted int
+	writes   streamWrites // JetStream messages stored per run, by stream
 }
 
 const floorKey = "bench-floor-key-0123456789abcdef"
@@ -91,6 +92,7 @@ func pipelineFloor(ctx context.Context, o options, tmp, natsURL string, nats *pr
 		}
 		addrs[r], pids[r] = addr, p.pid()
 	}
+	seqs0, seqsErr0 := streamSeqs(ctx, natsURL)
 	// The parts in the columns of the Flowgate processes doing the same work.
 	meter := startCPU(loadgen, cpuProc{"nats-server", nats.pid()}, cpuProc{"ingress", pids[floor.Ingress]},
 		cpuProc{"orchestrator", pids[floor.Triggers]}, cpuProc{"sandbox worker", pids[floor.Outbound]})
@@ -119,6 +121,8 @@ func pipelineFloor(ctx context.Context, o options, tmp, natsURL string, nats *pr
 		time.Sleep(200 * time.Millisecond)
 	}
 	res.cpu = meter.stop(int(st.Sent), "runs")
+	seqs1, seqsErr1 := streamSeqs(ctx, natsURL)
+	res.writes = writesBetween(seqs0, seqs1, seqsErr0, seqsErr1, int(st.Sent))
 	if st.Sent > 1 && st.Last > st.First {
 		res.rate = float64(st.Sent) / time.Duration(st.Last-st.First).Seconds()
 		if res.note == "" && len(res.accept.samples) > 0 {

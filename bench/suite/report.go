@@ -93,6 +93,8 @@ func writeReport(rep *report, o options) error {
 		rep.pipelineRate/rep.rawAlways.rate(), rep.pipelineRate)
 	fmt.Fprintf(&b, "\n%s\n", relayLine(rep.relay, rep.rawAlways, rep.pipelineRate, "raw publish"))
 	fmt.Fprintf(&b, "\n%s\n", floorLine(rep.floor, rep.rawAlways, rep.pipelineRate))
+	fmt.Fprintf(&b, "\nJetStream messages stored per run over the accept and drain, by stream (each stream's last sequence before and after): Flowgate %s; the pipeline floor %s.\n",
+		rep.drainWrites, rep.floor.writes)
 	if s := rep.drainLock.sentence("the accept and the drain", rep.pipelineRate, rep.rawAlways.rate(), "raw publish"); s != "" {
 		fmt.Fprintf(&b, "\n%s\n", s)
 	}

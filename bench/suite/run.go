@@ -34,7 +34,10 @@ type report struct {
 	pipelineNote               string
 	relay                      relayResult
 	// floor: the pipeline floor, processes apart (floor.go).
-	floor       floorPhase
+	floor floorPhase
+	// JetStream messages stored per run by each stream, over the
+	// pipeline's accept and drain (streams.go).
+	drainWrites streamWrites
 	broadcast   string
 	whatsapp    channelResult
 	pacers      []pacerResult
@@ -292,6 +295,7 @@ func run(ctx context.Context, o options) error {
 	var errOnce sync.Once
 	pipelineProcs := []cpuProc{loadgen, {"nats-server", natsProc.pid()}, {"ingress", ing.pid()}, {"orchestrator", orch.pid()}, {"sandbox worker", ch.pid()}}
 	locks := startLocks(lockProc{"orchestrator", orchAddr}, lockProc{"sandbox worker", chanAddr})
+	seqs0, seqsErr0 := streamSeqs(ctx, natsURL)
 	meter = startCPU(pipelineProcs...)
 	rep.ingress = closedLoop(ctx, "flowgate ingress dispatch → 202", o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
 		lat, ok, err := post(dispatchURL, key, body(i), http.StatusAccepted)
@@ -321,6 +325,8 @@ func run(ctx context.Context, o options) error {
 	}
 	seen := len(msgs)
 	rep.drainCPU = meter.stop(seen, "runs")
+	seqs1, seqsErr1 := streamSeqs(ctx, natsURL)
+	rep.drainWrites = writesBetween(seqs0, seqs1, seqsErr0, seqsErr1, seen)
 	rep.drainLock = locks.stop(seen)
 	logStoreTimes("orchestrator", orchAddr)
 	logStoreTimes("channel-sandbox", chanAddr)
