@@ -28,6 +28,7 @@ type floorPhase struct {
 	cpu      cpuUse
 	accepted int
 	writes   streamWrites // JetStream messages stored per run, by stream
+	traffic  traffic      // the NATS server's traffic per run
 }
 
 const floorKey = "bench-floor-key-0123456789abcdef"
@@ -62,7 +63,7 @@ func runFloorPart(args []string) {
 // against its ingress, and waits until every accepted trigger's message
 // is stored. The drain rate is measured as Flowgate's is: messages over
 // the time from the first stored to the last.
-func pipelineFloor(ctx context.Context, o options, tmp, natsURL string, nats *proc, loadgen cpuProc,
+func pipelineFloor(ctx context.Context, o options, tmp, natsURL, monitor string, nats *proc, loadgen cpuProc,
 	body func(int) []byte, procs *[]*proc) floorPhase {
 	var res floorPhase
 	self, err := os.Executable()
@@ -93,6 +94,7 @@ func pipelineFloor(ctx context.Context, o options, tmp, natsURL string, nats *pr
 		addrs[r], pids[r] = addr, p.pid()
 	}
 	seqs0, seqsErr0 := streamSeqs(ctx, natsURL)
+	traffic0, trafficErr0 := readTraffic(monitor)
 	// The parts in the columns of the Flowgate processes doing the same work.
 	meter := startCPU(loadgen, cpuProc{"nats-server", nats.pid()}, cpuProc{"ingress", pids[floor.Ingress]},
 		cpuProc{"orchestrator", pids[floor.Triggers]}, cpuProc{"sandbox worker", pids[floor.Outbound]})
@@ -123,6 +125,8 @@ func pipelineFloor(ctx context.Context, o options, tmp, natsURL string, nats *pr
 	res.cpu = meter.stop(int(st.Sent), "runs")
 	seqs1, seqsErr1 := streamSeqs(ctx, natsURL)
 	res.writes = writesBetween(seqs0, seqs1, seqsErr0, seqsErr1, int(st.Sent))
+	traffic1, trafficErr1 := readTraffic(monitor)
+	res.traffic = trafficBetween(traffic0, traffic1, trafficErr0, trafficErr1, int(st.Sent))
 	if st.Sent > 1 && st.Last > st.First {
 		res.rate = float64(st.Sent) / time.Duration(st.Last-st.First).Seconds()
 		if res.note == "" && len(res.accept.samples) > 0 {

@@ -95,6 +95,8 @@ func writeReport(rep *report, o options) error {
 	fmt.Fprintf(&b, "\n%s\n", floorLine(rep.floor, rep.rawAlways, rep.pipelineRate))
 	fmt.Fprintf(&b, "\nJetStream messages stored per run over the accept and drain, by stream (each stream's last sequence before and after): Flowgate %s; the pipeline floor %s.\n",
 		rep.drainWrites, rep.floor.writes)
+	fmt.Fprintf(&b, "\nThe NATS server's traffic per run over the same (its monitoring endpoint, `/varz` and `/jsz`): Flowgate %s; the pipeline floor %s.\n",
+		rep.drainTraffic, rep.floor.traffic)
 	if s := rep.drainLock.sentence("the accept and the drain", rep.pipelineRate, rep.rawAlways.rate(), "raw publish"); s != "" {
 		fmt.Fprintf(&b, "\n%s\n", s)
 	}

@@ -38,11 +38,13 @@ type report struct {
 	// JetStream messages stored per run by each stream, over the
 	// pipeline's accept and drain (streams.go).
 	drainWrites streamWrites
-	broadcast   string
-	whatsapp    channelResult
-	pacers      []pacerResult
-	machine     []string
-	syncSetting string
+	// The NATS server's traffic per run over the same (streams.go).
+	drainTraffic traffic
+	broadcast    string
+	whatsapp     channelResult
+	pacers       []pacerResult
+	machine      []string
+	syncSetting  string
 	// ingressAlone: the ingress on its own fsynced NATS, nothing consuming.
 	ingressAlone result
 	// CPU per unit of work, by process, of the phases above and of the
@@ -92,14 +94,20 @@ func run(ctx context.Context, o options) error {
 			procs[i].stop()
 		}
 	}()
+	monitors := map[string]string{} // NATS URL → its monitoring endpoint
 	startNATS := func(name, syncInterval string) (string, *proc, error) {
 		addr, err := freeAddr()
 		if err != nil {
 			return "", nil, err
 		}
+		mon, err := freeAddr()
+		if err != nil {
+			return "", nil, err
+		}
 		host, port, _ := strings.Cut(addr, ":")
-		conf := fmt.Sprintf("server_name: %s\nlisten: %s:%s\nmax_payload: 8MB\njetstream {\n  store_dir: %q\n  sync_interval: %s\n}\n",
-			name, host, port, filepath.Join(tmp, name), syncInterval)
+		conf := fmt.Sprintf("server_name: %s\nlisten: %s:%s\nhttp: %s\nmax_payload: 8MB\njetstream {\n  store_dir: %q\n  sync_interval: %s\n}\n",
+			name, host, port, mon, filepath.Join(tmp, name), syncInterval)
+		monitors["nats://"+addr] = "http://" + mon
 		path := filepath.Join(tmp, name+".conf")
 		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 			return "", nil, err
@@ -245,7 +253,7 @@ func run(ctx context.Context, o options) error {
 	// processes of their own on the same NATS, before Flowgate's processes
 	// start (so that neither has the other on its cores).
 	log.Printf("pipeline floor: processes apart, sync_interval: always")
-	rep.floor = pipelineFloor(ctx, o, tmp, natsURL, natsProc, loadgen, body, &procs)
+	rep.floor = pipelineFloor(ctx, o, tmp, natsURL, monitors[natsURL], natsProc, loadgen, body, &procs)
 
 	// Flowgate: ingress, orchestrator and the sandbox worker, each a process.
 	dataDir := filepath.Join(tmp, "data")
@@ -296,6 +304,11 @@ func run(ctx context.Context, o options) error {
 	pipelineProcs := []cpuProc{loadgen, {"nats-server", natsProc.pid()}, {"ingress", ing.pid()}, {"orchestrator", orch.pid()}, {"sandbox worker", ch.pid()}}
 	locks := startLocks(lockProc{"orchestrator", orchAddr}, lockProc{"sandbox worker", chanAddr})
 	seqs0, seqsErr0 := streamSeqs(ctx, natsURL)
+	traffic0, trafficErr0 := readTraffic(monitors[natsURL])
+	sent0, err := readCounter(chanAddr, "flowgate_channel_messages_sent_total")
+	if err != nil {
+		return err
+	}
 	meter = startCPU(pipelineProcs...)
 	rep.ingress = closedLoop(ctx, "flowgate ingress dispatch → 202", o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
 		lat, ok, err := post(dispatchURL, key, body(i), http.StatusAccepted)
@@ -311,10 +324,21 @@ func run(ctx context.Context, o options) error {
 	rep.ingressCPU = meter.stop(accepted, "triggers")
 
 	// Pipeline drain: the orchestrator and the sandbox worker catch up with
-	// everything accepted (one run and one message per trigger).
+	// everything accepted (one run and one message per trigger). Wait on
+	// the worker's sent counter; read the transcript's timestamps after.
 	log.Printf("pipeline: waiting for %d messages", accepted)
-	msgs, err := waitSandbox(ctx, api, key, accepted, 5*time.Minute)
+	sent, err := waitCounter(ctx, chanAddr, "flowgate_channel_messages_sent_total", sent0+float64(accepted), 5*time.Minute)
 	if err != nil {
+		rep.pipelineNote = err.Error()
+	}
+	seen := int(sent - sent0)
+	rep.drainCPU = meter.stop(seen, "runs")
+	seqs1, seqsErr1 := streamSeqs(ctx, natsURL)
+	rep.drainWrites = writesBetween(seqs0, seqs1, seqsErr0, seqsErr1, seen)
+	traffic1, trafficErr1 := readTraffic(monitors[natsURL])
+	rep.drainTraffic = trafficBetween(traffic0, traffic1, trafficErr0, trafficErr1, seen)
+	msgs, err := waitSandbox(ctx, api, key, seen, time.Minute)
+	if err != nil && rep.pipelineNote == "" {
 		rep.pipelineNote = err.Error()
 	}
 	if len(msgs) > 1 {
@@ -323,10 +347,6 @@ func run(ctx context.Context, o options) error {
 		rep.pipelineNote = fmt.Sprintf("%d runs, first message at +%.1fs, last at +%.1fs after the accept phase began",
 			len(msgs), first.Sub(rep.ingress.samples[0].at).Seconds(), last.Sub(rep.ingress.samples[0].at).Seconds())
 	}
-	seen := len(msgs)
-	rep.drainCPU = meter.stop(seen, "runs")
-	seqs1, seqsErr1 := streamSeqs(ctx, natsURL)
-	rep.drainWrites = writesBetween(seqs0, seqs1, seqsErr0, seqsErr1, seen)
 	rep.drainLock = locks.stop(seen)
 	logStoreTimes("orchestrator", orchAddr)
 	logStoreTimes("channel-sandbox", chanAddr)
@@ -489,6 +509,10 @@ func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate stri
 		return fail(err)
 	}
 	log.Printf("cluster: ingress durable accept")
+	sent0, err := readCounter(lockProcs[1].addr, "flowgate_channel_messages_sent_total")
+	if err != nil {
+		return fail(err)
+	}
 	locks := startLocks(lockProcs...)
 	meter = startCPU(meterProcs...)
 	c.ingress = closedLoop(ctx, "flowgate ingress dispatch → 202, three-node cluster, R3", o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
@@ -498,12 +522,17 @@ func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate stri
 	accepted := c.ingress.okCount()
 	c.ingressCPU = meter.stop(accepted, "triggers")
 	log.Printf("cluster: pipeline, waiting for %d messages", accepted)
-	msgs, err := waitSandbox(ctx, api, key, accepted, 5*time.Minute)
+	sent, err := waitCounter(ctx, lockProcs[1].addr, "flowgate_channel_messages_sent_total", sent0+float64(accepted), 5*time.Minute)
 	if err != nil {
 		c.pipelineNote = err.Error()
 	}
-	c.drainCPU = meter.stop(len(msgs), "runs")
-	c.drainLock = locks.stop(len(msgs))
+	seen := int(sent - sent0)
+	c.drainCPU = meter.stop(seen, "runs")
+	c.drainLock = locks.stop(seen)
+	msgs, err := waitSandbox(ctx, api, key, seen, time.Minute)
+	if err != nil && c.pipelineNote == "" {
+		c.pipelineNote = err.Error()
+	}
 	if len(msgs) > 1 {
 		first, last := msgs[0].SentAt, msgs[len(msgs)-1].SentAt
 		c.pipelineRate = float64(len(msgs)) / last.Sub(first).Seconds()

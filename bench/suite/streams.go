@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 
@@ -68,4 +70,65 @@ func (w streamWrites) String() string {
 		return "none"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// counts is what a NATS server has handled so far (its monitoring
+// endpoint: /varz and /jsz).
+type counts struct {
+	InMsgs  uint64 `json:"in_msgs"`
+	OutMsgs uint64 `json:"out_msgs"`
+	InBytes uint64 `json:"in_bytes"`
+	API     uint64 // JetStream API requests
+}
+
+func readTraffic(monitor string) (counts, error) {
+	var c counts
+	if monitor == "" {
+		return c, fmt.Errorf("no monitoring endpoint")
+	}
+	get := func(path string, into any) error {
+		resp, err := httpClient.Get(monitor + path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: HTTP %d", path, resp.StatusCode)
+		}
+		return json.NewDecoder(resp.Body).Decode(into)
+	}
+	if err := get("/varz", &c); err != nil {
+		return c, err
+	}
+	var jsz struct {
+		API struct {
+			Total uint64 `json:"total"`
+		} `json:"api"`
+	}
+	if err := get("/jsz", &jsz); err != nil {
+		return c, err
+	}
+	c.API = jsz.API.Total
+	return c, nil
+}
+
+// traffic is a NATS server's traffic per unit of work over a phase.
+type traffic struct {
+	in, out, inBytes, api float64
+	err                   string
+}
+
+func trafficBetween(a, b counts, errA, errB error, n int) traffic {
+	if errA != nil || errB != nil || n <= 0 {
+		return traffic{err: fmt.Sprint("before: ", errA, ", after: ", errB, ", runs: ", n)}
+	}
+	per := func(x, y uint64) float64 { return float64(y-x) / float64(n) }
+	return traffic{in: per(a.InMsgs, b.InMsgs), out: per(a.OutMsgs, b.OutMsgs), inBytes: per(a.InBytes, b.InBytes), api: per(a.API, b.API)}
+}
+
+func (t traffic) String() string {
+	if t.err != "" {
+		return "not measured (" + t.err + ")"
+	}
+	return fmt.Sprintf("%.2f messages in (%.0f bytes), %.2f out, %.3f JetStream API requests", t.in, t.inBytes, t.out, t.api)
 }
