@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -41,13 +42,18 @@ func floorTexts(data map[string]any) []string {
 }
 
 // runFloorPart is the suite re-executed as one part of the floor:
-// floor <role> <addr> <nats url> <data dir>. It runs until SIGTERM.
+// floor <role> <addr> <nats urls> <data dir> <replicas>. It runs until
+// SIGTERM.
 func runFloorPart(args []string) {
-	if len(args) != 4 {
-		log.Fatalf("usage: suite floor <ingress|triggers|outbound> <addr> <nats url> <data dir>")
+	if len(args) != 5 {
+		log.Fatalf("usage: suite floor <ingress|triggers|outbound> <addr> <nats urls> <data dir> <replicas>")
 	}
-	f, err := floor.Start(floor.Config{Dir: args[3], NATSURL: args[2], Key: floorKey, Multi: true, ShareBundles: 32,
-		Roles: []floor.Role{floor.Role(args[0])}, Addr: args[1], Texts: floorTexts})
+	replicas, err := strconv.Atoi(args[4])
+	if err != nil {
+		log.Fatalf("floor: replicas: %v", err)
+	}
+	f, err := floor.Start(floor.Config{Dir: args[3], NATSURL: args[2], Replicas: replicas, Key: floorKey, Multi: true,
+		ShareBundles: 32, Roles: []floor.Role{floor.Role(args[0])}, Addr: args[1], Texts: floorTexts})
 	if err != nil {
 		log.Fatalf("floor %s: %v", args[0], err)
 	}
@@ -63,15 +69,15 @@ func runFloorPart(args []string) {
 // against its ingress, and waits until every accepted trigger's message
 // is stored. The drain rate is measured as Flowgate's is: messages over
 // the time from the first stored to the last.
-func pipelineFloor(ctx context.Context, o options, tmp, natsURL, monitor string, nats *proc, loadgen cpuProc,
-	body func(int) []byte, procs *[]*proc) floorPhase {
+func pipelineFloor(ctx context.Context, o options, tmp, name, natsURL string, replicas int, monitor string,
+	natsProcs []cpuProc, loadgen cpuProc, body func(int) []byte, procs *[]*proc) floorPhase {
 	var res floorPhase
 	self, err := os.Executable()
 	if err != nil {
 		res.note = err.Error()
 		return res
 	}
-	dir := filepath.Join(tmp, "data-floor")
+	dir := filepath.Join(tmp, "data-"+name)
 	addrs := map[floor.Role]string{}
 	pids := map[floor.Role]int{}
 	for _, r := range []floor.Role{floor.Triggers, floor.Outbound, floor.Ingress} {
@@ -80,7 +86,7 @@ func pipelineFloor(ctx context.Context, o options, tmp, natsURL, monitor string,
 			res.note = err.Error()
 			return res
 		}
-		p, err := start(tmp, "floor-"+string(r), nil, self, "floor", string(r), addr, natsURL, dir)
+		p, err := start(tmp, name+"-"+string(r), nil, self, "floor", string(r), addr, natsURL, dir, strconv.Itoa(replicas))
 		if err != nil {
 			res.note = err.Error()
 			return res
@@ -96,10 +102,10 @@ func pipelineFloor(ctx context.Context, o options, tmp, natsURL, monitor string,
 	seqs0, seqsErr0 := streamSeqs(ctx, natsURL)
 	traffic0, trafficErr0 := readTraffic(monitor)
 	// The parts in the columns of the Flowgate processes doing the same work.
-	meter := startCPU(loadgen, cpuProc{"nats-server", nats.pid()}, cpuProc{"ingress", pids[floor.Ingress]},
-		cpuProc{"orchestrator", pids[floor.Triggers]}, cpuProc{"sandbox worker", pids[floor.Outbound]})
+	meter := startCPU(append(append([]cpuProc{loadgen}, natsProcs...), cpuProc{"ingress", pids[floor.Ingress]},
+		cpuProc{"orchestrator", pids[floor.Triggers]}, cpuProc{"sandbox worker", pids[floor.Outbound]})...)
 	url := "http://" + addrs[floor.Ingress] + "/v1/bots/bench/dispatch/BENCH"
-	res.accept = closedLoop(ctx, "pipeline floor's ingress → 202 (no Flowgate code), sync_interval: always, its consumers draining meanwhile",
+	res.accept = closedLoop(ctx, name+"'s ingress → 202 (no Flowgate code), sync_interval: always, its consumers draining meanwhile",
 		o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
 			lat, ok, _ := post(url, floorKey, body(i), http.StatusAccepted)
 			return lat, ok

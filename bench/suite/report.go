@@ -92,7 +92,7 @@ func writeReport(rep *report, o options) error {
 	fmt.Fprintf(&b, "\nPipeline drain against the same raw publish: %.2f (the orchestrator and the sandbox worker, %.0f runs/s).\n",
 		rep.pipelineRate/rep.rawAlways.rate(), rep.pipelineRate)
 	fmt.Fprintf(&b, "\n%s\n", relayLine(rep.relay, rep.rawAlways, rep.pipelineRate, "raw publish"))
-	fmt.Fprintf(&b, "\n%s\n", floorLine(rep.floor, rep.rawAlways, rep.pipelineRate))
+	fmt.Fprintf(&b, "\n%s\n", floorLine(rep.floor, rep.rawAlways, rep.pipelineRate, "raw publish"))
 	fmt.Fprintf(&b, "\nJetStream messages stored per run over the accept and drain, by stream (each stream's last sequence before and after): Flowgate %s; the pipeline floor %s.\n",
 		rep.drainWrites, rep.floor.writes)
 	fmt.Fprintf(&b, "\nThe NATS server's traffic per run over the same (its monitoring endpoint, `/varz` and `/jsz`): Flowgate %s; the pipeline floor %s.\n",
@@ -117,6 +117,7 @@ func writeReport(rep *report, o options) error {
 		fmt.Fprintf(&b, "Ingress against the raw R3 publish: %.2f. Pipeline drain: %.0f runs/s (%s), %.2f of the raw R3 publish.\n",
 			c.ingress.rate()/c.raw.rate(), c.pipelineRate, c.pipelineNote, c.pipelineRate/c.raw.rate())
 		fmt.Fprintf(&b, "\n%s\n", relayLine(c.relay, c.raw, c.pipelineRate, "raw R3 publish"))
+		fmt.Fprintf(&b, "\n%s\n", floorLine(c.floor, c.raw, c.pipelineRate, "raw R3 publish"))
 		if s := c.drainLock.sentence("the cluster's accept and drain", c.pipelineRate, c.raw.rate(), "raw R3 publish"); s != "" {
 			fmt.Fprintf(&b, "\n%s\n", s)
 		}
@@ -278,7 +279,7 @@ func relayLine(r relayResult, raw result, pipeline float64, rawName string) stri
 }
 
 // floorLine reports the pipeline floor, processes apart.
-func floorLine(f floorPhase, raw result, pipeline float64) string {
+func floorLine(f floorPhase, raw result, pipeline float64, rawName string) string {
 	what := "Pipeline floor, processes apart (`bench/internal/floor`, run by `bench/suite/floor.go`: the same work " +
 		"as the pipeline with no Flowgate code; an HTTP ingress with a group commit, a trigger consumer storing each " +
 		"batch's triggers, contacts, runs and messages in one transaction of multi-row statements and publishing its " +
@@ -287,12 +288,12 @@ func floorLine(f floorPhase, raw result, pipeline float64) string {
 	if f.rate <= 0 {
 		return what + ": not measured (" + f.note + ")."
 	}
-	s := fmt.Sprintf("%s: accepted %.0f/s (%.2f of the raw publish, p99 %s ms) while its consumers drained, and drained %.0f runs/s, "+
-		"**%.2f of the raw publish**; %s. Flowgate's pipeline drain is %.2f of this floor.",
-		what, f.accept.rate(), f.accept.rate()/raw.rate(), ms(f.accept.pct(0.99)), f.rate, f.rate/raw.rate(), f.note, pipeline/f.rate)
+	s := fmt.Sprintf("%s: accepted %.0f/s (%.2f of the %s, p99 %s ms) while its consumers drained, and drained %.0f runs/s, "+
+		"**%.2f of the %s**; %s. Flowgate's pipeline drain is %.2f of this floor.",
+		what, f.accept.rate(), f.accept.rate()/raw.rate(), rawName, ms(f.accept.pct(0.99)), f.rate, f.rate/raw.rate(), rawName, f.note, pipeline/f.rate)
 	if u := f.cpu; u.n > 0 {
-		s += fmt.Sprintf(" The floor costs %.0f µs of CPU per run over all its processes: the cores allow it at most %.0f runs/s, %.2f of the raw publish.",
-			float64(u.total())/float64(time.Microsecond), u.bound(), u.bound()/raw.rate())
+		s += fmt.Sprintf(" The floor costs %.0f µs of CPU per run over all its processes: the cores allow it at most %.0f runs/s, %.2f of the %s.",
+			float64(u.total())/float64(time.Microsecond), u.bound(), u.bound()/raw.rate(), rawName)
 	}
 	return s
 }
@@ -323,6 +324,7 @@ func writeCPU(b *strings.Builder, rep *report) {
 		{"three-node cluster: raw publish to an R3 stream (three nodes together)", rep.cluster.rawCPU},
 		{"three-node cluster: accept phase", rep.cluster.ingressCPU},
 		{"three-node cluster: accept and drain", rep.cluster.drainCPU},
+		{"three-node cluster: pipeline floor, accept and drain", rep.cluster.floor.cpu},
 	} {
 		if p.u.n > 0 {
 			fmt.Fprintln(b, cpuLine(p.what, p.u, cols))

@@ -67,6 +67,8 @@ type cluster struct {
 	// together), as on the single node.
 	rawCPU, ingressCPU, drainCPU cpuUse
 	drainLock                    lockUse
+	// floor: the pipeline floor on the cluster, R3 streams.
+	floor floorPhase
 }
 
 func run(ctx context.Context, o options) error {
@@ -253,7 +255,7 @@ func run(ctx context.Context, o options) error {
 	// processes of their own on the same NATS, before Flowgate's processes
 	// start (so that neither has the other on its cores).
 	log.Printf("pipeline floor: processes apart, sync_interval: always")
-	rep.floor = pipelineFloor(ctx, o, tmp, natsURL, monitors[natsURL], natsProc, loadgen, body, &procs)
+	rep.floor = pipelineFloor(ctx, o, tmp, "floor", natsURL, 1, monitors[natsURL], []cpuProc{{"nats-server", natsProc.pid()}}, loadgen, body, &procs)
 
 	// Flowgate: ingress, orchestrator and the sandbox worker, each a process.
 	dataDir := filepath.Join(tmp, "data")
@@ -467,6 +469,8 @@ func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate stri
 		return fail(err)
 	}
 	c.rawCPU = meter.stop(c.raw.okCount(), "publishes")
+	log.Printf("cluster: pipeline floor, processes apart")
+	c.floor = pipelineFloor(ctx, o, tmp, "cluster-floor", all, 3, "", meterProcs[1:], loadgen, body, procs)
 	log.Printf("cluster: JetStream relay floor")
 	c.relay = relayFloor(ctx, all, 3, o.relay, o.concurrency)
 	dataDir := filepath.Join(tmp, "data-cluster")
