@@ -24,7 +24,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -117,7 +116,7 @@ func generate(client *http.Client, url, key string) int64 {
 					path = "/v1/bots/bench/dispatch/WELCOME_NEW_USER"
 					body = fmt.Sprintf(`{"from":"u%d","name":"John","plan":"Premium","referralCode":"REF123"}`, i)
 				}
-				if err := post(client, url+path, key, body); err != nil {
+				if err := benchenv.Post(client, url+path, key, body); err != nil {
 					reqErr.Add(1)
 				}
 			}
@@ -303,22 +302,6 @@ func setup(url string) (string, error) {
 		return "", err
 	}
 	return key, nil
-}
-
-func post(c *http.Client, url, key, body string) error {
-	req, _ := http.NewRequest("POST", url, bytes.NewReader([]byte(body)))
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return nil
 }
 
 // counter reads a counter of this process's registry, summed over series

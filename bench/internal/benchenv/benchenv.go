@@ -4,9 +4,12 @@
 package benchenv
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -127,4 +130,24 @@ func HistogramMeans(mfs []*dto.MetricFamily, names ...string) []string {
 		}
 	}
 	return lines
+}
+
+// Post sends a JSON body with a bearer key and wants 202 Accepted.
+func Post(c *http.Client, url, key, body string) error {
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader([]byte(body)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
 }

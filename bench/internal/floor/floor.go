@@ -460,17 +460,18 @@ func (f *Floor) tx(qs []string, fn func(st []*sql.Stmt) error) error {
 	})
 }
 
-// decodeTriggers is the triggers of the consumed messages, in order.
-func decodeTriggers(msgs []jetstream.Msg) ([]floorTrigger, error) {
-	var ts []floorTrigger
+// decodeAll is the items of the consumed messages, each a JSON array of
+// them (triggers, or bundles), in order.
+func decodeAll[T any](msgs []jetstream.Msg) ([]T, error) {
+	var all []T
 	for _, m := range msgs {
-		var batch []floorTrigger
-		if err := json.Unmarshal(m.Data(), &batch); err != nil {
+		var items []T
+		if err := json.Unmarshal(m.Data(), &items); err != nil {
 			return nil, err
 		}
-		ts = append(ts, batch...)
+		all = append(all, items...)
 	}
-	return ts, nil
+	return all, nil
 }
 
 // WelcomeTexts are the BuilderBot seed's welcome flow for data: two
@@ -485,7 +486,7 @@ func WelcomeTexts(data map[string]any) []string {
 }
 
 func (f *Floor) handleTriggers(msgs []jetstream.Msg) error {
-	ts, err := decodeTriggers(msgs)
+	ts, err := decodeAll[floorTrigger](msgs)
 	if err != nil {
 		return err
 	}
@@ -589,22 +590,8 @@ func (f *Floor) publishBundles(bundles []floorBundle) error {
 	return errors.Join(errs...)
 }
 
-// decodeBundles is the bundles of the consumed messages (each a JSON
-// array of bundles), in order.
-func decodeBundles(msgs []jetstream.Msg) ([]floorBundle, error) {
-	var bs []floorBundle
-	for _, m := range msgs {
-		var group []floorBundle
-		if err := json.Unmarshal(m.Data(), &group); err != nil {
-			return nil, err
-		}
-		bs = append(bs, group...)
-	}
-	return bs, nil
-}
-
 func (f *Floor) handleBundles(msgs []jetstream.Msg) error {
-	bundles, err := decodeBundles(msgs)
+	bundles, err := decodeAll[floorBundle](msgs)
 	if err != nil {
 		return err
 	}

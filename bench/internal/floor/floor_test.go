@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/flowgate/flowgate/bench/internal/benchenv"
 	"github.com/flowgate/flowgate/shared/bus"
 )
 
@@ -36,22 +36,6 @@ func TestFloorRefusesAnUnknownRole(t *testing.T) {
 	if _, err := Start(Config{Dir: t.TempDir(), Roles: []Role{"orchestrator"}}); err == nil {
 		t.Fatal("Start accepted the role orchestrator")
 	}
-}
-
-func post(c *http.Client, url, key, body string) error {
-	req, _ := http.NewRequest("POST", url, bytes.NewReader([]byte(body)))
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("status %d", resp.StatusCode)
-	}
-	return nil
 }
 
 // startParts starts the floor: one Floor with every part, or (apart) one
@@ -101,7 +85,7 @@ func testFloorStoresEveryRunOnce(t *testing.T, apart, multi bool) {
 	base := "http://" + addr + "/v1/bots/bench/dispatch/WELCOME_NEW_USER"
 	client := &http.Client{Timeout: 10 * time.Second}
 	for i := range runs {
-		if err := post(client, base, key, fmt.Sprintf(`{"from":"u%d","name":"Ann","plan":"Pro","referralCode":"R%d"}`, i, i)); err != nil {
+		if err := benchenv.Post(client, base, key, fmt.Sprintf(`{"from":"u%d","name":"Ann","plan":"Pro","referralCode":"R%d"}`, i, i)); err != nil {
 			t.Fatalf("dispatch %d: %v", i, err)
 		}
 	}

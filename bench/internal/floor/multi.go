@@ -71,7 +71,7 @@ func (f *Floor) txRaw(fn func(tx *sql.Tx) error) error {
 }
 
 func (f *Floor) handleTriggersMulti(msgs []jetstream.Msg) error {
-	ts, err := decodeTriggers(msgs)
+	ts, err := decodeAll[floorTrigger](msgs)
 	if err != nil {
 		return err
 	}
@@ -176,7 +176,7 @@ func (f *Floor) handleTriggersMulti(msgs []jetstream.Msg) error {
 }
 
 func (f *Floor) handleBundlesMulti(msgs []jetstream.Msg) error {
-	bs, err := decodeBundles(msgs)
+	bs, err := decodeAll[floorBundle](msgs)
 	if err != nil {
 		return err
 	}
