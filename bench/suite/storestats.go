@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"log"
 	"net/http"
 	"sort"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -37,5 +40,45 @@ func logStoreTimes(name, addr string) {
 	sort.Strings(lines)
 	for _, l := range lines {
 		log.Printf("%s: %s", name, l)
+	}
+}
+
+// readCounter is the sum of a counter's series on a process's /metrics.
+func readCounter(addr, name string) (float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, m := range mfs[name].GetMetric() {
+		sum += m.GetCounter().GetValue()
+	}
+	return sum, nil
+}
+
+// waitCounter polls a process's counter every 200 ms until it reaches
+// want (or the timeout) and returns its last value. A drain waits on the
+// worker's sent counter rather than reading the transcript as it grows, so
+// that the observer does not load the processes it measures.
+func waitCounter(ctx context.Context, addr, name string, want float64, timeout time.Duration) (float64, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		v, err := readCounter(addr, name)
+		if err != nil {
+			return v, err
+		}
+		if v >= want {
+			return v, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return v, fmt.Errorf("%s reached %.0f of %.0f after %s", name, v, want, timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

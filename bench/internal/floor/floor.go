@@ -274,7 +274,13 @@ func (f *Floor) counted(n, now int64) {
 // Stop ends the parts and closes the connections.
 func (f *Floor) Stop() {
 	if f.srv != nil {
-		_ = f.srv.Close()
+		// Shutdown waits for the handlers in flight (they wait on the
+		// group commit, stopped after them) before the request queue closes.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := f.srv.Shutdown(ctx); err != nil {
+			_ = f.srv.Close()
+		}
+		cancel()
 	}
 	for i := len(f.stops) - 1; i >= 0; i-- {
 		f.stops[i]()
