@@ -68,7 +68,12 @@ func openTest(t testing.TB, uri string, opts ...Option) *Store {
 	db := fmt.Sprintf("flowgate_test_%d_%d", time.Now().UnixNano()%1e9, dbSeq.Add(1))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s, err := Open(ctx, uri, db, append([]Option{WithLogger(quiet)}, opts...)...)
+	// FerretDB runs inside this test binary, so under -race, on a CI
+	// machine running every package at once, a bulk write of a few hundred
+	// contacts has taken over the adapter's default 30 s per operation (the
+	// 150-contact ImportContacts of UpsertContactsInBulk, 2026-12-07). The
+	// tests give each operation more time; a caller's own WithTimeout wins.
+	s, err := Open(ctx, uri, db, append([]Option{WithLogger(quiet), WithTimeout(3 * time.Minute)}, opts...)...)
 	if err != nil {
 		t.Fatalf("open %s: %v", db, err)
 	}
