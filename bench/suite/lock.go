@@ -2,12 +2,8 @@ package main
 
 import (
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
-
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 )
 
 // The SQLite write lock over a phase. Processes sharing one SQLite data
@@ -67,13 +63,7 @@ func (m *lockMeter) stop(n int) lockUse {
 
 // readLock reads a process's write-lock counters from its /metrics.
 func readLock(addr string) (lockTimes, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return lockTimes{}, err
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(resp.Body)
+	mfs, err := scrape(addr)
 	if err != nil {
 		return lockTimes{}, err
 	}

@@ -20,14 +20,7 @@ import (
 // pipeline's drain is not bound by CPU (the machine idles part of it); these
 // show where its time goes.
 func logStoreTimes(name, addr string) {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		log.Printf("%s: metrics: %v", name, err)
-		return
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(resp.Body)
+	mfs, err := scrape(addr)
 	if err != nil {
 		log.Printf("%s: metrics: %v", name, err)
 		return
@@ -43,15 +36,20 @@ func logStoreTimes(name, addr string) {
 	}
 }
 
-// readCounter is the sum of a counter's series on a process's /metrics.
-func readCounter(addr, name string) (float64, error) {
+// scrape reads a process's /metrics.
+func scrape(addr string) (map[string]*dto.MetricFamily, error) {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(resp.Body)
+	return parser.TextToMetricFamilies(resp.Body)
+}
+
+// readCounter is the sum of a counter's series on a process's /metrics.
+func readCounter(addr, name string) (float64, error) {
+	mfs, err := scrape(addr)
 	if err != nil {
 		return 0, err
 	}
