@@ -54,6 +54,7 @@ var (
 	conc      = flag.Int("c", 64, "concurrent requests")
 	mode      = flag.String("mode", "dispatch", "dispatch or list")
 	prof      = flag.String("cpuprofile", "", "write a CPU profile of the measured part")
+	memProf   = flag.String("memprofile", "", "write an allocation profile (allocs, since the process started) after Flowgate's part")
 	floorProf = flag.String("floor-cpuprofile", "", "write a CPU profile of the floor's measured part")
 	withFloor = flag.Bool("floor", true, "also measure the floor (bench/internal/floor) in the same run, after Flowgate (dispatch mode)")
 	withMulti = flag.Bool("floor-multi", true, "with -floor, also measure the multi-row floor (floor/multi.go) after it")
@@ -228,6 +229,9 @@ func run() error {
 	total := time.Since(start)
 	cpu := processCPU() - cpu0
 	stopProfile()
+	if err := benchenv.WriteProfile("allocs", *memProf); err != nil {
+		return err
+	}
 	stopDev()
 	gen, err := generatorCPU()
 	if err != nil {
@@ -334,7 +338,8 @@ func handlerStats() {
 	for _, mf := range mfs {
 		switch mf.GetName() {
 		case "flowgate_bus_published_total", "flowgate_bus_consumed_total",
-			"flowgate_ingress_trigger_messages_total", "flowgate_ingress_batched_triggers_total":
+			"flowgate_ingress_trigger_messages_total", "flowgate_ingress_batched_triggers_total",
+			"flowgate_sqlite_write_transactions_total", "flowgate_sqlite_write_lock_held_seconds_total":
 			for _, m := range mf.GetMetric() {
 				var labels []string
 				for _, l := range m.GetLabel() {
