@@ -5,3 +5,7 @@ var (
 	SharedFerret = sharedFerret
 	OpenTest     = openTest
 )
+
+// FerretBulkLimit is the most updates the adapter sends FerretDB in one
+// command.
+const FerretBulkLimit = ferretBulkLimit

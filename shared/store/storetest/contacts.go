@@ -209,14 +209,18 @@ func testImportContacts(t *testing.T, s store.Store, e env) {
 // ones mixed over two channels, are each upserted as UpsertContact would,
 // in order; a call naming one contact twice applies both upserts in
 // order; an id taken in the middle of a bulk call fails it, naming the
-// contact, and (atomic stores) writes nothing.
+// contact, and (atomic stores) writes nothing. With the default chunk
+// (128) that is 300 contacts, and 150 with the id of the 98th taken.
 func testUpsertContactsInBulk(t *testing.T, s store.Store, e env) {
 	mkBot(t, s, e)
+	bulk := 2*e.feats.BulkChunk + 44  // three chunks, the last one short
+	clashes := e.feats.BulkChunk + 22 // two chunks
+	taken := e.feats.BulkChunk - 31   // in the first one, not at its start
 	at := base()
 	yes := true
 	channels := []string{"whatsapp", "telegram"}
 	// Every third contact exists already, with attributes and a name.
-	for i := 0; i < 300; i += 3 {
+	for i := 0; i < bulk; i += 3 {
 		_, created, err := s.UpsertContact(e.ctx, store.ContactUpsert{
 			BotID: e.bot, Channel: channels[i%2], ExternalID: fmt.Sprintf("b%d", i), NewID: fmt.Sprintf("old-%d", i),
 			Name: "Old", Attributes: map[string]any{"keep": "yes", "n": 0.0}, Now: at,
@@ -227,7 +231,7 @@ func testUpsertContactsInBulk(t *testing.T, s store.Store, e env) {
 	later := at.Add(time.Minute)
 	inbound := at.Add(30 * time.Second)
 	var us []store.ContactUpsert
-	for i := range 300 {
+	for i := range bulk {
 		u := store.ContactUpsert{
 			BotID: e.bot, Channel: channels[i%2], ExternalID: fmt.Sprintf("b%d", i), NewID: fmt.Sprintf("new-%d", i),
 			Attributes: map[string]any{"n": float64(i)}, LastRequest: map[string]any{"i": float64(i)}, Now: later,
@@ -295,19 +299,19 @@ func testUpsertContactsInBulk(t *testing.T, s store.Store, e env) {
 
 	// An id taken, in the middle of a bulk call.
 	var clash []store.ContactUpsert
-	for i := range 150 {
+	for i := range clashes {
 		clash = append(clash, store.ContactUpsert{
 			BotID: e.bot, Channel: "telegram", ExternalID: fmt.Sprintf("clash%d", i), NewID: fmt.Sprintf("clash-%d", i), Now: later,
 		})
 	}
-	clash[97].NewID = "old-3" // taken by b3
+	clash[taken].NewID = "old-3" // taken by b3
 	_, err = s.UpsertContacts(e.ctx, clash)
 	requireIs(t, err, store.ErrConflict)
 	require.Contains(t, err.Error(), "old-3")
 	_, _, err = s.ImportContacts(e.ctx, clash)
 	requireIs(t, err, store.ErrConflict)
 	if e.feats.AtomicBulk {
-		for _, i := range []int{0, 96, 98, 149} {
+		for _, i := range []int{0, taken - 1, taken + 1, clashes - 1} {
 			_, err = s.GetContactByExternalID(e.ctx, e.bot, "telegram", fmt.Sprintf("clash%d", i))
 			requireIs(t, err, store.ErrNotFound, "a bulk upsert that failed writes nothing (contact %d)", i)
 		}

@@ -34,6 +34,13 @@ type Features struct {
 	// Concurrency is the number of goroutines in the concurrent cases
 	// (default 8).
 	Concurrency int
+	// BulkChunk is the most records the adapter writes with one statement
+	// or command (default 128: the SQLite adapter's contacts per upsert
+	// statement). The bulk cases write a little over two of them, and fail
+	// one in the middle of the first, so that they cross the adapter's own
+	// boundaries; a larger count adds no case and, on a server that scans
+	// per update (FerretDB v1), costs time by the square.
+	BulkChunk int
 }
 
 // Run runs the suite. open must return a working store holding no data of
@@ -45,6 +52,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, feats Features) {
 	}
 	if feats.Concurrency <= 0 {
 		feats.Concurrency = 8
+	}
+	if feats.BulkChunk <= 0 {
+		feats.BulkChunk = 128
+	}
+	if feats.BulkChunk < 32 {
+		t.Fatalf("storetest: BulkChunk %d: the bulk cases need at least 32", feats.BulkChunk)
 	}
 	cases := []struct {
 		name string
