@@ -142,6 +142,12 @@ func sandboxCounts(c *deployedCluster) (map[string]int, error) {
 // eachSandboxMessage calls f with every message the sandbox transcript
 // holds, oldest first.
 func eachSandboxMessage(c *deployedCluster, f func(to, text string)) error {
+	return eachSandboxMessageAt(c, func(to, text string, _ time.Time) { f(to, text) })
+}
+
+// eachSandboxMessageAt is eachSandboxMessage with the time each message was
+// sent.
+func eachSandboxMessageAt(c *deployedCluster, f func(to, text string, sentAt time.Time)) error {
 	after := int64(0)
 	for {
 		code, body := c.api.do(http.MethodGet, "/v1/bots/ops/sandbox/messages?limit=10000&after="+strconv.FormatInt(after, 10), c.key, nil)
@@ -150,9 +156,10 @@ func eachSandboxMessage(c *deployedCluster, f func(to, text string)) error {
 		}
 		var page struct {
 			Messages []struct {
-				Seq  int64  `json:"seq"`
-				To   string `json:"to"`
-				Text string `json:"text"`
+				Seq    int64     `json:"seq"`
+				To     string    `json:"to"`
+				Text   string    `json:"text"`
+				SentAt time.Time `json:"sent_at"`
 			} `json:"messages"`
 		}
 		if err := json.Unmarshal(body, &page); err != nil {
@@ -162,7 +169,7 @@ func eachSandboxMessage(c *deployedCluster, f func(to, text string)) error {
 			return nil
 		}
 		for _, m := range page.Messages {
-			f(m.To, m.Text)
+			f(m.To, m.Text, m.SentAt)
 			after = max(after, m.Seq)
 		}
 	}
@@ -199,10 +206,20 @@ func TestClusterStreamLeaderKilledUnderLoad(t *testing.T) {
 			t.Fatalf("after 20 s the triggers streams are led by %q and %q; want two nodes", leader, standby)
 		}
 	}
+	// Which other streams the victim led: their publishes and deliveries
+	// wait for a new leader's election (no standby), which the message
+	// delays below show.
+	var others []string
+	for _, s := range []string{"FLOWGATE_OUTBOUND", "FLOWGATE_EVENTS", "FLOWGATE_RUNS"} {
+		if _, l := c.streamLeader(ctx, s); l != "" {
+			others = append(others, s+" by "+l)
+		}
+	}
+	led := "led: " + strings.Join(others, ", ")
 	killedAt := time.Now()
 	_ = c.nats[victim].cmd.Process.Kill() // SIGKILL: no shutdown, no flush
 	_, _ = c.nats[victim].exited()
-	t.Logf("killed %s, the leader of FLOWGATE_TRIGGERS (FLOWGATE_TRIGGERS_STANDBY led by %s)", leader, standby)
+	t.Logf("killed %s, the leader of FLOWGATE_TRIGGERS (FLOWGATE_TRIGGERS_STANDBY led by %s; %s)", leader, standby, led)
 	time.Sleep(8 * time.Second)
 	c.startNATS(victim)
 	t.Logf("restarted %s after %s", leader, time.Since(killedAt).Round(time.Millisecond))
@@ -221,6 +238,44 @@ func TestClusterStreamLeaderKilledUnderLoad(t *testing.T) {
 	c.checkServices()
 }
 
+// TestClusterOutboundLeaderKilledUnderLoad: under steady dispatch load the
+// NATS server leading FLOWGATE_OUTBOUND is SIGKILLed and restarted 8 s
+// later. The outbound stream has no standby: the orchestrator's publishes
+// of new runs' messages fail until a new leader is elected (a random 4–9 s
+// after the heartbeats stopped), its steps are retried on their backoff,
+// and the runs accepted meanwhile queue behind them. The same invariants
+// as for the triggers stream's leader: every 202 gets exactly one message
+// (within waitForMessages's 3 minutes after the load), nothing is sent
+// twice; how long users waited for their message is logged.
+func TestClusterOutboundLeaderKilledUnderLoad(t *testing.T) {
+	c := startDeployedCluster(t)
+	ctx := context.Background()
+
+	stop := make(chan struct{})
+	results := dispatchLoad(c, 8, stop)
+	time.Sleep(5 * time.Second)
+	victim, leader := c.streamLeader(ctx, "FLOWGATE_OUTBOUND")
+	if victim < 0 {
+		close(stop)
+		<-results
+		t.Fatalf("FLOWGATE_OUTBOUND has no leader among the servers (%q)", leader)
+	}
+	_, triggers := c.streamLeader(ctx, "FLOWGATE_TRIGGERS")
+	killedAt := time.Now()
+	_ = c.nats[victim].cmd.Process.Kill() // SIGKILL: no shutdown, no flush
+	_, _ = c.nats[victim].exited()
+	t.Logf("killed %s, the leader of FLOWGATE_OUTBOUND (FLOWGATE_TRIGGERS led by %s)", leader, triggers)
+	time.Sleep(8 * time.Second)
+	c.startNATS(victim)
+	t.Logf("restarted %s after %s", leader, time.Since(killedAt).Round(time.Millisecond))
+	time.Sleep(8 * time.Second)
+	close(stop)
+	all := <-results
+
+	checkLoadOutcome(t, c, all)
+	c.checkServices()
+}
+
 // standbyPublishes reads flowgate_bus_trigger_standby_publishes_total by
 // reason from a /metrics page.
 func standbyPublishes(t *testing.T, page []byte) map[string]float64 {
@@ -234,7 +289,8 @@ func standbyPublishes(t *testing.T, page []byte) map[string]float64 {
 
 // checkLoadOutcome: every dispatch was answered 202 or 503; every 202 got
 // exactly one message, a 503 at most one; the longest stretch without a 202
-// is reported and at most 5 s (issue #16's target).
+// is reported and at most 5 s (issue #16's target); how long the 202s
+// waited for their messages is logged (logMessageDelays).
 func checkLoadOutcome(t *testing.T, c *deployedCluster, all []dispatchResult) {
 	t.Helper()
 	sort.Slice(all, func(i, j int) bool { return all[i].at.Before(all[j].at) })
@@ -275,6 +331,49 @@ func checkLoadOutcome(t *testing.T, c *deployedCluster, all []dispatchResult) {
 			t.Errorf("%s received %d messages, want 1", u, n)
 		}
 	}
+	logMessageDelays(t, c, all)
+}
+
+// logMessageDelays logs how long after its 202 each accepted dispatch's
+// message was sent: what a user waited through the fault. The processes
+// share this machine's clock. Nothing is asserted beyond waitForMessages's
+// bound: the wait depends on the election's random length and on how fast
+// the pipeline catches up while the load goes on (docs/deploy.md).
+func logMessageDelays(t *testing.T, c *deployedCluster, all []dispatchResult) {
+	t.Helper()
+	sent := map[string]time.Time{}
+	if err := eachSandboxMessageAt(c, func(to, _ string, at time.Time) {
+		if _, ok := sent[to]; !ok {
+			sent[to] = at
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	type delay struct {
+		d  time.Duration
+		at time.Time
+	}
+	var ds []delay
+	for _, r := range all {
+		if at, ok := sent[r.user]; ok && r.code == http.StatusAccepted {
+			ds = append(ds, delay{at.Sub(r.at), r.at})
+		}
+	}
+	if len(ds) == 0 {
+		return
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i].d < ds[j].d })
+	start := all[0].at
+	worst := ds[len(ds)-1]
+	over := 0
+	for _, d := range ds {
+		if d.d > time.Second {
+			over++
+		}
+	}
+	t.Logf("message sent after its 202: median %s, p99 %s, max %s (202 given %s into the load); %d of %d after more than 1 s",
+		ds[len(ds)/2].d.Round(time.Millisecond), ds[len(ds)*99/100].d.Round(time.Millisecond), worst.d.Round(time.Millisecond),
+		worst.at.Sub(start).Round(time.Millisecond), over, len(ds))
 }
 
 // TestClusterRollingRestartUnderLoad: under steady dispatch load every NATS
