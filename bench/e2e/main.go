@@ -34,6 +34,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -345,7 +346,7 @@ func handlerStats() {
 				for _, l := range m.GetLabel() {
 					labels = append(labels, l.GetValue())
 				}
-				fmt.Fprintf(os.Stderr, "%s %v: %.0f\n", mf.GetName(), labels, m.GetCounter().GetValue())
+				fmt.Fprintf(os.Stderr, "%s %v: %s\n", mf.GetName(), labels, strconv.FormatFloat(m.GetCounter().GetValue(), 'f', 3, 64))
 			}
 		}
 	}
