@@ -190,42 +190,18 @@ func TestClusterStreamLeaderKilledUnderLoad(t *testing.T) {
 	results := dispatchLoad(c, 8, stop)
 	time.Sleep(5 * time.Second)
 
-	// The ingress keeps the standby triggers stream led by another node
-	// (bus.KeepTriggerLeadersApart, every 5 s).
-	var victim int
-	var leader, standby string
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		victim, leader = c.streamLeader(ctx, "FLOWGATE_TRIGGERS")
-		_, standby = c.streamLeader(ctx, "FLOWGATE_TRIGGERS_STANDBY")
-		if victim >= 0 && standby != "" && standby != leader {
-			break
-		}
-		if time.Now().After(deadline) {
-			close(stop)
-			<-results
-			t.Fatalf("after 20 s the triggers streams are led by %q and %q; want two nodes", leader, standby)
-		}
-	}
-	// Which other streams the victim led: their publishes and deliveries
-	// wait for a new leader's election (no standby), which the message
-	// delays below show.
+	victim, standby := c.triggerLeadersApart(t, stop, results)
+	// Who leads the other streams: those the victim led take nothing until
+	// a new leader is elected (they have no standby), which the message
+	// delays logged below show.
 	var others []string
 	for _, s := range []string{"FLOWGATE_OUTBOUND", "FLOWGATE_EVENTS", "FLOWGATE_RUNS"} {
 		if _, l := c.streamLeader(ctx, s); l != "" {
 			others = append(others, s+" by "+l)
 		}
 	}
-	led := "led: " + strings.Join(others, ", ")
-	killedAt := time.Now()
-	_ = c.nats[victim].cmd.Process.Kill() // SIGKILL: no shutdown, no flush
-	_, _ = c.nats[victim].exited()
-	t.Logf("killed %s, the leader of FLOWGATE_TRIGGERS (FLOWGATE_TRIGGERS_STANDBY led by %s; %s)", leader, standby, led)
-	time.Sleep(8 * time.Second)
-	c.startNATS(victim)
-	t.Logf("restarted %s after %s", leader, time.Since(killedAt).Round(time.Millisecond))
-	time.Sleep(8 * time.Second)
-	close(stop)
-	all := <-results
+	all := killUnderLoad(t, c, victim, fmt.Sprintf("the leader of FLOWGATE_TRIGGERS (FLOWGATE_TRIGGERS_STANDBY led by %s; led: %s)",
+		standby, strings.Join(others, ", ")), stop, results)
 
 	checkLoadOutcome(t, c, all)
 	// The stretch was short because the triggers went to the standby
@@ -254,6 +230,8 @@ func TestClusterOutboundLeaderKilledUnderLoad(t *testing.T) {
 	stop := make(chan struct{})
 	results := dispatchLoad(c, 8, stop)
 	time.Sleep(5 * time.Second)
+	// Whichever node dies, one of the triggers streams keeps its leader.
+	c.triggerLeadersApart(t, stop, results)
 	victim, leader := c.streamLeader(ctx, "FLOWGATE_OUTBOUND")
 	if victim < 0 {
 		close(stop)
@@ -261,19 +239,52 @@ func TestClusterOutboundLeaderKilledUnderLoad(t *testing.T) {
 		t.Fatalf("FLOWGATE_OUTBOUND has no leader among the servers (%q)", leader)
 	}
 	_, triggers := c.streamLeader(ctx, "FLOWGATE_TRIGGERS")
-	killedAt := time.Now()
-	_ = c.nats[victim].cmd.Process.Kill() // SIGKILL: no shutdown, no flush
-	_, _ = c.nats[victim].exited()
-	t.Logf("killed %s, the leader of FLOWGATE_OUTBOUND (FLOWGATE_TRIGGERS led by %s)", leader, triggers)
-	time.Sleep(8 * time.Second)
-	c.startNATS(victim)
-	t.Logf("restarted %s after %s", leader, time.Since(killedAt).Round(time.Millisecond))
-	time.Sleep(8 * time.Second)
-	close(stop)
-	all := <-results
+	_, standby := c.streamLeader(ctx, "FLOWGATE_TRIGGERS_STANDBY")
+	all := killUnderLoad(t, c, victim, fmt.Sprintf("the leader of FLOWGATE_OUTBOUND (FLOWGATE_TRIGGERS led by %s, FLOWGATE_TRIGGERS_STANDBY by %s)",
+		triggers, standby), stop, results)
 
 	checkLoadOutcome(t, c, all)
 	c.checkServices()
+}
+
+// triggerLeadersApart waits (up to 20 s) until the two triggers streams
+// are led by different nodes, as the ingress keeps them
+// (bus.KeepTriggerLeadersApart, every 5 s), and returns the index of the
+// node leading FLOWGATE_TRIGGERS and the name of the one leading the
+// standby. Failing, it stops the load first.
+func (c *deployedCluster) triggerLeadersApart(t *testing.T, stop chan struct{}, results <-chan []dispatchResult) (int, string) {
+	t.Helper()
+	ctx := context.Background()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		i, leader := c.streamLeader(ctx, "FLOWGATE_TRIGGERS")
+		_, standby := c.streamLeader(ctx, "FLOWGATE_TRIGGERS_STANDBY")
+		if i >= 0 && standby != "" && standby != leader {
+			return i, standby
+		}
+		if time.Now().After(deadline) {
+			close(stop)
+			<-results
+			t.Fatalf("after 20 s the triggers streams are led by %q and %q; want two nodes", leader, standby)
+		}
+	}
+}
+
+// killUnderLoad SIGKILLs NATS server victim (no shutdown, no flush),
+// restarts it on its own store 8 s later, lets the load run 8 s more, then
+// stops it and returns every answer.
+func killUnderLoad(t *testing.T, c *deployedCluster, victim int, what string, stop chan struct{}, results <-chan []dispatchResult) []dispatchResult {
+	t.Helper()
+	name := c.nats[victim].name
+	killedAt := time.Now()
+	_ = c.nats[victim].cmd.Process.Kill()
+	_, _ = c.nats[victim].exited()
+	t.Logf("killed %s, %s", name, what)
+	time.Sleep(8 * time.Second)
+	c.startNATS(victim)
+	t.Logf("restarted %s after %s", name, time.Since(killedAt).Round(time.Millisecond))
+	time.Sleep(8 * time.Second)
+	close(stop)
+	return <-results
 }
 
 // standbyPublishes reads flowgate_bus_trigger_standby_publishes_total by
