@@ -13,6 +13,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/events"
 )
 
 // dispatchResult is one answer the load client recorded.
@@ -245,6 +248,96 @@ func TestClusterOutboundLeaderKilledUnderLoad(t *testing.T) {
 
 	checkLoadOutcome(t, c, all)
 	c.checkServices()
+}
+
+// TestClusterConsumerLeaderKilledUnderLoad: under steady dispatch load the
+// NATS server leading the sandbox worker's consumer (but not
+// FLOWGATE_OUTBOUND itself) is SIGKILLed and restarted 8 s later. The
+// worker's pull requests were held by that server and are never answered;
+// the worker notices by the missing heartbeats and pulls again from the
+// consumer's new leader. Sending must not stop for more than 20 s: with
+// nats.go's default heartbeat (15 s, two missed before pulling again) it
+// stopped for 30 s, long after the election (bus.pullHeartbeat). The same
+// invariants as the other kill tests hold.
+func TestClusterConsumerLeaderKilledUnderLoad(t *testing.T) {
+	c := startDeployedCluster(t)
+	ctx := context.Background()
+
+	stop := make(chan struct{})
+	results := dispatchLoad(c, 8, stop)
+	time.Sleep(5 * time.Second)
+	c.triggerLeadersApart(t, stop, results)
+	// The dispatches' lane of the worker's consumer, led away from the
+	// stream's leader (so that its process may well be connected to a
+	// server that survives).
+	consumer := bus.OutboundLaneConsumer(events.OutboundSubject(events.ChannelSandbox, "ops", events.LaneHigh), 0).Durable
+	var victim int
+	var stream, leader string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		_, stream = c.streamLeader(ctx, bus.StreamOutbound)
+		victim, leader = c.consumerLeader(ctx, bus.StreamOutbound, consumer)
+		if victim >= 0 && stream != "" && leader != stream {
+			break
+		}
+		if time.Now().After(deadline) {
+			close(stop)
+			<-results
+			t.Fatalf("after 30 s the consumer %s is led by %q and its stream by %q; want two servers", consumer, leader, stream)
+		}
+		if leader != "" && leader == stream {
+			// Ask for another leader (a random other peer).
+			_, _ = c.js.Conn().Request("$JS.API.CONSUMER.LEADER.STEPDOWN."+bus.StreamOutbound+"."+consumer, nil, 5*time.Second)
+		}
+	}
+	all := killUnderLoad(t, c, victim, fmt.Sprintf("the leader of consumer %s (FLOWGATE_OUTBOUND led by %s)", consumer, stream), stop, results)
+
+	checkLoadOutcome(t, c, all)
+	if gap := longestSendingGap(t, c); gap > 20*time.Second {
+		t.Errorf("the sandbox sent nothing for %s; want at most 20 s", gap.Round(time.Millisecond))
+	}
+	c.checkServices()
+}
+
+// consumerLeader is the index in c.nats of the node leading a stream's
+// consumer, and its name (-1 and "" while it has none).
+func (c *deployedCluster) consumerLeader(ctx context.Context, stream, consumer string) (int, string) {
+	cons, err := c.js.Consumer(ctx, stream, consumer)
+	if err != nil {
+		return -1, "" // not yet created, or the API busy with an election
+	}
+	leader := ""
+	if ci := cons.CachedInfo().Cluster; ci != nil {
+		leader = ci.Leader
+	}
+	for i := range c.nats {
+		if c.nats[i].name == leader {
+			return i, leader
+		}
+	}
+	return -1, leader
+}
+
+// longestSendingGap is the longest time between two messages the sandbox
+// sent to the load's users, and logs it.
+func longestSendingGap(t *testing.T, c *deployedCluster) time.Duration {
+	t.Helper()
+	var at []time.Time
+	if err := eachSandboxMessageAt(c, func(to, _ string, sent time.Time) {
+		if strings.HasPrefix(to, "+1556") {
+			at = append(at, sent)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(at, func(i, j int) bool { return at[i].Before(at[j]) })
+	longest, when := time.Duration(0), time.Duration(0)
+	for i := 1; i < len(at); i++ {
+		if d := at[i].Sub(at[i-1]); d > longest {
+			longest, when = d, at[i-1].Sub(at[0])
+		}
+	}
+	t.Logf("longest stretch without a message sent: %s, from %s after the first", longest.Round(time.Millisecond), when.Round(time.Millisecond))
+	return longest
 }
 
 // triggerLeadersApart waits (up to 20 s) until the two triggers streams

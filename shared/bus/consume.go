@@ -224,17 +224,19 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 		}
 	}
 	pull := func() (jetstream.ConsumeContext, error) {
-		return cons.Consume(dispatch, jetstream.PullMaxMessages(o.Prefetch), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			switch {
-			case errors.Is(err, nats.ErrNoResponders):
-				signal(repull)
-			case errors.Is(err, jetstream.ErrConsumerDeleted):
-				signal(rebind)
-			}
-			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-				b.log.Debug("consume", "consumer", spec.Durable, "err", err)
-			}
-		}))
+		return cons.Consume(dispatch, jetstream.PullMaxMessages(o.Prefetch),
+			jetstream.PullExpiry(pullExpiry), jetstream.PullHeartbeat(pullHeartbeat),
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				switch {
+				case errors.Is(err, nats.ErrNoResponders):
+					signal(repull)
+				case errors.Is(err, jetstream.ErrConsumerDeleted):
+					signal(rebind)
+				}
+				if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+					b.log.Debug("consume", "consumer", spec.Durable, "err", err)
+				}
+			}))
 	}
 	stop := func(cc jetstream.ConsumeContext) {
 		cc.Drain() // what it fetched is handed to the workers first
@@ -302,6 +304,22 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 	}
 	return nil
 }
+
+// A pull request's lifetime on the server and the idle heartbeat the
+// server sends while it is open. On a cluster a pull is held by the
+// consumer's leader: when that server is lost (killed, not shut down) the
+// pull is never answered, and the client pulls again only after missing
+// two heartbeats. With the client's defaults (expiry 30 s, a heartbeat
+// every 15 s) the sandbox worker read nothing for 30 s in two of twelve
+// runs of deploy/deploytest's TestClusterConsumerLeaderKilledUnderLoad,
+// long after the election had replaced the leader; with these, the
+// longest pause in twelve runs was 9.2 s. An idle consumer costs the
+// server a heartbeat every pullHeartbeat and the client a pull request
+// every pullExpiry.
+const (
+	pullExpiry    = 10 * time.Second
+	pullHeartbeat = 2 * time.Second
+)
 
 // afterBind, when set (by tests), runs between binding the consumer and
 // the first pull.

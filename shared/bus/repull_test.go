@@ -61,22 +61,26 @@ func publishInbound(t *testing.T, ctx context.Context, b *bus.Bus, id string) {
 // A pull that no consumer answers (503 no responders) is pulled again at
 // once. Here the consumer is gone between Consume binding it and its first
 // pull, and comes back 300 ms later. The client alone pulls again only
-// after missing two heartbeats (30 s); seen in
-// TestWhatsAppTwoReplicasAt1000PerSecond, where one replica then sent
-// nothing.
+// after missing two heartbeats (4 s with the bus's pull heartbeat, 30 s
+// with the client's default); seen in TestWhatsAppTwoReplicasAt1000PerSecond,
+// where one replica then sent nothing.
 func TestPullThatNoConsumerAnswersIsPulledAgain(t *testing.T) {
 	_, b := start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	spec := bus.InboundConsumer
+	spec.Durable, spec.MetricName = "pulled-again", "pulled-again"
 	gone := awayAfterBind(t, ctx, b.JetStream(), spec.Stream, 300*time.Millisecond)
+	before := repullCount(t, spec.MetricName)
 	handled, done := consumeCounting(ctx, b, spec, bus.ConsumeOptions{Workers: 2})
 	require.Eventually(t, gone.Load, 10*time.Second, 10*time.Millisecond)
 	publishInbound(t, ctx, b, "in-1")
 	start := time.Now()
-	// Well under the client's 30 s.
-	require.Eventually(t, func() bool { return handled.Load() == 1 }, 10*time.Second, 10*time.Millisecond)
+	// Under the two missed heartbeats (4 s) after which the client would
+	// pull again by itself, and pulled again by the bus.
+	require.Eventually(t, func() bool { return handled.Load() == 1 }, 3*time.Second, 10*time.Millisecond)
 	t.Logf("handled %s after publishing", time.Since(start).Round(time.Millisecond))
+	require.Greater(t, repullCount(t, spec.MetricName)-before, 0.0, "the bus pulled again")
 	cancel()
 	require.NoError(t, <-done)
 }
