@@ -313,7 +313,7 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 // every 15 s) the sandbox worker read nothing for 30 s in two of twelve
 // runs of deploy/deploytest's TestClusterConsumerLeaderKilledUnderLoad,
 // long after the election had replaced the leader; with these, the
-// longest pause in twelve runs was 9.2 s. An idle consumer costs the
+// longest pause in eight runs was 9.2 s. An idle consumer costs the
 // server a heartbeat every pullHeartbeat and the client a pull request
 // every pullExpiry.
 const (
