@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/events"
 )
@@ -91,16 +93,21 @@ func (c *deployedCluster) streamLeader(ctx context.Context, stream string) (int,
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	leader := ""
-	if ci := s.CachedInfo().Cluster; ci != nil {
-		leader = ci.Leader
+	return c.node(s.CachedInfo().Cluster)
+}
+
+// node is the index in c.nats of the leader a cluster info names, and its
+// name; -1 when none of c's nodes is it.
+func (c *deployedCluster) node(ci *jetstream.ClusterInfo) (int, string) {
+	if ci == nil {
+		return -1, ""
 	}
 	for i := range c.nats {
-		if c.nats[i].name == leader {
-			return i, leader
+		if c.nats[i].name == ci.Leader {
+			return i, ci.Leader
 		}
 	}
-	return -1, leader
+	return -1, ci.Leader
 }
 
 // waitForMessages waits (up to 3 minutes) until every accepted user has a
@@ -186,12 +193,8 @@ func eachSandboxMessageAt(c *deployedCluster, f func(to, text string, sentAt tim
 // stream, led by another node, after at most bus.DefaultStandbyAfter
 // (1 s), instead of waiting out the 4–9 s election of a new leader.
 func TestClusterStreamLeaderKilledUnderLoad(t *testing.T) {
-	c := startDeployedCluster(t)
+	c, stop, results := startUnderLoad(t)
 	ctx := context.Background()
-
-	stop := make(chan struct{})
-	results := dispatchLoad(c, 8, stop)
-	time.Sleep(5 * time.Second)
 
 	victim, standby := c.triggerLeadersApart(t, stop, results)
 	// Who leads the other streams: those the victim led take nothing until
@@ -227,12 +230,8 @@ func TestClusterStreamLeaderKilledUnderLoad(t *testing.T) {
 // (within waitForMessages's 3 minutes after the load), nothing is sent
 // twice; how long users waited for their message is logged.
 func TestClusterOutboundLeaderKilledUnderLoad(t *testing.T) {
-	c := startDeployedCluster(t)
+	c, stop, results := startUnderLoad(t)
 	ctx := context.Background()
-
-	stop := make(chan struct{})
-	results := dispatchLoad(c, 8, stop)
-	time.Sleep(5 * time.Second)
 	// Whichever node dies, one of the triggers streams keeps its leader.
 	c.triggerLeadersApart(t, stop, results)
 	victim, leader := c.streamLeader(ctx, "FLOWGATE_OUTBOUND")
@@ -260,12 +259,8 @@ func TestClusterOutboundLeaderKilledUnderLoad(t *testing.T) {
 // stopped for 30 s, long after the election (bus.pullHeartbeat). The same
 // invariants as the other kill tests hold.
 func TestClusterConsumerLeaderKilledUnderLoad(t *testing.T) {
-	c := startDeployedCluster(t)
+	c, stop, results := startUnderLoad(t)
 	ctx := context.Background()
-
-	stop := make(chan struct{})
-	results := dispatchLoad(c, 8, stop)
-	time.Sleep(5 * time.Second)
 	c.triggerLeadersApart(t, stop, results)
 	// The dispatches' lane of the worker's consumer, led away from the
 	// stream's leader (so that its process may well be connected to a
@@ -305,16 +300,7 @@ func (c *deployedCluster) consumerLeader(ctx context.Context, stream, consumer s
 	if err != nil {
 		return -1, "" // not yet created, or the API busy with an election
 	}
-	leader := ""
-	if ci := cons.CachedInfo().Cluster; ci != nil {
-		leader = ci.Leader
-	}
-	for i := range c.nats {
-		if c.nats[i].name == leader {
-			return i, leader
-		}
-	}
-	return -1, leader
+	return c.node(cons.CachedInfo().Cluster)
 }
 
 // longestSendingGap is the longest time between two messages the sandbox
@@ -338,6 +324,17 @@ func longestSendingGap(t *testing.T, c *deployedCluster) time.Duration {
 	}
 	t.Logf("longest stretch without a message sent: %s, from %s after the first", longest.Round(time.Millisecond), when.Round(time.Millisecond))
 	return longest
+}
+
+// startUnderLoad starts the deployed cluster and the load of the kill
+// tests (8 closed-loop dispatch clients), and lets it run 5 s.
+func startUnderLoad(t *testing.T) (*deployedCluster, chan struct{}, <-chan []dispatchResult) {
+	t.Helper()
+	c := startDeployedCluster(t)
+	stop := make(chan struct{})
+	results := dispatchLoad(c, 8, stop)
+	time.Sleep(5 * time.Second)
+	return c, stop, results
 }
 
 // triggerLeadersApart waits (up to 20 s) until the two triggers streams
