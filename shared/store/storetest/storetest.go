@@ -82,6 +82,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store, feats Features) {
 		{"TriggerConcurrentUpdate", testTriggerConcurrentUpdate},
 		{"TriggerCheckpoint", testTriggerCheckpoint},
 		{"TriggerCheckpoints", testTriggerCheckpoints},
+		{"TriggerCheckpointsInBulk", testTriggerCheckpointsInBulk},
 		{"TriggerCounters", testTriggerCounters},
 		{"Runs", testRuns},
 		{"RunIdempotency", testRunIdempotency},

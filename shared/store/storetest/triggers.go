@@ -263,6 +263,96 @@ func testTriggerCheckpoints(t *testing.T, s store.Store, e env) {
 	require.Empty(t, errs)
 }
 
+// testTriggerCheckpointsInBulk: a CheckpointTriggers call of more
+// checkpoints than the adapter writes with one statement, with a stale
+// one, an unknown one and one with skip reasons among them, writes each
+// as it would alone; an id given twice is written once, and the second
+// checkpoint (at the same version) is stale.
+func testTriggerCheckpointsInBulk(t *testing.T, s store.Store, e env) {
+	mkBot(t, s, e)
+	n := e.feats.BulkChunk + 22 // two statements, the second one short
+	stale, unknown, reasons := 7, e.feats.BulkChunk-3, e.feats.BulkChunk+5
+	ts := make([]store.Trigger, n)
+	for i := range ts {
+		id := fmt.Sprintf("tb%03d", i)
+		ts[i] = store.Trigger{ID: id, BotID: e.bot, Source: "native", Event: "welcome", FlowID: "f1", Channel: "sandbox",
+			Spec: json.RawMessage(`{"audience":{"users":["+15550001"]}}`), IdempotencyKey: "k-" + id,
+			Status: store.TriggerAccepted, CreatedAt: base()}
+	}
+	created, err := s.CreateTriggers(e.ctx, ts)
+	require.NoError(t, err)
+	cps := make([]store.TriggerCheckpoint, n)
+	for i, c := range created {
+		require.NoError(t, c.Err)
+		cps[i] = store.TriggerCheckpoint{BotID: e.bot, ID: c.Trigger.ID, Version: c.Trigger.Version, Status: store.TriggerDone,
+			Cursor: fmt.Sprintf(`{"after":"%d"}`, i), Delta: store.TriggerCounters{Targeted: int64(i + 1), RunsCreated: 1, Sent: 2}}
+	}
+	moved := created[stale].Trigger
+	moved.Status = store.TriggerCancelled
+	_, err = s.UpdateTrigger(e.ctx, moved)
+	require.NoError(t, err)
+	cps[unknown].ID = "nope"
+	cps[reasons].Delta.Skipped = 1
+	cps[reasons].Delta.SkipReasons = map[string]int64{"opted_out": 1}
+
+	errs, err := s.CheckpointTriggers(e.ctx, cps)
+	require.NoError(t, err)
+	require.Len(t, errs, n)
+	for i, cp := range cps {
+		switch i {
+		case stale:
+			requireIs(t, errs[i], store.ErrVersionConflict)
+			got, err := s.GetTrigger(e.ctx, e.bot, cp.ID)
+			require.NoError(t, err)
+			require.Equal(t, store.TriggerCancelled, got.Status, "a stale checkpoint changes nothing")
+			require.Zero(t, got.Counters.Targeted, "a stale checkpoint adds nothing")
+			continue
+		case unknown:
+			requireIs(t, errs[i], store.ErrNotFound)
+			_, err := s.GetTrigger(e.ctx, e.bot, created[i].Trigger.ID)
+			require.NoError(t, err)
+			continue
+		}
+		require.NoError(t, errs[i], "checkpoint %d", i)
+		got, err := s.GetTrigger(e.ctx, e.bot, cp.ID)
+		require.NoError(t, err)
+		require.Equal(t, cp.Version+1, got.Version, "checkpoint %d", i)
+		require.Equal(t, store.TriggerDone, got.Status)
+		require.Equal(t, cp.Cursor, got.Cursor)
+		want := store.TriggerCounters{Targeted: int64(i + 1), RunsCreated: 1, Sent: 2}
+		if i == reasons {
+			want.Skipped, want.SkipReasons = 1, map[string]int64{"opted_out": 1}
+		}
+		require.Equal(t, want, got.Counters, "checkpoint %d", i)
+	}
+
+	// One id twice, both at its version: the first is written, the
+	// second is stale.
+	first, err := s.GetTrigger(e.ctx, e.bot, cps[0].ID)
+	require.NoError(t, err)
+	twice := []store.TriggerCheckpoint{
+		{BotID: e.bot, ID: first.ID, Version: first.Version, Status: store.TriggerFanningOut, Cursor: `{"after":"x"}`,
+			Delta: store.TriggerCounters{Targeted: 10}},
+		{BotID: e.bot, ID: cps[1].ID, Version: cps[1].Version + 1, Status: store.TriggerDone, Delta: store.TriggerCounters{Sent: 1}},
+		{BotID: e.bot, ID: first.ID, Version: first.Version, Status: store.TriggerDone, Cursor: `{"after":"y"}`,
+			Delta: store.TriggerCounters{Targeted: 100}},
+	}
+	errs, err = s.CheckpointTriggers(e.ctx, twice)
+	require.NoError(t, err)
+	require.NoError(t, errs[0])
+	require.NoError(t, errs[1])
+	requireIs(t, errs[2], store.ErrVersionConflict)
+	got, err := s.GetTrigger(e.ctx, e.bot, first.ID)
+	require.NoError(t, err)
+	require.Equal(t, first.Version+1, got.Version)
+	require.Equal(t, store.TriggerFanningOut, got.Status)
+	require.Equal(t, `{"after":"x"}`, got.Cursor)
+	require.EqualValues(t, 1+10, got.Counters.Targeted)
+	got, err = s.GetTrigger(e.ctx, e.bot, cps[1].ID)
+	require.NoError(t, err)
+	require.EqualValues(t, 2+1, got.Counters.Sent)
+}
+
 // testCreateTriggers: CreateTriggers creates new triggers, answers an
 // existing id with the trigger stored (the same id twice in one call
 // included), an id of another bot's trigger with ErrConflict at its index
