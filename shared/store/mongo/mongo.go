@@ -100,6 +100,9 @@ func Open(ctx context.Context, uri, database string, opts ...Option) (*Store, er
 		SetServerSelectionTimeout(cfg.connectTimeout).
 		SetConnectTimeout(cfg.connectTimeout).
 		ApplyURI(uri)
+	if cfg.monitor != nil {
+		copts.SetMonitor(cfg.monitor)
+	}
 	client, err := mongo.Connect(copts)
 	if err != nil {
 		return nil, fmt.Errorf("mongo: connect: %w", err)

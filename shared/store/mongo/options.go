@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"go.mongodb.org/mongo-driver/v2/event"
 )
 
 // Option configures Open.
@@ -20,6 +22,8 @@ type config struct {
 	connectTimeout time.Duration
 	maxDocBytes    int
 	logger         *slog.Logger
+	// monitor sees every command the client sends (tests count them).
+	monitor *event.CommandMonitor
 }
 
 func (c *config) setDefaults() {

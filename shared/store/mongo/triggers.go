@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -196,10 +197,14 @@ func (s *Store) CheckpointTrigger(ctx context.Context, tr store.Trigger, d store
 	return s.updateTrigger(ctx, tr, &d)
 }
 
-// CheckpointTriggers writes each checkpoint with one version-checked
-// document update, in turn. MongoDB has no write lock for a batch to
-// share, and a bulk write reports how many documents matched, not which:
-// a checkpoint that matched nothing is looked up to say why.
+// CheckpointTriggers writes the checkpoints as one unordered BulkWrite of
+// version-checked updates per round (an id given twice goes in a later
+// round, so that the second write finds the first), instead of one
+// round trip per trigger: a dispatch batch checkpoints one trigger per
+// run. Each update leaves a write mark on its trigger (writes, a ring
+// keyed by version, as runs have): when some filters matched nothing, the
+// triggers are read back once, and a trigger carrying a checkpoint's mark
+// took that checkpoint; the others are stale or gone.
 func (s *Store) CheckpointTriggers(ctx context.Context, cps []store.TriggerCheckpoint) ([]error, error) {
 	if err := check.TriggerCheckpoints(cps); err != nil {
 		return nil, err
@@ -207,44 +212,119 @@ func (s *Store) CheckpointTriggers(ctx context.Context, cps []store.TriggerCheck
 	if len(cps) == 0 {
 		return nil, nil
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	idx := make([]int, len(cps))
+	for i := range idx {
+		idx[i] = i
+	}
 	errs := make([]error, len(cps))
-	for i, cp := range cps {
-		update := bson.D{{Key: "$set", Value: bson.D{
-			{Key: "status", Value: cp.Status}, {Key: "cursor", Value: cp.Cursor},
-			{Key: "version", Value: cp.Version + 1}, {Key: "updated_at", Value: now()},
-		}}}
-		if inc := counterIncs(cp.Delta); len(inc) > 0 {
-			update = append(update, bson.E{Key: "$inc", Value: inc})
-		}
-		filter := bson.D{{Key: "_id", Value: cp.ID}, {Key: "bot_id", Value: cp.BotID}}
-		err := func() error {
-			ctx, cancel := s.opCtx(ctx)
-			defer cancel()
-			unlock := s.lockUpdates()
-			res, err := s.triggers.UpdateOne(ctx, append(filter, bson.E{Key: "version", Value: cp.Version}), update)
-			unlock()
-			if err != nil {
-				return dbErr("checkpoint triggers", err)
-			}
-			if res.MatchedCount == 1 {
-				return nil
-			}
-			n, err := s.triggers.CountDocuments(ctx, filter)
-			if err != nil {
-				return dbErr("checkpoint triggers", err)
-			}
-			if n == 0 {
-				errs[i] = notFound("trigger", cp.BotID, cp.ID)
-			} else {
-				errs[i] = fmt.Errorf("%w: trigger %s is not at version %d", store.ErrVersionConflict, cp.ID, cp.Version)
-			}
-			return nil
-		}()
-		if err != nil {
+	for _, round := range rounds(idx, func(i int) string { return cps[i].ID }) {
+		if err := s.checkpointRound(ctx, cps, round, errs); err != nil {
 			return nil, err
 		}
 	}
 	return errs, nil
+}
+
+func checkpointUpdate(cp store.TriggerCheckpoint, mark string) bson.D {
+	update := bson.D{{Key: "$set", Value: bson.D{
+		{Key: "status", Value: cp.Status}, {Key: "cursor", Value: cp.Cursor},
+		{Key: "version", Value: cp.Version + 1}, {Key: "updated_at", Value: now()},
+		{Key: "writes." + writeSlot(cp.Version+1), Value: mark},
+	}}}
+	if inc := counterIncs(cp.Delta); len(inc) > 0 {
+		update = append(update, bson.E{Key: "$inc", Value: inc})
+	}
+	return update
+}
+
+// checkpointRound writes the checkpoints at round (distinct ids) and sets
+// the refusals in errs.
+func (s *Store) checkpointRound(ctx context.Context, cps []store.TriggerCheckpoint, round []int, errs []error) error {
+	marks := make([]string, len(round))
+	models := make([]mongo.WriteModel, len(round))
+	for k, i := range round {
+		cp := cps[i]
+		marks[k] = strconv.FormatInt(cp.Version+1, 10) + "/" + nextToken()
+		models[k] = mongo.NewUpdateOneModel().
+			SetFilter(bson.D{{Key: "_id", Value: cp.ID}, {Key: "bot_id", Value: cp.BotID}, {Key: "version", Value: cp.Version}}).
+			SetUpdate(checkpointUpdate(cp, marks[k]))
+	}
+	res, err := s.bulkUpdate(ctx, s.triggers, models)
+	if err == nil && res.MatchedCount == int64(len(round)) {
+		return nil
+	}
+	var bwe mongo.BulkWriteException
+	if err != nil && (!errors.As(err, &bwe) || bwe.WriteConcernError != nil) {
+		return dbErr("checkpoint triggers", err)
+	}
+	ids := make([]string, len(round))
+	for k, i := range round {
+		ids[k] = cps[i].ID
+	}
+	cur, err := s.triggers.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
+		options.Find().SetProjection(bson.D{{Key: "bot_id", Value: 1}, {Key: "writes", Value: 1}}))
+	if err != nil {
+		return dbErr("checkpoint triggers", err)
+	}
+	var docs []triggerMarks
+	if err := cur.All(ctx, &docs); err != nil {
+		return dbErr("checkpoint triggers", err)
+	}
+	byID := make(map[string]triggerMarks, len(docs))
+	for _, d := range docs {
+		byID[d.ID] = d
+	}
+	for k, i := range round {
+		cp := cps[i]
+		d, ok := byID[cp.ID]
+		switch {
+		case !ok || d.BotID != cp.BotID:
+			errs[i] = notFound("trigger", cp.BotID, cp.ID)
+		case d.Writes[writeSlot(cp.Version+1)] == marks[k]:
+		case len(bwe.WriteErrors) > 0:
+			// A server may stop at a failed write (FerretDB v1 does) and
+			// report it at the wrong index: retry the unconfirmed one alone.
+			if errs[i], err = s.checkpointOne(ctx, cp); err != nil {
+				return err
+			}
+		default:
+			errs[i] = fmt.Errorf("%w: trigger %s is not at version %d", store.ErrVersionConflict, cp.ID, cp.Version)
+		}
+	}
+	return nil
+}
+
+// triggerMarks is the part of a trigger checkpointRound reads back.
+type triggerMarks struct {
+	ID     string            `bson:"_id"`
+	BotID  string            `bson:"bot_id"`
+	Writes map[string]string `bson:"writes"`
+}
+
+// checkpointOne writes one checkpoint with its own update; refused is why
+// it changed nothing (stale, or an unknown trigger).
+func (s *Store) checkpointOne(ctx context.Context, cp store.TriggerCheckpoint) (refused, err error) {
+	filter := bson.D{{Key: "_id", Value: cp.ID}, {Key: "bot_id", Value: cp.BotID}}
+	unlock := s.lockUpdates()
+	res, err := s.triggers.UpdateOne(ctx, append(filter, bson.E{Key: "version", Value: cp.Version}),
+		checkpointUpdate(cp, strconv.FormatInt(cp.Version+1, 10)+"/"+nextToken()))
+	unlock()
+	if err != nil {
+		return nil, dbErr("checkpoint triggers", err)
+	}
+	if res.MatchedCount == 1 {
+		return nil, nil
+	}
+	n, err := s.triggers.CountDocuments(ctx, filter)
+	if err != nil {
+		return nil, dbErr("checkpoint triggers", err)
+	}
+	if n == 0 {
+		return notFound("trigger", cp.BotID, cp.ID), nil
+	}
+	return fmt.Errorf("%w: trigger %s is not at version %d", store.ErrVersionConflict, cp.ID, cp.Version), nil
 }
 
 func (s *Store) updateTrigger(ctx context.Context, tr store.Trigger, delta *store.TriggerCounters) (store.Trigger, error) {
