@@ -456,11 +456,15 @@ func (s *Store) DeliverSandboxMany(ctx context.Context, ds []store.SandboxDelive
 	return nil
 }
 
-// MarkSent records each message with a conditional update (queued → sent,
-// or a missing provider id) and adds the number recorded first to the
-// trigger with one $inc. Without multi-document transactions the two are
-// not atomic: a crash between them loses those messages' count (never
-// doubles it).
+// MarkSent records the messages with conditional updates (queued → sent)
+// in one unordered bulk write, then, for those it did not record (a
+// delivery receipt came first), the provider id where the message has
+// none, in a second (only when some were left); it adds the number
+// recorded first to the trigger with one $inc. One message given twice
+// goes in a later round of each, as a second write after the first. It was
+// one or two round trips per message. Without multi-document transactions
+// the writes are not atomic: a crash between them loses those messages'
+// count (never doubles it).
 func (s *Store) MarkSent(ctx context.Context, botID, triggerID string, ms []store.SentMessage) error {
 	if err := store.MarkSentArgs(botID, triggerID, ms); err != nil {
 		return err
@@ -470,36 +474,64 @@ func (s *Store) MarkSent(ctx context.Context, botID, triggerID string, ms []stor
 	}
 	ctx, cancel := s.opCtx(ctx)
 	defer cancel()
-	first := int64(0)
-	for _, m := range ms {
+	sent := func(m store.SentMessage) mongo.WriteModel {
 		set := bson.D{{Key: "status", Value: store.MessageSent}, {Key: "updated_at", Value: orNow(m.At)}}
 		if m.ProviderMessageID != "" {
 			set = append(set, bson.E{Key: "provider_message_id", Value: m.ProviderMessageID})
 		}
-		res, err := s.messages.UpdateOne(ctx,
-			bson.D{{Key: "_id", Value: m.ID}, {Key: "bot_id", Value: botID}, {Key: "status", Value: store.MessageQueued}},
-			bson.D{{Key: "$set", Value: set}})
+		return mongo.NewUpdateOneModel().
+			SetFilter(bson.D{{Key: "_id", Value: m.ID}, {Key: "bot_id", Value: botID}, {Key: "status", Value: store.MessageQueued}}).
+			SetUpdate(bson.D{{Key: "$set", Value: set}})
+	}
+	// A message recorded by the first pass has its provider id by then:
+	// the second pass's filter no longer matches it.
+	providerID := func(m store.SentMessage) mongo.WriteModel {
+		return mongo.NewUpdateOneModel().
+			SetFilter(bson.D{{Key: "_id", Value: m.ID}, {Key: "bot_id", Value: botID}, {Key: "provider_message_id", Value: ""}}).
+			SetUpdate(bson.D{{Key: "$set", Value: bson.D{{Key: "provider_message_id", Value: m.ProviderMessageID}}}})
+	}
+	first, err := s.markPass(ctx, ms, sent)
+	if err != nil {
+		return dbErr("mark sent", err)
+	}
+	var withID []store.SentMessage
+	for _, m := range ms {
+		if m.ProviderMessageID != "" {
+			withID = append(withID, m)
+		}
+	}
+	if first < int64(len(ms)) && len(withID) > 0 {
+		n, err := s.markPass(ctx, withID, providerID)
 		if err != nil {
 			return dbErr("mark sent", err)
-		}
-		n := res.ModifiedCount
-		if n == 0 && m.ProviderMessageID != "" {
-			res, err = s.messages.UpdateOne(ctx,
-				bson.D{{Key: "_id", Value: m.ID}, {Key: "bot_id", Value: botID}, {Key: "provider_message_id", Value: ""}},
-				bson.D{{Key: "$set", Value: bson.D{{Key: "provider_message_id", Value: m.ProviderMessageID}}}})
-			if err != nil {
-				return dbErr("mark sent", err)
-			}
-			n = res.ModifiedCount
 		}
 		first += n
 	}
 	if first == 0 || triggerID == "" {
 		return nil
 	}
-	err := s.IncrTriggerCounters(ctx, botID, triggerID, store.TriggerCounters{Sent: first})
+	err = s.IncrTriggerCounters(ctx, botID, triggerID, store.TriggerCounters{Sent: first})
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
 	}
 	return err
+}
+
+// markPass runs model(m) for each message as unordered bulk writes, in
+// rounds that keep two writes of one message in order, and returns how
+// many documents they modified.
+func (s *Store) markPass(ctx context.Context, ms []store.SentMessage, model func(store.SentMessage) mongo.WriteModel) (int64, error) {
+	var n int64
+	for _, round := range rounds(ms, func(m store.SentMessage) string { return m.ID }) {
+		models := make([]mongo.WriteModel, len(round))
+		for i, m := range round {
+			models[i] = model(m)
+		}
+		res, err := s.bulkUpdate(ctx, s.messages, models)
+		if err != nil {
+			return n, err
+		}
+		n += res.ModifiedCount
+	}
+	return n, nil
 }

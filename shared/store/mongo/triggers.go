@@ -78,31 +78,71 @@ func (s *Store) CreateTrigger(ctx context.Context, tr store.Trigger) (store.Trig
 	return s.insertTrigger(ctx, tr, doc)
 }
 
-// CreateTriggers is CreateTrigger for each trigger in turn, all checked
-// first. MongoDB has no write lock for a batch to share: one insert each
-// costs what one insert of many would, less a round trip.
+// CreateTriggers is CreateTrigger for each trigger, all checked first, in
+// one unordered InsertMany (a round trip for the batch, where it was one
+// per trigger). The ids that exist already (or come twice in the call)
+// are read back with one find: a trigger of the same bot is answered as
+// stored, one of another bot is ErrConflict at its index.
 func (s *Store) CreateTriggers(ctx context.Context, ts []store.Trigger) ([]store.CreatedTrigger, error) {
 	if err := store.CheckTriggerCount(len(ts)); err != nil {
 		return nil, err
 	}
-	docs := make([]bson.Raw, len(ts))
+	docs := make([]any, len(ts))
 	out := make([]store.CreatedTrigger, len(ts))
 	for i, tr := range ts {
 		var err error
 		if out[i].Trigger, docs[i], err = s.triggerDoc(tr); err != nil {
 			return nil, fmt.Errorf("trigger %d: %w", i, err)
 		}
+		out[i].Created = true
 	}
-	for i := range ts {
-		tr, created, err := s.insertTrigger(ctx, out[i].Trigger, docs[i])
-		if errors.Is(err, store.ErrConflict) {
-			out[i].Err = err
-			continue
+	if len(ts) == 0 {
+		return out, nil
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	_, err := s.triggers.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	if err == nil {
+		return out, nil
+	}
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil {
+		return nil, dbErr("create triggers", err)
+	}
+	var dups []int
+	ids := make([]string, 0, len(bwe.WriteErrors))
+	for _, we := range bwe.WriteErrors {
+		if we.Code != codeDuplicateKey && we.Code != codeDuplicateKeyOld || we.Index < 0 || we.Index >= len(ts) {
+			return nil, fmt.Errorf("trigger %d: %w", we.Index, dbErr("create triggers", mongo.WriteException{WriteErrors: []mongo.WriteError{we.WriteError}}))
 		}
-		if err != nil {
-			return nil, err
+		dups = append(dups, we.Index)
+		ids = append(ids, out[we.Index].Trigger.ID)
+	}
+	cur, err := s.triggers.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}})
+	if err != nil {
+		return nil, dbErr("create triggers", err)
+	}
+	var found []triggerDoc
+	if err := cur.All(ctx, &found); err != nil {
+		return nil, dbErr("create triggers", err)
+	}
+	byID := make(map[string]*triggerDoc, len(found))
+	for i := range found {
+		byID[found[i].ID] = &found[i]
+	}
+	for _, i := range dups {
+		tr := out[i].Trigger
+		d, ok := byID[tr.ID]
+		switch {
+		case !ok:
+			// Deleted between the insert and the read: as CreateTrigger
+			// would have found it, a failure to retry.
+			return nil, fmt.Errorf("trigger %d: %w", i, dbErr("create triggers", fmt.Errorf("trigger %s vanished after a duplicate key", tr.ID)))
+		case d.BotID != tr.BotID:
+			out[i] = store.CreatedTrigger{Trigger: tr, Err: fmt.Errorf("%w: trigger id %s belongs to another bot", store.ErrConflict, tr.ID)}
+		default:
+			out[i] = store.CreatedTrigger{Trigger: d.trigger()}
 		}
-		out[i].Trigger, out[i].Created = tr, created
 	}
 	return out, nil
 }
