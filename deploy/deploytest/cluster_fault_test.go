@@ -476,7 +476,37 @@ func logMessageDelays(t *testing.T, c *deployedCluster, all []dispatchResult) ma
 	t.Logf("message sent after its 202: median %s, p99 %s, max %s (202 given %s into the load); %d of %d after more than 1 s",
 		ds[len(ds)/2].d.Round(time.Millisecond), ds[len(ds)*99/100].d.Round(time.Millisecond), worst.d.Round(time.Millisecond),
 		worst.at.Sub(start).Round(time.Millisecond), over, len(ds))
+	logRedeliveries(t, c)
 	return sent
+}
+
+// logRedeliveries logs the messages each service received again
+// (flowgate_bus_redelivered_total, by consumer): a message a lost server
+// held comes back only when its AckWait runs out (20 s on the outbound
+// lanes), which is what a wait of about 20 s for a message points to.
+func logRedeliveries(t *testing.T, c *deployedCluster) {
+	t.Helper()
+	var parts []string
+	for _, p := range c.services {
+		if p.metrics == "" {
+			continue
+		}
+		by := countersBy(t, get(t, p.metrics), "flowgate_bus_redelivered_total", "consumer")
+		consumers := make([]string, 0, len(by))
+		for k := range by {
+			consumers = append(consumers, k)
+		}
+		sort.Strings(consumers)
+		for _, k := range consumers {
+			if by[k] > 0 {
+				parts = append(parts, fmt.Sprintf("%s %s: %.0f", p.name, k, by[k]))
+			}
+		}
+	}
+	if len(parts) == 0 {
+		parts = []string{"none"}
+	}
+	t.Logf("messages received again (flowgate_bus_redelivered_total): %s", strings.Join(parts, ", "))
 }
 
 // TestClusterRollingRestartUnderLoad: under steady dispatch load every NATS

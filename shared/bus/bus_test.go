@@ -66,6 +66,10 @@ func TestConsumeAckRetryAndDeadLetter(t *testing.T) {
 	seen := map[string]int{}
 	spec := bus.TriggerConsumer
 	spec.MaxDeliver = 3
+	redelivered := func() float64 {
+		return counterValue(t, "flowgate_bus_redelivered_total", map[string]string{"consumer": spec.Durable})
+	}
+	redeliveredBefore := redelivered()
 	done := make(chan error, 1)
 	go func() {
 		done <- b.Consume(ctx, spec, func(_ context.Context, m bus.Message) error {
@@ -101,6 +105,7 @@ func TestConsumeAckRetryAndDeadLetter(t *testing.T) {
 	require.Equal(t, 2, seen["flaky"])
 	require.Equal(t, 1, seen["bad"], "permanent errors are not retried")
 	require.Equal(t, 3, seen["hopeless"], "retried up to MaxDeliver")
+	require.Equal(t, 3.0, redelivered()-redeliveredBefore, "received again: flaky once, hopeless twice")
 
 	// The dead letters keep the reason and the original subject.
 	dst, err := b.JetStream().Stream(context.Background(), bus.StreamDLQ)

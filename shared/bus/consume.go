@@ -387,6 +387,9 @@ func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, maxDeliver int, h H
 		return
 	}
 	m.consumer, m.metric = spec.Durable, spec.metricName()
+	if m.Delivered > 1 {
+		redelivered.WithLabelValues(spec.metricName()).Inc()
+	}
 	if err == nil {
 		err = safeCall(ctx, h, m)
 	} else {

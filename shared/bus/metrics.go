@@ -18,6 +18,10 @@ var (
 		Name: "flowgate_bus_consumed_total",
 		Help: "Messages handled, by consumer and outcome (ack, retry, transient_retry, dead_letter).",
 	}, []string{"consumer", "result"})
+	redelivered = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_bus_redelivered_total",
+		Help: "Messages this process received again (JetStream delivery count above 1), by consumer: after a handler's failure, a lost ack, or an AckWait that ran out because the process or the server holding the message was lost.",
+	}, []string{"consumer"})
 	deadLettered = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "flowgate_bus_dead_lettered_total",
 		Help: "Messages moved to the dead-letter stream, by consumer.",
