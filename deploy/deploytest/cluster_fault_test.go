@@ -482,8 +482,9 @@ func logMessageDelays(t *testing.T, c *deployedCluster, all []dispatchResult) ma
 
 // logRedeliveries logs the messages each service received again
 // (flowgate_bus_redelivered_total, by consumer): a message a lost server
-// held comes back only when its AckWait runs out (20 s on the outbound
-// lanes), which is what a wait of about 20 s for a message points to.
+// held comes back only when its AckWait runs out (5 s on the sandbox's
+// lanes, 20 s on WhatsApp's and Telegram's): a long wait for a message
+// with redeliveries beside it is that.
 func logRedeliveries(t *testing.T, c *deployedCluster) {
 	t.Helper()
 	var parts []string

@@ -221,6 +221,14 @@ const StepAckWait = 5 * time.Second
 // WhatsApp or Telegram is not safe to repeat. It was 60 s.
 const OutboundAckWait = 20 * time.Second
 
+// IdempotentOutboundAckWait is the AckWait of the outbound lanes of a
+// channel whose sends are safe to repeat (RCS, the sandbox: the provider
+// or the transcript drops a message id it has): nothing argues for waiting
+// longer than a step does. A bundle a lost worker, or a lost server,
+// held (fetched, or delivered into a pull that server never passed on)
+// goes out again within 5 s instead of 20 s.
+const IdempotentOutboundAckWait = StepAckWait
+
 // WebhookFanoutConsumer reads run status changes and queues one delivery
 // per matching webhook subscription.
 var WebhookFanoutConsumer = ConsumerSpec{Stream: StreamRuns, Durable: "webhooks-fanout", Filters: []string{events.SubjectRunStatus + ".>"}}

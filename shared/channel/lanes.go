@@ -131,8 +131,8 @@ func (r *Runner) startLane(ctx context.Context, subject string, wg *sync.WaitGro
 	// (2 × prefetch): a killed one leaves room for the others until its
 	// bundles come back after AckWait.
 	spec := bus.OutboundLaneConsumer(subject, 4*size.prefetch)
-	if r.cfg.AckWait > 0 {
-		spec.AckWait = r.cfg.AckWait
+	if ackWait := laneAckWait(r.cfg, r.idempotent); ackWait > 0 {
+		spec.AckWait = ackWait
 	}
 	if r.cfg.MaxDeliver > 0 {
 		spec.MaxDeliver = r.cfg.MaxDeliver

@@ -89,8 +89,8 @@ type RunnerConfig struct {
 	// fifth of the account's rate).
 	HighPerBulk int
 	// AckWait and MaxDeliver override the lane consumers'
-	// (bus.OutboundAckWait, 20);
-	// tests shorten them.
+	// (bus.OutboundAckWait, or bus.IdempotentOutboundAckWait for a sender
+	// with idempotent sends; 20); tests shorten them.
 	AckWait    time.Duration
 	MaxDeliver int
 	// MaxBackoff caps the delay before a bundle whose send failed
@@ -229,8 +229,8 @@ func NewRunner(cfg RunnerConfig, d RunnerDeps) (*Runner, error) {
 	}
 	ch := s.Channel()
 	progress := progressEvery
-	if cfg.AckWait > 0 {
-		progress = min(progress, cfg.AckWait/3)
+	if ackWait := laneAckWait(cfg, idempotent); ackWait > 0 {
+		progress = min(progress, ackWait/3)
 	}
 	var bundle BundleSender
 	if d.Capabilities.Bundles && idempotent {
@@ -247,6 +247,19 @@ func NewRunner(cfg RunnerConfig, d RunnerDeps) (*Runner, error) {
 	return &Runner{cfg: cfg, laneMetrics: lm, sender: s, bus: b, store: st, pacer: pacer, log: log.With("channel", ch), bots: map[string]cachedBot{},
 		idempotent: idempotent, bundle: bundle, recordsSent: bundle != nil && d.Capabilities.RecordsSent, progress: progress,
 		gates: map[string]*gate{}, sentCounter: sent.WithLabelValues(ch), providerLatency: providerSeconds.WithLabelValues(ch)}, nil
+}
+
+// laneAckWait is the AckWait of the runner's lane consumers: the
+// configured one, or for a sender whose resends are harmless
+// bus.IdempotentOutboundAckWait; 0 leaves bus.OutboundAckWait.
+func laneAckWait(cfg RunnerConfig, idempotent bool) time.Duration {
+	if cfg.AckWait > 0 {
+		return cfg.AckWait
+	}
+	if idempotent {
+		return bus.IdempotentOutboundAckWait
+	}
+	return 0
 }
 
 // Config is the runner's configuration with its defaults applied.

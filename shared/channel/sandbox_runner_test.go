@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/shared/bus"
@@ -103,4 +104,71 @@ func TestSandboxBundleIsDeliveredAndCountedOnce(t *testing.T) {
 	}
 	cancel()
 	require.NoError(t, <-done)
+}
+
+// A sender whose resends are harmless (the sandbox) has lane consumers
+// with the short AckWait (bus.IdempotentOutboundAckWait, 5 s): a bundle a
+// lost worker held, fetched and never answered, is sent by another worker
+// about 5 s after the loss, not after OutboundAckWait (20 s).
+func TestIdempotentSenderTakesOverALostWorkersBundleWithinStepAckWait(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b, st, log := busAndStore(t)
+	now := time.Now().UTC()
+	require.NoError(t, st.CreateBot(ctx, store.Bot{ID: "acme", Name: "Acme"}))
+	_, _, err := st.CreateTrigger(ctx, store.Trigger{ID: "tr1", BotID: "acme", Source: "native", FlowID: "f",
+		Spec: json.RawMessage(`{}`), Status: store.TriggerDone, CreatedAt: now, UpdatedAt: now})
+	require.NoError(t, err)
+	subject := events.OutboundSubject(events.ChannelSandbox, "acme", events.LaneHigh)
+	publish := func(to string) {
+		t.Helper()
+		out := events.Outbound{BotID: "acme", RunID: "r-" + to, TriggerID: "tr1", ContactID: "c-" + to, Channel: events.ChannelSandbox, To: to,
+			Messages: []events.OutboundMessage{{ID: "r-" + to + ":1", Seq: 1, Step: "s", Content: events.Content{Type: events.ContentText, Text: "hi"}}}}
+		require.NoError(t, st.InsertMessages(ctx, []store.Message{{ID: out.Messages[0].ID, BotID: "acme", RunID: out.RunID, TriggerID: "tr1",
+			ContactID: out.ContactID, Channel: events.ChannelSandbox, To: to, Seq: 1, Content: json.RawMessage(`{}`)}}))
+		ev, err := bus.NewEvent("out:"+to, events.TypeOutbound, out.ContactID, out)
+		require.NoError(t, err)
+		_, err = b.Publish(ctx, subject, ev)
+		require.NoError(t, err)
+	}
+	runner := func(ctx context.Context) chan error {
+		r, err := channel.NewRunner(channel.RunnerConfig{}, channel.RunnerDeps{Sender: sandbox.NewSender(st), Bus: b, Store: st, Logger: log,
+			Capabilities: sandbox.Provider.Capabilities.Runner()})
+		require.NoError(t, err)
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		return done
+	}
+
+	// A first worker creates the lane's consumer, sends, and stops.
+	firstCtx, stopFirst := context.WithCancel(ctx)
+	first := runner(firstCtx)
+	publish("u0")
+	require.Eventually(t, func() bool { return len(transcriptIDs(t, st, "u0")) == 1 }, 10*time.Second, 10*time.Millisecond)
+	stopFirst()
+	require.NoError(t, <-first)
+	durable := bus.OutboundLaneConsumer(subject, 1).Durable
+	cons, err := b.JetStream().Consumer(ctx, bus.StreamOutbound, durable)
+	require.NoError(t, err)
+	require.Equal(t, bus.IdempotentOutboundAckWait, cons.CachedInfo().Config.AckWait)
+
+	// A worker that fetched the next bundle and was lost.
+	publish("u1")
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	require.NoError(t, err)
+	var held []jetstream.Msg
+	for m := range batch.Messages() {
+		held = append(held, m)
+	}
+	require.Len(t, held, 1)
+	lost := time.Now()
+
+	second := runner(ctx)
+	require.Eventually(t, func() bool { return len(transcriptIDs(t, st, "u1")) == 1 }, 15*time.Second, 20*time.Millisecond)
+	took := time.Since(lost)
+	t.Logf("the lost worker's bundle was sent %s after the loss (AckWait %s)", took.Round(time.Millisecond), bus.IdempotentOutboundAckWait)
+	require.GreaterOrEqual(t, took, bus.IdempotentOutboundAckWait-time.Second, "not before the AckWait ran out")
+	require.Less(t, took, bus.IdempotentOutboundAckWait+5*time.Second)
+	cancel()
+	require.NoError(t, <-second)
 }
