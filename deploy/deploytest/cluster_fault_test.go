@@ -512,14 +512,32 @@ func logRedeliveries(t *testing.T, c *deployedCluster) {
 
 // TestClusterRollingRestartUnderLoad: under steady dispatch load every NATS
 // server is restarted in turn (SIGTERM, then started again on its own
-// store), as an upgrade would; the same invariants hold.
+// store), as an upgrade would; the same invariants hold, and no dispatch
+// is refused.
 func TestClusterRollingRestartUnderLoad(t *testing.T) {
+	rollingRestart(t, func(p *proc) { p.stop() })
+}
+
+// TestClusterRollingRestartInLameDuckUnderLoad: the same rolling restart,
+// each server stopped in lame duck mode (SIGUSR2, compose's stop_signal):
+// it hands its leaderships over before it goes.
+func TestClusterRollingRestartInLameDuckUnderLoad(t *testing.T) {
+	rollingRestart(t, func(p *proc) {
+		start := time.Now()
+		p.lameDuck(60 * time.Second)
+		t.Logf("%s left lame duck mode after %s", p.name, time.Since(start).Round(time.Millisecond))
+	})
+}
+
+// rollingRestart restarts every NATS server in turn under steady dispatch
+// load, stopping each with stopNode, and checks the load's outcome.
+func rollingRestart(t *testing.T, stopNode func(*proc)) {
 	c := startDeployedCluster(t)
 	stop := make(chan struct{})
 	results := dispatchLoad(c, 8, stop)
 	time.Sleep(4 * time.Second)
 	for i := range c.nats {
-		c.nats[i].stop()
+		stopNode(c.nats[i])
 		time.Sleep(2 * time.Second)
 		c.startNATS(i)
 		// The next node goes only once this one has rejoined and caught up
@@ -530,6 +548,20 @@ func TestClusterRollingRestartUnderLoad(t *testing.T) {
 	}
 	time.Sleep(4 * time.Second)
 	close(stop)
-	checkLoadOutcome(t, c, <-results)
+	all := <-results
+	checkLoadOutcome(t, c, all)
+	// A server stopped on purpose leaves its clients no reason to refuse:
+	// a publish its stop interrupted is published again once the client
+	// has reconnected (bus.Publish; 8-22 dispatches of about 10,000 were
+	// answered 503 here before, 2026-12-07).
+	refused := 0
+	for _, r := range all {
+		if r.code != http.StatusAccepted {
+			refused++
+		}
+	}
+	if refused > 0 {
+		t.Errorf("%d dispatches refused during the rolling restart; want none", refused)
+	}
 	c.checkServices()
 }

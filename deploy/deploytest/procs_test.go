@@ -129,6 +129,23 @@ func (p *proc) stop() {
 	}
 }
 
+// lameDuck stops a nats-server gracefully in lame duck mode (SIGUSR2: it
+// hands its JetStream leaderships over, evicts its clients, exits), and
+// waits for it to exit, by force after limit.
+func (p *proc) lameDuck(limit time.Duration) {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGUSR2)
+	select {
+	case err := <-p.done:
+		p.done <- err
+	case <-time.After(limit):
+		_ = p.cmd.Process.Kill()
+		p.done <- <-p.done
+	}
+}
+
 // exited reports whether the process ended, and how.
 func (p *proc) exited() (bool, error) {
 	select {

@@ -71,9 +71,11 @@ func Connect(ctx context.Context, url string, cfg Config, opts ...nats.Option) (
 		nats.Name("flowgate" + cfg.Source),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(500 * time.Millisecond),
-		// No reconnect buffer: a publish while disconnected fails at once
-		// (ErrNotQueued) instead of waiting in the client's buffer and
-		// reaching the server after its caller gave up and answered 503.
+		// No reconnect buffer: a publish while disconnected is not left in
+		// the client's buffer to reach the server after its caller gave up
+		// and answered 503. Publish instead waits for the reconnection (at
+		// most ReconnectRetryWait, within its context) and tries again
+		// itself, with the same message id; then it fails (ErrNotQueued).
 		nats.ReconnectBufSize(-1),
 	}, opts...)
 	nc, err := nats.Connect(url, opts...)

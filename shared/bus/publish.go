@@ -79,6 +79,38 @@ func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) 
 	if err := validate(e); err != nil {
 		return PublishResult{}, fmt.Errorf("bus: invalid event: %w", err)
 	}
+	reconnects := b.nc.Stats().Reconnects
+	res, err := b.publishEvent(ctx, subject, e)
+	if err == nil || !errors.Is(err, ErrUnavailable) || ctx.Err() != nil || b.nc.IsClosed() ||
+		(b.nc.IsConnected() && b.nc.Stats().Reconnects == reconnects) {
+		return res, err
+	}
+	// The connection was lost while the publish was under way (its server
+	// stopped: a rolling restart, a node lost): once the client has
+	// reconnected, to another server of a cluster, the event is published
+	// once more. Its Nats-Msg-Id makes that safe: a copy the first try
+	// stored is dropped as a duplicate, and its acknowledgement says
+	// the event is stored, which the first try could not.
+	if !b.waitConnected(ctx, ReconnectRetryWait) {
+		return res, err
+	}
+	res2, err2 := b.publishEvent(ctx, subject, e)
+	if err2 == nil {
+		reconnectRepublishes.WithLabelValues(streamOf(subject)).Inc()
+		return res2, nil
+	}
+	if errors.Is(err, ErrOutcomeUnknown) && !errors.Is(err2, ErrOutcomeUnknown) {
+		return res, err // the first try may have been stored: say so
+	}
+	return res2, err2
+}
+
+// ReconnectRetryWait bounds how long a publish whose connection was lost
+// waits for the client to reconnect before it is tried once more (Publish).
+const ReconnectRetryWait = 2 * time.Second
+
+// publishEvent is one try of Publish.
+func (b *Bus) publishEvent(ctx context.Context, subject string, e cloudevents.Event) (PublishResult, error) {
 	if after := time.Duration(b.standbyAfter.Load()); after > 0 && strings.HasPrefix(subject, triggerPrefix) {
 		return b.publishTrigger(ctx, subject, e, after)
 	}
@@ -89,6 +121,19 @@ func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) 
 		return res, classifyPublishError(err)
 	}
 	return res, nil
+}
+
+// waitConnected waits until the connection is up again, at most limit (or
+// until ctx ends), and says whether it is.
+func (b *Bus) waitConnected(ctx context.Context, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for !b.nc.IsConnected() {
+		if b.nc.IsClosed() || ctx.Err() != nil || time.Now().After(deadline) {
+			return false
+		}
+		sleepCtx(ctx, 10*time.Millisecond)
+	}
+	return true
 }
 
 // publishMsg publishes msg and waits for JetStream's acknowledgement; its

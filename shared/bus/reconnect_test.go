@@ -1,0 +1,138 @@
+package bus_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flowgate/flowgate/shared/bus"
+	"github.com/flowgate/flowgate/shared/bus/bustest"
+	"github.com/flowgate/flowgate/shared/events"
+)
+
+// cutProxy forwards TCP connections to a server; cut drops every
+// connection at once, as a server that stops does to its clients.
+type cutProxy struct {
+	l     net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &cutProxy{l: l}
+	t.Cleanup(func() { l.Close(); p.cut() })
+	go func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(out, in); out.Close() }()
+			go func() { _, _ = io.Copy(in, out); in.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) url() string { return "nats://" + p.l.Addr().String() }
+
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// TestPublishRidesOutALostConnection: on a three-node cluster, publishes
+// under way when the client's connection drops (its server stopped: a
+// rolling restart) are published again once the client has reconnected,
+// and acknowledged: no error for the callers (no 503 at the ingress), and
+// each event stored once.
+func TestPublishRidesOutALostConnection(t *testing.T) {
+	c := bustest.StartCluster(t, 3)
+	ctx := context.Background()
+	_, err := newBus(t, c.Connect(t), bus.Limits{Replicas: 3}, nil)
+	require.NoError(t, err)
+
+	proxy := newCutProxy(t, strings.TrimPrefix(c.Servers[0].ClientURL(), "nats://"))
+	nc, err := nats.Connect(proxy.url()+","+c.URLs(), nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1),
+		nats.ReconnectWait(100*time.Millisecond))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	b, err := newBus(t, nc, bus.Limits{Replicas: 3}, nil)
+	require.NoError(t, err)
+
+	subject := events.InboundSubject("sandbox", "acme")
+	retries := func() float64 {
+		// The subject's kind: flowgate.<kind>.…
+		return counterValue(t, "flowgate_bus_reconnect_republishes_total", map[string]string{"kind": strings.Split(subject, ".")[1]})
+	}
+	before := retries()
+	var (
+		wg        sync.WaitGroup
+		published atomic.Int64
+		mu        sync.Mutex
+		failures  []error
+	)
+	stop := make(chan struct{})
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ev, err := bus.NewEvent(fmt.Sprintf("inbound-%d-%d", w, i), events.TypeInbound, "acme", map[string]string{"text": "hi"})
+				if err == nil {
+					_, err = b.Publish(ctx, subject, ev)
+				}
+				if err != nil {
+					mu.Lock()
+					failures = append(failures, err)
+					mu.Unlock()
+					continue
+				}
+				published.Add(1)
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	proxy.cut() // the client reconnects to the next server of its list
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	retried := retries() - before
+	t.Logf("%d events published, %d of them tried again after a reconnect, %d failed (%d reconnects)",
+		published.Load(), int(retried), len(failures), nc.Stats().Reconnects)
+	require.Empty(t, failures, "no publish failed for its connection dropping")
+	require.Positive(t, retried, "publishes under way when the connection dropped were tried again")
+
+	st, err := b.JetStream().Stream(ctx, bus.StreamEvents)
+	require.NoError(t, err)
+	require.Equal(t, uint64(published.Load()), st.CachedInfo().State.Msgs, "each event stored once")
+}
