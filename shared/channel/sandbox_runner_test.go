@@ -29,6 +29,17 @@ func busAndStore(t *testing.T) (*bus.Bus, *sqlite.Store, *slog.Logger) {
 	return b, sqlitetest.Open(t), log
 }
 
+// mkBotAndTrigger stores bot acme and its trigger tr1.
+func mkBotAndTrigger(t *testing.T, st *sqlite.Store) {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now().UTC()
+	require.NoError(t, st.CreateBot(ctx, store.Bot{ID: "acme", Name: "Acme"}))
+	_, _, err := st.CreateTrigger(ctx, store.Trigger{ID: "tr1", BotID: "acme", Source: "native", FlowID: "f",
+		Spec: json.RawMessage(`{}`), Status: store.TriggerDone, CreatedAt: now, UpdatedAt: now})
+	require.NoError(t, err)
+}
+
 // transcriptIDs lists the ids of the messages bot acme's sandbox
 // transcript holds for recipient to, in order.
 func transcriptIDs(t *testing.T, st *sqlite.Store, to string) []string {
@@ -52,11 +63,7 @@ func TestSandboxBundleIsDeliveredAndCountedOnce(t *testing.T) {
 	defer cancel()
 	b, st, log := busAndStore(t)
 
-	now := time.Now().UTC()
-	require.NoError(t, st.CreateBot(ctx, store.Bot{ID: "acme", Name: "Acme"}))
-	_, _, err := st.CreateTrigger(ctx, store.Trigger{ID: "tr1", BotID: "acme", Source: "native", FlowID: "f",
-		Spec: json.RawMessage(`{}`), Status: store.TriggerDone, CreatedAt: now, UpdatedAt: now})
-	require.NoError(t, err)
+	mkBotAndTrigger(t, st)
 	out := events.Outbound{BotID: "acme", RunID: "r1", TriggerID: "tr1", ContactID: "c1", Channel: events.ChannelSandbox, To: "u1"}
 	var recs []store.Message
 	for i := 1; i <= 3; i++ {
@@ -114,11 +121,7 @@ func TestIdempotentSenderTakesOverALostWorkersBundleWithinStepAckWait(t *testing
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	b, st, log := busAndStore(t)
-	now := time.Now().UTC()
-	require.NoError(t, st.CreateBot(ctx, store.Bot{ID: "acme", Name: "Acme"}))
-	_, _, err := st.CreateTrigger(ctx, store.Trigger{ID: "tr1", BotID: "acme", Source: "native", FlowID: "f",
-		Spec: json.RawMessage(`{}`), Status: store.TriggerDone, CreatedAt: now, UpdatedAt: now})
-	require.NoError(t, err)
+	mkBotAndTrigger(t, st)
 	subject := events.OutboundSubject(events.ChannelSandbox, "acme", events.LaneHigh)
 	publish := func(to string) {
 		t.Helper()
