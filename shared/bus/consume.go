@@ -101,6 +101,9 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler, o Consu
 	if o.DrainTimeout == 0 {
 		o.DrainTimeout = 20 * time.Second
 	}
+	// The consumer's redelivery count exists (at 0) from its start, so
+	// that dashboards and rates see it before the first redelivery.
+	redelivered.WithLabelValues(spec.metricName())
 	// Each worker's queue holds what was fetched for it; with an explicit
 	// Prefetch the queues are sized so that fetched-but-unhandled messages
 	// stay near it (a full queue holds the fetch back).

@@ -10,10 +10,10 @@ var (
 		Name: "flowgate_bus_published_total",
 		Help: "Events acknowledged by JetStream, by stream and whether JetStream dropped them as duplicates.",
 	}, []string{"stream", "duplicate"})
-	reconnectRepublishes = promauto.NewCounterVec(prometheus.CounterOpts{
+	reconnectRepublishes = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "flowgate_bus_reconnect_republishes_total",
-		Help: "Publishes tried once more, and acknowledged, after the connection to NATS was lost while they were under way (its server stopped), once the client had reconnected, by subject kind.",
-	}, []string{"kind"})
+		Help: "Publishes tried once more, and acknowledged, after the connection to NATS was lost while they were under way (its server stopped), once the client had reconnected.",
+	})
 	publishErrors = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "flowgate_bus_publish_errors_total",
 		Help: "Publishes JetStream did not acknowledge, by subject kind.",

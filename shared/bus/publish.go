@@ -96,7 +96,7 @@ func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) 
 	}
 	res2, err2 := b.publishEvent(ctx, subject, e)
 	if err2 == nil {
-		reconnectRepublishes.WithLabelValues(streamOf(subject)).Inc()
+		reconnectRepublishes.Inc()
 		return res2, nil
 	}
 	if errors.Is(err, ErrOutcomeUnknown) && !errors.Is(err2, ErrOutcomeUnknown) {
