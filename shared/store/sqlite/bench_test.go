@@ -296,14 +296,7 @@ func BenchmarkRunStatusUpdateLoneCaller(b *testing.B) {
 //	go test ./shared/store/sqlite -run '^$' -bench DispatchedRunWrites -benchtime 20000x
 func BenchmarkDispatchedRunWrites(b *testing.B) {
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.CreateBot(ctx, store.Bot{ID: "bench", Name: "Bench"}); err != nil {
-		b.Fatal(err)
-	}
+	s := benchStoreWithBot(b)
 	spec := json.RawMessage(`{"id":"t","bot_id":"bench","flow_id":"one","audience":{"users":["+15550000000"]},"data":{"name":"Ann"}}`)
 	content := json.RawMessage(`{"type":"text","text":"Hi Ann"}`)
 	const callers = 64
@@ -510,6 +503,21 @@ func BenchmarkImportContacts(b *testing.B) {
 	}
 }
 
+// benchStoreWithBot is a new store, closed when b ends, holding bot "bench".
+func benchStoreWithBot(b *testing.B) *sqlite.Store {
+	b.Helper()
+	ctx := context.Background()
+	s, err := sqlite.Open(ctx, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	if err := s.CreateBot(ctx, store.Bot{ID: "bench", Name: "Bench"}); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
 // BenchmarkCheckpointTriggers: the checkpoints of dispatched triggers
 // (one per run, checkpointBatch per call, as the orchestrator writes a
 // trigger batch's) through CheckpointTriggers, vs plain prepared
@@ -518,14 +526,7 @@ func BenchmarkImportContacts(b *testing.B) {
 func BenchmarkCheckpointTriggers(b *testing.B) {
 	const checkpointBatch = 24
 	ctx := context.Background()
-	s, err := sqlite.Open(ctx, b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.CreateBot(ctx, store.Bot{ID: "bench", Name: "Bench"}); err != nil {
-		b.Fatal(err)
-	}
+	s := benchStoreWithBot(b)
 	trigger := func(i int) store.Trigger {
 		return store.Trigger{ID: fmt.Sprintf("t%08d", i), BotID: "bench", Source: "dispatch", Event: "ONE", FlowID: "one",
 			Channel: "sandbox", Spec: json.RawMessage(`{"audience":{"users":["+15550000000"]}}`), Status: store.TriggerAccepted}
