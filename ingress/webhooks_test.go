@@ -298,7 +298,9 @@ func TestWebhookRidesOutAStreamWithoutLeader(t *testing.T) {
 	require.NoError(t, e.js.DeleteStream(ctx, bus.StreamEvents))
 	back := make(chan error, 1)
 	go func() {
-		time.Sleep(1500 * time.Millisecond) // longer than the client's own retries (2 × 250 ms)
+		// Longer than the bus's own tries (bus.ReconnectRetryWait, 2 s
+		// from the first).
+		time.Sleep(bus.ReconnectRetryWait + time.Second)
 		_, err := e.js.CreateStream(ctx, cfg)
 		back <- err
 	}()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -392,6 +393,26 @@ func standbyPublishes(t *testing.T, page []byte) map[string]float64 {
 // is reported and at most 5 s (issue #16's target); how long the 202s
 // waited for their messages is logged (logMessageDelays). It returns when
 // each recipient's message was sent.
+// logRefusalCauses logs why the ingress refused triggers: its "trigger
+// outcome unknown" and "trigger not queued" warnings carry the bus's error
+// (what each try of the publish met), which the 503 answers do not.
+func logRefusalCauses(t *testing.T, c *deployedCluster) {
+	t.Helper()
+	for _, p := range c.services {
+		if p.name != "ingress" {
+			continue
+		}
+		b, _ := os.ReadFile(p.log)
+		n := 0
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "msg=\"trigger ") && n < 10 {
+				t.Logf("ingress: %s", line)
+				n++
+			}
+		}
+	}
+}
+
 func checkLoadOutcome(t *testing.T, c *deployedCluster, all []dispatchResult) map[string]time.Time {
 	t.Helper()
 	sort.Slice(all, func(i, j int) bool { return all[i].at.Before(all[j].at) })
@@ -417,6 +438,9 @@ func checkLoadOutcome(t *testing.T, c *deployedCluster, all []dispatchResult) ma
 	}
 	t.Logf("dispatches: %d answered 202, %d refused %v; longest stretch without a 202: %s (target 5 s)",
 		len(accepted), refused, refusals, longest.Round(time.Millisecond))
+	if refused > 0 {
+		logRefusalCauses(t, c)
+	}
 	if len(accepted) == 0 {
 		t.Fatal("nothing was accepted")
 	}

@@ -31,6 +31,12 @@ var (
 	ErrOutcomeUnknown = fmt.Errorf("%w: the outcome is unknown", ErrUnavailable)
 
 	errNotConnected = errors.New("not connected to NATS")
+
+	// errNoAnswer is the ErrNotQueued of a publish no server answered
+	// (nats.ErrNoResponders): no stream listens on the subject, on a
+	// cluster for the moment only (its stream has no leader), which
+	// Publish tries again for a while (publishAgain).
+	errNoAnswer = fmt.Errorf("%w: no server answered", ErrNotQueued)
 )
 
 // Bus is a connection to JetStream with Flowgate's topology in place.

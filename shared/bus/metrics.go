@@ -10,11 +10,8 @@ var (
 		Name: "flowgate_bus_published_total",
 		Help: "Events acknowledged by JetStream, by stream and whether JetStream dropped them as duplicates.",
 	}, []string{"stream", "duplicate"})
-	reconnectRepublishes = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "flowgate_bus_reconnect_republishes_total",
-		Help: "Publishes tried once more, and acknowledged, after the connection to NATS was lost while they were under way (its server stopped), once the client had reconnected.",
-	})
-	publishErrors = promauto.NewCounterVec(prometheus.CounterOpts{
+	publishRetries = newPublishRetries()
+	publishErrors  = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "flowgate_bus_publish_errors_total",
 		Help: "Publishes JetStream did not acknowledge, by subject kind.",
 	}, []string{"kind"})
@@ -48,7 +45,7 @@ var (
 	}, []string{"consumer", "reason"})
 	standbyPublishes = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "flowgate_bus_trigger_standby_publishes_total",
-		Help: "Triggers published on the standby stream FLOWGATE_TRIGGERS_STANDBY because FLOWGATE_TRIGGERS did not take them, by reason: no_responders (the stream had no leader), no_ack (no acknowledgement in time); failed: the standby did not take it either.",
+		Help: "Triggers published on the standby stream FLOWGATE_TRIGGERS_STANDBY because FLOWGATE_TRIGGERS did not take them, by reason: no_responders (the stream had no leader), no_ack (no acknowledgement in time); failed: the standby did not take it either, on the publish's last try (the request was refused).",
 	}, []string{"reason"})
 	leaderMoves = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "flowgate_bus_trigger_standby_leader_moves_total",
@@ -67,4 +64,17 @@ func init() {
 	for _, r := range []string{"no_responders", "no_ack", "failed"} {
 		standbyPublishes.WithLabelValues(r)
 	}
+}
+
+// newPublishRetries is flowgate_bus_publish_retries_total with a series for
+// each reason, so that dashboards show 0 before the first retry.
+func newPublishRetries() *prometheus.CounterVec {
+	c := promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_bus_publish_retries_total",
+		Help: "Publishes that failed and were acknowledged when tried again (same message id) within 2 s, by why they failed: reconnect (the connection to NATS was lost while they were under way, its server stopped or lost; tried once the client had reconnected), no_responders (no server answered: the stream had no leader for the moment).",
+	}, []string{"reason"})
+	for _, r := range []string{retryReconnect, retryNoResponders} {
+		c.WithLabelValues(r)
+	}
+	return c
 }

@@ -79,35 +79,102 @@ func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) 
 	if err := validate(e); err != nil {
 		return PublishResult{}, fmt.Errorf("bus: invalid event: %w", err)
 	}
+	start := time.Now()
 	reconnects := b.nc.Stats().Reconnects
 	res, err := b.publishEvent(ctx, subject, e)
-	if err == nil || !errors.Is(err, ErrUnavailable) || ctx.Err() != nil || b.nc.IsClosed() ||
-		(b.nc.IsConnected() && b.nc.Stats().Reconnects == reconnects) {
-		return res, err
+	if err == nil {
+		return res, nil
 	}
-	// The connection was lost while the publish was under way (its server
-	// stopped: a rolling restart, a node lost): once the client has
-	// reconnected, to another server of a cluster, the event is published
-	// once more. Its Nats-Msg-Id makes that safe: a copy the first try
-	// stored is dropped as a duplicate, and its acknowledgement says
-	// the event is stored, which the first try could not.
-	if !b.waitConnected(ctx, ReconnectRetryWait) {
-		return res, err
-	}
-	res2, err2 := b.publishEvent(ctx, subject, e)
-	if err2 == nil {
-		reconnectRepublishes.Inc()
-		return res2, nil
-	}
-	if errors.Is(err, ErrOutcomeUnknown) && !errors.Is(err2, ErrOutcomeUnknown) {
-		return res, err // the first try may have been stored: say so
-	}
-	return res2, err2
+	return b.publishAgain(ctx, subject, e, start, reconnects, err)
 }
 
-// ReconnectRetryWait bounds how long a publish whose connection was lost
-// waits for the client to reconnect before it is tried once more (Publish).
+// ReconnectRetryWait bounds how long Publish keeps trying an event that no
+// server took (publishAgain), from its first try.
 const ReconnectRetryWait = 2 * time.Second
+
+// noResponderPause is the pause before a publish no server answered is
+// tried again: the time an elected leader's interest takes to reach the
+// other servers is a few milliseconds.
+const noResponderPause = 50 * time.Millisecond
+
+// publishAgain tries an event once more, and again, within
+// ReconnectRetryWait of its first try (start), when what failed will pass
+// by itself:
+//   - the connection was lost while the publish was under way (its server
+//     stopped: a rolling restart, a node lost), or was down when it
+//     started: once the client has reconnected, to another server of a
+//     cluster;
+//   - no server answered (nats.ErrNoResponders): the stream has no leader
+//     for the moment, or its new leader's interest has not reached this
+//     client's server yet.
+//
+// The event's Nats-Msg-Id makes this safe: a copy an earlier try stored is
+// dropped as a duplicate, and its acknowledgement says the event is
+// stored, which the earlier try could not. A timeout is not tried again
+// (it already waited longer than the budget), nor a refusal (a full
+// stream is back-pressure). err is the first try's error; when no try
+// succeeds, the error returned keeps the strongest kind any try had
+// (ErrOutcomeUnknown once a try may have been stored) and says what the
+// last one met.
+func (b *Bus) publishAgain(ctx context.Context, subject string, e cloudevents.Event, start time.Time, reconnects uint64, err error) (PublishResult, error) {
+	first, last, tries := err, err, 1
+	for {
+		reason := b.retryReason(last, reconnects)
+		left := ReconnectRetryWait - time.Since(start)
+		if reason == "" || left <= 0 || ctx.Err() != nil || b.nc.IsClosed() {
+			break
+		}
+		if reason == retryNoResponders {
+			sleepCtx(ctx, min(noResponderPause, left))
+		} else if !b.waitConnected(ctx, left) {
+			break
+		}
+		reconnects = b.nc.Stats().Reconnects
+		res, err := b.publishEvent(ctx, subject, e)
+		tries++
+		if err == nil {
+			publishRetries.WithLabelValues(reason).Inc()
+			return res, nil
+		}
+		last = err
+		if errors.Is(err, ErrOutcomeUnknown) {
+			first = err
+		}
+	}
+	var sf *standbyFailed
+	if errors.As(last, &sf) {
+		standbyPublishes.WithLabelValues("failed").Inc()
+	}
+	if tries == 1 {
+		return PublishResult{}, first
+	}
+	took := time.Since(start).Round(time.Millisecond)
+	if last.Error() == first.Error() {
+		return PublishResult{}, fmt.Errorf("%w (%d tries in %v)", first, tries, took)
+	}
+	return PublishResult{}, fmt.Errorf("%w (%d tries in %v; the last: %v)", first, tries, took, last)
+}
+
+// Why a failed publish is tried again (flowgate_bus_publish_retries_total).
+const (
+	retryReconnect    = "reconnect"
+	retryNoResponders = "no_responders"
+)
+
+// retryReason says why a publish that failed with err is worth trying
+// again, or "" when it is not; reconnects is the client's reconnect count
+// when that try started.
+func (b *Bus) retryReason(err error, reconnects uint64) string {
+	switch {
+	case !errors.Is(err, ErrUnavailable):
+		return ""
+	case !b.nc.IsConnected() || b.nc.Stats().Reconnects != reconnects:
+		return retryReconnect
+	case errors.Is(err, errNoAnswer):
+		return retryNoResponders
+	}
+	return ""
+}
 
 // publishEvent is one try of Publish.
 func (b *Bus) publishEvent(ctx context.Context, subject string, e cloudevents.Event) (PublishResult, error) {
@@ -261,10 +328,13 @@ func classifyPublishError(err error) error {
 	switch {
 	case errors.Is(err, context.Canceled):
 		return err
+	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders):
+		// No stream listens on the subject (on a cluster: none for the
+		// moment, while its stream elects a leader).
+		return fmt.Errorf("%w: %v", errNoAnswer, err)
 	case errors.As(err, &apiErr),
 		// The server answered: refused ("maximum bytes exceeded": stream
-		// full, discard new) or no stream listens on the subject.
-		errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders),
+		// full, discard new).
 		// Never left this process: not connected (no reconnect buffer, see
 		// Connect), closed, too many publishes pending.
 		errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrConnectionClosed),

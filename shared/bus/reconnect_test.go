@@ -86,7 +86,7 @@ func TestPublishRidesOutALostConnection(t *testing.T) {
 
 	subject := events.InboundSubject("sandbox", "acme")
 	retries := func() float64 {
-		return counterValue(t, "flowgate_bus_reconnect_republishes_total", nil)
+		return counterValue(t, "flowgate_bus_publish_retries_total", map[string]string{"reason": "reconnect"})
 	}
 	before := retries()
 	var (
@@ -134,4 +134,63 @@ func TestPublishRidesOutALostConnection(t *testing.T) {
 	st, err := b.JetStream().Stream(ctx, bus.StreamEvents)
 	require.NoError(t, err)
 	require.Equal(t, uint64(published.Load()), st.CachedInfo().State.Msgs, "each event stored once")
+}
+
+// TestPublishWaitsOutAStreamWithoutLeader: a publish that no server answers
+// (on a cluster: its stream is electing a leader; here the stream is
+// deleted and created again) is tried again for up to
+// bus.ReconnectRetryWait, and acknowledged once the stream is back; past
+// that wait it fails as "nothing queued", saying it was tried again.
+func TestPublishWaitsOutAStreamWithoutLeader(t *testing.T) {
+	_, b := start(t)
+	ctx := context.Background()
+	js := b.JetStream()
+	st, err := js.Stream(ctx, bus.StreamEvents)
+	require.NoError(t, err)
+	cfg := st.CachedInfo().Config
+	retries := func() float64 {
+		return counterValue(t, "flowgate_bus_publish_retries_total", map[string]string{"reason": "no_responders"})
+	}
+	subject := events.InboundSubject("sandbox", "acme")
+	ev, err := bus.NewEvent("inbound-1", events.TypeInbound, "acme", map[string]string{"text": "hi"})
+	require.NoError(t, err)
+
+	require.NoError(t, js.DeleteStream(ctx, bus.StreamEvents))
+	before := retries()
+	back := make(chan error, 1)
+	go func() {
+		// Past the client's own retries of a publish nobody answered
+		// (2 × 250 ms).
+		time.Sleep(time.Second)
+		_, err := js.CreateStream(ctx, cfg)
+		back <- err
+	}()
+	began := time.Now()
+	res, err := b.Publish(ctx, subject, ev)
+	took := time.Since(began)
+	require.NoError(t, <-back)
+	require.NoError(t, err, "tried again until the stream answered")
+	require.Equal(t, bus.StreamEvents, res.Stream)
+	require.GreaterOrEqual(t, took, time.Second)
+	require.Less(t, took, bus.ReconnectRetryWait)
+	t.Logf("acknowledged %v after the first try", took.Round(time.Millisecond))
+	require.Equal(t, before+1, retries())
+	st, err = js.Stream(ctx, bus.StreamEvents)
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), st.CachedInfo().State.LastSeq, "stored once (the stream keeps no message nobody is interested in)")
+
+	// No stream comes back: "nothing queued" after the wait.
+	require.NoError(t, js.DeleteStream(ctx, bus.StreamEvents))
+	ev, err = bus.NewEvent("inbound-2", events.TypeInbound, "acme", map[string]string{"text": "hi"})
+	require.NoError(t, err)
+	began = time.Now()
+	_, err = b.Publish(ctx, subject, ev)
+	took = time.Since(began)
+	require.ErrorIs(t, err, bus.ErrNotQueued)
+	require.NotErrorIs(t, err, bus.ErrOutcomeUnknown)
+	require.ErrorContains(t, err, " tries in ")
+	require.GreaterOrEqual(t, took, bus.ReconnectRetryWait)
+	require.Less(t, took, bus.ReconnectRetryWait+1500*time.Millisecond)
+	t.Logf("refused %v after the first try: %v", took.Round(time.Millisecond), err)
+	require.Equal(t, before+1, retries(), "a publish that failed is not counted")
 }

@@ -110,14 +110,22 @@ func (b *Bus) publishTrigger(ctx context.Context, subject string, e cloudevents.
 		standbyPublishes.WithLabelValues(reason).Inc()
 		return sres, nil
 	}
-	standbyPublishes.WithLabelValues("failed").Inc()
 	first, second := classifyPublishError(err), classifyPublishError(serr)
 	if errors.Is(first, ErrOutcomeUnknown) && !errors.Is(second, ErrOutcomeUnknown) {
 		// The first publish may have been stored: say so.
-		return PublishResult{}, fmt.Errorf("%w (standby stream: %v)", first, serr)
+		return PublishResult{}, &standbyFailed{fmt.Errorf("%w (standby stream: %v)", first, serr)}
 	}
-	return PublishResult{}, fmt.Errorf("%w (triggers stream: %v)", second, err)
+	return PublishResult{}, &standbyFailed{fmt.Errorf("%w (triggers stream: %v)", second, err)}
 }
+
+// standbyFailed is the error of a trigger that neither stream took. Publish
+// counts it (flowgate_bus_trigger_standby_publishes_total{reason="failed"})
+// when its last try ends so: a try that fails and is followed by one that
+// succeeds answers no request 503.
+type standbyFailed struct{ err error }
+
+func (e *standbyFailed) Error() string { return e.err.Error() }
+func (e *standbyFailed) Unwrap() error { return e.err }
 
 // standbyReason says why a failed trigger publish goes to the standby
 // stream ("no_responders": the stream has no leader; "no_ack": no
