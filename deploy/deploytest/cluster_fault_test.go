@@ -574,22 +574,24 @@ func rollingRestart(t *testing.T, stopNode func(*proc)) {
 	close(stop)
 	all := <-results
 	checkLoadOutcome(t, c, all)
-	// A server stopped on purpose leaves its clients no reason to answer
-	// "nothing queued": a publish its stop interrupted is published again
-	// once the client has reconnected (bus.Publish). Before that, 1-12
-	// dispatches of about 10,000 were answered 503 unavailable here
-	// (2026-12-07), besides 5-10 outcome_unknown; outcome_unknown (an
-	// acknowledgement that did not come in time while leaders moved) is
-	// still possible under load: 3 per run in a CI run, none on a quiet
-	// machine.
-	unavailable := 0
+	// A server stopped on purpose leaves the ingress no reason to refuse a
+	// trigger: a publish its stop interrupted is published again once the
+	// client has reconnected, and JetStream's "duplicate message id is in
+	// process" (the interrupted try still being stored) is waited out
+	// (bus.Publish). Before the first, 1-12 dispatches of about 10,000
+	// were answered 503 unavailable here (2026-12-07), besides 5-10
+	// outcome_unknown; before the second, 3 outcome_unknown per run in a
+	// CI run and 7 in one of four loaded runs here, each a try after the
+	// reconnect answered 10158. checkLoadOutcome logs the ingress's
+	// account of any refusal.
+	refused := 0
 	for _, r := range all {
-		if r.code == http.StatusServiceUnavailable && r.errCode == "unavailable" {
-			unavailable++
+		if r.code != http.StatusAccepted {
+			refused++
 		}
 	}
-	if unavailable > 0 {
-		t.Errorf("%d dispatches answered 503 unavailable during the rolling restart; want none", unavailable)
+	if refused > 0 {
+		t.Errorf("%d dispatches refused during the rolling restart; want none", refused)
 	}
 	c.checkServices()
 }

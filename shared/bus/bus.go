@@ -37,6 +37,14 @@ var (
 	// cluster for the moment only (its stream has no leader), which
 	// Publish tries again for a while (publishAgain).
 	errNoAnswer = fmt.Errorf("%w: no server answered", ErrNotQueued)
+
+	// errInProcess is the ErrOutcomeUnknown of a publish JetStream
+	// answered "duplicate message id is in process" (409, err_code 10158):
+	// an earlier try of the same message is being stored (proposed to the
+	// stream's replicas, not yet applied). Tried again a moment later, the
+	// publish finds that copy stored (a duplicate) or, if it was not,
+	// stores this one (publishAgain).
+	errInProcess = fmt.Errorf("%w: an earlier try is being stored", ErrOutcomeUnknown)
 )
 
 // Bus is a connection to JetStream with Flowgate's topology in place.

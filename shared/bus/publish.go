@@ -92,10 +92,11 @@ func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) 
 // server took (publishAgain), from its first try.
 const ReconnectRetryWait = 2 * time.Second
 
-// noResponderPause is the pause before a publish no server answered is
-// tried again: the time an elected leader's interest takes to reach the
-// other servers is a few milliseconds.
-const noResponderPause = 50 * time.Millisecond
+// retryPause is the pause before a publish no server answered, or one
+// whose earlier try is still being stored, is tried again: an elected
+// leader's interest reaches the other servers, and a proposal is applied,
+// in a few milliseconds.
+const retryPause = 50 * time.Millisecond
 
 // publishAgain tries an event once more, and again, within
 // ReconnectRetryWait of its first try (start), when what failed will pass
@@ -106,7 +107,10 @@ const noResponderPause = 50 * time.Millisecond
 //     cluster;
 //   - no server answered (nats.ErrNoResponders): the stream has no leader
 //     for the moment, or its new leader's interest has not reached this
-//     client's server yet.
+//     client's server yet;
+//   - JetStream answered that an earlier try of the same message is being
+//     stored (errInProcess): typically the try a lost connection
+//     interrupted, whose outcome the next try then learns.
 //
 // The event's Nats-Msg-Id makes this safe: a copy an earlier try stored is
 // dropped as a duplicate, and its acknowledgement says the event is
@@ -124,8 +128,8 @@ func (b *Bus) publishAgain(ctx context.Context, subject string, e cloudevents.Ev
 		if reason == "" || left <= 0 || ctx.Err() != nil || b.nc.IsClosed() {
 			break
 		}
-		if reason == retryNoResponders {
-			sleepCtx(ctx, min(noResponderPause, left))
+		if reason != retryReconnect {
+			sleepCtx(ctx, min(retryPause, left))
 		} else if !b.waitConnected(ctx, left) {
 			break
 		}
@@ -155,10 +159,16 @@ func (b *Bus) publishAgain(ctx context.Context, subject string, e cloudevents.Ev
 	return PublishResult{}, fmt.Errorf("%w (%d tries in %v; the last: %v)", first, tries, took, last)
 }
 
+// errCodeMsgIDInProcess is JetStream's "duplicate message id is in
+// process" (nats-server's JSStreamDuplicateMessageConflict; nats.go has no
+// name for it).
+const errCodeMsgIDInProcess jetstream.ErrorCode = 10158
+
 // Why a failed publish is tried again (flowgate_bus_publish_retries_total).
 const (
 	retryReconnect    = "reconnect"
 	retryNoResponders = "no_responders"
+	retryInProcess    = "in_process"
 )
 
 // retryReason says why a publish that failed with err is worth trying
@@ -172,6 +182,8 @@ func (b *Bus) retryReason(err error, reconnects uint64) string {
 		return retryReconnect
 	case errors.Is(err, errNoAnswer):
 		return retryNoResponders
+	case errors.Is(err, errInProcess):
+		return retryInProcess
 	}
 	return ""
 }
@@ -332,6 +344,8 @@ func classifyPublishError(err error) error {
 		// No stream listens on the subject (on a cluster: none for the
 		// moment, while its stream elects a leader).
 		return fmt.Errorf("%w: %v", errNoAnswer, err)
+	case errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeMsgIDInProcess:
+		return fmt.Errorf("%w: %v", errInProcess, err)
 	case errors.As(err, &apiErr),
 		// The server answered: refused ("maximum bytes exceeded": stream
 		// full, discard new).

@@ -194,3 +194,56 @@ func TestPublishWaitsOutAStreamWithoutLeader(t *testing.T) {
 	t.Logf("refused %v after the first try: %v", took.Round(time.Millisecond), err)
 	require.Equal(t, before+1, retries(), "a publish that failed is not counted")
 }
+
+// TestPublishWaitsForAnEarlierTryInProcess: on a replicated stream, a
+// publish whose message id an earlier try is still storing (proposed to
+// the replicas, not yet applied: the try a lost connection interrupted)
+// is answered "duplicate message id is in process" (409, err_code 10158).
+// Publish tries it again a moment later instead of failing, and learns the
+// earlier copy is stored: here many publishes of one event at once, every
+// one acknowledged, the event stored once.
+func TestPublishWaitsForAnEarlierTryInProcess(t *testing.T) {
+	c := bustest.StartCluster(t, 3)
+	ctx := context.Background()
+	b, err := newBus(t, c.Connect(t), bus.Limits{Replicas: 3}, nil)
+	require.NoError(t, err)
+	retries := func() float64 {
+		return counterValue(t, "flowgate_bus_publish_retries_total", map[string]string{"reason": "in_process"})
+	}
+	before := retries()
+	subject := events.InboundSubject("sandbox", "acme")
+	const events_, copies = 40, 16
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		failures []error
+		stored   atomic.Int64
+	)
+	for i := range events_ {
+		ev, err := bus.NewEvent(fmt.Sprintf("same-%d", i), events.TypeInbound, "acme", map[string]string{"text": "hi"})
+		require.NoError(t, err)
+		for range copies {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := b.Publish(ctx, subject, ev)
+				if err != nil {
+					mu.Lock()
+					failures = append(failures, err)
+					mu.Unlock()
+					return
+				}
+				if !res.Duplicate {
+					stored.Add(1)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	t.Logf("%d publishes of %d events: %d failed, %d tried again while an earlier copy was in process",
+		events_*copies, events_, len(failures), int(retries()-before))
+	if len(failures) > 0 {
+		t.Fatalf("%d publishes failed; the first: %v", len(failures), failures[0])
+	}
+	require.EqualValues(t, events_, stored.Load(), "each event stored once")
+}
