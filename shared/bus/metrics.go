@@ -71,7 +71,7 @@ func init() {
 func newPublishRetries() *prometheus.CounterVec {
 	c := promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "flowgate_bus_publish_retries_total",
-		Help: "Publishes that failed and were acknowledged when tried again (same message id) within 2 s, by why they failed: reconnect (the connection to NATS was lost while they were under way, its server stopped or lost; tried once the client had reconnected), no_responders (no server answered: the stream had no leader for the moment), in_process (JetStream was still storing an earlier try of the same message).",
+		Help: "Publishes that failed and were acknowledged when tried again (same message id) within 2 s, by why the first try failed: reconnect (the connection to NATS was lost while they were under way, its server stopped or lost; tried once the client had reconnected), no_responders (no server answered: the stream had no leader for the moment), in_process (JetStream was still storing an earlier try of the same message).",
 	}, []string{"reason"})
 	for _, r := range []string{retryReconnect, retryNoResponders, retryInProcess} {
 		c.WithLabelValues(r)

@@ -122,8 +122,12 @@ const retryPause = 50 * time.Millisecond
 // last one met.
 func (b *Bus) publishAgain(ctx context.Context, subject string, e cloudevents.Event, start time.Time, reconnects uint64, err error) (PublishResult, error) {
 	first, last, tries := err, err, 1
+	why := "" // the first try's reason, which the metric counts
 	for {
 		reason := b.retryReason(last, reconnects)
+		if why == "" {
+			why = reason
+		}
 		left := ReconnectRetryWait - time.Since(start)
 		if reason == "" || left <= 0 || ctx.Err() != nil || b.nc.IsClosed() {
 			break
@@ -137,7 +141,7 @@ func (b *Bus) publishAgain(ctx context.Context, subject string, e cloudevents.Ev
 		res, err := b.publishEvent(ctx, subject, e)
 		tries++
 		if err == nil {
-			publishRetries.WithLabelValues(reason).Inc()
+			publishRetries.WithLabelValues(why).Inc()
 			return res, nil
 		}
 		last = err

@@ -220,12 +220,15 @@ func TestPublishWaitsForAnEarlierTryInProcess(t *testing.T) {
 		stored   atomic.Int64
 	)
 	for i := range events_ {
-		ev, err := bus.NewEvent(fmt.Sprintf("same-%d", i), events.TypeInbound, "acme", map[string]string{"text": "hi"})
-		require.NoError(t, err)
 		for range copies {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				// Each its own copy of the event (Publish sets its source).
+				ev, err := bus.NewEvent(fmt.Sprintf("same-%d", i), events.TypeInbound, "acme", map[string]string{"text": "hi"})
+				if err != nil {
+					panic(err)
+				}
 				res, err := b.Publish(ctx, subject, ev)
 				if err != nil {
 					mu.Lock()
