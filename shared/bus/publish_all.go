@@ -2,11 +2,13 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -26,6 +28,11 @@ type Outgoing struct {
 // the whole batch instead of one per event); JetStream keeps the order of
 // the publishes within each subject.
 //
+// Events whose publish failed for a reason that passes by itself (the
+// connection lost under them, no server answering, an earlier copy still
+// being stored: see publishAgain) are published again, the failed ones
+// only, within ReconnectRetryWait of the first try.
+//
 // On an error some events may be durable and others not: the caller
 // retries the whole batch, and the deterministic event ids make JetStream
 // drop the copies of those that were stored.
@@ -38,42 +45,121 @@ func (b *Bus) PublishAll(ctx context.Context, evs []Outgoing) error {
 		ctx, cancel = context.WithTimeout(ctx, b.timeout)
 		defer cancel()
 	}
-	futs := make([]jetstream.PubAckFuture, 0, len(evs))
-	var first error
-	for _, o := range evs {
+	msgs := make([]*nats.Msg, len(evs))
+	for i, o := range evs {
 		e := o.Event
 		if e.Source() == "" {
 			setSource(&e, b.source)
 		}
 		if err := validate(e); err != nil {
-			first = fmt.Errorf("bus: invalid event %q: %w", e.ID(), err)
+			return fmt.Errorf("bus: invalid event %q: %w", e.ID(), err)
+		}
+		msgs[i] = toMsg(o.Subject, e, MsgID(e.ID()))
+	}
+	start := time.Now()
+	reconnects := b.nc.Stats().Reconnects
+	failed, errs := b.publishMsgs(ctx, msgs)
+	why := "" // the first try's reason, which the metric counts
+	for len(failed) > 0 {
+		reason := b.retryAllReason(errs, reconnects)
+		if why == "" {
+			why = reason
+		}
+		left := ReconnectRetryWait - time.Since(start)
+		if reason == "" || left <= 0 || ctx.Err() != nil || b.nc.IsClosed() {
 			break
 		}
-		fut, err := b.js.PublishMsgAsync(toMsg(o.Subject, e, MsgID(e.ID())), jetstream.WithStallWait(stallWait))
+		if reason != retryReconnect {
+			sleepCtx(ctx, min(retryPause, left))
+		} else if !b.waitConnected(ctx, left) {
+			break
+		}
+		reconnects = b.nc.Stats().Reconnects
+		again := make([]*nats.Msg, len(failed))
+		for j, i := range failed {
+			again[j] = msgs[i]
+		}
+		stillFailed, stillErrs := b.publishMsgs(ctx, again)
+		if len(stillFailed) == 0 {
+			publishRetries.WithLabelValues(why).Add(float64(len(failed)))
+			return nil
+		}
+		for j, k := range stillFailed {
+			stillFailed[j] = failed[k]
+		}
+		failed, errs = stillFailed, stillErrs
+	}
+	return strongest(errs)
+}
+
+// retryAllReason is retryReason for the failures of one publishMsgs: ""
+// when any of them will not pass by itself (trying the others again is
+// vain: the caller retries the whole batch), retryReconnect when any needs
+// the connection back, else the first's reason.
+func (b *Bus) retryAllReason(errs []error, reconnects uint64) string {
+	reason := ""
+	for _, err := range errs {
+		switch r := b.retryReason(err, reconnects); {
+		case r == "":
+			return ""
+		case r == retryReconnect || reason == "":
+			reason = r
+		}
+	}
+	return reason
+}
+
+// strongest is the error to report for failed publishes: an
+// ErrOutcomeUnknown when one of them may have been stored, else the first.
+func strongest(errs []error) error {
+	for _, err := range errs {
+		if errors.Is(err, ErrOutcomeUnknown) {
+			return err
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return errs[0]
+}
+
+// publishMsgs publishes msgs asynchronously and waits for every
+// acknowledgement; it returns the indexes of the messages that failed, in
+// order, and their errors (classified).
+func (b *Bus) publishMsgs(ctx context.Context, msgs []*nats.Msg) ([]int, []error) {
+	futs := make([]jetstream.PubAckFuture, 0, len(msgs))
+	var failed []int
+	var errs []error
+	for i, m := range msgs {
+		fut, err := b.js.PublishMsgAsync(m, jetstream.WithStallWait(stallWait))
 		if err != nil {
-			publishErrors.WithLabelValues(streamOf(o.Subject)).Inc()
-			first = classifyPublishError(err)
+			publishErrors.WithLabelValues(streamOf(m.Subject)).Inc()
+			// Nothing after this one is sent: they fail alike.
+			err = classifyPublishError(err)
+			for j := i; j < len(msgs); j++ {
+				failed, errs = append(failed, j), append(errs, err)
+			}
 			break
 		}
 		futs = append(futs, fut)
 	}
 	// Wait for every publish that went out, also after an error: nothing is
 	// left in flight when this returns.
+	var late []int
+	var lateErrs []error
 	for i, fut := range futs {
+		var err error
 		select {
 		case ack := <-fut.Ok():
 			published.WithLabelValues(ack.Stream, strconv.FormatBool(ack.Duplicate)).Inc()
-		case err := <-fut.Err():
-			publishErrors.WithLabelValues(streamOf(evs[i].Subject)).Inc()
-			if first == nil {
-				first = classifyPublishError(err)
-			}
+			continue
+		case err = <-fut.Err():
 		case <-ctx.Done():
-			publishErrors.WithLabelValues(streamOf(evs[i].Subject)).Inc()
-			if first == nil {
-				first = classifyPublishError(ctx.Err())
-			}
+			err = ctx.Err()
 		}
+		publishErrors.WithLabelValues(streamOf(msgs[i].Subject)).Inc()
+		late, lateErrs = append(late, i), append(lateErrs, classifyPublishError(err))
 	}
-	return first
+	// The futures come before the messages never sent.
+	return append(late, failed...), append(lateErrs, errs...)
 }

@@ -250,3 +250,79 @@ func TestPublishWaitsForAnEarlierTryInProcess(t *testing.T) {
 	}
 	require.EqualValues(t, events_, stored.Load(), "each event stored once")
 }
+
+// TestPublishAllRidesOutALostConnection: PublishAll (the orchestrator's
+// bundles) publishes again the events of a batch that a dropped
+// connection failed, once reconnected, and those JetStream answered "in
+// process": batches under way when the connection drops are acknowledged,
+// each event stored once.
+func TestPublishAllRidesOutALostConnection(t *testing.T) {
+	c := bustest.StartCluster(t, 3)
+	ctx := context.Background()
+	_, err := newBus(t, c.Connect(t), bus.Limits{Replicas: 3}, nil)
+	require.NoError(t, err)
+	proxy := newCutProxy(t, strings.TrimPrefix(c.Servers[0].ClientURL(), "nats://"))
+	nc, err := nats.Connect(proxy.url()+","+c.URLs(), nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1),
+		nats.ReconnectWait(100*time.Millisecond))
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	b, err := newBus(t, nc, bus.Limits{Replicas: 3}, nil)
+	require.NoError(t, err)
+
+	retried := func() float64 {
+		n := 0.0
+		for _, r := range []string{"reconnect", "in_process", "no_responders"} {
+			n += counterValue(t, "flowgate_bus_publish_retries_total", map[string]string{"reason": r})
+		}
+		return n
+	}
+	before := retried()
+	subject := events.InboundSubject("sandbox", "acme")
+	var (
+		wg       sync.WaitGroup
+		events_  atomic.Int64
+		mu       sync.Mutex
+		failures []error
+	)
+	stop := make(chan struct{})
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				batch := make([]bus.Outgoing, 16)
+				for k := range batch {
+					ev, err := bus.NewEvent(fmt.Sprintf("all-%d-%d-%d", w, i, k), events.TypeInbound, "acme", map[string]string{"text": "hi"})
+					require.NoError(t, err)
+					batch[k] = bus.Outgoing{Subject: subject, Event: ev}
+				}
+				if err := b.PublishAll(ctx, batch); err != nil {
+					mu.Lock()
+					failures = append(failures, err)
+					mu.Unlock()
+					continue
+				}
+				events_.Add(int64(len(batch)))
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	proxy.cut()
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d events published in batches of 16, %d tried again, %d batches failed (%d reconnects)",
+		events_.Load(), int(retried()-before), len(failures), nc.Stats().Reconnects)
+	if len(failures) > 0 {
+		t.Fatalf("%d batches failed; the first: %v", len(failures), failures[0])
+	}
+	require.Positive(t, retried()-before, "events under way when the connection dropped were tried again")
+	st, err := b.JetStream().Stream(ctx, bus.StreamEvents)
+	require.NoError(t, err)
+	require.Equal(t, uint64(events_.Load()), st.CachedInfo().State.Msgs, "each event stored once")
+}
