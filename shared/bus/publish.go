@@ -128,13 +128,7 @@ func (b *Bus) publishAgain(ctx context.Context, subject string, e cloudevents.Ev
 		if why == "" {
 			why = reason
 		}
-		left := ReconnectRetryWait - time.Since(start)
-		if reason == "" || left <= 0 || ctx.Err() != nil || b.nc.IsClosed() {
-			break
-		}
-		if reason != retryReconnect {
-			sleepCtx(ctx, min(retryPause, left))
-		} else if !b.waitConnected(ctx, left) {
+		if !b.waitToRetry(ctx, reason, start) {
 			break
 		}
 		reconnects = b.nc.Stats().Reconnects
@@ -167,6 +161,23 @@ func (b *Bus) publishAgain(ctx context.Context, subject string, e cloudevents.Ev
 // process" (nats-server's JSStreamDuplicateMessageConflict; nats.go has no
 // name for it).
 const errCodeMsgIDInProcess jetstream.ErrorCode = 10158
+
+// waitToRetry waits before a publish that failed for reason is tried
+// again: for the connection to come back (retryReconnect), or retryPause.
+// It says whether to try: not when reason is "" (it will not pass by
+// itself), once ReconnectRetryWait from the first try (start) is spent, or
+// when ctx ends or the connection is closed.
+func (b *Bus) waitToRetry(ctx context.Context, reason string, start time.Time) bool {
+	left := ReconnectRetryWait - time.Since(start)
+	if reason == "" || left <= 0 || ctx.Err() != nil || b.nc.IsClosed() {
+		return false
+	}
+	if reason == retryReconnect {
+		return b.waitConnected(ctx, left)
+	}
+	sleepCtx(ctx, min(retryPause, left))
+	return ctx.Err() == nil
+}
 
 // Why a failed publish is tried again (flowgate_bus_publish_retries_total).
 const (

@@ -65,13 +65,7 @@ func (b *Bus) PublishAll(ctx context.Context, evs []Outgoing) error {
 		if why == "" {
 			why = reason
 		}
-		left := ReconnectRetryWait - time.Since(start)
-		if reason == "" || left <= 0 || ctx.Err() != nil || b.nc.IsClosed() {
-			break
-		}
-		if reason != retryReconnect {
-			sleepCtx(ctx, min(retryPause, left))
-		} else if !b.waitConnected(ctx, left) {
+		if !b.waitToRetry(ctx, reason, start) {
 			break
 		}
 		reconnects = b.nc.Stats().Reconnects

@@ -65,17 +65,20 @@ func (p *cutProxy) cut() {
 	p.conns = nil
 }
 
-// TestPublishRidesOutALostConnection: on a three-node cluster, publishes
-// under way when the client's connection drops (its server stopped: a
-// rolling restart) are published again once the client has reconnected,
-// and acknowledged: no error for the callers (no 503 at the ingress), and
-// each event stored once.
-func TestPublishRidesOutALostConnection(t *testing.T) {
+// cutUnderLoad runs publishers goroutines, each calling publish with its
+// number and a counter until stopped, on a bus whose connection to a
+// three-node cluster goes through a cutProxy, cut 300 ms into the load
+// (the client reconnects to the next server of its list): the shared
+// harness of the lost-connection tests. publish returns how many events
+// it stored. It fails the test on any failed publish, when no publish was
+// tried again (flowgate_bus_publish_retries_total, every reason), or
+// when the events stored are not exactly those acknowledged.
+func cutUnderLoad(t *testing.T, what string, publishers int, publish func(b *bus.Bus, w, i int) (int64, error)) {
+	t.Helper()
 	c := bustest.StartCluster(t, 3)
 	ctx := context.Background()
 	_, err := newBus(t, c.Connect(t), bus.Limits{Replicas: 3}, nil)
 	require.NoError(t, err)
-
 	proxy := newCutProxy(t, strings.TrimPrefix(c.Servers[0].ClientURL(), "nats://"))
 	nc, err := nats.Connect(proxy.url()+","+c.URLs(), nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1),
 		nats.ReconnectWait(100*time.Millisecond))
@@ -84,19 +87,22 @@ func TestPublishRidesOutALostConnection(t *testing.T) {
 	b, err := newBus(t, nc, bus.Limits{Replicas: 3}, nil)
 	require.NoError(t, err)
 
-	subject := events.InboundSubject("sandbox", "acme")
-	retries := func() float64 {
-		return counterValue(t, "flowgate_bus_publish_retries_total", map[string]string{"reason": "reconnect"})
+	retried := func() float64 {
+		n := 0.0
+		for _, r := range []string{"reconnect", "in_process", "no_responders"} {
+			n += counterValue(t, "flowgate_bus_publish_retries_total", map[string]string{"reason": r})
+		}
+		return n
 	}
-	before := retries()
+	before := retried()
 	var (
-		wg        sync.WaitGroup
-		published atomic.Int64
-		mu        sync.Mutex
-		failures  []error
+		wg       sync.WaitGroup
+		stored   atomic.Int64
+		mu       sync.Mutex
+		failures []error
 	)
 	stop := make(chan struct{})
-	for w := range 8 {
+	for w := range publishers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -106,34 +112,47 @@ func TestPublishRidesOutALostConnection(t *testing.T) {
 					return
 				default:
 				}
-				ev, err := bus.NewEvent(fmt.Sprintf("inbound-%d-%d", w, i), events.TypeInbound, "acme", map[string]string{"text": "hi"})
-				if err == nil {
-					_, err = b.Publish(ctx, subject, ev)
-				}
+				n, err := publish(b, w, i)
 				if err != nil {
 					mu.Lock()
 					failures = append(failures, err)
 					mu.Unlock()
 					continue
 				}
-				published.Add(1)
+				stored.Add(n)
 			}
 		}()
 	}
 	time.Sleep(300 * time.Millisecond)
-	proxy.cut() // the client reconnects to the next server of its list
+	proxy.cut()
 	time.Sleep(time.Second)
 	close(stop)
 	wg.Wait()
-	retried := retries() - before
-	t.Logf("%d events published, %d of them tried again after a reconnect, %d failed (%d reconnects)",
-		published.Load(), int(retried), len(failures), nc.Stats().Reconnects)
-	require.Empty(t, failures, "no publish failed for its connection dropping")
-	require.Positive(t, retried, "publishes under way when the connection dropped were tried again")
-
+	t.Logf("%d events stored by %s, %d tried again, %d failed (%d reconnects)",
+		stored.Load(), what, int(retried()-before), len(failures), nc.Stats().Reconnects)
+	if len(failures) > 0 {
+		t.Fatalf("%d %s failed for the connection dropping; the first: %v", len(failures), what, failures[0])
+	}
+	require.Positive(t, retried()-before, "what was under way when the connection dropped was tried again")
 	st, err := b.JetStream().Stream(ctx, bus.StreamEvents)
 	require.NoError(t, err)
-	require.Equal(t, uint64(published.Load()), st.CachedInfo().State.Msgs, "each event stored once")
+	require.Equal(t, uint64(stored.Load()), st.CachedInfo().State.Msgs, "each event stored once")
+}
+
+// TestPublishRidesOutALostConnection: on a three-node cluster, publishes
+// under way when the client's connection drops (its server stopped: a
+// rolling restart) are published again once the client has reconnected,
+// and acknowledged: no error for the callers (no 503 at the ingress), and
+// each event stored once.
+func TestPublishRidesOutALostConnection(t *testing.T) {
+	subject := events.InboundSubject("sandbox", "acme")
+	cutUnderLoad(t, "single publishes", 8, func(b *bus.Bus, w, i int) (int64, error) {
+		ev, err := bus.NewEvent(fmt.Sprintf("inbound-%d-%d", w, i), events.TypeInbound, "acme", map[string]string{"text": "hi"})
+		if err == nil {
+			_, err = b.Publish(context.Background(), subject, ev)
+		}
+		return 1, err
+	})
 }
 
 // TestPublishWaitsOutAStreamWithoutLeader: a publish that no server answers
@@ -257,72 +276,16 @@ func TestPublishWaitsForAnEarlierTryInProcess(t *testing.T) {
 // process": batches under way when the connection drops are acknowledged,
 // each event stored once.
 func TestPublishAllRidesOutALostConnection(t *testing.T) {
-	c := bustest.StartCluster(t, 3)
-	ctx := context.Background()
-	_, err := newBus(t, c.Connect(t), bus.Limits{Replicas: 3}, nil)
-	require.NoError(t, err)
-	proxy := newCutProxy(t, strings.TrimPrefix(c.Servers[0].ClientURL(), "nats://"))
-	nc, err := nats.Connect(proxy.url()+","+c.URLs(), nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectBufSize(-1),
-		nats.ReconnectWait(100*time.Millisecond))
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	b, err := newBus(t, nc, bus.Limits{Replicas: 3}, nil)
-	require.NoError(t, err)
-
-	retried := func() float64 {
-		n := 0.0
-		for _, r := range []string{"reconnect", "in_process", "no_responders"} {
-			n += counterValue(t, "flowgate_bus_publish_retries_total", map[string]string{"reason": r})
-		}
-		return n
-	}
-	before := retried()
 	subject := events.InboundSubject("sandbox", "acme")
-	var (
-		wg       sync.WaitGroup
-		events_  atomic.Int64
-		mu       sync.Mutex
-		failures []error
-	)
-	stop := make(chan struct{})
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				batch := make([]bus.Outgoing, 16)
-				for k := range batch {
-					ev, err := bus.NewEvent(fmt.Sprintf("all-%d-%d-%d", w, i, k), events.TypeInbound, "acme", map[string]string{"text": "hi"})
-					require.NoError(t, err)
-					batch[k] = bus.Outgoing{Subject: subject, Event: ev}
-				}
-				if err := b.PublishAll(ctx, batch); err != nil {
-					mu.Lock()
-					failures = append(failures, err)
-					mu.Unlock()
-					continue
-				}
-				events_.Add(int64(len(batch)))
+	cutUnderLoad(t, "batches of 16", 4, func(b *bus.Bus, w, i int) (int64, error) {
+		batch := make([]bus.Outgoing, 16)
+		for k := range batch {
+			ev, err := bus.NewEvent(fmt.Sprintf("all-%d-%d-%d", w, i, k), events.TypeInbound, "acme", map[string]string{"text": "hi"})
+			if err != nil {
+				return 0, err
 			}
-		}()
-	}
-	time.Sleep(300 * time.Millisecond)
-	proxy.cut()
-	time.Sleep(time.Second)
-	close(stop)
-	wg.Wait()
-	t.Logf("%d events published in batches of 16, %d tried again, %d batches failed (%d reconnects)",
-		events_.Load(), int(retried()-before), len(failures), nc.Stats().Reconnects)
-	if len(failures) > 0 {
-		t.Fatalf("%d batches failed; the first: %v", len(failures), failures[0])
-	}
-	require.Positive(t, retried()-before, "events under way when the connection dropped were tried again")
-	st, err := b.JetStream().Stream(ctx, bus.StreamEvents)
-	require.NoError(t, err)
-	require.Equal(t, uint64(events_.Load()), st.CachedInfo().State.Msgs, "each event stored once")
+			batch[k] = bus.Outgoing{Subject: subject, Event: ev}
+		}
+		return int64(len(batch)), b.PublishAll(context.Background(), batch)
+	})
 }
