@@ -197,3 +197,36 @@ func TestStepConsumersAckWaitIsUpdatedInPlace(t *testing.T) {
 		consumeBriefly(spec, bus.StepAckWait)
 	}
 }
+
+// TestPublishLeavesTheCallersEventAlone: Publish and PublishAll set the
+// bus's source on their own copy of an event without one; the caller's
+// event keeps none, and one event may be published by several goroutines
+// at once (the race detector checks that).
+func TestPublishLeavesTheCallersEventAlone(t *testing.T) {
+	_, b := start(t)
+	ctx := context.Background()
+	ev, err := bus.NewEvent("shared-1", events.TypeTriggerAccepted, "acme", map[string]string{"a": "b"})
+	require.NoError(t, err)
+	subject := events.TriggerSubject("acme")
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = b.Publish(ctx, subject, ev)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	require.NoError(t, b.PublishAll(ctx, []bus.Outgoing{{Subject: subject, Event: ev}}))
+	require.Empty(t, ev.Source(), "the caller's event is left as it was")
+
+	st, err := b.JetStream().Stream(ctx, bus.StreamTriggers)
+	require.NoError(t, err)
+	msg, err := st.GetMsg(ctx, 1)
+	require.NoError(t, err)
+	require.Equal(t, "/test", msg.Header.Get("ce-source"), "the stored event has the bus's source")
+}

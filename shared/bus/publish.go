@@ -309,15 +309,22 @@ func validate(e cloudevents.Event) error {
 // sources caches parsed CloudEvents sources (one per Bus, in practice).
 var sources sync.Map // string → types.URIRef
 
-// setSource is e.SetSource(src) without parsing src on every publish.
+// setSource is e.SetSource(src) without parsing src on every publish. e is
+// the publisher's copy of the caller's event, whose context it shares (a
+// pointer): the source is set on a copy of the context, so that the
+// caller's event is left as it was and may be published by several
+// goroutines at once.
 func setSource(e *cloudevents.Event, src string) {
 	ec, ok := e.Context.(*cloudevents.EventContextV1)
 	if !ok || src == "" {
+		e.Context = e.Context.Clone()
 		e.SetSource(src)
 		return
 	}
+	own := *ec // the extensions map is shared, and not written
+	e.Context = &own
 	if ref, ok := sources.Load(src); ok {
-		ec.Source = ref.(types.URIRef)
+		own.Source = ref.(types.URIRef)
 		return
 	}
 	u, err := url.Parse(src)
@@ -327,7 +334,7 @@ func setSource(e *cloudevents.Event, src string) {
 	}
 	ref := types.URIRef{URL: *u}
 	sources.Store(src, ref)
-	ec.Source = ref
+	own.Source = ref
 }
 
 // timers are reused across publishes. Since Go 1.23 a stopped or reset
