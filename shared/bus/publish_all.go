@@ -59,7 +59,8 @@ func (b *Bus) PublishAll(ctx context.Context, evs []Outgoing) error {
 	start := time.Now()
 	reconnects := b.nc.Stats().Reconnects
 	failed, errs := b.publishMsgs(ctx, msgs)
-	why := "" // the first try's reason, which the metric counts
+	worst := strongest(errs) // of every try, as Publish reports it
+	why := ""                // the first try's reason, which the metric counts
 	for len(failed) > 0 {
 		reason := b.retryAllReason(errs, reconnects)
 		if why == "" {
@@ -82,8 +83,11 @@ func (b *Bus) PublishAll(ctx context.Context, evs []Outgoing) error {
 			stillFailed[j] = failed[k]
 		}
 		failed, errs = stillFailed, stillErrs
+		if err := strongest(errs); errors.Is(err, ErrOutcomeUnknown) || !errors.Is(worst, ErrOutcomeUnknown) {
+			worst = err
+		}
 	}
-	return strongest(errs)
+	return worst
 }
 
 // retryAllReason is retryReason for the failures of one publishMsgs: ""
