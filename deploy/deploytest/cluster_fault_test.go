@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -95,6 +96,30 @@ func (c *deployedCluster) streamLeader(ctx context.Context, stream string) (int,
 		c.t.Fatal(err)
 	}
 	return c.node(s.CachedInfo().Cluster)
+}
+
+// newLeaderAfter watches stream from now until a server other than old
+// leads it, and then says how long that took (or that it did not happen
+// within 30 s): the election a fault test's figures depend on.
+func (c *deployedCluster) newLeaderAfter(stream, old string) <-chan string {
+	out := make(chan string, 1)
+	start := time.Now()
+	go func() {
+		for time.Since(start) < 30*time.Second {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			s, err := c.js.Stream(ctx, stream)
+			cancel()
+			if err == nil {
+				if ci := s.CachedInfo().Cluster; ci != nil && ci.Leader != "" && ci.Leader != old {
+					out <- fmt.Sprintf("%s leads it %s after the watch began", ci.Leader, time.Since(start).Round(10*time.Millisecond))
+					return
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		out <- "no new leader within 30 s"
+	}()
+	return out
 }
 
 // node is the index in c.nats of the leader a cluster info names, and its
@@ -243,8 +268,10 @@ func TestClusterOutboundLeaderKilledUnderLoad(t *testing.T) {
 	}
 	_, triggers := c.streamLeader(ctx, "FLOWGATE_TRIGGERS")
 	_, standby := c.streamLeader(ctx, "FLOWGATE_TRIGGERS_STANDBY")
+	elected := c.newLeaderAfter(bus.StreamOutbound, leader)
 	all := killUnderLoad(t, c, victim, fmt.Sprintf("the leader of FLOWGATE_OUTBOUND (FLOWGATE_TRIGGERS led by %s, FLOWGATE_TRIGGERS_STANDBY by %s)",
 		triggers, standby), stop, results)
+	t.Logf("FLOWGATE_OUTBOUND: %s", <-elected)
 
 	checkLoadOutcome(t, c, all)
 	c.checkServices()
@@ -465,6 +492,12 @@ func checkLoadOutcome(t *testing.T, c *deployedCluster, all []dispatchResult) ma
 // bound: the wait depends on the election's random length and on how fast
 // the pipeline catches up while the load goes on (docs/deploy.md). It
 // returns when each recipient's (first) message was sent.
+// delay is how long the message of a 202 given at at waited (d).
+type delay struct {
+	d  time.Duration
+	at time.Time
+}
+
 func logMessageDelays(t *testing.T, c *deployedCluster, all []dispatchResult) map[string]time.Time {
 	t.Helper()
 	sent := map[string]time.Time{}
@@ -474,10 +507,6 @@ func logMessageDelays(t *testing.T, c *deployedCluster, all []dispatchResult) ma
 		}
 	}); err != nil {
 		t.Fatal(err)
-	}
-	type delay struct {
-		d  time.Duration
-		at time.Time
 	}
 	var ds []delay
 	for _, r := range all {
@@ -500,8 +529,35 @@ func logMessageDelays(t *testing.T, c *deployedCluster, all []dispatchResult) ma
 	t.Logf("message sent after its 202: median %s, p99 %s, max %s (202 given %s into the load); %d of %d after more than 1 s",
 		ds[len(ds)/2].d.Round(time.Millisecond), ds[len(ds)*99/100].d.Round(time.Millisecond), worst.d.Round(time.Millisecond),
 		worst.at.Sub(start).Round(time.Millisecond), over, len(ds))
+	logDelaysOverTime(t, start, ds)
 	logRedeliveries(t, c)
 	return sent
+}
+
+// logDelaysOverTime logs, for the 202s given in each 2 s of the load, the
+// median and the longest wait for their messages: when a fault's waits
+// began and how long the pipeline took to catch up.
+func logDelaysOverTime(t *testing.T, start time.Time, ds []delay) {
+	t.Helper()
+	const window = 2 * time.Second
+	buckets := map[int][]time.Duration{}
+	last := 0
+	for _, d := range ds {
+		i := int(d.at.Sub(start) / window)
+		buckets[i] = append(buckets[i], d.d)
+		last = max(last, i)
+	}
+	var parts []string
+	for i := 0; i <= last; i++ {
+		b := buckets[i]
+		if len(b) == 0 {
+			parts = append(parts, fmt.Sprintf("%ds: none", i*2))
+			continue
+		}
+		slices.Sort(b)
+		parts = append(parts, fmt.Sprintf("%ds: %s/%s", i*2, b[len(b)/2].Round(10*time.Millisecond), b[len(b)-1].Round(10*time.Millisecond)))
+	}
+	t.Logf("wait for the message by when its 202 was given (median/max, per 2 s of the load): %s", strings.Join(parts, ", "))
 }
 
 // logRedeliveries logs the messages each service received again
