@@ -567,18 +567,26 @@ func logDelaysOverTime(t *testing.T, start time.Time, ds []delay) {
 // with redeliveries beside it is that.
 func logRedeliveries(t *testing.T, c *deployedCluster) {
 	t.Helper()
+	logServiceCounters(t, c, "messages received again", "flowgate_bus_redelivered_total", "consumer")
+	logServiceCounters(t, c, "publishes tried again", "flowgate_bus_publish_retries_total", "reason")
+}
+
+// logServiceCounters logs a counter of every service's /metrics, by one
+// of its labels, leaving out zeros.
+func logServiceCounters(t *testing.T, c *deployedCluster, what, counter, label string) {
+	t.Helper()
 	var parts []string
 	for _, p := range c.services {
 		if p.metrics == "" {
 			continue
 		}
-		by := countersBy(t, get(t, p.metrics), "flowgate_bus_redelivered_total", "consumer")
-		consumers := make([]string, 0, len(by))
+		by := countersBy(t, get(t, p.metrics), counter, label)
+		keys := make([]string, 0, len(by))
 		for k := range by {
-			consumers = append(consumers, k)
+			keys = append(keys, k)
 		}
-		sort.Strings(consumers)
-		for _, k := range consumers {
+		sort.Strings(keys)
+		for _, k := range keys {
 			if by[k] > 0 {
 				parts = append(parts, fmt.Sprintf("%s %s: %.0f", p.name, k, by[k]))
 			}
@@ -587,7 +595,7 @@ func logRedeliveries(t *testing.T, c *deployedCluster) {
 	if len(parts) == 0 {
 		parts = []string{"none"}
 	}
-	t.Logf("messages received again (flowgate_bus_redelivered_total): %s", strings.Join(parts, ", "))
+	t.Logf("%s (%s): %s", what, counter, strings.Join(parts, ", "))
 }
 
 // TestClusterRollingRestartUnderLoad: under steady dispatch load every NATS
