@@ -68,7 +68,8 @@ func serviceOf(rel string) string {
 }
 
 // scanMetrics finds every metric defined with client_golang in the
-// module's non-test Go source.
+// module's non-test Go source (directories with a go.mod of their own are
+// other modules: bench, third_party's).
 func scanMetrics(t testing.TB, root string) []metricDef {
 	t.Helper()
 	var defs []metricDef
@@ -82,8 +83,11 @@ func scanMetrics(t testing.TB, root string) []metricDef {
 		rel = filepath.ToSlash(rel)
 		if d.IsDir() {
 			base := d.Name()
-			if rel != "." && (strings.HasPrefix(base, ".") || base == "testdata" || base == "vendor" || base == "node_modules" || rel == "bench" || base == "data") {
+			if rel != "." && (strings.HasPrefix(base, ".") || base == "testdata" || base == "vendor" || base == "node_modules" || base == "data") {
 				return filepath.SkipDir
+			}
+			if _, err := os.Stat(filepath.Join(path, "go.mod")); rel != "." && err == nil {
+				return filepath.SkipDir // another module (bench, third_party's): not the module's metrics
 			}
 			return nil
 		}

@@ -85,15 +85,32 @@ func natsServerVersion(t *testing.T, root string) string {
 	return string(m[1])
 }
 
+// exporterVersion is the version of the NATS Prometheus exporter kept in
+// exporterDir (its VERSION file, "v" and the release's number).
+func exporterVersion(t *testing.T, root string) string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(root, exporterDir, "VERSION"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := strings.CutPrefix(strings.TrimSpace(string(raw)), "v")
+	if !ok || v == "" {
+		t.Fatalf("%s/VERSION: %q, want v and a release number", exporterDir, raw)
+	}
+	return v
+}
+
 // TestComposeFile checks both compose files structurally: the services the
 // deployment needs, health checks, restart policies, durable volumes, every
 // secret in a per-service env file (never inline), every referenced file
 // present, all NATS servers given to every Flowgate service, the NATS image
-// of the module's nats-server version, and that the two files differ only
+// of the module's nats-server version, the NATS exporter's image of the
+// version TestPrometheusEndToEnd runs, and that the two files differ only
 // in NATS.
 func TestComposeFile(t *testing.T) {
 	root := repoRoot(t)
 	version := natsServerVersion(t, root)
+	exporter := exporterVersion(t, root)
 	files := map[string]composeFile{}
 	for _, v := range composeVariants {
 		cf := readCompose(t, root, v.file)
@@ -168,6 +185,12 @@ func TestComposeFile(t *testing.T) {
 				if got := s.Environment["FLOWGATE_NATS_REPLICAS"]; got != v.replicas {
 					t.Errorf("%s: FLOWGATE_NATS_REPLICAS=%v, want %s", where, got, v.replicas)
 				}
+			}
+		}
+		for name, s := range cf.Services {
+			if strings.HasPrefix(name, "nats-exporter") && s.Image != "natsio/prometheus-nats-exporter:"+exporter {
+				t.Errorf("%s: %s runs %s; want natsio/prometheus-nats-exporter:%s, the version in %s (TestPrometheusEndToEnd runs it)",
+					v.file, name, s.Image, exporter, exporterDir)
 			}
 		}
 		for _, n := range v.nats {
