@@ -596,27 +596,41 @@ func allZero(f *dto.MetricFamily) bool {
 // compose files run (third_party/README.md says why it is kept here).
 const exporterDir = "third_party/prometheus-nats-exporter"
 
+// buildNATSExporter builds the NATS Prometheus exporter kept in
+// exporterDir (a module of its own, built where it is) into dir.
+func buildNATSExporter(t *testing.T, root, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "prometheus-nats-exporter")
+	goBuild(t, filepath.Join(root, exporterDir), bin, ".")
+	return bin
+}
+
 // startNATSExporter builds the NATS Prometheus exporter and runs it with
 // the arguments docker-compose.single.yml gives it, reading the NATS
 // server's monitoring endpoint at monitorURL and serving on addr.
 func startNATSExporter(t *testing.T, root, tmp, addr, monitorURL string) *proc {
 	t.Helper()
-	bin := filepath.Join(tmp, "prometheus-nats-exporter")
-	// A module of its own (its own go.mod and go.sum): built where it is.
-	goBuild(t, filepath.Join(root, exporterDir), bin, ".")
-	args := composeExporterArgs(t, root)
-	host, port, _ := strings.Cut(addr, ":")
-	args = append(append([]string{"-a", host, "-p", port}, args[:len(args)-1]...), monitorURL)
-	return startProc(t, tmp, "nats-exporter", nil, bin, args...)
+	bin := buildNATSExporter(t, root, tmp)
+	return runNATSExporter(t, tmp, "nats-exporter", bin, composeExporterArgs(t, root, "docker-compose.single.yml", "nats-exporter"), addr, monitorURL)
 }
 
-// composeExporterArgs is the command of docker-compose.single.yml's
-// nats-exporter: flags, then the server's monitoring URL.
-func composeExporterArgs(t *testing.T, root string) []string {
+// runNATSExporter runs the exporter binary with a compose service's
+// arguments (args, ending with the server's monitoring URL), reading
+// monitorURL instead and serving on addr.
+func runNATSExporter(t *testing.T, tmp, name, bin string, args []string, addr, monitorURL string) *proc {
 	t.Helper()
-	svc, ok := readCompose(t, root, "docker-compose.single.yml").Services["nats-exporter"]
+	host, port, _ := strings.Cut(addr, ":")
+	args = append(append([]string{"-a", host, "-p", port}, args[:len(args)-1]...), monitorURL)
+	return startProc(t, tmp, name, nil, bin, args...)
+}
+
+// composeExporterArgs is the command of a compose file's exporter
+// service: flags, then the server's monitoring URL.
+func composeExporterArgs(t *testing.T, root, file, service string) []string {
+	t.Helper()
+	svc, ok := readCompose(t, root, file).Services[service]
 	if !ok || len(svc.Command) == 0 || !strings.HasPrefix(svc.Command[len(svc.Command)-1], "http://") {
-		t.Fatalf("docker-compose.single.yml: nats-exporter's command should end with the server's monitoring URL: %q", svc.Command)
+		t.Fatalf("%s: %s's command should end with the server's monitoring URL: %q", file, service, svc.Command)
 	}
 	return svc.Command
 }
