@@ -96,4 +96,25 @@ func TestNATSClusterMonitoring(t *testing.T) {
 	}
 	p.checkRules(t)
 	t.Logf("evaluated %d expressions on the exporters' metrics of the three servers (%s)", checked, filepath.Base(bin))
+
+	// A server lost while its exporter goes on answering (it leaves out
+	// what it cannot read): Prometheus must see the server down, not only
+	// a dead exporter, and NATSServerDown must be on its way (pending for
+	// its 2 minutes).
+	lost := c.nats[2]
+	_ = lost.cmd.Process.Kill()
+	_, _ = lost.exited()
+	p.waitFor(t, `nats:servers_up == 2`, 30*time.Second, procs...)
+	p.waitFor(t, fmt.Sprintf(`nats:server_healthy{instance=%q} == 0`, addrs[2]), 30*time.Second, procs...)
+	p.waitFor(t, `up{job="nats"} == 1`, 5*time.Second, procs...)
+	var alerts map[string]string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		alerts = p.alerts(t)
+		if s := alerts["NATSServerDown"]; s == "pending" || s == "firing" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if s := alerts["NATSServerDown"]; s != "pending" && s != "firing" {
+		t.Errorf("NATSServerDown is %q with %s killed and its exporter up; alerts: %v", s, lost.name, alerts)
+	}
 }

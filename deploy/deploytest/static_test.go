@@ -151,12 +151,13 @@ var metricRef = regexp.MustCompile(`\b(flowgate[a-z0-9_:]*)`)
 var exporterRef = regexp.MustCompile(`\b(jetstream_[a-z_]+|gnatsd_[a-z_]+|nats:[a-z_:]+)`)
 
 // exporterMetrics are the exporter's metrics the NATS dashboard and rules
-// may use (prometheus-nats-exporter: -jsz=all, -varz).
+// may use (prometheus-nats-exporter: -jsz=all, -varz, -healthz).
 var exporterMetrics = map[string]bool{
 	"jetstream_server_jetstream_disabled": true, "jetstream_server_total_message_bytes": true,
 	"jetstream_server_max_storage": true, "jetstream_stream_total_bytes": true, "jetstream_stream_total_messages": true,
 	"jetstream_consumer_num_pending": true, "jetstream_consumer_num_ack_pending": true,
 	"jetstream_consumer_num_redelivered": true, "gnatsd_varz_connections": true,
+	"gnatsd_healthz_status_value": true, // -healthz: 1 "ok", 0 unreachable or unhealthy
 }
 
 // rawSelector finds a Flowgate metric with its label matchers.
