@@ -212,6 +212,8 @@ func TestPrometheusEndToEnd(t *testing.T) {
 	p.waitFor(t, fmt.Sprintf(`sum(flowgate_run_transitions_total{status="completed"}) >= %d`, wantCompleted), 60*time.Second, services...)
 	p.waitFor(t, fmt.Sprintf(`sum(flowgate_run_transitions_total{status="failed"}) >= %d`, sc.broken), 30*time.Second, services...)
 	p.waitFor(t, `sum(flowgate_timers_fired_total) >= 1`, 30*time.Second, services...)
+	// The server is back after the outage, and its exporter says so.
+	p.waitFor(t, `nats:servers_up == 1`, 30*time.Second, exporter)
 	p.waitFor(t, `sum(flowgate_run_webhook_deliveries_total{result="delivered"}) >= 1`, 60*time.Second, services...)
 	// rate() needs two samples in its window: the dashboards' webhook panels
 	// have series only once a scrape after the first delivery has come in.
