@@ -393,8 +393,7 @@ func killUnderLoad(t *testing.T, c *deployedCluster, victim int, what string, st
 	t.Helper()
 	name := c.nats[victim].name
 	killedAt := time.Now()
-	_ = c.nats[victim].cmd.Process.Kill()
-	_, _ = c.nats[victim].exited()
+	c.nats[victim].kill()
 	t.Logf("killed %s, %s", name, what)
 	time.Sleep(8 * time.Second)
 	c.startNATS(victim)
@@ -415,31 +414,38 @@ func standbyPublishes(t *testing.T, page []byte) map[string]float64 {
 	return out
 }
 
-// checkLoadOutcome: every dispatch was answered 202 or 503; every 202 got
-// exactly one message, a 503 at most one; the longest stretch without a 202
-// is reported and at most 5 s (issue #16's target); how long the 202s
-// waited for their messages is logged (logMessageDelays). It returns when
-// each recipient's message was sent.
 // logRefusalCauses logs why the ingress refused triggers: its "trigger
 // outcome unknown" and "trigger not queued" warnings carry the bus's error
 // (what each try of the publish met), which the 503 answers do not.
 func logRefusalCauses(t *testing.T, c *deployedCluster) {
 	t.Helper()
+	logServiceLines(t, c, "ingress", `msg="trigger `, 10)
+}
+
+// logServiceLines logs the first max lines of a service's log that
+// contain what.
+func logServiceLines(t *testing.T, c *deployedCluster, service, what string, max int) {
+	t.Helper()
 	for _, p := range c.services {
-		if p.name != "ingress" {
+		if p.name != service {
 			continue
 		}
 		b, _ := os.ReadFile(p.log)
 		n := 0
 		for _, line := range strings.Split(string(b), "\n") {
-			if strings.Contains(line, "msg=\"trigger ") && n < 10 {
-				t.Logf("ingress: %s", line)
+			if strings.Contains(line, what) && n < max {
+				t.Logf("%s: %s", service, line)
 				n++
 			}
 		}
 	}
 }
 
+// checkLoadOutcome: every dispatch was answered 202 or 503; every 202 got
+// exactly one message, a 503 at most one; the longest stretch without a 202
+// is reported and at most 5 s (issue #16's target); how long the 202s
+// waited for their messages is logged (logMessageDelays). It returns when
+// each recipient's message was sent.
 func checkLoadOutcome(t *testing.T, c *deployedCluster, all []dispatchResult) map[string]time.Time {
 	t.Helper()
 	sort.Slice(all, func(i, j int) bool { return all[i].at.Before(all[j].at) })
@@ -569,6 +575,8 @@ func logRedeliveries(t *testing.T, c *deployedCluster) {
 	t.Helper()
 	logServiceCounters(t, c, "messages received again", "flowgate_bus_redelivered_total", "consumer")
 	logServiceCounters(t, c, "publishes tried again", "flowgate_bus_publish_retries_total", "reason")
+	// Why the orchestrator's handlers failed (what its redeliveries are).
+	logServiceLines(t, c, "orchestrator", "handler failed", 5)
 }
 
 // logServiceCounters logs a counter of every service's /metrics, by one

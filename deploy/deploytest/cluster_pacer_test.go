@@ -85,8 +85,7 @@ func TestClusterPacerLimitAcrossFailOver(t *testing.T) {
 		t.Fatalf("no leader among the nodes for KV_FLOWGATE_PACER: %q", leader)
 	}
 	killedAt := time.Now()
-	_ = c.nats[victim].cmd.Process.Kill()
-	_, _ = c.nats[victim].exited()
+	c.nats[victim].kill()
 	t.Logf("killed %s, the leader of the pacer's bucket, after %d sends", leader, len(double.Accepted()))
 	time.Sleep(6 * time.Second)
 	c.startNATS(victim)

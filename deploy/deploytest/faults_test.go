@@ -23,8 +23,7 @@ func TestSingleNodeNATSKilledUnderKeylessLoad(t *testing.T) {
 	results := dispatchLoad(c, 8, stop)
 	time.Sleep(4 * time.Second)
 	for _, down := range []time.Duration{5 * time.Second, 20 * time.Second} {
-		_ = c.nats[0].cmd.Process.Kill() // SIGKILL: no shutdown, no flush
-		_, _ = c.nats[0].exited()
+		c.nats[0].kill() // SIGKILL: no shutdown, no flush
 		time.Sleep(down)
 		c.startNATS(0)
 		waitHTTP(t, "http://"+c.monitors[0]+"/healthz", 60*time.Second, c.nats[0])

@@ -102,8 +102,7 @@ func TestNATSClusterMonitoring(t *testing.T) {
 	// a dead exporter, and NATSServerDown must be on its way (pending for
 	// its 2 minutes).
 	lost := c.nats[2]
-	_ = lost.cmd.Process.Kill()
-	_, _ = lost.exited()
+	lost.kill()
 	p.waitFor(t, `nats:servers_up == 2`, 30*time.Second, procs...)
 	p.waitFor(t, fmt.Sprintf(`nats:server_healthy{instance=%q} == 0`, addrs[2]), 30*time.Second, procs...)
 	p.waitFor(t, `up{job="nats"} == 1`, 5*time.Second, procs...)

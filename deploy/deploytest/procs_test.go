@@ -109,10 +109,9 @@ var (
 )
 
 // stop ends the process gracefully (SIGTERM), then by force after 15 s.
+// Whether it has exited is read from p.done only: cmd.ProcessState is
+// written by the goroutine in cmd.Wait, unsynchronized with this one.
 func (p *proc) stop() {
-	if p.cmd.ProcessState != nil {
-		return
-	}
 	select {
 	case err := <-p.done:
 		p.done <- err
@@ -133,7 +132,7 @@ func (p *proc) stop() {
 // hands its JetStream leaderships over, evicts its clients, exits), and
 // waits for it to exit, by force after limit.
 func (p *proc) lameDuck(limit time.Duration) {
-	if p.cmd.ProcessState != nil {
+	if done, _ := p.exited(); done {
 		return
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGUSR2)
@@ -147,6 +146,13 @@ func (p *proc) lameDuck(limit time.Duration) {
 }
 
 // exited reports whether the process ended, and how.
+// kill ends the process with SIGKILL and waits until it has exited.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Kill()
+	err := <-p.done
+	p.done <- err
+}
+
 func (p *proc) exited() (bool, error) {
 	select {
 	case err := <-p.done:
