@@ -298,9 +298,9 @@ func TestWebhookRidesOutAStreamWithoutLeader(t *testing.T) {
 	require.NoError(t, e.js.DeleteStream(ctx, bus.StreamEvents))
 	back := make(chan error, 1)
 	go func() {
-		// Longer than the bus's own tries (bus.ReconnectRetryWait, 2 s
+		// Longer than the bus's own tries (bus.DefaultRetryWait, 2 s
 		// from the first).
-		time.Sleep(bus.ReconnectRetryWait + time.Second)
+		time.Sleep(bus.DefaultRetryWait + time.Second)
 		_, err := e.js.CreateStream(ctx, cfg)
 		back <- err
 	}()

@@ -45,6 +45,13 @@ var (
 	// publish finds that copy stored (a duplicate) or, if it was not,
 	// stores this one (publishAgain).
 	errInProcess = fmt.Errorf("%w: an earlier try is being stored", ErrOutcomeUnknown)
+
+	// errNoAck is the ErrOutcomeUnknown of a publish whose acknowledgement
+	// did not come in time: typically sent to a stream leader that was
+	// lost under it. Tried again while the bus's retry wait lasts (a wait
+	// longer than the publish timeout: a consumer's handler), the publish
+	// reaches the new leader, which keeps one copy (publishAgain).
+	errNoAck = fmt.Errorf("%w: no acknowledgement in time", ErrOutcomeUnknown)
 )
 
 // Bus is a connection to JetStream with Flowgate's topology in place.
@@ -54,7 +61,10 @@ type Bus struct {
 	log     *slog.Logger
 	source  string
 	timeout time.Duration
-	ownsNC  bool
+	// retryWait bounds the tries of a publish that failed for a reason
+	// that passes by itself (Config.RetryWait).
+	retryWait time.Duration
+	ownsNC    bool
 	// standbyAfter > 0 (nanoseconds): trigger publishes may go to the
 	// standby stream after that long without FLOWGATE_TRIGGERS's
 	// acknowledgement (standby.go). standbyWant is the configured wait,
@@ -76,7 +86,14 @@ type Config struct {
 	// (standby.go): 0 = DefaultStandbyAfter, negative = never. The standby
 	// is used only when the triggers stream is replicated (a NATS cluster).
 	StandbyAfter time.Duration
-	Logger       *slog.Logger
+	// RetryWait is how long a publish that failed for a reason that passes
+	// by itself (the connection lost, a stream without a leader for the
+	// moment, an earlier copy being stored) is tried again, from its first
+	// try (0 = DefaultRetryWait). A publisher with nobody waiting on an
+	// answer (a consumer's handler) may wait out a cluster's leader
+	// election rather than fail and be redelivered.
+	RetryWait time.Duration
+	Logger    *slog.Logger
 }
 
 // Connect dials a NATS server by URL and sets up the topology.
@@ -88,7 +105,7 @@ func Connect(ctx context.Context, url string, cfg Config, opts ...nats.Option) (
 		// No reconnect buffer: a publish while disconnected is not left in
 		// the client's buffer to reach the server after its caller gave up
 		// and answered 503. Publish instead waits for the reconnection (at
-		// most ReconnectRetryWait, within its context) and tries again
+		// most Config.RetryWait, within its context) and tries again
 		// itself, with the same message id; then it fails (ErrNotQueued).
 		nats.ReconnectBufSize(-1),
 	}, opts...)
@@ -127,7 +144,14 @@ func New(ctx context.Context, nc *nats.Conn, cfg Config) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
-	b := &Bus{nc: nc, js: js, log: cfg.Logger, source: cfg.Source, timeout: timeout}
+	if cfg.RetryWait < 0 {
+		return nil, fmt.Errorf("bus: RetryWait %v is negative", cfg.RetryWait)
+	}
+	retryWait := cfg.RetryWait
+	if retryWait == 0 {
+		retryWait = DefaultRetryWait
+	}
+	b := &Bus{nc: nc, js: js, log: cfg.Logger, source: cfg.Source, timeout: timeout, retryWait: retryWait}
 	if err := b.ensure(ctx, cfg.Limits); err != nil {
 		return nil, err
 	}

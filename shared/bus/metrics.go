@@ -71,9 +71,9 @@ func init() {
 func newPublishRetries() *prometheus.CounterVec {
 	c := promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "flowgate_bus_publish_retries_total",
-		Help: "Publishes that failed and were acknowledged when tried again (same message id) within 2 s, by why the first try failed: reconnect (the connection to NATS was lost while they were under way, its server stopped or lost; tried once the client had reconnected), no_responders (no server answered: the stream had no leader for the moment), in_process (JetStream was still storing an earlier try of the same message).",
+		Help: "Publishes that failed and were acknowledged when tried again (same message id) within the bus's retry wait (2 s; 15 s in the orchestrator and the channel workers run apart), by why the first try failed: reconnect (the connection to NATS was lost while they were under way, its server stopped or lost; tried once the client had reconnected), no_responders (no server answered: the stream had no leader for the moment), in_process (JetStream was still storing an earlier try of the same message), no_ack (no acknowledgement within the publish timeout: the stream's leader was lost under it).",
 	}, []string{"reason"})
-	for _, r := range []string{retryReconnect, retryNoResponders, retryInProcess} {
+	for _, r := range []string{retryReconnect, retryNoResponders, retryInProcess, retryNoAck} {
 		c.WithLabelValues(r)
 	}
 	return c

@@ -88,9 +88,11 @@ func (b *Bus) Publish(ctx context.Context, subject string, e cloudevents.Event) 
 	return b.publishAgain(ctx, subject, e, start, reconnects, err)
 }
 
-// ReconnectRetryWait bounds how long Publish keeps trying an event that no
-// server took (publishAgain), from its first try.
-const ReconnectRetryWait = 2 * time.Second
+// DefaultRetryWait is how long Publish and PublishAll keep trying an event
+// that no server took (publishAgain), from its first try, unless
+// Config.RetryWait says otherwise: about what a client waiting for an HTTP
+// answer should wait.
+const DefaultRetryWait = 2 * time.Second
 
 // retryPause is the pause before a publish no server answered, or one
 // whose earlier try is still being stored, is tried again: an elected
@@ -99,7 +101,7 @@ const ReconnectRetryWait = 2 * time.Second
 const retryPause = 50 * time.Millisecond
 
 // publishAgain tries an event once more, and again, within
-// ReconnectRetryWait of its first try (start), when what failed will pass
+// the bus's retry wait (Config.RetryWait) of its first try (start), when what failed will pass
 // by itself:
 //   - the connection was lost while the publish was under way (its server
 //     stopped: a rolling restart, a node lost), or was down when it
@@ -110,13 +112,16 @@ const retryPause = 50 * time.Millisecond
 //     client's server yet;
 //   - JetStream answered that an earlier try of the same message is being
 //     stored (errInProcess): typically the try a lost connection
-//     interrupted, whose outcome the next try then learns.
+//     interrupted, whose outcome the next try then learns;
+//   - no acknowledgement came within the publish timeout (errNoAck): the
+//     stream's leader was lost under it. Only a bus whose retry wait is
+//     longer than that timeout (Config.RetryWait: a consumer's handler) has
+//     time left to try again; with the default wait the timeout spends it.
 //
 // The event's Nats-Msg-Id makes this safe: a copy an earlier try stored is
 // dropped as a duplicate, and its acknowledgement says the event is
-// stored, which the earlier try could not. A timeout is not tried again
-// (it already waited longer than the budget), nor a refusal (a full
-// stream is back-pressure). err is the first try's error; when no try
+// stored, which the earlier try could not. A refusal is not tried again (a
+// full stream is back-pressure). err is the first try's error; when no try
 // succeeds, the error returned keeps the strongest kind any try had
 // (ErrOutcomeUnknown once a try may have been stored) and says what the
 // last one met.
@@ -165,10 +170,10 @@ const errCodeMsgIDInProcess jetstream.ErrorCode = 10158
 // waitToRetry waits before a publish that failed for reason is tried
 // again: for the connection to come back (retryReconnect), or retryPause.
 // It says whether to try: not when reason is "" (it will not pass by
-// itself), once ReconnectRetryWait from the first try (start) is spent, or
+// itself), once the retry wait from the first try (start) is spent, or
 // when ctx ends or the connection is closed.
 func (b *Bus) waitToRetry(ctx context.Context, reason string, start time.Time) bool {
-	left := ReconnectRetryWait - time.Since(start)
+	left := b.retryWait - time.Since(start)
 	if reason == "" || left <= 0 || ctx.Err() != nil || b.nc.IsClosed() {
 		return false
 	}
@@ -184,6 +189,7 @@ const (
 	retryReconnect    = "reconnect"
 	retryNoResponders = "no_responders"
 	retryInProcess    = "in_process"
+	retryNoAck        = "no_ack"
 )
 
 // retryReason says why a publish that failed with err is worth trying
@@ -199,6 +205,8 @@ func (b *Bus) retryReason(err error, reconnects uint64) string {
 		return retryNoResponders
 	case errors.Is(err, errInProcess):
 		return retryInProcess
+	case errors.Is(err, errNoAck):
+		return retryNoAck
 	}
 	return ""
 }
@@ -377,9 +385,13 @@ func classifyPublishError(err error) error {
 		errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, jetstream.ErrTooManyStalledMsgs),
 		errors.Is(err, errNotConnected):
 		return fmt.Errorf("%w: %v", ErrNotQueued, err)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, jetstream.ErrAsyncPublishTimeout), errors.Is(err, nats.ErrTimeout):
+		// No acknowledgement in time: the server may have stored the
+		// message.
+		return fmt.Errorf("%w: %v", errNoAck, err)
 	default:
-		// A timeout or a connection lost while waiting for the
-		// acknowledgement: the server may have stored the message.
+		// A connection lost while waiting for the acknowledgement: the
+		// server may have stored the message.
 		return fmt.Errorf("%w: %v", ErrOutcomeUnknown, err)
 	}
 }

@@ -31,7 +31,7 @@ type Outgoing struct {
 // Events whose publish failed for a reason that passes by itself (the
 // connection lost under them, no server answering, an earlier copy still
 // being stored: see publishAgain) are published again, the failed ones
-// only, within ReconnectRetryWait of the first try.
+// only, within the bus's retry wait (Config.RetryWait) of the first try.
 //
 // On an error some events may be durable and others not: the caller
 // retries the whole batch, and the deterministic event ids make JetStream
@@ -39,11 +39,6 @@ type Outgoing struct {
 func (b *Bus) PublishAll(ctx context.Context, evs []Outgoing) error {
 	if len(evs) == 0 {
 		return nil
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, b.timeout)
-		defer cancel()
 	}
 	msgs := make([]*nats.Msg, len(evs))
 	for i, o := range evs {
@@ -58,7 +53,7 @@ func (b *Bus) PublishAll(ctx context.Context, evs []Outgoing) error {
 	}
 	start := time.Now()
 	reconnects := b.nc.Stats().Reconnects
-	failed, errs := b.publishMsgs(ctx, msgs)
+	failed, errs := b.publishTry(ctx, msgs)
 	worst := strongest(errs) // of every try, as Publish reports it
 	why := ""                // the first try's reason, which the metric counts
 	for len(failed) > 0 {
@@ -74,7 +69,7 @@ func (b *Bus) PublishAll(ctx context.Context, evs []Outgoing) error {
 		for j, i := range failed {
 			again[j] = msgs[i]
 		}
-		stillFailed, stillErrs := b.publishMsgs(ctx, again)
+		stillFailed, stillErrs := b.publishTry(ctx, again)
 		if len(stillFailed) == 0 {
 			publishRetries.WithLabelValues(why).Add(float64(len(failed)))
 			return nil
@@ -119,6 +114,18 @@ func strongest(errs []error) error {
 		return nil
 	}
 	return errs[0]
+}
+
+// publishTry is one try of PublishAll: publishMsgs, bounded by the bus's
+// publish timeout when ctx has no deadline (each try on its own, as each
+// try of Publish is: the tries together are bounded by the retry wait).
+func (b *Bus) publishTry(ctx context.Context, msgs []*nats.Msg) ([]int, []error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, b.timeout)
+		defer cancel()
+	}
+	return b.publishMsgs(ctx, msgs)
 }
 
 // publishMsgs publishes msgs asynchronously and waits for every

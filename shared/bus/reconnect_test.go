@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
@@ -158,7 +159,7 @@ func TestPublishRidesOutALostConnection(t *testing.T) {
 // TestPublishWaitsOutAStreamWithoutLeader: a publish that no server answers
 // (on a cluster: its stream is electing a leader; here the stream is
 // deleted and created again) is tried again for up to
-// bus.ReconnectRetryWait, and acknowledged once the stream is back; past
+// bus.DefaultRetryWait, and acknowledged once the stream is back; past
 // that wait it fails as "nothing queued", saying it was tried again.
 func TestPublishWaitsOutAStreamWithoutLeader(t *testing.T) {
 	_, b := start(t)
@@ -191,7 +192,7 @@ func TestPublishWaitsOutAStreamWithoutLeader(t *testing.T) {
 	require.NoError(t, err, "tried again until the stream answered")
 	require.Equal(t, bus.StreamEvents, res.Stream)
 	require.GreaterOrEqual(t, took, time.Second)
-	require.Less(t, took, bus.ReconnectRetryWait)
+	require.Less(t, took, bus.DefaultRetryWait)
 	t.Logf("acknowledged %v after the first try", took.Round(time.Millisecond))
 	require.Equal(t, before+1, retries())
 	st, err = js.Stream(ctx, bus.StreamEvents)
@@ -208,8 +209,8 @@ func TestPublishWaitsOutAStreamWithoutLeader(t *testing.T) {
 	require.ErrorIs(t, err, bus.ErrNotQueued)
 	require.NotErrorIs(t, err, bus.ErrOutcomeUnknown)
 	require.ErrorContains(t, err, " tries in ")
-	require.GreaterOrEqual(t, took, bus.ReconnectRetryWait)
-	require.Less(t, took, bus.ReconnectRetryWait+1500*time.Millisecond)
+	require.GreaterOrEqual(t, took, bus.DefaultRetryWait)
+	require.Less(t, took, bus.DefaultRetryWait+1500*time.Millisecond)
 	t.Logf("refused %v after the first try: %v", took.Round(time.Millisecond), err)
 	require.Equal(t, before+1, retries(), "a publish that failed is not counted")
 }
@@ -288,4 +289,140 @@ func TestPublishAllRidesOutALostConnection(t *testing.T) {
 		}
 		return int64(len(batch)), b.PublishAll(context.Background(), batch)
 	})
+}
+
+// TestPublishRetryWaitIsTheBusOwn: a bus configured with a longer retry
+// wait (Config.RetryWait, as the orchestrator and the channel workers
+// are) rides out a stream that answers nobody for 5.5 s — longer than
+// bus.DefaultRetryWait, as a cluster's leader election often is, and than
+// one try's publish timeout (5 s), which bounds each try, not the tries
+// together — with Publish and PublishAll alike, where a bus with the
+// default wait gives up ("nothing queued") after its 2 s. A negative wait
+// is refused.
+func TestPublishRetryWaitIsTheBusOwn(t *testing.T) {
+	e, quick := start(t)
+	patient := bustest.NewBus(t, e, bus.Config{Source: "/test-patient", RetryWait: 9 * time.Second})
+	ctx := context.Background()
+	js := quick.JetStream()
+	st, err := js.Stream(ctx, bus.StreamEvents)
+	require.NoError(t, err)
+	cfg := st.CachedInfo().Config
+	subject := events.InboundSubject("sandbox", "acme")
+	event := func(id string) cloudevents.Event {
+		ev, err := bus.NewEvent(id, events.TypeInbound, "acme", map[string]string{"text": "hi"})
+		require.NoError(t, err)
+		return ev
+	}
+
+	const gap = 5500 * time.Millisecond
+	require.NoError(t, js.DeleteStream(ctx, bus.StreamEvents))
+	back := make(chan error, 1)
+	go func() {
+		time.Sleep(gap)
+		_, err := js.CreateStream(ctx, cfg)
+		back <- err
+	}()
+	type result struct {
+		err  error
+		took time.Duration
+	}
+	run := func(publish func() error) <-chan result {
+		out := make(chan result, 1)
+		go func() {
+			began := time.Now()
+			err := publish()
+			out <- result{err, time.Since(began)}
+		}()
+		return out
+	}
+	q := run(func() error { _, err := quick.Publish(ctx, subject, event("quick-1")); return err })
+	p := run(func() error { _, err := patient.Publish(ctx, subject, event("patient-1")); return err })
+	pa := run(func() error {
+		return patient.PublishAll(ctx, []bus.Outgoing{{Subject: subject, Event: event("patient-2")}, {Subject: subject, Event: event("patient-3")}})
+	})
+	require.NoError(t, <-back)
+
+	qr, pr, par := <-q, <-p, <-pa
+	require.ErrorIs(t, qr.err, bus.ErrNotQueued, "the default wait is over before the stream is back")
+	require.Less(t, qr.took, gap)
+	require.NoError(t, pr.err, "Publish waited the stream out")
+	require.GreaterOrEqual(t, pr.took, gap)
+	require.NoError(t, par.err, "PublishAll waited the stream out")
+	require.GreaterOrEqual(t, par.took, gap)
+	t.Logf("default wait: refused after %v; RetryWait 9s: Publish acknowledged after %v, PublishAll after %v",
+		qr.took.Round(time.Millisecond), pr.took.Round(time.Millisecond), par.took.Round(time.Millisecond))
+	st, err = js.Stream(ctx, bus.StreamEvents)
+	require.NoError(t, err)
+	require.Equal(t, uint64(3), st.CachedInfo().State.Msgs, "the patient bus's three events, once each")
+
+	nc, err := e.Connect()
+	require.NoError(t, err)
+	defer nc.Close()
+	_, err = bus.New(ctx, nc, bus.Config{RetryWait: -time.Second})
+	require.ErrorContains(t, err, "RetryWait")
+}
+
+// TestPublishTriesAgainAPublishNeverAcknowledged: a publish whose
+// acknowledgement never comes (here a plain subscriber takes the first try
+// and answers nothing, as a stream leader lost under it would) is tried
+// again when the bus's retry wait outlasts the publish timeout, and the
+// next try is stored once; with a retry wait the timeout spends, it fails
+// as an outcome not known.
+func TestPublishTriesAgainAPublishNeverAcknowledged(t *testing.T) {
+	e, b := start(t)
+	ctx := context.Background()
+	js := b.JetStream()
+	st, err := js.Stream(ctx, bus.StreamEvents)
+	require.NoError(t, err)
+	cfg := st.CachedInfo().Config
+	subject := events.InboundSubject("sandbox", "acme")
+	retries := func() float64 {
+		return counterValue(t, "flowgate_bus_publish_retries_total", map[string]string{"reason": "no_ack"})
+	}
+	// swallow takes the next publish on subject, answers nothing, and
+	// brings the stream back.
+	nc := bustest.Connect(t, e)
+	swallow := func() <-chan error {
+		require.NoError(t, js.DeleteStream(ctx, bus.StreamEvents))
+		back := make(chan error, 1)
+		var once sync.Once
+		var sub *nats.Subscription
+		sub, err := nc.Subscribe(subject, func(*nats.Msg) {
+			once.Do(func() {
+				_ = sub.Unsubscribe()
+				_, err := js.CreateStream(ctx, cfg)
+				back <- err
+			})
+		})
+		require.NoError(t, err)
+		require.NoError(t, nc.Flush())
+		return back
+	}
+	event := func(id string) cloudevents.Event {
+		ev, err := bus.NewEvent(id, events.TypeInbound, "acme", map[string]string{"text": "hi"})
+		require.NoError(t, err)
+		return ev
+	}
+
+	patient := bustest.NewBus(t, e, bus.Config{Source: "/test-patient", PublishTimeout: 300 * time.Millisecond, RetryWait: 3 * time.Second})
+	back := swallow()
+	before := retries()
+	began := time.Now()
+	_, err = patient.Publish(ctx, subject, event("no-ack-1"))
+	took := time.Since(began)
+	require.NoError(t, <-back)
+	require.NoError(t, err, "tried again after the timeout")
+	require.GreaterOrEqual(t, took, 300*time.Millisecond)
+	require.Equal(t, before+1, retries())
+	st, err = js.Stream(ctx, bus.StreamEvents)
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), st.CachedInfo().State.Msgs)
+	t.Logf("acknowledged %v after the first try", took.Round(time.Millisecond))
+
+	hasty := bustest.NewBus(t, e, bus.Config{Source: "/test-hasty", PublishTimeout: 300 * time.Millisecond, RetryWait: 200 * time.Millisecond})
+	back = swallow()
+	_, err = hasty.Publish(ctx, subject, event("no-ack-2"))
+	require.NoError(t, <-back)
+	require.ErrorIs(t, err, bus.ErrOutcomeUnknown, "the timeout spent the retry wait")
+	require.Equal(t, before+1, retries())
 }

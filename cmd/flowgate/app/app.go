@@ -198,6 +198,11 @@ func openStore(ctx context.Context, cfg Config, shared bool) (store.Store, error
 
 // ConnectBus dials the configured NATS server.
 func ConnectBus(ctx context.Context, cfg Config, source string) (*bus.Bus, error) {
+	return connectBus(ctx, cfg, source, bus.DefaultRetryWait)
+}
+
+// connectBus is ConnectBus with the bus's retry wait (bus.Config.RetryWait).
+func connectBus(ctx context.Context, cfg Config, source string, retryWait time.Duration) (*bus.Bus, error) {
 	cfg.setDefaults()
 	if cfg.NATSURL == "" {
 		return nil, errors.New("FLOWGATE_NATS_URL is required (or run `flowgate dev`)")
@@ -206,7 +211,9 @@ func ConnectBus(ctx context.Context, cfg Config, source string) (*bus.Bus, error
 	if err != nil {
 		return nil, err
 	}
-	return bus.Connect(ctx, cfg.NATSURL, busConfig(cfg, source), opts...)
+	bc := busConfig(cfg, source)
+	bc.RetryWait = retryWait
+	return bus.Connect(ctx, cfg.NATSURL, bc, opts...)
 }
 
 // natsAuth turns the credential settings into connection options.
@@ -239,6 +246,28 @@ func natsAuth(cfg Config) ([]nats.Option, error) {
 		return nil, errors.New("set one of FLOWGATE_NATS_USER/PASSWORD, FLOWGATE_NATS_CREDS and FLOWGATE_NATS_NKEY")
 	}
 	return opts, nil
+}
+
+// BackgroundRetryWait is how long the orchestrator and the channel
+// workers run apart (flowgate orchestrator, flowgate channel) keep trying
+// a publish that failed for a reason that passes by itself: longer than a
+// NATS cluster's stream leader election (4–9 s measured, docs/deploy.md),
+// so that a lost leader costs their handlers a wait, not a failed attempt,
+// a redelivery and the backoff after it. It stays within the step's claim
+// (nine tenths of ClaimLease, 1 min by default), and the handlers' messages
+// are kept in progress meanwhile. The ingress keeps bus.DefaultRetryWait:
+// a client waits for its answer; flowgate dev too (one process, one
+// bus, and its embedded server elects nobody).
+const BackgroundRetryWait = 15 * time.Second
+
+// retryWaitFor is the bus's retry wait for a service run apart (cmd, as
+// flowgate's command).
+func retryWaitFor(cmd string) time.Duration {
+	switch cmd {
+	case "orchestrator", "channel":
+		return BackgroundRetryWait
+	}
+	return bus.DefaultRetryWait
 }
 
 func busConfig(cfg Config, source string) bus.Config {
