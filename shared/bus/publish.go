@@ -100,9 +100,9 @@ const DefaultRetryWait = 2 * time.Second
 // in a few milliseconds.
 const retryPause = 50 * time.Millisecond
 
-// publishAgain tries an event once more, and again, within
-// the bus's retry wait (Config.RetryWait) of its first try (start), when what failed will pass
-// by itself:
+// publishAgain tries an event once more, and again, within the bus's
+// retry wait (Config.RetryWait) of its first try (start), when what failed
+// will pass by itself:
 //   - the connection was lost while the publish was under way (its server
 //     stopped: a rolling restart, a node lost), or was down when it
 //     started: once the client has reconnected, to another server of a
