@@ -1,12 +1,15 @@
 package deploytest
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flowgate/flowgate/shared/bus"
 )
@@ -19,7 +22,9 @@ import (
 // (up, JetStream storage per server); and each of Flowgate's streams and
 // consumers is reported by exactly one leader, as the panels that read
 // leaders only (is_stream_leader, is_consumer_leader) assume, while every
-// server reports its replica of each R3 stream.
+// server reports its replica of each R3 stream. A consumer 10,001 messages
+// behind puts NATSConsumerLagHigh in motion, and a server SIGKILLed while
+// its exporter goes on answering puts NATSServerDown in motion.
 func TestNATSClusterMonitoring(t *testing.T) {
 	requireTools(t, "prometheus", "promtool")
 	root := repoRoot(t)
@@ -97,6 +102,31 @@ func TestNATSClusterMonitoring(t *testing.T) {
 	p.checkRules(t)
 	t.Logf("evaluated %d expressions on the exporters' metrics of the three servers (%s)", checked, filepath.Base(bin))
 
+	// A consumer 10,001 messages behind (a stream of the test's own, R3,
+	// with a consumer that takes nothing): NATSConsumerLagHigh must be on
+	// its way (pending for its 10 minutes).
+	ctx := context.Background()
+	_, err := c.js.CreateStream(ctx, jetstream.StreamConfig{Name: "LAG_PROBE", Subjects: []string{"lagprobe.>"}, Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.js.CreateOrUpdateConsumer(ctx, "LAG_PROBE", jetstream.ConsumerConfig{Durable: "behind", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	const behind = 10_001
+	for i := range behind {
+		if _, err := c.js.PublishAsync("lagprobe.x", []byte("x")); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	select {
+	case <-c.js.PublishAsyncComplete():
+	case <-time.After(60 * time.Second):
+		t.Fatal("the lag probe's publishes were not acknowledged within 60 s")
+	}
+	p.waitFor(t, fmt.Sprintf(`nats:consumer_pending{stream_name="LAG_PROBE", consumer_name="behind"} == %d`, behind), 30*time.Second, procs...)
+	waitAlert(t, p, "NATSConsumerLagHigh", 20*time.Second)
+
 	// A server lost while its exporter goes on answering (it leaves out
 	// what it cannot read): Prometheus must see the server down, not only
 	// a dead exporter, and NATSServerDown must be on its way (pending for
@@ -106,14 +136,20 @@ func TestNATSClusterMonitoring(t *testing.T) {
 	p.waitFor(t, `nats:servers_up == 2`, 30*time.Second, procs...)
 	p.waitFor(t, fmt.Sprintf(`nats:server_healthy{instance=%q} == 0`, addrs[2]), 30*time.Second, procs...)
 	p.waitFor(t, `up{job="nats"} == 1`, 5*time.Second, procs...)
+	waitAlert(t, p, "NATSServerDown", 20*time.Second)
+}
+
+// waitAlert waits until the alert name is pending or firing.
+func waitAlert(t *testing.T, p promClient, name string, timeout time.Duration) {
+	t.Helper()
 	var alerts map[string]string
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+	for deadline := time.Now().Add(timeout); ; time.Sleep(500 * time.Millisecond) {
 		alerts = p.alerts(t)
-		if s := alerts["NATSServerDown"]; s == "pending" || s == "firing" || time.Now().After(deadline) {
+		if s := alerts[name]; s == "pending" || s == "firing" || time.Now().After(deadline) {
 			break
 		}
 	}
-	if s := alerts["NATSServerDown"]; s != "pending" && s != "firing" {
-		t.Errorf("NATSServerDown is %q with %s killed and its exporter up; alerts: %v", s, lost.name, alerts)
+	if s := alerts[name]; s != "pending" && s != "firing" {
+		t.Errorf("%s is %q after %s; alerts: %v", name, s, timeout, alerts)
 	}
 }
