@@ -13,6 +13,7 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flowgate/flowgate/shared/bus"
@@ -165,15 +166,10 @@ func TestPublishWaitsOutAStreamWithoutLeader(t *testing.T) {
 	_, b := start(t)
 	ctx := context.Background()
 	js := b.JetStream()
-	st, err := js.Stream(ctx, bus.StreamEvents)
-	require.NoError(t, err)
-	cfg := st.CachedInfo().Config
-	retries := func() float64 {
-		return counterValue(t, "flowgate_bus_publish_retries_total", map[string]string{"reason": "no_responders"})
-	}
+	cfg := eventsConfig(t, js)
+	retries := func() float64 { return publishRetries(t, "no_responders") }
 	subject := events.InboundSubject("sandbox", "acme")
-	ev, err := bus.NewEvent("inbound-1", events.TypeInbound, "acme", map[string]string{"text": "hi"})
-	require.NoError(t, err)
+	ev := inboundEvent(t, "inbound-1")
 
 	require.NoError(t, js.DeleteStream(ctx, bus.StreamEvents))
 	before := retries()
@@ -195,14 +191,13 @@ func TestPublishWaitsOutAStreamWithoutLeader(t *testing.T) {
 	require.Less(t, took, bus.DefaultRetryWait)
 	t.Logf("acknowledged %v after the first try", took.Round(time.Millisecond))
 	require.Equal(t, before+1, retries())
-	st, err = js.Stream(ctx, bus.StreamEvents)
+	st, err := js.Stream(ctx, bus.StreamEvents)
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), st.CachedInfo().State.LastSeq, "stored once (the stream keeps no message nobody is interested in)")
 
 	// No stream comes back: "nothing queued" after the wait.
 	require.NoError(t, js.DeleteStream(ctx, bus.StreamEvents))
-	ev, err = bus.NewEvent("inbound-2", events.TypeInbound, "acme", map[string]string{"text": "hi"})
-	require.NoError(t, err)
+	ev = inboundEvent(t, "inbound-2")
 	began = time.Now()
 	_, err = b.Publish(ctx, subject, ev)
 	took = time.Since(began)
@@ -304,15 +299,9 @@ func TestPublishRetryWaitIsTheBusOwn(t *testing.T) {
 	patient := bustest.NewBus(t, e, bus.Config{Source: "/test-patient", RetryWait: 9 * time.Second})
 	ctx := context.Background()
 	js := quick.JetStream()
-	st, err := js.Stream(ctx, bus.StreamEvents)
-	require.NoError(t, err)
-	cfg := st.CachedInfo().Config
+	cfg := eventsConfig(t, js)
 	subject := events.InboundSubject("sandbox", "acme")
-	event := func(id string) cloudevents.Event {
-		ev, err := bus.NewEvent(id, events.TypeInbound, "acme", map[string]string{"text": "hi"})
-		require.NoError(t, err)
-		return ev
-	}
+	event := func(id string) cloudevents.Event { return inboundEvent(t, id) }
 
 	const gap = 5500 * time.Millisecond
 	require.NoError(t, js.DeleteStream(ctx, bus.StreamEvents))
@@ -351,7 +340,7 @@ func TestPublishRetryWaitIsTheBusOwn(t *testing.T) {
 	require.GreaterOrEqual(t, par.took, gap)
 	t.Logf("default wait: refused after %v; RetryWait 9s: Publish acknowledged after %v, PublishAll after %v",
 		qr.took.Round(time.Millisecond), pr.took.Round(time.Millisecond), par.took.Round(time.Millisecond))
-	st, err = js.Stream(ctx, bus.StreamEvents)
+	st, err := js.Stream(ctx, bus.StreamEvents)
 	require.NoError(t, err)
 	require.Equal(t, uint64(3), st.CachedInfo().State.Msgs, "the patient bus's three events, once each")
 
@@ -372,13 +361,9 @@ func TestPublishTriesAgainAPublishNeverAcknowledged(t *testing.T) {
 	e, b := start(t)
 	ctx := context.Background()
 	js := b.JetStream()
-	st, err := js.Stream(ctx, bus.StreamEvents)
-	require.NoError(t, err)
-	cfg := st.CachedInfo().Config
+	cfg := eventsConfig(t, js)
 	subject := events.InboundSubject("sandbox", "acme")
-	retries := func() float64 {
-		return counterValue(t, "flowgate_bus_publish_retries_total", map[string]string{"reason": "no_ack"})
-	}
+	retries := func() float64 { return publishRetries(t, "no_ack") }
 	// swallow takes the next publish on subject, answers nothing, and
 	// brings the stream back.
 	nc := bustest.Connect(t, e)
@@ -398,23 +383,19 @@ func TestPublishTriesAgainAPublishNeverAcknowledged(t *testing.T) {
 		require.NoError(t, nc.Flush())
 		return back
 	}
-	event := func(id string) cloudevents.Event {
-		ev, err := bus.NewEvent(id, events.TypeInbound, "acme", map[string]string{"text": "hi"})
-		require.NoError(t, err)
-		return ev
-	}
+	event := func(id string) cloudevents.Event { return inboundEvent(t, id) }
 
 	patient := bustest.NewBus(t, e, bus.Config{Source: "/test-patient", PublishTimeout: 300 * time.Millisecond, RetryWait: 3 * time.Second})
 	back := swallow()
 	before := retries()
 	began := time.Now()
-	_, err = patient.Publish(ctx, subject, event("no-ack-1"))
+	_, err := patient.Publish(ctx, subject, event("no-ack-1"))
 	took := time.Since(began)
 	require.NoError(t, <-back)
 	require.NoError(t, err, "tried again after the timeout")
 	require.GreaterOrEqual(t, took, 300*time.Millisecond)
 	require.Equal(t, before+1, retries())
-	st, err = js.Stream(ctx, bus.StreamEvents)
+	st, err := js.Stream(ctx, bus.StreamEvents)
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), st.CachedInfo().State.Msgs)
 	t.Logf("acknowledged %v after the first try", took.Round(time.Millisecond))
@@ -425,4 +406,27 @@ func TestPublishTriesAgainAPublishNeverAcknowledged(t *testing.T) {
 	require.NoError(t, <-back)
 	require.ErrorIs(t, err, bus.ErrOutcomeUnknown, "the timeout spent the retry wait")
 	require.Equal(t, before+1, retries())
+}
+
+// eventsConfig is FLOWGATE_EVENTS's configuration, to create the stream
+// again after a test deleted it.
+func eventsConfig(t *testing.T, js jetstream.JetStream) jetstream.StreamConfig {
+	t.Helper()
+	st, err := js.Stream(context.Background(), bus.StreamEvents)
+	require.NoError(t, err)
+	return st.CachedInfo().Config
+}
+
+// publishRetries reads flowgate_bus_publish_retries_total for reason.
+func publishRetries(t *testing.T, reason string) float64 {
+	t.Helper()
+	return counterValue(t, "flowgate_bus_publish_retries_total", map[string]string{"reason": reason})
+}
+
+// inboundEvent is a sandbox reply event of bot acme with id id.
+func inboundEvent(t *testing.T, id string) cloudevents.Event {
+	t.Helper()
+	ev, err := bus.NewEvent(id, events.TypeInbound, "acme", map[string]string{"text": "hi"})
+	require.NoError(t, err)
+	return ev
 }
