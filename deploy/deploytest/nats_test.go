@@ -118,6 +118,10 @@ type deployedCluster struct {
 	services   []*proc
 	api        apiClient
 	key        string
+	// flowgate is the binary; serviceEnv a service's environment.
+	flowgate      string
+	serviceEnv    func(name string) []string
+	orchestrators int
 }
 
 func startDeployedCluster(t *testing.T) *deployedCluster { return startDeployed(t, 3) }
@@ -128,9 +132,27 @@ func startDeployedSingle(t *testing.T) *deployedCluster { return startDeployed(t
 
 func startDeployed(t *testing.T, nodes int) *deployedCluster { return startDeployedWith(t, nodes, 1) }
 
-// startDeployedWith starts orchestrators orchestrator processes.
+// startDeployedWith is startDeployed with that many orchestrators.
 func startDeployedWith(t *testing.T, nodes, orchestrators int) *deployedCluster {
 	t.Helper()
+	return startDeployedOpts(t, deployOpts{nodes: nodes, orchestrators: orchestrators})
+}
+
+// deployOpts shapes a deployment under test.
+type deployOpts struct {
+	nodes, orchestrators int
+	// conf, when set, edits each rendered NATS config (replaceAll).
+	conf func(string) string
+	// env is added to every Flowgate service's environment.
+	env []string
+	// ingressOnly starts the ingress alone; startConsumers starts the
+	// orchestrators and channel workers later.
+	ingressOnly bool
+}
+
+func startDeployedOpts(t *testing.T, o deployOpts) *deployedCluster {
+	t.Helper()
+	nodes := o.nodes
 	root := repoRoot(t)
 	tmp := t.TempDir()
 	flowgate, natsServer := buildBinaries(t, root, tmp)
@@ -146,6 +168,9 @@ func startDeployedWith(t *testing.T, nodes, orchestrators int) *deployedCluster 
 			c.confs = append(c.confs, renderNATSConf(t, root, filepath.Join(tmp, "nats-1"), "nats.conf", clients[i], monitors[i], "", nil))
 		} else {
 			c.confs = append(c.confs, renderNATSConf(t, root, filepath.Join(tmp, fmt.Sprintf("nats-%d", i+1)), "cluster.conf", clients[i], monitors[i], routes[i], routes))
+		}
+		if o.conf != nil {
+			editFile(t, c.confs[i], o.conf)
 		}
 		c.nats = append(c.nats, nil)
 		c.startNATS(i)
@@ -186,30 +211,19 @@ func startDeployedWith(t *testing.T, nodes, orchestrators int) *deployedCluster 
 		"FLOWGATE_ADMIN_KEY=" + adminKey,
 		"FLOWGATE_MONGODB_URI=", // SQLite: these tests are about NATS
 	}
-	serviceEnv := func(name string) []string {
+	base = append(base, o.env...)
+	c.serviceEnv = func(name string) []string {
 		vars := readEnv(t, filepath.Join(root, "deploy", "env", name+".env.example"))
 		return append(append([]string{}, base...), "FLOWGATE_NATS_USER="+vars["FLOWGATE_NATS_USER"], "FLOWGATE_NATS_PASSWORD="+vars["FLOWGATE_NATS_PASSWORD"])
 	}
+	c.flowgate = flowgate
 	ingressAddr := freePort(t)
-	ingress := startProc(t, tmp, "ingress", append(serviceEnv("ingress"), "FLOWGATE_HTTP_ADDR="+ingressAddr), flowgate, "ingress")
+	ingress := startProc(t, tmp, "ingress", append(c.serviceEnv("ingress"), "FLOWGATE_HTTP_ADDR="+ingressAddr), flowgate, "ingress")
 	c.services = append(c.services, ingress)
 	waitHTTP(t, "http://"+ingressAddr+"/readyz", 60*time.Second, c.services...)
-	// One at a time: the processes share the SQLite data directory.
-	svcs := [][]string{{"channel", "sandbox"}, {"channel", "whatsapp"}}
-	for range orchestrators {
-		svcs = append([][]string{{"orchestrator"}}, svcs...)
-	}
-	for i, svc := range svcs {
-		name := strings.Join(svc, "-")
-		addr := freePort(t)
-		procName := name
-		if i > 0 && name == "orchestrator" {
-			procName = fmt.Sprintf("%s-%d", name, i+1)
-		}
-		p := startProc(t, tmp, procName, append(serviceEnv(name), "FLOWGATE_METRICS_ADDR="+addr), flowgate, svc...)
-		p.metrics = "http://" + addr + "/metrics"
-		c.services = append(c.services, p)
-		waitHTTP(t, "http://"+addr+"/readyz", 60*time.Second, c.services...)
+	c.orchestrators = o.orchestrators
+	if !o.ingressOnly {
+		c.startConsumers()
 	}
 
 	c.api = apiClient{t: t, base: "http://" + ingressAddr}
@@ -232,6 +246,55 @@ func startDeployedWith(t *testing.T, nodes, orchestrators int) *deployedCluster 
 		}
 	}
 	return c
+}
+
+// startConsumers starts the orchestrators and the channel workers, one
+// at a time: the processes share the SQLite data directory.
+func (c *deployedCluster) startConsumers() {
+	c.t.Helper()
+	svcs := [][]string{{"channel", "sandbox"}, {"channel", "whatsapp"}}
+	for range c.orchestrators {
+		svcs = append([][]string{{"orchestrator"}}, svcs...)
+	}
+	for i, svc := range svcs {
+		name := strings.Join(svc, "-")
+		addr := freePort(c.t)
+		procName := name
+		if i > 0 && name == "orchestrator" {
+			procName = fmt.Sprintf("%s-%d", name, i+1)
+		}
+		p := startProc(c.t, c.tmp, procName, append(c.serviceEnv(name), "FLOWGATE_METRICS_ADDR="+addr), c.flowgate, svc...)
+		p.metrics = "http://" + addr + "/metrics"
+		c.services = append(c.services, p)
+		waitHTTP(c.t, "http://"+addr+"/readyz", 60*time.Second, c.services...)
+	}
+}
+
+// editFile rewrites the file at path with edit.
+func editFile(t *testing.T, path string, edit func(string) string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(edit(string(b))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// replaceAll is an edit replacing each pair's first string by its second;
+// a pair that matches nothing fails the test (a config that changed shape
+// must not run half edited).
+func replaceAll(t *testing.T, pairs ...[2]string) func(string) string {
+	return func(s string) string {
+		for _, p := range pairs {
+			if !strings.Contains(s, p[0]) {
+				t.Fatalf("no %q to replace", p[0])
+			}
+			s = strings.ReplaceAll(s, p[0], p[1])
+		}
+		return s
+	}
 }
 
 // startNATS starts (or restarts, on its own store) node i.
