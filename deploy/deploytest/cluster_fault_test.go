@@ -331,6 +331,29 @@ func (c *deployedCluster) consumerLeader(ctx context.Context, stream, consumer s
 	return c.node(cons.CachedInfo().Cluster)
 }
 
+// consumersLedBy lists the consumers of Flowgate's streams that the
+// server named leads (their in-flight acknowledgements may be lost with
+// it, and their messages then delivered again).
+func (c *deployedCluster) consumersLedBy(server string) string {
+	ctx := context.Background()
+	var led []string
+	for _, stream := range []string{bus.StreamTriggers, bus.StreamTriggersStandby, bus.StreamOutbound, bus.StreamEvents, bus.StreamRuns} {
+		s, err := c.js.Stream(ctx, stream)
+		if err != nil {
+			continue
+		}
+		for info := range s.ListConsumers(ctx).Info() {
+			if info.Cluster != nil && info.Cluster.Leader == server {
+				led = append(led, stream+"/"+info.Name)
+			}
+		}
+	}
+	if len(led) == 0 {
+		return "none"
+	}
+	return strings.Join(led, ", ")
+}
+
 // longestSendingGap is the longest time between two messages the sandbox
 // sent to the load's users (sent: the time of each recipient's message, as
 // checkLoadOutcome returns it), and logs it.
@@ -392,9 +415,10 @@ func (c *deployedCluster) triggerLeadersApart(t *testing.T, stop chan struct{}, 
 func killUnderLoad(t *testing.T, c *deployedCluster, victim int, what string, stop chan struct{}, results <-chan []dispatchResult) []dispatchResult {
 	t.Helper()
 	name := c.nats[victim].name
+	led := c.consumersLedBy(name)
 	killedAt := time.Now()
 	c.nats[victim].kill()
-	t.Logf("killed %s, %s", name, what)
+	t.Logf("killed %s, %s; it led the consumers %s", name, what, led)
 	time.Sleep(8 * time.Second)
 	c.startNATS(victim)
 	t.Logf("restarted %s after %s", name, time.Since(killedAt).Round(time.Millisecond))
@@ -575,8 +599,12 @@ func logRedeliveries(t *testing.T, c *deployedCluster) {
 	t.Helper()
 	logServiceCounters(t, c, "messages received again", "flowgate_bus_redelivered_total", "consumer")
 	logServiceCounters(t, c, "publishes tried again", "flowgate_bus_publish_retries_total", "reason")
+	logServiceCounters(t, c, "acknowledgements sent again", "flowgate_bus_ack_retries_total", "consumer")
 	// Why the orchestrator's handlers failed (what its redeliveries are).
 	logServiceLines(t, c, "orchestrator", "handler failed", 5)
+	// Acknowledgements lost (the message comes again).
+	logServiceLines(t, c, "orchestrator", "ack failed", 5)
+	logServiceLines(t, c, "channel-sandbox", "ack failed", 5)
 }
 
 // logServiceCounters logs a counter of every service's /metrics, by one

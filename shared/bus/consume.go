@@ -404,11 +404,7 @@ func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, maxDeliver int, h H
 		handleSeconds.WithLabelValues(spec.metricName()).Observe(time.Since(start).Seconds())
 	}()
 	if err == nil {
-		// DoubleAck: the handler's effect is stored; make sure the ack is
-		// too, so a redelivery is the exception, not the rule.
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		if aerr := raw.DoubleAck(actx); aerr != nil {
+		if aerr := b.ack(ctx, spec, raw); aerr != nil {
 			b.log.Warn("ack failed; message will be redelivered", "consumer", spec.Durable, "err", aerr)
 		}
 		return
@@ -433,6 +429,40 @@ func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, maxDeliver int, h H
 		d := backoff(m.Delivered, o.MaxBackoff)
 		b.log.Warn("handler failed; will retry", "consumer", spec.Durable, "subject", m.Subject, "delivered", m.Delivered, "retry_in", d, "err", err)
 		_ = raw.NakWithDelay(d)
+	}
+}
+
+// ackTimeout bounds one try of an acknowledgement.
+const ackTimeout = 5 * time.Second
+
+// ack acknowledges a handled message and waits for JetStream to confirm
+// it (DoubleAck): the handler's effect is stored, so the ack must be too,
+// and a redelivery stays the exception. An acknowledgement not confirmed
+// (the server leading the consumer lost, the connection moving to another
+// server) is sent again while the bus's retry wait lasts (Config.RetryWait:
+// 15 s for the orchestrator and the channel workers), the message kept in
+// progress meanwhile. JetStream confirms an acknowledgement of a message
+// already acknowledged, so a try that reached it and lost only its answer
+// is harmless.
+func (b *Bus) ack(ctx context.Context, spec ConsumerSpec, raw jetstream.Msg) error {
+	deadline := time.Now().Add(b.retryWait)
+	for {
+		actx, cancel := context.WithTimeout(ctx, ackTimeout)
+		err := raw.DoubleAck(actx)
+		cancel()
+		if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+			return nil
+		}
+		wait := min(b.retryWait/8, time.Until(deadline))
+		if ctx.Err() != nil || wait <= 0 {
+			return err
+		}
+		ackRetries.WithLabelValues(spec.metricName()).Inc()
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
 	}
 }
 

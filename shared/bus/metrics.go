@@ -23,6 +23,10 @@ var (
 		Name: "flowgate_bus_redelivered_total",
 		Help: "Messages this process received again (JetStream delivery count above 1), by consumer: after a handler's failure, a lost ack, or an AckWait that ran out because the process or the server holding the message was lost.",
 	}, []string{"consumer"})
+	ackRetries = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowgate_bus_ack_retries_total",
+		Help: "Acknowledgements of handled messages sent again because JetStream did not confirm the previous one (the server leading the consumer lost, the connection moving to another server), by consumer. An acknowledgement lost for good redelivers its message and its handler runs again.",
+	}, []string{"consumer"})
 	deadLettered = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "flowgate_bus_dead_lettered_total",
 		Help: "Messages moved to the dead-letter stream, by consumer.",

@@ -27,6 +27,9 @@ type cutProxy struct {
 	l     net.Listener
 	mu    sync.Mutex
 	conns []net.Conn
+	// refuse closes every new connection at once, as an unreachable
+	// server would.
+	refuse atomic.Bool
 }
 
 func newCutProxy(t *testing.T, target string) *cutProxy {
@@ -40,6 +43,10 @@ func newCutProxy(t *testing.T, target string) *cutProxy {
 			in, err := l.Accept()
 			if err != nil {
 				return
+			}
+			if p.refuse.Load() {
+				in.Close()
+				continue
 			}
 			out, err := net.Dial("tcp", target)
 			if err != nil {
@@ -429,4 +436,76 @@ func inboundEvent(t *testing.T, id string) cloudevents.Event {
 	ev, err := bus.NewEvent(id, events.TypeInbound, "acme", map[string]string{"text": "hi"})
 	require.NoError(t, err)
 	return ev
+}
+
+// TestAckSentAgainAfterALostConnection: a message whose handler returns
+// while the process's connection to NATS is lost (cut, and the server
+// unreachable for 2 s) is acknowledged once the connection is back, when
+// the bus's retry wait outlasts the outage: handled once, never delivered
+// again, the ack's tries counted. A bus whose wait is shorter gives up on
+// the ack, and the message comes again (its handler runs twice).
+func TestAckSentAgainAfterALostConnection(t *testing.T) {
+	e := bustest.Embedded(t, bustest.Listening)
+	for _, tc := range []struct {
+		name    string
+		wait    time.Duration
+		handled int
+	}{
+		{"patient", 6 * time.Second, 1},
+		{"quick", 200 * time.Millisecond, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			proxy := newCutProxy(t, strings.TrimPrefix(e.ClientURL(), "nats://"))
+			b, err := bus.Connect(ctx, proxy.url(), bus.Config{Source: "/test-" + tc.name, RetryWait: tc.wait},
+				nats.ReconnectWait(100*time.Millisecond))
+			require.NoError(t, err)
+			t.Cleanup(b.Close)
+			subject := events.InboundSubject("sandbox", tc.name)
+			spec := bus.ConsumerSpec{Stream: bus.StreamEvents, Durable: "ack-" + tc.name, Filters: []string{subject}, AckWait: 4 * time.Second}
+			_, err = b.Publish(ctx, subject, inboundEvent(t, "ack-"+tc.name))
+			require.NoError(t, err)
+
+			retries := func() float64 {
+				return counterValue(t, "flowgate_bus_ack_retries_total", map[string]string{"consumer": spec.Durable})
+			}
+			redelivered := func() float64 {
+				return counterValue(t, "flowgate_bus_redelivered_total", map[string]string{"consumer": spec.Durable})
+			}
+			var handled atomic.Int64
+			back := make(chan time.Time, 1)
+			go func() {
+				_ = b.Consume(ctx, spec, func(_ context.Context, m bus.Message) error {
+					handled.Add(1)
+					if m.Delivered == 1 {
+						// Lost on its way back: the ack has to wait.
+						proxy.refuse.Store(true)
+						proxy.cut()
+						go func() {
+							time.Sleep(2 * time.Second)
+							proxy.refuse.Store(false)
+							back <- time.Now()
+						}()
+					}
+					return nil
+				}, bus.ConsumeOptions{Workers: 1})
+			}()
+			reachable := <-back
+			if tc.handled == 1 {
+				// Well past the AckWait after the outage: nothing comes again.
+				time.Sleep(spec.AckWait + 2*time.Second)
+				require.EqualValues(t, 1, handled.Load(), "handled once")
+				require.Zero(t, redelivered(), "never delivered again")
+				require.Positive(t, retries(), "the ack was sent again")
+				t.Logf("acknowledged after the outage of 2 s; ack tries again: %.0f", retries())
+				return
+			}
+			require.Eventually(t, func() bool { return handled.Load() == 2 }, 20*time.Second, 50*time.Millisecond,
+				"a lost ack delivers the message again")
+			require.EqualValues(t, 1, redelivered())
+			t.Logf("the ack given up after %v: delivered again %v after the server was reachable", tc.wait, time.Since(reachable).Round(100*time.Millisecond))
+		})
+	}
 }
