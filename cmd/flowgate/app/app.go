@@ -167,9 +167,10 @@ func OpenStore(ctx context.Context, cfg Config) (store.Store, error) {
 
 // OpenServiceStore is OpenStore for one service run as its own process
 // (`flowgate ingress`, `orchestrator`, `channel`): with SQLite, the data
-// directory is shared with the other services' processes, and the writer
-// keeps a small page cache (sqlite.SharedWriterCacheKiB), which SQLite
-// empties whenever another process has written.
+// directory is shared with the other services' processes (sqlite.WithShared):
+// the writer keeps a small page cache (sqlite.SharedWriterCacheKiB), which
+// SQLite empties whenever another process has written, and never holds the
+// write lock while it waits for more writes.
 func OpenServiceStore(ctx context.Context, cfg Config) (store.Store, error) {
 	return openStore(ctx, cfg, true)
 }
@@ -187,7 +188,7 @@ func openStore(ctx context.Context, cfg Config, shared bool) (store.Store, error
 		opts = append(opts, sqlite.WithRetention(cfg.Retention))
 	}
 	if shared {
-		opts = append(opts, sqlite.WithWriterCache(sqlite.SharedWriterCacheKiB))
+		opts = append(opts, sqlite.WithShared())
 	}
 	s, err := sqlite.Open(ctx, cfg.DataDir, opts...)
 	if err != nil {

@@ -58,6 +58,7 @@ type options struct {
 	expireChunk  int
 	writeBacklog int
 	writerCache  int // KiB
+	shared       bool
 }
 
 func (o *options) setDefaults() {
@@ -94,6 +95,21 @@ func WithWriterCache(kib int) Option {
 			return fmt.Errorf("sqlite: WithWriterCache(%d): want at least 100 KiB", kib)
 		}
 		o.writerCache = kib
+		return nil
+	}
+}
+
+// WithShared says that other processes write to the data directory too
+// (the services run apart, as `flowgate ingress`, `orchestrator` and
+// `channel` do): the writer keeps a page cache of SharedWriterCacheKiB
+// (a later WithWriterCache overrides it), and its group commit gathers
+// each batch before it takes SQLite's write lock, so that it never holds
+// the lock while it waits for more writes (the other processes wait for
+// the lock meanwhile; see flowgate_sqlite_write_lock_idle_seconds_total).
+func WithShared() Option {
+	return func(o *options) error {
+		o.shared = true
+		o.writerCache = SharedWriterCacheKiB
 		return nil
 	}
 }
@@ -209,7 +225,7 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	rdb.SetMaxOpenConns(o.readConns)
 	rdb.SetMaxIdleConns(o.readConns)
 	rdb.SetConnMaxIdleTime(0)
-	w, err := newWriter(ctx, wdb, o.maxWait, o.maxOps)
+	w, err := newWriter(ctx, wdb, o.maxWait, o.maxOps, o.shared)
 	if err != nil {
 		rdb.Close()
 		wdb.Close()

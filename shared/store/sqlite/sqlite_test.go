@@ -42,6 +42,13 @@ func TestContractNoLinger(t *testing.T) {
 		storetest.Features{TimePrecision: time.Nanosecond + 1, AtomicBulk: true, Concurrency: 16})
 }
 
+// The contract with the writer of a process sharing its directory
+// (WithShared: batches gathered before the write lock is taken).
+func TestContractShared(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return openTemp(t, sqlite.WithShared()) },
+		storetest.Features{TimePrecision: time.Nanosecond + 1, AtomicBulk: true, Concurrency: 16})
+}
+
 func TestReopenKeepsDataAndSchema(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()

@@ -31,6 +31,10 @@ var (
 		Name: "flowgate_sqlite_write_lock_held_seconds_total",
 		Help: "Time this process's store writer held SQLite's write lock: from BEGIN IMMEDIATE to the end of COMMIT or ROLLBACK. Other processes sharing the data directory cannot write meanwhile.",
 	})
+	lockIdleSeconds = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "flowgate_sqlite_write_lock_idle_seconds_total",
+		Help: "Part of flowgate_sqlite_write_lock_held_seconds_total this process's store writer spent waiting for more writes to join its open transaction (the group commit's linger). A process sharing its data directory gathers its writes before it takes the lock instead (sqlite.WithShared), so this stays near zero there.",
+	})
 	writeTransactions = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "flowgate_sqlite_write_transactions_total",
 		Help: "Write transactions of this process's store writer (each a group commit of one or more writes).",
@@ -67,6 +71,11 @@ type writer struct {
 	ops     chan *op
 	maxWait time.Duration
 	maxOps  int
+	// shared: other processes write to the database too. The writer then
+	// gathers a batch before it takes the write lock and runs it without
+	// waiting for more, so that it never holds the lock idle while another
+	// process waits for it.
+	shared bool
 
 	mu      sync.RWMutex
 	closed  bool
@@ -78,8 +87,10 @@ type writer struct {
 	batch     []*op
 	results   []error
 	timer     *time.Timer
-	// heldSince is when the open transaction took the write lock.
+	// heldSince is when the open transaction took the write lock; locked
+	// says a transaction is open.
 	heldSince time.Time
+	locked    bool
 	// commits counts the transactions committed (tests).
 	commits atomic.Int64
 	// unsafeShared counts the shared operations that ran more than one
@@ -88,7 +99,7 @@ type writer struct {
 	unsafeShared atomic.Int64
 }
 
-func newWriter(ctx context.Context, db *sql.DB, maxWait time.Duration, maxOps int) (*writer, error) {
+func newWriter(ctx context.Context, db *sql.DB, maxWait time.Duration, maxOps int, shared bool) (*writer, error) {
 	conn, err := db.Conn(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: writer connection: %w", err)
@@ -99,6 +110,7 @@ func newWriter(ctx context.Context, db *sql.DB, maxWait time.Duration, maxOps in
 		ops:     make(chan *op, 4*maxOps),
 		maxWait: maxWait,
 		maxOps:  maxOps,
+		shared:  shared,
 		stopped: make(chan struct{}),
 		batch:   make([]*op, 0, maxOps),
 		results: make([]error, 0, maxOps),
@@ -198,12 +210,15 @@ func (w *writer) next(gap time.Duration, deadline time.Time, expectMore bool) *o
 		if !expectMore || w.maxWait <= 0 || wait <= 0 {
 			return nil
 		}
+		idleSince := time.Now()
 		w.timer.Reset(wait)
 		select {
 		case o, ok = <-w.ops:
 			w.timer.Stop()
 		case <-w.timer.C:
-			return nil
+		}
+		if w.locked {
+			lockIdleSeconds.Add(time.Since(idleSince).Seconds())
 		}
 	}
 	if !ok {
@@ -224,6 +239,11 @@ func (w *writer) next(gap time.Duration, deadline time.Time, expectMore bool) *o
 // Running each operation as soon as it arrives keeps the writer busy while
 // the callers woken by the previous commit prepare their next write; the
 // gap lets those writes join this batch.
+//
+// A shared writer waits for the batch the same way but before it opens
+// the transaction, then runs it and whatever queued meanwhile without
+// waiting: the write lock is held only while statements run, never while
+// the writer lingers (other processes wait for that lock).
 func (w *writer) commitBatch(first *op) {
 	batch, results := append(w.batch[:0], first), w.results[:0]
 	defer func() {
@@ -236,14 +256,30 @@ func (w *writer) commitBatch(first *op) {
 			o.done <- err
 		}
 	}
+	deadline := time.Now().Add(w.maxWait)
+	gap := max(w.maxWait/8, 50*time.Microsecond)
+	// Wait for more only while the batch is smaller than the last one:
+	// callers answered by the last commit are likely on their way. A lone
+	// caller is never held, and callers that all came back are committed
+	// at once.
+	expectMore := func() bool { return len(batch) < w.lastBatch }
+	if w.shared {
+		for len(batch) < w.maxOps {
+			o := w.next(gap, deadline, expectMore())
+			if o == nil {
+				break
+			}
+			batch = append(batch, o)
+		}
+		expectMore = func() bool { return false }
+	}
 	if err := w.begin(); err != nil {
 		fail(err)
 		return
 	}
-	deadline := time.Now().Add(w.maxWait)
-	gap := max(w.maxWait/8, 50*time.Microsecond)
 	t := &wtx{w: w}
-	for o := first; ; {
+	for i := 0; ; i++ {
+		o := batch[i]
 		err := o.ctx.Err()
 		if err == nil {
 			var panicked bool
@@ -260,14 +296,13 @@ func (w *writer) commitBatch(first *op) {
 			}
 		}
 		results = append(results, err)
+		if i+1 < len(batch) {
+			continue // gathered before the lock
+		}
 		if len(batch) >= w.maxOps {
 			break
 		}
-		// Wait for more only while the batch is smaller than the last one:
-		// callers answered by the last commit are likely on their way. A
-		// lone caller is never held, and callers that all came back are
-		// committed at once.
-		if o = w.next(gap, deadline, len(batch) < w.lastBatch); o == nil {
+		if o = w.next(gap, deadline, expectMore()); o == nil {
 			break
 		}
 		batch = append(batch, o)
@@ -290,12 +325,14 @@ func (w *writer) begin() error {
 	if err != nil {
 		return fmt.Errorf("%w: begin: %v", store.ErrUnavailable, err)
 	}
+	w.locked = true
 	writeTransactions.Inc()
 	return nil
 }
 
 // released counts the time the transaction ending now held the lock.
 func (w *writer) released() {
+	w.locked = false
 	lockHeldSeconds.Add(time.Since(w.heldSince).Seconds())
 }
 

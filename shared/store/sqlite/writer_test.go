@@ -189,6 +189,74 @@ func TestWriteLockWaitAndHoldAreCounted(t *testing.T) {
 	require.GreaterOrEqual(t, testutil.ToFloat64(lockHeldSeconds)-held, 0.1)
 }
 
+// The group commit's linger under the write lock: writes that arrive a
+// little apart (within the gap) share a transaction either way; a writer
+// alone with its directory waits for them holding the lock, which
+// flowgate_sqlite_write_lock_idle_seconds_total counts, and a shared
+// writer (WithShared) gathers them before it takes the lock, so another
+// connection never waits on an idle writer.
+func TestSharedWriterGathersBeforeTheLock(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		opts   []Option
+		shared bool
+	}{
+		{"alone", nil, false},
+		{"shared", []Option{WithShared()}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A long linger (gap 10 ms) against writes 2 ms apart.
+			s, err := Open(ctx, t.TempDir(), append(tc.opts, WithGroupCommit(80*time.Millisecond, 256))...)
+			require.NoError(t, err)
+			defer s.Close()
+			require.Equal(t, tc.shared, s.w.shared)
+			// The writer lingers only for a batch smaller than the last.
+			var wg sync.WaitGroup
+			write := func(i int) {
+				defer wg.Done()
+				require.NoError(t, s.w.do(ctx, false, func(t *wtx) error {
+					_, err := t.exec(`INSERT INTO bots (id, name, created_at, updated_at) VALUES (?, 'b', 0, 0)`, fmt.Sprintf("%s-%d", tc.name, i))
+					return err
+				}))
+			}
+			// Three writes queued behind a slow one commit together.
+			slow := make(chan error, 1)
+			go func() {
+				slow <- s.w.do(ctx, true, func(*wtx) error { time.Sleep(30 * time.Millisecond); return nil })
+			}()
+			time.Sleep(5 * time.Millisecond)
+			wg.Add(3)
+			for i := range 3 {
+				go write(100 + i)
+			}
+			wg.Wait()
+			require.NoError(t, <-slow)
+			require.Equal(t, 3, s.w.lastBatch)
+			idle, commits := testutil.ToFloat64(lockIdleSeconds), s.w.commits.Load()
+			for round := range 5 {
+				wg.Add(2)
+				go write(2 * round)
+				time.Sleep(2 * time.Millisecond)
+				go write(2*round + 1)
+				wg.Wait()
+			}
+			idleNow := testutil.ToFloat64(lockIdleSeconds) - idle
+			n := s.w.commits.Load() - commits
+			t.Logf("10 writes in %d transactions; lock held idle %.1f ms", n, idleNow*1000)
+			require.Less(t, n, int64(10), "writes 2 ms apart share transactions")
+			if tc.shared {
+				require.Zero(t, idleNow, "a shared writer never holds the lock idle")
+			} else {
+				require.Greater(t, idleNow, 0.001, "the linger under the lock is counted")
+			}
+			var bots int
+			require.NoError(t, s.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM bots WHERE id LIKE ?`, tc.name+"-%").Scan(&bots))
+			require.Equal(t, 13, bots)
+		})
+	}
+}
+
 // The writer's page cache: 32,000 KiB by default, what WithWriterCache
 // says otherwise; too small a cache is refused.
 func TestWriterCacheSize(t *testing.T) {
@@ -203,7 +271,7 @@ func TestWriterCacheSize(t *testing.T) {
 	require.Equal(t, -32000, cacheOf(s))
 	require.NoError(t, s.Close())
 
-	s, err = Open(ctx, t.TempDir(), WithWriterCache(SharedWriterCacheKiB))
+	s, err = Open(ctx, t.TempDir(), WithShared())
 	require.NoError(t, err)
 	defer s.Close()
 	require.Equal(t, -SharedWriterCacheKiB, cacheOf(s))
