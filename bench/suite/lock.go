@@ -17,8 +17,12 @@ import (
 // metrics address.
 type lockProc struct{ name, addr string }
 
-// lockTimes is one process's counters (seconds).
-type lockTimes struct{ held, wait float64 }
+// lockTimes is one process's counters (seconds). idle, the part of held
+// spent waiting for more writes, is read when the build serves it.
+type lockTimes struct {
+	held, wait, idle float64
+	hasIdle          bool
+}
 
 type lockMeter struct {
 	procs  []lockProc
@@ -56,7 +60,8 @@ func (m *lockMeter) stop(n int) lockUse {
 			u.err = fmt.Errorf("%s: %w", p.name, err)
 			return u
 		}
-		u.deltas[i] = lockTimes{held: after.held - m.before[i].held, wait: after.wait - m.before[i].wait}
+		u.deltas[i] = lockTimes{held: after.held - m.before[i].held, wait: after.wait - m.before[i].wait,
+			idle: after.idle - m.before[i].idle, hasIdle: after.hasIdle && m.before[i].hasIdle}
 	}
 	return u
 }
@@ -79,7 +84,14 @@ func readLock(addr string) (lockTimes, error) {
 		return lockTimes{}, err
 	}
 	wait, err := get("flowgate_sqlite_write_lock_wait_seconds_total")
-	return lockTimes{held: held, wait: wait}, err
+	if err != nil {
+		return lockTimes{}, err
+	}
+	t := lockTimes{held: held, wait: wait}
+	if idle, err := get("flowgate_sqlite_write_lock_idle_seconds_total"); err == nil {
+		t.idle, t.hasIdle = idle, true
+	}
+	return t, nil
 }
 
 // perUnit is seconds as µs per unit of work.
@@ -118,7 +130,11 @@ func (u lockUse) sentence(what string, drain, raw float64, rawName string) strin
 	}
 	var parts []string
 	for i, p := range u.procs {
-		parts = append(parts, fmt.Sprintf("the %s held it %.0f µs per run and waited %.0f µs for it", p.name, u.perUnit(u.deltas[i].held), u.perUnit(u.deltas[i].wait)))
+		idle := ""
+		if d := u.deltas[i]; d.hasIdle {
+			idle = fmt.Sprintf(" (%.0f µs of it waiting for more writes)", u.perUnit(d.idle))
+		}
+		parts = append(parts, fmt.Sprintf("the %s held it %.0f µs per run%s and waited %.0f µs for it", p.name, u.perUnit(u.deltas[i].held), idle, u.perUnit(u.deltas[i].wait)))
 	}
 	s := fmt.Sprintf("SQLite write lock over %s (the processes share one SQLite data directory, the suite's stand-in for MongoDB, and write one at a time): %s. Together %.0f µs per run: the lock allows at most %.0f runs/s",
 		what, strings.Join(parts, "; "), float64(u.held())/float64(time.Microsecond), u.bound())
