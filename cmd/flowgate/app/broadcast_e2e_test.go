@@ -23,6 +23,7 @@ import (
 
 	"github.com/flowgate/flowgate/cmd/flowgate/app"
 	"github.com/flowgate/flowgate/shared/apitest"
+	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/bus/bustest"
 	"github.com/flowgate/flowgate/shared/store/sqlite"
 )
@@ -381,10 +382,19 @@ func TestBroadcastFilterAndCancelAPI(t *testing.T) {
 	}
 	// The batch under way finishes (its runs are stored as it ends, which
 	// under -race on a loaded machine can take seconds); no new one starts.
+	// The orchestrator is done with the trigger once its consumer holds no
+	// message: two equal counts alone could both be read before the first
+	// batch was stored (a CI run read 0 twice, 5 s apart, then 800).
+	cons, err := d.Bus.JetStream().Consumer(context.Background(), bus.StreamTriggers, bus.TriggerConsumer.Durable)
+	require.NoError(t, err)
 	stopped := -1
 	require.Eventually(t, func() bool {
+		info, err := cons.Info(context.Background())
+		if err != nil || info.NumPending > 0 || info.NumAckPending > 0 {
+			return false
+		}
 		before := runsOf()
-		time.Sleep(5 * time.Second)
+		time.Sleep(2 * time.Second)
 		stopped = runsOf()
 		return stopped == before
 	}, 90*time.Second, 10*time.Millisecond, "the fan-out settles")
