@@ -340,7 +340,8 @@ func handlerStats() {
 		switch mf.GetName() {
 		case "flowgate_bus_published_total", "flowgate_bus_consumed_total",
 			"flowgate_ingress_trigger_messages_total", "flowgate_ingress_batched_triggers_total",
-			"flowgate_sqlite_write_transactions_total", "flowgate_sqlite_write_lock_held_seconds_total":
+			"flowgate_sqlite_write_transactions_total", "flowgate_sqlite_write_lock_held_seconds_total",
+			"flowgate_sqlite_write_lock_idle_seconds_total":
 			for _, m := range mf.GetMetric() {
 				var labels []string
 				for _, l := range m.GetLabel() {
