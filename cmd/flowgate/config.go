@@ -55,7 +55,7 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 			*p = v
 		}
 	}
-	var logLevel, logFormat, maxInFlight, maxBytes, maxMedia, retention, webhookRetry, broadcastQueue, claimLease, replicas, rateLimit, rateBurst, triggerBatch, webhookWait string
+	var logLevel, logFormat, maxInFlight, maxBytes, maxMedia, retention, webhookRetry, broadcastQueue, claimLease, replicas, rateLimit, rateBurst, triggerBatch, webhookWait, natsRetryWait string
 	httpAddr := ":8080"
 	if cmd == "dev" {
 		// dev has a generated admin key and a demo bot: it listens on
@@ -68,6 +68,7 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 	str(withHTTP, &cfg.AdminKey, "admin-key", "FLOWGATE_ADMIN_KEY", "", "admin API key (dev generates one when empty)")
 	str(allServices, &cfg.NATSURL, "nats-url", "FLOWGATE_NATS_URL", "", "NATS server URL, or the URLs of a cluster's servers separated by commas (dev embeds one when empty)")
 	str(allServices, &replicas, "nats-replicas", "FLOWGATE_NATS_REPLICAS", "1", "replicas of every JetStream stream and the pacer's bucket: 1, or 3 on a NATS cluster (raised at start, never lowered)")
+	str(allServices, &natsRetryWait, "nats-retry-wait", "FLOWGATE_NATS_RETRY_WAIT", "0", "how long a publish or an ack that failed for a reason that passes by itself (a NATS reconnect, a stream leader election) is tried again: 100ms to 1m (0: 2s for dev and the ingress, 15s for the orchestrator and channel workers)")
 	str(allServices, &cfg.NATSUser, "nats-user", "FLOWGATE_NATS_USER", "", "NATS user (with FLOWGATE_NATS_PASSWORD)")
 	str(allServices, &cfg.NATSPassword, "nats-password", "FLOWGATE_NATS_PASSWORD", "", "NATS password (prefer the environment variable to the flag)")
 	str(allServices, &cfg.NATSCreds, "nats-creds", "FLOWGATE_NATS_CREDS", "", "NATS credentials file (JWT + nkey seed)")
@@ -130,6 +131,9 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 		cfg.NATSReplicas, _ = strconv.Atoi(replicas)
 	default:
 		return cfg, nil, fmt.Errorf("invalid NATS replicas %q: 1, or 3 on a three-node cluster", replicas)
+	}
+	if cfg.NATSRetryWait, err = time.ParseDuration(natsRetryWait); err != nil || cfg.NATSRetryWait != 0 && (cfg.NATSRetryWait < 100*time.Millisecond || cfg.NATSRetryWait > time.Minute) {
+		return cfg, nil, fmt.Errorf("invalid NATS retry wait %q: a duration from 100ms to 1m, e.g. 15s (0: the service's default)", natsRetryWait)
 	}
 	if cfg.Retention, err = time.ParseDuration(retention); err != nil || cfg.Retention < 0 {
 		return cfg, nil, fmt.Errorf("invalid retention %q", retention)

@@ -145,6 +145,31 @@ func TestWebhookPublishWaitSetting(t *testing.T) {
 	}
 }
 
+// --nats-retry-wait (FLOWGATE_NATS_RETRY_WAIT): 0 by default (each
+// service's own), 100 ms to 1 min; anything else is refused, naming the
+// setting.
+func TestNATSRetryWaitSetting(t *testing.T) {
+	t.Setenv("FLOWGATE_NATS_RETRY_WAIT", "")
+	os.Unsetenv("FLOWGATE_NATS_RETRY_WAIT")
+	cfg, _, err := parseConfig("orchestrator", nil, io.Discard)
+	if err != nil || cfg.NATSRetryWait != 0 {
+		t.Fatalf("default: %v, %v", cfg.NATSRetryWait, err)
+	}
+	t.Setenv("FLOWGATE_NATS_RETRY_WAIT", "30s")
+	if cfg, _, err = parseConfig("channel", []string{"sandbox"}, io.Discard); err != nil || cfg.NATSRetryWait != 30*time.Second {
+		t.Fatalf("from the environment: %v, %v", cfg.NATSRetryWait, err)
+	}
+	if cfg, _, err = parseConfig("ingress", []string{"--nats-retry-wait", "500ms"}, io.Discard); err != nil || cfg.NATSRetryWait != 500*time.Millisecond {
+		t.Fatalf("from the flag: %v, %v", cfg.NATSRetryWait, err)
+	}
+	for _, bad := range []string{"50ms", "2m", "-1s", "soon", "5"} {
+		_, _, err := parseConfig("ingress", []string{"--nats-retry-wait", bad}, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "NATS retry wait") {
+			t.Errorf("NATS retry wait %q: %v, want an error naming the setting", bad, err)
+		}
+	}
+}
+
 func TestClaimLeaseSetting(t *testing.T) {
 	t.Setenv("FLOWGATE_CLAIM_LEASE", "")
 	os.Unsetenv("FLOWGATE_CLAIM_LEASE")

@@ -38,6 +38,11 @@ type Config struct {
 	// NATSReplicas is the replica count of every stream and of the pacer's
 	// bucket (1, or 3 on a cluster); raised at start, never lowered.
 	NATSReplicas int // FLOWGATE_NATS_REPLICAS
+	// NATSRetryWait is how long a publish or an ack that failed for a
+	// reason that passes by itself is tried again (bus.Config.RetryWait);
+	// 0: bus.DefaultRetryWait for dev and the ingress, BackgroundRetryWait
+	// for the orchestrator and the channel workers.
+	NATSRetryWait time.Duration // FLOWGATE_NATS_RETRY_WAIT
 	// NATS credentials: a user and password, a credentials file, or an
 	// nkey seed file (one of them).
 	NATSUser     string // FLOWGATE_NATS_USER
@@ -199,7 +204,7 @@ func openStore(ctx context.Context, cfg Config, shared bool) (store.Store, error
 
 // ConnectBus dials the configured NATS server.
 func ConnectBus(ctx context.Context, cfg Config, source string) (*bus.Bus, error) {
-	return connectBus(ctx, cfg, source, bus.DefaultRetryWait)
+	return connectBus(ctx, cfg, source, retryWaitFor(cfg, "dev"))
 }
 
 // connectBus is ConnectBus with the bus's retry wait (bus.Config.RetryWait).
@@ -262,8 +267,11 @@ func natsAuth(cfg Config) ([]nats.Option, error) {
 const BackgroundRetryWait = 15 * time.Second
 
 // retryWaitFor is the bus's retry wait for a service run apart (cmd, as
-// flowgate's command).
-func retryWaitFor(cmd string) time.Duration {
+// flowgate's command): the configured one, else the service's default.
+func retryWaitFor(cfg Config, cmd string) time.Duration {
+	if cfg.NATSRetryWait > 0 {
+		return cfg.NATSRetryWait
+	}
 	switch cmd {
 	case "orchestrator", "channel":
 		return BackgroundRetryWait
@@ -272,7 +280,7 @@ func retryWaitFor(cmd string) time.Duration {
 }
 
 func busConfig(cfg Config, source string) bus.Config {
-	return bus.Config{Source: source, Logger: cfg.Logger,
+	return bus.Config{Source: source, Logger: cfg.Logger, RetryWait: cfg.NATSRetryWait,
 		Limits: bus.Limits{MaxBytes: cfg.StreamMaxBytes, Replicas: cfg.NATSReplicas}}
 }
 

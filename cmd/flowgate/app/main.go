@@ -24,7 +24,7 @@ func Main(ctx context.Context, cmd string, args []string, cfg Config) error {
 	}
 	defer st.Close()
 	st = instrumentStore(cfg, st)
-	b, err := connectBus(ctx, cfg, "/flowgate/"+cmd, retryWaitFor(cmd))
+	b, err := connectBus(ctx, cfg, "/flowgate/"+cmd, retryWaitFor(cfg, cmd))
 	if err != nil {
 		return err
 	}

@@ -65,3 +65,16 @@ func TestOpsReadyzFollowsStoreWrites(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 }
+
+// The bus's retry wait per service: 2 s where a client waits for the
+// answer (the ingress, dev), BackgroundRetryWait for the orchestrator and
+// the channel workers, FLOWGATE_NATS_RETRY_WAIT for all when set.
+func TestRetryWaitPerService(t *testing.T) {
+	for cmd, want := range map[string]time.Duration{"dev": 2 * time.Second, "ingress": 2 * time.Second,
+		"orchestrator": BackgroundRetryWait, "channel": BackgroundRetryWait} {
+		require.Equal(t, want, retryWaitFor(Config{}, cmd), cmd)
+		require.Equal(t, 40*time.Second, retryWaitFor(Config{NATSRetryWait: 40 * time.Second}, cmd), cmd)
+	}
+	require.Zero(t, busConfig(Config{}, "/x").RetryWait, "the bus's default")
+	require.Equal(t, 3*time.Second, busConfig(Config{NATSRetryWait: 3 * time.Second}, "/x").RetryWait, "the embedded bus of dev")
+}
