@@ -439,9 +439,9 @@ const ackTimeout = 5 * time.Second
 // it (DoubleAck): the handler's effect is stored, so the ack must be too,
 // and a redelivery stays the exception. An acknowledgement not confirmed
 // (the server leading the consumer lost, the connection moving to another
-// server) is sent again while the bus's retry wait lasts (Config.RetryWait:
-// 15 s for the orchestrator and the channel workers), the message kept in
-// progress meanwhile. JetStream confirms an acknowledgement of a message
+// server) is sent again while the bus's retry wait lasts (Config.RetryWait;
+// by default 15 s for the orchestrator and the channel workers), the
+// message kept in progress meanwhile. JetStream confirms an acknowledgement of a message
 // already acknowledged, so a try that reached it and lost only its answer
 // is harmless.
 func (b *Bus) ack(ctx context.Context, spec ConsumerSpec, raw jetstream.Msg) error {
