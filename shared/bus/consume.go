@@ -432,8 +432,15 @@ func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, maxDeliver int, h H
 	}
 }
 
-// ackTimeout bounds one try of an acknowledgement.
-const ackTimeout = 5 * time.Second
+// ackTimeout bounds one try of an acknowledgement (less for a consumer
+// whose AckWait is short, see ack); ackRetryPause is the
+// pause before the next (a try while disconnected fails at once: the next
+// one should follow the reconnection closely, before the message's
+// AckWait runs out on the server).
+const (
+	ackTimeout    = 5 * time.Second
+	ackRetryPause = 250 * time.Millisecond
+)
 
 // ack acknowledges a handled message and waits for JetStream to confirm
 // it (DoubleAck): the handler's effect is stored, so the ack must be too,
@@ -446,14 +453,22 @@ const ackTimeout = 5 * time.Second
 // is harmless.
 func (b *Bus) ack(ctx context.Context, spec ConsumerSpec, raw jetstream.Msg) error {
 	deadline := time.Now().Add(b.retryWait)
+	// A try is not left waiting past half the consumer's AckWait: an ack
+	// sent on a connection that died under it gets no answer, and the
+	// next try, on the connection that replaced it, must land before the
+	// server gives the message to someone else.
+	perTry := ackTimeout
+	if spec.AckWait > 0 {
+		perTry = min(perTry, max(spec.AckWait/2, 500*time.Millisecond))
+	}
 	for {
-		actx, cancel := context.WithTimeout(ctx, ackTimeout)
+		actx, cancel := context.WithTimeout(ctx, perTry)
 		err := raw.DoubleAck(actx)
 		cancel()
 		if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
 			return nil
 		}
-		wait := min(b.retryWait/8, time.Until(deadline))
+		wait := min(ackRetryPause, time.Until(deadline))
 		if ctx.Err() != nil || wait <= 0 {
 			return err
 		}
