@@ -32,6 +32,41 @@ type dispatchResult struct {
 	at      time.Time
 }
 
+// dispatchAnswer is the ingress's answer to one dispatch.
+type dispatchAnswer struct {
+	code       int
+	errCode    string // error.code of a refusal
+	retryAfter string // its Retry-After header
+}
+
+// postDispatch sends bot ops's HELLO from user with that name, with an
+// Idempotency-Key when key is not empty.
+func (c *deployedCluster) postDispatch(client *http.Client, user, name, key string) (dispatchAnswer, error) {
+	body, _ := json.Marshal(map[string]any{"from": user, "name": name})
+	req, _ := http.NewRequest(http.MethodPost, c.api.base+"/v1/bots/ops/dispatch/HELLO", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return dispatchAnswer{}, err
+	}
+	defer resp.Body.Close()
+	a := dispatchAnswer{code: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After")}
+	if a.code != http.StatusAccepted {
+		var e struct {
+			Error struct {
+				Code string `json:"code"`
+			} `json:"error"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		a.errCode = e.Error.Code
+	}
+	return a, nil
+}
+
 // dispatchLoad runs workers closed-loop clients dispatching HELLO, each to
 // a new user, until stop is closed; every answer is recorded.
 func dispatchLoad(c *deployedCluster, workers int, stop <-chan struct{}) <-chan []dispatchResult {
@@ -52,23 +87,9 @@ func dispatchLoad(c *deployedCluster, workers int, stop <-chan struct{}) <-chan 
 				default:
 				}
 				user := fmt.Sprintf("+1556%07d", seq.Add(1))
-				body, _ := json.Marshal(map[string]any{"from": user, "name": user})
-				req, _ := http.NewRequest(http.MethodPost, c.api.base+"/v1/bots/ops/dispatch/HELLO", bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Authorization", "Bearer "+c.key)
 				r := dispatchResult{user: user}
-				if resp, err := client.Do(req); err == nil {
-					r.code = resp.StatusCode
-					if r.code != http.StatusAccepted {
-						var body struct {
-							Error struct {
-								Code string `json:"code"`
-							} `json:"error"`
-						}
-						_ = json.NewDecoder(resp.Body).Decode(&body)
-						r.errCode = body.Error.Code
-					}
-					resp.Body.Close()
+				if a, err := c.postDispatch(client, user, user, ""); err == nil {
+					r.code, r.errCode = a.code, a.errCode
 				}
 				r.at = time.Now()
 				mu.Lock()

@@ -3,7 +3,6 @@ package deploytest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -51,24 +50,11 @@ func TestStorageFillsUp(t *testing.T) {
 	// were refused.
 	client := &http.Client{Timeout: 30 * time.Second}
 	dispatch := func(i int) (int, string, string) {
-		user := fmt.Sprintf("+1556%07d", i)
-		body, _ := json.Marshal(map[string]any{"from": user, "name": "Full"})
-		req, _ := http.NewRequest(http.MethodPost, c.api.base+"/v1/bots/ops/dispatch/HELLO", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+c.key)
-		req.Header.Set("Idempotency-Key", fmt.Sprintf("fill-%d", i))
-		resp, err := client.Do(req)
+		a, err := c.postDispatch(client, fmt.Sprintf("+1556%07d", i), "Full", fmt.Sprintf("fill-%d", i))
 		if err != nil {
 			t.Fatalf("dispatch %d: %v", i, err)
 		}
-		defer resp.Body.Close()
-		var e struct {
-			Error struct {
-				Code string `json:"code"`
-			} `json:"error"`
-		}
-		_ = json.NewDecoder(resp.Body).Decode(&e)
-		return resp.StatusCode, e.Error.Code, resp.Header.Get("Retry-After")
+		return a.code, a.errCode, a.retryAfter
 	}
 	accepted := map[string]bool{}
 	var refused []int
