@@ -201,6 +201,13 @@ func (w *writer) loop() {
 // deadline), a solo operation is next (it is kept in pending), or the queue
 // is closed.
 func (w *writer) next(gap time.Duration, deadline time.Time, expectMore bool) *op {
+	if w.pending != nil {
+		// A solo operation met while gathering (a shared writer) is next:
+		// the batch ends here. Taking another operation now would put it
+		// before that one, and a second solo one would replace it in
+		// pending and lose it (its caller never answered).
+		return nil
+	}
 	var o *op
 	var ok bool
 	select {

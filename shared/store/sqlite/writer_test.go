@@ -280,3 +280,58 @@ func TestWriterCacheSize(t *testing.T) {
 	_, err = Open(ctx, t.TempDir(), WithWriterCache(10))
 	require.ErrorContains(t, err, "WithWriterCache(10)")
 }
+
+// A writer, shared or not, answers every write when solo writes (bulk
+// ones) queue behind a shared one: the shared writer used to lose the
+// first solo write it met while gathering its batch (it kept it aside,
+// then took the next write from the queue to run after the batch and kept
+// that solo one aside in its place), and its caller waited for ever.
+func TestWriterAnswersSoloWritesQueuedBehindABatch(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		opts []Option
+	}{
+		{"alone", nil},
+		{"shared", []Option{WithShared()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(ctx, t.TempDir(), tc.opts...)
+			require.NoError(t, err)
+			defer s.Close()
+			// A solo write holds the writer while the others queue, in
+			// order: a shared write, then two solo writes.
+			release := make(chan struct{})
+			results := make(chan error, 4)
+			go func() {
+				results <- s.w.do(ctx, true, func(*wtx) error { <-release; return nil })
+			}()
+			queue := func(solo bool, n int) {
+				go func() {
+					results <- s.w.do(ctx, solo, func(t *wtx) error {
+						_, err := t.exec(`INSERT INTO bots (id, name, created_at, updated_at) VALUES (?, 'b', 0, 0)`, fmt.Sprintf("b-%d", n))
+						return err
+					})
+				}()
+				require.Eventually(t, func() bool { return len(s.w.ops) == n }, 5*time.Second, time.Millisecond, "write %d queued", n)
+			}
+			require.Eventually(t, func() bool { return len(s.w.ops) == 0 }, 5*time.Second, time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // the writer took the first write
+			queue(false, 1)
+			queue(true, 2)
+			queue(true, 3)
+			close(release)
+			for i := range 4 {
+				select {
+				case err := <-results:
+					require.NoError(t, err)
+				case <-time.After(10 * time.Second):
+					t.Fatalf("%d of 4 writes answered; the others were lost", i)
+				}
+			}
+			var n int
+			require.NoError(t, s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM bots WHERE id LIKE 'b-%'`).Scan(&n))
+			require.Equal(t, 3, n)
+		})
+	}
+}
