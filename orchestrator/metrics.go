@@ -44,6 +44,17 @@ var (
 	})
 )
 
+var (
+	launches = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "flowgate_orchestrator_launches_total",
+		Help: "Launches of fresh one-user triggers: each starts, together, the triggers of the trigger batches handled at the same time (their contacts, runs and messages written together, their bundles sharing outbound messages).",
+	})
+	launchedTriggers = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "flowgate_orchestrator_launched_triggers_total",
+		Help: "Triggers started by the launches of flowgate_orchestrator_launches_total (the ratio of the two is the triggers per launch).",
+	})
+)
+
 var httpStepSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
 	Name:    "flowgate_flow_http_step_duration_seconds",
 	Help:    "Duration of HTTP calls made by flow http steps.",

@@ -126,6 +126,7 @@ type Orchestrator struct {
 	id    string // this process's, in the names of its timer steps' claims
 
 	counters *counterBatcher
+	launches *launchGroups
 	subs     subscribed
 	runs     *runLocks
 
@@ -149,9 +150,11 @@ func New(cfg Config, d Deps) (*Orchestrator, error) {
 	if d.Clock == nil {
 		d.Clock = time.Now
 	}
-	return &Orchestrator{cfg: cfg, store: d.Store, bus: d.Bus, log: d.Logger, http: d.HTTPClient, now: d.Clock, id: newProcessID(),
+	o := &Orchestrator{cfg: cfg, store: d.Store, bus: d.Bus, log: d.Logger, http: d.HTTPClient, now: d.Clock, id: newProcessID(),
 		counters: newCounterBatcher(d.Store.IncrTriggerCounters), runs: newRunLocks(),
-		defs: map[string]*flow.Definition{}, latest: map[string]latestVersion{}}, nil
+		defs: map[string]*flow.Definition{}, latest: map[string]latestVersion{}}
+	o.launches = newLaunchGroups(o.launchTogether)
+	return o, nil
 }
 
 // Run consumes triggers, replies and delivery results and fires timers

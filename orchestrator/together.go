@@ -32,9 +32,13 @@ func (f *fanOut) startsWithOthers() (key string, ok bool) {
 // trigger's checkpoint. A failure anywhere leaves each trigger as a crash
 // there would: its redelivery finds it stored, not fresh, and redoes it
 // alone (launchBatch's recovery path).
-func (o *Orchestrator) launchTogether(ctx context.Context, fs []*fanOut) error {
+//
+// It returns an error for the whole batch (nothing or only part of it was
+// done: every trigger of it must be tried again) or else each trigger's
+// own, from its checkpoint.
+func (o *Orchestrator) launchTogether(ctx context.Context, fs []*fanOut) ([]error, error) {
 	if len(fs) == 0 {
-		return nil
+		return nil, nil
 	}
 	now := time.Now().UTC()
 	counts := make([]store.TriggerCounters, len(fs))
@@ -54,10 +58,10 @@ func (o *Orchestrator) launchTogether(ctx context.Context, fs []*fanOut) error {
 	if len(ups) > 0 {
 		var err error
 		if contacts, err = o.store.UpsertContacts(ctx, ups); err != nil {
-			return err
+			return nil, err
 		}
 		if len(contacts) != len(ups) {
-			return fmt.Errorf("upsert of %d contacts returned %d", len(ups), len(contacts))
+			return nil, fmt.Errorf("upsert of %d contacts returned %d", len(ups), len(contacts))
 		}
 	}
 	batch := make([]pending, 0, len(contacts))
@@ -81,16 +85,16 @@ func (o *Orchestrator) launchTogether(ctx context.Context, fs []*fanOut) error {
 				group[k] = batch[b]
 			}
 			if err := o.supersedeBatch(ctx, botID, group); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		if err := o.firstSlices(ctx, batch, now); err != nil {
-			return err
+			return nil, err
 		}
 		if _, err := o.commit(ctx, batch, func(ctx context.Context, settled []store.Run) (map[int]bool, error) {
 			return o.insertFirstStates(ctx, batch, settled)
 		}); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	// The triggers' checkpoints in one write; one refused for its version
@@ -101,14 +105,17 @@ func (o *Orchestrator) launchTogether(ctx context.Context, fs []*fanOut) error {
 	}
 	errs, err := o.store.CheckpointTriggers(ctx, cps)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if len(errs) != len(fs) {
+		return nil, fmt.Errorf("checkpoint of %d triggers answered %d", len(fs), len(errs))
 	}
 	parallel(len(fs), func(i int) {
 		if errors.Is(errs[i], store.ErrVersionConflict) {
 			errs[i] = stoppedIsNil(fs[i].refused(ctx, batchOf(counts[i])))
 		}
 	})
-	return errors.Join(errs...)
+	return errs, nil
 }
 
 // batchOf is the one batch of a one-user trigger, as read.

@@ -2,7 +2,9 @@ package orchestrator
 
 import (
 	"encoding/json"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -180,4 +182,137 @@ func TestTriggersStartedTogetherOneCancelledBeforeTheCheckpoint(t *testing.T) {
 		require.EqualValues(t, 1, tr.Counters.RunsCreated, tid)
 	}
 	require.Equal(t, store.RunWaiting, u.run(RunID("c2", u.contact("bob").ID)).Status, "the run started before the cancel")
+}
+
+// gathered handles the trigger batches ms as if they had come while a
+// launch was under way: the one launch slot is held (launchGroups.groups =
+// 1) until each batch, in order, has queued its fresh one-user triggers,
+// then released. It returns each batch's handler error.
+func (u *unit) gathered(ms ...bus.Message) []error {
+	u.t.Helper()
+	g := u.o.launches
+	queued := make(chan int, len(ms))
+	g.mu.Lock()
+	g.groups, g.running = 1, 1 // the slot held, as by a launch under way
+	g.queued = func(n int) { queued <- n }
+	g.mu.Unlock()
+	errs := make([]error, len(ms))
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = u.o.handleTrigger(u.ctx, m)
+		}()
+		select {
+		case n := <-queued:
+			require.Equal(u.t, i+1, n, "batches queued")
+		case <-time.After(10 * time.Second):
+			u.t.Fatalf("batch %d never queued its triggers", i)
+		}
+	}
+	go g.run() // the slot's launch done: the next one takes what waits
+	wg.Wait()
+	g.mu.Lock()
+	require.Zero(u.t, g.running, "the launch slot is free again")
+	require.Empty(u.t, g.queue)
+	g.queued = nil
+	g.mu.Unlock()
+	return errs
+}
+
+// TestLaunchGroupsGatherBatches: trigger batches that arrive while a
+// launch is under way start together in the next one: one contact upsert,
+// one run insert, one checkpoint write, and their bundles share one
+// outbound message. A batch naming a user of the group waits for the next
+// launch, and what queued after it waits with it; the user's later trigger
+// then supersedes the earlier run as it would alone.
+func TestLaunchGroupsGatherBatches(t *testing.T) {
+	u := newUnit(t)
+	aud := map[string][]string{"g1": {"ann"}, "g2": {"bob"}, "g3": {"cid"}, "g4": {"ann"}, "g5": {"dan"}}
+	ms := []bus.Message{
+		u.batchMessage("batch:g1", aud, []string{"g1", "g2"}),
+		u.batchMessage("batch:g3", aud, []string{"g3"}),
+		u.batchMessage("batch:g4", aud, []string{"g4"}),
+		u.batchMessage("batch:g5", aud, []string{"g5"}),
+	}
+	u.store.writes()
+	for i, err := range u.gathered(ms...) {
+		require.NoError(t, err, "batch %d", i)
+	}
+	ws := u.store.writes()
+	t.Logf("writes: %v", ws)
+	require.Equal(t, 2, count(ws, "UpsertContacts"), "[g1 g2 g3], then [g4 g5]: %v", ws)
+	require.Equal(t, 2, count(ws, "CreateRuns"))
+	require.Equal(t, 2, count(ws, "InsertMessages"))
+	require.Equal(t, 2, count(ws, "CheckpointTriggers"))
+	require.Zero(t, count(ws, "CheckpointTrigger"))
+
+	ann := u.contact("ann")
+	require.Equal(t, store.RunCancelled, u.run(RunID("g1", ann.ID)).Status, "superseded by g4, ann's later trigger")
+	runs := map[string]string{"g2": "bob", "g3": "cid", "g4": "ann", "g5": "dan"}
+	for tid, user := range runs {
+		require.Equal(t, store.RunWaiting, u.run(RunID(tid, u.contact(user).ID)).Status, tid)
+	}
+	for _, tid := range []string{"g1", "g2", "g3", "g4", "g5"} {
+		tr, err := u.raw.GetTrigger(u.ctx, unitBot, tid)
+		require.NoError(t, err)
+		require.Equal(t, store.TriggerDone, tr.Status, tid)
+		require.EqualValues(t, 1, tr.Counters.RunsCreated, tid)
+	}
+	// One outbound message per launch, each with its runs' bundles.
+	bundles := func(tids ...string) []string {
+		var ids []string
+		for _, tid := range tids {
+			user := map[string]string{"g1": "ann", "g2": "bob", "g3": "cid", "g4": "ann", "g5": "dan"}[tid]
+			ids = append(ids, "out:"+MessageID(RunID(tid, u.contact(user).ID), 1))
+		}
+		return ids
+	}
+	var got [][]string
+	for _, m := range u.streamMsgs(bus.StreamOutbound) {
+		var ids []string
+		for _, b := range unpack(t, m.Header, m.Data) {
+			ids = append(ids, events.OutboundID(b))
+		}
+		got = append(got, ids)
+	}
+	require.Len(t, got, 2, "outbound messages: %v", got)
+	require.ElementsMatch(t, bundles("g1", "g2", "g3"), got[0])
+	require.ElementsMatch(t, bundles("g4", "g5"), got[1])
+}
+
+// TestLaunchGroupsFailTogether: a launch carrying several batches fails
+// half-way; every batch of it fails (to be redelivered, not dead-lettered),
+// and each redelivery, alone, starts its triggers' runs once.
+func TestLaunchGroupsFailTogether(t *testing.T) {
+	for _, step := range []string{"UpsertContacts", "InsertMessages", "CreateRuns", "CheckpointTriggers"} {
+		t.Run(step, func(t *testing.T) {
+			u := newUnit(t)
+			aud := map[string][]string{"f1": {"ann"}, "f2": {"bob"}, "f3": {"cid"}}
+			ms := []bus.Message{
+				u.batchMessage("batch:f1", aud, []string{"f1", "f2"}),
+				u.batchMessage("batch:f3", aud, []string{"f3"}),
+			}
+			u.failOnce(step)
+			for i, err := range u.gathered(ms...) {
+				require.Error(t, err, "batch %d", i)
+				var perm *bus.PermanentError
+				require.NotErrorAs(t, err, &perm, "batch %d is retried, not dead-lettered", i)
+			}
+			for _, m := range ms {
+				m.Delivered++
+				require.NoError(t, u.o.handleTrigger(u.ctx, m))
+			}
+			for tid, user := range map[string]string{"f1": "ann", "f2": "bob", "f3": "cid"} {
+				id := RunID(tid, u.contact(user).ID)
+				require.Equal(t, store.RunWaiting, u.run(id).Status, tid)
+				require.Len(t, u.messages(id), 1, tid)
+				tr, err := u.raw.GetTrigger(u.ctx, unitBot, tid)
+				require.NoError(t, err)
+				require.Equal(t, store.TriggerDone, tr.Status, tid)
+				require.EqualValues(t, 1, tr.Counters.RunsCreated, tid)
+			}
+		})
+	}
 }

@@ -172,7 +172,10 @@ func (o *Orchestrator) handleTriggerBatch(ctx context.Context, m bus.Message) er
 	// The fresh one-user triggers start together (launchTogether); the
 	// others (lists, redeliveries, a user named by an earlier trigger of
 	// the batch) each as if it had come alone, after them.
+	// They start with those of the other batches handled meanwhile
+	// (launchGroups).
 	var together []*fanOut
+	var keys []string
 	var alone []int
 	users := map[string]bool{}
 	for i, f := range fs {
@@ -182,11 +185,12 @@ func (o *Orchestrator) handleTriggerBatch(ctx context.Context, m bus.Message) er
 		if key, ok := f.startsWithOthers(); ok && !users[key] {
 			users[key] = true
 			together = append(together, f)
+			keys = append(keys, key)
 			continue
 		}
 		alone = append(alone, i)
 	}
-	if err := o.launchTogether(ctx, together); err != nil {
+	if err := o.launches.start(ctx, together, keys); err != nil {
 		// Never the batch's fault for good: redelivered, these triggers
 		// find themselves stored and each goes its own way (a permanent
 		// failure is then split off alone). Other errors keep their kind

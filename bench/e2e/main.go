@@ -354,6 +354,20 @@ func handlerStats() {
 	for _, l := range benchenv.HistogramMeans(mfs, "flowgate_bus_handle_duration_seconds", "flowgate_store_operation_duration_seconds") {
 		fmt.Fprintln(os.Stderr, l)
 	}
+	var launches, launched float64
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "flowgate_orchestrator_launches_total":
+				launches += m.GetCounter().GetValue()
+			case "flowgate_orchestrator_launched_triggers_total":
+				launched += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if launches > 0 {
+		fmt.Fprintf(os.Stderr, "launches of one-user triggers: %.0f, %.1f triggers each\n", launches, launched/launches)
+	}
 }
 
 type floorResult struct {
