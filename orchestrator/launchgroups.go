@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 )
 
@@ -143,7 +144,7 @@ func (g *launchGroups) launchGroup(group []*launchRequest) {
 	}
 	launches.Inc()
 	launchedTriggers.Add(float64(len(fs)))
-	errs, err := g.launch(group[0].ctx, fs)
+	errs, err := g.safeLaunch(group[0].ctx, fs)
 	i := 0
 	for _, r := range group {
 		if r.err = err; err == nil {
@@ -152,4 +153,20 @@ func (g *launchGroups) launchGroup(group []*launchRequest) {
 		i += len(r.fs)
 		close(r.done)
 	}
+}
+
+// safeLaunch calls g.launch and turns a panic (a bug) into the launch's
+// error, as the bus does for a handler: a launch runs on a goroutine of
+// its own, where a panic would end the process.
+func (g *launchGroups) safeLaunch(ctx context.Context, fs []*fanOut) (errs []error, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			errs, err = nil, fmt.Errorf("launch panic: %v", r)
+		}
+	}()
+	errs, err = g.launch(ctx, fs)
+	if err == nil && len(errs) != len(fs) {
+		err = fmt.Errorf("launch of %d triggers answered %d", len(fs), len(errs))
+	}
+	return errs, err
 }
