@@ -335,3 +335,63 @@ func TestWriterAnswersSoloWritesQueuedBehindABatch(t *testing.T) {
 		})
 	}
 }
+
+// Under writes of every kind from many callers at once (shared ones,
+// savepointed ones, solo ones), a writer, shared or not, answers each
+// write once and stores each one that succeeded.
+func TestWriterAnswersEveryWriteUnderMixedLoad(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		opts []Option
+	}{
+		{"alone", nil},
+		{"shared", []Option{WithShared()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(ctx, t.TempDir(), tc.opts...)
+			require.NoError(t, err)
+			defer s.Close()
+			const callers, writes = 8, 150
+			done := make(chan error, callers*writes)
+			var wg sync.WaitGroup
+			for c := range callers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range writes {
+						id := fmt.Sprintf("m-%d-%d", c, i)
+						insert := func(t *wtx) error {
+							_, err := t.exec(`INSERT INTO bots (id, name, created_at, updated_at) VALUES (?, 'b', 0, 0)`, id)
+							return err
+						}
+						var err error
+						switch (c + i) % 3 {
+						case 0:
+							err = s.w.do(ctx, false, insert)
+						case 1:
+							err = s.w.doAll(ctx, 1, insert)
+						default:
+							err = s.w.doAll(ctx, sharedMaxRows+1, insert) // solo
+						}
+						done <- err
+					}
+				}()
+			}
+			finished := make(chan struct{})
+			go func() { wg.Wait(); close(finished) }()
+			select {
+			case <-finished:
+			case <-time.After(60 * time.Second):
+				t.Fatalf("%d of %d writes answered; the others were lost", len(done), callers*writes)
+			}
+			close(done)
+			for err := range done {
+				require.NoError(t, err)
+			}
+			var n int
+			require.NoError(t, s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM bots WHERE id LIKE 'm-%'`).Scan(&n))
+			require.Equal(t, callers*writes, n)
+		})
+	}
+}
