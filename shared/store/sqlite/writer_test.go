@@ -288,52 +288,40 @@ func TestWriterCacheSize(t *testing.T) {
 // that solo one aside in its place), and its caller waited for ever.
 func TestWriterAnswersSoloWritesQueuedBehindABatch(t *testing.T) {
 	ctx := context.Background()
-	for _, tc := range []struct {
-		name string
-		opts []Option
-	}{
-		{"alone", nil},
-		{"shared", []Option{WithShared()}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s, err := Open(ctx, t.TempDir(), tc.opts...)
-			require.NoError(t, err)
-			defer s.Close()
-			// A solo write holds the writer while the others queue, in
-			// order: a shared write, then two solo writes.
-			release := make(chan struct{})
-			results := make(chan error, 4)
+	inEachWriterMode(t, func(t *testing.T, s *Store) {
+		// A solo write holds the writer while the others queue, in
+		// order: a shared write, then two solo writes.
+		release := make(chan struct{})
+		results := make(chan error, 4)
+		go func() {
+			results <- s.w.do(ctx, true, func(*wtx) error { <-release; return nil })
+		}()
+		queue := func(solo bool, n int) {
 			go func() {
-				results <- s.w.do(ctx, true, func(*wtx) error { <-release; return nil })
+				results <- s.w.do(ctx, solo, func(t *wtx) error {
+					return insertBot(t, fmt.Sprintf("b-%d", n))
+				})
 			}()
-			queue := func(solo bool, n int) {
-				go func() {
-					results <- s.w.do(ctx, solo, func(t *wtx) error {
-						_, err := t.exec(`INSERT INTO bots (id, name, created_at, updated_at) VALUES (?, 'b', 0, 0)`, fmt.Sprintf("b-%d", n))
-						return err
-					})
-				}()
-				require.Eventually(t, func() bool { return len(s.w.ops) == n }, 5*time.Second, time.Millisecond, "write %d queued", n)
+			require.Eventually(t, func() bool { return len(s.w.ops) == n }, 5*time.Second, time.Millisecond, "write %d queued", n)
+		}
+		require.Eventually(t, func() bool { return len(s.w.ops) == 0 }, 5*time.Second, time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // the writer took the first write
+		queue(false, 1)
+		queue(true, 2)
+		queue(true, 3)
+		close(release)
+		for i := range 4 {
+			select {
+			case err := <-results:
+				require.NoError(t, err)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%d of 4 writes answered; the others were lost", i)
 			}
-			require.Eventually(t, func() bool { return len(s.w.ops) == 0 }, 5*time.Second, time.Millisecond)
-			time.Sleep(20 * time.Millisecond) // the writer took the first write
-			queue(false, 1)
-			queue(true, 2)
-			queue(true, 3)
-			close(release)
-			for i := range 4 {
-				select {
-				case err := <-results:
-					require.NoError(t, err)
-				case <-time.After(10 * time.Second):
-					t.Fatalf("%d of 4 writes answered; the others were lost", i)
-				}
-			}
-			var n int
-			require.NoError(t, s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM bots WHERE id LIKE 'b-%'`).Scan(&n))
-			require.Equal(t, 3, n)
-		})
-	}
+		}
+		var n int
+		require.NoError(t, s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM bots WHERE id LIKE 'b-%'`).Scan(&n))
+		require.Equal(t, 3, n)
+	})
 }
 
 // Under writes of every kind from many callers at once (shared ones,
@@ -341,6 +329,50 @@ func TestWriterAnswersSoloWritesQueuedBehindABatch(t *testing.T) {
 // write once and stores each one that succeeded.
 func TestWriterAnswersEveryWriteUnderMixedLoad(t *testing.T) {
 	ctx := context.Background()
+	inEachWriterMode(t, func(t *testing.T, s *Store) {
+		const callers, writes = 8, 150
+		done := make(chan error, callers*writes)
+		var wg sync.WaitGroup
+		for c := range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range writes {
+					id := fmt.Sprintf("m-%d-%d", c, i)
+					insert := func(t *wtx) error { return insertBot(t, id) }
+					var err error
+					switch (c + i) % 3 {
+					case 0:
+						err = s.w.do(ctx, false, insert)
+					case 1:
+						err = s.w.doAll(ctx, 1, insert)
+					default:
+						err = s.w.doAll(ctx, sharedMaxRows+1, insert) // solo
+					}
+					done <- err
+				}
+			}()
+		}
+		finished := make(chan struct{})
+		go func() { wg.Wait(); close(finished) }()
+		select {
+		case <-finished:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%d of %d writes answered; the others were lost", len(done), callers*writes)
+		}
+		close(done)
+		for err := range done {
+			require.NoError(t, err)
+		}
+		var n int
+		require.NoError(t, s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM bots WHERE id LIKE 'm-%'`).Scan(&n))
+		require.Equal(t, callers*writes, n)
+	})
+}
+
+// inEachWriterMode runs f on a store of its own whose writer is alone
+// with its data directory, then on one whose writer is shared (WithShared).
+func inEachWriterMode(t *testing.T, f func(t *testing.T, s *Store)) {
 	for _, tc := range []struct {
 		name string
 		opts []Option
@@ -349,49 +381,17 @@ func TestWriterAnswersEveryWriteUnderMixedLoad(t *testing.T) {
 		{"shared", []Option{WithShared()}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := Open(ctx, t.TempDir(), tc.opts...)
+			s, err := Open(context.Background(), t.TempDir(), tc.opts...)
 			require.NoError(t, err)
 			defer s.Close()
-			const callers, writes = 8, 150
-			done := make(chan error, callers*writes)
-			var wg sync.WaitGroup
-			for c := range callers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := range writes {
-						id := fmt.Sprintf("m-%d-%d", c, i)
-						insert := func(t *wtx) error {
-							_, err := t.exec(`INSERT INTO bots (id, name, created_at, updated_at) VALUES (?, 'b', 0, 0)`, id)
-							return err
-						}
-						var err error
-						switch (c + i) % 3 {
-						case 0:
-							err = s.w.do(ctx, false, insert)
-						case 1:
-							err = s.w.doAll(ctx, 1, insert)
-						default:
-							err = s.w.doAll(ctx, sharedMaxRows+1, insert) // solo
-						}
-						done <- err
-					}
-				}()
-			}
-			finished := make(chan struct{})
-			go func() { wg.Wait(); close(finished) }()
-			select {
-			case <-finished:
-			case <-time.After(60 * time.Second):
-				t.Fatalf("%d of %d writes answered; the others were lost", len(done), callers*writes)
-			}
-			close(done)
-			for err := range done {
-				require.NoError(t, err)
-			}
-			var n int
-			require.NoError(t, s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM bots WHERE id LIKE 'm-%'`).Scan(&n))
-			require.Equal(t, callers*writes, n)
+			f(t, s)
 		})
 	}
+}
+
+// insertBot writes a bot row with the given id (a write for the writer
+// tests).
+func insertBot(t *wtx, id string) error {
+	_, err := t.exec(`INSERT INTO bots (id, name, created_at, updated_at) VALUES (?, 'b', 0, 0)`, id)
+	return err
 }
