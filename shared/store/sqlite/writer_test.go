@@ -291,10 +291,10 @@ func TestWriterAnswersSoloWritesQueuedBehindABatch(t *testing.T) {
 	inEachWriterMode(t, func(t *testing.T, s *Store) {
 		// A solo write holds the writer while the others queue, in
 		// order: a shared write, then two solo writes.
-		release := make(chan struct{})
+		started, release := make(chan struct{}), make(chan struct{})
 		results := make(chan error, 4)
 		go func() {
-			results <- s.w.do(ctx, true, func(*wtx) error { <-release; return nil })
+			results <- s.w.do(ctx, true, func(*wtx) error { close(started); <-release; return nil })
 		}()
 		queue := func(solo bool, n int) {
 			go func() {
@@ -304,8 +304,7 @@ func TestWriterAnswersSoloWritesQueuedBehindABatch(t *testing.T) {
 			}()
 			require.Eventually(t, func() bool { return len(s.w.ops) == n }, 5*time.Second, time.Millisecond, "write %d queued", n)
 		}
-		require.Eventually(t, func() bool { return len(s.w.ops) == 0 }, 5*time.Second, time.Millisecond)
-		time.Sleep(20 * time.Millisecond) // the writer took the first write
+		<-started // the writer runs the first write: the others queue
 		queue(false, 1)
 		queue(true, 2)
 		queue(true, 3)
