@@ -170,3 +170,33 @@ func cpuLine(what string, u cpuUse, cols []string) string {
 	fmt.Fprintf(&b, " %.0f | %.0f%% | %.0f/s |", float64(u.total())/float64(time.Microsecond), 100*u.busy, u.bound())
 	return b.String()
 }
+
+// mergeCPU is the phases us (the same processes, in the same order) as
+// one: CPU per unit over all their units, busy over all their time.
+func mergeCPU(us []cpuUse) cpuUse {
+	if len(us) == 0 {
+		return cpuUse{}
+	}
+	m := cpuUse{unit: us[0].unit, names: us[0].names, cores: us[0].cores}
+	used := make([]time.Duration, len(m.names))
+	var busy float64
+	for _, u := range us {
+		m.n += u.n
+		m.wall += u.wall
+		busy += u.busy * u.wall.Seconds()
+		for i, per := range u.perUnit {
+			used[i] += per * time.Duration(u.n)
+		}
+	}
+	for _, t := range used {
+		per := time.Duration(0)
+		if m.n > 0 {
+			per = t / time.Duration(m.n)
+		}
+		m.perUnit = append(m.perUnit, per)
+	}
+	if m.wall > 0 {
+		m.busy = busy / m.wall.Seconds()
+	}
+	return m
+}

@@ -93,3 +93,57 @@ func TestCPULineLeavesUncountedProcessesBlank(t *testing.T) {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
 }
+
+// TestMergeCPUWeighsEachPhaseByItsWork: two phases of the same processes
+// merge into CPU per unit over all their units (not the mean of the two
+// per-unit figures) and busy over all their time.
+func TestMergeCPUWeighsEachPhaseByItsWork(t *testing.T) {
+	a := cpuUse{unit: "triggers", n: 100, names: []string{"x", "y"}, perUnit: []time.Duration{10 * time.Microsecond, 30 * time.Microsecond}, busy: 0.5, cores: 2, wall: time.Second}
+	b := cpuUse{unit: "triggers", n: 300, names: []string{"x", "y"}, perUnit: []time.Duration{50 * time.Microsecond, 30 * time.Microsecond}, busy: 1, cores: 2, wall: 3 * time.Second}
+	m := mergeCPU([]cpuUse{a, b})
+	if m.n != 400 || m.wall != 4*time.Second || m.unit != "triggers" || m.cores != 2 {
+		t.Fatalf("merged %+v", m)
+	}
+	// x: (100×10 + 300×50) / 400 = 40 µs; y: 30 µs.
+	if m.perUnit[0] != 40*time.Microsecond || m.perUnit[1] != 30*time.Microsecond {
+		t.Fatalf("per unit %v, want [40µs 30µs]", m.perUnit)
+	}
+	if m.busy != 0.875 { // (0.5×1 s + 1×3 s) / 4 s
+		t.Fatalf("busy %v, want 0.875", m.busy)
+	}
+	if z := mergeCPU(nil); z.n != 0 || z.total() != 0 {
+		t.Fatalf("merge of nothing: %+v", z)
+	}
+}
+
+// TestAloneRatiosTakeTheMedianOfTurns: each turn's ratio, in order, and
+// their median; a turn whose raw publish did nothing is left out.
+func TestAloneRatiosTakeTheMedianOfTurns(t *testing.T) {
+	ratios, median := aloneRatios([]aloneRound{{raw: 100, alone: 300}, {raw: 200, alone: 300}, {raw: 100, alone: 200}})
+	if len(ratios) != 3 || ratios[0] != 3 || ratios[1] != 1.5 || ratios[2] != 2 || median != 2 {
+		t.Fatalf("ratios %v median %v, want [3 1.5 2] and 2", ratios, median)
+	}
+	if _, median := aloneRatios([]aloneRound{{raw: 100, alone: 300}, {raw: 100, alone: 100}, {raw: 0, alone: 500}}); median != 2 {
+		t.Fatalf("median of 3 and 1 (a turn without raw publishes left out): %v, want 2", median)
+	}
+	if r, m := aloneRatios(nil); r != nil || m != 0 {
+		t.Fatalf("no turns: %v %v", r, m)
+	}
+}
+
+// TestMergeResultsKeepsEveryRequest: phases merged count every request
+// and their time added, so the rate is over all of them.
+func TestMergeResultsKeepsEveryRequest(t *testing.T) {
+	t0 := time.Unix(0, 0)
+	a := result{name: "p", samples: []sample{{at: t0.Add(2 * time.Second), ok: true}, {at: t0, ok: false}}, errors: 1, duration: time.Second}
+	b := result{name: "p", samples: []sample{{at: t0.Add(time.Second), ok: true}}, duration: time.Second}
+	m := mergeResults([]result{a, b})
+	if m.okCount() != 2 || m.errors != 1 || m.duration != 2*time.Second || m.rate() != 1 {
+		t.Fatalf("merged %+v", m)
+	}
+	for i := 1; i < len(m.samples); i++ {
+		if m.samples[i].at.Before(m.samples[i-1].at) {
+			t.Fatalf("samples out of order: %v", m.samples)
+		}
+	}
+}

@@ -128,3 +128,22 @@ func post(url, key string, body []byte, want int) (time.Duration, bool, error) {
 	}
 	return lat, true, nil
 }
+
+// mergeResults is the phases rs as one: their samples together, their
+// durations added.
+func mergeResults(rs []result) result {
+	if len(rs) == 0 {
+		return result{}
+	}
+	m := result{name: rs[0].name}
+	for _, r := range rs {
+		m.samples = append(m.samples, r.samples...)
+		m.errors += r.errors
+		m.duration += r.duration
+		if m.note == "" {
+			m.note = r.note
+		}
+	}
+	sort.Slice(m.samples, func(i, j int) bool { return m.samples[i].at.Before(m.samples[j].at) })
+	return m
+}

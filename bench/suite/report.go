@@ -87,8 +87,17 @@ func writeReport(rep *report, o options) error {
 	if rep.ingress.note != "" {
 		fmt.Fprintf(&b, "\nIngress errors: %s\n", rep.ingress.note)
 	}
-	fmt.Fprintf(&b, "\nThe ingress alone (its own NATS with `sync_interval: %s`, nothing consuming, nothing else running) accepted %.2f of the raw publish.\n",
+	fmt.Fprintf(&b, "\nThe ingress alone (its own NATS with `sync_interval: %s`, nothing consuming, nothing else running) accepted %.2f of the raw publish above.",
 		rep.syncSetting, rep.ingressAlone.rate()/rep.rawAlways.rate())
+	if ratios, median := aloneRatios(rep.aloneRounds); len(ratios) > 0 {
+		var turns []string
+		for i, r := range rep.aloneRounds {
+			turns = append(turns, fmt.Sprintf("%.0f/s and %.0f/s (%.2f)", r.raw, r.alone, ratios[i]))
+		}
+		fmt.Fprintf(&b, " It also took turns with the raw publish to its own NATS, %d rounds of %s each, the page cache flushed (`sync`) before each turn and the raw publish first in every other round; raw publish and ingress alone: %s. **Median of the rounds: %.2f of the raw publish** (issue #16's target: 2.0).",
+			len(rep.aloneRounds), o.phase/2, strings.Join(turns, "; "), median)
+	}
+	fmt.Fprintln(&b)
 	fmt.Fprintf(&b, "\nPipeline drain against the same raw publish: %.2f (the orchestrator and the sandbox worker, %.0f runs/s).\n",
 		rep.pipelineRate/rep.rawAlways.rate(), rep.pipelineRate)
 	fmt.Fprintf(&b, "\n%s\n", relayLine(rep.relay, rep.rawAlways, rep.pipelineRate, "raw publish"))

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -45,8 +46,11 @@ type report struct {
 	pacers       []pacerResult
 	machine      []string
 	syncSetting  string
-	// ingressAlone: the ingress on its own fsynced NATS, nothing consuming.
+	// ingressAlone: the ingress on its own fsynced NATS, nothing consuming
+	// (its rounds together); aloneRounds: each round's rate and that of
+	// the raw publish to the same NATS just before it.
 	ingressAlone result
+	aloneRounds  []aloneRound
 	// CPU per unit of work, by process, of the phases above and of the
 	// pipeline's drain (cpu.go).
 	ginCPU, rawCPU, aloneCPU, defaultCPU, ingressCPU, drainCPU cpuUse
@@ -170,7 +174,7 @@ func run(ctx context.Context, o options) error {
 	for i := range payload {
 		payload[i] = 'x'
 	}
-	rawPublish := func(u, name string, replicas int) (result, error) {
+	rawPublish := func(u, name string, replicas int, idPrefix string, d time.Duration) (result, error) {
 		nc, err := nats.Connect(u)
 		if err != nil {
 			return result{}, err
@@ -185,21 +189,21 @@ func run(ctx context.Context, o options) error {
 			MaxBytes: 1 << 30, Duplicates: 10 * time.Minute, Replicas: replicas}); err != nil {
 			return result{}, err
 		}
-		return closedLoop(ctx, name, o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
+		return closedLoop(ctx, name, o.concurrency, d, o.maxRequests, func(i int) (time.Duration, bool) {
 			start := time.Now()
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
-			_, err := js.Publish(pctx, fmt.Sprintf("bench.raw.%d", i%16), payload, jetstream.WithMsgID(fmt.Sprintf("raw-%d", i)))
+			_, err := js.Publish(pctx, fmt.Sprintf("bench.raw.%d", i%16), payload, jetstream.WithMsgID(fmt.Sprintf("%s-%d", idPrefix, i)))
 			return time.Since(start), err == nil
 		}), nil
 	}
 	log.Printf("baseline: raw JetStream publish")
 	meter = startCPU(loadgen, cpuProc{"nats-server", natsProc.pid()})
-	if rep.rawAlways, err = rawPublish(natsURL, "raw JetStream publish, sync_interval: always", 1); err != nil {
+	if rep.rawAlways, err = rawPublish(natsURL, "raw JetStream publish, sync_interval: always", 1, "raw", o.phase); err != nil {
 		return err
 	}
 	rep.rawCPU = meter.stop(rep.rawAlways.okCount(), "publishes")
-	if rep.rawDefault, err = rawPublish(natsDefaultURL, "raw JetStream publish, default sync (2 min)", 1); err != nil {
+	if rep.rawDefault, err = rawPublish(natsDefaultURL, "raw JetStream publish, default sync (2 min)", 1, "raw", o.phase); err != nil {
 		return err
 	}
 	log.Printf("baseline: JetStream relay floor")
@@ -210,44 +214,88 @@ func run(ctx context.Context, o options) error {
 	// The ingress alone: a process of its own, with its own data directory
 	// and NATS, nothing consuming (triggers only accumulate), and nothing
 	// else running, so that its rate and CPU compare with the raw publish's
-	// on the same sync setting.
-	ingressAlone := func(name, label, natsURL string, np *proc) (result, cpuUse, error) {
+	// on the same sync setting. With rounds > 1 it takes turns with the
+	// raw publish to the same NATS, each for half a phase, the raw publish
+	// first in one round and second in the next: an fsynced publish's
+	// rate moves by a factor of two between runs and even within one (the
+	// disk is shared), and the turns let each ratio compare neighbours
+	// (aloneRound).
+	ingressAlone := func(name, label, natsURL string, np *proc, rounds int) (result, cpuUse, []aloneRound, error) {
 		data := filepath.Join(tmp, "data-"+name)
 		if err := os.MkdirAll(data, 0o700); err != nil {
-			return result{}, cpuUse{}, err
+			return result{}, cpuUse{}, nil, err
 		}
 		addr, _ := freeAddr()
 		p, err := start(tmp, name, append(append([]string{}, baseEnv...), "FLOWGATE_NATS_URL="+natsURL, "FLOWGATE_HTTP_ADDR="+addr, "FLOWGATE_DATA_DIR="+data), flowgate, "ingress")
 		if err != nil {
-			return result{}, cpuUse{}, err
+			return result{}, cpuUse{}, nil, err
 		}
 		procs = append(procs, p)
 		defer p.stop()
 		if err := waitOK(ctx, "http://"+addr+"/readyz", 30*time.Second, p); err != nil {
-			return result{}, cpuUse{}, err
+			return result{}, cpuUse{}, nil, err
 		}
 		k, err := setupBot("http://" + addr)
 		if err != nil {
-			return result{}, cpuUse{}, err
+			return result{}, cpuUse{}, nil, err
 		}
-		m := startCPU(loadgen, cpuProc{"nats-server", np.pid()}, cpuProc{"ingress", p.pid()})
-		r := closedLoop(ctx, label, o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
-			lat, ok, _ := post("http://"+addr+"/v1/bots/bench/dispatch/BENCH", k, body(i), http.StatusAccepted)
-			return lat, ok
-		})
-		return r, m.stop(r.okCount(), "triggers"), nil
+		d := o.phase
+		if rounds > 1 {
+			d = o.phase / 2
+		}
+		var all []result
+		var uses []cpuUse
+		var pairs []aloneRound
+		for r := range rounds {
+			var raw, x result
+			turn := func() {
+				// The disk writes back what the turn before left in the
+				// page cache (the ingress's publishes, say) while this
+				// turn fsyncs: flush it first, so that neither turn
+				// pays for the other's writes.
+				syscall.Sync()
+				m := startCPU(loadgen, cpuProc{"nats-server", np.pid()}, cpuProc{"ingress", p.pid()})
+				x = closedLoop(ctx, label, o.concurrency, d, o.maxRequests, func(i int) (time.Duration, bool) {
+					lat, ok, _ := post("http://"+addr+"/v1/bots/bench/dispatch/BENCH", k, body(r*o.maxRequests+i), http.StatusAccepted)
+					return lat, ok
+				})
+				uses = append(uses, m.stop(x.okCount(), "triggers"))
+			}
+			rawTurn := func() error {
+				syscall.Sync()
+				raw, err = rawPublish(natsURL, "raw publish, same NATS", 1, fmt.Sprintf("alone%d", r), d)
+				return err
+			}
+			switch {
+			case rounds == 1:
+				turn()
+			case r%2 == 1: // the ingress first in every other round
+				turn()
+				if err := rawTurn(); err != nil {
+					return result{}, cpuUse{}, nil, err
+				}
+			default:
+				if err := rawTurn(); err != nil {
+					return result{}, cpuUse{}, nil, err
+				}
+				turn()
+			}
+			all = append(all, x)
+			pairs = append(pairs, aloneRound{raw: raw.rate(), alone: x.rate()})
+		}
+		return mergeResults(all), mergeCPU(uses), pairs, nil
 	}
-	log.Printf("ingress alone: durable accept, sync_interval: always")
+	log.Printf("ingress alone: durable accept, sync_interval: always, %d rounds with the raw publish", aloneRounds)
 	natsAloneURL, natsAloneProc, err := startNATS("nats-always-alone", "always")
 	if err != nil {
 		return err
 	}
-	if rep.ingressAlone, rep.aloneCPU, err = ingressAlone("ingress-alone", "flowgate ingress dispatch → 202, sync_interval: always, no consumers", natsAloneURL, natsAloneProc); err != nil {
+	if rep.ingressAlone, rep.aloneCPU, rep.aloneRounds, err = ingressAlone("ingress-alone", "flowgate ingress dispatch → 202, sync_interval: always, no consumers", natsAloneURL, natsAloneProc, aloneRounds); err != nil {
 		return err
 	}
 	natsAloneProc.stop()
 	log.Printf("ingress alone: durable accept, NATS default sync")
-	if rep.ingressDefault, rep.defaultCPU, err = ingressAlone("ingress-default-sync", "flowgate ingress dispatch → 202, NATS default sync, no consumers", natsDefaultURL, natsDefProc); err != nil {
+	if rep.ingressDefault, rep.defaultCPU, _, err = ingressAlone("ingress-default-sync", "flowgate ingress dispatch → 202, NATS default sync, no consumers", natsDefaultURL, natsDefProc, 1); err != nil {
 		return err
 	}
 
@@ -399,7 +447,7 @@ func run(ctx context.Context, o options) error {
 // worker on the cluster with FLOWGATE_NATS_REPLICAS=3: durable accept and
 // pipeline drain, as on the single node.
 func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate string,
-	rawPublish func(u, name string, replicas int) (result, error), body func(int) []byte, procs *[]*proc) cluster {
+	rawPublish func(u, name string, replicas int, idPrefix string, d time.Duration) (result, error), body func(int) []byte, procs *[]*proc) cluster {
 	var c cluster
 	fail := func(err error) cluster {
 		c.skipped = "failed: " + err.Error()
@@ -465,7 +513,7 @@ func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate stri
 	}
 	var err error
 	meter := startCPU(meterProcs...)
-	if c.raw, err = rawPublish(all, "raw JetStream publish, R3 stream on the three-node cluster", 3); err != nil {
+	if c.raw, err = rawPublish(all, "raw JetStream publish, R3 stream on the three-node cluster", 3, "raw", o.phase); err != nil {
 		return fail(err)
 	}
 	c.rawCPU = meter.stop(c.raw.okCount(), "publishes")
@@ -781,3 +829,30 @@ func pacerAccuracy(ctx context.Context, natsURL string, rate float64, d time.Dur
 }
 
 var _ = url.QueryEscape
+
+// aloneRounds is how many turns the ingress alone takes with the raw
+// publish to its NATS (half a phase each).
+const aloneRounds = 3
+
+// aloneRound is one turn: the raw publish's rate, then the ingress
+// alone's, on the same NATS.
+type aloneRound struct{ raw, alone float64 }
+
+// aloneRatios are the rounds' ratios (ingress alone / raw publish) and
+// their median.
+func aloneRatios(rs []aloneRound) (ratios []float64, median float64) {
+	for _, r := range rs {
+		if r.raw > 0 {
+			ratios = append(ratios, r.alone/r.raw)
+		}
+	}
+	if len(ratios) == 0 {
+		return nil, 0
+	}
+	s := append([]float64(nil), ratios...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return ratios, s[len(s)/2]
+	}
+	return ratios, (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
