@@ -16,13 +16,21 @@ import (
 
 // triggerBatcher is the ingress's group commit. JetStream with
 // sync_interval: always (as deployed) fsyncs every stored message, and one
-// trigger per message made the front door as slow as the disk: triggers of
-// one bot that arrive while a publish of that bot is in flight are
-// published together, as one TypeTriggerBatch message, when it returns.
-// No trigger waits on a timer: a lone trigger is published at once, as a
-// trigger.accepted message of its own; only a queue that formed behind a
-// publish becomes a batch. Each request is answered with the outcome of
-// the message that carried its trigger (202 once JetStream stored it).
+// trigger per message made the front door as slow as the disk: triggers
+// that arrive while a publish is in flight are published together, as one
+// TypeTriggerBatch message, when it returns. No trigger waits on a timer:
+// a lone trigger is published at once, as a trigger.accepted message of
+// its own; only a queue that formed behind a publish becomes a batch. Each
+// request is answered with the outcome of the message that carried its
+// trigger (202 once JetStream stored it).
+//
+// The queue is shared by every bot, so that a service many bots share
+// batches as well as one bot does: with a queue per bot, requests spread
+// over 32 bots went out one trigger per message, at a third of one bot's
+// rate (docs/performance.md). A batch takes the bots' triggers in turn,
+// one of each bot waiting, then again, so that a bot with thousands of
+// triggers queued does not keep another bot's trigger out of the next
+// message: that one waits for at most the message in flight.
 //
 // Only triggers whose id the ingress generated are batched: no retry of
 // them can exist, so they need no de-duplication. A trigger with an
@@ -34,14 +42,14 @@ type triggerBatcher struct {
 	max      int // triggers per message
 	maxBytes int // encoded triggers per message
 
-	mu   sync.Mutex
-	bots map[string]*botQueue
-}
-
-// botQueue is one bot's triggers waiting for the publish in flight.
-type botQueue struct {
-	busy    bool
-	waiting []*queuedTrigger
+	mu sync.Mutex
+	// busy: a message is being published (by a request, or by the
+	// goroutine that goes on while triggers wait).
+	busy bool
+	// bots holds each bot's triggers waiting, in arrival order; turns the
+	// bots with triggers waiting, the next to serve first.
+	bots  map[string][]*queuedTrigger
+	turns []string
 }
 
 type queuedTrigger struct {
@@ -55,25 +63,24 @@ type queuedTrigger struct {
 const maxBatchedTrigger = 16 << 10
 
 func newTriggerBatcher(b Publisher, max int) *triggerBatcher {
-	return &triggerBatcher{bus: b, max: max, maxBytes: 512 << 10, bots: map[string]*botQueue{}}
+	return &triggerBatcher{bus: b, max: max, maxBytes: 512 << 10, bots: map[string][]*queuedTrigger{}}
 }
 
-// publish publishes t (encoded as raw) with the triggers of its bot that
-// are waiting too, and returns the outcome of the message that carried it.
-// A request whose ctx ends first gets ctx's error: its trigger may still be
+// publish publishes t (encoded as raw) with the triggers that are waiting
+// too, and returns the outcome of the message that carried it. A request
+// whose ctx ends first gets ctx's error: its trigger may still be
 // published (the caller answers outcome unknown).
 func (b *triggerBatcher) publish(ctx context.Context, t *events.Trigger, raw []byte) error {
 	q := &queuedTrigger{t: t, raw: raw, done: make(chan error, 1)}
 	b.mu.Lock()
-	bq := b.bots[t.BotID]
-	if bq == nil {
-		bq = &botQueue{}
-		b.bots[t.BotID] = bq
+	waiting, ok := b.bots[t.BotID]
+	if !ok {
+		b.turns = append(b.turns, t.BotID)
 	}
-	bq.waiting = append(bq.waiting, q)
+	b.bots[t.BotID] = append(waiting, q)
 	triggersWaiting.Inc()
-	lead := !bq.busy
-	bq.busy = true
+	lead := !b.busy
+	b.busy = true
 	b.mu.Unlock()
 	if lead {
 		// Let the requests that are being read join this message: after a
@@ -83,7 +90,7 @@ func (b *triggerBatcher) publish(ctx context.Context, t *events.Trigger, raw []b
 		// messages carried one trigger; with the yield 13-19 %). A yield,
 		// not a timer: a lone request on an idle ingress goes out at once.
 		runtime.Gosched()
-		b.flush(t.BotID, bq)
+		b.flush()
 	}
 	select {
 	case err := <-q.done:
@@ -94,53 +101,80 @@ func (b *triggerBatcher) publish(ctx context.Context, t *events.Trigger, raw []b
 	}
 }
 
-// flush publishes the bot's waiting triggers, one message at a time (at
-// most max triggers and maxBytes each), until none wait. The first message
-// is published by the request that found the bot idle (its own trigger is
-// in it); the following ones by a goroutine, so that no request waits for
-// other requests' triggers.
-func (b *triggerBatcher) flush(botID string, bq *botQueue) {
+// flush publishes the waiting triggers, one message at a time, until none
+// wait. The first message is published by the request that found the
+// batcher idle (its own trigger is in it); the following ones by a
+// goroutine, so that no request waits for other requests' triggers.
+func (b *triggerBatcher) flush() {
 	b.mu.Lock()
-	n, size := 0, 0
-	for n < len(bq.waiting) && n < b.max && (n == 0 || size+len(bq.waiting[n].raw) <= b.maxBytes) {
-		size += len(bq.waiting[n].raw)
-		n++
-	}
-	batch := bq.waiting[:n:n]
-	bq.waiting = append([]*queuedTrigger(nil), bq.waiting[n:]...)
-	triggersWaiting.Sub(float64(n))
+	batch := b.take()
 	b.mu.Unlock()
 
-	err := b.send(botID, batch)
+	err := b.send(batch)
 	for _, q := range batch {
 		q.done <- err
 	}
 
 	b.mu.Lock()
-	more := len(bq.waiting) > 0
+	more := len(b.turns) > 0
 	if !more {
-		bq.busy = false
-		delete(b.bots, botID) // a bot that went quiet holds nothing
+		b.busy = false
 	}
 	b.mu.Unlock()
 	if more {
-		go b.flush(botID, bq)
+		go b.flush()
 	}
 }
 
+// take removes the next message's triggers from the queue (b.mu held): at
+// most max triggers and maxBytes (one at least), the bots in turn, one
+// trigger of each at a time; a bot that still has triggers waiting goes
+// to the back of the turns.
+func (b *triggerBatcher) take() []*queuedTrigger {
+	var batch []*queuedTrigger
+	size := 0
+	for len(b.turns) > 0 && len(batch) < b.max {
+		bot := b.turns[0]
+		waiting := b.bots[bot]
+		q := waiting[0]
+		if len(batch) > 0 && size+len(q.raw) > b.maxBytes {
+			break
+		}
+		batch = append(batch, q)
+		size += len(q.raw)
+		waiting[0] = nil
+		b.turns = b.turns[1:]
+		if len(waiting) > 1 {
+			b.bots[bot] = waiting[1:]
+			b.turns = append(b.turns, bot)
+		} else {
+			delete(b.bots, bot) // a bot that went quiet holds nothing
+		}
+	}
+	if len(b.turns) == 0 {
+		b.turns = nil // let the array go
+	}
+	triggersWaiting.Sub(float64(len(batch)))
+	return batch
+}
+
 // send publishes one message: a lone trigger as trigger.accepted, several
-// as a trigger batch.
-func (b *triggerBatcher) send(botID string, batch []*queuedTrigger) error {
+// as a trigger batch, on the bot's subject when they are all of one bot.
+func (b *triggerBatcher) send(batch []*queuedTrigger) error {
 	ctx := context.Background() // bounded by the bus's publish timeout
-	subject := events.TriggerSubject(botID)
+	botID := batch[0].t.BotID
 	if len(batch) == 1 {
-		_, err := b.bus.Publish(ctx, subject, rawEvent(batch[0].t.ID, events.TypeTriggerAccepted, botID, batch[0].t.AcceptedAt, batch[0].raw))
+		_, err := b.bus.Publish(ctx, events.TriggerSubject(botID), rawEvent(batch[0].t.ID, events.TypeTriggerAccepted, botID, batch[0].t.AcceptedAt, batch[0].raw))
 		triggerMessages.WithLabelValues("single").Inc()
 		return err
 	}
+	subject := events.TriggerSubject(botID)
 	size := len(`{"triggers":[]}`) + len(batch)
 	for _, q := range batch {
 		size += len(q.raw)
+		if q.t.BotID != botID {
+			botID, subject = "", events.SubjectTriggerBots
+		}
 	}
 	data := make([]byte, 0, size)
 	data = append(data, `{"triggers":[`...)
@@ -152,7 +186,11 @@ func (b *triggerBatcher) send(botID string, batch []*queuedTrigger) error {
 	}
 	data = append(data, "]}"...)
 	_, err := b.bus.Publish(ctx, subject, rawEvent("batch:"+batch[0].t.ID, events.TypeTriggerBatch, botID, batch[0].t.AcceptedAt, data))
-	triggerMessages.WithLabelValues("batch").Inc()
+	kind := "batch"
+	if botID == "" {
+		kind = "batch_bots"
+	}
+	triggerMessages.WithLabelValues(kind).Inc()
 	batchedTriggers.Add(float64(len(batch)))
 	return err
 }
@@ -167,6 +205,9 @@ func rawEvent(id, typ, subject string, at time.Time, data []byte) cloudevents.Ev
 	}{subject: subject, ct: jsonContentType, time: types.Timestamp{Time: at}}
 	x.ec = cloudevents.EventContextV1{
 		ID: id, Type: typ, Subject: &x.subject, Time: &x.time, DataContentType: &x.ct,
+	}
+	if subject == "" {
+		x.ec.Subject = nil // a batch of several bots' triggers
 	}
 	return cloudevents.Event{Context: &x.ec, DataEncoded: data}
 }

@@ -75,9 +75,13 @@ type accepted struct {
 }
 
 func (e *env) dispatchAsync(user string, hdr ...string) chan accepted {
+	return e.dispatchBotAsync("acme", user, hdr...)
+}
+
+func (e *env) dispatchBotAsync(bot, user string, hdr ...string) chan accepted {
 	ch := make(chan accepted, 1)
 	go func() {
-		resp := e.request("POST", "/v1/bots/acme/dispatch/WELCOME", e.keys["acme"], "application/json", `{"from":"`+user+`"}`, hdr...)
+		resp := e.request("POST", "/v1/bots/"+bot+"/dispatch/WELCOME", e.keys[bot], "application/json", `{"from":"`+user+`"}`, hdr...)
 		defer resp.Body.Close()
 		var a accepted
 		_ = json.NewDecoder(resp.Body).Decode(&a)
@@ -107,12 +111,28 @@ func waitQueued(t *testing.T, n float64) {
 // message.
 func (e *env) streamTriggers() [][]string {
 	e.t.Helper()
+	var out [][]string
+	for _, m := range e.streamTriggerMsgs() {
+		out = append(out, m.ids)
+	}
+	return out
+}
+
+// triggerMsg is a message of FLOWGATE_TRIGGERS: its subject, CloudEvent
+// subject, and its triggers' ids and bots.
+type triggerMsg struct {
+	subject, ceSubject string
+	ids, bots          []string
+}
+
+func (e *env) streamTriggerMsgs() []triggerMsg {
+	e.t.Helper()
 	ctx := context.Background()
 	s, err := e.bus.JetStream().Stream(ctx, bus.StreamTriggers)
 	require.NoError(e.t, err)
 	info, err := s.Info(ctx)
 	require.NoError(e.t, err)
-	var out [][]string
+	var out []triggerMsg
 	for n := info.State.FirstSeq; n <= info.State.LastSeq && info.State.Msgs > 0; n++ {
 		m, err := s.GetMsg(ctx, n)
 		require.NoError(e.t, err)
@@ -122,13 +142,14 @@ func (e *env) streamTriggers() [][]string {
 			require.NoError(e.t, json.Unmarshal(m.Data, &tb))
 			raws = tb.Triggers
 		}
-		var ids []string
+		tm := triggerMsg{subject: m.Subject, ceSubject: m.Header.Get("ce-subject")}
 		for _, raw := range raws {
 			var tr events.Trigger
 			require.NoError(e.t, json.Unmarshal(raw, &tr))
-			ids = append(ids, tr.ID)
+			tm.ids = append(tm.ids, tr.ID)
+			tm.bots = append(tm.bots, tr.BotID)
 		}
-		out = append(out, ids)
+		out = append(out, tm)
 	}
 	return out
 }
@@ -190,6 +211,87 @@ func TestTriggersQueuedBehindAPublishGoTogether(t *testing.T) {
 	again := <-e.dispatchAsync("300", "Idempotency-Key", "k-300")
 	require.True(t, again.Duplicate)
 	require.Len(t, e.streamTriggers(), before+1)
+}
+
+// Triggers of several bots queued behind a publish in flight go out in one
+// message, on flowgate.trigger._bots without a CloudEvent subject, each
+// trigger naming its bot, the bots taking turns; each request is answered
+// 202 once it is stored. (With a queue per bot, the other bot's first
+// trigger went out alone, in a publish of its own.)
+func TestTriggersOfSeveralBotsShareAMessage(t *testing.T) {
+	e, g := batchEnv(t, 256)
+	first := e.dispatchBotAsync("acme", "100")
+	require.Eventually(t, func() bool { return g.held.Load() == 1 }, 5*time.Second, time.Millisecond, "the first publish is in flight")
+	var queued []chan accepted
+	for i := range 5 {
+		queued = append(queued, e.dispatchBotAsync("acme", fmt.Sprint(200+i)))
+	}
+	waitQueued(t, 5)
+	for i := range 5 {
+		queued = append(queued, e.dispatchBotAsync("globex", fmt.Sprint(300+i)))
+	}
+	waitQueued(t, 10)
+	require.Equal(t, int64(1), g.held.Load(), "nothing else published meanwhile")
+	close(g.gate)
+	answers := map[string]bool{}
+	for _, ch := range append(queued, first) {
+		a := <-ch
+		require.Equal(t, http.StatusAccepted, a.status, "%+v", a)
+		answers[a.TriggerID] = true
+	}
+	require.Len(t, answers, 11)
+	msgs := e.streamTriggerMsgs()
+	require.Len(t, msgs, 2, "the first alone, the ten queued together: %+v", msgs)
+	require.Equal(t, events.TriggerSubject("acme"), msgs[0].subject)
+	require.Equal(t, "acme", msgs[0].ceSubject)
+	mixed := msgs[1]
+	require.Equal(t, events.SubjectTriggerBots, mixed.subject)
+	require.Empty(t, mixed.ceSubject, "a batch of several bots names none")
+	require.Equal(t, []string{"acme", "globex", "acme", "globex", "acme", "globex", "acme", "globex", "acme", "globex"}, mixed.bots,
+		"the bots take turns")
+	for _, id := range append(msgs[0].ids, mixed.ids...) {
+		require.True(t, answers[id], "trigger %s answered", id)
+	}
+}
+
+// A bot with many triggers queued does not keep another bot's trigger out
+// of the next message: with four triggers a message, the other bot's one
+// trigger, queued behind eight, goes in the first message after the one
+// in flight, and each bot's triggers keep their order.
+func TestABotsFloodDoesNotDelayAnotherBotsTrigger(t *testing.T) {
+	e, g := batchEnv(t, 4)
+	first := e.dispatchBotAsync("acme", "100")
+	require.Eventually(t, func() bool { return g.held.Load() == 1 }, 5*time.Second, time.Millisecond, "the first publish is in flight")
+	var flood []chan accepted
+	for i := range 8 {
+		flood = append(flood, e.dispatchBotAsync("acme", fmt.Sprint(200+i)))
+		waitQueued(t, float64(i+1)) // one at a time: their order is known
+	}
+	other := e.dispatchBotAsync("globex", "300")
+	waitQueued(t, 9)
+	close(g.gate)
+	require.Equal(t, http.StatusAccepted, (<-first).status)
+	theirs := <-other
+	require.Equal(t, http.StatusAccepted, theirs.status)
+	var floodIDs []string
+	for _, ch := range flood {
+		a := <-ch
+		require.Equal(t, http.StatusAccepted, a.status)
+		floodIDs = append(floodIDs, a.TriggerID)
+	}
+	msgs := e.streamTriggerMsgs()
+	require.Len(t, msgs, 4, "1 in flight, then 9 queued four at a time: %+v", msgs)
+	require.Contains(t, msgs[1].ids, theirs.TriggerID, "the other bot's trigger in the next message: %+v", msgs)
+	require.Equal(t, []string{"acme", "globex", "acme", "acme"}, msgs[1].bots)
+	var acme []string
+	for _, m := range msgs[1:] {
+		for i, id := range m.ids {
+			if m.bots[i] == "acme" {
+				acme = append(acme, id)
+			}
+		}
+	}
+	require.Equal(t, floodIDs, acme, "the flooding bot's triggers in the order they came")
 }
 
 // Every request of a batch gets the batch's outcome: stored (202), nothing

@@ -52,9 +52,9 @@ type Config struct {
 	// up). 0 disables the limit.
 	RateLimit float64
 	RateBurst int
-	// TriggerBatch is the most triggers of one bot published in one
-	// JetStream message, the ingress's group commit (batch.go; default
-	// 256). 1 publishes every trigger alone.
+	// TriggerBatch is the most triggers published in one JetStream
+	// message, the ingress's group commit (batch.go; default 256), of one
+	// bot or of several. 1 publishes every trigger alone.
 	TriggerBatch int
 	// WebhookPublishWait is how long a provider webhook request keeps
 	// trying to queue its events while the bus is unavailable before it

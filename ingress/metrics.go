@@ -21,15 +21,15 @@ var (
 	}, []string{"api", "bot"})
 	triggerMessages = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "flowgate_ingress_trigger_messages_total",
-		Help: "JetStream messages the ingress published for triggers: single (one trigger) or batch (several triggers of one bot: those that arrived together, or queued behind a publish in flight).",
+		Help: "JetStream messages the ingress published for triggers: single (one trigger), batch (several triggers of one bot: those that arrived together, or queued behind a publish in flight) or batch_bots (several triggers of several bots, on flowgate.trigger._bots).",
 	}, []string{"kind"})
 	triggersWaiting = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "flowgate_ingress_triggers_waiting",
-		Help: "Triggers queued behind a publish of their bot in flight, to go in the next message (the ingress's group commit).",
+		Help: "Triggers queued behind the trigger publish in flight, to go in the next message (the ingress's group commit).",
 	})
 	batchedTriggers = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "flowgate_ingress_batched_triggers_total",
-		Help: "Triggers the ingress published in batch messages (divided by flowgate_ingress_trigger_messages_total{kind=\"batch\"}: the mean batch size).",
+		Help: "Triggers the ingress published in batch messages (divided by the sum of flowgate_ingress_trigger_messages_total{kind=\"batch\"} and {kind=\"batch_bots\"}: the mean batch size).",
 	})
 	triggersRejected = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "flowgate_triggers_rejected_total",

@@ -2,6 +2,7 @@ package orchestrator
 
 import (
 	"encoding/json"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -315,4 +316,65 @@ func TestLaunchGroupsFailTogether(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBatchOfSeveralBots: a trigger batch of several bots (the ingress's
+// group commit on flowgate.trigger._bots, without a CloudEvent subject)
+// starts each trigger in its own bot, once whatever the deliveries. A
+// trigger of it that fails for good is split off on its own bot's
+// subject, or on the batch's subject when it names no bot.
+func TestBatchOfSeveralBots(t *testing.T) {
+	u := newUnit(t)
+	require.NoError(t, u.raw.CreateBot(u.ctx, store.Bot{ID: "other", Name: "Other"}))
+	_, err := u.raw.PutFlow(u.ctx, store.Flow{BotID: "other", ID: "ask", Definition: []byte(askFlow)})
+	require.NoError(t, err)
+	trig := func(id, bot, user, flowID string) json.RawMessage {
+		raw, err := json.Marshal(events.Trigger{ID: id, BotID: bot, FlowID: flowID, Channel: events.ChannelSandbox,
+			Source: "dispatch", Audience: events.Audience{Users: []string{user}}})
+		require.NoError(t, err)
+		return raw
+	}
+	batch := events.TriggerBatch{Triggers: []json.RawMessage{
+		trig("m1", unitBot, "ann", "ask"), trig("m2", "other", "ann", "ask"), trig("m3", "other", "bob", "no-such-flow"),
+		json.RawMessage(`{"id":"m4"}`), trig("m5", unitBot, "bob", "ask"),
+	}}
+	ev, err := bus.NewEvent("batch:m1", events.TypeTriggerBatch, "", batch)
+	require.NoError(t, err)
+	require.Empty(t, ev.Subject())
+	m := bus.Message{Subject: events.SubjectTriggerBots, Event: ev, Delivered: 1}
+	for range 2 { // and its redelivery
+		require.NoError(t, u.o.handleTrigger(u.ctx, m))
+		m.Delivered++
+	}
+	for _, c := range []struct{ bot, trigger, user string }{{unitBot, "m1", "ann"}, {"other", "m2", "ann"}, {unitBot, "m5", "bob"}} {
+		contact, err := u.raw.GetContactByExternalID(u.ctx, c.bot, events.ChannelSandbox, c.user)
+		require.NoError(t, err, "%s's contact %s", c.bot, c.user)
+		run, err := u.raw.GetRun(u.ctx, c.bot, RunID(c.trigger, contact.ID))
+		require.NoError(t, err, "%s's run for %s", c.bot, c.trigger)
+		require.Equal(t, store.RunWaiting, run.Status)
+		found := 0
+		for seq := range 10 {
+			msg, err := u.raw.GetMessage(u.ctx, c.bot, MessageID(run.ID, seq))
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			require.NoError(t, err)
+			require.Equal(t, c.bot, msg.BotID)
+			found++
+		}
+		require.Equal(t, 1, found, "one first message for %s's run, whatever the deliveries", c.bot)
+	}
+	_, err = u.raw.GetContactByExternalID(u.ctx, "other", events.ChannelSandbox, "bob")
+	require.ErrorIs(t, err, store.ErrNotFound, "m3 failed for good: no contact for it")
+
+	// The two split off, once each: m3 on its bot's subject, m4 (no bot)
+	// on the batch's.
+	split := map[string]string{}
+	for _, sm := range u.streamMsgs(bus.StreamTriggers) {
+		split[sm.Header.Get("Nats-Msg-Id")] = sm.Subject + " " + sm.Header.Get("ce-subject")
+	}
+	require.Equal(t, map[string]string{
+		bus.MsgID("m3"): events.TriggerSubject("other") + " other",
+		bus.MsgID("m4"): events.SubjectTriggerBots + " ",
+	}, split)
 }

@@ -219,20 +219,33 @@ func (o *Orchestrator) handleTriggerBatch(ctx context.Context, m bus.Message) er
 // message of its own, for the dead letters.
 func (o *Orchestrator) splitOff(ctx context.Context, m bus.Message, raw json.RawMessage, why error) error {
 	var t struct {
-		ID string `json:"id"`
+		ID    string `json:"id"`
+		BotID string `json:"bot_id"`
 	}
 	id := ""
-	if json.Unmarshal(raw, &t) == nil && t.ID != "" {
+	decoded := json.Unmarshal(raw, &t) == nil
+	if decoded && t.ID != "" {
 		id = t.ID
 	} else {
 		id = fmt.Sprintf("%s:%x", m.Event.ID(), sha256.Sum256(raw))
 	}
-	ev, err := bus.NewEvent(id, events.TypeTriggerAccepted, m.Event.Subject(), raw)
+	// On its own bot's subject: a batch of several bots has no bot of its
+	// own (events.SubjectTriggerBots), where a trigger that names no bot
+	// stays.
+	bot := m.Event.Subject()
+	if decoded && t.BotID != "" && !strings.ContainsAny(t.BotID, ".*> \t\r\n") {
+		bot = t.BotID
+	}
+	subject := events.SubjectTriggerBots
+	if bot != "" {
+		subject = events.TriggerSubject(bot)
+	}
+	ev, err := bus.NewEvent(id, events.TypeTriggerAccepted, bot, raw)
 	if err != nil {
 		return err
 	}
 	o.log.Warn("trigger of a batch failed for good; published alone for the dead letters", "trigger", id, "reason", why.Error())
-	return o.bus.PublishAll(ctx, []bus.Outgoing{{Subject: events.TriggerSubject(m.Event.Subject()), Event: ev}})
+	return o.bus.PublishAll(ctx, []bus.Outgoing{{Subject: subject, Event: ev}})
 }
 
 // lastRequest is what the contact's last_request becomes: the trigger's

@@ -78,7 +78,7 @@ func writeReport(rep *report, o options) error {
 	fmt.Fprintln(&b)
 	fmt.Fprintln(&b, "| what | accepted | rate | p50 ms | p90 ms | p99 ms | max ms |")
 	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|")
-	for _, r := range []result{rep.gin, rep.rawDefault, rep.rawAlways, rep.ingressDefault, rep.ingressAlone, rep.ingress} {
+	for _, r := range []result{rep.gin, rep.rawDefault, rep.rawAlways, rep.ingressDefault, rep.ingressAlone, rep.ingressBots, rep.ingress} {
 		fmt.Fprintln(&b, row(r))
 	}
 	fmt.Fprintln(&b)
@@ -98,6 +98,14 @@ func writeReport(rep *report, o options) error {
 			len(rep.aloneRounds), o.phase/2, strings.Join(turns, "; "), median)
 	}
 	fmt.Fprintln(&b)
+	if ratios, median := aloneRatios(rep.botsRounds); len(ratios) > 0 {
+		var turns []string
+		for i, r := range rep.botsRounds {
+			turns = append(turns, fmt.Sprintf("%.0f/s and %.0f/s (%.2f)", r.raw, r.alone, ratios[i]))
+		}
+		fmt.Fprintf(&b, "\nThe same with the requests spread over %d bots (request i to bot i mod %d, as on a service many bots share), same NATS, same turns: %s. **Median of the rounds: %.2f of the raw publish.**\n",
+			manyBots, manyBots, strings.Join(turns, "; "), median)
+	}
 	fmt.Fprintf(&b, "\nPipeline drain against the same raw publish: %.2f (the orchestrator and the sandbox worker, %.0f runs/s).\n",
 		rep.pipelineRate/rep.rawAlways.rate(), rep.pipelineRate)
 	fmt.Fprintf(&b, "\n%s\n", relayLine(rep.relay, rep.rawAlways, rep.pipelineRate, "raw publish"))
@@ -327,6 +335,7 @@ func writeCPU(b *strings.Builder, rep *report) {
 		{"raw JetStream publish, sync_interval: always", rep.rawCPU},
 		{"ingress alone, NATS default sync", rep.defaultCPU},
 		{"ingress alone, sync_interval: always", rep.aloneCPU},
+		{fmt.Sprintf("ingress alone, sync_interval: always, %d bots", manyBots), rep.botsCPU},
 		{"pipeline: accept phase (orchestrator and worker draining meanwhile)", rep.ingressCPU},
 		{"pipeline: accept and drain, trigger → message stored", rep.drainCPU},
 		{"pipeline floor (no Flowgate code, processes apart): accept and drain; its trigger consumer under orchestrator, its outbound consumer under sandbox worker", rep.floor.cpu},

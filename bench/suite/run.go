@@ -51,6 +51,11 @@ type report struct {
 	// the raw publish to the same NATS just before it.
 	ingressAlone result
 	aloneRounds  []aloneRound
+	// ingressBots, botsRounds: the same with the requests spread over
+	// manyBots bots.
+	ingressBots result
+	botsRounds  []aloneRound
+	botsCPU     cpuUse
 	// CPU per unit of work, by process, of the phases above and of the
 	// pipeline's drain (cpu.go).
 	ginCPU, rawCPU, aloneCPU, defaultCPU, ingressCPU, drainCPU cpuUse
@@ -220,7 +225,11 @@ func run(ctx context.Context, o options) error {
 	// rate moves by a factor of two between runs and even within one (the
 	// disk is shared), and the turns let each ratio compare neighbours
 	// (aloneRound).
-	ingressAlone := func(name, label, natsURL string, np *proc, rounds int) (result, cpuUse, []aloneRound, error) {
+	//
+	// With bots > 1 the requests go to that many bots in turn (bench,
+	// bench-1, …), as on a service shared by many bots, where few
+	// requests of one bot arrive together.
+	ingressAlone := func(name, label, natsURL string, np *proc, rounds, bots int) (result, cpuUse, []aloneRound, error) {
 		data := filepath.Join(tmp, "data-"+name)
 		if err := os.MkdirAll(data, 0o700); err != nil {
 			return result{}, cpuUse{}, nil, err
@@ -235,9 +244,15 @@ func run(ctx context.Context, o options) error {
 		if err := waitOK(ctx, "http://"+addr+"/readyz", 30*time.Second, p); err != nil {
 			return result{}, cpuUse{}, nil, err
 		}
-		k, err := setupBot("http://" + addr)
-		if err != nil {
-			return result{}, cpuUse{}, nil, err
+		ids, keys := make([]string, bots), make([]string, bots)
+		for b := range bots {
+			ids[b] = "bench"
+			if b > 0 {
+				ids[b] = fmt.Sprintf("bench-%d", b)
+			}
+			if keys[b], err = setupBotID("http://"+addr, ids[b]); err != nil {
+				return result{}, cpuUse{}, nil, err
+			}
 		}
 		d := o.phase
 		if rounds > 1 {
@@ -256,14 +271,15 @@ func run(ctx context.Context, o options) error {
 				syscall.Sync()
 				m := startCPU(loadgen, cpuProc{"nats-server", np.pid()}, cpuProc{"ingress", p.pid()})
 				x = closedLoop(ctx, label, o.concurrency, d, o.maxRequests, func(i int) (time.Duration, bool) {
-					lat, ok, _ := post("http://"+addr+"/v1/bots/bench/dispatch/BENCH", k, body(r*o.maxRequests+i), http.StatusAccepted)
+					b := i % bots
+					lat, ok, _ := post("http://"+addr+"/v1/bots/"+ids[b]+"/dispatch/BENCH", keys[b], body(r*o.maxRequests+i), http.StatusAccepted)
 					return lat, ok
 				})
 				uses = append(uses, m.stop(x.okCount(), "triggers"))
 			}
 			rawTurn := func() error {
 				syscall.Sync()
-				raw, err = rawPublish(natsURL, "raw publish, same NATS", 1, fmt.Sprintf("alone%d", r), d)
+				raw, err = rawPublish(natsURL, "raw publish, same NATS", 1, fmt.Sprintf("%s-%d", name, r), d)
 				return err
 			}
 			switch {
@@ -290,12 +306,16 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	if rep.ingressAlone, rep.aloneCPU, rep.aloneRounds, err = ingressAlone("ingress-alone", "flowgate ingress dispatch → 202, sync_interval: always, no consumers", natsAloneURL, natsAloneProc, aloneRounds); err != nil {
+	if rep.ingressAlone, rep.aloneCPU, rep.aloneRounds, err = ingressAlone("ingress-alone", "flowgate ingress dispatch → 202, sync_interval: always, no consumers", natsAloneURL, natsAloneProc, aloneRounds, 1); err != nil {
+		return err
+	}
+	log.Printf("ingress alone: durable accept, sync_interval: always, %d bots, %d rounds with the raw publish", manyBots, aloneRounds)
+	if rep.ingressBots, rep.botsCPU, rep.botsRounds, err = ingressAlone("ingress-bots", fmt.Sprintf("flowgate ingress dispatch → 202, sync_interval: always, no consumers, %d bots", manyBots), natsAloneURL, natsAloneProc, aloneRounds, manyBots); err != nil {
 		return err
 	}
 	natsAloneProc.stop()
 	log.Printf("ingress alone: durable accept, NATS default sync")
-	if rep.ingressDefault, rep.defaultCPU, _, err = ingressAlone("ingress-default-sync", "flowgate ingress dispatch → 202, NATS default sync, no consumers", natsDefaultURL, natsDefProc, 1); err != nil {
+	if rep.ingressDefault, rep.defaultCPU, _, err = ingressAlone("ingress-default-sync", "flowgate ingress dispatch → 202, NATS default sync, no consumers", natsDefaultURL, natsDefProc, 1, 1); err != nil {
 		return err
 	}
 
@@ -595,16 +615,20 @@ func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate stri
 }
 
 // setupBot creates the bench bot with a one-message flow bound to BENCH.
-func setupBot(api string) (string, error) {
+func setupBot(api string) (string, error) { return setupBotID(api, "bench") }
+
+// setupBotID creates bot id with the bench's flow and event and returns
+// its key.
+func setupBotID(api, id string) (string, error) {
 	c := apitest.Client{Base: api, HTTP: httpClient}
-	key, err := c.CreateBot(adminKey, `{"id":"bench","name":"Bench"}`)
+	key, err := c.CreateBot(adminKey, fmt.Sprintf(`{"id":%q,"name":"Bench"}`, id))
 	if err != nil {
 		return "", err
 	}
-	if _, err := c.Expect(http.MethodPut, "/v1/bots/bench/flows/welcome", key, `{"steps":[{"id":"hi","type":"send","text":"Welcome {{ name }}, plan {{ plan }}"}]}`, nil, 200, 201); err != nil {
+	if _, err := c.Expect(http.MethodPut, "/v1/bots/"+id+"/flows/welcome", key, `{"steps":[{"id":"hi","type":"send","text":"Welcome {{ name }}, plan {{ plan }}"}]}`, nil, 200, 201); err != nil {
 		return "", err
 	}
-	if _, err := c.Expect(http.MethodPut, "/v1/bots/bench/events/BENCH", key, `{"flow":"welcome"}`, nil, 200, 201); err != nil {
+	if _, err := c.Expect(http.MethodPut, "/v1/bots/"+id+"/events/BENCH", key, `{"flow":"welcome"}`, nil, 200, 201); err != nil {
 		return "", err
 	}
 	return key, nil
@@ -833,6 +857,11 @@ var _ = url.QueryEscape
 // aloneRounds is how many turns the ingress alone takes with the raw
 // publish to its NATS (half a phase each).
 const aloneRounds = 3
+
+// manyBots is how many bots the ingress alone's requests are spread over
+// in its second measure: as many as the closed loop's clients by default,
+// so that few requests of one bot arrive together.
+const manyBots = 32
 
 // aloneRound is one turn: the raw publish's rate, then the ingress
 // alone's, on the same NATS.

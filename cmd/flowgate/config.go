@@ -93,7 +93,7 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 	str(store, &retention, "retention", "FLOWGATE_RETENTION", "0", "delete finished runs and their messages after this long, e.g. 720h (0 keeps them)")
 	str(allServices, &maxBytes, "stream-max-bytes", "FLOWGATE_STREAM_MAX_BYTES", "0", "bytes per JetStream stream (0 = 1 GiB)")
 	str(withHTTP, &rateLimit, "rate-limit", "FLOWGATE_RATE_LIMIT", "0", "requests per second per API key (per ingress replica; 0 = no limit)")
-	str(withHTTP, &triggerBatch, "trigger-batch", "FLOWGATE_TRIGGER_BATCH", "0", "the most triggers of one bot published in one JetStream message, the ingress's group commit (0 = 256; 1 = each alone)")
+	str(withHTTP, &triggerBatch, "trigger-batch", "FLOWGATE_TRIGGER_BATCH", "0", "the most triggers published in one JetStream message, of one bot or several, the ingress's group commit (0 = 256; 1 = each alone)")
 	str(withHTTP, &webhookWait, "webhook-publish-wait", "FLOWGATE_WEBHOOK_PUBLISH_WAIT", "10s", "how long a provider webhook keeps trying to queue its events while NATS is unavailable (a leader election, a reconnect) before answering 503 (0: answer 503 at once)")
 	str(withHTTP, &rateBurst, "rate-burst", "FLOWGATE_RATE_BURST", "0", "requests an API key may burst (default: the rate limit, rounded up)")
 	str(allServices, &logLevel, "log-level", "FLOWGATE_LOG_LEVEL", "info", "debug, info, warn or error")

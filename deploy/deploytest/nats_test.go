@@ -15,7 +15,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/flowgate/flowgate/shared/bus"
 	"github.com/flowgate/flowgate/shared/bus/bustest"
+	"github.com/flowgate/flowgate/shared/events"
 )
 
 // natsEnv is the NATS servers' environment from deploy/env/nats.env.example.
@@ -371,7 +373,56 @@ func TestNATSClusterWithServiceUsers(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Error("the ingress user published to flowgate.dlq without a permissions violation")
 	}
+	c.orchestratorPublishesWhatItConsumes()
 	c.checkServices()
+}
+
+// orchestratorPublishesWhatItConsumes: the orchestrator's user may publish
+// on every subject it consumes, as it must to keep retrying a message
+// that fails transiently (bus.republish puts a copy on the same subject)
+// and to split a failing trigger off its batch (on the trigger's bot's
+// subject, or flowgate.trigger._bots). Without that, a trigger or reply
+// waiting out a store outage was dead-lettered in the authenticated
+// deployment ("re-publication failed"). A trigger batch published with
+// its user on flowgate.trigger._bots is acknowledged and reaches the
+// sandbox; a copy on each other subject it consumes is acknowledged (it
+// is not a valid event: the consumer dead-letters it).
+func (c *deployedCluster) orchestratorPublishesWhatItConsumes() {
+	t := c.t
+	t.Helper()
+	root := repoRoot(t)
+	orch := readEnv(t, filepath.Join(root, "deploy", "env", "orchestrator.env.example"))
+	nc := connectNATS(t, c.urls, nats.UserInfo(orch["FLOWGATE_NATS_USER"], orch["FLOWGATE_NATS_PASSWORD"]))
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	trig, err := json.Marshal(events.Trigger{ID: "deploytest-orchestrator-batch", BotID: "ops", Source: "dispatch", Event: "HELLO",
+		FlowID: "hello", Channel: events.ChannelSandbox, Audience: events.Audience{Users: []string{"+15550002222"}},
+		Data: map[string]any{"name": "Republished"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := bus.NewEvent("batch:deploytest-orchestrator-batch", events.TypeTriggerBatch, "", events.TriggerBatch{Triggers: []json.RawMessage{trig}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.SetSource("deploytest")
+	if _, err := js.PublishMsg(ctx, bus.ToMsg(events.SubjectTriggerBots, ev), jetstream.WithMsgID("deploytest-orchestrator-batch")); err != nil {
+		t.Fatalf("the orchestrator's user publishing a trigger batch on %s: %v", events.SubjectTriggerBots, err)
+	}
+	waitSandbox(t, c.api, c.key, "+15550002222", "Hello Republished")
+	for _, subject := range []string{
+		events.TriggerSubject("ops"), events.SubjectTriggerStandby + ".ops",
+		events.SubjectInbound + ".ops.sandbox", events.SubjectDelivery + ".ops.sandbox", events.SubjectControl + ".ops",
+		events.SubjectReplay + ".webhooks-fanout." + events.SubjectRunStatus + ".ops",
+	} {
+		if _, err := js.Publish(ctx, subject, []byte("deploytest: not an event"), jetstream.WithMsgID("deploytest-orchestrator-"+subject)); err != nil {
+			t.Errorf("the orchestrator's user publishing on %s (a subject it consumes): %v", subject, err)
+		}
+	}
 }
 
 // scrapeServices reads every Flowgate service's /metrics once (the

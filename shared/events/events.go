@@ -11,8 +11,8 @@ import (
 // CloudEvent types. Every bus message carries one of these as ce-type.
 const (
 	TypeTriggerAccepted = "dev.flowgate.trigger.accepted"
-	// TypeTriggerBatch carries several accepted triggers of one bot in one
-	// message (TriggerBatch): the ingress's group commit.
+	// TypeTriggerBatch carries several accepted triggers, of one bot or of
+	// several, in one message (TriggerBatch): the ingress's group commit.
 	TypeTriggerBatch = "dev.flowgate.trigger.batch"
 	TypeOutbound     = "dev.flowgate.outbound"
 	// TypeOutboundBatch carries several runs' bundles of one outbound
@@ -50,6 +50,11 @@ const (
 
 // TriggerSubject is where the ingress publishes accepted triggers of a bot.
 func TriggerSubject(bot string) string { return SubjectTrigger + "." + bot }
+
+// SubjectTriggerBots is where the ingress publishes a trigger batch that
+// carries triggers of several bots (its group commit, ingress/batch.go).
+// A bot id cannot start with "_", so no bot's trigger subject is this one.
+const SubjectTriggerBots = SubjectTrigger + "._bots"
 
 // Delivery lanes. Every outbound bundle travels in one lane of its bot:
 // LaneHigh carries messages that answer a user or target one user (replies
@@ -148,9 +153,11 @@ type Audience struct {
 	Filter string `json:"filter,omitempty"`
 }
 
-// TriggerBatch is the payload of a TypeTriggerBatch message: triggers of
-// one bot accepted together, each as the JSON of a Trigger. Each keeps its
-// own id; the message's id names the first.
+// TriggerBatch is the payload of a TypeTriggerBatch message: triggers
+// accepted together, each as the JSON of a Trigger with its own id and
+// bot; the message's id names the first. A batch of one bot is published
+// on that bot's TriggerSubject with the bot as its CloudEvent subject; a
+// batch of several on SubjectTriggerBots, without a CloudEvent subject.
 type TriggerBatch struct {
 	Triggers []json.RawMessage `json:"triggers"`
 }
