@@ -91,6 +91,15 @@ func (e *env) dispatchBotAsync(bot, user string, hdr ...string) chan accepted {
 	return ch
 }
 
+// heldDispatch sends a dispatch and waits until its publish is held at the
+// gate: the publish in flight that the next triggers queue behind.
+func (e *env) heldDispatch(g *gatedBus, bot, user string) chan accepted {
+	e.t.Helper()
+	ch := e.dispatchBotAsync(bot, user)
+	require.Eventually(e.t, func() bool { return g.held.Load() == 1 }, 5*time.Second, time.Millisecond, "the first publish is in flight")
+	return ch
+}
+
 // waitQueued waits until n triggers wait behind a publish in flight
 // (flowgate_ingress_triggers_waiting).
 func waitQueued(t *testing.T, n float64) {
@@ -220,8 +229,7 @@ func TestTriggersQueuedBehindAPublishGoTogether(t *testing.T) {
 // trigger went out alone, in a publish of its own.)
 func TestTriggersOfSeveralBotsShareAMessage(t *testing.T) {
 	e, g := batchEnv(t, 256)
-	first := e.dispatchBotAsync("acme", "100")
-	require.Eventually(t, func() bool { return g.held.Load() == 1 }, 5*time.Second, time.Millisecond, "the first publish is in flight")
+	first := e.heldDispatch(g, "acme", "100")
 	var queued []chan accepted
 	for i := range 5 {
 		queued = append(queued, e.dispatchBotAsync("acme", fmt.Sprint(200+i)))
@@ -260,8 +268,7 @@ func TestTriggersOfSeveralBotsShareAMessage(t *testing.T) {
 // in flight, and each bot's triggers keep their order.
 func TestABotsFloodDoesNotDelayAnotherBotsTrigger(t *testing.T) {
 	e, g := batchEnv(t, 4)
-	first := e.dispatchBotAsync("acme", "100")
-	require.Eventually(t, func() bool { return g.held.Load() == 1 }, 5*time.Second, time.Millisecond, "the first publish is in flight")
+	first := e.heldDispatch(g, "acme", "100")
 	var flood []chan accepted
 	for i := range 8 {
 		flood = append(flood, e.dispatchBotAsync("acme", fmt.Sprint(200+i)))
