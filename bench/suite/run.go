@@ -48,7 +48,7 @@ type report struct {
 	syncSetting  string
 	// ingressAlone: the ingress on its own fsynced NATS, nothing consuming
 	// (its rounds together); aloneRounds: each round's rate and that of
-	// the raw publish to the same NATS just before it.
+	// the raw publish to the same NATS just before or after it.
 	ingressAlone result
 	aloneRounds  []aloneRound
 	// ingressBots, botsRounds: the same with the requests spread over
