@@ -374,7 +374,34 @@ func TestNATSClusterWithServiceUsers(t *testing.T) {
 		t.Error("the ingress user published to flowgate.dlq without a permissions violation")
 	}
 	c.orchestratorPublishesWhatItConsumes()
+	c.channelsPublishWhatTheyConsume()
 	c.checkServices()
+}
+
+// channelsPublishWhatTheyConsume: each channel worker's user may publish
+// on its own channel's outbound subjects, as it must to keep retrying a
+// bundle whose provider fails transiently (bus.republish); without that
+// such a bundle was dead-lettered after its twentieth delivery in the
+// authenticated deployment. Each publish must be acknowledged (the copy is
+// not a valid bundle: a running worker dead-letters it).
+func (c *deployedCluster) channelsPublishWhatTheyConsume() {
+	t := c.t
+	t.Helper()
+	root := repoRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, ch := range []string{"sandbox", "whatsapp", "telegram", "rcs"} {
+		env := readEnv(t, filepath.Join(root, "deploy", "env", "channel-"+ch+".env.example"))
+		nc := connectNATS(t, c.urls, nats.UserInfo(env["FLOWGATE_NATS_USER"], env["FLOWGATE_NATS_PASSWORD"]))
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subject := events.SubjectOutbound + "." + ch + ".ops." + events.LaneBulk
+		if _, err := js.Publish(ctx, subject, []byte("deploytest: not a bundle"), jetstream.WithMsgID("deploytest-channel-"+ch)); err != nil {
+			t.Errorf("the %s worker's user publishing on %s (a subject it consumes): %v", ch, subject, err)
+		}
+	}
 }
 
 // orchestratorPublishesWhatItConsumes: the orchestrator's user may publish
