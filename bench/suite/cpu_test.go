@@ -147,3 +147,15 @@ func TestMergeResultsKeepsEveryRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundsTextPairsEachRoundWithItsRatio: each round with its own ratio,
+// a round without raw publishes left out of the text as of the median.
+func TestRoundsTextPairsEachRoundWithItsRatio(t *testing.T) {
+	text, median, ok := roundsText([]aloneRound{{raw: 0, alone: 500}, {raw: 100, alone: 300}, {raw: 200, alone: 300}})
+	if !ok || median != 2.25 || text != "100/s and 300/s (3.00); 200/s and 300/s (1.50)" {
+		t.Fatalf("%q %v %v", text, median, ok)
+	}
+	if _, _, ok := roundsText(nil); ok {
+		t.Fatal("no rounds: ok")
+	}
+}

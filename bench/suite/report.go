@@ -89,22 +89,14 @@ func writeReport(rep *report, o options) error {
 	}
 	fmt.Fprintf(&b, "\nThe ingress alone (its own NATS with `sync_interval: %s`, nothing consuming, nothing else running) accepted %.2f of the raw publish above.",
 		rep.syncSetting, rep.ingressAlone.rate()/rep.rawAlways.rate())
-	if ratios, median := aloneRatios(rep.aloneRounds); len(ratios) > 0 {
-		var turns []string
-		for i, r := range rep.aloneRounds {
-			turns = append(turns, fmt.Sprintf("%.0f/s and %.0f/s (%.2f)", r.raw, r.alone, ratios[i]))
-		}
+	if turns, median, ok := roundsText(rep.aloneRounds); ok {
 		fmt.Fprintf(&b, " It also took turns with the raw publish to its own NATS, %d rounds of %s each, the page cache flushed (`sync`) before each turn and the raw publish first in every other round; raw publish and ingress alone: %s. **Median of the rounds: %.2f of the raw publish** (issue #16's target: 2.0).",
-			len(rep.aloneRounds), o.phase/2, strings.Join(turns, "; "), median)
+			len(rep.aloneRounds), o.phase/2, turns, median)
 	}
 	fmt.Fprintln(&b)
-	if ratios, median := aloneRatios(rep.botsRounds); len(ratios) > 0 {
-		var turns []string
-		for i, r := range rep.botsRounds {
-			turns = append(turns, fmt.Sprintf("%.0f/s and %.0f/s (%.2f)", r.raw, r.alone, ratios[i]))
-		}
+	if turns, median, ok := roundsText(rep.botsRounds); ok {
 		fmt.Fprintf(&b, "\nThe same with the requests spread over %d bots (request i to bot i mod %d, as on a service many bots share), same NATS, same turns: %s. **Median of the rounds: %.2f of the raw publish.**\n",
-			manyBots, manyBots, strings.Join(turns, "; "), median)
+			manyBots, manyBots, turns, median)
 	}
 	fmt.Fprintf(&b, "\nPipeline drain against the same raw publish: %.2f (the orchestrator and the sandbox worker, %.0f runs/s).\n",
 		rep.pipelineRate/rep.rawAlways.rate(), rep.pipelineRate)
@@ -352,4 +344,21 @@ func writeCPU(b *strings.Builder, rep *report) {
 		fmt.Fprintf(b, "\nAt the ingress alone's cost per trigger (fsynced NATS), the cores allow at most %.0f triggers/s, %.2f of the raw fsynced publish (issue #16's target: 2.0). The whole pipeline, accept to message stored, costs %.0f µs per run: the cores allow at most %.0f runs/s, %.2f of the raw publish (the drain target: 1.0).\n",
 			rep.aloneCPU.bound(), rep.aloneCPU.bound()/raw, float64(rep.drainCPU.total())/float64(time.Microsecond), rep.drainCPU.bound(), rep.drainCPU.bound()/raw)
 	}
+}
+
+// roundsText is the rounds as "raw/s and ingress/s (ratio)", each round
+// with its own ratio, and the median of the ratios; ok is false when no
+// round had a raw publish to compare with.
+func roundsText(rs []aloneRound) (text string, median float64, ok bool) {
+	ratios, median := aloneRatios(rs)
+	if len(ratios) == 0 {
+		return "", 0, false
+	}
+	var turns []string
+	for _, r := range rs {
+		if r.raw > 0 {
+			turns = append(turns, fmt.Sprintf("%.0f/s and %.0f/s (%.2f)", r.raw, r.alone, r.alone/r.raw))
+		}
+	}
+	return strings.Join(turns, "; "), median, true
 }
