@@ -21,6 +21,9 @@ type readCache[V any] struct {
 	cur, old map[string]cachedRead[V]
 	// flight makes concurrent misses of one key share one read.
 	flight singleflight.Group
+	// missed, when set (tests only), is called after a read missed the
+	// cache and before it joins or starts the key's flight.
+	missed func(key string)
 }
 
 type cachedRead[V any] struct {
@@ -71,7 +74,11 @@ func (c *readCache[V]) put(key string, v V, now time.Time) {
 // read returns key's value from the cache when usable says it may serve,
 // else from load, whose value is cached when it succeeds. Concurrent reads
 // of one key share one load (the deliveries of one change to several
-// subscriptions run side by side). A nil cache always loads.
+// subscriptions run side by side); a read that missed the cache just as
+// another read of the key finished uses what that one cached. A value of a
+// shared load that this caller's usable refuses (the load began before
+// what the caller needs was stored) is read again. A nil cache always
+// loads.
 func (c *readCache[V]) read(key string, usable func(V) bool, load func() (V, error)) (V, error) {
 	if c == nil {
 		return load()
@@ -79,12 +86,25 @@ func (c *readCache[V]) read(key string, usable func(V) bool, load func() (V, err
 	if v, ok := c.get(key, time.Now()); ok && usable(v) {
 		return v, nil
 	}
-	r, err, _ := c.flight.Do(key, func() (any, error) {
+	if c.missed != nil {
+		c.missed(key)
+	}
+	loadAndPut := func() (V, error) {
 		v, err := load()
 		if err == nil {
 			c.put(key, v, time.Now())
 		}
 		return v, err
+	}
+	r, err, _ := c.flight.Do(key, func() (any, error) {
+		if v, ok := c.get(key, time.Now()); ok && usable(v) {
+			return v, nil
+		}
+		return loadAndPut()
 	})
-	return r.(V), err
+	v := r.(V)
+	if err == nil && !usable(v) {
+		return loadAndPut()
+	}
+	return v, err
 }

@@ -3,6 +3,7 @@ package webhooks
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,4 +50,70 @@ func TestReadCacheBoundsAndExpiry(t *testing.T) {
 	off.put("x", 1, t0)
 	_, ok = off.get("x", t0)
 	require.False(t, ok, "a nil cache caches nothing")
+}
+
+// A read that missed the cache just as another read of the key finished
+// uses what that one cached instead of reading again (the deliveries of a
+// broadcast's runs read their trigger once).
+func TestReadCacheMissRacingAFinishedRead(t *testing.T) {
+	c := newReadCache[int](time.Minute, 16)
+	loads := 0
+	load := func() (int, error) { loads++; return 7, nil }
+	any := func(int) bool { return true }
+	c.missed = func(key string) {
+		c.missed = nil
+		// Another delivery's read of the key, start to end, between this
+		// read's miss and its flight.
+		v, err := c.read(key, any, load)
+		require.NoError(t, err)
+		require.Equal(t, 7, v)
+	}
+	v, err := c.read("trigger", any, load)
+	require.NoError(t, err)
+	require.Equal(t, 7, v)
+	require.Equal(t, 1, loads, "one load for both reads")
+}
+
+// A read that joins a load begun before what it needs was stored (a run
+// read for an older version) reads again rather than use the older value.
+func TestReadCacheJoinedLoadTooOld(t *testing.T) {
+	c := newReadCache[int](time.Minute, 16)
+	var mu sync.Mutex
+	version := 1
+	loading, release := make(chan struct{}), make(chan struct{})
+	load := func() (int, error) {
+		mu.Lock()
+		v := version
+		mu.Unlock()
+		if v == 1 {
+			close(loading) // read version 1; now slow to return
+			<-release
+		}
+		return v, nil
+	}
+	leader := make(chan int)
+	go func() {
+		v, err := c.read("run", func(int) bool { return true }, load)
+		require.NoError(t, err)
+		leader <- v
+	}()
+	<-loading
+	// The run is now stored at version 2; a delivery of that change reads
+	// while the leader's load of version 1 is in flight.
+	mu.Lock()
+	version = 2
+	mu.Unlock()
+	joined := make(chan struct{})
+	c.missed = func(string) { close(joined) }
+	follower := make(chan int)
+	go func() {
+		v, err := c.read("run", func(v int) bool { return v >= 2 }, load)
+		require.NoError(t, err)
+		follower <- v
+	}()
+	<-joined
+	time.Sleep(20 * time.Millisecond) // let the follower join the leader's flight
+	close(release)
+	require.Equal(t, 1, <-leader)
+	require.Equal(t, 2, <-follower, "the follower's read is of version 2 or later")
 }

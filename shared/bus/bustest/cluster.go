@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +26,10 @@ type Cluster struct {
 
 // pickPort picks a route port (a test takes a port already in use).
 var pickPort = freePort
+
+// picked holds the ports FreeAddr has given (or found taken) in this
+// process.
+var picked sync.Map
 
 func freePort(t testing.TB) int {
 	t.Helper()
@@ -46,7 +51,10 @@ func freePort(t testing.TB) int {
 // process running side by side cannot take it between the pick and the
 // start, as it could a port the kernel picked (and did: a cluster node
 // that never listened). Only another pick like this one can, once in
-// thousands.
+// thousands. Nor does this process get one port twice: a test that picks
+// a cluster's nine ports before starting its first node would otherwise
+// be given, now and then, one it had already picked (a node then failed
+// with "address already in use").
 func FreeAddr(t testing.TB) string {
 	t.Helper()
 	lo, hi := 20000, ephemeralLow()-1
@@ -54,7 +62,11 @@ func FreeAddr(t testing.TB) string {
 		if hi <= lo {
 			break
 		}
-		addr := fmt.Sprintf("127.0.0.1:%d", lo+rand.IntN(hi-lo+1))
+		port := lo + rand.IntN(hi-lo+1)
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		if _, taken := picked.LoadOrStore(port, true); taken {
+			continue
+		}
 		if l, err := net.Listen("tcp", addr); err == nil {
 			l.Close()
 			return addr

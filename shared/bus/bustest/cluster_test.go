@@ -40,3 +40,16 @@ func TestStartClusterAgainWhenARoutePortIsTaken(t *testing.T) {
 	}
 	t.Logf("started in %s", time.Since(start))
 }
+
+// FreeAddr never gives this process one port twice, though it closes what
+// it picked: a cluster's ports are all picked before its first node starts.
+func TestFreeAddrNeverRepeats(t *testing.T) {
+	seen := map[string]bool{}
+	for range 2000 {
+		a := FreeAddr(t)
+		if seen[a] {
+			t.Fatalf("%s given twice", a)
+		}
+		seen[a] = true
+	}
+}
