@@ -27,6 +27,7 @@ var (
 	withMedia   = []string{"dev", "ingress", "channel"} // signed links to uploaded files
 	channelOnly = []string{"channel"}
 	withWorkers = []string{"dev", "channel"}
+	consumers   = []string{"dev", "orchestrator", "channel"}
 )
 
 // parseConfig reads the command's flags, with FLOWGATE_* environment
@@ -55,7 +56,7 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 			*p = v
 		}
 	}
-	var logLevel, logFormat, maxInFlight, maxBytes, maxMedia, retention, webhookRetry, broadcastQueue, claimLease, replicas, rateLimit, rateBurst, triggerBatch, webhookWait, natsRetryWait string
+	var logLevel, logFormat, maxInFlight, maxBytes, maxMedia, retention, webhookRetry, broadcastQueue, claimLease, replicas, rateLimit, rateBurst, triggerBatch, webhookWait, natsRetryWait, retryBackoff string
 	httpAddr := ":8080"
 	if cmd == "dev" {
 		// dev has a generated admin key and a demo bot: it listens on
@@ -90,6 +91,7 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 	str(withHTTP, &maxMedia, "max-media-bytes", "FLOWGATE_MAX_MEDIA_BYTES", "0", "largest uploaded file in bytes (0 = 5 MiB, at most 8 MiB)")
 	str(runsFlows, &broadcastQueue, "broadcast-queue", "FLOWGATE_BROADCAST_QUEUE", "2m", "a broadcast keeps at most this long of its account's rate queued (back-pressure; -1s: no bound)")
 	str(runsFlows, &claimLease, "claim-lease", "FLOWGATE_CLAIM_LEASE", "1m", "how long a run stays claimed by an orchestrator that died mid-step before another replica may step it (30s to 1h: several times the step consumers' 5 s ack wait)")
+	str(consumers, &retryBackoff, "retry-max-backoff", "FLOWGATE_RETRY_MAX_BACKOFF", "1m", "the longest wait before a message whose handling failed for a reason that passes (the store, NATS or a provider unavailable, a provider's 5xx or 429) is tried again; the wait doubles from 250ms up to it, and such a message is never dead-lettered for it: 100ms to 10m (shorter: resumes sooner after an outage, with more tries during it)")
 	str(store, &retention, "retention", "FLOWGATE_RETENTION", "0", "delete finished runs and their messages after this long, e.g. 720h (0 keeps them)")
 	str(allServices, &maxBytes, "stream-max-bytes", "FLOWGATE_STREAM_MAX_BYTES", "0", "bytes per JetStream stream (0 = 1 GiB)")
 	str(withHTTP, &rateLimit, "rate-limit", "FLOWGATE_RATE_LIMIT", "0", "requests per second per API key (per ingress replica; 0 = no limit)")
@@ -134,6 +136,9 @@ func parseConfig(cmd string, args []string, out io.Writer) (app.Config, []string
 	}
 	if cfg.NATSRetryWait, err = time.ParseDuration(natsRetryWait); err != nil || cfg.NATSRetryWait != 0 && (cfg.NATSRetryWait < 100*time.Millisecond || cfg.NATSRetryWait > time.Minute) {
 		return cfg, nil, fmt.Errorf("invalid NATS retry wait %q: a duration from 100ms to 1m, e.g. 15s (0: the service's default)", natsRetryWait)
+	}
+	if cfg.RetryBackoff, err = time.ParseDuration(retryBackoff); err != nil || cfg.RetryBackoff < 100*time.Millisecond || cfg.RetryBackoff > 10*time.Minute {
+		return cfg, nil, fmt.Errorf("invalid retry max backoff %q: a duration from 100ms to 10m, e.g. 1m", retryBackoff)
 	}
 	if cfg.Retention, err = time.ParseDuration(retention); err != nil || cfg.Retention < 0 {
 		return cfg, nil, fmt.Errorf("invalid retention %q", retention)

@@ -197,3 +197,33 @@ func TestClaimLeaseSetting(t *testing.T) {
 		t.Error("the ingress took --claim-lease, a setting of the orchestrator")
 	}
 }
+
+func TestRetryMaxBackoffSetting(t *testing.T) {
+	t.Setenv("FLOWGATE_RETRY_MAX_BACKOFF", "")
+	os.Unsetenv("FLOWGATE_RETRY_MAX_BACKOFF")
+	cfg, _, err := parseConfig("channel", []string{"whatsapp"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RetryBackoff != time.Minute {
+		t.Fatalf("default retry max backoff %v, want 1m", cfg.RetryBackoff)
+	}
+	t.Setenv("FLOWGATE_RETRY_MAX_BACKOFF", "5s")
+	if cfg, _, err = parseConfig("dev", nil, io.Discard); err != nil || cfg.RetryBackoff != 5*time.Second {
+		t.Fatalf("from the environment: %v, %v", cfg.RetryBackoff, err)
+	}
+	for _, cmd := range []string{"orchestrator", "channel", "dev"} {
+		if cfg, _, err = parseConfig(cmd, []string{"--retry-max-backoff", "100ms"}, io.Discard); err != nil || cfg.RetryBackoff != 100*time.Millisecond {
+			t.Fatalf("%s, from the flag: %v, %v", cmd, cfg.RetryBackoff, err)
+		}
+	}
+	for _, bad := range []string{"99ms", "0", "-1m", "11m", "soon", ""} {
+		_, _, err := parseConfig("orchestrator", []string{"--retry-max-backoff", bad}, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "retry max backoff") {
+			t.Errorf("retry max backoff %q: %v, want an error naming the setting", bad, err)
+		}
+	}
+	if _, _, err := parseConfig("ingress", []string{"--retry-max-backoff", "1m"}, io.Discard); err == nil {
+		t.Error("the ingress took --retry-max-backoff; it consumes no stream")
+	}
+}

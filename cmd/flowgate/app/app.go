@@ -118,9 +118,10 @@ type Config struct {
 	// if the step's process dies before it writes the run (0: 1 min;
 	// orchestrator.Config.ClaimLease).
 	ClaimLease time.Duration // FLOWGATE_CLAIM_LEASE
-	// RetryBackoff caps the orchestrator's retry delay (0 = 1 min; tests
-	// shorten it).
-	RetryBackoff time.Duration
+	// RetryBackoff caps the delay before a message whose handling failed
+	// transiently (the store, the bus or a provider unavailable) is tried
+	// again, in the orchestrator and the channel workers (0 = 1 min).
+	RetryBackoff time.Duration // FLOWGATE_RETRY_MAX_BACKOFF
 }
 
 func (c *Config) setDefaults() {
@@ -335,7 +336,7 @@ func RunChannel(ctx context.Context, cfg Config, name string, st store.Store, b 
 	}
 	links := func() (*media.Signer, error) { return MediaSigner(cfg) }
 	return p.Run(ctx, provider.WorkerConfig{
-		Runner:      channel.RunnerConfig{MaxInFlightPerAccount: cfg.ChannelMaxInFlight},
+		Runner:      channel.RunnerConfig{MaxInFlightPerAccount: cfg.ChannelMaxInFlight, MaxBackoff: cfg.RetryBackoff},
 		Replicas:    cfg.NATSReplicas,
 		WebhookBase: cfg.TelegramWebhookBase,
 		Poll:        cfg.TelegramPoll,
