@@ -78,7 +78,7 @@ func writeReport(rep *report, o options) error {
 	fmt.Fprintln(&b)
 	fmt.Fprintln(&b, "| what | accepted | rate | p50 ms | p90 ms | p99 ms | max ms |")
 	fmt.Fprintln(&b, "|---|---|---|---|---|---|---|")
-	for _, r := range []result{rep.gin, rep.rawDefault, rep.rawAlways, rep.ingressDefault, rep.ingressAlone, rep.ingressBots, rep.ingress} {
+	for _, r := range []result{rep.gin, rep.rawDefault, rep.rawAlways, rep.rawAfterDrain, rep.ingressDefault, rep.ingressAlone, rep.ingressBots, rep.ingress} {
 		fmt.Fprintln(&b, row(r))
 	}
 	fmt.Fprintln(&b)
@@ -98,8 +98,13 @@ func writeReport(rep *report, o options) error {
 		fmt.Fprintf(&b, "\nThe same with the requests spread over %d bots (request i to bot i mod %d, as on a service many bots share), same NATS, same turns: %s. **Median of the rounds: %.2f of the raw publish.**\n",
 			manyBots, manyBots, turns, median)
 	}
-	fmt.Fprintf(&b, "\nPipeline drain against the same raw publish: %.2f (the orchestrator and the sandbox worker, %.0f runs/s).\n",
+	fmt.Fprintf(&b, "\nPipeline drain against the same raw publish: %.2f (the orchestrator and the sandbox worker, %.0f runs/s).",
 		rep.pipelineRate/rep.rawAlways.rate(), rep.pipelineRate)
+	if raw := rep.rawAfterDrain.rate(); raw > 0 {
+		fmt.Fprintf(&b, " Against the raw publish to the same NATS right after the drain (%s, `sync` first: %.0f/s): **%.2f**.",
+			rep.rawAfterDrain.duration.Round(time.Second), raw, rep.pipelineRate/raw)
+	}
+	fmt.Fprintln(&b)
 	fmt.Fprintf(&b, "\n%s\n", relayLine(rep.relay, rep.rawAlways, rep.pipelineRate, "raw publish"))
 	fmt.Fprintf(&b, "\n%s\n", floorLine(rep.floor, rep.rawAlways, rep.pipelineRate, "raw publish"))
 	fmt.Fprintf(&b, "\nJetStream messages stored per run over the accept and drain, by stream (each stream's last sequence before and after): Flowgate %s; the pipeline floor %s.\n",

@@ -33,7 +33,11 @@ type report struct {
 	e2e                        result
 	pipelineRate               float64
 	pipelineNote               string
-	relay                      relayResult
+	// rawAfterDrain: the raw publish to the pipeline's NATS right after
+	// the drain, the drain's neighbour (the one at the start ran minutes
+	// before, and an fsynced publish's rate moves between runs).
+	rawAfterDrain result
+	relay         relayResult
 	// floor: the pipeline floor, processes apart (floor.go).
 	floor floorPhase
 	// JetStream messages stored per run by each stream, over the
@@ -420,6 +424,11 @@ func run(ctx context.Context, o options) error {
 	rep.drainLock = locks.stop(seen)
 	logStoreTimes("orchestrator", orchAddr)
 	logStoreTimes("channel-sandbox", chanAddr)
+	log.Printf("baseline: raw JetStream publish after the drain")
+	syscall.Sync()
+	if rep.rawAfterDrain, err = rawPublish(natsURL, "raw JetStream publish after the drain, sync_interval: always", 1, "raw-after-drain", o.phase/2); err != nil {
+		return err
+	}
 
 	// End-to-end latency at a fixed arrival rate, below saturation.
 	log.Printf("end to end at %.0f/s", o.e2eRate)
