@@ -63,6 +63,7 @@ func main() {
 	quick := flag.Bool("quick", false, "short phases (a smoke run; not for the report)")
 	flag.BoolVar(&o.noDoc, "no-doc", false, "print the report; do not touch docs/")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (process logs, data) for a look afterwards")
+	flag.IntVar(&o.pipelineBots, "pipeline-bots", 1, "bots the single node's pipeline phase spreads its requests over (request i to bot i mod N)")
 	flag.BoolVar(&o.cluster, "cluster", true, "also measure on a three-node NATS cluster with R3 streams")
 	flag.Parse()
 	if *quick {
@@ -98,6 +99,8 @@ type options struct {
 	noDoc       bool
 	cluster     bool
 	keep        bool
+	// pipelineBots: bots of the single node's pipeline phase.
+	pipelineBots int
 }
 
 // moduleRoot is the Flowgate repository root: the nearest directory at or

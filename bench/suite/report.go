@@ -98,8 +98,12 @@ func writeReport(rep *report, o options) error {
 		fmt.Fprintf(&b, "\nThe same with the requests spread over %d bots (request i to bot i mod %d, as on a service many bots share), same NATS, same turns: %s. **Median of the rounds: %.2f of the raw publish.**\n",
 			manyBots, manyBots, turns, median)
 	}
-	fmt.Fprintf(&b, "\nPipeline drain against the same raw publish: %.2f (the orchestrator and the sandbox worker, %.0f runs/s).",
-		rep.pipelineRate/rep.rawAlways.rate(), rep.pipelineRate)
+	spread := ""
+	if rep.pipelineBots > 1 {
+		spread = fmt.Sprintf(", the requests spread over %d bots (`-pipeline-bots`)", rep.pipelineBots)
+	}
+	fmt.Fprintf(&b, "\nPipeline drain against the same raw publish: %.2f (the orchestrator and the sandbox worker, %.0f runs/s%s).",
+		rep.pipelineRate/rep.rawAlways.rate(), rep.pipelineRate, spread)
 	if raw := rep.rawAfterDrain.rate(); raw > 0 {
 		fmt.Fprintf(&b, " Against the raw publish to the same NATS right after the drain (%s, `sync` first: %.0f/s): **%.2f**.",
 			rep.rawAfterDrain.duration.Round(time.Second), raw, rep.pipelineRate/raw)

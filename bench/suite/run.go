@@ -33,6 +33,8 @@ type report struct {
 	e2e                        result
 	pipelineRate               float64
 	pipelineNote               string
+	// pipelineBots: the bots the pipeline's requests were spread over.
+	pipelineBots int
 	// rawAfterDrain: the raw publish to the pipeline's NATS right after
 	// the drain, the drain's neighbour (the one at the start ran minutes
 	// before, and an fsynced publish's rate moves between runs).
@@ -370,9 +372,21 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 
+	// With pipelineBots > 1 the requests go to that many bots in turn
+	// (bench, bench-1, …), as on a service many bots share.
+	pipeBots := []botKey{{"bench", key}}
+	for b := 1; b < o.pipelineBots; b++ {
+		id := fmt.Sprintf("bench-%d", b)
+		k, err := setupBotID(api, id)
+		if err != nil {
+			return err
+		}
+		pipeBots = append(pipeBots, botKey{id, k})
+	}
+	rep.pipelineBots = len(pipeBots)
+
 	// Ingress durable accept rate: every 202 means JetStream stored the trigger.
-	log.Printf("ingress: durable accept")
-	dispatchURL := api + "/v1/bots/bench/dispatch/BENCH"
+	log.Printf("ingress: durable accept, %d bot(s)", len(pipeBots))
 	var firstErr error
 	var errOnce sync.Once
 	pipelineProcs := []cpuProc{loadgen, {"nats-server", natsProc.pid()}, {"ingress", ing.pid()}, {"orchestrator", orch.pid()}, {"sandbox worker", ch.pid()}}
@@ -385,7 +399,8 @@ func run(ctx context.Context, o options) error {
 	}
 	meter = startCPU(pipelineProcs...)
 	rep.ingress = closedLoop(ctx, "flowgate ingress dispatch → 202", o.concurrency, o.phase, o.maxRequests, func(i int) (time.Duration, bool) {
-		lat, ok, err := post(dispatchURL, key, body(i), http.StatusAccepted)
+		b := pipeBots[i%len(pipeBots)]
+		lat, ok, err := post(api+"/v1/bots/"+b.id+"/dispatch/BENCH", b.key, body(i), http.StatusAccepted)
 		if err != nil {
 			errOnce.Do(func() { firstErr = err })
 		}
@@ -411,7 +426,7 @@ func run(ctx context.Context, o options) error {
 	rep.drainWrites = writesBetween(seqs0, seqs1, seqsErr0, seqsErr1, seen)
 	traffic1, trafficErr1 := readTraffic(monitors[natsURL])
 	rep.drainTraffic = trafficBetween(traffic0, traffic1, trafficErr0, trafficErr1, seen)
-	msgs, err := waitSandbox(ctx, api, key, seen, time.Minute)
+	msgs, err := waitSandbox(ctx, api, pipeBots, seen, time.Minute)
 	if err != nil && rep.pipelineNote == "" {
 		rep.pipelineNote = err.Error()
 	}
@@ -432,7 +447,16 @@ func run(ctx context.Context, o options) error {
 
 	// End-to-end latency at a fixed arrival rate, below saturation.
 	log.Printf("end to end at %.0f/s", o.e2eRate)
-	rep.e2e, err = endToEnd(ctx, api, key, o, seen)
+	benchSeen := seen // the end-to-end phase goes to bot "bench" alone
+	if len(pipeBots) > 1 {
+		benchSeen = 0
+		for _, m := range msgs {
+			if m.bot == "bench" {
+				benchSeen++
+			}
+		}
+	}
+	rep.e2e, err = endToEnd(ctx, api, key, o, benchSeen)
 	if err != nil {
 		return err
 	}
@@ -610,7 +634,7 @@ func clusterPhase(ctx context.Context, o options, tmp, natsServer, flowgate stri
 	seen := int(sent - sent0)
 	c.drainCPU = meter.stop(seen, "runs")
 	c.drainLock = locks.stop(seen)
-	msgs, err := waitSandbox(ctx, api, key, seen, time.Minute)
+	msgs, err := waitSandbox(ctx, api, []botKey{{"bench", key}}, seen, time.Minute)
 	if err != nil && c.pipelineNote == "" {
 		c.pipelineNote = err.Error()
 	}
@@ -647,18 +671,26 @@ type sandboxMsg struct {
 	Seq    int64     `json:"seq"`
 	To     string    `json:"to"`
 	SentAt time.Time `json:"sent_at"`
+	// bot is the bot whose sandbox holds it.
+	bot string
 }
 
-// readSandbox reads every sandbox message after seq.
-func readSandbox(api, key string, after int64) ([]sandboxMsg, error) {
+// botKey is a bot of the suite's and its API key.
+type botKey struct{ id, key string }
+
+// readSandbox reads every sandbox message of bot b after seq.
+func readSandbox(api string, b botKey, after int64) ([]sandboxMsg, error) {
 	var out []sandboxMsg
 	for {
 		var page struct {
 			Messages []sandboxMsg `json:"messages"`
 		}
-		path := fmt.Sprintf("/v1/bots/bench/sandbox/messages?limit=10000&after=%d", after)
-		if _, err := (apitest.Client{Base: api, HTTP: httpClient}).Expect(http.MethodGet, path, key, nil, &page, http.StatusOK); err != nil {
+		path := fmt.Sprintf("/v1/bots/%s/sandbox/messages?limit=10000&after=%d", b.id, after)
+		if _, err := (apitest.Client{Base: api, HTTP: httpClient}).Expect(http.MethodGet, path, b.key, nil, &page, http.StatusOK); err != nil {
 			return out, err
+		}
+		for i := range page.Messages {
+			page.Messages[i].bot = b.id
 		}
 		out = append(out, page.Messages...)
 		if len(page.Messages) < 10000 {
@@ -668,19 +700,22 @@ func readSandbox(api, key string, after int64) ([]sandboxMsg, error) {
 	}
 }
 
-// waitSandbox waits until the sandbox holds n messages (or the timeout).
-func waitSandbox(ctx context.Context, api, key string, n int, timeout time.Duration) ([]sandboxMsg, error) {
+// waitSandbox waits until the sandboxes of bots hold n messages together
+// (or the timeout), and returns them in the order they were sent.
+func waitSandbox(ctx context.Context, api string, bots []botKey, n int, timeout time.Duration) ([]sandboxMsg, error) {
 	deadline := time.Now().Add(timeout)
 	var msgs []sandboxMsg
-	var after int64
+	after := make([]int64, len(bots))
 	for {
-		more, err := readSandbox(api, key, after)
-		if err != nil {
-			return msgs, err
-		}
-		msgs = append(msgs, more...)
-		if len(more) > 0 {
-			after = more[len(more)-1].Seq
+		for i, b := range bots {
+			more, err := readSandbox(api, b, after[i])
+			if err != nil {
+				return msgs, err
+			}
+			msgs = append(msgs, more...)
+			if len(more) > 0 {
+				after[i] = more[len(more)-1].Seq
+			}
 		}
 		if len(msgs) >= n {
 			sort.Slice(msgs, func(i, j int) bool { return msgs[i].SentAt.Before(msgs[j].SentAt) })
@@ -721,7 +756,7 @@ func endToEnd(ctx context.Context, api, key string, o options, already int) (res
 		}()
 	}
 	wg.Wait()
-	msgs, err := waitSandbox(ctx, api, key, already+n-failed, 2*time.Minute)
+	msgs, err := waitSandbox(ctx, api, []botKey{{"bench", key}}, already+n-failed, 2*time.Minute)
 	res := result{name: fmt.Sprintf("trigger → sandbox message, %.0f/s open loop", o.e2eRate), duration: time.Since(begin), errors: failed}
 	if err != nil {
 		res.note = err.Error()
@@ -747,7 +782,7 @@ func broadcast(ctx context.Context, api, key string, n int) string {
 	for _, u := range users {
 		audience[u] = true
 	}
-	before, err := readSandbox(api, key, 0)
+	before, err := readSandbox(api, botKey{"bench", key}, 0)
 	if err != nil {
 		return "not measured: " + err.Error()
 	}
@@ -765,7 +800,7 @@ func broadcast(ctx context.Context, api, key string, n int) string {
 	deadline := time.Now().Add(3 * time.Minute)
 	got := map[string]time.Time{}
 	for len(got) < n && time.Now().Before(deadline) && ctx.Err() == nil {
-		more, err := readSandbox(api, key, after)
+		more, err := readSandbox(api, botKey{"bench", key}, after)
 		if err != nil {
 			return "incomplete: " + err.Error()
 		}
