@@ -32,15 +32,7 @@ func TestClusterPacerLimitAcrossFailOver(t *testing.T) {
 
 	c := startDeployedCluster(t)
 	// A second WhatsApp worker replica, as a scaled deployment runs it.
-	var worker *proc
-	for _, p := range c.services {
-		if p.name == "channel-whatsapp" {
-			worker = p
-		}
-	}
-	if worker == nil {
-		t.Fatal("the deployed cluster runs no WhatsApp worker")
-	}
+	worker := c.service("channel-whatsapp")
 	addr := freePort(t)
 	// The first replica's environment (its NATS user included), its own
 	// metrics address: the last value of a repeated variable wins.
@@ -49,26 +41,8 @@ func TestClusterPacerLimitAcrossFailOver(t *testing.T) {
 	c.services = append(c.services, second)
 	waitHTTP(t, "http://"+addr+"/readyz", 60*time.Second, c.services...)
 
-	var created struct {
-		APIKey string `json:"api_key"`
-	}
-	out := c.api.must(http.StatusCreated, http.MethodPost, "/v1/bots", adminKey, map[string]any{"id": "paced", "name": "Paced",
-		"channels": map[string]any{"default_channel": "whatsapp", "whatsapp": map[string]any{
-			"phone_number_id": phoneID, "access_token": token, "app_secret": "wa-app-secret-0123456789",
-			"verify_token": "wa-verify-token", "api_base": double.APIBase(), "rate_per_second": rate}}})
-	if err := json.Unmarshal(out, &created); err != nil || created.APIKey == "" {
-		t.Fatalf("create bot: %s", out)
-	}
-	key := created.APIKey
-	flow := map[string]any{"steps": []any{map[string]any{"id": "promo", "type": "template", "template": "promo", "language": "en_US"}}}
-	for _, put := range []struct {
-		path string
-		body any
-	}{{"/v1/bots/paced/flows/promo", flow}, {"/v1/bots/paced/events/PROMO", map[string]any{"flow": "promo"}}} {
-		if code, out := c.api.do(http.MethodPut, put.path, key, put.body); code != http.StatusOK && code != http.StatusCreated {
-			t.Fatalf("PUT %s: %d %s", put.path, code, out)
-		}
-	}
+	key := c.templateBot("paced", "PROMO", "promo", map[string]any{"phone_number_id": phoneID, "access_token": token,
+		"api_base": double.APIBase(), "rate_per_second": rate})
 
 	list := make([]string, users)
 	for i := range list {
@@ -159,6 +133,50 @@ func TestClusterPacerLimitAcrossFailOver(t *testing.T) {
 		t.Errorf("the double refused requests: %v", rejected)
 	}
 	c.checkServices()
+}
+
+// service is the deployment's process named name (the test fails
+// without one).
+func (c *deployedCluster) service(name string) *proc {
+	c.t.Helper()
+	for _, p := range c.services {
+		if p.name == name {
+			return p
+		}
+	}
+	c.t.Fatalf("the deployment runs no %s", name)
+	return nil
+}
+
+// templateBot creates a bot on WhatsApp (wa: the account's settings, a
+// double's api_base among them; the app secret and verify token are
+// added) whose event starts a flow of one template message, and returns
+// the bot's API key.
+func (c *deployedCluster) templateBot(id, event, template string, wa map[string]any) string {
+	t := c.t
+	t.Helper()
+	account := map[string]any{"app_secret": "wa-app-secret-0123456789", "verify_token": "wa-verify-token"}
+	for k, v := range wa {
+		account[k] = v
+	}
+	var created struct {
+		APIKey string `json:"api_key"`
+	}
+	out := c.api.must(http.StatusCreated, http.MethodPost, "/v1/bots", adminKey, map[string]any{"id": id, "name": id,
+		"channels": map[string]any{"default_channel": "whatsapp", "whatsapp": account}})
+	if err := json.Unmarshal(out, &created); err != nil || created.APIKey == "" {
+		t.Fatalf("create bot: %s", out)
+	}
+	flow := map[string]any{"steps": []any{map[string]any{"id": template, "type": "template", "template": template, "language": "en_US"}}}
+	for _, put := range []struct {
+		path string
+		body any
+	}{{"/v1/bots/" + id + "/flows/" + template, flow}, {"/v1/bots/" + id + "/events/" + event, map[string]any{"flow": template}}} {
+		if code, out := c.api.do(http.MethodPut, put.path, created.APIKey, put.body); code != http.StatusOK && code != http.StatusCreated {
+			t.Fatalf("PUT %s: %d %s", put.path, code, out)
+		}
+	}
+	return created.APIKey
 }
 
 // waitFor polls cond every 100 ms until it holds or the timeout passes.

@@ -37,36 +37,9 @@ func TestProviderOutageWithServiceUsers(t *testing.T) {
 	double := whatsappdouble.New(whatsappdouble.WithAccountToken(phoneID, token), whatsappdouble.WithTemplates("shipped"))
 	t.Cleanup(double.Close)
 	c := startDeployedOpts(t, deployOpts{nodes: 1, orchestrators: 1, env: []string{"FLOWGATE_RETRY_MAX_BACKOFF=200ms"}})
-	var worker *proc
-	for _, p := range c.services {
-		if p.name == "channel-whatsapp" {
-			worker = p
-		}
-	}
-	if worker == nil {
-		t.Fatal("the deployment runs no WhatsApp worker")
-	}
-
-	var created struct {
-		APIKey string `json:"api_key"`
-	}
-	out := c.api.must(http.StatusCreated, http.MethodPost, "/v1/bots", adminKey, map[string]any{"id": "outage", "name": "Outage",
-		"channels": map[string]any{"default_channel": "whatsapp", "whatsapp": map[string]any{
-			"phone_number_id": phoneID, "access_token": token, "app_secret": "wa-app-secret-0123456789",
-			"verify_token": "wa-verify-token", "api_base": double.APIBase()}}})
-	if err := json.Unmarshal(out, &created); err != nil || created.APIKey == "" {
-		t.Fatalf("create bot: %s", out)
-	}
-	key := created.APIKey
-	flow := map[string]any{"steps": []any{map[string]any{"id": "shipped", "type": "template", "template": "shipped", "language": "en_US"}}}
-	for _, put := range []struct {
-		path string
-		body any
-	}{{"/v1/bots/outage/flows/shipped", flow}, {"/v1/bots/outage/events/SHIPPED", map[string]any{"flow": "shipped"}}} {
-		if code, out := c.api.do(http.MethodPut, put.path, key, put.body); code != http.StatusOK && code != http.StatusCreated {
-			t.Fatalf("PUT %s: %d %s", put.path, code, out)
-		}
-	}
+	worker := c.service("channel-whatsapp")
+	key := c.templateBot("outage", "SHIPPED", "shipped", map[string]any{"phone_number_id": phoneID, "access_token": token,
+		"api_base": double.APIBase()})
 	// WhatsApp answers 500 (code 131000, "Something went wrong": transient)
 	// for every send to the user until the test clears it.
 	double.FailRecipient(user, 131000)
@@ -112,15 +85,7 @@ func TestProviderOutageWithServiceUsers(t *testing.T) {
 func TestStoreLockedWithServiceUsers(t *testing.T) {
 	const user = "+15550002222"
 	c := startDeployedOpts(t, deployOpts{nodes: 1, orchestrators: 1, env: []string{"FLOWGATE_RETRY_MAX_BACKOFF=200ms"}})
-	var orch *proc
-	for _, p := range c.services {
-		if p.name == "orchestrator" {
-			orch = p
-		}
-	}
-	if orch == nil {
-		t.Fatal("the deployment runs no orchestrator")
-	}
+	orch := c.service("orchestrator")
 
 	db, err := sql.Open("sqlite", filepath.Join(c.tmp, "data", sqlite.FileName))
 	if err != nil {
