@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -30,10 +31,22 @@ func TestLaunchGroupsSurviveAPanic(t *testing.T) {
 	fs := []*fanOut{{}, {}}
 	require.ErrorContains(t, g.start(ctx, fs, []string{"a", "b"}), "launch panic: boom")
 	require.ErrorContains(t, g.start(ctx, fs, []string{"a", "b"}), "first checkpoint refused", "a fan-out's own error")
+	waitSlotsFree(t, g)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	require.Zero(t, g.running)
 	require.Empty(t, g.queue)
+}
+
+// waitSlotsFree waits until no launch goroutine holds a slot: a launch
+// answers its batches before its goroutine looks at the queue again,
+// finds it empty and frees the slot.
+func waitSlotsFree(t testing.TB, g *launchGroups) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.running == 0
+	}, 10*time.Second, time.Millisecond, "the launch slots are free again")
 }
 
 // A launch that answers fewer errors than it had fan-outs fails its

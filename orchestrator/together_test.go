@@ -214,14 +214,7 @@ func (u *unit) gathered(ms ...bus.Message) []error {
 	}
 	go g.run() // the slot's launch done: the next one takes what waits
 	wg.Wait()
-	// The last launch answers its batches (which ends wg) before its
-	// goroutine looks at the queue again, finds it empty and frees the
-	// slot: wait for that.
-	require.Eventually(u.t, func() bool {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		return g.running == 0
-	}, 10*time.Second, time.Millisecond, "the launch slot is free again")
+	waitSlotsFree(u.t, g)
 	g.mu.Lock()
 	require.Empty(u.t, g.queue)
 	g.queued = nil
